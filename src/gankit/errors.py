@@ -1,0 +1,21 @@
+"""User-facing errors: one line saying what is wrong and how to fix it.
+
+The command line prints `error: <message>` and exits with status 2 for any `GankitError`;
+library code raises the most specific subclass so callers can tell them apart.
+"""
+
+
+class GankitError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class ConfigError(GankitError):
+    """A configuration key or value is invalid."""
+
+
+class DataError(GankitError):
+    """A dataset folder, image or label file cannot be used."""
+
+
+class RunError(GankitError):
+    """A run folder or checkpoint cannot be used."""

@@ -1,0 +1,111 @@
+"""The `gankit` command line: parse arguments, build the config, call the library. No training logic here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from gankit.errors import GankitError
+
+app = typer.Typer(
+    help="Train, compare and sample image GANs on a folder of images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _flags_layer(**flags) -> dict:
+    """Plain flags -> a config override layer (only the flags the user actually gave)."""
+    layer: dict = {}
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        section, key = dotted.split("__")
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+@app.command()
+def train(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/webp/bmp/gif, searched recursively). Omit to train on the built-in MNIST digits."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size, a power of two 16-1024 [default: 32 for MNIST, 64 for folders]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset [default: 20]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step [default: 64]."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder. An existing one is resumed from its last checkpoint [default: runs/<dataset><res>_<arch>]."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe overriding the defaults (see configs/)."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Labels: 'folders' (sub-folder names) or a CSV file matched by file stem."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="CSV column holding the label, e.g. type1."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [default: auto]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 [default: auto = bf16 where the hardware has it]."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [default: 0]."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+):
+    """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
+    from gankit.config import parse_sets, read_yaml
+    from gankit.train import run_training
+
+    layers = [
+        read_yaml(config) if config else {},
+        parse_sets(set_),
+        _flags_layer(data__path=data, data__resolution=resolution, train__epochs=epochs, train__batch_size=batch_size,
+                     data__labels=labels, data__label_column=label_column, train__device=device,
+                     train__precision=precision, train__max_steps=max_steps, train__seed=seed,
+                     log__progress=False if no_progress else None),
+    ]
+    run_path = run_training(layers, run)
+    typer.echo(f"done: {run_path}  (samples in {run_path / 'samples'}, sample more with: gankit sample {run_path})")
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file."),
+    n: int = typer.Option(64, "-n", help="Number of images."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here (png)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+):
+    """Draw images from a trained generator."""
+    import math
+
+    from torchvision.utils import save_image
+
+    from gankit.sample import load_run_generator
+
+    if n <= 0:
+        raise GankitError(f"-n must be at least 1, got {n}")
+    if grid is None and out_dir is None:
+        grid = Path("samples.png")
+    gen = load_run_generator(run, checkpoint, device)
+    images = gen.sample(n, seed)
+    if grid is not None:
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images, grid, nrow=max(1, int(math.ceil(math.sqrt(n)))), normalize=True, value_range=(-1, 1))
+        typer.echo(f"wrote {grid}")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+        typer.echo(f"wrote {n} images to {out_dir}")
+
+
+def main() -> None:
+    try:
+        app()
+    except GankitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The run's metric log: `metrics.jsonl` (one JSON object per line) and TensorBoard events.
+
+Every line has `kind` (step | epoch | eval), `step` (iterations so far), `epoch` and `time`
+(training seconds since the run started, continuing across resumes). Lines are appended and
+flushed one at a time; on resume, lines written after the checkpoint (and a torn last line from a
+crash) are dropped so the log never holds duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from gankit.checkpoint import atomic_write_text
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """All well-formed lines of a metrics.jsonl; a torn or garbled line is skipped."""
+    out = []
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool = True):
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        self.file = open(self.path, "a")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
+            except ImportError:  # tensorboard is a dependency, but keep training if it is broken
+                self.tb = None
+
+    def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
+        clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
+        rec = {"kind": kind, "step": step, "epoch": epoch, "time": round(time, 3), **clean}
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -1,0 +1,66 @@
+"""Sampling from a trained run: load its generator (safetensors or checkpoint) and draw images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gankit.checkpoint import load_checkpoint, load_generator
+from gankit.config import Config, from_dict
+from gankit.device import resolve_device
+from gankit.errors import GankitError, RunError
+from gankit.models import build_generator, sample_z
+
+
+class LoadedGenerator:
+    def __init__(self, G: torch.nn.Module, cfg: Config, class_names: list[str], device: torch.device):
+        self.G, self.cfg, self.class_names, self.device = G, cfg, class_names, device
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
+        """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device."""
+        if not 0 <= seed < 2**63:
+            raise GankitError(f"--seed must be between 0 and 2**63-1, got {seed}")
+        g = torch.Generator().manual_seed(seed)
+        z = sample_z(n, self.cfg, "cpu", generator=g)
+        out = [self.G(chunk.to(self.device)).float().cpu() for chunk in z.split(batch_size)]
+        return torch.cat(out)
+
+
+def _config_of(d: dict) -> tuple[Config, list[str]]:
+    d = dict(d)
+    class_names = list(d.pop("class_names", []) or [])
+    return from_dict(d), class_names
+
+
+def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
+    """The generator of a run folder (its generator.safetensors) or of a given checkpoint / .safetensors file."""
+    run = Path(run)
+    if checkpoint is None and run.is_file():
+        checkpoint = run
+    if checkpoint is None:
+        if not run.is_dir():
+            raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
+        checkpoint = run / "generator.safetensors"
+        if not checkpoint.exists():
+            checkpoint = run / "checkpoints" / "last.pt"
+        if not checkpoint.exists():
+            raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoints/last.pt yet: "
+                           "train it first (gankit train --run {run})")
+    checkpoint = Path(checkpoint)
+    if checkpoint.suffix == ".safetensors":
+        weights, meta = load_generator(checkpoint)
+        cfg, class_names = _config_of(meta)
+    else:
+        state = load_checkpoint(checkpoint)
+        weights = state["G"]
+        cfg, class_names = _config_of({**state["config"], "class_names": state.get("class_names", [])})
+    dev = resolve_device(device)
+    G = build_generator(cfg)
+    try:
+        G.load_state_dict(weights)
+    except RuntimeError as e:
+        raise RunError(f"weights in '{checkpoint}' do not fit the generator its config describes: {str(e).splitlines()[0]}") from None
+    G.to(dev).eval()
+    return LoadedGenerator(G, cfg, class_names, dev)

@@ -1,0 +1,466 @@
+"""One training loop for every model, loss and strategy.
+
+`run_training` resolves the run folder (new or resumed) and hands a `Trainer` the config and the
+dataset. The trainer walks the phases a strategy plans for each iteration (`Phase("D")`,
+`Phase("G")`), so new strategies and losses plug in without editing the loop. The whole uint8
+dataset lives on the training device; a batch is index + scale + flip there, with no DataLoader and
+no host sync per step: losses are summed on the device and read only every `log.every` iterations.
+
+Run folder (`runs/<name>/`): config.yaml, metrics.jsonl, tensorboard/, samples/epoch_NNNN.png,
+checkpoints/last.pt (+ epoch_NNNN.pt every `log.checkpoint_every` epochs), generator.safetensors.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from gankit import console
+from gankit.checkpoint import load_checkpoint, save_checkpoint, save_generator
+from gankit.config import Config, build_config, incompatible_changes, save_yaml, to_dict
+from gankit.device import autocast, memory_format, resolve_device, resolve_precision
+from gankit.errors import RunError
+from gankit.losses import build_loss
+from gankit.models import build_discriminator, build_generator, sample_z
+from gankit.runlog import RunLog
+from gankit.strategies import build_strategy
+
+
+# --------------------------------------------------------------------------- run folder and config
+
+
+def default_run_dir(cfg: Config) -> Path:
+    data = Path(cfg.data.path).name if cfg.data.path and not cfg.data.path.startswith("builtin:") else "mnist"
+    res = cfg.data.resolution or (32 if data == "mnist" and not cfg.data.path else 64)
+    return Path("runs") / (cfg.name or f"{data}{res}_{cfg.model.arch}")
+
+
+def resolve_config(layers: list[dict], run_dir: Path) -> tuple[Config, bool]:
+    """The run's config: saved config.yaml + the user's overrides for a resumed run, else defaults + overrides.
+    Returns (config, resuming)."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.exists():
+        return build_config(*layers), False
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        saved_cfg = build_config(saved)
+    except Exception as e:  # noqa: BLE001
+        raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another --run folder") from None
+    cfg = build_config(saved, *layers)
+    diffs = incompatible_changes(saved_cfg, cfg)
+    if diffs:
+        raise RunError(
+            f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}): "
+            "pass a new --run DIR, or drop those overrides to resume it"
+        )
+    return cfg, True
+
+
+def finalize_config(cfg: Config, data) -> Config:
+    """Fill the values that depend on the dataset (so config.yaml is fully resolved)."""
+    is_builtin = not cfg.data.path or cfg.data.path.startswith("builtin:")
+    cfg.data.resolution = cfg.data.resolution or (32 if is_builtin else 64)
+    cfg.data.flip = (not is_builtin) if cfg.data.flip is None else cfg.data.flip
+    cfg.model.channels = int(data.images.shape[1])
+    cfg.model.num_classes = len(data.class_names) if data.labels is not None else 0
+    if cfg.train.batch_size > len(data.images):
+        from gankit.errors import ConfigError
+
+        raise ConfigError(
+            f"train.batch_size {cfg.train.batch_size} is larger than the dataset ({len(data.images)} images): "
+            f"use --batch-size {max(1, len(data.images))} or less"
+        )
+    return cfg
+
+
+# --------------------------------------------------------------------------- data on the device
+
+
+class Batches:
+    """The uint8 dataset on the training device, served as float batches in [-1, 1].
+
+    Batch `cursor` (batches consumed since the start) maps deterministically to images: epoch
+    e = cursor // steps_per_epoch uses a permutation seeded by (seed, e), so a resumed run needs
+    only the cursor to continue with exactly the same batches.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, flip: bool,
+                 seed: int, device: torch.device, fmt: torch.memory_format):
+        self.images = images.to(device)
+        self.labels = labels.to(device) if labels is not None else None
+        self.batch_size = batch_size
+        self.flip = flip
+        self.seed = seed
+        self.device = device
+        self.fmt = fmt
+        self.steps_per_epoch = max(1, len(images) // batch_size)
+        self._perm_epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(len(self.images), generator=g).to(self.device)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def get(self, cursor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        epoch, i = divmod(cursor, self.steps_per_epoch)
+        idx = self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self.images[idx].float().mul_(2 / 255).sub_(1)
+        if self.flip:
+            mask = torch.rand(len(idx), 1, 1, 1, device=self.device) < 0.5
+            x = torch.where(mask, x.flip(3), x)
+        x = x.contiguous(memory_format=self.fmt)
+        return x, (self.labels[idx] if self.labels is not None else None)
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+def build_optimizer(params, lr: float, cfg: Config) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), foreach=True)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, data, run_dir: Path, resume: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.train.device)
+        self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
+        self.fmt = memory_format(cfg.train.channels_last, self.device)
+        self.class_names = list(data.class_names)
+        torch.manual_seed(cfg.train.seed)
+
+        self.G = build_generator(cfg).to(self.device, memory_format=self.fmt)
+        self.D = build_discriminator(cfg).to(self.device, memory_format=self.fmt)
+        self.opt_g = build_optimizer(self.G.parameters(), cfg.train.lr_g, cfg)
+        self.opt_d = build_optimizer(self.D.parameters(), cfg.train.lr_d, cfg)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.loss = build_loss(cfg)
+        self.strategy = build_strategy(cfg)
+        self.batches = Batches(data.images, data.labels, cfg.train.batch_size, cfg.data.flip, cfg.train.seed,
+                               self.device, self.fmt)
+        g = torch.Generator().manual_seed(cfg.train.seed + 12345)
+        self.fixed_noise = sample_z(cfg.log.n_samples, cfg, "cpu", generator=g)
+
+        self.iteration = 0  # strategy iterations done
+        self.cursor = 0  # real batches consumed
+        self.elapsed = 0.0  # training seconds, across resumes
+        self.d_updates = 0
+        self.g_updates = 0
+
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        resumed = False
+        if resume and (self.ckpt_dir / "last.pt").exists():
+            self._load(load_checkpoint(self.ckpt_dir / "last.pt", map_location="cpu"))
+            resumed = True
+        self.resumed = resumed
+        self.log = RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
+        self._reset_sums()
+        self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
+
+    # ---------------------------------------------------------------- state
+
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "iteration": self.iteration,
+            "cursor": self.cursor,
+            "elapsed": self.elapsed,
+            "d_updates": self.d_updates,
+            "g_updates": self.g_updates,
+            "fixed_noise": self.fixed_noise,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "class_names": self.class_names,
+            "config": to_dict(self.cfg),
+        }
+
+    def _load(self, state: dict) -> None:
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise RunError(f"checkpoint in '{self.ckpt_dir}' does not match this model ({str(e).splitlines()[0]}): "
+                           "use a new --run folder") from None
+        self.strategy.load_state_dict(state["strategy"])
+        for k in ("iteration", "cursor", "elapsed", "d_updates", "g_updates"):
+            setattr(self, k, state[k])
+        self.fixed_noise = state["fixed_noise"]
+        torch.set_rng_state(state["rng_cpu"])
+        if torch.cuda.is_available() and state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def save(self, numbered: bool = False) -> None:
+        state = self.state_dict()
+        save_checkpoint(state, self.ckpt_dir / "last.pt")
+        if numbered:
+            save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+        save_generator(self.G.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
+                       self.run_dir / "generator.safetensors")
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self.cursor // self.batches.steps_per_epoch
+
+    # ---------------------------------------------------------------- one iteration
+
+    def _reset_sums(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        v = value.detach().float()
+        self.sums[name] = self.sums[name] + v if name in self.sums else v
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def _z(self, n: int) -> torch.Tensor:
+        return sample_z(n, self.cfg, self.device)
+
+    def _d_phase(self, swap: bool, keep_fake_for_g: bool) -> torch.Tensor | None:
+        real, _ = self.batches.get(self.cursor)
+        self.cursor += 1
+        z = self._z(real.shape[0])
+        kept = None
+        with autocast(self.device, self.amp_dtype):
+            if keep_fake_for_g:  # the following G phase reuses this forward, as the reference DCGAN step does
+                kept = self.G(z)
+                fake = kept.detach()
+            else:
+                with torch.no_grad():
+                    fake = self.G(z)
+            out_real = self.D(real)
+            out_fake = self.D(fake)
+            loss = self.loss.d_loss(out_real, out_fake, swap=swap)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_d)
+        self.scaler.update()
+        self.d_updates += 1
+        acc_real, acc_fake = self.loss.accuracy(out_real, out_fake)
+        self._add("d_loss", loss)
+        self._add("d_acc_real", acc_real)
+        self._add("d_acc_fake", acc_fake)
+        return kept
+
+    def _g_phase(self, fake: torch.Tensor | None) -> None:
+        self.D.requires_grad_(False)  # no D weight gradients in the G phase: they would be thrown away
+        with autocast(self.device, self.amp_dtype):
+            if fake is None:
+                fake = self.G(self._z(self.cfg.train.batch_size))
+            loss = self.loss.g_loss(self.D(fake))
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        self.D.requires_grad_(True)
+        self.g_updates += 1
+        self._add("g_loss", loss)
+
+    def train_iteration(self) -> None:
+        phases = self.strategy.plan(self.iteration)
+        kept = None
+        for i, phase in enumerate(phases):
+            if phase.net == "D":
+                next_is_g = i + 1 < len(phases) and phases[i + 1].net == "G"
+                kept = self._d_phase(phase.swap, keep_fake_for_g=next_is_g)
+            else:
+                self._g_phase(kept)
+                kept = None
+        self.iteration += 1
+
+    # ---------------------------------------------------------------- outputs
+
+    def _read_sums(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        names = list(self.sums)
+        values = torch.stack([self.sums[n] / self.counts[n] for n in names]).tolist()  # the one host sync
+        return dict(zip(names, values))
+
+    @torch.no_grad()
+    def write_samples(self) -> Path:
+        from torchvision.utils import save_image
+
+        self.G.eval()
+        with autocast(self.device, self.amp_dtype):
+            images = self.G(self.fixed_noise.to(self.device)).float()
+        self.G.train()
+        path = self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        save_image(images, tmp, nrow=int(math.sqrt(len(images))) or 1, normalize=True, value_range=(-1, 1))
+        tmp.replace(path)
+        return path
+
+    # ---------------------------------------------------------------- the loop
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        spe = self.batches.steps_per_epoch
+        total_batches = cfg.train.epochs * spe
+        max_steps = cfg.train.max_steps
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, self.run_dir / "config.yaml")
+        if self.cursor >= total_batches or (max_steps is not None and self.iteration >= max_steps):
+            console.info(f"run '{self.run_dir}' is already complete ({self.epoch} epochs, {self.iteration} iterations): "
+                         "raise --epochs to train longer")
+            self.log.close()
+            return {"iterations": self.iteration, "epochs": self.epoch}
+
+        progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}")
+        interrupted = _InterruptFlag()
+        last_log_t, last_log_cursor = time.perf_counter(), self.cursor
+        t_start = time.perf_counter()
+        elapsed_base = self.elapsed
+        progress.reset_epoch(self.epoch, self.cursor % spe)
+        try:
+            while self.cursor < total_batches and (max_steps is None or self.iteration < max_steps):
+                epoch_before = self.epoch
+                before = self.cursor
+                self.train_iteration()
+                progress.advance(self.cursor - before)
+                self.elapsed = elapsed_base + time.perf_counter() - t_start
+                if self.iteration % cfg.log.every == 0:
+                    now = time.perf_counter()
+                    ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
+                    self._log_step(ips, progress)
+                    last_log_t, last_log_cursor = now, self.cursor
+                if self.epoch > epoch_before:
+                    self._end_epoch(progress)
+                if interrupted.hit:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            progress.close()
+            self.save()
+            self.log.close()
+            console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
+                         f"Resume with: gankit train --run {self.run_dir}")
+            raise
+        finally:
+            interrupted.restore()
+        progress.close()
+        if self.cursor % spe:  # stopped mid-epoch (max_steps): keep everything resumable
+            self._log_step(None, None)
+            self.write_samples()
+            self.save()
+        self.log.close()
+        return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
+
+    def _log_step(self, ips: float | None, progress) -> None:
+        values = self._read_sums()
+        self._reset_sums()
+        if not values:
+            return
+        values.update(d_updates=self.d_updates, g_updates=self.g_updates)
+        if ips is not None:
+            values["img_per_s"] = ips
+        self.log.write("step", self.iteration, self.epoch + 1, self.elapsed, values)
+        self.epoch_values.append(values)
+        if progress is not None:
+            progress.postfix(values)
+
+    def _end_epoch(self, progress) -> None:
+        self._log_step(None, progress)
+        rows = self.epoch_values
+        if rows:
+            keys = {k for r in rows for k in r}
+            avg = {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}
+            avg.update(d_updates=self.d_updates, g_updates=self.g_updates)
+            self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)
+        self.epoch_values = []
+        self.write_samples()
+        self.save(numbered=self.epoch % self.cfg.log.checkpoint_every == 0)
+        progress.reset_epoch(self.epoch, 0)
+
+
+class _InterruptFlag:
+    """Turn SIGTERM into a clean stop at the end of the current iteration (Ctrl-C raises at once)."""
+
+    def __init__(self):
+        self.hit = False
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handler)
+        except ValueError:  # not the main thread
+            self._old = None
+
+    def _handler(self, *_):
+        self.hit = True
+
+    def restore(self):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+class _progress:
+    """A tqdm bar per epoch showing losses and images/s; silent when disabled."""
+
+    def __init__(self, enabled: bool, steps_per_epoch: int, name: str):
+        self.enabled, self.spe, self.name, self.bar = enabled, steps_per_epoch, name, None
+
+    def reset_epoch(self, epoch: int, done: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(total=self.spe, initial=done, desc=f"{self.name} epoch {epoch + 1}", unit="batch",
+                        dynamic_ncols=True, leave=False)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None and n:
+            self.bar.update(n)
+
+    def postfix(self, values: dict) -> None:
+        if self.bar is not None:
+            shown = {k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "img_per_s")}
+            self.bar.set_postfix(shown, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
+    """Build (or resume) a run from config override layers and train it. Returns the run folder."""
+    from gankit.data import load_dataset
+
+    probe = build_config(*layers)
+    run_path = Path(run_dir) if run_dir else default_run_dir(probe)
+    cfg, resuming = resolve_config(layers, run_path)
+    is_builtin = not cfg.data.path or cfg.data.path.startswith("builtin:")
+    resolution = cfg.data.resolution or (32 if is_builtin else 64)
+    data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
+                        cache_dir=cfg.data.cache_dir, progress=cfg.log.progress)
+    cfg = finalize_config(cfg, data)
+    cfg.name = cfg.name or run_path.name
+    trainer = Trainer(cfg, data, run_path, resume=resuming)
+    console.info(f"{'resuming' if trainer.resumed else 'training'} {run_path} on {trainer.device} "
+                 f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
+                 f"{len(data.images)} images at {cfg.data.resolution}px, {cfg.train.epochs} epochs")
+    trainer.fit()
+    return run_path

@@ -6,6 +6,7 @@ folders too, never to the user's home.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import time
@@ -39,10 +40,8 @@ def solid(color, size=(24, 24), mode="RGB") -> Image.Image:
 
 def noisy_png_bytes(seed=0, size=64) -> bytes:
     rng = np.random.default_rng(seed)
-    path_bytes = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-    import io
     buf = io.BytesIO()
-    path_bytes.save(buf, format="PNG")
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -166,7 +165,7 @@ def test_good_images_are_loaded_and_bad_ones_named_in_one_warning(zoo, capsys):
     assert f"skipped {len(BAD)} of {len(GOOD) + len(BAD)} image files" in line
     for name, reason in BAD.items():
         assert f"{name} ({reason})" in line
-    assert "1 non-image files ignored" in line  # notes.txt
+    assert "1 non-image file ignored" in line  # notes.txt
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -159,7 +159,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
 
     if not files:
         if ignored:
-            raise DataError(f"data folder '{root}' holds no image files ({len(ignored)} other files, "
+            raise DataError(f"data folder '{root}' holds no image files ({_count(len(ignored), 'other file')}, "
                             f"e.g. '{sorted(ignored)[0]}'): supported extensions are {_SUPPORTED}")
         raise DataError(f"data folder '{root}' is empty: put {_SUPPORTED} images in it (sub-folders are fine)")
 
@@ -424,6 +424,10 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or "data"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _short_list(names: list[str]) -> str:
     shown = ", ".join(names[:MAX_NAMED])
     return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"
@@ -434,6 +438,6 @@ def _name_list(items: list[tuple[str, str]]) -> str:
 
 
 def _skip_message(skipped: list[tuple[str, str]], total: int, ignored: int) -> str:
-    extra = f"; {ignored} non-image files ignored" if ignored else ""
+    extra = f"; {_count(ignored, 'non-image file')} ignored" if ignored else ""
     return (f"skipped {len(skipped)} of {total} image files: {_name_list(skipped)} "
             f"— fix or remove them to silence this{extra}")

@@ -99,18 +99,17 @@ def load_folder(
     if payload is None or not _valid(payload, resolution):
         payload = _decode_folder(root, files, stats, resolution, name, progress)
         payload["key"] = key
-        payload["ignored"] = ignored
         if payload["files"] and cache.write(cache_file, payload) and progress:
             info(f"cached {len(payload['files'])} images of '{name}' at {resolution}px in {cache_file}")
 
     images, kept = payload["images"], list(payload["files"])
     skipped = [(str(f), str(r)) for f, r in payload["skipped"]]
-    if skipped:
-        warn(_skip_message(skipped, len(kept) + len(skipped), payload.get("ignored", 0)))
     if not kept:
         raise DataError(
             f"none of the {len(skipped)} image files in '{root}' could be decoded "
             f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
+    if skipped:
+        warn(_skip_message(skipped, len(kept) + len(skipped), ignored))
 
     label_tensor, class_names, label_key = None, [], "none"
     if labels is not None:

@@ -1,0 +1,41 @@
+"""Datasets: image folders and label files -> one cached uint8 tensor; built-in datasets.
+
+    load_dataset(None, 32)                         # built-in MNIST, [5000, 1, 32, 32]
+    load_dataset("builtin:mnist", 64)
+    load_dataset("./pokemon", 64, labels="./pokemon/types.csv", label_column="type1")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gankit.data.builtin import BUILTIN_NAMES, load_builtin
+from gankit.data.folder import IMAGE_EXTENSIONS, ImageSet, load_folder
+from gankit.errors import DataError
+
+__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "BUILTIN_NAMES", "IMAGE_EXTENSIONS"]
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def load_dataset(
+    path: str | Path | None,
+    resolution: int,
+    labels: str | None = None,
+    label_column: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> ImageSet:
+    """The built-in MNIST when `path` is None, a built-in dataset for "builtin:NAME", else a folder.
+
+    Built-in datasets always carry their own labels (MNIST: the digits); asking for folder or CSV
+    labels with them is an error. See `load_folder` for the folder arguments.
+    """
+    if path is None or str(path).startswith(BUILTIN_PREFIX):
+        name = "mnist" if path is None else str(path)[len(BUILTIN_PREFIX):]
+        if labels is not None:
+            raise DataError(f"the built-in dataset '{name}' has its own labels; labels='{labels}' applies "
+                            "only to an image folder passed with --data DIR")
+        return load_builtin(name, resolution, cache_dir=cache_dir)
+    return load_folder(path, resolution, labels=labels, label_column=label_column,
+                       cache_dir=cache_dir, progress=progress)

@@ -1,0 +1,74 @@
+"""The on-disk cache of decoded datasets: where it lives, and safe reads and writes.
+
+A cache file is a plain dict of tensors, strings, ints and lists saved with `torch.save` and read
+back with `torch.load(weights_only=True)`, so opening one never runs code. Files are written to a
+temporary name and renamed into place, so a crash or a parallel writer never leaves half a file;
+an unreadable or stale file is treated as missing and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gankit.console import warn
+
+ENV_VAR = "GANKIT_CACHE_DIR"
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The folder for dataset caches: `cache_dir`, else $GANKIT_CACHE_DIR, else ~/.cache/gankit/datasets."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return Path.home() / ".cache" / "gankit" / "datasets"
+
+
+def digest(*parts: object) -> str:
+    """A stable hex digest of the parts' text (joined with a separator that cannot occur in them)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(str(part).encode("utf-8", "surrogateescape"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def read(path: Path, key: str) -> dict[str, Any] | None:
+    """The cached dict at `path` if it exists, loads safely and was written for `key`; else None."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any damage (truncated, garbage, wrong format) means: rebuild
+        warn(f"ignoring unreadable dataset cache '{path}' ({type(exc).__name__}); rebuilding it")
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != key:
+        return None
+    return payload
+
+
+def write(path: Path, payload: dict[str, Any]) -> bool:
+    """Save `payload` to `path` atomically; on failure (read-only, disk full) warn and return False."""
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a cache holds nothing secret
+        os.replace(tmp_name, path)
+        return True
+    except OSError as exc:
+        warn(f"could not write dataset cache '{path}' ({exc.strerror or exc}); the data will be decoded again next time")
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+        return False

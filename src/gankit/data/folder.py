@@ -1,0 +1,442 @@
+"""Image folders -> one uint8 tensor, decoded once and cached on disk.
+
+`load_folder(root, resolution)` walks `root`, decodes every image file into an RGB square of
+`resolution` pixels (transparency composited on white, grayscale/palette/CMYK/16-bit converted,
+resized and center-cropped), and caches the result keyed by the folder's listing, so the second
+load is a single `torch.load`. Labels (class sub-folders or a CSV column) are applied after the
+cache, so changing them never re-decodes. Files that cannot be used are skipped and named in one
+warning line; a folder that cannot be used at all raises `DataError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from gankit.console import info, warn
+from gankit.data import cache
+from gankit.errors import ConfigError, DataError
+
+# Bump when decoding changes what ends up in the tensor, so old caches are not reused.
+LOADER_VERSION = 1
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+SKIPPED_DIRS = {"__MACOSX"}
+# Names shown in a warning before "and N more".
+MAX_NAMED = 5
+# Decoding threads: Pillow releases the GIL while decoding and resampling.
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+_SUPPORTED = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+@dataclass
+class ImageSet:
+    """A decoded dataset, ready to move to a device.
+
+    images:      uint8 [N, C, R, R]; C = 3 for folders, 1 for built-in MNIST.
+    labels:      int64 [N] indices into `class_names`, or None when no labels were asked for.
+    class_names: index -> class name, sorted; [] when there are no labels.
+    files:       relative posix paths of the images, in the order of `images`
+                 (built-in datasets use ids such as "mnist/0042").
+    name:        short dataset name for run names: the folder's name, or e.g. "mnist".
+    key:         hex digest of (file listing, resolution, label settings); caches such as the real
+                 FID statistics key on it.
+    skipped:     (relative path, reason) for each image file that could not be decoded.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    class_names: list[str]
+    files: list[str]
+    name: str
+    key: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def load_folder(
+    root: str | Path,
+    resolution: int,
+    labels: str | None = None,
+    label_column: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> ImageSet:
+    """Load every image under `root` as uint8 [N, 3, resolution, resolution].
+
+    labels:       None (no labels), "folders" (class = first sub-folder under `root`), or the path
+                  of a CSV file (tried as given, then relative to `root`) with one row per image.
+    label_column: the CSV column that holds the class; the column with the file names is found
+                  automatically (the one whose values match the most image file stems).
+    cache_dir:    where decoded data is cached; default $GANKIT_CACHE_DIR or ~/.cache/gankit/datasets.
+                  Nothing is ever written inside `root`.
+    progress:     show a progress bar on stderr while decoding (only when stderr is a terminal).
+    """
+    _check_resolution(resolution)
+    root = Path(root).expanduser()
+    files, stats, ignored = _scan(root)
+    name = root.resolve().name or "data"
+    listing = "\n".join(f"{f}\t{size}\t{mtime}" for f, (size, mtime) in zip(files, stats))
+    key = cache.digest("gankit-folder", LOADER_VERSION, resolution, listing)
+    cache_file = cache.cache_root(cache_dir) / f"{_safe(name)}-{resolution}px-{key[:20]}.pt"
+
+    payload = cache.read(cache_file, key)
+    if payload is None or not _valid(payload, resolution):
+        payload = _decode_folder(root, files, stats, resolution, name, progress)
+        payload["key"] = key
+        if payload["files"] and cache.write(cache_file, payload) and progress:
+            info(f"cached {len(payload['files'])} images of '{name}' at {resolution}px in {cache_file}")
+
+    images, kept = payload["images"], list(payload["files"])
+    skipped = [(str(f), str(r)) for f, r in payload["skipped"]]
+    if not kept:
+        raise DataError(
+            f"none of the {len(skipped)} image files in '{root}' could be decoded "
+            f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
+    if skipped:
+        warn(_skip_message(skipped, len(kept) + len(skipped), ignored))
+
+    label_tensor, class_names, label_key = None, [], "none"
+    if labels is not None:
+        rows, label_tensor, class_names, label_key = _apply_labels(root, kept, labels, label_column)
+        if len(rows) != len(kept):
+            images = images[torch.as_tensor(rows, dtype=torch.long)]
+            kept = [kept[i] for i in rows]
+    return ImageSet(images=images, labels=label_tensor, class_names=class_names, files=kept,
+                    name=name, key=cache.digest(key, label_key), skipped=skipped)
+
+
+# ----------------------------------------------------------------------------- finding files
+
+
+def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
+    """Image files under `root` (sorted relative posix paths), their (size, mtime_ns), and the
+    number of other files. Raises DataError when `root` cannot be used."""
+    if not root.exists():
+        raise DataError(f"data folder '{root}' does not exist: pass --data DIR with {_SUPPORTED} images, "
+                        "or omit --data to use the built-in MNIST")
+    if not root.is_dir():
+        hint = ("unpack it and pass the folder" if root.suffix.lower() in {".zip", ".tar", ".gz", ".tgz", ".7z"}
+                else "pass the folder that holds the images")
+        raise DataError(f"data path '{root}' is a file, not a folder: {hint}")
+
+    unreadable: list[OSError] = []
+    files: list[str] = []
+    ignored: list[str] = []
+    # followlinks=False: a symlink to a folder (or a loop) is listed but never entered.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        for fname in filenames:
+            if _hidden(fname):
+                continue
+            rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
+            (files if fname.lower().endswith(IMAGE_EXTENSIONS) else ignored).append(rel)
+
+    for err in unreadable:
+        if err.filename is not None and Path(err.filename) == root:
+            raise DataError(f"cannot read data folder '{root}' ({err.strerror}): check its permissions")
+    if unreadable:
+        names = [Path(e.filename).relative_to(root).as_posix() if e.filename else "?" for e in unreadable]
+        warn(f"could not read {len(names)} sub-folder(s) of '{root}' ({unreadable[0].strerror}): "
+             f"{_short_list(names)}; their images are left out")
+
+    if not files:
+        if ignored:
+            raise DataError(f"data folder '{root}' holds no image files ({_count(len(ignored), 'other file')}, "
+                            f"e.g. '{sorted(ignored)[0]}'): supported extensions are {_SUPPORTED}")
+        raise DataError(f"data folder '{root}' is empty: put {_SUPPORTED} images in it (sub-folders are fine)")
+
+    files.sort()
+    stats = []
+    for rel in files:
+        try:
+            st = os.stat(root / rel)  # follows symlinked files
+            stats.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append((-1, 0))  # broken link or vanished; decoding reports why
+    return files, stats, len(ignored)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name in SKIPPED_DIRS
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+class _Skip(Exception):
+    """An image file that cannot be used; the message is the short reason shown to the user."""
+
+
+def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int]], resolution: int,
+                   name: str, progress: bool) -> dict:
+    """Decode `files` into the cache payload: images [N, 3, R, R], kept files, skipped (file, reason)."""
+    out = torch.empty((len(files), 3, resolution, resolution), dtype=torch.uint8)
+    ok = np.zeros(len(files), dtype=bool)
+    skipped: list[tuple[str, str]] = []
+
+    def work(i: int) -> tuple[int, np.ndarray | None, str]:
+        if stats[i][0] == 0:
+            return i, None, "empty file"
+        try:
+            return i, _decode_file(str(root / files[i]), resolution), ""
+        except _Skip as exc:
+            return i, None, str(exc)
+
+    bar = tqdm(total=len(files), desc=f"decoding {name}", unit="img", file=sys.stderr, leave=False,
+               disable=not progress or not sys.stderr.isatty())
+    # Oversized images must be skipped, not just warned about: make Pillow's warning an error.
+    with warnings.catch_warnings(), bar:
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+            for i, array, reason in pool.map(work, range(len(files))):
+                if array is None:
+                    skipped.append((files[i], reason))
+                else:
+                    out[i] = torch.from_numpy(array).permute(2, 0, 1)
+                    ok[i] = True
+                bar.update()
+    if not ok.all():
+        out = out[torch.from_numpy(np.flatnonzero(ok))]
+    return {"version": LOADER_VERSION, "images": out,
+            "files": [f for f, good in zip(files, ok) if good], "skipped": [list(s) for s in skipped]}
+
+
+def _decode_file(path: str, resolution: int) -> np.ndarray:
+    """One image file -> uint8 [resolution, resolution, 3] (first frame of animations). Raises _Skip."""
+    try:
+        with Image.open(path) as im:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and im.width * im.height > limit:
+                raise _Skip(f"too large, {im.width}x{im.height}")
+            if im.format == "JPEG":  # let libjpeg decode at a reduced scale when the image is huge
+                short = min(im.size)
+                im.draft(None, (im.width * 2 * resolution // short + 1, im.height * 2 * resolution // short + 1))
+            im.load()
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # a broken EXIF block is no reason to drop a good image
+                pass
+            return np.array(_fit(_to_rgb(im), resolution), dtype=np.uint8)
+    except _Skip:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _Skip("too large") from None
+    except UnidentifiedImageError:
+        raise _Skip("not an image") from None
+    except FileNotFoundError:
+        raise _Skip("missing or broken link") from None
+    except PermissionError:
+        raise _Skip("permission denied") from None
+    except OSError as exc:
+        raise _Skip("truncated" if "truncated" in str(exc).lower() else "corrupt") from None
+    except Exception:  # Pillow raises SyntaxError, ValueError, ... for damaged files
+        raise _Skip("corrupt") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB: transparency composited on white, 16-bit scaled to 8 bits."""
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
+        a = np.asarray(im).astype(np.float64)
+        if im.mode == "F":
+            top = 1.0 if a.max(initial=0.0) <= 1.0 else 255.0
+        else:  # 16-bit data; mode "I" may hold wider values, then use its maximum
+            top = max(65535.0, float(a.max(initial=0.0)))
+        a8 = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(a8).convert("RGB")
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        white.alpha_composite(rgba)
+        return white.convert("RGB")
+    return im.convert("RGB")
+
+
+def _fit(im: Image.Image, resolution: int) -> Image.Image:
+    """Center-crop the largest square and resize it to resolution x resolution (up or down)."""
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    return im.resize((resolution, resolution), Image.Resampling.LANCZOS,
+                     box=(left, top, left + side, top + side), reducing_gap=3.0)
+
+
+def _valid(payload: dict, resolution: int) -> bool:
+    images, files = payload.get("images"), payload.get("files")
+    return (payload.get("version") == LOADER_VERSION and isinstance(images, torch.Tensor)
+            and images.dtype == torch.uint8 and images.dim() == 4 and isinstance(files, list)
+            and images.shape[0] == len(files) and tuple(images.shape[1:]) == (3, resolution, resolution)
+            and isinstance(payload.get("skipped"), list))
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def _apply_labels(root: Path, files: list[str], labels: str, label_column: str | None
+                  ) -> tuple[list[int], torch.Tensor, list[str], str]:
+    """(rows of `files` that have a label, their class indices, sorted class names, key material)."""
+    if labels == "folders":
+        loose = [f for f in files if "/" not in f]
+        if loose:
+            raise DataError(
+                f"labels='folders' needs every image inside a class sub-folder of '{root}', but "
+                f"{len(loose)} lie directly in it (e.g. '{loose[0]}'): move them into sub-folders, "
+                "or use a CSV label file")
+        names = [f.split("/", 1)[0] for f in files]
+        return _index(list(range(len(files))), names, "folders")
+    return _csv_labels(root, files, Path(labels).expanduser(), label_column)
+
+
+def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
+                ) -> tuple[list[int], torch.Tensor, list[str], str]:
+    if not csv_path.is_file() and not csv_path.is_absolute() and (root / csv_path).is_file():
+        csv_path = root / csv_path
+    if not csv_path.is_file():
+        raise DataError(f"label file '{csv_path}' does not exist: pass labels='folders' "
+                        "or the path of a CSV file with a file-name column and a label column")
+    header, rows, raw = _read_csv(csv_path)
+    if column is None:
+        raise DataError(f"labels from '{csv_path.name}' need a label column: pass --label-column, "
+                        f"one of: {', '.join(header)}")
+    if column not in header:
+        raise DataError(f"label column '{column}' is not in '{csv_path.name}'; "
+                        f"available columns: {', '.join(header)}")
+    label_at = header.index(column)
+
+    stems: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        stems.setdefault(PurePosixPath(f).stem.casefold(), []).append(i)
+
+    def lookup(col: int) -> dict[str, str]:
+        """file stem -> label for CSV column `col`; a value matches by its whole name or its stem."""
+        by_name: dict[str, str] = {}
+        by_stem: dict[str, str] = {}
+        for row in rows:
+            value = row[col].strip().replace("\\", "/") if col < len(row) else ""
+            if not value:
+                continue
+            label = row[label_at].strip() if label_at < len(row) else ""
+            p = PurePosixPath(value)
+            by_name.setdefault(p.name.casefold(), label)
+            by_stem.setdefault(p.stem.casefold(), label)
+        return {**by_stem, **by_name}
+
+    best_col, best_map, best_hits = -1, {}, 0
+    for col in range(len(header)):
+        if col == label_at:
+            continue
+        mapping = lookup(col)
+        hits = sum(len(idx) for s, idx in stems.items() if s in mapping)
+        if hits > best_hits:
+            best_col, best_map, best_hits = col, mapping, hits
+    if best_hits == 0:
+        tried = ", ".join(h for i, h in enumerate(header) if i != label_at)
+        example = next((r[0] for r in rows if r), "")
+        raise DataError(
+            f"no file names in '{csv_path.name}' match the images in '{root}': tried columns {tried} "
+            f"(e.g. '{example}') against file names like '{PurePosixPath(files[0]).name}'; "
+            "the CSV needs a column of image file names or paths")
+
+    keep, names, dropped = [], [], []
+    for i, f in enumerate(files):
+        label = best_map.get(PurePosixPath(f).stem.casefold())
+        if label is None:
+            dropped.append((f, "no row"))
+        elif not label:
+            dropped.append((f, "empty label"))
+        else:
+            keep.append(i)
+            names.append(label)
+    if not keep:
+        raise DataError(f"no image has a label in column '{column}' of '{csv_path.name}' "
+                        f"(every matching row is empty): pick another --label-column")
+    if dropped:
+        warn(f"dropped {len(dropped)} of {len(files)} images without a '{column}' label in "
+             f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
+    return _index(keep, names, cache.digest("csv", raw, column))
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
+    """(header, rows, text) of a CSV file; comma-separated, or ; tab | when the header has no comma."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"label file '{path}' is not a UTF-8 text CSV: export it as CSV (UTF-8)") from None
+    except OSError as exc:
+        raise DataError(f"cannot read label file '{path}' ({exc.strerror}): check its permissions") from None
+    first = text.split("\n", 1)[0]
+    dialect: type[csv.Dialect] | csv.Dialect = csv.excel
+    if "," not in first:
+        try:
+            dialect = csv.Sniffer().sniff(first, delimiters=";\t|")
+        except csv.Error:
+            pass
+    try:
+        table = [r for r in csv.reader(io.StringIO(text, newline=""), dialect) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise DataError(f"label file '{path}' is not a valid CSV ({exc})") from None
+    if not table:
+        raise DataError(f"label file '{path}' is empty: it needs a header row and one row per image")
+    header = [h.strip() for h in table[0]]
+    if len(header) < 2:
+        raise DataError(f"label file '{path}' has a single column '{header[0]}': it needs a file-name "
+                        "column and a label column, separated by commas")
+    for n, row in enumerate(table[1:], start=2):
+        if len(row) > len(header):
+            raise DataError(f"label file '{path}' is not a valid CSV: row {n} has {len(row)} fields "
+                            f"but the header has {len(header)}")
+    return header, table[1:], text
+
+
+def _index(rows: list[int], names: list[str], key: str) -> tuple[list[int], torch.Tensor, list[str], str]:
+    class_names = sorted(set(names))
+    lookup = {n: i for i, n in enumerate(class_names)}
+    labels = torch.tensor([lookup[n] for n in names], dtype=torch.int64)
+    return rows, labels, class_names, key
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _check_resolution(resolution: int) -> None:
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ConfigError(f"resolution must be a positive whole number of pixels, not {resolution!r}")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or "data"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _short_list(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMED])
+    return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"
+
+
+def _name_list(items: list[tuple[str, str]]) -> str:
+    return _short_list([f"{f} ({why})" for f, why in items])
+
+
+def _skip_message(skipped: list[tuple[str, str]], total: int, ignored: int) -> str:
+    extra = f"; {_count(ignored, 'non-image file')} ignored" if ignored else ""
+    return (f"skipped {len(skipped)} of {total} image files: {_name_list(skipped)} "
+            f"— fix or remove them to silence this{extra}")

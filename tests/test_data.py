@@ -1,0 +1,498 @@
+"""Tests of gankit.data: image folders, labels, the decode cache and the built-in MNIST.
+
+Every image is generated here with Pillow/numpy in a temporary folder; caches go to temporary
+folders too, never to the user's home.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gankit.data.folder as folder
+from gankit.data import ImageSet, load_builtin, load_dataset, load_folder
+from gankit.errors import ConfigError, DataError
+
+RES = 16
+POKEMON = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pokemon"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def save(path: Path, image: Image.Image, **kwargs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **kwargs)
+
+
+def solid(color, size=(24, 24), mode="RGB") -> Image.Image:
+    return Image.new(mode, size, color)
+
+
+def noisy_png_bytes(seed=0, size=64) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size but holds no pixels: what a decompression bomb looks like to open()."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def pixel(ds: ImageSet, name: str, y=None, x=None) -> tuple[int, ...]:
+    """RGB of image `name` at (y, x), default the center."""
+    i = ds.files.index(name)
+    y = RES // 2 if y is None else y
+    x = RES // 2 if x is None else x
+    return tuple(int(v) for v in ds.images[i, :, y, x])
+
+
+def warning_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+# ----------------------------------------------------------------------------- a folder of every kind
+
+GOOD = {
+    "rgb.png", "photo.jpg", "pic.webp", "pic.bmp", "anim.gif", "rgba.png", "la.png", "pal.png",
+    "pal_trans.png", "gray.png", "gray16.png", "cmyk.jpg", "tiny.png", "bilevel.png", "wide.png",
+    "sub/deep/nested.PNG", "link.png", "big_wide.jpg", "rotated.png",
+}
+BAD = {
+    "corrupt.png": "not an image",
+    "truncated.png": "truncated",
+    "empty.jpg": "empty file",
+    "bomb.png": "too large",
+    "broken.png": "missing or broken link",
+}
+
+
+def make_zoo(root: Path) -> None:
+    save(root / "rgb.png", solid((200, 10, 10), (40, 30)))
+    save(root / "photo.jpg", solid((10, 200, 10)), quality=95)
+    save(root / "pic.webp", solid((10, 10, 200)), lossless=True)
+    save(root / "pic.bmp", solid((50, 60, 70)))
+    frames = [solid((255, 0, 0)).convert("P"), solid((0, 0, 255)).convert("P")]
+    save(root / "anim.gif", frames[0], save_all=True, append_images=frames[1:])
+
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[:, 16:] = (255, 0, 0, 255)  # right half opaque red, left half fully transparent black
+    save(root / "rgba.png", Image.fromarray(rgba, "RGBA"))
+    save(root / "la.png", solid((100, 0), mode="LA"))  # gray, fully transparent
+
+    pal = Image.new("P", (24, 24), 0)
+    pal.putpalette([0, 0, 255, 0, 255, 0] + [0] * 762)  # 0: blue, 1: green
+    save(root / "pal.png", pal)
+    pal_t = Image.new("P", (24, 24), 1)
+    pal_t.putpalette([0, 0, 255, 0, 255, 0] + [0] * 762)
+    save(root / "pal_trans.png", pal_t, transparency=1)  # all pixels use the transparent index
+
+    save(root / "gray.png", solid(77, mode="L"))
+    save(root / "gray16.png", Image.fromarray(np.full((24, 24), 32768, np.uint16)))
+    save(root / "cmyk.jpg", solid((0, 255, 255, 0), mode="CMYK"), quality=95)
+    save(root / "tiny.png", solid((1, 2, 3), (1, 1)))
+    save(root / "bilevel.png", solid(1, mode="1"))
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, :20] = (0, 0, 255)
+    wide[:, 20:40] = (0, 255, 0)
+    wide[:, 40:] = (255, 0, 0)
+    save(root / "wide.png", Image.fromarray(wide))  # center crop keeps only the green third
+    big = np.zeros((600, 1200, 3), np.uint8)  # big enough for JPEG draft decoding
+    big[:, :400] = (0, 0, 255)
+    big[:, 400:800] = (0, 255, 0)
+    big[:, 800:] = (255, 0, 0)
+    save(root / "big_wide.jpg", Image.fromarray(big), quality=95)
+    halves = np.zeros((20, 40, 3), np.uint8)
+    halves[:10] = (255, 0, 0)  # stored: red top, blue bottom
+    halves[10:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    save(root / "rotated.png", Image.fromarray(halves), exif=exif)  # displayed: blue left, red right
+    save(root / "sub" / "deep" / "nested.PNG", solid((9, 9, 9)))
+    os.symlink(root / "rgb.png", root / "link.png")
+
+    (root / "corrupt.png").write_bytes(b"this is not a png at all" * 10)
+    full = noisy_png_bytes()
+    (root / "truncated.png").write_bytes(full[: len(full) // 2])
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    os.symlink(root / "does-not-exist.png", root / "broken.png")
+
+    (root / "notes.txt").write_text("not an image")
+    save(root / ".hidden.png", solid((0, 0, 0)))
+    save(root / ".git" / "x.png", solid((0, 0, 0)))
+    save(root / "__MACOSX" / "._rgb.png", solid((0, 0, 0)))
+    os.symlink(root, root / "loop")  # a symlink loop must never hang the walk
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    make_zoo(root)
+    cache_dir = tmp_path_factory.mktemp("zoo-cache")
+    ds = load_folder(root, RES, cache_dir=cache_dir, progress=False)
+    return root, cache_dir, ds
+
+
+def test_good_images_are_loaded_and_bad_ones_named_in_one_warning(zoo, capsys):
+    root, cache_dir, first = zoo
+    ds = load_folder(root, RES, cache_dir=cache_dir, progress=False)  # from the cache: warns again
+    assert set(ds.files) == GOOD
+    assert ds.images.dtype == torch.uint8
+    assert tuple(ds.images.shape) == (len(GOOD), 3, RES, RES)
+    assert ds.labels is None and ds.class_names == []
+    assert ds.name == root.name
+    assert dict(ds.skipped) == BAD
+    assert torch.equal(ds.images, first.images) and ds.files == first.files and ds.key == first.key
+
+    lines = warning_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert f"skipped {len(BAD)} of {len(GOOD) + len(BAD)} image files" in line
+    for name, reason in BAD.items():
+        assert f"{name} ({reason})" in line
+    assert "1 non-image file ignored" in line  # notes.txt
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("rgb.png", (200, 10, 10)),
+    ("pic.webp", (10, 10, 200)),
+    ("pic.bmp", (50, 60, 70)),
+    ("anim.gif", (255, 0, 0)),          # first frame, not the blue second one
+    ("la.png", (255, 255, 255)),        # transparent -> white
+    ("pal.png", (0, 0, 255)),
+    ("pal_trans.png", (255, 255, 255)),  # transparent palette index -> white
+    ("gray.png", (77, 77, 77)),
+    ("gray16.png", (128, 128, 128)),    # 32768 of 65535, not clipped to white
+    ("tiny.png", (1, 2, 3)),            # 1x1 is upscaled
+    ("bilevel.png", (255, 255, 255)),
+    ("wide.png", (0, 255, 0)),          # center crop of a wide image
+    ("link.png", (200, 10, 10)),        # symlinked file
+    ("sub/deep/nested.PNG", (9, 9, 9)),
+])
+def test_colors_survive_conversion(zoo, name, expected):
+    got = pixel(zoo[2], name)
+    assert all(abs(g - e) <= 1 for g, e in zip(got, expected)), (name, got, expected)
+
+
+def test_transparency_becomes_white_and_lossy_formats_keep_their_color(zoo):
+    ds = zoo[2]
+    assert pixel(ds, "rgba.png", x=0) == (255, 255, 255)   # transparent left edge
+    assert pixel(ds, "rgba.png", x=RES - 1) == (255, 0, 0)  # opaque right edge
+    i = ds.files.index("rgba.png")
+    assert (ds.images[i, :, :, : RES // 4] == 255).all()  # the whole transparent side, not just a corner
+    r, g, b = pixel(ds, "cmyk.jpg")
+    assert r > 220 and g < 40 and b < 40  # CMYK (0, 255, 255, 0) is red
+    r, g, b = pixel(ds, "big_wide.jpg")
+    assert r < 20 and g > 235 and b < 20  # center crop of a wide photo keeps its middle third
+    assert pixel(ds, "rotated.png", x=1) == (0, 0, 255)  # EXIF orientation is applied
+    assert pixel(ds, "rotated.png", x=RES - 2) == (255, 0, 0)
+    r, g, b = pixel(ds, "photo.jpg")
+    assert abs(r - 10) < 8 and abs(g - 200) < 8 and abs(b - 10) < 8
+
+
+def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
+    save(tmp_path / "data" / "ramp.png", Image.fromarray(ramp))
+    assert Image.open(tmp_path / "data" / "ramp.png").mode.startswith("I")
+    ds = load_folder(tmp_path / "data", 16, cache_dir=tmp_path / "cache", progress=False)
+    row = ds.images[0, 0, 8].to(torch.int32)
+    expected = torch.from_numpy(np.rint(np.linspace(0, 255, 16))).to(torch.int32)
+    assert (row - expected).abs().max() <= 2, row
+
+
+def test_many_bad_files_are_counted_and_only_five_named(tmp_path, capsys):
+    data = tmp_path / "data"
+    save(data / "ok.png", solid((1, 1, 1)))
+    for i in range(7):
+        (data / f"bad{i}.jpg").write_bytes(b"\xff\xd8 nope")
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["ok.png"]
+    lines = warning_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert "skipped 7 of 8 image files" in lines[0]
+    assert "and 2 more" in lines[0]
+    assert lines[0].count("bad") == 5
+
+
+def test_decompression_bomb_size_is_a_skip_not_a_warning_or_crash(tmp_path, recwarn):
+    data = tmp_path / "data"
+    save(data / "ok.png", solid((1, 1, 1)))
+    (data / "big.png").write_bytes(png_header_only(10000, 10000))  # above Pillow's warning limit only
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["ok.png"]
+    assert dict(ds.skipped)["big.png"].startswith("too large")
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+# ----------------------------------------------------------------------------- folders that cannot be used
+
+
+def test_unusable_folders_raise_a_one_line_data_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*--data"):
+        load_folder(tmp_path / "missing", RES, cache_dir=tmp_path / "cache")
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        load_folder(tmp_path / "file.png", RES, cache_dir=tmp_path / "cache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="is empty"):
+        load_folder(tmp_path / "empty", RES, cache_dir=tmp_path / "cache")
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("a")
+    save(tmp_path / "texts" / ".hidden.png", solid((0, 0, 0)))
+    with pytest.raises(DataError, match="no image files.*a.txt.*png"):
+        load_folder(tmp_path / "texts", RES, cache_dir=tmp_path / "cache")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="none of the 1 image files.*a.png \\(not an image\\)") as info:
+        load_folder(tmp_path / "broken", RES, cache_dir=tmp_path / "cache")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="resolution"):
+        load_folder(tmp_path / "broken", 0, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any folder")
+def test_unreadable_folder_raises(tmp_path):
+    data = tmp_path / "locked"
+    save(data / "a.png", solid((0, 0, 0)))
+    data.chmod(0)
+    try:
+        with pytest.raises(DataError, match="cannot read data folder"):
+            load_folder(data, RES, cache_dir=tmp_path / "cache")
+    finally:
+        data.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_labels_from_class_folders(tmp_path):
+    data = tmp_path / "animals"
+    for cls, color in [("dogs", (0, 0, 200)), ("cats", (200, 0, 0))]:
+        for i in range(2):
+            save(data / cls / f"{i}.png", solid(color))
+    save(data / "cats" / "kittens" / "k.png", solid((200, 0, 0)))  # class = first sub-folder
+    ds = load_folder(data, RES, labels="folders", cache_dir=tmp_path / "cache", progress=False)
+    assert ds.class_names == ["cats", "dogs"]
+    assert ds.labels.dtype == torch.int64 and ds.labels.shape == (5,)
+    for f, label, image in zip(ds.files, ds.labels.tolist(), ds.images):
+        assert ds.class_names[label] == f.split("/")[0]
+        assert image[0, 8, 8] > 150 if label == 0 else image[2, 8, 8] > 150
+
+    save(data / "loose.png", solid((0, 0, 0)))
+    with pytest.raises(DataError, match="class sub-folder.*loose.png"):
+        load_folder(data, RES, labels="folders", cache_dir=tmp_path / "cache", progress=False)
+
+
+@pytest.fixture()
+def csv_folder(tmp_path):
+    data = tmp_path / "shapes"
+    for name in ["a", "b", "c", "d", "e"]:
+        save(data / "img" / f"{name}.png", solid((ord(name), 0, 0)))
+    return data
+
+
+def test_labels_from_csv_drop_images_without_a_label(tmp_path, csv_folder, capsys):
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("id,kind,path\n"
+                        "1,round,img/a.png\n"
+                        "2,square,img/b.png\n"
+                        "3,round,img/e.png\n"
+                        "4,,img/c.png\n"            # empty label -> dropped
+                        "5,round,img/zzz.png\n")    # no such image; d has no row -> dropped
+    ds = load_folder(csv_folder, RES, labels=str(csv_path), label_column="kind",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["img/a.png", "img/b.png", "img/e.png"]
+    assert ds.class_names == ["round", "square"]
+    assert ds.labels.tolist() == [0, 1, 0]
+    assert [int(v) for v in ds.images[:, 0, 8, 8]] == [ord("a"), ord("b"), ord("e")]
+    lines = warning_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert "dropped 2 of 5 images" in lines[0]
+    assert "img/c.png (empty label)" in lines[0] and "img/d.png (no row)" in lines[0]
+
+
+def test_csv_matches_stems_relative_paths_and_other_delimiters(tmp_path, csv_folder):
+    (csv_folder / "kinds.csv").write_text("name;kind\nA;x\nb;y\nc;x\nd;y\ne;x\n")  # stems, any case
+    ds = load_folder(csv_folder, RES, labels="kinds.csv", label_column="kind",  # relative to the folder
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert len(ds) == 5 and ds.class_names == ["x", "y"]
+    assert ds.labels.tolist() == [0, 1, 0, 1, 0]
+
+
+def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
+    def load(labels, column="kind"):
+        return load_folder(csv_folder, RES, labels=str(labels), label_column=column,
+                           cache_dir=tmp_path / "cache", progress=False)
+
+    good = tmp_path / "good.csv"
+    good.write_text("file,kind,colour\na.png,x,red\n")
+    with pytest.raises(DataError, match="'shape' is not in.*available columns: file, kind, colour"):
+        load(good, "shape")
+    with pytest.raises(DataError, match="need a label column.*file, kind, colour"):
+        load(good, None)
+    with pytest.raises(DataError, match="does not exist"):
+        load(tmp_path / "nope.csv")
+    nomatch = tmp_path / "nomatch.csv"
+    nomatch.write_text("file,kind\nzebra.png,x\nlion.png,y\n")
+    with pytest.raises(DataError, match="no file names.*tried columns file"):
+        load(nomatch)
+    allempty = tmp_path / "allempty.csv"
+    allempty.write_text("file,kind\na.png,\nb.png,\n")
+    with pytest.raises(DataError, match="no image has a label"):
+        load(allempty)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81garbage\x00")
+    with pytest.raises(DataError, match="not a UTF-8"):
+        load(binary)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("file,kind\na.png,x,extra,fields\n")
+    with pytest.raises(DataError, match="not a valid CSV"):
+        load(ragged)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        load(tmp_path / "empty.csv")
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+def counting_decoder(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = folder._decode_file
+
+    def decode(path, resolution):
+        calls.append(path)
+        return real(path, resolution)
+
+    monkeypatch.setattr(folder, "_decode_file", decode)
+    return calls
+
+
+def test_second_load_uses_the_cache_and_labels_do_not_re_decode(tmp_path, csv_folder, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    before = sorted(p.relative_to(csv_folder) for p in csv_folder.rglob("*"))
+    calls = counting_decoder(monkeypatch)
+    first = load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)
+    assert len(calls) == 5
+    assert len(list(cache_dir.glob("*.pt"))) == 1
+
+    def refuse(path, resolution):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(folder, "_decode_file", refuse)
+    again = load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)
+    assert torch.equal(again.images, first.images) and again.key == first.key
+    (tmp_path / "l.csv").write_text("f,k\na,x\nb,y\nc,x\nd,y\ne,y\n")
+    labelled = load_folder(csv_folder, RES, labels=str(tmp_path / "l.csv"), label_column="k",
+                           cache_dir=cache_dir, progress=False)
+    assert labelled.labels.tolist() == [0, 1, 0, 1, 1]
+    assert labelled.key != first.key  # label settings are part of the key
+    # nothing was written inside the data folder
+    assert sorted(p.relative_to(csv_folder) for p in csv_folder.rglob("*")) == before
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path, csv_folder, monkeypatch, capsys):
+    cache_dir = tmp_path / "cache"
+    first = load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)
+    (cache_file,) = cache_dir.glob("*.pt")
+    cache_file.write_bytes(b"\x80\x02garbage, not a torch file")
+    calls = counting_decoder(monkeypatch)
+    again = load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)
+    assert len(calls) == 5
+    assert torch.equal(again.images, first.images)
+    assert "ignoring unreadable dataset cache" in capsys.readouterr().err
+    assert torch.load(cache_file, weights_only=True)["files"] == first.files  # rewritten, readable
+    assert not [p for p in cache_dir.iterdir() if p.suffix == ".tmp"]
+
+
+def test_changing_the_folder_changes_the_key(tmp_path, csv_folder, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    first = load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)
+    save(csv_folder / "img" / "f.png", solid((5, 5, 5)))
+    calls = counting_decoder(monkeypatch)
+    second = load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)
+    assert len(second) == 6 and second.key != first.key and calls
+    other_res = load_folder(csv_folder, 8, cache_dir=cache_dir, progress=False)
+    assert other_res.key != second.key and other_res.images.shape[-1] == 8
+
+
+def test_unwritable_cache_only_warns(tmp_path, csv_folder, capsys):
+    (tmp_path / "a-file").write_text("")
+    ds = load_folder(csv_folder, RES, cache_dir=tmp_path / "a-file" / "cache", progress=False)
+    assert len(ds) == 5
+    assert "could not write dataset cache" in capsys.readouterr().err
+
+
+def test_cache_dir_comes_from_the_environment(tmp_path, csv_folder, monkeypatch):
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "env-cache"))
+    load_folder(csv_folder, RES, progress=False)
+    assert len(list((tmp_path / "env-cache").glob("shapes-16px-*.pt"))) == 1
+
+
+# ----------------------------------------------------------------------------- built-in MNIST
+
+
+@pytest.fixture(scope="module")
+def mnist_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("mnist-cache")
+
+
+def test_builtin_mnist(mnist_cache):
+    ds = load_builtin("mnist", 32, cache_dir=mnist_cache)
+    assert ds.images.dtype == torch.uint8 and tuple(ds.images.shape) == (5000, 1, 32, 32)
+    assert ds.class_names == [str(d) for d in range(10)]
+    assert ds.labels.dtype == torch.int64
+    assert torch.bincount(ds.labels).tolist() == [500] * 10
+    assert (ds.images[:, :, :2] == 0).all() and (ds.images[:, :, :, -2:] == 0).all()  # 2 px black pad
+    assert ds.images.max() == 255 and ds.name == "mnist" and len(ds.files) == 5000
+
+    big = load_dataset("builtin:mnist", 64, cache_dir=mnist_cache)
+    assert tuple(big.images.shape) == (5000, 1, 64, 64) and big.images.dtype == torch.uint8
+    assert big.key != ds.key and torch.equal(big.labels, ds.labels)
+    # the resize keeps the digits: the mean brightness barely changes
+    assert abs(big.images.float().mean() - ds.images.float().mean()) < 2
+    small = load_dataset(None, 16, cache_dir=mnist_cache)
+    assert tuple(small.images.shape) == (5000, 1, 16, 16)
+
+
+def test_builtin_errors(mnist_cache):
+    with pytest.raises(DataError, match="unknown built-in dataset 'cifar'.*mnist"):
+        load_dataset("builtin:cifar", 32, cache_dir=mnist_cache)
+    with pytest.raises(DataError, match="own labels"):
+        load_dataset(None, 32, labels="folders", cache_dir=mnist_cache)
+
+
+# ----------------------------------------------------------------------------- the real pokemon folder
+
+
+@pytest.mark.skipif(not (POKEMON / "types.csv").is_file(), reason="shared pokemon dataset not present")
+def test_pokemon_with_type_labels(tmp_path):
+    kwargs = dict(labels=str(POKEMON / "types.csv"), label_column="type1", cache_dir=tmp_path, progress=False)
+    started = time.perf_counter()
+    first = load_dataset(str(POKEMON), 64, **kwargs)
+    first_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ds = load_dataset(str(POKEMON), 64, **kwargs)
+    second_s = time.perf_counter() - started
+    print(f"pokemon 64px: first load {first_s:.2f} s, second {second_s:.3f} s")
+    assert tuple(ds.images.shape) == (1016, 3, 64, 64) and ds.images.dtype == torch.uint8
+    assert len(ds.class_names) == 18 and ds.labels.shape == (1016,)
+    assert ds.key == first.key and ds.name == "pokemon"
+    assert second_s < 1.0
+    # transparent backgrounds were composited on white: the corners are white
+    assert (ds.images[:, :, 0, 0] == 255).float().mean() > 0.95

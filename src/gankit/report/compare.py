@@ -1,0 +1,376 @@
+"""One self-contained HTML page comparing runs side by side.
+
+Every image is embedded as a base64 data URI and the style sheet is inline, so the page can be mailed,
+archived or opened offline. Any text that comes from a run (config values, folder names) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gankit.errors import RunError
+from gankit.report._io import write_bytes_atomic
+from gankit.report.gif import GIF_NAME, evolution_gif_bytes
+from gankit.report.plots import figure_png, new_figure, raw_and_smoothed, robust_ylim
+from gankit.report.runs import Run, finite_number, load_run
+
+SECTIONS = (
+    ("config-diff", "Configuration differences"),
+    ("best-metrics", "Best metrics"),
+    ("final-grids", "Final samples"),
+    ("evolution", "Evolution"),
+    ("fid-curves", "FID curves"),
+    ("loss-curves", "Loss curves"),
+)
+#: An evolution.gif larger than this is not embedded as is: a smaller one is made from the samples.
+MAX_EMBEDDED_GIF_BYTES = 4 * 2**20
+COMPARE_GIF_FRAMES = 40
+COMPARE_GIF_SIDE = 400
+MISSING = "\u2014"  # em dash: key absent from this run's config
+
+
+def write_compare_report(run_dirs: list, out_path) -> Path:
+    """Write an HTML page comparing the runs in `run_dirs` to `out_path` (atomically) and return its path.
+
+    Sections (each with its id): `config-diff` (config keys whose values differ; every key when there is
+    one run), `best-metrics` (best FID/KID and when it was reached, run totals), `final-grids` (last sample
+    grid of each run), `evolution` (evolution GIFs; made in memory from the samples when a run has none),
+    `fid-curves` (FID vs epoch and vs minutes, runs overlaid) and `loss-curves` (D and G losses, runs
+    overlaid). A piece missing from a run shows a short note. Raises RunError when a folder is not a run.
+    """
+    if not run_dirs:
+        raise RunError("no runs to compare: pass at least one run folder")
+    runs = [load_run(d) for d in run_dirs]
+    labels = run_labels(runs)
+    colors = [_color(i) for i in range(len(runs))]
+    body = [
+        _header(runs, labels, colors),
+        _section("config-diff", _config_diff(runs, labels, colors)),
+        _section("best-metrics", _best_metrics(runs, labels, colors)),
+        _section("final-grids", _final_grids(runs, labels, colors)),
+        _section("evolution", _evolutions(runs, labels, colors)),
+        _section("fid-curves", _fid_curves(runs, labels, colors)),
+        _section("loss-curves", _loss_curves(runs, labels, colors)),
+    ]
+    title = "gankit comparison: " + " vs ".join(labels)
+    page = PAGE.format(title=html.escape(title), style=STYLE, body="\n".join(body))
+    return write_bytes_atomic(out_path, page.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------- labels
+
+
+def run_labels(runs: list[Run]) -> list[str]:
+    """Folder names; when two runs share one, the parent folder is added, then a counter."""
+    labels = [r.name for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{r.path.resolve().parent.name}/{r.name}" for r in runs]
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def _color(i: int) -> str:
+    from matplotlib import colormaps, colors
+
+    return colors.to_hex(colormaps["tab10"](i % 10))
+
+
+def _dash(i: int) -> str:
+    return ("-", "--", ":", "-.")[(i // 10) % 4]
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def _header(runs, labels, colors) -> str:
+    items = "".join(
+        f'<li>{_swatch(c)}<b>{html.escape(label)}</b> <span class="path">{html.escape(str(r.path))}</span></li>'
+        for r, label, c in zip(runs, labels, colors)
+    )
+    nav = " ".join(f'<a href="#{sid}">{title}</a>' for sid, title in SECTIONS)
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return (
+        f"<header><h1>gankit: comparing {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>"
+        f'<ul class="legend">{items}</ul><nav>{nav}</nav>'
+        f'<p class="note">Generated {when}. Colors match across tables and plots.</p></header>'
+    )
+
+
+def _config_diff(runs, labels, colors) -> str:
+    flat = [flatten_config(r.config) for r in runs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    if not keys:
+        return _note("No config.yaml in these runs.")
+    if len(runs) == 1:
+        shown, intro = keys, "The run's full configuration."
+    else:
+        shown = [k for k in keys if len({_cell(f.get(k, _Missing)) for f in flat}) > 1]
+        same = len(keys) - len(shown)
+        if not shown:
+            return _note(f"All {len(keys)} config keys are identical across these runs.")
+        intro = (
+            f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
+            f" {MISSING} marks a key a run does not have."
+        )
+    head = "".join(f"<th>{_swatch(c)}{html.escape(label)}</th>" for label, c in zip(labels, colors))
+    rows = []
+    for k in shown:
+        cells = "".join(
+            f'<td class="{"missing" if k not in f else ""}">{html.escape(_cell(f.get(k, _Missing)))}</td>' for f in flat
+        )
+        rows.append(f"<tr><th scope=\"row\"><code>{html.escape(k)}</code></th>{cells}</tr>")
+    return f'<p class="note">{intro}</p><div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _best_metrics(runs, labels, colors) -> str:
+    head = (
+        "<tr><th>run</th><th>best FID</th><th>KID at best</th><th>reached at epoch</th><th>step</th>"
+        "<th>time</th><th>last FID</th><th>epochs</th><th>steps</th><th>training time</th></tr>"
+    )
+    rows = []
+    for r, label, c in zip(runs, labels, colors):
+        best = r.best
+        if best is None:
+            best_cells = '<td colspan="6" class="missing">no FID logged</td>'
+        else:
+            kid = MISSING
+            if best.kid_mean is not None:
+                kid = f"{best.kid_mean:.4f}" + (f" \u00b1 {best.kid_std:.4f}" if best.kid_std is not None else "")
+            last = [line["fid"] for line in r.lines("eval") if finite_number(line.get("fid")) is not None]
+            best_cells = (
+                f'<td class="num best">{best.fid:.2f}</td><td class="num">{kid}</td><td class="num">{best.epoch}</td>'
+                f'<td class="num">{best.step}</td><td class="num">{format_duration(best.time)}</td>'
+                f'<td class="num">{last[-1]:.2f}</td>'
+            )
+        totals = (
+            f'<td class="num">{_or_dash(r.total_epochs)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
+            f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}</td>'
+        )
+        rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
+    return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _final_grids(runs, labels, colors) -> str:
+    cells = []
+    for r, label, c in zip(runs, labels, colors):
+        if r.final_grid is None:
+            content = _note("Not available: no sample grids in samples/.")
+        else:
+            try:
+                data = r.final_grid.read_bytes()
+            except OSError:
+                data = None
+            content = (
+                _img(data, "image/png", f"{label}: final samples")
+                if data
+                else _note(f"Not available: {html.escape(r.final_grid.name)} cannot be read.")
+            )
+            content += f'<p class="note">epoch {r.sample_epochs[-1]}</p>'
+        cells.append(_cell_fig(label, c, content))
+    return f'<div class="runs">{"".join(cells)}</div>'
+
+
+def _evolutions(runs, labels, colors) -> str:
+    cells = []
+    for r, label, c in zip(runs, labels, colors):
+        data, note = _evolution_gif(r)
+        content = _img(data, "image/gif", f"{label}: evolution of samples") if data else ""
+        cells.append(_cell_fig(label, c, content + (_note(note) if note else "")))
+    return f'<div class="runs">{"".join(cells)}</div>'
+
+
+def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
+    """(GIF bytes, note): the run's evolution.gif when reasonably small, else one made from its samples."""
+    gif = run.path / GIF_NAME
+    try:
+        if gif.is_file() and 0 < gif.stat().st_size <= MAX_EMBEDDED_GIF_BYTES:
+            return gif.read_bytes(), ""
+    except OSError:
+        pass
+    if not run.samples:
+        return None, "Not available: no evolution.gif and no sample grids."
+    why = "made from samples/ for this page"
+    try:
+        return evolution_gif_bytes(run.samples, COMPARE_GIF_FRAMES, max_side=COMPARE_GIF_SIDE), why
+    except (OSError, ValueError) as e:
+        return None, f"Not available: the sample grids cannot be read ({type(e).__name__})."
+
+
+def _fid_curves(runs, labels, colors) -> str:
+    with_fid = [(r, lab, c, i) for i, (r, lab, c) in enumerate(zip(runs, labels, colors)) if _fid_points(r)]
+    if not with_fid:
+        return _note("Not available: no run logged FID.")
+    parts = []
+    for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, "training time (minutes)")):
+        fig, ax = new_figure(1, width=7.0, height=4.5)
+        fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit
+        for r, label, c, i in with_fid:
+            pts = _fid_points(r)
+            xs = np.array([finite_number(p.get(x)) for p in pts], dtype=float) / scale
+            ax.plot(xs, [p["fid"] for p in pts], marker="o", ms=3, ls=_dash(i), color=c, label=label)
+            b = r.best
+            ax.plot([(b.epoch if x == "epoch" else b.time) / scale], [b.fid], "*", ms=13, color=c, mec="black", mew=0.6)
+        ax.set(title=f"FID vs {'epoch' if x == 'epoch' else 'training time'} (\u2605 = best)", xlabel=xlabel,
+               ylabel="FID (lower is better)")
+        ax.legend(loc="best")
+        parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
+    missing = [lab for r, lab in zip(runs, labels) if not _fid_points(r)]
+    note = _note("No FID logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
+    return f'<div class="plots pair">{"".join(parts)}</div>{note}'
+
+
+def _loss_curves(runs, labels, colors) -> str:
+    keys = ("d_loss", "g_loss")
+    series = {k: [(r, lab, c, i, *r.series(k)) for i, (r, lab, c) in enumerate(zip(runs, labels, colors))] for k in keys}
+    if not any(s[4] for k in keys for s in series[k]):
+        return _note("Not available: no run logged d_loss or g_loss.")
+    fig, axes = new_figure(2, width=7.0, height=4.5)
+    fig.set_layout_engine("constrained")
+    for ax, key, who in zip(axes, keys, ("discriminator", "generator")):
+        drawn = [s for s in series[key] if s[4]]
+        for r, label, c, i, xs, ys in drawn:
+            line = raw_and_smoothed(ax, xs, ys, color=c, label=label, alpha=0.15)
+            line.set_linestyle(_dash(i))
+        if drawn:
+            ax.set_ylim(*robust_ylim([s[5] for s in drawn], ax.get_ylim()))
+            ax.legend(loc="best")
+        else:
+            ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
+        ax.set(title=f"{who} loss ({key}), smoothed over faint raw values", xlabel="step", ylabel=key)
+    missing = [lab for i, lab in enumerate(labels) if not any(series[k][i][4] for k in keys)]
+    note = _note("No losses logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
+    return f'<div class="plots">{_img(figure_png(fig), "image/png", "D and G losses vs step", cls="plot")}</div>{note}'
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def flatten_config(config: dict, prefix: str = "") -> dict:
+    """{"train": {"lr_g": 2e-4}} -> {"train.lr_g": 2e-4}; lists and other values are leaves."""
+    flat = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            flat.update(flatten_config(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+class _Missing:
+    """Marks a key a run's config does not have (distinct from a null value)."""
+
+
+def _cell(v) -> str:
+    if v is _Missing:
+        return MISSING
+    if isinstance(v, str):
+        return v
+    try:
+        return json.dumps(v, ensure_ascii=False, default=str)
+    except ValueError:  # NaN etc. are allowed by json.dumps, circular structures are not
+        return str(v)
+
+
+def _fid_points(run: Run) -> list[dict]:
+    return [line for line in run.lines("eval") if finite_number(line.get("fid")) is not None]
+
+
+def format_duration(seconds: float) -> str:
+    """1234.5 -> "20m 34s"; 7384 -> "2h 03m 04s"."""
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h {m:02d}m {s:02d}s"
+    if m:
+        return f"{m}m {s:02d}s"
+    return f"{s}s"
+
+
+def _or_dash(v) -> str:
+    return MISSING if v is None else str(v)
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _img(data: bytes, mime: str, alt: str, cls: str = "sample") -> str:
+    return f'<img class="{cls}" src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
+
+
+def _note(text: str) -> str:
+    """A short note; `text` must already be escaped."""
+    return f'<p class="note">{text}</p>'
+
+
+def _swatch(color: str) -> str:
+    return f'<span class="swatch" style="background:{color}"></span>'
+
+
+def _cell_fig(label: str, color: str, content: str) -> str:
+    return f'<figure class="run"><figcaption>{_swatch(color)}{html.escape(label)}</figcaption>{content}</figure>'
+
+
+def _section(sid: str, content: str) -> str:
+    title = dict(SECTIONS)[sid]
+    return f'<section id="{sid}"><h2>{title}</h2>{content}</section>'
+
+
+STYLE = """
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       margin: 0 auto; padding: 1rem 1.5rem 3rem; max-width: 1600px; color: #1d1d1f; background: #fff;
+       line-height: 1.4; }
+h1 { font-size: 1.6rem; margin: .5rem 0; }
+h2 { font-size: 1.25rem; margin: 2rem 0 .6rem; padding-bottom: .2rem; border-bottom: 1px solid #ddd; }
+nav a { margin-right: 1rem; color: #0b57d0; text-decoration: none; }
+nav a:hover { text-decoration: underline; }
+.legend { list-style: none; padding: 0; margin: .4rem 0 .6rem; }
+.legend li { margin: .15rem 0; }
+.path { color: #666; font-size: .85rem; margin-left: .4rem; word-break: break-all; }
+.swatch { display: inline-block; width: .8em; height: .8em; border-radius: 2px; margin-right: .4em;
+          vertical-align: baseline; border: 1px solid rgba(0,0,0,.25); }
+.note { color: #555; font-size: .9rem; margin: .3rem 0; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: .9rem; }
+th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+thead th { background: #f4f4f6; position: sticky; top: 0; }
+tbody th { font-weight: normal; background: #fafafa; white-space: nowrap; }
+td { max-width: 28rem; overflow-wrap: anywhere; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.best { font-weight: 600; }
+td.missing { color: #888; font-style: italic; }
+.runs { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+figure.run { flex: 1 1 300px; max-width: 560px; margin: 0; }
+figcaption { font-weight: 600; margin-bottom: .3rem; overflow-wrap: anywhere; }
+img.sample { width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; display: block; }
+.plots { display: flex; flex-wrap: wrap; gap: 1rem; }
+img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
+.pair img.plot { flex: 1 1 420px; min-width: 0; max-width: 760px; }
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""

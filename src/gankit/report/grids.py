@@ -1,0 +1,82 @@
+"""Image grids from generator output: the per-epoch sample grid and the "same noise, one row per label" figure."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+from gankit.report._io import atomic_path
+from gankit.report.gif import caption_font
+
+PADDING = 2
+
+
+def save_grid(images: torch.Tensor, path, nrow: int | None = None) -> Path:
+    """Save generator output `images` (N, C, H, W in [-1, 1]) as one PNG grid, atomically.
+
+    `nrow` is the number of images per row (a square-ish grid by default). Values outside [-1, 1] are
+    clipped; tensors on any device, with or without grad, are accepted. Returns the path.
+    """
+    images = _as_batch(images)
+    if nrow is None:
+        nrow = math.ceil(math.sqrt(images.shape[0]))
+    grid = make_grid(_to_unit(images), nrow=nrow, padding=PADDING, pad_value=0.0)
+    return _save_png(_to_pil(grid), path)
+
+
+def label_grid(images_by_label: torch.Tensor, labels: list[str], path) -> Path:
+    """Save a grid with one row per label and the label's name at its left, atomically.
+
+    `images_by_label` is (L, K, C, H, W) in [-1, 1]: row `i` holds K samples generated for `labels[i]`,
+    typically with the same K noise vectors in every row so each column shows one noise across labels.
+    """
+    if images_by_label.dim() != 5:
+        raise ValueError(f"images_by_label should be (labels, samples, C, H, W), got shape {tuple(images_by_label.shape)}")
+    n_labels, k = images_by_label.shape[:2]
+    labels = [str(label) for label in labels]
+    if len(labels) != n_labels:
+        raise ValueError(f"got {len(labels)} label names for {n_labels} rows of images")
+    flat = _to_unit(_as_batch(images_by_label.reshape(-1, *images_by_label.shape[2:])))
+    grid = _to_pil(make_grid(flat, nrow=k, padding=PADDING, pad_value=0.0))
+    h = images_by_label.shape[3]
+
+    font = caption_font(max(10, min(24, h // 3)))
+    text_w = max((font.getbbox(label)[2] for label in labels), default=0)
+    margin = text_w + 2 * 6
+    out = Image.new("RGB", (grid.width + margin, grid.height), (0, 0, 0))
+    out.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(out)
+    for i, label in enumerate(labels):
+        row_center = PADDING + i * (h + PADDING) + h / 2
+        draw.text((margin - 6, row_center), label, fill=(255, 255, 255), font=font, anchor="rm")
+    return _save_png(out, path)
+
+
+def _as_batch(images: torch.Tensor) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor of images, got {type(images).__name__}")
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dim() != 4 or images.shape[1] not in (1, 3, 4) or images.shape[0] == 0:
+        raise ValueError(f"images should be (N, C, H, W) with C in 1, 3, 4 and N > 0, got shape {tuple(images.shape)}")
+    return images
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clipped, float32 on the CPU."""
+    return images.detach().float().cpu().clamp(-1, 1).add(1).div(2)
+
+
+def _to_pil(grid: torch.Tensor) -> Image.Image:
+    array = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def _save_png(im: Image.Image, path) -> Path:
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
+    return Path(path)

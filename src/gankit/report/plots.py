@@ -1,0 +1,259 @@
+"""Training curves as PNG files in `<run>/plots/`, cheap enough to redraw after every epoch.
+
+Figures are built with `matplotlib.figure.Figure` on the Agg canvas, never through pyplot, so drawing
+works in a headless training job and leaves the caller's pyplot state and backend alone.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from gankit.report._io import atomic_path
+from gankit.report.runs import Run, finite_number, load_run
+
+PLOTS_DIR = "plots"
+DPI = 100
+PNG_OPTIONS = {"compress_level": 1}  # redrawn every epoch: fast compression beats small files
+
+LOSS_KEYS = ("d_loss", "g_loss")
+ACC_KEYS = ("d_acc_real", "d_acc_fake")
+AUX_ACC_KEYS = ("aux_acc_real", "aux_acc_fake")
+AUX_ENTROPY_KEY = "aux_entropy"
+WGAN_KEYS = ("wasserstein", "gp")
+EVAL_KEYS = ("fid", "kid_mean", "kid_std", "n_fake")
+#: Keys the named figures draw; every other numeric key goes to `other.png`.
+PLOTTED_KEYS = set(LOSS_KEYS + ACC_KEYS + AUX_ACC_KEYS + WGAN_KEYS + EVAL_KEYS + (AUX_ENTROPY_KEY,))
+MAX_OTHER_PANELS = 12
+
+
+def write_plots(run_dir) -> list[Path]:
+    """Draw the curves the run's metrics allow and return the PNG paths written.
+
+    `losses.png` (d_loss, g_loss), `accuracy.png` (discriminator accuracies; auxiliary classifier
+    accuracies and entropy in a second panel when logged), `fid.png` (FID/KID vs epoch and vs minutes,
+    only when eval lines exist), `wasserstein.png` (wasserstein estimate and gradient penalty, when
+    logged) and `other.png` (every other numeric key, e.g. img_per_s or keys this module does not know).
+    A figure whose data is absent is not written. Raises RunError when `run_dir` is not a run folder.
+    """
+    run = load_run(run_dir)
+    out = Path(run_dir) / PLOTS_DIR
+    written = []
+    for name, draw in (
+        ("losses.png", losses_figure),
+        ("accuracy.png", accuracy_figure),
+        ("fid.png", fid_figure),
+        ("wasserstein.png", wasserstein_figure),
+        ("other.png", other_figure),
+    ):
+        fig = draw(run)
+        if fig is not None:
+            written.append(save_figure(fig, out / name))
+    return written
+
+
+# ----------------------------------------------------------------------------------------- figures
+
+
+def losses_figure(run: Run) -> Figure | None:
+    curves = [(k, *run.series(k)) for k in LOSS_KEYS]
+    curves = [c for c in curves if c[1]]
+    if not curves:
+        return None
+    fig, ax = new_figure(1)
+    for i, (key, xs, ys) in enumerate(curves):
+        raw_and_smoothed(ax, xs, ys, color=f"C{i}", label=key)
+    ax.set(title=f"{run.name}: losses", xlabel="step", ylabel="loss")
+    ax.set_ylim(*robust_ylim([y for _, _, y in curves], ax.get_ylim()))
+    ax.legend(loc="best")
+    return fig
+
+
+def accuracy_figure(run: Run) -> Figure | None:
+    acc = [(k, *run.series(k)) for k in ACC_KEYS]
+    acc = [c for c in acc if c[1]]
+    aux = [(k, *run.series(k)) for k in AUX_ACC_KEYS]
+    aux = [c for c in aux if c[1]]
+    entropy = run.series(AUX_ENTROPY_KEY)
+    has_aux = bool(aux or entropy[0])
+    if not acc and not has_aux:
+        return None
+    fig, axes = new_figure(2 if acc and has_aux else 1)
+    axes = list(np.atleast_1d(axes))
+    if acc:
+        ax = axes.pop(0)
+        for i, (key, xs, ys) in enumerate(acc):
+            raw_and_smoothed(ax, xs, ys, color=f"C{i + 2}", label=key)
+        ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
+        ax.set(title=f"{run.name}: discriminator accuracy", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.legend(loc="best")
+    if has_aux:
+        ax = axes.pop(0)
+        for i, (key, xs, ys) in enumerate(aux):
+            raw_and_smoothed(ax, xs, ys, color=f"C{i + 4}", label=key)
+        ax.set(title=f"{run.name}: auxiliary classifier", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        handles, labels = ax.get_legend_handles_labels()
+        if entropy[0]:
+            ax2 = ax.twinx()
+            raw_and_smoothed(ax2, *entropy, color="C6", label=AUX_ENTROPY_KEY)
+            ax2.set_ylabel(AUX_ENTROPY_KEY)
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        ax.legend(handles, labels, loc="best")
+    return fig
+
+
+def fid_figure(run: Run) -> Figure | None:
+    fid_lines = [line for line in run.lines("eval") if finite_number(line.get("fid")) is not None]
+    kid_lines = [line for line in run.lines("eval") if finite_number(line.get("kid_mean")) is not None]
+    if not fid_lines and not kid_lines:
+        return None
+    fig, axes = new_figure(2)
+    for ax, x, scale, xlabel in zip(axes, ("epoch", "time"), (1.0, 60.0), ("epoch", "training time (minutes)")):
+        handles = []
+        if fid_lines:
+            fxs = np.array([finite_number(line.get(x)) for line in fid_lines], dtype=float) / scale
+            handles += ax.plot(fxs, [line["fid"] for line in fid_lines], "o-", color="C0", ms=3, label="FID")
+            if run.best is not None:
+                bx = (run.best.epoch if x == "epoch" else run.best.time) / scale
+                handles += ax.plot([bx], [run.best.fid], "*", color="C3", ms=13, label=f"best FID {run.best.fid:.2f}")
+            ax.set_ylabel("FID (lower is better)")
+        if kid_lines:
+            kax = ax.twinx() if fid_lines else ax
+            kxs = np.array([finite_number(line.get(x)) for line in kid_lines], dtype=float) / scale
+            kid = np.array([line["kid_mean"] for line in kid_lines], dtype=float)
+            std = np.array([finite_number(line.get("kid_std")) for line in kid_lines], dtype=float)  # None -> nan
+            handles += kax.plot(kxs, kid, "s--", color="C1", ms=3, label="KID")
+            kax.fill_between(kxs, kid - std, kid + std, color="C1", alpha=0.15, lw=0)
+            kax.set_ylabel("KID (lower is better)")
+        ax.set(title=f"{run.name}: FID / KID vs {x if x == 'epoch' else 'time'}", xlabel=xlabel)
+        ax.legend(handles=handles, loc="best")
+    return fig
+
+
+def wasserstein_figure(run: Run) -> Figure | None:
+    curves = [(k, *run.series(k)) for k in WGAN_KEYS]
+    curves = [c for c in curves if c[1]]
+    if not curves:
+        return None
+    fig, axes = new_figure(len(curves))
+    for i, (ax, (key, xs, ys)) in enumerate(zip(np.atleast_1d(axes), curves)):
+        raw_and_smoothed(ax, xs, ys, color=f"C{i + 7}", label=key)
+        title = "Wasserstein estimate" if key == "wasserstein" else "gradient penalty"
+        ax.set(title=f"{run.name}: {title}", xlabel="step", ylabel=key)
+        ax.set_ylim(*robust_ylim([ys], ax.get_ylim()))
+    return fig
+
+
+def other_figure(run: Run) -> Figure | None:
+    """Small multiples of every numeric key the named figures do not draw (img_per_s, unknown keys)."""
+    panels = []  # (key, kinds)
+    for kinds in (("step", "epoch"), ("eval",)):
+        for kind in kinds:
+            for key in run.numeric_keys(kind):
+                if key not in PLOTTED_KEYS and all(key != k for k, _ in panels):
+                    panels.append((key, kinds))
+    panels = panels[:MAX_OTHER_PANELS]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.7 / (4.2 * cols), right=0.98, bottom=0.5 / (3 * rows), top=1 - 0.35 / (3 * rows),
+                        wspace=0.35, hspace=0.6)
+    for i, (key, kinds) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        x = "epoch" if kinds == ("eval",) else "step"
+        xs, ys = run.series(key, kinds, x=x)
+        if kinds == ("eval",):
+            ax.plot(xs, ys, "o-", ms=3, color="C0")
+        else:
+            raw_and_smoothed(ax, xs, ys, color="C0", label=key)
+        ax.set(title=key, xlabel=x)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def new_figure(panels: int, width: float = 6.4, height: float = 4.0):
+    """A figure with `panels` side-by-side axes, attached to the Agg canvas.
+
+    Margins are fixed (room for a twin y axis on the right) rather than computed by a layout engine,
+    which would double the drawing time.
+    """
+    fig = Figure(figsize=(width * panels, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.85 / (width * panels), right=1 - 0.85 / (width * panels), bottom=0.13, top=0.9,
+                        wspace=0.35 if panels > 1 else 0)
+    axes = fig.subplots(1, panels)
+    for ax in np.atleast_1d(axes):
+        ax.grid(alpha=0.3)
+    return fig, axes
+
+
+def raw_and_smoothed(ax, xs, ys, color, label, alpha=0.25):
+    """Raw values as a faint line under their moving average; returns the smoothed line."""
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    window = smoothing_window(len(ys))
+    if window > 1:
+        ax.plot(xs, ys, color=color, lw=0.7, alpha=alpha)
+        (line,) = ax.plot(xs, smooth(ys, window), color=color, lw=1.6, label=label)
+    else:
+        (line,) = ax.plot(xs, ys, color=color, lw=1.4, marker="o" if len(ys) < 30 else None, ms=3, label=label)
+    return line
+
+
+def smoothing_window(n: int) -> int:
+    """Moving-average width: about 1/30 of the curve, no smoothing for short curves."""
+    return 1 if n < 20 else max(3, n // 30)
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Centered moving average of `y` that skips NaNs (a window of only NaNs stays NaN)."""
+    y = np.asarray(y, dtype=float)
+    if window <= 1 or y.size == 0:
+        return y
+    valid = np.isfinite(y)
+    kernel = np.ones(window)
+    sums = np.convolve(np.where(valid, y, 0.0), kernel, mode="same")
+    counts = np.convolve(valid.astype(float), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def robust_ylim(curves, current):
+    """Y limits that ignore rare spikes (a loss exploding for a few steps would flatten everything else).
+
+    Keeps matplotlib's own limits unless the 0.5-99.5 percentile range is under half of them.
+    """
+    values = np.concatenate([np.asarray(c, dtype=float) for c in curves]) if curves else np.array([])
+    values = values[np.isfinite(values)]
+    if values.size < 50:
+        return current
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    if hi <= lo or (hi - lo) * 2 > (current[1] - current[0]):
+        return current
+    pad = 0.1 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def save_figure(fig: Figure, path) -> Path:
+    """Save `fig` as PNG at `path` atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return Path(path)
+
+
+def figure_png(fig: Figure) -> bytes:
+    """`fig` as PNG bytes (for embedding in HTML)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    return buf.getvalue()

@@ -1,0 +1,243 @@
+"""Read a run folder written by `gankit train`: its config, its metrics and its sample grids.
+
+The reader is tolerant, because it runs beside a live (or crashed) training loop: a torn or garbled
+line in `metrics.jsonl` is skipped, missing files give empty fields, and a resumed run that logged some
+steps twice is cleaned by `Run.lines`, which keeps only the lines of the latest attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from gankit.errors import RunError
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
+
+#: Keys every metrics line carries; they are axes, not metrics.
+AXIS_KEYS = ("step", "epoch", "time")
+
+
+@dataclass(frozen=True)
+class BestEval:
+    """The evaluation with the lowest FID, and when in training it was reached."""
+
+    fid: float
+    epoch: int
+    step: int
+    time: float  # seconds of training wall-clock
+    kid_mean: float | None = None
+    kid_std: float | None = None
+
+
+@dataclass
+class Run:
+    """Everything the report needs from one run folder."""
+
+    path: Path
+    name: str
+    config: dict
+    metrics: list[dict] = field(default_factory=list)  # every readable line, in file order
+    samples: list[Path] = field(default_factory=list)  # samples/epoch_NNNN.png sorted by epoch
+    best: BestEval | None = None
+    final_grid: Path | None = None
+
+    @property
+    def sample_epochs(self) -> list[int]:
+        """The epoch of each entry in `samples`."""
+        return [sample_epoch(p) for p in self.samples]
+
+    def lines(self, kind: str) -> list[dict]:
+        """Lines of one kind ("step", "epoch", "eval"), as the latest attempt of a resumed run wrote them.
+
+        A resumed run restarts from its last checkpoint, so lines logged after that checkpoint by the
+        attempt that crashed reappear later in the file with the same or smaller steps: a line whose step
+        is not past the previous one drops the earlier lines from that step on.
+        """
+        kept: list[dict] = []
+        for line in self.metrics:
+            if line.get("kind") != kind:
+                continue
+            step = _number(line.get("step"))
+            if step is None:
+                continue
+            while kept and kept[-1]["step"] >= step:
+                kept.pop()
+            kept.append(line)
+        return kept
+
+    def series(self, key: str, kinds: tuple[str, ...] = ("step", "epoch"), x: str = "step"):
+        """(xs, ys) of `key` against axis `x` from the first of `kinds` whose lines carry it.
+
+        Non-finite values become NaN so plots show a gap instead of breaking their axes.
+        Returns two empty lists when no line carries the key.
+        """
+        for kind in kinds:
+            xs, ys = [], []
+            for line in self.lines(kind):
+                xv, yv = _number(line.get(x)), _number(line.get(key))
+                if xv is None or yv is None:
+                    continue
+                xs.append(xv)
+                ys.append(yv if math.isfinite(yv) else math.nan)
+            if xs:
+                return xs, ys
+        return [], []
+
+    def numeric_keys(self, kind: str) -> list[str]:
+        """Metric keys with a numeric value in some line of `kind`, in order of first appearance."""
+        keys: dict[str, None] = {}
+        for line in self.metrics:
+            if line.get("kind") != kind:
+                continue
+            for k, v in line.items():
+                if k not in AXIS_KEYS and _number(v) is not None:
+                    keys.setdefault(k)
+        return list(keys)
+
+    @property
+    def total_epochs(self) -> int | None:
+        return _max_of(self.metrics, "epoch", int) or (max(self.sample_epochs) if self.samples else None)
+
+    @property
+    def total_steps(self) -> int | None:
+        return _max_of(self.metrics, "step", int)
+
+    @property
+    def total_time(self) -> float | None:
+        return _max_of(self.metrics, "time", float)
+
+
+def load_run(path) -> Run:
+    """Read the run folder at `path`; raise RunError when it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"run folder not found: {path}")
+    if not path.is_dir():
+        raise RunError(f"{path} is a file, not a run folder")
+    markers = (path / CONFIG_FILE, path / METRICS_FILE, path / SAMPLES_DIR)
+    if not any(m.exists() for m in markers):
+        raise RunError(
+            f"{path} is not a run folder (no {CONFIG_FILE}, {METRICS_FILE} or {SAMPLES_DIR}/); "
+            "pass a folder written by `gankit train`"
+        )
+    config = read_config(path / CONFIG_FILE)
+    metrics = read_metrics(path / METRICS_FILE)
+    samples = find_samples(path / SAMPLES_DIR)
+    run = Run(
+        path=path,
+        name=path.resolve().name,
+        config=config,
+        metrics=metrics,
+        samples=samples,
+        final_grid=samples[-1] if samples else None,
+    )
+    run.best = best_eval(run.lines("eval"))
+    return run
+
+
+def read_config(path: Path) -> dict:
+    """The resolved config as a dict; {} when the file is missing."""
+    if not path.exists():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"{path} is not valid YAML ({first})") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise RunError(f"{path} should hold a mapping of settings, found a {type(config).__name__}")
+    return config
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Every line of `metrics.jsonl` that is a JSON object; torn or garbled lines are skipped."""
+    if not path.exists():
+        return []
+    lines = []
+    with open(path, "rb") as f:
+        for raw in f:
+            obj = _parse_line(raw)
+            if isinstance(obj, dict):
+                lines.append(obj)
+    return lines
+
+
+def _parse_line(raw: bytes):
+    """A JSON line, or None. A line torn by a crash and then continued by the resumed run
+    (`{"kind": "st{"kind": "step", ...}`) yields its last, complete object; the metrics are flat, so
+    the last `{"` starts it."""
+    try:
+        return json.loads(raw)
+    except ValueError:  # torn line, stray bytes, bad UTF-8
+        pass
+    start = raw.rfind(b'{"')
+    if start <= 0:
+        return None
+    try:
+        return json.loads(raw[start:])
+    except ValueError:
+        return None
+
+
+def find_samples(folder: Path) -> list[Path]:
+    """`epoch_NNNN.png` files of `folder` sorted by epoch number (not by name: epoch_10000 > epoch_9999)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if SAMPLE_RE.match(p.name) and p.is_file()]
+    return sorted(found, key=sample_epoch)
+
+
+def sample_epoch(path: Path) -> int:
+    """The epoch number in a sample grid's file name."""
+    m = SAMPLE_RE.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"not a sample grid name: {path}")
+    return int(m.group(1))
+
+
+def best_eval(eval_lines: list[dict]) -> BestEval | None:
+    """The eval line with the lowest finite FID (the earliest on ties), or None."""
+    best = None
+    for line in eval_lines:
+        fid = _number(line.get("fid"))
+        if fid is None or not math.isfinite(fid):
+            continue
+        if best is None or fid < best.fid:
+            best = BestEval(
+                fid=fid,
+                epoch=int(_number(line.get("epoch")) or 0),
+                step=int(_number(line.get("step")) or 0),
+                time=float(_number(line.get("time")) or 0.0),
+                kid_mean=_number(line.get("kid_mean")),
+                kid_std=_number(line.get("kid_std")),
+            )
+    return best
+
+
+def _number(v) -> float | None:
+    """`v` as a float when it is a JSON number (not a bool), else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def finite_number(v) -> float | None:
+    """`v` as a float when it is a finite JSON number (not a bool, NaN or infinity), else None."""
+    n = _number(v)
+    return n if n is not None and math.isfinite(n) else None
+
+
+def _max_of(lines: list[dict], key: str, cast):
+    values = [n for n in (_number(line.get(key)) for line in lines) if n is not None and math.isfinite(n)]
+    return cast(max(values)) if values else None

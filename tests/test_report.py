@@ -1,0 +1,267 @@
+"""Report: reading run folders, training plots, evolution GIF, grids and the HTML comparison."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import torch
+from PIL import Image, ImageSequence
+from report_fakes import GRID_SIZE, epoch_color, make_run
+
+from gankit.errors import RunError
+from gankit.report.compare import flatten_config, format_duration, write_compare_report
+from gankit.report.gif import pick_evenly, write_evolution_gif
+from gankit.report.grids import label_grid, save_grid
+from gankit.report.plots import smooth, write_plots
+from gankit.report.runs import load_run
+
+FIDS_A = [300.0, 200.0, 150.0, 120.0, 125.0]
+FIDS_B = [250.0, 90.5, 95.0, 99.0, 101.0]
+
+
+@pytest.fixture
+def three_runs(tmp_path):
+    a = make_run(tmp_path, "dcgan_bce", run_index=0, fids=FIDS_A)
+    b = make_run(tmp_path, "wgan_gp", run_index=1, lr_g=1e-4, loss="wgan-gp", fids=FIDS_B,
+                 extra={"wasserstein": 1.5, "gp": 0.1, "aux_acc_real": 0.4, "aux_entropy": 1.1})
+    c = make_run(tmp_path, "no_fid", run_index=2, epochs=3, loss="hinge", fids=None)
+    return a, b, c
+
+
+def no_temp_files(folder):
+    return not [p for p in folder.rglob("*.tmp")]
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+
+def test_load_run_reads_everything_and_skips_the_torn_line(tmp_path):
+    path = make_run(tmp_path, "r", epochs=5, steps_per_epoch=10, fids=FIDS_A)
+    run = load_run(path)
+    assert run.name == "r" and run.path == path
+    assert run.config["train"]["lr_g"] == 2e-4
+    assert len(run.metrics) == 5 * 10 + 5 + 5  # step + epoch + eval lines; the torn line is gone
+    assert [p.name for p in run.samples] == [f"epoch_{e:04d}.png" for e in range(1, 6)]
+    assert run.final_grid == path / "samples" / "epoch_0005.png"
+    assert run.best.fid == 120.0 and run.best.epoch == 4 and run.best.step == 40
+    assert run.best.time == pytest.approx(20.2) and run.best.kid_mean == pytest.approx(0.12)
+    assert (run.total_epochs, run.total_steps, run.total_time) == (5, 50, pytest.approx(25.2))
+
+
+def test_samples_sort_by_epoch_number_not_name(tmp_path):
+    path = make_run(tmp_path, "r", epochs=2, samples=False)
+    for e in (9999, 10000, 2):
+        Image.new("RGB", (4, 4)).save(path / "samples" / f"epoch_{e}.png")
+    (path / "samples" / "notes.png").write_bytes(b"")
+    assert load_run(path).sample_epochs == [2, 9999, 10000]
+
+
+def test_not_a_run_folder_is_a_one_line_run_error(tmp_path):
+    for path in (tmp_path / "missing", tmp_path):
+        with pytest.raises(RunError) as e:
+            load_run(path)
+        assert "\n" not in str(e.value) and str(path) in str(e.value)
+    (tmp_path / "config.yaml").write_text("a: [unclosed\n")
+    with pytest.raises(RunError, match="not valid YAML"):
+        load_run(tmp_path)
+
+
+def test_resumed_run_keeps_the_latest_attempt_and_recovers_a_continued_torn_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"kind": "step", "step": s, "epoch": 1, "time": s, "d_loss": 1.0}) for s in (1, 2, 3, 4))
+        + '\n{"kind": "step", "st'  # crash mid-write, then the resumed run appends from step 3
+        + json.dumps({"kind": "step", "step": 3, "epoch": 1, "time": 9, "d_loss": 2.0}) + "\n"
+        + json.dumps({"kind": "step", "step": 4, "epoch": 1, "time": 10, "d_loss": 2.0}) + "\n"
+        + "not json\n[1, 2]\n"
+    )
+    run = load_run(tmp_path)
+    assert [(line["step"], line["d_loss"]) for line in run.lines("step")] == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]
+    assert run.series("d_loss") == ([1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 2.0, 2.0])
+    assert run.best is None and run.samples == [] and run.config == {}
+
+
+# ------------------------------------------------------------------------------------------ plots
+
+
+def _png_size(path):
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_write_plots_draws_what_the_metrics_allow(three_runs):
+    a, b, c = three_runs
+    names = lambda paths: sorted(p.name for p in paths)  # noqa: E731
+    assert names(write_plots(a)) == ["accuracy.png", "fid.png", "losses.png", "other.png"]
+    assert names(write_plots(b)) == ["accuracy.png", "fid.png", "losses.png", "other.png", "wasserstein.png"]
+    written = write_plots(c)
+    assert names(written) == ["accuracy.png", "losses.png", "other.png"]  # no eval lines: no fid.png
+    for path in written:
+        assert path.parent == c / "plots"
+        w, h = _png_size(path)
+        assert 300 <= w <= 2000 and 200 <= h <= 1200
+    assert no_temp_files(c)
+
+
+def test_write_plots_on_an_empty_run_writes_nothing(tmp_path):
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    assert write_plots(tmp_path) == []
+
+
+def test_write_plots_is_fast_for_thousands_of_lines(tmp_path):
+    run = make_run(tmp_path, "long", epochs=10, steps_per_epoch=300, fids=[100.0 - e for e in range(10)], samples=False)
+    write_plots(run)  # first call warms matplotlib's font caches
+    start = time.process_time()
+    write_plots(run)
+    assert time.process_time() - start < 3.0  # about 0.5 s on an idle core; generous for shared CI machines
+
+
+def test_smooth_skips_nans():
+    y = torch.tensor([1.0, float("nan"), 3.0, 5.0]).numpy()
+    out = smooth(y, 3)
+    assert out[1] == pytest.approx(2.0) and out[0] == pytest.approx(1.0) and out[3] == pytest.approx(4.0)
+
+
+# -------------------------------------------------------------------------------------------- gif
+
+
+def _frame_epochs(gif_path, run_index, epochs):
+    """Identify each GIF frame by the solid color of its grid area (the nearest fake epoch color)."""
+    found = []
+    with Image.open(gif_path) as im:
+        for frame in ImageSequence.Iterator(im):
+            pixel = frame.convert("RGB").getpixel((GRID_SIZE[0] // 2, GRID_SIZE[1] // 2))
+            dist = {e: sum((p - q) ** 2 for p, q in zip(pixel, epoch_color(run_index, e))) for e in epochs}
+            best = min(dist, key=dist.get)
+            assert dist[best] < 30, (pixel, epoch_color(run_index, best))
+            found.append(best)
+    return found
+
+
+def test_evolution_gif_has_every_epoch_in_order(tmp_path):
+    run = make_run(tmp_path, "r", run_index=1, epochs=6, steps_per_epoch=2)
+    path = write_evolution_gif(run, duration_ms=50)
+    assert path == run / "evolution.gif" and no_temp_files(run)
+    assert _frame_epochs(path, 1, range(1, 7)) == [1, 2, 3, 4, 5, 6]
+    with Image.open(path) as im:
+        assert im.size[0] == GRID_SIZE[0] and im.size[1] > GRID_SIZE[1]  # caption strip under the grid
+        assert im.info.get("loop") == 0
+
+
+def test_evolution_gif_subsamples_evenly_and_keeps_the_last(tmp_path):
+    run = make_run(tmp_path, "r", epochs=12, steps_per_epoch=1)
+    assert _frame_epochs(write_evolution_gif(run, max_frames=5), 0, range(1, 13)) == [1, 4, 7, 9, 12]
+    assert pick_evenly(list(range(10)), 1) == [9]
+
+
+def test_evolution_gif_without_samples_is_none(tmp_path):
+    run = make_run(tmp_path, "r", epochs=2, samples=False)
+    assert write_evolution_gif(run) is None and not (run / "evolution.gif").exists()
+    with pytest.raises(RunError, match="run folder not found"):
+        write_evolution_gif(tmp_path / "nope")
+
+
+def test_evolution_gif_skips_a_grid_being_written(tmp_path):
+    run = make_run(tmp_path, "r", epochs=3, steps_per_epoch=1)
+    last = run / "samples" / "epoch_0004.png"
+    last.write_bytes((run / "samples" / "epoch_0003.png").read_bytes()[:40])  # truncated PNG
+    assert _frame_epochs(write_evolution_gif(run), 0, range(1, 4)) == [1, 2, 3]
+    for p in (run / "samples").iterdir():
+        p.write_bytes(b"")
+    assert write_evolution_gif(run) is None
+
+
+# ------------------------------------------------------------------------------------------ grids
+
+
+def test_save_grid_maps_minus_one_to_black_and_one_to_white(tmp_path):
+    images = torch.full((4, 3, 8, 8), -1.0)
+    images[1] = 1.0
+    images[2] = 5.0  # clipped to 1
+    path = save_grid(images.requires_grad_(), tmp_path / "g" / "grid.png")
+    with Image.open(path) as im:
+        assert im.size == (2 * 10 + 2, 2 * 10 + 2)  # two per row, 2 px padding
+        assert im.getpixel((2 + 4, 2 + 4)) == (0, 0, 0)
+        assert im.getpixel((12 + 4, 2 + 4)) == (255, 255, 255)
+        assert im.getpixel((2 + 4, 12 + 4)) == (255, 255, 255)
+    assert no_temp_files(tmp_path)
+    with Image.open(save_grid(torch.zeros(6, 1, 8, 8), tmp_path / "gray.png", nrow=6)) as im:
+        assert im.size == (6 * 10 + 2, 12)
+
+
+def test_label_grid_has_one_row_per_label_and_a_name_column(tmp_path):
+    images = torch.rand(3, 4, 3, 16, 16) * 2 - 1
+    path = label_grid(images, ["fire", "water", "grass"], tmp_path / "labels.png")
+    with Image.open(path) as im:
+        plain_width = 4 * 18 + 2
+        assert im.size[1] == 3 * 18 + 2 and im.size[0] > plain_width + 10
+        margin = im.crop((0, 0, im.size[0] - plain_width, im.size[1])).convert("L")
+        assert margin.getextrema()[1] > 128  # white text drawn in the black name column
+    with pytest.raises(ValueError, match="2 label names for 3 rows"):
+        label_grid(images, ["a", "b"], tmp_path / "bad.png")
+
+
+# ---------------------------------------------------------------------------------------- compare
+
+
+def test_flatten_config_and_durations():
+    assert flatten_config({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
+    assert (format_duration(5), format_duration(125), format_duration(7384)) == ("5s", "2m 05s", "2h 03m 04s")
+
+
+def test_compare_report_shows_differences_best_metrics_and_all_images(three_runs, tmp_path):
+    a, b, c = three_runs
+    write_evolution_gif(a)  # b and c have no evolution.gif: made in memory
+    out = write_compare_report([a, b, c], tmp_path / "out" / "report.html")
+    page = out.read_text(encoding="utf-8")
+
+    for sid in ("config-diff", "best-metrics", "final-grids", "evolution", "fid-curves", "loss-curves"):
+        assert f'id="{sid}"' in page
+    diff = page[page.index('id="config-diff"'):page.index('id="best-metrics"')]
+    for key in ("train.lr_g", "train.loss", "train.epochs", "name", "wgan-gp", "hinge"):
+        assert key in diff
+    for same in ("model.ngf", "data.resolution", "train.batch_size", "seed"):
+        assert same not in diff
+    best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert "120.00" in best and "90.50" in best and "no FID logged" in best
+    assert "0.1200" in best  # KID at the best FID
+    # 3 final grids + 3 GIFs + FID vs epoch + FID vs minutes + one loss figure
+    assert page.count("<img ") == 9
+    assert page.count('src="data:image/gif;base64,') == 3
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # nothing external
+    assert "<script" not in page and "<link" not in page
+    for label in ("dcgan_bce", "wgan_gp", "no_fid"):
+        assert label in page
+    assert no_temp_files(out.parent)
+
+
+def test_compare_report_notes_missing_pieces_and_escapes_config_text(tmp_path):
+    full = make_run(tmp_path, "full", fids=FIDS_A)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.yaml").write_text('name: "<script>alert(1)</script>"\ntrain: {lr_g: 0.1}\n')
+    page = write_compare_report([full, bare], tmp_path / "r.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
+    assert page.count("Not available") >= 2  # bare: no final grid, no GIF
+    assert "no FID logged" in page
+
+
+def test_compare_single_run_shows_every_key_and_duplicate_names_get_parents(tmp_path):
+    one = make_run(tmp_path / "x", "run", fids=None, samples=False)
+    page = write_compare_report([one], tmp_path / "r.html").read_text()
+    assert "model.ngf" in page and "data.resolution" in page and "no run logged FID" in page
+    two = make_run(tmp_path / "y", "run", fids=None, samples=False)
+    page = write_compare_report([one, two], tmp_path / "r2.html").read_text()
+    assert "x/run" in page and "y/run" in page
+
+
+def test_compare_rejects_folders_that_are_not_runs(tmp_path):
+    with pytest.raises(RunError, match="not a run folder"):
+        write_compare_report([tmp_path], tmp_path / "r.html")
+    with pytest.raises(RunError, match="no runs"):
+        write_compare_report([], tmp_path / "r.html")

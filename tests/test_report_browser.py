@@ -1,0 +1,49 @@
+"""The comparison page in a real browser: every section shows and every image decodes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from report_fakes import make_run
+
+from gankit.report.compare import SECTIONS, write_compare_report
+from gankit.report.gif import write_evolution_gif
+
+CHROMIUM = os.environ.get("GANKIT_CHROMIUM", "/usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set GANKIT_CHROMIUM)", allow_module_level=True)
+
+
+def test_compare_report_renders_in_chromium(tmp_path):
+    a = make_run(tmp_path, "dcgan_bce", run_index=0, epochs=6, steps_per_epoch=60,
+                 fids=[300.0, 210.0, 160.0, 130.0, 118.0, 121.0])
+    b = make_run(tmp_path, "wgan_gp", run_index=1, epochs=6, steps_per_epoch=60, lr_g=1e-4, loss="wgan-gp",
+                 fids=[260.0, 170.0, 120.0, 96.0, 91.0, 93.0])
+    c = make_run(tmp_path, "acgan_no_eval", run_index=2, epochs=4, steps_per_epoch=60, loss="hinge", fids=None)
+    write_evolution_gif(a)
+    report = write_compare_report([a, b, c], tmp_path / "report.html")
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(report.as_uri(), wait_until="load")
+            for sid, title in SECTIONS:
+                section = page.locator(f"#{sid}")
+                assert section.is_visible(), sid
+                assert title in section.inner_text()
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => ({alt: e.alt, ok: e.complete && e.naturalWidth > 0}))"
+            )
+            assert len(images) == 9
+            assert all(img["ok"] for img in images), [img["alt"] for img in images if not img["ok"]]
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()

@@ -52,7 +52,8 @@ class RunLog:
                 self.tb = None
 
     def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
-        clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
+        clean = {k: (v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None)
+                 for k, v in values.items()}
         rec = {"kind": kind, "step": step, "epoch": epoch, "time": round(time, 3), **clean}
         self.file.write(json.dumps(rec) + "\n")
         self.file.flush()

@@ -67,7 +67,7 @@ def finalize_config(cfg: Config, data) -> Config:
     cfg.data.resolution = cfg.data.resolution or (32 if is_builtin else 64)
     cfg.data.flip = (not is_builtin) if cfg.data.flip is None else cfg.data.flip
     cfg.model.channels = int(data.images.shape[1])
-    cfg.model.num_classes = len(data.class_names) if data.labels is not None else 0
+    cfg.model.num_classes = 0  # unconditional models; conditional ones take the dataset's classes
     if cfg.train.batch_size > len(data.images):
         from gankit.errors import ConfigError
 
@@ -299,18 +299,14 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self) -> Path:
-        from torchvision.utils import save_image
+        """The fixed-noise grid of this epoch (eval mode: BatchNorm uses its running statistics)."""
+        from gankit.report.grids import save_grid
 
         self.G.eval()
         with autocast(self.device, self.amp_dtype):
             images = self.G(self.fixed_noise.to(self.device)).float()
         self.G.train()
-        path = self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        save_image(images, tmp, nrow=int(math.sqrt(len(images))) or 1, normalize=True, value_range=(-1, 1))
-        tmp.replace(path)
-        return path
+        return save_grid(images, self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png")
 
     # ---------------------------------------------------------------- the loop
 
@@ -361,12 +357,11 @@ class Trainer:
         progress.close()
         if self.cursor % spe:  # stopped mid-epoch (max_steps): keep everything resumable
             self._log_step(None, None)
-            self.write_samples()
             self.save()
         self.log.close()
         return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
 
-    def _log_step(self, ips: float | None, progress) -> None:
+    def _log_step(self, ips: float | None, progress, epoch: int | None = None) -> None:
         values = self._read_sums()
         self._reset_sums()
         if not values:
@@ -374,16 +369,16 @@ class Trainer:
         values.update(d_updates=self.d_updates, g_updates=self.g_updates)
         if ips is not None:
             values["img_per_s"] = ips
-        self.log.write("step", self.iteration, self.epoch + 1, self.elapsed, values)
+        self.log.write("step", self.iteration, epoch or self.epoch + 1, self.elapsed, values)
         self.epoch_values.append(values)
         if progress is not None:
             progress.postfix(values)
 
     def _end_epoch(self, progress) -> None:
-        self._log_step(None, progress)
+        self._log_step(None, progress, epoch=self.epoch)
         rows = self.epoch_values
         if rows:
-            keys = {k for r in rows for k in r}
+            keys = sorted({k for r in rows for k in r})
             avg = {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}
             avg.update(d_updates=self.d_updates, g_updates=self.g_updates)
             self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)

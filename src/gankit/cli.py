@@ -97,6 +97,18 @@ def sample(
         typer.echo(f"wrote {n} images to {out_dir}")
 
 
+@app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders to compare."),
+    out: Path = typer.Option(Path("report.html"), "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),
+):
+    """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""
+    from gankit.report import write_compare_report
+
+    path = write_compare_report(list(runs), out)
+    typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     try:
         app()

@@ -68,6 +68,7 @@ class LogConfig:
     checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt is written every epoch)
     tensorboard: bool = True  # also write TensorBoard events
     progress: bool = True  # progress bar
+    plots: bool = True  # plots/*.png every epoch and evolution.gif at the end
 
 
 @dataclass

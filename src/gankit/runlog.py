@@ -62,6 +62,8 @@ class RunLog:
                 self.tb.add_scalar(f"{kind}/{k}", v, step)
 
     def close(self) -> None:
+        if self.file.closed:
+            return
         self.file.close()
         if self.tb is not None:
             self.tb.close()

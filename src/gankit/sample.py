@@ -47,7 +47,7 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
             checkpoint = run / "checkpoints" / "last.pt"
         if not checkpoint.exists():
             raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoints/last.pt yet: "
-                           "train it first (gankit train --run {run})")
+                           f"train it first (gankit train --run {run})")
     checkpoint = Path(checkpoint)
     if checkpoint.suffix == ".safetensors":
         weights, meta = load_generator(checkpoint)

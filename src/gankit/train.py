@@ -349,6 +349,8 @@ class Trainer:
             progress.close()
             self.save()
             self.log.close()
+            if cfg.log.plots:
+                self.write_pictures()
             console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
                          f"Resume with: gankit train --run {self.run_dir}")
             raise
@@ -359,6 +361,8 @@ class Trainer:
             self._log_step(None, None)
             self.save()
         self.log.close()
+        if cfg.log.plots:
+            self.write_pictures()
         return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
 
     def _log_step(self, ips: float | None, progress, epoch: int | None = None) -> None:
@@ -385,7 +389,17 @@ class Trainer:
         self.epoch_values = []
         self.write_samples()
         self.save(numbered=self.epoch % self.cfg.log.checkpoint_every == 0)
+        if self.cfg.log.plots:
+            self.write_pictures(gif=False)
         progress.reset_epoch(self.epoch, 0)
+
+    def write_pictures(self, gif: bool = True) -> None:
+        """plots/*.png from metrics.jsonl, and evolution.gif from the per-epoch grids."""
+        from gankit.report import write_evolution_gif, write_plots
+
+        write_plots(self.run_dir)
+        if gif:
+            write_evolution_gif(self.run_dir)
 
 
 class _InterruptFlag:

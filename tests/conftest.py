@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny generated image folders and tiny training configs (CPU, fp32, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never write caches into the user's home during tests."""
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "gankit-cache"))
+
+
+def make_image_folder(root, n: int = 32, size: int = 24, classes: tuple[str, ...] = ()) -> None:
+    """n small RGB images with simple structure (a coloured disc on a background), optionally in class sub-folders."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        cy, cx, r = rng.integers(6, size - 6), rng.integers(6, size - 6), rng.integers(3, 7)
+        img = np.full((size, size, 3), rng.integers(0, 80, 3), dtype=np.uint8)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(150, 256, 3)
+        folder = root / classes[i % len(classes)] if classes else root
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    root = tmp_path / "images"
+    make_image_folder(root)
+    return root
+
+
+def tiny_layers(data, **train) -> list[dict]:
+    """Config override layers for a model that trains in well under a second per step on CPU."""
+    return [{
+        "data": {"path": str(data), "resolution": 16},
+        "model": {"ngf": 8, "ndf": 8, "nz": 16},
+        "train": {"batch_size": 8, "precision": "fp32", "device": "cpu", "epochs": 2, **train},
+        "log": {"every": 2, "n_samples": 16, "progress": False, "checkpoint_every": 1},
+    }]

@@ -1,0 +1,49 @@
+"""The command line as a user sees it: help, a tiny training run, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+GANKIT = [sys.executable, "-m", "gankit"]
+
+
+def run(*args, **kw):
+    return subprocess.run([*GANKIT, *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def test_train_help_lists_the_everyday_flags():
+    r = run("train", "--help")
+    assert r.returncode == 0
+    for flag in ("--data", "--resolution", "--epochs", "--batch-size", "--run", "--config", "--set"):
+        assert flag in r.stdout
+
+
+def test_train_via_cli_then_compare(image_folder, tmp_path):
+    common = ["--data", image_folder, "--resolution", "16", "--epochs", "1", "--batch-size", "8", "--no-progress",
+              "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8", "--set", "model.ndf=8"]
+    a = run("train", *common, "--run", tmp_path / "a")
+    assert a.returncode == 0, a.stderr
+    assert (tmp_path / "a" / "plots" / "losses.png").is_file()
+    assert (tmp_path / "a" / "evolution.gif").is_file()
+    b = run("train", *common, "--run", tmp_path / "b", "--set", "train.lr_g=1e-3")
+    assert b.returncode == 0, b.stderr
+    r = run("compare", tmp_path / "a", tmp_path / "b", "-o", tmp_path / "report.html")
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert "train.lr_g" in html and "model.ngf" not in html.split('id="config-diff"')[1].split("</section>")[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--data", "/nonexistent/folder"], "does not exist"),
+    (["train", "--set", "train.lr_g=-1"], "train.lr_g must be > 0"),
+    (["train", "--set", "model.widht=3"], "unknown config key"),
+    (["train", "--resolution", "100"], "power of two"),
+])
+def test_errors_are_one_line(args, needle, tmp_path):
+    r = run(*args, "--run", tmp_path / "r", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error:") and needle in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

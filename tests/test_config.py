@@ -1,0 +1,69 @@
+"""Config: defaults, YAML and --set overrides, and one-line errors for bad keys and values."""
+
+from __future__ import annotations
+
+import pytest
+
+from gankit.config import build_config, parse_sets, read_yaml
+from gankit.errors import ConfigError
+
+
+def test_defaults_are_the_seed_values():
+    cfg = build_config()
+    assert (cfg.train.lr_g, cfg.train.lr_d, cfg.train.beta1, cfg.train.beta2) == (1.5e-4, 1.5e-4, 0.5, 0.999)
+    assert cfg.model.nz == 100 and cfg.model.init_std == 0.02
+
+
+def test_layers_override_in_order(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr_g: 0.001\n  epochs: 3\nmodel:\n  nz: 64\n")
+    cfg = build_config(read_yaml(f), parse_sets(["train.lr_g=1e-4", "data.flip=false"]), {"train": {"epochs": 7}})
+    assert cfg.train.lr_g == 1e-4 and cfg.train.epochs == 7 and cfg.model.nz == 64 and cfg.data.flip is False
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({"train": {"lr": 1}}, "unknown config key 'train.lr'"),
+    ({"trian": {}}, "did you mean train"),
+    ({"train": {"lr_g": "fast"}}, "train.lr_g must be float"),
+    ({"train": {"lr_g": -1e-4}}, "train.lr_g must be > 0"),
+    ({"train": {"lr_d": 0}}, "train.lr_d must be > 0"),
+    ({"train": {"batch_size": 1.5}}, "train.batch_size must be int"),
+    ({"train": {"epochs": True}}, "train.epochs must be int"),
+    ({"train": {"beta1": 1.0}}, r"train.beta1 must be in \[0, 1\)"),
+    ({"train": {"precision": "fp8"}}, "must be one of auto, fp32, bf16, fp16"),
+    ({"data": {"resolution": 100}}, "power of two"),
+    ({"data": {"resolution": 8}}, "power of two"),
+    ({"train": {"device": "tpu"}}, "train.device"),
+    ({"model": 3}, "is a section"),
+    ({"data": {"label_column": "type1"}}, "needs data.labels"),
+])
+def test_bad_values_are_one_line_errors(layer, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        build_config(layer)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        build_config({"model": {"width": 3}})
+    assert "model.ngf" in str(e.value) and "model.nz" in str(e.value)
+
+
+def test_set_syntax_and_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_sets(["train.lr_g"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_yaml(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        read_yaml(tmp_path / "missing.yaml")
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        read_yaml(lst)
+
+
+def test_set_values_are_typed():
+    assert parse_sets(["train.lr_g=1e-4", "train.epochs=3", "data.flip=true", "data.labels=null"]) == {
+        "train": {"lr_g": 1e-4, "epochs": 3}, "data": {"flip": True, "labels": None}}

@@ -1,0 +1,82 @@
+"""End-to-end: a tiny run writes every file of the run folder, and resume really continues."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import tiny_layers
+from gankit.checkpoint import load_checkpoint
+from gankit.errors import ConfigError, RunError
+from gankit.train import run_training
+
+
+def test_tiny_run_writes_the_whole_run_folder(image_folder, tmp_path):
+    run = run_training(tiny_layers(image_folder), tmp_path / "run")
+    for rel in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/epoch_0001.pt",
+                "checkpoints/epoch_0002.pt", "generator.safetensors", "samples/epoch_0001.png", "samples/epoch_0002.png"):
+        assert (run / rel).is_file(), rel
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    grid = Image.open(run / "samples/epoch_0002.png")
+    assert grid.size[0] > 4 * 16  # a 4x4 grid of 16 px images
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if x["kind"] == "step"]
+    epochs = [x for x in lines if x["kind"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert steps and all(set(("d_loss", "g_loss", "d_acc_real", "d_acc_fake")) <= set(s) for s in steps)
+    assert steps[-1]["step"] == 8 and steps[-1]["d_updates"] == 8 and steps[-1]["g_updates"] == 8
+    # the models actually learned something: D separates real from fake better than chance by the end
+    assert epochs[-1]["d_loss"] != epochs[0]["d_loss"]
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert ckpt["iteration"] == 8 and ckpt["cursor"] == 8
+    weights = load_file(run / "generator.safetensors")
+    assert all(torch.equal(weights[k], v) for k, v in ckpt["G"].items())
+
+
+def _g_weights(run):
+    return load_checkpoint(run / "checkpoints/last.pt")["G"]
+
+
+def test_resume_equals_straight_run(image_folder, tmp_path):
+    straight = run_training(tiny_layers(image_folder, max_steps=10, epochs=5), tmp_path / "a")
+    half = run_training(tiny_layers(image_folder, max_steps=5, epochs=5), tmp_path / "b")
+    assert load_checkpoint(half / "checkpoints/last.pt")["iteration"] == 5
+    resumed = run_training(tiny_layers(image_folder, max_steps=10, epochs=5), tmp_path / "b")
+    a, b = _g_weights(straight), _g_weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    da = load_checkpoint(straight / "checkpoints/last.pt")
+    db = load_checkpoint(resumed / "checkpoints/last.pt")
+    for k in da["D"]:
+        assert torch.equal(da["D"][k], db["D"][k]), k
+    assert torch.equal(da["fixed_noise"], db["fixed_noise"])
+    # the resumed log has no duplicated steps
+    steps = [json.loads(x)["step"] for x in (resumed / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "step"]
+    assert steps == sorted(set(steps))
+
+
+def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
+    before = (run / "checkpoints/last.pt").stat().st_mtime_ns
+    run_training(tiny_layers(image_folder, epochs=1), run)
+    assert "already complete" in capsys.readouterr().err
+    assert (run / "checkpoints/last.pt").stat().st_mtime_ns == before
+
+
+def test_resume_with_incompatible_config_is_refused(image_folder, tmp_path):
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
+    layers = tiny_layers(image_folder, epochs=2)
+    layers[0]["model"]["ngf"] = 16
+    with pytest.raises(RunError, match="model.ngf"):
+        run_training(layers, run)
+
+
+def test_batch_larger_than_dataset(image_folder, tmp_path):
+    with pytest.raises(ConfigError, match="batch_size"):
+        run_training(tiny_layers(image_folder, batch_size=64), tmp_path / "r")

@@ -50,3 +50,20 @@ def test_sample_without_checkpoint_is_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gankit", "sample", str(tmp_path / "empty")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_interpolate_strip_and_gif(trained_run, tmp_path):
+    from gankit.sample import interpolate, slerp
+
+    z0, z1 = torch.randn(16), torch.randn(16)
+    path = slerp(z0, z1, torch.linspace(0, 1, 5))
+    assert torch.allclose(path[0], z0, atol=1e-5) and torch.allclose(path[-1], z1, atol=1e-5)
+    gen = load_run_generator(trained_run, device="cpu")
+    imgs = interpolate(gen, 0, 1, 6)
+    assert imgs.shape == (6, 3, 16, 16)
+    assert torch.allclose(imgs[0], gen.sample(1, seed=0)[0], atol=1e-5)
+    r = subprocess.run([sys.executable, "-m", "gankit", "sample", str(trained_run), "-n", "6", "--interpolate",
+                        "--grid", str(tmp_path / "walk.gif"), "--device", "cpu"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    gif = Image.open(tmp_path / "walk.gif")
+    assert gif.n_frames == 10  # 6 forth + 4 back

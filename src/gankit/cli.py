@@ -72,6 +72,7 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    interpolate: bool = typer.Option(False, "--interpolate", help="Walk the latent space (slerp) from --seed to --seed+1 in -n steps; with --grid x.gif writes an animation."),
 ):
     """Draw images from a trained generator."""
     import math
@@ -85,10 +86,23 @@ def sample(
     if grid is None and out_dir is None:
         grid = Path("samples.png")
     gen = load_run_generator(run, checkpoint, device)
-    images = gen.sample(n, seed)
+    if interpolate:
+        from gankit.sample import interpolate as walk
+
+        images = walk(gen, seed, seed + 1, n)
+        if grid is not None and grid.suffix.lower() == ".gif":
+            from gankit.report.gif import frames_gif
+
+            grid.parent.mkdir(parents=True, exist_ok=True)
+            frames_gif(images, grid)
+            typer.echo(f"wrote {grid}")
+            return
+    else:
+        images = gen.sample(n, seed)
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images, grid, nrow=max(1, int(math.ceil(math.sqrt(n)))), normalize=True, value_range=(-1, 1))
+        nrow = n if interpolate else max(1, int(math.ceil(math.sqrt(n))))
+        save_image(images, grid, nrow=nrow, normalize=True, value_range=(-1, 1))
         typer.echo(f"wrote {grid}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

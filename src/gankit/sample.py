@@ -64,3 +64,22 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
         raise RunError(f"weights in '{checkpoint}' do not fit the generator its config describes: {str(e).splitlines()[0]}") from None
     G.to(dev).eval()
     return LoadedGenerator(G, cfg, class_names, dev)
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two latent vectors for each t in [0, 1] (linear when they are parallel)."""
+    a, b = z0 / z0.norm(), z1 / z1.norm()
+    omega = torch.acos((a * b).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    t = t[:, None]
+    if omega.abs() < 1e-4:
+        return (1 - t) * z0 + t * z1
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+
+
+@torch.no_grad()
+def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int) -> torch.Tensor:
+    """`steps` images walking the latent sphere from seed_a's noise to seed_b's (float [-1, 1], NCHW, CPU)."""
+    za = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_a))[0]
+    zb = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_b))[0]
+    z = slerp(za, zb, torch.linspace(0, 1, steps))
+    return gen.G(z.to(gen.device)).float().cpu()

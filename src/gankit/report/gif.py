@@ -62,6 +62,25 @@ def evolution_gif_bytes(
         raise ValueError("no readable sample grid to animate")
     durations = [duration_ms] * len(frames)
     durations[-1] = duration_ms * LAST_FRAME_HOLD
+    return _gif_bytes(frames, durations)
+
+
+def frames_gif(images, path, duration_ms: int = 100, upscale_to: int = 128) -> Path:
+    """An animation of generator output `images` (N, C, H, W in [-1, 1]), one image per frame, played
+    forth and back (e.g. a latent interpolation). Small images are upscaled (nearest) to `upscale_to` px."""
+    from gankit.report.grids import _to_pil, _to_unit
+
+    frames = []
+    for img in _to_unit(images.detach().float().cpu()):
+        im = _to_pil(img)
+        if im.width < upscale_to:
+            im = im.resize((upscale_to, upscale_to * im.height // im.width), Image.Resampling.NEAREST)
+        frames.append(im.quantize(256, method=Image.Quantize.FASTOCTREE))
+    frames = frames + frames[-2:0:-1]
+    return write_bytes_atomic(Path(path), _gif_bytes(frames, [duration_ms] * len(frames)))
+
+
+def _gif_bytes(frames: list, durations: list[int]) -> bytes:
     buf = io.BytesIO()
     frames[0].save(
         buf,

@@ -54,7 +54,8 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=x.device)
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
-    inside = ((ys - cy).abs() * 2 < ch) & ((xs - cx).abs() * 2 < cw)
+    top, left = cy - ch // 2, cx - cw // 2
+    inside = (ys >= top) & (ys < top + ch) & (xs >= left) & (xs < left + cw)
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 

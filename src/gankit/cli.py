@@ -112,6 +112,43 @@ def sample(
 
 
 @app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with [default: the run's dataset]."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
+    n: int = typer.Option(1000, "-n", help="Generated images."),
+    n_real: int = typer.Option(10000, "--n-real", help="At most this many real images (a fixed subset)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
+):
+    """FID and KID of a trained generator against real images, offline."""
+    from gankit.evaluate import evaluate_run
+
+    if n < 2:
+        raise GankitError(f"-n must be at least 2 for FID/KID, got {n}")
+    r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
+    typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_fake']} generated vs {r['n_real']} real)")
+
+
+@app.command()
+def fid(
+    dir_a: Path = typer.Argument(..., help="First image folder."),
+    dir_b: Path = typer.Argument(..., help="Second image folder."),
+    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(50, "--batch-size"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
+):
+    """FID and KID between two image folders (like pytorch-fid's command line)."""
+    from gankit.device import resolve_device
+    from gankit.metrics import fid_folders
+
+    r = fid_folders(dir_a, dir_b, device=resolve_device(device), batch_size=batch_size,
+                    weights=str(inception_weights) if inception_weights else None)
+    typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_real']} vs {r['n_fake']} images)")
+
+
+@app.command()
 def compare(
     runs: List[Path] = typer.Argument(..., help="Run folders to compare."),
     out: Path = typer.Option(Path("report.html"), "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),

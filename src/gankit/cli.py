@@ -33,7 +33,7 @@ def _flags_layer(**flags) -> dict:
 @app.command()
 def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/webp/bmp/gif, searched recursively). Omit to train on the built-in MNIST digits."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size, a power of two 16-1024 [default: 32 for MNIST, 64 for folders]."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024 (e.g. 64, 256, 300) [default: 32 for MNIST, 64 for folders]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset [default: 20]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step [default: 64]."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder. An existing one is resumed from its last checkpoint [default: runs/<dataset><res>_<arch>]."),

@@ -32,12 +32,23 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "dcgan"  # generator/discriminator family
+    arch: str = "dcgan"  # dcgan | acgan (DCGAN nets + label embedding in G + auxiliary classifier head in D, seed 002)
     nz: int = 100  # latent size (DCGAN paper, seed 002: Z_dim = 100)
-    z_dist: str = "normal"  # latent distribution: normal | uniform
+    z_dist: str = "normal"  # latent distribution: normal | uniform (in [-1, 1]) (seed 002 section D)
     ngf: int = 64  # generator width (channels of the last hidden block)
     ndf: int = 64  # discriminator width (channels of the first block)
     max_channels: int = 512  # cap on any block's width, so 256-512 px models stay trainable
+    upsample: str = "convtranspose"  # G upsampling (seed 002): convtranspose | upsample (nearest + 3x3 conv) | colorpicker
+    palette_size: int = 16  # colours in the colour-picker palette (upsample: colorpicker; ConorLazarou/PokeGAN)
+    g_norm: str = "batch"  # normalisation in G blocks: batch | none
+    d_norm: str = "batch"  # normalisation in D blocks: batch | layer | instance | none (WGAN-GP: not batch, seed 002)
+    g_dropout: float = 0.0  # dropout probability after each hidden G block (seed 002: "Batch Normalization, Dropout, LeakyReLu")
+    d_dropout: float = 0.0  # dropout probability after each D block (seed 001 uses dropout in D)
+    mbd_features: int = 0  # minibatch discrimination features B before D's head (0 = off; seeds 000/003; Salimans et al. B=100)
+    mbd_kernel_dim: int = 5  # minibatch discrimination kernel size C (Salimans et al. 2016)
+    spectral_norm: bool = False  # spectral normalisation on every D layer (Miyato et al. 2018)
+    embed_dim: int = 50  # ACGAN: size of the label embedding concatenated to z
+    init: str = "normal"  # weight init: normal (N(0, init_std), DCGAN paper) | xavier | kaiming | orthogonal | default (PyTorch's)
     init_std: float = 0.02  # weights ~ N(0, init_std), BatchNorm gamma ~ N(1, init_std) (DCGAN paper)
     channels: int | None = None  # image channels; filled in from the dataset
     num_classes: int = 0  # classes of a conditional model; filled in from the dataset's labels
@@ -47,18 +58,40 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 20  # passes over the dataset
     max_steps: int | None = None  # stop after this many iterations in total (None: run all epochs)
-    batch_size: int = 64  # global batch size (images per D step)
-    loss: str = "bce"  # bce (classic GAN, non-saturating G loss)
-    strategy: str = "classic"  # who trains when (see gankit.strategies)
-    optimizer: str = "adam"  # adam | rmsprop
+    batch_size: int = 64  # global batch size (images per D step, summed over all DDP ranks)
+    loss: str = "bce"  # bce (classic, non-saturating G) | wgan (weight clipping) | wgan_gp | hinge
+    strategy: str = "classic"  # who trains when: classic | monitored | boost | critic (see gankit.strategies)
+    optimizer: str = "adam"  # adam | rmsprop (WGAN, seeds 000/004: RMSProp lr 5e-5)
     lr_g: float = 1.5e-4  # seed 000 "classic": Adam lr 0.00015
     lr_d: float = 1.5e-4
     beta1: float = 0.5  # seed 000: beta1 = 0.5
     beta2: float = 0.999  # seed 000: beta2 = 0.999
+    n_critic: int = 5  # strategy critic: D steps per G step (seed 000: 3, seed 004: 5)
+    critic_boost: int = 0  # strategy critic: D steps per G step in the warm-up and every critic_boost_every G steps (seed 004: 100; 0 = off)
+    critic_boost_first: int = 25  # ... for the first N G steps (seed 004: 25)
+    critic_boost_every: int = 500  # ... and every Nth G step after that (seed 004: 500)
+    monitor_factor: float = 0.8  # strategy monitored: D is updated only when D_loss > factor * G_loss (seed 000)
+    boost_window: int = 100  # strategy boost: iterations of a G-only or D-only boost (seed 000)
+    clip: float = 0.01  # loss wgan: critic weights clipped to [-clip, clip] after every critic step (seeds 000/004)
+    gp_lambda: float = 10.0  # loss wgan_gp: gradient penalty weight (Gulrajani et al., seed 002)
+    aux_weight: float = 1.0  # arch acgan: weight of the auxiliary classification loss
+    label_smoothing: float = 0.0  # one-sided: BCE target for real images is 1 - label_smoothing (e.g. 0.1 -> 0.9; seed 000)
+    label_swap: float = 0.0  # noisy labels: probability that a D step uses swapped real/fake labels (seed 000)
+    instance_noise: float = 0.0  # std of Gaussian noise on every D input at the start, annealed linearly to 0 (0 = off)
+    instance_noise_epochs: int = 50  # epochs over which instance noise decays to 0
+    ema: float = 0.0  # decay of an exponential moving average of G used for samples and FID (0 = off; e.g. 0.999)
+    augment: str = ""  # DiffAugment ops applied to every D input, e.g. "color,translation,cutout" ("" = off)
+    augment_p: float = 1.0  # probability of each augmentation op (the start value when ada_target > 0)
+    ada_target: float = 0.0  # > 0: adapt augment_p to keep E[sign D(real)] at this target (ADA heuristic; e.g. 0.6)
     seed: int = 0  # seeds weights, noise, batches and the fixed sample noise
+    deterministic: bool = False  # deterministic algorithms (bit-identical resume on CPU), a little slower
+    nan_policy: str = "rollback"  # on NaN/Inf losses: rollback (to the last good checkpoint, lr x nan_lr_factor) | stop
+    nan_lr_factor: float = 0.5  # learning-rate factor applied at each NaN rollback
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA only)
     channels_last: bool | None = None  # memory format; None -> on for CUDA, off for CPU (measured: no gain there)
+    compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
+    sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 
 
 @dataclass
@@ -90,19 +123,31 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.arch": ("dcgan",),
+    "model.arch": ("dcgan", "acgan"),
     "model.z_dist": ("normal", "uniform"),
-    "train.loss": ("bce",),
-    "train.strategy": ("classic",),
+    "model.upsample": ("convtranspose", "upsample", "colorpicker"),
+    "model.g_norm": ("batch", "none"),
+    "model.d_norm": ("batch", "layer", "instance", "none"),
+    "model.init": ("normal", "xavier", "kaiming", "orthogonal", "default"),
+    "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),
+    "train.strategy": ("classic", "monitored", "boost", "critic"),
     "train.optimizer": ("adam", "rmsprop"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.nan_policy": ("rollback", "stop"),
 }
 POSITIVE = {
-    "model.nz", "model.ngf", "model.ndf", "model.max_channels", "model.init_std",
-    "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d",
+    "model.nz", "model.ngf", "model.ndf", "model.max_channels", "model.init_std", "model.palette_size",
+    "model.mbd_kernel_dim", "model.embed_dim",
+    "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d", "train.n_critic",
+    "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
+    "train.clip", "train.instance_noise_epochs", "train.nan_lr_factor",
     "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
 }
-UNIT_INTERVAL = {"train.beta1", "train.beta2"}
+NON_NEGATIVE = {"model.mbd_features", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
+                "train.instance_noise", "train.ada_target"}
+UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
+                 "train.label_swap", "train.ema"}
+CLOSED_UNIT_INTERVAL = {"train.augment_p"}
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "log.", "eval.")
@@ -180,12 +225,27 @@ def validate(cfg: Config) -> Config:
     for key in POSITIVE:
         if flat[key] is not None and flat[key] <= 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]!r}")
+    for key in NON_NEGATIVE:
+        if flat[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {flat[key]!r}")
     for key in UNIT_INTERVAL:
         if not 0 <= flat[key] < 1:
             raise ConfigError(f"{key} must be in [0, 1), got {flat[key]!r}")
+    for key in CLOSED_UNIT_INTERVAL:
+        if not 0 <= flat[key] <= 1:
+            raise ConfigError(f"{key} must be in [0, 1], got {flat[key]!r}")
     res = cfg.data.resolution
-    if res is not None and (res < 16 or res > 1024 or res & (res - 1)):
-        raise ConfigError(f"data.resolution must be a power of two from 16 to 1024 (e.g. 32, 64, 256), got {res}")
+    if res is not None and not 16 <= res <= 1024:
+        raise ConfigError(f"data.resolution must be a square size from 16 to 1024 pixels (e.g. 32, 64, 256, 300), got {res}")
+    if cfg.train.loss == "wgan_gp" and cfg.model.d_norm == "batch":
+        raise ConfigError("train.loss wgan_gp needs a critic without BatchNorm (seed 002): "
+                          "--set model.d_norm=layer (or instance, none)")
+    if cfg.train.augment:
+        from gankit.data.augment import OPS
+
+        bad = [o for o in cfg.train.augment.split(",") if o.strip() not in OPS]
+        if bad:
+            raise ConfigError(f"train.augment: unknown op {bad[0]!r}; choose a comma list of {', '.join(OPS)}")
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {dev!r}")

@@ -67,3 +67,13 @@ class RunLog:
         self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class NullLog:
+    """The log of a process that writes nothing (DDP ranks other than 0)."""
+
+    def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

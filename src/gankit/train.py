@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from gankit import console
+from gankit import console, distributed
 from gankit.checkpoint import load_checkpoint, save_checkpoint, save_generator
 from gankit.config import Config, build_config, incompatible_changes, save_yaml, to_dict
 from gankit.device import autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import RunError
 from gankit.losses import build_loss
 from gankit.models import build_discriminator, build_generator, sample_z
-from gankit.runlog import RunLog
+from gankit.runlog import NullLog, RunLog
 from gankit.strategies import build_strategy
 
 
@@ -88,7 +88,8 @@ class Batches:
 
     Batch `cursor` (batches consumed since the start) maps deterministically to images: epoch
     e = cursor // steps_per_epoch uses a permutation seeded by (seed, e), so a resumed run needs
-    only the cursor to continue with exactly the same batches.
+    only the cursor to continue with exactly the same batches. `batch_size` is the global batch:
+    under DDP every rank draws the whole batch's indices and flips and keeps its own slice.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, flip: bool,
@@ -113,10 +114,10 @@ class Batches:
 
     def get(self, cursor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         epoch, i = divmod(cursor, self.steps_per_epoch)
-        idx = self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
+        idx = distributed.shard(self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size])
         x = self.images[idx].float().mul_(2 / 255).sub_(1)
         if self.flip:
-            mask = torch.rand(len(idx), 1, 1, 1, device=self.device) < 0.5
+            mask = distributed.shard(torch.rand(self.batch_size, 1, 1, 1, device=self.device) < 0.5)
             x = torch.where(mask, x.flip(3), x)
         x = x.contiguous(memory_format=self.fmt)
         return x, (self.labels[idx] if self.labels is not None else None)
@@ -136,14 +137,20 @@ class Trainer:
     def __init__(self, cfg: Config, data, run_dir: Path, resume: bool = False):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(cfg.train.device)
+        self.device = distributed.local_device(resolve_device(cfg.train.device))
+        self.local_batch = distributed.local_batch(cfg.train.batch_size)  # this process's share of each batch
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
         self.fmt = memory_format(cfg.train.channels_last, self.device)
         self.class_names = list(data.class_names)
         torch.manual_seed(cfg.train.seed)
 
-        self.G = build_generator(cfg).to(self.device, memory_format=self.fmt)
-        self.D = build_discriminator(cfg).to(self.device, memory_format=self.fmt)
+        # Under torchrun, G and D are DDP-wrapped (gradients averaged over ranks in backward); G_raw/D_raw
+        # are the plain modules, for forwards whose gradients are not needed (no_grad, frozen D).
+        self.G = distributed.wrap(build_generator(cfg).to(self.device, memory_format=self.fmt), self.device,
+                                  cfg.train.sync_batchnorm)
+        self.D = distributed.wrap(build_discriminator(cfg).to(self.device, memory_format=self.fmt), self.device,
+                                  cfg.train.sync_batchnorm)
+        self.G_raw, self.D_raw = distributed.unwrap(self.G), distributed.unwrap(self.D)
         self.opt_g = build_optimizer(self.G.parameters(), cfg.train.lr_g, cfg)
         self.opt_d = build_optimizer(self.D.parameters(), cfg.train.lr_d, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -169,7 +176,8 @@ class Trainer:
             self._load(load_checkpoint(self.ckpt_dir / "last.pt", map_location="cpu"))
             resumed = True
         self.resumed = resumed
-        self.log = RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
+        self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
+                    if distributed.is_main() else NullLog())
         self._reset_sums()
         self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
 
@@ -192,6 +200,7 @@ class Trainer:
             "fixed_noise": self.fixed_noise,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_device": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "class_names": self.class_names,
             "best_fid": self.best_fid,
             "config": to_dict(self.cfg),
@@ -214,8 +223,12 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
+        if self.device.type == "cuda" and state.get("rng_device") is not None:  # every DDP rank continues rank 0's stream
+            torch.cuda.set_rng_state(state["rng_device"], self.device)
 
     def save(self, numbered: bool = False, best: bool = False) -> None:
+        if not distributed.is_main():
+            return
         state = self.state_dict()
         save_checkpoint(state, self.ckpt_dir / "last.pt")
         if numbered:
@@ -242,7 +255,9 @@ class Trainer:
         self.counts[name] = self.counts.get(name, 0) + 1
 
     def _z(self, n: int) -> torch.Tensor:
-        return sample_z(n, self.cfg, self.device)
+        """n noise vectors for this process (n = its share, e.g. `self.local_batch`). Under DDP every rank
+        draws the noise of all ranks from the same generator and keeps its slice, as `Batches` does."""
+        return distributed.shard(sample_z(n * distributed.world_size(), self.cfg, self.device))
 
     def _d_phase(self, swap: bool, keep_fake_for_g: bool) -> torch.Tensor | None:
         real, _ = self.batches.get(self.cursor)
@@ -302,17 +317,20 @@ class Trainer:
         if not self.sums:
             return {}
         names = list(self.sums)
-        values = torch.stack([self.sums[n] / self.counts[n] for n in names]).tolist()  # the one host sync
+        means = distributed.mean_over_ranks(torch.stack([self.sums[n] / self.counts[n] for n in names]))
+        values = means.tolist()  # the one host sync
         return dict(zip(names, values))
 
     @torch.no_grad()
-    def write_samples(self) -> Path:
-        """The fixed-noise grid of this epoch (eval mode: BatchNorm uses its running statistics)."""
+    def write_samples(self) -> Path | None:
+        """The fixed-noise grid of this epoch (eval mode: BatchNorm uses its running statistics); rank 0 only."""
         from gankit.report.grids import save_grid
 
+        if not distributed.is_main():
+            return None
         self.G.eval()
         with autocast(self.device, self.amp_dtype):
-            images = self.G(self.fixed_noise.to(self.device)).float()
+            images = self.G_raw(self.fixed_noise.to(self.device)).float()
         self.G.train()
         return save_grid(images, self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png")
 
@@ -324,7 +342,8 @@ class Trainer:
         total_batches = cfg.train.epochs * spe
         max_steps = cfg.train.max_steps
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, self.run_dir / "config.yaml")
+        if distributed.is_main():
+            save_yaml(cfg, self.run_dir / "config.yaml")
         if self.cursor >= total_batches or (max_steps is not None and self.iteration >= max_steps):
             console.info(f"run '{self.run_dir}' is already complete ({self.epoch} epochs, {self.iteration} iterations): "
                          "raise --epochs to train longer")
@@ -415,7 +434,7 @@ class Trainer:
         """FID/KID every `eval.every` epochs and after the last one; True when this is the best FID so far."""
         ev = self.cfg.eval
         last = self.epoch >= self.cfg.train.epochs
-        if not ev.every or (self.epoch % ev.every and not last):
+        if not ev.every or (self.epoch % ev.every and not last) or not distributed.is_main():
             return False
         if self._evaluator is None:
             from gankit.evaluate import Evaluator
@@ -441,6 +460,8 @@ class Trainer:
         """plots/*.png from metrics.jsonl, and evolution.gif from the per-epoch grids."""
         from gankit.report import write_evolution_gif, write_plots
 
+        if not distributed.is_main():
+            return
         write_plots(self.run_dir)
         if gif:
             write_evolution_gif(self.run_dir)
@@ -468,7 +489,7 @@ class _progress:
     """A tqdm bar per epoch showing losses and images/s; silent when disabled."""
 
     def __init__(self, enabled: bool, steps_per_epoch: int, name: str):
-        self.enabled, self.spe, self.name, self.bar = enabled, steps_per_epoch, name, None
+        self.enabled, self.spe, self.name, self.bar = enabled and distributed.is_main(), steps_per_epoch, name, None
 
     def reset_epoch(self, epoch: int, done: int) -> None:
         if not self.enabled:
@@ -507,13 +528,18 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     cfg, resuming = resolve_config(layers, run_path)
     is_builtin = not cfg.data.path or cfg.data.path.startswith("builtin:")
     resolution = cfg.data.resolution or (32 if is_builtin else 64)
-    data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
-                        cache_dir=cfg.data.cache_dir, progress=cfg.log.progress)
-    cfg = finalize_config(cfg, data)
-    cfg.name = cfg.name or run_path.name
-    trainer = Trainer(cfg, data, run_path, resume=resuming)
-    console.info(f"{'resuming' if trainer.resumed else 'training'} {run_path} on {trainer.device} "
-                 f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
-                 f"{len(data.images)} images at {cfg.data.resolution}px, {cfg.train.epochs} epochs")
-    trainer.fit()
+    with distributed.process_group(resolve_device(cfg.train.device)):  # a no-op unless launched by torchrun
+        distributed.local_batch(cfg.train.batch_size)  # fail early, on every rank, if the batch does not split
+        with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
+            data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
+                                cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
+        cfg = finalize_config(cfg, data)
+        cfg.name = cfg.name or run_path.name
+        trainer = Trainer(cfg, data, run_path, resume=resuming)
+        if distributed.is_main():
+            ranks = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+            console.info(f"{'resuming' if trainer.resumed else 'training'} {run_path} on {trainer.device}{ranks} "
+                         f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
+                         f"{len(data.images)} images at {cfg.data.resolution}px, {cfg.train.epochs} epochs")
+        trainer.fit()
     return run_path

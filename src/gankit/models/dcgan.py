@@ -41,7 +41,7 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z.view(z.shape[0], self.nz, 1, 1))
 
 
@@ -55,8 +55,8 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1 logit
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).flatten()
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.head(self.features(x)).flatten(), None
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:

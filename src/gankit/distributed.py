@@ -76,6 +76,7 @@ def process_group(device: torch.device) -> Iterator[None]:
     torch.distributed.init_process_group(backend=backend, timeout=_TIMEOUT)
     try:
         yield
+        barrier()  # every rank is done before any tears down (a rank that fails is stopped by torchrun)
     finally:
         torch.distributed.destroy_process_group()
 

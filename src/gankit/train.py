@@ -486,7 +486,7 @@ class Trainer:
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
-                    if interrupted.hit:
+                    if interrupted.stop(self.iteration, cfg.log.every, self.device):
                         raise KeyboardInterrupt
                 if self.cursor % spe:  # stopped mid-epoch (max_steps): keep everything resumable
                     try:
@@ -641,6 +641,13 @@ class _InterruptFlag:
 
     def _handler(self, *_):
         self.hit = True
+
+    def stop(self, iteration: int, every: int, device: torch.device) -> bool:
+        """Stop now? At once for one process; under DDP all ranks must stop after the same iteration, so they
+        agree at logging iterations (one all-reduce there, none in between)."""
+        if distributed.world_size() == 1:
+            return self.hit
+        return iteration % every == 0 and distributed.any_rank(self.hit, device)
 
     def restore(self):
         if self._old is not None:

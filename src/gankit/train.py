@@ -146,7 +146,8 @@ def build_optimizer(params, lr: float, cfg: Config) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), foreach=True)
+    # fused: one kernel for all parameters (CPU and CUDA); ~4x faster than foreach on CPU (benchmarks/README)
+    return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), fused=True)
 
 
 class Trainer:
@@ -167,6 +168,10 @@ class Trainer:
         self.D = distributed.wrap(build_discriminator(cfg).to(self.device, memory_format=self.fmt), self.device,
                                   cfg.train.sync_batchnorm)
         self.G_raw, self.D_raw = distributed.unwrap(self.G), distributed.unwrap(self.D)
+        if cfg.train.compile:
+            self.G = torch.compile(self.G)
+            if cfg.train.loss != "wgan_gp":  # the gradient penalty's double backward cannot run through compiled graphs
+                self.D = torch.compile(self.D)
         self.opt_g = build_optimizer(self.G.parameters(), cfg.train.lr_g, cfg)
         self.opt_d = build_optimizer(self.D.parameters(), cfg.train.lr_d, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -213,8 +218,8 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "format": 1,
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
+            "G": self.G_raw.state_dict(),
+            "D": self.D_raw.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -241,8 +246,8 @@ class Trainer:
 
     def _load(self, state: dict) -> None:
         try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
+            self.G_raw.load_state_dict(state["G"])
+            self.D_raw.load_state_dict(state["D"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
             self.scaler.load_state_dict(state["scaler"])

@@ -301,3 +301,29 @@ def test_init_reaches_spectral_normed_weights_and_models_use_the_scheme():
     G = Generator(16, init="orthogonal", **TINY)
     w = G.net[0].weight.reshape(G.net[0].weight.shape[0], -1)  # [16, 16*4*4]: orthonormal rows
     assert torch.allclose(w @ w.t(), torch.eye(w.shape[0]), atol=1e-4)
+
+
+# ---------------------------------------------------------------- through the trainer
+
+@pytest.mark.slow
+def test_every_option_at_once_trains_and_samples(tmp_path):
+    """A 20 px (not a power of two) ACGAN with colour picker, MBD, spectral and layer norm, dropout and
+    orthogonal init runs through the training loop and `gankit sample`'s loader."""
+    import json
+
+    from conftest import make_image_folder, tiny_layers
+    from gankit.sample import load_run_generator
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "images", n=16, classes=("a", "b"))
+    layers = tiny_layers(tmp_path / "images", epochs=1, loss="wgan_gp", strategy="critic", n_critic=1)
+    layers[0]["data"].update(resolution=20, labels="folders")
+    layers[0]["model"].update(arch="acgan", upsample="colorpicker", palette_size=6, d_norm="layer", mbd_features=4,
+                              spectral_norm=True, g_dropout=0.1, d_dropout=0.1, init="orthogonal")
+    run = run_training(layers, tmp_path / "run")
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert math.isfinite(last["d_loss"]) and math.isfinite(last["g_loss"]) and "aux_acc_real" in last
+    gen = load_run_generator(run, device="cpu")
+    assert gen.G.num_classes == 2
+    images = gen.sample(4, seed=0)
+    assert images.shape == (4, 3, 20, 20) and images.min() >= -1 and images.max() <= 1

@@ -67,3 +67,23 @@ def test_interpolate_strip_and_gif(trained_run, tmp_path):
     assert r.returncode == 0, r.stderr
     gif = Image.open(tmp_path / "walk.gif")
     assert gif.n_frames == 10  # 6 forth + 4 back
+
+
+def test_conditional_generator_draws_every_class_in_turn():
+    from gankit.config import build_config
+    from gankit.models import build_generator, sample_z
+    from gankit.sample import LoadedGenerator, interpolate
+
+    cfg = build_config({"data": {"resolution": 16},
+                        "model": {"arch": "acgan", "num_classes": 3, "channels": 3, "nz": 16, "ngf": 8}})
+    torch.manual_seed(0)
+    G = build_generator(cfg).eval()
+    gen = LoadedGenerator(G, cfg, ["a", "b", "c"], torch.device("cpu"))
+    images = gen.sample(7, seed=0, batch_size=4)
+    z = sample_z(7, cfg, "cpu", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(images, G(z, torch.arange(7) % 3), atol=1e-6)
+        chosen = gen.sample(7, seed=0, labels=torch.full((7,), 2))
+        assert torch.allclose(chosen, G(z, torch.full((7,), 2)), atol=1e-6)
+    assert not torch.allclose(chosen, images)
+    assert interpolate(gen, 0, 1, 4, label=1).shape == (4, 3, 16, 16)

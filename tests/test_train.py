@@ -80,3 +80,17 @@ def test_resume_with_incompatible_config_is_refused(image_folder, tmp_path):
 def test_batch_larger_than_dataset(image_folder, tmp_path):
     with pytest.raises(ConfigError, match="batch_size"):
         run_training(tiny_layers(image_folder, batch_size=64), tmp_path / "r")
+
+
+def test_builtin_dataset_defaults_sit_below_user_settings(tmp_path):
+    small = {"train": {"max_steps": 1, "precision": "fp32", "device": "cpu", "batch_size": 8},
+             "log": {"progress": False, "plots": False, "tensorboard": False}}
+    run = run_training([small], tmp_path / "a")
+    cfg = load_checkpoint(run / "checkpoints/last.pt")["config"]
+    assert (cfg["model"]["ngf"], cfg["model"]["ndf"], cfg["train"]["epochs"], cfg["data"]["resolution"]) == (32, 32, 10, 32)
+    run = run_training([small, {"model": {"ngf": 16}, "train": {"epochs": 3}}], tmp_path / "b")
+    cfg = load_checkpoint(run / "checkpoints/last.pt")["config"]
+    assert (cfg["model"]["ngf"], cfg["model"]["ndf"], cfg["train"]["epochs"]) == (16, 32, 3)
+    # resuming keeps the saved config: the built-in defaults are not applied over it
+    run_training([{**small, "train": {**small["train"], "max_steps": 2}}], run)
+    assert load_checkpoint(run / "checkpoints/last.pt")["config"]["model"]["ngf"] == 16

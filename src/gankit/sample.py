@@ -17,14 +17,27 @@ class LoadedGenerator:
     def __init__(self, G: torch.nn.Module, cfg: Config, class_names: list[str], device: torch.device):
         self.G, self.cfg, self.class_names, self.device = G, cfg, class_names, device
 
+    def labels_for(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Class labels for n images of a conditional generator: the given ones, else every class in turn."""
+        if not self.G.num_classes:
+            return None
+        return torch.arange(n) % self.G.num_classes if labels is None else torch.as_tensor(labels, dtype=torch.long)
+
     @torch.no_grad()
-    def sample(self, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
-        """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device."""
+    def sample(self, n: int, seed: int, batch_size: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device.
+
+        A conditional (ACGAN) generator draws `labels` ([n] class indices), by default every class in turn.
+        """
         if not 0 <= seed < 2**63:
             raise GankitError(f"--seed must be between 0 and 2**63-1, got {seed}")
         g = torch.Generator().manual_seed(seed)
         z = sample_z(n, self.cfg, "cpu", generator=g)
-        out = [self.G(chunk.to(self.device)).float().cpu() for chunk in z.split(batch_size)]
+        y = self.labels_for(n, labels)
+        out = []
+        for i in range(0, n, batch_size):
+            y_part = None if y is None else y[i:i + batch_size].to(self.device)
+            out.append(self.G(z[i:i + batch_size].to(self.device), y_part).float().cpu())
         return torch.cat(out)
 
 
@@ -77,9 +90,13 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int) -> torch.Tensor:
-    """`steps` images walking the latent sphere from seed_a's noise to seed_b's (float [-1, 1], NCHW, CPU)."""
+def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int, label: int = 0) -> torch.Tensor:
+    """`steps` images walking the latent sphere from seed_a's noise to seed_b's (float [-1, 1], NCHW, CPU).
+
+    A conditional generator keeps class `label` along the walk.
+    """
     za = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_a))[0]
     zb = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_b))[0]
     z = slerp(za, zb, torch.linspace(0, 1, steps))
-    return gen.G(z.to(gen.device)).float().cpu()
+    y = gen.labels_for(steps, torch.full((steps,), label))
+    return gen.G(z.to(gen.device), None if y is None else y.to(gen.device)).float().cpu()

@@ -205,9 +205,10 @@ def main() -> None:
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
                      "torch": torch.__version__, "batch": args.batch, "precision": str(amp or "fp32"),
                      "overrides": args.sets, "iters": args.iters, "rounds": args.rounds, "rows": []}
-    peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
     rows_by_res = []
     for res in map(int, args.resolutions.split(",")):
+        # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
+        peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
         contenders = [] if args.no_reference else [reference(res, args.batch)]
         if contenders and cpu_has_bf16():
             contenders.append(reference(res, args.batch, torch.bfloat16))
@@ -228,13 +229,12 @@ def main() -> None:
                 p.time_round()
             for c in contenders:
                 c.time_round(args.iters)
-        rows_by_res.append((res, contenders, refs))
-    peak32, peak16 = peaks[None].flop_s, peaks[torch.bfloat16].flop_s
-    results.update(peak_fp32_flops=peak32, peak_bf16_flops=peak16)
-    print(f"peak matmul: fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s"
-          f"{'' if cpu_has_bf16() or device.type == 'cuda' else ' (bf16 emulated on this CPU)'}")
-    for res, contenders, refs in rows_by_res:
-        print(f"\n{res}px, batch {args.batch}")
+        rows_by_res.append((res, contenders, refs, peaks))
+    for res, contenders, refs, peaks in rows_by_res:
+        peak32, peak16 = peaks[None].flop_s, peaks[torch.bfloat16].flop_s
+        results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peak32, "bf16_flop_s": peak16})
+        print(f"\n{res}px, batch {args.batch}; peak matmul in the same rounds: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
+              f"bf16 {peak16 / 1e9:.0f} GFLOP/s{'' if cpu_has_bf16() or device.type == 'cuda' else ' (emulated)'}")
         best_ref = max(refs, key=lambda c: c.img_s) if refs else None
         for c in contenders:
             peak = peaks[c.amp].flop_s

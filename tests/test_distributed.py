@@ -79,6 +79,7 @@ def _steps(metrics_text: str) -> list[int]:
     return [r["step"] for r in map(json.loads, metrics_text.splitlines()) if r["kind"] == "step"]
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_run_folder_once(ddp_runs):
     first = ddp_runs["first"]
     files = first["files"]
@@ -94,6 +95,7 @@ def test_two_processes_write_one_run_folder_once(ddp_runs):
     assert first["stdout"].count("done:") == 1
 
 
+@pytest.mark.slow
 def test_resumed_two_process_run_equals_one_process_with_the_global_batch(ddp_runs):
     work = ddp_runs["work"]
     assert _steps((work / "run" / "metrics.jsonl").read_text()) == [2, 4, 6, 8, 10]
@@ -107,9 +109,9 @@ def test_resumed_two_process_run_equals_one_process_with_the_global_batch(ddp_ru
         assert ddp[net].keys() == single[net].keys()
         for k in single[net]:
             torch.testing.assert_close(ddp[net][k], single[net][k], rtol=0, atol=1e-5, msg=f"{net} {k}")
-    # and training moved the weights far more than the tolerance
+    # and the 4 resumed steps moved the weights far more than the tolerance (Adam: ~lr 1.5e-4 per step)
     first = ddp_runs["first"]["ckpt"]
-    assert max((first["G"][k] - ddp["G"][k]).abs().max().item() for k in first["G"]) > 1e-3
+    assert max((first["G"][k] - ddp["G"][k]).abs().max().item() for k in first["G"]) > 2e-4
 
 
 def test_global_batch_must_split_evenly():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -67,3 +68,105 @@ def test_interpolate_strip_and_gif(trained_run, tmp_path):
     assert r.returncode == 0, r.stderr
     gif = Image.open(tmp_path / "walk.gif")
     assert gif.n_frames == 10  # 6 forth + 4 back
+
+
+# ------------------------------------------------------------------ conditional runs: --label, --same-noise-labels
+
+CLASSES = ["fire", "grass", "water"]
+
+
+class TinyConditionalG(torch.nn.Module):
+    """The conditional generator interface: G(z, labels) with int64 class indices; labels are required."""
+
+    def __init__(self, nz: int = 16, classes: int = 3, size: int = 16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.size = size
+        self.embed = torch.nn.Embedding(classes, nz)
+        self.fc = torch.nn.Linear(nz, 3 * size * size)
+
+    def forward(self, z, labels=None):
+        assert labels is not None and labels.dtype == torch.long
+        return torch.tanh(self.fc(z + 3 * self.embed(labels))).view(-1, 3, self.size, self.size)
+
+
+@pytest.fixture
+def conditional_gen():
+    from gankit.config import build_config
+    from gankit.sample import LoadedGenerator
+
+    cfg = build_config({"data": {"resolution": 16},
+                        "model": {"arch": "acgan", "num_classes": 3, "nz": 16, "channels": 3}})
+    return LoadedGenerator(TinyConditionalG().eval(), cfg, CLASSES, torch.device("cpu"))
+
+
+def test_conditional_sampling_by_label(conditional_gen):
+    gen = conditional_gen
+    assert gen.conditional and gen.label_index("grass") == 1
+    water = gen.sample(4, seed=2, labels=torch.full((4,), 2))
+    fire = gen.sample(4, seed=2, labels=torch.zeros(4, dtype=torch.long))
+    assert water.shape == (4, 3, 16, 16) and not torch.allclose(water, fire)
+    assert torch.equal(gen.sample(4, seed=2, labels=torch.full((4,), 2)), water)
+    # without labels: classes drawn from the seed, after the same noise
+    mixed = gen.sample(30, seed=2)
+    assert torch.equal(mixed, gen.sample(30, seed=2))
+    assert torch.equal(gen.noise(4, 2), gen.noise(4, 2))
+    # interpolation keeps one class along the walk and starts at the first seed's image
+    from gankit.sample import interpolate
+
+    walk = interpolate(gen, 2, 3, 5, label=1)
+    assert walk.shape == (5, 3, 16, 16)
+    assert torch.allclose(walk[0], gen.sample(1, seed=2, labels=torch.ones(1, dtype=torch.long))[0], atol=1e-5)
+
+
+def test_same_noise_labels_rows_share_noise(conditional_gen):
+    gen = conditional_gen
+    rows = gen.same_noise_labels(5, seed=3)
+    assert rows.shape == (3, 5, 3, 16, 16)
+    for i in range(3):  # row i is class i with the noise of seed 3 in each column
+        assert torch.allclose(rows[i], gen.sample(5, seed=3, labels=torch.full((5,), i)))
+    assert not torch.allclose(rows[0], rows[1])
+    assert gen.same_noise_labels(5, seed=3, labels=[2, 0]).shape == (2, 5, 3, 16, 16)
+
+
+def test_label_errors_are_one_line(conditional_gen, trained_run):
+    from gankit.errors import GankitError
+
+    with pytest.raises(GankitError) as err:
+        conditional_gen.label_index("electric")
+    assert str(err.value) == "unknown label 'electric': this run knows fire, grass, water"
+    unconditional = load_run_generator(trained_run, device="cpu")
+    assert not unconditional.conditional
+    for call in (lambda: unconditional.label_index("fire"), lambda: unconditional.same_noise_labels(4, 0),
+                 lambda: unconditional.sample(2, 0, labels=torch.zeros(2, dtype=torch.long))):
+        with pytest.raises(GankitError, match="needs a conditional run") as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_sample_command_label_options(conditional_gen, trained_run, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import gankit.sample
+    from gankit.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", str(trained_run), "--label", "fire", "--device", "cpu"])
+    assert r.exit_code != 0 and "needs a conditional run" in str(r.exception)
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
+
+    r = runner.invoke(app, ["sample", "run", "--label", "water", "-n", "4", "--out-dir", str(tmp_path / "w")])
+    assert r.exit_code == 0, r.output
+    expected = conditional_gen.sample(4, seed=0, labels=torch.full((4,), 2))
+    got = torch.stack([torch.from_numpy(np.array(Image.open(tmp_path / "w" / f"{i:05d}.png"))) for i in range(4)])
+    assert (got.permute(0, 3, 1, 2).float() / 127.5 - 1 - expected).abs().max() < 0.01  # every image is water
+
+    r = runner.invoke(app, ["sample", "run", "--label", "ice"])
+    assert r.exit_code != 0 and "this run knows fire, grass, water" in str(r.exception)
+
+    out = tmp_path / "types.png"
+    r = runner.invoke(app, ["sample", "run", "--same-noise-labels", "--label", "grass", "--label", "water",
+                            "--label", "fire", "-n", "6", "--grid", str(out)])
+    assert r.exit_code == 0, r.output
+    im = Image.open(out)
+    assert im.height == 3 * 16 + 4 * 2 and im.width > 6 * 16 + 7 * 2  # 3 rows of 6, plus the names at the left

@@ -1,7 +1,16 @@
-"""Adversarial losses. Each loss turns discriminator outputs (logits or scores) into D and G losses.
+"""Adversarial losses: discriminator outputs (logits or scores) -> D and G losses.
 
 A loss object is stateless; the training loop calls `d_loss` in D phases and `g_loss` in G phases.
-`swap=True` asks for the noisy-label variant (real labelled fake and fake labelled real).
+`swap=True` asks for the noisy-label variant (real labelled fake and fake labelled real, seed 000).
+
+- `bce`: classic GAN (seed 000 "classic", DCGAN paper). D minimises -(log D(x) + log(1 - D(G(z)))),
+  G the non-saturating -log D(G(z)). `real_target` < 1 is one-sided label smoothing.
+- `wgan`: Wasserstein critic (Arjovsky et al., seeds 000/004): D minimises mean C(G(z)) - mean C(x),
+  G minimises -mean C(G(z)); the Lipschitz constraint comes from weight clipping (`clip_weights`).
+- `wgan_gp`: the same losses; the constraint is the gradient penalty (`gradient_penalty`, seed 002).
+- `hinge`: D minimises mean relu(1 - D(x)) + mean relu(1 + D(G(z))), G minimises -mean D(G(z)).
+
+The auxiliary classifier loss of ACGAN (`aux_loss`) is cross-entropy on logits: no softmax before it.
 """
 
 from __future__ import annotations
@@ -11,19 +20,18 @@ import torch.nn.functional as F
 
 
 class BCELoss:
-    """Classic GAN loss (seed 000 "classic"): D minimises -(log D(x) + log(1 - D(G(z)))),
-    G minimises -log D(G(z)) (the non-saturating form of the original paper).
-
-    `real_target` < 1 gives one-sided label smoothing.
-    """
-
     name = "bce"
+    wasserstein = False
 
     def __init__(self, real_target: float = 1.0):
         self.real_target = real_target
 
+    def targets(self, swap: bool = False) -> tuple[float, float]:
+        """(target for real images, target for fakes) of a D step."""
+        return (0.0, self.real_target) if swap else (self.real_target, 0.0)
+
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        t_real, t_fake = (0.0, self.real_target) if swap else (self.real_target, 0.0)
+        t_real, t_fake = self.targets(swap)
         real_out, fake_out = real_out.float(), fake_out.float()
         return F.binary_cross_entropy_with_logits(real_out, torch.full_like(real_out, t_real)) + \
             F.binary_cross_entropy_with_logits(fake_out, torch.full_like(fake_out, t_fake))
@@ -32,13 +40,79 @@ class BCELoss:
         fake_out = fake_out.float()
         return F.binary_cross_entropy_with_logits(fake_out, torch.ones_like(fake_out))
 
-    @staticmethod
-    def accuracy(real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fraction of real images D calls real, and of fakes it calls fake (device tensors, no sync)."""
-        return (real_out > 0).float().mean(), (fake_out < 0).float().mean()
+
+class WassersteinLoss:
+    name = "wgan"
+    wasserstein = True
+
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
+        sign = -1.0 if swap else 1.0
+        return sign * (fake_out.float().mean() - real_out.float().mean())
+
+    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+        return -fake_out.float().mean()
+
+
+class HingeLoss:
+    name = "hinge"
+    wasserstein = False
+
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
+        if swap:
+            real_out, fake_out = fake_out, real_out
+        return F.relu(1 - real_out.float()).mean() + F.relu(1 + fake_out.float()).mean()
+
+    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+        return -fake_out.float().mean()
+
+
+def accuracy(real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fraction of real images D scores as real (> 0) and of fakes it scores as fake (< 0); device tensors."""
+    return (real_out > 0).float().mean(), (fake_out < 0).float().mean()
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al. 2017: E[(||grad_x C(x_hat)||_2 - 1)^2] on x_hat = e x + (1 - e) G(z), e ~ U(0, 1) per sample.
+
+    `critic(x)` returns the scores [N]. The graph is kept (create_graph) so the penalty trains the critic.
+    """
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    scores = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
+    return (grad.float().flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def aux_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """ACGAN auxiliary classification loss: cross-entropy on the classifier's logits."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+def aux_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(accuracy of the auxiliary classifier, mean entropy of its predicted class distribution) — seed 002
+    tracks both to detect failure. Device tensors, no host sync."""
+    logits = logits.detach().float()
+    acc = (logits.argmax(1) == labels).float().mean()
+    logp = F.log_softmax(logits, dim=1)
+    entropy = -(logp.exp() * logp).sum(1).mean()
+    return acc, entropy
+
+
+@torch.no_grad()
+def clip_weights(module: torch.nn.Module, c: float) -> None:
+    """WGAN weight clipping: every parameter of the critic into [-c, c] (seeds 000/004: c = 0.01)."""
+    for p in module.parameters():
+        p.clamp_(-c, c)
 
 
 def build_loss(cfg):
-    if cfg.train.loss == "bce":
-        return BCELoss()
-    raise ValueError(cfg.train.loss)
+    t = cfg.train
+    if t.loss == "bce":
+        return BCELoss(real_target=1.0 - t.label_smoothing)
+    if t.loss in ("wgan", "wgan_gp"):
+        loss = WassersteinLoss()
+        loss.name = t.loss
+        return loss
+    if t.loss == "hinge":
+        return HingeLoss()
+    raise ValueError(t.loss)

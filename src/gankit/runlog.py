@@ -37,8 +37,7 @@ class RunLog:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
-            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            self._truncate(resume_step)
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.file = open(self.path, "a")
@@ -50,6 +49,16 @@ class RunLog:
                 self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
             except ImportError:  # tensorboard is a dependency, but keep training if it is broken
                 self.tb = None
+
+    def _truncate(self, step: int) -> None:
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def rewind(self, step: int) -> None:
+        """Drop every line written after `step` (the run went back to a checkpoint taken there)."""
+        self.file.close()
+        self._truncate(step)
+        self.file = open(self.path, "a")
 
     def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
         clean = {k: (v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None)

@@ -25,6 +25,7 @@ class LoadedGenerator:
 
     @property
     def conditional(self) -> bool:
+        """True for an ACGAN generator (called as G(z, labels)); the same test as models._num_classes."""
         return self.cfg.model.arch == "acgan" and self.cfg.model.num_classes > 0
 
     @property
@@ -47,52 +48,44 @@ class LoadedGenerator:
             raise GankitError(f"unknown label '{name}': this run knows {', '.join(known)}")
         return known.index(name)
 
+    def labels_for(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Class labels for n images: None when unconditional, else the given ones (checked) or every class in turn."""
+        if labels is not None:
+            self.require_conditional("labels")
+            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+            k = self.cfg.model.num_classes
+            if labels.numel() != n or labels.min() < 0 or labels.max() >= k:
+                raise GankitError(f"labels must be {n} class indices in [0, {k}), got {labels.tolist()[:8]}")
+            return labels
+        return torch.arange(n) % self.cfg.model.num_classes if self.conditional else None
+
     def noise(self, n: int, seed: int) -> torch.Tensor:
         """n latent vectors on the CPU, the same for the same seed on any device."""
         return sample_z(n, self.cfg, "cpu", generator=_seeded(seed))
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
-        """G(z) or G(z, labels=labels) in batches -> float32 images in [-1, 1] on the CPU."""
-        if self.conditional and labels is None:
-            raise GankitError("a conditional generator needs labels: pass --label NAME")
+        """G(z, labels) in batches -> float32 images in [-1, 1] on the CPU (labels: see `labels_for`)."""
+        y = self.labels_for(z.shape[0], labels)
         out = []
         for i in range(0, z.shape[0], batch_size):
-            zc = z[i:i + batch_size].to(self.device)
-            if self.conditional:
-                out.append(self.G(zc, labels=labels[i:i + batch_size].to(self.device, torch.long)).float().cpu())
-            else:
-                out.append(self.G(zc).float().cpu())
+            y_part = None if y is None else y[i:i + batch_size].to(self.device)
+            out.append(self.G(z[i:i + batch_size].to(self.device), y_part).float().cpu())
         return torch.cat(out)
 
-    def sample(self, n: int, seed: int, labels: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, n: int, seed: int, batch_size: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device.
 
-        labels: int64 [n] class indices for a conditional run; None draws them uniformly from the
-        seed (after the noise, so the noise of a seed is the same with or without labels).
+        A conditional (ACGAN) generator draws `labels` ([n] class indices), by default every class in turn.
         """
-        g = _seeded(seed)
-        z = sample_z(n, self.cfg, "cpu", generator=g)
-        if labels is not None:
-            labels = self._check_labels(labels, n)
-        elif self.conditional:
-            labels = torch.randint(self.cfg.model.num_classes, (n,), generator=g)
-        return self.generate(z, labels, batch_size)
+        return self.generate(self.noise(n, seed), labels, batch_size)
 
     def same_noise_labels(self, k: int, seed: int, labels: list[int] | None = None) -> torch.Tensor:
         """(L, k, C, H, W): row i holds k images of class labels[i] (default: every class), column j the same noise."""
         self.require_conditional("--same-noise-labels")
         labels = list(range(self.cfg.model.num_classes)) if labels is None else labels
         z = self.noise(k, seed)
-        rows = [self.generate(z, torch.full((k,), i, dtype=torch.long)) for i in labels]
-        return torch.stack(rows)
-
-    def _check_labels(self, labels: torch.Tensor, n: int) -> torch.Tensor:
-        self.require_conditional("labels")
-        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-        if labels.numel() != n or labels.min() < 0 or labels.max() >= self.cfg.model.num_classes:
-            raise GankitError(f"labels must be {n} indices in [0, {self.cfg.model.num_classes}), got {labels.tolist()[:8]}")
-        return labels
+        return torch.stack([self.generate(z, torch.full((k,), i, dtype=torch.long)) for i in labels])
 
 
 def _seeded(seed: int) -> torch.Generator:
@@ -149,11 +142,10 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 
 
-def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int, label: int | None = None) -> torch.Tensor:
+def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int, label: int = 0) -> torch.Tensor:
     """`steps` images walking the latent sphere from seed_a's noise to seed_b's (float [-1, 1], NCHW, CPU).
 
-    A conditional run keeps one class along the walk: `label`, or class 0 when it is None.
+    A conditional generator keeps class `label` along the walk.
     """
     z = slerp(gen.noise(1, seed_a)[0], gen.noise(1, seed_b)[0], torch.linspace(0, 1, steps))
-    labels = torch.full((steps,), label or 0, dtype=torch.long) if gen.conditional else None
-    return gen.generate(z, labels)
+    return gen.generate(z, torch.full((steps,), label, dtype=torch.long) if gen.conditional else None)

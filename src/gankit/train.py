@@ -25,10 +25,15 @@ from gankit.checkpoint import load_checkpoint, save_checkpoint, save_generator
 from gankit.config import Config, build_config, incompatible_changes, save_yaml, to_dict
 from gankit.device import autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import RunError
-from gankit.losses import build_loss
+from gankit.data.augment import AdaptiveP, DiffAugment
+from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
 from gankit.runlog import RunLog
-from gankit.strategies import build_strategy
+from gankit.strategies import Phase, build_strategy
+from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema
+
+# NaN/Inf rollbacks allowed in one run before it stops for good.
+MAX_ROLLBACKS = 5
 
 
 # --------------------------------------------------------------------------- run folder and config
@@ -67,7 +72,18 @@ def finalize_config(cfg: Config, data) -> Config:
     cfg.data.resolution = cfg.data.resolution or (32 if is_builtin else 64)
     cfg.data.flip = (not is_builtin) if cfg.data.flip is None else cfg.data.flip
     cfg.model.channels = int(data.images.shape[1])
-    cfg.model.num_classes = 0  # unconditional models; conditional ones take the dataset's classes
+    cfg.model.num_classes = 0
+    if cfg.model.arch == "acgan":  # conditional: the dataset's classes
+        from gankit.errors import ConfigError
+
+        if data.labels is None:
+            raise ConfigError("model.arch acgan needs labels: pass --labels folders or --labels FILE.csv "
+                              "--label-column COLUMN")
+        n = len(data.class_names)
+        if n < 2:
+            raise ConfigError(f"model.arch acgan needs at least 2 classes, but the labels give {n} "
+                              f"({', '.join(data.class_names) or 'none'}): choose another --label-column")
+        cfg.model.num_classes = n
     if cfg.eval.every is None:
         cfg.eval.every = 10 if resolve_device(cfg.train.device).type == "cuda" else 0
     if cfg.train.batch_size > len(data.images):
@@ -149,16 +165,27 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss = build_loss(cfg)
         self.strategy = build_strategy(cfg)
+        self.num_classes = cfg.model.num_classes
+        self.noisy_labels = NoisyLabels(cfg.train.label_swap, cfg.train.seed)
+        t = cfg.train
+        self.augment = DiffAugment(t.augment, t.augment_p) if t.augment else None
+        self.ada = AdaptiveP(target=t.ada_target, p=t.augment_p) if self.augment and t.ada_target > 0 else None
+        self.G_ema = make_ema(self.G, t.ema)
         self.batches = Batches(data.images, data.labels, cfg.train.batch_size, cfg.data.flip, cfg.train.seed,
                                self.device, self.fmt)
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         self.fixed_noise = sample_z(cfg.log.n_samples, cfg, "cpu", generator=g)
+        # conditional runs: the fixed grid cycles through the classes (one class per column of a square grid)
+        self.fixed_labels = torch.arange(cfg.log.n_samples) % self.num_classes if self.num_classes else None
 
         self.iteration = 0  # strategy iterations done
         self.cursor = 0  # real batches consumed
         self.elapsed = 0.0  # training seconds, across resumes
         self.d_updates = 0
         self.g_updates = 0
+        self.d_skipped = 0  # gated D steps the strategy refused (monitored)
+        self.last_g_loss: float | None = None  # read only for strategies that compare losses
+        self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
         self.data = data
         self._evaluator = None
@@ -184,6 +211,12 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(),
             "strategy": self.strategy.state_dict(),
+            "noisy_labels": self.noisy_labels.state_dict(),
+            "ada": self.ada.state_dict() if self.ada else None,
+            "G_ema": self.G_ema.state_dict() if self.G_ema else None,
+            "last_g_loss": self.last_g_loss,
+            "d_skipped": self.d_skipped,
+            "rollbacks": self.rollbacks,
             "iteration": self.iteration,
             "cursor": self.cursor,
             "elapsed": self.elapsed,
@@ -204,11 +237,17 @@ class Trainer:
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
             self.scaler.load_state_dict(state["scaler"])
+            if self.G_ema is not None and state.get("G_ema") is not None:
+                self.G_ema.load_state_dict(state["G_ema"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise RunError(f"checkpoint in '{self.ckpt_dir}' does not match this model ({str(e).splitlines()[0]}): "
                            "use a new --run folder") from None
         self.strategy.load_state_dict(state["strategy"])
-        for k in ("iteration", "cursor", "elapsed", "d_updates", "g_updates", "best_fid"):
+        self.noisy_labels.load_state_dict(state["noisy_labels"])
+        if self.ada is not None and state.get("ada"):
+            self.ada.load_state_dict(state["ada"])
+        for k in ("iteration", "cursor", "elapsed", "d_updates", "g_updates", "best_fid", "last_g_loss",
+                  "d_skipped", "rollbacks"):
             setattr(self, k, state[k])
         self.fixed_noise = state["fixed_noise"]
         torch.set_rng_state(state["rng_cpu"])
@@ -222,8 +261,13 @@ class Trainer:
             save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
         if best:
             save_checkpoint(state, self.ckpt_dir / "best.pt")
-        save_generator(self.G.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
+        save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                        self.run_dir / "generator.safetensors")
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The generator used for samples, FID and the shared file: the EMA copy when train.ema > 0."""
+        return self.G_ema.module if self.G_ema is not None else self.G
 
     @property
     def epoch(self) -> int:
@@ -244,45 +288,97 @@ class Trainer:
     def _z(self, n: int) -> torch.Tensor:
         return sample_z(n, self.cfg, self.device)
 
-    def _d_phase(self, swap: bool, keep_fake_for_g: bool) -> torch.Tensor | None:
-        real, _ = self.batches.get(self.cursor)
+    def _fake_labels(self, n: int) -> torch.Tensor | None:
+        """Classes asked of G for a batch of fakes (uniform), or None for unconditional models."""
+        if not self.num_classes:
+            return None
+        return torch.randint(0, self.num_classes, (n,), device=self.device)
+
+    def _d_view(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees of an image batch: DiffAugment (same family for real and fake), then instance noise."""
+        if self.augment is not None:
+            if self.ada is not None:
+                self.augment.p = self.ada.p
+            x = self.augment(x)
+        std = instance_noise_std(self.cfg.train.instance_noise, self.cursor / self.batches.steps_per_epoch,
+                                 self.cfg.train.instance_noise_epochs)
+        return add_instance_noise(x, std)
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+
+    def _d_phase(self, phase: Phase, keep_fake_for_g: bool):
+        """One D update on a fresh real batch. Returns (fake, labels) for a following G phase to reuse."""
+        real, labels = self.batches.get(self.cursor)
         self.cursor += 1
-        z = self._z(real.shape[0])
+        n = real.shape[0]
+        z, y_fake = self._z(n), self._fake_labels(n)
+        swap = phase.swap or self.noisy_labels.swap()
         kept = None
+        t = self.cfg.train
         with autocast(self.device, self.amp_dtype):
             if keep_fake_for_g:  # the following G phase reuses this forward, as the reference DCGAN step does
-                kept = self.G(z)
-                fake = kept.detach()
+                fake_g = self.G(z, y_fake)
+                kept, fake = (fake_g, y_fake), fake_g.detach()
             else:
                 with torch.no_grad():
-                    fake = self.G(z)
-            out_real = self.D(real)
-            out_fake = self.D(fake)
-            loss = self.loss.d_loss(out_real, out_fake, swap=swap)
-        self.opt_d.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.opt_d)
-        self.scaler.update()
-        self.d_updates += 1
-        acc_real, acc_fake = self.loss.accuracy(out_real, out_fake)
+                    fake = self.G(z, y_fake)
+            real_out, real_aux = self.D(self._d_view(real))
+            fake_out, fake_aux = self.D(self._d_view(fake))
+            loss = self.loss.d_loss(real_out, fake_out, swap=swap)
+            if self.num_classes:
+                loss = loss + t.aux_weight * (aux_loss(real_aux, labels) + aux_loss(fake_aux, y_fake))
+            if t.loss == "wgan_gp":
+                gp = gradient_penalty(lambda x: self.D(self._d_view(x))[0], real, fake)
+                loss = loss + t.gp_lambda * gp
+                self._add("gp", gp)
         self._add("d_loss", loss)
+        if phase.gated and not self.strategy.allow_update(float(loss.detach()), self.last_g_loss):
+            self.d_skipped += 1
+            return kept
+        self._step(self.opt_d, loss)
+        if t.loss == "wgan":
+            clip_weights(self.D, t.clip)
+        if self.ada is not None:
+            self.ada.observe(real_out)
+        self.d_updates += 1
+        if self.loss.wasserstein:
+            self._add("wasserstein", real_out.detach().float().mean() - fake_out.detach().float().mean())
+        acc_real, acc_fake = accuracy(real_out.detach(), fake_out.detach())
         self._add("d_acc_real", acc_real)
         self._add("d_acc_fake", acc_fake)
+        if self.num_classes:
+            acc_r, _ = aux_stats(real_aux, labels)
+            acc_f, entropy = aux_stats(fake_aux, y_fake)
+            self._add("aux_acc_real", acc_r)
+            self._add("aux_acc_fake", acc_f)
+            self._add("aux_entropy", entropy)
         return kept
 
-    def _g_phase(self, fake: torch.Tensor | None) -> None:
+    def _g_phase(self, kept) -> None:
         self.D.requires_grad_(False)  # no D weight gradients in the G phase: they would be thrown away
         with autocast(self.device, self.amp_dtype):
-            if fake is None:
-                fake = self.G(self._z(self.cfg.train.batch_size))
-            loss = self.loss.g_loss(self.D(fake))
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
+            if kept is None:
+                n = self.batches.batch_size
+                y = self._fake_labels(n)
+                fake = self.G(self._z(n), y)
+            else:
+                fake, y = kept
+            out, aux = self.D(self._d_view(fake))
+            loss = self.loss.g_loss(out)
+            if self.num_classes:
+                loss = loss + self.cfg.train.aux_weight * aux_loss(aux, y)
+        self._step(self.opt_g, loss)
         self.D.requires_grad_(True)
+        if self.G_ema is not None:
+            self.G_ema.update_parameters(self.G)
         self.g_updates += 1
         self._add("g_loss", loss)
+        if self.strategy.reads_losses:
+            self.last_g_loss = float(loss.detach())
 
     def train_iteration(self) -> None:
         phases = self.strategy.plan(self.iteration)
@@ -290,7 +386,7 @@ class Trainer:
         for i, phase in enumerate(phases):
             if phase.net == "D":
                 next_is_g = i + 1 < len(phases) and phases[i + 1].net == "G"
-                kept = self._d_phase(phase.swap, keep_fake_for_g=next_is_g)
+                kept = self._d_phase(phase, keep_fake_for_g=next_is_g)
             else:
                 self._g_phase(kept)
                 kept = None
@@ -299,22 +395,34 @@ class Trainer:
     # ---------------------------------------------------------------- outputs
 
     def _read_sums(self) -> dict[str, float]:
+        """Mean of each metric since the last read, plus `weights` (sum of all G and D weights, finite or
+        not) so NaN/Inf in the weights is caught with the losses: the one host sync per logging interval."""
         if not self.sums:
             return {}
         names = list(self.sums)
-        values = torch.stack([self.sums[n] / self.counts[n] for n in names]).tolist()  # the one host sync
-        return dict(zip(names, values))
+        weights = torch.stack([p.detach().float().sum() for p in (*self.G.parameters(), *self.D.parameters())]).sum()
+        values = torch.stack([self.sums[n] / self.counts[n] for n in names] + [weights]).tolist()
+        return dict(zip(names + ["weights"], values))
 
     @torch.no_grad()
     def write_samples(self) -> Path:
         """The fixed-noise grid of this epoch (eval mode: BatchNorm uses its running statistics)."""
         from gankit.report.grids import save_grid
 
-        self.G.eval()
-        with autocast(self.device, self.amp_dtype):
-            images = self.G(self.fixed_noise.to(self.device)).float()
-        self.G.train()
+        labels = self.fixed_labels.to(self.device) if self.fixed_labels is not None else None
+        images = self._generate(self.fixed_noise.to(self.device), labels)
         return save_grid(images, self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png")
+
+    @torch.no_grad()
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Images in [-1, 1] from the sampler in eval mode (BatchNorm uses its running statistics)."""
+        G = self.sampler
+        was_training = G.training
+        G.eval()
+        with autocast(self.device, self.amp_dtype):
+            images = G(z, labels).float()
+        G.train(was_training)
+        return images
 
     # ---------------------------------------------------------------- the loop
 
@@ -337,25 +445,40 @@ class Trainer:
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
         progress.reset_epoch(self.epoch, self.cursor % spe)
+        if not (self.ckpt_dir / "last.pt").exists():
+            self.save()  # a run folder always holds a checkpoint to resume or roll back to
         try:
-            while self.cursor < total_batches and (max_steps is None or self.iteration < max_steps):
-                epoch_before = self.epoch
-                before = self.cursor
-                self.train_iteration()
-                progress.advance(self.cursor - before)
-                self.elapsed = elapsed_base + time.perf_counter() - t_start
-                if self.iteration % cfg.log.every == 0:
-                    now = time.perf_counter()
-                    ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
-                    self._log_step(ips, progress)
-                    last_log_t, last_log_cursor = now, self.cursor
-                if self.epoch > epoch_before:
-                    self._end_epoch(progress)
-                if interrupted.hit:
-                    raise KeyboardInterrupt
+            while True:
+                while self.cursor < total_batches and (max_steps is None or self.iteration < max_steps):
+                    epoch_before = self.epoch
+                    before = self.cursor
+                    try:
+                        self.train_iteration()
+                        progress.advance(self.cursor - before)
+                        self.elapsed = elapsed_base + time.perf_counter() - t_start
+                        if self.iteration % cfg.log.every == 0:
+                            now = time.perf_counter()
+                            ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
+                            self._log_step(ips, progress)
+                            last_log_t, last_log_cursor = now, self.cursor
+                        if self.epoch > epoch_before:
+                            self._end_epoch(progress)
+                    except _RolledBack:
+                        progress.reset_epoch(self.epoch, self.cursor % spe)
+                        last_log_t, last_log_cursor = time.perf_counter(), self.cursor
+                    if interrupted.hit:
+                        raise KeyboardInterrupt
+                if self.cursor % spe:  # stopped mid-epoch (max_steps): keep everything resumable
+                    try:
+                        self._log_step(None, None)
+                    except _RolledBack:
+                        continue
+                    self.save()
+                break
         except KeyboardInterrupt:
             progress.close()
-            self.save()
+            if self._weights_finite():
+                self.save()
             self.log.close()
             if cfg.log.plots:
                 self.write_pictures()
@@ -365,9 +488,6 @@ class Trainer:
         finally:
             interrupted.restore()
         progress.close()
-        if self.cursor % spe:  # stopped mid-epoch (max_steps): keep everything resumable
-            self._log_step(None, None)
-            self.save()
         self.log.close()
         if cfg.log.plots:
             self.write_pictures()
@@ -378,13 +498,54 @@ class Trainer:
         self._reset_sums()
         if not values:
             return
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            self._rollback(bad)
+        del values["weights"]
         values.update(d_updates=self.d_updates, g_updates=self.g_updates)
+        if self.strategy.name == "monitored":
+            values["d_skipped"] = self.d_skipped
+        if self.ada is not None:
+            values["augment_p"] = self.ada.p
+        if self.cfg.train.instance_noise > 0:
+            values["instance_noise"] = instance_noise_std(
+                self.cfg.train.instance_noise, self.cursor / self.batches.steps_per_epoch,
+                self.cfg.train.instance_noise_epochs)
         if ips is not None:
             values["img_per_s"] = ips
         self.log.write("step", self.iteration, epoch or self.epoch + 1, self.elapsed, values)
         self.epoch_values.append(values)
         if progress is not None:
             progress.postfix(values)
+
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in (*self.G.parameters(), *self.D.parameters()))
+
+    def _rollback(self, bad: list[str]) -> None:
+        """NaN/Inf seen: go back to the last checkpoint with the learning rates lowered (train.nan_policy
+        rollback), or stop (nan_policy stop, or too many rollbacks). Raises _RolledBack to restart the loop."""
+        t = self.cfg.train
+        what = f"non-finite {', '.join(bad)} at iteration {self.iteration}"
+        last = self.ckpt_dir / "last.pt"
+        if t.nan_policy == "stop" or self.rollbacks >= MAX_ROLLBACKS or not last.exists():
+            why = "train.nan_policy is stop" if t.nan_policy == "stop" else f"{self.rollbacks} rollbacks already"
+            raise RunError(f"{what} ({why}); the last good checkpoint is {last}: lower train.lr_g/lr_d or change "
+                           f"the loss, then resume with gankit train --run {self.run_dir}")
+        rollbacks = self.rollbacks + 1
+        self._load(load_checkpoint(last, map_location="cpu"))
+        self.rollbacks = rollbacks
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] *= t.nan_lr_factor
+        self._reset_sums()
+        self.epoch_values = []
+        self.log.rewind(self.iteration)
+        lrs = {"lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"]}
+        self.log.write("event", self.iteration, self.epoch, self.elapsed,
+                       {"rollback": self.rollbacks, **lrs})
+        console.warn(f"{what}: rolled back to iteration {self.iteration} ({last}) with learning rates x"
+                     f"{t.nan_lr_factor} (lr_g {lrs['lr_g']:.3g}, lr_d {lrs['lr_d']:.3g})")
+        raise _RolledBack
 
     def _end_epoch(self, progress) -> None:
         self._log_step(None, progress, epoch=self.epoch)
@@ -404,12 +565,8 @@ class Trainer:
 
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
-        """n fresh images in [-1, 1] from the current generator (eval mode)."""
-        self.G.eval()
-        with autocast(self.device, self.amp_dtype):
-            images = self.G(self._z(n)).float()
-        self.G.train()
-        return images
+        """n fresh images in [-1, 1] from the current generator (eval mode), random classes when conditional."""
+        return self._generate(self._z(n), self._fake_labels(n))
 
     def _maybe_evaluate(self) -> bool:
         """FID/KID every `eval.every` epochs and after the last one; True when this is the best FID so far."""
@@ -444,6 +601,10 @@ class Trainer:
         write_plots(self.run_dir)
         if gif:
             write_evolution_gif(self.run_dir)
+
+
+class _RolledBack(Exception):
+    """Raised after a NaN rollback so the loop restarts from the restored state."""
 
 
 class _InterruptFlag:

@@ -1,71 +1,198 @@
-"""DCGAN generator and discriminator for any power-of-two resolution (Radford et al. 2015, seed 004).
+"""The DCGAN family (Radford et al. 2015; seeds 000-004): one generator and one discriminator whose
+resolution, upsampling, normalisation, conditioning and tricks are parameters, not files.
 
-The networks are built from the resolution instead of one file per size: the generator starts at
-4x4 and doubles the size with stride-2 transposed convolutions until it reaches the resolution;
-the discriminator mirrors it with stride-2 convolutions down to 4x4 and a final 4x4 convolution.
-Widths double towards the 4x4 end, capped by `max_channels` so 256-512 px models stay trainable.
+Layout. Any square resolution from 16 px: D halves the image with stride-2 4x4 convolutions
+(ceil sizes, e.g. 300 -> 150 -> 75 -> 38 -> 19 -> 10 -> 5) until at most 7 px are left, and its head
+is a convolution whose kernel covers what is left. G mirrors it: from z it makes that base map
+(4..7 px), doubles it as often as D halved, and center-crops to the resolution (5 -> 320 -> 300).
+Widths double towards the small end, capped by `max_channels`. For powers of two this is exactly
+the classic DCGAN (4x4 base, 4x4 head, same module indices), so older checkpoints keep loading.
 
-Paper rules kept: no pooling, no fully connected hidden layers, BatchNorm in both nets except the
-generator's output and the discriminator's input layer, ReLU in G (Tanh at the output), LeakyReLU(0.2)
-in D. D returns logits (the sigmoid lives in the loss, which is numerically safe under autocast).
+Paper rules kept: no pooling, no fully connected hidden layers, a norm in every block except G's
+output and D's input layer, ReLU in G (Tanh at the output), LeakyReLU(0.2) in D, conv biases only
+where no norm follows. D returns raw scores: the sigmoid, if any, lives in the loss.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
+
+from gankit.models.layers import ColorPicker, MinibatchDiscrimination, norm_layer
 
 
-def block_widths(resolution: int, width: int, max_channels: int) -> list[int]:
-    """Channels of each feature map from 4x4 up to resolution/2, e.g. 64px, width 64 -> [512, 256, 128, 64]."""
-    n = int(math.log2(resolution)) - 2  # number of size doublings from 4x4 to the resolution
-    if 2 ** (n + 2) != resolution or n < 2:
-        raise ValueError(f"resolution must be a power of two >= 16, got {resolution}")
+def layout(resolution: int) -> tuple[int, int]:
+    """(base, n): the size of D's last / G's first feature map (4..7 px) and the 2x steps to the resolution.
+
+    64 -> (4, 4); 100 -> (7, 4): G makes 112 px and crops; 300 -> (5, 6): G makes 320 px and crops.
+    """
+    if not isinstance(resolution, int) or resolution < 16:
+        raise ValueError(f"resolution must be a whole number of pixels >= 16, got {resolution!r}")
+    size, n = resolution, 0
+    while size > 7:
+        size, n = (size + 1) // 2, n + 1
+    return size, n
+
+
+def block_widths(n: int, width: int, max_channels: int) -> list[int]:
+    """Channels of the n feature maps from the base map up to half the resolution: n=4, width 64 -> [512, 256, 128, 64]."""
     return [min(width * 2 ** (n - 1 - i), max_channels) for i in range(n)]
 
 
-class Generator(nn.Module):
-    def __init__(self, resolution: int, nz: int = 100, ngf: int = 64, channels: int = 3, max_channels: int = 512):
-        super().__init__()
-        self.nz = nz
-        widths = block_widths(resolution, ngf, max_channels)
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),  # 1x1 -> 4x4
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        ]
-        for cin, cout in zip(widths[:-1], widths[1:]):
-            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+def _after_conv(width: int, norm: str, activation: nn.Module, dropout: float) -> list[nn.Module]:
+    """What follows every hidden convolution: its norm (unless "none"), the activation, dropout (if > 0)."""
+    layers = [] if norm == "none" else [norm_layer(norm, width)]
+    layers.append(activation)
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return layers
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], self.nz, 1, 1))
+
+def _doubling(cin: int, cout: int, upsample: str, bias: bool) -> list[nn.Module]:
+    """A 2x upsampling convolution: transposed 4x4 stride 2 (DCGAN), or nearest x2 then a 3x3 conv (seed 002)."""
+    if upsample == "convtranspose":
+        return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)]
+    if upsample in ("upsample", "colorpicker"):
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias)]
+    raise ValueError(f"unknown upsample {upsample!r}: choose convtranspose, upsample or colorpicker")
+
+
+class Generator(nn.Module):
+    """z [N, nz] (+ class labels [N] when conditional) -> images [N, channels, R, R] in [-1, 1].
+
+    upsample: convtranspose (DCGAN) | upsample (nearest x2 + 3x3 conv) | colorpicker (upsample
+    blocks, then a `ColorPicker` output layer with `palette_size` colours instead of conv + Tanh).
+    num_classes > 0 makes it conditional (ACGAN, seed 002): an embedding of the label, of size
+    `embed_dim`, is concatenated to z; labels are then required (an unconditional G ignores them).
+    """
+
+    def __init__(self, resolution: int, nz: int = 100, ngf: int = 64, channels: int = 3, max_channels: int = 512,
+                 upsample: str = "convtranspose", palette_size: int = 16, norm: str = "batch", dropout: float = 0.0,
+                 num_classes: int = 0, embed_dim: int = 50, init: str = "normal", init_std: float = 0.02):
+        super().__init__()
+        base, n = layout(resolution)
+        widths = block_widths(n, ngf, max_channels)
+        self.nz, self.num_classes, self.resolution = nz, num_classes, resolution
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes > 0 else None
+        z_dim = nz + (embed_dim if num_classes > 0 else 0)
+        bias = norm == "none"
+
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias)]  # 1x1 -> base
+        layers += _after_conv(widths[0], norm, nn.ReLU(inplace=True), dropout)
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            layers += _doubling(cin, cout, upsample, bias)
+            layers += _after_conv(cout, norm, nn.ReLU(inplace=True), dropout)
+        if upsample == "colorpicker":
+            layers.append(ColorPicker(widths[-1], channels, palette_size))
+        else:
+            layers += [*_doubling(widths[-1], channels, upsample, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        init_weights(self, init, init_std)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = z.flatten(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError(f"this generator is conditional ({self.num_classes} classes): "
+                                 "call G(z, labels) with int64 labels of shape [N]")
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], 1)
+        images = self.net(z[:, :, None, None])
+        return _center_crop(images, self.resolution)
 
 
 class Discriminator(nn.Module):
-    def __init__(self, resolution: int, ndf: int = 64, channels: int = 3, max_channels: int = 512):
+    """images [N, channels, R, R] -> (adv [N] raw scores, aux [N, num_classes] class logits or None).
+
+    norm: batch | layer | instance | none (no norm on the input layer, DCGAN rule); dropout after
+    every block; mbd_features > 0 concatenates minibatch-discrimination features (seeds 000/003)
+    to the flattened last features, and the head becomes a linear layer over both;
+    spectral_norm wraps every conv and linear layer (Miyato et al. 2018); num_classes > 0 adds
+    the ACGAN auxiliary classifier head (logits, no softmax: cross-entropy takes logits).
+    """
+
+    def __init__(self, resolution: int, ndf: int = 64, channels: int = 3, max_channels: int = 512,
+                 norm: str = "batch", dropout: float = 0.0, mbd_features: int = 0, mbd_kernel_dim: int = 5,
+                 spectral_norm: bool = False, num_classes: int = 0, init: str = "normal", init_std: float = 0.02):
         super().__init__()
-        widths = block_widths(resolution, ndf, max_channels)[::-1]  # e.g. [64, 128, 256, 512]
-        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
-        for cin, cout in zip(widths[:-1], widths[1:]):
-            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)]
+        base, n = layout(resolution)
+        widths = block_widths(n, ndf, max_channels)[::-1]  # e.g. 64 px: [64, 128, 256, 512]
+
+        layers: list[nn.Module] = []
+        cin, size = channels, resolution
+        for i, cout in enumerate(widths):
+            padding = 1 + size % 2  # odd sizes get one more pixel of padding: the output is ceil(size / 2)
+            block_norm = norm if i > 0 else "none"  # the input layer has no norm, and no bias (classic)
+            layers.append(nn.Conv2d(cin, cout, 4, 2, padding, bias=i > 0 and norm == "none"))
+            layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), dropout)
+            cin, size = cout, (size + 1) // 2
         self.features = nn.Sequential(*layers)
-        self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1 logit
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).flatten()
+        flat = widths[-1] * base * base
+        self.mbd = MinibatchDiscrimination(flat, mbd_features, mbd_kernel_dim) if mbd_features > 0 else None
+        if self.mbd is None:
+            self.head = nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False)  # base x base -> 1x1 score
+        else:
+            self.head = nn.Linear(flat + mbd_features, 1)
+        self.aux = nn.Conv2d(widths[-1], num_classes, base, 1, 0) if num_classes > 0 else None
+
+        init_weights(self, init, init_std)  # before spectral norm, which starts its power iteration from these weights
+        if spectral_norm:
+            for m in list(self.modules()):
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    add_spectral_norm(m)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.features(x)
+        if self.mbd is None:
+            adv = self.head(h)
+        else:
+            flat = h.flatten(1)
+            adv = self.head(torch.cat([flat, self.mbd(flat)], 1))
+        aux = self.aux(h).flatten(1) if self.aux is not None else None
+        return adv.flatten(), aux
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """DCGAN paper init: conv weights ~ N(0, std); BatchNorm gamma ~ N(1, std), beta = 0."""
+def _center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size:
+        return images
+    offset = (images.shape[-1] - size) // 2
+    return images[..., offset:offset + size, offset:offset + size]
+
+
+INIT_SCHEMES = ("normal", "xavier", "kaiming", "orthogonal", "default")
+
+
+def init_weights(module: nn.Module, scheme: str = "normal", std: float = 0.02) -> None:
+    """Initialise every conv / linear weight and norm scale of `module` in place.
+
+    normal: weights ~ N(0, std), norm scales ~ N(1, std) (DCGAN paper); xavier: Glorot normal;
+    kaiming: He normal for LeakyReLU(0.2) (fan-in); orthogonal: (semi-)orthogonal weight matrices;
+    default: PyTorch's own init, untouched. Biases and norm shifts start at 0 and norm scales at 1
+    (except normal). Label embeddings keep PyTorch's N(0, 1), the scale of z. Under spectral
+    norm the raw (un-normalised) weight is the one initialised.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init {scheme!r}: choose {', '.join(INIT_SCHEMES)}")
+    if scheme == "default":
+        return
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, std)
+            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            if scheme == "normal":
+                nn.init.normal_(weight, 0.0, std)
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(weight)
+            elif scheme == "kaiming":
+                nn.init.kaiming_normal_(weight, a=0.2, nonlinearity="leaky_relu")
+            else:
+                nn.init.orthogonal_(weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)) and m.weight is not None:
-            nn.init.normal_(m.weight, 1.0, std)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.weight is not None:
+            if scheme == "normal":
+                nn.init.normal_(m.weight, 1.0, std)
+            else:
+                nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)

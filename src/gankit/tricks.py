@@ -1,0 +1,53 @@
+"""Training tricks that change what D sees or which labels it is given (seeds 000, 002, 004; Salimans et al.).
+
+Each trick is off by default and driven by one `train.*` key; the training loop applies them in its
+D and G phases. Label smoothing lives in the BCE loss (`losses.BCELoss.real_target`).
+
+- instance noise: Gaussian noise on every D input (real and fake), its std annealed linearly from
+  `train.instance_noise` to 0 over `train.instance_noise_epochs` epochs;
+- noisy labels: with probability `train.label_swap` a D step uses swapped real/fake labels;
+- EMA: an exponential moving average of G's weights, used for samples and FID.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def instance_noise_std(start: float, epochs_done: float, anneal_epochs: int) -> float:
+    """Std of the instance noise after `epochs_done` (fractional) epochs: linear decay to 0."""
+    if start <= 0:
+        return 0.0
+    return start * max(0.0, 1.0 - epochs_done / anneal_epochs)
+
+
+def add_instance_noise(x: torch.Tensor, std: float) -> torch.Tensor:
+    return x + std * torch.randn_like(x) if std > 0 else x
+
+
+class NoisyLabels:
+    """Decides, with probability `p`, that a D step swaps its real/fake labels; seeded and resumable."""
+
+    def __init__(self, p: float, seed: int = 0):
+        self.p = p
+        self.rng = torch.Generator().manual_seed(seed + 777)
+
+    def swap(self) -> bool:
+        return self.p > 0 and float(torch.rand((), generator=self.rng)) < self.p
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.set_state(state["rng"])
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An EMA copy of `model` (weights and BatchNorm buffers), or None when decay is 0."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.requires_grad_(False)
+    return ema

@@ -1,0 +1,151 @@
+"""Losses, tricks and strategies: the seeds' definitions, checked number by number."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gankit.config import build_config
+from gankit.losses import BCELoss, HingeLoss, WassersteinLoss, aux_stats, build_loss, clip_weights, gradient_penalty
+from gankit.strategies import Boost, Critic, Monitored, Phase, build_strategy
+from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema
+
+
+def _bce(x, t):
+    return -(t * math.log(torch.sigmoid(torch.tensor(x)).item()) + (1 - t) * math.log(1 - torch.sigmoid(torch.tensor(x)).item()))
+
+
+def test_label_smoothing_and_swapping_change_the_bce_targets():
+    real, fake = torch.tensor([2.0]), torch.tensor([-1.0])
+    plain = BCELoss().d_loss(real, fake)
+    assert plain.item() == pytest.approx(_bce(2.0, 1.0) + _bce(-1.0, 0.0), rel=1e-5)
+    smooth = build_loss(build_config({"train": {"label_smoothing": 0.1}}))
+    assert smooth.targets() == (0.9, 0.0)  # one-sided: fakes keep target 0
+    assert smooth.d_loss(real, fake).item() == pytest.approx(_bce(2.0, 0.9) + _bce(-1.0, 0.0), rel=1e-5)
+    assert smooth.targets(swap=True) == (0.0, 0.9)  # noisy labels: real labelled fake, fake labelled real
+    assert smooth.d_loss(real, fake, swap=True).item() == pytest.approx(_bce(2.0, 0.0) + _bce(-1.0, 0.9), rel=1e-5)
+    assert BCELoss().g_loss(fake).item() == pytest.approx(_bce(-1.0, 1.0), rel=1e-5)
+
+
+def test_wasserstein_and_hinge_losses():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])
+    w = WassersteinLoss()
+    assert w.d_loss(real, fake).item() == pytest.approx(-1.0 - 2.0)  # mean C(fake) - mean C(real)
+    assert w.g_loss(fake).item() == pytest.approx(1.0)
+    h = HingeLoss()
+    assert h.d_loss(real, fake).item() == pytest.approx((0 + 0) / 2 + (0 + 1) / 2)
+    assert h.g_loss(fake).item() == pytest.approx(1.0)
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self, norm: float):
+        super().__init__()
+        w = torch.randn(3 * 4 * 4, generator=torch.Generator().manual_seed(0))
+        self.w = torch.nn.Parameter(w / w.norm() * norm)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w
+
+
+def test_gradient_penalty_is_zero_for_unit_gradient_and_grows_for_steeper_critics():
+    real, fake = torch.randn(16, 3, 4, 4), torch.randn(16, 3, 4, 4)
+    assert gradient_penalty(_Linear(1.0), real, fake).item() == pytest.approx(0.0, abs=1e-8)
+    gp2, gp3 = (gradient_penalty(_Linear(n), real, fake).item() for n in (2.0, 3.0))
+    assert gp2 == pytest.approx(1.0, rel=1e-4) and gp3 == pytest.approx(4.0, rel=1e-4)
+    critic = _Linear(3.0)
+    gradient_penalty(critic, real, fake).backward()  # the penalty trains the critic (create_graph)
+    assert critic.w.grad is not None and critic.w.grad.abs().sum() > 0
+
+
+def test_clip_weights_bounds_every_parameter():
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Linear(4, 2))
+    clip_weights(m, 0.01)
+    assert all(p.abs().max() <= 0.01 for p in m.parameters())
+
+
+def test_aux_stats_accuracy_and_entropy():
+    logits = torch.tensor([[10.0, 0.0], [0.0, 0.0]])
+    acc, ent = aux_stats(logits, torch.tensor([0, 1]))
+    assert acc.item() == pytest.approx(0.5)  # argmax of a tie is class 0
+    assert ent.item() == pytest.approx((0.0 + math.log(2)) / 2, abs=1e-3)
+
+
+def test_instance_noise_anneals_to_zero():
+    assert instance_noise_std(0.1, 0, 10) == pytest.approx(0.1)
+    assert instance_noise_std(0.1, 5, 10) == pytest.approx(0.05)
+    assert instance_noise_std(0.1, 12, 10) == 0.0
+    x = torch.zeros(1000)
+    assert add_instance_noise(x, 0.0) is x
+    assert add_instance_noise(x, 0.5).std().item() == pytest.approx(0.5, rel=0.1)
+
+
+def test_noisy_labels_swap_with_the_given_probability_and_resume():
+    n = NoisyLabels(0.2, seed=1)
+    draws = [n.swap() for _ in range(5000)]
+    assert sum(draws) / len(draws) == pytest.approx(0.2, abs=0.02)
+    state = n.state_dict()
+    a = [n.swap() for _ in range(50)]
+    n.load_state_dict(state)
+    assert [n.swap() for _ in range(50)] == a
+    assert not any(NoisyLabels(0.0).swap() for _ in range(100))
+
+
+def test_ema_tracks_the_model():
+    m = torch.nn.Linear(2, 1)
+    ema = make_ema(m, 0.5)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema.update_parameters(m)  # first update copies
+    with torch.no_grad():
+        m.weight.fill_(3.0)
+    ema.update_parameters(m)
+    assert torch.allclose(ema.module.weight, torch.full_like(m.weight, 2.0))
+    assert make_ema(m, 0.0) is None
+
+
+def test_classic_and_critic_schedules():
+    assert build_strategy(build_config()).plan(0) == [Phase("D"), Phase("G")]
+    c = Critic(n_critic=5, boost=100, boost_first=25, boost_every=500)  # seed 004
+    counts = [len(c.plan(i)) - 1 for i in range(1001)]
+    assert counts[:25] == [100] * 25 and counts[25] == 5 and counts[499] == 5
+    assert counts[500] == 100 and counts[1000] == 100 and counts[501] == 5
+    assert [len(Critic(3).plan(i)) for i in range(30)] == [4] * 30  # seed 000: D trained 3 times more
+
+
+def test_monitored_gates_d_on_the_loss_ratio():
+    m = Monitored(0.8)
+    assert m.plan(0) == [Phase("D", gated=True), Phase("G")]
+    assert m.allow_update(0.1, None)  # nothing to compare with yet
+    assert m.allow_update(0.9, 1.0) and not m.allow_update(0.7, 1.0)
+
+
+def test_boost_maps_k_ranges_to_phases(monkeypatch):
+    b = Boost(window=3)
+    ks = iter([0.5, 0.95, 0.00005, 0.0005, 0.2])
+    monkeypatch.setattr(b, "draw", lambda: next(ks))
+    D, G, DS = Phase("D"), Phase("G"), Phase("D", swap=True)
+    plans = [b.plan(i) for i in range(9)]
+    assert plans == [[D, G], [DS, G], [G], [G], [G], [D], [D], [D], [D, G]]
+
+
+def test_boost_frequencies_match_the_k_ranges():
+    b = Boost(window=100, seed=3)
+    n = 300_000
+    k = torch.rand(n, generator=b.rng, dtype=torch.float64)
+    assert ((k >= 0.93).double().mean().item()) == pytest.approx(0.07, abs=0.003)
+    assert ((k < 1e-3) & (k >= 1e-4)).sum().item() == pytest.approx(n * 9e-4, rel=0.2)
+    assert (k < 1e-4).sum().item() == pytest.approx(n * 1e-4, abs=4 * math.sqrt(n * 1e-4))
+    # and the strategy itself: over many iterations the share of swapped D steps is ~7% of the drawn ones
+    b = Boost(window=100, seed=5)
+    plans = [b.plan(i) for i in range(60_000)]
+    drawn = [p for p in plans if len(p) == 2]
+    swapped = sum(p[0].swap for p in drawn) / len(drawn)
+    assert swapped == pytest.approx(0.07, abs=0.006)
+    state = b.state_dict()
+    nxt = [b.plan(i) for i in range(500)]
+    b2 = Boost(window=100, seed=99)
+    b2.load_state_dict(state)
+    assert [b2.plan(i) for i in range(500)] == nxt

@@ -1,0 +1,329 @@
+"""The DCGAN family's generator and discriminator: layouts, upsampling modes, norms, tricks, init."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.config import build_config
+from gankit.errors import ConfigError
+from gankit.models import Discriminator, Generator, build_discriminator, build_generator, init_weights, layout
+from gankit.models.layers import ColorPicker, MinibatchDiscrimination
+
+TINY = {"nz": 16, "ngf": 8}
+TINY_D = {"ndf": 8}
+UPSAMPLES = ("convtranspose", "upsample", "colorpicker")
+
+
+def _reference():
+    """benchmarks/reference_dcgan.py: the classic DCGAN written from the paper, our layout oracle."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_dcgan.py"
+    spec = importlib.util.spec_from_file_location("reference_dcgan", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+# ---------------------------------------------------------------- layout and shapes
+
+@pytest.mark.parametrize("resolution,expected", [(16, (4, 2)), (64, (4, 4)), (100, (7, 4)), (256, (4, 6)),
+                                                 (300, (5, 6)), (1024, (4, 8))])
+def test_layout_base_between_4_and_7(resolution, expected):
+    base, n = layout(resolution)
+    assert (base, n) == expected
+    assert base * 2**n >= resolution > (base - 1) * 2**n  # G makes just enough pixels, then crops
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64, 100])
+@pytest.mark.parametrize("upsample", UPSAMPLES)
+def test_shapes_for_every_resolution_and_upsample(resolution, upsample):
+    torch.manual_seed(0)
+    G = Generator(resolution, upsample=upsample, **TINY)
+    D = Discriminator(resolution, **TINY_D)
+    x = G(torch.randn(3, 16))
+    assert x.shape == (3, 3, resolution, resolution)
+    assert x.min() >= -1 and x.max() <= 1
+    base, _ = layout(resolution)
+    assert D.features(x).shape[-2:] == (base, base)  # D halves down to G's base size, the head covers it
+    adv, aux = D(x)
+    assert adv.shape == (3,) and aux is None
+
+
+@pytest.mark.slow
+def test_shapes_300px_hands():
+    G = Generator(300, upsample="colorpicker", channels=3, **TINY)
+    D = Discriminator(300, mbd_features=4, **TINY_D)
+    x = G(torch.randn(2, 16))
+    assert x.shape == (2, 3, 300, 300)
+    assert D.features(x).shape[-2:] == (5, 5)
+    assert D(x)[0].shape == (2,)
+
+
+def test_power_of_two_is_the_classic_dcgan():
+    assert _n_params(Generator(64)) == 3_576_704 and _n_params(Discriminator(64)) == 2_765_568
+    ref = _reference()
+    for res in (16, 32, 128):
+        G, D = Generator(res, ngf=8, max_channels=4096), Discriminator(res, ndf=8, max_channels=4096)
+        ref_g, ref_d = ref._generator(100, 8, 3, res), ref._discriminator(8, 3, res)
+        # a classic checkpoint loads as is (same module indices and shapes), so older runs keep working
+        G.load_state_dict({f"net.{k}": v for k, v in ref_g.state_dict().items()})
+        d_state = list(ref_d.state_dict().items())
+        D.load_state_dict({**{f"features.{k}": v for k, v in d_state[:-1]}, "head.weight": d_state[-1][1]})
+        x = torch.randn(2, 100)
+        ref_g.eval()
+        G.eval()
+        assert torch.equal(G(x), ref_g(x[:, :, None, None]))
+
+
+# ---------------------------------------------------------------- colour picker
+
+def test_color_picker_paints_within_each_images_palette():
+    torch.manual_seed(0)
+    picker = ColorPicker(in_channels=8, channels=3, palette_size=5)
+    with torch.no_grad():
+        picker.logits.weight.mul_(50)  # sharp distributions: values close to single palette entries
+    h = torch.randn(4, 8, 6, 6)
+    out = picker(h)
+    palette = picker.palette_of(h)
+    assert out.shape == (4, 3, 12, 12) and palette.shape == (4, 5)
+    lo, hi = palette.min(1).values[:, None, None, None], palette.max(1).values[:, None, None, None]
+    assert (out >= lo - 1e-6).all() and (out <= hi + 1e-6).all()
+    assert out.min() >= -1 and out.max() <= 1
+    # sharp distributions pick (nearly) palette entries: most pixels sit close to one of the palette values
+    dist = (out[:, :, :, :, None] - palette[:, None, None, None, :]).abs().min(-1).values
+    assert (dist < 0.05).float().mean() > 0.8
+    # R, G and B choose independently from the same palette
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_color_picker_generator_learns_its_palette():
+    torch.manual_seed(0)
+    G = Generator(16, upsample="colorpicker", palette_size=4, **TINY)
+    opt = torch.optim.Adam(G.parameters(), lr=1e-2)
+    target = torch.full((4, 3, 16, 16), 0.9)
+    target[:, :, :8] = -0.9
+    losses = []
+    for _ in range(25):
+        loss = (G(torch.randn(4, 16)) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 0.8 and losses[-1] < 0.5 * losses[0]  # palette and distributions both learn
+
+
+# ---------------------------------------------------------------- norms, dropout, spectral norm
+
+@pytest.mark.parametrize("norm", ["layer", "instance", "none"])
+def test_critic_without_batchnorm_treats_samples_independently(norm):
+    torch.manual_seed(0)
+    D = Discriminator(32, norm=norm, num_classes=3, **TINY_D)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    assert sum(isinstance(m, (nn.GroupNorm, nn.InstanceNorm2d)) for m in D.modules()) == (0 if norm == "none" else 2)
+    x = torch.randn(6, 3, 32, 32)
+    adv, aux = D(x)
+    adv0, aux0 = D(x[:1])  # train mode: one sample's score must not depend on the rest of the batch
+    assert torch.allclose(adv[:1], adv0, atol=1e-5) and torch.allclose(aux[:1], aux0, atol=1e-5)
+    # ...which BatchNorm does not satisfy (the test can fail)
+    Dbn = Discriminator(32, norm="batch", **TINY_D)
+    assert not torch.allclose(Dbn(x)[0][:1], Dbn(x[:1])[0], atol=1e-5)
+
+
+def test_input_layer_and_output_layer_have_no_norm():
+    D = Discriminator(32, norm="batch", **TINY_D)
+    G = Generator(32, **TINY)
+    assert isinstance(D.features[0], nn.Conv2d) and isinstance(D.features[1], nn.LeakyReLU)
+    assert isinstance(G.net[-2], nn.ConvTranspose2d) and isinstance(G.net[-1], nn.Tanh)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in D.modules()) == 2  # 32 px: 3 blocks, the first without
+
+
+def test_dropout_after_every_hidden_block():
+    G = Generator(32, dropout=0.3, **TINY)
+    D = Discriminator(32, dropout=0.3, **TINY_D)
+    assert sum(isinstance(m, nn.Dropout) for m in G.modules()) == 3  # base block + 2 doublings
+    assert sum(isinstance(m, nn.Dropout) for m in D.modules()) == 3
+    z = torch.randn(4, 16)
+    assert not torch.equal(G(z), G(z))  # active in training
+    G.eval()
+    assert torch.equal(G(z), G(z))
+    assert not any(isinstance(m, nn.Dropout) for m in Generator(32, **TINY).modules())
+
+
+def test_spectral_norm_keeps_top_singular_value_at_one():
+    torch.manual_seed(0)
+    D = Discriminator(32, norm="layer", spectral_norm=True, mbd_features=4, num_classes=3, **TINY_D)
+    layers = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 6  # 3 convs, MBD's T, adv head, aux head
+    x = torch.randn(8, 3, 32, 32)
+    for _ in range(3):  # a few training forwards: one power iteration each
+        D(x)
+    D.eval()
+    for m in layers:
+        w = m.weight.detach()
+        sigma = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2)
+        assert abs(sigma.item() - 1) < 0.05, m
+    # without it the same layers are far from 1 (the test can fail)
+    plain = Discriminator(32, norm="layer", **TINY_D).features[0].weight.detach()
+    assert torch.linalg.matrix_norm(plain.reshape(plain.shape[0], -1), ord=2) < 0.5
+
+
+# ---------------------------------------------------------------- minibatch discrimination
+
+def test_minibatch_features_tell_collapsed_from_diverse_batches():
+    torch.manual_seed(0)
+    mbd = MinibatchDiscrimination(in_features=32, out_features=10, kernel_dim=5)
+    init_weights(mbd, "normal", 0.5)
+    diverse = torch.randn(8, 32)
+    collapsed = diverse[:1].expand(8, 32)
+    o_div, o_col = mbd(diverse), mbd(collapsed)
+    assert o_div.shape == o_col.shape == (8, 10)
+    assert torch.allclose(o_col, torch.full_like(o_col, 7.0))  # exp(0) from each of the 7 others, self excluded
+    assert o_div.max() < 1.0
+    assert torch.equal(mbd(diverse[:1]), torch.zeros(1, 10))  # alone in its batch: nothing to compare with
+
+
+def test_minibatch_discrimination_lets_d_reject_a_collapsed_batch():
+    """The fakes are copies of one real image: a per-sample D cannot tell them apart, MBD can."""
+    torch.manual_seed(0)
+    real = torch.rand(8, 3, 16, 16) * 2 - 1
+    fake = real[:1].expand(8, -1, -1, -1)
+    plain = Discriminator(16, norm="layer", **TINY_D)
+    assert torch.allclose(plain(fake)[0], plain(real[:1])[0].expand(8), atol=1e-5)
+    D = Discriminator(16, norm="layer", mbd_features=8, mbd_kernel_dim=4, **TINY_D)
+    assert isinstance(D.head, nn.Linear) and D.head.in_features == 16 * 4 * 4 + 8
+    opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    bce = nn.functional.binary_cross_entropy_with_logits
+    for _ in range(10):
+        r, f = D(real)[0], D(fake)[0]
+        loss = bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # every fake now scores below every real, the copied real image included
+    assert D(real)[0].min() - D(fake)[0].max() > 0.1
+
+
+# ---------------------------------------------------------------- ACGAN
+
+def test_acgan_generator_uses_labels_and_discriminator_returns_logits():
+    torch.manual_seed(0)
+    G = Generator(16, num_classes=4, embed_dim=6, **TINY).eval()
+    z = torch.randn(1, 16).expand(4, 16)
+    images = G(z, torch.arange(4))
+    assert images.shape == (4, 3, 16, 16)
+    assert all((images[i] - images[0]).abs().max() > 1e-3 for i in range(1, 4))
+    assert torch.equal(G(z, torch.arange(4)), images)
+    with pytest.raises(ValueError, match="conditional"):
+        G(z)
+    D = Discriminator(16, num_classes=4, **TINY_D)
+    adv, aux = D(images)
+    assert adv.shape == (4,) and aux.shape == (4, 4)
+    assert not torch.allclose(aux.sum(1), torch.ones(4))  # raw logits, no softmax before cross-entropy
+    nn.functional.cross_entropy(aux, torch.arange(4)).backward()
+    assert D.aux.weight.grad is not None and D.aux.weight.grad.abs().sum() > 0
+
+
+def _cfg(**model):
+    return build_config({"data": {"resolution": 16}, "model": {"channels": 3, **TINY, **TINY_D, **model}})
+
+
+def test_builders_follow_the_config():
+    G, D = build_generator(_cfg()), build_discriminator(_cfg())
+    assert G.embed is None and D.aux is None and D.mbd is None
+    cfg = _cfg(arch="acgan", num_classes=5, embed_dim=7, d_norm="instance", mbd_features=3, spectral_norm=True,
+               upsample="upsample", g_norm="none", g_dropout=0.2)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    assert G.embed.weight.shape == (5, 7) and D.aux.out_channels == 5 and D.mbd.out_features == 3
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in D.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in G.modules())
+    assert any(isinstance(m, nn.Upsample) for m in G.modules())
+    assert all(hasattr(m, "parametrizations") for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    # a dcgan on a labelled dataset stays unconditional; an acgan without labels is a one-line config error
+    assert build_generator(_cfg(num_classes=5)).embed is None
+    with pytest.raises(ConfigError, match="labels"):
+        build_generator(_cfg(arch="acgan"))
+
+
+# ---------------------------------------------------------------- init
+
+def _probe() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(64, 128, 3), nn.BatchNorm2d(128), nn.ConvTranspose2d(128, 64, 4), nn.Linear(256, 128))
+
+
+def test_init_schemes_give_their_statistics():
+    conv_fan_in, conv_fan_out = 64 * 9, 128 * 9
+    torch.manual_seed(0)
+    m = _probe()
+    init_weights(m, "normal", 0.05)
+    assert m[0].weight.std().item() == pytest.approx(0.05, rel=0.03) and abs(m[0].weight.mean()) < 0.002
+    assert m[1].weight.mean().item() == pytest.approx(1.0, abs=0.02) and m[1].weight.std().item() == pytest.approx(0.05, rel=0.2)
+    assert m[0].bias.abs().sum() == 0 and m[1].bias.abs().sum() == 0
+
+    init_weights(m, "xavier")
+    assert m[0].weight.std().item() == pytest.approx(math.sqrt(2 / (conv_fan_in + conv_fan_out)), rel=0.03)
+    assert torch.equal(m[1].weight, torch.ones(128))
+
+    init_weights(m, "kaiming")
+    gain = math.sqrt(2 / (1 + 0.2**2))
+    assert m[0].weight.std().item() == pytest.approx(gain / math.sqrt(conv_fan_in), rel=0.03)
+    assert m[3].weight.std().item() == pytest.approx(gain / math.sqrt(256), rel=0.03)
+
+    init_weights(m, "orthogonal")
+    w = m[0].weight.reshape(128, -1)
+    assert torch.allclose(w @ w.t(), torch.eye(128), atol=1e-4)
+
+    torch.manual_seed(1)
+    fresh = _probe()
+    torch.manual_seed(1)
+    untouched = _probe()
+    init_weights(untouched, "default")
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), untouched.state_dict().values()))
+    with pytest.raises(ValueError, match="unknown init"):
+        init_weights(m, "he")
+
+
+def test_init_reaches_spectral_normed_weights_and_models_use_the_scheme():
+    D = Discriminator(16, init="normal", init_std=0.1, **TINY_D)
+    assert D.features[0].weight.std().item() == pytest.approx(0.1, rel=0.1)
+    Dsn = Discriminator(16, spectral_norm=True, **TINY_D)
+    init_weights(Dsn, "normal", 0.3)
+    raw = Dsn.features[0].parametrizations.weight.original
+    assert raw.std().item() == pytest.approx(0.3, rel=0.1)
+    G = Generator(16, init="orthogonal", **TINY)
+    w = G.net[0].weight.reshape(G.net[0].weight.shape[0], -1)  # [16, 16*4*4]: orthonormal rows
+    assert torch.allclose(w @ w.t(), torch.eye(w.shape[0]), atol=1e-4)
+
+
+# ---------------------------------------------------------------- through the trainer
+
+@pytest.mark.slow
+def test_every_option_at_once_trains_and_samples(tmp_path):
+    """A 20 px (not a power of two) ACGAN with colour picker, MBD, spectral and layer norm, dropout and
+    orthogonal init runs through the training loop and `gankit sample`'s loader."""
+    import json
+
+    from conftest import make_image_folder, tiny_layers
+    from gankit.sample import load_run_generator
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "images", n=16, classes=("a", "b"))
+    layers = tiny_layers(tmp_path / "images", epochs=1, loss="wgan_gp", strategy="critic", n_critic=1)
+    layers[0]["data"].update(resolution=20, labels="folders")
+    layers[0]["model"].update(arch="acgan", upsample="colorpicker", palette_size=6, d_norm="layer", mbd_features=4,
+                              spectral_norm=True, g_dropout=0.1, d_dropout=0.1, init="orthogonal")
+    run = run_training(layers, tmp_path / "run")
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert math.isfinite(last["d_loss"]) and math.isfinite(last["g_loss"]) and "aux_acc_real" in last
+    gen = load_run_generator(run, device="cpu")
+    assert gen.G.num_classes == 2
+    images = gen.sample(4, seed=0)
+    assert images.shape == (4, 3, 20, 20) and images.min() >= -1 and images.max() <= 1

@@ -1,0 +1,104 @@
+"""The one training loop under every loss, strategy and trick: tiny runs, asserting what each must do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_layers
+from gankit.checkpoint import load_checkpoint
+from gankit.errors import RunError
+from gankit.losses import BCELoss
+from gankit.train import run_training
+
+
+def _layers(folder, train=None, model=None, **log):
+    layers = tiny_layers(folder, **(train or {}))
+    layers[0]["model"].update(model or {})
+    layers[0]["log"].update(log)
+    return layers
+
+
+def _lines(run, kind):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if json.loads(x)["kind"] == kind]
+
+
+def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
+    run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 3, "optimizer": "rmsprop",
+                                              "lr_g": 5e-5, "lr_d": 5e-5, "max_steps": 3}), tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    weights = [v for k, v in ckpt["D"].items() if v.is_floating_point() and "running" not in k]
+    assert max(w.abs().max().item() for w in weights) <= 0.01 + 1e-7
+    assert ckpt["d_updates"] == 9 and ckpt["g_updates"] == 3  # n_critic = 3 (seed 000)
+    step = _lines(run, "step")[-1]
+    assert "wasserstein" in step and step["d_updates"] == 9
+
+
+def test_monitored_strategy_skips_d_updates_and_counts_them(image_folder, tmp_path, monkeypatch):
+    # a D loss far below 0.8 x G loss is never updated: only the first iteration (nothing to compare) updates D
+    monkeypatch.setattr(BCELoss, "g_loss", lambda self, out: out.float().mean() * 0 + 100.0)
+    run = run_training(_layers(image_folder, {"strategy": "monitored", "max_steps": 6}), tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert ckpt["d_updates"] == 1 and ckpt["d_skipped"] == 5 and ckpt["g_updates"] == 6
+    assert _lines(run, "step")[-1]["d_skipped"] == 5
+
+
+def test_boost_strategy_trains_and_resumes_identically(image_folder, tmp_path):
+    train = {"strategy": "boost", "boost_window": 2, "epochs": 5}
+    straight = run_training(_layers(image_folder, {**train, "max_steps": 8}), tmp_path / "a")
+    run_training(_layers(image_folder, {**train, "max_steps": 4}), tmp_path / "b")
+    resumed = run_training(_layers(image_folder, {**train, "max_steps": 8}), tmp_path / "b")
+    a, b = load_checkpoint(straight / "checkpoints/last.pt"), load_checkpoint(resumed / "checkpoints/last.pt")
+    assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
+    assert a["strategy"]["left"] == b["strategy"]["left"]
+
+
+def test_tricks_run_and_are_logged(image_folder, tmp_path):
+    train = {"label_smoothing": 0.1, "label_swap": 0.2, "instance_noise": 0.1, "instance_noise_epochs": 2,
+             "ema": 0.9, "augment": "color,translation,cutout", "ada_target": 0.6, "epochs": 2}
+    run = run_training(_layers(image_folder, train), tmp_path / "r")
+    step = _lines(run, "step")[-1]
+    assert 0 <= step["augment_p"] <= 1 and 0 <= step["instance_noise"] < 0.1
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert ckpt["G_ema"] is not None and ckpt["ada"] is not None
+    # the shared generator is the EMA one, not the raw weights
+    from safetensors.torch import load_file
+
+    shared = load_file(run / "generator.safetensors")
+    ema = {k[len("module."):]: v for k, v in ckpt["G_ema"].items() if k.startswith("module.")}
+    assert all(torch.equal(shared[k], ema[k]) for k in shared)
+    assert any(not torch.equal(shared[k], ckpt["G"][k]) for k in shared if shared[k].is_floating_point())
+
+
+def _nan_once(at: int):
+    """A BCE d_loss that returns NaN once, at its `at`-th call."""
+    real_loss, calls = BCELoss.d_loss, [0]
+
+    def d_loss(self, real, fake, swap=False):
+        calls[0] += 1
+        out = real_loss(self, real, fake, swap)
+        return out * float("nan") if calls[0] == at else out
+    return d_loss
+
+
+def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(at=7))
+    run = run_training(_layers(image_folder, {"epochs": 3}), tmp_path / "r")
+    assert "rolled back" in capsys.readouterr().err
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert ckpt["iteration"] == 12 and ckpt["rollbacks"] == 1
+    assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1.5e-4 * 0.5)
+    events = _lines(run, "event")
+    assert len(events) == 1 and events[0]["step"] == 4  # back to the end of epoch 1
+    steps = [x["step"] for x in _lines(run, "step")]
+    assert steps == sorted(set(steps))  # the rolled-back lines are gone, none duplicated
+    assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
+
+
+def test_nan_policy_stop_is_one_clear_error(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(at=3))
+    with pytest.raises(RunError, match="non-finite d_loss.*nan_policy is stop") as e:
+        run_training(_layers(image_folder, {"epochs": 3, "nan_policy": "stop"}), tmp_path / "r")
+    assert "\n" not in str(e.value)

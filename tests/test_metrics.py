@@ -20,7 +20,7 @@ from gankit.metrics import (NUM_FEATURES, extract_features, fid_kid, folder_reso
                             real_features)
 
 N, SIZE = 12, 32
-NOISE = (8.0, 24.0, 64.0)  # std of Gaussian pixel noise (0-255 scale), increasing
+NOISE = (0.0, 16.0, 64.0)  # std of Gaussian pixel noise (0-255 scale), increasing; 0 = the set itself
 
 
 def disc_images(n: int, size: int, seed: int) -> torch.Tensor:
@@ -49,10 +49,11 @@ def extractor():
 def feats(extractor):
     """Features of a base set and of the base set under each noise level in NOISE."""
     base = disc_images(N, SIZE, seed=0)
+    features = extract_features(base, extractor)
     return {
         "images": base,
-        "base": extract_features(base, extractor),
-        "noisy": [extract_features(noisy(base, s), extractor) for s in NOISE],
+        "base": features,
+        "noisy": [extract_features(noisy(base, s), extractor) if s else features for s in NOISE],
     }
 
 
@@ -102,14 +103,22 @@ def test_extractor_is_a_torchmetrics_feature_module(extractor, feats):
     assert int(metric.real_features_num_samples) == 4
 
 
+def test_extractor_stays_in_eval_mode(extractor):
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    with pytest.warns(UserWarning):
+        metric = KernelInceptionDistance(feature=extractor, subset_size=2)
+    metric.train()  # containers (Lightning, torchmetrics) switch modes; BatchNorm statistics must stay fixed
+    assert not extractor.training and not extractor.net.training
+
+
 # ------------------------------------------------------------------------------------------ correctness
 
 
-def test_fid_and_kid_of_a_set_with_itself_are_zero(feats, by_noise):
-    same = fid_kid(feats["base"], feats["base"])
-    apart = by_noise[-1]
+def test_fid_and_kid_of_a_set_with_itself_are_zero(by_noise):
+    same, apart = by_noise[0], by_noise[-1]  # noise 0: the set against itself
     assert apart["fid"] > 1.0 and apart["kid_mean"] > 0
-    assert same["fid"] < 1e-3 * apart["fid"]
+    assert abs(same["fid"]) < 1e-3 * apart["fid"]  # rounding in the eigenvalues may leave a hair below 0
     assert abs(same["kid_mean"]) < 0.1 * apart["kid_mean"]
     assert same["n_real"] == same["n_fake"] == N
 
@@ -117,6 +126,7 @@ def test_fid_and_kid_of_a_set_with_itself_are_zero(feats, by_noise):
 def test_fid_grows_monotonically_with_noise(by_noise):
     fids = [r["fid"] for r in by_noise]
     assert fids[0] < fids[1] < fids[2], fids
+    assert by_noise[1]["kid_mean"] < by_noise[2]["kid_mean"]
 
 
 @pytest.mark.slow  # scipy's sqrtm of a 2048x2048 matrix: ~15 s on 2 cores
@@ -232,12 +242,21 @@ def test_fid_command_prints_fid_and_kid(tmp_path, extractor):
     assert 0 < fid < 1000
 
 
-@pytest.mark.slow  # trains a tiny model, then Inception on 12 images
-def test_evaluate_command_on_a_trained_run(tmp_path, extractor):
+@pytest.mark.slow  # trains a tiny model with FID every epoch, then evaluates it: Inception on ~24 images
+def test_fid_during_training_and_the_evaluate_command(tmp_path, extractor):
+    import json
+
     from gankit.train import run_training
 
     make_image_folder(tmp_path / "images", n=16)
-    run = run_training(tiny_layers(tmp_path / "images", epochs=1), tmp_path / "run")
+    layers = tiny_layers(tmp_path / "images", epochs=2) + [{"eval": {"every": 1, "n_fake": 6, "n_real": 6}}]
+    run = run_training(layers, tmp_path / "run")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [line for line in lines if line["kind"] == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2]
+    assert all(e["fid"] > 0 and e["kid_std"] >= 0 and e["n_fake"] == 6 for e in evals)
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "plots" / "fid.png").is_file()
+
     r = CliRunner().invoke(app, ["evaluate", str(run), "-n", "6", "--n-real", "6", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     line = r.stdout.strip().splitlines()[-1]

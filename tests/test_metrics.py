@@ -240,6 +240,8 @@ def test_fid_command_prints_fid_and_kid(tmp_path, extractor):
     assert line.startswith("FID ") and " KID " in line and "(6 vs 5 images)" in line
     fid = float(line.split()[1])
     assert 0 < fid < 1000
+    r = CliRunner().invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "nowhere")])
+    assert "is not a folder" in str(r.exception)
 
 
 @pytest.mark.slow  # trains a tiny model with FID every epoch, then evaluates it: Inception on ~24 images

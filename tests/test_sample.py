@@ -175,3 +175,27 @@ def test_conditional_generator_draws_every_class_in_turn():
         assert torch.allclose(chosen, G(z, torch.full((7,), 2)), atol=1e-6)
     assert not torch.allclose(chosen, images)
     assert interpolate(gen, 0, 1, 4, label=1).shape == (4, 3, 16, 16)
+
+
+def test_label_options_on_a_trained_acgan_run(tmp_path):
+    """Class names travel from the label folders through generator.safetensors to --label and the label grid."""
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from gankit.cli import app
+
+    make_image_folder(tmp_path / "images", n=16, classes=("fire", "water"))
+    layers = tiny_layers(tmp_path / "images", epochs=1, max_steps=2)
+    layers[0]["data"]["labels"] = "folders"
+    layers[0]["model"]["arch"] = "acgan"
+    run = run_training(layers, tmp_path / "run")
+    gen = load_run_generator(run, device="cpu")
+    assert gen.conditional and gen.labels == ["fire", "water"]
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", str(run), "--same-noise-labels", "-n", "3", "--grid", str(tmp_path / "rows.png"),
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "rows.png").height == 2 * 16 + 3 * 2  # one row per class
+    r = runner.invoke(app, ["sample", str(run), "--label", "grass", "--device", "cpu"])
+    assert "unknown label 'grass': this run knows fire, water" in str(r.exception)

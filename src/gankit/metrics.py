@@ -279,12 +279,14 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     from gankit.console import info
     from gankit.data import load_folder
 
-    extractor = load_inception(device, weights)
-    feats = []
-    for root in (dir_a, dir_b):
+    sets = []
+    for root in (dir_a, dir_b):  # read both folders first: a bad path fails before Inception loads
+        if not Path(root).expanduser().is_dir():
+            raise DataError(f"'{root}' is not a folder: gankit fid compares two folders of images")
         res = folder_resolution(root)
-        data = load_folder(root, res, progress=progress)
+        sets.append(load_folder(root, res, progress=progress))
         if progress:
-            info(f"{root}: {len(data)} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)")
-        feats.append(real_features(data.key, data.images, extractor, progress=progress, batch_size=batch_size))
+            info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)")
+    extractor = load_inception(device, weights)
+    feats = [real_features(d.key, d.images, extractor, progress=progress, batch_size=batch_size) for d in sets]
     return fid_kid(*feats)

@@ -279,10 +279,12 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     from gankit.console import info
     from gankit.data import load_folder
 
-    sets = []
-    for root in (dir_a, dir_b):  # read both folders first: a bad path fails before Inception loads
+    for root in (dir_a, dir_b):  # cheap checks first: a bad path or weights file fails before any work
         if not Path(root).expanduser().is_dir():
             raise DataError(f"'{root}' is not a folder: gankit fid compares two folders of images")
+    weights_path(weights)
+    sets = []
+    for root in (dir_a, dir_b):
         res = folder_resolution(root)
         sets.append(load_folder(root, res, progress=progress))
         if progress:

@@ -95,30 +95,46 @@ def sanity(
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file."),
-    n: int = typer.Option(64, "-n", help="Number of images."),
+    n: Optional[int] = typer.Option(None, "-n", help="Number of images [default: 64]; with --same-noise-labels, images per label row [default: 8]."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here (png)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    label: List[str] = typer.Option([], "--label", help="Conditional runs: draw this class (repeatable: the images cycle through the classes given)."),
+    same_noise_labels: bool = typer.Option(False, "--same-noise-labels", help="Conditional runs: one row per class (every class, or those given with --label), the same noise in each column."),
     interpolate: bool = typer.Option(False, "--interpolate", help="Walk the latent space (slerp) from --seed to --seed+1 in -n steps; with --grid x.gif writes an animation."),
 ):
     """Draw images from a trained generator."""
     import math
 
+    import torch
     from torchvision.utils import save_image
 
     from gankit.sample import load_run_generator
 
-    if n <= 0:
+    if n is not None and n <= 0:
         raise GankitError(f"-n must be at least 1, got {n}")
+    if same_noise_labels and (interpolate or out_dir is not None):
+        raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")
     if grid is None and out_dir is None:
         grid = Path("samples.png")
     gen = load_run_generator(run, checkpoint, device)
+    classes = [gen.label_index(name) for name in label]
+    if same_noise_labels:
+        from gankit.report.grids import label_grid
+
+        gen.require_conditional("--same-noise-labels")
+        rows = classes or list(range(len(gen.labels)))
+        images = gen.same_noise_labels(n or 8, seed, rows)
+        label_grid(images, [gen.labels[i] for i in rows], grid)
+        typer.echo(f"wrote {grid}")
+        return
+    n = n or 64
     if interpolate:
         from gankit.sample import interpolate as walk
 
-        images = walk(gen, seed, seed + 1, n)
+        images = walk(gen, seed, seed + 1, n, label=classes[0] if classes else 0)
         if grid is not None and grid.suffix.lower() == ".gif":
             from gankit.report.gif import frames_gif
 
@@ -127,7 +143,8 @@ def sample(
             typer.echo(f"wrote {grid}")
             return
     else:
-        images = gen.sample(n, seed)
+        labels = torch.tensor(classes).repeat(math.ceil(n / len(classes)))[:n] if classes else None
+        images = gen.sample(n, seed, labels=labels)
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)
         nrow = n if interpolate else max(1, int(math.ceil(math.sqrt(n))))

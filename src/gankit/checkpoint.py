@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,10 +58,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise RunError(f"checkpoint '{path}' not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure becomes one clear line
-        text = str(e)
-        if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
+        if "unsupported global" in str(e).lower():  # the file names a Python callable: code, not tensors
             raise RunError(
                 f"refusing to load '{path}': it contains pickled Python objects (possible code), not just tensors; "
                 "only load checkpoints written by gankit, or share generator.safetensors instead"

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from gankit.checkpoint import load_checkpoint, load_generator
-from gankit.config import Config, from_dict
+from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.models import build_generator, sample_z
@@ -20,12 +20,18 @@ class LoadedGenerator:
     @torch.no_grad()
     def sample(self, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
         """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device."""
-        if not 0 <= seed < 2**63:
-            raise GankitError(f"--seed must be between 0 and 2**63-1, got {seed}")
+        check_seed(seed)
         g = torch.Generator().manual_seed(seed)
         z = sample_z(n, self.cfg, "cpu", generator=g)
         out = [self.G(chunk.to(self.device)).float().cpu() for chunk in z.split(batch_size)]
         return torch.cat(out)
+
+
+def check_seed(seed: int) -> None:
+    """Noise seeds share the training seed's range (config.SEED_RANGE)."""
+    lo, hi = SEED_RANGE
+    if not lo <= seed <= hi:
+        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed}")
 
 
 def _config_of(d: dict) -> tuple[Config, list[str]]:
@@ -79,6 +85,8 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int) -> torch.Tensor:
     """`steps` images walking the latent sphere from seed_a's noise to seed_b's (float [-1, 1], NCHW, CPU)."""
+    check_seed(seed_a)
+    check_seed(seed_b)
     za = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_a))[0]
     zb = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_b))[0]
     z = slerp(za, zb, torch.linspace(0, 1, steps))

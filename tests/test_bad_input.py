@@ -260,7 +260,7 @@ CASES = [
     ("run-config-garbage", lambda t, mp: [*TRAIN, "--run", str(_garbage_run(t))], ["config.yaml", "another --run"]),
     ("run-is-a-file", lambda t, mp: [*TRAIN, "--run", str(_write(t / "run", "x"))], ["--run", "is a file"]),
     # --- sampling
-    ("sample-no-checkpoint", sample(lambda t: _mkdir(t / "run")), ["no generator.safetensors", "gankit train"]),
+    ("sample-no-checkpoint", sample(lambda t: _mkdir(t / "run")), ["no generator.safetensors or checkpoint", "gankit train"]),
     ("sample-missing-run", sample(lambda t: t / "nope"), ["does not exist"]),
     ("sample-corrupt-checkpoint", sample(lambda t: _mkdir(t / "run"), "--checkpoint",
                                         lambda t: _write(t / "c.pt", "garbage")), ["c.pt", "corrupt"]),

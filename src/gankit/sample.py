@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from gankit.checkpoint import load_checkpoint, load_generator
+from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
@@ -43,6 +43,7 @@ def _config_of(d: dict) -> tuple[Config, list[str]]:
 def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
     """The generator of a run folder (its generator.safetensors) or of a given checkpoint / .safetensors file."""
     run = Path(run)
+    state = None
     if checkpoint is None and run.is_file():
         checkpoint = run
     if checkpoint is None:
@@ -50,16 +51,19 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
             raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
         checkpoint = run / "generator.safetensors"
         if not checkpoint.exists():
-            checkpoint = run / "checkpoints" / "last.pt"
-        if not checkpoint.exists():
-            raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoints/last.pt yet: "
-                           f"train it first (gankit train --run {run})")
+            found = load_latest_checkpoint(run / "checkpoints")
+            if found is None:
+                raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
+                               f"train it first (gankit train --run {run})")
+            state, checkpoint = found
     checkpoint = Path(checkpoint)
     if checkpoint.suffix == ".safetensors":
         weights, meta = load_generator(checkpoint)
         cfg, class_names = _config_of(meta)
     else:
-        state = load_checkpoint(checkpoint)
+        state = state if state is not None else load_checkpoint(checkpoint)
+        if "G" not in state or "config" not in state:
+            raise RunError(f"'{checkpoint}' is not a gankit training checkpoint (it has no generator weights or config)")
         weights = state["G"]
         cfg, class_names = _config_of({**state["config"], "class_names": state.get("class_names", [])})
     dev = resolve_device(device)

@@ -178,6 +178,8 @@ CASES = [
     ("symlink-loop-as-data", train("--data", data(symlink_loop)), ["loop"]),
     ("symlink-loop-inside", train("--data", data(lambda t: (folder_with(t, {}) / "x.png").symlink_to("x.png")
                                                   or t / "data")), ["x.png", "link"]),
+    ("archive-unsafe", train("--data", lambda t: _tar_with_link_out(t)), ["x.tar", "'etc'", "/etc", "unsafe"]),
+    ("archive-damaged", train("--data", lambda t: _write(t / "x.zip", "PK not a zip")), ["x.zip", "damaged"]),
     # --- images that cannot be used (the folder holds nothing else, so nothing is left to train on)
     ("corrupt-image", train("--data", data(lambda t: folder_with(t, {"a.png": os.urandom(300)}))),
      ["could be decoded", "a.png", "re-export"]),
@@ -289,6 +291,16 @@ def _garbage_run(t: Path) -> Path:
     _mkdir(t / "run")
     _write(t / "run" / "config.yaml", "model: {ngf: [1, 2]}\n")
     return t / "run"
+
+
+def _tar_with_link_out(t: Path) -> Path:
+    import tarfile
+
+    info = tarfile.TarInfo("etc")
+    info.type, info.linkname = tarfile.SYMTYPE, "/etc"
+    with tarfile.open(t / "x.tar", "w") as tf:
+        tf.addfile(info)
+    return t / "x.tar"
 
 
 def _latin1_csv(t: Path) -> Path:

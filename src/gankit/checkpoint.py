@@ -77,7 +77,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
             f.flush()
             os.fsync(f.fileno())
         if rotate_to is not None and path.exists():
-            os.replace(path, rotate_to)
+            _keep_copy(path, rotate_to)
         os.replace(tmp, path)
         tmp = None
         _fsync_dir(path.parent)
@@ -89,6 +89,19 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _keep_copy(path: Path, copy: Path) -> None:
+    """Make `copy` the current `path` without `path` ever going missing: a hard link renamed over `copy`
+    (a reader that looks only for `path` never finds it absent), or a rename where links are unsupported."""
+    link = copy.with_name(f".{copy.name}.{os.getpid()}.link")
+    try:
+        if link.exists():
+            link.unlink()
+        os.link(path, link)
+        os.replace(link, copy)
+    except OSError:
+        os.replace(path, copy)
 
 
 def _fsync_dir(folder: Path) -> None:

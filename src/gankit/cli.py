@@ -51,6 +51,7 @@ def train(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 [default: auto = bf16 where the hardware has it]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [default: 0]."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ):
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
@@ -65,6 +66,7 @@ def train(
         _flags_layer(data__path=data, data__resolution=resolution, train__epochs=epochs, train__batch_size=batch_size,
                      data__labels=labels, data__label_column=label_column, train__device=device,
                      train__precision=precision, train__max_steps=max_steps, train__seed=seed,
+                     train__deterministic=True if deterministic else None,
                      log__progress=False if no_progress else None),
     ]
     run_path = run_training(layers, run)

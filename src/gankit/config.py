@@ -155,7 +155,8 @@ CLOSED_UNIT_INTERVAL = {"train.augment_p"}
 SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
-RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "log.", "eval.")
+RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "train.deterministic",
+                     "log.", "eval.")
 
 
 def to_dict(cfg: Any) -> dict:

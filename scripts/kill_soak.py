@@ -33,9 +33,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,16 +46,12 @@ class Soak:
     failures: list[str] = field(default_factory=list)
 
 
-def make_images(root: Path, n: int = 32, size: int = 24) -> Path:
-    """n small images (a coloured disc on a background), like tests/conftest.py's."""
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:size, :size]
-    for i in range(n):
-        cy, cx, r = rng.integers(6, size - 6), rng.integers(6, size - 6), rng.integers(3, 7)
-        img = np.full((size, size, 3), rng.integers(0, 80, 3), dtype=np.uint8)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(150, 256, 3)
-        Image.fromarray(img).save(root / f"img_{i:03d}.png")
+def make_images(root: Path, n: int = 32) -> Path:
+    """n small generated images: the ones the tests train on (tests/conftest.py)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import make_image_folder
+
+    make_image_folder(root, n=n)
     return root
 
 
@@ -143,8 +136,8 @@ def soak(workdir: Path, kills: int = 100, seed: int = 0, max_steps: int = 24, ep
     """SIGKILL `kills` training processes at random moments; see the module docstring for the checks.
 
     A share `start_share` of the kills lands in start-up (imports, data loading, loading the checkpoint
-    and rewriting the metrics log on resume), the rest while training, uniformly over how long the
-    remaining training took in an uninterrupted run. Both durations are re-measured as the soak goes,
+    and rewriting the metrics log on resume), the rest while training, uniformly over 1.2 times the
+    time the remaining iterations took in an uninterrupted run (so some resumes run to the end). Both durations are re-measured as the soak goes,
     so a busy machine does not push every kill into start-up.
     """
     rng = random.Random(seed)
@@ -179,7 +172,8 @@ def soak(workdir: Path, kills: int = 100, seed: int = 0, max_steps: int = 24, ep
             ended = p.wait_until(float("inf"), until_started=True)
             if not ended:
                 startup = 0.8 * startup + 0.2 * (time.perf_counter() - p.t0)
-                ended = p.wait_until(time.perf_counter() + rng.uniform(0, training))
+                left = training * (max_steps - max(best_before, 0)) / max_steps
+                ended = p.wait_until(time.perf_counter() + rng.uniform(0, 1.2 * left))
         if ended:  # finished (or failed) before the kill
             if p.proc.returncode != 0:
                 result.failures.append(f"{run.name} exited {p.proc.returncode}: {err_path.read_text().strip()[-300:]}")

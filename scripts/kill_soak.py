@@ -136,8 +136,9 @@ def soak(workdir: Path, kills: int = 100, seed: int = 0, max_steps: int = 24, ep
     """SIGKILL `kills` training processes at random moments; see the module docstring for the checks.
 
     A share `start_share` of the kills lands in start-up (imports, data loading, loading the checkpoint
-    and rewriting the metrics log on resume), the rest while training, uniformly over 1.2 times the
-    time the remaining iterations took in an uninterrupted run (so some resumes run to the end). Both durations are re-measured as the soak goes,
+    and rewriting the metrics log on resume), the rest while training, uniformly over the time the
+    remaining iterations took in an uninterrupted run plus 20% of the whole training (the closing
+    writes: last samples, plots, GIF), so that some resumes also run to the end. Both durations are re-measured as the soak goes,
     so a busy machine does not push every kill into start-up.
     """
     rng = random.Random(seed)
@@ -166,14 +167,16 @@ def soak(workdir: Path, kills: int = 100, seed: int = 0, max_steps: int = 24, ep
     pending = False  # a kill whose resume is being watched: it survived when the next process runs cleanly
     while result.attempted < kills:
         p = Launch(train_command(data, run, max_steps, epochs), env, err_path)
-        if rng.random() < start_share:
+        if best_before >= max_steps:  # trained to the end: this start only finishes up, and is not killed
+            ended = p.wait_until(float("inf"))
+        elif rng.random() < start_share:
             ended = p.wait_until(p.t0 + rng.uniform(0.1, startup))
         else:
             ended = p.wait_until(float("inf"), until_started=True)
             if not ended:
                 startup = 0.8 * startup + 0.2 * (time.perf_counter() - p.t0)
                 left = training * (max_steps - max(best_before, 0)) / max_steps
-                ended = p.wait_until(time.perf_counter() + rng.uniform(0, 1.2 * left))
+                ended = p.wait_until(time.perf_counter() + rng.uniform(0, left + 0.2 * training))
         if ended:  # finished (or failed) before the kill
             if p.proc.returncode != 0:
                 result.failures.append(f"{run.name} exited {p.proc.returncode}: {err_path.read_text().strip()[-300:]}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from gankit.checkpoint import load_checkpoint, load_generator
-from gankit.config import Config, from_dict
+from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
+from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.models import build_generator, sample_z
@@ -89,9 +89,15 @@ class LoadedGenerator:
 
 
 def _seeded(seed: int) -> torch.Generator:
-    if not 0 <= seed < 2**63:
-        raise GankitError(f"--seed must be between 0 and 2**63-1, got {seed}")
+    check_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def check_seed(seed: int) -> None:
+    """Noise seeds share the training seed's range (config.SEED_RANGE)."""
+    lo, hi = SEED_RANGE
+    if not lo <= seed <= hi:
+        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed}")
 
 
 def _config_of(d: dict) -> tuple[Config, list[str]]:
@@ -103,6 +109,7 @@ def _config_of(d: dict) -> tuple[Config, list[str]]:
 def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
     """The generator of a run folder (its generator.safetensors) or of a given checkpoint / .safetensors file."""
     run = Path(run)
+    state = None
     if checkpoint is None and run.is_file():
         checkpoint = run
     if checkpoint is None:
@@ -110,16 +117,19 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
             raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
         checkpoint = run / "generator.safetensors"
         if not checkpoint.exists():
-            checkpoint = run / "checkpoints" / "last.pt"
-        if not checkpoint.exists():
-            raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoints/last.pt yet: "
-                           f"train it first (gankit train --run {run})")
+            found = load_latest_checkpoint(run / "checkpoints")
+            if found is None:
+                raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
+                               f"train it first (gankit train --run {run})")
+            state, checkpoint = found
     checkpoint = Path(checkpoint)
     if checkpoint.suffix == ".safetensors":
         weights, meta = load_generator(checkpoint)
         cfg, class_names = _config_of(meta)
     else:
-        state = load_checkpoint(checkpoint)
+        state = state if state is not None else load_checkpoint(checkpoint)
+        if "G" not in state or "config" not in state:
+            raise RunError(f"'{checkpoint}' is not a gankit training checkpoint (it has no generator weights or config)")
         weights = state["G"]
         cfg, class_names = _config_of({**state["config"], "class_names": state.get("class_names", [])})
     dev = resolve_device(device)

@@ -42,7 +42,7 @@ class LoadedGenerator:
 
     def label_index(self, name: str) -> int:
         """The index of class `name`; a one-line GankitError naming the known labels otherwise."""
-        self.require_conditional("--label")
+        self.require_conditional(f"--label {name}")
         known = self.labels
         if name not in known:
             raise GankitError(f"unknown label '{name}': this run knows {', '.join(known)}")

@@ -69,7 +69,7 @@ def warning_lines(err: str) -> list[str]:
 
 GOOD = {
     "rgb.png", "photo.jpg", "pic.webp", "pic.bmp", "anim.gif", "rgba.png", "la.png", "pal.png",
-    "pal_trans.png", "gray.png", "gray16.png", "cmyk.jpg", "tiny.png", "bilevel.png", "wide.png",
+    "pal_trans.png", "gray.png", "gray16.png", "cmyk.jpg", "bilevel.png", "wide.png",
     "sub/deep/nested.PNG", "link.png", "big_wide.jpg", "rotated.png",
 }
 BAD = {
@@ -104,7 +104,6 @@ def make_zoo(root: Path) -> None:
     save(root / "gray.png", solid(77, mode="L"))
     save(root / "gray16.png", Image.fromarray(np.full((24, 24), 32768, np.uint16)))
     save(root / "cmyk.jpg", solid((0, 255, 255, 0), mode="CMYK"), quality=95)
-    save(root / "tiny.png", solid((1, 2, 3), (1, 1)))
     save(root / "bilevel.png", solid(1, mode="1"))
     wide = np.zeros((20, 60, 3), np.uint8)
     wide[:, :20] = (0, 0, 255)
@@ -178,7 +177,6 @@ def test_good_images_are_loaded_and_bad_ones_named_in_one_warning(zoo, capsys):
     ("pal_trans.png", (255, 255, 255)),  # transparent palette index -> white
     ("gray.png", (77, 77, 77)),
     ("gray16.png", (128, 128, 128)),    # 32768 of 65535, not clipped to white
-    ("tiny.png", (1, 2, 3)),            # 1x1 is upscaled
     ("bilevel.png", (255, 255, 255)),
     ("wide.png", (0, 255, 0)),          # center crop of a wide image
     ("link.png", (200, 10, 10)),        # symlinked file
@@ -203,6 +201,16 @@ def test_transparency_becomes_white_and_lossy_formats_keep_their_color(zoo):
     assert pixel(ds, "rotated.png", x=RES - 2) == (255, 0, 0)
     r, g, b = pixel(ds, "photo.jpg")
     assert abs(r - 10) < 8 and abs(g - 200) < 8 and abs(b - 10) < 8
+
+
+def test_images_under_eight_pixels_are_skipped(tmp_path, capsys):
+    save(tmp_path / "data" / "ok.png", solid((1, 2, 3), (8, 30)))
+    save(tmp_path / "data" / "tiny.png", solid((1, 2, 3), (1, 1)))
+    save(tmp_path / "data" / "thin.png", solid((1, 2, 3), (30, 7)))
+    ds = load_folder(tmp_path / "data", RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["ok.png"]
+    assert dict(ds.skipped) == {"tiny.png": "too small, 1x1", "thin.png": "too small, 30x7"}
+    assert len(warning_lines(capsys.readouterr().err)) == 1
 
 
 def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):

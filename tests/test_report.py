@@ -108,6 +108,45 @@ def test_write_plots_draws_what_the_metrics_allow(three_runs):
     assert no_temp_files(c)
 
 
+# Every key the trainer logs (step/epoch lines) and each evaluation's keys (eval lines).
+TRAINER_KEYS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "aux_acc_real", "aux_acc_fake", "aux_entropy",
+                "wasserstein", "gp", "d_updates", "g_updates")
+
+
+def test_plots_show_every_trainer_key_and_fid_kid_vs_epoch_and_time(tmp_path):
+    from gankit.report import plots
+
+    (tmp_path / "config.yaml").write_text("name: acgan\n")
+    lines, step = [], 0
+    for epoch in (1, 2, 3):
+        for _ in range(5):
+            step += 1
+            lines.append({"kind": "step", "step": step, "epoch": epoch, "time": 10.0 * step,
+                          **{k: 0.5 + 0.01 * step for k in TRAINER_KEYS[:-2]}})
+        lines.append({"kind": "epoch", "step": step, "epoch": epoch, "time": 10.0 * step, "d_updates": 5 * step,
+                      "g_updates": step})
+        lines.append({"kind": "eval", "step": step, "epoch": epoch, "time": 60.0 * epoch + 30,
+                      "fid": [90.0, 70.0, 80.0][epoch - 1], "kid_mean": 0.05 / epoch, "kid_std": 0.01, "n_fake": 64})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = load_run(tmp_path)
+
+    shown = set()  # line labels and panel titles (other.png titles each panel with its key)
+    for figure in (plots.losses_figure, plots.accuracy_figure, plots.wasserstein_figure, plots.other_figure):
+        fig = figure(run)
+        shown |= {ln.get_label() for ax in fig.axes for ln in ax.get_lines()} | {ax.get_title() for ax in fig.axes}
+    assert set(TRAINER_KEYS) <= shown, set(TRAINER_KEYS) - shown
+
+    fig = plots.fid_figure(run)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("vs epoch" in t for t in titles) and any("vs time" in t for t in titles)
+    fid_lines = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() == "FID"]
+    kid_lines = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() == "KID"]
+    assert [list(ln.get_xdata()) for ln in fid_lines] == [[1, 2, 3], [1.5, 2.5, 3.5]]  # epochs; minutes
+    assert list(fid_lines[0].get_ydata()) == [90.0, 70.0, 80.0] and len(kid_lines) == 2
+    best = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label().startswith("best FID")]
+    assert [list(ln.get_xdata()) for ln in best] == [[2], [2.5]]
+
+
 def test_write_plots_on_an_empty_run_writes_nothing(tmp_path):
     (tmp_path / "config.yaml").write_text("name: x\n")
     assert write_plots(tmp_path) == []

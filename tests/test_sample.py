@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -69,6 +70,93 @@ def test_interpolate_strip_and_gif(trained_run, tmp_path):
     assert gif.n_frames == 10  # 6 forth + 4 back
 
 
+# ------------------------------------------------------------------ conditional runs: --label, --same-noise-labels
+
+CLASSES = ["fire", "grass", "water"]
+
+
+@pytest.fixture
+def conditional_gen():
+    """An untrained ACGAN generator of three classes (the sampling code only needs G(z, labels))."""
+    from gankit.config import build_config
+    from gankit.models import build_generator
+    from gankit.sample import LoadedGenerator
+
+    cfg = build_config({"data": {"resolution": 16},
+                        "model": {"arch": "acgan", "num_classes": 3, "channels": 3, "nz": 16, "ngf": 8}})
+    torch.manual_seed(0)
+    return LoadedGenerator(build_generator(cfg).eval(), cfg, CLASSES, torch.device("cpu"))
+
+
+def test_conditional_sampling_by_label(conditional_gen):
+    gen = conditional_gen
+    assert gen.conditional and gen.label_index("grass") == 1
+    water = gen.sample(4, seed=2, labels=torch.full((4,), 2))
+    fire = gen.sample(4, seed=2, labels=torch.zeros(4, dtype=torch.long))
+    assert water.shape == (4, 3, 16, 16) and not torch.allclose(water, fire)
+    assert torch.equal(gen.sample(4, seed=2, labels=torch.full((4,), 2)), water)
+    assert torch.equal(gen.noise(4, 2), gen.noise(4, 2))
+    # interpolation keeps one class along the walk and starts at the first seed's image
+    from gankit.sample import interpolate
+
+    walk = interpolate(gen, 2, 3, 5, label=1)
+    assert walk.shape == (5, 3, 16, 16)
+    assert torch.allclose(walk[0], gen.sample(1, seed=2, labels=torch.ones(1, dtype=torch.long))[0], atol=1e-5)
+
+
+def test_same_noise_labels_rows_share_noise(conditional_gen):
+    gen = conditional_gen
+    rows = gen.same_noise_labels(5, seed=3)
+    assert rows.shape == (3, 5, 3, 16, 16)
+    for i in range(3):  # row i is class i with the noise of seed 3 in each column
+        assert torch.allclose(rows[i], gen.sample(5, seed=3, labels=torch.full((5,), i)))
+    assert not torch.allclose(rows[0], rows[1])
+    assert gen.same_noise_labels(5, seed=3, labels=[2, 0]).shape == (2, 5, 3, 16, 16)
+
+
+def test_label_errors_are_one_line(conditional_gen, trained_run):
+    from gankit.errors import GankitError
+
+    with pytest.raises(GankitError) as err:
+        conditional_gen.label_index("electric")
+    assert str(err.value) == "unknown label 'electric': this run knows fire, grass, water"
+    unconditional = load_run_generator(trained_run, device="cpu")
+    assert not unconditional.conditional
+    for call in (lambda: unconditional.label_index("fire"), lambda: unconditional.same_noise_labels(4, 0),
+                 lambda: unconditional.sample(2, 0, labels=torch.zeros(2, dtype=torch.long))):
+        with pytest.raises(GankitError, match="needs a conditional run") as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_sample_command_label_options(conditional_gen, trained_run, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import gankit.sample
+    from gankit.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", str(trained_run), "--label", "fire", "--device", "cpu"])
+    assert r.exit_code != 0 and "needs a conditional run" in str(r.exception)
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
+
+    r = runner.invoke(app, ["sample", "run", "--label", "water", "-n", "4", "--out-dir", str(tmp_path / "w")])
+    assert r.exit_code == 0, r.output
+    expected = conditional_gen.sample(4, seed=0, labels=torch.full((4,), 2))
+    got = torch.stack([torch.from_numpy(np.array(Image.open(tmp_path / "w" / f"{i:05d}.png"))) for i in range(4)])
+    assert (got.permute(0, 3, 1, 2).float() / 127.5 - 1 - expected).abs().max() < 0.01  # every image is water
+
+    r = runner.invoke(app, ["sample", "run", "--label", "ice"])
+    assert r.exit_code != 0 and "this run knows fire, grass, water" in str(r.exception)
+
+    out = tmp_path / "types.png"
+    r = runner.invoke(app, ["sample", "run", "--same-noise-labels", "--label", "grass", "--label", "water",
+                            "--label", "fire", "-n", "6", "--grid", str(out)])
+    assert r.exit_code == 0, r.output
+    im = Image.open(out)
+    assert im.height == 3 * 16 + 4 * 2 and im.width > 6 * 16 + 7 * 2  # 3 rows of 6, plus the names at the left
+
+
 def test_conditional_generator_draws_every_class_in_turn():
     from gankit.config import build_config
     from gankit.models import build_generator, sample_z
@@ -87,3 +175,27 @@ def test_conditional_generator_draws_every_class_in_turn():
         assert torch.allclose(chosen, G(z, torch.full((7,), 2)), atol=1e-6)
     assert not torch.allclose(chosen, images)
     assert interpolate(gen, 0, 1, 4, label=1).shape == (4, 3, 16, 16)
+
+
+def test_label_options_on_a_trained_acgan_run(tmp_path):
+    """Class names travel from the label folders through generator.safetensors to --label and the label grid."""
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from gankit.cli import app
+
+    make_image_folder(tmp_path / "images", n=16, classes=("fire", "water"))
+    layers = tiny_layers(tmp_path / "images", epochs=1, max_steps=2)
+    layers[0]["data"]["labels"] = "folders"
+    layers[0]["model"]["arch"] = "acgan"
+    run = run_training(layers, tmp_path / "run")
+    gen = load_run_generator(run, device="cpu")
+    assert gen.conditional and gen.labels == ["fire", "water"]
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", str(run), "--same-noise-labels", "-n", "3", "--grid", str(tmp_path / "rows.png"),
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "rows.png").height == 2 * 16 + 3 * 2  # one row per class
+    r = runner.invoke(app, ["sample", str(run), "--label", "grass", "--device", "cpu"])
+    assert "unknown label 'grass': this run knows fire, water" in str(r.exception)

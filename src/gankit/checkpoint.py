@@ -1,7 +1,12 @@
-"""Checkpoints and shared weights, written atomically and read safely.
+"""Checkpoints and shared weights, written atomically, verified and read safely.
 
 - Every file is written to a temporary name in the same folder, flushed to disk, then renamed over
   the target (`os.replace` is atomic), so a kill at any moment leaves either the old or the new file.
+  A failed write (disk full, read-only) removes the temporary file and raises `RunError`; the old
+  file is untouched.
+- `last.pt` keeps its predecessor as `last.prev.pt`, and every checkpoint carries the sha256 of its
+  own content (`"sha256"` in the saved dict). `load_latest_checkpoint` verifies it and falls back
+  from last.pt to last.prev.pt to the newest epoch_NNNN.pt, naming each unusable file in a warning.
 - Checkpoints are read with `torch.load(weights_only=True)`: a file carrying a pickled payload
   (arbitrary code) is refused, never executed.
 - `generator.safetensors` holds only the generator's tensors plus the run's config as metadata:
@@ -10,33 +15,115 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from gankit.console import warn
 from gankit.errors import RunError
 
+LAST = "last.pt"
+PREVIOUS = "last.prev.pt"
+NUMBERED = re.compile(r"epoch_(\d+)\.pt")
+DIGEST_KEY = "sha256"
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+class _WriteErrors:
+    """A file wrapper that remembers the OSError of a failed write: torch.save's C++ writer turns it
+    into a RuntimeError that no longer says "disk full"."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):  # flush, tell, ... go to the file
+        return getattr(self.f, name)
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", rotate_to: Path | None = None,
+                  what: str = "", then: str = "") -> None:
+    """Write `path` through a temporary file; with `rotate_to`, the old `path` is renamed there first.
+    A failed write raises RunError "could not write {what}'path' (why): how to fix{then}"."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, mode) as f:
-            write(f)
+            recorder = _WriteErrors(f)
+            try:
+                write(recorder)
+            except Exception:
+                if recorder.error is not None:
+                    raise recorder.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
+        if rotate_to is not None and path.exists():
+            _keep_copy(path, rotate_to)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as e:
+        raise RunError(f"could not write {what}'{path}' ({e.strerror or e}): {_write_hint(e)}{then}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _keep_copy(path: Path, copy: Path) -> None:
+    """Make `copy` the current `path` without `path` ever going missing: a hard link renamed over `copy`
+    (a reader that looks only for `path` never finds it absent), or a rename where links are unsupported."""
+    link = copy.with_name(f".{copy.name}.{os.getpid()}.link")
+    try:
+        if link.exists():
+            link.unlink()
+        os.link(path, link)
+        os.replace(link, copy)
+    except OSError:
+        os.replace(path, copy)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames durable (a power cut must not bring the old names back)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_hint(e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free some space"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "no permission to write there: fix the folder's permissions or pick another folder"
+    return "check the disk and the folder"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -47,25 +134,98 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda f: f.write(data))
 
 
-def save_checkpoint(state: dict, path: Path) -> None:
-    _atomic_write(path, lambda f: torch.save(state, f))
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def state_digest(state: Any) -> str:
+    """sha256 of a checkpoint's content: every tensor's dtype, shape and bytes, every other value's repr,
+    walked in order. Equal after a save/load round trip; any changed byte of any tensor changes it."""
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().to("cpu").contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(obj.shape)};".encode())
+            if t.numel():
+                h.update(t.view(torch.uint8).numpy())
+        elif isinstance(obj, dict):
+            h.update(f"D{len(obj)};".encode())
+            for k, v in obj.items():
+                feed(k)
+                feed(v)
+        elif isinstance(obj, (list, tuple)):
+            h.update(f"L{len(obj)};".encode())
+            for v in obj:
+                feed(v)
+        else:
+            h.update(f"S{type(obj).__name__}:{obj!r};".encode())
+
+    feed(state)
+    return h.hexdigest()
+
+
+def save_checkpoint(state: dict, path: Path, keep_previous: bool | None = None) -> None:
+    """Write `state` (plus its digest) atomically. `keep_previous` (default: for last.pt only) first
+    renames the file being replaced to last.prev.pt. Raises RunError when the disk refuses the write."""
+    path = Path(path)
+    if keep_previous is None:
+        keep_previous = path.name == LAST
+    payload = {**state, DIGEST_KEY: state_digest(state)}
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    _atomic_write(path, lambda f: torch.save(payload, f), rotate_to=path.with_name(PREVIOUS) if keep_previous else None,
+                  what="checkpoint ", then=f", then resume with gankit train --run {run} (the previous checkpoint is intact)")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by `save_checkpoint`; refuse pickled code and explain broken files."""
+    """Load a checkpoint written by `save_checkpoint`: refuse pickled code, verify its digest, and
+    explain broken files in one line (RunError)."""
     path = Path(path)
     if not path.is_file():
         raise RunError(f"checkpoint '{path}' not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure becomes one clear line
-        text = str(e)
-        if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
+        if "unsupported global" in str(e).lower():  # the file names a Python callable: code, not tensors
             raise RunError(
                 f"refusing to load '{path}': it contains pickled Python objects (possible code), not just tensors; "
                 "only load checkpoints written by gankit, or share generator.safetensors instead"
             ) from None
         raise RunError(f"checkpoint '{path}' is unreadable ({type(e).__name__}): it may be truncated or corrupt") from None
+    if not isinstance(state, dict):
+        raise RunError(f"'{path}' is not a gankit checkpoint (it holds a {type(state).__name__}, not a dict)")
+    stored = state.pop(DIGEST_KEY, None)
+    if stored is not None and stored != state_digest(state):
+        raise RunError(f"checkpoint '{path}' is corrupt: its content does not match the sha256 stored in it")
+    return state
+
+
+def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
+    """The checkpoints a run can resume from, best first: last.pt, last.prev.pt, epoch_NNNN.pt newest first."""
+    ckpt_dir = Path(ckpt_dir)
+    numbered = sorted((p for p in ckpt_dir.glob("epoch_*.pt") if NUMBERED.fullmatch(p.name)),
+                      key=lambda p: int(NUMBERED.fullmatch(p.name).group(1)), reverse=True)
+    return [p for p in (ckpt_dir / LAST, ckpt_dir / PREVIOUS, *numbered) if p.is_file()]
+
+
+def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "cpu") -> tuple[dict, Path] | None:
+    """(state, path) of the newest checkpoint in `ckpt_dir` that loads and verifies, or None when there
+    is none at all. Each unusable file is named in a warning; RunError when every one is unusable."""
+    tried = []
+    for path in checkpoint_candidates(ckpt_dir):
+        try:
+            return load_checkpoint(path, map_location), path
+        except RunError as e:
+            warn(f"{e}; trying an older checkpoint")
+            tried.append(path.name)
+    if tried:
+        raise RunError(f"no usable checkpoint in '{ckpt_dir}' (tried {', '.join(tried)}): "
+                       "start a new run with another --run folder")
+    return None
+
+
+# ----------------------------------------------------------------------------- shared generators
 
 
 def save_generator(state_dict: dict[str, torch.Tensor], config: dict, path: Path) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, RunError
+
+try:  # newer typer carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer uses click itself
+    from click import exceptions as click_errors
 
 app = typer.Typer(
     help="Train, compare and sample image GANs on a folder of images.",
@@ -45,18 +51,22 @@ def train(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 [default: auto = bf16 where the hardware has it]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [default: 0]."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ):
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
     from gankit.config import parse_sets, read_yaml
     from gankit.train import run_training
 
+    if run is not None and run.exists() and not run.is_dir():
+        raise RunError(f"--run '{run}' is a file, not a run folder: pass a new folder name or one made by gankit train")
     layers = [
         read_yaml(config) if config else {},
         parse_sets(set_),
         _flags_layer(data__path=data, data__resolution=resolution, train__epochs=epochs, train__batch_size=batch_size,
                      data__labels=labels, data__label_column=label_column, train__device=device,
                      train__precision=precision, train__max_steps=max_steps, train__seed=seed,
+                     train__deterministic=True if deterministic else None,
                      log__progress=False if no_progress else None),
     ]
     run_path = run_training(layers, run)
@@ -98,30 +108,47 @@ def sanity(
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file."),
-    n: int = typer.Option(64, "-n", help="Number of images."),
+    n: Optional[int] = typer.Option(None, "-n", help="Number of images [default: 64]; with --same-noise-labels, images per label row [default: 8]."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here (png)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    label: List[str] = typer.Option([], "--label", help="Conditional runs: draw this class (repeatable: the images cycle through the classes given)."),
+    same_noise_labels: bool = typer.Option(False, "--same-noise-labels", help="Conditional runs: one row per class (every class, or those given with --label), the same noise in each column."),
     interpolate: bool = typer.Option(False, "--interpolate", help="Walk the latent space (slerp) from --seed to --seed+1 in -n steps; with --grid x.gif writes an animation."),
 ):
     """Draw images from a trained generator."""
     import math
 
+    import torch
     from torchvision.utils import save_image
 
-    from gankit.sample import load_run_generator
+    from gankit.sample import check_seed, load_run_generator
 
-    if n <= 0:
+    if n is not None and n <= 0:
         raise GankitError(f"-n must be at least 1, got {n}")
+    check_seed(seed)
+    if same_noise_labels and (interpolate or out_dir is not None):
+        raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")
     if grid is None and out_dir is None:
         grid = Path("samples.png")
     gen = load_run_generator(run, checkpoint, device)
+    classes = [gen.label_index(name) for name in label]
+    if same_noise_labels:
+        from gankit.report.grids import label_grid
+
+        gen.require_conditional("--same-noise-labels")
+        rows = classes or list(range(len(gen.labels)))
+        images = gen.same_noise_labels(n or 8, seed, rows)
+        label_grid(images, [gen.labels[i] for i in rows], grid)
+        typer.echo(f"wrote {grid}")
+        return
+    n = n or 64
     if interpolate:
         from gankit.sample import interpolate as walk
 
-        images = walk(gen, seed, seed + 1, n)
+        images = walk(gen, seed, seed + 1, n, label=classes[0] if classes else 0)
         if grid is not None and grid.suffix.lower() == ".gif":
             from gankit.report.gif import frames_gif
 
@@ -130,7 +157,8 @@ def sample(
             typer.echo(f"wrote {grid}")
             return
     else:
-        images = gen.sample(n, seed)
+        labels = torch.tensor(classes).repeat(math.ceil(n / len(classes)))[:n] if classes else None
+        images = gen.sample(n, seed, labels=labels)
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)
         nrow = n if interpolate else max(1, int(math.ceil(math.sqrt(n))))
@@ -192,14 +220,54 @@ def compare(
     typer.echo(f"wrote {path}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
+
+    - a `GankitError` (bad input) or a usage error (unknown option, wrong flag type): `error: ...`, exit 2;
+    - Ctrl-C: exit 130 (the trainer has already saved and said how to resume);
+    - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.
+    """
     try:
-        app()
+        code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except GankitError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _fail(str(e), 2)
+    except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: show the help, as click would
+        typer.echo(e.ctx.get_help() if e.ctx else "", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except click_errors.UsageError as e:
+        hint = f" (see: {e.ctx.command_path} --help)" if e.ctx else ""
+        _fail(e.format_message() + hint, 2)
+    except click_errors.ClickException as e:
+        _fail(e.format_message(), e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
+        _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
+              f"{_write_traceback(argv)} - please include that file when you report it", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _write_traceback(argv: list[str] | None) -> str:
+    """Write the current exception's traceback to a temporary file and return its path."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="gankit-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"gankit {' '.join(sys.argv[1:] if argv is None else argv)}\n\n{traceback.format_exc()}")
+    except OSError as e:
+        return f"nowhere (could not write a temporary file: {e.strerror})"
+    return path
 
 
 if __name__ == "__main__":

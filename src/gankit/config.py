@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -135,6 +136,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.nan_policy": ("rollback", "stop"),
 }
+# Architectures that generate a chosen class, so they need labelled data with two classes or more.
+CONDITIONAL_ARCHS = ("acgan",)
 POSITIVE = {
     "model.nz", "model.ngf", "model.ndf", "model.max_channels", "model.init_std", "model.palette_size",
     "model.mbd_kernel_dim", "model.embed_dim",
@@ -148,9 +151,12 @@ NON_NEGATIVE = {"model.mbd_features", "train.critic_boost", "train.gp_lambda", "
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.ema"}
 CLOSED_UNIT_INTERVAL = {"train.augment_p"}
+# Seeds are 32-bit, the range every random number library accepts.
+SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
-RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "log.", "eval.")
+RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "train.deterministic",
+                     "log.", "eval.")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -192,6 +198,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
     elif base is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
             return float(value)
     elif base is str:
         if isinstance(value, str):
@@ -234,6 +242,8 @@ def validate(cfg: Config) -> Config:
     for key in CLOSED_UNIT_INTERVAL:
         if not 0 <= flat[key] <= 1:
             raise ConfigError(f"{key} must be in [0, 1], got {flat[key]!r}")
+    if not SEED_RANGE[0] <= cfg.train.seed <= SEED_RANGE[1]:
+        raise ConfigError(f"train.seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {cfg.train.seed}")
     res = cfg.data.resolution
     if res is not None and not 16 <= res <= 1024:
         raise ConfigError(f"data.resolution must be a square size from 16 to 1024 pixels (e.g. 32, 64, 256, 300), got {res}")
@@ -254,6 +264,26 @@ def validate(cfg: Config) -> Config:
     if cfg.data.label_column and not cfg.data.labels:
         raise ConfigError("data.label_column needs data.labels: pass --labels FILE.csv (or --labels folders)")
     return cfg
+
+
+def check_conditioning(cfg: Config, data: Any) -> None:
+    """A conditional model (CONDITIONAL_ARCHS) needs labels with at least two classes; raise ConfigError if not.
+
+    `data` is the loaded dataset (anything with `labels` and `class_names`, e.g. `gankit.data.ImageSet`).
+    Called by the trainer once the dataset is loaded, before the models are built.
+    """
+    arch = cfg.model.arch
+    if arch not in CONDITIONAL_ARCHS:
+        return
+    if getattr(data, "labels", None) is None:
+        raise ConfigError(f"model.arch {arch} is a conditional model and needs labels: pass --labels folders "
+                          "(one sub-folder per class) or --labels FILE.csv --label-column COLUMN, "
+                          "or train an unconditional model with --set model.arch=dcgan")
+    names = list(data.class_names)
+    if len(names) < 2:
+        shown = ", ".join(repr(n) for n in names) or "none"
+        raise ConfigError(f"model.arch {arch} needs at least 2 classes, but the labels give {len(names)} class "
+                          f"({shown}): use labels with two classes or more, or --set model.arch=dcgan")
 
 
 def parse_value(text: str) -> Any:

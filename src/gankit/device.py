@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -56,3 +57,19 @@ def memory_format(channels_last: bool | None, device: torch.device) -> torch.mem
     DCGAN family at 32-128 px, bf16 and fp32: +3 to +17 % images/s; see benchmarks/throughput.py)."""
     use = device.type in ("cuda", "cpu") if channels_last is None else channels_last
     return torch.channels_last if use else torch.contiguous_format
+
+
+def set_deterministic(flag: bool) -> None:
+    """train.deterministic: the same seed gives bit-identical weights, also across an interrupt and resume.
+
+    Turns on PyTorch's deterministic algorithms (an op without one raises instead of silently
+    varying), and on CUDA pins cuDNN to deterministic kernels with autotuning off and gives cuBLAS
+    the fixed workspace it needs. Costs some speed, so it is off by default; `flag=False` restores
+    PyTorch's defaults. Call it before the models are built.
+    """
+    torch.use_deterministic_algorithms(flag)
+    torch.backends.cudnn.deterministic = flag
+    if flag:
+        torch.backends.cudnn.benchmark = False
+        # cuBLAS reads this when its first handle is created; ":4096:8" is the documented setting.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

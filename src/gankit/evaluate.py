@@ -21,7 +21,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class Evaluator:
     """Holds the Inception network and the real features of one dataset."""
 
-    def __init__(self, data, device: torch.device, n_real: int, weights: str | None = None, progress: bool = True):
+    def __init__(self, data, device: torch.device, n_real: int, weights: str | None = None, progress: bool = True,
+                 cache_dir: str | None = None):
         from gankit.metrics import load_inception, real_features
 
         self.device = device
@@ -30,10 +31,9 @@ class Evaluator:
         if len(images) > n_real:  # a fixed, seeded subset so the cache key stays meaningful
             idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
             images = images[idx.sort().values]
-        key = f"{data.key}-n{len(images)}"
         if progress:
             console.info(f"FID: Inception features of {len(images)} real images (cached after the first time)")
-        self.real = real_features(key, images, self.extractor, progress=progress)
+        self.real = real_features(data.key, images, self.extractor, progress=progress, cache_dir=cache_dir)
 
     @torch.no_grad()
     def __call__(self, generate, n_fake: int, batch_size: int = 50) -> dict:
@@ -60,8 +60,17 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     cfg = gen.cfg
     path = data_path if data_path is not None else cfg.data.path
     labels = cfg.data.labels if path == cfg.data.path else None
-    data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None)
-    ev = Evaluator(data, gen.device, n_real=n_real, weights=weights)
-    counter = iter(range(seed, seed + 10**9))
-    result = ev(lambda k: gen.sample(k, seed=next(counter)), n_fake)
-    return result
+    data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
+                        cache_dir=cfg.data.cache_dir)
+    ev = Evaluator(data, gen.device, n_real=n_real, weights=weights, cache_dir=cfg.data.cache_dir)
+    drawn = 0
+
+    def generate(k: int) -> torch.Tensor:
+        """The next k images: a fresh seed per chunk; a conditional run cycles through its classes across chunks."""
+        nonlocal drawn
+        labels = torch.arange(drawn, drawn + k) % cfg.model.num_classes if gen.conditional else None
+        images = gen.sample(k, seed=seed + drawn, labels=labels)
+        drawn += k
+        return images
+
+    return ev(generate, n_fake)

@@ -6,39 +6,98 @@ from pathlib import Path
 
 import torch
 
-from gankit.checkpoint import load_checkpoint, load_generator
-from gankit.config import Config, from_dict
+from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
+from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.models import build_generator, sample_z
 
 
 class LoadedGenerator:
+    """A trained generator with its config and class names, ready to draw images by seed.
+
+    Conditional runs (`model.arch: acgan`, `model.num_classes` > 0) are called as `G(z, labels=...)`
+    with int64 label indices into `class_names`; unconditional ones as `G(z)`.
+    """
+
     def __init__(self, G: torch.nn.Module, cfg: Config, class_names: list[str], device: torch.device):
         self.G, self.cfg, self.class_names, self.device = G, cfg, class_names, device
 
+    @property
+    def conditional(self) -> bool:
+        """True for an ACGAN generator (called as G(z, labels)); the same test as models._num_classes."""
+        return self.cfg.model.arch == "acgan" and self.cfg.model.num_classes > 0
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names of a conditional run (their indices when the run did not record names)."""
+        n = self.cfg.model.num_classes
+        return list(self.class_names) if len(self.class_names) == n else [str(i) for i in range(n)]
+
+    def require_conditional(self, what: str) -> None:
+        """A one-line GankitError when `what` (an option) is used with an unconditional run."""
+        if not self.conditional:
+            raise GankitError(f"{what} needs a conditional run (model.arch acgan, trained with --labels); "
+                              f"this one is unconditional ({self.cfg.model.arch})")
+
+    def label_index(self, name: str) -> int:
+        """The index of class `name`; a one-line GankitError naming the known labels otherwise."""
+        self.require_conditional(f"--label {name}")
+        known = self.labels
+        if name not in known:
+            raise GankitError(f"unknown label '{name}': this run knows {', '.join(known)}")
+        return known.index(name)
+
     def labels_for(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Class labels for n images of a conditional generator: the given ones, else every class in turn."""
-        if not self.G.num_classes:
-            return None
-        return torch.arange(n) % self.G.num_classes if labels is None else torch.as_tensor(labels, dtype=torch.long)
+        """Class labels for n images: None when unconditional, else the given ones (checked) or every class in turn."""
+        if labels is not None:
+            self.require_conditional("labels")
+            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+            k = self.cfg.model.num_classes
+            if labels.numel() != n or labels.min() < 0 or labels.max() >= k:
+                raise GankitError(f"labels must be {n} class indices in [0, {k}), got {labels.tolist()[:8]}")
+            return labels
+        return torch.arange(n) % self.cfg.model.num_classes if self.conditional else None
+
+    def noise(self, n: int, seed: int) -> torch.Tensor:
+        """n latent vectors on the CPU, the same for the same seed on any device."""
+        return sample_z(n, self.cfg, "cpu", generator=_seeded(seed))
 
     @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+        """G(z, labels) in batches -> float32 images in [-1, 1] on the CPU (labels: see `labels_for`)."""
+        y = self.labels_for(z.shape[0], labels)
+        out = []
+        for i in range(0, z.shape[0], batch_size):
+            y_part = None if y is None else y[i:i + batch_size].to(self.device)
+            out.append(self.G(z[i:i + batch_size].to(self.device), y_part).float().cpu())
+        return torch.cat(out)
+
     def sample(self, n: int, seed: int, batch_size: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device.
 
         A conditional (ACGAN) generator draws `labels` ([n] class indices), by default every class in turn.
         """
-        if not 0 <= seed < 2**63:
-            raise GankitError(f"--seed must be between 0 and 2**63-1, got {seed}")
-        g = torch.Generator().manual_seed(seed)
-        z = sample_z(n, self.cfg, "cpu", generator=g)
-        y = self.labels_for(n, labels)
-        out = []
-        for i in range(0, n, batch_size):
-            y_part = None if y is None else y[i:i + batch_size].to(self.device)
-            out.append(self.G(z[i:i + batch_size].to(self.device), y_part).float().cpu())
-        return torch.cat(out)
+        return self.generate(self.noise(n, seed), labels, batch_size)
+
+    def same_noise_labels(self, k: int, seed: int, labels: list[int] | None = None) -> torch.Tensor:
+        """(L, k, C, H, W): row i holds k images of class labels[i] (default: every class), column j the same noise."""
+        self.require_conditional("--same-noise-labels")
+        labels = list(range(self.cfg.model.num_classes)) if labels is None else labels
+        z = self.noise(k, seed)
+        return torch.stack([self.generate(z, torch.full((k,), i, dtype=torch.long)) for i in labels])
+
+
+def _seeded(seed: int) -> torch.Generator:
+    check_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def check_seed(seed: int) -> None:
+    """Noise seeds share the training seed's range (config.SEED_RANGE)."""
+    lo, hi = SEED_RANGE
+    if not lo <= seed <= hi:
+        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed}")
 
 
 def _config_of(d: dict) -> tuple[Config, list[str]]:
@@ -50,6 +109,7 @@ def _config_of(d: dict) -> tuple[Config, list[str]]:
 def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
     """The generator of a run folder (its generator.safetensors) or of a given checkpoint / .safetensors file."""
     run = Path(run)
+    state = None
     if checkpoint is None and run.is_file():
         checkpoint = run
     if checkpoint is None:
@@ -57,16 +117,19 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
             raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
         checkpoint = run / "generator.safetensors"
         if not checkpoint.exists():
-            checkpoint = run / "checkpoints" / "last.pt"
-        if not checkpoint.exists():
-            raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoints/last.pt yet: "
-                           f"train it first (gankit train --run {run})")
+            found = load_latest_checkpoint(run / "checkpoints")
+            if found is None:
+                raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
+                               f"train it first (gankit train --run {run})")
+            state, checkpoint = found
     checkpoint = Path(checkpoint)
     if checkpoint.suffix == ".safetensors":
         weights, meta = load_generator(checkpoint)
         cfg, class_names = _config_of(meta)
     else:
-        state = load_checkpoint(checkpoint)
+        state = state if state is not None else load_checkpoint(checkpoint)
+        if "G" not in state or "config" not in state:
+            raise RunError(f"'{checkpoint}' is not a gankit training checkpoint (it has no generator weights or config)")
         weights = state["G"]
         cfg, class_names = _config_of({**state["config"], "class_names": state.get("class_names", [])})
     dev = resolve_device(device)
@@ -89,14 +152,10 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 
 
-@torch.no_grad()
 def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int, label: int = 0) -> torch.Tensor:
     """`steps` images walking the latent sphere from seed_a's noise to seed_b's (float [-1, 1], NCHW, CPU).
 
     A conditional generator keeps class `label` along the walk.
     """
-    za = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_a))[0]
-    zb = sample_z(1, gen.cfg, "cpu", generator=torch.Generator().manual_seed(seed_b))[0]
-    z = slerp(za, zb, torch.linspace(0, 1, steps))
-    y = gen.labels_for(steps, torch.full((steps,), label))
-    return gen.G(z.to(gen.device), None if y is None else y.to(gen.device)).float().cpu()
+    z = slerp(gen.noise(1, seed_a)[0], gen.noise(1, seed_b)[0], torch.linspace(0, 1, steps))
+    return gen.generate(z, torch.full((steps,), label, dtype=torch.long) if gen.conditional else None)

@@ -21,9 +21,9 @@ import torch
 import yaml
 
 from gankit import console, distributed
-from gankit.checkpoint import load_checkpoint, save_checkpoint, save_generator
-from gankit.config import Config, build_config, incompatible_changes, save_yaml, to_dict
-from gankit.device import autocast, memory_format, resolve_device, resolve_precision
+from gankit.checkpoint import load_latest_checkpoint, save_checkpoint, save_generator
+from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, incompatible_changes, save_yaml, to_dict
+from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import RunError
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
@@ -44,7 +44,13 @@ MAX_ROLLBACKS = 5
 
 
 def default_run_dir(cfg: Config) -> Path:
-    data = Path(cfg.data.path).name if cfg.data.path and not cfg.data.path.startswith("builtin:") else "mnist"
+    from gankit.data.archive import archive_stem, is_archive
+
+    path = cfg.data.path
+    if not path or path.startswith("builtin:"):
+        data = "mnist"
+    else:
+        data = archive_stem(path) if is_archive(path) else Path(path).name
     res = cfg.data.resolution or (32 if data == "mnist" and not cfg.data.path else 64)
     return Path("runs") / (cfg.name or f"{data}{res}_{cfg.model.arch}")
 
@@ -76,18 +82,8 @@ def finalize_config(cfg: Config, data) -> Config:
     cfg.data.resolution = cfg.data.resolution or (32 if is_builtin else 64)
     cfg.data.flip = (not is_builtin) if cfg.data.flip is None else cfg.data.flip
     cfg.model.channels = int(data.images.shape[1])
-    cfg.model.num_classes = 0
-    if cfg.model.arch == "acgan":  # conditional: the dataset's classes
-        from gankit.errors import ConfigError
-
-        if data.labels is None:
-            raise ConfigError("model.arch acgan needs labels: pass --labels folders or --labels FILE.csv "
-                              "--label-column COLUMN")
-        n = len(data.class_names)
-        if n < 2:
-            raise ConfigError(f"model.arch acgan needs at least 2 classes, but the labels give {n} "
-                              f"({', '.join(data.class_names) or 'none'}): choose another --label-column")
-        cfg.model.num_classes = n
+    check_conditioning(cfg, data)
+    cfg.model.num_classes = len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0
     if cfg.eval.every is None:
         cfg.eval.every = 10 if resolve_device(cfg.train.device).type == "cuda" else 0
     if cfg.train.batch_size > len(data.images):
@@ -163,6 +159,7 @@ class Trainer:
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
         self.fmt = memory_format(cfg.train.channels_last, self.device)
         self.class_names = list(data.class_names)
+        set_deterministic(cfg.train.deterministic)
         torch.manual_seed(cfg.train.seed)
 
         # Under torchrun, G and D are DDP-wrapped (gradients averaged over ranks in backward); G_raw/D_raw
@@ -208,8 +205,9 @@ class Trainer:
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         resumed = False
-        if resume and (self.ckpt_dir / "last.pt").exists():
-            self._load(load_checkpoint(self.ckpt_dir / "last.pt", map_location="cpu"))
+        found = load_latest_checkpoint(self.ckpt_dir) if resume else None  # last.pt, else the newest good one
+        if found is not None:
+            self._load(found[0])
             resumed = True
         self.resumed = resumed
         self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
@@ -555,13 +553,15 @@ class Trainer:
         rollback), or stop (nan_policy stop, or too many rollbacks). Raises _RolledBack to restart the loop."""
         t = self.cfg.train
         what = f"non-finite {', '.join(bad)} at iteration {self.iteration}"
-        last = self.ckpt_dir / "last.pt"
-        if t.nan_policy == "stop" or self.rollbacks >= MAX_ROLLBACKS or not last.exists():
+        found = None if t.nan_policy == "stop" or self.rollbacks >= MAX_ROLLBACKS else \
+            load_latest_checkpoint(self.ckpt_dir)
+        if found is None:
             why = "train.nan_policy is stop" if t.nan_policy == "stop" else f"{self.rollbacks} rollbacks already"
-            raise RunError(f"{what} ({why}); the last good checkpoint is {last}: lower train.lr_g/lr_d or change "
-                           f"the loss, then resume with gankit train --run {self.run_dir}")
+            raise RunError(f"{what} ({why}); the last good checkpoint is in {self.ckpt_dir}: lower train.lr_g/lr_d "
+                           f"or change the loss, then resume with gankit train --run {self.run_dir}")
         rollbacks = self.rollbacks + 1
-        self._load(load_checkpoint(last, map_location="cpu"))
+        state, last = found
+        self._load(state)
         self.rollbacks = rollbacks
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
@@ -606,7 +606,8 @@ class Trainer:
         if self._evaluator is None:
             from gankit.evaluate import Evaluator
 
-            self._evaluator = Evaluator(self.data, self.device, ev.n_real, ev.inception_weights, self.cfg.log.progress)
+            self._evaluator = Evaluator(self.data, self.device, ev.n_real, ev.inception_weights, self.cfg.log.progress,
+                                        cache_dir=self.cfg.data.cache_dir)
         rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         torch.manual_seed(self.cfg.train.seed + 7919 * self.epoch)
@@ -639,17 +640,26 @@ class _RolledBack(Exception):
 
 
 class _InterruptFlag:
-    """Turn SIGTERM into a clean stop at the end of the current iteration (Ctrl-C raises at once)."""
+    """Turn SIGTERM and a first Ctrl-C (SIGINT) into a clean stop at the end of the current iteration, so the
+    saved checkpoint never holds half an iteration; a second Ctrl-C raises at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.hit = False
-        try:
-            self._old = signal.signal(signal.SIGTERM, self._handler)
-        except ValueError:  # not the main thread
-            self._old = None
+        self._old = {}
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
 
-    def _handler(self, *_):
+    def _handler(self, sig, frame):
+        if self.hit and sig == signal.SIGINT:
+            raise KeyboardInterrupt
         self.hit = True
+        if sig == signal.SIGINT:
+            console.info("stopping after this iteration (Ctrl-C again to stop at once)")
 
     def stop(self, iteration: int, every: int, device: torch.device) -> bool:
         """Stop now? At once for one process; under DDP all ranks must stop after the same iteration, so they
@@ -659,8 +669,8 @@ class _InterruptFlag:
         return iteration % every == 0 and distributed.any_rank(self.hit, device)
 
     def restore(self):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class _progress:

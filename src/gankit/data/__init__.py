@@ -3,17 +3,20 @@
     load_dataset(None, 32)                         # built-in MNIST, [5000, 1, 32, 32]
     load_dataset("builtin:mnist", 64)
     load_dataset("./pokemon", 64, labels="./pokemon/types.csv", label_column="type1")
+    load_dataset("./pokemon.zip", 64, labels="types.csv", label_column="type1")  # extracted once, safely
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from gankit.data.archive import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from gankit.data.builtin import BUILTIN_NAMES, load_builtin
 from gankit.data.folder import IMAGE_EXTENSIONS, ImageSet, load_folder
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "BUILTIN_NAMES", "IMAGE_EXTENSIONS"]
+__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "BUILTIN_NAMES",
+           "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -26,7 +29,8 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> ImageSet:
-    """The built-in MNIST when `path` is None, a built-in dataset for "builtin:NAME", else a folder.
+    """The built-in MNIST when `path` is None, a built-in dataset for "builtin:NAME", else a folder or an
+    archive of one (.zip, .tar, .tar.gz, ...: checked and extracted once into the cache, see data.archive).
 
     Built-in datasets always carry their own labels (MNIST: the digits); asking for folder or CSV
     labels with them is an error. See `load_folder` for the folder arguments.
@@ -37,5 +41,7 @@ def load_dataset(
             raise DataError(f"the built-in dataset '{name}' has its own labels; labels='{labels}' applies "
                             "only to an image folder passed with --data DIR")
         return load_builtin(name, resolution, cache_dir=cache_dir)
+    if is_archive(path):
+        path = extract_archive(path, cache_dir=cache_dir, progress=progress)
     return load_folder(path, resolution, labels=labels, label_column=label_column,
                        cache_dir=cache_dir, progress=progress)

@@ -4,13 +4,14 @@
 `resolution` pixels (transparency composited on white, grayscale/palette/CMYK/16-bit converted,
 resized and center-cropped), and caches the result keyed by the folder's listing, so the second
 load is a single `torch.load`. Labels (class sub-folders or a CSV column) are applied after the
-cache, so changing them never re-decodes. Files that cannot be used are skipped and named in one
-warning line; a folder that cannot be used at all raises `DataError`.
+cache, so changing them never re-decodes. Files that cannot be used (damaged, empty, a broken link,
+over Pillow's decompression-bomb limit, under 8 px) are skipped and named in one warning line; a folder that cannot be used at all raises `DataError`.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import sys
@@ -29,7 +30,10 @@ from gankit.data import cache
 from gankit.errors import ConfigError, DataError
 
 # Bump when decoding changes what ends up in the tensor, so old caches are not reused.
-LOADER_VERSION = 1
+LOADER_VERSION = 2
+# Images whose shorter side is below this carry nothing to learn from (spacer GIFs, tracking pixels):
+# upscaled they are flat colour, so they are skipped and named like damaged files.
+MIN_IMAGE_SIDE = 8
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 SKIPPED_DIRS = {"__MACOSX"}
 # Names shown in a warning before "and N more".
@@ -127,6 +131,9 @@ def load_folder(
 def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     """Image files under `root` (sorted relative posix paths), their (size, mtime_ns), and the
     number of other files. Raises DataError when `root` cannot be used."""
+    if root.is_symlink() and not root.exists():
+        raise DataError(f"data path '{root}' is a symbolic link that leads nowhere (broken, or a loop): "
+                        "pass the real folder that holds the images")
     if not root.exists():
         raise DataError(f"data folder '{root}' does not exist: pass --data DIR with {_SUPPORTED} images, "
                         "or omit --data to use the built-in MNIST")
@@ -225,6 +232,8 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
             limit = Image.MAX_IMAGE_PIXELS
             if limit and im.width * im.height > limit:
                 raise _Skip(f"too large, {im.width}x{im.height}")
+            if min(im.size) < MIN_IMAGE_SIDE:
+                raise _Skip(f"too small, {im.width}x{im.height}")
             if im.format == "JPEG":  # let libjpeg decode at a reduced scale when the image is huge
                 short = min(im.size)
                 im.draft(None, (im.width * 2 * resolution // short + 1, im.height * 2 * resolution // short + 1))
@@ -245,6 +254,8 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
     except PermissionError:
         raise _Skip("permission denied") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Skip("symlink loop") from None
         raise _Skip("truncated" if "truncated" in str(exc).lower() else "corrupt") from None
     except Exception:  # Pillow raises SyntaxError, ValueError, ... for damaged files
         raise _Skip("corrupt") from None

@@ -1,0 +1,186 @@
+"""Datasets shipped as archives (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz): checked, then extracted once.
+
+`extract_archive(path)` unpacks into the gankit cache, in a folder keyed by the archive's name,
+size and modification time, so the next run finds it there. An archive is untrusted input: before
+anything is written, every member is checked, and one that would land outside the target (an
+absolute path, a `..` component, a link pointing outside, a device file) refuses the whole archive
+with a `DataError` naming it. Tar members go through tarfile's "data" filter (PEP 706); zip members
+are checked here, since zipfile has no such filter. Extraction happens in a temporary folder that is
+renamed into place when complete, so a crash never leaves a half-extracted dataset behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from gankit.console import info
+from gankit.data import cache
+from gankit.data.folder import _safe
+from gankit.errors import DataError
+
+ZIP_SUFFIXES = (".zip",)
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
+# Folders that archivers add and that are not part of the dataset.
+_NOISE = {"__MACOSX"}
+
+
+def is_archive(path: str | Path) -> bool:
+    """True for an existing file whose name ends in one of ARCHIVE_SUFFIXES."""
+    p = Path(path)
+    return p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def archive_stem(path: str | Path) -> str:
+    """'pokemon.tar.gz' -> 'pokemon'."""
+    name = Path(path).name
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "data"
+    return Path(name).stem
+
+
+def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Extract `path` into the cache (once) and return the folder that holds its images: the archive's
+    single top-level folder when it has one, else the extraction folder (named after the archive)."""
+    archive = Path(path).expanduser()
+    st = archive.stat()
+    stem = archive_stem(archive)
+    key = cache.digest("gankit-archive", archive.name, st.st_size, st.st_mtime_ns)[:20]
+    parent = cache.cache_root(cache_dir) / "archives"
+    target = parent / f"{_safe(stem)}-{key}"
+    if not target.is_dir():
+        members = _checked_members(archive, os.path.realpath(parent / "check"))
+        _check_space(archive, parent, sum(size for _, size in members))
+        if progress:
+            info(f"extracting {len(members)} files of '{archive.name}' to {target}")
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{_safe(stem)}-", dir=parent))
+        try:
+            _extract(archive, tmp / stem)
+            os.rename(tmp, target)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
+            raise _damaged(archive, e) from None
+        except OSError as e:
+            if not target.is_dir():  # another process finishing first is fine; anything else is not
+                raise DataError(f"could not extract '{archive}' into {parent} ({e.strerror or e}): "
+                                "check free space and permissions there, or unpack it yourself") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _data_root(target / stem)
+
+
+def _data_root(root: Path) -> Path:
+    entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name not in _NOISE]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return root
+
+
+def _checked_members(archive: Path, dest: str) -> list[tuple[str, int]]:
+    """(name, size) of every member, after checking that each one would stay inside `dest`."""
+    try:
+        if archive.name.lower().endswith(ZIP_SUFFIXES):
+            with zipfile.ZipFile(archive) as zf:
+                return [(_check_zip_member(archive, zf, m), m.file_size) for m in zf.infolist()]
+        if not hasattr(tarfile, "data_filter"):
+            raise DataError(f"this Python ({'.'.join(map(str, sys.version_info[:3]))}) lacks tarfile's safe "
+                            f"extraction filter: upgrade Python, or unpack '{archive}' yourself and pass the folder")
+        with tarfile.open(archive) as tf:
+            out = []
+            for m in tf.getmembers():
+                reason = _escape_reason(m.name)  # the data filter would quietly strip a leading '/'
+                if reason:
+                    raise _unsafe(archive, m.name, reason)
+                try:
+                    tarfile.data_filter(m, dest)
+                except tarfile.FilterError as e:
+                    raise _unsafe(archive, m.name, _filter_reason(e)) from None
+                out.append((m.name, m.size if m.isfile() else 0))
+            return out
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as e:
+        raise _damaged(archive, e) from None
+
+
+def _check_zip_member(archive: Path, zf: zipfile.ZipFile, m: zipfile.ZipInfo) -> str:
+    name = m.filename
+    reason = _escape_reason(name)
+    if reason:
+        raise _unsafe(archive, name, reason)
+    mode = m.external_attr >> 16
+    if stat.S_ISLNK(mode):  # zipfile writes a link as a small file holding its target; still refuse escapes
+        target = zf.read(m).decode("utf-8", "replace")
+        if PurePosixPath(target.replace("\\", "/")).is_absolute() or _leaves(PurePosixPath(name).parent, target):
+            raise _unsafe(archive, name, f"a link to '{target}', outside the archive")
+    return name
+
+
+def _escape_reason(name: str) -> str:
+    """Why a member name would land outside the target folder ('' when it would not)."""
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+        return "an absolute path"
+    if ".." in PurePosixPath(norm).parts:
+        return "a '..' path that leaves the archive"
+    return ""
+
+
+def _leaves(folder: PurePosixPath, link: str) -> bool:
+    depth = len(folder.parts)
+    for part in PurePosixPath(link.replace("\\", "/")).parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return True
+    return False
+
+
+def _filter_reason(e: tarfile.FilterError) -> str:
+    if isinstance(e, tarfile.AbsolutePathError):
+        return "an absolute path"
+    if isinstance(e, tarfile.OutsideDestinationError):
+        return "a '..' path that leaves the archive"
+    if isinstance(e, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError)):
+        return f"a link to '{e.tarinfo.linkname}', outside the archive"
+    if isinstance(e, tarfile.SpecialFileError):
+        return "a device or other special file"
+    return str(e)
+
+
+def _unsafe(archive: Path, member: str, reason: str) -> DataError:
+    return DataError(f"archive '{archive}' is unsafe: member '{member}' is {reason}; nothing was extracted. "
+                     "Use an archive from a source you trust, or unpack it yourself and pass the folder")
+
+
+def _damaged(archive: Path, e: Exception) -> DataError:
+    kind = "zip" if archive.name.lower().endswith(ZIP_SUFFIXES) else "tar"
+    why = (str(e).strip().splitlines() or [""])[0].rstrip(":")
+    return DataError(f"archive '{archive}' is damaged or not a {kind} archive ({type(e).__name__}: {why}): "
+                     "download or pack it again")
+
+
+def _check_space(archive: Path, parent: Path, needed: int) -> None:
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise DataError(f"archive '{archive}' unpacks to {needed / 2**30:.1f} GiB but {probe} has only "
+                        f"{free / 2**30:.1f} GiB free: free some space, or set GANKIT_CACHE_DIR to a larger disk")
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    if archive.name.lower().endswith(ZIP_SUFFIXES):
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(dest, filter="data")

@@ -1,0 +1,127 @@
+"""Datasets as archives: a good one loads (extracted once), a crafted one is refused before anything is written."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gankit.data import load_dataset
+from gankit.data.archive import archive_stem, extract_archive
+from gankit.errors import DataError
+
+
+def png_bytes(color=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+        for name, target in links.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return path
+
+
+def make_tar(path: Path, members: dict[str, bytes] = {}, special: list[tarfile.TarInfo] = ()) -> Path:
+    with tarfile.open(path, "w:gz" if path.name.endswith(("gz", "tgz")) else "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for info in special:
+            tf.addfile(info)
+    return path
+
+
+def link(name: str, target: str, kind=tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+GOOD = {f"pokemon/{name}.png": png_bytes((i * 40, 30, 30)) for i, name in enumerate(["bulbasaur", "ivysaur", "venusaur"])}
+GOOD["pokemon/types.csv"] = b"Name,Type1\nbulbasaur,Grass\nivysaur,Grass\nvenusaur,Poison\n"
+
+
+def test_a_zip_dataset_loads_with_its_labels_and_is_extracted_once(tmp_path, capsys):
+    archive = make_zip(tmp_path / "pokemon.zip", GOOD)
+    ds = load_dataset(archive, 16, labels="types.csv", label_column="Type1", cache_dir=tmp_path / "cache")
+    assert len(ds) == 3 and ds.name == "pokemon" and ds.class_names == ["Grass", "Poison"]
+    assert sorted(ds.files) == ["bulbasaur.png", "ivysaur.png", "venusaur.png"]
+    assert "extracting 4 files of 'pokemon.zip'" in capsys.readouterr().err
+    again = load_dataset(archive, 16, labels="types.csv", label_column="Type1", cache_dir=tmp_path / "cache")
+    assert "extracting" not in capsys.readouterr().err and again.key == ds.key
+    assert not (archive.parent / "pokemon").exists()  # nothing is written beside the archive
+
+
+@pytest.mark.parametrize("name", ["flat.tar", "flat.tar.gz", "flat.tgz"])
+def test_a_tar_without_a_top_folder_is_named_after_the_archive(tmp_path, name):
+    archive = make_tar(tmp_path / name, {"a.png": png_bytes(), "sub/b.png": png_bytes((0, 0, 255))})
+    ds = load_dataset(archive, 16, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.name == "flat" and sorted(ds.files) == ["a.png", "sub/b.png"]
+
+
+def test_archive_stem():
+    assert [archive_stem(n) for n in ("a.tar.gz", "b.TGZ", "c.zip", "d.tar.xz")] == ["a", "b", "c", "d"]
+
+
+UNSAFE = [
+    ("zip-absolute", lambda p: make_zip(p / "x.zip", {"/tmp/gankit-evil.png": b"x"}), "'/tmp/gankit-evil.png' is an absolute path"),
+    ("zip-dotdot", lambda p: make_zip(p / "x.zip", {"ok.png": png_bytes(), "a/../../evil.png": b"x"}), "'a/../../evil.png' is a '..' path"),
+    ("zip-backslash-dotdot", lambda p: make_zip(p / "x.zip", {"..\\evil.png": b"x"}), "'..\\evil.png' is a '..' path"),
+    ("zip-symlink-to-etc", lambda p: make_zip(p / "x.zip", {}, links={"etc": "/etc"}), "'etc' is a link to '/etc'"),
+    ("zip-symlink-up", lambda p: make_zip(p / "x.zip", {}, links={"a/up": "../../x"}), "'a/up' is a link to '../../x'"),
+    ("tar-absolute", lambda p: make_tar(p / "x.tar", {"/tmp/gankit-evil.png": b"x"}), "is an absolute path"),
+    ("tar-dotdot", lambda p: make_tar(p / "x.tar.gz", {"ok.png": png_bytes(), "../evil.png": b"x"}), "'../evil.png' is a '..' path"),
+    ("tar-symlink-to-etc", lambda p: make_tar(p / "x.tar", special=[link("etc", "/etc")]), "'etc' is a link to '/etc'"),
+    ("tar-symlink-up", lambda p: make_tar(p / "x.tgz", special=[link("a/up", "../../outside")]), "'a/up' is a link to '../../outside'"),
+    ("tar-hardlink-out", lambda p: make_tar(p / "x.tar", special=[link("pw", "/etc/passwd", tarfile.LNKTYPE)]),
+     "'pw' is a link to '/etc/passwd'"),
+    ("tar-hardlink-up", lambda p: make_tar(p / "x.tar", special=[link("pw", "../../etc/passwd", tarfile.LNKTYPE)]),
+     "'pw' is a link to '../../etc/passwd'"),
+    ("tar-device", lambda p: make_tar(p / "x.tar", special=[link("null", "", tarfile.CHRTYPE)]), "'null' is a device"),
+]
+
+
+@pytest.mark.parametrize("make, message", [c[1:] for c in UNSAFE], ids=[c[0] for c in UNSAFE])
+def test_a_crafted_archive_is_refused_before_anything_is_written(tmp_path, make, message):
+    archive = make(tmp_path)
+    before = files_under(tmp_path)
+    with pytest.raises(DataError) as info:
+        extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    text = str(info.value)
+    assert message in text and str(archive) in text and "nothing was extracted" in text and "\n" not in text
+    assert files_under(tmp_path) - before <= {"cache", "cache/archives"}  # no member, no temporary folder
+    assert not Path("/tmp/gankit-evil.png").exists()
+
+
+@pytest.mark.parametrize("name, data", [
+    ("bad.zip", b"PK\x03\x04 not really a zip"),
+    ("bad.tar.gz", None),  # a real tar.gz cut in half
+    ("bad.tar", os.urandom(3000)),
+])
+def test_a_damaged_archive_is_one_clear_error(tmp_path, name, data):
+    path = tmp_path / name
+    if data is None:
+        make_tar(path, {f"{i}.png": os.urandom(20000) for i in range(3)})
+        data = path.read_bytes()[:15000]
+    path.write_bytes(data)
+    with pytest.raises(DataError, match="is damaged or not a .* archive .*download or pack it again"):
+        load_dataset(path, 16, cache_dir=tmp_path / "cache", progress=False)
+    assert not list((tmp_path / "cache").rglob("*.png"))

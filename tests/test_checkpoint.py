@@ -1,0 +1,222 @@
+"""Checkpoints: verified on load, the previous one kept and used when the newest is damaged, a failed
+write leaves the old file intact, and a pickled payload is refused without ever running."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit.checkpoint import (PREVIOUS, load_checkpoint, load_latest_checkpoint, save_checkpoint,
+                               state_digest)
+from gankit.errors import RunError
+
+MARK = torch.arange(1000, 1256, dtype=torch.float32)  # its bytes are easy to find inside the file
+
+
+def state(step: int) -> dict:
+    return {"G": {"w": MARK + step, "bn.num_batches_tracked": torch.tensor(step)},
+            "opt": {"state": {0: {"exp_avg": torch.ones(3) * step}}, "param_groups": [{"lr": 1e-4, "betas": (0.5, 0.9)}]},
+            "iteration": step, "rng": torch.get_rng_state(), "names": ["a", "b"], "best": float("inf")}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert state_digest(a) == state_digest(b)
+    assert torch.equal(a["G"]["w"], b["G"]["w"]) and a["iteration"] == b["iteration"]
+
+
+def warnings_of(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def test_round_trip_and_the_previous_last_is_kept(tmp_path):
+    last = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(state(1), last)
+    assert not (last.parent / PREVIOUS).exists()
+    save_checkpoint(state(2), last)
+    assert_same(load_checkpoint(last), state(2))
+    assert_same(load_checkpoint(last.parent / PREVIOUS), state(1))
+    save_checkpoint(state(3), last.parent / "epoch_0003.pt")  # numbered files are never rotated
+    assert load_checkpoint(last.parent / PREVIOUS)["iteration"] == 1
+    assert sorted(p.name for p in last.parent.iterdir()) == ["epoch_0003.pt", "last.prev.pt", "last.pt"]
+
+
+def test_the_digest_changes_with_any_tensor_byte():
+    a, b = state(1), state(1)
+    assert state_digest(a) == state_digest(b)
+    b["opt"]["state"][0]["exp_avg"][1] += 1e-7
+    assert state_digest(a) != state_digest(b)
+    b = state(1)
+    b["G"]["w"] = b["G"]["w"].to(torch.float64)  # same values, other dtype
+    assert state_digest(a) != state_digest(b)
+
+
+def _flip_inside_mark(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    at = raw.find((MARK + 2).numpy().tobytes())
+    assert at > 0
+    raw[at + 513] ^= 0x10  # one bit of one float in the middle of the tensor: torch.load does not notice
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("truncate", "truncated or corrupt"),
+    ("bitflip", "does not match the sha256"),
+    ("wrong-digest", "does not match the sha256"),
+    ("garbage", "truncated or corrupt"),
+    ("empty", "truncated or corrupt"),
+])
+def test_a_damaged_last_is_reported_and_the_previous_one_used(tmp_path, capsys, damage, reason):
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(state(1), folder / "last.pt")
+    save_checkpoint(state(2), folder / "last.pt")
+    last = folder / "last.pt"
+    if damage == "truncate":
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    elif damage == "bitflip":
+        _flip_inside_mark(last)
+    elif damage == "wrong-digest":
+        saved = torch.load(last, weights_only=True)
+        saved["iteration"] = 99  # edited after saving, digest left as it was
+        torch.save(saved, last)
+    elif damage == "garbage":
+        last.write_bytes(os.urandom(2000))
+    else:
+        last.write_bytes(b"")
+    with pytest.raises(RunError, match=reason):
+        load_checkpoint(last)
+    got, path = load_latest_checkpoint(folder)
+    assert path.name == PREVIOUS
+    assert_same(got, state(1))
+    lines = warnings_of(capsys.readouterr().err)
+    assert len(lines) == 1 and "last.pt" in lines[0] and reason in lines[0]
+
+
+def test_fallback_order_ends_with_the_newest_numbered_checkpoint(tmp_path, capsys):
+    folder = tmp_path / "checkpoints"
+    for epoch in (9, 10, 2):
+        save_checkpoint(state(epoch), folder / f"epoch_{epoch:04d}.pt")
+    assert load_latest_checkpoint(folder)[1].name == "epoch_0010.pt"
+    (folder / "last.pt").write_bytes(b"torn")
+    (folder / PREVIOUS).write_bytes(b"torn too")
+    (folder / "epoch_0010.pt").write_bytes(b"and this")
+    got, path = load_latest_checkpoint(folder)
+    assert path.name == "epoch_0009.pt" and got["iteration"] == 9
+    lines = warnings_of(capsys.readouterr().err)
+    assert [n for line in lines for n in ("last.pt", PREVIOUS, "epoch_0010.pt") if f"/{n}'" in line] == \
+        ["last.pt", PREVIOUS, "epoch_0010.pt"]
+
+
+def test_no_checkpoint_is_none_and_only_bad_ones_is_an_error(tmp_path):
+    assert load_latest_checkpoint(tmp_path / "nothing") is None
+    (tmp_path / "last.pt").write_bytes(b"x")
+    with pytest.raises(RunError, match="no usable checkpoint .*tried last.pt.*another --run"):
+        load_latest_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_without_a_digest_still_loads(tmp_path):
+    torch.save(state(4), tmp_path / "old.pt")  # written before checkpoints carried their digest
+    assert load_checkpoint(tmp_path / "old.pt")["iteration"] == 4
+
+
+def _assert_disk_full_left_everything_intact(folder: Path, before: bytes, error: RunError) -> None:
+    message = str(error)
+    assert "could not write checkpoint" in message and "disk is full" in message
+    assert f"gankit train --run {folder.parent}" in message and "\n" not in message
+    assert (folder / "last.pt").read_bytes() == before
+    assert not (folder / PREVIOUS).exists()  # nothing was rotated away
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt"]  # no temporary file left behind
+    assert load_checkpoint(folder / "last.pt")["iteration"] == 1
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    folder = tmp_path / "run" / "checkpoints"
+    save_checkpoint(state(1), folder / "last.pt")
+    before = (folder / "last.pt").read_bytes()
+
+    def full(*_, **__):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(RunError) as info:
+        save_checkpoint(state(2), folder / "last.pt")
+    _assert_disk_full_left_everything_intact(folder, before, info.value)
+
+
+class FillsUp:
+    """A file on a disk with `room` bytes left: writes beyond that fail with ENOSPC, as a real full disk does."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_the_disk_filling_up_inside_torch_save_is_named(tmp_path, monkeypatch):
+    """torch.save turns a failed write half way through into an opaque RuntimeError; the message still says why."""
+    folder = tmp_path / "run" / "checkpoints"
+    save_checkpoint(state(1), folder / "last.pt")
+    before = (folder / "last.pt").read_bytes()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: FillsUp(real_fdopen(*a, **k), room=5000))
+    with pytest.raises(RunError) as info:
+        save_checkpoint({**state(2), "D": torch.zeros(1 << 16)}, folder / "last.pt")
+    monkeypatch.undo()
+    _assert_disk_full_left_everything_intact(folder, before, info.value)
+
+
+class Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_payload_is_refused_and_never_runs(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(state(1), folder / "last.pt")
+    torch.save({**state(2), "G": Payload(marker)}, folder / "evil.pt")
+    with pytest.raises(RunError, match="refusing to load .*evil.pt.*pickled Python objects"):
+        load_checkpoint(folder / "evil.pt")
+    assert not marker.exists()
+    # planted as the newest checkpoint of a run: named, skipped, and the run goes on from the good one
+    os.replace(folder / "last.pt", folder / PREVIOUS)
+    os.replace(folder / "evil.pt", folder / "last.pt")
+    got, path = load_latest_checkpoint(folder)
+    assert path.name == PREVIOUS and got["iteration"] == 1
+    assert "refusing to load" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_sampling_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
+    from gankit.config import build_config, to_dict
+    from gankit.models import build_generator
+    from gankit.sample import load_run_generator
+
+    cfg = build_config({"data": {"resolution": 16}, "model": {"ngf": 8, "nz": 16, "channels": 3}})
+    G = build_generator(cfg)
+    folder = tmp_path / "run" / "checkpoints"
+    save_checkpoint({"G": G.state_dict(), "config": to_dict(cfg)}, folder / "last.pt")
+    save_checkpoint({"G": G.state_dict(), "config": to_dict(cfg)}, folder / "last.pt")
+    (folder / "last.pt").write_bytes(b"torn")
+    gen = load_run_generator(tmp_path / "run", device="cpu")
+    assert gen.sample(2, seed=0).shape == (2, 3, 16, 16)
+    assert "last.pt" in capsys.readouterr().err

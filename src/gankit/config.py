@@ -90,7 +90,7 @@ class TrainConfig:
     nan_lr_factor: float = 0.5  # learning-rate factor applied at each NaN rollback
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA only)
-    channels_last: bool | None = None  # memory format; None -> on for CUDA, off for CPU (measured: no gain there)
+    channels_last: bool | None = None  # NHWC memory format; None -> on (CUDA; CPU: +3-17% img/s measured, README Performance)
     compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
     sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 

@@ -53,7 +53,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def memory_format(channels_last: bool | None, device: torch.device) -> torch.memory_format:
-    use = device.type == "cuda" if channels_last is None else channels_last
+    """NHWC unless turned off: faster convolutions with cuDNN, and with oneDNN on CPU (measured on the
+    DCGAN family at 32-128 px, bf16 and fp32: +3 to +17 % images/s; see benchmarks/throughput.py)."""
+    use = device.type in ("cuda", "cpu") if channels_last is None else channels_last
     return torch.channels_last if use else torch.contiguous_format
 
 

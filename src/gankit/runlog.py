@@ -76,3 +76,16 @@ class RunLog:
         self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class NullLog:
+    """The log of a process that writes nothing (DDP ranks other than 0)."""
+
+    def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
+        pass
+
+    def rewind(self, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from gankit import distributed
+
 OPS = ("color", "translation", "cutout")
 
 
@@ -102,7 +104,7 @@ class AdaptiveP:
         self._sum = s if self._sum is None else self._sum + s
         self._n += 1
         if self._n >= self.interval:
-            rt = float(self._sum) / self._n
+            rt = float(distributed.mean_over_ranks(self._sum)) / self._n  # all DDP ranks keep the same p
             self.p = min(1.0, max(0.0, self.p + (self.speed if rt > self.target else -self.speed)))
             self._sum, self._n = None, 0
 

@@ -1,0 +1,183 @@
+"""Several processes, one training: torchrun + DistributedDataParallel (DDP).
+
+`torchrun --nproc_per_node N -m gankit train ...` starts N copies of the same command and sets
+RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in each one's environment (for several
+machines, torchrun's --nnodes and --rdzv-* options do the rendezvous; nothing here is home-made).
+`process_group` joins the copies into one process group: NCCL on GPUs (each process on
+cuda:LOCAL_RANK), gloo on CPU. Without those variables (or with WORLD_SIZE=1) every function here
+is the identity or a no-op, so single-process code paths stay exactly as they were.
+
+Equivalence by construction: `train.batch_size` is the GLOBAL batch. Every rank draws the random
+numbers of the whole global batch with the same seeded generators (batch indices, flip mask, noise)
+and keeps its own slice (`shard`); DDP averages the gradients of the ranks' slices. So N ranks x B/N
+images compute what one process x B computes (exactly so for a model without BatchNorm, whose
+per-sample outputs do not depend on the rest of the batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import inspect
+import os
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from gankit.errors import ConfigError
+
+# Rank 0 alone writes samples and computes FID while the others wait in their next collective.
+_TIMEOUT = datetime.timedelta(hours=1)
+
+
+def launched() -> bool:
+    """True when this process is one of several started by torchrun (WORLD_SIZE > 1 in the environment)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank: from the process group, else from torchrun's RANK (before init / after teardown), else 0."""
+    if is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
+def world_size() -> int:
+    return torch.distributed.get_world_size() if is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on the process that writes logs, samples and checkpoints (rank 0, or the only process)."""
+    return rank() == 0
+
+
+def local_device(device: torch.device) -> torch.device:
+    """The device of this process: cuda:LOCAL_RANK under torchrun with CUDA, else `device` unchanged."""
+    if is_initialized() and device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[None]:
+    """Join torchrun's process group for the duration of the block (when launched by torchrun and not
+    already joined); tear down only the group this call created."""
+    if not launched() or is_initialized():
+        yield
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend=backend, timeout=_TIMEOUT)
+    try:
+        yield
+        barrier()  # every rank is done before any tears down (a rank that fails is stopped by torchrun)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_initialized():
+        if torch.distributed.get_backend() == "nccl":
+            torch.distributed.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. decoding the dataset into the cache), then the others (cache hits)."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def local_batch(global_batch: int, n_ranks: int | None = None) -> int:
+    """Images per process in each step: the global `train.batch_size` split evenly over the ranks."""
+    n = world_size() if n_ranks is None else n_ranks
+    if global_batch % n:
+        lower, upper = global_batch // n * n, (global_batch // n + 1) * n
+        raise ConfigError(f"train.batch_size {global_batch} (the global batch) is not divisible by the {n} "
+                          f"processes (WORLD_SIZE): use --batch-size {lower or upper} or {upper}")
+    return global_batch // n
+
+
+def shard(t: torch.Tensor) -> torch.Tensor:
+    """This rank's slice along dim 0 of a tensor that holds the whole global batch (identity for one process)."""
+    n = world_size()
+    if n == 1:
+        return t
+    b = local_batch(t.shape[0], n)
+    r = rank()
+    return t[r * b:(r + 1) * b]
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The average of `t` over all ranks (for logged metrics); `t` itself for one process."""
+    if not is_initialized():
+        return t
+    t = t.clone()
+    torch.distributed.all_reduce(t)  # SUM: gloo has no AVG
+    return t / world_size()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is True on at least one (e.g. a stop request), so all ranks agree."""
+    if not is_initialized():
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+class DDP(nn.parallel.DistributedDataParallel):
+    """DistributedDataParallel whose state dict is the wrapped module's (no "module." prefix), so
+    checkpoints are the same with and without DDP, and whose unknown attributes are the module's."""
+
+    def state_dict(self, *args, **kwargs):
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "module":
+                raise
+            return getattr(self.module, name)
+
+
+def wrap(module: nn.Module, device: torch.device, sync_batchnorm: bool = False) -> nn.Module:
+    """`module` wrapped in DDP when running under torchrun (BatchNorm made SyncBatchNorm on request),
+    else `module` itself.
+
+    Buffers (BatchNorm running statistics, spectral-norm vectors) are not broadcast at each forward:
+    that keeps forwards collective-free, so rank 0 may run the generator alone for samples and FID.
+    Each rank keeps its own running statistics (rank 0's are saved; with SyncBatchNorm they agree).
+    """
+    if not is_initialized():
+        return module
+    if sync_batchnorm:
+        if device.type != "cuda":
+            raise ConfigError("train.sync_batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on CPU): "
+                              "drop --set train.sync_batchnorm=true for CPU processes")
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    # torch >= 2.14 renames broadcast_buffers to forward_sync_buffers (which still syncs once at init: harmless)
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    return DDP(module, device_ids=[device.index] if device.type == "cuda" else None,
+               gradient_as_bucket_view=True, **no_sync)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside a DDP wrapper (or the module itself)."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module

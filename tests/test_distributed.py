@@ -1,0 +1,152 @@
+"""torchrun + DDP on CPU (gloo): two real processes launched the way users launch them.
+
+One module-scoped pair of launches (6 iterations, then a resume to 10) feeds the tests, so the
+whole file costs two torchrun starts. The models have no BatchNorm, so 2 processes x 4 images must
+compute what 1 process x 8 images computes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import gankit
+from conftest import make_image_folder, tiny_layers
+from gankit import distributed
+from gankit.checkpoint import load_checkpoint
+from gankit.errors import ConfigError
+from gankit.train import run_training
+
+NO_BATCHNORM = {"g_norm": "none", "d_norm": "none"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _layers(images: Path, cache: Path, **train) -> list[dict]:
+    layers = tiny_layers(images, epochs=5, **train)
+    layers[0]["model"].update(NO_BATCHNORM)
+    layers[0]["data"]["cache_dir"] = str(cache)
+    layers[0]["log"].update(plots=False, tensorboard=False)
+    return layers
+
+
+def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun --nnodes 1 --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:PORT -m gankit train ...`"""
+    src = str(Path(gankit.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+           "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+           "-m", "gankit", "train", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """A 2-process run stopped after 6 iterations (mid-epoch 2), then resumed by a second launch to 10."""
+    root = tmp_path_factory.mktemp("ddp")
+    images, cache, work = root / "images", root / "cache", root / "work"
+    make_image_folder(images)  # 32 images: 4 global batches of 8 per epoch
+    work.mkdir()
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(_layers(images, cache)[0]))
+    first = torchrun(["--config", str(config), "--max-steps", "6", "--run-dir", "run"], work)
+    after_first = {
+        "files": sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file()),
+        "metrics": (work / "run" / "metrics.jsonl").read_text(),
+        "ckpt": load_checkpoint(work / "run" / "checkpoints" / "last.pt"),
+        "stdout": first.stdout,
+    }
+    torchrun(["--config", str(config), "--max-steps", "10", "--run-dir", "run"], work)
+    return {"root": root, "images": images, "cache": cache, "work": work, "first": after_first}
+
+
+def _steps(metrics_text: str) -> list[int]:
+    return [r["step"] for r in map(json.loads, metrics_text.splitlines()) if r["kind"] == "step"]
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_run_folder_once(ddp_runs):
+    first = ddp_runs["first"]
+    files = first["files"]
+    assert {"run/config.yaml", "run/metrics.jsonl", "run/checkpoints/last.pt", "run/checkpoints/epoch_0001.pt",
+            "run/generator.safetensors", "run/samples/epoch_0001.png"} <= set(files)
+    assert all(f.startswith("run/") for f in files), files  # one run folder, nothing else written
+    # only rank 0 logs: every logged step appears once, and the global batch counts the images
+    assert _steps(first["metrics"]) == [2, 4, 6]
+    rows = [json.loads(x) for x in first["metrics"].splitlines()]
+    assert all(r["d_updates"] == r["step"] for r in rows if r["kind"] == "step")
+    assert first["ckpt"]["iteration"] == 6 and first["ckpt"]["cursor"] == 6
+    assert not any(k.startswith("module.") for k in first["ckpt"]["G"])  # checkpoints as without DDP
+    assert first["stdout"].count("done:") == 1
+
+
+@pytest.mark.slow
+def test_resumed_two_process_run_equals_one_process_with_the_global_batch(ddp_runs):
+    work = ddp_runs["work"]
+    assert _steps((work / "run" / "metrics.jsonl").read_text()) == [2, 4, 6, 8, 10]
+    ddp = load_checkpoint(work / "run" / "checkpoints" / "last.pt")
+    single_run = run_training(_layers(ddp_runs["images"], ddp_runs["cache"], max_steps=10),
+                              ddp_runs["root"] / "single")
+    single = load_checkpoint(single_run / "checkpoints" / "last.pt")
+    assert ddp["iteration"] == single["iteration"] == 10
+    assert not [k for k in single["G"] if "running_mean" in k], "model.g_norm=none must build G without BatchNorm"
+    for net in ("G", "D"):
+        assert ddp[net].keys() == single[net].keys()
+        for k in single[net]:
+            torch.testing.assert_close(ddp[net][k], single[net][k], rtol=0, atol=1e-5, msg=f"{net} {k}")
+    # and the 4 resumed steps moved the weights far more than the tolerance (Adam: ~lr 1.5e-4 per step)
+    first = ddp_runs["first"]["ckpt"]
+    assert max((first["G"][k] - ddp["G"][k]).abs().max().item() for k in first["G"]) > 2e-4
+
+
+def test_global_batch_must_split_evenly():
+    assert distributed.local_batch(64, 4) == 16
+    with pytest.raises(ConfigError, match=r"batch_size 10 .* not divisible by the 4 processes.*--batch-size 8 or 12"):
+        distributed.local_batch(10, 4)
+
+
+@pytest.fixture
+def one_process_group():
+    """A real (single-process) gloo group, so wrap() takes its DDP path in-process."""
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_wrapper_is_transparent(one_process_group):
+    from gankit.models.dcgan import Generator
+
+    g = Generator(16, nz=8, ngf=8)
+    wrapped = distributed.wrap(g, torch.device("cpu"))
+    assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+    assert distributed.unwrap(wrapped) is g
+    assert wrapped.state_dict().keys() == g.state_dict().keys()  # no "module." prefix
+    assert wrapped.nz == 8  # the module's attributes read through
+    wrapped.load_state_dict(g.state_dict())
+    with pytest.raises(ConfigError, match="sync_batchnorm needs CUDA"):
+        distributed.wrap(Generator(16, nz=8, ngf=8), torch.device("cpu"), sync_batchnorm=True)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_gpus_with_sync_batchnorm(tmp_path):
+    make_image_folder(tmp_path / "images")
+    layers = tiny_layers(tmp_path / "images", max_steps=4, device="cuda", precision="bf16", sync_batchnorm=True)
+    layers[0]["data"]["cache_dir"] = str(tmp_path / "cache")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    torchrun(["--config", str(tmp_path / "c.yaml"), "--run-dir", "run"], tmp_path)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 4

@@ -87,7 +87,7 @@ def test_builtin_dataset_defaults_sit_below_user_settings(tmp_path):
              "log": {"progress": False, "plots": False, "tensorboard": False}}
     run = run_training([small], tmp_path / "a")
     cfg = load_checkpoint(run / "checkpoints/last.pt")["config"]
-    assert (cfg["model"]["ngf"], cfg["model"]["ndf"], cfg["train"]["epochs"], cfg["data"]["resolution"]) == (32, 32, 10, 32)
+    assert (cfg["model"]["ngf"], cfg["model"]["ndf"], cfg["train"]["epochs"], cfg["data"]["resolution"]) == (32, 32, 30, 32)
     run = run_training([small, {"model": {"ngf": 16}, "train": {"epochs": 3}}], tmp_path / "b")
     cfg = load_checkpoint(run / "checkpoints/last.pt")["config"]
     assert (cfg["model"]["ngf"], cfg["model"]["ndf"], cfg["train"]["epochs"]) == (16, 32, 3)

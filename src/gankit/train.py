@@ -34,8 +34,8 @@ from gankit.strategies import Phase, build_strategy
 from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema
 
 # Defaults of a run on the built-in MNIST digits (`gankit train` with no arguments): half-width DCGAN
-# and 10 epochs, so the first run finishes in about 5 minutes on a 2-core CPU with readable digits.
-BUILTIN_DEFAULTS = {"model": {"ngf": 32, "ndf": 32}, "train": {"epochs": 10}}
+# and 30 epochs, so the first run finishes in about 5 minutes on a 2-core CPU with readable digits.
+BUILTIN_DEFAULTS = {"model": {"ngf": 32, "ndf": 32}, "train": {"epochs": 30}}
 
 # NaN/Inf rollbacks allowed in one run before it stops for good.
 MAX_ROLLBACKS = 5

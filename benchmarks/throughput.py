@@ -142,8 +142,9 @@ def make_trainer(family: str, resolution: int, batch: int, precision: str, devic
     return Trainer(cfg, data, run_dir)
 
 
-def gankit(trainer, family: str, batch: int) -> Contender:
-    """Real images through D per second: batches consumed per iteration x batch."""
+def gankit(trainer, family: str) -> Contender:
+    """Real images through D per second: batches consumed per iteration x the (global) batch size."""
+    batch = trainer.cfg.train.batch_size
     state = {"cursor": trainer.cursor, "iters": 0}
 
     def step():
@@ -236,7 +237,7 @@ def main() -> None:
             for suffix, layer in variants.items():
                 trainer = make_trainer(fam, res, args.batch, args.precision, str(device),
                                        Path(tmp.name) / f"{fam}{res}{suffix.replace('/', '_')}", layer)
-                contenders.append(gankit(trainer, fam + suffix, args.batch))
+                contenders.append(gankit(trainer, fam + suffix))
         for c in contenders:
             c.warm_up(args.warmup)
         for _ in range(args.rounds):

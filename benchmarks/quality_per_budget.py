@@ -1,6 +1,6 @@
 """Quality per hour: gankit's best preset against the reference DCGAN, same data, same wall-clock budget.
 
-    python benchmarks/quality_per_budget.py --minutes 30                       # pokemon at 64 px, 30 min each
+    python benchmarks/quality_per_budget.py --minutes 30 --threads 1           # pokemon at 64 px, 30 min each
     python benchmarks/quality_per_budget.py --minutes 1 --n-fake 200           # a quick smoke run
     python benchmarks/quality_per_budget.py --config configs/other.yaml --json q.json
 
@@ -14,7 +14,8 @@ neighbours. Only training steps count towards the budget (no logs, samples or ch
 Then both are measured with one protocol: `--n-fake` images from the generator in eval mode
 (gankit: its EMA generator when the preset has one), Inception features (gankit.metrics), FID and
 KID against the features of every real image. It prints both, and gankit's FID as a fraction of
-the reference's (the goal on pokemon: at most 0.5).
+the reference's (the goal on pokemon: at most 0.5). On a shared 2-core machine pass --threads 1:
+two OpenMP threads stall behind the neighbours' load and make both contestants several times slower.
 """
 
 from __future__ import annotations

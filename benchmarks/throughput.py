@@ -221,7 +221,6 @@ def main() -> None:
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
                      "torch": torch.__version__, "batch": args.batch, "precision": str(amp or "fp32"),
                      "overrides": args.sets, "iters": args.iters, "rounds": args.rounds, "rows": []}
-    rows_by_res = []
     for res in map(int, args.resolutions.split(",")):
         # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
         peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
@@ -245,32 +244,38 @@ def main() -> None:
                 p.time_round()
             for c in contenders:
                 c.time_round(args.iters)
-        rows_by_res.append((res, contenders, refs, peaks))
-    for res, contenders, refs, peaks in rows_by_res:
-        peak32, peak16 = peaks[None].flop_s, peaks[torch.bfloat16].flop_s
-        results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peak32, "bf16_flop_s": peak16})
-        print(f"\n{res}px, batch {args.batch}; peak matmul in the same rounds: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
-              f"bf16 {peak16 / 1e9:.0f} GFLOP/s{'' if cpu_has_bf16() or device.type == 'cuda' else ' (emulated)'}")
-        best_ref = max(refs, key=lambda c: c.img_s) if refs else None
-        for c in contenders:
-            peak = peaks[c.amp].flop_s
-            row = {"resolution": res, "name": c.name, "img_s": c.img_s, "flops_per_iter": c.flops,
-                   "flop_s": c.flops / c.best, "fraction_of_peak": c.flops / c.best / peak,
-                   "precision": str(c.amp or "fp32").replace("torch.", "")}
-            line = f"  {c.name:24s} {c.img_s:8.1f} img/s"
-            if refs and c not in refs:
-                row.update(ratio_fp32=c.img_s / refs[0].img_s, ratio_best=c.img_s / best_ref.img_s,
-                           reference_best=best_ref.name)
-                line += f"  x{row['ratio_fp32']:.2f} vs reference fp32, x{row['ratio_best']:.2f} vs its best"
-            else:
-                line += " " * 44
-            results["rows"].append(row)
-            print(line + f"  {c.flops / 1e9:6.1f} GFLOP/iter {row['flop_s'] / 1e9:6.1f} GFLOP/s"
-                         f" = {100 * row['fraction_of_peak']:3.0f}% of {row['precision']} peak")
+        report(res, contenders, refs, peaks, args.batch, results)
     tmp.cleanup()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
+
+
+def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, results: dict) -> None:
+    """Print one resolution's rows (as soon as it is measured) and add them to `results`."""
+    from gankit.device import cpu_has_bf16
+
+    peak32, peak16 = peaks[None].flop_s, peaks[torch.bfloat16].flop_s
+    emulated = "" if cpu_has_bf16() or contenders[-1].device.type == "cuda" else " (emulated)"
+    results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peak32, "bf16_flop_s": peak16})
+    print(f"\n{res}px, batch {batch}; peak matmul in the same rounds: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peak16 / 1e9:.0f} GFLOP/s{emulated}", flush=True)
+    best_ref = max(refs, key=lambda c: c.img_s) if refs else None
+    for c in contenders:
+        peak = peaks[c.amp].flop_s
+        row = {"resolution": res, "name": c.name, "img_s": c.img_s, "flops_per_iter": c.flops,
+               "flop_s": c.flops / c.best, "fraction_of_peak": c.flops / c.best / peak,
+               "precision": str(c.amp or "fp32").replace("torch.", "")}
+        line = f"  {c.name:24s} {c.img_s:8.1f} img/s"
+        if refs and c not in refs:
+            row.update(ratio_fp32=c.img_s / refs[0].img_s, ratio_best=c.img_s / best_ref.img_s,
+                       reference_best=best_ref.name)
+            line += f"  x{row['ratio_fp32']:.2f} vs reference fp32, x{row['ratio_best']:.2f} vs its best"
+        else:
+            line += " " * 44
+        results["rows"].append(row)
+        print(line + f"  {c.flops / 1e9:6.1f} GFLOP/iter {row['flop_s'] / 1e9:6.1f} GFLOP/s"
+                     f" = {100 * row['fraction_of_peak']:3.0f}% of {row['precision']} peak", flush=True)
 
 
 if __name__ == "__main__":

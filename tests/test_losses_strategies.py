@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from gankit.config import build_config
 from gankit.losses import BCELoss, HingeLoss, WassersteinLoss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.strategies import Boost, Critic, Monitored, Phase, build_strategy
-from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema
+from gankit.tricks import NoisyLabels, add_instance_noise, ema_decay, instance_noise_std, make_ema
 
 
 def _bce(x, t):
@@ -102,7 +102,10 @@ def test_ema_tracks_the_model():
     with torch.no_grad():
         m.weight.fill_(3.0)
     ema.update_parameters(m)
-    assert torch.allclose(ema.module.weight, torch.full_like(m.weight, 2.0))
+    d = ema_decay(0.5, 1)  # ramp-up: min(0.5, 2 / 11)
+    assert d == pytest.approx(2 / 11)
+    assert torch.allclose(ema.module.weight, torch.full_like(m.weight, 1.0 * d + 3.0 * (1 - d)))
+    assert ema_decay(0.999, 10**6) == 0.999  # the configured decay once the run is old
     assert make_ema(m, 0.0) is None
 
 

@@ -57,6 +57,15 @@ class _WriteErrors:
         return getattr(self.f, name)
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _umask_mode()
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", rotate_to: Path | None = None,
                   what: str = "", then: str = "") -> None:
     """Write `path` through a temporary file; with `rotate_to`, the old `path` is renamed there first.
@@ -66,6 +75,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; run folders are shared like any other output
         with os.fdopen(fd, mode) as f:
             recorder = _WriteErrors(f)
             try:

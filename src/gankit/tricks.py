@@ -42,12 +42,23 @@ class NoisyLabels:
         self.rng.set_state(state["rng"])
 
 
+def ema_decay(decay: float, num_averaged: int) -> float:
+    """The decay actually applied at the n-th update: ramped up as min(decay, (1 + n) / (10 + n)), so an EMA
+    of a young run follows the model instead of staying at its random initialisation (0.999 would need
+    thousands of steps to forget it)."""
+    return min(decay, (1 + num_averaged) / (10 + num_averaged))
+
+
 def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
     """An EMA copy of `model` (weights and BatchNorm buffers), or None when decay is 0."""
     if decay <= 0:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    def avg_fn(averaged: torch.Tensor, current: torch.Tensor, num_averaged) -> torch.Tensor:
+        d = ema_decay(decay, int(num_averaged))
+        return averaged * d + current * (1 - d)
+
+    ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
     ema.requires_grad_(False)
     return ema

@@ -323,9 +323,12 @@ class Trainer:
             if self.ada is not None:
                 self.augment.p = self.ada.p
             x = self.augment(x)
-        std = instance_noise_std(self.cfg.train.instance_noise, self.cursor / self.batches.steps_per_epoch,
-                                 self.cfg.train.instance_noise_epochs)
-        return add_instance_noise(x, std)
+        return add_instance_noise(x, self._instance_noise())
+
+    def _instance_noise(self) -> float:
+        """Std of the instance noise now: annealed over the epochs done so far (fractional)."""
+        t = self.cfg.train
+        return instance_noise_std(t.instance_noise, self.cursor / self.batches.steps_per_epoch, t.instance_noise_epochs)
 
     def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
@@ -398,7 +401,7 @@ class Trainer:
         self._step(self.opt_g, loss)
         self.D.requires_grad_(True)
         if self.G_ema is not None:
-            self.G_ema.update_parameters(self.G)
+            self.G_ema.update_parameters(self.G_raw)
         self.g_updates += 1
         self._add("g_loss", loss)
         if self.strategy.reads_losses:
@@ -536,9 +539,7 @@ class Trainer:
         if self.ada is not None:
             values["augment_p"] = self.ada.p
         if self.cfg.train.instance_noise > 0:
-            values["instance_noise"] = instance_noise_std(
-                self.cfg.train.instance_noise, self.cursor / self.batches.steps_per_epoch,
-                self.cfg.train.instance_noise_epochs)
+            values["instance_noise"] = self._instance_noise()
         if ips is not None:
             values["img_per_s"] = ips
         self.log.write("step", self.iteration, epoch or self.epoch + 1, self.elapsed, values)

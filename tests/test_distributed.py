@@ -2,7 +2,8 @@
 
 One module-scoped pair of launches (6 iterations, then a resume to 10) feeds the tests, so the
 whole file costs two torchrun starts. The models have no BatchNorm, so 2 processes x 4 images must
-compute what 1 process x 8 images computes.
+compute what 1 process x 8 images computes, with DiffAugment (p 0.5) and instance noise on: their
+per-sample draws are made for the global batch and sharded like the noise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from gankit.errors import ConfigError
 from gankit.train import run_training
 
 NO_BATCHNORM = {"g_norm": "none", "d_norm": "none"}
+# per-sample random draws in D's view of every batch (augmentation parameters and masks, noise)
+TRICKS = {"augment": "color,translation,cutout", "augment_p": 0.5, "instance_noise": 0.1}
 
 
 def _free_port() -> int:
@@ -35,7 +38,7 @@ def _free_port() -> int:
 
 
 def _layers(images: Path, cache: Path, **train) -> list[dict]:
-    layers = tiny_layers(images, epochs=5, **train)
+    layers = tiny_layers(images, epochs=5, **TRICKS, **train)
     layers[0]["model"].update(NO_BATCHNORM)
     layers[0]["data"]["cache_dir"] = str(cache)
     layers[0]["log"].update(plots=False, tensorboard=False)
@@ -112,6 +115,40 @@ def test_resumed_two_process_run_equals_one_process_with_the_global_batch(ddp_ru
     # and the 4 resumed steps moved the weights far more than the tolerance (Adam: ~lr 1.5e-4 per step)
     first = ddp_runs["first"]["ckpt"]
     assert max((first["G"][k] - ddp["G"][k]).abs().max().item() for k in first["G"]) > 2e-4
+
+
+def _as_rank(monkeypatch, r: int, n: int = 2) -> None:
+    monkeypatch.setattr(distributed, "world_size", lambda: n)
+    monkeypatch.setattr(distributed, "rank", lambda: r)
+
+
+def test_per_sample_draws_follow_the_global_batch(monkeypatch):
+    """What rank r draws for its half of the batch is the global batch's draw for those samples: DiffAugment
+    (each op, and the p < 1 masks), instance noise and the gradient penalty's mixing weights."""
+    from gankit.data.augment import DiffAugment
+    from gankit.losses import gradient_penalty
+    from gankit.tricks import add_instance_noise
+
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    y = torch.rand(8, 3, 16, 16) * 2 - 1
+    augment = DiffAugment("color,translation,cutout", p=0.5)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 1))
+
+    def draws(a, b):
+        return [augment(a), add_instance_noise(a, 0.3), gradient_penalty(lambda v: critic(v).view(-1), a, b)]
+
+    torch.manual_seed(5)
+    whole = draws(x, y)
+    halves = []
+    for r in (0, 1):
+        _as_rank(monkeypatch, r)
+        torch.manual_seed(5)
+        halves.append(draws(x[r * 4:(r + 1) * 4], y[r * 4:(r + 1) * 4]))
+    for i in (0, 1):
+        torch.testing.assert_close(torch.cat([h[i] for h in halves]), whole[i], rtol=0, atol=1e-6)
+    assert (whole[0] - x).abs().mean() > 0.1 and (whole[1] - x).abs().mean() > 0.1  # the draws did change the images
+    # the penalty is a mean over samples: the ranks' average (what DDP's gradient average sees) is the whole's
+    torch.testing.assert_close((halves[0][2] + halves[1][2]) / 2, whole[2], rtol=1e-5, atol=1e-6)
 
 
 def test_global_batch_must_split_evenly():

@@ -8,8 +8,9 @@ cuda:LOCAL_RANK), gloo on CPU. Without those variables (or with WORLD_SIZE=1) ev
 is the identity or a no-op, so single-process code paths stay exactly as they were.
 
 Equivalence by construction: `train.batch_size` is the GLOBAL batch. Every rank draws the random
-numbers of the whole global batch with the same seeded generators (batch indices, flip mask, noise)
-and keeps its own slice (`shard`); DDP averages the gradients of the ranks' slices. So N ranks x B/N
+numbers of the whole global batch with the same seeded generators (batch indices, flip mask, noise,
+and every per-sample draw of the tricks: DiffAugment's parameters, instance noise, the gradient
+penalty's mixing weights; see `per_sample`) and keeps its own slice (`shard`); DDP averages the gradients of the ranks' slices. So N ranks x B/N
 images compute what one process x B computes (exactly so for a model without BatchNorm, whose
 per-sample outputs do not depend on the rest of the batch).
 """
@@ -117,6 +118,14 @@ def shard(t: torch.Tensor) -> torch.Tensor:
     b = local_batch(t.shape[0], n)
     r = rank()
     return t[r * b:(r + 1) * b]
+
+
+def per_sample(draw, n: int) -> torch.Tensor:
+    """Random values for this rank's `n` samples: `draw(N)` makes them for all N = n x world_size samples of
+    the global batch (the same on every rank, whose generators are seeded alike) and this rank keeps its
+    slice. Sample i of the global batch so gets the same draw whatever the number of processes; for one
+    process this is `draw(n)` itself."""
+    return shard(draw(n * world_size()))
 
 
 def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:

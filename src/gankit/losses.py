@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gankit import distributed
+
 
 class BCELoss:
     name = "bce"
@@ -76,7 +78,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
 
     `critic(x)` returns the scores [N]. The graph is kept (create_graph) so the penalty trains the critic.
     """
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    eps = distributed.per_sample(lambda n: torch.rand(n, 1, 1, 1, device=real.device, dtype=real.dtype), real.shape[0])
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from gankit import distributed
+
 
 def instance_noise_std(start: float, epochs_done: float, anneal_epochs: int) -> float:
     """Std of the instance noise after `epochs_done` (fractional) epochs: linear decay to 0."""
@@ -22,7 +24,11 @@ def instance_noise_std(start: float, epochs_done: float, anneal_epochs: int) -> 
 
 
 def add_instance_noise(x: torch.Tensor, std: float) -> torch.Tensor:
-    return x + std * torch.randn_like(x) if std > 0 else x
+    """x + N(0, std^2) per pixel, drawn for the global batch under DDP (distributed.per_sample)."""
+    if std <= 0:
+        return x
+    noise = distributed.per_sample(lambda n: torch.randn(n, *x.shape[1:], device=x.device, dtype=x.dtype), x.shape[0])
+    return x + std * noise
 
 
 class NoisyLabels:

@@ -23,8 +23,13 @@ from gankit import distributed
 OPS = ("color", "translation", "cutout")
 
 
-def _per_sample(x: torch.Tensor, shape=(1, 1, 1)) -> torch.Tensor:
-    return torch.rand(x.shape[0], *shape, device=x.device, dtype=x.dtype)
+def _per_sample(x: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) per image of the batch, drawn for the global batch under DDP (distributed.per_sample)."""
+    return distributed.per_sample(lambda n: torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype), x.shape[0])
+
+
+def _randint(low: int, high: int, n: int, device) -> torch.Tensor:
+    return distributed.per_sample(lambda m: torch.randint(low, high, (m, 1, 1), device=device), n)
 
 
 def color(x: torch.Tensor) -> torch.Tensor:
@@ -38,8 +43,8 @@ def color(x: torch.Tensor) -> torch.Tensor:
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     n, _, h, w = x.shape
     sh, sw = max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))
-    dy = torch.randint(-sh, sh + 1, (n, 1, 1), device=x.device)
-    dx = torch.randint(-sw, sw + 1, (n, 1, 1), device=x.device)
+    dy = _randint(-sh, sh + 1, n, x.device)
+    dx = _randint(-sw, sw + 1, n, x.device)
     ys = torch.arange(h, device=x.device).view(1, h, 1) - dy  # source row for every output row
     xs = torch.arange(w, device=x.device).view(1, 1, w) - dx
     valid = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).unsqueeze(1)
@@ -52,8 +57,8 @@ def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
 def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     n, _, h, w = x.shape
     ch, cw = max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))
-    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=x.device)
-    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=x.device)
+    cy = _randint(0, h + (1 - ch % 2), n, x.device)
+    cx = _randint(0, w + (1 - cw % 2), n, x.device)
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     top, left = cy - ch // 2, cx - cw // 2
@@ -83,7 +88,7 @@ class DiffAugment:
             if self.p >= 1:
                 x = y
             else:
-                keep = (torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p).to(x.dtype)
+                keep = (_per_sample(x) < self.p).to(x.dtype)
                 x = keep * y + (1 - keep) * x
         return x
 

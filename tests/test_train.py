@@ -94,3 +94,28 @@ def test_builtin_dataset_defaults_sit_below_user_settings(tmp_path):
     # resuming keeps the saved config: the built-in defaults are not applied over it
     run_training([{**small, "train": {**small["train"], "max_steps": 2}}], run)
     assert load_checkpoint(run / "checkpoints/last.pt")["config"]["model"]["ngf"] == 16
+
+
+def test_fused_d_forward_computes_what_two_forwards_compute(image_folder, tmp_path):
+    """train.fuse_d: real and fake in one D forward gives the weights two forwards give, when D scores each
+    image alone (no BatchNorm, no minibatch discrimination); auto picks it exactly then."""
+    def layers(max_steps=6, **train):
+        out = tiny_layers(image_folder, max_steps=max_steps, epochs=5, augment="color,translation,cutout",
+                          augment_p=0.5, **train)
+        out[0]["model"]["d_norm"] = "none"
+        return out
+
+    two = run_training(layers(fuse_d=False), tmp_path / "two")
+    one = run_training(layers(), tmp_path / "one")  # auto
+    assert "fuse_d: true" in (one / "config.yaml").read_text()
+    a, b = load_checkpoint(two / "checkpoints/last.pt"), load_checkpoint(one / "checkpoints/last.pt")
+    for net in ("G", "D"):
+        for k in a[net]:
+            torch.testing.assert_close(b[net][k], a[net][k], rtol=0, atol=1e-5, msg=f"{net} {k}")
+    init = load_checkpoint(run_training(layers(max_steps=1), tmp_path / "short") / "checkpoints/last.pt")
+    assert max((init["D"][k] - b["D"][k]).abs().max().item() for k in b["D"]) > 2e-4  # 5 more Adam steps (lr 1.5e-4) moved D
+
+    batchnorm = run_training(tiny_layers(image_folder, max_steps=1), tmp_path / "bn")
+    assert "fuse_d: false" in (batchnorm / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="train.fuse_d needs a D whose output"):
+        run_training(tiny_layers(image_folder, fuse_d=True), tmp_path / "bad")

@@ -92,6 +92,8 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA only)
     channels_last: bool | None = None  # NHWC memory format; None -> on (CUDA; CPU: +3-17% img/s measured, README Performance)
     compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (adds CUDA graphs on GPUs) | max-autotune
+    fuse_d: bool | None = None  # one D forward on real+fake concatenated in the D phase; None -> on when D has no batch statistics (README Performance)
     sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 
 
@@ -135,6 +137,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adam", "rmsprop"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.nan_policy": ("rollback", "stop"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
 }
 # Architectures that generate a chosen class, so they need labelled data with two classes or more.
 CONDITIONAL_ARCHS = ("acgan",)
@@ -156,7 +159,7 @@ SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "train.deterministic",
-                     "log.", "eval.")
+                     "train.fuse_d", "train.compile", "train.compile_mode", "log.", "eval.")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -225,6 +228,12 @@ def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
             setattr(obj, k, _coerce(key, v, hints[k]))
 
 
+def d_is_per_sample(cfg: Config) -> bool:
+    """True when D scores each image alone (no BatchNorm, no minibatch discrimination): then real and fake can
+    share one forward without changing what D computes."""
+    return cfg.model.d_norm != "batch" and cfg.model.mbd_features == 0
+
+
 def validate(cfg: Config) -> Config:
     flat = flatten(to_dict(cfg))
     for key, allowed in CHOICES.items():
@@ -250,6 +259,10 @@ def validate(cfg: Config) -> Config:
     if cfg.train.loss == "wgan_gp" and cfg.model.d_norm == "batch":
         raise ConfigError("train.loss wgan_gp needs a critic without BatchNorm (seed 002): "
                           "--set model.d_norm=layer (or instance, none)")
+    if cfg.train.fuse_d and not d_is_per_sample(cfg):
+        raise ConfigError("train.fuse_d needs a D whose output for an image does not depend on the rest of the batch: "
+                          "BatchNorm and minibatch discrimination would mix real and fake statistics "
+                          "(--set model.d_norm=layer|instance|none and model.mbd_features=0, or train.fuse_d=false)")
     if cfg.train.augment:
         from gankit.data.augment import OPS
 

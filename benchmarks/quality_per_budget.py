@@ -1,27 +1,34 @@
 """Quality per hour: gankit's best preset against the reference DCGAN, same data, same wall-clock budget.
 
-    python benchmarks/quality_per_budget.py --minutes 30 --threads 1           # pokemon at 64 px, 30 min each
-    python benchmarks/quality_per_budget.py --minutes 1 --n-fake 200           # a quick smoke run
-    python benchmarks/quality_per_budget.py --config configs/other.yaml --json q.json
+    python benchmarks/quality_per_budget.py --minutes 30 --parallel --fid-at 10,20 --json q.json   # pokemon, 64 px
+    python benchmarks/quality_per_budget.py --minutes 1 --n-fake 200                               # a quick smoke run
+    python benchmarks/quality_per_budget.py --only gankit --set model.ngf=32 --minutes 5 --fakes-out g.pt  # one side
 
 Both contestants train on the same images (decoded once by gankit.data) for `--minutes` of training
 time each: gankit runs `Trainer.train_iteration` of the preset (configs/fast_small_data.yaml), the
 reference runs `benchmarks/reference_dcgan.py`'s textbook step in its best setting (bf16 autocast
-where the CPU computes bf16 natively, else fp32) on random batches of 64. On a shared machine the
-two alternate in slices of `--slice` seconds until each has spent its budget, so both see the same
-neighbours. Only training steps count towards the budget (no logs, samples or checkpoints).
+where the CPU computes bf16 natively, else fp32) on random batches of 64. Only training steps count
+towards the budget (no logs, samples or checkpoints).
 
-Then both are measured with one protocol: `--n-fake` images from the generator in eval mode
-(gankit: its EMA generator when the preset has one), Inception features (gankit.metrics), FID and
-KID against the features of every real image. It prints both, and gankit's FID as a fraction of
-the reference's (the goal on pokemon: at most 0.5). On a shared 2-core machine pass --threads 1:
-two OpenMP threads stall behind the neighbours' load and make both contestants several times slower.
+Two ways to share the machine fairly:
+- default: one process alternates the two in slices of `--slice` seconds until each has spent its
+  budget, so both see the same neighbours (the wall time is twice the budget);
+- `--parallel`: two processes train at once, each on one thread pinned to its own core (the wall
+  time is the budget; on a 2-core machine each contestant gets exactly half of it).
+
+At each `--fid-at` minute mark and at the end, `--n-fake` images are drawn from the generator in
+eval mode (gankit: its EMA generator when the preset has one). Then one protocol measures them all:
+Inception features (gankit.metrics), FID and KID against the features of every real image. It
+prints both contestants at every mark and gankit's FID as a fraction of the reference's (the goal
+on pokemon: at most 0.5), and with `--grids DIR` writes each contestant's last 64 images as a grid.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,14 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("gankit", "reference")
 
 
 class Contestant:
     """A training step, the training seconds spent on it so far, and a way to draw images in [-1, 1]."""
 
-    def __init__(self, name: str, step, generate, images_seen):
-        self.name, self.step, self.generate, self.images_seen = name, step, generate, images_seen
+    def __init__(self, name: str, label: str, step, generate, images_seen):
+        self.name, self.label, self.step, self.generate, self.images_seen = name, label, step, generate, images_seen
         self.seconds, self.steps = 0.0, 0
+        self.marks: list[dict] = []  # one entry per minute mark: steps, seconds, uint8 fakes
 
     def train_for(self, seconds: float) -> None:
         t0 = time.perf_counter()
@@ -48,6 +57,14 @@ class Contestant:
             self.step()
             self.steps += 1
         self.seconds += time.perf_counter() - t0
+
+    def snapshot(self, minute: float, n_fake: int, seed: int) -> None:
+        from gankit.evaluate import to_uint8
+
+        torch.manual_seed(seed)
+        fakes = torch.cat([to_uint8(self.generate(min(50, n_fake - i))).cpu() for i in range(0, n_fake, 50)])
+        self.marks.append({"minute": minute, "steps": self.steps, "seconds": self.seconds,
+                           "real_images_seen": self.images_seen(), "fakes": fakes})
 
 
 def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_dir: Path, overrides: dict):
@@ -60,8 +77,8 @@ def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_di
               overrides]
     cfg = finalize_config(build_config(*layers), data)
     trainer = Trainer(cfg, data, run_dir)
-    return Contestant(f"gankit ({cfg_path.name})", trainer.train_iteration, trainer.generate,
-                      lambda: trainer.cursor * cfg.train.batch_size), cfg
+    return Contestant("gankit", f"gankit ({cfg_path.name})", trainer.train_iteration, trainer.generate,
+                      lambda: trainer.cursor * cfg.train.batch_size)
 
 
 def reference_contestant(data, resolution: int, seed: int, batch: int = 64):
@@ -89,17 +106,62 @@ def reference_contestant(data, resolution: int, seed: int, batch: int = 64):
         ref.G.train()
         return out
 
-    c = Contestant(f"reference DCGAN ({'bf16' if dtype else 'fp32'})", step, generate, lambda: c.steps * batch)
+    c = Contestant("reference", f"reference DCGAN ({'bf16' if dtype else 'fp32'})", step, generate,
+                   lambda: c.steps * batch)
     return c
 
 
-def fid_of(contestant: Contestant, real_feats: torch.Tensor, extractor, n_fake: int, seed: int) -> dict:
-    from gankit.evaluate import to_uint8
-    from gankit.metrics import extract_features, fid_kid
+def make_contestant(name: str, args, data, run_dir: Path) -> Contestant:
+    from gankit.config import parse_sets
 
-    torch.manual_seed(seed)
-    images = torch.cat([to_uint8(contestant.generate(min(50, n_fake - i))).cpu() for i in range(0, n_fake, 50)])
-    return fid_kid(real_feats, extract_features(images, extractor))
+    if name == "gankit":
+        return gankit_contestant(args.config, data, args.resolution, args.device, run_dir, parse_sets(args.sets))
+    return reference_contestant(data, args.resolution, args.seed)
+
+
+def train_all(contestants: list[Contestant], minutes: float, marks: list[float], slice_s: float, n_fake: int,
+              seed: int) -> None:
+    """Train each contestant to each minute mark in turn (slices of slice_s seconds), snapshotting at every mark."""
+    for mark in marks:
+        while any(c.seconds < mark * 60 for c in contestants):
+            for c in contestants:
+                if c.seconds < mark * 60:
+                    c.train_for(min(slice_s, mark * 60 - c.seconds))
+            done = ", ".join(f"{c.name}: {c.steps} steps in {c.seconds / 60:.1f} min" for c in contestants)
+            print(f"  {done}", flush=True)
+        for c in contestants:
+            c.snapshot(mark, n_fake, seed)
+
+
+def train_parallel(args, marks: list[float], tmp: Path) -> list[dict]:
+    """One process per contestant, one thread each, pinned to its own core where the machine has two."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    procs = []
+    for i, name in enumerate(NAMES):
+        out = tmp / f"{name}.pt"
+        cmd = [sys.executable, __file__, "--only", name, "--fakes-out", str(out), "--threads", "1",
+               "--data", args.data, "--resolution", str(args.resolution), "--config", str(args.config),
+               "--minutes", str(args.minutes), "--fid-at", ",".join(f"{m:g}" for m in marks[:-1]),
+               "--n-fake", str(args.n_fake), "--device", args.device, "--seed", str(args.seed),
+               "--slice", str(args.slice)] + [a for s in args.sets for a in ("--set", s)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        pin = {cores[i]} if len(cores) >= len(NAMES) else None
+        procs.append((out, subprocess.Popen(cmd, env=env, preexec_fn=(lambda p=pin: os.sched_setaffinity(0, p))
+                                            if pin else None)))
+    failed = [p.args[3] for _, p in procs if p.wait() != 0]
+    if failed:
+        sys.exit(f"error: the {' and '.join(failed)} process failed (its output is above)")
+    return [torch.load(out) for out, _ in procs]
+
+
+def save_grids(results: list[dict], out_dir: Path) -> None:
+    from gankit.report.grids import save_grid
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        fakes = r["marks"][-1]["fakes"][:64]
+        path = save_grid(fakes.float().div(127.5).sub(1), out_dir / f"{r['name']}.png")
+        print(f"wrote {path}")
 
 
 def main() -> None:
@@ -109,53 +171,66 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "fast_small_data.yaml")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra gankit override KEY=VALUE")
     ap.add_argument("--minutes", type=float, default=30.0, help="training minutes for each contestant")
+    ap.add_argument("--fid-at", default="", help="earlier minute marks to measure too, e.g. 10,20")
     ap.add_argument("--slice", type=float, default=60.0, help="seconds each contestant trains before the other's turn")
-    ap.add_argument("--n-fake", type=int, default=1000, help="generated images for FID/KID")
+    ap.add_argument("--parallel", action="store_true", help="train both at once, one core each")
+    ap.add_argument("--only", choices=NAMES, help="train this contestant alone (with --fakes-out: no FID)")
+    ap.add_argument("--fakes-out", type=Path, help="with --only: save the generated images here instead of measuring")
+    ap.add_argument("--n-fake", type=int, default=1000, help="generated images for FID/KID at each mark")
+    ap.add_argument("--grids", type=Path, help="write each contestant's last 64 images as DIR/NAME.png")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    marks = sorted({float(m) for m in args.fid_at.split(",") if m.strip() and float(m) < args.minutes})
+    marks.append(args.minutes)
 
-    from gankit.config import parse_sets
     from gankit.data import load_dataset
-    from gankit.metrics import load_inception, real_features
+    from gankit.metrics import extract_features, fid_kid, load_inception, real_features
 
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data, args.resolution, progress=False)
+    names = [args.only] if args.only else list(NAMES)
+    mode = "in parallel, one core each" if args.parallel else f"{torch.get_num_threads()} threads"
     print(f"{len(data.images)} images from {args.data} at {args.resolution} px; {args.minutes:g} training minutes "
-          f"each, {torch.get_num_threads()} threads")
+          f"each ({', '.join(names)}), {mode}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        gk, cfg = gankit_contestant(args.config, data, args.resolution, args.device, Path(tmp) / "run",
-                                    parse_sets(args.sets))
-        contestants = [gk, reference_contestant(data, args.resolution, args.seed)]
-        budget = args.minutes * 60
-        while any(c.seconds < budget for c in contestants):
-            for c in contestants:
-                if c.seconds < budget:
-                    c.train_for(min(args.slice, budget - c.seconds))
-            done = ", ".join(f"{c.name}: {c.steps} steps in {c.seconds / 60:.1f} min" for c in contestants)
-            print(f"  {done}", flush=True)
+        if args.parallel and not args.only:
+            results = train_parallel(args, marks, Path(tmp))
+        else:
+            contestants = [make_contestant(n, args, data, Path(tmp) / "run") for n in names]
+            train_all(contestants, args.minutes, marks, args.slice, args.n_fake, args.seed)
+            results = [{"name": c.name, "label": c.label, "marks": c.marks} for c in contestants]
+        if args.fakes_out:
+            torch.save(results[0], args.fakes_out)
+            return
+    if args.grids:
+        save_grids(results, args.grids)
 
-        extractor = load_inception(args.device)
-        real = real_features(data.key, data.images, extractor)
-        results = {"data": args.data, "resolution": args.resolution, "minutes": args.minutes, "n_fake": args.n_fake,
-                   "n_real": len(data.images), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                   "gankit_config": str(args.config), "gankit_overrides": args.sets, "contestants": []}
-        for c in contestants:
-            r = fid_of(c, real, extractor, args.n_fake, args.seed)
-            images = c.images_seen()
-            results["contestants"].append({"name": c.name, "steps": c.steps, "seconds": c.seconds,
-                                           "real_images_seen": images, **r})
-            print(f"{c.name:40s} {c.steps:6d} steps ({images / c.seconds:6.1f} img/s)  FID {r['fid']:7.2f}  "
-                  f"KID {r['kid_mean']:.4f} ± {r['kid_std']:.4f}")
-    g, ref = results["contestants"]
-    results["fid_ratio"] = g["fid"] / ref["fid"]
-    results["kid_ratio"] = g["kid_mean"] / ref["kid_mean"] if ref["kid_mean"] > 0 else None
-    print(f"gankit FID / reference FID = {results['fid_ratio']:.2f} (goal <= 0.5)")
+    extractor = load_inception(args.device)
+    real = real_features(data.key, data.images, extractor)
+    summary = {"data": args.data, "resolution": args.resolution, "minutes": args.minutes, "n_fake": args.n_fake,
+               "n_real": len(data.images), "parallel": args.parallel, "torch": torch.__version__,
+               "threads": 1 if args.parallel else torch.get_num_threads(),
+               "gankit_config": str(args.config), "gankit_overrides": args.sets, "contestants": []}
+    for r in results:
+        entry = {"name": r["name"], "label": r["label"], "marks": []}
+        for m in r["marks"]:
+            fk = fid_kid(real, extract_features(m["fakes"], extractor))
+            entry["marks"].append({k: v for k, v in m.items() if k != "fakes"} | fk)
+            print(f"{r['label']:40s} {m['minute']:5g} min {m['steps']:6d} steps "
+                  f"({m['real_images_seen'] / m['seconds']:6.1f} img/s)  FID {fk['fid']:7.2f}  "
+                  f"KID {fk['kid_mean']:.4f} ± {fk['kid_std']:.4f}", flush=True)
+        summary["contestants"].append(entry)
+    if len(results) == 2:
+        g, ref = (e["marks"][-1] for e in summary["contestants"])
+        summary["fid_ratio"] = g["fid"] / ref["fid"]
+        summary["kid_ratio"] = g["kid_mean"] / ref["kid_mean"] if ref["kid_mean"] > 0 else None
+        print(f"gankit FID / reference FID = {summary['fid_ratio']:.2f} (goal <= 0.5)")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(summary, indent=2))
         print(f"wrote {args.json}")
 
 

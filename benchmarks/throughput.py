@@ -10,7 +10,9 @@ fp32 NCHW as written from the DCGAN paper, and under bf16 autocast where the har
 natively; its best setting is the faster of the two), then for each gankit model family its images/s,
 the ratio to the reference (fp32 and best), the FLOPs of one iteration counted with
 torch.utils.flop_counter.FlopCounterMode, the achieved FLOP/s and that as a fraction of the peak
-matmul FLOP/s measured in the same run (a large square matmul, fp32 and bf16).
+matmul FLOP/s measured in the same run (a large square matmul, fp32 and bf16). The ceiling in
+brackets is the ratio to the reference's best that the same FLOPs would give at 100% of that peak:
+no implementation of the same algorithm can beat it.
 
 Timing is robust to a shared machine: after warm-up, every contender of a resolution (reference
 fp32, reference bf16, each gankit family) is timed in turn for `--iters` iterations, and this is
@@ -269,11 +271,14 @@ def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, resu
                "precision": str(c.amp or "fp32").replace("torch.", "")}
         line = f"  {c.name:24s} {c.img_s:8.1f} img/s"
         if refs and c not in refs:
+            # the most this iteration's FLOPs allow: every FLOP at the matmul peak
+            at_peak = peak / (c.flops / c.images_per_step())
             row.update(ratio_fp32=c.img_s / refs[0].img_s, ratio_best=c.img_s / best_ref.img_s,
-                       reference_best=best_ref.name)
-            line += f"  x{row['ratio_fp32']:.2f} vs reference fp32, x{row['ratio_best']:.2f} vs its best"
+                       reference_best=best_ref.name, ratio_best_at_peak=at_peak / best_ref.img_s)
+            line += (f"  x{row['ratio_fp32']:.2f} vs reference fp32, x{row['ratio_best']:.2f} vs its best"
+                     f" (x{row['ratio_best_at_peak']:.2f} at 100% of peak)")
         else:
-            line += " " * 44
+            line += " " * 70
         results["rows"].append(row)
         print(line + f"  {c.flops / 1e9:6.1f} GFLOP/iter {row['flop_s'] / 1e9:6.1f} GFLOP/s"
                      f" = {100 * row['fraction_of_peak']:3.0f}% of {row['precision']} peak", flush=True)

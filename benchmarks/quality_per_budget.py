@@ -119,8 +119,7 @@ def make_contestant(name: str, args, data, run_dir: Path) -> Contestant:
     return reference_contestant(data, args.resolution, args.seed)
 
 
-def train_all(contestants: list[Contestant], minutes: float, marks: list[float], slice_s: float, n_fake: int,
-              seed: int) -> None:
+def train_all(contestants: list[Contestant], marks: list[float], slice_s: float, n_fake: int, seed: int) -> None:
     """Train each contestant to each minute mark in turn (slices of slice_s seconds), snapshotting at every mark."""
     for mark in marks:
         while any(c.seconds < mark * 60 for c in contestants):
@@ -148,7 +147,7 @@ def train_parallel(args, marks: list[float], tmp: Path) -> list[dict]:
         pin = {cores[i]} if len(cores) >= len(NAMES) else None
         procs.append((out, subprocess.Popen(cmd, env=env, preexec_fn=(lambda p=pin: os.sched_setaffinity(0, p))
                                             if pin else None)))
-    failed = [p.args[3] for _, p in procs if p.wait() != 0]
+    failed = [name for name, (_, p) in zip(NAMES, procs) if p.wait() != 0]
     if failed:
         sys.exit(f"error: the {' and '.join(failed)} process failed (its output is above)")
     return [torch.load(out) for out, _ in procs]
@@ -201,7 +200,7 @@ def main() -> None:
             results = train_parallel(args, marks, Path(tmp))
         else:
             contestants = [make_contestant(n, args, data, Path(tmp) / "run") for n in names]
-            train_all(contestants, args.minutes, marks, args.slice, args.n_fake, args.seed)
+            train_all(contestants, marks, args.slice, args.n_fake, args.seed)
             results = [{"name": c.name, "label": c.label, "marks": c.marks} for c in contestants]
         if args.fakes_out:
             torch.save(results[0], args.fakes_out)

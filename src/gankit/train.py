@@ -312,13 +312,13 @@ class Trainer:
     def _z(self, n: int) -> torch.Tensor:
         """n noise vectors for this process (n = its share, e.g. `self.local_batch`). Under DDP every rank
         draws the noise of all ranks from the same generator and keeps its slice, as `Batches` does."""
-        return distributed.shard(sample_z(n * distributed.world_size(), self.cfg, self.device))
+        return distributed.per_sample(lambda m: sample_z(m, self.cfg, self.device), n)
 
     def _fake_labels(self, n: int) -> torch.Tensor | None:
         """Classes asked of G for a batch of fakes (uniform), or None for unconditional models."""
         if not self.num_classes:
             return None
-        return distributed.shard(torch.randint(0, self.num_classes, (n * distributed.world_size(),), device=self.device))
+        return distributed.per_sample(lambda m: torch.randint(0, self.num_classes, (m,), device=self.device), n)
 
     def _d_view(self, x: torch.Tensor) -> torch.Tensor:
         """What D sees of an image batch: DiffAugment (same family for real and fake), then instance noise."""

@@ -4,13 +4,15 @@
     python benchmarks/throughput.py --resolutions 32,64,128 --families dcgan,wgan_gp,acgan --json perf.json
     python benchmarks/throughput.py --set train.channels_last=true    # any gankit config override
     python benchmarks/throughput.py --profile dcgan                   # where the time of one iteration goes
+    python benchmarks/throughput.py --config configs/fast_small_data.yaml   # a preset's own step
 
 For each resolution it prints real images/s of the reference step (benchmarks/reference_dcgan.py:
 fp32 NCHW as written from the DCGAN paper, and under bf16 autocast where the hardware computes bf16
 natively; its best setting is the faster of the two), then for each gankit model family its images/s,
 the ratio to the reference (fp32 and best), the FLOPs of one iteration counted with
 torch.utils.flop_counter.FlopCounterMode, the achieved FLOP/s and that as a fraction of the peak
-matmul FLOP/s measured in the same run (a large square matmul, fp32 and bf16). The ceiling in
+GEMM FLOP/s measured in the same run (fp32 and bf16; the faster of a large square matmul and
+the same GEMM as a 1x1 convolution). The ceiling in
 brackets is the ratio to the reference's best that the same FLOPs would give at 100% of that peak:
 no implementation of the same algorithm can beat it.
 
@@ -49,24 +51,37 @@ def _sync(device: torch.device) -> None:
 
 
 class PeakMatmul:
-    """FLOP/s of a large square matmul: the practical peak of this device. Measured in short windows
-    interleaved with the training steps (`time_round`); the best window counts."""
+    """FLOP/s of a large GEMM: the practical peak of this device. Two kernels of the same 2*n^3 FLOPs are
+    probed, a square matmul (the BLAS: MKL or oneDNN on a CPU, cuBLAS on a GPU) and a 1x1 convolution in
+    channels_last (oneDNN's or cuDNN's own GEMM), and the faster counts: on some CPUs one library is far
+    from the hardware's limit (MKL's fp32 GEMM on AMD runs at ~half of oneDNN's), and a "peak" that a
+    convolution can beat would be no ceiling. Measured in short windows interleaved with the training
+    steps (`time_round`); the best window counts."""
 
     def __init__(self, dtype: torch.dtype, device: torch.device, n: int = 2048):
         self.device, self.n = device, n
         self.a = torch.randn(n, n, device=device, dtype=dtype)
         self.b = torch.randn(n, n, device=device, dtype=dtype)
+        # the same GEMM as a convolution: n pixels (n/32 x 32) of n channels times an n x n 1x1 kernel
+        self.x = torch.randn(1, n, n // 32, 32, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+        self.w = torch.randn(n, n, 1, 1, device=device, dtype=dtype).to(memory_format=torch.channels_last)
         self.flop_s = 0.0
+        self.by_kernel = {"matmul": 0.0, "conv1x1": 0.0}
         self.time_round()
 
     def time_round(self, seconds: float = 0.3) -> None:
-        _sync(self.device)
-        reps, t0 = 0, time.perf_counter()
-        while reps < 2 or time.perf_counter() - t0 < seconds:
-            self.a @ self.b
-            reps += 1
-        _sync(self.device)
-        self.flop_s = max(self.flop_s, 2 * self.n**3 * reps / (time.perf_counter() - t0))
+        for kernel, op in (("matmul", lambda: self.a @ self.b),
+                           ("conv1x1", lambda: torch.nn.functional.conv2d(self.x, self.w))):
+            op()  # a first call may pick or JIT its kernel
+            _sync(self.device)
+            reps, t0 = 0, time.perf_counter()
+            while reps < 2 or time.perf_counter() - t0 < seconds / 2:
+                op()
+                reps += 1
+            _sync(self.device)
+            flop_s = 2 * self.n**3 * reps / (time.perf_counter() - t0)
+            self.by_kernel[kernel] = max(self.by_kernel[kernel], flop_s)
+        self.flop_s = max(self.by_kernel.values())
 
 
 class _TotalOnly:
@@ -128,15 +143,16 @@ def reference(resolution: int, batch: int, dtype=None) -> Contender:
 
 
 def make_trainer(family: str, resolution: int, batch: int, precision: str, device: str, run_dir: Path,
-                 overrides: dict | None = None):
-    from gankit.config import build_config
+                 overrides: dict | None = None, config: Path | None = None):
+    from gankit.config import build_config, read_yaml
     from gankit.data import ImageSet
     from gankit.train import Trainer, finalize_config
 
     layer = {"data": {"resolution": resolution, "flip": True, "path": "bench"},
              "train": {"batch_size": batch, "precision": precision, "device": device},
              "log": {"tensorboard": False, "progress": False}}
-    cfg = build_config(layer, FAMILIES[family], overrides or {})
+    # a preset file first: the benchmark's size, batch and device, then the family and --set, win over it
+    cfg = build_config(read_yaml(config) if config else {}, layer, FAMILIES[family], overrides or {})
     images = torch.randint(0, 256, (batch * 8, 3, resolution, resolution), dtype=torch.uint8)
     labels = torch.arange(len(images)) % 4
     data = ImageSet(images=images, labels=labels, class_names=["a", "b", "c", "d"], files=[], name="bench", key="bench")
@@ -194,6 +210,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--precision", default="auto", help="gankit precision: auto | fp32 | bf16")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (the reference always runs on the CPU here)")
+    ap.add_argument("--config", type=Path, help="a gankit config file (e.g. configs/fast_small_data.yaml) under "
+                                                "the families and --set")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="gankit config override KEY=VALUE (repeatable)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
                     help="also time each family with these overrides, as FAMILY/NAME (repeatable), "
@@ -216,14 +234,14 @@ def main() -> None:
     if args.profile:
         for res in map(int, args.resolutions.split(",")):
             trainer = make_trainer(args.profile, res, args.batch, args.precision, str(device), Path(tmp.name) / "p",
-                                   overrides)
+                                   overrides, args.config)
             print(f"{args.profile} {res}px, batch {args.batch}, {amp or 'fp32'}, {torch.get_num_threads()} threads")
             profile(trainer, args.iters, 25)
         return
 
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
                      "torch": torch.__version__, "batch": args.batch, "precision": str(amp or "fp32"),
-                     "overrides": args.sets, "iters": args.iters, "rounds": args.rounds, "rows": []}
+                     "config": str(args.config) if args.config else None, "overrides": args.sets, "iters": args.iters, "rounds": args.rounds, "rows": []}
     for res in map(int, args.resolutions.split(",")):
         # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
         peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
@@ -238,7 +256,7 @@ def main() -> None:
         for fam in args.families.split(","):
             for suffix, layer in variants.items():
                 trainer = make_trainer(fam, res, args.batch, args.precision, str(device),
-                                       Path(tmp.name) / f"{fam}{res}{suffix.replace('/', '_')}", layer)
+                                       Path(tmp.name) / f"{fam}{res}{suffix.replace('/', '_')}", layer, args.config)
                 contenders.append(gankit(trainer, fam + suffix))
         for c in contenders:
             c.warm_up(args.warmup)
@@ -260,9 +278,13 @@ def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, resu
 
     peak32, peak16 = peaks[None].flop_s, peaks[torch.bfloat16].flop_s
     emulated = "" if cpu_has_bf16() or contenders[-1].device.type == "cuda" else " (emulated)"
-    results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peak32, "bf16_flop_s": peak16})
-    print(f"\n{res}px, batch {batch}; peak matmul in the same rounds: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
-          f"bf16 {peak16 / 1e9:.0f} GFLOP/s{emulated}", flush=True)
+    results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peak32, "bf16_flop_s": peak16,
+                                            "fp32_by_kernel": peaks[None].by_kernel,
+                                            "bf16_by_kernel": peaks[torch.bfloat16].by_kernel})
+    kernels = "; ".join(f"{name} " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks[dt].by_kernel.items())
+                        for name, dt in (("fp32", None), ("bf16", torch.bfloat16)))
+    print(f"\n{res}px, batch {batch}; peak GEMM in the same rounds: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peak16 / 1e9:.0f} GFLOP/s{emulated} ({kernels})", flush=True)
     best_ref = max(refs, key=lambda c: c.img_s) if refs else None
     for c in contenders:
         peak = peaks[c.amp].flop_s

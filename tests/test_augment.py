@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gankit.data.augment import AdaptiveP, DiffAugment, cutout, translation
+from gankit.data.augment import AdaptiveP, DiffAugment, color, cutout, translation
 
 
 def test_translation_shifts_content_with_zero_fill():
@@ -52,3 +52,27 @@ def test_adaptive_p_follows_discriminator_overfitting():
     other = AdaptiveP(target=0.6, interval=2, speed=0.1)
     other.load_state_dict(state)
     assert other.p == ada.p
+
+
+def _color_three_steps(x, b, s, c):
+    """DiffAugment's colour ops as three separate steps, the definition gankit's fused `color` must equal."""
+    x = x + b
+    mean = x.mean(dim=1, keepdim=True)
+    x = (x - mean) * s + mean
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * c + mean
+
+
+def test_fused_color_equals_the_three_steps_and_translation_is_exact():
+    x = torch.rand(16, 3, 12, 12) * 2 - 1
+    torch.manual_seed(3)
+    fused = color(x)
+    torch.manual_seed(3)  # the same draws, in the same order: brightness, saturation, contrast
+    b, s, c = (torch.rand(16, 1, 1, 1) for _ in range(3))
+    assert torch.allclose(fused, _color_three_steps(x, b - 0.5, s * 2, c + 0.5), atol=1e-5)
+    # translation moves values without touching them, in bf16 as in fp32 (one-hot matmuls)
+    xb = x.to(torch.bfloat16)
+    for y, src in ((translation(x), x), (translation(xb), xb)):
+        assert y.dtype == src.dtype
+        nonzero = y[y != 0]
+        assert torch.isin(nonzero, src).all()

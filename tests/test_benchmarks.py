@@ -57,3 +57,24 @@ def test_throughput_reports_ratios_and_the_ceiling_of_the_same_flops(tmp_path):
         assert 0 < row["fraction_of_peak"] < 1.2
         # the ceiling is the ratio at 100% of peak: the measured ratio is that ceiling x the fraction of peak
         assert row["ratio_best"] == pytest.approx(row["ratio_best_at_peak"] * row["fraction_of_peak"], rel=1e-6)
+    # the peak is the faster of two GEMM kernels of the same FLOPs, both recorded
+    for peak in perf["peaks"]:
+        for dtype in ("fp32", "bf16"):
+            kernels = peak[f"{dtype}_by_kernel"]
+            assert set(kernels) == {"matmul", "conv1x1"} and min(kernels.values()) > 0
+            assert peak[f"{dtype}_flop_s"] == max(kernels.values())
+
+
+@pytest.mark.slow
+def test_throughput_times_a_preset_file_under_the_families(tmp_path):
+    """--config: the preset's own step (half width: about a quarter of the default DCGAN's FLOPs)."""
+    common = ("--resolutions", "32", "--families", "dcgan", "--iters", "1", "--rounds", "1", "--warmup", "1",
+              "--threads", "1", "--no-reference")
+    _run("throughput.py", *common, "--json", "default.json", cwd=tmp_path)
+    preset = Path(__file__).resolve().parents[1] / "configs" / "fast_small_data.yaml"
+    _run("throughput.py", *common, "--config", str(preset), "--json", "preset.json", cwd=tmp_path)
+    default, fast = (json.loads((tmp_path / f).read_text()) for f in ("default.json", "preset.json"))
+    assert fast["config"] == str(preset) and default["config"] is None
+    (d_row,), (f_row,) = default["rows"], fast["rows"]
+    assert f_row["resolution"] == 32 and f_row["img_s"] > 0
+    assert 0.15 < f_row["flops_per_iter"] / d_row["flops_per_iter"] < 0.4

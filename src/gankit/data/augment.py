@@ -33,25 +33,36 @@ def _randint(low: int, high: int, n: int, device) -> torch.Tensor:
 
 
 def color(x: torch.Tensor) -> torch.Tensor:
-    x = x + (_per_sample(x) - 0.5)
-    mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (_per_sample(x) * 2) + mean
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_per_sample(x) + 0.5) + mean
+    """Brightness b, then saturation s around each pixel's gray g, then contrast c around the image mean.
+    The three are affine, so they compose into one expression, c*s*x + c*(1-s)*g + (1-c)*mean(x) + b,
+    exactly what the three steps give (the image mean is unchanged by the saturation step and shifted by
+    b alone): two reductions and one fused pass over the batch instead of ten."""
+    b = _per_sample(x) - 0.5
+    s = _per_sample(x) * 2
+    c = _per_sample(x) + 0.5
+    gray = x.mean(dim=1, keepdim=True)
+    offset = (1 - c) * x.mean(dim=(1, 2, 3), keepdim=True) + b
+    return torch.addcmul(gray * (c * (1 - s)) + offset, x, c * s)
+
+
+def _shift_matrix(d: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """(n, size, size) one-hot rows: row i picks source i - d[k], or is all zero where that falls outside."""
+    i = torch.arange(size, device=d.device)
+    return ((i.view(1, size, 1) - d.view(-1, 1, 1)) == i.view(1, 1, size)).to(dtype)
 
 
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
+    """Shift each image by whole pixels, zero fill. Done as out = Ty @ x @ Tx^T with one-hot shift matrices:
+    exact (each output is one input times 1), and its backward is two matmuls instead of the scatter that
+    indexing needs, ~10x faster on a CPU."""
     n, _, h, w = x.shape
     sh, sw = max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))
     dy = _randint(-sh, sh + 1, n, x.device)
     dx = _randint(-sw, sw + 1, n, x.device)
-    ys = torch.arange(h, device=x.device).view(1, h, 1) - dy  # source row for every output row
-    xs = torch.arange(w, device=x.device).view(1, 1, w) - dx
-    valid = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).unsqueeze(1)
-    ys, xs = ys.clamp(0, h - 1).expand(n, h, w), xs.clamp(0, w - 1).expand(n, h, w)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)
-    out = x.permute(0, 2, 3, 1)[batch, ys, xs].permute(0, 3, 1, 2)
-    return out * valid.to(x.dtype)
+    c = x.shape[1]
+    cols = torch.bmm(x.reshape(n, c * h, w), _shift_matrix(dx, w, x.dtype).transpose(1, 2))  # x @ Tx^T
+    ty = _shift_matrix(dy, h, cols.dtype).unsqueeze(1).expand(n, c, h, h).reshape(n * c, h, h)
+    return torch.bmm(ty, cols.reshape(n * c, h, w)).view(n, c, h, w)  # Ty @ (x @ Tx^T), one matmul per channel
 
 
 def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
@@ -88,8 +99,7 @@ class DiffAugment:
             if self.p >= 1:
                 x = y
             else:
-                keep = (_per_sample(x) < self.p).to(x.dtype)
-                x = keep * y + (1 - keep) * x
+                x = torch.where(_per_sample(x) < self.p, y, x)
         return x
 
 

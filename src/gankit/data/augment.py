@@ -54,7 +54,8 @@ def _shift_matrix(d: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tenso
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift each image by whole pixels, zero fill. Done as out = Ty @ x @ Tx^T with one-hot shift matrices:
     exact (each output is one input times 1), and its backward is two matmuls instead of the scatter that
-    indexing needs, ~10x faster on a CPU."""
+    indexing needs (forward + backward of 128 images at 64 px on one AMD core: 16 ms instead of 40 in bf16,
+    32 instead of 41 in fp32)."""
     n, _, h, w = x.shape
     sh, sw = max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))
     dy = _randint(-sh, sh + 1, n, x.device)

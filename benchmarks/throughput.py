@@ -65,9 +65,12 @@ class PeakMatmul:
         # the same GEMM as a convolution: n pixels (n/32 x 32) of n channels times an n x n 1x1 kernel
         self.x = torch.randn(1, n, n // 32, 32, device=device, dtype=dtype).to(memory_format=torch.channels_last)
         self.w = torch.randn(n, n, 1, 1, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-        self.flop_s = 0.0
         self.by_kernel = {"matmul": 0.0, "conv1x1": 0.0}
         self.time_round()
+
+    @property
+    def flop_s(self) -> float:
+        return max(self.by_kernel.values())
 
     def time_round(self, seconds: float = 0.3) -> None:
         for kernel, op in (("matmul", lambda: self.a @ self.b),
@@ -81,7 +84,6 @@ class PeakMatmul:
             _sync(self.device)
             flop_s = 2 * self.n**3 * reps / (time.perf_counter() - t0)
             self.by_kernel[kernel] = max(self.by_kernel[kernel], flop_s)
-        self.flop_s = max(self.by_kernel.values())
 
 
 class _TotalOnly:
@@ -241,7 +243,8 @@ def main() -> None:
 
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
                      "torch": torch.__version__, "batch": args.batch, "precision": str(amp or "fp32"),
-                     "config": str(args.config) if args.config else None, "overrides": args.sets, "iters": args.iters, "rounds": args.rounds, "rows": []}
+                     "config": str(args.config) if args.config else None, "overrides": args.sets,
+                     "iters": args.iters, "rounds": args.rounds, "rows": []}
     for res in map(int, args.resolutions.split(",")):
         # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
         peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}

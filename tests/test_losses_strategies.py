@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from gankit.config import build_config
 from gankit.losses import BCELoss, HingeLoss, WassersteinLoss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.strategies import Boost, Critic, Monitored, Phase, build_strategy
-from gankit.tricks import NoisyLabels, add_instance_noise, ema_decay, instance_noise_std, make_ema
+from gankit.tricks import NoisyLabels, add_instance_noise, ema_decay, instance_noise_std, make_ema, standing_stats
 
 
 def _bce(x, t):
@@ -107,6 +107,24 @@ def test_ema_tracks_the_model():
     assert torch.allclose(ema.module.weight, torch.full_like(m.weight, 1.0 * d + 3.0 * (1 - d)))
     assert ema_decay(0.999, 10**6) == 0.999  # the configured decay once the run is old
     assert make_ema(m, 0.0) is None
+
+
+def test_standing_stats_measure_the_models_own_activations():
+    torch.manual_seed(0)
+    G = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Tanh())
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    zs = [torch.randn(16, 3) for _ in range(3)]
+    it = iter(zs)
+    out = standing_stats(G, lambda: (next(it),), batches=3)
+    with torch.no_grad():
+        h = G[0](torch.cat(zs))
+    # the plain average of the three batches' statistics (equal batch sizes), not a momentum blend
+    assert torch.allclose(out[1].running_mean, h.mean(0), atol=1e-6)
+    assert torch.allclose(out[1].running_var, torch.stack([G[0](z).var(0) for z in zs]).mean(0), atol=1e-5)
+    assert out[1].momentum == G[1].momentum and not out.training
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in before.items())  # G itself is untouched
+    plain = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh())
+    assert standing_stats(plain, lambda: (torch.randn(2, 3),)) is plain
 
 
 def test_classic_and_critic_schedules():

@@ -68,8 +68,15 @@ def test_tricks_run_and_are_logged(image_folder, tmp_path):
 
     shared = load_file(run / "generator.safetensors")
     ema = {k[len("module."):]: v for k, v in ckpt["G_ema"].items() if k.startswith("module.")}
-    assert all(torch.equal(shared[k], ema[k]) for k in shared)
+    stats = [k for k in shared if "running_" in k]
+    assert stats and all(torch.equal(shared[k], ema[k]) for k in shared if k not in stats and "num_batches" not in k)
     assert any(not torch.equal(shared[k], ckpt["G"][k]) for k in shared if shared[k].is_floating_point())
+    # ... with BatchNorm statistics measured on the EMA generator itself, not its averaged running ones
+    assert all(not torch.equal(shared[k], ema[k]) for k in stats)
+    averaged = run_training(_layers(image_folder, {**train, "ema_standing_stats": False}), tmp_path / "avg")
+    shared = load_file(averaged / "generator.safetensors")
+    ema = load_checkpoint(averaged / "checkpoints/last.pt")["G_ema"]
+    assert all(torch.equal(shared[k], ema["module." + k]) for k in shared)
 
 
 def _nan_once(at: int):

@@ -81,6 +81,7 @@ class TrainConfig:
     instance_noise: float = 0.0  # std of Gaussian noise on every D input at the start, annealed linearly to 0 (0 = off)
     instance_noise_epochs: int = 50  # epochs over which instance noise decays to 0
     ema: float = 0.0  # decay of an exponential moving average of G used for samples and FID (0 = off; e.g. 0.999)
+    ema_standing_stats: bool = True  # EMA G's BatchNorm statistics measured on its own outputs before use (BigGAN); false: averaged
     augment: str = ""  # DiffAugment ops applied to every D input, e.g. "color,translation,cutout" ("" = off)
     augment_p: float = 1.0  # probability of each augmentation op (the start value when ada_target > 0)
     ada_target: float = 0.0  # > 0: adapt augment_p to keep E[sign D(real)] at this target (ADA heuristic; e.g. 0.6)
@@ -159,7 +160,7 @@ SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "train.deterministic",
-                     "train.fuse_d", "train.compile", "train.compile_mode", "log.", "eval.")
+                     "train.fuse_d", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -31,7 +31,7 @@ from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weight
 from gankit.models import build_discriminator, build_generator, sample_z
 from gankit.runlog import NullLog, RunLog
 from gankit.strategies import Phase, build_strategy
-from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema
+from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats
 
 # Defaults of a run on the built-in MNIST digits (`gankit train` with no arguments): half-width DCGAN
 # and 30 epochs, so the first run finishes in about 5 minutes on a 2-core CPU with readable digits.
@@ -188,6 +188,7 @@ class Trainer:
         self.augment = DiffAugment(t.augment, t.augment_p) if t.augment else None
         self.ada = AdaptiveP(target=t.ada_target, p=t.augment_p) if self.augment and t.ada_target > 0 else None
         self.G_ema = make_ema(self.G_raw, t.ema)
+        self._standing: tuple[int, torch.nn.Module] | None = None  # (iteration, EMA G with its own BN statistics)
         self.batches = Batches(data.images, data.labels, cfg.train.batch_size, cfg.data.flip, cfg.train.seed,
                                self.device, self.fmt)
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
@@ -259,6 +260,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             if self.G_ema is not None and state.get("G_ema") is not None:
                 self.G_ema.load_state_dict(state["G_ema"])
+                self._standing = None
         except (KeyError, RuntimeError, ValueError) as e:
             raise RunError(f"checkpoint in '{self.ckpt_dir}' does not match this model ({str(e).splitlines()[0]}): "
                            "use a new --run folder") from None
@@ -290,8 +292,26 @@ class Trainer:
 
     @property
     def sampler(self) -> torch.nn.Module:
-        """The generator used for samples, FID and the shared file: the EMA copy when train.ema > 0."""
-        return self.G_ema.module if self.G_ema is not None else self.G_raw
+        """The generator used for samples, FID and the shared file: the EMA copy when train.ema > 0, with
+        BatchNorm statistics measured on its own outputs (`tricks.standing_stats`, once per iteration) unless
+        train.ema_standing_stats is false."""
+        if self.G_ema is None:
+            return self.G_raw
+        if not self.cfg.train.ema_standing_stats:
+            return self.G_ema.module
+        if self._standing is None or self._standing[0] != self.iteration:
+            g = torch.Generator().manual_seed(self.cfg.train.seed + 4242)  # its own stream: training's is untouched
+            n = self.cfg.train.batch_size
+
+            def draw():
+                z = sample_z(n, self.cfg, "cpu", generator=g).to(self.device)
+                labels = (torch.randint(0, self.num_classes, (n,), generator=g).to(self.device)
+                          if self.num_classes else None)
+                return z, labels
+
+            with autocast(self.device, self.amp_dtype):
+                self._standing = (self.iteration, standing_stats(self.G_ema.module, draw))
+        return self._standing[1]
 
     @property
     def epoch(self) -> int:

@@ -6,10 +6,13 @@ D and G phases. Label smoothing lives in the BCE loss (`losses.BCELoss.real_targ
 - instance noise: Gaussian noise on every D input (real and fake), its std annealed linearly from
   `train.instance_noise` to 0 over `train.instance_noise_epochs` epochs;
 - noisy labels: with probability `train.label_swap` a D step uses swapped real/fake labels;
-- EMA: an exponential moving average of G's weights, used for samples and FID.
+- EMA: an exponential moving average of G's weights, used for samples and FID, with BatchNorm statistics
+  measured on the EMA generator's own activations (`standing_stats`).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -68,3 +71,31 @@ def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.Aver
     ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
     ema.requires_grad_(False)
     return ema
+
+
+def standing_stats(G: torch.nn.Module, draw, batches: int = 8) -> torch.nn.Module:
+    """A frozen eval-mode copy of `G` whose BatchNorm statistics are those of its own activations: the
+    running statistics are reset, then `batches` forward passes in train mode on `draw()` (the positional
+    arguments of G) accumulate their plain average (BigGAN's "standing statistics", Brock et al. 2019).
+
+    An EMA generator needs this: its averaged weights never ran, so the running statistics it carries
+    (an average of the raw G's, which moved with it) describe a different network. `G` itself is not
+    touched, so training and its checkpoints do not depend on when samples were drawn. Without
+    BatchNorm, G is returned as it is.
+    """
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or not any(m.track_running_stats for m in norms):
+        return G
+    out = copy.deepcopy(G)
+    norms = [m for m in out.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the passes below
+    out.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            out(*draw())
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return out.eval().requires_grad_(False)

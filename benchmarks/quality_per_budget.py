@@ -17,8 +17,9 @@ Two ways to share the machine fairly:
   time is the budget; on a 2-core machine each contestant gets exactly half of it).
 
 At each `--fid-at` minute mark and at the end, `--n-fake` images are drawn from the generator in
-eval mode (gankit: its EMA generator when the preset has one, with standing BatchNorm statistics). Then one protocol measures them all:
-Inception features (gankit.metrics), FID and KID against the features of every real image. It
+eval mode (gankit: its EMA generator when the preset has one, with standing BatchNorm statistics).
+Then one protocol measures them all: Inception features (gankit.metrics), FID and KID against the
+features of every real image. It
 prints both contestants at every mark and gankit's FID as a fraction of the reference's (the goal
 on pokemon: at most 0.5), and with `--grids DIR` writes each contestant's last 64 images as a grid.
 """

@@ -83,11 +83,13 @@ def standing_stats(G: torch.nn.Module, draw, batches: int = 8) -> torch.nn.Modul
     touched, so training and its checkpoints do not depend on when samples were drawn. Without
     BatchNorm, G is returned as it is.
     """
-    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms or not any(m.track_running_stats for m in norms):
+    def batch_norms(module: torch.nn.Module) -> list[torch.nn.Module]:
+        return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    if not any(m.track_running_stats for m in batch_norms(G)):
         return G
     out = copy.deepcopy(G)
-    norms = [m for m in out.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(out)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()

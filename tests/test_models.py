@@ -13,7 +13,7 @@ from torch import nn
 from gankit.config import build_config
 from gankit.errors import ConfigError
 from gankit.models import Discriminator, Generator, build_discriminator, build_generator, init_weights, layout
-from gankit.models.layers import ColorPicker, MinibatchDiscrimination
+from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev
 
 TINY = {"nz": 16, "ngf": 8}
 TINY_D = {"ndf": 8}
@@ -191,15 +191,36 @@ def test_minibatch_features_tell_collapsed_from_diverse_batches():
     assert torch.equal(mbd(diverse[:1]), torch.zeros(1, 10))  # alone in its batch: nothing to compare with
 
 
-def test_minibatch_discrimination_lets_d_reject_a_collapsed_batch():
-    """The fakes are copies of one real image: a per-sample D cannot tell them apart, MBD can."""
+def test_minibatch_std_measures_spread_within_groups_of_consecutive_images():
+    torch.manual_seed(0)
+    layer = MinibatchStdDev(4)
+    diverse = torch.randn(8, 5, 3, 3)
+    mixed = torch.cat([diverse[:4], diverse[4:5].expand(4, -1, -1, -1)])  # a diverse group, then a collapsed one
+    out = layer(mixed)
+    assert out.shape == (8, 6, 3, 3) and torch.equal(out[:, :5], mixed)
+    spread = out[:, 5]
+    assert torch.all(spread[:4] > 0.5) and torch.allclose(spread[4:], torch.full_like(spread[4:], 1e-4))
+    assert torch.equal(layer(diverse)[:4], out[:4])  # a group's feature ignores the images of other groups
+    assert torch.all(spread == spread[:, :1, :1])  # one value per image, the same at every position
+    six = MinibatchStdDev(4)(torch.randn(6, 2, 1, 1))[:, 2].flatten()  # 6 images: groups of 3, the largest divisor
+    assert six[0] == six[2] != six[3] == six[5]
+
+
+@pytest.mark.parametrize("trick", ["mbd", "mbstd"])
+def test_batch_tricks_let_d_reject_a_collapsed_batch(trick):
+    """The fakes are copies of one real image: a per-sample D cannot tell them apart; minibatch discrimination
+    and minibatch std can."""
     torch.manual_seed(0)
     real = torch.rand(8, 3, 16, 16) * 2 - 1
     fake = real[:1].expand(8, -1, -1, -1)
     plain = Discriminator(16, norm="layer", **TINY_D)
     assert torch.allclose(plain(fake)[0], plain(real[:1])[0].expand(8), atol=1e-5)
-    D = Discriminator(16, norm="layer", mbd_features=8, mbd_kernel_dim=4, **TINY_D)
-    assert isinstance(D.head, nn.Linear) and D.head.in_features == 16 * 4 * 4 + 8
+    if trick == "mbd":
+        D = Discriminator(16, norm="layer", mbd_features=8, mbd_kernel_dim=4, **TINY_D)
+        assert isinstance(D.head, nn.Linear) and D.head.in_features == 16 * 4 * 4 + 8
+    else:
+        D = Discriminator(16, norm="layer", mbstd_group=4, **TINY_D)
+        assert D.head.in_channels == 16 + 1
     opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
     bce = nn.functional.binary_cross_entropy_with_logits
     for _ in range(10):
@@ -307,7 +328,7 @@ def test_init_reaches_spectral_normed_weights_and_models_use_the_scheme():
 
 @pytest.mark.slow
 def test_every_option_at_once_trains_and_samples(tmp_path):
-    """A 20 px (not a power of two) ACGAN with colour picker, MBD, spectral and layer norm, dropout and
+    """A 20 px (not a power of two) ACGAN with colour picker, MBD, minibatch std, spectral and layer norm, dropout and
     orthogonal init runs through the training loop and `gankit sample`'s loader."""
     import json
 
@@ -319,7 +340,7 @@ def test_every_option_at_once_trains_and_samples(tmp_path):
     layers = tiny_layers(tmp_path / "images", epochs=1, loss="wgan_gp", strategy="critic", n_critic=1)
     layers[0]["data"].update(resolution=20, labels="folders")
     layers[0]["model"].update(arch="acgan", upsample="colorpicker", palette_size=6, d_norm="layer", mbd_features=4,
-                              spectral_norm=True, g_dropout=0.1, d_dropout=0.1, init="orthogonal")
+                              d_mbstd_group=2, spectral_norm=True, g_dropout=0.1, d_dropout=0.1, init="orthogonal")
     run = run_training(layers, tmp_path / "run")
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(last["d_loss"]) and math.isfinite(last["g_loss"]) and "aux_acc_real" in last

@@ -96,13 +96,15 @@ def test_builtin_dataset_defaults_sit_below_user_settings(tmp_path):
     assert load_checkpoint(run / "checkpoints/last.pt")["config"]["model"]["ngf"] == 16
 
 
-def test_fused_d_forward_computes_what_two_forwards_compute(image_folder, tmp_path):
+@pytest.mark.parametrize("mbstd_group", [0, 4])
+def test_fused_d_forward_computes_what_two_forwards_compute(image_folder, tmp_path, mbstd_group):
     """train.fuse_d: real and fake in one D forward gives the weights two forwards give, when D scores each
-    image alone (no BatchNorm, no minibatch discrimination); auto picks it exactly then."""
+    image alone (no BatchNorm, no minibatch discrimination) or minibatch std's groups stay within real or
+    fake; auto picks it exactly then."""
     def layers(max_steps=6, **train):
         out = tiny_layers(image_folder, max_steps=max_steps, epochs=5, augment="color,translation,cutout",
                           augment_p=0.5, **train)
-        out[0]["model"]["d_norm"] = "none"
+        out[0]["model"].update(d_norm="none", d_mbstd_group=mbstd_group)
         return out
 
     two = run_training(layers(fuse_d=False), tmp_path / "two")
@@ -119,3 +121,6 @@ def test_fused_d_forward_computes_what_two_forwards_compute(image_folder, tmp_pa
     assert "fuse_d: false" in (batchnorm / "config.yaml").read_text()
     with pytest.raises(ConfigError, match="train.fuse_d needs a D whose output"):
         run_training(tiny_layers(image_folder, fuse_d=True), tmp_path / "bad")
+    if mbstd_group:  # batch 8 in groups of 3 would put real and fake images in one group
+        with pytest.raises(ConfigError, match="model.d_mbstd_group 3 does not divide the 8 images"):
+            run_training([{**layers()[0], "model": {**layers()[0]["model"], "d_mbstd_group": 3}}], tmp_path / "bad3")

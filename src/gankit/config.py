@@ -47,6 +47,7 @@ class ModelConfig:
     d_dropout: float = 0.0  # dropout probability after each D block (seed 001 uses dropout in D)
     mbd_features: int = 0  # minibatch discrimination features B before D's head (0 = off; seeds 000/003; Salimans et al. B=100)
     mbd_kernel_dim: int = 5  # minibatch discrimination kernel size C (Salimans et al. 2016)
+    d_mbstd_group: int = 0  # minibatch std before D's head over groups of this many images (0 = off; StyleGAN: 4)
     spectral_norm: bool = False  # spectral normalisation on every D layer (Miyato et al. 2018)
     embed_dim: int = 50  # ACGAN: size of the label embedding concatenated to z
     init: str = "normal"  # weight init: normal (N(0, init_std), DCGAN paper) | xavier | kaiming | orthogonal | default (PyTorch's)
@@ -150,7 +151,7 @@ POSITIVE = {
     "train.clip", "train.instance_noise_epochs", "train.nan_lr_factor",
     "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
 }
-NON_NEGATIVE = {"model.mbd_features", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
+NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
                 "train.instance_noise", "train.ada_target"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.ema"}
@@ -230,8 +231,9 @@ def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
 
 
 def d_is_per_sample(cfg: Config) -> bool:
-    """True when D scores each image alone (no BatchNorm, no minibatch discrimination): then real and fake can
-    share one forward without changing what D computes."""
+    """True when real and fake can share one D forward without changing what D computes: no BatchNorm, no
+    minibatch discrimination. Minibatch std is fine: its groups are consecutive images, and each half of the
+    fused batch is a multiple of the group (the Trainer checks)."""
     return cfg.model.d_norm != "batch" and cfg.model.mbd_features == 0
 
 

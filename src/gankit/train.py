@@ -89,13 +89,18 @@ def finalize_config(cfg: Config, data) -> Config:
         cfg.train.fuse_d = d_is_per_sample(cfg)
     if cfg.eval.every is None:
         cfg.eval.every = 10 if resolve_device(cfg.train.device).type == "cuda" else 0
-    if cfg.train.batch_size > len(data.images):
-        from gankit.errors import ConfigError
+    from gankit.errors import ConfigError
 
+    if cfg.train.batch_size > len(data.images):
         raise ConfigError(
             f"train.batch_size {cfg.train.batch_size} is larger than the dataset ({len(data.images)} images): "
             f"use --batch-size {max(1, len(data.images))} or less"
         )
+    group, local = cfg.model.d_mbstd_group, distributed.local_batch(cfg.train.batch_size)
+    if cfg.train.fuse_d and group > 1 and local % group:
+        raise ConfigError(f"model.d_mbstd_group {group} does not divide the {local} images each process gives D, so "
+                          "one group would mix real and fake images in the fused D forward: use a batch size that "
+                          f"is a multiple of {group} per process, another group, or --set train.fuse_d=false")
     return cfg
 
 

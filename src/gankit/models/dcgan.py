@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
-from gankit.models.layers import ColorPicker, MinibatchDiscrimination, norm_layer
+from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev, norm_layer
 
 
 def layout(resolution: int) -> tuple[int, int]:
@@ -107,14 +107,15 @@ class Discriminator(nn.Module):
 
     norm: batch | layer | instance | none (no norm on the input layer, DCGAN rule); dropout after
     every block; mbd_features > 0 concatenates minibatch-discrimination features (seeds 000/003)
-    to the flattened last features, and the head becomes a linear layer over both;
-    spectral_norm wraps every conv and linear layer (Miyato et al. 2018); num_classes > 0 adds
+    to the flattened last features, and the head becomes a linear layer over both; mbstd_group > 0
+    gives the head one more input map, the features' spread over groups of that many images
+    (`MinibatchStdDev`, ProGAN/StyleGAN); spectral_norm wraps every conv and linear layer (Miyato et al. 2018); num_classes > 0 adds
     the ACGAN auxiliary classifier head (logits, no softmax: cross-entropy takes logits).
     """
 
     def __init__(self, resolution: int, ndf: int = 64, channels: int = 3, max_channels: int = 512,
                  norm: str = "batch", dropout: float = 0.0, mbd_features: int = 0, mbd_kernel_dim: int = 5,
-                 spectral_norm: bool = False, num_classes: int = 0, init: str = "normal", init_std: float = 0.02):
+                 mbstd_group: int = 0, spectral_norm: bool = False, num_classes: int = 0, init: str = "normal", init_std: float = 0.02):
         super().__init__()
         base, n = layout(resolution)
         widths = block_widths(n, ndf, max_channels)[::-1]  # e.g. 64 px: [64, 128, 256, 512]
@@ -129,10 +130,12 @@ class Discriminator(nn.Module):
             cin, size = cout, (size + 1) // 2
         self.features = nn.Sequential(*layers)
 
-        flat = widths[-1] * base * base
+        self.mbstd = MinibatchStdDev(mbstd_group) if mbstd_group > 0 else None
+        head_in = widths[-1] + (self.mbstd is not None)
+        flat = head_in * base * base
         self.mbd = MinibatchDiscrimination(flat, mbd_features, mbd_kernel_dim) if mbd_features > 0 else None
         if self.mbd is None:
-            self.head = nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False)  # base x base -> 1x1 score
+            self.head = nn.Conv2d(head_in, 1, base, 1, 0, bias=False)  # base x base -> 1x1 score
         else:
             self.head = nn.Linear(flat + mbd_features, 1)
         self.aux = nn.Conv2d(widths[-1], num_classes, base, 1, 0) if num_classes > 0 else None
@@ -145,10 +148,11 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.features(x)
+        h_head = self.mbstd(h) if self.mbstd is not None else h
         if self.mbd is None:
-            adv = self.head(h)
+            adv = self.head(h_head)
         else:
-            flat = h.flatten(1)
+            flat = h_head.flatten(1)
             adv = self.head(torch.cat([flat, self.mbd(flat)], 1))
         aux = self.aux(h).flatten(1) if self.aux is not None else None
         return adv.flatten(), aux

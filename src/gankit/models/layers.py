@@ -1,5 +1,5 @@
 """Building blocks the DCGAN family adds to plain convolutions: normalisation choice, minibatch
-discrimination (seeds 000/003) and the colour-picker output layer (seed 002).
+discrimination (seeds 000/003), minibatch standard deviation and the colour-picker output layer (seed 002).
 """
 
 from __future__ import annotations
@@ -45,6 +45,29 @@ class MinibatchDiscrimination(nn.Module):
         similarity = torch.exp(-torch.cdist(m, m, p=1))  # [B, N, N], 1 on the diagonal
         o = similarity.sum(2) - 1  # drop each sample's similarity to itself
         return o.t().to(x.dtype)
+
+
+class MinibatchStdDev(nn.Module):
+    """One more feature map telling D how varied the images around each one are (Karras et al. 2018, ProGAN/StyleGAN).
+
+    The batch is cut into groups of `group` consecutive images (the largest divisor of N not above
+    `group`); per group, the standard deviation of every feature over its images, averaged over
+    features and positions, is appended as a constant channel to each of its images: [N, C, H, W] ->
+    [N, C + 1, H, W]. A collapsed G gives fakes with ~0 spread, which D learns to reject. Groups are
+    consecutive so that a fused [real; fake] batch, each half a multiple of `group`, never mixes the two.
+    """
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        g = max(d for d in range(1, min(self.group, n) + 1) if n % d == 0)
+        y = x.float().unflatten(0, (n // g, g))  # [N/g, g, C, H, W], statistics in fp32 under autocast
+        spread = (y.var(1, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # [N/g]
+        feature = spread.repeat_interleave(g).to(x.dtype)[:, None, None, None].expand(n, 1, h, w)
+        return torch.cat([x, feature], 1)
 
 
 class ColorPicker(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch import nn
 from gankit.config import build_config
 from gankit.errors import ConfigError
 from gankit.models import Discriminator, Generator, build_discriminator, build_generator, init_weights, layout
-from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev
+from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev, use_gemm_wgrad
 
 TINY = {"nz": 16, "ngf": 8}
 TINY_D = {"ndf": 8}
@@ -82,6 +83,57 @@ def test_power_of_two_is_the_classic_dcgan():
         ref_g.eval()
         G.eval()
         assert torch.equal(G(x), ref_g(x[:, :, None, None]))
+
+
+# ---------------------------------------------------------------- im2col-GEMM weight gradients (CPU speed)
+
+def test_gemm_weight_gradient_is_only_switched_on_for_small_maps():
+    G, D = Generator(64, **TINY), Discriminator(64, **TINY_D)
+    assert not any(getattr(m, "gemm_wgrad", False) for m in [*G.modules(), *D.modules()])  # off until asked
+    use_gemm_wgrad(G, True)
+    use_gemm_wgrad(D, True)
+    # G: 1 -> 4 -> 8 -> 16 -> 32 -> 64, by input map; D: 64 -> 32 -> 16 -> 8 -> 4 -> 1 (head), by output map
+    assert [m.gemm_wgrad for m in G.modules() if hasattr(m, "gemm_wgrad")] == [True, True, True, False, False]
+    assert [m.gemm_wgrad for m in D.modules() if hasattr(m, "gemm_wgrad")] == [False, False, True, True, True]
+    use_gemm_wgrad(D, False)
+    assert not any(getattr(m, "gemm_wgrad", False) for m in D.modules())
+
+
+def _grads(net, x, amp, penalty):
+    """Output, input gradient and every parameter gradient of a mean score (+ a WGAN-GP-like penalty)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        out = net(x)
+        out = out[0] if isinstance(out, tuple) else out
+        loss = out.float().mean()
+        if penalty:  # double backward through every layer, as the WGAN-GP gradient penalty does
+            gx, = torch.autograd.grad(out.float().sum(), x, create_graph=True)
+            loss = loss + (gx.float().flatten(1).norm(dim=1) - 1).pow(2).mean()
+    params = [p for p in net.parameters() if p.requires_grad]
+    return [out.detach().float(), *[g.float() for g in torch.autograd.grad(loss, [x, *params])]]
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("net", ["G", "D", "D_sn_100px", "G_bias_100px"])
+def test_gemm_weight_gradient_equals_onednn(net, amp):
+    """Same outputs and gradients as the plain convolutions (WGAN-GP's double backward included), fp32 to
+    rounding and under bf16 autocast to bf16 rounding, for even and odd (padded) layouts."""
+    torch.manual_seed(0)
+    res = 100 if "100px" in net else 64
+    if net.startswith("G"):
+        plain = Generator(res, nz=16, ngf=8, norm="none" if "bias" in net else "batch")
+        x = torch.randn(4, 16, requires_grad=True)
+    else:
+        plain = Discriminator(res, ndf=8, norm="none", spectral_norm="sn" in net)
+        x = torch.randn(4, 3, res, res).to(memory_format=torch.channels_last).requires_grad_()
+    plain = plain.to(memory_format=torch.channels_last)
+    fast = copy.deepcopy(plain)
+    use_gemm_wgrad(fast, True)
+    penalty = net.startswith("D")
+    expected, got = _grads(plain, x, amp, penalty), _grads(fast, x, amp, penalty)
+    tol = 2e-2 if amp else 1e-5
+    for i, (a, b) in enumerate(zip(got, expected)):
+        assert (a - b).norm() <= tol * b.norm() + 1e-8, f"tensor {i}: {(a - b).norm() / b.norm():.2e}"
+    assert expected[2].norm() > 0  # the first parameter got a gradient at all
 
 
 # ---------------------------------------------------------------- colour picker

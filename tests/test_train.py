@@ -96,6 +96,23 @@ def test_builtin_dataset_defaults_sit_below_user_settings(tmp_path):
     assert load_checkpoint(run / "checkpoints/last.pt")["config"]["model"]["ngf"] == 16
 
 
+def test_gemm_weight_gradients_train_to_the_weights_onednn_gives(image_folder, tmp_path):
+    """train.gemm_wgrad (auto: on on a CPU) changes how small layers' weight gradients are computed, not the
+    training: the same weights after a few steps, BatchNorm in G and spectral norm in D included."""
+    def layers(**train):
+        out = tiny_layers(image_folder, max_steps=4, epochs=5, **train)
+        out[0]["model"].update(d_norm="none", spectral_norm=True)
+        return out
+
+    fast = run_training(layers(), tmp_path / "fast")
+    assert "gemm_wgrad: true" in (fast / "config.yaml").read_text()
+    plain = run_training(layers(gemm_wgrad=False), tmp_path / "plain")
+    a, b = load_checkpoint(plain / "checkpoints/last.pt"), load_checkpoint(fast / "checkpoints/last.pt")
+    for net in ("G", "D"):
+        for k in a[net]:
+            torch.testing.assert_close(b[net][k], a[net][k], rtol=0, atol=1e-5, msg=f"{net} {k}")
+
+
 @pytest.mark.parametrize("mbstd_group", [0, 4])
 def test_fused_d_forward_computes_what_two_forwards_compute(image_folder, tmp_path, mbstd_group):
     """train.fuse_d: real and fake in one D forward gives the weights two forwards give, when D scores each

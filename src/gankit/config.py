@@ -96,6 +96,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (adds CUDA graphs on GPUs) | max-autotune
     fuse_d: bool | None = None  # one D forward on real+fake concatenated in the D phase; None -> on when D has no batch statistics (README Performance)
+    gemm_wgrad: bool | None = None  # CPU: weight gradients of D's convs with <= 8 px outputs as one im2col GEMM; None -> on on CPU (README Performance)
     sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 
 
@@ -161,7 +162,7 @@ SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "train.deterministic",
-                     "train.fuse_d", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
+                     "train.fuse_d", "train.gemm_wgrad", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -29,6 +29,7 @@ from gankit.errors import RunError
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
+from gankit.models.layers import use_gemm_wgrad
 from gankit.runlog import NullLog, RunLog
 from gankit.strategies import Phase, build_strategy
 from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats
@@ -87,6 +88,8 @@ def finalize_config(cfg: Config, data) -> Config:
     cfg.model.num_classes = len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0
     if cfg.train.fuse_d is None:
         cfg.train.fuse_d = d_is_per_sample(cfg)
+    if cfg.train.gemm_wgrad is None:
+        cfg.train.gemm_wgrad = resolve_device(cfg.train.device).type == "cpu"
     if cfg.eval.every is None:
         cfg.eval.every = 10 if resolve_device(cfg.train.device).type == "cuda" else 0
     from gankit.errors import ConfigError
@@ -177,6 +180,8 @@ class Trainer:
         self.D = distributed.wrap(build_discriminator(cfg).to(self.device, memory_format=self.fmt), self.device,
                                   cfg.train.sync_batchnorm)
         self.G_raw, self.D_raw = distributed.unwrap(self.G), distributed.unwrap(self.D)
+        for net in (self.G_raw, self.D_raw):
+            use_gemm_wgrad(net, bool(cfg.train.gemm_wgrad))
         self.cuda_graphs = cfg.train.compile and cfg.train.compile_mode != "default" and self.device.type == "cuda"
         if cfg.train.compile:
             self.G = torch.compile(self.G, mode=cfg.train.compile_mode)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
-from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev, norm_layer
+from gankit.models.layers import ColorPicker, Conv2d, ConvTranspose2d, MinibatchDiscrimination, MinibatchStdDev, norm_layer
 
 
 def layout(resolution: int) -> tuple[int, int]:
@@ -50,10 +50,11 @@ def _after_conv(width: int, norm: str, activation: nn.Module, dropout: float) ->
     return layers
 
 
-def _doubling(cin: int, cout: int, upsample: str, bias: bool) -> list[nn.Module]:
-    """A 2x upsampling convolution: transposed 4x4 stride 2 (DCGAN), or nearest x2 then a 3x3 conv (seed 002)."""
+def _doubling(cin: int, cout: int, upsample: str, bias: bool, size: int) -> list[nn.Module]:
+    """A 2x upsampling convolution of a size x size map: transposed 4x4 stride 2 (DCGAN), or nearest x2 then a
+    3x3 conv (seed 002)."""
     if upsample == "convtranspose":
-        return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)]
+        return [ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias, map_size=size)]
     if upsample in ("upsample", "colorpicker"):
         return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias)]
     raise ValueError(f"unknown upsample {upsample!r}: choose convtranspose, upsample or colorpicker")
@@ -79,15 +80,17 @@ class Generator(nn.Module):
         z_dim = nz + (embed_dim if num_classes > 0 else 0)
         bias = norm == "none"
 
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias)]  # 1x1 -> base
+        layers: list[nn.Module] = [ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias, map_size=1)]  # 1x1 -> base
         layers += _after_conv(widths[0], norm, nn.ReLU(inplace=True), dropout)
+        size = base
         for cin, cout in zip(widths[:-1], widths[1:]):
-            layers += _doubling(cin, cout, upsample, bias)
+            layers += _doubling(cin, cout, upsample, bias, size)
             layers += _after_conv(cout, norm, nn.ReLU(inplace=True), dropout)
+            size *= 2
         if upsample == "colorpicker":
             layers.append(ColorPicker(widths[-1], channels, palette_size))
         else:
-            layers += [*_doubling(widths[-1], channels, upsample, bias=False), nn.Tanh()]
+            layers += [*_doubling(widths[-1], channels, upsample, bias=False, size=size), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         init_weights(self, init, init_std)
 
@@ -125,9 +128,10 @@ class Discriminator(nn.Module):
         for i, cout in enumerate(widths):
             padding = 1 + size % 2  # odd sizes get one more pixel of padding: the output is ceil(size / 2)
             block_norm = norm if i > 0 else "none"  # the input layer has no norm, and no bias (classic)
-            layers.append(nn.Conv2d(cin, cout, 4, 2, padding, bias=i > 0 and norm == "none"))
+            size = (size + 1) // 2
+            layers.append(Conv2d(cin, cout, 4, 2, padding, bias=i > 0 and norm == "none", map_size=size))
             layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), dropout)
-            cin, size = cout, (size + 1) // 2
+            cin = cout
         self.features = nn.Sequential(*layers)
 
         self.mbstd = MinibatchStdDev(mbstd_group) if mbstd_group > 0 else None
@@ -135,7 +139,7 @@ class Discriminator(nn.Module):
         flat = head_in * base * base
         self.mbd = MinibatchDiscrimination(flat, mbd_features, mbd_kernel_dim) if mbd_features > 0 else None
         if self.mbd is None:
-            self.head = nn.Conv2d(head_in, 1, base, 1, 0, bias=False)  # base x base -> 1x1 score
+            self.head = Conv2d(head_in, 1, base, 1, 0, bias=False, map_size=1)  # base x base -> 1x1 score
         else:
             self.head = nn.Linear(flat + mbd_features, 1)
         self.aux = nn.Conv2d(widths[-1], num_classes, base, 1, 0) if num_classes > 0 else None

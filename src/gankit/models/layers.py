@@ -101,3 +101,115 @@ class ColorPicker(nn.Module):
         logits = self.logits(self.upsample(h)).unflatten(1, (self.channels, self.palette_size))
         weights = logits.softmax(2)  # [N, C, P, H, W]: per channel and pixel, a distribution over the palette
         return torch.einsum("ncphw,np->nchw", weights, self.palette_of(h).to(weights.dtype))
+
+
+def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int],
+                       stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """The gradient of conv2d(x, w, stride=stride, padding=padding) with respect to w, as one GEMM.
+
+    im2col: the padded input, viewed as [N, Ho, Wo, kh, kw, C] patches, is copied once into a
+    [N*Ho*Wo, kh*kw*C] matrix, and grad_w = grad_out^T @ cols. Returns [O, C, kh, kw] laid out
+    channels-last (what `.to(memory_format=torch.channels_last)` weights have). Dilation 1, one group.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, _, _ = x.shape
+    ho, wo = grad_out.shape[2:]
+    xp = nn.functional.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()  # [N, H+2ph, W+2pw, C]
+    s_n, s_h, s_w, s_c = xp.stride()
+    cols = xp.as_strided((n, ho, wo, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c)).reshape(n * ho * wo, -1)
+    g = grad_out.permute(0, 2, 3, 1).reshape(n * ho * wo, -1).t().contiguous()  # [O, N*Ho*Wo]
+    return (g @ cols).view(-1, kh, kw, c).permute(0, 3, 1, 2)
+
+
+class _GemmWgradConv(torch.autograd.Function):
+    """conv2d / conv_transpose2d whose backward takes the input gradient from oneDNN and the weight gradient
+    from `conv2d_weight_grad` (a transposed convolution's weight gradient is that of the convolution it transposes,
+    with input and output gradient swapped)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, transposed):
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding, transposed, bias is not None)
+        conv = nn.functional.conv_transpose2d if transposed else nn.functional.conv2d
+        return conv(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        stride, padding, transposed, has_bias = ctx.geometry
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(grad_out, x, weight, None, stride, padding, (1, 1), transposed,
+                                                         (0, 0), 1, (True, False, False))[0]
+        if ctx.needs_input_grad[1]:
+            inp, out = (grad_out, x) if transposed else (x, grad_out)
+            grad_w = conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
+        if has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+def gemm_wgrad_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding,
+                    transposed: bool) -> torch.Tensor:
+    """`_GemmWgradConv` with autocast's casts applied by hand (autocast does not reach into custom functions)."""
+    if torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = bias.to(dtype) if bias is not None else None
+    with torch.autocast("cpu", enabled=False):
+        return _GemmWgradConv.apply(x, weight, bias, tuple(stride), tuple(padding), transposed)
+
+
+def use_gemm_wgrad(model: nn.Module, on: bool, max_size: int = 8) -> None:
+    """Turn the im2col-GEMM weight gradient on (or off) for the `Conv2d` / `ConvTranspose2d` layers of `model`
+    whose smaller map is at most `max_size` px; oneDNN stays faster on larger maps (README Performance)."""
+    for m in model.modules():
+        if isinstance(m, (Conv2d, ConvTranspose2d)):
+            m.gemm_wgrad = on and m.map_size <= max_size
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters, same results) that can compute its weight gradient as one im2col GEMM on the CPU.
+
+    `map_size` is the side of its output map, as the model that builds it knows it. With `gemm_wgrad`
+    set (`use_gemm_wgrad`), a CPU forward that needs gradients runs `_GemmWgradConv`:
+    oneDNN's weight gradient for small output maps runs far below the matmul peak on this project's
+    CPUs (D's 8 -> 4 px layer: 54 ms against 13 ms as a GEMM, bf16, one core; README Performance),
+    while its forward and input gradient are fine. Under autocast, inputs are cast as autocast casts
+    a convolution's. Double backward (the WGAN-GP penalty) works through it.
+    """
+
+    gemm_wgrad = False
+
+    def __init__(self, *args, map_size: int = 1 << 30, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.map_size = map_size
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not (self.gemm_wgrad and x.device.type == "cpu" and torch.is_grad_enabled()):
+            return super()._conv_forward(x, weight, bias)
+        return gemm_wgrad_conv(x, weight, bias, self.stride, self.padding, transposed=False)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d (same parameters, same results) with `Conv2d`'s im2col-GEMM weight gradient on the CPU.
+
+    `map_size` is the side of its input map. The generator's first layer (1x1 input, stride 1, no
+    padding) is a matrix product z @ W, computed as one on the CPU when `gemm_wgrad` is set (oneDNN
+    took 15 ms per step for it, 64 images, bf16, one core). Used without output_padding (as G does).
+    """
+
+    gemm_wgrad = False
+
+    def __init__(self, *args, map_size: int = 1 << 30, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.map_size = map_size
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if not (self.gemm_wgrad and x.device.type == "cpu" and torch.is_grad_enabled() and output_size is None
+                and not any(self.output_padding)):
+            return super().forward(x, output_size)
+        if x.shape[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
+            y = (x.flatten(1) @ self.weight.flatten(1)).unflatten(1, self.weight.shape[1:])
+            return y if self.bias is None else y + self.bias.to(y.dtype)[:, None, None]
+        return gemm_wgrad_conv(x, self.weight, self.bias, self.stride, self.padding, transposed=True)

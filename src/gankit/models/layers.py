@@ -137,6 +137,10 @@ class _GemmWgradConv(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         stride, padding, transposed, has_bias = ctx.geometry
+        if torch.is_grad_enabled():  # create_graph (WGAN-GP's penalty): oneDNN's backward, whose own backward is fast
+            return *torch.ops.aten.convolution_backward(grad_out, x, weight, [weight.shape[1 if transposed else 0]]
+                                                        if has_bias else None, stride, padding, (1, 1), transposed,
+                                                        (0, 0), 1, ctx.needs_input_grad[:3]), None, None, None
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(grad_out, x, weight, None, stride, padding, (1, 1), transposed,
@@ -176,7 +180,7 @@ class Conv2d(nn.Conv2d):
     oneDNN's weight gradient for small output maps runs far below the matmul peak on this project's
     CPUs (D's 8 -> 4 px layer: 54 ms against 13 ms as a GEMM, bf16, one core; README Performance),
     while its forward and input gradient are fine. Under autocast, inputs are cast as autocast casts
-    a convolution's. Double backward (the WGAN-GP penalty) works through it.
+    a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is oneDNN's throughout.
     """
 
     gemm_wgrad = False

@@ -96,7 +96,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (adds CUDA graphs on GPUs) | max-autotune
     fuse_d: bool | None = None  # one D forward on real+fake concatenated in the D phase; None -> on when D has no batch statistics (README Performance)
-    gemm_wgrad: bool | None = None  # CPU: weight gradients of D's convs with <= 8 px outputs as one im2col GEMM; None -> on on CPU (README Performance)
+    gemm_wgrad: bool | None = None  # CPU: weight gradients of G's and D's convs whose smaller map is <= 8 px as one im2col GEMM; None -> on on CPU (README Performance)
     sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 
 

@@ -88,10 +88,11 @@ def finalize_config(cfg: Config, data) -> Config:
     cfg.model.num_classes = len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0
     if cfg.train.fuse_d is None:
         cfg.train.fuse_d = d_is_per_sample(cfg)
+    device_type = resolve_device(cfg.train.device).type
     if cfg.train.gemm_wgrad is None:
-        cfg.train.gemm_wgrad = resolve_device(cfg.train.device).type == "cpu"
+        cfg.train.gemm_wgrad = device_type == "cpu"
     if cfg.eval.every is None:
-        cfg.eval.every = 10 if resolve_device(cfg.train.device).type == "cuda" else 0
+        cfg.eval.every = 10 if device_type == "cuda" else 0
     from gankit.errors import ConfigError
 
     if cfg.train.batch_size > len(data.images):

@@ -168,11 +168,25 @@ def use_gemm_wgrad(model: nn.Module, on: bool, max_size: int = 8) -> None:
     """Turn the im2col-GEMM weight gradient on (or off) for the `Conv2d` / `ConvTranspose2d` layers of `model`
     whose smaller map is at most `max_size` px; oneDNN stays faster on larger maps (README Performance)."""
     for m in model.modules():
-        if isinstance(m, (Conv2d, ConvTranspose2d)):
+        if isinstance(m, _SmallMapConv):
             m.gemm_wgrad = on and m.map_size <= max_size
 
 
-class Conv2d(nn.Conv2d):
+class _SmallMapConv:
+    """What `Conv2d` and `ConvTranspose2d` share: `map_size`, the side of the map the model says the layer's
+    smaller side is, and the `gemm_wgrad` switch (`use_gemm_wgrad`), which applies to CPU forwards that need gradients."""
+
+    gemm_wgrad = False
+
+    def __init__(self, *args, map_size: int = 1 << 30, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.map_size = map_size
+
+    def _use_gemm(self, x: torch.Tensor) -> bool:
+        return self.gemm_wgrad and x.device.type == "cpu" and torch.is_grad_enabled()
+
+
+class Conv2d(_SmallMapConv, nn.Conv2d):
     """nn.Conv2d (same parameters, same results) that can compute its weight gradient as one im2col GEMM on the CPU.
 
     `map_size` is the side of its output map, as the model that builds it knows it. With `gemm_wgrad`
@@ -183,19 +197,13 @@ class Conv2d(nn.Conv2d):
     a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is oneDNN's throughout.
     """
 
-    gemm_wgrad = False
-
-    def __init__(self, *args, map_size: int = 1 << 30, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.map_size = map_size
-
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if not (self.gemm_wgrad and x.device.type == "cpu" and torch.is_grad_enabled()):
+        if not self._use_gemm(x):
             return super()._conv_forward(x, weight, bias)
         return gemm_wgrad_conv(x, weight, bias, self.stride, self.padding, transposed=False)
 
 
-class ConvTranspose2d(nn.ConvTranspose2d):
+class ConvTranspose2d(_SmallMapConv, nn.ConvTranspose2d):
     """nn.ConvTranspose2d (same parameters, same results) with `Conv2d`'s im2col-GEMM weight gradient on the CPU.
 
     `map_size` is the side of its input map. The generator's first layer (1x1 input, stride 1, no
@@ -203,15 +211,8 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     took 15 ms per step for it, 64 images, bf16, one core). Used without output_padding (as G does).
     """
 
-    gemm_wgrad = False
-
-    def __init__(self, *args, map_size: int = 1 << 30, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.map_size = map_size
-
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        if not (self.gemm_wgrad and x.device.type == "cpu" and torch.is_grad_enabled() and output_size is None
-                and not any(self.output_padding)):
+        if not (self._use_gemm(x) and output_size is None and not any(self.output_padding)):
             return super().forward(x, output_size)
         if x.shape[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
             y = (x.flatten(1) @ self.weight.flatten(1)).unflatten(1, self.weight.shape[1:])

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from gankit.config import build_config
 from gankit.losses import BCELoss, HingeLoss, WassersteinLoss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.strategies import Boost, Critic, Monitored, Phase, build_strategy
-from gankit.tricks import NoisyLabels, add_instance_noise, ema_decay, instance_noise_std, make_ema, standing_stats
+from gankit.tricks import (NoisyLabels, add_instance_noise, ema_decay, instance_noise_std, make_ema, standing_stats, top_k,
+                           topk_count)
 
 
 def _bce(x, t):
@@ -170,3 +171,12 @@ def test_boost_frequencies_match_the_k_ranges():
     b2 = Boost(window=100, seed=99)
     b2.load_state_dict(state)
     assert [b2.plan(i) for i in range(500)] == nxt
+
+
+def test_topk_shrinks_k_per_epoch_to_the_fraction_and_keeps_the_best_scores():
+    assert [topk_count(64, 0.5, 0.99, e) for e in (0, 10, 68, 69, 500)] == [64, 58, 33, 32, 32]
+    assert topk_count(64, 1.0, 0.5, 100) == 64  # topk 1: the classic update
+    assert topk_count(8, 0.25, 0.0, 3) == 2
+    scores = torch.tensor([[0.3], [-2.0], [1.5], [0.9]])
+    assert sorted(top_k(scores, 2).tolist()) == [2, 3]
+    assert top_k(scores, 4) is None

@@ -141,3 +141,32 @@ def test_fused_d_forward_computes_what_two_forwards_compute(image_folder, tmp_pa
     if mbstd_group:  # batch 8 in groups of 3 would put real and fake images in one group
         with pytest.raises(ConfigError, match="model.d_mbstd_group 3 does not divide the 8 images"):
             run_training([{**layers()[0], "model": {**layers()[0]["model"], "d_mbstd_group": 3}}], tmp_path / "bad3")
+
+
+def test_topk_g_update_learns_only_from_the_fakes_d_rates_most_real(image_folder, tmp_path):
+    """train.topk: after the first epochs G's gradient is that of the loss on the k best-scored fakes alone
+    (Sinha et al. 2020), not of the whole batch."""
+    import copy
+
+    from gankit.config import build_config
+    from gankit.data import load_dataset
+    from gankit.train import Trainer, finalize_config
+
+    layers = tiny_layers(image_folder, topk=0.25, topk_gamma=0.5, loss="hinge")
+    layers[0]["model"].update(d_norm="none")
+    data = load_dataset(image_folder, 16, progress=False)
+    trainer = Trainer(finalize_config(build_config(*layers), data), data, tmp_path / "run")
+    trainer.cursor = 10 * trainer.batches.steps_per_epoch  # epoch 10: k = max(ceil(8 * 0.25), ceil(8 * 0.5**10)) = 2
+    G, D = copy.deepcopy(trainer.G_raw), copy.deepcopy(trainer.D_raw)
+    z = torch.randn(8, 16, 1, 1)
+
+    trainer._g_phase((trainer.G(z), None))
+    got = [p.grad.clone() for p in trainer.G_raw.parameters()]
+
+    out, _ = D(G(z))
+    best = out.detach().flatten().topk(2).indices
+    (-out[best].mean()).backward(retain_graph=True)
+    for g, p in zip(got, G.parameters()):
+        torch.testing.assert_close(g, p.grad)
+    (-out.mean()).backward()  # adds the whole batch's gradient: a different one
+    assert max((g - p.grad).abs().max().item() for g, p in zip(got, G.parameters())) > 1e-4

@@ -81,6 +81,8 @@ class TrainConfig:
     label_swap: float = 0.0  # noisy labels: probability that a D step uses swapped real/fake labels (seed 000)
     instance_noise: float = 0.0  # std of Gaussian noise on every D input at the start, annealed linearly to 0 (0 = off)
     instance_noise_epochs: int = 50  # epochs over which instance noise decays to 0
+    topk: float = 1.0  # top-k G updates (Sinha et al. 2020): G learns only from the fakes D rates most real, k shrinking from the whole batch by topk_gamma per epoch to this fraction (1 = off; paper: 0.5)
+    topk_gamma: float = 0.99  # per-epoch decay of top-k's k (paper: 0.99)
     ema: float = 0.0  # decay of an exponential moving average of G used for samples and FID (0 = off; e.g. 0.999)
     ema_standing_stats: bool = True  # EMA G's BatchNorm statistics measured on its own outputs before use (BigGAN); false: averaged
     augment: str = ""  # DiffAugment ops applied to every D input, e.g. "color,translation,cutout" ("" = off)
@@ -149,14 +151,14 @@ POSITIVE = {
     "model.mbd_kernel_dim", "model.embed_dim",
     "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d", "train.n_critic",
     "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
-    "train.clip", "train.instance_noise_epochs", "train.nan_lr_factor",
+    "train.clip", "train.instance_noise_epochs", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
     "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
 }
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
                 "train.instance_noise", "train.ada_target"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.ema"}
-CLOSED_UNIT_INTERVAL = {"train.augment_p"}
+CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma"}
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
 

@@ -32,7 +32,7 @@ from gankit.models import build_discriminator, build_generator, sample_z
 from gankit.models.layers import use_gemm_wgrad
 from gankit.runlog import NullLog, RunLog
 from gankit.strategies import Phase, build_strategy
-from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats
+from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats, top_k, topk_count
 
 # Defaults of a run on the built-in MNIST digits (`gankit train` with no arguments): half-width DCGAN
 # and 30 epochs, so the first run finishes in about 5 minutes on a 2-core CPU with readable digits.
@@ -434,9 +434,13 @@ class Trainer:
             else:
                 fake, y = kept
             out, aux = self.D(self._d_view(fake))
+            t = self.cfg.train
+            keep = top_k(out, topk_count(out.shape[0], t.topk, t.topk_gamma, self.epoch))
+            if keep is not None:  # top-k: the fakes D finds least real give G no gradient
+                out, aux, y = out[keep], aux[keep] if aux is not None else None, y[keep] if y is not None else None
             loss = self.loss.g_loss(out)
             if self.num_classes:
-                loss = loss + self.cfg.train.aux_weight * aux_loss(aux, y)
+                loss = loss + t.aux_weight * aux_loss(aux, y)
         self._step(self.opt_g, loss)
         self.D.requires_grad_(True)
         if self.G_ema is not None:

@@ -6,6 +6,8 @@ D and G phases. Label smoothing lives in the BCE loss (`losses.BCELoss.real_targ
 - instance noise: Gaussian noise on every D input (real and fake), its std annealed linearly from
   `train.instance_noise` to 0 over `train.instance_noise_epochs` epochs;
 - noisy labels: with probability `train.label_swap` a D step uses swapped real/fake labels;
+- top-k G updates (Sinha et al. 2020): G's loss counts only the k fakes D scores as most real, k
+  shrinking from the whole batch by `train.topk_gamma` per epoch to the fraction `train.topk`;
 - EMA: an exponential moving average of G's weights, used for samples and FID, with BatchNorm statistics
   measured on the EMA generator's own activations (`standing_stats`).
 """
@@ -13,6 +15,7 @@ D and G phases. Label smoothing lives in the BCE loss (`losses.BCELoss.real_targ
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 
@@ -49,6 +52,19 @@ class NoisyLabels:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.set_state(state["rng"])
+
+
+def topk_count(batch: int, fraction: float, gamma: float, epochs_done: int) -> int:
+    """k of a top-k G update after `epochs_done` epochs: the whole batch at first, x gamma per epoch, never
+    below `fraction` of the batch (fraction 1: every fake counts, the classic update)."""
+    return min(batch, max(math.ceil(batch * fraction), math.ceil(batch * gamma ** epochs_done)))
+
+
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor | None:
+    """Indices of the k fakes D scores as most real (highest logit or critic value); None when k keeps all."""
+    if k >= scores.shape[0]:
+        return None
+    return scores.detach().float().flatten().topk(k).indices
 
 
 def ema_decay(decay: float, num_averaged: int) -> float:

@@ -68,17 +68,27 @@ class Contestant:
                            "real_images_seen": self.images_seen(), "fakes": fakes})
 
 
-def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_dir: Path, overrides: dict):
+def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_dir: Path, overrides: dict,
+                      minutes: float):
     from gankit.config import build_config, read_yaml
     from gankit.train import Trainer, finalize_config
 
+    # The budget is train.minutes (epochs never end the run first), so a schedule over the run's
+    # progress (train.lr_decay) sees the same run a `gankit train` with that budget would.
     layers = [read_yaml(cfg_path),
-              {"data": {"path": "bench", "resolution": resolution}, "train": {"device": device},
+              {"data": {"path": "bench", "resolution": resolution},
+               "train": {"device": device, "minutes": minutes, "epochs": 10**6},
                "log": {"tensorboard": False, "progress": False, "plots": False}, "eval": {"every": 0}},
               overrides]
     cfg = finalize_config(build_config(*layers), data)
     trainer = Trainer(cfg, data, run_dir)
-    return Contestant("gankit", f"gankit ({cfg_path.name})", trainer.train_iteration, trainer.generate,
+
+    def step():
+        t0 = time.perf_counter()
+        trainer.train_iteration()
+        trainer.elapsed += time.perf_counter() - t0  # the clock `gankit train` keeps (training time only)
+
+    return Contestant("gankit", f"gankit ({cfg_path.name})", step, trainer.generate,
                       lambda: trainer.cursor * cfg.train.batch_size)
 
 
@@ -116,7 +126,8 @@ def make_contestant(name: str, args, data, run_dir: Path) -> Contestant:
     from gankit.config import parse_sets
 
     if name == "gankit":
-        return gankit_contestant(args.config, data, args.resolution, args.device, run_dir, parse_sets(args.sets))
+        return gankit_contestant(args.config, data, args.resolution, args.device, run_dir, parse_sets(args.sets),
+                                 args.minutes)
     return reference_contestant(data, args.resolution, args.seed)
 
 

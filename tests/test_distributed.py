@@ -74,7 +74,8 @@ def ddp_runs(tmp_path_factory):
         "ckpt": load_checkpoint(work / "run" / "checkpoints" / "last.pt"),
         "stdout": first.stdout,
     }
-    torchrun(["--config", str(config), "--max-steps", "10", "--run-dir", "run"], work)
+    # the resume also has a time budget (one that never ends it): the ranks then share one clock every step
+    torchrun(["--config", str(config), "--max-steps", "10", "--minutes", "60", "--run-dir", "run"], work)
     return {"root": root, "images": images, "cache": cache, "work": work, "first": after_first}
 
 

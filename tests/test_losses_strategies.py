@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from gankit.config import build_config
 from gankit.losses import BCELoss, HingeLoss, WassersteinLoss, aux_stats, build_loss, clip_weights, gradient_penalty
-from gankit.strategies import Boost, Critic, Monitored, Phase, build_strategy
+from gankit.strategies import Boost, Critic, Monitored, Phase, build_strategy, lr_factor
 from gankit.tricks import (NoisyLabels, add_instance_noise, ema_decay, instance_noise_std, make_ema, standing_stats, top_k,
                            topk_count)
 
@@ -180,3 +180,9 @@ def test_topk_shrinks_k_per_epoch_to_the_fraction_and_keeps_the_best_scores():
     scores = torch.tensor([[0.3], [-2.0], [1.5], [0.9]])
     assert sorted(top_k(scores, 2).tolist()) == [2, 3]
     assert top_k(scores, 4) is None
+
+
+def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end():
+    assert [lr_factor("linear", 0.5, p) for p in (0.0, 0.5, 0.75, 1.0)] == [1.0, 1.0, 0.5, 0.0]
+    assert lr_factor("linear", 0.0, 0.25) == 0.75
+    assert lr_factor("none", 0.0, 0.9) == 1.0

@@ -170,3 +170,25 @@ def test_topk_g_update_learns_only_from_the_fakes_d_rates_most_real(image_folder
         torch.testing.assert_close(g, p.grad)
     (-out.mean()).backward()  # adds the whole batch's gradient: a different one
     assert max((g - p.grad).abs().max().item() for g, p in zip(got, G.parameters())) > 1e-4
+
+
+def test_lr_decay_follows_the_runs_progress(image_folder, tmp_path):
+    """train.lr_decay=linear: both rates hold until lr_decay_start, then fall linearly towards 0 at the end."""
+    run = run_training(tiny_layers(image_folder, max_steps=8, epochs=5, lr_decay="linear", lr_decay_start=0.5,
+                                   lr_g=2e-4, lr_d=4e-4), tmp_path / "run")
+    state = load_checkpoint(run / "checkpoints/last.pt")
+    # the last of 8 iterations ran at progress 7/8: factor (1 - 7/8) / (1 - 0.5) = 0.25
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.25)
+    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(4e-4 * 0.25)
+
+
+def test_minutes_budget_stops_the_run_and_a_larger_one_resumes_it(image_folder, tmp_path):
+    """train.minutes: the run stops once its training time reaches the budget, resumably."""
+    layers = tiny_layers(image_folder, epochs=10**4, minutes=0.01)
+    layers[0]["log"].update(plots=False, tensorboard=False, checkpoint_every=10**4)
+    run = run_training(layers, tmp_path / "run")
+    first = load_checkpoint(run / "checkpoints/last.pt")
+    assert 0.6 <= first["elapsed"] < 30 and 0 < first["iteration"] < 10**4
+    layers[0]["train"]["minutes"] = 0.02
+    second = load_checkpoint(run_training(layers, tmp_path / "run") / "checkpoints/last.pt")
+    assert second["elapsed"] >= 1.2 and second["iteration"] > first["iteration"]

@@ -50,6 +50,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [default: auto]."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 [default: auto = bf16 where the hardware has it]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training (resumable; with train.lr_decay the schedule spans them)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [default: 0]."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
@@ -65,7 +66,7 @@ def train(
         parse_sets(set_),
         _flags_layer(data__path=data, data__resolution=resolution, train__epochs=epochs, train__batch_size=batch_size,
                      data__labels=labels, data__label_column=label_column, train__device=device,
-                     train__precision=precision, train__max_steps=max_steps, train__seed=seed,
+                     train__precision=precision, train__max_steps=max_steps, train__minutes=minutes, train__seed=seed,
                      train__deterministic=True if deterministic else None,
                      log__progress=False if no_progress else None),
     ]

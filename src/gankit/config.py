@@ -60,12 +60,15 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 20  # passes over the dataset
     max_steps: int | None = None  # stop after this many iterations in total (None: run all epochs)
+    minutes: float | None = None  # stop after this many minutes of training, across resumes (None: no time limit)
     batch_size: int = 64  # global batch size (images per D step, summed over all DDP ranks)
     loss: str = "bce"  # bce (classic, non-saturating G) | wgan (weight clipping) | wgan_gp | hinge
     strategy: str = "classic"  # who trains when: classic | monitored | boost | critic (see gankit.strategies)
     optimizer: str = "adam"  # adam | rmsprop (WGAN, seeds 000/004: RMSProp lr 5e-5)
     lr_g: float = 1.5e-4  # seed 000 "classic": Adam lr 0.00015
     lr_d: float = 1.5e-4
+    lr_decay: str = "none"  # none | linear: both learning rates fall linearly to 0 from lr_decay_start to the run's end
+    lr_decay_start: float = 0.5  # fraction of the run (of epochs, max_steps or minutes: whichever ends it first) where the decay starts
     beta1: float = 0.5  # seed 000: beta1 = 0.5
     beta2: float = 0.999  # seed 000: beta2 = 0.999
     n_critic: int = 5  # strategy critic: D steps per G step (seed 000: 3, seed 004: 5)
@@ -140,6 +143,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),
     "train.strategy": ("classic", "monitored", "boost", "critic"),
     "train.optimizer": ("adam", "rmsprop"),
+    "train.lr_decay": ("none", "linear"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.nan_policy": ("rollback", "stop"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
@@ -152,18 +156,19 @@ POSITIVE = {
     "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d", "train.n_critic",
     "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
     "train.clip", "train.instance_noise_epochs", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
+    "train.minutes",
     "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
 }
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
                 "train.instance_noise", "train.ada_target"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
-                 "train.label_swap", "train.ema"}
+                 "train.label_swap", "train.ema", "train.lr_decay_start"}
 CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma"}
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
-RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.device", "train.precision", "train.deterministic",
+RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.precision", "train.deterministic",
                      "train.fuse_d", "train.gemm_wgrad", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
 
 

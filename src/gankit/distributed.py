@@ -137,6 +137,15 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return t / world_size()
 
 
+def max_over_ranks(value: float, device: torch.device) -> float:
+    """The largest of `value` over all ranks (e.g. a clock, so that every rank takes the same decisions)."""
+    if not is_initialized():
+        return value
+    t = torch.tensor([value], device=device, dtype=torch.float64)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t.item())
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when `flag` is True on at least one (e.g. a stop request), so all ranks agree."""
     if not is_initialized():

@@ -150,3 +150,12 @@ def build_strategy(cfg) -> Strategy:
     if t.strategy == "critic":
         return Critic(t.n_critic, t.critic_boost, t.critic_boost_first, t.critic_boost_every)
     raise ValueError(t.strategy)
+
+
+def lr_factor(decay: str, start: float, progress: float) -> float:
+    """Learning-rate multiplier at `progress` (0 at the start of the run, 1 at its end): 1 throughout for
+    "none"; for "linear", 1 until `start`, then falling linearly to 0 at the end (the schedule that does
+    best for a fixed budget of steps or time: Li et al. 2020, "Budgeted training")."""
+    if decay == "none" or progress <= start:
+        return 1.0
+    return max(0.0, (1.0 - progress) / (1.0 - start))

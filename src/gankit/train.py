@@ -31,7 +31,7 @@ from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weight
 from gankit.models import build_discriminator, build_generator, sample_z
 from gankit.models.layers import use_gemm_wgrad
 from gankit.runlog import NullLog, RunLog
-from gankit.strategies import Phase, build_strategy
+from gankit.strategies import Phase, build_strategy, lr_factor
 from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats, top_k, topk_count
 
 # Defaults of a run on the built-in MNIST digits (`gankit train` with no arguments): half-width DCGAN
@@ -450,7 +450,29 @@ class Trainer:
         if self.strategy.reads_losses:
             self.last_g_loss = float(distributed.mean_over_ranks(loss.detach()))
 
+    def progress(self) -> float:
+        """How far the run is, from 0 to 1: the largest of its fractions of epochs, max_steps and minutes
+        (the first of them to run out ends it)."""
+        t = self.cfg.train
+        parts = [self.cursor / (t.epochs * self.batches.steps_per_epoch)]
+        if t.max_steps is not None:
+            parts.append(self.iteration / t.max_steps)
+        if t.minutes is not None:
+            parts.append(self.elapsed / (60 * t.minutes))
+        return min(1.0, max(parts))
+
+    def _schedule_lr(self) -> None:
+        """train.lr_decay: both learning rates at this point of the run (x nan_lr_factor per rollback)."""
+        t = self.cfg.train
+        if t.lr_decay == "none":
+            return
+        factor = lr_factor(t.lr_decay, t.lr_decay_start, self.progress()) * t.nan_lr_factor ** self.rollbacks
+        for opt, lr in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
+
     def train_iteration(self) -> None:
+        self._schedule_lr()
         if self.cuda_graphs:  # a new step: the graphs' previous outputs may be overwritten from here on
             torch.compiler.cudagraph_mark_step_begin()
         phases = self.strategy.plan(self.iteration)
@@ -506,12 +528,18 @@ class Trainer:
         spe = self.batches.steps_per_epoch
         total_batches = cfg.train.epochs * spe
         max_steps = cfg.train.max_steps
+        budget = None if cfg.train.minutes is None else 60 * cfg.train.minutes
+
+        def more() -> bool:
+            return self.cursor < total_batches and (max_steps is None or self.iteration < max_steps) and \
+                (budget is None or self.elapsed < budget)
+
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if distributed.is_main():
             save_yaml(cfg, self.run_dir / "config.yaml")
-        if self.cursor >= total_batches or (max_steps is not None and self.iteration >= max_steps):
+        if not more():
             console.info(f"run '{self.run_dir}' is already complete ({self.epoch} epochs, {self.iteration} iterations): "
-                         "raise --epochs to train longer")
+                         "raise --epochs (or train.max_steps / train.minutes) to train longer")
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
@@ -525,13 +553,15 @@ class Trainer:
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
         try:
             while True:
-                while self.cursor < total_batches and (max_steps is None or self.iteration < max_steps):
+                while more():
                     epoch_before = self.epoch
                     before = self.cursor
                     try:
                         self.train_iteration()
                         progress.advance(self.cursor - before)
                         self.elapsed = elapsed_base + time.perf_counter() - t_start
+                        if budget is not None:  # every rank reads the same clock, so all stop (and decay) together
+                            self.elapsed = distributed.max_over_ranks(self.elapsed, self.device)
                         if self.iteration % cfg.log.every == 0:
                             now = time.perf_counter()
                             ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)

@@ -86,7 +86,7 @@ def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_di
     def step():
         t0 = time.perf_counter()
         trainer.train_iteration()
-        trainer.elapsed += time.perf_counter() - t0  # the clock `gankit train` keeps (training time only)
+        trainer.elapsed += time.perf_counter() - t0  # the clock `gankit train` keeps (here training steps only)
 
     return Contestant("gankit", f"gankit ({cfg_path.name})", step, trainer.generate,
                       lambda: trainer.cursor * cfg.train.batch_size)

@@ -50,7 +50,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [default: auto]."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 [default: auto = bf16 where the hardware has it]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training (resumable; with train.lr_decay the schedule spans them)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [default: 0]."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),

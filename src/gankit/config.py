@@ -60,7 +60,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 20  # passes over the dataset
     max_steps: int | None = None  # stop after this many iterations in total (None: run all epochs)
-    minutes: float | None = None  # stop after this many minutes of training, across resumes (None: no time limit)
+    minutes: float | None = None  # stop after this many minutes of the training loop (samples, checkpoints, FID included), across resumes (None: no limit)
     batch_size: int = 64  # global batch size (images per D step, summed over all DDP ranks)
     loss: str = "bce"  # bce (classic, non-saturating G) | wgan (weight clipping) | wgan_gp | hinge
     strategy: str = "classic"  # who trains when: classic | monitored | boost | critic (see gankit.strategies)

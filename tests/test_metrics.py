@@ -258,6 +258,13 @@ def test_fid_during_training_and_the_evaluate_command(tmp_path, extractor):
     assert [e["epoch"] for e in evals] == [1, 2]
     assert all(e["fid"] > 0 and e["kid_std"] >= 0 and e["n_fake"] == 6 for e in evals)
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "plots" / "fid.png").is_file()
+    # a budget (here max_steps: 2 steps per epoch) that ends the resumed run inside epoch 3, off the eval.every=4
+    # schedule, still gets the run's final FID, labelled with the unfinished epoch, and that epoch's grid
+    more = tiny_layers(tmp_path / "images", epochs=10, max_steps=5) + [{"eval": {"every": 4, "n_fake": 6, "n_real": 6}}]
+    run_training(more, run)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(e["epoch"], e["step"]) for e in lines if e["kind"] == "eval"] == [(1, 2), (2, 4), (3, 5)]
+    assert (run / "samples" / "epoch_0003.png").is_file()
 
     r = CliRunner().invoke(app, ["evaluate", str(run), "-n", "6", "--n-real", "6", "--device", "cpu"])
     assert r.exit_code == 0, r.output

@@ -45,7 +45,12 @@ def test_resume_equals_straight_run(image_folder, tmp_path):
     straight = run_training(tiny_layers(image_folder, max_steps=10, epochs=5), tmp_path / "a")
     half = run_training(tiny_layers(image_folder, max_steps=5, epochs=5), tmp_path / "b")
     assert load_checkpoint(half / "checkpoints/last.pt")["iteration"] == 5
+    # max_steps ended it inside epoch 2 (4 steps per epoch): that unfinished epoch has its grid too
+    assert sorted(p.name for p in (half / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
     resumed = run_training(tiny_layers(image_folder, max_steps=10, epochs=5), tmp_path / "b")
+    # ... which epoch 2's end overwrote: the same picture as in the straight run
+    for name in ("epoch_0002.png", "epoch_0003.png"):
+        assert (resumed / "samples" / name).read_bytes() == (straight / "samples" / name).read_bytes(), name
     a, b = _g_weights(straight), _g_weights(resumed)
     assert a.keys() == b.keys()
     for k in a:

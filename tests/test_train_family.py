@@ -79,19 +79,19 @@ def test_tricks_run_and_are_logged(image_folder, tmp_path):
     assert all(torch.equal(shared[k], ema["module." + k]) for k in shared)
 
 
-def _nan_once(at: int):
-    """A BCE d_loss that returns NaN once, at its `at`-th call."""
+def _nan_once(*at: int):
+    """A BCE d_loss that returns NaN once at each of its `at`-th calls."""
     real_loss, calls = BCELoss.d_loss, [0]
 
     def d_loss(self, real, fake, swap=False):
         calls[0] += 1
         out = real_loss(self, real, fake, swap)
-        return out * float("nan") if calls[0] == at else out
+        return out * float("nan") if calls[0] in at else out
     return d_loss
 
 
 def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(at=7))
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(7))
     run = run_training(_layers(image_folder, {"epochs": 3}), tmp_path / "r")
     assert "rolled back" in capsys.readouterr().err
     ckpt = load_checkpoint(run / "checkpoints/last.pt")
@@ -104,8 +104,19 @@ def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path,
     assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
 
 
+def test_two_rollbacks_to_the_same_checkpoint_lower_the_rates_twice(image_folder, tmp_path, monkeypatch):
+    # NaN at iteration 7, back to iteration 4 (end of epoch 1); NaN again at iteration 7 (the 10th D loss), before
+    # epoch 2 ends: back to the same checkpoint, now with the rates x0.5 twice
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(7, 10))
+    run = run_training(_layers(image_folder, {"epochs": 3, "lr_d": 3e-4}), tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert [e["step"] for e in _lines(run, "event")] == [4, 4] and ckpt["rollbacks"] == 2
+    assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1.5e-4 * 0.25)
+    assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx(3e-4 * 0.25)
+
+
 def test_nan_policy_stop_is_one_clear_error(image_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(at=3))
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(3))
     with pytest.raises(RunError, match="non-finite d_loss.*nan_policy is stop") as e:
         run_training(_layers(image_folder, {"epochs": 3, "nan_policy": "stop"}), tmp_path / "r")
     assert "\n" not in str(e.value)

@@ -218,6 +218,7 @@ class Trainer:
         self.best_fid = float("inf")
         self.data = data
         self._evaluator = None
+        self._evaluated_at: int | None = None  # the iteration of the last FID/KID evaluation
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         resumed = False
@@ -462,9 +463,9 @@ class Trainer:
         return min(1.0, max(parts))
 
     def _schedule_lr(self) -> None:
-        """train.lr_decay: both learning rates at this point of the run (x nan_lr_factor per rollback)."""
+        """Both learning rates at this point of the run: train.lr_decay's factor, x nan_lr_factor per rollback."""
         t = self.cfg.train
-        if t.lr_decay == "none":
+        if t.lr_decay == "none" and not self.rollbacks:
             return
         factor = lr_factor(t.lr_decay, t.lr_decay_start, self.progress()) * t.nan_lr_factor ** self.rollbacks
         for opt, lr in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
@@ -500,15 +501,16 @@ class Trainer:
         return dict(zip(names + ["weights"], values))
 
     @torch.no_grad()
-    def write_samples(self) -> Path | None:
-        """The fixed-noise grid of this epoch (eval mode: BatchNorm uses its running statistics); rank 0 only."""
+    def write_samples(self, epoch: int | None = None) -> Path | None:
+        """The fixed-noise grid of this epoch, or of `epoch` (eval mode: BatchNorm uses its running statistics);
+        rank 0 only."""
         from gankit.report.grids import save_grid
 
         if not distributed.is_main():
             return None
         labels = self.fixed_labels.to(self.device) if self.fixed_labels is not None else None
         images = self._generate(self.fixed_noise.to(self.device), labels)
-        return save_grid(images, self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png")
+        return save_grid(images, self.run_dir / "samples" / f"epoch_{self.epoch if epoch is None else epoch:04d}.png")
 
     @torch.no_grad()
     def _generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -559,9 +561,13 @@ class Trainer:
                     try:
                         self.train_iteration()
                         progress.advance(self.cursor - before)
-                        self.elapsed = elapsed_base + time.perf_counter() - t_start
-                        if budget is not None:  # every rank reads the same clock, so all stop (and decay) together
-                            self.elapsed = distributed.max_over_ranks(self.elapsed, self.device)
+                        clock = elapsed_base + time.perf_counter() - t_start
+                        if distributed.world_size() == 1:
+                            self.elapsed = clock
+                        elif self.iteration % cfg.log.every == 0:  # DDP: the ranks agree on one clock (the latest)
+                            # at logging iterations only (one all-reduce there, no device sync in between), so that
+                            # all stop after the same step and decay their rates alike
+                            self.elapsed = distributed.max_over_ranks(clock, self.device)
                         if self.iteration % cfg.log.every == 0:
                             now = time.perf_counter()
                             ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
@@ -574,12 +580,11 @@ class Trainer:
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
                     if interrupted.stop(self.iteration, cfg.log.every, self.device):
                         raise KeyboardInterrupt
-                if self.cursor % spe:  # stopped mid-epoch (max_steps): keep everything resumable
+                if self.cursor < total_batches:  # max_steps or minutes ended the run before its last epoch
                     try:
-                        self._log_step(None, None)
+                        self._end_early(progress)
                     except _RolledBack:
                         continue
-                    self.save()
                 break
         except KeyboardInterrupt:
             progress.close()
@@ -640,9 +645,7 @@ class Trainer:
         state, last = found
         self._load(state)
         self.rollbacks = rollbacks
-        for opt in (self.opt_g, self.opt_d):
-            for group in opt.param_groups:
-                group["lr"] *= t.nan_lr_factor
+        self._schedule_lr()  # from the configured rates: two rollbacks to the same checkpoint lower them twice
         self._reset_sums()
         self.epoch_values = []
         self.log.rewind(self.iteration)
@@ -669,17 +672,33 @@ class Trainer:
             self.write_pictures(gif=False)
         progress.reset_epoch(self.epoch, 0)
 
+    def _end_early(self, progress) -> None:
+        """The run's budget (train.max_steps or train.minutes) ended it before its last epoch: the epoch in progress
+        gets its step line, sample grid and, with eval on, the final FID, like a run that ran all its epochs;
+        then everything is saved, so a larger budget resumes it where it stopped."""
+        best = False
+        if self.cursor % self.batches.steps_per_epoch:
+            self._log_step(None, progress)
+            self.write_samples(self.epoch + 1)  # epoch_N.png of the unfinished epoch N; its end will overwrite it
+            best = self._maybe_evaluate(final=True)
+        elif self._evaluated_at != self.iteration:  # stopped on an epoch's end that had no evaluation
+            best = self._maybe_evaluate(final=True)
+        self.save(best=best)
+
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
         """n fresh images in [-1, 1] from the current generator (eval mode), random classes when conditional."""
         return self._generate(self._z(n), self._fake_labels(n))
 
-    def _maybe_evaluate(self) -> bool:
-        """FID/KID every `eval.every` epochs and after the last one; True when this is the best FID so far."""
+    def _maybe_evaluate(self, final: bool = False) -> bool:
+        """FID/KID every `eval.every` epochs and at the run's end (its last epoch, or `final`: max_steps or minutes
+        ended it); True when this is the best FID so far."""
         ev = self.cfg.eval
-        last = self.epoch >= self.cfg.train.epochs
+        last = final or self.epoch >= self.cfg.train.epochs
         if not ev.every or (self.epoch % ev.every and not last) or not distributed.is_main():
             return False
+        self._evaluated_at = self.iteration
+        epoch = self.epoch + 1 if self.cursor % self.batches.steps_per_epoch else self.epoch  # the one in progress
         if self._evaluator is None:
             from gankit.evaluate import Evaluator
 
@@ -687,18 +706,19 @@ class Trainer:
                                         cache_dir=self.cfg.data.cache_dir)
         rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-        torch.manual_seed(self.cfg.train.seed + 7919 * self.epoch)
+        torch.manual_seed(self.cfg.train.seed + 7919 * epoch)
         result = self._evaluator(self.generate, ev.n_fake)
         torch.set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
         values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake")}
-        self.log.write("eval", self.iteration, self.epoch, self.elapsed, values)
+        self.log.write("eval", self.iteration, epoch, self.elapsed, values)
         better = result["fid"] < self.best_fid
         if better:
             self.best_fid = result["fid"]
-        console.info(f"epoch {self.epoch}: FID {result['fid']:.2f}, KID {result['kid_mean']:.4f} ± {result['kid_std']:.4f}"
-                     + (" (best so far)" if better else ""))
+        unfinished = "" if epoch == self.epoch else f" (unfinished, iteration {self.iteration})"
+        console.info(f"epoch {epoch}{unfinished}: FID {result['fid']:.2f}, "
+                     f"KID {result['kid_mean']:.4f} ± {result['kid_std']:.4f}" + (" (best so far)" if better else ""))
         return better
 
     def write_pictures(self, gif: bool = True) -> None:

@@ -218,7 +218,6 @@ class Trainer:
         self.best_fid = float("inf")
         self.data = data
         self._evaluator = None
-        self._evaluated_at: int | None = None  # the iteration of the last FID/KID evaluation
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         resumed = False
@@ -329,6 +328,11 @@ class Trainer:
     def epoch(self) -> int:
         """Completed epochs."""
         return self.cursor // self.batches.steps_per_epoch
+
+    @property
+    def epoch_of_last_step(self) -> int:
+        """The epoch (counted from 1) the last step belongs to: the one in progress, or the one that just ended."""
+        return -(-self.cursor // self.batches.steps_per_epoch)
 
     # ---------------------------------------------------------------- one iteration
 
@@ -528,13 +532,9 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         spe = self.batches.steps_per_epoch
-        total_batches = cfg.train.epochs * spe
-        max_steps = cfg.train.max_steps
-        budget = None if cfg.train.minutes is None else 60 * cfg.train.minutes
 
-        def more() -> bool:
-            return self.cursor < total_batches and (max_steps is None or self.iteration < max_steps) and \
-                (budget is None or self.elapsed < budget)
+        def more() -> bool:  # epochs, max_steps and minutes left (the first of them to run out ends the run)
+            return self.progress() < 1.0
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if distributed.is_main():
@@ -580,7 +580,7 @@ class Trainer:
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
                     if interrupted.stop(self.iteration, cfg.log.every, self.device):
                         raise KeyboardInterrupt
-                if self.cursor < total_batches:  # max_steps or minutes ended the run before its last epoch
+                if self.cursor % spe:  # max_steps or minutes ended the run inside an epoch
                     try:
                         self._end_early(progress)
                     except _RolledBack:
@@ -673,32 +673,26 @@ class Trainer:
         progress.reset_epoch(self.epoch, 0)
 
     def _end_early(self, progress) -> None:
-        """The run's budget (train.max_steps or train.minutes) ended it before its last epoch: the epoch in progress
-        gets its step line, sample grid and, with eval on, the final FID, like a run that ran all its epochs;
-        then everything is saved, so a larger budget resumes it where it stopped."""
-        best = False
-        if self.cursor % self.batches.steps_per_epoch:
-            self._log_step(None, progress)
-            self.write_samples(self.epoch + 1)  # epoch_N.png of the unfinished epoch N; its end will overwrite it
-            best = self._maybe_evaluate(final=True)
-        elif self._evaluated_at != self.iteration:  # stopped on an epoch's end that had no evaluation
-            best = self._maybe_evaluate(final=True)
-        self.save(best=best)
+        """The run's budget (train.max_steps or train.minutes) ended it inside an epoch: the unfinished epoch gets
+        its step line, sample grid and, with eval on, the run's final FID, like an epoch that ends the run; then
+        everything is saved, so a larger budget resumes it where it stopped."""
+        self._log_step(None, progress)
+        self.write_samples(self.epoch_of_last_step)  # epoch_N.png of the unfinished epoch N; its end overwrites it
+        self.save(best=self._maybe_evaluate())
 
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
         """n fresh images in [-1, 1] from the current generator (eval mode), random classes when conditional."""
         return self._generate(self._z(n), self._fake_labels(n))
 
-    def _maybe_evaluate(self, final: bool = False) -> bool:
-        """FID/KID every `eval.every` epochs and at the run's end (its last epoch, or `final`: max_steps or minutes
-        ended it); True when this is the best FID so far."""
+    def _maybe_evaluate(self) -> bool:
+        """FID/KID every `eval.every` epochs and at the run's end (whichever of epochs, max_steps or minutes ends
+        it, inside an epoch too); True when this is the best FID so far."""
         ev = self.cfg.eval
-        last = final or self.epoch >= self.cfg.train.epochs
+        last = self.progress() >= 1.0
         if not ev.every or (self.epoch % ev.every and not last) or not distributed.is_main():
             return False
-        self._evaluated_at = self.iteration
-        epoch = self.epoch + 1 if self.cursor % self.batches.steps_per_epoch else self.epoch  # the one in progress
+        epoch = self.epoch_of_last_step
         if self._evaluator is None:
             from gankit.evaluate import Evaluator
 

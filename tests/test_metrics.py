@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from conftest import make_image_folder, tiny_layers
 from gankit.cli import app
 from gankit.errors import ConfigError, DataError
-from gankit.metrics import (NUM_FEATURES, extract_features, fid_kid, folder_resolution, load_inception,
-                            real_features)
+from gankit.metrics import (NUM_FEATURES, extract_features, fid_by_count, fid_kid, folder_resolution,
+                            load_inception, real_features)
 
 N, SIZE = 12, 32
 NOISE = (0.0, 16.0, 64.0)  # std of Gaussian pixel noise (0-255 scale), increasing; 0 = the set itself
@@ -146,6 +146,31 @@ def test_kid_subset_size_adapts_to_few_samples_and_is_seeded():
     assert torch.equal(torch.get_rng_state(), state)  # and the caller's random stream is untouched
     with pytest.raises(DataError, match="at least 2"):
         fid_kid(a[:1], b)
+
+
+def test_fid_inf_removes_the_small_sample_bias():
+    """Gaussian features: FID_inf lands near the exact distance; FID at few samples is far above it."""
+    d = 32
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(20000, d, generator=g, dtype=torch.float64)
+    shift = torch.full((d,), 0.25, dtype=torch.float64)
+    scale = torch.linspace(0.7, 1.3, d, dtype=torch.float64)  # fake ~ N(shift, diag(scale^2))
+    fake = torch.randn(3200, d, generator=g, dtype=torch.float64) * scale + shift
+    # exact FID between the real sample's Gaussian and the fake distribution
+    mu_r, cov_r = real.mean(0), torch.cov(real.T)
+    cov_f = torch.diag(scale**2)
+    root_f = torch.diag(scale)
+    eig = torch.linalg.eigvalsh(root_f @ cov_r @ root_f)  # tr sqrt(cov_r cov_f) = sum sqrt(eig(...))
+    exact = float((mu_r - shift).pow(2).sum() + torch.trace(cov_r) + torch.trace(cov_f) - 2 * eig.clamp(min=0).sqrt().sum())
+    r = fid_by_count(real, fake, [100, 200, 400, 800, 1600, 3200])
+    assert sorted(r["fid_by_n"]) == [100, 200, 400, 800, 1600, 3200]
+    small_bias = r["fid_by_n"][100] - exact
+    assert small_bias > 0.2  # the bias this corrects is real and positive
+    assert abs(r["fid_inf"] - exact) < 0.2 * small_bias
+    with pytest.raises(ValueError, match="two counts"):
+        fid_by_count(real, fake, [100])
+    with pytest.raises(ValueError, match="two counts"):
+        fid_by_count(real, fake, [100, 6400])
 
 
 # ---------------------------------------------------------------------------------------------- caching

@@ -237,6 +237,36 @@ def fid_kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, seed: int = 0) -
             "n_real": n_real, "n_fake": n_fake}
 
 
+def fid_by_count(real_feats: torch.Tensor, fake_feats: torch.Tensor, counts: list[int]) -> dict:
+    """FID of the first n fake features for each n in counts, and FID_inf: {"fid_by_n": {n: fid}, "fid_inf"}.
+
+    FID is biased upwards by an amount that falls like 1/n with the number of generated images, and
+    the bias depends on the generator, so two models compared at a small n can rank differently
+    than at a large one (Chong & Forsyth 2020, "Effectively Unbiased FID"). FID_inf is the intercept
+    of the least-squares line FID = a + b / n through the counts given (at least two): the FID an
+    infinite sample would have. The real side keeps all its images (its own bias is the same for
+    every model compared against it).
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    counts = sorted(set(int(n) for n in counts))
+    real = torch.as_tensor(real_feats).double().cpu()
+    fake = torch.as_tensor(fake_feats).double().cpu()
+    if len(counts) < 2 or counts[0] < 2 or counts[-1] > fake.shape[0]:
+        raise ValueError(f"need at least two counts between 2 and {fake.shape[0]}, got {counts}")
+    fids = {}
+    for n in counts:
+        fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+        fid.update(real, real=True)
+        fid.update(fake[:n], real=False)
+        fids[n] = float(fid.compute())
+    x = torch.tensor([1.0 / n for n in counts], dtype=torch.float64)
+    y = torch.tensor([fids[n] for n in counts], dtype=torch.float64)
+    design = torch.stack([torch.ones_like(x), x], dim=1)
+    intercept = torch.linalg.lstsq(design, y.unsqueeze(1)).solution[0, 0]
+    return {"fid_by_n": fids, "fid_inf": float(intercept)}
+
+
 # ------------------------------------------------------------------------------------- two folders
 
 

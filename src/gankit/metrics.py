@@ -203,13 +203,22 @@ class _Precomputed(nn.Module):
         return features
 
 
+def _frechet(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two float64 feature sets [N, D] (torchmetrics' Frechet distance of their Gaussians)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    return float(fid.compute())
+
+
 def fid_kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, seed: int = 0) -> dict:
     """FID and KID between two feature sets [N, D] -> {"fid", "kid_mean", "kid_std", "n_real", "n_fake"}.
 
     KID uses 100 random subsets of min(1000, n_real, n_fake) images each (seeded: the same features
     give the same KID), so it stays defined for the small sample counts a CPU can afford.
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
     real = torch.as_tensor(real_feats).double().cpu()
@@ -220,20 +229,16 @@ def fid_kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, seed: int = 0) -
     if min(n_real, n_fake) < 2:
         raise DataError(f"FID/KID need at least 2 images on each side, got {n_real} and {n_fake}")
 
-    feature = _Precomputed(real.shape[1])
-    fid = FrechetInceptionDistance(feature=feature)
-    fid.update(real, real=True)
-    fid.update(fake, real=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        kid = KernelInceptionDistance(feature=feature, subsets=KID_SUBSETS,
+        kid = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=KID_SUBSETS,
                                       subset_size=min(KID_SUBSET_SIZE, n_real, n_fake))
     kid.update(real, real=True)
     kid.update(fake, real=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
+    return {"fid": _frechet(real, fake), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
             "n_real": n_real, "n_fake": n_fake}
 
 
@@ -247,19 +252,12 @@ def fid_by_count(real_feats: torch.Tensor, fake_feats: torch.Tensor, counts: lis
     infinite sample would have. The real side keeps all its images (its own bias is the same for
     every model compared against it).
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
     counts = sorted(set(int(n) for n in counts))
     real = torch.as_tensor(real_feats).double().cpu()
     fake = torch.as_tensor(fake_feats).double().cpu()
     if len(counts) < 2 or counts[0] < 2 or counts[-1] > fake.shape[0]:
         raise ValueError(f"need at least two counts between 2 and {fake.shape[0]}, got {counts}")
-    fids = {}
-    for n in counts:
-        fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
-        fid.update(real, real=True)
-        fid.update(fake[:n], real=False)
-        fids[n] = float(fid.compute())
+    fids = {n: _frechet(real, fake[:n]) for n in counts}
     x = torch.tensor([1.0 / n for n in counts], dtype=torch.float64)
     y = torch.tensor([fids[n] for n in counts], dtype=torch.float64)
     design = torch.stack([torch.ones_like(x), x], dim=1)

@@ -74,7 +74,7 @@ class Contestant:
 
 
 def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_dir: Path, overrides: dict,
-                      minutes: float):
+                      minutes: float, seed: int = 0):
     from gankit.config import build_config, read_yaml
     from gankit.train import Trainer, finalize_config
 
@@ -84,6 +84,7 @@ def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_di
               {"data": {"path": "bench", "resolution": resolution},
                "train": {"device": device, "minutes": minutes, "epochs": 10**6},
                "log": {"tensorboard": False, "progress": False, "plots": False}, "eval": {"every": 0}},
+              {"train": {"seed": seed}},  # --seed seeds both contestants; a --set train.seed=N still wins
               overrides]
     cfg = finalize_config(build_config(*layers), data)
     trainer = Trainer(cfg, data, run_dir)
@@ -132,7 +133,7 @@ def make_contestant(name: str, args, data, run_dir: Path) -> Contestant:
 
     if name == "gankit":
         return gankit_contestant(args.config, data, args.resolution, args.device, run_dir, parse_sets(args.sets),
-                                 args.minutes)
+                                 args.minutes, args.seed)
     return reference_contestant(data, args.resolution, args.seed)
 
 
@@ -200,7 +201,7 @@ def main() -> None:
     ap.add_argument("--grids", type=Path, help="write each contestant's last 64 images as DIR/NAME.png")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seeds both contestants (weights, batches, noise) and the drawn fakes")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     marks = sorted({float(m) for m in args.fid_at.split(",") if m.strip() and float(m) < args.minutes})

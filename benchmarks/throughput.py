@@ -5,6 +5,7 @@
     python benchmarks/throughput.py --set train.channels_last=true    # any gankit config override
     python benchmarks/throughput.py --profile dcgan                   # where the time of one iteration goes
     python benchmarks/throughput.py --config configs/fast_small_data.yaml   # a preset's own step
+    python benchmarks/throughput.py --gemm-ceiling                    # what the step's GEMM shapes allow
 
 For each resolution it prints real images/s of the reference step (benchmarks/reference_dcgan.py:
 fp32 NCHW as written from the DCGAN paper, and under bf16 autocast where the hardware computes bf16
@@ -14,7 +15,9 @@ torch.utils.flop_counter.FlopCounterMode, the achieved FLOP/s and that as a frac
 GEMM FLOP/s measured in the same run (fp32 and bf16; the faster of a large square matmul and
 the same GEMM as a 1x1 convolution). The ceiling in
 brackets is the ratio to the reference's best that the same FLOPs would give at 100% of that peak:
-no implementation of the same algorithm can beat it.
+no implementation of the same algorithm can beat it. With `--gemm-ceiling`, each row also gives the
+fraction of peak the step would reach if each of its products ran at the BLAS's speed for its own
+shape and nothing else took time (benchmarks/gemm_ceiling.py), and its slowest shapes.
 
 Timing is robust to a shared machine: after warm-up, every contender of a resolution (reference
 fp32, reference bf16, each gankit family) is timed in turn for `--iters` iterations, and this is
@@ -35,6 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gemm_ceiling import gemm_ceiling  # noqa: E402
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 
 # Config layers of each family, on top of the defaults (DCGAN paper widths, batch from --batch).
@@ -221,6 +225,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
     ap.add_argument("--no-reference", action="store_true", help="time gankit only (e.g. on a GPU)")
     ap.add_argument("--profile", metavar="FAMILY", help="print a torch.profiler table for FAMILY instead of timing")
+    ap.add_argument("--gemm-ceiling", action="store_true",
+                    help="also time each step's GEMMs at their own shapes (benchmarks/gemm_ceiling.py)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
@@ -268,14 +274,16 @@ def main() -> None:
                 p.time_round()
             for c in contenders:
                 c.time_round(args.iters)
-        report(res, contenders, refs, peaks, args.batch, results)
+        ceilings = {c.name: gemm_ceiling(c.step, c.device) for c in contenders} if args.gemm_ceiling else {}
+        report(res, contenders, refs, peaks, args.batch, results, ceilings)
     tmp.cleanup()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
 
 
-def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, results: dict) -> None:
+def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, results: dict,
+           ceilings: dict | None = None) -> None:
     """Print one resolution's rows (as soon as it is measured) and add them to `results`."""
     from gankit.device import cpu_has_bf16
 
@@ -307,6 +315,20 @@ def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, resu
         results["rows"].append(row)
         print(line + f"  {c.flops / 1e9:6.1f} GFLOP/iter {row['flop_s'] / 1e9:6.1f} GFLOP/s"
                      f" = {100 * row['fraction_of_peak']:3.0f}% of {row['precision']} peak", flush=True)
+        if ceilings:
+            report_ceiling(ceilings[c.name], c, peak, row)
+
+
+def report_ceiling(ceiling, c, peak: float, row: dict, rows: int = 5) -> None:
+    """The step's GEMMs timed at their own shapes: the fraction of peak they reach together, and the slowest."""
+    row.update(gemm_ceiling=ceiling.fraction(peak), gemm_flops=ceiling.flops, gemm_seconds=ceiling.total_seconds,
+               gemms=[{"op": g.op, "m": g.m, "k": g.k, "n": g.n, "count": g.count, "seconds": s}
+                      for g, s in ceiling.slowest(len(ceiling.gemms))])
+    print(f"    its GEMMs as plain matmuls at their shapes: {ceiling.flops / 1e9:.1f} GFLOP in {1e3 * ceiling.total_seconds:.1f} ms"
+          f" (the step: {1e3 * c.best:.1f} ms), {100 * row['gemm_ceiling']:.0f}% of peak; slowest:")
+    for g, s in ceiling.slowest(rows):
+        print(f"      {g.op:26s} {g.m:7d} x {g.k:5d} x {g.n:5d}{f' x{g.count}' if g.count > 1 else '':5s}"
+              f" {1e3 * s:7.2f} ms  {g.flops / s / 1e9:6.0f} GFLOP/s = {100 * g.flops / s / peak:3.0f}% of peak")
 
 
 if __name__ == "__main__":

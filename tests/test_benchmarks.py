@@ -82,3 +82,65 @@ def test_throughput_times_a_preset_file_under_the_families(tmp_path):
     (d_row,), (f_row,) = default["rows"], fast["rows"]
     assert f_row["resolution"] == 32 and f_row["img_s"] > 0
     assert 0.15 < f_row["flops_per_iter"] / d_row["flops_per_iter"] < 0.4
+
+
+def _gemm_ceiling_module():
+    sys.path.insert(0, str(BENCH))
+    import gemm_ceiling
+    import throughput
+
+    return gemm_ceiling, throughput
+
+
+def test_gemm_ceiling_records_every_product_of_a_step_with_the_flop_counters_flops():
+    """Convolutions (strided, transposed), linear layers and batched products, forward and backward, as GEMMs
+    whose FLOPs add up to what torch.utils.flop_counter counts; shapes from the im2col view."""
+    import torch
+    from torch import nn
+
+    gc, throughput = _gemm_ceiling_module()
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 4, 2, 1)
+    up = nn.ConvTranspose2d(16, 4, 4, 2, 1)
+    fc = nn.Linear(4 * 8 * 8, 5)
+    x = torch.randn(3, 8, 8, 8, requires_grad=True)
+
+    def step():
+        y = fc(up(conv(x)).flatten(1))
+        (torch.bmm(y[:, None, :], y[:, :, None]).sum() + y.sum()).backward()
+
+    gemms = gc.record_gemms(step)
+    assert sum(g.flops for g in gemms) == throughput.count_flops(step)
+    shapes = {(g.op, g.m, g.k, g.n, g.count) for g in gemms}
+    # conv 8 -> 16 ch, 8 px -> 4 px, kernel 4: im2col [3*4*4, 8*16] @ [8*16, 16], its input and weight gradients
+    assert {("conv forward", 48, 128, 16, 1), ("conv input grad", 48, 16, 128, 1),
+            ("conv weight grad", 16, 48, 128, 1)} <= shapes
+    # its input gradient by phases of the stride: 2 x 2 products [48, 16 * 4] @ [16 * 4, 8], the same FLOPs
+    (dgrad,) = (g for g in gemms if g.op == "conv input grad")
+    assert dgrad.alt == (48, 64, 8, 4) and 2 * 48 * 64 * 8 * 4 == dgrad.flops
+    # transposed 16 -> 4 ch, 4 px -> 8 px: the input gradient of the conv 4 -> 16 ch, 8 px -> 4 px
+    assert {("conv_transpose forward", 48, 16, 64, 1), ("conv_transpose input grad", 48, 64, 16, 1),
+            ("conv_transpose weight grad", 16, 48, 64, 1)} <= shapes
+    assert ("matmul", 3, 256, 5, 1) in shapes and ("batched matmul", 1, 5, 1, 3) in shapes
+    assert {g.dtype for g in gemms} == {torch.float32}
+    # a grouped conv is one GEMM per group (2 groups of 2 -> 3 channels, 3x3, 8 px); under autocast, in bf16
+    grouped = nn.Conv2d(4, 6, 3, 1, 1, groups=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (g,) = gc.record_gemms(lambda: grouped(torch.randn(3, 4, 8, 8)))
+    assert (g.op, g.m, g.k, g.n, g.count, g.dtype) == ("conv forward", 192, 18, 3, 2, torch.bfloat16)
+    # timing: each distinct shape once; a step of two identical products takes twice one product's time
+    ceiling = gc.gemm_ceiling(lambda: (fc(torch.randn(64, 256)), fc(torch.randn(64, 256))), torch.device("cpu"))
+    (g,), (seconds,) = ceiling.gemms, ceiling.seconds
+    assert g.count == 2 and seconds == pytest.approx(2 * gc._TIMED[(5, 256, 64, torch.float32, "cpu")])
+
+
+@pytest.mark.slow
+def test_throughput_gemm_ceiling_times_the_steps_own_shapes(tmp_path):
+    _run("throughput.py", "--resolutions", "32", "--families", "dcgan", "--iters", "1", "--rounds", "1",
+         "--warmup", "1", "--threads", "1", "--gemm-ceiling", "--json", "perf.json", cwd=tmp_path)
+    rows = json.loads((tmp_path / "perf.json").read_text())["rows"]
+    for row in rows:
+        # every FLOP the counter sees is in a recorded GEMM; each GEMM timed, the slowest first
+        assert row["gemm_flops"] == row["flops_per_iter"] and 0 < row["gemm_ceiling"] < 2
+        assert row["gemm_seconds"] == pytest.approx(sum(g["seconds"] for g in row["gemms"]))
+        assert [g["seconds"] for g in row["gemms"]] == sorted((g["seconds"] for g in row["gemms"]), reverse=True)

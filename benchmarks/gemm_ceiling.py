@@ -76,13 +76,13 @@ def _conv_gemms(x_shape, w_shape, out_shape, stride, transposed: bool, groups: i
                 "input grad": (pixels, o // groups, per_pixel),
                 "weight grad": (o // groups, pixels, per_pixel)}
     kind = "conv_transpose" if transposed else "conv"
+    col2im_part = "forward" if transposed else "input grad"  # the convolution's input gradient
     sh, sw = stride
     kh, kw = w_shape[2], w_shape[3]
     alt = None
-    if kh % sh == 0 and kw % sw == 0:  # the input gradient (of the convolution) phase by phase
-        m, k, n = dims["forward" if transposed else "input grad"]  # [N Ho Wo, O] @ [O, C kh kw]
+    if kh % sh == 0 and kw % sw == 0:  # that product phase by phase
+        m, k, n = dims[col2im_part]  # [N Ho Wo, O] @ [O, C kh kw]
         alt = (m, k * kh * kw // (sh * sw), n // (kh * kw), sh * sw)
-    col2im_part = "forward" if transposed else "input grad"
     return [Gemm(f"{kind} {part}", *dims[part], dtype, groups, alt if part == col2im_part else None) for part in parts]
 
 
@@ -123,6 +123,23 @@ def record_gemms(step) -> list[Gemm]:
     return [Gemm(op, m, k, n, dtype, count, alt) for (op, m, k, n, dtype, alt), count in merged.items()]
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU runs asynchronously; a CPU has nothing to wait for)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seconds_per_call(op, device: torch.device, window: float) -> float:
+    """Seconds of one call of `op`, averaged over at least two calls and `window` seconds."""
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while reps < 2 or time.perf_counter() - t0 < window:
+        op()
+        reps += 1
+    sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
 def time_gemm(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, seconds: float = 0.05,
               repeats: int = 3) -> float:
     """Seconds of one [m, k] @ [k, n] on `device`: the faster orientation (A B, or (B^T A^T)^T), best of `repeats`."""
@@ -131,16 +148,7 @@ def time_gemm(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, 
         a = torch.randn(a_shape, device=device, dtype=dtype)
         b = torch.randn(b_shape, device=device, dtype=dtype)
         a @ b  # a first call may pick or JIT its kernel
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            reps, t0 = 0, time.perf_counter()
-            while reps < 2 or time.perf_counter() - t0 < seconds:
-                a @ b
-                reps += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best = min(best, (time.perf_counter() - t0) / reps)
+        best = min([best] + [seconds_per_call(lambda: a @ b, device, seconds) for _ in range(repeats)])
     return best
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gemm_ceiling import gemm_ceiling  # noqa: E402
+from gemm_ceiling import gemm_ceiling, seconds_per_call, sync  # noqa: E402
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 
 # Config layers of each family, on top of the defaults (DCGAN paper widths, batch from --batch).
@@ -47,11 +47,6 @@ FAMILIES: dict[str, dict] = {
     "wgan_gp": {"train": {"loss": "wgan_gp", "strategy": "critic", "n_critic": 1}, "model": {"d_norm": "layer"}},
     "acgan": {"model": {"arch": "acgan"}},
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class PeakMatmul:
@@ -80,13 +75,7 @@ class PeakMatmul:
         for kernel, op in (("matmul", lambda: self.a @ self.b),
                            ("conv1x1", lambda: torch.nn.functional.conv2d(self.x, self.w))):
             op()  # a first call may pick or JIT its kernel
-            _sync(self.device)
-            reps, t0 = 0, time.perf_counter()
-            while reps < 2 or time.perf_counter() - t0 < seconds / 2:
-                op()
-                reps += 1
-            _sync(self.device)
-            flop_s = 2 * self.n**3 * reps / (time.perf_counter() - t0)
+            flop_s = 2 * self.n**3 / seconds_per_call(op, self.device, seconds / 2)
             self.by_kernel[kernel] = max(self.by_kernel[kernel], flop_s)
 
 
@@ -125,14 +114,14 @@ class Contender:
     def warm_up(self, n: int) -> None:
         for _ in range(n):
             self.step()
-        _sync(self.device)
+        sync(self.device)
 
     def time_round(self, iters: int) -> None:
-        _sync(self.device)
+        sync(self.device)
         t = time.perf_counter()
         for _ in range(iters):
             self.step()
-        _sync(self.device)
+        sync(self.device)
         self.best = min(self.best, (time.perf_counter() - t) / iters)
 
     @property
@@ -192,7 +181,7 @@ def profile(trainer, iters: int, rows: int) -> None:
     with torch_profile(activities=activities, record_shapes=True) as prof:
         for _ in range(iters):
             trainer.train_iteration()
-        _sync(trainer.device)
+        sync(trainer.device)
     key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=rows))
     print(prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=rows, max_name_column_width=32,
@@ -321,12 +310,12 @@ def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, resu
 
 def report_ceiling(ceiling, c, peak: float, row: dict, rows: int = 5) -> None:
     """The step's GEMMs timed at their own shapes: the fraction of peak they reach together, and the slowest."""
+    ranked = ceiling.slowest(len(ceiling.gemms))
     row.update(gemm_ceiling=ceiling.fraction(peak), gemm_flops=ceiling.flops, gemm_seconds=ceiling.total_seconds,
-               gemms=[{"op": g.op, "m": g.m, "k": g.k, "n": g.n, "count": g.count, "seconds": s}
-                      for g, s in ceiling.slowest(len(ceiling.gemms))])
+               gemms=[{"op": g.op, "m": g.m, "k": g.k, "n": g.n, "count": g.count, "seconds": s} for g, s in ranked])
     print(f"    its GEMMs as plain matmuls at their shapes: {ceiling.flops / 1e9:.1f} GFLOP in {1e3 * ceiling.total_seconds:.1f} ms"
           f" (the step: {1e3 * c.best:.1f} ms), {100 * row['gemm_ceiling']:.0f}% of peak; slowest:")
-    for g, s in ceiling.slowest(rows):
+    for g, s in ranked[:rows]:
         print(f"      {g.op:26s} {g.m:7d} x {g.k:5d} x {g.n:5d}{f' x{g.count}' if g.count > 1 else '':5s}"
               f" {1e3 * s:7.2f} ms  {g.flops / s / 1e9:6.0f} GFLOP/s = {100 * g.flops / s / peak:3.0f}% of peak")
 

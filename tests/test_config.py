@@ -71,3 +71,18 @@ def test_set_syntax_and_yaml_errors(tmp_path):
 def test_set_values_are_typed():
     assert parse_sets(["train.lr_g=1e-4", "train.epochs=3", "data.flip=true", "data.labels=null"]) == {
         "train": {"lr_g": 1e-4, "epochs": 3}, "data": {"flip": True, "labels": None}}
+
+
+def test_memory_format_defaults_per_device_and_compile():
+    """NHWC by default on CPU and CUDA; NCHW for models compiled on CUDA (Inductor's compiled backward
+    rejected cuDNN's NHWC weight gradient there, benchmarks/gpu_check.sh); an explicit setting wins."""
+    import torch
+
+    from gankit.device import memory_format
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert memory_format(None, cpu) == memory_format(None, cpu, compiled=True) == torch.channels_last
+    assert memory_format(None, cuda) == torch.channels_last
+    assert memory_format(None, cuda, compiled=True) == torch.contiguous_format
+    assert memory_format(True, cuda, compiled=True) == torch.channels_last
+    assert memory_format(False, cpu) == torch.contiguous_format

@@ -97,7 +97,7 @@ class TrainConfig:
     nan_lr_factor: float = 0.5  # learning-rate factor applied at each NaN rollback
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA only)
-    channels_last: bool | None = None  # NHWC memory format; None -> on (CUDA; CPU: +3-17% img/s measured, README Performance)
+    channels_last: bool | None = None  # NHWC memory format; None -> on (CUDA unless compiled; CPU: +3-17% img/s measured, README Performance)
     compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (adds CUDA graphs on GPUs) | max-autotune
     fuse_d: bool | None = None  # one D forward on real+fake concatenated in the D phase; None -> on when D has no batch statistics (README Performance)

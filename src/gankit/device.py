@@ -52,11 +52,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def memory_format(channels_last: bool | None, device: torch.device) -> torch.memory_format:
+def memory_format(channels_last: bool | None, device: torch.device, compiled: bool = False) -> torch.memory_format:
     """NHWC unless turned off: faster convolutions with cuDNN, and with oneDNN on CPU (measured on the
-    DCGAN family at 32-128 px, bf16 and fp32: +3 to +17 % images/s; see benchmarks/throughput.py)."""
-    use = device.type in ("cuda", "cpu") if channels_last is None else channels_last
-    return torch.channels_last if use else torch.contiguous_format
+    DCGAN family at 32-128 px, bf16 and fp32: +3 to +17 % images/s; see benchmarks/throughput.py).
+
+    Except by default for models torch.compile'd on CUDA: there Inductor's compiled backward of a
+    transposed conv on a 1x1 input (G's first layer) asserts on the strides of the weight gradient
+    cuDNN returns in NHWC (torch 2.11 on an H200, benchmarks/gpu_check.sh), and NCHW runs."""
+    if channels_last is None:
+        channels_last = device.type == "cpu" or (device.type == "cuda" and not compiled)
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def set_deterministic(flag: bool) -> None:

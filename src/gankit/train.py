@@ -169,7 +169,7 @@ class Trainer:
         self.device = distributed.local_device(resolve_device(cfg.train.device))
         self.local_batch = distributed.local_batch(cfg.train.batch_size)  # this process's share of each batch
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
-        self.fmt = memory_format(cfg.train.channels_last, self.device)
+        self.fmt = memory_format(cfg.train.channels_last, self.device, cfg.train.compile)
         self.class_names = list(data.class_names)
         set_deterministic(cfg.train.deterministic)
         if self.device.type == "cuda" and not cfg.train.deterministic:

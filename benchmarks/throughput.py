@@ -57,7 +57,8 @@ class PeakMatmul:
     convolution can beat would be no ceiling. Measured in short windows interleaved with the training
     steps (`time_round`); the best window counts."""
 
-    def __init__(self, dtype: torch.dtype, device: torch.device, n: int = 2048):
+    def __init__(self, dtype: torch.dtype, device: torch.device, n: int | None = None):
+        n = n or (8192 if device.type == "cuda" else 2048)  # a GPU needs a larger product (2048^3: ~20 us on an H100)
         self.device, self.n = device, n
         self.a = torch.randn(n, n, device=device, dtype=dtype)
         self.b = torch.randn(n, n, device=device, dtype=dtype)
@@ -242,9 +243,7 @@ def main() -> None:
                      "iters": args.iters, "rounds": args.rounds, "rows": []}
     for res in map(int, args.resolutions.split(",")):
         # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
-        # a GPU needs a larger product than a CPU to reach its peak (2048^3 is ~20 us on an H100)
-        n = 8192 if device.type == "cuda" else 2048
-        peaks = {None: PeakMatmul(torch.float32, device, n), torch.bfloat16: PeakMatmul(torch.bfloat16, device, n)}
+        peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
         contenders = [] if args.no_reference else [reference(res, args.batch, device=device)]
         if contenders and (cpu_has_bf16() or device.type == "cuda"):
             contenders.append(reference(res, args.batch, torch.bfloat16, device))

@@ -172,8 +172,6 @@ class Trainer:
         self.fmt = memory_format(cfg.train.channels_last, self.device, cfg.train.compile)
         self.class_names = list(data.class_names)
         set_deterministic(cfg.train.deterministic)
-        if self.device.type == "cuda" and not cfg.train.deterministic:
-            torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN times its kernels once per shape, keeps the fastest
         torch.manual_seed(cfg.train.seed)
 
         # Under torchrun, G and D are DDP-wrapped (gradients averaged over ranks in backward); G_raw/D_raw

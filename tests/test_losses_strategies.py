@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit.config import build_config
+from gankit.config import ConfigError, build_config
 from gankit.losses import BCELoss, HingeLoss, WassersteinLoss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.strategies import Boost, Critic, Monitored, Phase, build_strategy, lr_factor
 from gankit.tricks import (NoisyLabels, add_instance_noise, ema_decay, instance_noise_std, make_ema, standing_stats, top_k,
@@ -39,6 +39,24 @@ def test_wasserstein_and_hinge_losses():
     h = HingeLoss()
     assert h.d_loss(real, fake).item() == pytest.approx((0 + 0) / 2 + (0 + 1) / 2)
     assert h.g_loss(fake).item() == pytest.approx(1.0)
+
+
+def test_relativistic_average_losses_compare_each_side_with_the_others_mean():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0], requires_grad=True)  # means 2 and -1
+    ra_hinge = build_loss(build_config({"train": {"loss": "hinge", "relativistic": True}}))
+    assert ra_hinge.d_loss(real, fake).item() == pytest.approx(0.0)  # r - mean f = [2, 4], f - mean r = [-4, -2]
+    g = ra_hinge.g_loss(fake, real.requires_grad_(True))  # mean relu(1 - [-4, -2]) + mean relu(1 + [2, 4])
+    assert g.item() == pytest.approx(4.0 + 4.0)
+    g.backward()
+    assert real.grad is None and fake.grad is not None  # G learns through its fakes only
+    ra_bce = build_loss(build_config({"train": {"loss": "bce", "relativistic": True}}))
+    r, f = torch.tensor([0.5]), torch.tensor([-0.5])
+    assert ra_bce.d_loss(r, f).item() == pytest.approx(_bce(1.0, 1.0) + _bce(-1.0, 0.0), rel=1e-5)
+    assert ra_bce.g_loss(f, r).item() == pytest.approx(_bce(-1.0, 1.0) + _bce(1.0, 0.0), rel=1e-5)
+    with pytest.raises(ValueError, match="real batch"):
+        ra_bce.g_loss(f)
+    with pytest.raises(ConfigError, match="relativistic"):
+        build_config({"train": {"loss": "wgan", "relativistic": True}})
 
 
 class _Linear(torch.nn.Module):

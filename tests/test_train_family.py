@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_layers
 from gankit.checkpoint import load_checkpoint
 from gankit.errors import RunError
-from gankit.losses import BCELoss
+from gankit.losses import BCELoss, RelativisticAverage
 from gankit.train import run_training
 
 
@@ -38,7 +38,7 @@ def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
 
 def test_monitored_strategy_skips_d_updates_and_counts_them(image_folder, tmp_path, monkeypatch):
     # a D loss far below 0.8 x G loss is never updated: only the first iteration (nothing to compare) updates D
-    monkeypatch.setattr(BCELoss, "g_loss", lambda self, out: out.float().mean() * 0 + 100.0)
+    monkeypatch.setattr(BCELoss, "g_loss", lambda self, out, real_out=None: out.float().mean() * 0 + 100.0)
     run = run_training(_layers(image_folder, {"strategy": "monitored", "max_steps": 6}), tmp_path / "r")
     ckpt = load_checkpoint(run / "checkpoints/last.pt")
     assert ckpt["d_updates"] == 1 and ckpt["d_skipped"] == 5 and ckpt["g_updates"] == 6
@@ -53,6 +53,27 @@ def test_boost_strategy_trains_and_resumes_identically(image_folder, tmp_path):
     a, b = load_checkpoint(straight / "checkpoints/last.pt"), load_checkpoint(resumed / "checkpoints/last.pt")
     assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
     assert a["strategy"]["left"] == b["strategy"]["left"]
+
+
+@pytest.mark.parametrize("loss", ["hinge", "bce"])
+def test_relativistic_g_loss_sees_the_real_scores_with_and_without_a_d_phase_before(image_folder, tmp_path, monkeypatch,
+                                                                                     loss):
+    seen = []
+    g_loss = RelativisticAverage.g_loss
+
+    def spy(self, fake_out, real_out=None):
+        seen.append(None if real_out is None else (real_out.shape, real_out.requires_grad))
+        return g_loss(self, fake_out, real_out)
+
+    monkeypatch.setattr(RelativisticAverage, "g_loss", spy)
+    # boost: iterations of D+G, G alone (no D phase to take the real scores from) and D alone
+    train = {"loss": loss, "relativistic": True, "strategy": "boost", "boost_window": 2, "max_steps": 12, "epochs": 5}
+    run = run_training(_layers(image_folder, train), tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert len(seen) == ckpt["g_updates"] > 0 and ckpt["d_updates"] > 0
+    batch = tiny_layers(image_folder)[0]["train"]["batch_size"]
+    assert set(seen) == {(torch.Size([batch]), False)}
+    assert all(torch.isfinite(torch.tensor(line["g_loss"])) for line in _lines(run, "step"))
 
 
 def test_tricks_run_and_are_logged(image_folder, tmp_path):

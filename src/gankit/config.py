@@ -63,6 +63,7 @@ class TrainConfig:
     minutes: float | None = None  # stop after this many minutes of the training loop (samples, checkpoints, FID included), across resumes (None: no limit)
     batch_size: int = 64  # global batch size (images per D step, summed over all DDP ranks)
     loss: str = "bce"  # bce (classic, non-saturating G) | wgan (weight clipping) | wgan_gp | hinge
+    relativistic: bool = False  # loss bce or hinge: relativistic average scores (Jolicoeur-Martineau 2018; RaSGAN, RaHinge)
     strategy: str = "classic"  # who trains when: classic | monitored | boost | critic (see gankit.strategies)
     optimizer: str = "adam"  # adam | rmsprop (WGAN, seeds 000/004: RMSProp lr 5e-5)
     lr_g: float = 1.5e-4  # seed 000 "classic": Adam lr 0.00015
@@ -270,6 +271,9 @@ def validate(cfg: Config) -> Config:
     if cfg.train.loss == "wgan_gp" and cfg.model.d_norm == "batch":
         raise ConfigError("train.loss wgan_gp needs a critic without BatchNorm (seed 002): "
                           "--set model.d_norm=layer (or instance, none)")
+    if cfg.train.relativistic and cfg.train.loss not in ("bce", "hinge"):
+        raise ConfigError(f"train.relativistic works with train.loss bce or hinge, not {cfg.train.loss} "
+                          "(a Wasserstein critic's scores are already relative)")
     if cfg.train.fuse_d and not d_is_per_sample(cfg):
         raise ConfigError("train.fuse_d needs a D whose output for an image does not depend on the rest of the batch: "
                           "BatchNorm and minibatch discrimination would mix real and fake statistics "

@@ -9,6 +9,9 @@ A loss object is stateless; the training loop calls `d_loss` in D phases and `g_
   G minimises -mean C(G(z)); the Lipschitz constraint comes from weight clipping (`clip_weights`).
 - `wgan_gp`: the same losses; the constraint is the gradient penalty (`gradient_penalty`, seed 002).
 - `hinge`: D minimises mean relu(1 - D(x)) + mean relu(1 + D(G(z))), G minimises -mean D(G(z)).
+- `relativistic` (an option of bce and hinge, Jolicoeur-Martineau 2018, "relativistic average"): every score
+  is taken relative to the other side's mean, r = D(x) - mean D(G(z)) and f = D(G(z)) - mean D(x); D's loss is
+  the base loss of (r, f), G's the base loss with the roles swapped, so G also learns from the real scores.
 
 The auxiliary classifier loss of ACGAN (`aux_loss`) is cross-entropy on logits: no softmax before it.
 """
@@ -24,6 +27,7 @@ from gankit import distributed
 class BCELoss:
     name = "bce"
     wasserstein = False
+    needs_real_for_g = False
 
     def __init__(self, real_target: float = 1.0):
         self.real_target = real_target
@@ -38,7 +42,7 @@ class BCELoss:
         return F.binary_cross_entropy_with_logits(real_out, torch.full_like(real_out, t_real)) + \
             F.binary_cross_entropy_with_logits(fake_out, torch.full_like(fake_out, t_fake))
 
-    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         fake_out = fake_out.float()
         return F.binary_cross_entropy_with_logits(fake_out, torch.ones_like(fake_out))
 
@@ -46,26 +50,53 @@ class BCELoss:
 class WassersteinLoss:
     name = "wgan"
     wasserstein = True
+    needs_real_for_g = False
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
         sign = -1.0 if swap else 1.0
         return sign * (fake_out.float().mean() - real_out.float().mean())
 
-    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_out.float().mean()
 
 
 class HingeLoss:
     name = "hinge"
     wasserstein = False
+    needs_real_for_g = False
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
         if swap:
             real_out, fake_out = fake_out, real_out
         return F.relu(1 - real_out.float()).mean() + F.relu(1 + fake_out.float()).mean()
 
-    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_out.float().mean()
+
+
+class RelativisticAverage:
+    """A bce or hinge loss made relativistic-average (RaSGAN / RaHingeGAN). G's loss needs D's scores of a
+    real batch (`real_out`, no gradient needed: they do not depend on G)."""
+
+    wasserstein = False
+    needs_real_for_g = True
+
+    def __init__(self, base):
+        self.base, self.name = base, f"ra_{base.name}"
+
+    @staticmethod
+    def _relative(real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        real_out, fake_out = real_out.float(), fake_out.float()
+        return real_out - fake_out.mean(), fake_out - real_out.mean()
+
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
+        return self.base.d_loss(*self._relative(real_out, fake_out), swap=swap)
+
+    def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
+        if real_out is None:
+            raise ValueError("a relativistic G loss needs D's scores of a real batch (real_out)")
+        r, f = self._relative(real_out.detach(), fake_out)
+        return self.base.d_loss(f, r)  # the D loss with real and fake exchanged: fakes pushed above the reals' mean
 
 
 def accuracy(real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,6 +140,8 @@ def clip_weights(module: torch.nn.Module, c: float) -> None:
 
 def build_loss(cfg):
     t = cfg.train
+    if t.relativistic:
+        return RelativisticAverage(BCELoss(real_target=1.0 - t.label_smoothing) if t.loss == "bce" else HingeLoss())
     if t.loss == "bce":
         return BCELoss(real_target=1.0 - t.label_smoothing)
     if t.loss in ("wgan", "wgan_gp"):

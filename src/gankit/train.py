@@ -387,7 +387,7 @@ class Trainer:
         with autocast(self.device, self.amp_dtype):
             if keep_fake_for_g:  # the following G phase reuses this forward, as the reference DCGAN step does
                 fake_g = self.G(z, y_fake)
-                kept, fake = (fake_g, y_fake), fake_g.detach()
+                kept, fake = [fake_g, y_fake, None], fake_g.detach()
             else:
                 with torch.no_grad():
                     fake = self.G(z, y_fake)
@@ -399,6 +399,8 @@ class Trainer:
                 real_out, real_aux = self.D(self._d_view(real))
                 fake_out, fake_aux = self.D(self._d_view(fake))
             loss = self.loss.d_loss(real_out, fake_out, swap=swap)
+            if kept is not None and self.loss.needs_real_for_g:
+                kept[2] = real_out.detach()  # this real batch's scores for a relativistic G loss (D before its update)
             if self.num_classes:
                 loss = loss + t.aux_weight * (aux_loss(real_aux, labels) + aux_loss(fake_aux, y_fake))
             if t.loss == "wgan_gp":
@@ -435,15 +437,18 @@ class Trainer:
             if kept is None:
                 n = self.local_batch
                 y = self._fake_labels(n)
-                fake = self.G(self._z(n), y)
+                fake, real_out = self.G(self._z(n), y), None
             else:
-                fake, y = kept
+                fake, y, real_out = kept
+            if self.loss.needs_real_for_g and real_out is None:  # no D phase before: score the next real batch
+                with torch.no_grad():
+                    real_out = self.D_raw(self._d_view(self.batches.get(self.cursor)[0]))[0]
             out, aux = self.D(self._d_view(fake))
             t = self.cfg.train
             keep = top_k(out, topk_count(out.shape[0], t.topk, t.topk_gamma, self.epoch))
             if keep is not None:  # top-k: the fakes D finds least real give G no gradient
                 out, aux, y = out[keep], aux[keep] if aux is not None else None, y[keep] if y is not None else None
-            loss = self.loss.g_loss(out)
+            loss = self.loss.g_loss(out, real_out)
             if self.num_classes:
                 loss = loss + t.aux_weight * aux_loss(aux, y)
         self._step(self.opt_g, loss)

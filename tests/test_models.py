@@ -14,7 +14,7 @@ from torch import nn
 from gankit.config import build_config
 from gankit.errors import ConfigError
 from gankit.models import Discriminator, Generator, build_discriminator, build_generator, init_weights, layout
-from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev, use_gemm_wgrad
+from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev, SelfModulatedBatchNorm, use_gemm_wgrad
 
 TINY = {"nz": 16, "ngf": 8}
 TINY_D = {"ndf": 8}
@@ -196,6 +196,23 @@ def test_input_layer_and_output_layer_have_no_norm():
     assert isinstance(D.features[0], nn.Conv2d) and isinstance(D.features[1], nn.LeakyReLU)
     assert isinstance(G.net[-2], nn.ConvTranspose2d) and isinstance(G.net[-1], nn.Tanh)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in D.modules()) == 2  # 32 px: 3 blocks, the first without
+
+
+def test_self_modulated_batchnorm_scales_and_shifts_every_hidden_block_with_z():
+    G = Generator(32, norm="selfmod", **TINY)
+    norms = [m for m in G.modules() if isinstance(m, SelfModulatedBatchNorm)]
+    assert len(norms) == 3 and not any(type(m) is nn.BatchNorm2d and m.affine for m in G.modules())
+    norm, x = norms[-1], torch.randn(4, 8, 5, 5)
+    z1, z2 = torch.randn(2, 4, 16)
+    nn.init.zeros_(norm.mlp[-1].weight)
+    nn.init.zeros_(norm.mlp[-1].bias)  # no modulation: a BatchNorm without scale and shift
+    plain = torch.nn.functional.batch_norm(x, None, None, training=True)
+    assert torch.allclose(norm(x, z1), plain, atol=1e-5) and torch.allclose(norm(x, z2), plain, atol=1e-5)
+    nn.init.normal_(norm.mlp[-1].weight)
+    assert not torch.allclose(norm(x, z1), norm(x, z2), atol=1e-3)  # the same features, another z: another output
+    out = G(torch.randn(4, 16))
+    out.mean().backward()
+    assert out.shape == (4, 3, 32, 32) and all(n.mlp[0].weight.grad is not None for n in norms)
 
 
 def test_dropout_after_every_hidden_block():
@@ -380,8 +397,8 @@ def test_init_reaches_spectral_normed_weights_and_models_use_the_scheme():
 
 @pytest.mark.slow
 def test_every_option_at_once_trains_and_samples(tmp_path):
-    """A 20 px (not a power of two) ACGAN with colour picker, MBD, minibatch std, spectral and layer norm, dropout and
-    orthogonal init runs through the training loop and `gankit sample`'s loader."""
+    """A 20 px (not a power of two) ACGAN with colour picker, self-modulated G, MBD, minibatch std, spectral and layer
+    norm, dropout and orthogonal init runs through the training loop and `gankit sample`'s loader."""
     import json
 
     from conftest import make_image_folder, tiny_layers
@@ -392,7 +409,8 @@ def test_every_option_at_once_trains_and_samples(tmp_path):
     layers = tiny_layers(tmp_path / "images", epochs=1, loss="wgan_gp", strategy="critic", n_critic=1)
     layers[0]["data"].update(resolution=20, labels="folders")
     layers[0]["model"].update(arch="acgan", upsample="colorpicker", palette_size=6, d_norm="layer", mbd_features=4,
-                              d_mbstd_group=2, spectral_norm=True, g_dropout=0.1, d_dropout=0.1, init="orthogonal")
+                              d_mbstd_group=2, spectral_norm=True, g_dropout=0.1, d_dropout=0.1, init="orthogonal",
+                              g_norm="selfmod")
     run = run_training(layers, tmp_path / "run")
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(last["d_loss"]) and math.isfinite(last["g_loss"]) and "aux_acc_real" in last

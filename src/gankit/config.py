@@ -41,7 +41,7 @@ class ModelConfig:
     max_channels: int = 512  # cap on any block's width, so 256-512 px models stay trainable
     upsample: str = "convtranspose"  # G upsampling (seed 002): convtranspose | upsample (nearest + 3x3 conv) | colorpicker
     palette_size: int = 16  # colours in the colour-picker palette (upsample: colorpicker; ConorLazarou/PokeGAN)
-    g_norm: str = "batch"  # normalisation in G blocks: batch | none
+    g_norm: str = "batch"  # normalisation in G blocks: batch | none | selfmod (BatchNorm scaled and shifted by an MLP of z, Chen et al. 2019)
     d_norm: str = "batch"  # normalisation in D blocks: batch | layer | instance | none (WGAN-GP: not batch, seed 002)
     g_dropout: float = 0.0  # dropout probability after each hidden G block (seed 002: "Batch Normalization, Dropout, LeakyReLu")
     d_dropout: float = 0.0  # dropout probability after each D block (seed 001 uses dropout in D)
@@ -138,7 +138,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("dcgan", "acgan"),
     "model.z_dist": ("normal", "uniform"),
     "model.upsample": ("convtranspose", "upsample", "colorpicker"),
-    "model.g_norm": ("batch", "none"),
+    "model.g_norm": ("batch", "none", "selfmod"),
     "model.d_norm": ("batch", "layer", "instance", "none"),
     "model.init": ("normal", "xavier", "kaiming", "orthogonal", "default"),
     "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),

@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
-from gankit.models.layers import ColorPicker, Conv2d, ConvTranspose2d, MinibatchDiscrimination, MinibatchStdDev, norm_layer
+from gankit.models.layers import (ColorPicker, Conv2d, ConvTranspose2d, MinibatchDiscrimination, MinibatchStdDev,
+                                  SelfModulatedBatchNorm, norm_layer)
 
 
 def layout(resolution: int) -> tuple[int, int]:
@@ -41,9 +42,13 @@ def block_widths(n: int, width: int, max_channels: int) -> list[int]:
     return [min(width * 2 ** (n - 1 - i), max_channels) for i in range(n)]
 
 
-def _after_conv(width: int, norm: str, activation: nn.Module, dropout: float) -> list[nn.Module]:
-    """What follows every hidden convolution: its norm (unless "none"), the activation, dropout (if > 0)."""
-    layers = [] if norm == "none" else [norm_layer(norm, width)]
+def _after_conv(width: int, norm: str, activation: nn.Module, dropout: float, z_dim: int = 0) -> list[nn.Module]:
+    """What follows every hidden convolution: its norm (unless "none"; "selfmod": BatchNorm modulated by the
+    z_dim latent), the activation, dropout (if > 0)."""
+    if norm == "selfmod":
+        layers: list[nn.Module] = [SelfModulatedBatchNorm(width, z_dim)]
+    else:
+        layers = [] if norm == "none" else [norm_layer(norm, width)]
     layers.append(activation)
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
@@ -67,6 +72,7 @@ class Generator(nn.Module):
     blocks, then a `ColorPicker` output layer with `palette_size` colours instead of conv + Tanh).
     num_classes > 0 makes it conditional (ACGAN, seed 002): an embedding of the label, of size
     `embed_dim`, is concatenated to z; labels are then required (an unconditional G ignores them).
+    norm: batch | none | selfmod (BatchNorm with scale and shift computed from z, `SelfModulatedBatchNorm`).
     """
 
     def __init__(self, resolution: int, nz: int = 100, ngf: int = 64, channels: int = 3, max_channels: int = 512,
@@ -81,11 +87,11 @@ class Generator(nn.Module):
         bias = norm == "none"
 
         layers: list[nn.Module] = [ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias, map_size=1)]  # 1x1 -> base
-        layers += _after_conv(widths[0], norm, nn.ReLU(inplace=True), dropout)
+        layers += _after_conv(widths[0], norm, nn.ReLU(inplace=True), dropout, z_dim)
         size = base
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += _doubling(cin, cout, upsample, bias, size)
-            layers += _after_conv(cout, norm, nn.ReLU(inplace=True), dropout)
+            layers += _after_conv(cout, norm, nn.ReLU(inplace=True), dropout, z_dim)
             size *= 2
         if upsample == "colorpicker":
             layers.append(ColorPicker(widths[-1], channels, palette_size))
@@ -101,7 +107,10 @@ class Generator(nn.Module):
                 raise ValueError(f"this generator is conditional ({self.num_classes} classes): "
                                  "call G(z, labels) with int64 labels of shape [N]")
             z = torch.cat([z, self.embed(labels).to(z.dtype)], 1)
-        images = self.net(z[:, :, None, None])
+        h = z[:, :, None, None]
+        for layer in self.net:  # as nn.Sequential, except that self-modulated norms also take z
+            h = layer(h, z) if isinstance(layer, SelfModulatedBatchNorm) else layer(h)
+        images = h
         return _center_crop(images, self.resolution)
 
 

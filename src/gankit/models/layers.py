@@ -24,6 +24,24 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}: choose batch, layer, instance or none")
 
 
+class SelfModulatedBatchNorm(nn.Module):
+    """BatchNorm whose scale and shift are functions of the latent (self-modulation, Chen et al. 2019):
+    BN(x) * (1 + gamma(z)) + beta(z), gamma and beta from a small MLP of z ([N, z_dim] -> hidden -> 2C).
+
+    Each G block can then change with z, not only through the feature maps. The output layer starts near
+    0 (N(0, 0.02) under the DCGAN init), so the block starts as a plain BatchNorm.
+    """
+
+    def __init__(self, channels: int, z_dim: int, hidden: int = 32):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.mlp = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * channels))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.mlp(z).to(x.dtype)[:, :, None, None].chunk(2, 1)
+        return torch.addcmul(beta, self.bn(x), 1 + gamma)
+
+
 class MinibatchDiscrimination(nn.Module):
     """Features that tell D how similar each sample is to the rest of its batch (Salimans et al. 2016).
 

@@ -165,7 +165,7 @@ def test_topk_g_update_learns_only_from_the_fakes_d_rates_most_real(image_folder
     G, D = copy.deepcopy(trainer.G_raw), copy.deepcopy(trainer.D_raw)
     z = torch.randn(8, 16, 1, 1)
 
-    trainer._g_phase((trainer.G(z), None))
+    trainer._g_phase((trainer.G(z), None, None))  # (fakes, their labels, real scores for a relativistic loss)
     got = [p.grad.clone() for p in trainer.G_raw.parameters()]
 
     out, _ = D(G(z))

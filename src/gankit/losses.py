@@ -140,14 +140,13 @@ def clip_weights(module: torch.nn.Module, c: float) -> None:
 
 def build_loss(cfg):
     t = cfg.train
-    if t.relativistic:
-        return RelativisticAverage(BCELoss(real_target=1.0 - t.label_smoothing) if t.loss == "bce" else HingeLoss())
     if t.loss == "bce":
-        return BCELoss(real_target=1.0 - t.label_smoothing)
-    if t.loss in ("wgan", "wgan_gp"):
+        loss = BCELoss(real_target=1.0 - t.label_smoothing)
+    elif t.loss in ("wgan", "wgan_gp"):
         loss = WassersteinLoss()
         loss.name = t.loss
-        return loss
-    if t.loss == "hinge":
-        return HingeLoss()
-    raise ValueError(t.loss)
+    elif t.loss == "hinge":
+        loss = HingeLoss()
+    else:
+        raise ValueError(t.loss)
+    return RelativisticAverage(loss) if t.relativistic else loss

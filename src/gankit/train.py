@@ -376,7 +376,8 @@ class Trainer:
         self.scaler.update()
 
     def _d_phase(self, phase: Phase, keep_fake_for_g: bool):
-        """One D update on a fresh real batch. Returns (fake, labels) for a following G phase to reuse."""
+        """One D update on a fresh real batch. Returns (fake, labels, D's scores of the real batch) for a following
+        G phase to reuse, or None when no G phase follows."""
         real, labels = self.batches.get(self.cursor)
         self.cursor += 1
         n = real.shape[0]
@@ -387,7 +388,7 @@ class Trainer:
         with autocast(self.device, self.amp_dtype):
             if keep_fake_for_g:  # the following G phase reuses this forward, as the reference DCGAN step does
                 fake_g = self.G(z, y_fake)
-                kept, fake = [fake_g, y_fake, None], fake_g.detach()
+                fake = fake_g.detach()
             else:
                 with torch.no_grad():
                     fake = self.G(z, y_fake)
@@ -399,8 +400,8 @@ class Trainer:
                 real_out, real_aux = self.D(self._d_view(real))
                 fake_out, fake_aux = self.D(self._d_view(fake))
             loss = self.loss.d_loss(real_out, fake_out, swap=swap)
-            if kept is not None and self.loss.needs_real_for_g:
-                kept[2] = real_out.detach()  # this real batch's scores for a relativistic G loss (D before its update)
+            if keep_fake_for_g:  # with this real batch's scores, for a relativistic G loss (D before its update)
+                kept = (fake_g, y_fake, real_out.detach())
             if self.num_classes:
                 loss = loss + t.aux_weight * (aux_loss(real_aux, labels) + aux_loss(fake_aux, y_fake))
             if t.loss == "wgan_gp":

@@ -110,8 +110,7 @@ class Generator(nn.Module):
         h = z[:, :, None, None]
         for layer in self.net:  # as nn.Sequential, except that self-modulated norms also take z
             h = layer(h, z) if isinstance(layer, SelfModulatedBatchNorm) else layer(h)
-        images = h
-        return _center_crop(images, self.resolution)
+        return _center_crop(h, self.resolution)
 
 
 class Discriminator(nn.Module):

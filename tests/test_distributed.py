@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,41 @@ def test_ddp_wrapper_is_transparent(one_process_group):
     wrapped.load_state_dict(g.state_dict())
     with pytest.raises(ConfigError, match="sync_batchnorm needs CUDA"):
         distributed.wrap(Generator(16, nz=8, ngf=8), torch.device("cpu"), sync_batchnorm=True)
+
+
+def _grayscale_output_layer() -> torch.nn.ConvTranspose2d:
+    """G's last layer for a grayscale image, channels_last, its weight then put back in NCHW strides (the same
+    bytes: one output channel): this CPU's kernel returns that weight's gradient in NHWC strides, cuDNN
+    does the converse for an NHWC weight. Either way the strides differ from the parameter's in the size-1
+    dimension only."""
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(4, 1, 4, 2, 1).to(memory_format=torch.channels_last)
+    layer.weight.data = layer.weight.data.clone(memory_format=torch.contiguous_format)
+    return layer
+
+
+def test_ddp_takes_a_size_one_channel_gradient_in_its_parameters_strides(one_process_group):
+    x = torch.randn(2, 4, 8, 8).contiguous(memory_format=torch.channels_last)
+    reference = _grayscale_output_layer()
+    reference(x).square().sum().backward()
+    assert reference.weight.grad.stride() != reference.weight.stride()  # the case to handle does happen here
+
+    warn_always = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)  # DDP's warning is once per process otherwise
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            layer = _grayscale_output_layer()
+            wrapped = distributed.wrap(layer, torch.device("cpu"))  # kept: DDP's hooks die with the wrapper
+            wrapped(x).square().sum().backward()
+            assert not [w for w in caught if "Grad strides" in str(w.message)]
+            torch.testing.assert_close(layer.weight.grad, reference.weight.grad)
+            # and plain DDP on the same model does warn (the check above can fail)
+            plain = torch.nn.parallel.DistributedDataParallel(_grayscale_output_layer(), gradient_as_bucket_view=True)
+            plain(x).square().sum().backward()
+    finally:
+        torch.set_warn_always(warn_always)
+    assert [w for w in caught if "Grad strides" in str(w.message)]
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import inspect
 import os
 from typing import Iterator
@@ -189,11 +190,34 @@ def wrap(module: nn.Module, device: torch.device, sync_batchnorm: bool = False) 
             raise ConfigError("train.sync_batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on CPU): "
                               "drop --set train.sync_batchnorm=true for CPU processes")
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    _grads_in_parameter_strides(module)
     # torch >= 2.14 renames broadcast_buffers to forward_sync_buffers (which still syncs once at init: harmless)
     params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
     no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
     return DDP(module, device_ids=[device.index] if device.type == "cuda" else None,
                gradient_as_bucket_view=True, **no_sync)
+
+
+def _grads_in_parameter_strides(module: nn.Module) -> None:
+    """Make each gradient of a parameter with a size-1 dimension arrive in the parameter's own strides.
+
+    A channels_last weight with one input or output channel (a grayscale image's first or last
+    convolution) has the same bytes in NCHW and NHWC, so a kernel may return its gradient with the
+    other strides for the size-1 dimension (cuDNN does, for a [32, 1, 4, 4] transposed-conv weight).
+    DDP's reducer compares strides literally and warns "Grad strides do not match bucket view
+    strides" (and copies). Such a gradient is re-viewed with the parameter's strides: no copy.
+    """
+    for p in module.parameters():
+        if p.requires_grad and p.dim() > 1 and 1 in p.shape:
+            p.register_hook(functools.partial(_restride, tuple(p.stride())))
+
+
+def _restride(strides: tuple[int, ...], grad: torch.Tensor) -> torch.Tensor:
+    if grad.layout != torch.strided or grad.stride() == strides:
+        return grad
+    if any(g != s for g, s, n in zip(grad.stride(), strides, grad.shape) if n != 1):
+        return grad  # really another layout: DDP copies it into its bucket
+    return grad.as_strided(grad.shape, strides)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -14,7 +14,8 @@ from torch import nn
 from gankit.config import build_config
 from gankit.errors import ConfigError
 from gankit.models import Discriminator, Generator, build_discriminator, build_generator, init_weights, layout
-from gankit.models.layers import ColorPicker, MinibatchDiscrimination, MinibatchStdDev, SelfModulatedBatchNorm, use_gemm_wgrad
+from gankit.models.layers import (ColorPicker, MinibatchDiscrimination, MinibatchStdDev, SelfModulatedBatchNorm,
+                                  thin_conv_transpose2d, use_gemm_wgrad, use_thin_conv)
 
 TINY = {"nz": 16, "ngf": 8}
 TINY_D = {"ndf": 8}
@@ -113,27 +114,63 @@ def _grads(net, x, amp, penalty):
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("net", ["G", "D", "D_sn_100px", "G_bias_100px"])
-def test_gemm_weight_gradient_equals_onednn(net, amp):
-    """Same outputs and gradients as the plain convolutions (WGAN-GP's double backward included), fp32 to
-    rounding and under bf16 autocast to bf16 rounding, for even and odd (padded) layouts."""
+@pytest.mark.parametrize("net", ["G", "D", "D_sn_100px", "G_bias_100px", "G_gray", "D_gray_300px"])
+def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
+    """The GEMM weight gradient and the thin RGB layers: same outputs and gradients as the plain convolutions
+    (WGAN-GP's double backward included), fp32 to rounding and under bf16 autocast to bf16 rounding, for even
+    and odd (padded) layouts and one or three image channels."""
     torch.manual_seed(0)
-    res = 100 if "100px" in net else 64
+    res = 300 if "300px" in net else 100 if "100px" in net else 64
+    channels = 1 if "gray" in net else 3
     if net.startswith("G"):
-        plain = Generator(res, nz=16, ngf=8, norm="none" if "bias" in net else "batch")
+        plain = Generator(res, nz=16, ngf=8, channels=channels, norm="none" if "bias" in net else "batch")
         x = torch.randn(4, 16, requires_grad=True)
     else:
-        plain = Discriminator(res, ndf=8, norm="none", spectral_norm="sn" in net)
-        x = torch.randn(4, 3, res, res).to(memory_format=torch.channels_last).requires_grad_()
+        plain = Discriminator(res, ndf=8, channels=channels, norm="none", spectral_norm="sn" in net)
+        x = torch.randn(4, channels, res, res).to(memory_format=torch.channels_last).requires_grad_()
     plain = plain.to(memory_format=torch.channels_last)
     fast = copy.deepcopy(plain)
     use_gemm_wgrad(fast, True)
+    use_thin_conv(fast, True)
+    assert sum(getattr(m, "thin", False) for m in fast.modules()) == 1  # G's output layer / D's input layer
     penalty = net.startswith("D")
     expected, got = _grads(plain, x, amp, penalty), _grads(fast, x, amp, penalty)
     tol = 2e-2 if amp else 1e-5
     for i, (a, b) in enumerate(zip(got, expected)):
         assert (a - b).norm() <= tol * b.norm() + 1e-8, f"tensor {i}: {(a - b).norm() / b.norm():.2e}"
     assert expected[2].norm() > 0  # the first parameter got a gradient at all
+    if net.startswith("G"):  # sampling (no gradients) takes the thin forward too
+        with torch.no_grad():
+            plain.eval(), fast.eval()
+            torch.testing.assert_close(fast(x), plain(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (16, 16)])
+@pytest.mark.parametrize("cout", [1, 3, 4])
+def test_thin_transposed_convolution_is_the_transposed_convolution(cout, size):
+    """A 4x4 stride-2 transposed convolution as a 3x3 convolution to one channel group per output phase and a
+    pixel shuffle: the same map, bias included, with gradients for input, weight and bias."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, cout, 4, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(cout, dtype=torch.float64, requires_grad=True)
+    expected = nn.functional.conv_transpose2d(x, w, b, stride=2, padding=1)
+    got = thin_conv_transpose2d(x, w, b)
+    assert got.shape == expected.shape == (2, cout, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    grad = torch.randn_like(expected)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, w, b), grad),
+                               torch.autograd.grad(expected, (x, w, b), grad), rtol=0, atol=1e-12)
+
+
+def test_thin_path_is_only_switched_on_for_rgb_layers():
+    G, D = Generator(64, **TINY), Discriminator(64, **TINY_D)
+    use_thin_conv(G, True)
+    use_thin_conv(D, True)
+    assert [m.thin for m in G.modules() if hasattr(m, "thin")] == [False, False, False, False, True]  # 32 -> 64, 8 -> 3
+    assert [m.thin for m in D.modules() if hasattr(m, "thin")] == [True, False, False, False, False]  # 3 -> 8 at 64 px
+    use_thin_conv(G, False)
+    assert not any(getattr(m, "thin", False) for m in G.modules())
 
 
 # ---------------------------------------------------------------- colour picker

@@ -101,9 +101,10 @@ def test_builtin_dataset_defaults_sit_below_user_settings(tmp_path):
     assert load_checkpoint(run / "checkpoints/last.pt")["config"]["model"]["ngf"] == 16
 
 
-def test_gemm_weight_gradients_train_to_the_weights_onednn_gives(image_folder, tmp_path):
-    """train.gemm_wgrad (auto: on on a CPU) changes how small layers' weight gradients are computed, not the
-    training: the same weights after a few steps, BatchNorm in G and spectral norm in D included."""
+def test_cpu_paths_train_to_the_weights_onednn_gives(image_folder, tmp_path):
+    """train.gemm_wgrad and train.thin_conv (auto: on on a CPU) change how small layers' weight gradients and
+    the RGB layers are computed, not the training: the same weights after a few steps, BatchNorm in G and
+    spectral norm in D included."""
     def layers(**train):
         out = tiny_layers(image_folder, max_steps=4, epochs=5, **train)
         out[0]["model"].update(d_norm="none", spectral_norm=True)
@@ -111,7 +112,8 @@ def test_gemm_weight_gradients_train_to_the_weights_onednn_gives(image_folder, t
 
     fast = run_training(layers(), tmp_path / "fast")
     assert "gemm_wgrad: true" in (fast / "config.yaml").read_text()
-    plain = run_training(layers(gemm_wgrad=False), tmp_path / "plain")
+    assert "thin_conv: true" in (fast / "config.yaml").read_text()
+    plain = run_training(layers(gemm_wgrad=False, thin_conv=False), tmp_path / "plain")
     a, b = load_checkpoint(plain / "checkpoints/last.pt"), load_checkpoint(fast / "checkpoints/last.pt")
     for net in ("G", "D"):
         for k in a[net]:

@@ -103,6 +103,7 @@ class TrainConfig:
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (adds CUDA graphs on GPUs) | max-autotune
     fuse_d: bool | None = None  # one D forward on real+fake concatenated in the D phase; None -> on when D has no batch statistics (README Performance)
     gemm_wgrad: bool | None = None  # CPU: weight gradients of G's and D's convs whose smaller map is <= 8 px as one im2col GEMM; None -> on on CPU (README Performance)
+    thin_conv: bool | None = None  # CPU: G's RGB output layer and D's RGB input gradient as a 3x3 conv to 4x the channels + pixel shuffle; None -> on on CPU (README Performance)
     sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 
 
@@ -170,7 +171,7 @@ SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.precision", "train.deterministic",
-                     "train.fuse_d", "train.gemm_wgrad", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
+                     "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -29,7 +29,7 @@ from gankit.errors import RunError
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
-from gankit.models.layers import use_gemm_wgrad
+from gankit.models.layers import use_gemm_wgrad, use_thin_conv
 from gankit.runlog import NullLog, RunLog
 from gankit.strategies import Phase, build_strategy, lr_factor
 from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats, top_k, topk_count
@@ -91,6 +91,8 @@ def finalize_config(cfg: Config, data) -> Config:
     device_type = resolve_device(cfg.train.device).type
     if cfg.train.gemm_wgrad is None:
         cfg.train.gemm_wgrad = device_type == "cpu"
+    if cfg.train.thin_conv is None:
+        cfg.train.thin_conv = device_type == "cpu"
     if cfg.eval.every is None:
         cfg.eval.every = 10 if device_type == "cuda" else 0
     from gankit.errors import ConfigError
@@ -183,6 +185,7 @@ class Trainer:
         self.G_raw, self.D_raw = distributed.unwrap(self.G), distributed.unwrap(self.D)
         for net in (self.G_raw, self.D_raw):
             use_gemm_wgrad(net, bool(cfg.train.gemm_wgrad))
+            use_thin_conv(net, bool(cfg.train.thin_conv))
         self.cuda_graphs = cfg.train.compile and cfg.train.compile_mode != "default" and self.device.type == "cuda"
         if cfg.train.compile:
             self.G = torch.compile(self.G, mode=cfg.train.compile_mode)

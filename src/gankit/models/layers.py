@@ -126,8 +126,9 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
     """The gradient of conv2d(x, w, stride=stride, padding=padding) with respect to w, as one GEMM.
 
     im2col: the padded input, viewed as [N, Ho, Wo, kh, kw, C] patches, is copied once into a
-    [N*Ho*Wo, kh*kw*C] matrix, and grad_w = grad_out^T @ cols. Returns [O, C, kh, kw] laid out
-    channels-last (what `.to(memory_format=torch.channels_last)` weights have). Dilation 1, one group.
+    [N*Ho*Wo, kh*kw*C] matrix, and grad_w = grad_out^T @ cols (the BLAS reads grad_out transposed in
+    place). Returns [O, C, kh, kw] laid out channels-last (what `.to(memory_format=torch.channels_last)`
+    weights have). Dilation 1, one group.
     """
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, _, _ = x.shape
@@ -135,51 +136,108 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
     xp = nn.functional.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()  # [N, H+2ph, W+2pw, C]
     s_n, s_h, s_w, s_c = xp.stride()
     cols = xp.as_strided((n, ho, wo, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c)).reshape(n * ho * wo, -1)
-    g = grad_out.permute(0, 2, 3, 1).reshape(n * ho * wo, -1).t().contiguous()  # [O, N*Ho*Wo]
-    return (g @ cols).view(-1, kh, kw, c).permute(0, 3, 1, 2)
+    g = grad_out.permute(0, 2, 3, 1).reshape(n * ho * wo, -1)  # [N*Ho*Wo, O]
+    return (g.t() @ cols).view(-1, kh, kw, c).permute(0, 3, 1, 2)
 
 
-class _GemmWgradConv(torch.autograd.Function):
-    """conv2d / conv_transpose2d whose backward takes the input gradient from oneDNN and the weight gradient
-    from `conv2d_weight_grad` (a transposed convolution's weight gradient is that of the convolution it transposes,
-    with input and output gradient swapped)."""
+THIN_CHANNELS = 4  # a 4x4 stride-2 transposed convolution to at most this many channels takes `thin_conv_transpose2d`
+
+
+def is_thin(kernel, stride, padding, channels: int) -> bool:
+    """Whether a transposed convolution (or a convolution's input gradient) making `channels` channels has the
+    geometry `thin_conv_transpose2d` computes: 4x4 kernel, stride 2, padding 1, at most THIN_CHANNELS channels."""
+    return tuple(kernel) == (4, 4) and tuple(stride) == (2, 2) and tuple(padding) == (1, 1) and channels <= THIN_CHANNELS
+
+
+_PHASE_INDEX: dict[int, torch.Tensor] = {}
+
+
+def _phase_index(cout: int) -> torch.Tensor:
+    """For each entry of the [4*cout, 3, 3] phase kernel, the index of the 4x4 tap [cout*16] it takes, or cout*16
+    (a zero) where the phase does not use that neighbour. Output pixel (2i+p, 2j+q) of the transposed convolution
+    sums input pixels (i+dy, j+dx), dy, dx in {-1, 0, 1}, through tap (p+1-2dy, q+1-2dx) when it lies in 0..3."""
+    if cout not in _PHASE_INDEX:
+        index = torch.full((cout, 2, 2, 3, 3), cout * 16, dtype=torch.long)
+        for c in range(cout):
+            for p in range(2):
+                for q in range(2):
+                    for dy in (-1, 0, 1):
+                        for dx in (-1, 0, 1):
+                            ky, kx = p + 1 - 2 * dy, q + 1 - 2 * dx
+                            if 0 <= ky < 4 and 0 <= kx < 4:
+                                index[c, p, q, dy + 1, dx + 1] = c * 16 + ky * 4 + kx
+        _PHASE_INDEX[cout] = index.flatten()
+    return _PHASE_INDEX[cout]
+
+
+def thin_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """conv_transpose2d(x, weight, bias, stride=2, padding=1) for a 4x4 kernel with few output channels (G's RGB
+    output layer; a convolution from RGB's input gradient): a 3x3 convolution to 4x the channels, one per output
+    phase (row and column parity), then a pixel shuffle.
+
+    Each 4x4 tap lands in exactly one phase, so this is the same sum with the same weights: it only spends
+    2.25x the FLOPs on zeros to give oneDNN an output wide enough to run well (64 -> 3 channels at 32 -> 64 px,
+    bf16, two EPYC cores: 3.2 ms against 5.9 ms; README Performance). weight: [Cin, Cout, 4, 4] as
+    conv_transpose2d takes it.
+    """
+    cin, cout = weight.shape[:2]
+    taps = torch.cat([weight.permute(1, 2, 3, 0).reshape(cout * 16, cin), weight.new_zeros(1, cin)])
+    phase_weight = taps[_phase_index(cout).to(x.device)].view(4 * cout, 3, 3, cin).permute(0, 3, 1, 2)
+    phase_bias = None if bias is None else bias.repeat_interleave(4)
+    return nn.functional.pixel_shuffle(nn.functional.conv2d(x, phase_weight, phase_bias, padding=1), 2)
+
+
+class _CpuConv(torch.autograd.Function):
+    """conv2d / conv_transpose2d with this project's CPU paths, each on a switch; oneDNN computes the rest:
+
+    - gemm: the weight gradient from `conv2d_weight_grad` (a transposed convolution's weight gradient is that of
+      the convolution it transposes, with input and output gradient swapped);
+    - thin: the transposed convolution (forward) or the convolution's input gradient (backward) to few channels
+      through `thin_conv_transpose2d`.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, transposed):
+    def forward(ctx, x, weight, bias, stride, padding, transposed, gemm, thin):
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (stride, padding, transposed, bias is not None)
+        ctx.geometry = (stride, padding, transposed, bias is not None, gemm, thin)
+        if transposed and thin:
+            return thin_conv_transpose2d(x, weight, bias)
         conv = nn.functional.conv_transpose2d if transposed else nn.functional.conv2d
         return conv(x, weight, bias, stride, padding)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        stride, padding, transposed, has_bias = ctx.geometry
+        stride, padding, transposed, has_bias, gemm, thin = ctx.geometry
+        bias_sizes = [weight.shape[1 if transposed else 0]] if has_bias else None
         if torch.is_grad_enabled():  # create_graph (WGAN-GP's penalty): oneDNN's backward, whose own backward is fast
-            return *torch.ops.aten.convolution_backward(grad_out, x, weight, [weight.shape[1 if transposed else 0]]
-                                                        if has_bias else None, stride, padding, (1, 1), transposed,
-                                                        (0, 0), 1, ctx.needs_input_grad[:3]), None, None, None
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(grad_out, x, weight, None, stride, padding, (1, 1), transposed,
-                                                         (0, 0), 1, (True, False, False))[0]
-        if ctx.needs_input_grad[1]:
+            return *torch.ops.aten.convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, (1, 1),
+                                                        transposed, (0, 0), 1, ctx.needs_input_grad[:3]), None, None, None, None, None
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        thin_x = need_x and thin and not transposed and x.shape[2:] == tuple(2 * s for s in grad_out.shape[2:])
+        gemm_w = need_w and gemm
+        grad_x, grad_w, grad_b = None, None, None
+        if (need_x and not thin_x) or (need_w and not gemm_w) or (has_bias and need_b):
+            grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, bias_sizes, stride, padding, (1, 1), transposed, (0, 0), 1,
+                (need_x and not thin_x, need_w and not gemm_w, has_bias and need_b))
+        if thin_x:
+            grad_x = thin_conv_transpose2d(grad_out, weight)
+        if gemm_w:
             inp, out = (grad_out, x) if transposed else (x, grad_out)
             grad_w = conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
-        if has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
-def gemm_wgrad_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding,
-                    transposed: bool) -> torch.Tensor:
-    """`_GemmWgradConv` with autocast's casts applied by hand (autocast does not reach into custom functions)."""
+def cpu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, transposed: bool,
+             gemm: bool, thin: bool) -> torch.Tensor:
+    """`_CpuConv` with autocast's casts applied by hand (autocast does not reach into custom functions)."""
     if torch.is_autocast_enabled("cpu"):
         dtype = torch.get_autocast_dtype("cpu")
         x, weight = x.to(dtype), weight.to(dtype)
         bias = bias.to(dtype) if bias is not None else None
     with torch.autocast("cpu", enabled=False):
-        return _GemmWgradConv.apply(x, weight, bias, tuple(stride), tuple(padding), transposed)
+        return _CpuConv.apply(x, weight, bias, tuple(stride), tuple(padding), transposed, gemm, thin)
 
 
 def use_gemm_wgrad(model: nn.Module, on: bool, max_size: int = 8) -> None:
@@ -190,49 +248,68 @@ def use_gemm_wgrad(model: nn.Module, on: bool, max_size: int = 8) -> None:
             m.gemm_wgrad = on and m.map_size <= max_size
 
 
+def use_thin_conv(model: nn.Module, on: bool) -> None:
+    """Turn `thin_conv_transpose2d` on (or off) for the layers of `model` that have its geometry: a
+    `ConvTranspose2d` to at most THIN_CHANNELS channels (its forward), a `Conv2d` from that many (its input gradient)."""
+    for m in model.modules():
+        if isinstance(m, _SmallMapConv):
+            channels = m.out_channels if isinstance(m, nn.ConvTranspose2d) else m.in_channels
+            m.thin = on and m.groups == 1 and m.dilation == (1, 1) and not any(m.output_padding) and is_thin(
+                m.kernel_size, m.stride, m.padding, channels)
+
+
 class _SmallMapConv:
     """What `Conv2d` and `ConvTranspose2d` share: `map_size`, the side of the map the model says the layer's
-    smaller side is, and the `gemm_wgrad` switch (`use_gemm_wgrad`), which applies to CPU forwards that need gradients."""
+    smaller side is, and the CPU switches `gemm_wgrad` (`use_gemm_wgrad`) and `thin` (`use_thin_conv`)."""
 
     gemm_wgrad = False
+    thin = False
 
     def __init__(self, *args, map_size: int = 1 << 30, **kwargs):
         super().__init__(*args, **kwargs)
         self.map_size = map_size
 
-    def _use_gemm(self, x: torch.Tensor) -> bool:
-        return self.gemm_wgrad and x.device.type == "cpu" and torch.is_grad_enabled()
+    def _use_cpu_conv(self, x: torch.Tensor) -> bool:
+        """Whether this forward goes through `_CpuConv`: on a CPU, gradients needed, a switch on."""
+        return (self.gemm_wgrad or self.thin) and x.device.type == "cpu" and torch.is_grad_enabled()
 
 
 class Conv2d(_SmallMapConv, nn.Conv2d):
-    """nn.Conv2d (same parameters, same results) that can compute its weight gradient as one im2col GEMM on the CPU.
+    """nn.Conv2d (same parameters, same results) with the CPU paths of `_CpuConv`.
 
     `map_size` is the side of its output map, as the model that builds it knows it. With `gemm_wgrad`
-    set (`use_gemm_wgrad`), a CPU forward that needs gradients runs `_GemmWgradConv`:
-    oneDNN's weight gradient for small output maps runs far below the matmul peak on this project's
-    CPUs (D's 8 -> 4 px layer: 54 ms against 13 ms as a GEMM, bf16, one core; README Performance),
-    while its forward and input gradient are fine. Under autocast, inputs are cast as autocast casts
-    a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is oneDNN's throughout.
+    set (`use_gemm_wgrad`), its weight gradient is one im2col GEMM: oneDNN's weight gradient for small
+    output maps runs far below the matmul peak on this project's CPUs (D's 8 -> 4 px layer: 54 ms
+    against 13 ms as a GEMM, bf16, one core; README Performance), while its forward and input gradient
+    are fine. With `thin` set (`use_thin_conv`: D's RGB input layer), its input gradient is
+    `thin_conv_transpose2d`. Both apply to CPU forwards that need gradients; under autocast, inputs are
+    cast as autocast casts a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is
+    oneDNN's throughout.
     """
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if not self._use_gemm(x):
+        if not self._use_cpu_conv(x):
             return super()._conv_forward(x, weight, bias)
-        return gemm_wgrad_conv(x, weight, bias, self.stride, self.padding, transposed=False)
+        return cpu_conv(x, weight, bias, self.stride, self.padding, False, self.gemm_wgrad, self.thin)
 
 
 class ConvTranspose2d(_SmallMapConv, nn.ConvTranspose2d):
-    """nn.ConvTranspose2d (same parameters, same results) with `Conv2d`'s im2col-GEMM weight gradient on the CPU.
+    """nn.ConvTranspose2d (same parameters, same results) with the CPU paths of `_CpuConv`.
 
-    `map_size` is the side of its input map. The generator's first layer (1x1 input, stride 1, no
-    padding) is a matrix product z @ W, computed as one on the CPU when `gemm_wgrad` is set (oneDNN
-    took 15 ms per step for it, 64 images, bf16, one core). Used without output_padding (as G does).
+    `map_size` is the side of its input map. `gemm_wgrad` as `Conv2d`'s; besides, the generator's first
+    layer (1x1 input, stride 1, no padding) is then a matrix product z @ W (oneDNN took 15 ms per step for
+    it, 64 images, bf16, one core). With `thin` set (`use_thin_conv`: G's RGB output layer), its forward,
+    with or without gradients, is `thin_conv_transpose2d`. Used without output_padding (as G does).
     """
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        if not (self._use_gemm(x) and output_size is None and not any(self.output_padding)):
+        if x.device.type != "cpu" or output_size is not None or any(self.output_padding):
             return super().forward(x, output_size)
-        if x.shape[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
+        if self.thin and not torch.is_grad_enabled():
+            return thin_conv_transpose2d(x, self.weight, self.bias)
+        if not self._use_cpu_conv(x):
+            return super().forward(x, output_size)
+        if self.gemm_wgrad and x.shape[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
             y = (x.flatten(1) @ self.weight.flatten(1)).unflatten(1, self.weight.shape[1:])
             return y if self.bias is None else y + self.bias.to(y.dtype)[:, None, None]
-        return gemm_wgrad_conv(x, self.weight, self.bias, self.stride, self.padding, transposed=True)
+        return cpu_conv(x, self.weight, self.bias, self.stride, self.padding, True, self.gemm_wgrad, self.thin)

@@ -107,10 +107,11 @@ def count_flops(step) -> int:
 class Contender:
     """Something with a training step: times it, keeps its best seconds per iteration."""
 
-    def __init__(self, name: str, step, device: torch.device, images_per_step, amp: torch.dtype | None):
+    def __init__(self, name: str, step, device: torch.device, images_per_step, amp: torch.dtype | None,
+                 counted_step=None):
         self.name, self.step, self.device, self.images_per_step, self.amp = name, step, device, images_per_step, amp
         self.best = float("inf")
-        self.flops = count_flops(step)  # also the first (warm-up) call
+        self.flops = count_flops(counted_step or step)  # also the first (warm-up) call
 
     def warm_up(self, n: int) -> None:
         for _ in range(n):
@@ -158,6 +159,8 @@ def make_trainer(family: str, resolution: int, batch: int, precision: str, devic
 
 def gankit(trainer, family: str) -> Contender:
     """Real images through D per second: batches consumed per iteration x the (global) batch size."""
+    from gankit.models.layers import use_thin_conv
+
     batch = trainer.cfg.train.batch_size
     state = {"cursor": trainer.cursor, "iters": 0}
 
@@ -168,7 +171,19 @@ def gankit(trainer, family: str) -> Contender:
     def images_per_step():
         return batch * (trainer.cursor - state["cursor"]) / max(state["iters"], 1)
 
-    return Contender(f"gankit {family}", step, trainer.device, images_per_step, trainer.amp_dtype)
+    def counted_step():
+        """The step with the thin RGB layers as plain convolutions: their 3x3 phase form multiplies zeros
+        (gankit.models.layers.thin_conv_transpose2d), which are not work the algorithm needs."""
+        nets = (trainer.G_raw, trainer.D_raw)
+        for net in nets:
+            use_thin_conv(net, False)
+        try:
+            step()
+        finally:
+            for net in nets:
+                use_thin_conv(net, bool(trainer.cfg.train.thin_conv))
+
+    return Contender(f"gankit {family}", step, trainer.device, images_per_step, trainer.amp_dtype, counted_step)
 
 
 def profile(trainer, iters: int, rows: int) -> None:

@@ -21,7 +21,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
 from gankit.models.layers import (ColorPicker, Conv2d, ConvTranspose2d, MinibatchDiscrimination, MinibatchStdDev,
-                                  SelfModulatedBatchNorm, norm_layer)
+                                  NearestUpsample, SelfModulatedBatchNorm, norm_layer)
 
 
 def layout(resolution: int) -> tuple[int, int]:
@@ -61,7 +61,7 @@ def _doubling(cin: int, cout: int, upsample: str, bias: bool, size: int) -> list
     if upsample == "convtranspose":
         return [ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias, map_size=size)]
     if upsample in ("upsample", "colorpicker"):
-        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias)]
+        return [NearestUpsample(), Conv2d(cin, cout, 3, 1, 1, bias=bias)]
     raise ValueError(f"unknown upsample {upsample!r}: choose convtranspose, upsample or colorpicker")
 
 

@@ -140,10 +140,16 @@ def test_gemm_ceiling_records_every_product_of_a_step_with_the_flop_counters_flo
 @pytest.mark.slow
 def test_throughput_gemm_ceiling_times_the_steps_own_shapes(tmp_path):
     _run("throughput.py", "--resolutions", "32", "--families", "dcgan", "--iters", "1", "--rounds", "1",
-         "--warmup", "1", "--threads", "1", "--gemm-ceiling", "--json", "perf.json", cwd=tmp_path)
+         "--warmup", "1", "--threads", "1", "--gemm-ceiling", "--variant", "plain:train.thin_conv=false",
+         "--json", "perf.json", cwd=tmp_path)
     rows = json.loads((tmp_path / "perf.json").read_text())["rows"]
     for row in rows:
-        # every FLOP the counter sees is in a recorded GEMM; each GEMM timed, the slowest first
-        assert row["gemm_flops"] == row["flops_per_iter"] and 0 < row["gemm_ceiling"] < 2
+        # every FLOP the counter sees is in a recorded GEMM (and the phase-form RGB layers' zeros on top);
+        # each GEMM timed, the slowest first
+        if row["name"] == "gankit dcgan":
+            assert row["flops_per_iter"] < row["gemm_flops"] < 1.02 * row["flops_per_iter"]
+        else:
+            assert row["gemm_flops"] == row["flops_per_iter"]
+        assert 0 < row["gemm_ceiling"] < 2
         assert row["gemm_seconds"] == pytest.approx(sum(g["seconds"] for g in row["gemms"]))
         assert [g["seconds"] for g in row["gemms"]] == sorted((g["seconds"] for g in row["gemms"]), reverse=True)

@@ -103,7 +103,7 @@ class TrainConfig:
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (adds CUDA graphs on GPUs) | max-autotune
     fuse_d: bool | None = None  # one D forward on real+fake concatenated in the D phase; None -> on when D has no batch statistics (README Performance)
     gemm_wgrad: bool | None = None  # CPU: weight gradients of G's and D's convs whose smaller map is <= 8 px as one im2col GEMM; None -> on on CPU (README Performance)
-    thin_conv: bool | None = None  # CPU: G's RGB output layer and D's RGB input gradient as a 3x3 conv to 4x the channels + pixel shuffle; None -> on on CPU (README Performance)
+    thin_conv: bool | None = None  # CPU: G's RGB output layer (transposed, or nearest x2 + 3x3) and D's RGB input gradient in phase form, a 3x3 conv to 4x the channels + pixel shuffle; None -> on on CPU (README Performance)
     sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 
 

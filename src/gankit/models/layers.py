@@ -140,7 +140,7 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
     return (g.t() @ cols).view(-1, kh, kw, c).permute(0, 3, 1, 2)
 
 
-THIN_CHANNELS = 4  # a 4x4 stride-2 transposed convolution to at most this many channels takes `thin_conv_transpose2d`
+THIN_CHANNELS = 4  # 2x upsampling layers to at most this many channels (RGB, gray) take the phase forms below
 
 
 def is_thin(kernel, stride, padding, channels: int) -> bool:
@@ -274,7 +274,7 @@ def use_thin_conv(model: nn.Module, on: bool) -> None:
     """Turn the phase forms on (or off) for the layers of `model` that have their geometry:
     `thin_conv_transpose2d` for a `ConvTranspose2d` to at most THIN_CHANNELS channels (its forward) and a
     `Conv2d` from that many (its input gradient); `upsample_conv2d` for a `NearestUpsample` followed by a 3x3
-    `Conv2d` to at most THIN_CHANNELS channels (wider ones were as fast or faster as they are)."""
+    `Conv2d` to at most THIN_CHANNELS channels (on G's hidden layers, 64 to 256 channels out, it was 3-45% slower)."""
     for m in model.modules():
         if isinstance(m, _SmallMapConv):
             channels = m.out_channels if isinstance(m, nn.ConvTranspose2d) else m.in_channels
@@ -302,7 +302,8 @@ class NearestUpsample(nn.Upsample):
 
 class _SmallMapConv:
     """What `Conv2d` and `ConvTranspose2d` share: `map_size`, the side of the map the model says the layer's
-    smaller side is, and the CPU switches `gemm_wgrad` (`use_gemm_wgrad`) and `thin` (`use_thin_conv`)."""
+    smaller side is, and the switches of `_CpuConv`, `gemm_wgrad` (`use_gemm_wgrad`) and `thin` (`use_thin_conv`),
+    which apply to CPU forwards that need gradients."""
 
     gemm_wgrad = False
     thin = False
@@ -324,10 +325,10 @@ class Conv2d(_SmallMapConv, nn.Conv2d):
     output maps runs far below the matmul peak on this project's CPUs (D's 8 -> 4 px layer: 54 ms
     against 13 ms as a GEMM, bf16, one core; README Performance), while its forward and input gradient
     are fine. With `thin` set (`use_thin_conv`: D's RGB input layer), its input gradient is
-    `thin_conv_transpose2d`; with `upsampled_input` (`use_thin_conv`: G's RGB output layer after a
-    `NearestUpsample`), it takes the map before upsampling and runs `upsample_conv2d`, with gradients or not. Both apply to CPU forwards that need gradients; under autocast, inputs are
+    `thin_conv_transpose2d`. Both apply to CPU forwards that need gradients; under autocast, inputs are
     cast as autocast casts a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is
-    oneDNN's throughout.
+    oneDNN's throughout. With `upsampled_input` (`use_thin_conv`: G's RGB output layer after a
+    `NearestUpsample`), every forward takes the map before upsampling and runs `upsample_conv2d`.
     """
 
     upsampled_input = False  # set with the `NearestUpsample` before it: x is the map before upsampling

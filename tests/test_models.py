@@ -153,35 +153,28 @@ def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
             torch.testing.assert_close(untrained[1](x), untrained[0](x), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("size", [(5, 7), (16, 16)])
-@pytest.mark.parametrize("cout", [1, 3, 4])
-def test_thin_transposed_convolution_is_the_transposed_convolution(cout, size):
-    """A 4x4 stride-2 transposed convolution as a 3x3 convolution to one channel group per output phase and a
-    pixel shuffle: the same map, bias included, with gradients for input, weight and bias."""
-    torch.manual_seed(0)
-    x = torch.randn(2, 8, *size, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(8, cout, 4, 4, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(cout, dtype=torch.float64, requires_grad=True)
-    expected = nn.functional.conv_transpose2d(x, w, b, stride=2, padding=1)
-    got = thin_conv_transpose2d(x, w, b)
-    assert got.shape == expected.shape == (2, cout, 2 * size[0], 2 * size[1])
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
-    grad = torch.randn_like(expected)
-    torch.testing.assert_close(torch.autograd.grad(got, (x, w, b), grad),
-                               torch.autograd.grad(expected, (x, w, b), grad), rtol=0, atol=1e-12)
+def _transposed(x, w, b):
+    return nn.functional.conv_transpose2d(x, w, b, stride=2, padding=1)
+
+
+def _upsampled(x, w, b):
+    return nn.functional.conv2d(nn.functional.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1)
 
 
 @pytest.mark.parametrize("size", [(5, 7), (16, 16)])
 @pytest.mark.parametrize("cout", [1, 3, 6])
-def test_upsample_conv_is_the_convolution_of_the_upsampled_map(cout, size):
-    """Nearest x2 then a 3x3 convolution, computed on the map before upsampling: the same image, bias included,
-    with gradients for input, weight and bias."""
+@pytest.mark.parametrize("phase_form, plain, kernel", [(thin_conv_transpose2d, _transposed, 4),
+                                                       (upsample_conv2d, _upsampled, 3)], ids=["transposed", "upsample"])
+def test_phase_forms_are_the_layers_they_replace(phase_form, plain, kernel, cout, size):
+    """A 4x4 stride-2 transposed convolution, and nearest x2 then a 3x3 convolution, each as one 3x3 convolution
+    of the low-resolution map to a channel group per output phase and a pixel shuffle: the same map, bias
+    included, with the same gradients for input, weight and bias."""
     torch.manual_seed(0)
     x = torch.randn(2, 5, *size, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(cout, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    shape = (5, cout, kernel, kernel) if plain is _transposed else (cout, 5, kernel, kernel)
+    w = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     b = torch.randn(cout, dtype=torch.float64, requires_grad=True)
-    expected = nn.functional.conv2d(nn.functional.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1)
-    got = upsample_conv2d(x, w, b)
+    expected, got = plain(x, w, b), phase_form(x, w, b)
     assert got.shape == expected.shape == (2, cout, 2 * size[0], 2 * size[1])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     grad = torch.randn_like(expected)

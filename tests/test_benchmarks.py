@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,7 @@ def test_throughput_reports_ratios_and_the_ceiling_of_the_same_flops(tmp_path):
         assert 0 < row["fraction_of_peak"] < 1.2
         # the ceiling is the ratio at 100% of peak: the measured ratio is that ceiling x the fraction of peak
         assert row["ratio_best"] == pytest.approx(row["ratio_best_at_peak"] * row["fraction_of_peak"], rel=1e-6)
+        assert row["ratio_best_median"] == pytest.approx(row["ratio_best"])  # one round: its median is its best
     # the peak is the faster of two GEMM kernels of the same FLOPs, both recorded
     for peak in perf["peaks"]:
         for dtype in ("fp32", "bf16"):
@@ -85,6 +87,18 @@ def test_throughput_times_a_preset_file_under_the_families(tmp_path):
     (d_row,), (f_row,) = default["rows"], fast["rows"]
     assert f_row["resolution"] == 32 and f_row["img_s"] > 0
     assert 0.15 < f_row["flops_per_iter"] / d_row["flops_per_iter"] < 0.4
+
+
+def test_contender_keeps_every_round_for_the_median(monkeypatch):
+    """Best and median round of a step whose rounds take 3, 1 and 2 s per iteration (a fake clock)."""
+    _, throughput = _gemm_ceiling_module()
+    ticks = iter([0.0, 6.0, 10.0, 12.0, 20.0, 24.0])  # (start, end) of each round of 2 iterations
+    monkeypatch.setattr(throughput, "count_flops", lambda step: 1)
+    monkeypatch.setattr(throughput, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    c = throughput.Contender("c", lambda: None, throughput.torch.device("cpu"), lambda: 8, None)
+    for _ in range(3):
+        c.time_round(2)
+    assert c.rounds == [3.0, 1.0, 2.0] and c.img_s == 8.0 and c.median_img_s == 4.0
 
 
 def _gemm_ceiling_module():

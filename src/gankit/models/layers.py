@@ -142,71 +142,47 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
 
 THIN_CHANNELS = 4  # 2x upsampling layers to at most this many channels (RGB, gray) take the phase forms below
 
+# The phase forms: a 2x upsampling layer computed as one 3x3 convolution of the low-resolution map to 4x the
+# channels, one group per output phase (row and column parity), then a pixel shuffle. TAPS[p, d, k] = 1 where
+# row k of the layer's kernel reaches low-resolution row i + d - 1 from output row 2i + p (columns likewise);
+# a phase kernel sums the taps that reach the same pixel.
+# A 4x4 stride-2 transposed convolution: row 2i + p takes input row i + d - 1 through kernel row p + 2 - 2d.
+_TRANSPOSED_TAPS = torch.tensor([[[0., 0., 0., 1.], [0., 1., 0., 0.], [0., 0., 0., 0.]],
+                                 [[0., 0., 0., 0.], [0., 0., 1., 0.], [1., 0., 0., 0.]]])
+# Nearest x2 then a 3x3 convolution: p = 0: i - 1 <- row 0, i <- rows 1 and 2; p = 1: i <- rows 0 and 1, i + 1 <- row 2.
+_UPSAMPLED_TAPS = torch.tensor([[[1., 0., 0.], [0., 1., 1.], [0., 0., 0.]],
+                                [[0., 0., 0.], [1., 1., 0.], [0., 0., 1.]]])
 
-def is_thin(kernel, stride, padding, channels: int) -> bool:
-    """Whether a transposed convolution (or a convolution's input gradient) making `channels` channels has the
-    geometry `thin_conv_transpose2d` computes: 4x4 kernel, stride 2, padding 1, at most THIN_CHANNELS channels."""
-    return tuple(kernel) == (4, 4) and tuple(stride) == (2, 2) and tuple(padding) == (1, 1) and channels <= THIN_CHANNELS
 
-
-_PHASE_INDEX: dict[int, torch.Tensor] = {}
-
-
-def _phase_index(cout: int) -> torch.Tensor:
-    """For each entry of the [4*cout, 3, 3] phase kernel, the index of the 4x4 tap [cout*16] it takes, or cout*16
-    (a zero) where the phase does not use that neighbour. Output pixel (2i+p, 2j+q) of the transposed convolution
-    sums input pixels (i+dy, j+dx), dy, dx in {-1, 0, 1}, through tap (p+1-2dy, q+1-2dx) when it lies in 0..3."""
-    if cout not in _PHASE_INDEX:
-        index = torch.full((cout, 2, 2, 3, 3), cout * 16, dtype=torch.long)
-        for c in range(cout):
-            for p in range(2):
-                for q in range(2):
-                    for dy in (-1, 0, 1):
-                        for dx in (-1, 0, 1):
-                            ky, kx = p + 1 - 2 * dy, q + 1 - 2 * dx
-                            if 0 <= ky < 4 and 0 <= kx < 4:
-                                index[c, p, q, dy + 1, dx + 1] = c * 16 + ky * 4 + kx
-        _PHASE_INDEX[cout] = index.flatten()
-    return _PHASE_INDEX[cout]
+def _phase_conv(x: torch.Tensor, weight: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The phase form of a 2x upsampling layer whose kernel is `weight` [Cout, Cin, k, k] read through `taps`."""
+    cout, cin = weight.shape[:2]
+    with torch.autocast(x.device.type, enabled=False):  # the phase kernel in the weight's own precision
+        taps = taps.to(weight.device, weight.dtype)
+        phase_weight = torch.einsum("pya,qxb,oiab->opqiyx", taps, taps, weight).reshape(4 * cout, cin, 3, 3)
+    phase_bias = None if bias is None else bias.repeat_interleave(4)
+    return nn.functional.pixel_shuffle(nn.functional.conv2d(x, phase_weight, phase_bias, padding=1), 2)
 
 
 def thin_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """conv_transpose2d(x, weight, bias, stride=2, padding=1) for a 4x4 kernel with few output channels (G's RGB
-    output layer; a convolution from RGB's input gradient): a 3x3 convolution to 4x the channels, one per output
-    phase (row and column parity), then a pixel shuffle.
+    output layer; a convolution from RGB's input gradient), in phase form.
 
     Each 4x4 tap lands in exactly one phase, so this is the same sum with the same weights: it only spends
     2.25x the FLOPs on zeros to give oneDNN an output wide enough to run well (64 -> 3 channels at 32 -> 64 px,
     bf16, two EPYC cores: 3.2 ms against 5.9 ms; README Performance). weight: [Cin, Cout, 4, 4] as
     conv_transpose2d takes it.
     """
-    cin, cout = weight.shape[:2]
-    taps = torch.cat([weight.permute(1, 2, 3, 0).reshape(cout * 16, cin), weight.new_zeros(1, cin)])
-    phase_weight = taps[_phase_index(cout).to(x.device)].view(4 * cout, 3, 3, cin).permute(0, 3, 1, 2)
-    phase_bias = None if bias is None else bias.repeat_interleave(4)
-    return nn.functional.pixel_shuffle(nn.functional.conv2d(x, phase_weight, phase_bias, padding=1), 2)
-
-
-# For output row 2i + p of a 3x3 convolution over a nearest-x2-upsampled map: which of the kernel's rows (last
-# index) lands on low-resolution row i - 1, i or i + 1 (middle index). p = 0: i - 1 <- row 0, i <- rows 1 and 2;
-# p = 1: i <- rows 0 and 1, i + 1 <- row 2. Columns likewise.
-_UPSAMPLED_ROWS = torch.tensor([[[1., 0., 0.], [0., 1., 1.], [0., 0., 0.]],
-                                [[0., 0., 0.], [1., 1., 0.], [0., 0., 1.]]])
+    return _phase_conv(x, weight.transpose(0, 1), _TRANSPOSED_TAPS, bias)
 
 
 def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1) for a 3x3 kernel, without
-    making the upsampled map: each output phase (row and column parity) is a 3x3 convolution of x itself whose
-    kernel sums the taps that fall on the same low-resolution pixel, so one convolution to 4x the channels and a
-    pixel shuffle give the same image (seed 002's upsample + conv G; at 32 -> 64 px to 3 channels, bf16, two EPYC
-    cores: forward and backward 6.6 ms against 22.9 ms; README Performance). Gradients flow to weight through the sums.
+    """conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1) for a 3x3 kernel, in phase
+    form: without making the upsampled map (seed 002's upsample + conv G; at 32 -> 64 px to 3 channels, bf16, two
+    EPYC cores: forward and backward 6.6 ms against 22.9 ms; README Performance). Gradients flow to weight through
+    the phase kernels' sums.
     """
-    cout, cin = weight.shape[:2]
-    with torch.autocast(x.device.type, enabled=False):  # the summed kernel in the weight's own precision
-        rows = _UPSAMPLED_ROWS.to(weight.device, weight.dtype)
-        phase_weight = torch.einsum("pya,qxb,oiab->opqiyx", rows, rows, weight).reshape(4 * cout, cin, 3, 3)
-    phase_bias = None if bias is None else bias.repeat_interleave(4)
-    return nn.functional.pixel_shuffle(nn.functional.conv2d(x, phase_weight, phase_bias, padding=1), 2)
+    return _phase_conv(x, weight, _UPSAMPLED_TAPS, bias)
 
 
 class _CpuConv(torch.autograd.Function):
@@ -272,20 +248,22 @@ def use_gemm_wgrad(model: nn.Module, on: bool, max_size: int = 8) -> None:
 
 def use_thin_conv(model: nn.Module, on: bool) -> None:
     """Turn the phase forms on (or off) for the layers of `model` that have their geometry:
-    `thin_conv_transpose2d` for a `ConvTranspose2d` to at most THIN_CHANNELS channels (its forward) and a
-    `Conv2d` from that many (its input gradient); `upsample_conv2d` for a `NearestUpsample` followed by a 3x3
-    `Conv2d` to at most THIN_CHANNELS channels (on G's hidden layers, 64 to 256 channels out, it was 3-45% slower)."""
+    `thin_conv_transpose2d` for a 4x4 stride-2 `ConvTranspose2d` to at most THIN_CHANNELS channels (its forward)
+    and such a `Conv2d` from that many (its input gradient); `upsample_conv2d` for a `NearestUpsample` followed by
+    a 3x3 `Conv2d` to at most THIN_CHANNELS channels (on G's hidden layers, 64 to 256 channels out, it was 3-45%
+    slower)."""
+    def plain(m: nn.Module, kernel: int, stride: int, padding: int) -> bool:
+        return (m.groups == 1 and m.dilation == (1, 1) and not any(m.output_padding) and m.kernel_size == (kernel,) * 2
+                and m.stride == (stride,) * 2 and m.padding == (padding,) * 2)
+
     for m in model.modules():
         if isinstance(m, _SmallMapConv):
             channels = m.out_channels if isinstance(m, nn.ConvTranspose2d) else m.in_channels
-            m.thin = on and m.groups == 1 and m.dilation == (1, 1) and not any(m.output_padding) and is_thin(
-                m.kernel_size, m.stride, m.padding, channels)
+            m.thin = on and channels <= THIN_CHANNELS and plain(m, 4, 2, 1)
         children = list(m.children())
         for up, conv in zip(children, children[1:]):
             if isinstance(up, NearestUpsample) and isinstance(conv, Conv2d):
-                up.deferred = conv.upsampled_input = on and conv.groups == 1 and conv.dilation == (1, 1) and (
-                    conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
-                    and conv.out_channels <= THIN_CHANNELS)
+                up.deferred = conv.upsampled_input = on and conv.out_channels <= THIN_CHANNELS and plain(conv, 3, 1, 1)
 
 
 class NearestUpsample(nn.Upsample):

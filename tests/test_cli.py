@@ -19,6 +19,7 @@ def test_train_help_lists_the_everyday_flags():
     assert r.returncode == 0
     for flag in ("--data", "--resolution", "--epochs", "--batch-size", "--run", "--config", "--set"):
         assert flag in r.stdout
+    assert "(default: 20)" in r.stdout and "(default: 64)" in r.stdout  # not eaten as rich markup
 
 
 def test_train_via_cli_then_compare(image_folder, tmp_path):

@@ -57,3 +57,12 @@ def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):
     res = CliRunner().invoke(app, ["sanity", "--image", str(img), "--set", "model.arch=acgan",
                                    "--run", str(tmp_path / "run2")])
     assert res.exit_code != 0 and "takes 2 --image files" in str(res.exception or res.output)
+
+
+@pytest.mark.slow
+def test_sanity_command_passes_with_its_defaults(tmp_path):
+    """`gankit sanity` exactly as the README gives it: the default DCGAN with its own learning rates, on seed 002's
+    1000 copies of the built-in target for 50 epochs (the tests above use a small model and a high rate)."""
+    res = CliRunner().invoke(app, ["sanity", "--run", str(tmp_path / "run"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("PASS: mean absolute error"), res.output

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import tiny_layers
+from conftest import make_image_folder, tiny_layers
 from gankit.checkpoint import load_checkpoint
 from gankit.errors import ConfigError, RunError
 from gankit.train import run_training
@@ -72,6 +74,37 @@ def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
     run_training(tiny_layers(image_folder, epochs=1), run)
     assert "already complete" in capsys.readouterr().err
     assert (run / "checkpoints/last.pt").stat().st_mtime_ns == before
+
+
+def test_default_run_folders_resume_from_anywhere_and_never_collide(image_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    a = run_training(tiny_layers("images", max_steps=2, epochs=5))  # a relative path, no --run
+    assert a == Path("runs/images_16px_dcgan")
+    assert yaml.safe_load((a / "config.yaml").read_text())["data"]["path"] == str(image_folder)  # saved absolute
+    b = run_training(tiny_layers("./images", max_steps=2, epochs=5, loss="hinge"))  # another recipe, same data
+    assert b == Path("runs/images_16px_dcgan-2")
+    assert "holds a run of another config" in capsys.readouterr().err
+    assert run_training(tiny_layers("images", max_steps=4, epochs=5)) == a  # the first recipe finds its own run
+    assert "resuming from iteration 2" in capsys.readouterr().err
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run_training(tiny_layers("../images", max_steps=6, epochs=5), tmp_path / a)  # the same folder, named from here
+    log = {"train": {"max_steps": 6}, "log": {"progress": False}}
+    run_training([log], tmp_path / a)  # no --data: the saved absolute path
+    err = capsys.readouterr().err
+    assert "resuming from iteration 4" in err and "already complete (6 iterations" in err and "raise --max-steps" in err
+
+
+def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys):
+    make_image_folder(tmp_path / "pets", classes=("cat", "dog"))
+    layers = tiny_layers(tmp_path / "pets", max_steps=1)
+    layers[0]["data"]["labels"] = "folders"
+    cfg = yaml.safe_load((run_training(layers, tmp_path / "a") / "config.yaml").read_text())
+    assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("acgan", 2)
+    layers[0]["model"]["arch"] = "dcgan"  # asked for: trained, with a warning that the labels go unused
+    cfg = yaml.safe_load((run_training(layers, tmp_path / "b") / "config.yaml").read_text())
+    assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("dcgan", 0)
+    assert "the labels are not used" in capsys.readouterr().err
 
 
 def test_resume_with_incompatible_config_is_refused(image_folder, tmp_path):

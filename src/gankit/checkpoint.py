@@ -32,6 +32,7 @@ from gankit.errors import RunError
 
 LAST = "last.pt"
 PREVIOUS = "last.prev.pt"
+BEST = "best.pt"  # the checkpoint of the lowest FID so far (written when eval.every > 0)
 NUMBERED = re.compile(r"epoch_(\d+)\.pt")
 DIGEST_KEY = "sha256"
 
@@ -191,7 +192,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     explain broken files in one line (RunError)."""
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"checkpoint '{path}' not found")
+        there = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        hint = f": that folder holds {', '.join(there)}" if there else ""
+        if path.name == BEST:
+            hint += f" ({BEST} is written only when FID is measured during training: --set eval.every=N)"
+        raise RunError(f"checkpoint '{path}' not found{hint}")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; the error below says it all
             warnings.simplefilter("ignore")
@@ -202,7 +207,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
                 f"refusing to load '{path}': it contains pickled Python objects (possible code), not just tensors; "
                 "only load checkpoints written by gankit, or share generator.safetensors instead"
             ) from None
-        raise RunError(f"checkpoint '{path}' is unreadable ({type(e).__name__}): it may be truncated or corrupt") from None
+        raise RunError(f"checkpoint '{path}' is unreadable ({type(e).__name__}): it is truncated or corrupt, or not a "
+                       "checkpoint at all (gankit writes them as checkpoints/*.pt in a run folder)") from None
     if not isinstance(state, dict):
         raise RunError(f"'{path}' is not a gankit checkpoint (it holds a {type(state).__name__}, not a dict)")
     stored = state.pop(DIGEST_KEY, None)

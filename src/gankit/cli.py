@@ -39,19 +39,19 @@ def _flags_layer(**flags) -> dict:
 @app.command()
 def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/webp/bmp/gif, searched recursively). Omit to train on the built-in MNIST digits."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024 (e.g. 64, 256, 300) [default: 32 for MNIST, 64 for folders]."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset [default: 20]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step [default: 64]."),
-    run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help="Run folder. An existing one is resumed from its last checkpoint [default: runs/<dataset><res>_<arch>]. Under torchrun write --run-dir (torchrun takes --run for its own --run-path)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: 32 for MNIST, 64 for folders)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset (default: 20)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step (default: 64)."),
+    run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help="Run folder. An existing one is resumed from its last checkpoint (default: runs/<dataset>_<res>px_<arch>, or <that>-2, -3... when it holds a run of another config). Under torchrun write --run-dir (torchrun takes --run for its own --run-path)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe overriding the defaults (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Labels: 'folders' (sub-folder names) or a CSV file matched by file stem."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="CSV column holding the label, e.g. type1."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [default: auto]."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 [default: auto = bf16 where the hardware has it]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default: auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 (default: auto = bf16 where the hardware has it)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [default: 0]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: 0)."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ):
@@ -83,8 +83,8 @@ def sanity(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe of the model/loss to test (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set model.arch=acgan."),
     resolution: int = typer.Option(32, "--resolution", "-r", help="Image size."),
-    epochs: int = typer.Option(25, "--epochs", "-e", help="Passes over the copies."),
-    copies: int = typer.Option(256, "--copies", help="Copies of each target in the dataset."),
+    epochs: int = typer.Option(50, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150)."),
+    copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
     run: Path = typer.Option(Path("runs/sanity"), "--run", help="Run folder for the samples and curves."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
@@ -109,7 +109,7 @@ def sanity(
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file."),
-    n: Optional[int] = typer.Option(None, "-n", help="Number of images [default: 64]; with --same-noise-labels, images per label row [default: 8]."),
+    n: Optional[int] = typer.Option(None, "-n", help="Number of images (default: 64); with --same-noise-labels, images per label row (default: 8)."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here (png)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
@@ -134,6 +134,10 @@ def sample(
         raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")
     if grid is None and out_dir is None:
         grid = Path("samples.png")
+    if grid is not None:
+        _check_image_name(grid)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
     gen = load_run_generator(run, checkpoint, device)
     classes = [gen.label_index(name) for name in label]
     if same_noise_labels:
@@ -175,7 +179,7 @@ def sample(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with [default: the run's dataset]."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with (default: the run's dataset)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
     n: int = typer.Option(1000, "-n", help="Generated images."),
     n_real: int = typer.Option(10000, "--n-real", help="At most this many real images (a fixed subset)."),
@@ -188,6 +192,8 @@ def evaluate(
 
     if n < 2:
         raise GankitError(f"-n must be at least 2 for FID/KID, got {n}")
+    if n_real < 2:
+        raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
     typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_fake']} generated vs {r['n_real']} real)")
 
@@ -204,6 +210,8 @@ def fid(
     from gankit.device import resolve_device
     from gankit.metrics import fid_folders
 
+    if batch_size < 1:
+        raise GankitError(f"--batch-size must be at least 1, got {batch_size}")
     r = fid_folders(dir_a, dir_b, device=resolve_device(device), batch_size=batch_size,
                     weights=str(inception_weights) if inception_weights else None)
     typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_real']} vs {r['n_fake']} images)")
@@ -217,8 +225,20 @@ def compare(
     """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""
     from gankit.report import write_compare_report
 
+    if out.is_dir():
+        raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {out / 'report.html'}")
     path = write_compare_report(list(runs), out)
     typer.echo(f"wrote {path}")
+
+
+def _check_image_name(path: Path) -> None:
+    """An output image's name must end in a format Pillow writes (.png, .jpg, .webp, .gif...)."""
+    from PIL import Image
+
+    Image.init()
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise GankitError(f"--grid '{path}' has no image extension Pillow knows: end it in .png, .jpg, .webp "
+                          "(or .gif with --interpolate)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -226,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
 
     - a `GankitError` (bad input) or a usage error (unknown option, wrong flag type): `error: ...`, exit 2;
     - Ctrl-C: exit 130 (the trainer has already saved and said how to resume);
+    - an OSError (a path that cannot be written or read, a full disk): `error: 'path': reason`, exit 2;
     - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.
     """
     try:
@@ -242,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e.format_message(), e.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
+    except OSError as e:  # a path that cannot be written or read: the user's to fix, not a bug
+        where = f"'{e.filename}': " if e.filename else ""
+        _fail(f"{where}{e.strerror or e}: check the path and its permissions", 2)
     except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)

@@ -8,6 +8,8 @@ epochs on a GPU; `eval.n_fake` sets the sample count (KID is the honest figure f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from gankit import console
@@ -56,9 +58,14 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     from gankit.data import load_dataset
     from gankit.sample import load_run_generator
 
+    from gankit.errors import DataError
+
     gen = load_run_generator(run, checkpoint, device)
     cfg = gen.cfg
     path = data_path if data_path is not None else cfg.data.path
+    if data_path is not None and not data_path.startswith("builtin:") and not Path(data_path).exists():
+        raise DataError(f"--data '{data_path}' does not exist: pass the folder (or archive) of real images to compare "
+                        "with, or omit --data to use the run's own dataset")
     labels = cfg.data.labels if path == cfg.data.path else None
     data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                         cache_dir=cfg.data.cache_dir)

@@ -53,9 +53,10 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
 
 
 def copies_dataset(targets: list[torch.Tensor], copies: int) -> ImageSet:
-    """`copies` copies of each target; labelled by target index when there are several."""
-    images = torch.cat([t.unsqueeze(0).expand(copies, -1, -1, -1) for t in targets]).contiguous()
-    labels = torch.arange(len(targets)).repeat_interleave(copies) if len(targets) > 1 else None
+    """A dataset of `copies` images, the targets in equal numbers; labelled by target index when there are several."""
+    each = max(1, copies // len(targets))
+    images = torch.cat([t.unsqueeze(0).expand(each, -1, -1, -1) for t in targets]).contiguous()
+    labels = torch.arange(len(targets)).repeat_interleave(each) if len(targets) > 1 else None
     names = [f"image{i}" for i in range(len(targets))] if len(targets) > 1 else []
     key = cache.digest("gankit-sanity", *[t.numpy().tobytes() for t in targets], copies)
     return ImageSet(images=images, labels=labels, class_names=names,
@@ -88,7 +89,7 @@ def _mae(trainer, targets: list[torch.Tensor], n: int = 16) -> list[float]:
 
 
 def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path] | None = None,
-               copies: int = 256, threshold: float = DEFAULT_THRESHOLD) -> SanityResult:
+               copies: int = 1000, threshold: float = DEFAULT_THRESHOLD) -> SanityResult:
     """Train on copies of one image (two for ACGAN) and measure how close G gets. `layers` are config
     overrides as for `run_training`; the dataset keys (data.path, labels) are ignored."""
     from gankit.train import Trainer, finalize_config

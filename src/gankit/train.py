@@ -12,8 +12,11 @@ checkpoints/last.pt (+ epoch_NNNN.pt every `log.checkpoint_every` epochs), gener
 
 from __future__ import annotations
 
+import copy
 import gc
+import itertools
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -22,7 +25,7 @@ import torch
 import yaml
 
 from gankit import console, distributed
-from gankit.checkpoint import load_latest_checkpoint, save_checkpoint, save_generator
+from gankit.checkpoint import BEST, load_latest_checkpoint, save_checkpoint, save_generator
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import RunError
@@ -46,6 +49,7 @@ MAX_ROLLBACKS = 5
 
 
 def default_run_dir(cfg: Config) -> Path:
+    """runs/<name>, or runs/<dataset>_<res>px_<arch> for a run without a name."""
     from gankit.data.archive import archive_stem, is_archive
 
     path = cfg.data.path
@@ -54,7 +58,46 @@ def default_run_dir(cfg: Config) -> Path:
     else:
         data = archive_stem(path) if is_archive(path) else Path(path).name
     res = cfg.data.resolution or (32 if data == "mnist" and not cfg.data.path else 64)
-    return Path("runs") / (cfg.name or f"{data}{res}_{cfg.model.arch}")
+    return Path("runs") / (cfg.name or f"{data}_{res}px_{cfg.model.arch}")
+
+
+def _absolute_data_paths(layers: list[dict]) -> list[dict]:
+    """The layers with a local data.path made absolute (from the current folder), so that the saved run resumes and
+    evaluates from any folder, and `--data ./x` and `--data x` name the same dataset."""
+    out = []
+    for layer in layers:
+        path = (layer.get("data") or {}).get("path")
+        if isinstance(path, str) and path and not path.startswith("builtin:"):
+            layer = {**layer, "data": {**layer["data"], "path": os.path.abspath(os.path.expanduser(path))}}
+        out.append(layer)
+    return out
+
+
+def _data_defaults(layers: list[dict]) -> dict:
+    """Defaults that follow from the data, below every user layer: the built-in MNIST's smaller model and
+    shorter run; a conditional model (ACGAN) when labels are given and no layer names an architecture."""
+    probe = build_config(*layers)
+    base = copy.deepcopy(BUILTIN_DEFAULTS) if not probe.data.path or probe.data.path.startswith("builtin:") else {}
+    if probe.data.labels and not any((layer.get("model") or {}).get("arch") for layer in layers):
+        base.setdefault("model", {})["arch"] = "acgan"
+    return base
+
+
+def _default_run(layers: list[dict], base: dict) -> tuple[Path, Config, bool]:
+    """The run folder when none is given: runs/<dataset>_<res>px_<arch>, resumed if it holds a run of this config,
+    else the first of <that>-2, -3, ... that does (resumed) or does not exist yet (new), so that two recipes on one
+    dataset never fight over one folder. Returns (folder, config, resuming)."""
+    first = default_run_dir(build_config(base, *layers))
+    for i in itertools.count(1):
+        path = first if i == 1 else first.with_name(f"{first.name}-{i}")
+        try:
+            cfg, resuming = resolve_config(layers, path, base)
+        except RunError:  # a run of another config (or not gankit's) is there
+            continue
+        if i > 1 and not resuming and distributed.is_main():
+            console.info(f"'{first}' holds a run of another config: this one goes to '{path}' (or pass --run DIR)")
+        return path, cfg, resuming
+    raise AssertionError("unreachable")
 
 
 def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) -> tuple[Config, bool]:
@@ -300,7 +343,7 @@ class Trainer:
         if numbered:
             save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
         if best:
-            save_checkpoint(state, self.ckpt_dir / "best.pt")
+            save_checkpoint(state, self.ckpt_dir / BEST)
         save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                        self.run_dir / "generator.safetensors")
 
@@ -549,8 +592,13 @@ class Trainer:
         if distributed.is_main():
             save_yaml(cfg, self.run_dir / "config.yaml")
         if not more():
-            console.info(f"run '{self.run_dir}' is already complete ({self.epoch} epochs, {self.iteration} iterations): "
-                         "raise --epochs (or train.max_steps / train.minutes) to train longer")
+            t = cfg.train
+            spent = [flag for flag, done in (
+                ("--epochs", self.cursor >= t.epochs * spe),
+                ("--max-steps", t.max_steps is not None and self.iteration >= t.max_steps),
+                ("--minutes", t.minutes is not None and self.elapsed >= 60 * t.minutes)) if done]
+            console.info(f"run '{self.run_dir}' is already complete ({self.iteration} iterations, {self.cursor / spe:.4g} of "
+                         f"{t.epochs} epochs, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to train longer")
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
@@ -679,7 +727,10 @@ class Trainer:
         self.save(numbered=self.epoch % self.cfg.log.checkpoint_every == 0, best=best)
         if self.cfg.log.plots:
             self.write_pictures(gif=False)
-        progress.reset_epoch(self.epoch, 0)
+        if self.progress() < 1.0:  # no bar for an epoch that will not run
+            progress.reset_epoch(self.epoch, 0)
+        else:
+            progress.close()
 
     def _end_early(self, progress) -> None:
         """The run's budget (train.max_steps or train.minutes) ended it inside an epoch: the unfinished epoch gets
@@ -811,10 +862,16 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     """Build (or resume) a run from config override layers and train it. Returns the run folder."""
     from gankit.data import load_dataset
 
-    probe = build_config(*layers)
-    builtin = not probe.data.path or probe.data.path.startswith("builtin:")
-    run_path = Path(run_dir) if run_dir else default_run_dir(probe)
-    cfg, resuming = resolve_config(layers, run_path, BUILTIN_DEFAULTS if builtin else None)
+    layers = _absolute_data_paths(layers)
+    base = _data_defaults(layers)
+    if run_dir:
+        run_path = Path(run_dir)
+        cfg, resuming = resolve_config(layers, run_path, base)
+    else:
+        run_path, cfg, resuming = _default_run(layers, base)
+    if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS and distributed.is_main():
+        console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
+                     "(--set model.arch=acgan trains a model conditioned on them)")
     is_builtin = not cfg.data.path or cfg.data.path.startswith("builtin:")
     resolution = cfg.data.resolution or (32 if is_builtin else 64)
     with distributed.process_group(resolve_device(cfg.train.device)):  # a no-op unless launched by torchrun
@@ -827,9 +884,13 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         trainer = Trainer(cfg, data, run_path, resume=resuming)
         if distributed.is_main():
             ranks = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
-            console.info(f"{'resuming' if trainer.resumed else 'training'} {run_path} on {trainer.device}{ranks} "
+            t = cfg.train
+            budget = [f"{t.epochs} epochs"] + ([f"{t.max_steps} iterations"] if t.max_steps is not None else []) + \
+                ([f"{t.minutes:g} minutes"] if t.minutes is not None else [])
+            console.info(f"{f'resuming from iteration {trainer.iteration}:' if trainer.resumed else 'training'} {run_path} "
+                         f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
-                         f"{len(data.images)} images at {cfg.data.resolution}px, {cfg.train.epochs} epochs")
+                         f"{len(data.images)} images at {cfg.data.resolution}px, up to {' / '.join(budget)}")
         trainer.fit()
         del trainer  # its DDP reducers go before the process group does (else gloo may abort at exit)
         gc.collect()

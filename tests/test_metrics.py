@@ -296,3 +296,17 @@ def test_fid_during_training_and_the_evaluate_command(tmp_path, extractor):
     line = r.stdout.strip().splitlines()[-1]
     assert line.startswith("FID ") and "(6 generated vs 6 real)" in line
     assert float(line.split()[1]) > 0
+
+
+def test_fid_of_a_one_image_folder_is_refused_before_inception_runs(tmp_path, monkeypatch):
+    import gankit.metrics
+
+    make_image_folder(tmp_path / "a", n=4)
+    make_image_folder(tmp_path / "b", n=1)
+
+    def no_inception(*args, **kwargs):
+        raise AssertionError("Inception loaded for a comparison that cannot be made")
+
+    monkeypatch.setattr(gankit.metrics, "load_inception", no_inception)
+    with pytest.raises(DataError, match="holds 1 usable image: FID/KID need at least 2"):
+        gankit.metrics.fid_folders(tmp_path / "a", tmp_path / "b", progress=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from safetensors.torch import load_file
 from conftest import make_image_folder, tiny_layers
 from gankit.checkpoint import load_checkpoint
 from gankit.errors import ConfigError, RunError
-from gankit.train import run_training
+from gankit.train import Trainer, run_training
 
 
 def test_tiny_run_writes_the_whole_run_folder(image_folder, tmp_path):
@@ -105,6 +107,22 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     cfg = yaml.safe_load((run_training(layers, tmp_path / "b") / "config.yaml").read_text())
     assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("dcgan", 0)
     assert "the labels are not used" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(image_folder, tmp_path, monkeypatch, capsys):
+    original = Trainer._g_phase
+
+    def g_phase_with_two_ctrl_c(self, kept):
+        if self.iteration == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+            os.kill(os.getpid(), signal.SIGINT)  # no: at once, between the D and the G step
+        original(self, kept)
+
+    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_two_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_layers(image_folder, epochs=5), tmp_path / "r")  # 4 iterations per epoch
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 4  # epoch 1's, not half of the 6th
+    assert "stopped at once; not saved since the last checkpoint" in capsys.readouterr().err
 
 
 def test_resume_with_incompatible_config_is_refused(image_folder, tmp_path):

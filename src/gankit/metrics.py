@@ -317,6 +317,8 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
         sets.append(load_folder(root, res, progress=progress))
         if progress:
             info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)")
+        if len(sets[-1]) < 2:  # before Inception runs on anything
+            raise DataError(f"'{root}' holds {len(sets[-1])} usable image: FID/KID need at least 2 on each side")
     extractor = load_inception(device, weights)
     feats = [real_features(d.key, d.images, extractor, progress=progress, batch_size=batch_size) for d in sets]
     return fid_kid(*feats)

@@ -645,6 +645,10 @@ class Trainer:
                 break
         except KeyboardInterrupt:
             progress.close()
+            if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
+                console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
+                             f"intact). Resume with: gankit train --run {self.run_dir}")
+                raise
             if self._weights_finite():
                 self.save()
             self.log.close()
@@ -792,12 +796,13 @@ class _RolledBack(Exception):
 
 class _InterruptFlag:
     """Turn SIGTERM and a first Ctrl-C (SIGINT) into a clean stop at the end of the current iteration, so the
-    saved checkpoint never holds half an iteration; a second Ctrl-C raises at once."""
+    saved checkpoint never holds half an iteration; a second Ctrl-C raises at once (`forced`: nothing more is
+    saved, the run resumes from its last checkpoint)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.hit = False
+        self.hit = self.forced = False
         self._old = {}
         for sig in self.SIGNALS:
             try:
@@ -807,6 +812,7 @@ class _InterruptFlag:
 
     def _handler(self, sig, frame):
         if self.hit and sig == signal.SIGINT:
+            self.forced = True
             raise KeyboardInterrupt
         self.hit = True
         if sig == signal.SIGINT:

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import at_least, number_list, positive, run, writable_file  # noqa: E402
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +161,7 @@ def train_parallel(args, marks: list[float], tmp: Path) -> list[dict]:
         out = tmp / f"{name}.pt"
         cmd = [sys.executable, __file__, "--only", name, "--fakes-out", str(out), "--threads", "1",
                "--data", args.data, "--resolution", str(args.resolution), "--config", str(args.config),
-               "--minutes", str(args.minutes), "--fid-at", ",".join(f"{m:g}" for m in marks[:-1]),
+               "--minutes", str(args.minutes), *(["--fid-at", ",".join(f"{m!r}" for m in marks[:-1])] if marks[:-1] else []),
                "--n-fake", str(args.n_fake), "--device", args.device, "--seed", str(args.seed),
                "--slice", str(args.slice), "--fid-n", args.fid_n] + [a for s in args.sets for a in ("--set", s)]
         env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -186,25 +187,27 @@ def save_grids(results: list[dict], out_dir: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "pokemon"))
-    ap.add_argument("--resolution", type=int, default=64)
+    ap.add_argument("--resolution", type=at_least(16), default=64)
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "fast_small_data.yaml")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra gankit override KEY=VALUE")
-    ap.add_argument("--minutes", type=float, default=30.0, help="training minutes for each contestant")
-    ap.add_argument("--fid-at", default="", help="earlier minute marks to measure too, e.g. 10,20")
-    ap.add_argument("--slice", type=float, default=60.0, help="seconds each contestant trains before the other's turn")
+    ap.add_argument("--minutes", type=positive, default=30.0, help="training minutes for each contestant")
+    ap.add_argument("--fid-at", type=number_list(float, 0), default=[], help="earlier minute marks to measure too, e.g. 10,20")
+    ap.add_argument("--slice", type=positive, default=60.0, help="seconds each contestant trains before the other's turn")
     ap.add_argument("--parallel", action="store_true", help="train both at once, one core each")
     ap.add_argument("--only", choices=NAMES, help="train this contestant alone (with --fakes-out: no FID)")
     ap.add_argument("--fakes-out", type=Path, help="with --only: save the generated images here instead of measuring")
-    ap.add_argument("--n-fake", type=int, default=1000, help="generated images for FID/KID at each mark")
+    ap.add_argument("--n-fake", type=at_least(2), default=1000, help="generated images for FID/KID at each mark")
     ap.add_argument("--fid-n", default="", help="at the last mark also FID at these image counts and FID_inf, "
                     "e.g. 1000,2000,4000 (Inception costs ~0.1 s per image on a 2-core CPU)")
     ap.add_argument("--grids", type=Path, help="write each contestant's last 64 images as DIR/NAME.png")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, help="torch.set_num_threads")
+    ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=0, help="seeds both contestants (weights, batches, noise) and the drawn fakes")
-    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--json", type=writable_file, help="also write the results here")
     args = ap.parse_args()
-    marks = sorted({float(m) for m in args.fid_at.split(",") if m.strip() and float(m) < args.minutes})
+    if args.resolution > 1024:
+        ap.error(f"argument --resolution: must be <= 1024, got {args.resolution}")
+    marks = sorted({m for m in args.fid_at if 0 < m < args.minutes})
     marks.append(args.minutes)
     counts = sorted({int(n) for n in args.fid_n.split(",") if n.strip()})
     if len(counts) == 1 or (counts and counts[0] < 2):
@@ -268,4 +271,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

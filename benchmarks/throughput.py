@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import at_least, number_list, run, writable_file  # noqa: E402
 from gemm_ceiling import gemm_ceiling, seconds_per_call, sync  # noqa: E402
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 
@@ -223,12 +224,13 @@ def _merged(a: dict, b: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--resolutions", default="64")
+    ap.add_argument("--resolutions", type=number_list(int, 16), default=[64],
+                    help="comma list of sizes; powers of two 16-1024 with the reference, any 16-1024 without")
     ap.add_argument("--families", default="dcgan", help=f"comma list of {', '.join(FAMILIES)}")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--iters", type=int, default=3, help="iterations per timed round")
-    ap.add_argument("--rounds", type=int, default=5, help="timed rounds; each contender's best round counts")
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=at_least(1), default=64)
+    ap.add_argument("--iters", type=at_least(1), default=3, help="iterations per timed round")
+    ap.add_argument("--rounds", type=at_least(1), default=5, help="timed rounds; each contender's best round counts")
+    ap.add_argument("--warmup", type=at_least(0), default=3)
     ap.add_argument("--precision", default="auto", help="gankit precision: auto | fp32 | bf16")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (gankit and the reference both run there)")
     ap.add_argument("--config", type=Path, help="a gankit config file (e.g. configs/fast_small_data.yaml) under "
@@ -237,25 +239,35 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
                     help="also time each family with these overrides, as FAMILY/NAME (repeatable), "
                          "e.g. cl:train.channels_last=true")
-    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
+    ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads (default: PyTorch's choice)")
     ap.add_argument("--no-reference", action="store_true", help="time gankit only")
     ap.add_argument("--profile", metavar="FAMILY", help="print a torch.profiler table for FAMILY instead of timing")
     ap.add_argument("--gemm-ceiling", action="store_true",
                     help="also time each step's GEMMs at their own shapes (benchmarks/gemm_ceiling.py)")
-    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--json", type=writable_file, help="also write the results here")
     args = ap.parse_args()
+    for fam in args.families.split(",") + ([args.profile] if args.profile else []):
+        if fam not in FAMILIES:
+            ap.error(f"unknown family {fam!r}: use {', '.join(FAMILIES)}")
+    for res in args.resolutions:
+        if res > 1024 or (not args.no_reference and res & (res - 1)):
+            ap.error(f"--resolutions {res}: use 16-1024" + ("" if args.no_reference else ", a power of two (the "
+                     "reference DCGAN halves the map down to 4x4; --no-reference times gankit alone at any size)"))
+    for v in args.variant:
+        if ":" not in v or not v.partition(":")[0]:
+            ap.error(f"--variant {v!r}: write NAME:KEY=VALUE[,KEY=VALUE], e.g. nchw:train.channels_last=false")
 
     from gankit.config import parse_sets
     from gankit.device import cpu_has_bf16, resolve_device, resolve_precision
 
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     overrides = parse_sets(args.sets)
     device = resolve_device(args.device)
     amp = resolve_precision(args.precision, device)
     tmp = tempfile.TemporaryDirectory()
     if args.profile:
-        for res in map(int, args.resolutions.split(",")):
+        for res in args.resolutions:
             trainer = make_trainer(args.profile, res, args.batch, args.precision, str(device), Path(tmp.name) / "p",
                                    overrides, args.config)
             print(f"{args.profile} {res}px, batch {args.batch}, {amp or 'fp32'}, {torch.get_num_threads()} threads")
@@ -266,7 +278,7 @@ def main() -> None:
                      "torch": torch.__version__, "batch": args.batch, "precision": str(amp or "fp32"),
                      "config": str(args.config) if args.config else None, "overrides": args.sets,
                      "iters": args.iters, "rounds": args.rounds, "rows": []}
-    for res in map(int, args.resolutions.split(",")):
+    for res in args.resolutions:
         # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
         peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
         contenders = [] if args.no_reference else [reference(res, args.batch, device=device)]
@@ -349,4 +361,4 @@ def report_ceiling(ceiling, c, peak: float, row: dict, rows: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -167,3 +167,25 @@ def test_throughput_gemm_ceiling_times_the_steps_own_shapes(tmp_path):
         assert 0 < row["gemm_ceiling"] < 2
         assert row["gemm_seconds"] == pytest.approx(sum(g["seconds"] for g in row["gemms"]))
         assert [g["seconds"] for g in row["gemms"]] == sorted((g["seconds"] for g in row["gemms"]), reverse=True)
+
+
+@pytest.mark.parametrize("script, args, needle", [
+    ("throughput.py", ["--families", "dcgan,foo"], "unknown family 'foo'"),
+    ("throughput.py", ["--resolutions", "48"], "a power of two"),
+    ("throughput.py", ["--resolutions", "32,"], "comma list"),
+    ("throughput.py", ["--rounds", "0"], "--rounds: must be >= 1"),
+    ("throughput.py", ["--variant", "nocolon"], "NAME:KEY=VALUE"),
+    ("throughput.py", ["--json", "missing/x.json"], "folder 'missing' does not exist"),
+    ("throughput.py", ["--no-reference", "--resolutions", "16", "--rounds", "1", "--iters", "1", "--warmup", "0",
+                       "--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    ("quality_per_budget.py", ["--slice", "0"], "--slice: must be > 0"),  # was an endless loop
+    ("quality_per_budget.py", ["--n-fake", "0"], "--n-fake: must be >= 2"),
+    ("quality_per_budget.py", ["--data", "nope", "--minutes", "0.01"], "'nope' does not exist"),
+])
+def test_benchmarks_refuse_bad_arguments_in_one_line(script, args, needle, tmp_path):
+    env = {**os.environ, "GANKIT_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr

@@ -74,6 +74,7 @@ def ddp_runs(tmp_path_factory):
         "metrics": (work / "run" / "metrics.jsonl").read_text(),
         "ckpt": load_checkpoint(work / "run" / "checkpoints" / "last.pt"),
         "stdout": first.stdout,
+        "stderr": first.stderr,
     }
     # the resume also has a time budget (one that never ends it): the ranks then share one clock every step
     torchrun(["--config", str(config), "--max-steps", "10", "--minutes", "60", "--run-dir", "run"], work)
@@ -98,6 +99,7 @@ def test_two_processes_write_one_run_folder_once(ddp_runs):
     assert first["ckpt"]["iteration"] == 6 and first["ckpt"]["cursor"] == 6
     assert not any(k.startswith("module.") for k in first["ckpt"]["G"])  # checkpoints as without DDP
     assert first["stdout"].count("done:") == 1
+    assert first["stderr"].count("images at 16px") == 1  # the start line: one process speaks, not each of them
 
 
 @pytest.mark.slow

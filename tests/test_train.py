@@ -109,6 +109,15 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     assert "the labels are not used" in capsys.readouterr().err
 
 
+def test_a_step_line_at_an_epoch_end_carries_that_epoch(image_folder, tmp_path):
+    layers = tiny_layers(image_folder, epochs=3)  # 4 iterations per epoch
+    layers[0]["log"]["every"] = 3
+    rows = [json.loads(x) for x in (run_training(layers, tmp_path / "r") / "metrics.jsonl").read_text().splitlines()]
+    epoch_of = {r["step"]: r["epoch"] for r in rows if r["kind"] == "step"}
+    assert [epoch_of[s] for s in (3, 4, 6, 9, 12)] == [1, 1, 2, 3, 3]  # 12 ends epoch 3 (it was logged as 4)
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2, 3]
+
+
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(image_folder, tmp_path, monkeypatch, capsys):
     original = Trainer._g_phase
 

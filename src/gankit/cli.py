@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     try:
         code = app(args=argv, prog_name="gankit", standalone_mode=False)
-    except GankitError as e:
-        _fail(str(e), 2)
+    except GankitError as e:  # under torchrun every process meets the same bad input: the first one says it
+        _fail(str(e), 2, every_process=False)
     except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: show the help, as click would
         typer.echo(e.ctx.get_help() if e.ctx else "", err=True)
         sys.exit(2)
@@ -276,8 +276,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _fail(message: str, code: int) -> None:
-    print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+def _fail(message: str, code: int, every_process: bool = True) -> None:
+    if every_process or os.environ.get("RANK", "0") == "0":
+        print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 

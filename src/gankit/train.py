@@ -621,9 +621,10 @@ class Trainer:
                         clock = elapsed_base + time.perf_counter() - t_start
                         if distributed.world_size() == 1:
                             self.elapsed = clock
-                        elif self.iteration % cfg.log.every == 0:  # DDP: the ranks agree on one clock (the latest)
-                            # at logging iterations only (one all-reduce there, no device sync in between), so that
-                            # all stop after the same step and decay their rates alike
+                        elif self.iteration % cfg.log.every == 0 or self.epoch > epoch_before or not more():
+                            # DDP: the ranks agree on one clock (the latest) where they write or stop (logging
+                            # iterations, epoch ends, the last step: one all-reduce there, no device sync in between),
+                            # so that all stop after the same step, decay their rates alike and log the same time
                             self.elapsed = distributed.max_over_ranks(clock, self.device)
                         if self.iteration % cfg.log.every == 0:
                             now = time.perf_counter()
@@ -647,7 +648,7 @@ class Trainer:
             progress.close()
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
                 console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
-                             f"intact). Resume with: gankit train --run {self.run_dir}")
+                             f"intact). Resume with: {self._resume_command()}")
                 raise
             if self._weights_finite():
                 self.save()
@@ -655,7 +656,7 @@ class Trainer:
             if cfg.log.plots:
                 self.write_pictures()
             console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
-                         f"Resume with: gankit train --run {self.run_dir}")
+                         f"Resume with: {self._resume_command()}")
             raise
         finally:
             interrupted.restore()
@@ -683,10 +684,15 @@ class Trainer:
             values["instance_noise"] = self._instance_noise()
         if ips is not None:
             values["img_per_s"] = ips
-        self.log.write("step", self.iteration, epoch or self.epoch + 1, self.elapsed, values)
+        self.log.write("step", self.iteration, epoch or self.epoch_of_last_step, self.elapsed, values)
         self.epoch_values.append(values)
         if progress is not None:
             progress.postfix(values)
+
+    def _resume_command(self) -> str:
+        if distributed.world_size() > 1:
+            return f"the same torchrun command (with --run-dir {self.run_dir})"
+        return f"gankit train --run {self.run_dir}"
 
     def _weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in (*self.G.parameters(), *self.D.parameters()))
@@ -816,7 +822,8 @@ class _InterruptFlag:
             raise KeyboardInterrupt
         self.hit = True
         if sig == signal.SIGINT:
-            console.info("stopping after this iteration (Ctrl-C again to stop at once)")
+            when = "this iteration" if distributed.world_size() == 1 else "the next logging iteration (log.every)"
+            console.info(f"stopping after {when} (Ctrl-C again to stop at once)")
 
     def stop(self, iteration: int, every: int, device: torch.device) -> bool:
         """Stop now? At once for one process; under DDP all ranks must stop after the same iteration, so they

@@ -277,7 +277,9 @@ def _one_line(text: str) -> str:
 
 
 def _fail(message: str, code: int, every_process: bool = True) -> None:
-    if every_process or os.environ.get("RANK", "0") == "0":
+    from gankit.console import speaks
+
+    if every_process or speaks():
         print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
     sys.exit(code)
 

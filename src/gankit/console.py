@@ -5,15 +5,16 @@ import os
 import sys
 
 
-def _speaks() -> bool:
+def speaks() -> bool:
+    """False on torchrun's processes other than the first (read from RANK, so also before the process group)."""
     return os.environ.get("RANK", "0") == "0"
 
 
 def warn(message: str) -> None:
-    if _speaks():
+    if speaks():
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def info(message: str) -> None:
-    if _speaks():
+    if speaks():
         print(message, file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from gankit import console
+from gankit.errors import DataError
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -55,15 +56,13 @@ class Evaluator:
 def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
-    from gankit.data import load_dataset
+    from gankit.data import is_builtin, load_dataset
     from gankit.sample import load_run_generator
-
-    from gankit.errors import DataError
 
     gen = load_run_generator(run, checkpoint, device)
     cfg = gen.cfg
     path = data_path if data_path is not None else cfg.data.path
-    if data_path is not None and not data_path.startswith("builtin:") and not Path(data_path).exists():
+    if data_path is not None and not is_builtin(data_path) and not Path(data_path).exists():
         raise DataError(f"--data '{data_path}' does not exist: pass the folder (or archive) of real images to compare "
                         "with, or omit --data to use the run's own dataset")
     labels = cfg.data.labels if path == cfg.data.path else None

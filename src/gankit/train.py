@@ -29,6 +29,7 @@ from gankit.checkpoint import BEST, load_latest_checkpoint, save_checkpoint, sav
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import RunError
+from gankit.data import BUILTIN_PREFIX, is_builtin
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
@@ -48,17 +49,21 @@ MAX_ROLLBACKS = 5
 # --------------------------------------------------------------------------- run folder and config
 
 
+def resolution_of(cfg: Config) -> int:
+    """data.resolution, or its default: 32 px for a built-in dataset, 64 for a folder."""
+    return cfg.data.resolution or (32 if is_builtin(cfg.data.path) else 64)
+
+
 def default_run_dir(cfg: Config) -> Path:
     """runs/<name>, or runs/<dataset>_<res>px_<arch> for a run without a name."""
     from gankit.data.archive import archive_stem, is_archive
 
     path = cfg.data.path
-    if not path or path.startswith("builtin:"):
-        data = "mnist"
+    if is_builtin(path):
+        data = path[len(BUILTIN_PREFIX):] if path else "mnist"
     else:
         data = archive_stem(path) if is_archive(path) else Path(path).name
-    res = cfg.data.resolution or (32 if data == "mnist" and not cfg.data.path else 64)
-    return Path("runs") / (cfg.name or f"{data}_{res}px_{cfg.model.arch}")
+    return Path("runs") / (cfg.name or f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}")
 
 
 def _absolute_data_paths(layers: list[dict]) -> list[dict]:
@@ -67,7 +72,7 @@ def _absolute_data_paths(layers: list[dict]) -> list[dict]:
     out = []
     for layer in layers:
         path = (layer.get("data") or {}).get("path")
-        if isinstance(path, str) and path and not path.startswith("builtin:"):
+        if isinstance(path, str) and not is_builtin(path):
             layer = {**layer, "data": {**layer["data"], "path": os.path.abspath(os.path.expanduser(path))}}
         out.append(layer)
     return out
@@ -77,7 +82,7 @@ def _data_defaults(layers: list[dict]) -> dict:
     """Defaults that follow from the data, below every user layer: the built-in MNIST's smaller model and
     shorter run; a conditional model (ACGAN) when labels are given and no layer names an architecture."""
     probe = build_config(*layers)
-    base = copy.deepcopy(BUILTIN_DEFAULTS) if not probe.data.path or probe.data.path.startswith("builtin:") else {}
+    base = copy.deepcopy(BUILTIN_DEFAULTS) if is_builtin(probe.data.path) else {}
     if probe.data.labels and not any((layer.get("model") or {}).get("arch") for layer in layers):
         base.setdefault("model", {})["arch"] = "acgan"
     return base
@@ -94,7 +99,7 @@ def _default_run(layers: list[dict], base: dict) -> tuple[Path, Config, bool]:
             cfg, resuming = resolve_config(layers, path, base)
         except RunError:  # a run of another config (or not gankit's) is there
             continue
-        if i > 1 and not resuming and distributed.is_main():
+        if i > 1 and not resuming:
             console.info(f"'{first}' holds a run of another config: this one goes to '{path}' (or pass --run DIR)")
         return path, cfg, resuming
     raise AssertionError("unreachable")
@@ -123,9 +128,8 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
 
 def finalize_config(cfg: Config, data) -> Config:
     """Fill the values that depend on the dataset (so config.yaml is fully resolved)."""
-    is_builtin = not cfg.data.path or cfg.data.path.startswith("builtin:")
-    cfg.data.resolution = cfg.data.resolution or (32 if is_builtin else 64)
-    cfg.data.flip = (not is_builtin) if cfg.data.flip is None else cfg.data.flip
+    cfg.data.resolution = resolution_of(cfg)
+    cfg.data.flip = (not is_builtin(cfg.data.path)) if cfg.data.flip is None else cfg.data.flip
     cfg.model.channels = int(data.images.shape[1])
     check_conditioning(cfg, data)
     cfg.model.num_classes = len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0
@@ -507,16 +511,19 @@ class Trainer:
         if self.strategy.reads_losses:
             self.last_g_loss = float(distributed.mean_over_ranks(loss.detach()))
 
-    def progress(self) -> float:
-        """How far the run is, from 0 to 1: the largest of its fractions of epochs, max_steps and minutes
-        (the first of them to run out ends it)."""
+    def budget_spent(self) -> dict[str, float]:
+        """The fraction of each budget the run has, by its flag: --epochs, and --max-steps / --minutes when set."""
         t = self.cfg.train
-        parts = [self.cursor / (t.epochs * self.batches.steps_per_epoch)]
+        parts = {"--epochs": self.cursor / (t.epochs * self.batches.steps_per_epoch)}
         if t.max_steps is not None:
-            parts.append(self.iteration / t.max_steps)
+            parts["--max-steps"] = self.iteration / t.max_steps
         if t.minutes is not None:
-            parts.append(self.elapsed / (60 * t.minutes))
-        return min(1.0, max(parts))
+            parts["--minutes"] = self.elapsed / (60 * t.minutes)
+        return parts
+
+    def progress(self) -> float:
+        """How far the run is, from 0 to 1: the largest of its budget fractions (the first to run out ends it)."""
+        return min(1.0, max(self.budget_spent().values()))
 
     def _schedule_lr(self) -> None:
         """Both learning rates at this point of the run: train.lr_decay's factor, x nan_lr_factor per rollback."""
@@ -592,13 +599,10 @@ class Trainer:
         if distributed.is_main():
             save_yaml(cfg, self.run_dir / "config.yaml")
         if not more():
-            t = cfg.train
-            spent = [flag for flag, done in (
-                ("--epochs", self.cursor >= t.epochs * spe),
-                ("--max-steps", t.max_steps is not None and self.iteration >= t.max_steps),
-                ("--minutes", t.minutes is not None and self.elapsed >= 60 * t.minutes)) if done]
+            spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
             console.info(f"run '{self.run_dir}' is already complete ({self.iteration} iterations, {self.cursor / spe:.4g} of "
-                         f"{t.epochs} epochs, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to train longer")
+                         f"{cfg.train.epochs} epochs, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to "
+                         "train longer")
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
@@ -882,11 +886,10 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         cfg, resuming = resolve_config(layers, run_path, base)
     else:
         run_path, cfg, resuming = _default_run(layers, base)
-    if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS and distributed.is_main():
+    if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS:
         console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
                      "(--set model.arch=acgan trains a model conditioned on them)")
-    is_builtin = not cfg.data.path or cfg.data.path.startswith("builtin:")
-    resolution = cfg.data.resolution or (32 if is_builtin else 64)
+    resolution = resolution_of(cfg)
     with distributed.process_group(resolve_device(cfg.train.device)):  # a no-op unless launched by torchrun
         distributed.local_batch(cfg.train.batch_size)  # fail early, on every rank, if the batch does not split
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache

@@ -15,10 +15,15 @@ from gankit.data.builtin import BUILTIN_NAMES, load_builtin
 from gankit.data.folder import IMAGE_EXTENSIONS, ImageSet, load_folder
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "BUILTIN_NAMES",
+__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "BUILTIN_NAMES",
            "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
+
+
+def is_builtin(path: str | None) -> bool:
+    """Whether a config's data.path names a built-in dataset: none given (MNIST), or "builtin:NAME"."""
+    return not path or path.startswith(BUILTIN_PREFIX)
 
 
 def load_dataset(

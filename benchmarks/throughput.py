@@ -61,7 +61,8 @@ class PeakMatmul:
     convolution can beat would be no ceiling. Measured in short windows interleaved with the training
     steps (`time_round`); the best window counts."""
 
-    def __init__(self, dtype: torch.dtype, device: torch.device, n: int | None = None):
+    def __init__(self, dtype: torch.dtype, device: torch.device, n: int | None = None,
+                 kernels: tuple[str, ...] = ("matmul", "conv1x1")):
         n = n or (8192 if device.type == "cuda" else 2048)  # a GPU needs a larger product (2048^3: ~20 us on an H100)
         self.device, self.n = device, n
         self.a = torch.randn(n, n, device=device, dtype=dtype)
@@ -69,7 +70,7 @@ class PeakMatmul:
         # the same GEMM as a convolution: n pixels (n/32 x 32) of n channels times an n x n 1x1 kernel
         self.x = torch.randn(1, n, n // 32, 32, device=device, dtype=dtype).to(memory_format=torch.channels_last)
         self.w = torch.randn(n, n, 1, 1, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-        self.by_kernel = {"matmul": 0.0, "conv1x1": 0.0}
+        self.by_kernel = {kernel: 0.0 for kernel in kernels}
         self.time_round()
 
     @property
@@ -79,6 +80,8 @@ class PeakMatmul:
     def time_round(self, seconds: float = 0.3) -> None:
         for kernel, op in (("matmul", lambda: self.a @ self.b),
                            ("conv1x1", lambda: torch.nn.functional.conv2d(self.x, self.w))):
+            if kernel not in self.by_kernel:
+                continue
             op()  # a first call may pick or JIT its kernel
             flop_s = 2 * self.n**3 / seconds_per_call(op, self.device, seconds / 2)
             self.by_kernel[kernel] = max(self.by_kernel[kernel], flop_s)
@@ -265,6 +268,7 @@ def main() -> None:
     overrides = parse_sets(args.sets)
     device = resolve_device(args.device)
     amp = resolve_precision(args.precision, device)
+    native_bf16 = cpu_has_bf16() or device.type == "cuda"
     tmp = tempfile.TemporaryDirectory()
     if args.profile:
         for res in args.resolutions:
@@ -279,10 +283,8 @@ def main() -> None:
                      "config": str(args.config) if args.config else None, "overrides": args.sets,
                      "iters": args.iters, "rounds": args.rounds, "rows": []}
     for res in args.resolutions:
-        # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
-        peaks = {None: PeakMatmul(torch.float32, device), torch.bfloat16: PeakMatmul(torch.bfloat16, device)}
         contenders = [] if args.no_reference else [reference(res, args.batch, device=device)]
-        if contenders and (cpu_has_bf16() or device.type == "cuda"):
+        if contenders and native_bf16:
             contenders.append(reference(res, args.batch, torch.bfloat16, device))
         refs = list(contenders)
         variants = {"": overrides}
@@ -294,6 +296,13 @@ def main() -> None:
                 trainer = make_trainer(fam, res, args.batch, args.precision, str(device),
                                        Path(tmp.name) / f"{fam}{res}{suffix.replace('/', '_')}", layer, args.config)
                 contenders.append(gankit(trainer, fam + suffix))
+        # the peak is measured in the same rounds as this resolution's steps: the same neighbours' load
+        peaks = {None: PeakMatmul(torch.float32, device)}
+        if native_bf16 or any(c.amp == torch.bfloat16 for c in contenders):
+            # where bf16 is emulated (a CPU without AVX512-BF16/AMX) the BLAS's bf16 matmul runs at well under
+            # 1 GFLOP/s, minutes per probe: only oneDNN's 1x1 convolution is probed, and only for a bf16 contender
+            peaks[torch.bfloat16] = PeakMatmul(torch.bfloat16, device, kernels=("matmul", "conv1x1") if native_bf16
+                                               else ("conv1x1",))
         for c in contenders:
             c.warm_up(args.warmup)
         for _ in range(args.rounds):
@@ -314,15 +323,18 @@ def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, resu
     """Print one resolution's rows (as soon as it is measured) and add them to `results`."""
     from gankit.device import cpu_has_bf16
 
-    peak32, peak16 = peaks[None].flop_s, peaks[torch.bfloat16].flop_s
-    emulated = "" if cpu_has_bf16() or contenders[-1].device.type == "cuda" else " (emulated)"
-    results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peak32, "bf16_flop_s": peak16,
+    bf16 = peaks.get(torch.bfloat16)
+    native = cpu_has_bf16() or contenders[-1].device.type == "cuda"
+    results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peaks[None].flop_s,
+                                            "bf16_flop_s": bf16 and bf16.flop_s, "bf16_native": native,
                                             "fp32_by_kernel": peaks[None].by_kernel,
-                                            "bf16_by_kernel": peaks[torch.bfloat16].by_kernel})
+                                            "bf16_by_kernel": bf16 and bf16.by_kernel})
     kernels = "; ".join(f"{name} " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks[dt].by_kernel.items())
-                        for name, dt in (("fp32", None), ("bf16", torch.bfloat16)))
-    print(f"\n{res}px, batch {batch}; peak GEMM in the same rounds: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
-          f"bf16 {peak16 / 1e9:.0f} GFLOP/s{emulated} ({kernels})", flush=True)
+                        for name, dt in (("fp32", None), ("bf16", torch.bfloat16)) if dt in peaks)
+    bf16_peak = ("not measured: this CPU has no native bf16 and nothing ran in bf16" if bf16 is None else
+                 f"{bf16.flop_s / 1e9:.0f} GFLOP/s{'' if native else ' (emulated)'}")
+    print(f"\n{res}px, batch {batch}; peak GEMM in the same rounds: fp32 {peaks[None].flop_s / 1e9:.0f} GFLOP/s, "
+          f"bf16 {bf16_peak} ({kernels})", flush=True)
     best_ref = max(refs, key=lambda c: c.img_s) if refs else None
     for c in contenders:
         peak = peaks[c.amp].flop_s

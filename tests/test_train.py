@@ -109,6 +109,13 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     assert "the labels are not used" in capsys.readouterr().err
 
 
+def test_sync_batchnorm_in_one_process_says_it_is_ignored(image_folder, tmp_path, capsys):
+    layers = tiny_layers(image_folder, max_steps=1)
+    layers[0]["train"]["sync_batchnorm"] = True
+    run_training(layers, tmp_path / "r")
+    assert "train.sync_batchnorm has no effect in a single process" in capsys.readouterr().err
+
+
 def test_a_step_line_at_an_epoch_end_carries_that_epoch(image_folder, tmp_path):
     layers = tiny_layers(image_folder, epochs=3)  # 4 iterations per epoch
     layers[0]["log"]["every"] = 3

@@ -588,7 +588,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
-    def fit(self) -> dict:
+    def fit(self, stop_when=None) -> dict:
+        """Train until the budget (epochs, max_steps, minutes) is spent. `stop_when`, a callable checked at each
+        epoch end after that epoch's checkpoint, ends the run there when it returns True (the sanity test stops
+        once G reproduces its target; one process only: under DDP every rank would have to agree)."""
         cfg = self.cfg
         spe = self.batches.steps_per_epoch
 
@@ -637,6 +640,8 @@ class Trainer:
                             last_log_t, last_log_cursor = now, self.cursor
                         if self.epoch > epoch_before:
                             self._end_epoch(progress)
+                            if stop_when is not None and stop_when():
+                                break
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
@@ -892,6 +897,9 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     resolution = resolution_of(cfg)
     with distributed.process_group(resolve_device(cfg.train.device)):  # a no-op unless launched by torchrun
         distributed.local_batch(cfg.train.batch_size)  # fail early, on every rank, if the batch does not split
+        if cfg.train.sync_batchnorm and distributed.world_size() == 1:
+            console.warn("train.sync_batchnorm has no effect in a single process (it shares BatchNorm statistics "
+                         "between torchrun's processes): ignored")
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
             data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())

@@ -43,6 +43,14 @@ def test_gan_reproduces_a_single_image(name, tmp_path):
     assert (r.run_dir / "samples").is_dir()
 
 
+def test_sanity_stops_at_the_first_epoch_end_that_passes_unless_asked_for_all_epochs(tmp_path):
+    layers = _layers({}, {"epochs": 3, "max_steps": None}, 0)  # 64 copies, batch 16: 4 iterations per epoch
+    r = run_sanity(layers, tmp_path / "early", copies=64, threshold=1.0)  # any generator is within 1.0
+    assert r.passed and (r.iterations, r.epochs) == (4, 1)
+    r = run_sanity(layers, tmp_path / "all", copies=64, threshold=1.0, all_epochs=True)
+    assert r.passed and (r.iterations, r.epochs) == (12, 3)
+
+
 def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):
     from PIL import Image
 

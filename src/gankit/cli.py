@@ -87,6 +87,7 @@ def sanity(
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
     run: Path = typer.Option(Path("runs/sanity"), "--run", help="Run folder for the samples and curves."),
+    all_epochs: bool = typer.Option(False, "--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ):
     """Seed 002's unit test: train on copies of one image (two labelled ones for ACGAN) and check G reproduces it."""
@@ -96,11 +97,11 @@ def sanity(
     layers = [read_yaml(config) if config else {}, parse_sets(set_),
               {"data": {"resolution": resolution}, "train": {"epochs": epochs},
                "log": {"progress": False} if no_progress else {}}]
-    r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold)
+    r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs)
     before = ", ".join(f"{v:.3f}" for v in r.mae_before)
     after = ", ".join(f"{v:.3f}" for v in r.mae_after)
     verdict = "PASS" if r.passed else "FAIL"
-    typer.echo(f"{verdict}: mean absolute error {before} -> {after} after {r.iterations} iterations "
+    typer.echo(f"{verdict}: mean absolute error {before} -> {after} after {r.iterations} iterations, {r.epochs} epochs "
                f"(threshold {threshold}); samples in {r.run_dir / 'samples'}")
     if not r.passed:
         raise typer.Exit(1)

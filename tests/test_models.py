@@ -153,6 +153,32 @@ def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
             torch.testing.assert_close(untrained[1](x), untrained[0](x), rtol=0, atol=1e-5)
 
 
+def test_gemm_weight_gradient_keeps_its_im2col_matrix_between_calls():
+    """Outside autograd's graph the im2col matrix of a shape is kept and refilled (not faulted in afresh at every
+    step); each call still returns its own inputs' gradient, and a graph-recording call gets a matrix of its own."""
+    from gankit.models import layers
+
+    torch.manual_seed(0)
+    x1, x2 = (torch.randn(4, 6, 8, 8).to(memory_format=torch.channels_last) for _ in range(2))
+    g = torch.randn(4, 5, 4, 4).to(memory_format=torch.channels_last)
+    w = torch.zeros(5, 6, 4, 4)
+
+    def expected(x):
+        return torch.ops.aten.convolution_backward(g, x, w, None, (2, 2), (1, 1), (1, 1), False, (0, 0), 1,
+                                                   (False, True, False))[1]
+
+    layers._COLS.clear()
+    with torch.no_grad():
+        a = layers.conv2d_weight_grad(x1, g, (4, 4), (2, 2), (1, 1))
+        (kept,) = layers._COLS.values()
+        b = layers.conv2d_weight_grad(x2, g, (4, 4), (2, 2), (1, 1))
+        assert [m is kept for m in layers._COLS.values()] == [True]  # the same matrix, refilled
+    torch.testing.assert_close(a, expected(x1), rtol=1e-5, atol=1e-5)  # not overwritten by the second call
+    torch.testing.assert_close(b, expected(x2), rtol=1e-5, atol=1e-5)
+    layers.conv2d_weight_grad(x1, g, (4, 4), (2, 2), (1, 1))  # grad mode: its matrix may be saved by autograd
+    assert [m is kept for m in layers._COLS.values()] == [True]
+
+
 def _transposed(x, w, b):
     return nn.functional.conv_transpose2d(x, w, b, stride=2, padding=1)
 

@@ -86,3 +86,16 @@ def test_memory_format_defaults_per_device_and_compile():
     assert memory_format(None, cuda, compiled=True) == torch.contiguous_format
     assert memory_format(True, cuda, compiled=True) == torch.channels_last
     assert memory_format(False, cpu) == torch.contiguous_format
+
+
+def test_bf16_on_a_cpu_without_it_warns_that_it_is_emulated(monkeypatch, capsys):
+    import torch
+
+    from gankit import device
+
+    cpu = torch.device("cpu")
+    for native in (False, True):
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda: native)
+        assert device.resolve_precision("bf16", cpu) == torch.bfloat16
+        assert ("emulated" in capsys.readouterr().err) is not native
+        assert device.resolve_precision("auto", cpu) == (torch.bfloat16 if native else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from gankit import console
 from gankit.errors import ConfigError
 
 
@@ -39,6 +40,9 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
             raise ConfigError("train.precision fp16 needs a CUDA GPU: use bf16 or fp32 on CPU")
         return torch.float16
     if name == "bf16":
+        if device.type == "cpu" and not cpu_has_bf16():
+            console.warn("train.precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so it is emulated "
+                         "and several times slower than fp32; --precision auto picks fp32 here")
         return torch.bfloat16
     # auto
     if device.type == "cuda":

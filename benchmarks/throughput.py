@@ -311,28 +311,25 @@ def main() -> None:
             for c in contenders:
                 c.time_round(args.iters)
         ceilings = {c.name: gemm_ceiling(c.step, c.device) for c in contenders} if args.gemm_ceiling else {}
-        report(res, contenders, refs, peaks, args.batch, results, ceilings)
+        report(res, contenders, refs, peaks, native_bf16, args.batch, results, ceilings)
     tmp.cleanup()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
 
 
-def report(res: int, contenders: list, refs: list, peaks: dict, batch: int, results: dict,
+def report(res: int, contenders: list, refs: list, peaks: dict, native_bf16: bool, batch: int, results: dict,
            ceilings: dict | None = None) -> None:
     """Print one resolution's rows (as soon as it is measured) and add them to `results`."""
-    from gankit.device import cpu_has_bf16
-
     bf16 = peaks.get(torch.bfloat16)
-    native = cpu_has_bf16() or contenders[-1].device.type == "cuda"
     results.setdefault("peaks", []).append({"resolution": res, "fp32_flop_s": peaks[None].flop_s,
-                                            "bf16_flop_s": bf16 and bf16.flop_s, "bf16_native": native,
+                                            "bf16_flop_s": bf16 and bf16.flop_s, "bf16_native": native_bf16,
                                             "fp32_by_kernel": peaks[None].by_kernel,
                                             "bf16_by_kernel": bf16 and bf16.by_kernel})
     kernels = "; ".join(f"{name} " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks[dt].by_kernel.items())
                         for name, dt in (("fp32", None), ("bf16", torch.bfloat16)) if dt in peaks)
     bf16_peak = ("not measured: this CPU has no native bf16 and nothing ran in bf16" if bf16 is None else
-                 f"{bf16.flop_s / 1e9:.0f} GFLOP/s{'' if native else ' (emulated)'}")
+                 f"{bf16.flop_s / 1e9:.0f} GFLOP/s{'' if native_bf16 else ' (emulated)'}")
     print(f"\n{res}px, batch {batch}; peak GEMM in the same rounds: fp32 {peaks[None].flop_s / 1e9:.0f} GFLOP/s, "
           f"bf16 {bf16_peak} ({kernels})", flush=True)
     best_ref = max(refs, key=lambda c: c.img_s) if refs else None

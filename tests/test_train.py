@@ -266,3 +266,17 @@ def test_minutes_budget_stops_the_run_and_a_larger_one_resumes_it(image_folder, 
     layers[0]["train"]["minutes"] = 0.02
     second = load_checkpoint(run_training(layers, tmp_path / "run") / "checkpoints/last.pt")
     assert second["elapsed"] >= 1.2 and second["iteration"] > first["iteration"]
+
+
+def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_log(image_folder, tmp_path):
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
+    log = (run / "metrics.jsonl").read_bytes()
+    grid = (run / "samples/epoch_0001.png").read_bytes()
+    for ckpt in (run / "checkpoints").iterdir():
+        ckpt.unlink()
+    with pytest.raises(RunError, match=r"trained to iteration 4 .* no checkpoint .* delete .*metrics.jsonl"):
+        run_training(tiny_layers(image_folder, epochs=1), run)
+    assert (run / "metrics.jsonl").read_bytes() == log and (run / "samples/epoch_0001.png").read_bytes() == grid
+    (run / "metrics.jsonl").unlink()  # what the message says to do: the run starts again from iteration 0
+    run_training(tiny_layers(image_folder, epochs=1), run)
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 4

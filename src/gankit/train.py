@@ -34,7 +34,7 @@ from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
 from gankit.models.layers import use_gemm_wgrad, use_thin_conv
-from gankit.runlog import NullLog, RunLog
+from gankit.runlog import NullLog, RunLog, read_metrics
 from gankit.strategies import Phase, build_strategy, lr_factor
 from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats, top_k, topk_count
 
@@ -275,11 +275,22 @@ class Trainer:
         if found is not None:
             self._load(found[0])
             resumed = True
+        elif resume:
+            self._refuse_restart_over_a_log()
         self.resumed = resumed
         self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
                     if distributed.is_main() else NullLog())
         self._reset_sums()
         self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
+
+    def _refuse_restart_over_a_log(self) -> None:
+        """A run folder whose checkpoints are gone but whose log shows training would restart at iteration 0
+        and overwrite that log and its sample grids: refused, so that nothing is lost without being asked."""
+        steps = [r["step"] for r in read_metrics(self.run_dir / "metrics.jsonl") if isinstance(r.get("step"), int)]
+        if steps and max(steps) > 0:
+            raise RunError(f"run '{self.run_dir}' has trained to iteration {max(steps)} (metrics.jsonl) but has no "
+                           f"checkpoint in '{self.ckpt_dir}' to resume from: pass a new --run folder, or delete "
+                           f"'{self.run_dir / 'metrics.jsonl'}' to start this one again from iteration 0")
 
     # ---------------------------------------------------------------- state
 

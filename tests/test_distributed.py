@@ -46,7 +46,7 @@ def _layers(images: Path, cache: Path, **train) -> list[dict]:
     return layers
 
 
-def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+def torchrun(args: list[str], cwd: Path, nproc: int = 2, rc: int = 0) -> subprocess.CompletedProcess:
     """`torchrun --nnodes 1 --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:PORT -m gankit train ...`"""
     src = str(Path(gankit.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
@@ -55,8 +55,18 @@ def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.Completed
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
            "-m", "gankit", "train", *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def test_bad_data_under_torchrun_is_process_0s_one_line_error(tmp_path):
+    """Rank 0 decodes the dataset while the others wait: when it fails, they stop quietly instead of each
+    reporting its lost connection to rank 0 as an internal error (torchrun then exits 1, as for any failure)."""
+    missing = tmp_path / "missing"
+    proc = torchrun(["--data", str(missing), "--run-dir", "run"], tmp_path, rc=1)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: data folder '{missing}' does not exist"), proc.stderr
+    assert "internal error" not in proc.stderr and "exitcode  : 1" not in proc.stderr  # no rank failed as a bug
 
 
 @pytest.fixture(scope="module")

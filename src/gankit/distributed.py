@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from gankit.errors import ConfigError
+from gankit.errors import ConfigError, GankitError
 
 # Rank 0 alone writes samples and computes FID while the others wait in their next collective.
 _TIMEOUT = datetime.timedelta(hours=1)
@@ -91,14 +91,35 @@ def barrier() -> None:
             torch.distributed.barrier()
 
 
+def _rank0_verdict(ok: bool) -> bool:
+    """Rank 0's `ok`, on every rank (a broadcast: every rank waits for rank 0 to send it)."""
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 @contextlib.contextmanager
 def main_first() -> Iterator[None]:
-    """Rank 0 runs the block first (e.g. decoding the dataset into the cache), then the others (cache hits)."""
+    """Rank 0 runs the block first (e.g. decoding the dataset into the cache), then the others (cache hits).
+
+    When rank 0's block fails (a missing data folder, a bad image), it tells the others before it stops, and
+    they stop with a `GankitError` that only rank 0 would print: the user reads rank 0's own error once,
+    not, from every other rank, a lost connection that looks like a bug."""
+    if not is_initialized() or world_size() == 1:
+        yield
+        return
     if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
+        if not _rank0_verdict(True):
+            raise GankitError("process 0 stopped before the others could start: its error says why")
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        _rank0_verdict(False)
+        raise
+    _rank0_verdict(True)
 
 
 def local_batch(global_batch: int, n_ranks: int | None = None) -> int:

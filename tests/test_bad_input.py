@@ -397,6 +397,30 @@ def test_internal_errors_are_one_line_with_the_traceback_in_a_file(tmp_path, mon
     assert "Traceback" in text and "ZeroDivisionError: a bug" in text and "train --set a=1" in text
 
 
+
+@pytest.mark.parametrize("world_size, internal", [("2", False), ("1", True)])
+def test_a_collective_that_lost_its_peer_under_torchrun_is_not_called_a_bug(tmp_path, monkeypatch, capsys,
+                                                                            world_size, internal):
+    """Under torchrun, gloo's error when another process went away (rank 0 stopped on a full disk...) is one line
+    saying so, with no crash file; the same error in a single process is still an internal error."""
+    import gankit.config
+
+    def peer_gone(*_):
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+                           "[127.0.0.1]:16817. This is typically caused by a remote worker crashing.")
+
+    monkeypatch.setattr(gankit.config, "parse_sets", peer_gone)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--set", "a=1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: internal error" if internal else "error: another process of this torchrun launch stopped")
+    assert bool(list(tmp_path.glob("gankit-crash-*.txt"))) == internal
+
+
 # ----------------------------------------------------------------------------- conditioning, checked directly
 
 

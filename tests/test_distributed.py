@@ -69,6 +69,21 @@ def test_bad_data_under_torchrun_is_process_0s_one_line_error(tmp_path):
     assert "internal error" not in proc.stderr and "exitcode  : 1" not in proc.stderr  # no rank failed as a bug
 
 
+
+def test_rank_0_failing_alone_mid_run_is_its_one_line_error(tmp_path):
+    """Rank 0 alone writes the run folder; when that fails (here `samples` is a file), the other rank's broken
+    collective is not reported as a bug: whichever of the two ends first, one `error:` line, rank 0's."""
+    images = tmp_path / "images"
+    make_image_folder(images)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_layers(images, tmp_path / "cache")[0]))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "samples").write_text("not a folder")
+    proc = torchrun(["--config", str(config), "--run-dir", "run"], tmp_path, rc=1)
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].strip().endswith("check the path and its permissions"), proc.stderr
+    assert "internal error" not in proc.stderr
+
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
     """A 2-process run stopped after 6 iterations (mid-epoch 2), then resumed by a second launch to 10."""

@@ -268,9 +268,26 @@ def main(argv: list[str] | None = None) -> None:
         where = f"'{e.filename}': " if e.filename else ""
         _fail(f"{where}{e.strerror or e}: check the path and its permissions", 2)
     except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
+        if _lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
+            _fail("another process of this torchrun launch stopped (its error is above, torchrun's summary below); "
+                  "the same command resumes from the last checkpoint", 1, every_process=False)
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _lost_a_peer(e: Exception) -> bool:
+    """Whether `e` is a collective that failed because another torchrun process went away: not a bug of this
+    process, and that process's own error says what happened."""
+    from gankit import distributed
+
+    if not distributed.launched():
+        return False
+    import torch
+
+    network_error = getattr(torch.distributed, "DistNetworkError", ())
+    return isinstance(e, network_error) or any(
+        s in str(e) for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
 
 
 def _one_line(text: str) -> str:

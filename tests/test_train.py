@@ -280,3 +280,13 @@ def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_log(image_fo
     (run / "metrics.jsonl").unlink()  # what the message says to do: the run starts again from iteration 0
     run_training(tiny_layers(image_folder, epochs=1), run)
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 4
+
+
+def test_a_new_run_folder_named_like_an_existing_run_says_so(image_folder, tmp_path, capsys):
+    run_training(tiny_layers(image_folder, epochs=1), tmp_path / "pokemon_64px_dcgan")
+    capsys.readouterr()
+    run_training(tiny_layers(image_folder, epochs=1), tmp_path / "pokemon_64px_dcgn")  # a typo: a new run, as asked
+    err = capsys.readouterr().err
+    assert f"'{tmp_path / 'pokemon_64px_dcgan'}' holds a run: pass --run {tmp_path / 'pokemon_64px_dcgan'}" in err
+    run_training(tiny_layers(image_folder, epochs=1), tmp_path / "birds")  # no run named like it: nothing said
+    assert "holds a run" not in capsys.readouterr().err

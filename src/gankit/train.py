@@ -105,6 +105,20 @@ def _default_run(layers: list[dict], base: dict) -> tuple[Path, Config, bool]:
     raise AssertionError("unreachable")
 
 
+def _run_named_like(run_dir: Path) -> Path | None:
+    """A run folder beside a new `run_dir` whose name is close to its name (a --run typed wrong), if any."""
+    import difflib
+
+    if run_dir.exists():
+        return None
+    try:
+        runs = [p.name for p in run_dir.parent.iterdir() if (p / "config.yaml").is_file()]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(run_dir.name, runs, n=1, cutoff=0.8)
+    return run_dir.parent / close[0] if close else None
+
+
 def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) -> tuple[Config, bool]:
     """The run's config: saved config.yaml + the user's overrides for a resumed run, else defaults + `base`
     (a dataset's own defaults, below every user layer) + overrides. Returns (config, resuming)."""
@@ -900,6 +914,9 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     if run_dir:
         run_path = Path(run_dir)
         cfg, resuming = resolve_config(layers, run_path, base)
+        near = None if resuming else _run_named_like(run_path)
+        if near is not None:
+            console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass --run {near} to resume that one")
     else:
         run_path, cfg, resuming = _default_run(layers, base)
     if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS:

@@ -277,7 +277,7 @@ CASES = [
                                                 "--out-dir", str(_write(t / "f.txt", "x"))], ["--out-dir", "is a file"]),
     ("sample-grid-under-a-file", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "cpu",
                                                 "--grid", str(_write(t / "f.txt", "x") / "g.png")],
-     ["f.txt", "check the path"]),
+     ["f.txt", "is a file where gankit needs a folder", "move or delete it"]),
     # --- evaluation and reports
     ("evaluate-n-real-zero", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--n-real", "0",
                                             "--device", "cpu"], ["--n-real", "at least 2"]),

@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except OSError as e:  # a path that cannot be written or read: the user's to fix, not a bug
         where = f"'{e.filename}': " if e.filename else ""
+        blocker = _file_in_the_way(e)
+        if blocker is not None:
+            _fail(f"'{blocker}' is a file where gankit needs a folder: move or delete it, or choose another path", 2)
         _fail(f"{where}{e.strerror or e}: check the path and its permissions", 2)
     except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
         if _lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
@@ -274,6 +277,14 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _file_in_the_way(e: OSError) -> Path | None:
+    """The file that stands where a folder is needed, for the errors that making or using such a folder raises."""
+    if not isinstance(e, (FileExistsError, NotADirectoryError)) or not e.filename:
+        return None
+    path = Path(e.filename)
+    return next((p for p in (path, *path.parents) if p.is_file()), None)
 
 
 def _lost_a_peer(e: Exception) -> bool:

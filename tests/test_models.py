@@ -100,6 +100,23 @@ def test_gemm_weight_gradient_is_only_switched_on_for_small_maps():
     assert not any(getattr(m, "gemm_wgrad", False) for m in D.modules())
 
 
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_first_layer_as_a_matrix_product_keeps_the_models_layout(channels_last):
+    """G's 1x1 -> 4x4 layer as z @ W gives its map in the weights' layout: a channels-last map met by an NCHW
+    one in ReLU's backward runs a slow mixed-layout kernel."""
+    G = Generator(64, **TINY)
+    if channels_last:
+        G = G.to(memory_format=torch.channels_last)
+    use_gemm_wgrad(G, True)
+    first = next(m for m in G.modules() if getattr(m, "gemm_wgrad", False))
+    z = torch.randn(4, TINY["nz"], 1, 1, requires_grad=True)
+    y = first(z)
+    layout_ = torch.channels_last if channels_last else torch.contiguous_format
+    assert y.is_contiguous(memory_format=layout_) and not (channels_last and y.is_contiguous())
+    use_gemm_wgrad(G, False)
+    torch.testing.assert_close(y, first(z), rtol=0, atol=1e-6)  # oneDNN's transposed convolution, same map
+
 def _grads(net, x, amp, penalty):
     """Output, input gradient and every parameter gradient of a mean score (+ a WGAN-GP-like penalty)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):

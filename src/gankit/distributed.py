@@ -117,7 +117,8 @@ def main_first() -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _rank0_verdict(False)
+        with contextlib.suppress(Exception):  # the block's own error is the one to report
+            _rank0_verdict(False)
         raise
     _rank0_verdict(True)
 

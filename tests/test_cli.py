@@ -48,3 +48,17 @@ def test_errors_are_one_line(args, needle, tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("error:") and needle in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_off_a_terminal_progress_is_plain_lines(image_folder, tmp_path):
+    """Into a log file or a pipe (a cluster job's output), no bar redraws: a line at the first epoch's end, then at
+    most one per 30 s, and the run's last, here cut by --max-steps half-way through epoch 3."""
+    r = run("train", "--data", image_folder, "--resolution", "16", "--epochs", "3", "--batch-size", "8",
+            "--max-steps", "10", "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8", "--set", "model.ndf=8",
+            "--run", tmp_path / "r")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "batch/s" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("r epoch")]
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith("r epoch 1/3: d_loss ") and "img/s; 0:" in lines[0] and "% done, about " in lines[0]
+    assert lines[1].startswith("r epoch 3/3, stopped 50% into it: d_loss ") and lines[1].endswith("100% done")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import sys
 import warnings
 from pathlib import Path
 
@@ -163,7 +164,8 @@ def extract_features(images: torch.Tensor, extractor: nn.Module, batch_size: int
     chunks = images.split(batch_size)
     out = []
     with torch.inference_mode():
-        for chunk in tqdm(chunks, desc="Inception", unit="batch", disable=not progress, leave=False):
+        for chunk in tqdm(chunks, desc="Inception", unit="batch", disable=not progress or not sys.stderr.isatty(),
+                          leave=False):
             out.append(extractor(chunk).double().cpu())
     return torch.cat(out)
 

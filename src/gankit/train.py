@@ -18,6 +18,7 @@ import itertools
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -634,11 +635,12 @@ class Trainer:
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
-        progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}")
+        progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs)
         interrupted = _InterruptFlag()
         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
+        progress.start(self.elapsed, self._images())
         progress.reset_epoch(self.epoch, self.cursor % spe)
         if not (self.ckpt_dir / "last.pt").exists():
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
@@ -759,12 +761,10 @@ class Trainer:
 
     def _end_epoch(self, progress) -> None:
         self._log_step(None, progress, epoch=self.epoch)
-        rows = self.epoch_values
-        if rows:
-            keys = sorted({k for r in rows for k in r})
-            avg = {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}
-            avg.update(d_updates=self.d_updates, g_updates=self.g_updates)
+        if self.epoch_values:
+            avg = self._epoch_means()
             self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)
+            progress.epoch_line(self.epoch, avg, self.progress(), self.elapsed, self._images())
         self.epoch_values = []
         self.write_samples()
         best = self._maybe_evaluate()
@@ -776,11 +776,26 @@ class Trainer:
         else:
             progress.close()
 
+    def _images(self) -> int:
+        """Real images consumed so far (all processes)."""
+        return self.cursor * self.cfg.train.batch_size
+
+    def _epoch_means(self) -> dict[str, float]:
+        """The mean of each value over the step lines of the current epoch, with the update counts."""
+        rows = self.epoch_values
+        keys = sorted({k for r in rows for k in r})
+        avg = {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}
+        avg.update(d_updates=self.d_updates, g_updates=self.g_updates)
+        return avg
+
     def _end_early(self, progress) -> None:
         """The run's budget (train.max_steps or train.minutes) ended it inside an epoch: the unfinished epoch gets
         its step line, sample grid and, with eval on, the run's final FID, like an epoch that ends the run; then
         everything is saved, so a larger budget resumes it where it stopped."""
         self._log_step(None, progress)
+        if self.epoch_values:
+            progress.epoch_line(self.cursor / self.batches.steps_per_epoch, self._epoch_means(), self.progress(),
+                                self.elapsed, self._images())
         self.write_samples(self.epoch_of_last_step)  # epoch_N.png of the unfinished epoch N; its end overwrites it
         self.save(best=self._maybe_evaluate())
 
@@ -872,13 +887,25 @@ class _InterruptFlag:
 
 
 class _progress:
-    """A tqdm bar per epoch showing losses and images/s; silent when disabled."""
+    """Progress of the run, on the first process only, silent when disabled. On a terminal, a tqdm bar per epoch
+    showing losses and images/s. Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
+    up as one endless line, so it prints plain lines instead: one at the end of an epoch, at most one per
+    `line_every` seconds (and the run's last), with the epoch's mean losses, images/s, time spent and time left."""
 
-    def __init__(self, enabled: bool, steps_per_epoch: int, name: str):
+    line_every = 30.0  # seconds between two epoch lines, when not on a terminal
+
+    def __init__(self, enabled: bool, steps_per_epoch: int, name: str, epochs: int | None = None):
         self.enabled, self.spe, self.name, self.bar = enabled and distributed.is_main(), steps_per_epoch, name, None
+        self.on_terminal = sys.stderr.isatty()
+        self.epochs = epochs
+        self._start = (0.0, 0)  # (seconds, images) where this process started; set by start()
+        self._last_line: tuple[float, int] | None = None
+
+    def start(self, elapsed: float, images: int) -> None:
+        self._start = (elapsed, images)
 
     def reset_epoch(self, epoch: int, done: int) -> None:
-        if not self.enabled:
+        if not self.enabled or not self.on_terminal:
             return
         from tqdm import tqdm
 
@@ -896,10 +923,34 @@ class _progress:
             shown = {k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "img_per_s")}
             self.bar.set_postfix(shown, refresh=False)
 
+    def epoch_line(self, epoch: int | float, values: dict, done: float, elapsed: float, images: int) -> None:
+        """Off a terminal: the line of an epoch that has ended (`epoch` may be fractional when the budget ended it
+        inside one), `done` the fraction of the run's budget spent, `elapsed` its seconds so far and `images` the
+        real images it has consumed (images/s since the previous line, the epochs' ends included)."""
+        if (not self.enabled or self.on_terminal
+                or (done < 1 and self._last_line is not None and elapsed - self._last_line[0] < self.line_every)):
+            return
+        since_t, since_images = self._last_line or self._start
+        self._last_line = (elapsed, images)
+        of = f"/{self.epochs}" if self.epochs else ""
+        whole = float(epoch).is_integer()
+        where = f"epoch {int(epoch)}{of}" if whole else f"epoch {int(epoch) + 1}{of}, stopped {epoch % 1:.0%} into it"
+        shown = "".join(f"{k} {values[k]:.3g}, " for k in ("d_loss", "g_loss") if k in values)
+        speed = f"{(images - since_images) / (elapsed - since_t):.0f} img/s; " if elapsed > since_t else ""
+        left = f", about {_clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
+        console.info(f"{self.name} {where}: {shown}{speed}{_clock(elapsed)} in, {done:.0%} done{left}")
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _clock(seconds: float) -> str:
+    """h:mm:ss or m:ss."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # --------------------------------------------------------------------------- entry point

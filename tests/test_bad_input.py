@@ -421,6 +421,19 @@ def test_a_collective_that_lost_its_peer_under_torchrun_is_not_called_a_bug(tmp_
     assert bool(list(tmp_path.glob("gankit-crash-*.txt"))) == internal
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_bad_command_line_under_torchrun_is_said_once(monkeypatch, capsys, rank):
+    """Every torchrun process gets the same command line, so a usage error is printed by the first one only; all
+    exit 2."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epochs", "many"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert (err.startswith("error: ") and "--epochs" in err) if rank == "0" else err == ""
+
+
 # ----------------------------------------------------------------------------- conditioning, checked directly
 
 

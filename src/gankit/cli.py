@@ -257,11 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: show the help, as click would
         typer.echo(e.ctx.get_help() if e.ctx else "", err=True)
         sys.exit(2)
-    except click_errors.UsageError as e:
+    except click_errors.UsageError as e:  # the command line is the same in every torchrun process: the first says it
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx else ""
-        _fail(e.format_message() + hint, 2)
+        _fail(e.format_message() + hint, 2, every_process=False)
     except click_errors.ClickException as e:
-        _fail(e.format_message(), e.exit_code)
+        _fail(e.format_message(), e.exit_code, every_process=False)
     except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
     except OSError as e:  # a path that cannot be written or read: the user's to fix, not a bug

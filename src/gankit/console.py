@@ -1,8 +1,12 @@
 """Messages for people: warnings and notes on stderr, one line each; under torchrun only the first process (RANK 0)
-speaks, since every process would say the same."""
+speaks, since every process would say the same. Progress of long work: a tqdm bar on a terminal, plain lines
+elsewhere."""
 
 import os
 import sys
+import time
+
+LINE_EVERY = 30.0  # seconds between two progress lines when stderr is not a terminal
 
 
 def speaks() -> bool:
@@ -18,3 +22,48 @@ def warn(message: str) -> None:
 def info(message: str) -> None:
     if speaks():
         print(message, file=sys.stderr, flush=True)
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss or m:ss."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress(total: int, desc: str, unit: str, enabled: bool = True):
+    """A progress counter for `total` units of work (`.update(n)`, a context manager): a tqdm bar on a terminal
+    (gone when done); into a log file or a pipe, where a bar's redraws would pile up into one endless line, a plain
+    line at most every LINE_EVERY seconds; nothing when disabled or on a process that does not speak."""
+    from tqdm import tqdm
+
+    if not enabled or not speaks() or not sys.stderr.isatty():
+        bar = tqdm(total=total, disable=True)
+        return _Lines(total, desc, unit) if enabled and speaks() else bar
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+class _Lines:
+    """Off a terminal: `desc: n/total unit (p%), m:ss in, about m:ss left`, at most every LINE_EVERY seconds."""
+
+    def __init__(self, total: int, desc: str, unit: str):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= LINE_EVERY and self.n < self.total:
+            self.last = now
+            spent = now - self.start
+            left = f", about {clock(spent * (self.total - self.n) / self.n)} left" if self.n else ""
+            info(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit} ({self.n / self.total:.0%}), {clock(spent)} in{left}")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

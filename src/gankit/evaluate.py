@@ -28,7 +28,7 @@ class Evaluator:
                  cache_dir: str | None = None):
         from gankit.metrics import load_inception, real_features
 
-        self.device = device
+        self.device, self.progress = device, progress
         self.extractor = load_inception(device, weights=weights)
         images = data.images
         if len(images) > n_real:  # a fixed, seeded subset so the cache key stays meaningful
@@ -49,7 +49,7 @@ class Evaluator:
             k = min(batch_size, n_fake - done)
             chunks.append(to_uint8(generate(k)).cpu())
             done += k
-        fake = extract_features(torch.cat(chunks), self.extractor, batch_size=batch_size)
+        fake = extract_features(torch.cat(chunks), self.extractor, batch_size=batch_size, progress=self.progress)
         return fid_kid(self.real, fake)
 
 

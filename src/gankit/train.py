@@ -892,7 +892,7 @@ class _progress:
     up as one endless line, so it prints plain lines instead: one at the end of an epoch, at most one per
     `line_every` seconds (and the run's last), with the epoch's mean losses, images/s, time spent and time left."""
 
-    line_every = 30.0  # seconds between two epoch lines, when not on a terminal
+    line_every = console.LINE_EVERY  # seconds between two epoch lines, when not on a terminal
 
     def __init__(self, enabled: bool, steps_per_epoch: int, name: str, epochs: int | None = None):
         self.enabled, self.spe, self.name, self.bar = enabled and distributed.is_main(), steps_per_epoch, name, None
@@ -937,20 +937,13 @@ class _progress:
         where = f"epoch {int(epoch)}{of}" if whole else f"epoch {int(epoch) + 1}{of}, stopped {epoch % 1:.0%} into it"
         shown = "".join(f"{k} {values[k]:.3g}, " for k in ("d_loss", "g_loss") if k in values)
         speed = f"{(images - since_images) / (elapsed - since_t):.0f} img/s; " if elapsed > since_t else ""
-        left = f", about {_clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
-        console.info(f"{self.name} {where}: {shown}{speed}{_clock(elapsed)} in, {done:.0%} done{left}")
+        left = f", about {console.clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
+        console.info(f"{self.name} {where}: {shown}{speed}{console.clock(elapsed)} in, {done:.0%} done{left}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _clock(seconds: float) -> str:
-    """h:mm:ss or m:ss."""
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # --------------------------------------------------------------------------- entry point

@@ -14,7 +14,6 @@ import csv
 import errno
 import io
 import os
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
 
+from gankit import console
 from gankit.console import info, warn
 from gankit.data import cache
 from gankit.errors import ConfigError, DataError
@@ -206,8 +205,7 @@ def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int]], r
         except _Skip as exc:
             return i, None, str(exc)
 
-    bar = tqdm(total=len(files), desc=f"decoding {name}", unit="img", file=sys.stderr, leave=False,
-               disable=not progress or not sys.stderr.isatty())
+    bar = console.progress(len(files), f"decoding {name}", "images", progress)
     # Oversized images must be skipped, not just warned about: make Pillow's warning an error.
     with warnings.catch_warnings(), bar:
         warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -106,18 +106,30 @@ def _load_script(path: str, device: str, channels_last: bool) -> torch.jit.Scrip
 
 
 def _keeping_channels_last(net: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """The network with its `.contiguous()` calls taken out of its graph (frozen: one inlined graph to edit).
+    """The network with two edits to its graph (frozen: one inlined graph to edit), neither changing a value:
 
-    The packaged network makes each branch's output contiguous before concatenating them, which turns channels_last
-    maps back into NCHW, and every convolution after that copies its input back to channels_last: 46 such calls, 17%
-    of its time on one core. `.contiguous()` changes the layout, never a value, so without them the features are
-    bit-identical and the network runs 1.4x faster on a CPU (README "FID and KID"). If this PyTorch cannot freeze
-    or edit the graph, the network is used as it is."""
+    - its `.contiguous()` calls taken out. The packaged network makes each branch's output contiguous before
+      concatenating them, which turns channels_last maps back into NCHW, and every convolution after that copies its
+      input back to channels_last: 46 such calls, 17% of its time on one core;
+    - each ReLU after a BatchNorm done in place (the BatchNorm's fresh output has no other use): one new map fewer
+      per layer, 94 of them.
+
+    The features stay bit-identical and the network runs 1.4x faster on a CPU (README "FID and KID"). If this
+    PyTorch cannot freeze or edit the graph, the network is used as it is."""
     try:
         frozen = torch.jit.freeze(net)
-        for node in list(frozen.graph.findAllNodes("aten::contiguous")):
+        graph = frozen.graph
+        for node in list(graph.findAllNodes("aten::contiguous")):
             node.output().replaceAllUsesWith(next(node.inputs()))
             node.destroy()
+        for node in list(graph.findAllNodes("aten::relu")):
+            x = next(node.inputs())
+            if x.node().kind() == "aten::batch_norm" and len(x.uses()) == 1:
+                in_place = graph.create("aten::relu_", [x])
+                in_place.insertBefore(node)
+                in_place.output().setType(node.output().type())
+                node.output().replaceAllUsesWith(in_place.output())
+                node.destroy()
     except Exception:  # noqa: BLE001 - an optimisation: the network as it is computes the same features
         return net
     return frozen

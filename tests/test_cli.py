@@ -88,3 +88,22 @@ def test_long_work_off_a_terminal_reports_in_lines(monkeypatch, capsys):
     bar = console.progress(3, "decoding", "images")
     assert isinstance(bar, tqdm)
     bar.close()
+
+
+def test_off_a_terminal_a_long_epoch_reports_inside_it_too(image_folder, tmp_path, monkeypatch, capsys):
+    """An epoch can take longer than the line interval (a large folder at 256 px on a CPU): a line then comes inside
+    it, with the batch count and the latest logged losses (interval 0 here: at every batch but an epoch's last)."""
+    from conftest import tiny_layers
+    from gankit import train
+
+    monkeypatch.setattr(train._progress, "line_every", 0.0)
+    layers = tiny_layers(image_folder)
+    layers[0]["log"].update(progress=True, every=1)
+    train.run_training(layers, tmp_path / "r")
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("r epoch")]
+    assert [line.split(":")[0] for line in lines] == [
+        "r epoch 1/2, 1/4 batches", "r epoch 1/2, 2/4 batches", "r epoch 1/2, 3/4 batches", "r epoch 1/2",
+        "r epoch 2/2, 1/4 batches", "r epoch 2/2, 2/4 batches", "r epoch 2/2, 3/4 batches", "r epoch 2/2"], err
+    assert all(" d_loss " in line and " img/s; " in line for line in lines), err

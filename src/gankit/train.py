@@ -635,12 +635,13 @@ class Trainer:
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
-        progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs)
+        progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
+                             lambda: (self.progress(), self.elapsed, self._images()))
         interrupted = _InterruptFlag()
         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
-        progress.start(self.elapsed, self._images())
+        progress.start()
         progress.reset_epoch(self.epoch, self.cursor % spe)
         if not (self.ckpt_dir / "last.pt").exists():
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
@@ -651,7 +652,6 @@ class Trainer:
                     before = self.cursor
                     try:
                         self.train_iteration()
-                        progress.advance(self.cursor - before)
                         clock = elapsed_base + time.perf_counter() - t_start
                         if distributed.world_size() == 1:
                             self.elapsed = clock
@@ -665,6 +665,7 @@ class Trainer:
                             ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
                             self._log_step(ips, progress)
                             last_log_t, last_log_cursor = now, self.cursor
+                        progress.advance(self.cursor - before)
                         if self.epoch > epoch_before:
                             self._end_epoch(progress)
                             if stop_when is not None and stop_when():
@@ -764,7 +765,7 @@ class Trainer:
         if self.epoch_values:
             avg = self._epoch_means()
             self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)
-            progress.epoch_line(self.epoch, avg, self.progress(), self.elapsed, self._images())
+            progress.epoch_line(self.epoch, avg)
         self.epoch_values = []
         self.write_samples()
         best = self._maybe_evaluate()
@@ -794,8 +795,7 @@ class Trainer:
         everything is saved, so a larger budget resumes it where it stopped."""
         self._log_step(None, progress)
         if self.epoch_values:
-            progress.epoch_line(self.cursor / self.batches.steps_per_epoch, self._epoch_means(), self.progress(),
-                                self.elapsed, self._images())
+            progress.epoch_line(self.cursor / self.batches.steps_per_epoch, self._epoch_means())
         self.write_samples(self.epoch_of_last_step)  # epoch_N.png of the unfinished epoch N; its end overwrites it
         self.save(best=self._maybe_evaluate())
 
@@ -889,23 +889,30 @@ class _InterruptFlag:
 class _progress:
     """Progress of the run, on the first process only, silent when disabled. On a terminal, a tqdm bar per epoch
     showing losses and images/s. Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
-    up as one endless line, so it prints plain lines instead: one at the end of an epoch, at most one per
-    `line_every` seconds (and the run's last), with the epoch's mean losses, images/s, time spent and time left."""
+    up as one endless line, so it prints plain lines instead, at most one per `line_every` seconds: at the end of
+    the first epoch and of later ones, inside a long epoch, and at the run's end; each with losses, images/s since
+    the previous line, time spent and time left. `status()` gives (fraction of the budget done, training seconds,
+    real images consumed)."""
 
-    line_every = console.LINE_EVERY  # seconds between two epoch lines, when not on a terminal
+    line_every = console.LINE_EVERY  # seconds between two lines, when not on a terminal
 
-    def __init__(self, enabled: bool, steps_per_epoch: int, name: str, epochs: int | None = None):
+    def __init__(self, enabled: bool, steps_per_epoch: int, name: str, epochs: int | None, status):
         self.enabled, self.spe, self.name, self.bar = enabled and distributed.is_main(), steps_per_epoch, name, None
-        self.on_terminal = sys.stderr.isatty()
-        self.epochs = epochs
-        self._start = (0.0, 0)  # (seconds, images) where this process started; set by start()
-        self._last_line: tuple[float, int] | None = None
+        self.lines = self.enabled and not sys.stderr.isatty()
+        self.of = f"/{epochs}" if epochs else ""
+        self.status = status
+        self.epoch, self.in_epoch, self.values = 0, 0, {}
+        self._mark = (0.0, 0)  # (training seconds, images) at the previous line, or where this process started
+        self._last_wall = time.monotonic()
+        self._epoch_lines = 0
 
-    def start(self, elapsed: float, images: int) -> None:
-        self._start = (elapsed, images)
+    def start(self) -> None:
+        self._mark = self.status()[1:]
+        self._last_wall = time.monotonic()
 
     def reset_epoch(self, epoch: int, done: int) -> None:
-        if not self.enabled or not self.on_terminal:
+        self.epoch, self.in_epoch = epoch, done
+        if not self.enabled or self.lines:
             return
         from tqdm import tqdm
 
@@ -917,24 +924,34 @@ class _progress:
     def advance(self, n: int) -> None:
         if self.bar is not None and n:
             self.bar.update(n)
+        self.in_epoch += n
+        if self.lines and self._due() and self.in_epoch < self.spe:
+            self._line(f"epoch {self.epoch + 1}{self.of}, {self.in_epoch}/{self.spe} batches", self.values)
 
     def postfix(self, values: dict) -> None:
+        self.values = values  # the latest step line's, for the lines inside an epoch
         if self.bar is not None:
             shown = {k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "img_per_s")}
             self.bar.set_postfix(shown, refresh=False)
 
-    def epoch_line(self, epoch: int | float, values: dict, done: float, elapsed: float, images: int) -> None:
-        """Off a terminal: the line of an epoch that has ended (`epoch` may be fractional when the budget ended it
-        inside one), `done` the fraction of the run's budget spent, `elapsed` its seconds so far and `images` the
-        real images it has consumed (images/s since the previous line, the epochs' ends included)."""
-        if (not self.enabled or self.on_terminal
-                or (done < 1 and self._last_line is not None and elapsed - self._last_line[0] < self.line_every)):
+    def epoch_line(self, epoch: int | float, values: dict) -> None:
+        """Off a terminal: the line of an epoch that has ended (`epoch` fractional when the budget ended it inside
+        one), with its mean values: the first epoch's, the run's last, and others when one is due."""
+        if not self.lines or not (self._epoch_lines == 0 or self.status()[0] >= 1 or self._due()):
             return
-        since_t, since_images = self._last_line or self._start
-        self._last_line = (elapsed, images)
-        of = f"/{self.epochs}" if self.epochs else ""
+        self._epoch_lines += 1
         whole = float(epoch).is_integer()
-        where = f"epoch {int(epoch)}{of}" if whole else f"epoch {int(epoch) + 1}{of}, stopped {epoch % 1:.0%} into it"
+        where = (f"epoch {int(epoch)}{self.of}" if whole
+                 else f"epoch {int(epoch) + 1}{self.of}, stopped {epoch % 1:.0%} into it")
+        self._line(where, values)
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._last_wall >= self.line_every
+
+    def _line(self, where: str, values: dict) -> None:
+        done, elapsed, images = self.status()
+        since_t, since_images = self._mark
+        self._mark, self._last_wall = (elapsed, images), time.monotonic()
         shown = "".join(f"{k} {values[k]:.3g}, " for k in ("d_loss", "g_loss") if k in values)
         speed = f"{(images - since_images) / (elapsed - since_t):.0f} img/s; " if elapsed > since_t else ""
         left = f", about {console.clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""

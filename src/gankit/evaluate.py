@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from gankit import console
 from gankit.errors import DataError
 
 
@@ -34,8 +33,6 @@ class Evaluator:
         if len(images) > n_real:  # a fixed, seeded subset so the cache key stays meaningful
             idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
             images = images[idx.sort().values]
-        if progress:
-            console.info(f"FID: Inception features of {len(images)} real images (cached after the first time)")
         self.real = real_features(data.key, images, self.extractor, progress=progress, cache_dir=cache_dir)
 
     @torch.no_grad()

@@ -213,6 +213,8 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
     feats = payload.get("features") if payload else None
     if isinstance(feats, torch.Tensor) and feats.shape == (n, NUM_FEATURES):
         return feats.double()
+    if progress:
+        console.info(f"FID: Inception features of {n} images (once: they are cached for the next time)")
     feats = extract_features(images, extractor, batch_size=batch_size, progress=progress)
     cache.write(path, {"key": full_key, "features": feats.float()})  # float32 on disk: half the size, 7 digits
     return feats.float().double()  # the same values whether they came from the cache or not

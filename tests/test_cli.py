@@ -92,7 +92,8 @@ def test_long_work_off_a_terminal_reports_in_lines(monkeypatch, capsys):
 
 def test_off_a_terminal_a_long_epoch_reports_inside_it_too(image_folder, tmp_path, monkeypatch, capsys):
     """An epoch can take longer than the line interval (a large folder at 256 px on a CPU): a line then comes inside
-    it, with the batch count and the latest logged losses (interval 0 here: at every batch but an epoch's last)."""
+    it (after twice the interval without a line), with the batch count and the latest logged losses (interval 0
+    here: at every batch but an epoch's last)."""
     from conftest import tiny_layers
     from gankit import train
 
@@ -107,3 +108,28 @@ def test_off_a_terminal_a_long_epoch_reports_inside_it_too(image_folder, tmp_pat
         "r epoch 1/2, 1/4 batches", "r epoch 1/2, 2/4 batches", "r epoch 1/2, 3/4 batches", "r epoch 1/2",
         "r epoch 2/2, 1/4 batches", "r epoch 2/2, 2/4 batches", "r epoch 2/2, 3/4 batches", "r epoch 2/2"], err
     assert all(" d_loss " in line and " img/s; " in line for line in lines), err
+
+
+def test_off_a_terminal_short_epochs_report_at_their_ends(monkeypatch, capsys):
+    """Lines inside an epoch wait for twice the interval, so that epochs shorter than it report at their ends."""
+    from gankit import train
+
+    now = [0.0]
+    monkeypatch.setattr(train.time, "monotonic", lambda: now[0])
+    progress = train._progress(True, 4, "r", 9, lambda: (0.5, now[0], 100))
+    progress.lines = True  # as into a log file
+    progress.start()
+    said = []
+
+    def at(t, call, *args):
+        now[0] = t
+        call(*args)
+        said.append(capsys.readouterr().err.split(":")[0])
+
+    at(35, progress.advance, 1)  # 35 s without a line: not yet, inside an epoch
+    at(40, progress.epoch_line, 1, {})  # the first epoch's end: always
+    at(65, progress.epoch_line, 2, {})  # 25 s later: not due
+    at(71, progress.epoch_line, 3, {})  # 31 s: due
+    at(100, progress.advance, 1)  # 29 s
+    at(132, progress.advance, 1)  # 61 s: due inside an epoch
+    assert said == ["", "r epoch 1/9", "", "r epoch 3/9", "", "r epoch 1/9, 3/4 batches"]

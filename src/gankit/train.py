@@ -889,9 +889,9 @@ class _InterruptFlag:
 class _progress:
     """Progress of the run, on the first process only, silent when disabled. On a terminal, a tqdm bar per epoch
     showing losses and images/s. Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
-    up as one endless line, so it prints plain lines instead, at most one per `line_every` seconds: at the end of
-    the first epoch and of later ones, inside a long epoch, and at the run's end; each with losses, images/s since
-    the previous line, time spent and time left. `status()` gives (fraction of the budget done, training seconds,
+    up as one endless line, so it prints plain lines instead: at the end of the first epoch, at the end of a later
+    one `line_every` seconds after the previous line, inside an epoch that goes twice that long without one, and at
+    the run's end; each with losses, images/s since the previous line, time spent and time left. `status()` gives (fraction of the budget done, training seconds,
     real images consumed)."""
 
     line_every = console.LINE_EVERY  # seconds between two lines, when not on a terminal
@@ -925,7 +925,7 @@ class _progress:
         if self.bar is not None and n:
             self.bar.update(n)
         self.in_epoch += n
-        if self.lines and self._due() and self.in_epoch < self.spe:
+        if self.lines and self._due(2) and self.in_epoch < self.spe:  # short epochs report at their ends
             self._line(f"epoch {self.epoch + 1}{self.of}, {self.in_epoch}/{self.spe} batches", self.values)
 
     def postfix(self, values: dict) -> None:
@@ -945,8 +945,8 @@ class _progress:
                  else f"epoch {int(epoch) + 1}{self.of}, stopped {epoch % 1:.0%} into it")
         self._line(where, values)
 
-    def _due(self) -> bool:
-        return time.monotonic() - self._last_wall >= self.line_every
+    def _due(self, intervals: int = 1) -> bool:
+        return time.monotonic() - self._last_wall >= intervals * self.line_every
 
     def _line(self, where: str, values: dict) -> None:
         done, elapsed, images = self.status()

@@ -37,9 +37,10 @@ def progress(total: int, desc: str, unit: str, enabled: bool = True):
     line at most every LINE_EVERY seconds; nothing when disabled or on a process that does not speak."""
     from tqdm import tqdm
 
-    if not enabled or not speaks() or not sys.stderr.isatty():
-        bar = tqdm(total=total, disable=True)
-        return _Lines(total, desc, unit) if enabled and speaks() else bar
+    if not enabled or not speaks():
+        return tqdm(total=total, disable=True)
+    if not sys.stderr.isatty():
+        return _Lines(total, desc, unit)
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 

@@ -46,6 +46,22 @@ def test_sample_command_writes_grid_and_files(trained_run, tmp_path):
     assert (tmp_path / "out" / "00000.png").read_bytes() == first
 
 
+def test_writing_many_images_reports_progress(trained_run, tmp_path, monkeypatch, capsys):
+    """--out-dir with many images (a 50,000-image FID set takes minutes): progress while they are written, in
+    lines into a log file (every LINE_EVERY seconds, here 0: after each image but the last)."""
+    from gankit import console
+    from gankit.cli import main
+
+    monkeypatch.setattr(console, "LINE_EVERY", 0.0)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", "3", "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
+    assert done.value.code == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in err] == [f"writing {tmp_path / 'out'}: 1/3 images",
+                                                    f"writing {tmp_path / 'out'}: 2/3 images"], err
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
 def test_sample_without_checkpoint_is_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     r = subprocess.run([sys.executable, "-m", "gankit", "sample", str(tmp_path / "empty")], capture_output=True, text=True)

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from gankit import console
 from gankit.errors import GankitError, RunError
 
 try:  # newer typer carries its own copy of click
@@ -172,8 +173,10 @@ def sample(
         typer.echo(f"wrote {grid}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(images):
-            save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+        with console.progress(n, f"writing {out_dir}", "images") as bar:  # 50,000 images take minutes
+            for i, img in enumerate(images):
+                save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+                bar.update()
         typer.echo(f"wrote {n} images to {out_dir}")
 
 

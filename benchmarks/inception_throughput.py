@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 
 import torch
 
-from gankit.metrics import InceptionFeatures, extract_features, load_inception, weights_path
+from gankit.metrics import InceptionFeatures, extract_features, load_inception, packaged_network, weights_path
 
 
 def as_packaged(device: str) -> InceptionFeatures:
     """The channels_last extractor with the network's graph as packaged (`.contiguous()` calls included)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        net = torch.jit.load(str(weights_path()), map_location=device).eval().to(memory_format=torch.channels_last)
-    return InceptionFeatures(net, device, channels_last=True)
+    return InceptionFeatures(packaged_network(str(weights_path()), device, True), device, channels_last=True)
 
 
 def measure(device: str, variant: str, batch: int, batches: int, size: int) -> tuple[float, float]:

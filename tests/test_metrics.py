@@ -90,15 +90,13 @@ def test_channels_last_network_has_no_layout_round_trips_and_the_same_features(e
     """The packaged network's `.contiguous()` calls (channels_last -> NCHW -> channels_last copies, 17% of its time)
     are taken out of its graph and its ReLUs after BatchNorm run in place: the features stay bit-identical to the
     packaged network's in channels_last."""
-    from gankit.metrics import InceptionFeatures, weights_path
+    from gankit.metrics import InceptionFeatures, packaged_network, weights_path
 
     assert extractor.channels_last
     edited = extractor.net.inlined_graph
     assert not list(edited.findAllNodes("aten::contiguous"))
     assert len(list(edited.findAllNodes("aten::relu_"))) == 94 and not list(edited.findAllNodes("aten::relu"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        packaged = torch.jit.load(str(weights_path())).eval().to(memory_format=torch.channels_last)
+    packaged = packaged_network(str(weights_path()), "cpu", channels_last=True)
     assert list(packaged.inlined_graph.findAllNodes("aten::contiguous"))
     as_packaged = InceptionFeatures(packaged, "cpu", channels_last=True)
     assert torch.equal(extract_features(feats["images"], as_packaged), feats["base"])

@@ -92,17 +92,22 @@ def weights_path(weights: str | Path | None = None) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=4)
-def _load_script(path: str, device: str, channels_last: bool) -> torch.jit.ScriptModule:
-    """The TorchScript network on `device`, loaded once per process (trainer, evaluate and tests share it)."""
+def packaged_network(path: str, device: str, channels_last: bool) -> torch.jit.ScriptModule:
+    """The TorchScript network from `path` on `device`, its graph as packaged (without `_keeping_channels_last`'s
+    edits; what the benchmark and the tests compare them with), in eval mode without gradients."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
         net = torch.jit.load(path, map_location=device).eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        if channels_last:
-            net = _keeping_channels_last(net.to(memory_format=torch.channels_last))
-    return net
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.to(memory_format=torch.channels_last) if channels_last else net
+
+
+@functools.lru_cache(maxsize=4)
+def _load_script(path: str, device: str, channels_last: bool) -> torch.jit.ScriptModule:
+    """The network as gankit runs it, loaded once per process (trainer, evaluate and tests share it)."""
+    net = packaged_network(path, device, channels_last)
+    return _keeping_channels_last(net) if channels_last else net
 
 
 def _keeping_channels_last(net: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -117,7 +122,9 @@ def _keeping_channels_last(net: torch.jit.ScriptModule) -> torch.jit.ScriptModul
     The features stay bit-identical and the network runs 1.5x faster on a CPU (README "FID and KID"). If this
     PyTorch cannot freeze or edit the graph, the network is used as it is."""
     try:
-        frozen = torch.jit.freeze(net)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation, as in packaged_network
+            frozen = torch.jit.freeze(net)
         graph = frozen.graph
         for node in list(graph.findAllNodes("aten::contiguous")):
             node.output().replaceAllUsesWith(next(node.inputs()))

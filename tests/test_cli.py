@@ -95,9 +95,9 @@ def test_off_a_terminal_a_long_epoch_reports_inside_it_too(image_folder, tmp_pat
     it (after twice the interval without a line), with the batch count and the latest logged losses (interval 0
     here: at every batch but an epoch's last)."""
     from conftest import tiny_layers
-    from gankit import train
+    from gankit import console, train
 
-    monkeypatch.setattr(train._progress, "line_every", 0.0)
+    monkeypatch.setattr(console, "LINE_EVERY", 0.0)
     layers = tiny_layers(image_folder)
     layers[0]["log"].update(progress=True, every=1)
     train.run_training(layers, tmp_path / "r")
@@ -118,7 +118,6 @@ def test_off_a_terminal_short_epochs_report_at_their_ends(monkeypatch, capsys):
     monkeypatch.setattr(train.time, "monotonic", lambda: now[0])
     progress = train._progress(True, 4, "r", 9, lambda: (0.5, now[0], 100))
     progress.lines = True  # as into a log file
-    progress.start()
     said = []
 
     def at(t, call, *args):

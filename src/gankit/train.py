@@ -641,7 +641,6 @@ class Trainer:
         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
-        progress.start()
         progress.reset_epoch(self.epoch, self.cursor % spe)
         if not (self.ckpt_dir / "last.pt").exists():
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
@@ -890,11 +889,9 @@ class _progress:
     """Progress of the run, on the first process only, silent when disabled. On a terminal, a tqdm bar per epoch
     showing losses and images/s. Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
     up as one endless line, so it prints plain lines instead: at the end of the first epoch, at the end of a later
-    one `line_every` seconds after the previous line, inside an epoch that goes twice that long without one, and at
-    the run's end; each with losses, images/s since the previous line, time spent and time left. `status()` gives (fraction of the budget done, training seconds,
-    real images consumed)."""
-
-    line_every = console.LINE_EVERY  # seconds between two lines, when not on a terminal
+    one `console.LINE_EVERY` seconds after the previous line, inside an epoch that goes twice that long without
+    one, and at the run's end; each with losses, images/s since the previous line, time spent and time left.
+    `status()` gives (fraction of the budget done, training seconds, real images consumed)."""
 
     def __init__(self, enabled: bool, steps_per_epoch: int, name: str, epochs: int | None, status):
         self.enabled, self.spe, self.name, self.bar = enabled and distributed.is_main(), steps_per_epoch, name, None
@@ -902,13 +899,9 @@ class _progress:
         self.of = f"/{epochs}" if epochs else ""
         self.status = status
         self.epoch, self.in_epoch, self.values = 0, 0, {}
-        self._mark = (0.0, 0)  # (training seconds, images) at the previous line, or where this process started
+        self._mark = status()[1:]  # (training seconds, images) at the previous line, or where this process started
         self._last_wall = time.monotonic()
         self._epoch_lines = 0
-
-    def start(self) -> None:
-        self._mark = self.status()[1:]
-        self._last_wall = time.monotonic()
 
     def reset_epoch(self, epoch: int, done: int) -> None:
         self.epoch, self.in_epoch = epoch, done
@@ -946,7 +939,7 @@ class _progress:
         self._line(where, values)
 
     def _due(self, intervals: int = 1) -> bool:
-        return time.monotonic() - self._last_wall >= intervals * self.line_every
+        return time.monotonic() - self._last_wall >= intervals * console.LINE_EVERY
 
     def _line(self, where: str, values: dict) -> None:
         done, elapsed, images = self.status()

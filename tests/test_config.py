@@ -99,3 +99,15 @@ def test_bf16_on_a_cpu_without_it_warns_that_it_is_emulated(monkeypatch, capsys)
         assert device.resolve_precision("bf16", cpu) == torch.bfloat16
         assert ("emulated" in capsys.readouterr().err) is not native
         assert device.resolve_precision("auto", cpu) == (torch.bfloat16 if native else None)
+
+
+def test_a_resume_shows_progress_unless_told_not_to_again(tmp_path):
+    """--no-progress is how one invocation shows itself: a resume of a run started with it shows progress again."""
+    from gankit.config import save_yaml
+    from gankit.train import resolve_config
+
+    save_yaml(build_config({"log": {"progress": False}, "train": {"epochs": 3}}), tmp_path / "config.yaml")
+    cfg, resuming = resolve_config([{}], tmp_path)
+    assert resuming and cfg.log.progress and cfg.train.epochs == 3
+    cfg, _ = resolve_config([{"log": {"progress": False}}], tmp_path)
+    assert not cfg.log.progress

@@ -122,12 +122,15 @@ def _run_named_like(run_dir: Path) -> Path | None:
 
 def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) -> tuple[Config, bool]:
     """The run's config: saved config.yaml + the user's overrides for a resumed run, else defaults + `base`
-    (a dataset's own defaults, below every user layer) + overrides. Returns (config, resuming)."""
+    (a dataset's own defaults, below every user layer) + overrides. Returns (config, resuming). A resume shows
+    progress unless it is given --no-progress again, whatever the run was started with."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return build_config(base or {}, *layers), False
     try:
         saved = yaml.safe_load(saved_path.read_text()) or {}
+        if isinstance(saved.get("log"), dict):  # how this invocation shows progress, not a property of the run
+            saved["log"].pop("progress", None)
         saved_cfg = build_config(saved)
     except Exception as e:  # noqa: BLE001
         raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another --run folder") from None

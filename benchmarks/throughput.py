@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -208,6 +209,8 @@ def profile(trainer, iters: int, rows: int) -> None:
     for _ in range(2):
         trainer.train_iteration()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    if trainer.device.type != "cuda":  # kineto's start/stop lines and its "gpuGetDeviceCount failed" on a CPU host
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with torch_profile(activities=activities, record_shapes=True) as prof:
         for _ in range(iters):
             trainer.train_iteration()

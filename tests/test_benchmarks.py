@@ -84,6 +84,20 @@ def test_peak_probes_only_the_kernels_asked_for():
     assert list(peak.by_kernel) == ["conv1x1"] and peak.flop_s == peak.by_kernel["conv1x1"] > 0
 
 
+def test_throughput_profile_prints_the_table_and_nothing_from_the_profilers_internals(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("KINETO_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, str(BENCH / "throughput.py"), "--profile", "dcgan", "--resolutions", "16",
+                           "--families", "dcgan", "--iters", "1", "--no-reference"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Self CPU time total" in proc.stdout and "convolution" in proc.stdout
+    import torch
+
+    if not torch.cuda.is_available():  # kineto's own start/stop lines and "gpuGetDeviceCount failed" on a CPU-only host
+        assert "USDT" not in proc.stderr and "gpuGetDeviceCount" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.slow
 def test_throughput_times_a_preset_file_under_the_families(tmp_path):
     """--config: the preset's own step (half width: about a quarter of the default DCGAN's FLOPs)."""

@@ -163,21 +163,28 @@ def sample(
             frames_gif(images, grid)
             typer.echo(f"wrote {grid}")
             return
+        batches = [images]
     else:
         labels = torch.tensor(classes).repeat(math.ceil(n / len(classes)))[:n] if classes else None
-        images = gen.sample(n, seed, labels=labels)
+        batches = gen.batches(gen.noise(n, seed), labels)
+    if out_dir is not None:  # drawn and written a batch at a time: 50,000 images take minutes, and no more memory
+        out_dir.mkdir(parents=True, exist_ok=True)
+        kept, i = [], 0
+        with console.progress(n, f"drawing into {out_dir}", "images") as bar:
+            for batch in batches:
+                for img in batch:
+                    save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+                    i += 1
+                    bar.update()
+                if grid is not None:
+                    kept.append(batch)
+        typer.echo(f"wrote {n} images to {out_dir}")
+        batches = kept
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)
         nrow = n if interpolate else max(1, int(math.ceil(math.sqrt(n))))
-        save_image(images, grid, nrow=nrow, normalize=True, value_range=(-1, 1))
+        save_image(torch.cat(list(batches)), grid, nrow=nrow, normalize=True, value_range=(-1, 1))
         typer.echo(f"wrote {grid}")
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with console.progress(n, f"writing {out_dir}", "images") as bar:  # 50,000 images take minutes
-            for i, img in enumerate(images):
-                save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
-                bar.update()
-        typer.echo(f"wrote {n} images to {out_dir}")
 
 
 @app.command()

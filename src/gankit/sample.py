@@ -64,15 +64,23 @@ class LoadedGenerator:
         """n latent vectors on the CPU, the same for the same seed on any device."""
         return sample_z(n, self.cfg, "cpu", generator=_seeded(seed))
 
-    @torch.no_grad()
+    def batches(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256):
+        """G(z, labels) one batch at a time -> float32 images in [-1, 1] on the CPU (labels: see `labels_for`),
+        so that tens of thousands of images need the memory of one batch."""
+        y = self.labels_for(z.shape[0], labels)  # checked now, not at the first batch
+
+        def draw():
+            for i in range(0, z.shape[0], batch_size):
+                y_part = None if y is None else y[i:i + batch_size].to(self.device)
+                with torch.no_grad():
+                    images = self.G(z[i:i + batch_size].to(self.device), y_part).float().cpu()
+                yield images
+
+        return draw()
+
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
         """G(z, labels) in batches -> float32 images in [-1, 1] on the CPU (labels: see `labels_for`)."""
-        y = self.labels_for(z.shape[0], labels)
-        out = []
-        for i in range(0, z.shape[0], batch_size):
-            y_part = None if y is None else y[i:i + batch_size].to(self.device)
-            out.append(self.G(z[i:i + batch_size].to(self.device), y_part).float().cpu())
-        return torch.cat(out)
+        return torch.cat(list(self.batches(z, labels, batch_size)))
 
     def sample(self, n: int, seed: int, batch_size: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device.

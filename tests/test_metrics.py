@@ -217,6 +217,32 @@ def test_real_features_are_cached_per_key_resolution_and_count(tmp_path):
     assert len(list(tmp_path.glob("fid-features-*.pt"))) == 4
 
 
+def test_generated_images_are_scored_a_chunk_at_a_time():
+    """The evaluator draws a chunk, scores it, then draws the next (the memory of one chunk for 50,000 images),
+    with the same FID/KID as scoring them all at once."""
+    from gankit.evaluate import Evaluator, to_uint8
+
+    calls, drawn = [], disc_images(120, 16, seed=1).float() / 127.5 - 1
+
+    class Recording(CountingExtractor):
+        def forward(self, images):
+            calls.append(("score", images.shape[0]))
+            return super().forward(images)
+
+    def generate(k):
+        calls.append(("draw", k))
+        start = sum(n for what, n in calls if what == "draw") - k
+        return drawn[start:start + k]
+
+    ev = Evaluator.__new__(Evaluator)
+    ev.extractor, ev.progress = Recording(), False
+    ev.real = extract_features(disc_images(30, 16, seed=2), ev.extractor)
+    calls.clear()
+    result = ev(generate, 120)
+    assert calls == [("draw", 50), ("score", 50), ("draw", 50), ("score", 50), ("draw", 20), ("score", 20)]
+    assert result == fid_kid(ev.real, extract_features(to_uint8(drawn), CountingExtractor()))
+
+
 def test_real_features_cache_honours_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "env-cache"))
     real_features("k", disc_images(2, 16, seed=0), CountingExtractor())

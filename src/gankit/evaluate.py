@@ -37,17 +37,20 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, generate, n_fake: int, batch_size: int = 50) -> dict:
-        """`generate(n)` returns n images in [-1, 1]; returns {"fid", "kid_mean", "kid_std", "n_fake", ...}."""
+        """`generate(n)` returns n images in [-1, 1]; returns {"fid", "kid_mean", "kid_std", "n_fake", ...}.
+        Each chunk of `batch_size` images is scored as soon as it is drawn: 50,000 images need the memory of one
+        chunk and their features, and the progress counts both."""
+        from gankit import console
         from gankit.metrics import extract_features, fid_kid
 
-        chunks = []
-        done = 0
-        while done < n_fake:
-            k = min(batch_size, n_fake - done)
-            chunks.append(to_uint8(generate(k)).cpu())
-            done += k
-        fake = extract_features(torch.cat(chunks), self.extractor, batch_size=batch_size, progress=self.progress)
-        return fid_kid(self.real, fake)
+        features, done = [], 0
+        with console.progress(n_fake, "Inception", "images", self.progress) as bar:
+            while done < n_fake:
+                k = min(batch_size, n_fake - done)
+                features.append(extract_features(to_uint8(generate(k)).cpu(), self.extractor, batch_size=batch_size))
+                done += k
+                bar.update(k)
+        return fid_kid(self.real, torch.cat(features))
 
 
 def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,

@@ -5,7 +5,6 @@ key) and unwritable paths end the same way."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,16 +57,12 @@ def writable_file(text: str) -> Path:
 
 def run(main: Callable[[], None]) -> None:
     """Run a benchmark's main(); gankit's input errors and OS errors become one line on stderr, exit 2."""
+    from gankit.cli import _fail  # gankit's own one-line error
     from gankit.errors import GankitError
 
     try:
         main()
     except GankitError as e:
-        sys.exit(_fail(str(e)))
+        _fail(str(e), 2)
     except OSError as e:
-        sys.exit(_fail(f"'{e.filename}': {e.strerror}" if e.filename else str(e)))
-
-
-def _fail(message: str) -> int:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
-    return 2
+        _fail(f"'{e.filename}': {e.strerror}" if e.filename else str(e), 2)

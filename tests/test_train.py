@@ -290,3 +290,6 @@ def test_a_new_run_folder_named_like_an_existing_run_says_so(image_folder, tmp_p
     assert f"'{tmp_path / 'pokemon_64px_dcgan'}' holds a run: pass --run {tmp_path / 'pokemon_64px_dcgan'}" in err
     run_training(tiny_layers(image_folder, epochs=1), tmp_path / "birds")  # no run named like it: nothing said
     assert "holds a run" not in capsys.readouterr().err
+    # a sibling made on purpose with another recipe could not resume that run: nothing said either
+    run_training(tiny_layers(image_folder, epochs=1, loss="hinge"), tmp_path / "pokemon_64px_dcgan-hinge")
+    assert "holds a run" not in capsys.readouterr().err

@@ -120,6 +120,14 @@ def _run_named_like(run_dir: Path) -> Path | None:
     return run_dir.parent / close[0] if close else None
 
 
+def _would_resume(layers: list[dict], run_dir: Path, base: dict) -> bool:
+    """Whether these overrides could resume the run in `run_dir` (its config allows them)."""
+    try:
+        return resolve_config(layers, run_dir, base)[1]
+    except RunError:
+        return False
+
+
 def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) -> tuple[Config, bool]:
     """The run's config: saved config.yaml + the user's overrides for a resumed run, else defaults + `base`
     (a dataset's own defaults, below every user layer) + overrides. Returns (config, resuming). A resume shows
@@ -972,7 +980,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         run_path = Path(run_dir)
         cfg, resuming = resolve_config(layers, run_path, base)
         near = None if resuming else _run_named_like(run_path)
-        if near is not None:
+        if near is not None and _would_resume(layers, near, base):  # not a sibling run of another recipe
             console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass --run {near} to resume that one")
     else:
         run_path, cfg, resuming = _default_run(layers, base)

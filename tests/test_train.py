@@ -97,12 +97,23 @@ def test_default_run_folders_resume_from_anywhere_and_never_collide(image_folder
     assert "resuming from iteration 4" in err and "already complete (6 iterations" in err and "raise --max-steps" in err
 
 
-def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys):
+def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys, monkeypatch):
+    from gankit.train import Trainer
+
     make_image_folder(tmp_path / "pets", classes=("cat", "dog"))
     layers = tiny_layers(tmp_path / "pets", max_steps=1)
     layers[0]["data"]["labels"] = "folders"
+    drawn, generate = [], Trainer._generate
+    monkeypatch.setattr(Trainer, "_generate", lambda self, z, y: drawn.append((z, y)) or generate(self, z, y))
     cfg = yaml.safe_load((run_training(layers, tmp_path / "a") / "config.yaml").read_text())
     assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("acgan", 2)
+    # its epoch grid: one row per class (its name at the left), the same noise down each of the 8 columns
+    z, y = drawn[0]
+    assert y.tolist() == [0] * 8 + [1] * 8 and torch.equal(z[:8], z[8:]) and len(set(z[:8, 0].tolist())) == 8
+    with Image.open(tmp_path / "a" / "samples" / "epoch_0001.png") as grid:
+        margin = grid.width - (8 * 18 + 2)
+        assert grid.height == 2 * 18 + 2 and margin > 10
+        assert grid.crop((0, 0, margin, grid.height)).convert("L").getextrema()[1] > 200  # white names on black
     layers[0]["model"]["arch"] = "dcgan"  # asked for: trained, with a warning that the labels go unused
     cfg = yaml.safe_load((run_training(layers, tmp_path / "b") / "config.yaml").read_text())
     assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("dcgan", 0)

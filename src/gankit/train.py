@@ -46,6 +46,9 @@ BUILTIN_DEFAULTS = {"model": {"ngf": 32, "ndf": 32}, "train": {"epochs": 30}}
 # NaN/Inf rollbacks allowed in one run before it stops for good.
 MAX_ROLLBACKS = 5
 
+# Most columns (noise vectors) of a conditional run's per-epoch grid, one row per class.
+LABEL_GRID_COLUMNS = 8
+
 
 # --------------------------------------------------------------------------- run folder and config
 
@@ -280,8 +283,6 @@ class Trainer:
                                self.device, self.fmt)
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         self.fixed_noise = sample_z(cfg.log.n_samples, cfg, "cpu", generator=g)
-        # conditional runs: the fixed grid cycles through the classes (one class per column of a square grid)
-        self.fixed_labels = torch.arange(cfg.log.n_samples) % self.num_classes if self.num_classes else None
 
         self.iteration = 0  # strategy iterations done
         self.cursor = 0  # real batches consumed
@@ -603,14 +604,21 @@ class Trainer:
     @torch.no_grad()
     def write_samples(self, epoch: int | None = None) -> Path | None:
         """The fixed-noise grid of this epoch, or of `epoch` (eval mode: BatchNorm uses its running statistics);
-        rank 0 only."""
-        from gankit.report.grids import save_grid
+        rank 0 only. A conditional run's grid has one row per class, named at its left (the first `log.n_samples`
+        classes), and the same noise down each column (`log.n_samples` // classes columns, 1 to 8)."""
+        from gankit.report.grids import label_grid, save_grid
 
         if not distributed.is_main():
             return None
-        labels = self.fixed_labels.to(self.device) if self.fixed_labels is not None else None
-        images = self._generate(self.fixed_noise.to(self.device), labels)
-        return save_grid(images, self.run_dir / "samples" / f"epoch_{self.epoch if epoch is None else epoch:04d}.png")
+        path = self.run_dir / "samples" / f"epoch_{self.epoch if epoch is None else epoch:04d}.png"
+        if not self.num_classes:
+            return save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
+        rows = min(self.num_classes, len(self.fixed_noise))
+        k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
+        z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
+        images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
+        names = self.class_names if len(self.class_names) == self.num_classes else range(self.num_classes)
+        return label_grid(images.reshape(rows, k, *images.shape[1:]), [str(c) for c in names][:rows], path)
 
     @torch.no_grad()
     def _generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -150,6 +150,9 @@ def test_label_errors_are_one_line(conditional_gen, trained_run):
     with pytest.raises(GankitError) as err:
         conditional_gen.label_index("electric")
     assert str(err.value) == "unknown label 'electric': this run knows fire, grass, water"
+    with pytest.raises(GankitError) as err:
+        conditional_gen.label_index("wter")
+    assert str(err.value) == "unknown label 'wter': did you mean 'water'? this run knows fire, grass, water"
     unconditional = load_run_generator(trained_run, device="cpu")
     assert not unconditional.conditional
     for call in (lambda: unconditional.label_index("fire"), lambda: unconditional.same_noise_labels(4, 0),

@@ -46,7 +46,11 @@ class LoadedGenerator:
         self.require_conditional(f"--label {name}")
         known = self.labels
         if name not in known:
-            raise GankitError(f"unknown label '{name}': this run knows {', '.join(known)}")
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise GankitError(f"unknown label '{name}': {hint}this run knows {', '.join(known)}")
         return known.index(name)
 
     def labels_for(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor | None:

@@ -10,17 +10,28 @@ Times `gankit.metrics.extract_features` on synthetic uint8 images after one warm
 images are resized to 299 inside, so the input size barely matters. Prints one line per variant
 and, with --json, writes the numbers. Besides images per wall-clock second it reports images
 per CPU-second of this process, which stays meaningful on a machine shared with other jobs.
+
+On a CPU it then times gankit's variant again in two fresh processes, PyTorch's allocator with
+4 KB pages and with 2 MB transparent huge pages (THP_MEM_ALLOC_ENABLE=0 / 1, which gankit sets
+when it is imported; the allocator reads it once per process), and prints their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
+import gankit  # noqa: F401 - before torch's first allocation: gankit's default THP_MEM_ALLOC_ENABLE
 import torch
 
 from gankit.metrics import InceptionFeatures, extract_features, load_inception, packaged_network, weights_path
+
+VARIANTS = ("contiguous", "channels_last_as_packaged", "channels_last")
 
 
 def as_packaged(device: str) -> InceptionFeatures:
@@ -44,6 +55,25 @@ def measure(device: str, variant: str, batch: int, batches: int, size: int) -> t
     return n / (time.perf_counter() - start), n / (time.process_time() - cpu_start)
 
 
+def pages_ab(args) -> dict:
+    """gankit's variant in two fresh processes, 4 KB pages then 2 MB pages: {"4k": ..., "2m": ..., ratios}."""
+    out = {}
+    for pages, flag in (("4k", "0"), ("2m", "1")):
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, __file__, "--variants", "channels_last", "--no-pages-ab", "--device", args.device,
+                   "--batch", str(args.batch), "--batches", str(args.batches), "--size", str(args.size),
+                   "--json", f"{tmp}/r.json"] + (["--threads", str(args.threads)] if args.threads else [])
+            subprocess.run(cmd, check=True, env={**os.environ, "THP_MEM_ALLOC_ENABLE": flag}, stdout=subprocess.DEVNULL)
+            with open(f"{tmp}/r.json") as f:
+                out[pages] = json.load(f)["channels_last"]
+    for unit in ("images_per_s", "images_per_cpu_s"):
+        out[f"ratio_{unit}"] = out["2m"][unit] / out["4k"][unit]
+    print(f"channels_last in fresh processes: 4 KB pages {out['4k']['images_per_s']:.2f} images/s, 2 MB pages "
+          f"{out['2m']['images_per_s']:.2f}: x{out['ratio_images_per_s']:.2f} "
+          f"(per CPU-second x{out['ratio_images_per_cpu_s']:.2f})")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -51,19 +81,29 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=2, help="timed batches per memory format")
     ap.add_argument("--size", type=int, default=64, help="input image size before the resize to 299")
     ap.add_argument("--threads", type=int, help="torch CPU threads [default: torch's, one per core]")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    ap.add_argument("--no-pages-ab", action="store_true", help="skip the 4 KB / 2 MB pages comparison (CPU)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    variants = args.variants.split(",")
+    if not set(variants) <= set(VARIANTS):
+        ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {"device": args.device, "threads": torch.get_num_threads(), "batch": args.batch}
-    for name in ("contiguous", "channels_last_as_packaged", "channels_last"):
+    pages = os.environ.get("THP_MEM_ALLOC_ENABLE")
+    results = {"device": args.device, "threads": torch.get_num_threads(), "batch": args.batch,
+               "thp_mem_alloc_enable": pages}
+    for name in variants:
         rate, per_cpu_s = measure(args.device, name, args.batch, args.batches, args.size)
         results[name] = {"images_per_s": rate, "images_per_cpu_s": per_cpu_s}
         print(f"{args.device} ({torch.get_num_threads()} threads), batch {args.batch}, {name}: {rate:.2f} images/s "
-              f"({per_cpu_s:.2f} per CPU-second of this process)")
+              f"({per_cpu_s:.2f} per CPU-second of this process; THP_MEM_ALLOC_ENABLE={pages})")
     for name in ("channels_last_as_packaged", "channels_last"):
-        ratio = results[name]["images_per_cpu_s"] / results["contiguous"]["images_per_cpu_s"]
-        print(f"{name} against contiguous, per CPU-second: {ratio:.2f}x")
+        if name in results and "contiguous" in results:
+            ratio = results[name]["images_per_cpu_s"] / results["contiguous"]["images_per_cpu_s"]
+            print(f"{name} against contiguous, per CPU-second: {ratio:.2f}x")
+    if args.device == "cpu" and not args.no_pages_ab:
+        results["pages"] = pages_ab(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -304,3 +304,27 @@ def test_a_new_run_folder_named_like_an_existing_run_says_so(image_folder, tmp_p
     # a sibling made on purpose with another recipe could not resume that run: nothing said either
     run_training(tiny_layers(image_folder, epochs=1, loss="hinge"), tmp_path / "pokemon_64px_dcgan-hinge")
     assert "holds a run" not in capsys.readouterr().err
+
+
+def test_a_run_whose_dataset_moved_resumes_from_its_new_place(tmp_path, capsys):
+    """Its folder moved (or the run continues on another machine): --data gives the new place; while the old one
+    is there, another --data is another config, as before."""
+    from gankit.errors import DataError
+    from gankit.evaluate import evaluate_run
+
+    make_image_folder(tmp_path / "a")
+    make_image_folder(tmp_path / "other")
+    run = run_training(tiny_layers(tmp_path / "a", max_steps=2), tmp_path / "run")
+    with pytest.raises(RunError, match="different config"):
+        run_training(tiny_layers(tmp_path / "other", max_steps=4), run)
+    (tmp_path / "a").rename(tmp_path / "b")
+    with pytest.raises(RunError, match=rf"trained on '{tmp_path / 'a'}', which does not exist any more: pass --data"):
+        run_training([{"train": {"max_steps": 4}}], run)
+    with pytest.raises(DataError, match="does not exist any more: pass --data"):
+        evaluate_run(run, None, n_fake=2, n_real=2, device="cpu")
+    capsys.readouterr()
+    run_training(tiny_layers(tmp_path / "b", max_steps=4), run)
+    err = capsys.readouterr().err
+    assert f"'{tmp_path / 'a'}' is gone: resuming on the images in '{tmp_path / 'b'}'" in err
+    assert "resuming from iteration 2" in err and load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 4
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["path"] == str(tmp_path / "b")

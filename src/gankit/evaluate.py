@@ -65,6 +65,9 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     if data_path is not None and not is_builtin(data_path) and not Path(data_path).exists():
         raise DataError(f"--data '{data_path}' does not exist: pass the folder (or archive) of real images to compare "
                         "with, or omit --data to use the run's own dataset")
+    if data_path is None and not is_builtin(path) and not Path(path).exists():
+        raise DataError(f"the run's dataset '{path}' does not exist any more: pass --data with its new place (or any "
+                        "folder of real images to compare with)")
     labels = cfg.data.labels if path == cfg.data.path else None
     data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                         cache_dir=cfg.data.cache_dir)

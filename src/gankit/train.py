@@ -123,6 +123,21 @@ def _run_named_like(run_dir: Path) -> Path | None:
     return run_dir.parent / close[0] if close else None
 
 
+def _data_moved(saved_path: str | None) -> bool:
+    """Whether a run's saved dataset folder (or archive) is not where it was trained any more."""
+    return not is_builtin(saved_path) and not Path(saved_path).exists()
+
+
+def _check_resumed_data(run_path: Path, cfg: Config) -> None:
+    """A resumed run's dataset: a one-line error when it is gone, a line when it is read from a new place."""
+    saved = build_config(yaml.safe_load((run_path / "config.yaml").read_text()) or {}).data.path
+    if cfg.data.path == saved and _data_moved(saved):
+        raise RunError(f"run '{run_path}' was trained on '{saved}', which does not exist any more: "
+                       "pass --data with its new place to resume it")
+    if cfg.data.path != saved and not _data_moved(cfg.data.path):  # (a --data that is not there says so itself)
+        console.info(f"'{saved}' is gone: resuming on the images in '{cfg.data.path}'")
+
+
 def _would_resume(layers: list[dict], run_dir: Path, base: dict) -> bool:
     """Whether these overrides could resume the run in `run_dir` (its config allows them)."""
     try:
@@ -134,7 +149,8 @@ def _would_resume(layers: list[dict], run_dir: Path, base: dict) -> bool:
 def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) -> tuple[Config, bool]:
     """The run's config: saved config.yaml + the user's overrides for a resumed run, else defaults + `base`
     (a dataset's own defaults, below every user layer) + overrides. Returns (config, resuming). A resume shows
-    progress unless it is given --no-progress again, whatever the run was started with."""
+    progress unless it is given --no-progress again, whatever the run was started with; it may take its data
+    from a new --data folder when the one it was trained on is gone."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return build_config(base or {}, *layers), False
@@ -147,6 +163,8 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
         raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another --run folder") from None
     cfg = build_config(saved, *layers)
     diffs = incompatible_changes(saved_cfg, cfg)
+    if _data_moved(saved_cfg.data.path):  # its folder was moved (or this is another machine): --data says where to
+        diffs = [d for d in diffs if not d.startswith("data.path:")]
     if diffs:
         raise RunError(
             f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}): "
@@ -992,6 +1010,8 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass --run {near} to resume that one")
     else:
         run_path, cfg, resuming = _default_run(layers, base)
+    if resuming:
+        _check_resumed_data(run_path, cfg)
     if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS:
         console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
                      "(--set model.arch=acgan trains a model conditioned on them)")

@@ -27,6 +27,12 @@ def test_tiny_run_writes_the_whole_run_folder(image_folder, tmp_path):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     grid = Image.open(run / "samples/epoch_0002.png")
     assert grid.size[0] > 4 * 16  # a 4x4 grid of 16 px images
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    shown = events.Images("samples")  # each epoch's grid in the Images tab, at the step it was drawn
+    assert [(e.step, e.width, e.height) for e in shown] == [(s, *grid.size) for s in (4, 8)]
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [x for x in lines if x["kind"] == "step"]
     epochs = [x for x in lines if x["kind"] == "epoch"]

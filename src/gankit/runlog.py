@@ -1,4 +1,5 @@
-"""The run's metric log: `metrics.jsonl` (one JSON object per line) and TensorBoard events.
+"""The run's metric log: `metrics.jsonl` (one JSON object per line) and TensorBoard events (the same metrics,
+and each epoch's sample grid as an image).
 
 Every line has `kind` (step | epoch | eval), `step` (iterations so far), `epoch` and `time`
 (training seconds since the run started, continuing across resumes). Lines are appended and
@@ -70,6 +71,17 @@ class RunLog:
             for k, v in values.items():
                 self.tb.add_scalar(f"{kind}/{k}", v, step)
 
+    def image(self, tag: str, path: Path, step: int) -> None:
+        """A picture the run wrote (an epoch's sample grid) into TensorBoard's Images tab."""
+        if self.tb is None:
+            return
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as im:
+            self.tb.add_image(tag, np.asarray(im.convert("RGB")), step, dataformats="HWC")
+        self.tb.flush()
+
     def close(self) -> None:
         if self.file.closed:
             return
@@ -85,6 +97,9 @@ class NullLog:
         pass
 
     def rewind(self, step: int) -> None:
+        pass
+
+    def image(self, tag: str, path: Path, step: int) -> None:
         pass
 
     def close(self) -> None:

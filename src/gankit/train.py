@@ -621,22 +621,26 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self, epoch: int | None = None) -> Path | None:
-        """The fixed-noise grid of this epoch, or of `epoch` (eval mode: BatchNorm uses its running statistics);
-        rank 0 only. A conditional run's grid has one row per class, named at its left (the first `log.n_samples`
-        classes), and the same noise down each column (`log.n_samples` // classes columns, 1 to 8)."""
+        """The fixed-noise grid of this epoch, or of `epoch` (eval mode: BatchNorm uses its running statistics),
+        also logged to TensorBoard; rank 0 only. A conditional run's grid has one row per class, named at its left
+        (the first `log.n_samples` classes), and the same noise down each column (`log.n_samples` // classes
+        columns, 1 to 8)."""
         from gankit.report.grids import label_grid, save_grid
 
         if not distributed.is_main():
             return None
         path = self.run_dir / "samples" / f"epoch_{self.epoch if epoch is None else epoch:04d}.png"
         if not self.num_classes:
-            return save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
-        rows = min(self.num_classes, len(self.fixed_noise))
-        k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
-        z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
-        images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
-        names = self.class_names if len(self.class_names) == self.num_classes else range(self.num_classes)
-        return label_grid(images.reshape(rows, k, *images.shape[1:]), [str(c) for c in names][:rows], path)
+            save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
+        else:
+            rows = min(self.num_classes, len(self.fixed_noise))
+            k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
+            z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
+            images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
+            names = self.class_names if len(self.class_names) == self.num_classes else range(self.num_classes)
+            label_grid(images.reshape(rows, k, *images.shape[1:]), [str(c) for c in names][:rows], path)
+        self.log.image("samples", path, self.iteration)  # also in TensorBoard's Images tab, slider by step
+        return path
 
     @torch.no_grad()
     def _generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

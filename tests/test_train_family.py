@@ -25,6 +25,23 @@ def _lines(run, kind):
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if json.loads(x)["kind"] == kind]
 
 
+def _tensorboard_steps(run, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return [e.step for e in (events.Images(tag) if tag == "samples" else events.Scalars(tag))]
+
+
+def test_a_resume_keeps_tensorboard_events_up_to_its_checkpoint(image_folder, tmp_path):
+    """A resume from iteration 4 hides what came after it in TensorBoard, and keeps what was logged at it (epoch
+    1's end: its epoch line, step line and grid), as metrics.jsonl does."""
+    run = run_training(_layers(image_folder, {"max_steps": 4}), tmp_path / "r")
+    run_training(_layers(image_folder, {"max_steps": 8}), run)
+    assert _tensorboard_steps(run, "step/d_loss") == [x["step"] for x in _lines(run, "step")] == [2, 4, 6, 8]
+    assert _tensorboard_steps(run, "epoch/d_loss") == [4, 8] and _tensorboard_steps(run, "samples") == [4, 8]
+
+
 def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
     run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 3, "optimizer": "rmsprop",
                                               "lr_g": 5e-5, "lr_d": 5e-5, "max_steps": 3}), tmp_path / "r")
@@ -122,6 +139,7 @@ def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path,
     assert len(events) == 1 and events[0]["step"] == 4  # back to the end of epoch 1
     steps = [x["step"] for x in _lines(run, "step")]
     assert steps == sorted(set(steps))  # the rolled-back lines are gone, none duplicated
+    assert _tensorboard_steps(run, "step/d_loss") == steps  # in TensorBoard too
     assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
 
 

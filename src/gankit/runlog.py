@@ -42,14 +42,20 @@ class RunLog:
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.file = open(self.path, "a")
+        self.tb_dir = Path(run_dir) / "tensorboard"
         self.tb = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+            self._open_tensorboard(resume_step)
 
-                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
-            except ImportError:  # tensorboard is a dependency, but keep training if it is broken
-                self.tb = None
+    def _open_tensorboard(self, kept_step: int | None) -> None:
+        """TensorBoard's writer; events after `kept_step` (from a run that went on past its checkpoint) are hidden,
+        those at it kept, as in metrics.jsonl."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.tb_dir), purge_step=None if kept_step is None else kept_step + 1)
+        except ImportError:  # tensorboard is a dependency, but keep training if it is broken
+            self.tb = None
 
     def _truncate(self, step: int) -> None:
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
@@ -60,6 +66,9 @@ class RunLog:
         self.file.close()
         self._truncate(step)
         self.file = open(self.path, "a")
+        if self.tb is not None:
+            self.tb.close()
+            self._open_tensorboard(step)
 
     def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
         clean = {k: (v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None)

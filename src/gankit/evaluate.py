@@ -8,8 +8,6 @@ epochs on a GPU; `eval.n_fake` sets the sample count (KID is the honest figure f
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from gankit.errors import DataError
@@ -56,16 +54,16 @@ class Evaluator:
 def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
-    from gankit.data import is_builtin, load_dataset
+    from gankit.data import is_missing, load_dataset
     from gankit.sample import load_run_generator
 
     gen = load_run_generator(run, checkpoint, device)
     cfg = gen.cfg
     path = data_path if data_path is not None else cfg.data.path
-    if data_path is not None and not is_builtin(data_path) and not Path(data_path).exists():
+    if data_path is not None and is_missing(data_path):
         raise DataError(f"--data '{data_path}' does not exist: pass the folder (or archive) of real images to compare "
                         "with, or omit --data to use the run's own dataset")
-    if data_path is None and not is_builtin(path) and not Path(path).exists():
+    if data_path is None and is_missing(path):
         raise DataError(f"the run's dataset '{path}' does not exist any more: pass --data with its new place (or any "
                         "folder of real images to compare with)")
     labels = cfg.data.labels if path == cfg.data.path else None

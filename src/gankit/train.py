@@ -30,7 +30,7 @@ from gankit.checkpoint import BEST, load_latest_checkpoint, save_checkpoint, sav
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import RunError
-from gankit.data import BUILTIN_PREFIX, is_builtin
+from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
@@ -123,18 +123,13 @@ def _run_named_like(run_dir: Path) -> Path | None:
     return run_dir.parent / close[0] if close else None
 
 
-def _data_moved(saved_path: str | None) -> bool:
-    """Whether a run's saved dataset folder (or archive) is not where it was trained any more."""
-    return not is_builtin(saved_path) and not Path(saved_path).exists()
-
-
 def _check_resumed_data(run_path: Path, cfg: Config) -> None:
     """A resumed run's dataset: a one-line error when it is gone, a line when it is read from a new place."""
     saved = build_config(yaml.safe_load((run_path / "config.yaml").read_text()) or {}).data.path
-    if cfg.data.path == saved and _data_moved(saved):
+    if cfg.data.path == saved and is_missing(saved):
         raise RunError(f"run '{run_path}' was trained on '{saved}', which does not exist any more: "
                        "pass --data with its new place to resume it")
-    if cfg.data.path != saved and not _data_moved(cfg.data.path):  # (a --data that is not there says so itself)
+    if cfg.data.path != saved and not is_missing(cfg.data.path):  # (a --data that is not there says so itself)
         console.info(f"'{saved}' is gone: resuming on the images in '{cfg.data.path}'")
 
 
@@ -163,7 +158,7 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
         raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another --run folder") from None
     cfg = build_config(saved, *layers)
     diffs = incompatible_changes(saved_cfg, cfg)
-    if _data_moved(saved_cfg.data.path):  # its folder was moved (or this is another machine): --data says where to
+    if is_missing(saved_cfg.data.path):  # its folder was moved (or this is another machine): --data says where to
         diffs = [d for d in diffs if not d.startswith("data.path:")]
     if diffs:
         raise RunError(

@@ -15,8 +15,8 @@ from gankit.data.builtin import BUILTIN_NAMES, load_builtin
 from gankit.data.folder import IMAGE_EXTENSIONS, ImageSet, load_folder
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "BUILTIN_NAMES",
-           "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
+__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing",
+           "BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -24,6 +24,11 @@ BUILTIN_PREFIX = "builtin:"
 def is_builtin(path: str | None) -> bool:
     """Whether a config's data.path names a built-in dataset: none given (MNIST), or "builtin:NAME"."""
     return not path or path.startswith(BUILTIN_PREFIX)
+
+
+def is_missing(path: str | Path | None) -> bool:
+    """Whether a dataset path names a folder or archive that is not there (a built-in dataset never is)."""
+    return not is_builtin(str(path) if path is not None else None) and not Path(path).exists()
 
 
 def load_dataset(

@@ -381,12 +381,13 @@ def save_yaml(cfg: Config, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def incompatible_changes(saved: Config, requested: Config) -> list[str]:
-    """Keys whose values differ between a run's saved config and a new request, ignoring safe ones."""
+def incompatible_changes(saved: Config, requested: Config, also_allowed: tuple[str, ...] = ()) -> list[str]:
+    """Keys whose values differ between a run's saved config and a new request, ignoring safe ones
+    (RESUMABLE_CHANGES, and `also_allowed` for this resume)."""
     a, b = flatten(to_dict(saved)), flatten(to_dict(requested))
     diffs = []
     for k in a:
-        if any(k == s or (s.endswith(".") and k.startswith(s)) for s in RESUMABLE_CHANGES):
+        if any(k == s or (s.endswith(".") and k.startswith(s)) for s in RESUMABLE_CHANGES + also_allowed):
             continue
         if a[k] != b.get(k) and b.get(k) is not None:
             diffs.append(f"{k}: {a[k]!r} -> {b.get(k)!r}")

@@ -157,9 +157,8 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     except Exception as e:  # noqa: BLE001
         raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another --run folder") from None
     cfg = build_config(saved, *layers)
-    diffs = incompatible_changes(saved_cfg, cfg)
-    if is_missing(saved_cfg.data.path):  # its folder was moved (or this is another machine): --data says where to
-        diffs = [d for d in diffs if not d.startswith("data.path:")]
+    # a dataset folder that moved (or a run continued on another machine): --data says where it is now
+    diffs = incompatible_changes(saved_cfg, cfg, ("data.path",) if is_missing(saved_cfg.data.path) else ())
     if diffs:
         raise RunError(
             f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}): "

@@ -631,8 +631,7 @@ class Trainer:
             k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
             z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
             images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
-            names = self.class_names if len(self.class_names) == self.num_classes else range(self.num_classes)
-            label_grid(images.reshape(rows, k, *images.shape[1:]), [str(c) for c in names][:rows], path)
+            label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path)  # num_classes' names
         self.log.image("samples", path, self.iteration)  # also in TensorBoard's Images tab, slider by step
         return path
 

@@ -121,8 +121,8 @@ def _grads(net, x, amp, penalty):
     """Output, input gradient and every parameter gradient of a mean score (+ a WGAN-GP-like penalty)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         out = net(x)
-        out = out[0] if isinstance(out, tuple) else out
-        loss = out.float().mean()
+        out, aux = out if isinstance(out, tuple) else (out, None)
+        loss = out.float().mean() + (aux.float().square().mean() if aux is not None else 0)  # ACGAN's class logits too
         if penalty:  # double backward through every layer, as the WGAN-GP gradient penalty does
             gx, = torch.autograd.grad(out.float().sum(), x, create_graph=True)
             loss = loss + (gx.float().flatten(1).norm(dim=1) - 1).pow(2).mean()
@@ -131,10 +131,11 @@ def _grads(net, x, amp, penalty):
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("net", ["G", "D", "D_sn_100px", "G_bias_100px", "G_gray", "D_gray_300px", "G_upsample",
-                                 "G_upsample_gray_100px"])
+@pytest.mark.parametrize("net", ["G", "D", "D_sn_100px", "D_acgan_100px", "G_bias_100px", "G_gray", "D_gray_300px",
+                                 "G_upsample", "G_upsample_gray_100px"])
 def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
-    """The GEMM weight gradient and the thin RGB layers: same outputs and gradients as the plain convolutions
+    """The GEMM weight gradient, the thin RGB layers and D's last layers as matrix products (`whole_map_conv2d`;
+    score and ACGAN's class logits): same outputs and gradients as the plain convolutions
     (WGAN-GP's double backward included) in fp32 to rounding; under bf16 autocast as close to the fp32 ones as
     the plain convolutions' are (the summed upsample kernels round differently); for even and odd (padded)
     layouts and one or three image channels."""
@@ -146,7 +147,8 @@ def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
                           upsample="upsample" if "upsample" in net else "convtranspose")
         x = torch.randn(4, 16, requires_grad=True)
     else:
-        plain = Discriminator(res, ndf=8, channels=channels, norm="none", spectral_norm="sn" in net)
+        plain = Discriminator(res, ndf=8, channels=channels, norm="none", spectral_norm="sn" in net,
+                              num_classes=5 if "acgan" in net else 0)
         x = torch.randn(4, channels, res, res).to(memory_format=torch.channels_last).requires_grad_()
     plain = plain.to(memory_format=torch.channels_last)
     fast = copy.deepcopy(plain)
@@ -170,9 +172,10 @@ def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
             torch.testing.assert_close(untrained[1](x), untrained[0](x), rtol=0, atol=1e-5)
 
 
-def test_gemm_weight_gradient_keeps_its_im2col_matrix_between_calls():
-    """Outside autograd's graph the im2col matrix of a shape is kept and refilled (not faulted in afresh at every
-    step); each call still returns its own inputs' gradient, and a graph-recording call gets a matrix of its own."""
+def test_gemm_weight_gradient_keeps_its_work_buffers_between_calls():
+    """Outside autograd's graph the padded input and the im2col matrix of a shape are kept and refilled (not
+    faulted in afresh at every step); each call still returns its own inputs' gradient (the padding stays zero),
+    and a graph-recording call gets buffers of its own."""
     from gankit.models import layers
 
     torch.manual_seed(0)
@@ -184,16 +187,17 @@ def test_gemm_weight_gradient_keeps_its_im2col_matrix_between_calls():
         return torch.ops.aten.convolution_backward(g, x, w, None, (2, 2), (1, 1), (1, 1), False, (0, 0), 1,
                                                    (False, True, False))[1]
 
-    layers._COLS.clear()
+    layers._KEPT.clear()
     with torch.no_grad():
         a = layers.conv2d_weight_grad(x1, g, (4, 4), (2, 2), (1, 1))
-        (kept,) = layers._COLS.values()
-        b = layers.conv2d_weight_grad(x2, g, (4, 4), (2, 2), (1, 1))
-        assert [m is kept for m in layers._COLS.values()] == [True]  # the same matrix, refilled
+        kept = list(layers._KEPT.values())
+        assert sorted(key[0][0] for key in layers._KEPT) == ["cols", "padded"]
+        b = layers.conv2d_weight_grad(x2.contiguous(), g, (4, 4), (2, 2), (1, 1))  # NCHW input, same buffers
+        assert [m is k for m, k in zip(layers._KEPT.values(), kept)] == [True, True]  # the same buffers, refilled
     torch.testing.assert_close(a, expected(x1), rtol=1e-5, atol=1e-5)  # not overwritten by the second call
     torch.testing.assert_close(b, expected(x2), rtol=1e-5, atol=1e-5)
-    layers.conv2d_weight_grad(x1, g, (4, 4), (2, 2), (1, 1))  # grad mode: its matrix may be saved by autograd
-    assert [m is kept for m in layers._COLS.values()] == [True]
+    layers.conv2d_weight_grad(x1, g, (4, 4), (2, 2), (1, 1))  # grad mode: its buffers may be saved by autograd
+    assert [m is k for m, k in zip(layers._KEPT.values(), kept)] == [True, True] and len(layers._KEPT) == 2
 
 
 def _transposed(x, w, b):

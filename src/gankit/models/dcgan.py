@@ -150,7 +150,7 @@ class Discriminator(nn.Module):
             self.head = Conv2d(head_in, 1, base, 1, 0, bias=False, map_size=1)  # base x base -> 1x1 score
         else:
             self.head = nn.Linear(flat + mbd_features, 1)
-        self.aux = nn.Conv2d(widths[-1], num_classes, base, 1, 0) if num_classes > 0 else None
+        self.aux = Conv2d(widths[-1], num_classes, base, 1, 0, map_size=1) if num_classes > 0 else None  # class logits
 
         init_weights(self, init, init_std)  # before spectral norm, which starts its power iteration from these weights
         if spectral_norm:

@@ -123,27 +123,47 @@ class ColorPicker(nn.Module):
         return torch.einsum("ncphw,np->nchw", weights, self.palette_of(h).to(weights.dtype))
 
 
-_COLS: dict[tuple, torch.Tensor] = {}  # im2col matrices by (shape, dtype, device), reused by every call of that shape
-_MAX_COLS = 8
+_KEPT: dict[tuple, torch.Tensor] = {}  # the weight gradient's work buffers by (kind, shape, dtype, device)
+_MAX_KEPT = 16
+
+
+def _kept(kind: tuple, shape: tuple, like: torch.Tensor) -> torch.Tensor | None:
+    """A work buffer of `shape` kept from call to call, zero-filled when first made; None inside autograd's graph
+    (a buffer saved for a double backward must not be overwritten by the next call).
+
+    A fresh buffer would be faulted in page by page at every step: glibc's malloc gives blocks above its mmap
+    threshold (at most 32 MB; DCGAN-64's D 16 -> 8 layer's im2col matrix in fp32 needs 33.5 MB) back to the OS
+    when they are freed, and the copy into new memory took 23-25 ms against 2.9 ms into a kept one (one core
+    of a 2-core AMD EPYC without AVX-512)."""
+    if torch.is_grad_enabled():
+        return None
+    key = (kind, tuple(shape), like.dtype, like.device)
+    buf = _KEPT.pop(key, None)
+    if buf is None:
+        buf = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    _KEPT[key] = buf  # most recently used last; the oldest go first
+    while len(_KEPT) > _MAX_KEPT:
+        del _KEPT[next(iter(_KEPT))]
+    return buf
+
+
+def _padded_nhwc(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """x [N, C, H, W] zero-padded by (ph, pw), as a contiguous [N, H+2ph, W+2pw, C]; outside autograd's graph
+    only x's interior is copied, into a kept buffer whose border stays zero (F.pad into fresh memory: 3.2 ms
+    against 0.5 ms for [64, 128, 16, 16], fp32, one core)."""
+    n, c, h, w = x.shape
+    buf = _kept(("padded", ph, pw), (n, h + 2 * ph, w + 2 * pw, c), x) if ph or pw else None
+    if buf is None:
+        return nn.functional.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()
+    buf[:, ph:ph + h, pw:pw + w].copy_(x.permute(0, 2, 3, 1))
+    return buf
 
 
 def _cols_matrix(patches: torch.Tensor) -> torch.Tensor:
-    """`patches` [N, Ho, Wo, kh, kw, C] copied into a [N*Ho*Wo, kh*kw*C] matrix kept from call to call.
-
-    A fresh matrix would be faulted in page by page at every step: glibc's malloc gives blocks above its
-    mmap threshold (at most 32 MB; DCGAN-64's D 16 -> 8 layer in fp32 needs 33.5 MB) back to the OS when
-    they are freed, and the copy into new memory took 23-25 ms against 2.9 ms into a kept one (one core of
-    a 2-core AMD EPYC without AVX-512). Only outside autograd's graph: a matrix saved for a double backward
-    must not be overwritten by the next call."""
-    if torch.is_grad_enabled():
-        return patches.reshape(-1, math.prod(patches.shape[3:]))
-    key = (tuple(patches.shape), patches.dtype, patches.device)
-    matrix = _COLS.pop(key, None)
+    """`patches` [N, Ho, Wo, kh, kw, C] copied into a [N*Ho*Wo, kh*kw*C] matrix (kept from call to call)."""
+    matrix = _kept(("cols",), patches.shape, patches)
     if matrix is None:
-        matrix = torch.empty(patches.shape, dtype=patches.dtype, device=patches.device)
-    _COLS[key] = matrix  # most recently used last; the oldest shapes go first
-    while len(_COLS) > _MAX_COLS:
-        del _COLS[next(iter(_COLS))]
+        return patches.reshape(-1, math.prod(patches.shape[3:]))
     return matrix.copy_(patches).view(-1, math.prod(patches.shape[3:]))
 
 
@@ -151,7 +171,7 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
                        stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
     """The gradient of conv2d(x, w, stride=stride, padding=padding) with respect to w, as one GEMM.
 
-    im2col: the padded input, viewed as [N, Ho, Wo, kh, kw, C] patches, is copied once into a
+    im2col: the padded input (`_padded_nhwc`), viewed as [N, Ho, Wo, kh, kw, C] patches, is copied once into a
     [N*Ho*Wo, kh*kw*C] matrix (`_cols_matrix`), and grad_w = grad_out^T @ cols (the BLAS reads grad_out
     transposed in place). Returns [O, C, kh, kw] laid out channels-last (what
     `.to(memory_format=torch.channels_last)` weights have). Dilation 1, one group.
@@ -159,7 +179,7 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, _, _ = x.shape
     ho, wo = grad_out.shape[2:]
-    xp = nn.functional.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()  # [N, H+2ph, W+2pw, C]
+    xp = _padded_nhwc(x, ph, pw)  # [N, H+2ph, W+2pw, C]
     s_n, s_h, s_w, s_c = xp.stride()
     cols = _cols_matrix(xp.as_strided((n, ho, wo, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c)))
     g = grad_out.permute(0, 2, 3, 1).reshape(n * ho * wo, -1)  # [N*Ho*Wo, O]
@@ -209,6 +229,17 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     the phase kernels' sums.
     """
     return _phase_conv(x, weight, _UPSAMPLED_TAPS, bias)
+
+
+def whole_map_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """conv2d(x, weight, bias) for a kernel as large as the map (D's last layers, base x base -> 1x1), as the
+    matrix product it is: [N, C*k*k] @ [C*k*k, O], flattened in the input's layout (a view for both when input
+    and weight are channels-last). oneDNN took 2.8 ms per forward and backward for DCGAN-64's score layer (512 x
+    4 x 4 -> 1, 64 images, fp32, one core) against 0.4 ms as the product; autograd's own backward (a double
+    backward included) is the product's."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        x, weight = x.permute(0, 2, 3, 1), weight.permute(0, 2, 3, 1)
+    return nn.functional.linear(x.reshape(x.shape[0], -1), weight.reshape(weight.shape[0], -1), bias)[:, :, None, None]
 
 
 class _CpuConv(torch.autograd.Function):
@@ -328,7 +359,8 @@ class Conv2d(_SmallMapConv, nn.Conv2d):
     set (`use_gemm_wgrad`), its weight gradient is one im2col GEMM: oneDNN's weight gradient for small
     output maps runs far below the matmul peak on this project's CPUs (D's 8 -> 4 px layer: 54 ms
     against 13 ms as a GEMM, bf16, one core; README Performance), while its forward and input gradient
-    are fine. With `thin` set (`use_thin_conv`: D's RGB input layer), its input gradient is
+    are fine; a kernel as large as its input map (D's score and class layers) is then `whole_map_conv2d`, a
+    matrix product. With `thin` set (`use_thin_conv`: D's RGB input layer), its input gradient is
     `thin_conv_transpose2d`. Both apply to CPU forwards that need gradients; under autocast, inputs are
     cast as autocast casts a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is
     oneDNN's throughout. With `upsampled_input` (`use_thin_conv`: G's RGB output layer after a
@@ -342,6 +374,8 @@ class Conv2d(_SmallMapConv, nn.Conv2d):
             return upsample_conv2d(x, weight, bias)
         if not self._use_cpu_conv(x):
             return super()._conv_forward(x, weight, bias)
+        if self.gemm_wgrad and x.shape[2:] == weight.shape[2:] and self.padding == (0, 0) and self.groups == 1:
+            return whole_map_conv2d(x, weight, bias)
         return cpu_conv(x, weight, bias, self.stride, self.padding, False, self.gemm_wgrad, self.thin)
 
 

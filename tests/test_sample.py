@@ -76,6 +76,31 @@ def test_writing_many_images_reports_progress_and_draws_a_batch_at_a_time(traine
     assert torch.equal(torch.cat(list(batches(gen, gen.noise(3, 0), batch_size=2))), gen.sample(3, seed=0))
 
 
+@pytest.mark.parametrize("args, hint", [(["-n", "1000000"], "--out-dir DIR, or"),
+                                        (["-n", "1000", "--interpolate"], "--grid FILE.gif")], ids=["grid", "strip"])
+def test_a_grid_too_large_for_one_image_is_refused_before_drawing(trained_run, tmp_path, monkeypatch, capsys, args, hint):
+    """A million 16 px images would be an 18,002 px square grid (WebP's limit is 16,383 a side, and the PNG would
+    take gigabytes to build): one line saying so and what to do instead, and no image drawn."""
+    from gankit.cli import GRID_MAX_SIDE, _check_grid_size, main
+    from gankit.errors import GankitError
+    from gankit.sample import LoadedGenerator
+
+    def no_drawing(*a, **k):
+        raise AssertionError("drew images for a grid it then refused")
+
+    monkeypatch.setattr(LoadedGenerator, "batches", no_drawing)
+    monkeypatch.setattr(LoadedGenerator, "sample", no_drawing)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), *args, "--grid", str(tmp_path / "g.png"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.startswith("error: --grid of") and hint in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "g.png").exists()
+    side = (GRID_MAX_SIDE - 2) // 18  # columns of 16 px images (+2 px padding) that still fit
+    _check_grid_size(side, side, 16)
+    with pytest.raises(GankitError, match="16400 x 20 px"):
+        _check_grid_size(side + 1, 1, 16)
+
+
 def test_sample_without_checkpoint_is_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     r = subprocess.run([sys.executable, "-m", "gankit", "sample", str(tmp_path / "empty")], capture_output=True, text=True)

@@ -147,11 +147,15 @@ def sample(
 
         gen.require_conditional("--same-noise-labels")
         rows = classes or list(range(len(gen.labels)))
+        _check_grid_size(n or 8, len(rows), gen.cfg.data.resolution)
         images = gen.same_noise_labels(n or 8, seed, rows)
         label_grid(images, [gen.labels[i] for i in rows], grid)
         typer.echo(f"wrote {grid}")
         return
     n = n or 64
+    nrow = n if interpolate else max(1, int(math.ceil(math.sqrt(n))))
+    if grid is not None and not (interpolate and grid.suffix.lower() == ".gif"):
+        _check_grid_size(nrow, math.ceil(n / nrow), gen.cfg.data.resolution, " (an animation: --grid FILE.gif)" if interpolate else "")
     if interpolate:
         from gankit.sample import interpolate as walk
 
@@ -182,7 +186,6 @@ def sample(
         batches = kept
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)
-        nrow = n if interpolate else max(1, int(math.ceil(math.sqrt(n))))
         save_image(torch.cat(list(batches)), grid, nrow=nrow, normalize=True, value_range=(-1, 1))
         typer.echo(f"wrote {grid}")
 
@@ -240,6 +243,17 @@ def compare(
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {out / 'report.html'}")
     path = write_compare_report(list(runs), out)
     typer.echo(f"wrote {path}")
+
+
+GRID_MAX_SIDE = 16383  # WebP's largest side; a PNG grid that wide is already 0.8 GB of pixels to build
+
+
+def _check_grid_size(columns: int, rows: int, resolution: int, other: str = "") -> None:
+    """Refuse, before drawing anything, a --grid too large to build as one image."""
+    width, height = (k * (resolution + 2) + 2 for k in (columns, rows))  # save_image's 2 px padding
+    if max(width, height) > GRID_MAX_SIDE:
+        raise GankitError(f"--grid of {columns} x {rows} images at {resolution}px would be {width} x {height} px "
+                          f"(at most {GRID_MAX_SIDE} a side): write them one per file with --out-dir DIR{other}, or draw fewer with -n")
 
 
 def _check_image_name(path: Path) -> None:

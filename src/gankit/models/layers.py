@@ -234,7 +234,7 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 def whole_map_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """conv2d(x, weight, bias) for a kernel as large as the map (D's last layers, base x base -> 1x1), as the
     matrix product it is: [N, C*k*k] @ [C*k*k, O], flattened in the input's layout (a view for both when input
-    and weight are channels-last). oneDNN took 2.8 ms per forward and backward for DCGAN-64's score layer (512 x
+    and weight are channels-last). oneDNN took 4.2 ms per forward and backward for DCGAN-64's score layer (512 x
     4 x 4 -> 1, 64 images, fp32, one core) against 0.4 ms as the product; autograd's own backward (a double
     backward included) is the product's."""
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
@@ -374,7 +374,8 @@ class Conv2d(_SmallMapConv, nn.Conv2d):
             return upsample_conv2d(x, weight, bias)
         if not self._use_cpu_conv(x):
             return super()._conv_forward(x, weight, bias)
-        if self.gemm_wgrad and x.shape[2:] == weight.shape[2:] and self.padding == (0, 0) and self.groups == 1:
+        if (self.gemm_wgrad and x.shape[2:] == weight.shape[2:] and self.padding == (0, 0) and self.groups == 1
+                and self.dilation == (1, 1)):
             return whole_map_conv2d(x, weight, bias)
         return cpu_conv(x, weight, bias, self.stride, self.padding, False, self.gemm_wgrad, self.thin)
 

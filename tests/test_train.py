@@ -263,14 +263,26 @@ def test_topk_g_update_learns_only_from_the_fakes_d_rates_most_real(image_folder
     assert max((g - p.grad).abs().max().item() for g, p in zip(got, G.parameters())) > 1e-4
 
 
-def test_lr_decay_follows_the_runs_progress(image_folder, tmp_path):
-    """train.lr_decay=linear: both rates hold until lr_decay_start, then fall linearly towards 0 at the end."""
-    run = run_training(tiny_layers(image_folder, max_steps=8, epochs=5, lr_decay="linear", lr_decay_start=0.5,
-                                   lr_g=2e-4, lr_d=4e-4), tmp_path / "run")
+def test_lr_decay_follows_the_runs_progress(image_folder, tmp_path, capsys):
+    """train.lr_decay=linear: both rates hold until lr_decay_start, then fall linearly towards 0 at the end. A run
+    resumed with a longer budget follows it, and says how far that moves the rates; an unchanged budget says nothing."""
+    def layers(steps):
+        return tiny_layers(image_folder, max_steps=steps, epochs=5, lr_decay="linear", lr_decay_start=0.5,
+                           lr_g=2e-4, lr_d=4e-4)
+
+    run = run_training(layers(8), tmp_path / "run")
     state = load_checkpoint(run / "checkpoints/last.pt")
     # the last of 8 iterations ran at progress 7/8: factor (1 - 7/8) / (1 - 0.5) = 0.25
     assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.25)
     assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(4e-4 * 0.25)
+    capsys.readouterr()
+    run_training(layers(16), run)  # iteration 8 of 16: progress 0.5, factor 1 again; the last ran at 15/16
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train.lr_decay")]
+    assert said == ["train.lr_decay linear follows the new budget: the learning rates go from x0.25 to x1.00 of "
+                    "train.lr_g / train.lr_d here and fall to 0 at its end"]
+    assert load_checkpoint(run / "checkpoints/last.pt")["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.125)
+    run_training(layers(16), run)  # the same budget again (already complete): nothing said about the rates
+    assert "train.lr_decay" not in capsys.readouterr().err
 
 
 def test_minutes_budget_stops_the_run_and_a_larger_one_resumes_it(image_folder, tmp_path):

@@ -383,6 +383,9 @@ class Trainer:
                   "d_skipped", "rollbacks"):
             setattr(self, k, state[k])
         self.fixed_noise = state["fixed_noise"]
+        saved = state.get("config", {}).get("train", {})
+        self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
+        self._lr_factor_was = self.opt_g.param_groups[0]["lr"] / self.cfg.train.lr_g  # as last scheduled
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -575,12 +578,26 @@ class Trainer:
         """How far the run is, from 0 to 1: the largest of its budget fractions (the first to run out ends it)."""
         return min(1.0, max(self.budget_spent().values()))
 
+    def _lr_factor(self) -> float:
+        """The learning rates' multiplier at this point of the run: train.lr_decay's, x nan_lr_factor per rollback."""
+        t = self.cfg.train
+        return lr_factor(t.lr_decay, t.lr_decay_start, self.progress()) * t.nan_lr_factor ** self.rollbacks
+
+    def lr_rescheduled(self) -> tuple[float, float] | None:
+        """(at the checkpoint, now): the learning rates' multiplier, when this resume gave a decaying schedule
+        another budget (--epochs / --max-steps / --minutes) that moves it; else None."""
+        t = self.cfg.train
+        if not self.resumed or t.lr_decay == "none" or self._budget_was == (t.epochs, t.max_steps, t.minutes):
+            return None
+        was, now = self._lr_factor_was, self._lr_factor()
+        return (was, now) if abs(now - was) >= 0.005 else None
+
     def _schedule_lr(self) -> None:
-        """Both learning rates at this point of the run: train.lr_decay's factor, x nan_lr_factor per rollback."""
+        """Both learning rates at this point of the run (`_lr_factor`)."""
         t = self.cfg.train
         if t.lr_decay == "none" and not self.rollbacks:
             return
-        factor = lr_factor(t.lr_decay, t.lr_decay_start, self.progress()) * t.nan_lr_factor ** self.rollbacks
+        factor = self._lr_factor()
         for opt, lr in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = lr * factor
@@ -1033,6 +1050,9 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
                          f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
                          f"{len(data.images)} images at {cfg.data.resolution}px, up to {' / '.join(budget)}")
+            if (moved := trainer.lr_rescheduled()) is not None:
+                console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
+                             f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")
         trainer.fit()
         del trainer  # its DDP reducers go before the process group does (else gloo may abort at exit)
         gc.collect()

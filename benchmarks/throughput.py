@@ -4,6 +4,7 @@
     python benchmarks/throughput.py --resolutions 32,64,128 --families dcgan,wgan_gp,acgan --json perf.json
     python benchmarks/throughput.py --set train.channels_last=true    # any gankit config override
     python benchmarks/throughput.py --profile dcgan                   # where the time of one iteration goes
+    python benchmarks/throughput.py --profile dcgan --ops             # ... one aten call at a time, with layouts and page faults
     python benchmarks/throughput.py --config configs/fast_small_data.yaml   # a preset's own step
     python benchmarks/throughput.py --gemm-ceiling                    # what the step's GEMM shapes allow
 
@@ -248,6 +249,8 @@ def main() -> None:
     ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads (default: PyTorch's choice)")
     ap.add_argument("--no-reference", action="store_true", help="time gankit only")
     ap.add_argument("--profile", metavar="FAMILY", help="print a torch.profiler table for FAMILY instead of timing")
+    ap.add_argument("--ops", action="store_true", help="with --profile on a CPU: time each aten call on its own, with "
+                                                       "its inputs' layouts and page faults (benchmarks/op_trace.py)")
     ap.add_argument("--gemm-ceiling", action="store_true",
                     help="also time each step's GEMMs at their own shapes (benchmarks/gemm_ceiling.py)")
     ap.add_argument("--json", type=writable_file, help="also write the results here")
@@ -259,6 +262,8 @@ def main() -> None:
         if res > 1024 or (not args.no_reference and res & (res - 1)):
             ap.error(f"--resolutions {res}: use 16-1024" + ("" if args.no_reference else ", a power of two (the "
                      "reference DCGAN halves the map down to 4x4; --no-reference times gankit alone at any size)"))
+    if args.ops and (not args.profile or args.device != "cpu"):
+        ap.error("--ops goes with --profile FAMILY on the CPU (a CUDA call returns before its kernel has run)")
     for v in args.variant:
         if ":" not in v or not v.partition(":")[0]:
             ap.error(f"--variant {v!r}: write NAME:KEY=VALUE[,KEY=VALUE], e.g. nchw:train.channels_last=false")
@@ -278,7 +283,12 @@ def main() -> None:
             trainer = make_trainer(args.profile, res, args.batch, args.precision, str(device), Path(tmp.name) / "p",
                                    overrides, args.config)
             print(f"{args.profile} {res}px, batch {args.batch}, {amp or 'fp32'}, {torch.get_num_threads()} threads")
-            profile(trainer, args.iters, 25)
+            if args.ops:
+                from op_trace import trace
+
+                print(trace(trainer.train_iteration, args.iters, 40))
+            else:
+                profile(trainer, args.iters, 25)
         return
 
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),

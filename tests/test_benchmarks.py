@@ -193,6 +193,32 @@ def test_throughput_gemm_ceiling_times_the_steps_own_shapes(tmp_path):
         assert [g["seconds"] for g in row["gemms"]] == sorted((g["seconds"] for g in row["gemms"]), reverse=True)
 
 
+def test_op_trace_times_each_call_with_its_layouts_and_page_faults():
+    """`throughput.py --profile FAMILY --ops`: one row per operator and inputs, with the inputs' layouts, the calls
+    and page faults per iteration, slowest first."""
+    sys.path.insert(0, str(BENCH))
+    import torch
+    from op_trace import trace
+
+    x = torch.randn(8, 16, 32, 32).to(memory_format=torch.channels_last)
+    w = torch.randn(16, 16, 3, 3)
+    big = torch.randn(8, 16, 32, 32)
+
+    def step():
+        torch.nn.functional.conv2d(x, w, padding=1)
+        torch.nn.functional.conv2d(x, w, padding=1)
+        big[:, :, ::2].add(1)  # a strided input
+
+    table = trace(step, 3, 10).splitlines()
+    assert "ms per iteration under the tracer" in table[0] and "page faults per iteration" in table[0]
+    rows = [(line.split()[:3], " ".join(line.split()[3:])) for line in table[2:]]
+    ms = [float(r[0][0]) for r in rows]
+    assert ms == sorted(ms, reverse=True), table  # slowest first
+    calls = {what: numbers[1] for numbers, what in rows}
+    assert calls["convolution (8, 16, 32, 32)cl (16, 16, 3, 3)c"] == "2", table  # calls per iteration
+    assert any(what.startswith("add (8, 16, 16, 32)S(") for what in calls), table
+
+
 @pytest.mark.parametrize("script, args, needle", [
     ("throughput.py", ["--families", "dcgan,foo"], "unknown family 'foo'"),
     ("throughput.py", ["--resolutions", "48"], "a power of two"),
@@ -202,6 +228,7 @@ def test_throughput_gemm_ceiling_times_the_steps_own_shapes(tmp_path):
     ("throughput.py", ["--json", "missing/x.json"], "folder 'missing' does not exist"),
     ("throughput.py", ["--no-reference", "--resolutions", "16", "--rounds", "1", "--iters", "1", "--warmup", "0",
                        "--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    ("throughput.py", ["--ops"], "--ops goes with --profile FAMILY"),
     ("quality_per_budget.py", ["--slice", "0"], "--slice: must be > 0"),  # was an endless loop
     ("quality_per_budget.py", ["--n-fake", "0"], "--n-fake: must be >= 2"),
     ("quality_per_budget.py", ["--data", "nope", "--minutes", "0.01"], "'nope' does not exist"),

@@ -279,6 +279,24 @@ def test_compare_report_shows_differences_best_metrics_and_all_images(three_runs
     assert no_temp_files(out.parent)
 
 
+def test_compare_report_shows_every_runs_samples_at_one_size(tmp_path):
+    """A conditional run's grid (one row per class, a name column) is narrower and taller than an 8 x 8 grid: each
+    run's grid and GIF get the share of the width that its number of images across takes, so images show at one
+    size; a 32 px run's 8 x 8 grid is as wide as a 64 px one's."""
+    wide, narrow, small = (make_run(tmp_path, name, run_index=i, epochs=2) for i, name in enumerate(("w", "n", "s")))
+    Image.new("RGB", (8 * 66 + 2, 8 * 66 + 2)).save(wide / "samples" / "epoch_0002.png")  # 8 x 8 at 64 px
+    Image.new("RGB", (4 * 66 + 2, 18 * 66 + 2)).save(narrow / "samples" / "epoch_0002.png")  # names + 3 columns
+    config = small / "config.yaml"
+    config.write_text(config.read_text().replace("resolution: 64", "resolution: 32"))
+    Image.new("RGB", (8 * 34 + 2, 8 * 34 + 2)).save(small / "samples" / "epoch_0002.png")
+    page = write_compare_report([wide, narrow, small], tmp_path / "r.html").read_text(encoding="utf-8")
+    for sid in ("final-grids", "evolution"):
+        section = page[page.index(f'id="{sid}"'):]
+        section = section[:section.index("</section>")]
+        widths = re.findall(r'<img class="sample" style="width: ([0-9.]+)%"', section)
+        assert widths == ["100.0", "50.0", "100.0"], sid
+
+
 def test_compare_report_notes_missing_pieces_and_escapes_config_text(tmp_path):
     full = make_run(tmp_path, "full", fids=FIDS_A)
     bare = tmp_path / "bare"

@@ -53,8 +53,8 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
         _header(runs, labels, colors),
         _section("config-diff", _config_diff(runs, labels, colors)),
         _section("best-metrics", _best_metrics(runs, labels, colors)),
-        _section("final-grids", _final_grids(runs, labels, colors)),
-        _section("evolution", _evolutions(runs, labels, colors)),
+        _section("final-grids", _final_grids(runs, labels, colors, _sample_widths(runs))),
+        _section("evolution", _evolutions(runs, labels, colors, _sample_widths(runs))),
         _section("fid-curves", _fid_curves(runs, labels, colors)),
         _section("loss-curves", _loss_curves(runs, labels, colors)),
     ]
@@ -160,9 +160,27 @@ def _best_metrics(runs, labels, colors) -> str:
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def _final_grids(runs, labels, colors) -> str:
+def _sample_widths(runs) -> list[str]:
+    """A CSS width per run for its sample grid and evolution GIF, so that every run's images show at one size
+    (a conditional run's grid of one row per class is narrower and much taller than an 8 x 8 one): each final
+    grid's width in images (its pixels over the run's resolution + 2 px of padding) as a share of the widest
+    (at least a quarter)."""
+    from PIL import Image
+
+    units: list[float | None] = []
+    for r in runs:
+        try:
+            with Image.open(r.final_grid or "") as im:  # images of `resolution` px, each with 2 px of padding, + 2 px
+                units.append((im.width - 2) / (int(r.config["data"]["resolution"]) + 2))
+        except (OSError, TypeError, KeyError, ValueError):  # no grid, unreadable, no resolution in its config
+            units.append(None)
+    widest = max((u for u in units if u), default=None)
+    return [f"width: {max(25.0, 100 * u / widest):.1f}%" if u and widest else "" for u in units]
+
+
+def _final_grids(runs, labels, colors, widths) -> str:
     cells = []
-    for r, label, c in zip(runs, labels, colors):
+    for r, label, c, width in zip(runs, labels, colors, widths):
         if r.final_grid is None:
             content = _note("Not available: no sample grids in samples/.")
         else:
@@ -171,7 +189,7 @@ def _final_grids(runs, labels, colors) -> str:
             except OSError:
                 data = None
             content = (
-                _img(data, "image/png", f"{label}: final samples")
+                _img(data, "image/png", f"{label}: final samples", style=width)
                 if data
                 else _note(f"Not available: {html.escape(r.final_grid.name)} cannot be read.")
             )
@@ -180,11 +198,11 @@ def _final_grids(runs, labels, colors) -> str:
     return f'<div class="runs">{"".join(cells)}</div>'
 
 
-def _evolutions(runs, labels, colors) -> str:
+def _evolutions(runs, labels, colors, widths) -> str:
     cells = []
-    for r, label, c in zip(runs, labels, colors):
+    for r, label, c, width in zip(runs, labels, colors, widths):
         data, note = _evolution_gif(r)
-        content = _img(data, "image/gif", f"{label}: evolution of samples") if data else ""
+        content = _img(data, "image/gif", f"{label}: evolution of samples", style=width) if data else ""
         cells.append(_cell_fig(label, c, content + (_note(note) if note else "")))
     return f'<div class="runs">{"".join(cells)}</div>'
 
@@ -306,8 +324,9 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _img(data: bytes, mime: str, alt: str, cls: str = "sample") -> str:
-    return f'<img class="{cls}" src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
+def _img(data: bytes, mime: str, alt: str, cls: str = "sample", style: str = "") -> str:
+    css = f' style="{style}"' if style else ""
+    return f'<img class="{cls}"{css} src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
 
 
 def _note(text: str) -> str:

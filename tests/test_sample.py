@@ -257,3 +257,7 @@ def test_label_options_on_a_trained_acgan_run(tmp_path):
     assert Image.open(tmp_path / "rows.png").height == 2 * 16 + 3 * 2  # one row per class
     r = runner.invoke(app, ["sample", str(run), "--label", "grass", "--device", "cpu"])
     assert "unknown label 'grass': this run knows fire, water" in str(r.exception)
+    hint = "the images cycle through the run's 2 classes in order (fire, water): --same-noise-labels"
+    for label, said in (([], True), (["--label", "water"], False)):  # no --label: how the grid is laid out
+        r = runner.invoke(app, ["sample", str(run), "-n", "4", "--grid", str(tmp_path / "g.png"), *label, "--device", "cpu"])
+        assert r.exit_code == 0 and (hint in r.output) == said, r.output

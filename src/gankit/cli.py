@@ -188,6 +188,10 @@ def sample(
         grid.parent.mkdir(parents=True, exist_ok=True)
         save_image(torch.cat(list(batches)), grid, nrow=nrow, normalize=True, value_range=(-1, 1))
         typer.echo(f"wrote {grid}")
+    if gen.conditional and not classes and not interpolate:
+        names = ", ".join(gen.labels[:4]) + (", ..." if len(gen.labels) > 4 else "")
+        console.info(f"the images cycle through the run's {len(gen.labels)} classes in order ({names}): "
+                     "--same-noise-labels draws one named row per class, --label NAME one class")
 
 
 @app.command()

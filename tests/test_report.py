@@ -266,6 +266,10 @@ def test_compare_report_shows_differences_best_metrics_and_all_images(three_runs
         assert key in diff
     for same in ("model.ngf", "data.resolution", "train.batch_size", "seed"):
         assert same not in diff
+    # the name changes no training: greyed, after the keys that do
+    assert '<tr class="aside"><th scope="row"><code>name</code>' in diff and "Grey rows" in diff
+    assert diff.index("<code>name</code>") > max(diff.index(f"<code>{k}</code>") for k in ("train.lr_g", "train.loss"))
+    assert '<tr class="aside"><th scope="row"><code>train.' not in diff
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
     assert "120.00" in best and "90.50" in best and "no FID logged" in best
     assert "0.1200" in best  # KID at the best FID

@@ -106,6 +106,11 @@ def _header(runs, labels, colors) -> str:
     )
 
 
+def _output_only(key: str) -> bool:
+    """A config key that changes what a run writes (its name, logs, samples, evaluations), not its training."""
+    return key == "name" or key.startswith(("log.", "eval."))
+
+
 def _config_diff(runs, labels, colors) -> str:
     flat = [flatten_config(r.config) for r in runs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
@@ -118,9 +123,12 @@ def _config_diff(runs, labels, colors) -> str:
         same = len(keys) - len(shown)
         if not shown:
             return _note(f"All {len(keys)} config keys are identical across these runs.")
+        shown.sort(key=_output_only)  # what changes the training first (a stable sort keeps the config's order)
         intro = (
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
             f" {MISSING} marks a key a run does not have."
+            + (" Grey rows (the name, log.*, eval.*) change what a run writes, not how it trains."
+               if any(map(_output_only, shown)) else "")
         )
     head = "".join(f"<th>{_swatch(c)}{html.escape(label)}</th>" for label, c in zip(labels, colors))
     rows = []
@@ -128,7 +136,8 @@ def _config_diff(runs, labels, colors) -> str:
         cells = "".join(
             f'<td class="{"missing" if k not in f else ""}">{html.escape(_cell(f.get(k, _Missing)))}</td>' for f in flat
         )
-        rows.append(f"<tr><th scope=\"row\"><code>{html.escape(k)}</code></th>{cells}</tr>")
+        aside = ' class="aside"' if len(runs) > 1 and _output_only(k) else ""
+        rows.append(f"<tr{aside}><th scope=\"row\"><code>{html.escape(k)}</code></th>{cells}</tr>")
     return f'<p class="note">{intro}</p><div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
@@ -368,6 +377,7 @@ th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertica
 thead th { background: #f4f4f6; position: sticky; top: 0; }
 tbody th { font-weight: normal; background: #fafafa; white-space: nowrap; }
 td { max-width: 28rem; overflow-wrap: anywhere; }
+tr.aside th, tr.aside td { color: #8a8a8e; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { font-weight: 600; }
 td.missing { color: #888; font-style: italic; }

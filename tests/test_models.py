@@ -172,6 +172,31 @@ def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
             torch.testing.assert_close(untrained[1](x), untrained[0](x), rtol=0, atol=1e-5)
 
 
+def test_a_bias_gradient_never_costs_onednn_a_weight_gradient_pass():
+    """oneDNN computes a bias gradient with its weight gradient: asked for the bias without the weight (the GEMM
+    weight gradient's layers, with a bias when D has no norm), it ran a whole weight-gradient pass for it (2x the
+    input gradient's time). The CPU path sums the bias gradient itself then; the gradients are checked against
+    oneDNN's in test_cpu_paths_give_onednns_outputs_and_gradients."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    masks = []
+
+    class Masks(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                masks.append(tuple(args[-1]))
+            return func(*args, **(kwargs or {}))
+
+    D = Discriminator(64, ndf=8, norm="none").to(memory_format=torch.channels_last)
+    use_gemm_wgrad(D, True)
+    assert sum(getattr(m, "bias", None) is not None and getattr(m, "gemm_wgrad", False) for m in D.modules()) >= 2
+    x = torch.randn(4, 3, 64, 64).to(memory_format=torch.channels_last)
+    with Masks():
+        D(x)[0].sum().backward()
+    assert masks and all(weight or not bias for _, weight, bias in masks), masks
+    assert all(p.grad is not None for p in D.parameters())
+
+
 def test_gemm_weight_gradient_keeps_its_work_buffers_between_calls():
     """Outside autograd's graph the padded input and the im2col matrix of a shape are kept and refilled (not
     faulted in afresh at every step); each call still returns its own inputs' gradient (the padding stays zero),

@@ -49,12 +49,13 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     runs = [load_run(d) for d in run_dirs]
     labels = run_labels(runs)
     colors = [_color(i) for i in range(len(runs))]
+    widths = _sample_widths(runs)  # grids and GIFs: every run's images at one size
     body = [
         _header(runs, labels, colors),
         _section("config-diff", _config_diff(runs, labels, colors)),
         _section("best-metrics", _best_metrics(runs, labels, colors)),
-        _section("final-grids", _final_grids(runs, labels, colors, _sample_widths(runs))),
-        _section("evolution", _evolutions(runs, labels, colors, _sample_widths(runs))),
+        _section("final-grids", _final_grids(runs, labels, colors, widths)),
+        _section("evolution", _evolutions(runs, labels, colors, widths)),
         _section("fid-curves", _fid_curves(runs, labels, colors)),
         _section("loss-curves", _loss_curves(runs, labels, colors)),
     ]

@@ -14,7 +14,7 @@ from torch import nn
 from gankit.config import build_config
 from gankit.errors import ConfigError
 from gankit.models import Discriminator, Generator, build_discriminator, build_generator, init_weights, layout
-from gankit.models.layers import (ColorPicker, MinibatchDiscrimination, MinibatchStdDev, SelfModulatedBatchNorm,
+from gankit.models.layers import (ColorPicker, MinibatchDiscrimination, MinibatchStdDev, SelfModulatedBatchNorm, input_gradients_only,
                                   thin_conv_transpose2d, upsample_conv2d, use_gemm_wgrad, use_thin_conv)
 
 TINY = {"nz": 16, "ngf": 8}
@@ -124,7 +124,8 @@ def _grads(net, x, amp, penalty):
         out, aux = out if isinstance(out, tuple) else (out, None)
         loss = out.float().mean() + (aux.float().square().mean() if aux is not None else 0)  # ACGAN's class logits too
         if penalty:  # double backward through every layer, as the WGAN-GP gradient penalty does
-            gx, = torch.autograd.grad(out.float().sum(), x, create_graph=True)
+            with input_gradients_only():  # as gankit.losses.gradient_penalty asks for it
+                gx, = torch.autograd.grad(out.float().sum(), x, create_graph=True)
             loss = loss + (gx.float().flatten(1).norm(dim=1) - 1).pow(2).mean()
     params = [p for p in net.parameters() if p.requires_grad]
     return [out.detach().float(), *[g.float() for g in torch.autograd.grad(loss, [x, *params])]]
@@ -172,7 +173,7 @@ def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
             torch.testing.assert_close(untrained[1](x), untrained[0](x), rtol=0, atol=1e-5)
 
 
-def test_a_bias_gradient_never_costs_onednn_a_weight_gradient_pass():
+def test_onednn_is_never_asked_for_gradients_it_need_not_compute():
     """oneDNN computes a bias gradient with its weight gradient: asked for the bias without the weight (the GEMM
     weight gradient's layers, with a bias when D has no norm), it ran a whole weight-gradient pass for it (2x the
     input gradient's time). The CPU path sums the bias gradient itself then; the gradients are checked against
@@ -195,6 +196,17 @@ def test_a_bias_gradient_never_costs_onednn_a_weight_gradient_pass():
         D(x)[0].sum().backward()
     assert masks and all(weight or not bias for _, weight, bias in masks), masks
     assert all(p.grad is not None for p in D.parameters())
+    # the gradient penalty's graph-building backward asks for input gradients only (d scores / d x_hat)
+    from gankit.losses import gradient_penalty
+
+    masks.clear()
+    with Masks():
+        penalty = gradient_penalty(lambda h: D(h)[0], x, torch.randn_like(x))
+    assert masks and all(mask == (True, False, False) for mask in masks), masks
+    D.zero_grad()
+    penalty.backward()  # ... and the penalty still reaches every weight (a piecewise linear D's input gradient
+    weights = [p for p in D.parameters() if p.dim() > 1]  # does not depend on its biases: theirs are 0)
+    assert weights and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)
 
 
 def test_gemm_weight_gradient_keeps_its_work_buffers_between_calls():

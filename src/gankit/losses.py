@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from gankit import distributed
+from gankit.models.layers import input_gradients_only
 
 
 class BCELoss:
@@ -112,7 +113,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
     eps = distributed.per_sample(lambda n: torch.rand(n, 1, 1, 1, device=real.device, dtype=real.dtype), real.shape[0])
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)
-    (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
+    with input_gradients_only():  # the critic's CPU convolutions: d scores / d x_hat only, not the weights'
+        (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
     return (grad.float().flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 

@@ -314,6 +314,9 @@ class Trainer:
         if found is not None:
             self._load(found[0])
             resumed = True
+            saved = found[0].get("config", {}).get("train", {})  # for `lr_rescheduled`
+            self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
+            self._lr_factor_was = self.opt_g.param_groups[0]["lr"] / cfg.train.lr_g  # as last scheduled
         elif resume:
             self._refuse_restart_over_a_log()
         self.resumed = resumed
@@ -383,9 +386,6 @@ class Trainer:
                   "d_skipped", "rollbacks"):
             setattr(self, k, state[k])
         self.fixed_noise = state["fixed_noise"]
-        saved = state.get("config", {}).get("train", {})
-        self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
-        self._lr_factor_was = self.opt_g.param_groups[0]["lr"] / self.cfg.train.lr_g  # as last scheduled
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])

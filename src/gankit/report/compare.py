@@ -173,15 +173,17 @@ def _best_metrics(runs, labels, colors) -> str:
 def _sample_widths(runs) -> list[str]:
     """A CSS width per run for its sample grid and evolution GIF, so that every run's images show at one size
     (a conditional run's grid of one row per class is narrower and much taller than an 8 x 8 one): each final
-    grid's width in images (its pixels over the run's resolution + 2 px of padding) as a share of the widest
+    grid's width in images (its pixels over the run's resolution + the grids' padding) as a share of the widest
     (at least a quarter)."""
     from PIL import Image
+
+    from gankit.report.grids import PADDING
 
     units: list[float | None] = []
     for r in runs:
         try:
-            with Image.open(r.final_grid or "") as im:  # images of `resolution` px, each with 2 px of padding, + 2 px
-                units.append((im.width - 2) / (int(r.config["data"]["resolution"]) + 2))
+            with Image.open(r.final_grid or "") as im:  # images of `resolution` px, each after PADDING px, + PADDING
+                units.append((im.width - PADDING) / (int(r.config["data"]["resolution"]) + PADDING))
         except (OSError, TypeError, KeyError, ValueError):  # no grid, unreadable, no resolution in its config
             units.append(None)
     widest = max((u for u in units if u), default=None)

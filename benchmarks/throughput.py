@@ -121,7 +121,8 @@ class Contender:
         self.name, self.step, self.device, self.images_per_step, self.amp = name, step, device, images_per_step, amp
         self.best = float("inf")
         self.rounds: list[float] = []  # seconds per iteration of each timed round
-        self.flops = count_flops(counted_step or step)  # also the first (warm-up) call
+        step()  # a first call picks kernels and times a tuned layer's weight-gradient methods (not counted)
+        self.flops = count_flops(counted_step or step)
 
     def warm_up(self, n: int) -> None:
         for _ in range(n):

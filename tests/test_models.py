@@ -88,17 +88,93 @@ def test_power_of_two_is_the_classic_dcgan():
 
 # ---------------------------------------------------------------- im2col-GEMM weight gradients (CPU speed)
 
-def test_gemm_weight_gradient_is_only_switched_on_for_small_maps():
+def test_gemm_weight_gradient_switch():
     G, D = Generator(64, **TINY), Discriminator(64, **TINY_D)
-    assert not any(getattr(m, "gemm_wgrad", False) for m in [*G.modules(), *D.modules()])  # off until asked
+    convs = [m for m in [*G.modules(), *D.modules()] if hasattr(m, "gemm_wgrad")]
+    assert len(convs) == 10 and not any(m.gemm_wgrad for m in convs)  # off until asked
     use_gemm_wgrad(G, True)
     use_gemm_wgrad(D, True)
-    # G: 1 -> 4 -> 8 -> 16 -> 32 -> 64, by input map; D: 64 -> 32 -> 16 -> 8 -> 4 -> 1 (head), by output map
-    assert [m.gemm_wgrad for m in G.modules() if hasattr(m, "gemm_wgrad")] == [True, True, True, False, False]
-    assert [m.gemm_wgrad for m in D.modules() if hasattr(m, "gemm_wgrad")] == [False, False, True, True, True]
+    assert all(m.gemm_wgrad for m in convs)
     use_gemm_wgrad(D, False)
     assert not any(getattr(m, "gemm_wgrad", False) for m in D.modules())
 
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_layer_times_both_weight_gradients_once_and_keeps_the_faster(transposed, monkeypatch):
+    """With gemm_wgrad, a layer times oneDNN's weight gradient and the GEMM twice each at the first call of a
+    shape, then computes with the faster one for the rest of the process; both give the same gradients. Under
+    deterministic algorithms nothing is timed: the GEMM on maps of at most GEMM_MAP_MAX px, oneDNN on larger."""
+    from gankit.models import layers
+
+    torch.manual_seed(0)
+    conv = (layers.ConvTranspose2d(6, 5, 4, 2, 1, bias=False) if transposed
+            else layers.Conv2d(6, 5, 4, 2, 1, bias=False)).to(memory_format=torch.channels_last)
+    use_gemm_wgrad(conv, True)
+    calls = []
+    real_gemm = layers.conv2d_weight_grad
+
+    def gemm(*args):
+        calls.append("gemm")
+        return real_gemm(*args)
+
+    def grad_w(x, wins=None):
+        layers._WGRAD_GEMM_WINS.clear()
+        if wins is not None:  # as if timed: no timing calls
+            monkeypatch.setattr(layers, "_gemm_wgrad_wins", lambda key, onednn, gemm_, small_map: wins)
+        conv.weight.grad = None
+        conv(x).square().sum().backward()
+        monkeypatch.setattr(layers, "_gemm_wgrad_wins", real_wins)
+        return conv.weight.grad.clone()
+
+    real_wins = layers._gemm_wgrad_wins
+    monkeypatch.setattr(layers, "conv2d_weight_grad", gemm)
+    x = torch.randn(3, 6, 8, 8).to(memory_format=torch.channels_last)
+    tuned = grad_w(x)
+    (gemm_won,) = layers._WGRAD_GEMM_WINS.values()
+    assert calls == ["gemm"] * (2 + gemm_won)
+    calls.clear()
+    conv(x).square().sum().backward()  # the same shapes again: no timing
+    assert calls == ["gemm"] * gemm_won and len(layers._WGRAD_GEMM_WINS) == 1
+    by_gemm, by_onednn = grad_w(x, True), grad_w(x, False)
+    torch.testing.assert_close(by_gemm, by_onednn, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tuned, by_onednn, rtol=1e-5, atol=1e-5)
+    torch.use_deterministic_algorithms(True)
+    try:
+        for side, method in ((8, "gemm"), (2 * layers.GEMM_MAP_MAX + 4, None)):  # small and large maps
+            x = torch.randn(3, 6, side, side).to(memory_format=torch.channels_last)
+            calls.clear()
+            grad_w(x)
+            assert calls == ([method] if method else []) and not layers._WGRAD_GEMM_WINS
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("chunk", ["images", "rows"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_gemm_weight_gradient_in_chunks_is_the_whole_ones(chunk, dtype, monkeypatch):
+    """Past `COLS_CHUNK` elements, the im2col matrix is built and multiplied a few images, or a few output rows of
+    one image, at a time; the sum is the gradient of the whole (in bf16: summed in fp32, as close to the fp32
+    gradient as the one-GEMM bf16 gradient is)."""
+    from gankit.models import layers
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 6, 11, 11).to(memory_format=torch.channels_last)  # odd map: 11 -> 5 (4x4, stride 2, pad 1)
+    g = torch.randn(5, 7, 5, 5).to(memory_format=torch.channels_last)
+    exact = layers.conv2d_weight_grad(x.double(), g.double(), (4, 4), (2, 2), (1, 1))
+    whole = layers.conv2d_weight_grad(x.to(dtype), g.to(dtype), (4, 4), (2, 2), (1, 1))
+    per_row = 5 * 16 * 6
+    monkeypatch.setattr(layers, "COLS_CHUNK", 2 * 5 * per_row if chunk == "images" else 2 * per_row)
+    parts = []
+    real_cols = layers._cols_matrix
+    monkeypatch.setattr(layers, "_cols_matrix", lambda p: parts.append(p.shape[:2]) or real_cols(p))
+    with torch.no_grad():
+        chunked = layers.conv2d_weight_grad(x.to(dtype), g.to(dtype), (4, 4), (2, 2), (1, 1))
+    assert parts == ([(2, 5), (2, 5), (1, 5)] if chunk == "images" else [(1, 2), (1, 2), (1, 1)] * 5)
+    assert chunked.dtype == dtype and chunked.shape == (7, 6, 4, 4)
+    if dtype == torch.float32:
+        torch.testing.assert_close(chunked, exact.float(), rtol=1e-5, atol=1e-5)
+    else:
+        assert (chunked.double() - exact).norm() <= 1.5 * (whole.double() - exact).norm() + 1e-3 * exact.norm()
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
@@ -190,7 +266,7 @@ def test_onednn_is_never_asked_for_gradients_it_need_not_compute():
 
     D = Discriminator(64, ndf=8, norm="none").to(memory_format=torch.channels_last)
     use_gemm_wgrad(D, True)
-    assert sum(getattr(m, "bias", None) is not None and getattr(m, "gemm_wgrad", False) for m in D.modules()) >= 2
+    assert sum(getattr(m, "bias", None) is not None and getattr(m, "gemm_wgrad", False) is True for m in D.modules()) >= 2
     x = torch.randn(4, 3, 64, 64).to(memory_format=torch.channels_last)
     with Masks():
         D(x)[0].sum().backward()
@@ -224,17 +300,23 @@ def test_gemm_weight_gradient_keeps_its_work_buffers_between_calls():
         return torch.ops.aten.convolution_backward(g, x, w, None, (2, 2), (1, 1), (1, 1), False, (0, 0), 1,
                                                    (False, True, False))[1]
 
-    layers._KEPT.clear()
+    layers._SCRATCH.clear()
     with torch.no_grad():
         a = layers.conv2d_weight_grad(x1, g, (4, 4), (2, 2), (1, 1))
-        kept = list(layers._KEPT.values())
-        assert sorted(key[0][0] for key in layers._KEPT) == ["cols", "padded"]
+        kept = list(layers._SCRATCH.values())
+        assert sorted(key[0] for key in layers._SCRATCH) == ["cols", "padded"]
+        kept[0].fill_(7.0)  # what another layer's call would leave there, the border included
         b = layers.conv2d_weight_grad(x2.contiguous(), g, (4, 4), (2, 2), (1, 1))  # NCHW input, same buffers
-        assert [m is k for m, k in zip(layers._KEPT.values(), kept)] == [True, True]  # the same buffers, refilled
+        assert [m is k for m, k in zip(layers._SCRATCH.values(), kept)] == [True, True]  # the same buffers, refilled
+        # a smaller layer's call carves its buffers from the same ones
+        c = layers.conv2d_weight_grad(x1[:2, :3], g[:2], (4, 4), (2, 2), (1, 1))
+        assert [m is k for m, k in zip(layers._SCRATCH.values(), kept)] == [True, True]
     torch.testing.assert_close(a, expected(x1), rtol=1e-5, atol=1e-5)  # not overwritten by the second call
     torch.testing.assert_close(b, expected(x2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c, torch.ops.aten.convolution_backward(
+        g[:2], x1[:2, :3], w[:, :3], None, (2, 2), (1, 1), (1, 1), False, (0, 0), 1, (False, True, False))[1])
     layers.conv2d_weight_grad(x1, g, (4, 4), (2, 2), (1, 1))  # grad mode: its buffers may be saved by autograd
-    assert [m is k for m, k in zip(layers._KEPT.values(), kept)] == [True, True] and len(layers._KEPT) == 2
+    assert [m is k for m, k in zip(layers._SCRATCH.values(), kept)] == [True, True] and len(layers._SCRATCH) == 2
 
 
 def _transposed(x, w, b):

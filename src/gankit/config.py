@@ -102,7 +102,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (adds CUDA graphs on GPUs) | max-autotune
     fuse_d: bool | None = None  # one D forward on real+fake concatenated in the D phase; None -> on when D has no batch statistics (README Performance)
-    gemm_wgrad: bool | None = None  # CPU: weight gradients of G's and D's convs whose smaller map is <= 8 px as one im2col GEMM; None -> on on CPU (README Performance)
+    gemm_wgrad: bool | None = None  # CPU: weight gradients of G's and D's convs as im2col GEMMs where their smaller map is <= 8 px, and on larger maps where timing at the first step finds it faster than oneDNN's; None -> on on CPU (README Performance)
     thin_conv: bool | None = None  # CPU: G's RGB output layer (transposed, or nearest x2 + 3x3) and D's RGB input gradient in phase form, a 3x3 conv to 4x the channels + pixel shuffle; None -> on on CPU (README Performance)
     sync_batchnorm: bool = False  # DDP: synchronise BatchNorm statistics across ranks
 

@@ -59,7 +59,7 @@ def _doubling(cin: int, cout: int, upsample: str, bias: bool, size: int) -> list
     """A 2x upsampling convolution of a size x size map: transposed 4x4 stride 2 (DCGAN), or nearest x2 then a
     3x3 conv (seed 002)."""
     if upsample == "convtranspose":
-        return [ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias, map_size=size)]
+        return [ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)]
     if upsample in ("upsample", "colorpicker"):
         return [NearestUpsample(), Conv2d(cin, cout, 3, 1, 1, bias=bias)]
     raise ValueError(f"unknown upsample {upsample!r}: choose convtranspose, upsample or colorpicker")
@@ -86,7 +86,7 @@ class Generator(nn.Module):
         z_dim = nz + (embed_dim if num_classes > 0 else 0)
         bias = norm == "none"
 
-        layers: list[nn.Module] = [ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias, map_size=1)]  # 1x1 -> base
+        layers: list[nn.Module] = [ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias)]  # 1x1 -> base
         layers += _after_conv(widths[0], norm, nn.ReLU(inplace=True), dropout, z_dim)
         size = base
         for cin, cout in zip(widths[:-1], widths[1:]):
@@ -137,7 +137,7 @@ class Discriminator(nn.Module):
             padding = 1 + size % 2  # odd sizes get one more pixel of padding: the output is ceil(size / 2)
             block_norm = norm if i > 0 else "none"  # the input layer has no norm, and no bias (classic)
             size = (size + 1) // 2
-            layers.append(Conv2d(cin, cout, 4, 2, padding, bias=i > 0 and norm == "none", map_size=size))
+            layers.append(Conv2d(cin, cout, 4, 2, padding, bias=i > 0 and norm == "none"))
             layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), dropout)
             cin = cout
         self.features = nn.Sequential(*layers)
@@ -147,10 +147,10 @@ class Discriminator(nn.Module):
         flat = head_in * base * base
         self.mbd = MinibatchDiscrimination(flat, mbd_features, mbd_kernel_dim) if mbd_features > 0 else None
         if self.mbd is None:
-            self.head = Conv2d(head_in, 1, base, 1, 0, bias=False, map_size=1)  # base x base -> 1x1 score
+            self.head = Conv2d(head_in, 1, base, 1, 0, bias=False)  # base x base -> 1x1 score
         else:
             self.head = nn.Linear(flat + mbd_features, 1)
-        self.aux = Conv2d(widths[-1], num_classes, base, 1, 0, map_size=1) if num_classes > 0 else None  # class logits
+        self.aux = Conv2d(widths[-1], num_classes, base, 1, 0) if num_classes > 0 else None  # class logits
 
         init_weights(self, init, init_std)  # before spectral norm, which starts its power iteration from these weights
         if spectral_norm:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 
 import torch
 from torch import nn
@@ -124,13 +125,14 @@ class ColorPicker(nn.Module):
         return torch.einsum("ncphw,np->nchw", weights, self.palette_of(h).to(weights.dtype))
 
 
-_KEPT: dict[tuple, torch.Tensor] = {}  # the weight gradient's work buffers by (kind, shape, dtype, device)
-_MAX_KEPT = 16
+_SCRATCH: dict[tuple, torch.Tensor] = {}  # the weight gradient's work buffers by (kind, dtype, device)
+COLS_CHUNK = 1 << 23  # im2col elements per GEMM of the weight gradient (32 MB in fp32)
 
 
-def _kept(kind: tuple, shape: tuple, like: torch.Tensor) -> torch.Tensor | None:
-    """A work buffer of `shape` kept from call to call, zero-filled when first made; None inside autograd's graph
-    (a buffer saved for a double backward must not be overwritten by the next call).
+def _scratch(kind: str, shape: tuple, like: torch.Tensor) -> torch.Tensor | None:
+    """A work buffer of `shape` carved from one flat buffer per kind, kept from call to call and from layer to layer
+    (grown when a larger one is asked); None inside autograd's graph (a buffer saved for a double backward must not
+    be overwritten by the next call). Its contents are whatever the last call left there.
 
     A fresh buffer would be faulted in page by page at every step: glibc's malloc gives blocks above its mmap
     threshold (at most 32 MB; DCGAN-64's D 16 -> 8 layer's im2col matrix in fp32 needs 33.5 MB) back to the OS
@@ -138,31 +140,31 @@ def _kept(kind: tuple, shape: tuple, like: torch.Tensor) -> torch.Tensor | None:
     of a 2-core AMD EPYC without AVX-512)."""
     if torch.is_grad_enabled():
         return None
-    key = (kind, tuple(shape), like.dtype, like.device)
-    buf = _KEPT.pop(key, None)
-    if buf is None:
-        buf = torch.zeros(shape, dtype=like.dtype, device=like.device)
-    _KEPT[key] = buf  # most recently used last; the oldest go first
-    while len(_KEPT) > _MAX_KEPT:
-        del _KEPT[next(iter(_KEPT))]
-    return buf
+    key = (kind, like.dtype, like.device)
+    numel = math.prod(shape)
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = _SCRATCH[key] = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buf[:numel].view(shape)
 
 
 def _padded_nhwc(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     """x [N, C, H, W] zero-padded by (ph, pw), as a contiguous [N, H+2ph, W+2pw, C]; outside autograd's graph
-    only x's interior is copied, into a kept buffer whose border stays zero (F.pad into fresh memory: 3.2 ms
-    against 0.5 ms for [64, 128, 16, 16], fp32, one core)."""
+    into a kept buffer, whose border is zeroed and interior copied (F.pad into fresh memory: 3.2 ms against 0.5 ms
+    for [64, 128, 16, 16], fp32, one core)."""
     n, c, h, w = x.shape
-    buf = _kept(("padded", ph, pw), (n, h + 2 * ph, w + 2 * pw, c), x) if ph or pw else None
+    buf = _scratch("padded", (n, h + 2 * ph, w + 2 * pw, c), x) if ph or pw else None
     if buf is None:
         return nn.functional.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()
+    for border in (buf[:, :ph], buf[:, ph + h:], buf[:, ph:ph + h, :pw], buf[:, ph:ph + h, pw + w:]):
+        border.zero_()
     buf[:, ph:ph + h, pw:pw + w].copy_(x.permute(0, 2, 3, 1))
     return buf
 
 
 def _cols_matrix(patches: torch.Tensor) -> torch.Tensor:
-    """`patches` [N, Ho, Wo, kh, kw, C] copied into a [N*Ho*Wo, kh*kw*C] matrix (kept from call to call)."""
-    matrix = _kept(("cols",), patches.shape, patches)
+    """`patches` [N, Ho, Wo, kh, kw, C] copied into a [N*Ho*Wo, kh*kw*C] matrix (in a kept buffer)."""
+    matrix = _scratch("cols", patches.shape, patches)
     if matrix is None:
         return patches.reshape(-1, math.prod(patches.shape[3:]))
     return matrix.copy_(patches).view(-1, math.prod(patches.shape[3:]))
@@ -170,21 +172,37 @@ def _cols_matrix(patches: torch.Tensor) -> torch.Tensor:
 
 def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int],
                        stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
-    """The gradient of conv2d(x, w, stride=stride, padding=padding) with respect to w, as one GEMM.
+    """The gradient of conv2d(x, w, stride=stride, padding=padding) with respect to w, as im2col GEMMs.
 
-    im2col: the padded input (`_padded_nhwc`), viewed as [N, Ho, Wo, kh, kw, C] patches, is copied once into a
+    im2col: the padded input (`_padded_nhwc`), viewed as [N, Ho, Wo, kh, kw, C] patches, is copied into a
     [N*Ho*Wo, kh*kw*C] matrix (`_cols_matrix`), and grad_w = grad_out^T @ cols (the BLAS reads grad_out
-    transposed in place). Returns [O, C, kh, kw] laid out channels-last (what
-    `.to(memory_format=torch.channels_last)` weights have). Dilation 1, one group.
+    transposed in place). The matrix is built and multiplied in chunks of whole images, or of output rows of
+    one image, of at most `COLS_CHUNK` elements, whose products are summed (in fp32 for lower precisions), so its
+    memory stays bounded on large maps (D's 150 -> 75 px layer at 300 px: 92 MB per image). Returns
+    [O, C, kh, kw] laid out channels-last (what `.to(memory_format=torch.channels_last)` weights have).
+    Dilation 1, one group.
     """
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, _, _ = x.shape
-    ho, wo = grad_out.shape[2:]
-    xp = _padded_nhwc(x, ph, pw)  # [N, H+2ph, W+2pw, C]
-    s_n, s_h, s_w, s_c = xp.stride()
-    cols = _cols_matrix(xp.as_strided((n, ho, wo, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c)))
-    g = grad_out.permute(0, 2, 3, 1).reshape(n * ho * wo, -1)  # [N*Ho*Wo, O]
-    return (g.t() @ cols).view(-1, kh, kw, c).permute(0, 3, 1, 2)
+    o, ho, wo = grad_out.shape[1:]
+    per_row = wo * kh * kw * c  # im2col elements per output row
+    rows = max(1, min(ho, COLS_CHUNK // per_row))  # output rows per chunk
+    images = max(1, min(n, COLS_CHUNK // (per_row * ho))) if rows == ho else 1
+    g = grad_out.permute(0, 2, 3, 1)  # [N, Ho, Wo, O]
+    grad_w = None
+    for i in range(0, n, images):
+        xp = _padded_nhwc(x[i:i + images], ph, pw)  # [b, H+2ph, W+2pw, C]
+        s_n, s_h, s_w, s_c = xp.stride()
+        for r in range(0, ho, rows):
+            m = min(rows, ho - r)
+            patches = xp.as_strided((xp.shape[0], m, wo, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c),
+                                    xp.storage_offset() + r * sh * s_h)
+            part = g[i:i + images, r:r + m].reshape(-1, o).t() @ _cols_matrix(patches)
+            if grad_w is None:
+                grad_w = part if part.dtype == torch.float32 or (images >= n and rows >= ho) else part.float()
+            else:
+                grad_w += part
+    return grad_w.to(x.dtype).view(-1, kh, kw, c).permute(0, 3, 1, 2)
 
 
 THIN_CHANNELS = 4  # 2x upsampling layers to at most this many channels (RGB, gray) take the phase forms below
@@ -260,11 +278,40 @@ def input_gradients_only():
         _INPUT_GRADIENTS_ONLY[0] = previous
 
 
+GEMM_MAP_MAX = 8  # under deterministic algorithms, the GEMM computes the weight gradients of maps this small
+_WGRAD_GEMM_WINS: dict[tuple, bool] = {}  # a layer's shapes -> whether the im2col GEMM was the faster
+
+
+def _gemm_wgrad_wins(key: tuple, onednn, gemm, small_map: bool) -> bool:
+    """Whether `gemm()` (the im2col GEMM) computes a layer's weight gradient faster than `onednn()` for these
+    shapes, layouts, dtype and thread count: each timed twice the first time they are met (results thrown away, so
+    every call of a process computes with one method), the answer kept for the process. Under torch's deterministic
+    algorithms (train.deterministic) nothing is timed: the GEMM on a `small_map` (<= GEMM_MAP_MAX px), where
+    oneDNN's ran far below the matmul peak on every CPU measured, and oneDNN elsewhere.
+
+    Which is faster depends on the CPU, the precision, the batch and the map, and not in a way a rule could say:
+    fp32, two Zen 3 cores, oneDNN's took 0.85x the GEMM's time for the 16 -> 8 px layer of DCGAN-32's D and for the
+    64 -> 32 px one of DCGAN-128's at batch 64, 1.36x for DCGAN-64's 8 -> 4 px layer, and 1.3-1.8x for all but the
+    RGB layers of the 300 px DCGAN at batch 16 (`python benchmarks/wgrad_methods.py`)."""
+    if torch.are_deterministic_algorithms_enabled():
+        return small_map
+    wins = _WGRAD_GEMM_WINS.get(key)
+    if wins is None:
+        best = {gemm: math.inf, onednn: math.inf}
+        for f in (gemm, onednn, gemm, onednn):
+            start = time.perf_counter()
+            f()
+            best[f] = min(best[f], time.perf_counter() - start)
+        wins = _WGRAD_GEMM_WINS[key] = best[gemm] < best[onednn]
+    return wins
+
+
 class _CpuConv(torch.autograd.Function):
     """conv2d / conv_transpose2d with this project's CPU paths, each on a switch; oneDNN computes the rest:
 
     - gemm: the weight gradient from `conv2d_weight_grad` (a transposed convolution's weight gradient is that of
-      the convolution it transposes, with input and output gradient swapped);
+      the convolution it transposes, with input and output gradient swapped) where it is the faster for these
+      shapes (`_gemm_wgrad_wins`), else oneDNN's;
     - thin: the transposed convolution (forward) or the convolution's input gradient (backward) to few channels
       through `thin_conv_transpose2d`.
     """
@@ -290,6 +337,14 @@ class _CpuConv(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = has_bias and need_b
         thin_x = need_x and thin and not transposed and x.shape[2:] == tuple(2 * s for s in grad_out.shape[2:])
+        inp, out = (grad_out, x) if transposed else (x, grad_out)
+        if need_w and gemm:
+            key = (x.shape, x.stride(), grad_out.shape, grad_out.stride(), weight.shape, weight.stride(), stride,
+                   padding, transposed, x.dtype, torch.get_num_threads())
+            gemm = _gemm_wgrad_wins(key, lambda: torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, stride, padding, (1, 1), transposed, (0, 0), 1, (False, True, False)),
+                lambda: conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding),
+                small_map=max(out.shape[2:]) <= GEMM_MAP_MAX)
         gemm_w = need_w and gemm
         onednn_w = need_w and not gemm_w
         # oneDNN computes a bias gradient with its weight gradient: asked for the bias alone, it runs a whole
@@ -306,7 +361,6 @@ class _CpuConv(torch.autograd.Function):
         if thin_x:
             grad_x = thin_conv_transpose2d(grad_out, weight)
         if gemm_w:
-            inp, out = (grad_out, x) if transposed else (x, grad_out)
             grad_w = conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
@@ -322,12 +376,13 @@ def cpu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s
         return _CpuConv.apply(x, weight, bias, tuple(stride), tuple(padding), transposed, gemm, thin)
 
 
-def use_gemm_wgrad(model: nn.Module, on: bool, max_size: int = 8) -> None:
-    """Turn the im2col-GEMM weight gradient on (or off) for the `Conv2d` / `ConvTranspose2d` layers of `model`
-    whose smaller map is at most `max_size` px; oneDNN stays faster on larger maps (README Performance)."""
+def use_gemm_wgrad(model: nn.Module, on: bool) -> None:
+    """Turn the im2col-GEMM weight gradient on (or off) for the `Conv2d` / `ConvTranspose2d` layers of `model`:
+    each layer then computes its weight gradient with the GEMM or oneDNN, whichever was the faster at the first call
+    of its shapes (`_gemm_wgrad_wins`; README Performance)."""
     for m in model.modules():
-        if isinstance(m, _SmallMapConv):
-            m.gemm_wgrad = on and m.map_size <= max_size
+        if isinstance(m, _CpuPaths):
+            m.gemm_wgrad = on
 
 
 def use_thin_conv(model: nn.Module, on: bool) -> None:
@@ -341,7 +396,7 @@ def use_thin_conv(model: nn.Module, on: bool) -> None:
                 and m.stride == (stride,) * 2 and m.padding == (padding,) * 2)
 
     for m in model.modules():
-        if isinstance(m, _SmallMapConv):
+        if isinstance(m, _CpuPaths):
             channels = m.out_channels if isinstance(m, nn.ConvTranspose2d) else m.in_channels
             m.thin = on and channels <= THIN_CHANNELS and plain(m, 4, 2, 1)
         children = list(m.children())
@@ -362,32 +417,26 @@ class NearestUpsample(nn.Upsample):
         return x if self.deferred else super().forward(x)
 
 
-class _SmallMapConv:
-    """What `Conv2d` and `ConvTranspose2d` share: `map_size`, the side of the map the model says the layer's
-    smaller side is, and the switches of `_CpuConv`, `gemm_wgrad` (`use_gemm_wgrad`) and `thin` (`use_thin_conv`),
-    which apply to CPU forwards that need gradients."""
+class _CpuPaths:
+    """What `Conv2d` and `ConvTranspose2d` share: the switches of `_CpuConv`, `gemm_wgrad` (`use_gemm_wgrad`) and
+    `thin` (`use_thin_conv`), which apply to CPU forwards that need gradients."""
 
     gemm_wgrad = False
     thin = False
-
-    def __init__(self, *args, map_size: int = 1 << 30, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.map_size = map_size
 
     def _use_cpu_conv(self, x: torch.Tensor) -> bool:
         """Whether this forward goes through `_CpuConv`: on a CPU, gradients needed, a switch on."""
         return (self.gemm_wgrad or self.thin) and x.device.type == "cpu" and torch.is_grad_enabled()
 
 
-class Conv2d(_SmallMapConv, nn.Conv2d):
+class Conv2d(_CpuPaths, nn.Conv2d):
     """nn.Conv2d (same parameters, same results) with the CPU paths of `_CpuConv`.
 
-    `map_size` is the side of its output map, as the model that builds it knows it. With `gemm_wgrad`
-    set (`use_gemm_wgrad`), its weight gradient is one im2col GEMM: oneDNN's weight gradient for small
-    output maps runs far below the matmul peak on this project's CPUs (D's 8 -> 4 px layer: 54 ms
-    against 13 ms as a GEMM, bf16, one core; README Performance), while its forward and input gradient
-    are fine; a kernel as large as its input map (D's score and class layers) is then `whole_map_conv2d`, a
-    matrix product. With `thin` set (`use_thin_conv`: D's RGB input layer), its input gradient is
+    With `gemm_wgrad` set (`use_gemm_wgrad`), its weight gradient is the im2col GEMM's or oneDNN's, whichever
+    was the faster for its shapes (`_gemm_wgrad_wins`; oneDNN's runs far below the matmul peak on small maps, e.g.
+    D's 8 -> 4 px layer: 54 ms against 13 ms as a GEMM, bf16, one core; README Performance), while oneDNN's
+    forward and input gradient are fine; a kernel as large as its input map (D's score and class layers) is then
+    `whole_map_conv2d`, a matrix product. With `thin` set (`use_thin_conv`: D's RGB input layer), its input gradient is
     `thin_conv_transpose2d`. Both apply to CPU forwards that need gradients; under autocast, inputs are
     cast as autocast casts a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is
     oneDNN's throughout. With `upsampled_input` (`use_thin_conv`: G's RGB output layer after a
@@ -407,10 +456,10 @@ class Conv2d(_SmallMapConv, nn.Conv2d):
         return cpu_conv(x, weight, bias, self.stride, self.padding, False, self.gemm_wgrad, self.thin)
 
 
-class ConvTranspose2d(_SmallMapConv, nn.ConvTranspose2d):
+class ConvTranspose2d(_CpuPaths, nn.ConvTranspose2d):
     """nn.ConvTranspose2d (same parameters, same results) with the CPU paths of `_CpuConv`.
 
-    `map_size` is the side of its input map. `gemm_wgrad` as `Conv2d`'s; besides, the generator's first
+    `gemm_wgrad` as `Conv2d`'s; besides, the generator's first
     layer (1x1 input, stride 1, no padding) is then a matrix product z @ W (oneDNN took 15 ms per step for
     it, 64 images, bf16, one core). With `thin` set (`use_thin_conv`: G's RGB output layer), its forward,
     with or without gradients, is `thin_conv_transpose2d`. Used without output_padding (as G does).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -219,6 +220,18 @@ def test_op_trace_times_each_call_with_its_layouts_and_page_faults():
     assert any(what.startswith("add (8, 16, 16, 32)S(") for what in calls), table
 
 
+def test_wgrad_methods_times_both_methods_for_every_strided_layer(tmp_path):
+    out = _run("wgrad_methods.py", "--resolution", "32", "--batch", "2", "--repeats", "1", "--family", "acgan",
+               cwd=tmp_path)
+    rows = [line.split() for line in out.splitlines() if line.startswith(("G.", "D."))]
+    # 32 px: G 4 -> 8 -> 16 -> 32 (the 1x1 -> 4x4 layer is a matrix product), D 32 -> 16 -> 8 -> 4 (the heads too)
+    assert [r[0][0] for r in rows] == ["G"] * 3 + ["D"] * 3, out
+    assert all(r[-1].startswith("x") and float(r[-1][1:]) > 0 for r in rows), out
+    onednn, gemm, best = (float(v) for v in re.findall(r"oneDNN (\S+) ms, GEMM (\S+) ms, the faster of each (\S+) ms",
+                                                        out)[0])
+    assert best <= min(onednn, gemm) + 1, out
+
+
 @pytest.mark.parametrize("script, args, needle", [
     ("throughput.py", ["--families", "dcgan,foo"], "unknown family 'foo'"),
     ("throughput.py", ["--resolutions", "48"], "a power of two"),
@@ -229,6 +242,7 @@ def test_op_trace_times_each_call_with_its_layouts_and_page_faults():
     ("throughput.py", ["--no-reference", "--resolutions", "16", "--rounds", "1", "--iters", "1", "--warmup", "0",
                        "--set", "train.nope=1"], "unknown config key 'train.nope'"),
     ("throughput.py", ["--ops"], "--ops goes with --profile FAMILY"),
+    ("wgrad_methods.py", ["--resolution", "8"], "--resolution: must be >= 16"),
     ("quality_per_budget.py", ["--slice", "0"], "--slice: must be > 0"),  # was an endless loop
     ("quality_per_budget.py", ["--n-fake", "0"], "--n-fake: must be >= 2"),
     ("quality_per_budget.py", ["--data", "nope", "--minutes", "0.01"], "'nope' does not exist"),

@@ -42,10 +42,9 @@ def layer_shapes(family: str, resolution: int, batch: int) -> list[tuple[str, to
     from gankit.models import build_discriminator, build_generator
     from gankit.models.layers import ConvTranspose2d, Conv2d
 
-    cfg = build_config({"data": {"resolution": resolution}}, FAMILIES[family], {"model": {"channels": 3}})
-    if cfg.model.arch == "acgan":
-        cfg = build_config({"data": {"resolution": resolution}}, FAMILIES[family],
-                           {"model": {"channels": 3, "num_classes": 4}})
+    conditional = FAMILIES[family].get("model", {}).get("arch") == "acgan"
+    cfg = build_config({"data": {"resolution": resolution}}, FAMILIES[family],
+                       {"model": {"channels": 3, "num_classes": 4 if conditional else 0}})
     shapes = []
     labels = torch.zeros(batch, dtype=torch.long) if cfg.model.num_classes else None
     for net_name, net, inputs in (("G", build_generator(cfg), (torch.randn(batch, cfg.model.nz), labels)),

@@ -188,6 +188,7 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
     per_row = wo * kh * kw * c  # im2col elements per output row
     rows = max(1, min(ho, COLS_CHUNK // per_row))  # output rows per chunk
     images = max(1, min(n, COLS_CHUNK // (per_row * ho))) if rows == ho else 1
+    chunked = images < n or rows < ho  # then the products are summed in fp32 (bf16 would round every partial sum)
     g = grad_out.permute(0, 2, 3, 1)  # [N, Ho, Wo, O]
     grad_w = None
     for i in range(0, n, images):
@@ -199,7 +200,7 @@ def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[in
                                     xp.storage_offset() + r * sh * s_h)
             part = g[i:i + images, r:r + m].reshape(-1, o).t() @ _cols_matrix(patches)
             if grad_w is None:
-                grad_w = part if part.dtype == torch.float32 or (images >= n and rows >= ho) else part.float()
+                grad_w = part.float() if chunked else part
             else:
                 grad_w += part
     return grad_w.to(x.dtype).view(-1, kh, kw, c).permute(0, 3, 1, 2)
@@ -330,22 +331,27 @@ class _CpuConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         stride, padding, transposed, has_bias, gemm, thin = ctx.geometry
         bias_sizes = [weight.shape[1 if transposed else 0]] if has_bias else None
+        inp, out = (grad_out, x) if transposed else (x, grad_out)
+
+        def onednn(mask):  # oneDNN's gradients with respect to (x, weight, bias), those `mask` asks for
+            return torch.ops.aten.convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, (1, 1),
+                                                       transposed, (0, 0), 1, mask)
+
+        def gemm_grad_w():
+            return conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
+
         if torch.is_grad_enabled():  # create_graph (WGAN-GP's penalty): oneDNN's backward, which autograd differentiates
             mask = (ctx.needs_input_grad[0], False, False) if _INPUT_GRADIENTS_ONLY[0] else ctx.needs_input_grad[:3]
-            return *torch.ops.aten.convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, (1, 1),
-                                                        transposed, (0, 0), 1, mask), None, None, None, None, None
+            return *onednn(mask), None, None, None, None, None
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = has_bias and need_b
         thin_x = need_x and thin and not transposed and x.shape[2:] == tuple(2 * s for s in grad_out.shape[2:])
-        inp, out = (grad_out, x) if transposed else (x, grad_out)
+        gemm_w = False
         if need_w and gemm:
             key = (x.shape, x.stride(), grad_out.shape, grad_out.stride(), weight.shape, weight.stride(), stride,
                    padding, transposed, x.dtype, torch.get_num_threads())
-            gemm = _gemm_wgrad_wins(key, lambda: torch.ops.aten.convolution_backward(
-                grad_out, x, weight, None, stride, padding, (1, 1), transposed, (0, 0), 1, (False, True, False)),
-                lambda: conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding),
-                small_map=max(out.shape[2:]) <= GEMM_MAP_MAX)
-        gemm_w = need_w and gemm
+            gemm_w = _gemm_wgrad_wins(key, lambda: onednn((False, True, False)), gemm_grad_w,
+                                      small_map=max(out.shape[2:]) <= GEMM_MAP_MAX)
         onednn_w = need_w and not gemm_w
         # oneDNN computes a bias gradient with its weight gradient: asked for the bias alone, it runs a whole
         # weight-gradient pass for it (input gradient of D's 8 -> 4 px layer, batch 64, fp32, one core: 18 ms,
@@ -353,15 +359,13 @@ class _CpuConv(torch.autograd.Function):
         onednn_b = need_b and onednn_w
         grad_x, grad_w, grad_b = None, None, None
         if (need_x and not thin_x) or onednn_w:
-            grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, bias_sizes, stride, padding, (1, 1), transposed, (0, 0), 1,
-                (need_x and not thin_x, onednn_w, onednn_b))
+            grad_x, grad_w, grad_b = onednn((need_x and not thin_x, onednn_w, onednn_b))
         if need_b and not onednn_b:
             grad_b = grad_out.sum((0, 2, 3))
         if thin_x:
             grad_x = thin_conv_transpose2d(grad_out, weight)
         if gemm_w:
-            grad_w = conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
+            grad_w = gemm_grad_w()
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 

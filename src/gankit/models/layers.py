@@ -340,7 +340,12 @@ class _CpuConv(torch.autograd.Function):
         def gemm_grad_w():
             return conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
 
-        if torch.is_grad_enabled():  # create_graph (WGAN-GP's penalty): oneDNN's backward, which autograd differentiates
+        if torch.is_grad_enabled():  # create_graph (WGAN-GP's penalty)
+            if _INPUT_GRADIENTS_ONLY[0] and not transposed:  # d scores / d x, as a function with its own backward
+                grad_x = _ConvInputGrad.apply(grad_out, weight, x, stride, padding, gemm, thin) \
+                    if ctx.needs_input_grad[0] else None
+                return grad_x, None, None, None, None, None, None, None
+            # otherwise oneDNN's backward, which autograd differentiates
             mask = (ctx.needs_input_grad[0], False, False) if _INPUT_GRADIENTS_ONLY[0] else ctx.needs_input_grad[:3]
             return *onednn(mask), None, None, None, None, None
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
@@ -367,6 +372,51 @@ class _CpuConv(torch.autograd.Function):
         if gemm_w:
             grad_w = gemm_grad_w()
         return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+class _ConvInputGrad(torch.autograd.Function):
+    """A convolution's input gradient as a function of (grad_out, weight), built by `_CpuConv` for the gradient
+    penalty's d scores / d x (`input_gradients_only`), whose own backward is the penalty's path to the weights.
+
+    Its backward, given gg (the penalty's gradient with respect to the input gradient): grad_out's gradient is
+    conv2d(gg, weight), and the weight's is the weight gradient of a convolution of gg whose output gradient is
+    grad_out, by the im2col GEMM or oneDNN as `_CpuConv` chooses (`_gemm_wgrad_wins`). Autograd's derivative of
+    oneDNN's convolution_backward computes that weight term as a convolution of permuted tensors instead: 7-70
+    GFLOP/s against 80-90 for the same sums as a weight gradient (WGAN-GP's critic at 64 px, fp32, one Zen 3 core;
+    README Performance). x gives the input's shape and layout only. Not differentiable again.
+    """
+
+    @staticmethod
+    def forward(ctx, grad_out, weight, x, stride, padding, gemm, thin):
+        ctx.save_for_backward(grad_out, weight)
+        ctx.geometry = (stride, padding, gemm)
+        if thin and x.shape[2:] == tuple(2 * s for s in grad_out.shape[2:]):
+            return thin_conv_transpose2d(grad_out, weight)
+        return torch.ops.aten.convolution_backward(grad_out, x, weight, None, stride, padding, (1, 1), False, (0, 0),
+                                                   1, (True, False, False))[0]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gg):
+        grad_out, weight = ctx.saved_tensors
+        stride, padding, gemm = ctx.geometry
+        need_go, need_w = ctx.needs_input_grad[:2]
+        d_go = nn.functional.conv2d(gg, weight, None, stride, padding) if need_go else None
+        d_w = None
+        if need_w:
+            def onednn():
+                return torch.ops.aten.convolution_backward(grad_out, gg, weight, None, stride, padding, (1, 1), False,
+                                                           (0, 0), 1, (False, True, False))[1]
+
+            def gemm_grad_w():
+                return conv2d_weight_grad(gg, grad_out, weight.shape[2:], stride, padding)
+
+            key = ("penalty", gg.shape, gg.stride(), grad_out.shape, grad_out.stride(), weight.shape, stride, padding,
+                   gg.dtype, torch.get_num_threads())
+            use_gemm = gemm and _gemm_wgrad_wins(key, onednn, gemm_grad_w,
+                                                 small_map=max(grad_out.shape[2:]) <= GEMM_MAP_MAX)
+            d_w = gemm_grad_w() if use_gemm else onednn()
+        return d_go, d_w, None, None, None, None, None
 
 
 def cpu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, transposed: bool,
@@ -442,8 +492,8 @@ class Conv2d(_CpuPaths, nn.Conv2d):
     forward and input gradient are fine; a kernel as large as its input map (D's score and class layers) is then
     `whole_map_conv2d`, a matrix product. With `thin` set (`use_thin_conv`: D's RGB input layer), its input gradient is
     `thin_conv_transpose2d`. Both apply to CPU forwards that need gradients; under autocast, inputs are
-    cast as autocast casts a convolution's. A backward that builds a graph (the WGAN-GP penalty's) is
-    oneDNN's throughout. With `upsampled_input` (`use_thin_conv`: G's RGB output layer after a
+    cast as autocast casts a convolution's. The WGAN-GP penalty's input gradient is a `_ConvInputGrad`, whose
+    backward takes the same weight-gradient paths. With `upsampled_input` (`use_thin_conv`: G's RGB output layer after a
     `NearestUpsample`), every forward takes the map before upsampling and runs `upsample_conv2d`.
     """
 

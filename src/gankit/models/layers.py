@@ -411,8 +411,8 @@ class _ConvInputGrad(torch.autograd.Function):
             def gemm_grad_w():
                 return conv2d_weight_grad(gg, grad_out, weight.shape[2:], stride, padding)
 
-            key = ("penalty", gg.shape, gg.stride(), grad_out.shape, grad_out.stride(), weight.shape, stride, padding,
-                   gg.dtype, torch.get_num_threads())
+            key = ("penalty", gg.shape, gg.stride(), grad_out.shape, grad_out.stride(), weight.shape, weight.stride(),
+                   stride, padding, gg.dtype, torch.get_num_threads())
             use_gemm = gemm and _gemm_wgrad_wins(key, onednn, gemm_grad_w,
                                                  small_map=max(grad_out.shape[2:]) <= GEMM_MAP_MAX)
             d_w = gemm_grad_w() if use_gemm else onednn()

@@ -307,6 +307,36 @@ def _gemm_wgrad_wins(key: tuple, onednn, gemm, small_map: bool) -> bool:
     return wins
 
 
+def _onednn_grads(grad_out, x, weight, bias_sizes, stride, padding, transposed: bool, mask):
+    """oneDNN's gradients of a convolution with respect to (x, weight, bias), those `mask` asks for."""
+    return torch.ops.aten.convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, (1, 1), transposed,
+                                               (0, 0), 1, mask)
+
+
+def _gemm_grad_w(grad_out, x, weight, stride, padding, transposed: bool) -> torch.Tensor:
+    """A convolution's weight gradient by `conv2d_weight_grad`: a transposed convolution's is that of the
+    convolution it transposes, with input and output gradient swapped."""
+    inp, out = (grad_out, x) if transposed else (x, grad_out)
+    return conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
+
+
+def _wgrad_by_gemm(grad_out, x, weight, stride, padding, transposed: bool) -> bool:
+    """Whether this weight gradient goes to the im2col GEMM: `_gemm_wgrad_wins` for its shapes, layouts, dtype and
+    thread count, with both methods as `_CpuConv` and `_ConvInputGrad` call them."""
+    key = (x.shape, x.stride(), grad_out.shape, grad_out.stride(), weight.shape, weight.stride(), stride, padding,
+           transposed, x.dtype, torch.get_num_threads())
+    out = x if transposed else grad_out
+    return _gemm_wgrad_wins(
+        key, lambda: _onednn_grads(grad_out, x, weight, None, stride, padding, transposed, (False, True, False)),
+        lambda: _gemm_grad_w(grad_out, x, weight, stride, padding, transposed),
+        small_map=max(out.shape[2:]) <= GEMM_MAP_MAX)
+
+
+def _doubles(x: torch.Tensor, grad_out: torch.Tensor) -> bool:
+    """Whether a convolution halves x's map exactly (its input gradient then has the phase form)."""
+    return x.shape[2:] == tuple(2 * s for s in grad_out.shape[2:])
+
+
 class _CpuConv(torch.autograd.Function):
     """conv2d / conv_transpose2d with this project's CPU paths, each on a switch; oneDNN computes the rest:
 
@@ -331,15 +361,7 @@ class _CpuConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         stride, padding, transposed, has_bias, gemm, thin = ctx.geometry
         bias_sizes = [weight.shape[1 if transposed else 0]] if has_bias else None
-        inp, out = (grad_out, x) if transposed else (x, grad_out)
-
-        def onednn(mask):  # oneDNN's gradients with respect to (x, weight, bias), those `mask` asks for
-            return torch.ops.aten.convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, (1, 1),
-                                                       transposed, (0, 0), 1, mask)
-
-        def gemm_grad_w():
-            return conv2d_weight_grad(inp, out, weight.shape[2:], stride, padding)
-
+        geometry = (stride, padding, transposed)
         if torch.is_grad_enabled():  # create_graph (WGAN-GP's penalty)
             if _INPUT_GRADIENTS_ONLY[0] and not transposed:  # d scores / d x, as a function with its own backward
                 grad_x = _ConvInputGrad.apply(grad_out, weight, x, stride, padding, gemm, thin) \
@@ -347,16 +369,11 @@ class _CpuConv(torch.autograd.Function):
                 return grad_x, None, None, None, None, None, None, None
             # otherwise oneDNN's backward, which autograd differentiates
             mask = (ctx.needs_input_grad[0], False, False) if _INPUT_GRADIENTS_ONLY[0] else ctx.needs_input_grad[:3]
-            return *onednn(mask), None, None, None, None, None
+            return *_onednn_grads(grad_out, x, weight, bias_sizes, *geometry, mask), None, None, None, None, None
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = has_bias and need_b
-        thin_x = need_x and thin and not transposed and x.shape[2:] == tuple(2 * s for s in grad_out.shape[2:])
-        gemm_w = False
-        if need_w and gemm:
-            key = (x.shape, x.stride(), grad_out.shape, grad_out.stride(), weight.shape, weight.stride(), stride,
-                   padding, transposed, x.dtype, torch.get_num_threads())
-            gemm_w = _gemm_wgrad_wins(key, lambda: onednn((False, True, False)), gemm_grad_w,
-                                      small_map=max(out.shape[2:]) <= GEMM_MAP_MAX)
+        thin_x = need_x and thin and not transposed and _doubles(x, grad_out)
+        gemm_w = need_w and gemm and _wgrad_by_gemm(grad_out, x, weight, *geometry)
         onednn_w = need_w and not gemm_w
         # oneDNN computes a bias gradient with its weight gradient: asked for the bias alone, it runs a whole
         # weight-gradient pass for it (input gradient of D's 8 -> 4 px layer, batch 64, fp32, one core: 18 ms,
@@ -364,13 +381,14 @@ class _CpuConv(torch.autograd.Function):
         onednn_b = need_b and onednn_w
         grad_x, grad_w, grad_b = None, None, None
         if (need_x and not thin_x) or onednn_w:
-            grad_x, grad_w, grad_b = onednn((need_x and not thin_x, onednn_w, onednn_b))
+            grad_x, grad_w, grad_b = _onednn_grads(grad_out, x, weight, bias_sizes, *geometry,
+                                                   (need_x and not thin_x, onednn_w, onednn_b))
         if need_b and not onednn_b:
             grad_b = grad_out.sum((0, 2, 3))
         if thin_x:
             grad_x = thin_conv_transpose2d(grad_out, weight)
         if gemm_w:
-            grad_w = gemm_grad_w()
+            grad_w = _gemm_grad_w(grad_out, x, weight, *geometry)
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
@@ -380,7 +398,7 @@ class _ConvInputGrad(torch.autograd.Function):
 
     Its backward, given gg (the penalty's gradient with respect to the input gradient): grad_out's gradient is
     conv2d(gg, weight), and the weight's is the weight gradient of a convolution of gg whose output gradient is
-    grad_out, by the im2col GEMM or oneDNN as `_CpuConv` chooses (`_gemm_wgrad_wins`). Autograd's derivative of
+    grad_out, by the im2col GEMM or oneDNN as `_CpuConv` chooses (`_wgrad_by_gemm`). Autograd's derivative of
     oneDNN's convolution_backward computes that weight term as a convolution of permuted tensors instead: 7-70
     GFLOP/s against 80-90 for the same sums as a weight gradient (WGAN-GP's critic at 64 px, fp32, one Zen 3 core;
     README Performance). x gives the input's shape and layout only. Not differentiable again.
@@ -390,10 +408,9 @@ class _ConvInputGrad(torch.autograd.Function):
     def forward(ctx, grad_out, weight, x, stride, padding, gemm, thin):
         ctx.save_for_backward(grad_out, weight)
         ctx.geometry = (stride, padding, gemm)
-        if thin and x.shape[2:] == tuple(2 * s for s in grad_out.shape[2:]):
+        if thin and _doubles(x, grad_out):
             return thin_conv_transpose2d(grad_out, weight)
-        return torch.ops.aten.convolution_backward(grad_out, x, weight, None, stride, padding, (1, 1), False, (0, 0),
-                                                   1, (True, False, False))[0]
+        return _onednn_grads(grad_out, x, weight, None, stride, padding, False, (True, False, False))[0]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -403,19 +420,11 @@ class _ConvInputGrad(torch.autograd.Function):
         need_go, need_w = ctx.needs_input_grad[:2]
         d_go = nn.functional.conv2d(gg, weight, None, stride, padding) if need_go else None
         d_w = None
-        if need_w:
-            def onednn():
-                return torch.ops.aten.convolution_backward(grad_out, gg, weight, None, stride, padding, (1, 1), False,
-                                                           (0, 0), 1, (False, True, False))[1]
-
-            def gemm_grad_w():
-                return conv2d_weight_grad(gg, grad_out, weight.shape[2:], stride, padding)
-
-            key = ("penalty", gg.shape, gg.stride(), grad_out.shape, grad_out.stride(), weight.shape, weight.stride(),
-                   stride, padding, gg.dtype, torch.get_num_threads())
-            use_gemm = gemm and _gemm_wgrad_wins(key, onednn, gemm_grad_w,
-                                                 small_map=max(grad_out.shape[2:]) <= GEMM_MAP_MAX)
-            d_w = gemm_grad_w() if use_gemm else onednn()
+        if need_w:  # the weight gradient of a convolution of gg whose output gradient is grad_out
+            if gemm and _wgrad_by_gemm(grad_out, gg, weight, stride, padding, False):
+                d_w = _gemm_grad_w(grad_out, gg, weight, stride, padding, False)
+            else:
+                d_w = _onednn_grads(grad_out, gg, weight, None, stride, padding, False, (False, True, False))[1]
         return d_go, d_w, None, None, None, None, None
 
 

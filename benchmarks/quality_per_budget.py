@@ -215,7 +215,7 @@ def main() -> None:
     n_last = max([args.n_fake, *counts])
 
     from gankit.data import load_dataset
-    from gankit.metrics import extract_features, fid_by_count, fid_kid, load_inception, real_features
+    from gankit.metrics import RealStatistics, extract_features, fid_by_count, fid_kid, load_inception, real_features
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -238,7 +238,7 @@ def main() -> None:
         save_grids(results, args.grids)
 
     extractor = load_inception(args.device)
-    real = real_features(data.key, data.images, extractor)
+    real = RealStatistics(real_features(data.key, data.images, extractor))  # its statistics once for every mark
     summary = {"data": args.data, "resolution": args.resolution, "minutes": args.minutes, "n_fake": args.n_fake,
                "n_real": len(data.images), "parallel": args.parallel, "torch": torch.__version__,
                "threads": 1 if args.parallel else torch.get_num_threads(),

@@ -232,6 +232,18 @@ def test_wgrad_methods_times_both_methods_for_every_strided_layer(tmp_path):
     assert best <= min(onednn, gemm) + 1, out
 
 
+def test_metric_statistics_times_both_and_finds_torchmetrics_numbers(tmp_path):
+    """(Both ways of each statistic are checked against torchmetrics in test_metrics.py, on narrow features.)"""
+    out = _run("metric_statistics.py", "--counts", "40:12", "--json", "stats.json", cwd=tmp_path)
+    rows = json.loads((tmp_path / "stats.json").read_text())["rows"]
+    assert [(r["n_real"], r["n_fake"]) for r in rows] == [(40, 12)]
+    for r in rows:
+        assert min(r["torchmetrics_s"], r["gankit_s"], r["gankit_kept_real_s"]) > 0
+        assert r["relative_distance"]["fid"] < 1e-5 and r["relative_distance"]["kid_mean"] < 1e-9
+        assert r["gankit"]["fid"] == pytest.approx(r["torchmetrics"]["fid"], rel=1e-5)
+    assert "40 real,    12 fake: torchmetrics" in out and "with the real side kept" in out
+
+
 @pytest.mark.parametrize("script, args, needle", [
     ("throughput.py", ["--families", "dcgan,foo"], "unknown family 'foo'"),
     ("throughput.py", ["--resolutions", "48"], "a power of two"),
@@ -246,6 +258,8 @@ def test_wgrad_methods_times_both_methods_for_every_strided_layer(tmp_path):
     ("quality_per_budget.py", ["--slice", "0"], "--slice: must be > 0"),  # was an endless loop
     ("quality_per_budget.py", ["--n-fake", "0"], "--n-fake: must be >= 2"),
     ("quality_per_budget.py", ["--data", "nope", "--minutes", "0.01"], "'nope' does not exist"),
+    ("metric_statistics.py", ["--counts", "100:1"], "each count must be >= 2"),
+    ("metric_statistics.py", ["--counts", "100"], "n_real:n_fake pairs"),
 ])
 def test_benchmarks_refuse_bad_arguments_in_one_line(script, args, needle, tmp_path):
     env = {**os.environ, "GANKIT_CACHE_DIR": str(tmp_path / "cache")}

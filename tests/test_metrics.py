@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from conftest import make_image_folder, tiny_layers
 from gankit.cli import app
 from gankit.errors import ConfigError, DataError
-from gankit.metrics import (NUM_FEATURES, extract_features, fid_by_count, fid_kid, folder_resolution,
+from gankit import metrics
+from gankit.metrics import (NUM_FEATURES, RealStatistics, extract_features, fid_by_count, fid_kid, folder_resolution,
                             load_inception, real_features)
 
 N, SIZE = 12, 32
@@ -162,6 +163,64 @@ def test_kid_subset_size_adapts_to_few_samples_and_is_seeded():
     assert torch.equal(torch.get_rng_state(), state)  # and the caller's random stream is untouched
     with pytest.raises(DataError, match="at least 2"):
         fid_kid(a[:1], b)
+
+
+def torchmetrics_fid_kid(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict:
+    """torchmetrics' FID and KID of two feature sets (KID's subsets drawn under `seed`), through a pass-through
+    `feature` module."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    class Precomputed(torch.nn.Module):
+        num_features = real.shape[1]
+
+        def forward(self, x):
+            return x
+
+    fid = FrechetInceptionDistance(feature=Precomputed())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "will save all extracted features"
+        kid = KernelInceptionDistance(feature=Precomputed(), subsets=metrics.KID_SUBSETS,
+                                      subset_size=min(metrics.KID_SUBSET_SIZE, len(real), len(fake)))
+    for m in (fid, kid):
+        m.update(real, real=True)
+        m.update(fake, real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def skewed_features(n: int, d: int, shift: float, seed: int) -> torch.Tensor:
+    """Non-negative, correlated float64 features (like Inception's pool features, in a few dimensions)."""
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
+    return (torch.randn(n, d, generator=g, dtype=torch.float64) @ mix + shift).relu()
+
+
+@pytest.mark.parametrize("per_subset_kernels", [False, True])
+@pytest.mark.parametrize("n_real, n_fake", [(200, 12), (30, 40), (40, 25)])
+def test_fid_and_kid_are_torchmetrics_numbers(monkeypatch, n_real, n_fake, per_subset_kernels):
+    """Both ways of each statistic: FID with fewer fakes than features (16) and with more; KID's kernels per
+    subset (200 real images, subsets of 12) or over all rows, and per subset everywhere when whole matrices
+    may not be kept."""
+    if per_subset_kernels:
+        monkeypatch.setattr(metrics, "MAX_KERNEL_ENTRIES", 0)
+    real, fake = skewed_features(n_real, 16, 0.0, seed=1), skewed_features(n_fake, 16, 0.3, seed=2)
+    ours, theirs = fid_kid(real, fake, seed=3), torchmetrics_fid_kid(real, fake, seed=3)
+    assert ours["fid"] == pytest.approx(theirs["fid"], rel=1e-9) and ours["fid"] > 0.1
+    assert ours["kid_mean"] == pytest.approx(theirs["kid_mean"], rel=1e-9)
+    assert ours["kid_std"] == pytest.approx(theirs["kid_std"], rel=1e-9) and ours["kid_std"] > 0
+
+
+def test_real_statistics_kept_for_many_evaluations_give_the_same_numbers():
+    """A run's evaluations share one RealStatistics: each result equals a fresh computation, also when the number
+    of fakes changes (the real rows KID draws depend on it)."""
+    real = RealStatistics(skewed_features(200, 16, 0.0, seed=1))
+    for n_fake, seed in ((12, 4), (20, 5), (12, 6), (40, 7)):
+        fake = skewed_features(n_fake, 16, 0.3, seed=seed)
+        assert fid_kid(real, fake) == fid_kid(real.feats, fake)
+        assert fid_by_count(real, fake, [4, n_fake]) == fid_by_count(real.feats, fake, [4, n_fake])
 
 
 def test_fid_inf_removes_the_small_sample_bias():

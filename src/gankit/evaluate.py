@@ -23,7 +23,7 @@ class Evaluator:
 
     def __init__(self, data, device: torch.device, n_real: int, weights: str | None = None, progress: bool = True,
                  cache_dir: str | None = None):
-        from gankit.metrics import load_inception, real_features
+        from gankit.metrics import RealStatistics, load_inception, real_features
 
         self.device, self.progress = device, progress
         self.extractor = load_inception(device, weights=weights)
@@ -31,7 +31,8 @@ class Evaluator:
         if len(images) > n_real:  # a fixed, seeded subset so the cache key stays meaningful
             idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
             images = images[idx.sort().values]
-        self.real = real_features(data.key, images, self.extractor, progress=progress, cache_dir=cache_dir)
+        self.real = RealStatistics(real_features(data.key, images, self.extractor, progress=progress,
+                                                 cache_dir=cache_dir))
 
     @torch.no_grad()
     def __call__(self, generate, n_fake: int, batch_size: int = 50) -> dict:

@@ -47,6 +47,23 @@ def test_tiny_run_writes_the_whole_run_folder(image_folder, tmp_path):
     assert all(torch.equal(weights[k], v) for k, v in ckpt["G"].items())
 
 
+@pytest.mark.parametrize("share, drawn", [(1e-9, 2), (1e9, 5)])
+def test_plots_take_a_bounded_share_of_the_run_and_are_drawn_at_its_end(image_folder, tmp_path, monkeypatch,
+                                                                         share, drawn):
+    """Plots are redrawn at an epoch end only once the time since their last drawing is 1 / PLOT_SHARE times that
+    drawing's: with a share of ~0, at the first epoch end and then only at the run's end; with a huge one, at each
+    of the 4 epoch ends and at the end."""
+    from gankit import train
+    from gankit.report import plots
+
+    calls = []
+    monkeypatch.setattr(train, "PLOT_SHARE", share)
+    real = plots.write_plots
+    monkeypatch.setattr(plots, "write_plots", lambda run_dir: calls.append(1) or real(run_dir))
+    run = run_training(tiny_layers(image_folder, epochs=4), tmp_path / "run")
+    assert len(calls) == drawn and (run / "plots" / "losses.png").is_file()
+
+
 def _g_weights(run):
     return load_checkpoint(run / "checkpoints/last.pt")["G"]
 

@@ -114,7 +114,7 @@ class LogConfig:
     checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt is written every epoch)
     tensorboard: bool = True  # also write TensorBoard events
     progress: bool = True  # progress bar
-    plots: bool = True  # plots/*.png every epoch and evolution.gif at the end
+    plots: bool = True  # plots/*.png at epoch ends (at most ~3% of the time: see train.PLOT_SHARE), evolution.gif at the end
 
 
 @dataclass

@@ -53,14 +53,15 @@ def features(n: int, shift: float, generator: torch.Generator) -> torch.Tensor:
 
 
 def torchmetrics_fid_kid(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
-    """torchmetrics' FID and KID of two feature sets, through a pass-through `feature` module."""
+    """torchmetrics' FID and KID of two feature sets [N, D] (KID's subsets as gankit's: drawn under `seed`, as many
+    and as large), through a pass-through `feature` module. tests/test_metrics.py checks gankit's against it."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
     from gankit.metrics import KID_SUBSET_SIZE, KID_SUBSETS
 
     class Precomputed(torch.nn.Module):
-        num_features = DIM
+        num_features = real.shape[1]
 
         def forward(self, x):
             return x

@@ -6,7 +6,9 @@ Inception runs at a few images/s on a small CPU, so the real network sees few, s
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,30 +167,14 @@ def test_kid_subset_size_adapts_to_few_samples_and_is_seeded():
         fid_kid(a[:1], b)
 
 
-def torchmetrics_fid_kid(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict:
-    """torchmetrics' FID and KID of two feature sets (KID's subsets drawn under `seed`), through a pass-through
-    `feature` module."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
+def torchmetrics_fid_kid(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
+    """torchmetrics' own FID and KID (benchmarks/metric_statistics.py, which times gankit's against them)."""
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import metric_statistics
 
-    class Precomputed(torch.nn.Module):
-        num_features = real.shape[1]
-
-        def forward(self, x):
-            return x
-
-    fid = FrechetInceptionDistance(feature=Precomputed())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "will save all extracted features"
-        kid = KernelInceptionDistance(feature=Precomputed(), subsets=metrics.KID_SUBSETS,
-                                      subset_size=min(metrics.KID_SUBSET_SIZE, len(real), len(fake)))
-    for m in (fid, kid):
-        m.update(real, real=True)
-        m.update(fake, real=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+    return metric_statistics.torchmetrics_fid_kid(real, fake, seed)
 
 
 def skewed_features(n: int, d: int, shift: float, seed: int) -> torch.Tensor:

@@ -248,16 +248,23 @@ class RealStatistics:
     """A real feature set [N, D] prepared for many comparisons with generated sets (FID/KID at every evaluation of a
     training run, at every mark of a benchmark): its mean and covariance are computed once, and so are KID's
     real-real kernel sums for each draw of subsets (seeded, so every evaluation with the same counts draws the same).
-    `fid_kid` and `fid_by_count` take it wherever they take real features."""
+    `fid_kid` and `fid_by_count` take it wherever they take real features (`of`)."""
 
     def __init__(self, feats):
         self.feats = _features(feats)
-        self.n = len(self.feats)
         self.mean = self.feats.mean(0)
         centred = self.feats - self.mean
-        self.cov = centred.T @ centred / max(self.n - 1, 1)
+        self.cov = centred.T @ centred / max(len(self) - 1, 1)
         self._root: torch.Tensor | None = None
         self._kernel_sums: dict[tuple, torch.Tensor] = {}
+
+    @classmethod
+    def of(cls, feats) -> "RealStatistics":
+        """`feats` itself when it is one, else the statistics of the feature set `feats`."""
+        return feats if isinstance(feats, cls) else cls(feats)
+
+    def __len__(self) -> int:
+        return len(self.feats)
 
     def root(self) -> torch.Tensor:
         """The covariance's symmetric square root."""
@@ -333,10 +340,10 @@ def _kid(real: RealStatistics, fake: torch.Tensor, seed: int) -> tuple[float, fl
     real-fake and fake-fake kernels are computed once over all rows where that is cheaper (`_kernel_sums`), and the
     real-real sums, the same at every evaluation with these counts, are kept on `real`."""
     n_fake = len(fake)
-    m = min(KID_SUBSET_SIZE, real.n, n_fake)
+    m = min(KID_SUBSET_SIZE, len(real), n_fake)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        draws = [(torch.randperm(real.n)[:m], torch.randperm(n_fake)[:m]) for _ in range(KID_SUBSETS)]
+        draws = [(torch.randperm(len(real))[:m], torch.randperm(n_fake)[:m]) for _ in range(KID_SUBSETS)]
     rows_r, rows_f = torch.stack([r for r, _ in draws]), torch.stack([f for _, f in draws])
     k_rr = real.kernel_sums(rows_r, key=(seed, n_fake))  # which real rows are drawn depends on n_fake: draws alternate
     k_ff, k_rf = _kernel_sums(fake, rows_f), _kernel_sums(real.feats, rows_r, fake, rows_f)
@@ -352,16 +359,15 @@ def fid_kid(real_feats, fake_feats, seed: int = 0) -> dict:
     give the same KID), so it stays defined for the small sample counts a CPU can afford.
     """
     fake = _features(fake_feats)
-    n_real = real_feats.n if isinstance(real_feats, RealStatistics) else len(real_feats)
-    if min(n_real, len(fake)) < 2:
-        raise DataError(f"FID/KID need at least 2 images on each side, got {n_real} and {len(fake)}")
-    real = real_feats if isinstance(real_feats, RealStatistics) else RealStatistics(real_feats)
+    if min(len(real_feats), len(fake)) < 2:
+        raise DataError(f"FID/KID need at least 2 images on each side, got {len(real_feats)} and {len(fake)}")
+    real = RealStatistics.of(real_feats)
     if real.feats.shape[1] != fake.shape[1]:
         raise ValueError(f"expected two feature sets [N, D] with the same D, got {tuple(real.feats.shape)} and "
                          f"{tuple(fake.shape)}")
     kid_mean, kid_std = _kid(real, fake, seed)
     return {"fid": _frechet(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
-            "n_real": real.n, "n_fake": len(fake)}
+            "n_real": len(real), "n_fake": len(fake)}
 
 
 def fid_by_count(real_feats, fake_feats, counts: list[int]) -> dict:
@@ -375,7 +381,7 @@ def fid_by_count(real_feats, fake_feats, counts: list[int]) -> dict:
     every model compared against it). `real_feats` may be a `RealStatistics`.
     """
     counts = sorted(set(int(n) for n in counts))
-    real = real_feats if isinstance(real_feats, RealStatistics) else RealStatistics(real_feats)
+    real = RealStatistics.of(real_feats)
     fake = _features(fake_feats)
     if len(counts) < 2 or counts[0] < 2 or counts[-1] > fake.shape[0]:
         raise ValueError(f"need at least two counts between 2 and {fake.shape[0]}, got {counts}")

@@ -81,14 +81,18 @@ class RunLog:
                 self.tb.add_scalar(f"{kind}/{k}", v, step)
 
     def image(self, tag: str, path: Path, step: int) -> None:
-        """A picture the run wrote (an epoch's sample grid) into TensorBoard's Images tab."""
+        """A PNG the run wrote (an epoch's sample grid) into TensorBoard's Images tab, as its own bytes: not decoded
+        and encoded again by `add_image` (which took as long as writing the grid: ~0.1 s for a 64 x 64 px grid)."""
         if self.tb is None:
             return
-        import numpy as np
         from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
 
-        with Image.open(path) as im:
-            self.tb.add_image(tag, np.asarray(im.convert("RGB")), step, dataformats="HWC")
+        with Image.open(path) as im:  # the header only: size and channels
+            size, channels = im.size, len(im.getbands())
+        png = Path(path).read_bytes()
+        image = Summary.Image(height=size[1], width=size[0], colorspace=channels, encoded_image_string=png)
+        self.tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
         self.tb.flush()
 
     def close(self) -> None:

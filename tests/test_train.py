@@ -47,21 +47,43 @@ def test_tiny_run_writes_the_whole_run_folder(image_folder, tmp_path):
     assert all(torch.equal(weights[k], v) for k, v in ckpt["G"].items())
 
 
-@pytest.mark.parametrize("share, drawn", [(1e-9, 2), (1e9, 5)])
-def test_plots_take_a_bounded_share_of_the_run_and_are_drawn_at_its_end(image_folder, tmp_path, monkeypatch,
-                                                                         share, drawn):
-    """Plots are redrawn at an epoch end only once the time since their last drawing is 1 / PLOT_SHARE times that
-    drawing's: with a share of ~0, at the first epoch end and then only at the run's end; with a huge one, at each
-    of the 4 epoch ends and at the end."""
-    from gankit import train
+@pytest.mark.parametrize("share, written, drawn", [(0, [1, 2, 3, 4], 4), (1e-9, [1, 2, 4], 3)])
+def test_epoch_end_writings_take_a_bounded_share_of_the_run_and_all_are_written_at_its_end(
+        image_folder, tmp_path, monkeypatch, share, written, drawn):
+    """Each epoch-end writing (grid, last.pt, numbered checkpoint, plots) is skipped at an epoch end sooner than
+    1 / log.write_share times its last duration after it. With a share of ~0 each is done at the first epoch end, at
+    the second (the first's duration, imports included, is not counted) and at the run's end; with 0, every epoch
+    (the plots of the last epoch end are those the run's end draws)."""
     from gankit.report import plots
 
     calls = []
-    monkeypatch.setattr(train, "PLOT_SHARE", share)
     real = plots.write_plots
     monkeypatch.setattr(plots, "write_plots", lambda run_dir: calls.append(1) or real(run_dir))
-    run = run_training(tiny_layers(image_folder, epochs=4), tmp_path / "run")
+    layers = tiny_layers(image_folder, epochs=4)
+    layers[0]["log"]["write_share"] = share
+    run = run_training(layers, tmp_path / "run")
+    names = [f"epoch_{e:04d}" for e in written]
+    assert sorted(p.stem for p in (run / "samples").iterdir()) == names
+    assert sorted(p.stem for p in (run / "checkpoints").glob("epoch_*.pt")) == names  # checkpoint_every 1
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 16
     assert len(calls) == drawn and (run / "plots" / "losses.png").is_file()
+
+
+def test_a_run_stopped_at_an_epoch_end_that_skipped_its_writings_writes_them(image_folder, tmp_path):
+    """The single-image test stops the loop at an epoch end (`fit(stop_when=...)`): the grid and last.pt that the
+    write share skipped there are written before it returns."""
+    from gankit.config import build_config
+    from gankit.data import load_dataset
+    from gankit.train import finalize_config
+
+    layers = tiny_layers(image_folder, epochs=6)
+    layers[0]["log"]["write_share"] = 1e-9
+    cfg = build_config(*layers)
+    data = load_dataset(image_folder, 16, progress=False)
+    trainer = Trainer(finalize_config(cfg, data), data, tmp_path / "run")
+    trainer.fit(stop_when=lambda: trainer.epoch == 3)
+    assert (tmp_path / "run" / "samples" / "epoch_0003.png").is_file()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 12
 
 
 def _g_weights(run):

@@ -111,10 +111,11 @@ class TrainConfig:
 class LogConfig:
     every: int = 50  # iterations between metric lines (losses are read from the device only then)
     n_samples: int = 64  # images in the fixed-noise grid written every epoch
-    checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt is written every epoch)
+    checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt: at epoch ends; both held to write_share)
     tensorboard: bool = True  # also write TensorBoard events
     progress: bool = True  # progress bar
-    plots: bool = True  # plots/*.png at epoch ends (at most ~3% of the time: see train.PLOT_SHARE), evolution.gif at the end
+    plots: bool = True  # plots/*.png at epoch ends (see write_share), evolution.gif at the end
+    write_share: float = 0.03  # most of the run's time each epoch-end writing (sample grid, last.pt, numbered checkpoint, plots) may take: one is skipped at an epoch end sooner than 1/write_share times its last duration after it (so every epoch unless epochs are short, e.g. a small dataset on a GPU); all are written at the run's end; 0 = every epoch
 
 
 @dataclass
@@ -165,7 +166,7 @@ NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost
                 "train.instance_noise", "train.ada_target"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.ema", "train.lr_decay_start"}
-CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma"}
+CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share"}
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
 

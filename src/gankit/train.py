@@ -334,6 +334,7 @@ class Trainer:
         self.d_skipped = 0  # gated D steps the strategy refused (monitored)
         self.last_g_loss: float | None = None  # read only for strategies that compare losses
         self._paced = {name: _Paced(cfg.log.write_share) for name in EPOCH_END_WRITINGS}
+        self._paced["eval"] = _Paced(cfg.eval.share)
         self._grid_epoch = self._saved_iteration = None  # the epoch of the last grid written, the iteration last saved
         self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
@@ -905,12 +906,21 @@ class Trainer:
         return self._generate(self._z(n), self._fake_labels(n))
 
     def _maybe_evaluate(self) -> bool:
-        """FID/KID every `eval.every` epochs and at the run's end (whichever of epochs, max_steps or minutes ends
-        it, inside an epoch too); True when this is the best FID so far."""
+        """FID/KID every `eval.every` epochs, unless sooner than `eval.share` allows (`_Paced`), and at the run's end
+        (whichever of epochs, max_steps or minutes ends it, inside an epoch too); True when this is the best FID so
+        far."""
         ev = self.cfg.eval
         last = self.progress() >= 1.0
         if not ev.every or (self.epoch % ev.every and not last) or not distributed.is_main():
             return False
+        if not last and not self._paced["eval"].due():
+            return False
+        with self._paced["eval"].timed():
+            return self._evaluate()
+
+    def _evaluate(self) -> bool:
+        """FID/KID of the sampler now, logged as a `kind: eval` line; True when it is the best FID so far."""
+        ev = self.cfg.eval
         epoch = self.epoch_of_last_step
         if self._evaluator is None:
             from gankit.evaluate import Evaluator

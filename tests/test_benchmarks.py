@@ -257,6 +257,15 @@ def test_epoch_ends_times_the_writings_of_both_ways_against_the_bare_iterations(
     assert before["overhead"] > default["overhead"] and got["speedup"] > 1
 
 
+@pytest.mark.slow  # Inception on a few images at each evaluation
+def test_epoch_ends_with_evaluations_evaluates_every_epoch_before_and_within_the_share_after(tmp_path):
+    _run("epoch_ends.py", "--resolution", "16", "--images", "32", "--batch", "16", "--epochs", "6", "--eval-every", "1",
+         "--n-fake", "6", "--set", "model.ngf=8", "--set", "model.ndf=8", "--json", "ends.json", cwd=tmp_path)
+    before, default = json.loads((tmp_path / "ends.json").read_text())["runs"]
+    assert before["evaluations"] == 6  # eval.share 0
+    assert default["evaluations"] == 3  # the first, the second (the first's duration is not counted), the last
+
+
 @pytest.mark.parametrize("script, args, needle", [
     ("throughput.py", ["--families", "dcgan,foo"], "unknown family 'foo'"),
     ("throughput.py", ["--resolutions", "48"], "a power of two"),

@@ -82,7 +82,7 @@ class RunLog:
 
     def image(self, tag: str, path: Path, step: int) -> None:
         """A PNG the run wrote (an epoch's sample grid) into TensorBoard's Images tab, as its own bytes: not decoded
-        and encoded again by `add_image` (which took as long as writing the grid: ~0.1 s for a 64 x 64 px grid)."""
+        and encoded again by `add_image` (which took as long as writing the grid: ~0.1 s for 64 images of 64 px)."""
         if self.tb is None:
             return
         from PIL import Image

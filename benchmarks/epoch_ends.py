@@ -25,28 +25,10 @@ from pathlib import Path
 import torch
 
 from _args import at_least, run, writable_file
-from throughput import FAMILIES, make_trainer
+from throughput import FAMILIES, Contender, _merged, make_trainer
 
 PLOT_SHARE_BEFORE = 0.03  # the plots' own share before the write share held every epoch-end writing to one
-
-
-def bare_step_seconds(trainer, steps: int, rounds: int = 3) -> float:
-    """Seconds per training iteration alone: the best of `rounds` rounds of `steps` // `rounds` (at least one)."""
-    per_round = max(1, steps // rounds)
-    best = float("inf")
-    for _ in range(rounds):
-        _sync(trainer.device)
-        start = time.perf_counter()
-        for _ in range(per_round):
-            trainer.train_iteration()
-        _sync(trainer.device)
-        best = min(best, (time.perf_counter() - start) / per_round)
-    return best
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+ROUNDS = 3  # timed rounds of the bare iterations before the runs, and as many after; the best counts
 
 
 def _timed_fit(trainer) -> tuple[int, float]:
@@ -56,10 +38,11 @@ def _timed_fit(trainer) -> tuple[int, float]:
 
 
 def fit_row(name: str, trainer, steps: int, wall: float, bare_s_per_step: float) -> dict:
+    from gankit.runlog import read_metrics
+
     run_dir = trainer.run_dir
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     row = {"name": name, "write_share": trainer.cfg.log.write_share, "steps": steps, "seconds": wall,
-           "evaluations": sum('"kind": "eval"' in line for line in lines),
+           "evaluations": sum(line.get("kind") == "eval" for line in read_metrics(run_dir / "metrics.jsonl")),
            "overhead": wall / (steps * bare_s_per_step) - 1,
            "grids": len(list((run_dir / "samples").glob("epoch_*.png"))),
            "numbered_checkpoints": len(list((run_dir / "checkpoints").glob("epoch_*.pt"))),
@@ -95,36 +78,36 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     overrides = parse_sets(args.sets)
-    tmp = Path(tempfile.mkdtemp())
+    tmp_dir = tempfile.TemporaryDirectory()  # the runs' checkpoints (76 MB each at DCGAN-64) go with it
+    tmp = Path(tmp_dir.name)
 
     def trainer(name: str, share: float | None, epochs: int = args.epochs):
         layer = {"train": {"epochs": epochs}, "log": {"progress": False, "tensorboard": True,
                                                              **({} if share is None else {"write_share": share})},
                  "eval": {"every": args.eval_every, "n_fake": args.n_fake, "n_real": args.images,
                           **({} if share is None else {"share": share})}}
-        merged = parse_sets([])
-        for src in (layer, overrides):  # --set wins over the benchmark's own settings
-            for section, values in src.items():
-                merged.setdefault(section, {}).update(values)
         return make_trainer(args.family, args.resolution, args.batch, args.precision, str(device), tmp / name,
-                            merged, n_images=args.images)
+                            _merged(layer, overrides), n_images=args.images)  # --set wins over the benchmark's own
 
-    trainer("warm", 0, epochs=2).fit()  # imports, the first PNG, plot, checkpoint (and Inception) of the process: paid before timing
+    trainer("warm", 0, epochs=2).fit()  # imports, the first PNG, plot, checkpoint (and Inception): paid before timing
     probe = trainer("bare", None)
     steps = probe.batches.steps_per_epoch * args.epochs
-    for _ in range(3):  # warm-up
-        probe.train_iteration()
-    bare = bare_step_seconds(probe, steps)
+    bare = Contender("bare iterations", probe.train_iteration, device, lambda: args.batch, None)
+    bare.warm_up(3)
+    for _ in range(ROUNDS):
+        bare.time_round(max(1, steps // ROUNDS))
     before = trainer("every", 0)
     before._paced["plots"].share = PLOT_SHARE_BEFORE
     fits = [("every epoch (before)", before), (f"share {probe.cfg.log.write_share:g} (default)", trainer("default", None))]
     timed = [(name, t, *_timed_fit(t)) for name, t in fits]
-    bare = min(bare, bare_step_seconds(probe, steps))  # a busy spell during the first rounds does not count
+    for _ in range(ROUNDS):  # a busy spell during the first rounds does not count
+        bare.time_round(max(1, steps // ROUNDS))
     print(f"{args.family} {args.resolution}px on {device}, batch {args.batch}, {args.images} images: "
           f"{probe.batches.steps_per_epoch} steps an epoch, {args.epochs} epochs; bare iterations "
-          f"{bare * 1e3:.2f} ms a step, {bare * probe.batches.steps_per_epoch:.3f} s an epoch (best of 6 rounds, "
+          f"{bare.best * 1e3:.2f} ms a step, {bare.best * probe.batches.steps_per_epoch:.3f} s an epoch (best of "
+          f"{len(bare.rounds)} rounds, "
           "before and after the runs)")
-    rows = [fit_row(name, t, steps_done, wall, bare) for name, t, steps_done, wall in timed]
+    rows = [fit_row(name, t, steps_done, wall, bare.best) for name, t, steps_done, wall in timed]
     ratio = rows[0]["seconds"] / rows[1]["seconds"]
     print(f"the default shares' run: x{ratio:.2f} faster than writing the grid and checkpoints at every epoch end"
           + (" and evaluating every --eval-every epochs" if args.eval_every else ""))
@@ -132,7 +115,7 @@ def main() -> None:
         args.json.write_text(json.dumps({"family": args.family, "resolution": args.resolution, "device": str(device),
                                          "eval_every": args.eval_every, "n_fake": args.n_fake, "images": args.images, "batch": args.batch, "epochs": args.epochs,
                                          "threads": torch.get_num_threads(), "overrides": args.sets,
-                                         "bare_s_per_step": bare, "runs": rows, "speedup": ratio}, indent=1))
+                                         "bare_s_per_step": bare.best, "runs": rows, "speedup": ratio}, indent=1))
 
 
 if __name__ == "__main__":

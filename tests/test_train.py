@@ -69,18 +69,23 @@ def test_epoch_end_writings_take_a_bounded_share_of_the_run_and_all_are_written_
     assert len(calls) == drawn and (run / "plots" / "losses.png").is_file()
 
 
+def _trainer(layers: list[dict], image_folder, run_dir) -> Trainer:
+    """A Trainer for these config layers on the 16 px image folder, for tests that drive it by hand."""
+    from gankit.config import build_config
+    from gankit.data import load_dataset
+    from gankit.train import finalize_config
+
+    data = load_dataset(image_folder, 16, progress=False)
+    return Trainer(finalize_config(build_config(*layers), data), data, run_dir)
+
+
 @pytest.mark.parametrize("share, evaluated", [(0, [1, 2, 3, 4, 5]), (1e-9, [1, 2, 5])])
 def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evaluated(image_folder, tmp_path, share,
                                                                                     evaluated):
     """eval.every 1 with eval.share ~0: the first evaluation, the second (the first's duration, Inception's loading
     and the real features included, is not counted) and the run's end; with share 0 every epoch."""
-    from gankit.config import build_config
-    from gankit.data import load_dataset
-    from gankit.train import finalize_config
-
     layers = tiny_layers(image_folder, epochs=5) + [{"eval": {"every": 1, "share": share}}]
-    data = load_dataset(image_folder, 16, progress=False)
-    trainer = Trainer(finalize_config(build_config(*layers), data), data, tmp_path / "run")
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
     trainer._evaluator = lambda generate, n: {"fid": 100.0 - trainer.epoch, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n}
     trainer.fit()
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -91,15 +96,9 @@ def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evalu
 def test_a_run_stopped_at_an_epoch_end_that_skipped_its_writings_writes_them(image_folder, tmp_path):
     """The single-image test stops the loop at an epoch end (`fit(stop_when=...)`): the grid and last.pt that the
     write share skipped there are written before it returns."""
-    from gankit.config import build_config
-    from gankit.data import load_dataset
-    from gankit.train import finalize_config
-
     layers = tiny_layers(image_folder, epochs=6)
     layers[0]["log"]["write_share"] = 1e-9
-    cfg = build_config(*layers)
-    data = load_dataset(image_folder, 16, progress=False)
-    trainer = Trainer(finalize_config(cfg, data), data, tmp_path / "run")
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
     trainer.fit(stop_when=lambda: trainer.epoch == 3)
     assert (tmp_path / "run" / "samples" / "epoch_0003.png").is_file()
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 12
@@ -297,14 +296,9 @@ def test_topk_g_update_learns_only_from_the_fakes_d_rates_most_real(image_folder
     (Sinha et al. 2020), not of the whole batch."""
     import copy
 
-    from gankit.config import build_config
-    from gankit.data import load_dataset
-    from gankit.train import Trainer, finalize_config
-
     layers = tiny_layers(image_folder, topk=0.25, topk_gamma=0.5, loss="hinge")
     layers[0]["model"].update(d_norm="none")
-    data = load_dataset(image_folder, 16, progress=False)
-    trainer = Trainer(finalize_config(build_config(*layers), data), data, tmp_path / "run")
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
     trainer.cursor = 10 * trainer.batches.steps_per_epoch  # epoch 10: k = max(ceil(8 * 0.25), ceil(8 * 0.5**10)) = 2
     G, D = copy.deepcopy(trainer.G_raw), copy.deepcopy(trainer.D_raw)
     z = torch.randn(8, 16, 1, 1)

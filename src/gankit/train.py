@@ -63,21 +63,19 @@ class _Paced:
 
     def __init__(self, share: float):
         self.share = share
-        self.done_at = -math.inf
+        self.done_at = -math.inf  # never done yet
         self.cost = 0.0
-        self.timed_once = False
 
     def due(self) -> bool:
         return self.share <= 0 or time.perf_counter() - self.done_at >= self.cost / self.share
 
     @contextlib.contextmanager
     def timed(self):
-        start = time.perf_counter()
+        start, first = time.perf_counter(), self.done_at == -math.inf
         yield
         self.done_at = time.perf_counter()
-        if self.timed_once:
+        if not first:
             self.cost = self.done_at - start
-        self.timed_once = True
 
 
 # --------------------------------------------------------------------------- run folder and config
@@ -866,7 +864,7 @@ class Trainer:
             self.save(numbered=numbered, best=best)
         if self.cfg.log.plots and not final and paced["plots"].due():  # the run's end draws them (fit)
             self.write_pictures(gif=False)
-        if self.progress() < 1.0:  # no bar for an epoch that will not run
+        if not final:  # no bar for an epoch that will not run
             progress.reset_epoch(self.epoch, 0)
         else:
             progress.close()

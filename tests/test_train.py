@@ -104,6 +104,49 @@ def test_a_run_stopped_at_an_epoch_end_that_skipped_its_writings_writes_them(ima
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 12
 
 
+def test_only_the_newest_numbered_checkpoints_are_kept_when_asked(image_folder, tmp_path):
+    layers = tiny_layers(image_folder, epochs=4)
+    layers[0]["log"].update(write_share=0, keep_checkpoints=2)
+    run = run_training(layers, tmp_path / "run")
+    assert sorted(p.name for p in (run / "checkpoints").glob("epoch_*.pt")) == ["epoch_0003.pt", "epoch_0004.pt"]
+
+
+def test_a_nearly_full_disk_holds_numbered_checkpoints_back_and_last_pt_goes_on(image_folder, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """Numbered checkpoints are history, last.pt the run's safety: once a numbered one would leave too little room
+    for the next last.pt, they stop (one warning) while last.pt is still written, and start again when room is made."""
+    import shutil
+    from gankit import checkpoint
+
+    full = {2, 3}  # the epochs at whose end the disk is nearly full
+    trainer = _trainer(tiny_layers(image_folder, epochs=5), image_folder, tmp_path / "run")
+    real = shutil.disk_usage
+
+    def usage(path):
+        total, used, free = real(path)
+        return type(real(path))(total, used, 0 if trainer.epoch in full else checkpoint.DISK_RESERVE * 4)
+
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", usage)
+    last = []
+    trainer.fit(stop_when=lambda: last.append(load_checkpoint(tmp_path / "run/checkpoints/last.pt")["iteration"]))
+    assert sorted(p.name for p in (tmp_path / "run/checkpoints").glob("epoch_*.pt")) == \
+        ["epoch_0001.pt", "epoch_0004.pt", "epoch_0005.pt"]
+    assert last == [4, 8, 12, 16, 20]
+    assert capsys.readouterr().err.count("nearly full") == 1
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_deterministic_runs_write_last_pt_at_every_epoch_end(image_folder, tmp_path, deterministic):
+    """A NaN rollback goes back to last.pt, so under --deterministic where it goes must not depend on timing: there
+    last.pt is not held to log.write_share. Without it, a share of ~0 skips the third epoch's (the test can fail)."""
+    layers = tiny_layers(image_folder, epochs=4, deterministic=deterministic)
+    layers[0]["log"]["write_share"] = 1e-9
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    saved = []
+    trainer.fit(stop_when=lambda: saved.append(trainer._saved_iteration == trainer.iteration))
+    assert saved == [True, True, deterministic, True]
+
+
 def _g_weights(run):
     return load_checkpoint(run / "checkpoints/last.pt")["G"]
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +36,8 @@ PREVIOUS = "last.prev.pt"
 BEST = "best.pt"  # the checkpoint of the lowest FID so far (written when eval.every > 0)
 NUMBERED = re.compile(r"epoch_(\d+)\.pt")
 DIGEST_KEY = "sha256"
+# Free disk space below which numbered checkpoints stop (`room_for_numbered`), on top of room for one more last.pt.
+DISK_RESERVE = 1 << 30
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -220,9 +223,27 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
     """The checkpoints a run can resume from, best first: last.pt, last.prev.pt, epoch_NNNN.pt newest first."""
     ckpt_dir = Path(ckpt_dir)
-    numbered = sorted((p for p in ckpt_dir.glob("epoch_*.pt") if NUMBERED.fullmatch(p.name)),
-                      key=lambda p: int(NUMBERED.fullmatch(p.name).group(1)), reverse=True)
-    return [p for p in (ckpt_dir / LAST, ckpt_dir / PREVIOUS, *numbered) if p.is_file()]
+    return [p for p in (ckpt_dir / LAST, ckpt_dir / PREVIOUS, *numbered_checkpoints(ckpt_dir)) if p.is_file()]
+
+
+def numbered_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """The epoch_NNNN.pt files in `ckpt_dir`, newest (highest epoch) first."""
+    found = (p for p in Path(ckpt_dir).glob("epoch_*.pt") if NUMBERED.fullmatch(p.name))
+    return sorted(found, key=lambda p: int(NUMBERED.fullmatch(p.name).group(1)), reverse=True)
+
+
+def prune_numbered(ckpt_dir: Path, keep: int) -> list[Path]:
+    """Delete every epoch_NNNN.pt but the newest `keep` (0 keeps them all); returns the deleted ones."""
+    old = numbered_checkpoints(ckpt_dir)[keep:] if keep > 0 else []
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
+
+
+def room_for_numbered(ckpt_dir: Path, size: int) -> bool:
+    """Whether a numbered checkpoint of `size` bytes still leaves room for the next last.pt (written beside the old
+    one before it is replaced) and DISK_RESERVE: numbered checkpoints are history, last.pt is the run's safety."""
+    return shutil.disk_usage(ckpt_dir).free >= 2 * size + DISK_RESERVE
 
 
 def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "cpu") -> tuple[dict, Path] | None:

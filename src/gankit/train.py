@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from gankit import console, distributed
-from gankit.checkpoint import BEST, load_latest_checkpoint, save_checkpoint, save_generator
+from gankit.checkpoint import BEST, load_latest_checkpoint, prune_numbered, room_for_numbered, save_checkpoint, save_generator
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import RunError
@@ -331,8 +331,12 @@ class Trainer:
         self.g_updates = 0
         self.d_skipped = 0  # gated D steps the strategy refused (monitored)
         self.last_g_loss: float | None = None  # read only for strategies that compare losses
-        self._paced = {name: _Paced(cfg.log.write_share) for name in EPOCH_END_WRITINGS}
+        # Under --deterministic last.pt is written at every epoch end: a NaN rollback goes back to it, and where it
+        # goes must not depend on how long the writings took.
+        self._paced = {name: _Paced(0 if name == "checkpoint" and t.deterministic else cfg.log.write_share)
+                       for name in EPOCH_END_WRITINGS}
         self._paced["eval"] = _Paced(cfg.eval.share)
+        self._numbered_held = False  # numbered checkpoints held back by a nearly full disk (warned once)
         self._grid_epoch = self._saved_iteration = None  # the epoch of the last grid written, the iteration last saved
         self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
@@ -432,11 +436,23 @@ class Trainer:
             save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                            self.run_dir / "generator.safetensors")
         self._saved_iteration = self.iteration
-        if numbered:
+        if numbered and self._room_for_numbered():
             with self._paced["numbered"].timed():
                 save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+                prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
         if best:
             save_checkpoint(state, self.ckpt_dir / BEST)
+
+    def _room_for_numbered(self) -> bool:
+        """False, with one warning per process, while the disk has too little room left for a numbered checkpoint
+        beside the next last.pt (`checkpoint.room_for_numbered`): a run that fills its disk loses its last.pt."""
+        room = room_for_numbered(self.ckpt_dir, (self.ckpt_dir / "last.pt").stat().st_size)
+        if not room and not self._numbered_held:
+            console.warn(f"the disk of '{self.ckpt_dir}' is nearly full: numbered checkpoints are skipped while it is, "
+                         "so that last.pt can still be written; free some space, or keep only the newest few with "
+                         "--set log.keep_checkpoints=N")
+        self._numbered_held = not room
+        return room
 
     @property
     def sampler(self) -> torch.nn.Module:

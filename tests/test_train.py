@@ -93,6 +93,22 @@ def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evalu
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["iteration"] == 20  # FID falls: the last is best
 
 
+def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends(image_folder, tmp_path):
+    """A logging interval that spans an epoch end excludes that epoch end's writings and evaluation from its img/s:
+    with an evaluation that takes 1.5 s, an interval of 3 steps of 8 images that counted it would show < 16 img/s."""
+    import time
+
+    layers = tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0}}]
+    layers[0]["log"]["every"] = 3  # 4 steps an epoch: intervals end at steps 3, 6, 9, 12, so three span epoch ends
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = lambda generate, n: time.sleep(1.5) or {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01,
+                                                                  "n_fake": n}
+    trainer.fit()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = [x["img_per_s"] for x in lines if x["kind"] == "step" and "img_per_s" in x]
+    assert len(rates) == 4 and min(rates) > 3 * 8 / 1.0, rates
+
+
 def test_a_run_stopped_at_an_epoch_end_that_skipped_its_writings_writes_them(image_folder, tmp_path):
     """The single-image test stops the loop at an epoch end (`fit(stop_when=...)`): the grid and last.pt that the
     write share skipped there are written before it returns."""

@@ -770,7 +770,9 @@ class Trainer:
                             last_log_t, last_log_cursor = now, self.cursor
                         progress.advance(self.cursor - before)
                         if self.epoch > epoch_before:
+                            ended = time.perf_counter()
                             self._end_epoch(progress)
+                            last_log_t += time.perf_counter() - ended  # img/s is training's: not the grid, FID...
                             if stop_when is not None and stop_when():
                                 self._write_skipped()
                                 break

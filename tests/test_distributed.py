@@ -1,9 +1,10 @@
 """torchrun + DDP on CPU (gloo): two real processes launched the way users launch them.
 
-One module-scoped pair of launches (6 iterations, then a resume to 10) feeds the tests, so the
-whole file costs two torchrun starts. The models have no BatchNorm, so 2 processes x 4 images must
-compute what 1 process x 8 images computes, with DiffAugment (p 0.5) and instance noise on: their
-per-sample draws are made for the global batch and sharded like the noise.
+One module-scoped pair of launches (6 iterations, then a resume to 10) feeds the tests. Each launch is two
+torchrun "machines" (`--nnodes 2`, one process each) in two folders, so that the relative run folder of
+one is not on the other's "disk": the resume must come from process 0's copy alone. The models have no
+BatchNorm, so 2 processes x 4 images must compute what 1 process x 8 images computes, with DiffAugment
+(p 0.5) and instance noise on: their per-sample draws are made for the global batch and sharded like the noise.
 """
 
 from __future__ import annotations
@@ -59,6 +60,24 @@ def torchrun(args: list[str], cwd: Path, nproc: int = 2, rc: int = 0) -> subproc
     return proc
 
 
+def torchrun_nodes(args: list[str], folders: list[Path]) -> list[subprocess.CompletedProcess]:
+    """`torchrun --nnodes N --nproc_per_node 1 --node-rank i --master-addr ... -m gankit train ...` run at once in
+    each of N folders (machine i runs in folders[i]): several machines, each with its own disk for relative paths."""
+    src = str(Path(gankit.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(folders)),
+                               "--nproc_per_node", "1", "--node-rank", str(i), "--master-addr", "127.0.0.1",
+                               "--master-port", str(port), "-m", "gankit", "train", *args],
+                              cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, folder in enumerate(folders)]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
 def test_bad_data_under_torchrun_is_process_0s_one_line_error(tmp_path):
     """Rank 0 decodes the dataset while the others wait: when it fails, they stop quietly instead of each
     reporting its lost connection to rank 0 as an internal error (torchrun then exits 1, as for any failure)."""
@@ -85,16 +104,24 @@ def test_rank_0_failing_alone_mid_run_is_its_one_line_error(tmp_path):
     assert len(errors) == 1 and expected in errors[0], proc.stderr
     assert "internal error" not in proc.stderr
 
+def _launched(procs: list[subprocess.CompletedProcess], rc: int = 0) -> subprocess.CompletedProcess:
+    """Process 0's launch, once every machine's launch ended with `rc`."""
+    assert [p.returncode for p in procs] == [rc] * len(procs), "\n".join(p.stdout[-2000:] + p.stderr[-3000:] for p in procs)
+    return procs[0]
+
+
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
-    """A 2-process run stopped after 6 iterations (mid-epoch 2), then resumed by a second launch to 10."""
+    """A run on 2 machines (one process each, each in its own folder) stopped after 6 iterations (mid-epoch 2),
+    then resumed by a second launch to 10."""
     root = tmp_path_factory.mktemp("ddp")
-    images, cache, work = root / "images", root / "cache", root / "work"
+    images, cache, work, other = root / "images", root / "cache", root / "work", root / "other"
     make_image_folder(images)  # 32 images: 4 global batches of 8 per epoch
     work.mkdir()
+    other.mkdir()
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(_layers(images, cache)[0]))
-    first = torchrun(["--config", str(config), "--max-steps", "6", "--run-dir", "run"], work)
+    first = _launched(torchrun_nodes(["--config", str(config), "--max-steps", "6", "--run-dir", "run"], [work, other]))
     after_first = {
         "files": sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file()),
         "metrics": (work / "run" / "metrics.jsonl").read_text(),
@@ -103,8 +130,10 @@ def ddp_runs(tmp_path_factory):
         "stderr": first.stderr,
     }
     # the resume also has a time budget (one that never ends it): the ranks then share one clock every step
-    torchrun(["--config", str(config), "--max-steps", "10", "--minutes", "60", "--run-dir", "run"], work)
-    return {"root": root, "images": images, "cache": cache, "work": work, "first": after_first}
+    _launched(torchrun_nodes(["--config", str(config), "--max-steps", "10", "--minutes", "60", "--run-dir", "run"],
+                             [work, other]))
+    return {"root": root, "images": images, "cache": cache, "work": work, "other": other, "config": config,
+            "first": after_first}
 
 
 def _steps(metrics_text: str) -> list[int]:
@@ -126,6 +155,22 @@ def test_two_processes_write_one_run_folder_once(ddp_runs):
     assert not any(k.startswith("module.") for k in first["ckpt"]["G"])  # checkpoints as without DDP
     assert first["stdout"].count("done:") == 1
     assert first["stderr"].count("images at 16px") == 1  # the start line: one process speaks, not each of them
+    assert not list(ddp_runs["other"].iterdir())  # the other machine's disk got nothing, not even an empty folder
+
+
+@pytest.mark.slow
+def test_a_resume_whose_process_0_is_on_a_machine_without_the_run_is_refused(ddp_runs):
+    """Machines that share no disk: process 0 must run where the run folder is, or it would start the run again."""
+    args = ["--config", str(ddp_runs["config"]), "--max-steps", "12", "--run-dir", "run"]
+    procs = torchrun_nodes(args, [ddp_runs["other"], ddp_runs["work"]])
+    first = _launched(procs, rc=1)
+    assert not [line for line in procs[1].stderr.splitlines() if "error:" in line]  # process 1 stops quietly
+    errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: another machine holds run 'run' at iteration 10, process 0's at none: start process 0 on "
+                      "the machine that holds the run (torchrun --node-rank 0 there, with --master-addr naming it), "
+                      "or keep run folders on a disk all machines share"], first.stderr[-3000:]
+    assert not list(ddp_runs["other"].iterdir())
+    assert load_checkpoint(ddp_runs["work"] / "run" / "checkpoints" / "last.pt")["iteration"] == 10
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ import datetime
 import functools
 import inspect
 import os
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -91,12 +91,45 @@ def barrier() -> None:
             torch.distributed.barrier()
 
 
+# What the other ranks raise when rank 0 stopped with an error of its own (which it prints, once).
+RANK0_STOPPED = "process 0 stopped before the others could start: its error says why"
+T = TypeVar("T")
+
+
+def _collective_device() -> torch.device:
+    """Where the group's collectives take their tensors: the process's GPU under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else \
+        torch.device("cpu")
+
+
 def _rank0_verdict(ok: bool) -> bool:
     """Rank 0's `ok`, on every rank (a broadcast: every rank waits for rank 0 to send it)."""
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else "cpu"
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=_collective_device())
     torch.distributed.broadcast(flag, src=0)
     return bool(flag.item())
+
+
+def from_main(make: Callable[[], T]) -> T:
+    """`make()` run by rank 0 alone, its value sent to every rank (pickled; tensors on the CPU).
+
+    What the run folder holds (its config, its checkpoints) is rank 0's to read: nodes that do not share rank 0's
+    disk then still resume, or roll back, from it. When rank 0's `make()` fails, the others stop with a
+    `GankitError` that only rank 0 would print, as in `main_first`."""
+    if not is_initialized() or world_size() == 1:
+        return make()
+    box: list = [None]
+    if is_main():
+        try:
+            box[0] = (True, make())
+        except BaseException:
+            with contextlib.suppress(Exception):  # the block's own error is the one to report
+                torch.distributed.broadcast_object_list([(False, None)], src=0, device=_collective_device())
+            raise
+    torch.distributed.broadcast_object_list(box, src=0, device=_collective_device())
+    ok, value = box[0]
+    if not ok:
+        raise GankitError(RANK0_STOPPED)
+    return value
 
 
 @contextlib.contextmanager
@@ -111,7 +144,7 @@ def main_first() -> Iterator[None]:
         return
     if not is_main():
         if not _rank0_verdict(True):
-            raise GankitError("process 0 stopped before the others could start: its error says why")
+            raise GankitError(RANK0_STOPPED)
         yield
         return
     try:

@@ -151,6 +151,45 @@ def _run_named_like(run_dir: Path) -> Path | None:
     return run_dir.parent / close[0] if close else None
 
 
+def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict, launch: Config) -> tuple[Path, Config, bool]:
+    """(run folder, config, resuming) for these overrides: --run's folder, else the default one (`_default_run`).
+    `launch` is the command line's own config, which chose torchrun's backend: a resumed run whose saved device
+    needs another one is refused."""
+    if run_dir:
+        run_path = Path(run_dir)
+        cfg, resuming = resolve_config(layers, run_path, base)
+        near = None if resuming else _run_named_like(run_path)
+        if near is not None and _would_resume(layers, near, base):  # not a sibling run of another recipe
+            console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass --run {near} to resume that one")
+    else:
+        run_path, cfg, resuming = _default_run(layers, base)
+    if resuming:
+        _check_resumed_data(run_path, cfg)
+    if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != resolve_device(launch.train.device).type:
+        raise RunError(f"run '{run_path}' trains on device {cfg.train.device} (its config.yaml): give every process "
+                       f"--device {cfg.train.device} to resume it under torchrun")
+    return run_path, cfg, resuming
+
+
+def _check_process_0_holds_the_run(run_path: Path, device: torch.device) -> None:
+    """Under torchrun on machines that do not share a disk, the run folder is where process 0 runs: a resume
+    whose process 0 landed on another machine would start the run again there. Refused (on every process) when
+    any machine's copy of the run folder has logged more iterations than process 0's."""
+    if distributed.world_size() == 1:
+        return
+    steps = [r["step"] for r in read_metrics(run_path / "metrics.jsonl") if isinstance(r.get("step"), int)]
+    own = max(steps, default=0)
+    furthest = int(distributed.max_over_ranks(own, device))
+
+    def check() -> None:
+        if furthest > own:
+            raise RunError(f"another machine holds run '{run_path}' at iteration {furthest}, process 0's at {own or 'none'}: "
+                           "start process 0 on the machine that holds the run (torchrun --node-rank 0 there, with "
+                           "--master-addr naming it), or keep run folders on a disk all machines share")
+
+    distributed.from_main(check)
+
+
 def _check_resumed_data(run_path: Path, cfg: Config) -> None:
     """A resumed run's dataset: a one-line error when it is gone, a line when it is read from a new place."""
     saved = build_config(yaml.safe_load((run_path / "config.yaml").read_text()) or {}).data.path
@@ -345,20 +384,27 @@ class Trainer:
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         resumed = False
-        found = load_latest_checkpoint(self.ckpt_dir) if resume else None  # last.pt, else the newest good one
+        # last.pt, else the newest good one; read by rank 0 and sent to the others (they may not share its disk)
+        found = distributed.from_main(self._checkpoint_to_resume) if resume else None
         if found is not None:
             self._load(found[0])
             resumed = True
             saved = found[0].get("config", {}).get("train", {})  # for `lr_rescheduled`
             self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
             self._lr_factor_was = self.opt_g.param_groups[0]["lr"] / cfg.train.lr_g  # as last scheduled
-        elif resume:
-            self._refuse_restart_over_a_log()
         self.resumed = resumed
         self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
                     if distributed.is_main() else NullLog())
         self._reset_sums()
         self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
+
+    def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
+        """(state, path) of the checkpoint a resume continues from; None, or RunError where a log shows training
+        (`_refuse_restart_over_a_log`), when there is none."""
+        found = load_latest_checkpoint(self.ckpt_dir)
+        if found is None:
+            self._refuse_restart_over_a_log()
+        return found
 
     def _refuse_restart_over_a_log(self) -> None:
         """A run folder whose checkpoints are gone but whose log shows training would restart at iteration 0
@@ -728,8 +774,8 @@ class Trainer:
         def more() -> bool:  # epochs, max_steps and minutes left (the first of them to run out ends the run)
             return self.progress() < 1.0
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if distributed.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, self.run_dir / "config.yaml")
         if not more():
             spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
@@ -846,7 +892,7 @@ class Trainer:
         t = self.cfg.train
         what = f"non-finite {', '.join(bad)} at iteration {self.iteration}"
         found = None if t.nan_policy == "stop" or self.rollbacks >= MAX_ROLLBACKS else \
-            load_latest_checkpoint(self.ckpt_dir)
+            distributed.from_main(lambda: load_latest_checkpoint(self.ckpt_dir))  # every rank goes back to rank 0's
         if found is None:
             why = "train.nan_policy is stop" if t.nan_policy == "stop" else f"{self.rollbacks} rollbacks already"
             raise RunError(f"{what} ({why}); the last good checkpoint is in {self.ckpt_dir}: lower train.lr_g/lr_d "
@@ -1093,21 +1139,18 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
 
     layers = _absolute_data_paths(layers)
     base = _data_defaults(layers)
-    if run_dir:
-        run_path = Path(run_dir)
-        cfg, resuming = resolve_config(layers, run_path, base)
-        near = None if resuming else _run_named_like(run_path)
-        if near is not None and _would_resume(layers, near, base):  # not a sibling run of another recipe
-            console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass --run {near} to resume that one")
-    else:
-        run_path, cfg, resuming = _default_run(layers, base)
-    if resuming:
-        _check_resumed_data(run_path, cfg)
-    if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS:
-        console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
-                     "(--set model.arch=acgan trains a model conditioned on them)")
-    resolution = resolution_of(cfg)
-    with distributed.process_group(resolve_device(cfg.train.device)):  # a no-op unless launched by torchrun
+    launch = build_config(base, *layers)  # the command line's own config: it picks the processes' backend
+    with distributed.process_group(resolve_device(launch.train.device)):  # a no-op unless launched by torchrun
+        # rank 0 alone reads the run folder; the others take its run, config and checkpoint (`from_main`), so that
+        # several machines need not share a disk
+        run_path, cfg, resuming = distributed.from_main(lambda: _resolve_run(layers, run_dir, base, launch))
+        _check_process_0_holds_the_run(run_path, distributed.local_device(resolve_device(launch.train.device)))
+        if not distributed.is_main() and any((layer.get("data") or {}).get("path") for layer in layers):
+            cfg.data.path = launch.data.path  # this machine's --data: where its own copy of the images is
+        if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS:
+            console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
+                         "(--set model.arch=acgan trains a model conditioned on them)")
+        resolution = resolution_of(cfg)
         distributed.local_batch(cfg.train.batch_size)  # fail early, on every rank, if the batch does not split
         if cfg.train.sync_batchnorm and distributed.world_size() == 1:
             console.warn("train.sync_batchnorm has no effect in a single process (it shares BatchNorm statistics "

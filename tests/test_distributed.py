@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 import gankit
 from conftest import make_image_folder, tiny_layers
@@ -190,6 +191,30 @@ def test_resumed_two_process_run_equals_one_process_with_the_global_batch(ddp_ru
     # and the 4 resumed steps moved the weights far more than the tolerance (Adam: ~lr 1.5e-4 per step)
     first = ddp_runs["first"]["ckpt"]
     assert max((first["G"][k] - ddp["G"][k]).abs().max().item() for k in first["G"]) > 2e-4
+
+
+@pytest.mark.slow
+def test_each_machine_reads_its_own_copy_of_the_images_and_the_copies_must_match(tmp_path):
+    """`--data images` (relative) names each machine's own copy, decoded into its own cache: the same images train;
+    copies that differ by one image are refused in one line before training, not trained on as a mix."""
+    machines = [tmp_path / "m0", tmp_path / "m1"]
+    for m in machines:
+        make_image_folder(m / "images")
+    layers = _layers(Path("images"), Path("cache"), max_steps=2)
+    layers[0]["data"]["path"] = "images"  # relative: each machine's own folder
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    _launched(torchrun_nodes(["--config", str(tmp_path / "c.yaml"), "--data", "images", "--run-dir", "run"], machines))
+    assert load_checkpoint(machines[0] / "run" / "checkpoints" / "last.pt")["iteration"] == 2
+    assert (machines[1] / "cache").is_dir() and not (machines[1] / "run").exists()
+
+    Image.open(machines[1] / "images" / "img_000.png").transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(
+        machines[1] / "images" / "img_000.png")
+    procs = torchrun_nodes(["--config", str(tmp_path / "c.yaml"), "--data", "images", "--run-dir", "run2"], machines)
+    errors = [line for line in _launched(procs, rc=1).stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: the processes' images differ (32 images at 16px from 'images' in process 0): every "
+                      "machine needs the same copy of the dataset"], procs[0].stderr[-3000:]
+    assert not [line for line in procs[1].stderr.splitlines() if "error:" in line]
+    assert not (machines[0] / "run2" / "checkpoints").exists()
 
 
 def _as_rank(monkeypatch, r: int, n: int = 2) -> None:

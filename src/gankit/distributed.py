@@ -211,6 +211,17 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def same_on_all_ranks(values: list[int], device: torch.device) -> bool:
+    """Whether every rank holds the same integers (e.g. a dataset's size and fingerprint): one MAX and one MIN."""
+    if not is_initialized():
+        return True
+    high = torch.tensor(values, dtype=torch.int64, device=device)
+    low = -high
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MAX)
+    return bool(torch.equal(high, -low))
+
+
 class DDP(nn.parallel.DistributedDataParallel):
     """DistributedDataParallel whose state dict is the wrapped module's (no "module." prefix), so
     checkpoints are the same with and without DDP, and whose unknown attributes are the module's."""

@@ -190,6 +190,22 @@ def _check_process_0_holds_the_run(run_path: Path, device: torch.device) -> None
     distributed.from_main(check)
 
 
+def _check_same_images(data, device: torch.device) -> None:
+    """Under torchrun every machine decodes its own copy of the images: a RunError on every process when the copies
+    differ (their number, shape, labels or pixels), which would otherwise train on a mix, or fail on an index."""
+    if distributed.world_size() == 1:
+        return
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in (data.images, data.labels if data.labels is not None else torch.zeros(0)):
+        digest.update(memoryview(t.contiguous().numpy()).cast("B"))  # no copy: ~1 s per GB
+    fingerprint = [*data.images.shape, int.from_bytes(digest.digest()[:8], "little", signed=True)]
+    if not distributed.same_on_all_ranks(fingerprint, device):
+        raise RunError(f"the processes' images differ ({len(data.images)} images at {data.images.shape[-1]}px from "
+                       f"'{data.name}' in process 0): every machine needs the same copy of the dataset")
+
+
 def _check_resumed_data(run_path: Path, cfg: Config) -> None:
     """A resumed run's dataset: a one-line error when it is gone, a line when it is read from a new place."""
     saved = build_config(yaml.safe_load((run_path / "config.yaml").read_text()) or {}).data.path
@@ -1158,6 +1174,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
             data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
+        _check_same_images(data, distributed.local_device(resolve_device(launch.train.device)))
         cfg = finalize_config(cfg, data)
         cfg.name = cfg.name or run_path.name
         trainer = Trainer(cfg, data, run_path, resume=resuming)

@@ -9,8 +9,11 @@ BatchNorm, so 2 processes x 4 images must compute what 1 process x 8 images comp
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -215,6 +218,65 @@ def test_each_machine_reads_its_own_copy_of_the_images_and_the_copies_must_match
                       "machine needs the same copy of the dataset"], procs[0].stderr[-3000:]
     assert not [line for line in procs[1].stderr.splitlines() if "error:" in line]
     assert not (machines[0] / "run2" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(tmp_path):
+    """`torchrun --max-restarts 1`: process 1 is SIGKILLed once the run has checkpoints; torchrun restarts both
+    processes (on keys of their own in its store: the dead ones' would refuse the connection), they resume from
+    last.pt, and the run ends with the weights of one uninterrupted process on the global batch."""
+    import time
+
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    make_image_folder(images)
+    layers = _layers(images, cache)
+    layers[0]["train"]["epochs"] = 50  # 200 iterations
+    layers[0]["log"]["every"] = 4
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    src = str(Path(gankit.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--max-restarts",
+                              "1", "--master-port", str(_free_port()), "-m", "gankit", "train", "--config",
+                              str(tmp_path / "c.yaml"), "--run-dir", "run"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics, killed = tmp_path / "run" / "metrics.jsonl", None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and agent.poll() is None:
+        time.sleep(0.05)
+        if metrics.is_file() and metrics.read_text().count('"kind": "epoch"') >= 5:  # epochs ended: last.pt is written
+            for pid in subprocess.run(["ps", "-o", "pid=", "--ppid", str(agent.pid)], capture_output=True,
+                                      text=True).stdout.split():
+                with contextlib.suppress(OSError):
+                    if b"LOCAL_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes():
+                        os.kill(int(pid), signal.SIGKILL)
+                        killed = int(pid)
+    out, err = agent.communicate(timeout=300)
+    assert killed is not None, "the run ended before process 1 could be killed: make it longer"
+    assert agent.returncode == 0, out[-2000:] + err[-3000:]
+    assert "torchrun now restarts the processes (--max-restarts), which resume from the last checkpoint" in err
+    assert "resuming from iteration" in err and "internal error" not in err, err[-3000:]
+    ddp = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    single = load_checkpoint(run_training(layers, tmp_path / "single") / "checkpoints" / "last.pt")
+    assert ddp["iteration"] == single["iteration"] == 200
+    for net in ("G", "D"):
+        for k in single[net]:
+            torch.testing.assert_close(ddp[net][k], single[net][k], rtol=0, atol=1e-5, msg=f"{net} {k}")
+
+
+def test_processes_that_cannot_reach_each_other_get_one_line(monkeypatch):
+    """Process 1 of 2 whose process 0 never listens at MASTER_ADDR:MASTER_PORT: a GankitError (one line), not an
+    internal error with a traceback."""
+    from gankit.errors import GankitError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))  # nothing listens there
+    monkeypatch.setattr(distributed, "_TIMEOUT", datetime.timedelta(seconds=2))
+    with pytest.raises(GankitError, match="torchrun's processes could not connect .*: check that every machine reaches"):
+        with distributed.process_group(torch.device("cpu")):
+            pass
+    assert not torch.distributed.is_initialized()
 
 
 def _as_rank(monkeypatch, r: int, n: int = 2) -> None:

@@ -300,8 +300,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{where}{e.strerror or e}: check the path and its permissions", 2)
     except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
         if _lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
+            restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) - \
+                int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+            then = ("torchrun now restarts the processes (--max-restarts), which resume" if restarts_left > 0 else
+                    "the same command resumes")
             _fail("another process of this torchrun launch stopped (its error is above, torchrun's summary below); "
-                  "the same command resumes from the last checkpoint", 1, every_process=False)
+                  f"{then} from the last checkpoint", 1, every_process=False)
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -75,7 +75,17 @@ def process_group(device: torch.device) -> Iterator[None]:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    torch.distributed.init_process_group(backend=backend, timeout=_TIMEOUT)
+    # torchrun's store outlives a restart of its processes (--max-restarts): the new processes would read the dead
+    # ones' addresses under the same keys and fail to connect. Each restart gets keys of its own.
+    try:
+        store, rank_, size = next(torch.distributed.rendezvous("env://", timeout=_TIMEOUT))
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = torch.distributed.PrefixStore(f"gankit/restart-{restart}", store)
+        torch.distributed.init_process_group(backend=backend, store=store, rank=rank_, world_size=size,
+                                             timeout=_TIMEOUT)
+    except RuntimeError as e:  # DistNetworkError, gloo's and NCCL's connection failures
+        raise GankitError(f"torchrun's processes could not connect ({str(e).splitlines()[0][:200]}): check that every "
+                          "machine reaches the others at the address and port given to torchrun") from None
     try:
         yield
         barrier()  # every rank is done before any tears down (a rank that fails is stopped by torchrun)

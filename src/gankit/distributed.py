@@ -76,7 +76,8 @@ def process_group(device: torch.device) -> Iterator[None]:
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     # torchrun's store outlives a restart of its processes (--max-restarts): the new processes would read the dead
-    # ones' addresses under the same keys and fail to connect. Each restart gets keys of its own.
+    # ones' addresses under the same keys and fail to connect. Each restart gets keys of its own (by torchrun's
+    # restart count: the same in every process of one machine; several machines are not tested).
     try:
         store, rank_, size = next(torch.distributed.rendezvous("env://", timeout=_TIMEOUT))
         restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")

@@ -103,7 +103,7 @@ def barrier() -> None:
 
 
 # What the other ranks raise when rank 0 stopped with an error of its own (which it prints, once).
-RANK0_STOPPED = "process 0 stopped before the others could start: its error says why"
+RANK0_STOPPED = "process 0 stopped: its error says why"
 T = TypeVar("T")
 
 
@@ -223,7 +223,8 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 
 def same_on_all_ranks(values: list[int], device: torch.device) -> bool:
-    """Whether every rank holds the same integers (e.g. a dataset's size and fingerprint): one MAX and one MIN."""
+    """Whether every rank holds the same integers (e.g. a dataset's size and fingerprint): the largest of them and of
+    their negatives, over the ranks, in two all-reduces."""
     if not is_initialized():
         return True
     high = torch.tensor(values, dtype=torch.int64, device=device)

@@ -151,10 +151,11 @@ def _run_named_like(run_dir: Path) -> Path | None:
     return run_dir.parent / close[0] if close else None
 
 
-def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict, launch: Config) -> tuple[Path, Config, bool]:
+def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
+                 launch_device: torch.device) -> tuple[Path, Config, bool]:
     """(run folder, config, resuming) for these overrides: --run's folder, else the default one (`_default_run`).
-    `launch` is the command line's own config, which chose torchrun's backend: a resumed run whose saved device
-    needs another one is refused."""
+    `launch_device` is the command line's own device, which chose torchrun's backend: a resumed run whose saved
+    device needs another one is refused."""
     if run_dir:
         run_path = Path(run_dir)
         cfg, resuming = resolve_config(layers, run_path, base)
@@ -165,10 +166,15 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict, lau
         run_path, cfg, resuming = _default_run(layers, base)
     if resuming:
         _check_resumed_data(run_path, cfg)
-    if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != resolve_device(launch.train.device).type:
+    if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != launch_device.type:
         raise RunError(f"run '{run_path}' trains on device {cfg.train.device} (its config.yaml): give every process "
                        f"--device {cfg.train.device} to resume it under torchrun")
     return run_path, cfg, resuming
+
+
+def logged_iteration(run_dir: Path) -> int:
+    """The last iteration the run folder's metrics.jsonl logged (0 when none)."""
+    return max((r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if isinstance(r.get("step"), int)), default=0)
 
 
 def _check_process_0_holds_the_run(run_path: Path, device: torch.device) -> None:
@@ -177,8 +183,7 @@ def _check_process_0_holds_the_run(run_path: Path, device: torch.device) -> None
     any machine's copy of the run folder has logged more iterations than process 0's."""
     if distributed.world_size() == 1:
         return
-    steps = [r["step"] for r in read_metrics(run_path / "metrics.jsonl") if isinstance(r.get("step"), int)]
-    own = max(steps, default=0)
+    own = logged_iteration(run_path)
     furthest = int(distributed.max_over_ranks(own, device))
 
     def check() -> None:
@@ -425,9 +430,9 @@ class Trainer:
     def _refuse_restart_over_a_log(self) -> None:
         """A run folder whose checkpoints are gone but whose log shows training would restart at iteration 0
         and overwrite that log and its sample grids: refused, so that nothing is lost without being asked."""
-        steps = [r["step"] for r in read_metrics(self.run_dir / "metrics.jsonl") if isinstance(r.get("step"), int)]
-        if steps and max(steps) > 0:
-            raise RunError(f"run '{self.run_dir}' has trained to iteration {max(steps)} (metrics.jsonl) but has no "
+        trained = logged_iteration(self.run_dir)
+        if trained > 0:
+            raise RunError(f"run '{self.run_dir}' has trained to iteration {trained} (metrics.jsonl) but has no "
                            f"checkpoint in '{self.ckpt_dir}' to resume from: pass a new --run folder, or delete "
                            f"'{self.run_dir / 'metrics.jsonl'}' to start this one again from iteration 0")
 
@@ -1156,11 +1161,13 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     layers = _absolute_data_paths(layers)
     base = _data_defaults(layers)
     launch = build_config(base, *layers)  # the command line's own config: it picks the processes' backend
-    with distributed.process_group(resolve_device(launch.train.device)):  # a no-op unless launched by torchrun
+    launch_device = resolve_device(launch.train.device)
+    with distributed.process_group(launch_device):  # a no-op unless launched by torchrun
         # rank 0 alone reads the run folder; the others take its run, config and checkpoint (`from_main`), so that
         # several machines need not share a disk
-        run_path, cfg, resuming = distributed.from_main(lambda: _resolve_run(layers, run_dir, base, launch))
-        _check_process_0_holds_the_run(run_path, distributed.local_device(resolve_device(launch.train.device)))
+        collective_device = distributed.local_device(launch_device)
+        run_path, cfg, resuming = distributed.from_main(lambda: _resolve_run(layers, run_dir, base, launch_device))
+        _check_process_0_holds_the_run(run_path, collective_device)
         if not distributed.is_main() and any((layer.get("data") or {}).get("path") for layer in layers):
             cfg.data.path = launch.data.path  # this machine's --data: where its own copy of the images is
         if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS:
@@ -1174,7 +1181,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
             data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
-        _check_same_images(data, distributed.local_device(resolve_device(launch.train.device)))
+        _check_same_images(data, collective_device)
         cfg = finalize_config(cfg, data)
         cfg.name = cfg.name or run_path.name
         trainer = Trainer(cfg, data, run_path, resume=resuming)

@@ -263,6 +263,39 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
             torch.testing.assert_close(ddp[net][k], single[net][k], rtol=0, atol=1e-5, msg=f"{net} {k}")
 
 
+def test_ctrl_c_to_torchrun_stops_every_process_within_its_grace_period_and_saves(tmp_path):
+    """torchrun forwards a Ctrl-C (or a scheduler's SIGTERM) to its processes once and SIGKILLs them
+    --shutdown-timeout seconds later. The processes agree on the iteration to stop after within seconds, whatever
+    log.every is (here larger than the run), then save it: the run resumes from there, not from an epoch end."""
+    import time
+
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    make_image_folder(images)
+    layers = _layers(images, cache)
+    layers[0]["train"]["epochs"] = 5000  # 20,000 iterations: the run would go on for minutes
+    layers[0]["log"].update(every=100_000, checkpoint_every=100_000)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    src = str(Path(gankit.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                              "--shutdown-timeout", "20", "--master-port", str(_free_port()), "-m", "gankit", "train",
+                              "--config", str(tmp_path / "c.yaml"), "--run-dir", "run"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.monotonic() + 120
+    while time.monotonic() < deadline and agent.poll() is None and not (
+            metrics.is_file() and metrics.read_text().count('"kind": "epoch"') >= 3):
+        time.sleep(0.05)
+    assert agent.poll() is None, "the run ended before the Ctrl-C"
+    agent.send_signal(signal.SIGINT)
+    out, err = agent.communicate(timeout=120)
+    assert "stopping within seconds, after the same iteration in every process" in err, err[-3000:]
+    assert "forcefully exiting" not in err, err[-3000:]  # torchrun did not have to SIGKILL them
+    said = [line for line in err.splitlines() if line.startswith("interrupted at iteration")]
+    assert len(said) == 1 and "the same torchrun command (with --run-dir run)" in said[0], err[-3000:]
+    iteration = int(said[0].split()[3].rstrip(";"))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == iteration >= 12
+
+
 def test_processes_that_cannot_reach_each_other_get_one_line(monkeypatch):
     """Process 1 of 2 whose process 0 never listens at MASTER_ADDR:MASTER_PORT: a GankitError (one line), not an
     internal error with a traceback."""

@@ -274,6 +274,55 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(image_folde
     assert "stopped at once; not saved since the last checkpoint" in capsys.readouterr().err
 
 
+def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path, monkeypatch, capsys):
+    """SIGTERM (a scheduler's, with a short grace period) while the real images' Inception features are being
+    computed: the evaluation is left out at its next batch, nothing of it is cached, the epoch's checkpoint is
+    saved, and the run resumed from it evaluates the later epochs and ends with the weights of a run that was never
+    stopped (--deterministic)."""
+    import torch.nn as nn
+
+    import gankit.metrics
+
+    projection = torch.randn(3 * 16 * 16, 2048, generator=torch.Generator().manual_seed(0))
+
+    class Features(nn.Module):  # a stand-in for Inception: any fixed map of the images to 2048 numbers
+        signal_at_call = None
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, images):
+            self.calls += 1
+            if self.calls == Features.signal_at_call:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return images.float().flatten(1) @ projection / 1000
+
+    monkeypatch.setattr(gankit.metrics, "load_inception", lambda device, weights=None: Features())
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    make_image_folder(images, n=64)  # 8 iterations per epoch; the real features in two batches (50 + 14)
+    layers = tiny_layers(images, epochs=3, deterministic=True) + [
+        {"eval": {"every": 1, "share": 0, "n_fake": 16}, "data": {"cache_dir": str(cache)}, "log": {"plots": False}}]
+    whole = load_checkpoint(run_training(layers, tmp_path / "whole") / "checkpoints" / "last.pt")
+    for f in cache.glob("fid-features-*"):
+        f.unlink()
+    Features.signal_at_call = 1  # epoch 1's end, the first batch of the real features
+    with pytest.raises(KeyboardInterrupt):
+        run_training(layers, tmp_path / "r")
+    assert "epoch 1: FID/KID left out, stopping" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 8
+    assert not any(cache.glob("fid-features-*"))  # features of part of the images are never cached
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in rows if r["kind"] == "eval"] == []
+    Features.signal_at_call = None
+    resumed = load_checkpoint(run_training(layers, tmp_path / "r") / "checkpoints" / "last.pt")
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["kind"] == "eval"] == [2, 3]
+    for net in ("G", "D"):
+        for k in whole[net]:
+            torch.testing.assert_close(resumed[net][k], whole[net][k], rtol=0, atol=0, msg=f"{net} {k}")
+
+
 def test_resume_with_incompatible_config_is_refused(image_folder, tmp_path):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     layers = tiny_layers(image_folder, epochs=2)

@@ -206,20 +206,16 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
 
 def max_over_ranks(value: float, device: torch.device) -> float:
     """The largest of `value` over all ranks (e.g. a clock, so that every rank takes the same decisions)."""
-    if not is_initialized():
-        return value
-    t = torch.tensor([value], device=device, dtype=torch.float64)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return float(t.item())
+    return maxima([value], device)[0]
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when `flag` is True on at least one (e.g. a stop request), so all ranks agree."""
+def maxima(values: list[float], device: torch.device) -> list[float]:
+    """Each value's largest over all ranks, in one all-reduce (e.g. a stop flag as 0/1 and a clock)."""
     if not is_initialized():
-        return flag
-    t = torch.tensor([float(flag)], device=device)
+        return list(values)
+    t = torch.tensor(values, device=device, dtype=torch.float64)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return bool(t.item())
+    return t.tolist()
 
 
 def same_on_all_ranks(values: list[int], device: torch.device) -> bool:

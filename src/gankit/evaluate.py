@@ -19,20 +19,21 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 class Evaluator:
-    """Holds the Inception network and the real features of one dataset."""
+    """Holds the Inception network and the real features of one dataset. `stop`, a callable asked before each
+    batch of images, abandons the work (gankit.metrics.Abandoned) when it returns True."""
 
     def __init__(self, data, device: torch.device, n_real: int, weights: str | None = None, progress: bool = True,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, stop=None):
         from gankit.metrics import RealStatistics, load_inception, real_features
 
-        self.device, self.progress = device, progress
+        self.device, self.progress, self.stop = device, progress, stop
         self.extractor = load_inception(device, weights=weights)
         images = data.images
         if len(images) > n_real:  # a fixed, seeded subset so the cache key stays meaningful
             idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
             images = images[idx.sort().values]
         self.real = RealStatistics(real_features(data.key, images, self.extractor, progress=progress,
-                                                 cache_dir=cache_dir))
+                                                 cache_dir=cache_dir, stop=stop))
 
     @torch.no_grad()
     def __call__(self, generate, n_fake: int, batch_size: int = 50) -> dict:
@@ -46,7 +47,8 @@ class Evaluator:
         with console.progress(n_fake, "Inception", "images", self.progress) as bar:
             while done < n_fake:
                 k = min(batch_size, n_fake - done)
-                features.append(extract_features(to_uint8(generate(k)).cpu(), self.extractor, batch_size=batch_size))
+                features.append(extract_features(to_uint8(generate(k)).cpu(), self.extractor, batch_size=batch_size,
+                                                 stop=self.stop))
                 done += k
                 bar.update(k)
         return fid_kid(self.real, torch.cat(features))

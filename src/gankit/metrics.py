@@ -194,22 +194,30 @@ def load_inception(device: torch.device | str = "cpu", weights: str | Path | Non
 # ---------------------------------------------------------------------------------------- features
 
 
+class Abandoned(Exception):
+    """Feature extraction stopped between two batches because its `stop()` said so (a training run told to stop)."""
+
+
 def extract_features(images: torch.Tensor, extractor: nn.Module, batch_size: int = 50,
-                     progress: bool = False) -> torch.Tensor:
-    """Features of uint8 images [N, C, H, W] in batches -> float64 [N, 2048] on the CPU."""
+                     progress: bool = False, stop=None) -> torch.Tensor:
+    """Features of uint8 images [N, C, H, W] in batches -> float64 [N, 2048] on the CPU. `stop`, a callable
+    asked before each batch, raises Abandoned when it returns True."""
     if images.dim() != 4 or images.shape[0] == 0:
         raise ValueError(f"expected a non-empty batch of images [N, C, H, W], got shape {tuple(images.shape)}")
     out = []
     with torch.inference_mode(), console.progress(len(images), "Inception", "images", progress) as bar:
         for chunk in images.split(batch_size):
+            if stop is not None and stop():
+                raise Abandoned
             out.append(extractor(chunk).double().cpu())
             bar.update(len(chunk))
     return torch.cat(out)
 
 
 def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress: bool = False,
-                  cache_dir: str | Path | None = None, batch_size: int = 50) -> torch.Tensor:
-    """Features of a dataset's images, cached on disk under its `key`, resolution and image count.
+                  cache_dir: str | Path | None = None, batch_size: int = 50, stop=None) -> torch.Tensor:
+    """Features of a dataset's images, cached on disk under its `key`, resolution and image count (only once
+    complete: `stop` as in extract_features).
 
     `key` must change whenever the images do (ImageSet.key does: it digests the file listing).
     The cache lives beside the dataset caches ($GANKIT_CACHE_DIR or ~/.cache/gankit/datasets).
@@ -225,7 +233,7 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
         return feats.double()
     if progress:
         console.info(f"FID: Inception features of {n} images (once: they are cached for the next time)")
-    feats = extract_features(images, extractor, batch_size=batch_size, progress=progress)
+    feats = extract_features(images, extractor, batch_size=batch_size, progress=progress, stop=stop)
     cache.write(path, {"key": full_key, "features": feats.float()})  # float32 on disk: half the size, 7 digits
     return feats.float().double()  # the same values whether they came from the cache or not
 

@@ -402,6 +402,7 @@ class Trainer:
         self.best_fid = float("inf")
         self.data = data
         self._evaluator = None
+        self._interrupted: _InterruptFlag | None = None  # fit's, while it runs
 
         self.ckpt_dir = self.run_dir / "checkpoints"
         resumed = False
@@ -808,7 +809,7 @@ class Trainer:
 
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
                              lambda: (self.progress(), self.elapsed, self._images()))
-        interrupted = _InterruptFlag()
+        interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
@@ -846,7 +847,7 @@ class Trainer:
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
-                    if interrupted.stop(self.iteration, cfg.log.every, self.device):
+                    if interrupted.stop(self.iteration, elapsed_base + time.perf_counter() - t_start, self.device):
                         raise KeyboardInterrupt
                 if self.cursor % spe:  # max_steps or minutes ended the run inside an epoch
                     try:
@@ -870,6 +871,7 @@ class Trainer:
             raise
         finally:
             interrupted.restore()
+            self._interrupted = None
         progress.close()
         self.log.close()
         if cfg.log.plots:
@@ -998,8 +1000,17 @@ class Trainer:
             return False
         if not last and not self._paced["eval"].due():
             return False
-        with self._paced["eval"].timed():
-            return self._evaluate()
+        from gankit.metrics import Abandoned
+
+        try:
+            with self._paced["eval"].timed():
+                return self._evaluate()
+        except Abandoned:  # told to stop: the checkpoint comes first (the next evaluation is a resume's)
+            console.info(f"epoch {self.epoch_of_last_step}: FID/KID left out, stopping")
+            return False
+
+    def _stop_requested(self) -> bool:
+        return self._interrupted is not None and self._interrupted.hit
 
     def _evaluate(self) -> bool:
         """FID/KID of the sampler now, logged as a `kind: eval` line; True when it is the best FID so far."""
@@ -1009,14 +1020,16 @@ class Trainer:
             from gankit.evaluate import Evaluator
 
             self._evaluator = Evaluator(self.data, self.device, ev.n_real, ev.inception_weights, self.cfg.log.progress,
-                                        cache_dir=self.cfg.data.cache_dir)
+                                        cache_dir=self.cfg.data.cache_dir, stop=self._stop_requested)
         rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         torch.manual_seed(self.cfg.train.seed + 7919 * epoch)
-        result = self._evaluator(self.generate, ev.n_fake)
-        torch.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        try:
+            result = self._evaluator(self.generate, ev.n_fake)
+        finally:  # also when abandoned (a stop): the checkpoint that follows saves the training's stream
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
         values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake")}
         self.log.write("eval", self.iteration, epoch, self.elapsed, values)
         better = result["fid"] < self.best_fid
@@ -1046,12 +1059,21 @@ class _RolledBack(Exception):
 class _InterruptFlag:
     """Turn SIGTERM and a first Ctrl-C (SIGINT) into a clean stop at the end of the current iteration, so the
     saved checkpoint never holds half an iteration; a second Ctrl-C raises at once (`forced`: nothing more is
-    saved, the run resumes from its last checkpoint)."""
+    saved, the run resumes from its last checkpoint). An evaluation under way when the signal comes is left for
+    later (`Trainer._maybe_evaluate`): the stop must fit in the grace period of whoever sent it.
+
+    Under DDP every rank must stop after the same iteration, so the ranks ask each other (one all-reduce, with
+    their clocks) about every `AGREE_SECONDS` of training, at iterations they all compute alike from the agreed
+    clocks. torchrun forwards a Ctrl-C or SIGTERM to its processes once and kills them `--shutdown-timeout`
+    (30 s) later; a second Ctrl-C reaches torchrun only."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    AGREE_SECONDS = 2.0
 
     def __init__(self):
         self.hit = self.forced = False
+        self._agreed = None  # (iteration, agreed clock) where the ranks last asked each other
+        self._next = 0  # ... and the iteration where they ask next
         self._old = {}
         for sig in self.SIGNALS:
             try:
@@ -1065,15 +1087,24 @@ class _InterruptFlag:
             raise KeyboardInterrupt
         self.hit = True
         if sig == signal.SIGINT:
-            when = "this iteration" if distributed.world_size() == 1 else "the next logging iteration (log.every)"
-            console.info(f"stopping after {when} (Ctrl-C again to stop at once)")
+            if distributed.world_size() == 1:
+                console.info("stopping after this iteration (Ctrl-C again to stop at once)")
+            else:
+                console.info("stopping within seconds, after the same iteration in every process")
 
-    def stop(self, iteration: int, every: int, device: torch.device) -> bool:
-        """Stop now? At once for one process; under DDP all ranks must stop after the same iteration, so they
-        agree at logging iterations (one all-reduce there, none in between)."""
+    def stop(self, iteration: int, clock: float, device: torch.device) -> bool:
+        """Stop now? At once for one process; under DDP at the next iteration where the ranks agree."""
         if distributed.world_size() == 1:
             return self.hit
-        return iteration % every == 0 and distributed.any_rank(self.hit, device)
+        last = self._agreed
+        if last is not None and last[0] < iteration < self._next:  # (a NaN rollback goes back: ask at once)
+            return False
+        hit, clock = distributed.maxima([float(self.hit), clock], device)
+        step = 1
+        if last is not None and iteration > last[0] and clock > last[1]:
+            step = max(1, int(self.AGREE_SECONDS * (iteration - last[0]) / (clock - last[1])))
+        self._agreed, self._next = (iteration, clock), iteration + step
+        return hit > 0
 
     def restore(self):
         for sig, old in self._old.items():

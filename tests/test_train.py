@@ -278,7 +278,7 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     """SIGTERM (a scheduler's, with a short grace period) while the real images' Inception features are being
     computed: the evaluation is left out at its next batch, nothing of it is cached, the epoch's checkpoint is
     saved, and the run resumed from it evaluates the later epochs and ends with the weights of a run that was never
-    stopped (--deterministic)."""
+    stopped (--deterministic). When the evaluation left out was the run's last, resuming the complete run does it."""
     import torch.nn as nn
 
     import gankit.metrics
@@ -302,7 +302,7 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     images, cache = tmp_path / "images", tmp_path / "cache"
     make_image_folder(images, n=64)  # 8 iterations per epoch; the real features in two batches (50 + 14)
     layers = tiny_layers(images, epochs=3, deterministic=True) + [
-        {"eval": {"every": 1, "share": 0, "n_fake": 16}, "data": {"cache_dir": str(cache)}, "log": {"plots": False}}]
+        {"eval": {"every": 1, "share": 0, "n_fake": 60}, "data": {"cache_dir": str(cache)}, "log": {"plots": False}}]
     whole = load_checkpoint(run_training(layers, tmp_path / "whole") / "checkpoints" / "last.pt")
     for f in cache.glob("fid-features-*"):
         f.unlink()
@@ -321,6 +321,21 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     for net in ("G", "D"):
         for k in whole[net]:
             torch.testing.assert_close(resumed[net][k], whole[net][k], rtol=0, atol=0, msg=f"{net} {k}")
+    # the run's final evaluation left out: resuming the complete run does it (calls: the real features' two
+    # batches, then two per evaluation of 60 generated images; the 7th is epoch 3's first)
+    for f in cache.glob("fid-features-*"):
+        f.unlink()
+    Features.signal_at_call = 7
+    with pytest.raises(KeyboardInterrupt):
+        run_training(layers, tmp_path / "f")
+    evals = [json.loads(x) for x in (tmp_path / "f" / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert [r["epoch"] for r in evals] == [1, 2]
+    Features.signal_at_call = None
+    capsys.readouterr()
+    run_training(layers, tmp_path / "f")
+    evals = [json.loads(x) for x in (tmp_path / "f" / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert [(r["epoch"], r["step"]) for r in evals] == [(1, 8), (2, 16), (3, 24)]
+    assert "already complete" in capsys.readouterr().err
 
 
 def test_resume_with_incompatible_config_is_refused(image_folder, tmp_path):

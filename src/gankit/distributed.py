@@ -195,6 +195,25 @@ def per_sample(draw, n: int) -> torch.Tensor:
     return shard(draw(n * world_size()))
 
 
+@contextlib.contextmanager
+def machine_threads(device: torch.device) -> Iterator[int]:
+    """On a CPU, let process 0 use the threads of every process on its machine while it works alone (FID/KID at
+    epoch ends) and they wait for it in a collective, which takes no CPU: torchrun gives each process
+    OMP_NUM_THREADS=1. At most the cores this process may run on (a process pinned to its own cores keeps its
+    threads). Yields the thread count used."""
+    own = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or own)
+    n = min(own * int(os.environ.get("LOCAL_WORLD_SIZE", "1")), cores)
+    if device.type != "cpu" or world_size() == 1 or n <= own:
+        yield own
+        return
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(own)
+
+
 def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     """The average of `t` over all ranks (for logged metrics); `t` itself for one process."""
     if not is_initialized():

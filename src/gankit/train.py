@@ -800,6 +800,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, self.run_dir / "config.yaml")
         if not more():
+            if self._final_evaluation_left_out():  # by a stop during it: this resume does it
+                self.save(best=self._maybe_evaluate())
             spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
             console.info(f"run '{self.run_dir}' is already complete ({self.iteration} iterations, {self.cursor / spe:.4g} of "
                          f"{cfg.train.epochs} epochs, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to "
@@ -1003,11 +1005,18 @@ class Trainer:
         from gankit.metrics import Abandoned
 
         try:
-            with self._paced["eval"].timed():
+            with self._paced["eval"].timed(), distributed.machine_threads(self.device):
                 return self._evaluate()
         except Abandoned:  # told to stop: the checkpoint comes first (the next evaluation is a resume's)
             console.info(f"epoch {self.epoch_of_last_step}: FID/KID left out, stopping")
             return False
+
+    def _final_evaluation_left_out(self) -> bool:
+        """A complete run with evaluations on whose metrics.jsonl has no FID/KID of its last iteration."""
+        if not self.cfg.eval.every or not distributed.is_main():
+            return False
+        return not any(r.get("kind") == "eval" and r.get("step") == self.iteration
+                       for r in read_metrics(self.run_dir / "metrics.jsonl"))
 
     def _stop_requested(self) -> bool:
         return self._interrupted is not None and self._interrupted.hit

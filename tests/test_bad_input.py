@@ -398,6 +398,31 @@ def test_internal_errors_are_one_line_with_the_traceback_in_a_file(tmp_path, mon
 
 
 
+@pytest.mark.parametrize("error, said", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.11 GiB "
+                            "of which 1.19 GiB is free. Including non-PyTorch memory, this process has 77.9 GiB in use."),
+     "error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+     "79.11 GiB of which 1.19 GiB is free.): use a smaller --batch-size"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+                  "to allocate 3221225472 bytes. Error code 12 (Cannot allocate memory)"),
+     "error: this machine ran out of memory (tried to allocate 3.00 GiB): use a smaller --batch-size"),
+    (MemoryError(), "error: this machine ran out of memory: use a smaller --batch-size"),
+])
+def test_running_out_of_memory_is_one_line_saying_what_to_lower_not_a_bug(tmp_path, monkeypatch, capsys, error, said):
+    import gankit.config
+
+    def out_of_memory(*_):
+        raise error
+
+    monkeypatch.setattr(gankit.config, "parse_sets", out_of_memory)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--set", "a=1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(said), err
+    assert not list(tmp_path.glob("gankit-crash-*.txt"))
+
+
 @pytest.mark.parametrize("world_size, internal", [("2", False), ("1", True)])
 def test_a_collective_that_lost_its_peer_under_torchrun_is_not_called_a_bug(tmp_path, monkeypatch, capsys,
                                                                             world_size, internal):

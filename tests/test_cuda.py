@@ -58,3 +58,26 @@ def test_cuda_fused_d_forward_matches_two_forwards(image_folder, tmp_path):
         runs[fuse] = load_checkpoint(run_training(layers, tmp_path / str(fuse)) / "checkpoints" / "last.pt")
     for k in runs[True]["D"]:
         torch.testing.assert_close(runs[True]["D"][k], runs[False]["D"][k], rtol=1e-3, atol=1e-4)
+
+
+def test_cuda_batches_from_host_memory_are_the_on_device_ones(image_folder, tmp_path, monkeypatch):
+    """A dataset too large for the GPU stays in host memory (`dataset_home`); its batches, copied over, are the
+    ones an on-device dataset gives, and a run trains from them."""
+    import gankit.train
+    from gankit.data import load_dataset
+    from gankit.train import Batches
+
+    data = load_dataset(image_folder, 16, progress=False)
+    cuda = torch.device("cuda")
+    on_gpu = Batches(data.images, data.labels, 8, True, 0, cuda, torch.channels_last)
+    monkeypatch.setattr(gankit.train, "DATASET_SHARE_OF_FREE_GPU_MEMORY", 0.0)
+    on_host = Batches(data.images, data.labels, 8, True, 0, cuda, torch.channels_last)
+    assert on_gpu.home == cuda and on_host.home == torch.device("cpu")
+    for cursor in (0, 3, 5):
+        torch.manual_seed(cursor)  # the flips' draws
+        a, _ = on_gpu.get(cursor)
+        torch.manual_seed(cursor)
+        b, _ = on_host.get(cursor)
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _trained(image_folder, tmp_path / "run", precision="bf16")

@@ -338,6 +338,21 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     assert "already complete" in capsys.readouterr().err
 
 
+def test_a_dataset_too_large_for_the_gpu_stays_in_host_memory(monkeypatch, capsys):
+    """The uint8 dataset lives on the GPU unless it would take more than half of its free memory; then batches come
+    from host memory (a one-line warning says so). On a CPU it is where training runs. (The copy of each batch to
+    the GPU is not run here: no GPU.)"""
+    from gankit.train import dataset_home
+
+    cuda, gib = torch.device("cuda"), 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))  # 10 GiB free
+    assert dataset_home(5 * gib, cuda) == cuda and capsys.readouterr().err == ""
+    assert dataset_home(6 * gib, cuda) == torch.device("cpu")
+    assert "the dataset (6.0 GiB as uint8) would take more than half of the GPU's free memory (10.0 GiB)" in \
+        capsys.readouterr().err
+    assert dataset_home(10**12, torch.device("cpu")) == torch.device("cpu")
+
+
 def test_resume_with_incompatible_config_is_refused(image_folder, tmp_path):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     layers = tiny_layers(image_folder, epochs=2)

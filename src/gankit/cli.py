@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     - a `GankitError` (bad input) or a usage error (unknown option, wrong flag type): `error: ...`, exit 2;
     - Ctrl-C: exit 130 (the trainer has already saved and said how to resume);
     - an OSError (a path that cannot be written or read, a full disk): `error: 'path': reason`, exit 2;
+    - running out of GPU or host memory: what ran out, torch's figures and what lowers the need, exit 2;
     - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.
     """
     try:
@@ -299,6 +300,10 @@ def main(argv: list[str] | None = None) -> None:
             _fail(f"'{blocker}' is a file where gankit needs a folder: move or delete it, or choose another path", 2)
         _fail(f"{where}{e.strerror or e}: check the path and its permissions", 2)
     except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
+        memory = _out_of_memory(e)
+        if memory:  # the machine's limit, not a bug: say which and what lowers the need
+            _fail(f"{memory}: use a smaller --batch-size or --resolution (or model.ngf / model.ndf), or free the "
+                  "memory other programs hold; a training run resumes from its last checkpoint", 2)
         if _lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
             restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) - \
                 int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
@@ -309,6 +314,23 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _out_of_memory(e: BaseException) -> str | None:
+    """What ran out of memory, with torch's figures ("the GPU ran out of memory (CUDA out of memory. Tried to
+    allocate 2.00 GiB. GPU 0 has ...)"), or None when `e` is something else."""
+    import re
+
+    import torch
+
+    text = _one_line(str(e))
+    if isinstance(e, torch.OutOfMemoryError):
+        figures = " ".join(re.split(r"(?<=\.) ", text)[:3])  # what it tried, what the GPU has, what is free
+        return f"the GPU ran out of memory ({figures})"
+    if isinstance(e, MemoryError) or "DefaultCPUAllocator: can't allocate memory" in text:
+        tried = re.search(r"you tried to allocate (\d+) bytes", text)
+        return "this machine ran out of memory" + (f" (tried to allocate {int(tried[1]) / 2**30:.2f} GiB)" if tried else "")
+    return None
 
 
 def _file_in_the_way(e: OSError) -> Path | None:

@@ -289,8 +289,25 @@ def finalize_config(cfg: Config, data) -> Config:
 # --------------------------------------------------------------------------- data on the device
 
 
+DATASET_SHARE_OF_FREE_GPU_MEMORY = 0.5
+
+
+def dataset_home(nbytes: int, device: torch.device) -> torch.device:
+    """Where the uint8 dataset is kept: on the training device, unless that is a GPU on which it would take more
+    than half of the free memory (the models, optimizers and activations need the rest): then in host memory."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    if nbytes <= free * DATASET_SHARE_OF_FREE_GPU_MEMORY:
+        return device
+    console.warn(f"the dataset ({nbytes / 2**30:.1f} GiB as uint8) would take more than half of the GPU's free memory "
+                 f"({free / 2**30:.1f} GiB): it stays in host memory and each batch is copied to the GPU (slower)")
+    return torch.device("cpu")
+
+
 class Batches:
-    """The uint8 dataset on the training device, served as float batches in [-1, 1].
+    """The uint8 dataset on the training device (or in host memory when it is too large for the GPU:
+    `dataset_home`), served as float batches in [-1, 1] on the device.
 
     Batch `cursor` (batches consumed since the start) maps deterministically to images: epoch
     e = cursor // steps_per_epoch uses a permutation seeded by (seed, e), so a resumed run needs
@@ -300,8 +317,9 @@ class Batches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, flip: bool,
                  seed: int, device: torch.device, fmt: torch.memory_format):
-        self.images = images.to(device)
-        self.labels = labels.to(device) if labels is not None else None
+        self.home = dataset_home(images.numel() * images.element_size(), device)
+        self.images = images.to(self.home)
+        self.labels = labels.to(self.home) if labels is not None else None
         self.batch_size = batch_size
         self.flip = flip
         self.seed = seed
@@ -314,19 +332,19 @@ class Batches:
     def _order(self, epoch: int) -> torch.Tensor:
         if epoch != self._perm_epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(len(self.images), generator=g).to(self.device)
+            self._perm = torch.randperm(len(self.images), generator=g).to(self.home)
             self._perm_epoch = epoch
         return self._perm
 
     def get(self, cursor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         epoch, i = divmod(cursor, self.steps_per_epoch)
         idx = distributed.shard(self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size])
-        x = self.images[idx].float().mul_(2 / 255).sub_(1)
+        x = self.images[idx].to(self.device, non_blocking=True).float().mul_(2 / 255).sub_(1)
         if self.flip:
             mask = distributed.shard(torch.rand(self.batch_size, 1, 1, 1, device=self.device) < 0.5)
             x = torch.where(mask, x.flip(3), x)
         x = x.contiguous(memory_format=self.fmt)
-        return x, (self.labels[idx] if self.labels is not None else None)
+        return x, (self.labels[idx].to(self.device) if self.labels is not None else None)
 
 
 # --------------------------------------------------------------------------- the trainer

@@ -132,3 +132,66 @@ def test_off_a_terminal_short_epochs_report_at_their_ends(monkeypatch, capsys):
     at(100, progress.advance, 1)  # 29 s
     at(132, progress.advance, 1)  # 61 s: due inside an epoch
     assert said == ["", "r epoch 1/9", "", "r epoch 3/9", "", "r epoch 1/9, 3/4 batches"]
+
+
+def test_a_terminal_that_hangs_up_stops_the_run_and_saves_it(image_folder, tmp_path):
+    """`gankit train` in a terminal (its progress bar drawn there) that goes away, as when an ssh connection drops:
+    the terminal is closed, then SIGHUP comes. The run stops after that iteration and saves it (exit 130, as for a
+    Ctrl-C), its last output sent to /dev/null, rather than dying on the signal or on writing to the dead
+    terminal; resuming continues from there."""
+    import json
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    from gankit.checkpoint import load_checkpoint
+
+    leader, terminal = pty.openpty()
+    proc = subprocess.Popen([*GANKIT, "train", "--data", str(image_folder), "--resolution", "16", "--epochs", "5000",
+                             "--batch-size", "8", "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8",
+                             "--set", "model.ndf=8", "--set", "log.every=1", "--set", "log.plots=false",
+                             "--run", str(tmp_path / "r")],
+                            stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    metrics, deadline = tmp_path / "r" / "metrics.jsonl", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not (
+                metrics.is_file() and metrics.read_text().count('"kind": "epoch"') >= 2):
+            if select.select([leader], [], [], 0.05)[0]:
+                os.read(leader, 65536)  # what the terminal shows (a full pty would block the run)
+        assert proc.poll() is None, "the run ended before the hang-up"
+    finally:
+        os.close(leader)  # the terminal is gone: writing to it now fails (EIO), before the SIGHUP comes
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=120) == 130
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    logged = max(r["step"] for r in rows if r["kind"] == "step")
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["iteration"] == logged  # nothing lost
+
+
+def test_under_nohup_a_hang_up_is_left_ignored():
+    """`nohup gankit train ...` ignores SIGHUP so that the run goes on without its terminal: the trainer's signal
+    handlers leave it ignored (and take SIGTERM and SIGINT as always)."""
+    import signal
+
+    from gankit.train import _InterruptFlag
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        flag = _InterruptFlag()
+        try:
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == flag._handler
+        finally:
+            flag.restore()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        flag = _InterruptFlag()
+        assert signal.getsignal(signal.SIGHUP) == flag._handler
+        flag.restore()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, old)

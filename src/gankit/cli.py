@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     - running out of GPU or host memory: what ran out, torch's figures and what lowers the need, exit 2;
     - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.
     """
+    console.guard_terminal()  # a terminal that hangs up mid-run must not fail it (SIGHUP then stops it cleanly)
     try:
         code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except GankitError as e:  # under torchrun every process meets the same bad input: the first one says it

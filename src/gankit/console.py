@@ -24,6 +24,55 @@ def info(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def terminal_gone() -> None:
+    """The terminal hung up (an ssh connection dropped, a window closed): point stdout and stderr, where they went
+    to it, at /dev/null, so that the progress bar and the last messages cannot fail the run while it saves."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        try:
+            if os.isatty(fd):
+                os.dup2(null, fd)
+        except OSError:  # EIO: a hung-up terminal can fail isatty() too
+            os.dup2(null, fd)
+    os.close(null)
+
+
+class _Terminal:
+    """sys.stdout or sys.stderr on a terminal: a write that fails because the terminal hung up (EIO, before its
+    SIGHUP comes) sends the output to /dev/null instead of raising in the middle of a training step."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            terminal_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            terminal_gone()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def guard_terminal() -> None:
+    """Wrap sys.stdout and sys.stderr in `_Terminal` where they are a terminal (once, at the command's start)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            tty = stream is not None and not isinstance(stream, _Terminal) and stream.isatty()
+        except (OSError, ValueError):
+            tty = False
+        if tty:
+            setattr(sys, name, _Terminal(stream))
+
+
 def clock(seconds: float) -> str:
     """h:mm:ss or m:ss."""
     m, s = divmod(int(round(seconds)), 60)

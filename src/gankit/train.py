@@ -1084,9 +1084,10 @@ class _RolledBack(Exception):
 
 
 class _InterruptFlag:
-    """Turn SIGTERM and a first Ctrl-C (SIGINT) into a clean stop at the end of the current iteration, so the
-    saved checkpoint never holds half an iteration; a second Ctrl-C raises at once (`forced`: nothing more is
-    saved, the run resumes from its last checkpoint). An evaluation under way when the signal comes is left for
+    """Turn SIGTERM, a hang-up (SIGHUP: the terminal went away, whose output then goes to /dev/null) and a first
+    Ctrl-C (SIGINT) into a clean stop at the end of the current iteration, so the saved checkpoint never holds half
+    an iteration; a second Ctrl-C raises at once (`forced`: nothing more is saved, the run resumes from its last
+    checkpoint). An evaluation under way when the signal comes is left for
     later (`Trainer._maybe_evaluate`): the stop must fit in the grace period of whoever sent it.
 
     Under DDP every rank must stop after the same iteration, so the ranks ask each other (one all-reduce, with
@@ -1094,7 +1095,7 @@ class _InterruptFlag:
     clocks. torchrun forwards a Ctrl-C or SIGTERM to its processes once and kills them `--shutdown-timeout`
     (30 s) later; a second Ctrl-C reaches torchrun only."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
     AGREE_SECONDS = 2.0
 
     def __init__(self):
@@ -1103,6 +1104,8 @@ class _InterruptFlag:
         self._next = 0  # ... and the iteration where they ask next
         self._old = {}
         for sig in self.SIGNALS:
+            if sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # `nohup gankit train ...`: the user asked to go on when the terminal goes away
             try:
                 self._old[sig] = signal.signal(sig, self._handler)
             except ValueError:  # not the main thread
@@ -1113,6 +1116,8 @@ class _InterruptFlag:
             self.forced = True
             raise KeyboardInterrupt
         self.hit = True
+        if sig == getattr(signal, "SIGHUP", None):
+            console.terminal_gone()
         if sig == signal.SIGINT:
             if distributed.world_size() == 1:
                 console.info("stopping after this iteration (Ctrl-C again to stop at once)")

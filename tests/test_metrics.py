@@ -283,7 +283,7 @@ def test_generated_images_are_scored_a_chunk_at_a_time():
         return drawn[start:start + k]
 
     ev = Evaluator.__new__(Evaluator)
-    ev.extractor, ev.progress = Recording(), False
+    ev.extractor, ev.progress, ev.stop = Recording(), False, None
     ev.real = extract_features(disc_images(30, 16, seed=2), ev.extractor)
     calls.clear()
     result = ev(generate, 120)

@@ -1095,7 +1095,8 @@ class _InterruptFlag:
     clocks. torchrun forwards a Ctrl-C or SIGTERM to its processes once and kills them `--shutdown-timeout`
     (30 s) later; a second Ctrl-C reaches torchrun only."""
 
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+    HANGUP = getattr(signal, "SIGHUP", None)  # POSIX only
+    SIGNALS = tuple(sig for sig in (signal.SIGTERM, signal.SIGINT, HANGUP) if sig is not None)
     AGREE_SECONDS = 2.0
 
     def __init__(self):
@@ -1104,7 +1105,7 @@ class _InterruptFlag:
         self._next = 0  # ... and the iteration where they ask next
         self._old = {}
         for sig in self.SIGNALS:
-            if sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) == signal.SIG_IGN:
+            if sig == self.HANGUP and signal.getsignal(sig) == signal.SIG_IGN:
                 continue  # `nohup gankit train ...`: the user asked to go on when the terminal goes away
             try:
                 self._old[sig] = signal.signal(sig, self._handler)
@@ -1116,7 +1117,7 @@ class _InterruptFlag:
             self.forced = True
             raise KeyboardInterrupt
         self.hit = True
-        if sig == getattr(signal, "SIGHUP", None):
+        if sig == self.HANGUP:
             console.terminal_gone()
         if sig == signal.SIGINT:
             if distributed.world_size() == 1:

@@ -282,6 +282,10 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     import torch.nn as nn
 
     import gankit.metrics
+    from gankit.runlog import read_metrics
+
+    def evaluations(run: str) -> list[tuple[int, int]]:
+        return [(r["epoch"], r["step"]) for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["kind"] == "eval"]
 
     projection = torch.randn(3 * 16 * 16, 2048, generator=torch.Generator().manual_seed(0))
 
@@ -312,12 +316,10 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     assert "epoch 1: FID/KID left out, stopping" in capsys.readouterr().err
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 8
     assert not any(cache.glob("fid-features-*"))  # features of part of the images are never cached
-    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert [r for r in rows if r["kind"] == "eval"] == []
+    assert evaluations("r") == []
     Features.signal_at_call = None
     resumed = load_checkpoint(run_training(layers, tmp_path / "r") / "checkpoints" / "last.pt")
-    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows if r["kind"] == "eval"] == [2, 3]
+    assert [epoch for epoch, _ in evaluations("r")] == [2, 3]
     for net in ("G", "D"):
         for k in whole[net]:
             torch.testing.assert_close(resumed[net][k], whole[net][k], rtol=0, atol=0, msg=f"{net} {k}")
@@ -328,13 +330,11 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     Features.signal_at_call = 7
     with pytest.raises(KeyboardInterrupt):
         run_training(layers, tmp_path / "f")
-    evals = [json.loads(x) for x in (tmp_path / "f" / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
-    assert [r["epoch"] for r in evals] == [1, 2]
+    assert [epoch for epoch, _ in evaluations("f")] == [1, 2]
     Features.signal_at_call = None
     capsys.readouterr()
     run_training(layers, tmp_path / "f")
-    evals = [json.loads(x) for x in (tmp_path / "f" / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
-    assert [(r["epoch"], r["step"]) for r in evals] == [(1, 8), (2, 16), (3, 24)]
+    assert evaluations("f") == [(1, 8), (2, 16), (3, 24)]
     assert "already complete" in capsys.readouterr().err
 
 

@@ -43,6 +43,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _torchrun_env() -> dict[str, str]:
+    """The environment for a torchrun launch of this source tree's gankit, one thread per process."""
+    src = str(Path(gankit.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+
+
 def _layers(images: Path, cache: Path, **train) -> list[dict]:
     layers = tiny_layers(images, epochs=5, **TRICKS, **train)
     layers[0]["model"].update(NO_BATCHNORM)
@@ -53,9 +59,7 @@ def _layers(images: Path, cache: Path, **train) -> list[dict]:
 
 def torchrun(args: list[str], cwd: Path, nproc: int = 2, rc: int = 0) -> subprocess.CompletedProcess:
     """`torchrun --nnodes 1 --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:PORT -m gankit train ...`"""
-    src = str(Path(gankit.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
-           "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    env = {**_torchrun_env(), "MASTER_ADDR": "127.0.0.1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
            "-m", "gankit", "train", *args]
@@ -67,8 +71,7 @@ def torchrun(args: list[str], cwd: Path, nproc: int = 2, rc: int = 0) -> subproc
 def torchrun_nodes(args: list[str], folders: list[Path]) -> list[subprocess.CompletedProcess]:
     """`torchrun --nnodes N --nproc_per_node 1 --node-rank i --master-addr ... -m gankit train ...` run at once in
     each of N folders (machine i runs in folders[i]): several machines, each with its own disk for relative paths."""
-    src = str(Path(gankit.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    env = _torchrun_env()
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(folders)),
                                "--nproc_per_node", "1", "--node-rank", str(i), "--master-addr", "127.0.0.1",
@@ -233,8 +236,7 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
     layers[0]["train"]["epochs"] = 50  # 200 iterations
     layers[0]["log"]["every"] = 4
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
-    src = str(Path(gankit.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    env = _torchrun_env()
     agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--max-restarts",
                               "1", "--master-port", str(_free_port()), "-m", "gankit", "train", "--config",
                               str(tmp_path / "c.yaml"), "--run-dir", "run"],
@@ -275,8 +277,7 @@ def test_ctrl_c_to_torchrun_stops_every_process_within_its_grace_period_and_save
     layers[0]["train"]["epochs"] = 5000  # 20,000 iterations: the run would go on for minutes
     layers[0]["log"].update(every=100_000, checkpoint_every=100_000)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
-    src = str(Path(gankit.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    env = _torchrun_env()
     agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                               "--shutdown-timeout", "20", "--master-port", str(_free_port()), "-m", "gankit", "train",
                               "--config", str(tmp_path / "c.yaml"), "--run-dir", "run"],

@@ -378,18 +378,23 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def test_internal_errors_are_one_line_with_the_traceback_in_a_file(tmp_path, monkeypatch, capsys):
+def _train_raising(error: BaseException, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
+    """`gankit train --set a=1` whose config parsing raises `error` (crash files go to tmp_path): (exit code, stderr)."""
     import gankit.config
 
-    def boom(*_):
-        raise ZeroDivisionError("a bug")
+    def raise_it(*_):
+        raise error
 
-    monkeypatch.setattr(gankit.config, "parse_sets", boom)
+    monkeypatch.setattr(gankit.config, "parse_sets", raise_it)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--set", "a=1"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 1
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_internal_errors_are_one_line_with_the_traceback_in_a_file(tmp_path, monkeypatch, capsys):
+    code, err = _train_raising(ZeroDivisionError("a bug"), tmp_path, monkeypatch, capsys)
+    assert code == 1
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: internal error (ZeroDivisionError: a bug)")
     crash = list(tmp_path.glob("gankit-crash-*.txt"))
     assert len(crash) == 1 and str(crash[0]) in err
@@ -409,17 +414,8 @@ def test_internal_errors_are_one_line_with_the_traceback_in_a_file(tmp_path, mon
     (MemoryError(), "error: this machine ran out of memory: use a smaller --batch-size"),
 ])
 def test_running_out_of_memory_is_one_line_saying_what_to_lower_not_a_bug(tmp_path, monkeypatch, capsys, error, said):
-    import gankit.config
-
-    def out_of_memory(*_):
-        raise error
-
-    monkeypatch.setattr(gankit.config, "parse_sets", out_of_memory)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--set", "a=1"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(said), err
+    code, err = _train_raising(error, tmp_path, monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(said), err
     assert not list(tmp_path.glob("gankit-crash-*.txt"))
 
 
@@ -428,20 +424,12 @@ def test_a_collective_that_lost_its_peer_under_torchrun_is_not_called_a_bug(tmp_
                                                                             world_size, internal):
     """Under torchrun, gloo's error when another process went away (rank 0 stopped on a full disk...) is one line
     saying so, with no crash file; the same error in a single process is still an internal error."""
-    import gankit.config
-
-    def peer_gone(*_):
-        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer "
-                           "[127.0.0.1]:16817. This is typically caused by a remote worker crashing.")
-
-    monkeypatch.setattr(gankit.config, "parse_sets", peer_gone)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("WORLD_SIZE", world_size)
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--set", "a=1"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1
+    peer_gone = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+                             "[127.0.0.1]:16817. This is typically caused by a remote worker crashing.")
+    code, err = _train_raising(peer_gone, tmp_path, monkeypatch, capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
     assert err.startswith("error: internal error" if internal else "error: another process of this torchrun launch stopped")
     assert bool(list(tmp_path.glob("gankit-crash-*.txt"))) == internal
 

@@ -27,9 +27,9 @@ def _run(script: str, *args: str, cwd: Path) -> str:
 
 @pytest.mark.slow
 def test_quality_per_budget_in_parallel_measures_both_at_every_mark(tmp_path):
-    make_image_folder(tmp_path / "images", n=80)
+    make_image_folder(tmp_path / "images", n=40)
     out = _run("quality_per_budget.py", "--data", str(tmp_path / "images"), "--resolution", "16",
-               "--minutes", "0.1", "--fid-at", "0.05", "--n-fake", "24", "--fid-n", "12,24,40", "--parallel", "--json", "q.json",
+               "--minutes", "0.1", "--fid-at", "0.05", "--n-fake", "12", "--fid-n", "6,12,20", "--parallel", "--json", "q.json",
                "--grids", "grids", "--set", "model.ngf=8", "--set", "model.ndf=8", "--set", "train.batch_size=16",
                cwd=tmp_path)
     q = json.loads((tmp_path / "q.json").read_text())
@@ -39,11 +39,11 @@ def test_quality_per_budget_in_parallel_measures_both_at_every_mark(tmp_path):
         assert [m["minute"] for m in c["marks"]] == [0.05, 0.1]
         first, last = c["marks"]
         assert 0 < first["steps"] < last["steps"] and last["seconds"] >= 6.0
-        assert all(m["n_fake"] == 24 and m["n_real"] == 80 and 0 < m["fid"] < 1e4 for m in c["marks"])
+        assert all(m["n_fake"] == 12 and m["n_real"] == 40 and 0 < m["fid"] < 1e4 for m in c["marks"])
         assert (tmp_path / "grids" / f"{c['name']}.png").is_file()
-        # the last mark drew the largest --fid-n count: FID at each count (the headline's is the first 24) and FID_inf
-        assert "fid_inf" not in first and list(last["fid_by_n"]) == ["12", "24", "40"]
-        assert last["fid_by_n"]["24"] == pytest.approx(last["fid"]) and last["fid_inf"] < 1e4
+        # the last mark drew the largest --fid-n count: FID at each count (the headline's is the first 12) and FID_inf
+        assert "fid_inf" not in first and list(last["fid_by_n"]) == ["6", "12", "20"]
+        assert last["fid_by_n"]["12"] == pytest.approx(last["fid"]) and last["fid_inf"] < 1e4
     g, r = (c["marks"][-1] for c in q["contestants"])
     assert q["fid_ratio"] == pytest.approx(g["fid"] / r["fid"])
     assert "gankit FID / reference FID" in out

@@ -372,6 +372,35 @@ def test_process_0_evaluates_with_the_threads_of_its_machines_waiting_processes(
         torch.set_num_threads(before)
 
 
+def test_what_a_message_says_to_type_works_under_torchrun(tmp_path, monkeypatch, capsys):
+    """After `-m gankit train`, torchrun takes `--run` for an abbreviation of its own `--run-path` and stops
+    ("ambiguous option"): under torchrun the fixes gankit's messages suggest name `--run-dir`."""
+    from gankit.checkpoint import load_latest_checkpoint
+    from gankit.errors import RunError
+    from gankit.train import resolve_config
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {ngf: [1, 2]}\n")
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+
+    def said(world_size: str) -> list[str]:
+        monkeypatch.setenv("WORLD_SIZE", world_size)
+        out = []
+        for attempt in (lambda: resolve_config([], run), lambda: load_latest_checkpoint(run / "checkpoints")):
+            with pytest.raises(RunError) as e:
+                attempt()
+            out.append(str(e.value))
+        capsys.readouterr()  # the warning about last.pt
+        return out + [distributed.resume_command(run)]
+
+    alone, under_torchrun = said("1"), said("2")
+    assert [m.count("--run ") for m in alone] == [1, 1, 1] and not any("--run-dir" in m for m in alone)
+    assert [m.count("--run-dir ") for m in under_torchrun] == [1, 1, 1]
+    assert not any("--run " in m for m in under_torchrun)
+    assert "torchrun" in under_torchrun[2]
+
+
 def test_global_batch_must_split_evenly():
     assert distributed.local_batch(64, 4) == 16
     with pytest.raises(ConfigError, match=r"batch_size 10 .* not divisible by the 4 processes.*--batch-size 8 or 12"):

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from gankit import distributed
 from gankit.console import warn
 from gankit.errors import RunError
 
@@ -187,7 +188,7 @@ def save_checkpoint(state: dict, path: Path, keep_previous: bool | None = None) 
     payload = {**state, DIGEST_KEY: state_digest(state)}
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     _atomic_write(path, lambda f: torch.save(payload, f), rotate_to=path.with_name(PREVIOUS) if keep_previous else None,
-                  what="checkpoint ", then=f", then resume with gankit train --run {run} (the previous checkpoint is intact)")
+                  what="checkpoint ", then=f", then resume with {distributed.resume_command(run)} (the previous checkpoint is intact)")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -258,7 +259,7 @@ def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "c
             tried.append(path.name)
     if tried:
         raise RunError(f"no usable checkpoint in '{ckpt_dir}' (tried {', '.join(tried)}): "
-                       "start a new run with another --run folder")
+                       f"start a new run with another {distributed.run_option()} folder")
     return None
 
 

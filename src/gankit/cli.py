@@ -58,10 +58,11 @@ def train(
 ):
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
     from gankit.config import parse_sets, read_yaml
+    from gankit.distributed import run_option
     from gankit.train import run_training
 
     if run is not None and run.exists() and not run.is_dir():
-        raise RunError(f"--run '{run}' is a file, not a run folder: pass a new folder name or one made by gankit train")
+        raise RunError(f"{run_option()} '{run}' is a file, not a run folder: pass a new folder name or one made by gankit train")
     layers = [
         read_yaml(config) if config else {},
         parse_sets(set_),

@@ -38,6 +38,19 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def run_option() -> str:
+    """The run-folder flag for messages to name: after `-m gankit train`, torchrun reads `--run` as an abbreviation
+    of its own `--run-path` and stops with "ambiguous option", so under torchrun it is `--run-dir`."""
+    return "--run-dir" if launched() else "--run"
+
+
+def resume_command(run_dir) -> str:
+    """What to type to resume the run in `run_dir`."""
+    if launched():
+        return f"the same torchrun command (with --run-dir {run_dir})"
+    return f"gankit train --run {run_dir}"
+
+
 def is_initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 

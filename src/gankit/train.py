@@ -132,7 +132,7 @@ def _default_run(layers: list[dict], base: dict) -> tuple[Path, Config, bool]:
         except RunError:  # a run of another config (or not gankit's) is there
             continue
         if i > 1 and not resuming:
-            console.info(f"'{first}' holds a run of another config: this one goes to '{path}' (or pass --run DIR)")
+            console.info(f"'{first}' holds a run of another config: this one goes to '{path}' (or pass {distributed.run_option()} DIR)")
         return path, cfg, resuming
     raise AssertionError("unreachable")
 
@@ -161,7 +161,7 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
         cfg, resuming = resolve_config(layers, run_path, base)
         near = None if resuming else _run_named_like(run_path)
         if near is not None and _would_resume(layers, near, base):  # not a sibling run of another recipe
-            console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass --run {near} to resume that one")
+            console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass {distributed.run_option()} {near} to resume that one")
     else:
         run_path, cfg, resuming = _default_run(layers, base)
     if resuming:
@@ -243,14 +243,14 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
             saved["log"].pop("progress", None)
         saved_cfg = build_config(saved)
     except Exception as e:  # noqa: BLE001
-        raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another --run folder") from None
+        raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another {distributed.run_option()} folder") from None
     cfg = build_config(saved, *layers)
     # a dataset folder that moved (or a run continued on another machine): --data says where it is now
     diffs = incompatible_changes(saved_cfg, cfg, ("data.path",) if is_missing(saved_cfg.data.path) else ())
     if diffs:
         raise RunError(
             f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}): "
-            "pass a new --run DIR, or drop those overrides to resume it"
+            f"pass a new {distributed.run_option()} DIR, or drop those overrides to resume it"
         )
     return cfg, True
 
@@ -452,7 +452,7 @@ class Trainer:
         trained = logged_iteration(self.run_dir)
         if trained > 0:
             raise RunError(f"run '{self.run_dir}' has trained to iteration {trained} (metrics.jsonl) but has no "
-                           f"checkpoint in '{self.ckpt_dir}' to resume from: pass a new --run folder, or delete "
+                           f"checkpoint in '{self.ckpt_dir}' to resume from: pass a new {distributed.run_option()} folder, or delete "
                            f"'{self.run_dir / 'metrics.jsonl'}' to start this one again from iteration 0")
 
     # ---------------------------------------------------------------- state
@@ -498,7 +498,7 @@ class Trainer:
                 self._standing = None
         except (KeyError, RuntimeError, ValueError) as e:
             raise RunError(f"checkpoint in '{self.ckpt_dir}' does not match this model ({str(e).splitlines()[0]}): "
-                           "use a new --run folder") from None
+                           f"use a new {distributed.run_option()} folder") from None
         self.strategy.load_state_dict(state["strategy"])
         self.noisy_labels.load_state_dict(state["noisy_labels"])
         if self.ada is not None and state.get("ada"):
@@ -879,7 +879,7 @@ class Trainer:
             progress.close()
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
                 console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
-                             f"intact). Resume with: {self._resume_command()}")
+                             f"intact). Resume with: {distributed.resume_command(self.run_dir)}")
                 raise
             if self._weights_finite():
                 self.save()
@@ -887,7 +887,7 @@ class Trainer:
             if cfg.log.plots:
                 self.write_pictures()
             console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
-                         f"Resume with: {self._resume_command()}")
+                         f"Resume with: {distributed.resume_command(self.run_dir)}")
             raise
         finally:
             interrupted.restore()
@@ -921,11 +921,6 @@ class Trainer:
         if progress is not None:
             progress.postfix(values)
 
-    def _resume_command(self) -> str:
-        if distributed.world_size() > 1:
-            return f"the same torchrun command (with --run-dir {self.run_dir})"
-        return f"gankit train --run {self.run_dir}"
-
     def _weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in (*self.G.parameters(), *self.D.parameters()))
 
@@ -939,7 +934,7 @@ class Trainer:
         if found is None:
             why = "train.nan_policy is stop" if t.nan_policy == "stop" else f"{self.rollbacks} rollbacks already"
             raise RunError(f"{what} ({why}); the last good checkpoint is in {self.ckpt_dir}: lower train.lr_g/lr_d "
-                           f"or change the loss, then resume with gankit train --run {self.run_dir}")
+                           f"or change the loss, then resume with {distributed.resume_command(self.run_dir)}")
         rollbacks = self.rollbacks + 1
         state, last = found
         self._load(state)

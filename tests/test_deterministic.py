@@ -76,8 +76,8 @@ def test_stopped_by_max_steps_then_resumed(straight, deterministic):
     assert_bit_identical(straight / "straight", run)
 
 
-def test_sigterm_mid_epoch_then_resumed(straight, deterministic, monkeypatch):
-    """SIGTERM (what schedulers send before a kill) lands inside iteration 6; the trainer finishes that
+def test_sigterm_mid_epoch_then_resumed(straight, deterministic, monkeypatch, capsys):
+    """SIGTERM (what schedulers send before a kill) lands inside iteration 6; the trainer says so, finishes that
     iteration, saves, and stops; the resumed run must not be able to tell."""
     original = Trainer.train_iteration
 
@@ -91,6 +91,7 @@ def test_sigterm_mid_epoch_then_resumed(straight, deterministic, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_training(layers(straight / "images", STEPS), run)
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 6
+    assert "SIGTERM: stopping after this iteration\n" in capsys.readouterr().err
     monkeypatch.setattr(Trainer, "train_iteration", original)
     run_training(layers(straight / "images", STEPS), run)
     assert_bit_identical(straight / "straight", run)

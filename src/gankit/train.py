@@ -1114,11 +1114,13 @@ class _InterruptFlag:
         self.hit = True
         if sig == self.HANGUP:
             console.terminal_gone()
-        if sig == signal.SIGINT:
-            if distributed.world_size() == 1:
-                console.info("stopping after this iteration (Ctrl-C again to stop at once)")
-            else:
-                console.info("stopping within seconds, after the same iteration in every process")
+            return
+        said = "" if sig == signal.SIGINT else "SIGTERM: "  # a scheduler's preemption: its log says why the run stopped
+        if distributed.world_size() > 1:
+            console.info(f"{said}stopping within seconds, after the same iteration in every process")
+        else:
+            console.info(f"{said}stopping after this iteration" +
+                         (" (Ctrl-C again to stop at once)" if sig == signal.SIGINT else ""))
 
     def stop(self, iteration: int, clock: float, device: torch.device) -> bool:
         """Stop now? At once for one process; under DDP at the next iteration where the ranks agree."""

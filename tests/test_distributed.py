@@ -225,9 +225,11 @@ def test_each_machine_reads_its_own_copy_of_the_images_and_the_copies_must_match
 
 @pytest.mark.slow
 def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(tmp_path):
-    """`torchrun --max-restarts 1`: process 1 is SIGKILLed once the run has checkpoints; torchrun restarts both
-    processes (on keys of their own in its store: the dead ones' would refuse the connection), they resume from
-    last.pt, and the run ends with the weights of one uninterrupted process on the global batch."""
+    """Two torchrun "machines" (`--nnodes 2`, c10d rendezvous, `--max-restarts 1`, one process each, one folder):
+    process 1 is SIGKILLed once the run has checkpoints. Its machine's torchrun restarts it and the other's restarts
+    its own process for the new rendezvous (keeping its restart count, so the counts of the two machines differ);
+    the new processes meet on keys of their own in the store (the dead ones' would refuse the connection), resume
+    from last.pt, and the run ends with the weights of one uninterrupted process on the global batch."""
     import time
 
     images, cache = tmp_path / "images", tmp_path / "cache"
@@ -236,25 +238,32 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
     layers[0]["train"]["epochs"] = 50  # 200 iterations
     layers[0]["log"]["every"] = 4
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
-    env = _torchrun_env()
-    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--max-restarts",
-                              "1", "--master-port", str(_free_port()), "-m", "gankit", "train", "--config",
-                              str(tmp_path / "c.yaml"), "--run-dir", "run"],
-                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env, port = _torchrun_env(), _free_port()
+    agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--max-restarts", "1",
+                                "-m", "gankit", "train", "--config", str(tmp_path / "c.yaml"), "--run-dir", "run"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
     metrics, killed = tmp_path / "run" / "metrics.jsonl", None
     deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline and agent.poll() is None:
+    while killed is None and time.monotonic() < deadline and all(a.poll() is None for a in agents):
         time.sleep(0.05)
         if metrics.is_file() and metrics.read_text().count('"kind": "epoch"') >= 5:  # epochs ended: last.pt is written
-            for pid in subprocess.run(["ps", "-o", "pid=", "--ppid", str(agent.pid)], capture_output=True,
-                                      text=True).stdout.split():
-                with contextlib.suppress(OSError):
-                    if b"LOCAL_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes():
-                        os.kill(int(pid), signal.SIGKILL)
-                        killed = int(pid)
-    out, err = agent.communicate(timeout=300)
+            for agent in agents:
+                for pid in subprocess.run(["ps", "-o", "pid=", "--ppid", str(agent.pid)], capture_output=True,
+                                          text=True).stdout.split():
+                    with contextlib.suppress(OSError):
+                        if b"\0RANK=1\0" in b"\0" + Path(f"/proc/{pid}/environ").read_bytes():
+                            os.kill(int(pid), signal.SIGKILL)
+                            killed = int(pid)
+    try:
+        outs = [a.communicate(timeout=150) for a in agents]
+    finally:  # the processes of a run that hangs
+        for a in agents:
+            a.kill()
+    err = "".join(e for _, e in outs)
     assert killed is not None, "the run ended before process 1 could be killed: make it longer"
-    assert agent.returncode == 0, out[-2000:] + err[-3000:]
+    assert [a.returncode for a in agents] == [0, 0], err[-3000:]
     assert "torchrun now restarts the processes (--max-restarts), which resume from the last checkpoint" in err
     assert "resuming from iteration" in err and "internal error" not in err, err[-3000:]
     ddp = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")

@@ -88,13 +88,9 @@ def process_group(device: torch.device) -> Iterator[None]:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    # torchrun's store outlives a restart of its processes (--max-restarts): the new processes would read the dead
-    # ones' addresses under the same keys and fail to connect. Each restart gets keys of its own (by torchrun's
-    # restart count: the same in every process of one machine; several machines are not tested).
     try:
         store, rank_, size = next(torch.distributed.rendezvous("env://", timeout=_TIMEOUT))
-        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-        store = torch.distributed.PrefixStore(f"gankit/restart-{restart}", store)
+        store = torch.distributed.PrefixStore(f"gankit/{_launch_token(store, rank_, size)}", store)
         torch.distributed.init_process_group(backend=backend, store=store, rank=rank_, world_size=size,
                                              timeout=_TIMEOUT)
     except RuntimeError as e:  # DistNetworkError, gloo's and NCCL's connection failures
@@ -105,6 +101,40 @@ def process_group(device: torch.device) -> Iterator[None]:
         barrier()  # every rank is done before any tears down (a rank that fails is stopped by torchrun)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _launch_token(store, rank_: int, size: int) -> str:
+    """A key prefix of this start of the processes in torchrun's store, the same in all of them.
+
+    torchrun's store outlives its processes when it restarts them (--max-restarts), so the keys the dead ones wrote
+    (their addresses) are still there: under the same keys, the new processes hang or fail to connect. torchrun's
+    restart count cannot tell the starts apart across machines: a machine whose processes are restarted because
+    another machine's failed keeps its count (two torchrun "machines" on one host hung this way). So process 0 draws
+    a token, and every other process asks for it under a nonce of its own (a key no earlier start can have answered)
+    and acknowledges it under a key holding the token (one no earlier start can have written); process 0 answers
+    every question it sees until all have acknowledged."""
+    import time
+    import uuid
+
+    if rank_ != 0:
+        nonce = uuid.uuid4().hex
+        store.set(f"gankit/ask/{rank_}", nonce)
+        token = store.get(f"gankit/answer/{nonce}").decode()  # waits (up to the store's timeout) for process 0
+        store.set(f"gankit/ack/{token}/{rank_}", "1")
+        return token
+    token, answered, waiting = uuid.uuid4().hex, set(), set(range(1, size))
+    while waiting:
+        for r in sorted(waiting):
+            if store.check([f"gankit/ask/{r}"]):
+                nonce = store.get(f"gankit/ask/{r}").decode()  # an earlier start's until process r asks
+                if nonce not in answered:
+                    store.set(f"gankit/answer/{nonce}", token)
+                    answered.add(nonce)
+            if store.check([f"gankit/ack/{token}/{r}"]):
+                waiting.discard(r)
+        if waiting:
+            time.sleep(0.02)
+    return token
 
 
 def barrier() -> None:

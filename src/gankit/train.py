@@ -416,6 +416,7 @@ class Trainer:
         self._paced["eval"] = _Paced(cfg.eval.share)
         self._numbered_held = False  # numbered checkpoints held back by a nearly full disk (warned once)
         self._grid_epoch = self._saved_iteration = None  # the epoch of the last grid written, the iteration last saved
+        self._saved_at = time.perf_counter()  # when last.pt was last written (or this process started)
         self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
         self.data = data
@@ -521,7 +522,7 @@ class Trainer:
             save_checkpoint(state, self.ckpt_dir / "last.pt")
             save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                            self.run_dir / "generator.safetensors")
-        self._saved_iteration = self.iteration
+        self._saved_iteration, self._saved_at = self.iteration, time.perf_counter()
         if numbered and self._room_for_numbered():
             with self._paced["numbered"].timed():
                 save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
@@ -856,6 +857,8 @@ class Trainer:
                             ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
                             self._log_step(ips, progress)
                             last_log_t, last_log_cursor = now, self.cursor
+                            if self.epoch == epoch_before:
+                                self._save_inside_epoch()
                         progress.advance(self.cursor - before)
                         if self.epoch > epoch_before:
                             ended = time.perf_counter()
@@ -970,6 +973,17 @@ class Trainer:
             progress.reset_epoch(self.epoch, 0)
         else:
             progress.close()
+
+    def _save_inside_epoch(self) -> None:
+        """A long epoch (a large dataset, large images on a CPU) is not lost whole to a crash (kill -9, a machine
+        that dies, the out-of-memory killer): at a logging iteration, right after its line found the losses finite,
+        last.pt is also written once `log.checkpoint_minutes` have passed since the last save, if `write_share`
+        allows it. Not under --deterministic, where a NaN rollback goes back to last.pt and where that is must not
+        depend on timing. Process 0 writes alone; the others wait for it at the next collective."""
+        minutes = self.cfg.log.checkpoint_minutes
+        if (minutes > 0 and not self.cfg.train.deterministic and distributed.is_main()
+                and time.perf_counter() - self._saved_at >= 60 * minutes and self._paced["checkpoint"].due()):
+            self.save()
 
     def _write_skipped(self) -> None:
         """A run that stops at an epoch end that skipped its grid or last.pt (`_Paced`) writes them now."""

@@ -857,7 +857,7 @@ class Trainer:
                             ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
                             self._log_step(ips, progress)
                             last_log_t, last_log_cursor = now, self.cursor
-                            if self.epoch == epoch_before:
+                            if self.epoch == epoch_before and more():  # (an epoch's or the run's end saves anyway)
                                 self._save_inside_epoch()
                         progress.advance(self.cursor - before)
                         if self.epoch > epoch_before:

@@ -356,6 +356,40 @@ def test_per_sample_draws_follow_the_global_batch(monkeypatch):
     torch.testing.assert_close((halves[0][2] + halves[1][2]) / 2, whole[2], rtol=1e-5, atol=1e-6)
 
 
+def test_each_start_of_the_processes_meets_on_a_token_of_its_own():
+    """`distributed._launch_token` on a store that holds an earlier start's keys (as torchrun's does after a
+    restart): whether process 0 comes first (and finds the earlier start's questions) or last, every process of a
+    start gets the same token, a new one each start."""
+    import threading
+    import time
+    from datetime import timedelta
+
+    store = torch.distributed.HashStore()
+    store.set_timeout(timedelta(seconds=20))
+
+    def start(size: int, zero_first: bool) -> list[str | None]:
+        got: list[str | None] = [None] * size
+
+        def process(r: int) -> None:
+            if (r == 0) != zero_first:
+                time.sleep(0.2)
+            got[r] = distributed._launch_token(store, r, size)
+
+        threads = [threading.Thread(target=process, args=(r,), daemon=True) for r in range(size)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        return got
+
+    tokens = []
+    for zero_first in (False, True, True, False):
+        got = start(3, zero_first)
+        assert None not in got and len(set(got)) == 1, got
+        tokens.append(got[0])
+    assert len(set(tokens)) == 4
+
+
 def test_process_0_evaluates_with_the_threads_of_its_machines_waiting_processes(monkeypatch):
     """torchrun gives each of N processes on a machine one thread; process 0 evaluates FID/KID alone while the others
     wait in a collective, so on a CPU it takes N threads for that (at most the cores it may run on), then gives them

@@ -14,7 +14,9 @@ whose step lines are exactly 1..max_steps once each (log.every is 1), and whose 
 
 Kill moments are drawn (seeded): a quarter during start-up (imports, data loading, loading the
 checkpoint and rewriting the metrics log of a resume), the rest uniformly over the training that
-follows, so they land in checkpoint writes, sample grids, plots and TensorBoard events alike.
+follows, so they land in checkpoint writes, sample grids, plots and TensorBoard events alike. `last.pt` is
+also written inside epochs (`log.checkpoint_minutes`, as often as `log.write_share` allows), so resumes start
+mid-epoch as well as at epoch ends.
 `tests/test_kill_resume.py` runs a few kills of this.
 """
 
@@ -61,6 +63,7 @@ def train_command(data: Path, run: Path, max_steps: int, epochs: int) -> list[st
             "--epochs", str(epochs), "--max-steps", str(max_steps),
             "--set", "model.ngf=8", "--set", "model.ndf=8", "--set", "model.nz=16",
             "--set", "log.every=1", "--set", "log.checkpoint_every=1", "--set", "log.n_samples=16",
+            "--set", "log.checkpoint_minutes=0.0001",  # last.pt inside epochs too, as often as write_share allows
             "--set", "eval.every=0"]
 
 

@@ -488,11 +488,11 @@ def test_minutes_budget_stops_the_run_and_a_larger_one_resumes_it(image_folder, 
 
 
 def test_a_crash_inside_a_long_epoch_loses_only_the_minutes_since_the_last_save(tmp_path, monkeypatch):
-    """log.checkpoint_minutes: inside an epoch, last.pt is also written at logging iterations once that much time has
-    passed since the last save, so a crash (here an exception in the middle of iteration 7 of an 8-iteration epoch,
+    """log.checkpoint_minutes: inside an epoch, last.pt is also written once that much time has passed since the last
+    save (whatever log.every is), so a crash (here an exception in the middle of iteration 7 of an 8-iteration epoch,
     nothing saved on the way out, as after kill -9) loses the iterations since then, not the epoch; the resume
-    continues from there."""
-    make_image_folder(tmp_path / "images", n=64)  # 8 iterations per epoch, a line every 2
+    continues from there. Weights that are not finite are not saved."""
+    make_image_folder(tmp_path / "images", n=64)  # 8 iterations per epoch
     original = Trainer.train_iteration
 
     def crashing(self):
@@ -501,20 +501,21 @@ def test_a_crash_inside_a_long_epoch_loses_only_the_minutes_since_the_last_save(
         original(self)
 
     saved = {}
-    for minutes in (0, 1e-9):
+    for minutes, finite in ((0, True), (1e-9, False), (1e-9, True)):
         layers = tiny_layers(tmp_path / "images", epochs=1)
-        layers[0]["log"].update(checkpoint_minutes=minutes, write_share=0, plots=False, tensorboard=False)
+        layers[0]["log"].update(every=100, checkpoint_minutes=minutes, write_share=0, plots=False, tensorboard=False)
         monkeypatch.setattr(Trainer, "train_iteration", crashing)
+        monkeypatch.setattr(Trainer, "_weights_finite", lambda self: finite)
         with pytest.raises(RuntimeError, match="power cut"):
-            run_training(layers, tmp_path / f"run{minutes}")
-        saved[minutes] = load_checkpoint(tmp_path / f"run{minutes}/checkpoints/last.pt")["iteration"]
-    assert saved == {0: 0, 1e-9: 6}  # at epoch ends only: the run's start; every few minutes: its last line
-    monkeypatch.setattr(Trainer, "train_iteration", original)
-    run = run_training(layers, tmp_path / "run1e-09")
+            run_training(layers, tmp_path / f"run{minutes}{finite}")
+        saved[minutes, finite] = load_checkpoint(tmp_path / f"run{minutes}{finite}/checkpoints/last.pt")["iteration"]
+    # at epoch ends only: the run's start; every few minutes: the last iteration, unless its weights are not finite
+    assert saved == {(0, True): 0, (1e-9, False): 0, (1e-9, True): 6}
+    monkeypatch.undo()
+    run = run_training(layers, tmp_path / "run1e-09True")
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 8
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["kind"] == "step"]
-    assert steps == [2, 4, 6, 8]  # the crashed run's lines up to its checkpoint, then the resumed run's
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["step"]) for r in lines] == [("step", 8), ("epoch", 8)]
 
 
 def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_log(image_folder, tmp_path):

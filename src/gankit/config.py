@@ -112,7 +112,7 @@ class LogConfig:
     every: int = 50  # iterations between metric lines (losses are read from the device only then)
     n_samples: int = 64  # images in the fixed-noise grid written every epoch
     checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt: at epoch ends; both held to write_share)
-    checkpoint_minutes: float = 10.0  # inside a long epoch, last.pt is also written at the first logging iteration this many minutes after the last save (not under --deterministic; held to write_share), so a crash loses at most that; 0 = at epoch ends only
+    checkpoint_minutes: float = 10.0  # inside a long epoch, last.pt is also written after the first iteration this many minutes after the last save (weights finite; not under --deterministic; held to write_share), so a crash loses at most that; 0 = at epoch ends only
     keep_checkpoints: int = 0  # numbered checkpoints kept: the newest N (older ones deleted as new ones are written); 0 = all (they stop by themselves when the disk is nearly full)
     tensorboard: bool = True  # also write TensorBoard events
     progress: bool = True  # progress bar

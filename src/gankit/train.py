@@ -857,9 +857,9 @@ class Trainer:
                             ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
                             self._log_step(ips, progress)
                             last_log_t, last_log_cursor = now, self.cursor
-                            if self.epoch == epoch_before and more():  # (an epoch's or the run's end saves anyway)
-                                self._save_inside_epoch()
                         progress.advance(self.cursor - before)
+                        if self.epoch == epoch_before and more():  # (an epoch's or the run's end saves anyway)
+                            self._save_inside_epoch()
                         if self.epoch > epoch_before:
                             ended = time.perf_counter()
                             self._end_epoch(progress)
@@ -976,13 +976,15 @@ class Trainer:
 
     def _save_inside_epoch(self) -> None:
         """A long epoch (a large dataset, large images on a CPU) is not lost whole to a crash (kill -9, a machine
-        that dies, the out-of-memory killer): at a logging iteration, right after its line found the losses finite,
-        last.pt is also written once `log.checkpoint_minutes` have passed since the last save, if `write_share`
-        allows it. Not under --deterministic, where a NaN rollback goes back to last.pt and where that is must not
-        depend on timing. Process 0 writes alone; the others wait for it at the next collective."""
+        that dies, the out-of-memory killer): after the first iteration `log.checkpoint_minutes` after the last save,
+        last.pt is also written, if `write_share` allows it and the weights are finite (whatever `log.every` is: at
+        300 px on a CPU, 50 iterations can take half an hour). Not under --deterministic, where a NaN rollback goes
+        back to last.pt and where that is must not depend on timing. Process 0 decides and writes alone (DDP keeps
+        the weights the same in every process); the others wait for it at the next collective."""
         minutes = self.cfg.log.checkpoint_minutes
         if (minutes > 0 and not self.cfg.train.deterministic and distributed.is_main()
-                and time.perf_counter() - self._saved_at >= 60 * minutes and self._paced["checkpoint"].due()):
+                and time.perf_counter() - self._saved_at >= 60 * minutes and self._paced["checkpoint"].due()
+                and self._weights_finite()):
             self.save()
 
     def _write_skipped(self) -> None:

@@ -242,7 +242,8 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
     agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--max-restarts", "1",
                                 "-m", "gankit", "train", "--config", str(tmp_path / "c.yaml"), "--run-dir", "run"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # (a group of its own, to kill with its processes)
               for _ in range(2)]
     metrics, killed = tmp_path / "run" / "metrics.jsonl", None
     deadline = time.monotonic() + 120
@@ -258,9 +259,10 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
                             killed = int(pid)
     try:
         outs = [a.communicate(timeout=150) for a in agents]
-    finally:  # the processes of a run that hangs
+    finally:  # a run that hangs: torchrun and its processes
         for a in agents:
-            a.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(a.pid, signal.SIGKILL)
     err = "".join(e for _, e in outs)
     assert killed is not None, "the run ended before process 1 could be killed: make it longer"
     assert [a.returncode for a in agents] == [0, 0], err[-3000:]

@@ -279,14 +279,16 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
 def test_ctrl_c_to_torchrun_stops_every_process_within_its_grace_period_and_saves(tmp_path):
     """torchrun forwards a Ctrl-C (or a scheduler's SIGTERM) to its processes once and SIGKILLs them
     --shutdown-timeout seconds later. The processes agree on the iteration to stop after within seconds, whatever
-    log.every is (here larger than the run), then save it: the run resumes from there, not from an epoch end."""
+    log.every is (here larger than the run), then save it: the run resumes from there, not from an epoch end.
+    Metric lines by time (log.every_minutes, here tiny) come where the processes last agreed on their clocks, so
+    all of them write each line at the same iteration (or they would hang in its all-reduce)."""
     import time
 
     images, cache = tmp_path / "images", tmp_path / "cache"
     make_image_folder(images)
     layers = _layers(images, cache)
     layers[0]["train"]["epochs"] = 5000  # 20,000 iterations: the run would go on for minutes
-    layers[0]["log"].update(every=100_000, checkpoint_every=100_000)
+    layers[0]["log"].update(every=100_000, checkpoint_every=100_000, every_minutes=1e-9)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
     env = _torchrun_env()
     agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -306,6 +308,8 @@ def test_ctrl_c_to_torchrun_stops_every_process_within_its_grace_period_and_save
     assert len(said) == 1 and "the same torchrun command (with --run-dir run)" in said[0], err[-3000:]
     iteration = int(said[0].split()[3].rstrip(";"))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == iteration >= 12
+    steps = _steps(metrics.read_text())
+    assert steps == sorted(set(steps)) and 2 in steps, steps  # the first agreement (at iteration 1): a line at 2
 
 
 def test_processes_that_cannot_reach_each_other_get_one_line(monkeypatch):

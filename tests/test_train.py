@@ -487,6 +487,20 @@ def test_minutes_budget_stops_the_run_and_a_larger_one_resumes_it(image_folder, 
     assert second["elapsed"] >= 1.2 and second["iteration"] > first["iteration"]
 
 
+def test_a_metric_line_comes_by_time_when_log_every_iterations_take_long(image_folder, tmp_path):
+    """log.every_minutes: a metric line (and its NaN check) also once that much training time has passed since the
+    last, whatever log.every is; not under --deterministic, whose lines come at the same iterations in every run."""
+    def steps(minutes: float, deterministic: bool) -> list[int]:
+        layers = tiny_layers(image_folder, epochs=2, deterministic=deterministic)  # 4 iterations per epoch
+        layers[0]["log"].update(every=100, every_minutes=minutes, plots=False, tensorboard=False)
+        run = run_training(layers, tmp_path / f"run{minutes}{deterministic}")
+        return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+                if json.loads(line)["kind"] == "step"]
+
+    assert steps(1e-9, False) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert steps(0, False) == steps(1e-9, True) == [4, 8]  # the epoch ends' lines only
+
+
 def test_a_crash_inside_a_long_epoch_loses_only_the_minutes_since_the_last_save(tmp_path, monkeypatch):
     """log.checkpoint_minutes: inside an epoch, last.pt is also written once that much time has passed since the last
     save (whatever log.every is), so a crash (here an exception in the middle of iteration 7 of an 8-iteration epoch,

@@ -110,6 +110,7 @@ class TrainConfig:
 @dataclass
 class LogConfig:
     every: int = 50  # iterations between metric lines (losses are read from the device only then)
+    every_minutes: float = 1.0  # also a metric line once this many minutes of training have passed since the last (when log.every iterations take longer; not under --deterministic); 0 = by iterations only
     n_samples: int = 64  # images in the fixed-noise grid written every epoch
     checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt: at epoch ends; both held to write_share)
     checkpoint_minutes: float = 10.0  # inside a long epoch, last.pt is also written after the first iteration this many minutes after the last save (weights finite; not under --deterministic; held to write_share), so a crash loses at most that; 0 = at epoch ends only
@@ -166,7 +167,8 @@ POSITIVE = {
     "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
 }
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
-                "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_minutes"}
+                "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_minutes",
+                "log.every_minutes"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.ema", "train.lr_decay_start"}
 CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}

@@ -832,6 +832,7 @@ class Trainer:
                              lambda: (self.progress(), self.elapsed, self._images()))
         interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
+        line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
         progress.reset_epoch(self.epoch, self.cursor % spe)
@@ -845,18 +846,21 @@ class Trainer:
                     try:
                         self.train_iteration()
                         clock = elapsed_base + time.perf_counter() - t_start
+                        line = self.iteration % cfg.log.every == 0 or line_due or (
+                            distributed.world_size() == 1 and self._line_due(clock - line_clock))
                         if distributed.world_size() == 1:
                             self.elapsed = clock
-                        elif self.iteration % cfg.log.every == 0 or self.epoch > epoch_before or not more():
+                        elif line or self.epoch > epoch_before or not more():
                             # DDP: the ranks agree on one clock (the latest) where they write or stop (logging
                             # iterations, epoch ends, the last step: one all-reduce there, no device sync in between),
                             # so that all stop after the same step, decay their rates alike and log the same time
                             self.elapsed = distributed.max_over_ranks(clock, self.device)
-                        if self.iteration % cfg.log.every == 0:
+                        if line:
                             now = time.perf_counter()
                             ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
                             self._log_step(ips, progress)
                             last_log_t, last_log_cursor = now, self.cursor
+                            line_clock, line_due = self.elapsed, False
                         progress.advance(self.cursor - before)
                         if self.epoch == epoch_before and more():  # (an epoch's or the run's end saves anyway)
                             self._save_inside_epoch()
@@ -864,6 +868,7 @@ class Trainer:
                             ended = time.perf_counter()
                             self._end_epoch(progress)
                             last_log_t += time.perf_counter() - ended  # img/s is training's: not the grid, FID...
+                            line_clock, line_due = self.elapsed, False
                             if stop_when is not None and stop_when():
                                 self._write_skipped()
                                 break
@@ -872,6 +877,9 @@ class Trainer:
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
                     if interrupted.stop(self.iteration, elapsed_base + time.perf_counter() - t_start, self.device):
                         raise KeyboardInterrupt
+                    if interrupted.agreed is not None and interrupted.agreed[0] == self.iteration:
+                        line_due = line_due or self._line_due(interrupted.agreed[1] - line_clock)  # DDP: a clock all
+                        # ranks agreed on just now, so that all of them write the line at the next iteration
                 if self.cursor % spe:  # max_steps or minutes ended the run inside an epoch
                     try:
                         self._end_early(progress)
@@ -973,6 +981,13 @@ class Trainer:
             progress.reset_epoch(self.epoch, 0)
         else:
             progress.close()
+
+    def _line_due(self, since_line: float) -> bool:
+        """A metric line by time: `log.every_minutes` of training since the last line, for runs whose `log.every`
+        iterations take long (50 iterations at 300 px on a CPU: ~27 minutes); the line is also the NaN check. Not under
+        --deterministic, where the lines are at the same iterations in every run."""
+        minutes = self.cfg.log.every_minutes
+        return minutes > 0 and not self.cfg.train.deterministic and since_line >= 60 * minutes
 
     def _save_inside_epoch(self) -> None:
         """A long epoch (a large dataset, large images on a CPU) is not lost whole to a crash (kill -9, a machine
@@ -1112,7 +1127,7 @@ class _InterruptFlag:
 
     def __init__(self):
         self.hit = self.forced = False
-        self._agreed = None  # (iteration, agreed clock) where the ranks last asked each other
+        self._agreed = None  # (iteration, agreed clock) where the ranks last asked each other (`agreed`)
         self._next = 0  # ... and the iteration where they ask next
         self._old = {}
         for sig in self.SIGNALS:
@@ -1137,6 +1152,11 @@ class _InterruptFlag:
         else:
             console.info(f"{said}stopping after this iteration" +
                          (" (Ctrl-C again to stop at once)" if sig == signal.SIGINT else ""))
+
+    @property
+    def agreed(self) -> tuple[int, float] | None:
+        """Under DDP, (iteration, the latest clock of all ranks) where they last asked each other."""
+        return self._agreed
 
     def stop(self, iteration: int, clock: float, device: torch.device) -> bool:
         """Stop now? At once for one process; under DDP at the next iteration where the ranks agree."""

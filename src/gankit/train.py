@@ -986,8 +986,12 @@ class Trainer:
         """A metric line by time: `log.every_minutes` of training since the last line, for runs whose `log.every`
         iterations take long (50 iterations at 300 px on a CPU: ~27 minutes); the line is also the NaN check. Not under
         --deterministic, where the lines are at the same iterations in every run."""
-        minutes = self.cfg.log.every_minutes
-        return minutes > 0 and not self.cfg.train.deterministic and since_line >= 60 * minutes
+        return self._minutes_passed(self.cfg.log.every_minutes, since_line)
+
+    def _minutes_passed(self, minutes: float, seconds: float) -> bool:
+        """A timed writing (a metric line by time, a save inside an epoch) is due: `minutes` (> 0) have passed in
+        `seconds`, and the run is not --deterministic, where what is written must not depend on timing."""
+        return minutes > 0 and not self.cfg.train.deterministic and seconds >= 60 * minutes
 
     def _save_inside_epoch(self) -> None:
         """A long epoch (a large dataset, large images on a CPU) is not lost whole to a crash (kill -9, a machine
@@ -996,10 +1000,9 @@ class Trainer:
         300 px on a CPU, 50 iterations can take half an hour). Not under --deterministic, where a NaN rollback goes
         back to last.pt and where that is must not depend on timing. Process 0 decides and writes alone (DDP keeps
         the weights the same in every process); the others wait for it at the next collective."""
-        minutes = self.cfg.log.checkpoint_minutes
-        if (minutes > 0 and not self.cfg.train.deterministic and distributed.is_main()
-                and time.perf_counter() - self._saved_at >= 60 * minutes and self._paced["checkpoint"].due()
-                and self._weights_finite()):
+        since_save = time.perf_counter() - self._saved_at
+        if (distributed.is_main() and self._minutes_passed(self.cfg.log.checkpoint_minutes, since_save)
+                and self._paced["checkpoint"].due() and self._weights_finite()):
             self.save()
 
     def _write_skipped(self) -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from conftest import make_image_folder, tiny_layers
 from gankit.checkpoint import load_checkpoint
 from gankit.errors import ConfigError, RunError
+from gankit.runlog import read_metrics
 from gankit.train import Trainer, run_training
 
 
@@ -282,8 +283,6 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     import torch.nn as nn
 
     import gankit.metrics
-    from gankit.runlog import read_metrics
-
     def evaluations(run: str) -> list[tuple[int, int]]:
         return [(r["epoch"], r["step"]) for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["kind"] == "eval"]
 
@@ -494,8 +493,7 @@ def test_a_metric_line_comes_by_time_when_log_every_iterations_take_long(image_f
         layers = tiny_layers(image_folder, epochs=2, deterministic=deterministic)  # 4 iterations per epoch
         layers[0]["log"].update(every=100, every_minutes=minutes, plots=False, tensorboard=False)
         run = run_training(layers, tmp_path / f"run{minutes}{deterministic}")
-        return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-                if json.loads(line)["kind"] == "step"]
+        return [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "step"]
 
     assert steps(1e-9, False) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert steps(0, False) == steps(1e-9, True) == [4, 8]  # the epoch ends' lines only
@@ -528,8 +526,7 @@ def test_a_crash_inside_a_long_epoch_loses_only_the_minutes_since_the_last_save(
     monkeypatch.undo()
     run = run_training(layers, tmp_path / "run1e-09True")
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 8
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["kind"], r["step"]) for r in lines] == [("step", 8), ("epoch", 8)]
+    assert [(r["kind"], r["step"]) for r in read_metrics(run / "metrics.jsonl")] == [("step", 8), ("epoch", 8)]
 
 
 def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_log(image_folder, tmp_path):

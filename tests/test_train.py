@@ -543,6 +543,26 @@ def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_log(image_fo
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 4
 
 
+def test_a_run_that_lost_its_config_yaml_resumes_with_its_checkpoints_config(image_folder, tmp_path, capsys):
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").unlink()
+    capsys.readouterr()
+    run_training([{"train": {"epochs": 2}, "log": {"progress": False}}], run)  # no --data, nothing of the model: all from the checkpoint
+    assert "config.yaml' was gone: written again from the config in last.pt" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == config.replace("epochs: 1", "epochs: 2")
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 8
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "epoch"] == [4, 8]
+    # without a checkpoint to take it from, a log that shows training is not overwritten by a new run
+    (run / "config.yaml").unlink()
+    for ckpt in (run / "checkpoints").iterdir():
+        ckpt.unlink()
+    log = (run / "metrics.jsonl").read_bytes()
+    with pytest.raises(RunError, match=r"trained to iteration 8 .* config.yaml is gone and no checkpoint holds one"):
+        run_training(tiny_layers(image_folder, epochs=1), run)
+    assert (run / "metrics.jsonl").read_bytes() == log
+
+
 def test_a_new_run_folder_named_like_an_existing_run_says_so(image_folder, tmp_path, capsys):
     run_training(tiny_layers(image_folder, epochs=1), tmp_path / "pokemon_64px_dcgan")
     capsys.readouterr()

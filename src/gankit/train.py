@@ -235,7 +235,7 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     progress unless it is given --no-progress again, whatever the run was started with; it may take its data
     from a new --data folder when the one it was trained on is gone."""
     saved_path = run_dir / "config.yaml"
-    if not saved_path.exists():
+    if not saved_path.exists() and not _restore_config(run_dir):
         return build_config(base or {}, *layers), False
     try:
         saved = yaml.safe_load(saved_path.read_text()) or {}
@@ -253,6 +253,31 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
             f"pass a new {distributed.run_option()} DIR, or drop those overrides to resume it"
         )
     return cfg, True
+
+
+def _restore_config(run_dir: Path) -> bool:
+    """A run folder that lost its config.yaml: written again from the config its newest usable checkpoint carries
+    (True: it resumes). Without such a checkpoint, one whose log shows training is refused (a new run would
+    overwrite that log and its sample grids); any other folder takes a new run (False)."""
+    ckpt_dir = run_dir / "checkpoints"
+    found = load_latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+    if found is None or not isinstance(found[0].get("config"), dict):
+        trained = logged_iteration(run_dir)
+        if trained > 0:
+            raise RunError(f"run '{run_dir}' has trained to iteration {trained} (metrics.jsonl) but its config.yaml is "
+                           f"gone and no checkpoint holds one: pass a new {distributed.run_option()} folder, or delete "
+                           f"'{run_dir / 'metrics.jsonl'}' to start this one again from iteration 0")
+        return False
+    from gankit.checkpoint import atomic_write_text
+
+    path = run_dir / "config.yaml"
+    try:
+        atomic_write_text(path, yaml.safe_dump(found[0]["config"], sort_keys=False))
+    except OSError as e:
+        raise RunError(f"'{path}' is gone and cannot be written again from {found[1].name} ({e.strerror or e}): "
+                       "check the run folder's permissions") from None
+    console.info(f"'{path}' was gone: written again from the config in {found[1].name}")
+    return True
 
 
 def finalize_config(cfg: Config, data) -> Config:

@@ -69,8 +69,40 @@ def test_set_syntax_and_yaml_errors(tmp_path):
 
 
 def test_set_values_are_typed():
-    assert parse_sets(["train.lr_g=1e-4", "train.epochs=3", "data.flip=true", "data.labels=null"]) == {
-        "train": {"lr_g": 1e-4, "epochs": 3}, "data": {"flip": True, "labels": None}}
+    cfg = build_config(parse_sets(["train.lr_g=1e-4", "train.epochs=3", "data.flip=false", "data.labels=null"]))
+    assert (cfg.train.lr_g, cfg.train.epochs, cfg.data.flip, cfg.data.labels) == (1e-4, 3, False, None)
+    assert type(cfg.train.lr_g) is float and type(cfg.train.epochs) is int
+
+
+def test_a_yaml_file_reads_what_set_reads(tmp_path):
+    """YAML 1.1 reads 1e-4 (no dot) as a string and 2024 as a number: a file says them as --set does."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 2024\ntrain:\n  lr_g: 1e-4\n  lr_d: 2E-4\n  augment: 'color, cutout'\n")
+    from_file = build_config(read_yaml(path))
+    from_set = build_config(parse_sets(["name=2024", "train.lr_g=1e-4", "train.lr_d=2E-4", "train.augment=color, cutout"]))
+    for cfg in (from_file, from_set):
+        assert (cfg.name, cfg.train.lr_g, cfg.train.lr_d, cfg.train.augment) == ("2024", 1e-4, 2e-4, "color,cutout")
+    with pytest.raises(ConfigError, match="train.lr_g must be float, got '1e-4x'"):
+        build_config({"train": {"lr_g": "1e-4x"}})
+    with pytest.raises(ConfigError, match="finite"):
+        build_config({"train": {"lr_g": "inf"}})
+    with pytest.raises(ConfigError, match="train.epochs must be int"):
+        build_config({"train": {"epochs": "3"}})
+
+
+def test_an_augmentation_list_with_spaces_trains():
+    from gankit.data.augment import DiffAugment
+
+    assert DiffAugment(" color, cutout ").ops == ["color", "cutout"]
+    with pytest.raises(ConfigError, match="unknown op 'colour'"):
+        build_config({"train": {"augment": "colour, cutout"}})
+
+
+@pytest.mark.parametrize("name", ["../escape", "/tmp/x", "a/../../b", "~/x", " "])
+def test_a_run_name_stays_under_runs(name):
+    with pytest.raises(ConfigError, match="name must be a folder name under runs/.*--run DIR"):
+        build_config({"name": name})
+    assert build_config({"name": "pokemon/try2"}).name == "pokemon/try2"
 
 
 def test_memory_format_defaults_per_device_and_compile():

@@ -7,6 +7,7 @@ range is a `ConfigError` naming the valid keys or range.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -218,6 +219,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif base is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; --set and Python read it as a number
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise ConfigError(f"{key} must be a finite number, got {value!r}")
@@ -225,6 +229,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif base is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):  # `name: 2024`, `--set name=2024`
+            return str(value)
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 
@@ -251,6 +257,11 @@ def d_is_per_sample(cfg: Config) -> bool:
     minibatch discrimination. Minibatch std is fine: its groups are consecutive images, and each half of the
     fused batch is a multiple of the group (the Trainer checks)."""
     return cfg.model.d_norm != "batch" and cfg.model.mbd_features == 0
+
+
+def is_device_name(name: str) -> bool:
+    """What --device takes: auto, cpu, cuda or cuda:N."""
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
 def validate(cfg: Config) -> Config:
@@ -288,12 +299,17 @@ def validate(cfg: Config) -> Config:
     if cfg.train.augment:
         from gankit.data.augment import OPS
 
-        bad = [o for o in cfg.train.augment.split(",") if o.strip() not in OPS]
+        ops = [o.strip() for o in cfg.train.augment.split(",") if o.strip()]
+        bad = [o for o in ops if o not in OPS]
         if bad:
             raise ConfigError(f"train.augment: unknown op {bad[0]!r}; choose a comma list of {', '.join(OPS)}")
-    dev = cfg.train.device
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+        cfg.train.augment = ",".join(ops)  # "color, cutout" as "color,cutout"
+    if cfg.name is not None and (not cfg.name.strip() or Path(cfg.name).is_absolute()
+                                 or ".." in Path(cfg.name).parts or Path(cfg.name).parts[:1] == ("~",)):
+        raise ConfigError(f"name must be a folder name under runs/, got {cfg.name!r}: to put the run elsewhere, "
+                          "pass --run DIR")
+    if not is_device_name(cfg.train.device):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}")
     if cfg.eval.every is not None and cfg.eval.every < 0:
         raise ConfigError(f"eval.every must be >= 0 (0 turns FID off), got {cfg.eval.every}")
     if cfg.data.label_column and not cfg.data.labels:
@@ -327,13 +343,7 @@ def parse_value(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    # YAML 1.1 reads "1e-4" as a string; accept plain float spellings too.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+    return value  # (YAML 1.1 reads "1e-4" as a string: `_coerce` takes it for a float key, as in a YAML file)
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -358,7 +368,11 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file '{p}' not found: pass an existing YAML file to --config (see configs/)")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file '{p}' ({e.strerror or e}): check its permissions") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

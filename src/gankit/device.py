@@ -10,10 +10,13 @@ from pathlib import Path
 import torch
 
 from gankit import console
+from gankit.config import is_device_name
 from gankit.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    if not is_device_name(name):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gankit.data.archive import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from gankit.data.builtin import BUILTIN_NAMES, load_builtin
-from gankit.data.folder import IMAGE_EXTENSIONS, ImageSet, load_folder
+from gankit.data.folder import IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages, load_folder
 from gankit.errors import DataError
 
 __all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing",
@@ -51,7 +51,14 @@ def load_dataset(
             raise DataError(f"the built-in dataset '{name}' has its own labels; labels='{labels}' applies "
                             "only to an image folder passed with --data DIR")
         return load_builtin(name, resolution, cache_dir=cache_dir)
-    if is_archive(path):
-        path = extract_archive(path, cache_dir=cache_dir, progress=progress)
-    return load_folder(path, resolution, labels=labels, label_column=label_column,
-                       cache_dir=cache_dir, progress=progress)
+    if not is_archive(path):
+        return load_folder(path, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
+                           progress=progress)
+    folder = extract_archive(path, cache_dir=cache_dir, progress=progress)
+    try:
+        return load_folder(folder, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
+                           progress=progress)
+    except NoImages as e:  # the user's archive, not the cache folder it was extracted to
+        holds = f" ({e.found})" if e.found else ""
+        raise DataError(f"archive '{path}' holds no image files{holds}: pack {SUPPORTED} images into it, "
+                        "or pass their folder") from None

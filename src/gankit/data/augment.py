@@ -84,7 +84,7 @@ class DiffAugment:
     """Apply the listed ops, each to a random subset of the batch with probability `p`."""
 
     def __init__(self, policy: str | list[str] = "color,translation,cutout", p: float = 1.0):
-        ops = policy.split(",") if isinstance(policy, str) else list(policy)
+        ops = [o.strip() for o in (policy.split(",") if isinstance(policy, str) else policy)]
         unknown = [o for o in ops if o and o not in _FUNCS]
         if unknown:
             raise ValueError(f"unknown augmentation {unknown[0]!r}: choose from {', '.join(OPS)}")

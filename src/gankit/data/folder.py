@@ -40,9 +40,18 @@ MAX_NAMED = 5
 # Decoding threads: Pillow releases the GIL while decoding and resampling.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
-_SUPPORTED = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
+SUPPORTED = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+class NoImages(DataError):
+    """A data folder with no image files in it (for an archive's extraction folder, `load_dataset` names the
+    archive instead)."""
+
+    def __init__(self, message: str, found: str = ""):
+        super().__init__(message)
+        self.found = found  # what it holds instead, e.g. "2 other files, e.g. 'a.txt'"; "" when nothing
 
 
 @dataclass
@@ -134,7 +143,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
         raise DataError(f"data path '{root}' is a symbolic link that leads nowhere (broken, or a loop): "
                         "pass the real folder that holds the images")
     if not root.exists():
-        raise DataError(f"data folder '{root}' does not exist: pass --data DIR with {_SUPPORTED} images, "
+        raise DataError(f"data folder '{root}' does not exist: pass --data DIR with {SUPPORTED} images, "
                         "or omit --data to use the built-in MNIST")
     if not root.is_dir():
         hint = ("unpack it and pass the folder" if root.suffix.lower() in {".zip", ".tar", ".gz", ".tgz", ".7z"}
@@ -164,9 +173,10 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
 
     if not files:
         if ignored:
-            raise DataError(f"data folder '{root}' holds no image files ({_count(len(ignored), 'other file')}, "
-                            f"e.g. '{sorted(ignored)[0]}'): supported extensions are {_SUPPORTED}")
-        raise DataError(f"data folder '{root}' is empty: put {_SUPPORTED} images in it (sub-folders are fine)")
+            found = f"{_count(len(ignored), 'other file')}, e.g. '{sorted(ignored)[0]}'"
+            raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are {SUPPORTED}",
+                           found)
+        raise NoImages(f"data folder '{root}' is empty: put {SUPPORTED} images in it (sub-folders are fine)")
 
     files.sort()
     stats = []
@@ -316,6 +326,9 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
                 ) -> tuple[list[int], torch.Tensor, list[str], str]:
     if not csv_path.is_file() and not csv_path.is_absolute() and (root / csv_path).is_file():
         csv_path = root / csv_path
+    if csv_path.is_dir():
+        raise DataError(f"label file '{csv_path}' is a folder: pass labels='folders' to take the labels from the data "
+                        "folder's sub-folder names, or the path of a CSV file with a file-name column and a label column")
     if not csv_path.is_file():
         raise DataError(f"label file '{csv_path}' does not exist: pass labels='folders' "
                         "or the path of a CSV file with a file-name column and a label column")

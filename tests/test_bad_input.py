@@ -8,6 +8,7 @@ traceback, and none may reach a training step: every case fails while the input 
 from __future__ import annotations
 
 import errno
+import json
 import re
 import os
 import struct
@@ -23,7 +24,7 @@ from PIL import Image
 from conftest import make_image_folder
 import gankit.train
 from gankit.cli import main
-from gankit.config import build_config, save_yaml
+from gankit.config import build_config, save_yaml, to_dict
 
 # ----------------------------------------------------------------------------- building broken input
 
@@ -180,6 +181,8 @@ CASES = [
                                                   or t / "data")), ["x.png", "link"]),
     ("archive-unsafe", train("--data", lambda t: _tar_with_link_out(t)), ["x.tar", "'etc'", "/etc", "unsafe"]),
     ("archive-damaged", train("--data", lambda t: _write(t / "x.zip", "PK not a zip")), ["x.zip", "damaged"]),
+    ("archive-without-images", train("--data", lambda t: _zip_of(t, {"notes.txt": b"x"})),
+     ["archive", "x.zip", "no image files", "notes.txt"]),
     # --- images that cannot be used (the folder holds nothing else, so nothing is left to train on)
     ("corrupt-image", train("--data", data(lambda t: folder_with(t, {"a.png": os.urandom(300)}))),
      ["could be decoded", "a.png", "re-export"]),
@@ -211,6 +214,8 @@ CASES = [
                               "--label-column", "type"), ["UTF-8"]),
     ("labels-single-column", train("--data", data(lambda t: labelled(t, "name\nimg_000\n")), "--labels",
                                    "labels.csv", "--label-column", "name"), ["single column"]),
+    ("labels-path-is-a-folder", train("--data", data(images), "--labels", lambda t: _mkdir(t / "labels"),
+                                      "--label-column", "type"), ["is a folder", "'folders'", "CSV"]),
     ("label-column-without-labels", train("--data", data(images), "--label-column", "type"), ["--labels"]),
     ("folder-labels-loose-files", train("--data", data(images), "--labels", "folders"), ["sub-folder"]),
     ("builtin-with-labels", train("--data", "builtin:mnist", "--labels", "folders"), ["own labels"]),
@@ -247,6 +252,8 @@ CASES = [
     ("set-section-value", train("--set", "train=3"), ["'train' is a section"]),
     ("yaml-not-mapping", train("--config", lambda t: _write(t / "c.yaml", "- 1\n- 2\n")), ["c.yaml", "mapping"]),
     ("yaml-syntax", train("--config", lambda t: _write(t / "c.yaml", "train: {lr_g: [\n")), ["c.yaml", "valid YAML"]),
+    ("yaml-not-utf8", train("--config", lambda t: _write_bytes(t / "c.yaml", b"\xff\xfe garbage")), ["c.yaml", "UTF-8"]),
+    ("name-outside-runs", train("--set", "name=../elsewhere"), ["name", "under runs/", "--run DIR"]),
     ("yaml-missing", train("--config", lambda t: t / "none.yaml"), ["none.yaml", "not found"]),
     ("yaml-wrong-type", train("--config", lambda t: _write(t / "c.yaml", "train:\n  lr_g: fast\n")),
      ["train.lr_g must be float", "fast"]),
@@ -266,7 +273,22 @@ CASES = [
     ("sample-missing-run", sample(lambda t: t / "nope"), ["does not exist"]),
     ("sample-corrupt-checkpoint", sample(lambda t: _mkdir(t / "run"), "--checkpoint",
                                         lambda t: _write(t / "c.pt", "garbage")), ["c.pt", "corrupt"]),
-    ("sample-corrupt-safetensors", sample(lambda t: _write(t / "g.safetensors", "garbage")), ["g.safetensors", "re-export"]),
+    ("sample-corrupt-safetensors", sample(lambda t: _write(t / "g.safetensors", "garbage")),
+     ["g.safetensors", "not a readable safetensors", "--checkpoint"]),
+    ("sample-metadata-not-json", sample(lambda t: _safetensors(t, "{not json")), ["g.safetensors", "no gankit config"]),
+    ("sample-weights-do-not-fit", sample(lambda t: _safetensors(t, json.dumps(to_dict(tiny_cfg(ngf=16))))),
+     ["g.safetensors", "do not fit", "size mismatch"]),
+    ("sample-checkpoint-is-a-folder", sample(run_with_generator, "--checkpoint", lambda t: _mkdir(t / "other")),
+     ["other", "is a folder", "last.pt"]),
+    ("sample-bad-device", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "gpu"],
+     ["--device", "'gpu'", "cuda:N"]),
+    ("fid-bad-device", lambda t, mp: ["fid", str(images(t)), str(images(t, name="b")), "--device", "CPU"],
+     ["--device", "'CPU'", "auto, cpu"]),
+    ("sample-grid-format-without-rgb", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "cpu",
+                                                      "--grid", str(t / "g.blp")], ["g.blp", ".png"]),
+    ("sample-out-dir-holds-images", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "cpu",
+                                                   "--out-dir", str(images(t, n=2, name="fakes"))],
+     ["fakes", "already holds 2 image", "new or empty"]),
     ("sample-pickle-payload", sample(evil_checkpoint), ["refusing", "evil.pt", "safetensors"]),
     ("sample-seed-negative", sample(run_with_generator, "--seed", "-5"), ["--seed", "-5"]),
     ("sample-seed-too-large", sample(run_with_generator, "--seed", str(2**70)), ["--seed"]),
@@ -300,6 +322,30 @@ CASES = [
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _zip_of(t: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(t / "x.zip", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return t / "x.zip"
+
+
+def _safetensors(t: Path, config: str) -> Path:
+    """A tiny generator's weights whose gankit_config metadata is `config` (JSON text, or not)."""
+    from safetensors.torch import save_file
+
+    from gankit.models import build_generator
+
+    save_file(build_generator(tiny_cfg()).state_dict(), str(t / "g.safetensors"), metadata={"gankit_config": config})
+    return t / "g.safetensors"
 
 
 def _mkdir(path: Path) -> Path:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_layers
+from gankit.errors import GankitError
 from gankit.sample import load_run_generator
 from gankit.train import run_training
 
@@ -41,9 +42,10 @@ def test_sample_command_writes_grid_and_files(trained_run, tmp_path):
     assert Image.open(tmp_path / "g.png").size[0] >= 3 * 16
     files = sorted((tmp_path / "out").glob("*.png"))
     assert len(files) == 6 and Image.open(files[0]).size == (16, 16)
-    first = (tmp_path / "out" / "00000.png").read_bytes()
-    subprocess.run(cmd, check=True, capture_output=True)
-    assert (tmp_path / "out" / "00000.png").read_bytes() == first
+    again = subprocess.run(cmd, capture_output=True, text=True)  # the folder holds a draw: nothing overwritten
+    assert again.returncode == 2 and "already holds 6 image(s)" in again.stderr
+    subprocess.run([*cmd[:-3], str(tmp_path / "out2"), "--device", "cpu"], check=True, capture_output=True)
+    assert [f.read_bytes() for f in files] == [f.read_bytes() for f in sorted((tmp_path / "out2").glob("*.png"))]
 
 
 def test_writing_many_images_reports_progress_and_draws_a_batch_at_a_time(trained_run, tmp_path, monkeypatch,
@@ -82,7 +84,6 @@ def test_a_grid_too_large_for_one_image_is_refused_before_drawing(trained_run, t
     """A million 16 px images would be an 18,002 px square grid (WebP's limit is 16,383 a side, and the PNG would
     take gigabytes to build): one line saying so and what to do instead, and no image drawn."""
     from gankit.cli import GRID_MAX_SIDE, _check_grid_size, main
-    from gankit.errors import GankitError
     from gankit.sample import LoadedGenerator
 
     def no_drawing(*a, **k):
@@ -106,6 +107,22 @@ def test_sample_without_checkpoint_is_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gankit", "sample", str(tmp_path / "empty")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_damaged_generator_safetensors_falls_back_to_the_runs_checkpoint(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    expected = load_run_generator(run, device="cpu").sample(4, seed=3)
+    exported = run / "generator.safetensors"
+    exported.write_bytes(exported.read_bytes()[:2000])  # a copy cut short
+    capsys.readouterr()
+    gen = load_run_generator(run, device="cpu")
+    assert "generator.safetensors' cannot be used" in capsys.readouterr().err
+    assert torch.equal(gen.sample(4, seed=3), expected)  # the checkpoint holds the same generator
+    shutil.rmtree(run / "checkpoints")  # nothing to fall back to: the file's own error
+    with pytest.raises(GankitError, match="not a readable safetensors file"):
+        load_run_generator(run, device="cpu")
 
 
 def test_interpolate_strip_and_gif(trained_run, tmp_path):

@@ -195,6 +195,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Load a checkpoint written by `save_checkpoint`: refuse pickled code, verify its digest, and
     explain broken files in one line (RunError)."""
     path = Path(path)
+    if path.is_dir():
+        raise RunError(f"checkpoint '{path}' is a folder: pass a checkpoint file (e.g. {path / 'checkpoints' / 'last.pt'}"
+                       ", or a .safetensors file)")
     if not path.is_file():
         there = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
         hint = f": that folder holds {', '.join(there)}" if there else ""
@@ -284,7 +287,11 @@ def load_generator(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
     except Exception as e:  # noqa: BLE001
-        raise RunError(f"'{path}' is not a readable safetensors file ({type(e).__name__}): re-export it from its run") from None
-    if "gankit_config" not in meta:
+        raise RunError(f"'{path}' is not a readable safetensors file ({type(e).__name__}): use a checkpoint of its run instead (--checkpoint RUN/checkpoints/last.pt)") from None
+    try:
+        config = json.loads(meta["gankit_config"]) if "gankit_config" in meta else None
+    except json.JSONDecodeError:
+        config = None
+    if not isinstance(config, dict):
         raise RunError(f"'{path}' has no gankit config in its metadata: it was not written by gankit")
-    return tensors, json.loads(meta["gankit_config"])
+    return tensors, config

@@ -139,8 +139,15 @@ def sample(
         grid = Path("samples.png")
     if grid is not None:
         _check_image_name(grid)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
+    if out_dir is not None and out_dir.exists():
+        from gankit.data import IMAGE_EXTENSIONS
+
+        if not out_dir.is_dir():
+            raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
+        there = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in out_dir.iterdir())
+        if there:  # overwritten in part, the rest left beside the new ones: `gankit fid` would measure a mix
+            raise GankitError(f"--out-dir '{out_dir}' already holds {there} image(s): pass a new or empty folder "
+                              "(or delete them first), so that it holds this draw alone")
     gen = load_run_generator(run, checkpoint, device)
     classes = [gen.label_index(name) for name in label]
     if same_noise_labels:
@@ -261,14 +268,16 @@ def _check_grid_size(columns: int, rows: int, resolution: int, other: str = "") 
                           f"(at most {GRID_MAX_SIDE} a side): write them one per file with --out-dir DIR{other}, or draw fewer with -n")
 
 
-def _check_image_name(path: Path) -> None:
-    """An output image's name must end in a format Pillow writes (.png, .jpg, .webp, .gif...)."""
-    from PIL import Image
+# What a grid is written as: formats that take an RGB image as it is (Pillow knows more, e.g. .xbm or .blp, that
+# refuse RGB or fail on it).
+GRID_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
-    Image.init()
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise GankitError(f"--grid '{path}' has no image extension Pillow knows: end it in .png, .jpg, .webp "
-                          "(or .gif with --interpolate)")
+
+def _check_image_name(path: Path) -> None:
+    """An output image's name must end in one of GRID_EXTENSIONS."""
+    if path.suffix.lower() not in GRID_EXTENSIONS:
+        raise GankitError(f"--grid '{path}' needs an image extension gankit writes: end it in "
+                          f"{', '.join(GRID_EXTENSIONS[:-1])} or .gif (with --interpolate, a .gif is an animation)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
+from gankit.console import warn
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.models import build_generator, sample_z
@@ -122,38 +123,57 @@ def _config_of(d: dict) -> tuple[Config, list[str]]:
 def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
     """The generator of a run folder (its generator.safetensors) or of a given checkpoint / .safetensors file."""
     run = Path(run)
-    state = None
     if checkpoint is None and run.is_file():
         checkpoint = run
     if checkpoint is None:
-        if not run.is_dir():
-            raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
-        checkpoint = run / "generator.safetensors"
-        if not checkpoint.exists():
-            found = load_latest_checkpoint(run / "checkpoints")
-            if found is None:
-                raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
-                               f"train it first (gankit train --run {run})")
-            state, checkpoint = found
-    checkpoint = Path(checkpoint)
-    if checkpoint.suffix == ".safetensors":
-        weights, meta = load_generator(checkpoint)
-        cfg, class_names = _config_of(meta)
+        checkpoint, weights, cfg, class_names = _run_folder_generator(run)
     else:
-        state = state if state is not None else load_checkpoint(checkpoint)
-        if "G" not in state or "config" not in state:
-            raise RunError(f"'{checkpoint}' is not a gankit training checkpoint (it has no generator weights or config)")
-        weights = state["G"]
-        cfg, class_names = _config_of({**state["config"], "class_names": state.get("class_names", [])})
+        checkpoint = Path(checkpoint)
+        weights, cfg, class_names = _file_generator(checkpoint)
     dev = resolve_device(device)
     G = build_generator(cfg)
     try:
         G.load_state_dict(weights)
-    except RuntimeError as e:
-        raise RunError(f"weights in '{checkpoint}' do not fit the generator its config describes: {str(e).splitlines()[0]}") from None
+    except RuntimeError as e:  # "Error(s) in loading state_dict for Generator:", then what does not fit
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), "")[:200]
+        raise RunError(f"weights in '{checkpoint}' do not fit the generator its config describes ({detail}): "
+                       "it was not written by this version of gankit, or was edited") from None
     use_thin_conv(G, dev.type == "cpu")  # same images, faster RGB output layer (gankit.models.layers)
     G.to(dev).eval()
     return LoadedGenerator(G, cfg, class_names, dev)
+
+
+def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str]]:
+    """(file, weights, config, class names) of a run folder: its generator.safetensors, else (missing or
+    unreadable) its newest usable checkpoint, which holds the same generator."""
+    if not run.is_dir():
+        raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
+    exported = run / "generator.safetensors"
+    if exported.exists():
+        try:
+            return (exported, *_file_generator(exported))
+        except GankitError as e:
+            if not any((run / "checkpoints").glob("*.pt")):
+                raise
+            warn(f"'{exported}' cannot be used ({str(e)[:120]}...); drawing from the run's newest checkpoint, "
+                 "which holds the same generator")
+    found = load_latest_checkpoint(run / "checkpoints")
+    if found is None:
+        raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
+                       f"train it first (gankit train --run {run})")
+    state, path = found
+    return (path, *_file_generator(path, state))
+
+
+def _file_generator(path: Path, state: dict | None = None) -> tuple[dict, Config, list[str]]:
+    """(weights, config, class names) of a .safetensors file or a training checkpoint (`state`: already loaded)."""
+    if path.suffix == ".safetensors":
+        weights, meta = load_generator(path)
+        return (weights, *_config_of(meta))
+    state = state if state is not None else load_checkpoint(path)
+    if "G" not in state or "config" not in state:
+        raise RunError(f"'{path}' is not a gankit training checkpoint (it has no generator weights or config)")
+    return (state["G"], *_config_of({**state["config"], "class_names": state.get("class_names", [])}))
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,29 @@ def test_label_smoothing_and_swapping_change_the_bce_targets():
     assert BCELoss().g_loss(fake).item() == pytest.approx(_bce(-1.0, 1.0), rel=1e-5)
 
 
+def test_label_noise_draws_each_images_target_near_its_label_for_d_and_g():
+    """Seed 004: real targets 1 - 0.2 U(0, 1), fake 0.2 U(0, 1), and G's 1 - 0.2 U(0, 1), drawn per image."""
+    loss = build_loss(build_config({"train": {"label_noise": 0.2}}))
+    out = torch.zeros(4000)
+    torch.manual_seed(0)
+    real, fake, g = loss._target(out, loss.targets()[0]), loss._target(out, loss.targets()[1]), loss._target(out, 1.0)
+    for t, lo, hi in ((real, 0.8, 1.0), (fake, 0.0, 0.2), (g, 0.8, 1.0)):
+        assert lo <= t.min() and t.max() <= hi and t.std() > 0.05  # spread over the whole band, not a constant
+        assert t.mean().item() == pytest.approx((lo + hi) / 2, abs=0.005)
+    torch.manual_seed(0)  # the loss is BCE against exactly those targets
+    logits = torch.randn(3)
+    torch.manual_seed(1)
+    expected = sum(_bce(x, 1 - 0.2 * u) for x, u in zip(logits.tolist(), torch.rand(3).tolist())) / 3
+    torch.manual_seed(1)
+    assert loss.g_loss(logits).item() == pytest.approx(expected, rel=1e-5)
+    swapped = loss._target(out, loss.targets(swap=True)[0])  # noisy labels still swap: the real images near 0
+    assert swapped.max() <= 0.2
+    for bad, said in (({"loss": "wgan", "label_noise": 0.2}, "needs train.loss bce"),
+                      ({"label_noise": 0.5, "label_smoothing": 0.5}, "must stay under 1")):
+        with pytest.raises(ConfigError, match=said):
+            build_config({"train": bad})
+
+
 def test_wasserstein_and_hinge_losses():
     real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])
     w = WassersteinLoss()

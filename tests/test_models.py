@@ -476,6 +476,15 @@ def test_self_modulated_batchnorm_scales_and_shifts_every_hidden_block_with_z():
     assert out.shape == (4, 3, 32, 32) and all(n.mlp[0].weight.grad is not None for n in norms)
 
 
+def test_generator_activation_is_relu_or_leaky_relu():
+    relu = [m for m in Generator(32, **TINY).modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+    leaky = [m for m in Generator(32, act="leaky_relu", **TINY).modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+    assert len(relu) == len(leaky) == 3 and all(type(m) is nn.ReLU for m in relu)  # base block + 2 doublings
+    assert all(type(m) is nn.LeakyReLU and m.negative_slope == 0.2 for m in leaky)
+    cfg = _cfg(g_act="leaky_relu")
+    assert any(isinstance(m, nn.LeakyReLU) for m in build_generator(cfg).modules())
+
+
 def test_dropout_after_every_hidden_block():
     G = Generator(32, dropout=0.3, **TINY)
     D = Discriminator(32, dropout=0.3, **TINY_D)

@@ -42,6 +42,20 @@ def test_a_resume_keeps_tensorboard_events_up_to_its_checkpoint(image_folder, tm
     assert _tensorboard_steps(run, "epoch/d_loss") == [4, 8] and _tensorboard_steps(run, "samples") == [4, 8]
 
 
+def test_g_steps_on_a_larger_batch_of_fresh_noise(image_folder, tmp_path, monkeypatch):
+    """Seed 004: "Generate a number of batch size x 2 of noise vectors, that will be used to train the generator"."""
+    from gankit.train import Trainer
+
+    drawn, z = [], Trainer._z
+    monkeypatch.setattr(Trainer, "_z", lambda self, n: drawn.append(n) or z(self, n))
+    run_training(_layers(image_folder, {"g_batch_factor": 2, "label_noise": 0.2, "batch_size": 4, "max_steps": 3}),
+                 tmp_path / "r")
+    assert drawn == [4, 8] * 3  # each iteration: D on a batch of fakes, then G on twice as many fresh ones
+    drawn.clear()
+    run_training(_layers(image_folder, {"batch_size": 4, "max_steps": 3}), tmp_path / "plain")
+    assert drawn == [4] * 3  # by default G reuses the D phase's fakes
+
+
 def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
     run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 3, "optimizer": "rmsprop",
                                               "lr_g": 5e-5, "lr_d": 5e-5, "max_steps": 3}), tmp_path / "r")

@@ -44,6 +44,7 @@ class ModelConfig:
     palette_size: int = 16  # colours in the colour-picker palette (upsample: colorpicker; ConorLazarou/PokeGAN)
     g_norm: str = "batch"  # normalisation in G blocks: batch | none | selfmod (BatchNorm scaled and shifted by an MLP of z, Chen et al. 2019)
     d_norm: str = "batch"  # normalisation in D blocks: batch | layer | instance | none (WGAN-GP: not batch, seed 002)
+    g_act: str = "relu"  # activation of G's hidden blocks: relu (DCGAN paper) | leaky_relu (slope 0.2; seeds 001, 002)
     g_dropout: float = 0.0  # dropout probability after each hidden G block (seed 002: "Batch Normalization, Dropout, LeakyReLu")
     d_dropout: float = 0.0  # dropout probability after each D block (seed 001 uses dropout in D)
     mbd_features: int = 0  # minibatch discrimination features B before D's head (0 = off; seeds 000/003; Salimans et al. B=100)
@@ -84,6 +85,8 @@ class TrainConfig:
     aux_weight: float = 1.0  # arch acgan: weight of the auxiliary classification loss
     label_smoothing: float = 0.0  # one-sided: BCE target for real images is 1 - label_smoothing (e.g. 0.1 -> 0.9; seed 000)
     label_swap: float = 0.0  # noisy labels: probability that a D step uses swapped real/fake labels (seed 000)
+    label_noise: float = 0.0  # loss bce: per-image random targets, real 1 - a*U(0,1), fake a*U(0,1), and G's 1 - a*U(0,1) (seed 004: 0.2)
+    g_batch_factor: int = 1  # G steps on this many times the batch of fresh noise (seed 004: 2, "batch size x 2 of noise vectors")
     instance_noise: float = 0.0  # std of Gaussian noise on every D input at the start, annealed linearly to 0 (0 = off)
     instance_noise_epochs: int = 50  # epochs over which instance noise decays to 0
     topk: float = 1.0  # top-k G updates (Sinha et al. 2020): G learns only from the fakes D rates most real, k shrinking from the whole batch by topk_gamma per epoch to this fraction (1 = off; paper: 0.5)
@@ -146,6 +149,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.z_dist": ("normal", "uniform"),
     "model.upsample": ("convtranspose", "upsample", "colorpicker"),
     "model.g_norm": ("batch", "none", "selfmod"),
+    "model.g_act": ("relu", "leaky_relu"),
     "model.d_norm": ("batch", "layer", "instance", "none"),
     "model.init": ("normal", "xavier", "kaiming", "orthogonal", "default"),
     "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),
@@ -163,7 +167,7 @@ POSITIVE = {
     "model.mbd_kernel_dim", "model.embed_dim",
     "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d", "train.n_critic",
     "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
-    "train.clip", "train.instance_noise_epochs", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
+    "train.clip", "train.instance_noise_epochs", "train.g_batch_factor", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
     "train.minutes",
     "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
 }
@@ -171,7 +175,7 @@ NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost
                 "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_minutes",
                 "log.every_minutes"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
-                 "train.label_swap", "train.ema", "train.lr_decay_start"}
+                 "train.label_swap", "train.label_noise", "train.ema", "train.lr_decay_start"}
 CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
@@ -289,6 +293,11 @@ def validate(cfg: Config) -> Config:
     if cfg.train.loss == "wgan_gp" and cfg.model.d_norm == "batch":
         raise ConfigError("train.loss wgan_gp needs a critic without BatchNorm (seed 002): "
                           "--set model.d_norm=layer (or instance, none)")
+    if cfg.train.label_noise and cfg.train.loss != "bce":
+        raise ConfigError(f"train.label_noise draws BCE targets: it needs train.loss bce, not {cfg.train.loss}")
+    if cfg.train.label_noise + cfg.train.label_smoothing >= 1:
+        raise ConfigError("train.label_noise + train.label_smoothing must stay under 1 (a real target of 1 - both "
+                          "must stay above 0)")
     if cfg.train.relativistic and cfg.train.loss not in ("bce", "hinge"):
         raise ConfigError(f"train.relativistic works with train.loss bce or hinge, not {cfg.train.loss} "
                           "(a Wasserstein critic's scores are already relative)")

@@ -4,7 +4,8 @@ A loss object is stateless; the training loop calls `d_loss` in D phases and `g_
 `swap=True` asks for the noisy-label variant (real labelled fake and fake labelled real, seed 000).
 
 - `bce`: classic GAN (seed 000 "classic", DCGAN paper). D minimises -(log D(x) + log(1 - D(G(z)))),
-  G the non-saturating -log D(G(z)). `real_target` < 1 is one-sided label smoothing.
+  G the non-saturating -log D(G(z)). `real_target` < 1 is one-sided label smoothing; `label_noise` > 0 draws
+  each image's target at random near its label, for D and G (seed 004).
 - `wgan`: Wasserstein critic (Arjovsky et al., seeds 000/004): D minimises mean C(G(z)) - mean C(x),
   G minimises -mean C(G(z)); the Lipschitz constraint comes from weight clipping (`clip_weights`).
 - `wgan_gp`: the same losses; the constraint is the gradient penalty (`gradient_penalty`, seed 002).
@@ -30,22 +31,30 @@ class BCELoss:
     wasserstein = False
     needs_real_for_g = False
 
-    def __init__(self, real_target: float = 1.0):
-        self.real_target = real_target
+    def __init__(self, real_target: float = 1.0, label_noise: float = 0.0):
+        self.real_target, self.label_noise = real_target, label_noise
 
     def targets(self, swap: bool = False) -> tuple[float, float]:
-        """(target for real images, target for fakes) of a D step."""
+        """(target for real images, target for fakes) of a D step, before label noise."""
         return (0.0, self.real_target) if swap else (self.real_target, 0.0)
+
+    def _target(self, out: torch.Tensor, value: float) -> torch.Tensor:
+        """The BCE target of each image: `value`, moved towards 0.5 by label_noise x U(0, 1) drawn per image (seed
+        004: real 1 - 0.2 U, fake 0.2 U), the same draw for an image whatever the number of DDP processes."""
+        if not self.label_noise:
+            return torch.full_like(out, value)
+        u = distributed.per_sample(lambda n: torch.rand(n, device=out.device), out.shape[0]).view_as(out)
+        return value - self.label_noise * u if value > 0.5 else value + self.label_noise * u
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
         t_real, t_fake = self.targets(swap)
         real_out, fake_out = real_out.float(), fake_out.float()
-        return F.binary_cross_entropy_with_logits(real_out, torch.full_like(real_out, t_real)) + \
-            F.binary_cross_entropy_with_logits(fake_out, torch.full_like(fake_out, t_fake))
+        return F.binary_cross_entropy_with_logits(real_out, self._target(real_out, t_real)) + \
+            F.binary_cross_entropy_with_logits(fake_out, self._target(fake_out, t_fake))
 
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         fake_out = fake_out.float()
-        return F.binary_cross_entropy_with_logits(fake_out, torch.ones_like(fake_out))
+        return F.binary_cross_entropy_with_logits(fake_out, self._target(fake_out, 1.0))
 
 
 class WassersteinLoss:
@@ -143,7 +152,7 @@ def clip_weights(module: torch.nn.Module, c: float) -> None:
 def build_loss(cfg):
     t = cfg.train
     if t.loss == "bce":
-        loss = BCELoss(real_target=1.0 - t.label_smoothing)
+        loss = BCELoss(real_target=1.0 - t.label_smoothing, label_noise=t.label_noise)
     elif t.loss in ("wgan", "wgan_gp"):
         loss = WassersteinLoss()
         loss.name = t.loss

@@ -700,8 +700,8 @@ class Trainer:
     def _g_phase(self, kept) -> None:
         self.D.requires_grad_(False)  # no D weight gradients in the G phase: they would be thrown away
         with autocast(self.device, self.amp_dtype):
-            if kept is None:
-                n = self.local_batch
+            if kept is None:  # fresh noise: a G phase alone, or on g_batch_factor batches of it (seed 004: 2)
+                n = self.local_batch * self.cfg.train.g_batch_factor
                 y = self._fake_labels(n)
                 fake, real_out = self.G(self._z(n), y), None
             else:
@@ -773,7 +773,7 @@ class Trainer:
         for i, phase in enumerate(phases):
             if phase.net == "D":
                 next_is_g = i + 1 < len(phases) and phases[i + 1].net == "G"
-                kept = self._d_phase(phase, keep_fake_for_g=next_is_g)
+                kept = self._d_phase(phase, keep_fake_for_g=next_is_g and self.cfg.train.g_batch_factor == 1)
             else:
                 self._g_phase(kept)
                 kept = None

@@ -30,7 +30,7 @@ def _num_classes(cfg: Config) -> int:
 def build_generator(cfg: Config) -> Generator:
     m = cfg.model
     return Generator(cfg.data.resolution, nz=m.nz, ngf=m.ngf, channels=m.channels, max_channels=m.max_channels,
-                     upsample=m.upsample, palette_size=m.palette_size, norm=m.g_norm, dropout=m.g_dropout,
+                     upsample=m.upsample, palette_size=m.palette_size, norm=m.g_norm, act=m.g_act, dropout=m.g_dropout,
                      num_classes=_num_classes(cfg), embed_dim=m.embed_dim, init=m.init, init_std=m.init_std)
 
 

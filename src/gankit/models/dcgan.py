@@ -73,10 +73,12 @@ class Generator(nn.Module):
     num_classes > 0 makes it conditional (ACGAN, seed 002): an embedding of the label, of size
     `embed_dim`, is concatenated to z; labels are then required (an unconditional G ignores them).
     norm: batch | none | selfmod (BatchNorm with scale and shift computed from z, `SelfModulatedBatchNorm`).
+    act: the hidden blocks' activation, relu (DCGAN paper) or leaky_relu (slope 0.2, seeds 001 and 002).
     """
 
     def __init__(self, resolution: int, nz: int = 100, ngf: int = 64, channels: int = 3, max_channels: int = 512,
-                 upsample: str = "convtranspose", palette_size: int = 16, norm: str = "batch", dropout: float = 0.0,
+                 upsample: str = "convtranspose", palette_size: int = 16, norm: str = "batch", act: str = "relu",
+                 dropout: float = 0.0,
                  num_classes: int = 0, embed_dim: int = 50, init: str = "normal", init_std: float = 0.02):
         super().__init__()
         base, n = layout(resolution)
@@ -87,11 +89,14 @@ class Generator(nn.Module):
         bias = norm == "none"
 
         layers: list[nn.Module] = [ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias)]  # 1x1 -> base
-        layers += _after_conv(widths[0], norm, nn.ReLU(inplace=True), dropout, z_dim)
+        def activation() -> nn.Module:
+            return nn.LeakyReLU(0.2, inplace=True) if act == "leaky_relu" else nn.ReLU(inplace=True)
+
+        layers += _after_conv(widths[0], norm, activation(), dropout, z_dim)
         size = base
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += _doubling(cin, cout, upsample, bias, size)
-            layers += _after_conv(cout, norm, nn.ReLU(inplace=True), dropout, z_dim)
+            layers += _after_conv(cout, norm, activation(), dropout, z_dim)
             size *= 2
         if upsample == "colorpicker":
             layers.append(ColorPicker(widths[-1], channels, palette_size))

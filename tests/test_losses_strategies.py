@@ -53,6 +53,13 @@ def test_label_noise_draws_each_images_target_near_its_label_for_d_and_g():
             build_config({"train": bad})
 
 
+def test_alternating_trains_g_for_an_epoch_then_d_for_all_but_one_of_its_steps():
+    """Seed 001: per epoch, num_steps_per_epoch G steps, then num_steps_per_epoch - 1 D steps."""
+    s = build_strategy(build_config({"train": {"strategy": "alternating"}}), steps_per_epoch=3)
+    assert [s.plan(i)[0].net for i in range(12)] == list("GGGDDGGGDDGG")
+    assert build_strategy(build_config({"train": {"strategy": "alternating"}}), steps_per_epoch=1).plan(5) == [Phase("G")]
+
+
 def test_wasserstein_and_hinge_losses():
     real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])
     w = WassersteinLoss()

@@ -14,7 +14,7 @@ from torch import nn
 from gankit.config import build_config
 from gankit.errors import ConfigError
 from gankit.models import Discriminator, Generator, build_discriminator, build_generator, init_weights, layout
-from gankit.models.layers import (ColorPicker, MinibatchDiscrimination, MinibatchStdDev, SelfModulatedBatchNorm, input_gradients_only,
+from gankit.models.layers import (ColorPicker, Conv2d, MinibatchDiscrimination, MinibatchStdDev, SelfModulatedBatchNorm, input_gradients_only,
                                   thin_conv_transpose2d, upsample_conv2d, use_gemm_wgrad, use_thin_conv)
 
 TINY = {"nz": 16, "ngf": 8}
@@ -483,6 +483,21 @@ def test_generator_activation_is_relu_or_leaky_relu():
     assert all(type(m) is nn.LeakyReLU and m.negative_slope == 0.2 for m in leaky)
     cfg = _cfg(g_act="leaky_relu")
     assert any(isinstance(m, nn.LeakyReLU) for m in build_generator(cfg).modules())
+
+
+@pytest.mark.parametrize("resolution", [16, 64, 300])
+def test_max_pooling_discriminator_halves_as_the_strided_one_does(resolution):
+    """Seed 001: D of convolutions and max-pooling; the same map sizes (ceil halves) and head as stride-2 convs."""
+    pooled = Discriminator(resolution, downsample="maxpool", dropout=0.3, **TINY_D)
+    strided = Discriminator(resolution, **TINY_D)
+    x = torch.randn(2, 3, resolution, resolution)
+    assert pooled.features(x).shape == strided.features(x).shape
+    assert pooled(x)[0].shape == (2,)
+    pools = [m for m in pooled.features if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == sum(isinstance(m, Conv2d) for m in strided.features) == \
+        sum(isinstance(m, Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) for m in pooled.features)
+    assert sum(isinstance(m, nn.Dropout) for m in pooled.features) == len(pools)
+    assert any(isinstance(m, nn.MaxPool2d) for m in build_discriminator(_cfg(d_downsample="maxpool")).modules())
 
 
 def test_dropout_after_every_hidden_block():

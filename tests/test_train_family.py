@@ -56,6 +56,20 @@ def test_g_steps_on_a_larger_batch_of_fresh_noise(image_folder, tmp_path, monkey
     assert drawn == [4] * 3  # by default G reuses the D phase's fakes
 
 
+def test_alternating_strategy_trains_and_counts_its_updates(image_folder, tmp_path):
+    """Seed 001's loop with 4 batches an epoch (32 images, batch 8): 4 G steps, then 3 D steps, and again."""
+    run = run_training(_layers(image_folder, {"strategy": "alternating", "batch_size": 8, "max_steps": 10},
+                               {"d_downsample": "maxpool"}), tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert (ckpt["g_updates"], ckpt["d_updates"], ckpt["cursor"]) == (4 + 3, 3, 3)
+    # a run whose budget ends in G steps after an epoch's end (the 4th cycle's D steps end epoch 3 at iteration 28)
+    # saves them too: no epoch end does
+    run = run_training(_layers(image_folder, {"strategy": "alternating", "batch_size": 8, "max_steps": 30, "epochs": 10}),
+                       tmp_path / "r30")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert (ckpt["iteration"], ckpt["g_updates"], ckpt["d_updates"], ckpt["cursor"]) == (30, 18, 12, 12)
+
+
 def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
     run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 3, "optimizer": "rmsprop",
                                               "lr_g": 5e-5, "lr_d": 5e-5, "max_steps": 3}), tmp_path / "r")

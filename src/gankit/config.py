@@ -47,6 +47,7 @@ class ModelConfig:
     g_act: str = "relu"  # activation of G's hidden blocks: relu (DCGAN paper) | leaky_relu (slope 0.2; seeds 001, 002)
     g_dropout: float = 0.0  # dropout probability after each hidden G block (seed 002: "Batch Normalization, Dropout, LeakyReLu")
     d_dropout: float = 0.0  # dropout probability after each D block (seed 001 uses dropout in D)
+    d_downsample: str = "stride"  # how D halves its maps: stride (4x4 stride-2 convs, DCGAN) | maxpool (3x3 conv + 2x2 max-pooling, seed 001)
     mbd_features: int = 0  # minibatch discrimination features B before D's head (0 = off; seeds 000/003; Salimans et al. B=100)
     mbd_kernel_dim: int = 5  # minibatch discrimination kernel size C (Salimans et al. 2016)
     d_mbstd_group: int = 0  # minibatch std before D's head over groups of this many images (0 = off; StyleGAN: 4)
@@ -66,7 +67,7 @@ class TrainConfig:
     batch_size: int = 64  # global batch size (images per D step, summed over all DDP ranks)
     loss: str = "bce"  # bce (classic, non-saturating G) | wgan (weight clipping) | wgan_gp | hinge
     relativistic: bool = False  # loss bce or hinge: relativistic average scores (Jolicoeur-Martineau 2018; RaSGAN, RaHinge)
-    strategy: str = "classic"  # who trains when: classic | monitored | boost | critic (see gankit.strategies)
+    strategy: str = "classic"  # who trains when: classic | monitored | boost | critic | alternating (see gankit.strategies)
     optimizer: str = "adam"  # adam | rmsprop (WGAN, seeds 000/004: RMSProp lr 5e-5)
     lr_g: float = 1.5e-4  # seed 000 "classic": Adam lr 0.00015
     lr_d: float = 1.5e-4
@@ -150,10 +151,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.upsample": ("convtranspose", "upsample", "colorpicker"),
     "model.g_norm": ("batch", "none", "selfmod"),
     "model.g_act": ("relu", "leaky_relu"),
+    "model.d_downsample": ("stride", "maxpool"),
     "model.d_norm": ("batch", "layer", "instance", "none"),
     "model.init": ("normal", "xavier", "kaiming", "orthogonal", "default"),
     "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),
-    "train.strategy": ("classic", "monitored", "boost", "critic"),
+    "train.strategy": ("classic", "monitored", "boost", "critic", "alternating"),
     "train.optimizer": ("adam", "rmsprop"),
     "train.lr_decay": ("none", "linear"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),

@@ -11,6 +11,7 @@ exactly.
 - boost (seed 000 "boost and noisy"): a k ~ U(0, 1) per iteration decides (see `Boost`).
 - critic (WGAN, seeds 000/004): n_critic D steps per G step, and `boost` D steps in the first
   `boost_first` G steps and every `boost_every`-th G step (seed 004: 100, 25, 500).
+- alternating (seed 001): G for a whole epoch's worth of steps, then D for all but one of them.
 """
 
 from __future__ import annotations
@@ -139,7 +140,23 @@ class Critic(Strategy):
         return [D] * self.critic_steps(iteration) + [G]
 
 
-def build_strategy(cfg) -> Strategy:
+class Alternating(Strategy):
+    """Seed 001's loop: each epoch, `steps` G updates ("Training generator": one per batch of the epoch), then
+    `steps - 1` D updates on the epoch's batches ("dataset.take(num_steps_per_epoch-1)"); one phase per
+    iteration, so a cycle is 2 x steps - 1 iterations and consumes steps - 1 real batches."""
+
+    name = "alternating"
+
+    def __init__(self, steps: int):
+        self.steps = max(1, steps)
+
+    def plan(self, iteration: int) -> list[Phase]:
+        cycle = max(1, 2 * self.steps - 1)
+        return [G] if iteration % cycle < self.steps else [D]
+
+
+def build_strategy(cfg, steps_per_epoch: int = 1) -> Strategy:
+    """The strategy `train.strategy` names; `steps_per_epoch` (batches in an epoch) sets `alternating`'s cycle."""
     t = cfg.train
     if t.strategy == "classic":
         return Classic()
@@ -149,6 +166,8 @@ def build_strategy(cfg) -> Strategy:
         return Boost(t.boost_window, t.seed)
     if t.strategy == "critic":
         return Critic(t.n_critic, t.critic_boost, t.critic_boost_first, t.critic_boost_every)
+    if t.strategy == "alternating":
+        return Alternating(steps_per_epoch)
     raise ValueError(t.strategy)
 
 

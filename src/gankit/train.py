@@ -414,7 +414,6 @@ class Trainer:
         self.opt_d = build_optimizer(self.D.parameters(), cfg.train.lr_d, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss = build_loss(cfg)
-        self.strategy = build_strategy(cfg)
         self.num_classes = cfg.model.num_classes
         self.noisy_labels = NoisyLabels(cfg.train.label_swap, cfg.train.seed)
         t = cfg.train
@@ -424,6 +423,7 @@ class Trainer:
         self._standing: tuple[int, torch.nn.Module] | None = None  # (iteration, EMA G with its own BN statistics)
         self.batches = Batches(data.images, data.labels, cfg.train.batch_size, cfg.data.flip, cfg.train.seed,
                                self.device, self.fmt)
+        self.strategy = build_strategy(cfg, self.batches.steps_per_epoch)
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         self.fixed_noise = sample_z(cfg.log.n_samples, cfg, "cpu", generator=g)
 
@@ -861,6 +861,7 @@ class Trainer:
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
         progress.reset_epoch(self.epoch, self.cursor % spe)
+        saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
         if not (self.ckpt_dir / "last.pt").exists():
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
         try:
@@ -892,6 +893,7 @@ class Trainer:
                         if self.epoch > epoch_before:
                             ended = time.perf_counter()
                             self._end_epoch(progress)
+                            saved_at_iteration = self.iteration
                             last_log_t += time.perf_counter() - ended  # img/s is training's: not the grid, FID...
                             line_clock, line_due = self.elapsed, False
                             if stop_when is not None and stop_when():
@@ -900,12 +902,15 @@ class Trainer:
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
+                        saved_at_iteration = self.iteration
                     if interrupted.stop(self.iteration, elapsed_base + time.perf_counter() - t_start, self.device):
                         raise KeyboardInterrupt
                     if interrupted.agreed is not None and interrupted.agreed[0] == self.iteration:
                         line_due = line_due or self._line_due(interrupted.agreed[1] - line_clock)  # DDP: a clock all
                         # ranks agreed on just now, so that all of them write the line at the next iteration
-                if self.cursor % spe:  # max_steps or minutes ended the run inside an epoch
+                # max_steps or minutes ended the run inside an epoch, or after G-only iterations past an epoch's end
+                # (a boost strategy's G boost, alternating's G half), which no epoch end saved
+                if self.cursor % spe or self.iteration != saved_at_iteration:
                     try:
                         self._end_early(progress)
                     except _RolledBack:

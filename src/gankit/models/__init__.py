@@ -39,7 +39,7 @@ def build_discriminator(cfg: Config) -> Discriminator:
     return Discriminator(cfg.data.resolution, ndf=m.ndf, channels=m.channels, max_channels=m.max_channels,
                          norm=m.d_norm, dropout=m.d_dropout, mbd_features=m.mbd_features,
                          mbd_kernel_dim=m.mbd_kernel_dim, mbstd_group=m.d_mbstd_group, spectral_norm=m.spectral_norm,
-                         num_classes=_num_classes(cfg), init=m.init, init_std=m.init_std)
+                         num_classes=_num_classes(cfg), init=m.init, init_std=m.init_std, downsample=m.d_downsample)
 
 
 def sample_z(n: int, cfg: Config, device, generator=None) -> torch.Tensor:

@@ -8,9 +8,10 @@ is a convolution whose kernel covers what is left. G mirrors it: from z it makes
 Widths double towards the small end, capped by `max_channels`. For powers of two this is exactly
 the classic DCGAN (4x4 base, 4x4 head, same module indices), so older checkpoints keep loading.
 
-Paper rules kept: no pooling, no fully connected hidden layers, a norm in every block except G's
+Paper rules kept by default: no pooling, no fully connected hidden layers, a norm in every block except G's
 output and D's input layer, ReLU in G (Tanh at the output), LeakyReLU(0.2) in D, conv biases only
-where no norm follows. D returns raw scores: the sigmoid, if any, lives in the loss.
+where no norm follows. The seeds that depart from them are options: LeakyReLU in G (`act`, seeds 001 and
+002), max-pooling in D (`downsample`, seed 001). D returns raw scores: the sigmoid, if any, lives in the loss.
 """
 
 from __future__ import annotations
@@ -126,12 +127,14 @@ class Discriminator(nn.Module):
     to the flattened last features, and the head becomes a linear layer over both; mbstd_group > 0
     gives the head one more input map, the features' spread over groups of that many images
     (`MinibatchStdDev`, ProGAN/StyleGAN); spectral_norm wraps every conv and linear layer (Miyato et al. 2018); num_classes > 0 adds
-    the ACGAN auxiliary classifier head (logits, no softmax: cross-entropy takes logits).
+    the ACGAN auxiliary classifier head (logits, no softmax: cross-entropy takes logits). downsample: stride (4x4
+    stride-2 convolutions, DCGAN) | maxpool (3x3 convolutions, each followed by 2x2 max-pooling; seed 001).
     """
 
     def __init__(self, resolution: int, ndf: int = 64, channels: int = 3, max_channels: int = 512,
                  norm: str = "batch", dropout: float = 0.0, mbd_features: int = 0, mbd_kernel_dim: int = 5,
-                 mbstd_group: int = 0, spectral_norm: bool = False, num_classes: int = 0, init: str = "normal", init_std: float = 0.02):
+                 mbstd_group: int = 0, spectral_norm: bool = False, num_classes: int = 0, init: str = "normal", init_std: float = 0.02,
+                 downsample: str = "stride"):
         super().__init__()
         base, n = layout(resolution)
         widths = block_widths(n, ndf, max_channels)[::-1]  # e.g. 64 px: [64, 128, 256, 512]
@@ -139,11 +142,17 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = []
         cin, size = channels, resolution
         for i, cout in enumerate(widths):
-            padding = 1 + size % 2  # odd sizes get one more pixel of padding: the output is ceil(size / 2)
             block_norm = norm if i > 0 else "none"  # the input layer has no norm, and no bias (classic)
+            bias = i > 0 and norm == "none"
+            if downsample == "maxpool":  # seed 001: a 3x3 convolution, then 2x2 max-pooling (ceil: odd sizes too)
+                layers.append(Conv2d(cin, cout, 3, 1, 1, bias=bias))
+                layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), 0.0)
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+                layers += [nn.Dropout(dropout)] if dropout > 0 else []
+            else:  # DCGAN: a 4x4 stride-2 convolution; odd sizes get one more pixel of padding (output ceil(size / 2))
+                layers.append(Conv2d(cin, cout, 4, 2, 1 + size % 2, bias=bias))
+                layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), dropout)
             size = (size + 1) // 2
-            layers.append(Conv2d(cin, cout, 4, 2, padding, bias=i > 0 and norm == "none"))
-            layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), dropout)
             cin = cout
         self.features = nn.Sequential(*layers)
 

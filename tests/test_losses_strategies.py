@@ -60,6 +60,35 @@ def test_alternating_trains_g_for_an_epoch_then_d_for_all_but_one_of_its_steps()
     assert build_strategy(build_config({"train": {"strategy": "alternating"}}), steps_per_epoch=1).plan(5) == [Phase("G")]
 
 
+@pytest.mark.parametrize("train", [{"loss": "bce", "label_smoothing": 0.1}, {"loss": "wgan"}, {"loss": "hinge"}],
+                         ids=["bce", "wgan", "hinge"])
+def test_each_side_of_the_d_loss_is_the_part_of_the_whole_it_scores(train):
+    """train.d_split updates D on each side alone: the two sides must add up to the D loss, swapped labels too."""
+    loss = build_loss(build_config({"train": train}))
+    real, fake = torch.tensor([1.5, -0.5, 0.2]), torch.tensor([-2.0, 0.3, 0.8])
+    for swap in (False, True):
+        whole = loss.d_loss(real, fake, swap=swap)
+        assert (loss.d_side(real, True, swap) + loss.d_side(fake, False, swap)).item() == pytest.approx(whole.item())
+    assert loss.d_side(real, True).item() != pytest.approx(loss.d_side(real, True, swap=True).item())
+
+
+def test_two_sided_label_smoothing_is_seed_000s_bcesmooth():
+    """basic_functions.py: target * (1 - 0.1) + 0.1 / 2 for every BCE target, D's real and fake and G's."""
+    loss = build_loss(build_config({"train": {"label_smoothing": 0.1, "label_smoothing_two_sided": True}}))
+    assert loss.targets() == pytest.approx((0.95, 0.05)) and loss.targets(swap=True) == pytest.approx((0.05, 0.95))
+    real, fake = torch.tensor([2.0]), torch.tensor([-1.0])
+    assert loss.d_loss(real, fake).item() == pytest.approx(_bce(2.0, 0.95) + _bce(-1.0, 0.05), rel=1e-5)
+    assert loss.g_loss(fake).item() == pytest.approx(_bce(-1.0, 0.95), rel=1e-5)
+
+
+def test_split_d_updates_are_refused_where_the_d_loss_needs_both_batches():
+    for train, said in (({"loss": "wgan_gp"}, "gradient penalty"), ({"relativistic": True}, "relativistic"),
+                        ({"strategy": "monitored"}, "monitored"), ({"fuse_d": True}, "fused")):
+        model = {"d_norm": "none"} if train.get("loss") == "wgan_gp" or "fuse_d" in train else {}
+        with pytest.raises(ConfigError, match=f"train.d_split .*{said}"):
+            build_config({"train": {"d_split": True, **train}, "model": model})
+
+
 def test_wasserstein_and_hinge_losses():
     real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])
     w = WassersteinLoss()

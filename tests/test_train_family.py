@@ -56,6 +56,28 @@ def test_g_steps_on_a_larger_batch_of_fresh_noise(image_folder, tmp_path, monkey
     assert drawn == [4] * 3  # by default G reuses the D phase's fakes
 
 
+@pytest.mark.parametrize("loss", ["bce", "wgan", "acgan"])
+def test_split_d_phase_updates_d_twice_on_each_batch(image_folder, tmp_path, loss):
+    """Seed 004: D trained "with the real and fake images separately": two optimizer steps per D phase."""
+    from conftest import make_image_folder
+
+    train = {"d_split": True, "max_steps": 3, "label_noise": 0.2 if loss != "wgan" else 0.0}
+    if loss == "wgan":
+        train.update(loss="wgan", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5)
+    layers = _layers(image_folder, train)
+    if loss == "acgan":  # the class loss of each batch goes with its own update
+        make_image_folder(tmp_path / "pets", classes=("cat", "dog"))
+        layers[0]["data"].update(path=str(tmp_path / "pets"), labels="folders")
+    run = run_training(layers, tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert ckpt["d_updates"] == 3 and ckpt["config"]["model"]["arch"] == ("acgan" if loss == "acgan" else "dcgan")
+    steps = {float(v["step"]) for v in ckpt["opt_d"]["state"].values()}
+    assert steps == {6.0} and {float(v["step"]) for v in ckpt["opt_g"]["state"].values()} == {3.0}
+    if loss == "wgan":
+        weights = [v for k, v in ckpt["D"].items() if v.is_floating_point() and "running" not in k]
+        assert max(w.abs().max().item() for w in weights) <= 0.01 + 1e-7  # clipped after each of the two updates
+
+
 def test_alternating_strategy_trains_and_counts_its_updates(image_folder, tmp_path):
     """Seed 001's loop with 4 batches an epoch (32 images, batch 8): 4 G steps, then 3 D steps, and again."""
     run = run_training(_layers(image_folder, {"strategy": "alternating", "batch_size": 8, "max_steps": 10},

@@ -84,10 +84,12 @@ class TrainConfig:
     clip: float = 0.01  # loss wgan: critic weights clipped to [-clip, clip] after every critic step (seeds 000/004)
     gp_lambda: float = 10.0  # loss wgan_gp: gradient penalty weight (Gulrajani et al., seed 002)
     aux_weight: float = 1.0  # arch acgan: weight of the auxiliary classification loss
-    label_smoothing: float = 0.0  # one-sided: BCE target for real images is 1 - label_smoothing (e.g. 0.1 -> 0.9; seed 000)
+    label_smoothing: float = 0.0  # one-sided: BCE target for real images is 1 - label_smoothing (e.g. 0.1 -> 0.9)
+    label_smoothing_two_sided: bool = False  # every BCE target t (D's real and fake, G's) as t (1 - s) + s / 2: 0.95 / 0.05 for 0.1 (seed 000's BCEsmooth)
     label_swap: float = 0.0  # noisy labels: probability that a D step uses swapped real/fake labels (seed 000)
     label_noise: float = 0.0  # loss bce: per-image random targets, real 1 - a*U(0,1), fake a*U(0,1), and G's 1 - a*U(0,1) (seed 004: 0.2)
     g_batch_factor: int = 1  # G steps on this many times the batch of fresh noise (seed 004: 2, "batch size x 2 of noise vectors")
+    d_split: bool = False  # each D phase: one update on the real batch, then one on the fakes (seed 004: "with the real and fake images separately")
     instance_noise: float = 0.0  # std of Gaussian noise on every D input at the start, annealed linearly to 0 (0 = off)
     instance_noise_epochs: int = 50  # epochs over which instance noise decays to 0
     topk: float = 1.0  # top-k G updates (Sinha et al. 2020): G learns only from the fakes D rates most real, k shrinking from the whole batch by topk_gamma per epoch to this fraction (1 = off; paper: 0.5)
@@ -300,6 +302,15 @@ def validate(cfg: Config) -> Config:
     if cfg.train.label_noise + cfg.train.label_smoothing >= 1:
         raise ConfigError("train.label_noise + train.label_smoothing must stay under 1 (a real target of 1 - both "
                           "must stay above 0)")
+    if cfg.train.d_split:
+        t = cfg.train
+        why = ("a gradient penalty mixes real and fake images" if t.loss == "wgan_gp" else
+               "relativistic scores compare the real and the fake batch" if t.relativistic else
+               "the monitored strategy decides on the whole D loss before updating" if t.strategy == "monitored" else
+               "a fused D forward scores both batches at once" if t.fuse_d else None)
+        if why:
+            raise ConfigError(f"train.d_split updates D on the real and the fake batch one after the other, but {why}: "
+                              "drop train.d_split")
     if cfg.train.relativistic and cfg.train.loss not in ("bce", "hinge"):
         raise ConfigError(f"train.relativistic works with train.loss bce or hinge, not {cfg.train.loss} "
                           "(a Wasserstein critic's scores are already relative)")

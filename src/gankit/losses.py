@@ -4,7 +4,8 @@ A loss object is stateless; the training loop calls `d_loss` in D phases and `g_
 `swap=True` asks for the noisy-label variant (real labelled fake and fake labelled real, seed 000).
 
 - `bce`: classic GAN (seed 000 "classic", DCGAN paper). D minimises -(log D(x) + log(1 - D(G(z)))),
-  G the non-saturating -log D(G(z)). `real_target` < 1 is one-sided label smoothing; `label_noise` > 0 draws
+  G the non-saturating -log D(G(z)). `real_target` < 1 is one-sided label smoothing (with `fake_target` > 0 and
+  `g_target` < 1, two-sided: seed 000's code); `label_noise` > 0 draws
   each image's target at random near its label, for D and G (seed 004).
 - `wgan`: Wasserstein critic (Arjovsky et al., seeds 000/004): D minimises mean C(G(z)) - mean C(x),
   G minimises -mean C(G(z)); the Lipschitz constraint comes from weight clipping (`clip_weights`).
@@ -31,12 +32,14 @@ class BCELoss:
     wasserstein = False
     needs_real_for_g = False
 
-    def __init__(self, real_target: float = 1.0, label_noise: float = 0.0):
-        self.real_target, self.label_noise = real_target, label_noise
+    def __init__(self, real_target: float = 1.0, label_noise: float = 0.0, fake_target: float = 0.0,
+                 g_target: float = 1.0):
+        self.real_target, self.fake_target, self.g_target = real_target, fake_target, g_target
+        self.label_noise = label_noise
 
     def targets(self, swap: bool = False) -> tuple[float, float]:
         """(target for real images, target for fakes) of a D step, before label noise."""
-        return (0.0, self.real_target) if swap else (self.real_target, 0.0)
+        return (self.fake_target, self.real_target) if swap else (self.real_target, self.fake_target)
 
     def _target(self, out: torch.Tensor, value: float) -> torch.Tensor:
         """The BCE target of each image: `value`, moved towards 0.5 by label_noise x U(0, 1) drawn per image (seed
@@ -46,15 +49,17 @@ class BCELoss:
         u = distributed.per_sample(lambda n: torch.rand(n, device=out.device), out.shape[0]).view_as(out)
         return value - self.label_noise * u if value > 0.5 else value + self.label_noise * u
 
+    def d_side(self, out: torch.Tensor, real: bool, swap: bool = False) -> torch.Tensor:
+        """The part of D's loss on the real (`real`) or the fake batch: `d_loss` is their sum."""
+        out = out.float()
+        return F.binary_cross_entropy_with_logits(out, self._target(out, self.targets(swap)[0 if real else 1]))
+
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        t_real, t_fake = self.targets(swap)
-        real_out, fake_out = real_out.float(), fake_out.float()
-        return F.binary_cross_entropy_with_logits(real_out, self._target(real_out, t_real)) + \
-            F.binary_cross_entropy_with_logits(fake_out, self._target(fake_out, t_fake))
+        return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
 
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         fake_out = fake_out.float()
-        return F.binary_cross_entropy_with_logits(fake_out, self._target(fake_out, 1.0))
+        return F.binary_cross_entropy_with_logits(fake_out, self._target(fake_out, self.g_target))
 
 
 class WassersteinLoss:
@@ -62,9 +67,12 @@ class WassersteinLoss:
     wasserstein = True
     needs_real_for_g = False
 
+    def d_side(self, out: torch.Tensor, real: bool, swap: bool = False) -> torch.Tensor:
+        """-mean C(x) for the real batch, mean C(G(z)) for the fakes (signs exchanged by `swap`)."""
+        return (-1.0 if real != swap else 1.0) * out.float().mean()
+
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        sign = -1.0 if swap else 1.0
-        return sign * (fake_out.float().mean() - real_out.float().mean())
+        return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
 
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_out.float().mean()
@@ -75,10 +83,12 @@ class HingeLoss:
     wasserstein = False
     needs_real_for_g = False
 
+    def d_side(self, out: torch.Tensor, real: bool, swap: bool = False) -> torch.Tensor:
+        """mean relu(1 - D(x)) for the real batch, mean relu(1 + D(G(z))) for the fakes (exchanged by `swap`)."""
+        return F.relu(1 - out.float() if real != swap else 1 + out.float()).mean()
+
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        if swap:
-            real_out, fake_out = fake_out, real_out
-        return F.relu(1 - real_out.float()).mean() + F.relu(1 + fake_out.float()).mean()
+        return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
 
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_out.float().mean()
@@ -152,7 +162,11 @@ def clip_weights(module: torch.nn.Module, c: float) -> None:
 def build_loss(cfg):
     t = cfg.train
     if t.loss == "bce":
-        loss = BCELoss(real_target=1.0 - t.label_smoothing, label_noise=t.label_noise)
+        s = t.label_smoothing
+        if t.label_smoothing_two_sided:  # seed 000's BCEsmooth: every target t becomes t (1 - s) + s / 2, G's too
+            loss = BCELoss(real_target=1 - s / 2, fake_target=s / 2, g_target=1 - s / 2, label_noise=t.label_noise)
+        else:
+            loss = BCELoss(real_target=1 - s, label_noise=t.label_noise)
     elif t.loss in ("wgan", "wgan_gp"):
         loss = WassersteinLoss()
         loss.name = t.loss

@@ -288,7 +288,7 @@ def finalize_config(cfg: Config, data) -> Config:
     check_conditioning(cfg, data)
     cfg.model.num_classes = len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0
     if cfg.train.fuse_d is None:
-        cfg.train.fuse_d = d_is_per_sample(cfg)
+        cfg.train.fuse_d = d_is_per_sample(cfg) and not cfg.train.d_split
     device_type = resolve_device(cfg.train.device).type
     if cfg.train.gemm_wgrad is None:
         cfg.train.gemm_wgrad = device_type == "cpu"
@@ -657,17 +657,28 @@ class Trainer:
             else:
                 with torch.no_grad():
                     fake = self.G(z, y_fake)
-            if t.fuse_d:  # D scores each image alone: one forward of 2n images instead of two of n
+            if t.d_split:  # seed 004: an update on the real batch, then one on the fakes (D scores them updated)
+                real_out, real_aux = self.D(self._d_view(real))
+                loss_real = self.loss.d_side(real_out, True, swap)
+                if self.num_classes:
+                    loss_real = loss_real + t.aux_weight * aux_loss(real_aux, labels)
+                self._d_update(loss_real)
+                fake_out, fake_aux = self.D(self._d_view(fake))
+                loss_fake = self.loss.d_side(fake_out, False, swap)
+                if self.num_classes:
+                    loss_fake = loss_fake + t.aux_weight * aux_loss(fake_aux, y_fake)
+                self._d_update(loss_fake)
+            elif t.fuse_d:  # D scores each image alone: one forward of 2n images instead of two of n
                 out, aux = self.D(torch.cat([self._d_view(real), self._d_view(fake)]))
                 real_out, fake_out = out.split(n)
                 real_aux, fake_aux = aux.split(n) if aux is not None else (None, None)
             else:
                 real_out, real_aux = self.D(self._d_view(real))
                 fake_out, fake_aux = self.D(self._d_view(fake))
-            loss = self.loss.d_loss(real_out, fake_out, swap=swap)
+            loss = (loss_real + loss_fake).detach() if t.d_split else self.loss.d_loss(real_out, fake_out, swap=swap)
             if keep_fake_for_g:  # with this real batch's scores, for a relativistic G loss (D before its update)
                 kept = (fake_g, y_fake, real_out.detach())
-            if self.num_classes:
+            if self.num_classes and not t.d_split:
                 loss = loss + t.aux_weight * (aux_loss(real_aux, labels) + aux_loss(fake_aux, y_fake))
             if t.loss == "wgan_gp":
                 gp = gradient_penalty(lambda x: self.D(self._d_view(x))[0], real, fake)
@@ -678,9 +689,8 @@ class Trainer:
                                                           self.last_g_loss):
             self.d_skipped += 1
             return kept
-        self._step(self.opt_d, loss)
-        if t.loss == "wgan":
-            clip_weights(self.D, t.clip)
+        if not t.d_split:
+            self._d_update(loss)
         if self.ada is not None:
             self.ada.observe(real_out)
         self.d_updates += 1
@@ -696,6 +706,12 @@ class Trainer:
             self._add("aux_acc_fake", acc_f)
             self._add("aux_entropy", entropy)
         return kept
+
+    def _d_update(self, loss: torch.Tensor) -> None:
+        """One optimizer step of D on `loss`, then WGAN's weight clipping."""
+        self._step(self.opt_d, loss)
+        if self.cfg.train.loss == "wgan":
+            clip_weights(self.D, self.cfg.train.clip)
 
     def _g_phase(self, kept) -> None:
         self.D.requires_grad_(False)  # no D weight gradients in the G phase: they would be thrown away

@@ -125,6 +125,24 @@ def test_a_damaged_generator_safetensors_falls_back_to_the_runs_checkpoint(train
         load_run_generator(run, device="cpu")
 
 
+@pytest.mark.parametrize("standing", [True, False])
+def test_a_checkpoint_of_an_ema_run_draws_with_the_ema_generator(tmp_path, standing):
+    """The EMA generator made the run's samples, FID and generator.safetensors: a checkpoint (best.pt,
+    epoch_NNNN.pt, last.pt) given to sample or evaluate must draw the same images, not the raw G's."""
+    from conftest import make_image_folder
+
+    make_image_folder(tmp_path / "images")
+    layers = tiny_layers(tmp_path / "images", epochs=1)
+    layers[0]["train"].update(ema=0.9, ema_standing_stats=standing)
+    run = run_training(layers, tmp_path / "run")
+    exported = load_run_generator(run, device="cpu").sample(6, seed=5)
+    from_checkpoint = load_run_generator(run, checkpoint=run / "checkpoints/last.pt", device="cpu").sample(6, seed=5)
+    raw = load_run_generator(run, device="cpu")  # what a checkpoint gave before: the raw G's images
+    raw.G.load_state_dict(torch.load(run / "checkpoints/last.pt", weights_only=True)["G"])
+    off = (from_checkpoint - exported).abs().max().item()
+    assert off < 1e-6 and (raw.sample(6, seed=5) - exported).abs().max().item() > 100 * max(off, 1e-8)
+
+
 def test_interpolate_strip_and_gif(trained_run, tmp_path):
     from gankit.sample import interpolate, slerp
 

@@ -13,6 +13,7 @@ from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.models import build_generator, sample_z
 from gankit.models.layers import use_thin_conv
+from gankit.tricks import ema_sampler, ema_weights
 
 
 class LoadedGenerator:
@@ -126,10 +127,10 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     if checkpoint is None and run.is_file():
         checkpoint = run
     if checkpoint is None:
-        checkpoint, weights, cfg, class_names = _run_folder_generator(run)
+        checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)
     else:
         checkpoint = Path(checkpoint)
-        weights, cfg, class_names = _file_generator(checkpoint)
+        weights, cfg, class_names, ema = _file_generator(checkpoint)
     dev = resolve_device(device)
     G = build_generator(cfg)
     try:
@@ -140,12 +141,14 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
                        "it was not written by this version of gankit, or was edited") from None
     use_thin_conv(G, dev.type == "cpu")  # same images, faster RGB output layer (gankit.models.layers)
     G.to(dev).eval()
+    if ema:  # a checkpoint's EMA generator, as the run's samples, FID and generator.safetensors use it
+        G = ema_sampler(G, cfg).eval()
     return LoadedGenerator(G, cfg, class_names, dev)
 
 
-def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str]]:
-    """(file, weights, config, class names) of a run folder: its generator.safetensors, else (missing or
-    unreadable) its newest usable checkpoint, which holds the same generator."""
+def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], bool]:
+    """(file, *`_file_generator`) of a run folder: its generator.safetensors, else (missing or unreadable) its
+    newest usable checkpoint, which holds the same generator."""
     if not run.is_dir():
         raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
     exported = run / "generator.safetensors"
@@ -165,15 +168,19 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str]]:
     return (path, *_file_generator(path, state))
 
 
-def _file_generator(path: Path, state: dict | None = None) -> tuple[dict, Config, list[str]]:
-    """(weights, config, class names) of a .safetensors file or a training checkpoint (`state`: already loaded)."""
+def _file_generator(path: Path, state: dict | None = None) -> tuple[dict, Config, list[str], bool]:
+    """(weights, config, class names, whether they are an EMA generator's to finish with `ema_sampler`) of a
+    .safetensors file (the sampler as trained wrote it) or a training checkpoint (`state`: already loaded), whose
+    EMA generator, when the run kept one (train.ema), is the one its samples and FID came from."""
     if path.suffix == ".safetensors":
         weights, meta = load_generator(path)
-        return (weights, *_config_of(meta))
+        return (weights, *_config_of(meta), False)
     state = state if state is not None else load_checkpoint(path)
     if "G" not in state or "config" not in state:
         raise RunError(f"'{path}' is not a gankit training checkpoint (it has no generator weights or config)")
-    return (state["G"], *_config_of({**state["config"], "class_names": state.get("class_names", [])}))
+    ema = state.get("G_ema") is not None
+    weights = ema_weights(state["G_ema"]) if ema else state["G"]
+    return (weights, *_config_of({**state["config"], "class_names": state.get("class_names", [])}), ema)
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ from gankit.models import build_discriminator, build_generator, sample_z
 from gankit.models.layers import use_gemm_wgrad, use_thin_conv
 from gankit.runlog import NullLog, RunLog, read_metrics
 from gankit.strategies import Phase, build_strategy, lr_factor
-from gankit.tricks import NoisyLabels, add_instance_noise, instance_noise_std, make_ema, standing_stats, top_k, topk_count
+from gankit.tricks import NoisyLabels, add_instance_noise, ema_sampler, instance_noise_std, make_ema, top_k, topk_count
 
 # Defaults of a run on the built-in MNIST digits (`gankit train` with no arguments): half-width DCGAN
 # and 30 epochs, so the first run finishes in about 5 minutes on a 2-core CPU with readable digits.
@@ -573,20 +573,9 @@ class Trainer:
         train.ema_standing_stats is false."""
         if self.G_ema is None:
             return self.G_raw
-        if not self.cfg.train.ema_standing_stats:
-            return self.G_ema.module
         if self._standing is None or self._standing[0] != self.iteration:
-            g = torch.Generator().manual_seed(self.cfg.train.seed + 4242)  # its own stream: training's is untouched
-            n = self.cfg.train.batch_size
-
-            def draw():
-                z = sample_z(n, self.cfg, "cpu", generator=g).to(self.device)
-                labels = (torch.randint(0, self.num_classes, (n,), generator=g).to(self.device)
-                          if self.num_classes else None)
-                return z, labels
-
             with autocast(self.device, self.amp_dtype):
-                self._standing = (self.iteration, standing_stats(self.G_ema.module, draw))
+                self._standing = (self.iteration, ema_sampler(self.G_ema.module, self.cfg))
         return self._standing[1]
 
     @property

@@ -89,6 +89,31 @@ def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.Aver
     return ema
 
 
+def ema_weights(state: dict) -> dict:
+    """The averaged generator's own state dict from `make_ema(...).state_dict()` (keys "module.*", "n_averaged")."""
+    return {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+
+
+def ema_sampler(G: torch.nn.Module, cfg) -> torch.nn.Module:
+    """The EMA generator `G` as samples, FID and generator.safetensors use it: with `standing_stats` measured on
+    the same seeded draws wherever it is built (train.seed + 4242, train.batch_size images a batch: its training
+    and a checkpoint loaded later give the same network), or as it is with train.ema_standing_stats false."""
+    if not cfg.train.ema_standing_stats:
+        return G
+    from gankit.models import sample_z
+
+    g = torch.Generator().manual_seed(cfg.train.seed + 4242)  # its own stream: training's is untouched
+    n, classes = cfg.train.batch_size, cfg.model.num_classes if cfg.model.arch == "acgan" else 0
+    device = next(G.parameters()).device
+
+    def draw():
+        z = sample_z(n, cfg, "cpu", generator=g).to(device)
+        labels = torch.randint(0, classes, (n,), generator=g).to(device) if classes else None
+        return z, labels
+
+    return standing_stats(G, draw)
+
+
 def standing_stats(G: torch.nn.Module, draw, batches: int = 8) -> torch.nn.Module:
     """A frozen eval-mode copy of `G` whose BatchNorm statistics are those of its own activations: the
     running statistics are reset, then `batches` forward passes in train mode on `draw()` (the positional

@@ -543,6 +543,20 @@ def test_a_run_whose_checkpoints_are_gone_is_not_restarted_over_its_log(image_fo
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 4
 
 
+def test_a_resume_with_another_log_n_samples_draws_that_many_keeping_the_first(image_folder, tmp_path):
+    """log.* may change on resume: the grid follows log.n_samples, its first images from the same fixed noise."""
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")  # 16 samples (conftest)
+    noise = load_checkpoint(run / "checkpoints/last.pt")["fixed_noise"]
+    for n, epochs in ((4, 2), (25, 3)):
+        layers = tiny_layers(image_folder, epochs=epochs)
+        layers[0]["log"]["n_samples"] = n
+        run_training(layers, run)
+        now = load_checkpoint(run / "checkpoints/last.pt")["fixed_noise"]
+        assert len(now) == n and torch.equal(now[:4], noise[:4])
+        with Image.open(run / f"samples/epoch_{epochs:04d}.png") as grid:  # 2 x 2, then 5 x 5 images of 16 px
+            assert grid.size[0] == {4: 2, 25: 5}[n] * 16 + ({4: 2, 25: 5}[n] + 1) * 2
+
+
 def test_a_run_that_lost_its_config_yaml_resumes_with_its_checkpoints_config(image_folder, tmp_path, capsys):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     config = (run / "config.yaml").read_text()
@@ -574,6 +588,31 @@ def test_a_new_run_folder_named_like_an_existing_run_says_so(image_folder, tmp_p
     # a sibling made on purpose with another recipe could not resume that run: nothing said either
     run_training(tiny_layers(image_folder, epochs=1, loss="hinge"), tmp_path / "pokemon_64px_dcgan-hinge")
     assert "holds a run" not in capsys.readouterr().err
+
+
+def test_a_label_file_is_saved_absolute_and_moves_with_its_dataset(tmp_path, monkeypatch, capsys):
+    """--labels from the current folder is saved absolute (the run resumes from any folder, as data.path does); when
+    the data folder moves with the label file inside it, --data NEW_PLACE takes the file in the new place too; a
+    label file that is gone is said so, and may be given anew."""
+    make_image_folder(tmp_path / "pets", classes=("cat", "dog"))
+    names = sorted(p.relative_to(tmp_path / "pets").as_posix() for p in (tmp_path / "pets").rglob("*.png"))
+    (tmp_path / "pets" / "types.csv").write_text("name,kind\n" + "".join(f"{n},{n.split('/')[0]}\n" for n in names))
+    monkeypatch.chdir(tmp_path)
+    layers = tiny_layers("pets", max_steps=2)
+    layers[0]["data"].update(labels="pets/types.csv", label_column="kind")
+    run = run_training(layers, tmp_path / "run")
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["labels"] == str(tmp_path / "pets/types.csv")
+    monkeypatch.chdir(run)  # another folder
+    run_training([{"train": {"max_steps": 3}}], run)
+    (tmp_path / "pets").rename(tmp_path / "moved")
+    run_training([{"data": {"path": str(tmp_path / "moved")}, "train": {"max_steps": 4}}], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert (saved["path"], saved["labels"]) == (str(tmp_path / "moved"), str(tmp_path / "moved/types.csv"))
+    (tmp_path / "moved/types.csv").rename(tmp_path / "kinds.csv")
+    with pytest.raises(RunError, match=r"labels in '.*moved/types.csv', which is not there .* pass --labels"):
+        run_training([{"train": {"max_steps": 5}}], run)
+    run_training([{"data": {"labels": str(tmp_path / "kinds.csv")}, "train": {"max_steps": 5}}], run)
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 5
 
 
 def test_a_run_whose_dataset_moved_resumes_from_its_new_place(tmp_path, capsys):

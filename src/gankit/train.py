@@ -100,14 +100,45 @@ def default_run_dir(cfg: Config) -> Path:
 
 def _absolute_data_paths(layers: list[dict]) -> list[dict]:
     """The layers with a local data.path made absolute (from the current folder), so that the saved run resumes and
-    evaluates from any folder, and `--data ./x` and `--data x` name the same dataset."""
+    evaluates from any folder, and `--data ./x` and `--data x` name the same dataset. So is a data.labels file that
+    exists from the current folder; one that does not is a path inside the dataset (e.g. `types.csv` of an archive)."""
     out = []
     for layer in layers:
-        path = (layer.get("data") or {}).get("path")
+        data = dict(layer.get("data") or {})
+        path, labels = data.get("path"), data.get("labels")
         if isinstance(path, str) and not is_builtin(path):
-            layer = {**layer, "data": {**layer["data"], "path": os.path.abspath(os.path.expanduser(path))}}
-        out.append(layer)
+            data["path"] = os.path.abspath(os.path.expanduser(path))
+        if isinstance(labels, str) and labels != "folders" and os.path.isfile(os.path.expanduser(labels)):
+            data["labels"] = os.path.abspath(os.path.expanduser(labels))
+        out.append({**layer, "data": data} if "data" in layer else layer)
     return out
+
+
+def _label_file_missing(cfg: Config) -> bool:
+    """Whether the config's label file is neither where its path says (absolute, or from the current folder) nor,
+    for a path relative to the dataset, inside its data folder."""
+    from gankit.data.archive import is_archive
+
+    labels, root = cfg.data.labels, cfg.data.path
+    if not labels or labels == "folders" or os.path.isfile(labels):
+        return False
+    if os.path.isabs(labels) or is_builtin(root):
+        return True
+    return not is_archive(root) and not os.path.isfile(os.path.join(root, labels))  # (an archive's: once extracted)
+
+
+def _labels_moved_with_the_data(saved: Config, cfg: Config) -> str | None:
+    """A resumed run's label file when its data folder moved (`--data NEW_PLACE`) and the file was inside it: the
+    same file in the new place, else None (the saved path still holds, or the user gave another)."""
+    labels = saved.data.labels
+    if (cfg.data.path == saved.data.path or cfg.data.labels != labels or not labels or labels == "folders"
+            or not os.path.isabs(labels) or os.path.isfile(labels)):
+        return None
+    try:
+        inside = Path(labels).relative_to(saved.data.path)
+    except ValueError:
+        return None
+    return str(Path(cfg.data.path) / inside)
 
 
 def _data_defaults(layers: list[dict]) -> dict:
@@ -219,6 +250,9 @@ def _check_resumed_data(run_path: Path, cfg: Config) -> None:
                        "pass --data with its new place to resume it")
     if cfg.data.path != saved and not is_missing(cfg.data.path):  # (a --data that is not there says so itself)
         console.info(f"'{saved}' is gone: resuming on the images in '{cfg.data.path}'")
+    if not is_missing(cfg.data.path) and _label_file_missing(cfg):
+        raise RunError(f"run '{run_path}' was trained with the labels in '{cfg.data.labels}', which is not there (from "
+                       "here): pass --labels with its place to resume it")
 
 
 def _would_resume(layers: list[dict], run_dir: Path, base: dict) -> bool:
@@ -245,8 +279,13 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     except Exception as e:  # noqa: BLE001
         raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another {distributed.run_option()} folder") from None
     cfg = build_config(saved, *layers)
-    # a dataset folder that moved (or a run continued on another machine): --data says where it is now
-    diffs = incompatible_changes(saved_cfg, cfg, ("data.path",) if is_missing(saved_cfg.data.path) else ())
+    # a dataset folder that moved (or a run continued on another machine): --data says where it is now, and a label
+    # file that was inside it moved with it (one that is gone may be given anew with --labels)
+    cfg.data.labels = _labels_moved_with_the_data(saved_cfg, cfg) or cfg.data.labels
+    moved = ("data.path",) if is_missing(saved_cfg.data.path) else ()
+    if _label_file_missing(saved_cfg) or (saved_cfg.data.labels and moved):
+        moved += ("data.labels",)
+    diffs = incompatible_changes(saved_cfg, cfg, moved)
     if diffs:
         raise RunError(
             f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}): "
@@ -533,6 +572,13 @@ class Trainer:
                   "d_skipped", "rollbacks"):
             setattr(self, k, state[k])
         self.fixed_noise = state["fixed_noise"]
+        n = self.cfg.log.n_samples  # a log.n_samples changed on resume: the first n, or more drawn after them
+        if n < len(self.fixed_noise):
+            self.fixed_noise = self.fixed_noise[:n]
+        elif n > len(self.fixed_noise):
+            g = torch.Generator().manual_seed(self.cfg.train.seed + 12345 + len(self.fixed_noise))
+            more = sample_z(n - len(self.fixed_noise), self.cfg, "cpu", generator=g)
+            self.fixed_noise = torch.cat([self.fixed_noise, more.to(self.fixed_noise.dtype)])
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])

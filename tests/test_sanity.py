@@ -51,6 +51,14 @@ def test_sanity_stops_at_the_first_epoch_end_that_passes_unless_asked_for_all_ep
     assert r.passed and (r.iterations, r.epochs) == (12, 3)
 
 
+def test_fewer_copies_than_a_batch_train_in_batches_of_the_copies(tmp_path, capsys):
+    """`gankit sanity` has no --batch-size: with --copies below the batch, the batch is the copies (one per epoch)."""
+    layers = _layers({}, {"epochs": 2, "max_steps": None}, 0)  # batch 16
+    r = run_sanity(layers, tmp_path / "few", copies=6, threshold=1.0, all_epochs=True)
+    assert "batch size 6: there are 6 copies" in capsys.readouterr().err
+    assert (r.iterations, r.epochs) == (2, 2)
+
+
 def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):
     from PIL import Image
 

@@ -151,20 +151,22 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
     newest usable checkpoint, which holds the same generator."""
     if not run.is_dir():
         raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
-    exported = run / "generator.safetensors"
+    exported, damaged = run / "generator.safetensors", None
     if exported.exists():
         try:
             return (exported, *_file_generator(exported))
         except GankitError as e:
             if not any((run / "checkpoints").glob("*.pt")):
                 raise
-            warn(f"'{exported}' cannot be used ({str(e)[:120]}...); drawing from the run's newest checkpoint, "
-                 "which holds the same generator")
+            damaged = e
     found = load_latest_checkpoint(run / "checkpoints")
     if found is None:
         raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
                        f"train it first (gankit train --run {run})")
     state, path = found
+    if damaged is not None:  # written with last.pt, so the same generator when that one is used
+        warn(f"'{exported}' cannot be used ({str(damaged)[:120]}...); drawing from {path} (iteration "
+             f"{state.get('iteration', '?')}) instead")
     return (path, *_file_generator(path, state))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from gankit import console
 from gankit.config import build_config
 from gankit.data import cache
 from gankit.data.folder import ImageSet, _decode_file, _Skip
@@ -114,7 +115,13 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
         targets = [load_image(p, cfg.data.resolution) for p in images]
     else:
         targets = builtin_images(cfg.data.resolution)[:wanted]
+    if copies < wanted:
+        raise DataError(f"--copies must be at least {wanted} (copies of the target image{'s' if wanted > 1 else ''} "
+                        f"to train on; seed 002: 1000), got {copies}")
     data = copies_dataset(targets, copies)
+    if cfg.train.batch_size > len(data.images):  # a batch is at most the copies: no --batch-size flag here to lower
+        console.info(f"batch size {len(data.images)}: there are {len(data.images)} copies")
+        cfg.train.batch_size = len(data.images)
     cfg.data.labels = "sanity" if conditional else None
     cfg = finalize_config(cfg, data)
     cfg.name = cfg.name or Path(run_dir).name

@@ -27,7 +27,18 @@ from gankit import distributed
 from gankit.models.layers import input_gradients_only
 
 
-class BCELoss:
+class _SidedLoss:
+    """A loss whose D loss is the sum of its two sides, `d_side` of the real batch and of the fakes (`train.d_split`
+    updates D on each side alone)."""
+
+    def d_side(self, out: torch.Tensor, real: bool, swap: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
+        return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
+
+
+class BCELoss(_SidedLoss):
     name = "bce"
     wasserstein = False
     needs_real_for_g = False
@@ -54,15 +65,12 @@ class BCELoss:
         out = out.float()
         return F.binary_cross_entropy_with_logits(out, self._target(out, self.targets(swap)[0 if real else 1]))
 
-    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
-
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         fake_out = fake_out.float()
         return F.binary_cross_entropy_with_logits(fake_out, self._target(fake_out, self.g_target))
 
 
-class WassersteinLoss:
+class WassersteinLoss(_SidedLoss):
     name = "wgan"
     wasserstein = True
     needs_real_for_g = False
@@ -71,14 +79,11 @@ class WassersteinLoss:
         """-mean C(x) for the real batch, mean C(G(z)) for the fakes (signs exchanged by `swap`)."""
         return (-1.0 if real != swap else 1.0) * out.float().mean()
 
-    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
-
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_out.float().mean()
 
 
-class HingeLoss:
+class HingeLoss(_SidedLoss):
     name = "hinge"
     wasserstein = False
     needs_real_for_g = False
@@ -86,9 +91,6 @@ class HingeLoss:
     def d_side(self, out: torch.Tensor, real: bool, swap: bool = False) -> torch.Tensor:
         """mean relu(1 - D(x)) for the real batch, mean relu(1 + D(G(z))) for the fakes (exchanged by `swap`)."""
         return F.relu(1 - out.float() if real != swap else 1 + out.float()).mean()
-
-    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
 
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_out.float().mean()

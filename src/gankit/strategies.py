@@ -149,10 +149,10 @@ class Alternating(Strategy):
 
     def __init__(self, steps: int):
         self.steps = max(1, steps)
+        self.cycle = 2 * self.steps - 1
 
     def plan(self, iteration: int) -> list[Phase]:
-        cycle = max(1, 2 * self.steps - 1)
-        return [G] if iteration % cycle < self.steps else [D]
+        return [G] if iteration % self.cycle < self.steps else [D]
 
 
 def build_strategy(cfg, steps_per_epoch: int = 1) -> Strategy:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,6 +77,34 @@ def test_writing_many_images_reports_progress_and_draws_a_batch_at_a_time(traine
     assert on_disk == [0, 2] and len(list(out.glob("*.png"))) == 3
     gen = load_run_generator(trained_run, device="cpu")
     assert torch.equal(torch.cat(list(batches(gen, gen.noise(3, 0), batch_size=2))), gen.sample(3, seed=0))
+
+
+def test_ctrl_c_while_drawing_into_a_folder_says_what_it_wrote_and_leaves_no_cut_image(trained_run, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """Ctrl-C during `sample --out-dir` (50,000 images take minutes): the image being written may be cut short, and
+    `gankit fid` would then skip it; it is removed, and a line says which images are there and how to go on (the
+    folder now holds images, so the same command would be refused)."""
+    import torchvision.utils
+
+    from gankit.cli import main
+
+    out, written = tmp_path / "out", []
+    save = torchvision.utils.save_image
+
+    def save_then_ctrl_c(img, path, **kw):
+        if len(written) == 3:
+            Path(path).write_bytes(b"\x89PNG cut short")
+            raise KeyboardInterrupt
+        save(img, path, **kw)
+        written.append(path)
+
+    monkeypatch.setattr(torchvision.utils, "save_image", save_then_ctrl_c)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", "6", "--out-dir", str(out), "--device", "cpu"])
+    assert done.value.code == 130
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    err = capsys.readouterr().err
+    assert f"interrupted: 3 of 6 images written to {out} (00000.png to 00002.png)" in err, err
 
 
 @pytest.mark.parametrize("args, hint", [(["-n", "1000000"], "--out-dir DIR, or"),

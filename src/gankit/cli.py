@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from gankit import console
-from gankit.errors import GankitError, RunError
+from gankit.errors import GankitError, Interrupted, RunError
 
 try:  # newer typer carries its own copy of click
     from typer._click import exceptions as click_errors
@@ -26,6 +27,21 @@ app = typer.Typer(
 )
 
 
+def command(function):
+    """`app.command()`, and Ctrl-C inside the command ends in a line saying so (Typer turns it into a silent exit
+    130): what the command kept when it says (an `Interrupted` with a message), none after the trainer's own."""
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            said = str(e) if isinstance(e, Interrupted) else "interrupted: stopped before it finished"
+            if said:
+                console.info(said)
+            raise
+    return app.command()(run)
+
+
 def _flags_layer(**flags) -> dict:
     """Plain flags -> a config override layer (only the flags the user actually gave)."""
     layer: dict = {}
@@ -37,7 +53,7 @@ def _flags_layer(**flags) -> dict:
     return layer
 
 
-@app.command()
+@command
 def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/webp/bmp/gif, searched recursively). Omit to train on the built-in MNIST digits."),
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: 32 for MNIST, 64 for folders)."),
@@ -79,7 +95,7 @@ def train(
         typer.echo(f"done: {run_path}  (samples in {run_path / 'samples'}, sample more with: gankit sample {run_path})")
 
 
-@app.command()
+@command
 def sanity(
     image: List[Path] = typer.Option([], "--image", "-i", help="Target image (give two for ACGAN, one per label). Omit for the built-in targets."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe of the model/loss to test (see configs/)."),
@@ -109,7 +125,7 @@ def sanity(
         raise typer.Exit(1)
 
 
-@app.command()
+@command
 def sample(
     run: Path = typer.Argument(..., help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file."),
     n: Optional[int] = typer.Option(None, "-n", help="Number of images (default: 64); with --same-noise-labels, images per label row (default: 8)."),
@@ -182,14 +198,20 @@ def sample(
     if out_dir is not None:  # drawn and written a batch at a time: 50,000 images take minutes, and no more memory
         out_dir.mkdir(parents=True, exist_ok=True)
         kept, i = [], 0
-        with console.progress(n, f"drawing into {out_dir}", "images") as bar:
-            for batch in batches:
-                for img in batch:
-                    save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
-                    i += 1
-                    bar.update()
-                if grid is not None:
-                    kept.append(batch)
+        try:
+            with console.progress(n, f"drawing into {out_dir}", "images") as bar:
+                for batch in batches:
+                    for img in batch:
+                        save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+                        i += 1
+                        bar.update()
+                    if grid is not None:
+                        kept.append(batch)
+        except KeyboardInterrupt:  # the image being written may be cut short: `gankit fid` would skip it with a warning
+            (out_dir / f"{i:05d}.png").unlink(missing_ok=True)
+            raise Interrupted(f"interrupted: {i} of {n} images written to {out_dir} (00000.png to {i - 1:05d}.png); "
+                              "draw the rest into another folder with another --seed, or delete it and draw again") \
+                from None
         typer.echo(f"wrote {n} images to {out_dir}")
         batches = kept
     if grid is not None:
@@ -202,7 +224,7 @@ def sample(
                      "--same-noise-labels draws one named row per class, --label NAME one class")
 
 
-@app.command()
+@command
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with (default: the run's dataset)."),
@@ -224,7 +246,7 @@ def evaluate(
     typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_fake']} generated vs {r['n_real']} real)")
 
 
-@app.command()
+@command
 def fid(
     dir_a: Path = typer.Argument(..., help="First image folder."),
     dir_b: Path = typer.Argument(..., help="Second image folder."),
@@ -243,7 +265,7 @@ def fid(
     typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_real']} vs {r['n_fake']} images)")
 
 
-@app.command()
+@command
 def compare(
     runs: List[Path] = typer.Argument(..., help="Run folders to compare."),
     out: Path = typer.Option(Path("report.html"), "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),
@@ -284,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
 
     - a `GankitError` (bad input) or a usage error (unknown option, wrong flag type): `error: ...`, exit 2;
-    - Ctrl-C: exit 130 (the trainer has already saved and said how to resume);
+    - Ctrl-C: exit 130, with a line saying what was kept (the trainer has already said what it saved);
     - an OSError (a path that cannot be written or read, a full disk): `error: 'path': reason`, exit 2;
     - running out of GPU or host memory: what ran out, torch's figures and what lowers the need, exit 2;
     - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.

@@ -19,3 +19,8 @@ class DataError(GankitError):
 
 class RunError(GankitError):
     """A run folder or checkpoint cannot be used."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a command. Its message, printed as the command ends, says what was kept; an empty one means
+    the command has already said it (the trainer names the checkpoint it saved)."""

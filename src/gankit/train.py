@@ -30,7 +30,7 @@ from gankit import console, distributed
 from gankit.checkpoint import BEST, load_latest_checkpoint, prune_numbered, room_for_numbered, save_checkpoint, save_generator
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
-from gankit.errors import RunError
+from gankit.errors import Interrupted, RunError
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
@@ -972,7 +972,7 @@ class Trainer:
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
                 console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
                              f"intact). Resume with: {distributed.resume_command(self.run_dir)}")
-                raise
+                raise Interrupted() from None
             if self._weights_finite():
                 self.save()
             self.log.close()
@@ -980,7 +980,7 @@ class Trainer:
                 self.write_pictures()
             console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
                          f"Resume with: {distributed.resume_command(self.run_dir)}")
-            raise
+            raise Interrupted() from None
         finally:
             interrupted.restore()
             self._interrupted = None

@@ -314,6 +314,8 @@ CASES = [
                                            "--device", "cpu"], ["--batch-size", "at least 1"]),
     ("compare-out-is-a-folder", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(_mkdir(t / "out"))],
      ["-o", "is a folder", "report.html"]),
+    ("compare-out-ends-in-a-slash", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(t / "new") + "/"],
+     ["-o", "is a folder", "new/report.html"]),
     pytest.param("sample-unknown-label", sample(run_with_generator, "--label", "dragon"), ["dragon", "label"],
                  marks=pytest.mark.xfail(not has_label_option(), strict=True,
                                          reason="`gankit sample --label` is added on another branch")),

@@ -321,6 +321,68 @@ def test_compare_single_run_shows_every_key_and_duplicate_names_get_parents(tmp_
     assert "x/run" in page and "y/run" in page
 
 
+def test_run_names_with_dollars_or_a_leading_underscore_show_literally_in_plots_and_legends(tmp_path, monkeypatch):
+    """matplotlib reads `$...$` as math (`budget_$100_vs_$200` failed to draw: train's plots and compare both ended
+    in an internal error) and leaves out of a legend every label starting with "_" (`_baseline` had a curve and no
+    entry)."""
+    import gankit.report.compare as compare
+    from gankit.report.plots import figure_png, losses_figure
+
+    names = ["budget_$100_vs_$200", "_baseline", "price $5 and $6"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=2, fids=FIDS_A) for i, name in enumerate(names)]
+    for run in runs:
+        assert {p.name for p in write_plots(run)} >= {"losses.png", "fid.png"}
+    title = losses_figure(load_run(runs[0])).axes[0].title
+    assert title._preprocess_math(title.get_text()) == ("budget_$100_vs_$200: losses", False)  # shown as it is
+    figures = []
+
+    def kept(fig):
+        figures.append(fig)
+        return figure_png(fig)
+
+    monkeypatch.setattr(compare, "figure_png", kept)
+    write_compare_report(runs, tmp_path / "r.html")
+    assert len(figures) == 3  # FID vs epoch, FID vs time, losses
+    for fig in figures:
+        (legend,) = fig.legends
+        assert [t.get_text().replace("\\$", "$") for t in legend.get_texts()] == names
+
+
+def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(tmp_path):
+    """A run in progress (or killed) logs steps of an epoch it has not finished, and its evolution.gif may be older
+    than its last grids (written after a kill, or skipped at a short epoch's end): the page counted the unfinished
+    epoch and showed the old GIF, which ended epochs earlier than the grid above it."""
+    import os
+
+    from gankit.report.compare import _evolution_gif
+
+    run = make_run(tmp_path, "r", epochs=3, steps_per_epoch=4, torn=False)
+    write_evolution_gif(run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "step", "step": 13, "epoch": 4, "time": 6.5, "d_loss": 1.0, "g_loss": 1.0}) + "\n")
+    assert load_run(run).total_epochs == 3
+    assert _evolution_gif(load_run(run)) == ((run / "evolution.gif").read_bytes(), "")
+    Image.new("RGB", GRID_SIZE, epoch_color(0, 4)).save(run / "samples" / "epoch_0004.png")
+    os.utime(run / "evolution.gif", (time.time() - 60,) * 2)
+    data, note = _evolution_gif(load_run(run))
+    assert "older than the last grid" in note
+    with Image.open(__import__("io").BytesIO(data)) as gif:
+        assert gif.n_frames == 4
+    assert load_run(run).total_epochs == 4  # the grid of an epoch a budget ended inside
+
+
+def test_a_run_without_config_yaml_is_left_out_of_the_config_table(tmp_path):
+    """A run that lost its config.yaml made every key of the others "differ" (96 of 96, burying the one real
+    difference): the table compares the runs that have one, and says which has none."""
+    a, b, c = (make_run(tmp_path, name, run_index=i, epochs=1, lr_g=lr) for i, (name, lr)
+               in enumerate((("a", 1e-4), ("b", 2e-4), ("lost", 2e-4))))
+    (c / "config.yaml").unlink()
+    page = write_compare_report([a, b, c], tmp_path / "r.html").read_text()
+    diff = page[page.index('id="config-diff"'):page.index('id="best-metrics"')]
+    assert re.findall(r"<code>([^<]+)</code>", diff) == ["train.lr_g", "name"]
+    assert "No config.yaml in lost" in diff
+
+
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):
     with pytest.raises(RunError, match="not a run folder"):
         write_compare_report([tmp_path], tmp_path / "r.html")

@@ -268,14 +268,15 @@ def fid(
 @command
 def compare(
     runs: List[Path] = typer.Argument(..., help="Run folders to compare."),
-    out: Path = typer.Option(Path("report.html"), "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),
+    out: str = typer.Option("report.html", "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),
 ):
     """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""
     from gankit.report import write_compare_report
 
-    if out.is_dir():
-        raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {out / 'report.html'}")
-    path = write_compare_report(list(runs), out)
+    page = Path(out)
+    if page.is_dir() or out.endswith(("/", os.sep)):  # a Path forgets the slash: `-o new/` wrote a file named `new`
+        raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
+    path = write_compare_report(list(runs), page)
     typer.echo(f"wrote {path}")
 
 

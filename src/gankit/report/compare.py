@@ -17,7 +17,7 @@ import numpy as np
 from gankit.errors import RunError
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import GIF_NAME, evolution_gif_bytes
-from gankit.report.plots import figure_png, new_figure, raw_and_smoothed, robust_ylim
+from gankit.report.plots import figure_png, literal, new_figure, raw_and_smoothed, robust_ylim
 from gankit.report.runs import Run, finite_number, load_run
 
 SECTIONS = (
@@ -117,13 +117,20 @@ def _config_diff(runs, labels, colors) -> str:
     keys = list(dict.fromkeys(k for f in flat for k in f))
     if not keys:
         return _note("No config.yaml in these runs.")
-    if len(runs) == 1:
-        shown, intro = keys, "The run's full configuration."
+    without = [label for label, f in zip(labels, flat) if not f]
+    if without:  # a run that lost its config.yaml would make every key differ and bury the real differences
+        kept = [i for i, f in enumerate(flat) if f]
+        flat, labels, colors = [flat[i] for i in kept], [labels[i] for i in kept], [colors[i] for i in kept]
+    aside = _note("No config.yaml in " + ", ".join(html.escape(w) for w in without) + ": left out of this table.") \
+        if without else ""
+    if len(flat) == 1:
+        shown, intro = keys, "The run's full configuration." if len(runs) == 1 else \
+            f"The full configuration of {html.escape(labels[0])}, the only run with a config.yaml."
     else:
         shown = [k for k in keys if len({_cell(f.get(k, _Missing)) for f in flat}) > 1]
         same = len(keys) - len(shown)
         if not shown:
-            return _note(f"All {len(keys)} config keys are identical across these runs.")
+            return _note(f"All {len(keys)} config keys are identical across these runs.") + aside
         shown.sort(key=_output_only)  # what changes the training first (a stable sort keeps the config's order)
         intro = (
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
@@ -137,9 +144,9 @@ def _config_diff(runs, labels, colors) -> str:
         cells = "".join(
             f'<td class="{"missing" if k not in f else ""}">{html.escape(_cell(f.get(k, _Missing)))}</td>' for f in flat
         )
-        aside = ' class="aside"' if len(runs) > 1 and _output_only(k) else ""
-        rows.append(f"<tr{aside}><th scope=\"row\"><code>{html.escape(k)}</code></th>{cells}</tr>")
-    return f'<p class="note">{intro}</p><div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        grey = ' class="aside"' if len(flat) > 1 and _output_only(k) else ""
+        rows.append(f"<tr{grey}><th scope=\"row\"><code>{html.escape(k)}</code></th>{cells}</tr>")
+    return f'<p class="note">{intro}</p>{aside}<div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _best_metrics(runs, labels, colors) -> str:
@@ -222,14 +229,16 @@ def _evolutions(runs, labels, colors, widths) -> str:
 def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
     """(GIF bytes, note): the run's evolution.gif when reasonably small, else one made from its samples."""
     gif = run.path / GIF_NAME
+    why = "made from samples/ for this page"
     try:
         if gif.is_file() and 0 < gif.stat().st_size <= MAX_EMBEDDED_GIF_BYTES:
-            return gif.read_bytes(), ""
+            if not run.samples or gif.stat().st_mtime >= run.samples[-1].stat().st_mtime:
+                return gif.read_bytes(), ""
+            why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
     except OSError:
         pass
     if not run.samples:
         return None, "Not available: no evolution.gif and no sample grids."
-    why = "made from samples/ for this page"
     try:
         return evolution_gif_bytes(run.samples, COMPARE_GIF_FRAMES, max_side=COMPARE_GIF_SIDE), why
     except (OSError, ValueError) as e:
@@ -244,15 +253,16 @@ def _fid_curves(runs, labels, colors) -> str:
     for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, "training time (minutes)")):
         fig, ax = new_figure(1, width=7.0, height=4.5)
         fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit
+        lines = []
         for r, label, c, i in with_fid:
             pts = _fid_points(r)
             xs = np.array([finite_number(p.get(x)) for p in pts], dtype=float) / scale
-            ax.plot(xs, [p["fid"] for p in pts], marker="o", ms=3, ls=_dash(i), color=c, label=label)
+            lines += ax.plot(xs, [p["fid"] for p in pts], marker="o", ms=3, ls=_dash(i), color=c, label=literal(label))
             b = r.best
             ax.plot([(b.epoch if x == "epoch" else b.time) / scale], [b.fid], "*", ms=13, color=c, mec="black", mew=0.6)
         ax.set(title=f"FID vs {'epoch' if x == 'epoch' else 'training time'} (\u2605 = best)", xlabel=xlabel,
                ylabel="FID (lower is better)")
-        ax.legend(loc="best")
+        _legend_below(fig, lines)
         parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
     missing = [lab for r, lab in zip(runs, labels) if not _fid_points(r)]
     note = _note("No FID logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
@@ -266,23 +276,36 @@ def _loss_curves(runs, labels, colors) -> str:
         return _note("Not available: no run logged d_loss or g_loss.")
     fig, axes = new_figure(2, width=7.0, height=4.5)
     fig.set_layout_engine("constrained")
+    lines: dict[int, object] = {}  # one legend entry per run, under both panels
     for ax, key, who in zip(axes, keys, ("discriminator", "generator")):
         drawn = [s for s in series[key] if s[4]]
         for r, label, c, i, xs, ys in drawn:
-            line = raw_and_smoothed(ax, xs, ys, color=c, label=label, alpha=0.15)
+            line = raw_and_smoothed(ax, xs, ys, color=c, label=literal(label), alpha=0.15)
             line.set_linestyle(_dash(i))
+            lines.setdefault(i, line)
         if drawn:
             ax.set_ylim(*robust_ylim([s[5] for s in drawn], ax.get_ylim()))
-            ax.legend(loc="best")
         else:
             ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
         ax.set(title=f"{who} loss ({key}), smoothed over faint raw values", xlabel="step", ylabel=key)
+    _legend_below(fig, [lines[i] for i in sorted(lines)])
     missing = [lab for i, lab in enumerate(labels) if not any(series[k][i][4] for k in keys)]
     note = _note("No losses logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
     return f'<div class="plots">{_img(figure_png(fig), "image/png", "D and G losses vs step", cls="plot")}</div>{note}'
 
 
 # ------------------------------------------------------------------------------------------- helpers
+
+
+def _legend_below(fig, lines) -> None:
+    """The runs' legend under the plot, where it hides no curve however many runs there are (inside the axes, eight
+    of them covered some). Handles are passed as they are: matplotlib leaves out of an automatic legend every
+    label that starts with "_", so a run named `_baseline` had a curve and no entry."""
+    if lines:
+        labels = [line.get_label() for line in lines]
+        fits = int(fig.get_figwidth() * 12 // (max(map(len, labels)) + 5))  # ~12 characters an inch, + the marker
+        fig.legend(handles=lines, labels=labels, loc="outside lower center", ncols=max(1, min(len(lines), 4, fits)),
+                   frameon=False)
 
 
 def flatten_config(config: dict, prefix: str = "") -> dict:
@@ -377,9 +400,9 @@ nav a:hover { text-decoration: underline; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
-thead th { background: #f4f4f6; position: sticky; top: 0; }
+thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
 tbody th { font-weight: normal; background: #fafafa; white-space: nowrap; }
-td { max-width: 28rem; overflow-wrap: anywhere; }
+td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td { color: #8a8a8e; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { font-weight: 600; }
@@ -387,7 +410,7 @@ td.missing { color: #888; font-style: italic; }
 .runs { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 figure.run { flex: 1 1 300px; max-width: 560px; margin: 0; }
 figcaption { font-weight: 600; margin-bottom: .3rem; overflow-wrap: anywhere; }
-img.sample { width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; display: block; }
+img.sample { box-sizing: border-box; width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; display: block; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
 .pair img.plot { flex: 1 1 420px; min-width: 0; max-width: 760px; }

@@ -68,7 +68,7 @@ def losses_figure(run: Run) -> Figure | None:
     fig, ax = new_figure(1)
     for i, (key, xs, ys) in enumerate(curves):
         raw_and_smoothed(ax, xs, ys, color=f"C{i}", label=key)
-    ax.set(title=f"{run.name}: losses", xlabel="step", ylabel="loss")
+    ax.set(title=f"{literal(run.name)}: losses", xlabel="step", ylabel="loss")
     ax.set_ylim(*robust_ylim([y for _, _, y in curves], ax.get_ylim()))
     ax.legend(loc="best")
     return fig
@@ -90,13 +90,13 @@ def accuracy_figure(run: Run) -> Figure | None:
         for i, (key, xs, ys) in enumerate(acc):
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 2}", label=key)
         ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
-        ax.set(title=f"{run.name}: discriminator accuracy", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.set(title=f"{literal(run.name)}: discriminator accuracy", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
         ax.legend(loc="best")
     if has_aux:
         ax = axes.pop(0)
         for i, (key, xs, ys) in enumerate(aux):
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 4}", label=key)
-        ax.set(title=f"{run.name}: auxiliary classifier", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.set(title=f"{literal(run.name)}: auxiliary classifier", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
         handles, labels = ax.get_legend_handles_labels()
         if entropy[0]:
             ax2 = ax.twinx()
@@ -131,7 +131,7 @@ def fid_figure(run: Run) -> Figure | None:
             handles += kax.plot(kxs, kid, "s--", color="C1", ms=3, label="KID")
             kax.fill_between(kxs, kid - std, kid + std, color="C1", alpha=0.15, lw=0)
             kax.set_ylabel("KID (lower is better)")
-        ax.set(title=f"{run.name}: FID / KID vs {x if x == 'epoch' else 'time'}", xlabel=xlabel)
+        ax.set(title=f"{literal(run.name)}: FID / KID vs {x if x == 'epoch' else 'time'}", xlabel=xlabel)
         ax.legend(handles=handles, loc="best")
     return fig
 
@@ -145,7 +145,7 @@ def wasserstein_figure(run: Run) -> Figure | None:
     for i, (ax, (key, xs, ys)) in enumerate(zip(np.atleast_1d(axes), curves)):
         raw_and_smoothed(ax, xs, ys, color=f"C{i + 7}", label=key)
         title = "Wasserstein estimate" if key == "wasserstein" else "gradient penalty"
-        ax.set(title=f"{run.name}: {title}", xlabel="step", ylabel=key)
+        ax.set(title=f"{literal(run.name)}: {title}", xlabel="step", ylabel=key)
         ax.set_ylim(*robust_ylim([ys], ax.get_ylim()))
     return fig
 
@@ -181,6 +181,12 @@ def other_figure(run: Run) -> Figure | None:
 
 
 # ----------------------------------------------------------------------------------------- helpers
+
+
+def literal(text: str) -> str:
+    """`text` (a run's folder name) as matplotlib shows it literally: a `$` would start math notation, which garbles
+    `price $5 and $6` and fails to draw `budget_$100_vs_$200`."""
+    return text.replace("$", r"\$")
 
 
 def new_figure(panels: int, width: float = 6.4, height: float = 4.0):

@@ -105,7 +105,11 @@ class Run:
 
     @property
     def total_epochs(self) -> int | None:
-        return _max_of(self.metrics, "epoch", int) or (max(self.sample_epochs) if self.samples else None)
+        """Epochs done: the last epoch line's, or the last grid's (one a budget ended inside an epoch writes). Not the
+        step lines': they carry the epoch under way, which a run in progress or killed has not finished."""
+        done = [e for e in (_max_of(self.lines("epoch"), "epoch", int), max(self.sample_epochs, default=None))
+                if e is not None]
+        return max(done) if done else None
 
     @property
     def total_steps(self) -> int | None:

@@ -70,6 +70,19 @@ def test_a_zip_dataset_loads_with_its_labels_and_is_extracted_once(tmp_path, cap
     assert not (archive.parent / "pokemon").exists()  # nothing is written beside the archive
 
 
+def test_an_archives_label_file_is_its_own_whatever_the_current_folder_holds(tmp_path, monkeypatch):
+    """`--data x.zip --labels types.csv` saves the relative name (it is inside the archive): resumed from a folder
+    holding another types.csv, that one was read instead, silently relabelling the images."""
+    archive = make_zip(tmp_path / "pokemon.zip", GOOD)
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "types.csv").write_text("Name,Type1\nbulbasaur,Poison\nivysaur,Fire\nvenusaur,Grass\n")
+    monkeypatch.chdir(tmp_path / "here")
+    ds = load_dataset(archive, 16, labels="types.csv", label_column="Type1", cache_dir=tmp_path / "cache",
+                      progress=False)
+    assert [(f, ds.class_names[i]) for f, i in zip(ds.files, ds.labels)] == [
+        ("bulbasaur.png", "Grass"), ("ivysaur.png", "Grass"), ("venusaur.png", "Poison")]
+
+
 @pytest.mark.parametrize("name", ["flat.tar", "flat.tar.gz", "flat.tgz"])
 def test_a_tar_without_a_top_folder_is_named_after_the_archive(tmp_path, name):
     archive = make_tar(tmp_path / name, {"a.png": png_bytes(), "sub/b.png": png_bytes((0, 0, 255))})

@@ -342,6 +342,29 @@ def test_csv_matches_stems_relative_paths_and_other_delimiters(tmp_path, csv_fol
     assert ds.labels.tolist() == [0, 1, 0, 1, 0]
 
 
+def test_csv_paths_tell_apart_images_of_the_same_name_in_two_folders(tmp_path, capsys):
+    """Rows were matched by file stem alone: `a/abra.png,fire` and `b/abra.png,water` gave both pictures `fire` and
+    the class `water` vanished, silently. A path's longest ending the CSV names now decides (the CSV's paths may
+    start elsewhere, e.g. absolute or from a parent folder); a bare name two rows label differently drops its image,
+    with a warning that says how to fix it."""
+    data = tmp_path / "dupe"
+    for folder, value in (("a", 50), ("b", 200)):
+        for name in ("abra", "absol"):
+            save(data / folder / f"{name}.png", solid((value, 0, 0)))
+    save(data / "abra.png", solid((0, 0, 0)))
+    (tmp_path / "labels.csv").write_text("file,label\n"
+                                         "a/abra.png,fire\na/absol.png,fire\n"
+                                         f"{data}/b/abra.png,water\n"  # absolute
+                                         "dupe/b/absol.png,water\n")  # from the parent folder
+    ds = load_folder(data, RES, labels=str(tmp_path / "labels.csv"), label_column="label",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a/abra.png", "a/absol.png", "b/abra.png", "b/absol.png"]
+    assert [ds.class_names[i] for i in ds.labels] == ["fire", "fire", "water", "water"]
+    assert [int(v) for v in ds.images[:, 0, 8, 8]] == [50, 50, 200, 200]
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "abra.png (rows give its name different labels: write its path in the CSV)" in line
+
+
 def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
     def load(labels, column="kind"):
         return load_folder(csv_folder, RES, labels=str(labels), label_column=column,

@@ -82,3 +82,22 @@ def test_sanity_command_passes_with_its_defaults(tmp_path):
     res = CliRunner().invoke(app, ["sanity", "--run", str(tmp_path / "run"), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert res.output.startswith("PASS: mean absolute error"), res.output
+
+
+def test_sanity_takes_the_recipes_resolution_and_sets_but_not_its_epochs(tmp_path):
+    """The flags' defaults (32 px, 50 epochs) overrode a recipe's resolution and even `--set data.resolution=64`. A
+    recipe's resolution and every --set now count; a recipe's epochs (a real run's, 300...) give way to the test's
+    50 unless --set or --epochs names others."""
+    import yaml
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"data": {"resolution": 16}, "model": {"ngf": 8, "ndf": 8},
+                                      "train": {"epochs": 300, "batch_size": 8, "precision": "fp32"}}))
+    base = ["sanity", "--config", str(recipe), "--copies", "8", "--threshold", "1.0", "--no-progress"]
+    for extra, resolution, epochs in (([], 16, 50), (["--set", "train.epochs=3", "--set", "data.resolution=24"], 24, 3),
+                                      (["--set", "train.epochs=3", "--epochs", "2"], 16, 2)):
+        run = tmp_path / f"run{len(extra)}"
+        res = CliRunner().invoke(app, [*base, "--run", str(run), *extra])
+        assert res.exit_code == 0, res.output
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        assert (saved["data"]["resolution"], saved["train"]["epochs"]) == (resolution, epochs), extra

@@ -615,6 +615,25 @@ def test_a_label_file_is_saved_absolute_and_moves_with_its_dataset(tmp_path, mon
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 5
 
 
+def test_a_resume_whose_labels_give_other_classes_says_so(tmp_path):
+    """A label file changed under a conditional run: its classes no longer match the checkpoint's. That was "does not
+    match this model (Error(s) in loading state_dict for Generator:)" with another number of classes, and nothing
+    at all with as many."""
+    make_image_folder(tmp_path / "pets", classes=("cat", "dog"))
+    names = sorted(p.relative_to(tmp_path / "pets").as_posix() for p in (tmp_path / "pets").rglob("*.png"))
+    labels = tmp_path / "pets" / "types.csv"
+    labels.write_text("name,kind\n" + "".join(f"{n},{n.split('/')[0]}\n" for n in names))
+    layers = tiny_layers(tmp_path / "pets", max_steps=2)
+    layers[0]["data"].update(labels=str(labels), label_column="kind")
+    run = run_training(layers, tmp_path / "run")
+    as_many = ["cow" if n.startswith("dog") else "cat" for n in names]
+    one_more = ["bird" if i == 0 else n.split("/")[0] for i, n in enumerate(names)]
+    for kinds in (as_many, one_more):
+        labels.write_text("name,kind\n" + "".join(f"{n},{k}\n" for n, k in zip(names, kinds)))
+        with pytest.raises(RunError, match=r"trained on 2 classes \(cat, dog\) but its labels now give"):
+            run_training([{"train": {"max_steps": 4}}], run)
+
+
 def test_a_run_whose_dataset_moved_resumes_from_its_new_place(tmp_path, capsys):
     """Its folder moved (or the run continues on another machine): --data gives the new place; while the old one
     is there, another --data is another config, as before."""

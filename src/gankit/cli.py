@@ -100,8 +100,8 @@ def sanity(
     image: List[Path] = typer.Option([], "--image", "-i", help="Target image (give two for ACGAN, one per label). Omit for the built-in targets."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe of the model/loss to test (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set model.arch=acgan."),
-    resolution: int = typer.Option(32, "--resolution", "-r", help="Image size."),
-    epochs: int = typer.Option(50, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Image size (default: the recipe's or --set's, else 32)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 whatever the recipe's, or --set's)."),
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
     run: Path = typer.Option(Path("runs/sanity"), "--run", help="Run folder for the samples and curves."),
@@ -112,9 +112,9 @@ def sanity(
     from gankit.config import parse_sets, read_yaml
     from gankit.sanity import run_sanity
 
-    layers = [read_yaml(config) if config else {}, parse_sets(set_),
-              {"data": {"resolution": resolution}, "train": {"epochs": epochs},
-               "log": {"progress": False} if no_progress else {}}]
+    # a recipe's epochs are a real run's (300...): the test's 50 replace them; --set, then the flags, win over both
+    layers = [read_yaml(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
+              _flags_layer(data__resolution=resolution, train__epochs=epochs, log__progress=False if no_progress else None)]
     r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs)
     before = ", ".join(f"{v:.3f}" for v in r.mae_before)
     after = ", ".join(f"{v:.3f}" for v in r.mae_after)

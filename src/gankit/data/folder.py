@@ -324,8 +324,8 @@ def _apply_labels(root: Path, files: list[str], labels: str, label_column: str |
 
 def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
                 ) -> tuple[list[int], torch.Tensor, list[str], str]:
-    if not csv_path.is_file() and not csv_path.is_absolute() and (root / csv_path).is_file():
-        csv_path = root / csv_path
+    if not csv_path.is_absolute() and (root / csv_path).is_file():  # the dataset's own before one from the current
+        csv_path = root / csv_path  # folder: a run's saved relative label path means the dataset's (archives' too)
     if csv_path.is_dir():
         raise DataError(f"label file '{csv_path}' is a folder: pass labels='folders' to take the labels from the data "
                         "folder's sub-folder names, or the path of a CSV file with a file-name column and a label column")
@@ -341,30 +341,30 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
                         f"available columns: {', '.join(header)}")
     label_at = header.index(column)
 
-    stems: dict[str, list[int]] = {}
-    for i, f in enumerate(files):
-        stems.setdefault(PurePosixPath(f).stem.casefold(), []).append(i)
-
-    def lookup(col: int) -> dict[str, str]:
-        """file stem -> label for CSV column `col`; a value matches by its whole name or its stem."""
-        by_name: dict[str, str] = {}
-        by_stem: dict[str, str] = {}
+    def lookup(col: int) -> dict[tuple[str, ...], str | None]:
+        """The labels of CSV column `col` by what its values name: each ending of a value's path (`b/abra.png`,
+        `abra.png`) and the same with the file's stem (`b/abra`, `abra`), case-folded. An ending that rows label
+        differently is ambiguous (None): `a/abra.png` and `b/abra.png` may be two pictures."""
+        labels_of: dict[tuple[str, ...], str | None] = {}
         for row in rows:
-            value = row[col].strip().replace("\\", "/") if col < len(row) else ""
+            value = row[col].strip().replace("\\", "/").casefold() if col < len(row) else ""
             if not value:
                 continue
             label = row[label_at].strip() if label_at < len(row) else ""
-            p = PurePosixPath(value)
-            by_name.setdefault(p.name.casefold(), label)
-            by_stem.setdefault(p.stem.casefold(), label)
-        return {**by_stem, **by_name}
+            for key in _endings(PurePosixPath(value)):
+                labels_of[key] = label if labels_of.get(key, label) == label else None
+        return labels_of
+
+    def label_of(f: str, labels_of: dict) -> str | None | type[KeyError]:
+        """An image's label by the longest ending of its path that the CSV names (KeyError: none)."""
+        return next((labels_of[key] for key in _endings(PurePosixPath(f.casefold())) if key in labels_of), KeyError)
 
     best_col, best_map, best_hits = -1, {}, 0
     for col in range(len(header)):
         if col == label_at:
             continue
         mapping = lookup(col)
-        hits = sum(len(idx) for s, idx in stems.items() if s in mapping)
+        hits = sum(label_of(f, mapping) is not KeyError for f in files)
         if hits > best_hits:
             best_col, best_map, best_hits = col, mapping, hits
     if best_hits == 0:
@@ -377,9 +377,11 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
 
     keep, names, dropped = [], [], []
     for i, f in enumerate(files):
-        label = best_map.get(PurePosixPath(f).stem.casefold())
-        if label is None:
+        label = label_of(f, best_map)
+        if label is KeyError:
             dropped.append((f, "no row"))
+        elif label is None:
+            dropped.append((f, "rows give its name different labels: write its path in the CSV"))
         elif not label:
             dropped.append((f, "empty label"))
         else:
@@ -392,6 +394,13 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
         warn(f"dropped {len(dropped)} of {len(files)} images without a '{column}' label in "
              f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
     return _index(keep, names, cache.digest("csv", raw, column))
+
+
+def _endings(path: PurePosixPath) -> list[tuple[str, ...]]:
+    """The endings of a path, longest first, each also with the file's stem: a/b.png -> (a, b.png), (a, b), (b.png,),
+    (b,)."""
+    parts, stem = path.parts, path.stem
+    return [key for k in range(len(parts), 0, -1) for key in (parts[-k:], (*parts[-k:-1], stem))]
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:

@@ -466,7 +466,7 @@ def test_unwritable_cache_only_warns(tmp_path, csv_folder, capsys):
     (tmp_path / "a-file").write_text("")
     ds = load_folder(csv_folder, RES, cache_dir=tmp_path / "a-file" / "cache", progress=False)
     assert len(ds) == 5
-    assert "could not write dataset cache" in capsys.readouterr().err
+    assert "could not write the cache" in capsys.readouterr().err
 
 
 def test_cache_dir_comes_from_the_environment(tmp_path, csv_folder, monkeypatch):

@@ -265,6 +265,13 @@ def test_real_features_are_cached_per_key_resolution_and_count(tmp_path):
     assert len(list(tmp_path.glob("fid-features-*.pt"))) == 4
 
 
+def test_features_that_cannot_be_cached_say_what_they_cost_next_time(tmp_path, capsys):
+    """An unwritable cache folder said "the data will be decoded again" about Inception features."""
+    (tmp_path / "a-file").write_text("")
+    real_features("dataset-a", disc_images(4, 16, seed=0), CountingExtractor(), cache_dir=tmp_path / "a-file" / "x")
+    assert "these Inception features will be computed again next time" in capsys.readouterr().err
+
+
 def test_generated_images_are_scored_a_chunk_at_a_time():
     """The evaluator draws a chunk, scores it, then draws the next (the memory of one chunk for 50,000 images),
     with the same FID/KID as scoring them all at once."""

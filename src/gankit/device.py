@@ -20,7 +20,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but no CUDA GPU is available here: use --device cpu or auto")
+        raise ConfigError(f"device {name!r}: no CUDA GPU is available here: use --device cpu or auto")
     return torch.device(name)
 
 

@@ -234,7 +234,8 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
     if progress:
         console.info(f"FID: Inception features of {n} images (once: they are cached for the next time)")
     feats = extract_features(images, extractor, batch_size=batch_size, progress=progress, stop=stop)
-    cache.write(path, {"key": full_key, "features": feats.float()})  # float32 on disk: half the size, 7 digits
+    cache.write(path, {"key": full_key, "features": feats.float()},  # float32 on disk: half the size, 7 digits
+                "these Inception features will be computed again next time")
     return feats.float().double()  # the same values whether they came from the cache or not
 
 
@@ -470,7 +471,9 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
         res = folder_resolution(root)
         sets.append(load_folder(root, res, progress=progress))
         if progress:
-            info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)")
+            info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"
+                 if res != INPUT_SIZE else f"{root}: {len(sets[-1])} images read at {INPUT_SIZE} px for Inception (those of "
+                 "another size center-cropped and resized with Lanczos)")
         if len(sets[-1]) < 2:  # before Inception runs on anything
             raise DataError(f"'{root}' holds {len(sets[-1])} usable image: FID/KID need at least 2 on each side")
     extractor = load_inception(device, weights)

@@ -53,8 +53,9 @@ def read(path: Path, key: str) -> dict[str, Any] | None:
     return payload
 
 
-def write(path: Path, payload: dict[str, Any]) -> bool:
-    """Save `payload` to `path` atomically; on failure (read-only, disk full) warn and return False."""
+def write(path: Path, payload: dict[str, Any], again: str = "the data will be decoded again next time") -> bool:
+    """Save `payload` to `path` atomically; on failure (read-only, disk full) warn, saying what `again` costs, and
+    return False."""
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def write(path: Path, payload: dict[str, Any]) -> bool:
         os.replace(tmp_name, path)
         return True
     except OSError as exc:
-        warn(f"could not write dataset cache '{path}' ({exc.strerror or exc}); the data will be decoded again next time")
+        warn(f"could not write the cache '{path}' ({exc.strerror or exc}); {again}")
         if tmp_name is not None:
             try:
                 os.unlink(tmp_name)

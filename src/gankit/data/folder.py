@@ -112,7 +112,7 @@ def load_folder(
         payload = _decode_folder(root, files, stats, resolution, name, progress)
         payload["key"] = key
         if payload["files"] and cache.write(cache_file, payload) and progress:
-            info(f"cached {len(payload['files'])} images of '{name}' at {resolution}px in {cache_file}")
+            info(f"cached {_count(len(payload['files']), 'image')} of '{name}' at {resolution}px in {cache_file}")
 
     images, kept = payload["images"], list(payload["files"])
     skipped = [(str(f), str(r)) for f, r in payload["skipped"]]

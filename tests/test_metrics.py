@@ -6,6 +6,7 @@ Inception runs at a few images/s on a small CPU, so the real network sees few, s
 
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -363,7 +364,11 @@ def test_fid_command_prints_fid_and_kid(tmp_path, extractor):
     fid = float(line.split()[1])
     assert 0 < fid < 1000
     r = CliRunner().invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "nowhere")])
-    assert "is not a folder" in str(r.exception)
+    assert "is not a folder or an archive" in str(r.exception)
+    shutil.make_archive(str(tmp_path / "b"), "zip", tmp_path / "b")  # an archive, as `train --data` takes
+    r = CliRunner().invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "b.zip"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().splitlines()[-1] == line
 
 
 @pytest.mark.slow  # trains a tiny model with FID every epoch, then evaluates it: Inception on ~24 images

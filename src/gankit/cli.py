@@ -254,7 +254,7 @@ def fid(
     batch_size: int = typer.Option(50, "--batch-size"),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
 ):
-    """FID and KID between two image folders (like pytorch-fid's command line)."""
+    """FID and KID between two image folders or archives (like pytorch-fid's command line)."""
     from gankit.device import resolve_device
     from gankit.metrics import fid_folders
 

@@ -461,15 +461,21 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     """
     from gankit.console import info
     from gankit.data import load_folder
+    from gankit.data.archive import extract_archive, is_archive
+
+    def archive(root) -> bool:
+        return Path(root).expanduser().is_file() and is_archive(root)
 
     for root in (dir_a, dir_b):  # cheap checks first: a bad path or weights file fails before any work
-        if not Path(root).expanduser().is_dir():
-            raise DataError(f"'{root}' is not a folder: gankit fid compares two folders of images")
+        if not Path(root).expanduser().is_dir() and not archive(root):
+            raise DataError(f"'{root}' is not a folder or an archive (.zip, .tar...): gankit fid compares two sets of "
+                            "images")
     weights_path(weights)
     sets = []
     for root in (dir_a, dir_b):
-        res = folder_resolution(root)
-        sets.append(load_folder(root, res, progress=progress))
+        folder = extract_archive(root, progress=progress) if archive(root) else root  # like train --data: once
+        res = folder_resolution(folder)
+        sets.append(load_folder(folder, res, progress=progress))
         if progress:
             info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"
                  if res != INPUT_SIZE else f"{root}: {len(sets[-1])} images read at {INPUT_SIZE} px for Inception (those of "

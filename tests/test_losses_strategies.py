@@ -262,3 +262,25 @@ def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end():
     assert [lr_factor("linear", 0.5, p) for p in (0.0, 0.5, 0.75, 1.0)] == [1.0, 1.0, 0.5, 0.0]
     assert lr_factor("linear", 0.0, 0.25) == 0.75
     assert lr_factor("none", 0.0, 0.9) == 1.0
+
+
+@pytest.mark.parametrize("loss, relative", [("bce", False), ("hinge", False), ("wgan", True), ("wgan_gp", True),
+                                            ("ra_hinge", True), ("ra_bce", True)])
+def test_accuracy_and_ada_read_the_scores_as_the_loss_judges_them(loss, relative):
+    """A relativistic loss, or a critic's, sees only differences of scores: their offset drifts freely, so the sign
+    of a raw score meant nothing, and ADA (which reads the real scores' sign) kept the small-data preset's
+    augmentation probability at 0. Such losses judge each score against the other side's mean."""
+    from gankit.data.augment import AdaptiveP
+    from gankit.losses import accuracy
+
+    name = loss.removeprefix("ra_")
+    fn = build_loss(build_config({"train": {"loss": name, "relativistic": loss.startswith("ra_")},
+                                  "model": {"d_norm": "none"}}))
+    real, fake = torch.tensor([5.0, 6.0, 7.0]), torch.tensor([4.0, 5.0, 9.0])  # all > 0: "all real" by sign
+    judged = fn.judged(real, fake)
+    assert [float(a) for a in accuracy(*judged)] == pytest.approx([1 / 3, 2 / 3] if relative else [1.0, 0.0])
+    if relative:  # any offset: the same judgement
+        assert all(torch.allclose(a, b) for a, b in zip(fn.judged(real + 100, fake + 100), judged))
+        ada = AdaptiveP(target=0.6, p=0.5, interval=1)
+        ada.observe(fn.judged(real + 100, fake + 100)[0])  # one real above the fakes' mean, two below
+        assert ada.p < 0.5  # not overfitting: less augmentation

@@ -27,6 +27,13 @@ from gankit import distributed
 from gankit.models.layers import input_gradients_only
 
 
+def relative_scores(real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each real score less the fakes' mean, each fake score less the reals' mean: > 0 means "more real than the
+    other side", whatever offset the scores drift to (losses that see only differences leave it free)."""
+    real_out, fake_out = real_out.float(), fake_out.float()
+    return real_out - fake_out.mean(), fake_out - real_out.mean()
+
+
 class _SidedLoss:
     """A loss whose D loss is the sum of its two sides, `d_side` of the real batch and of the fakes (`train.d_split`
     updates D on each side alone)."""
@@ -36,6 +43,11 @@ class _SidedLoss:
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
         return self.d_side(real_out, True, swap) + self.d_side(fake_out, False, swap)
+
+    def judged(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's scores as this loss judges them, > 0 meaning "real": what D's accuracy and ADA's overfitting measure
+        (the sign of D's real scores) read. Raw for losses with a fixed zero (bce's logits, hinge's margins)."""
+        return real_out, fake_out
 
 
 class BCELoss(_SidedLoss):
@@ -82,6 +94,10 @@ class WassersteinLoss(_SidedLoss):
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_out.float().mean()
 
+    def judged(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A critic's scores have no zero (adding a constant changes no loss): each against the other side's mean."""
+        return relative_scores(real_out, fake_out)
+
 
 class HingeLoss(_SidedLoss):
     name = "hinge"
@@ -106,18 +122,15 @@ class RelativisticAverage:
     def __init__(self, base):
         self.base, self.name = base, f"ra_{base.name}"
 
-    @staticmethod
-    def _relative(real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        real_out, fake_out = real_out.float(), fake_out.float()
-        return real_out - fake_out.mean(), fake_out - real_out.mean()
+    judged = staticmethod(relative_scores)  # the loss sees nothing else: a raw score's offset drifts freely
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor, swap: bool = False) -> torch.Tensor:
-        return self.base.d_loss(*self._relative(real_out, fake_out), swap=swap)
+        return self.base.d_loss(*relative_scores(real_out, fake_out), swap=swap)
 
     def g_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         if real_out is None:
             raise ValueError("a relativistic G loss needs D's scores of a real batch (real_out)")
-        r, f = self._relative(real_out.detach(), fake_out)
+        r, f = relative_scores(real_out.detach(), fake_out)
         return self.base.d_loss(f, r)  # the D loss with real and fake exchanged: fakes pushed above the reals' mean
 
 

@@ -735,12 +735,13 @@ class Trainer:
             return kept
         if not t.d_split:
             self._d_update(loss)
+        judged_real, judged_fake = self.loss.judged(real_out.detach(), fake_out.detach())
         if self.ada is not None:
-            self.ada.observe(real_out)
+            self.ada.observe(judged_real)
         self.d_updates += 1
         if self.loss.wasserstein:
             self._add("wasserstein", real_out.detach().float().mean() - fake_out.detach().float().mean())
-        acc_real, acc_fake = accuracy(real_out.detach(), fake_out.detach())
+        acc_real, acc_fake = accuracy(judged_real, judged_fake)
         self._add("d_acc_real", acc_real)
         self._add("d_acc_fake", acc_fake)
         if self.num_classes:

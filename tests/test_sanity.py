@@ -101,3 +101,17 @@ def test_sanity_takes_the_recipes_resolution_and_sets_but_not_its_epochs(tmp_pat
         assert res.exit_code == 0, res.output
         saved = yaml.safe_load((run / "config.yaml").read_text())
         assert (saved["data"]["resolution"], saved["train"]["epochs"]) == (resolution, epochs), extra
+
+
+def test_an_acgan_sanity_grid_names_its_rows_after_the_image_files(tmp_path):
+    from PIL import Image
+
+    from gankit.checkpoint import load_checkpoint
+
+    paths = []
+    for name, target in zip(("charmander", "squirtle"), builtin_images(16)):
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(target.permute(1, 2, 0).numpy()).save(paths[-1])
+    layers = _layers({"arch": "acgan"}, {"epochs": 1, "max_steps": None}, 0)
+    r = run_sanity(layers, tmp_path / "run", images=paths, copies=16, threshold=1.0)
+    assert load_checkpoint(r.run_dir / "checkpoints" / "last.pt")["class_names"] == ["charmander", "squirtle"]

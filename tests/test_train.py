@@ -230,6 +230,7 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     monkeypatch.setattr(Trainer, "_generate", lambda self, z, y: drawn.append((z, y)) or generate(self, z, y))
     cfg = yaml.safe_load((run_training(layers, tmp_path / "a") / "config.yaml").read_text())
     assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("acgan", 2)
+    assert "images of 2 classes at 16px" in capsys.readouterr().err  # the start line
     # its epoch grid: one row per class (its name at the left), the same noise down each of the 8 columns
     z, y = drawn[0]
     assert y.tolist() == [0] * 8 + [1] * 8 and torch.equal(z[:8], z[8:]) and len(set(z[:8, 0].tolist())) == 8

@@ -54,12 +54,13 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def copies_dataset(targets: list[torch.Tensor], copies: int) -> ImageSet:
-    """A dataset of `copies` images, the targets in equal numbers; labelled by target index when there are several."""
+def copies_dataset(targets: list[torch.Tensor], copies: int, names: list[str] | None = None) -> ImageSet:
+    """A dataset of `copies` images, the targets in equal numbers; labelled by target index when there are several,
+    the classes named `names` (the grids' row names; default image0, image1...)."""
     each = max(1, copies // len(targets))
     images = torch.cat([t.unsqueeze(0).expand(each, -1, -1, -1) for t in targets]).contiguous()
     labels = torch.arange(len(targets)).repeat_interleave(each) if len(targets) > 1 else None
-    names = [f"image{i}" for i in range(len(targets))] if len(targets) > 1 else []
+    names = (names or [f"image{i}" for i in range(len(targets))]) if len(targets) > 1 else []
     key = cache.digest("gankit-sanity", *[t.numpy().tobytes() for t in targets], copies)
     return ImageSet(images=images, labels=labels, class_names=names,
                     files=[f"sanity/{i:05d}" for i in range(len(images))], name="sanity", key=key)
@@ -118,7 +119,8 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     if copies < wanted:
         raise DataError(f"--copies must be at least {wanted} (copies of the target image{'s' if wanted > 1 else ''} "
                         f"to train on; seed 002: 1000), got {copies}")
-    data = copies_dataset(targets, copies)
+    stems = [Path(p).stem for p in images or []]  # the grids' rows named after the files (two alike: numbered)
+    data = copies_dataset(targets, copies, stems if len(set(stems)) == len(stems) else None)
     if cfg.train.batch_size > len(data.images):  # a batch is at most the copies: no --batch-size flag here to lower
         console.info(f"batch size {len(data.images)}: there are {len(data.images)} copies")
         cfg.train.batch_size = len(data.images)

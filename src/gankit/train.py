@@ -1379,12 +1379,13 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         if distributed.is_main():
             ranks = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
             t = cfg.train
+            classes = f" of {cfg.model.num_classes} classes" if cfg.model.num_classes else ""
             budget = [f"{t.epochs} epochs"] + ([f"{t.max_steps} iterations"] if t.max_steps is not None else []) + \
                 ([f"{t.minutes:g} minutes"] if t.minutes is not None else [])
             console.info(f"{f'resuming from iteration {trainer.iteration}:' if trainer.resumed else 'training'} {run_path} "
                          f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
-                         f"{len(data.images)} images at {cfg.data.resolution}px, up to {' / '.join(budget)}")
+                         f"{len(data.images)} images{classes} at {cfg.data.resolution}px, up to {' / '.join(budget)}")
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")

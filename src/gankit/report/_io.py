@@ -24,6 +24,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:  # an error names the file asked for (`-o /proc/r.html`), not this hidden temporary one
+        if e.filename is not None and Path(e.filename) == tmp:
+            e.filename, e.filename2 = str(path), None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

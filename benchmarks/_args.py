@@ -46,12 +46,21 @@ def number_list(kind: type = int, minimum: float = 1) -> Callable[[str], list]:
 
 
 def writable_file(text: str) -> Path:
-    """An argparse type: a file whose folder exists (checked before a long run, not after it)."""
+    """An argparse type: a file that can be written (checked before a long run, not after it), left as it was: an
+    existing file is opened for appending, a new one created and removed again."""
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder '{path.parent}' does not exist")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"'{path}' is a folder: pass a file name")
+    existed = path.exists()
+    try:
+        with open(path, "a" if existed else "x"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write '{path}': {e.strerror or e}")
     return path
 
 

@@ -29,6 +29,7 @@ import time
 import gankit  # noqa: F401 - before torch's first allocation: gankit's default THP_MEM_ALLOC_ENABLE
 import torch
 
+from _args import at_least, run, writable_file
 from gankit.metrics import InceptionFeatures, extract_features, load_inception, packaged_network, weights_path
 
 VARIANTS = ("contiguous", "channels_last_as_packaged", "channels_last")
@@ -76,18 +77,21 @@ def pages_ab(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--batches", type=int, default=2, help="timed batches per memory format")
-    ap.add_argument("--size", type=int, default=64, help="input image size before the resize to 299")
-    ap.add_argument("--threads", type=int, help="torch CPU threads [default: torch's, one per core]")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    ap.add_argument("--batch", type=at_least(1), default=50)
+    ap.add_argument("--batches", type=at_least(1), default=2, help="timed batches per memory format")
+    ap.add_argument("--size", type=at_least(1), default=64, help="input image size before the resize to 299")
+    ap.add_argument("--threads", type=at_least(1), help="torch CPU threads [default: torch's, one per core]")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--no-pages-ab", action="store_true", help="skip the 4 KB / 2 MB pages comparison (CPU)")
-    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--json", type=writable_file, help="write the results here")
     args = ap.parse_args()
     variants = args.variants.split(",")
     if not set(variants) <= set(VARIANTS):
         ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
+    from gankit.device import resolve_device
+
+    args.device = str(resolve_device(args.device))  # one line for an unknown device or CUDA without a GPU
     if args.threads:
         torch.set_num_threads(args.threads)
     pages = os.environ.get("THP_MEM_ALLOC_ENABLE")
@@ -107,7 +111,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -7,8 +7,8 @@
 Both contestants train on the same images (decoded once by gankit.data) for `--minutes` of training
 time each: gankit runs `Trainer.train_iteration` of the preset (configs/fast_small_data.yaml), the
 reference runs `benchmarks/reference_dcgan.py`'s textbook step in its best setting (bf16 autocast
-where the CPU computes bf16 natively, else fp32) on random batches of 64. Only training steps count
-towards the budget (no logs, samples or checkpoints).
+on a GPU or where the CPU computes bf16 natively, else fp32) on random batches of 64, both on `--device`.
+Only training steps count towards the budget (no logs, samples or checkpoints).
 
 Two ways to share the machine fairly:
 - default: one process alternates the two in slices of `--slice` seconds until each has spent its
@@ -74,10 +74,10 @@ class Contestant:
                            "real_images_seen": self.images_seen(), "fakes": fakes})
 
 
-def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_dir: Path, overrides: dict,
-                      minutes: float, seed: int = 0):
+def gankit_config(cfg_path: Path, data, resolution: int, device: str, overrides: dict, minutes: float, seed: int = 0):
+    """The gankit contestant's config: the preset file, the benchmark's layer, then --set (its errors: ConfigError)."""
     from gankit.config import build_config, read_yaml
-    from gankit.train import Trainer, finalize_config
+    from gankit.train import finalize_config
 
     # The budget is train.minutes (epochs never end the run first), so a schedule over the run's
     # progress (train.lr_decay) sees the same run a `gankit train` with that budget would.
@@ -87,7 +87,14 @@ def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_di
                "log": {"tensorboard": False, "progress": False, "plots": False}, "eval": {"every": 0}},
               {"train": {"seed": seed}},  # --seed seeds both contestants; a --set train.seed=N still wins
               overrides]
-    cfg = finalize_config(build_config(*layers), data)
+    return finalize_config(build_config(*layers), data)
+
+
+def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_dir: Path, overrides: dict,
+                      minutes: float, seed: int = 0):
+    from gankit.train import Trainer
+
+    cfg = gankit_config(cfg_path, data, resolution, device, overrides, minutes, seed)
     trainer = Trainer(cfg, data, run_dir)
 
     def step():
@@ -99,13 +106,14 @@ def gankit_contestant(cfg_path: Path, data, resolution: int, device: str, run_di
                       lambda: trainer.cursor * cfg.train.batch_size)
 
 
-def reference_contestant(data, resolution: int, seed: int, batch: int = 64):
+def reference_contestant(data, resolution: int, seed: int, batch: int = 64, device: str = "cpu"):
     from gankit.device import cpu_has_bf16
 
+    device = torch.device(device)
     torch.manual_seed(seed)
-    dtype = torch.bfloat16 if cpu_has_bf16() else None
-    ref = ReferenceDCGAN(resolution=resolution, nc=int(data.images.shape[1]), autocast_dtype=dtype)
-    images = data.images
+    dtype = torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else None  # where bf16 is native
+    ref = ReferenceDCGAN(resolution=resolution, nc=int(data.images.shape[1]), autocast_dtype=dtype, device=device)
+    images = data.images.to(device)
     g = torch.Generator().manual_seed(seed)
     state = {"perm": torch.randperm(len(images), generator=g), "i": 0}
 
@@ -120,7 +128,7 @@ def reference_contestant(data, resolution: int, seed: int, batch: int = 64):
     def generate(n: int) -> torch.Tensor:
         ref.G.eval()
         with ref._autocast():
-            out = ref.G(torch.randn(n, ref.nz, 1, 1)).float()
+            out = ref.G(torch.randn(n, ref.nz, 1, 1, device=device)).float()
         ref.G.train()
         return out
 
@@ -135,7 +143,7 @@ def make_contestant(name: str, args, data, run_dir: Path) -> Contestant:
     if name == "gankit":
         return gankit_contestant(args.config, data, args.resolution, args.device, run_dir, parse_sets(args.sets),
                                  args.minutes, args.seed)
-    return reference_contestant(data, args.resolution, args.seed)
+    return reference_contestant(data, args.resolution, args.seed, device=args.device)
 
 
 def train_all(contestants: list[Contestant], marks: list[float], slice_s: float, n_fake: int, seed: int,
@@ -163,7 +171,8 @@ def train_parallel(args, marks: list[float], tmp: Path) -> list[dict]:
                "--data", args.data, "--resolution", str(args.resolution), "--config", str(args.config),
                "--minutes", str(args.minutes), *(["--fid-at", ",".join(f"{m!r}" for m in marks[:-1])] if marks[:-1] else []),
                "--n-fake", str(args.n_fake), "--device", args.device, "--seed", str(args.seed),
-               "--slice", str(args.slice), "--fid-n", args.fid_n] + [a for s in args.sets for a in ("--set", s)]
+               "--slice", str(args.slice), *(["--fid-n", ",".join(map(str, args.fid_n))] if args.fid_n else [])
+               ] + [a for s in args.sets for a in ("--set", s)]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         pin = {cores[i]} if len(cores) >= len(NAMES) else None
         procs.append((out, subprocess.Popen(cmd, env=env, preexec_fn=(lambda p=pin: os.sched_setaffinity(0, p))
@@ -195,31 +204,41 @@ def main() -> None:
     ap.add_argument("--slice", type=positive, default=60.0, help="seconds each contestant trains before the other's turn")
     ap.add_argument("--parallel", action="store_true", help="train both at once, one core each")
     ap.add_argument("--only", choices=NAMES, help="train this contestant alone (with --fakes-out: no FID)")
-    ap.add_argument("--fakes-out", type=Path, help="with --only: save the generated images here instead of measuring")
+    ap.add_argument("--fakes-out", type=writable_file,
+                    help="with --only: save the generated images here instead of measuring")
     ap.add_argument("--n-fake", type=at_least(2), default=1000, help="generated images for FID/KID at each mark")
-    ap.add_argument("--fid-n", default="", help="at the last mark also FID at these image counts and FID_inf, "
-                    "e.g. 1000,2000,4000 (Inception costs ~0.1 s per image on a 2-core CPU)")
+    ap.add_argument("--fid-n", type=number_list(int, 2), default=[],
+                    help="at the last mark also FID at these image counts and FID_inf, e.g. 1000,2000,4000 "
+                    "(Inception costs ~0.1 s per image on a 2-core CPU)")
     ap.add_argument("--grids", type=Path, help="write each contestant's last 64 images as DIR/NAME.png")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto: both contestants train there")
     ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=0, help="seeds both contestants (weights, batches, noise) and the drawn fakes")
     ap.add_argument("--json", type=writable_file, help="also write the results here")
     args = ap.parse_args()
     if args.resolution > 1024:
         ap.error(f"argument --resolution: must be <= 1024, got {args.resolution}")
+    if args.fakes_out and not args.only:
+        ap.error("--fakes-out goes with --only NAME: it saves one contestant's images and measures no FID")
     marks = sorted({m for m in args.fid_at if 0 < m < args.minutes})
     marks.append(args.minutes)
-    counts = sorted({int(n) for n in args.fid_n.split(",") if n.strip()})
-    if len(counts) == 1 or (counts and counts[0] < 2):
+    counts = sorted(set(args.fid_n))
+    if len(counts) == 1:
         ap.error("--fid-n needs at least two image counts of 2 or more, e.g. 1000,2000,4000")
     n_last = max([args.n_fake, *counts])
 
+    from gankit.config import parse_sets
     from gankit.data import load_dataset
+    from gankit.device import resolve_device
     from gankit.metrics import RealStatistics, extract_features, fid_by_count, fid_kid, load_inception, real_features
 
+    args.device = str(resolve_device(args.device))  # one line for an unknown device or CUDA without a GPU
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data, args.resolution, progress=False)
+    if args.parallel and not args.only:  # --config and --set checked now, as the one-process path does, not by the
+        # gankit child after the reference child has trained its whole budget
+        gankit_config(args.config, data, args.resolution, args.device, parse_sets(args.sets), args.minutes, args.seed)
     names = [args.only] if args.only else list(NAMES)
     mode = "in parallel, one core each" if args.parallel else f"{torch.get_num_threads()} threads"
     print(f"{len(data.images)} images from {args.data} at {args.resolution} px; {args.minutes:g} training minutes "

@@ -255,7 +255,7 @@ def main() -> None:
                                                        "its inputs' layouts and page faults (benchmarks/op_trace.py)")
     ap.add_argument("--gemm-ceiling", action="store_true",
                     help="also time each step's GEMMs at their own shapes (benchmarks/gemm_ceiling.py)")
-    ap.add_argument("--json", type=writable_file, help="also write the results here")
+    ap.add_argument("--json", type=writable_file, help="also write the results here (not with --profile)")
     args = ap.parse_args()
     for fam in args.families.split(",") + ([args.profile] if args.profile else []):
         if fam not in FAMILIES:
@@ -266,6 +266,8 @@ def main() -> None:
                      "reference DCGAN halves the map down to 4x4; --no-reference times gankit alone at any size)"))
     if args.ops and (not args.profile or args.device != "cpu"):
         ap.error("--ops goes with --profile FAMILY on the CPU (a CUDA call returns before its kernel has run)")
+    if args.profile and args.json:
+        ap.error("--json goes without --profile: the profile prints a table, not JSON (redirect its output instead)")
     for v in args.variant:
         if ":" not in v or not v.partition(":")[0]:
             ap.error(f"--variant {v!r}: write NAME:KEY=VALUE[,KEY=VALUE], e.g. nchw:train.channels_last=false")

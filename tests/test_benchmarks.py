@@ -285,9 +285,104 @@ def test_epoch_ends_with_evaluations_evaluates_every_epoch_before_and_within_the
     ("epoch_ends.py", ["--images", "10"], "--images 10 is fewer than one batch of 64"),
     ("epoch_ends.py", ["--images", "16", "--batch", "16", "--epochs", "1", "--set", "log.write_share=2"],
      "log.write_share must be in [0, 1]"),
+    # inception_throughput.py: the shared checks, before Inception is loaded (were tracebacks, or a failure to write
+    # --json after measuring)
+    ("inception_throughput.py", ["--batch", "0"], "--batch: must be >= 1"),
+    ("inception_throughput.py", ["--batch", "-3"], "--batch: must be >= 1"),
+    ("inception_throughput.py", ["--batches", "0"], "--batches: must be >= 1"),
+    ("inception_throughput.py", ["--size", "0"], "--size: must be >= 1"),
+    ("inception_throughput.py", ["--threads", "-1"], "--threads: must be >= 1"),
+    ("inception_throughput.py", ["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+    ("inception_throughput.py", ["--json", "missing/x.json"], "folder 'missing' does not exist"),
+    ("quality_per_budget.py", ["--fid-n", "a,b"], "--fid-n: expected an integer, got 'a'"),
+    ("quality_per_budget.py", ["--fid-n", "1,5"], "--fid-n: must be >= 2"),
+    ("quality_per_budget.py", ["--only", "gankit", "--fakes-out", "missing/f.pt"], "folder 'missing' does not exist"),
+    ("quality_per_budget.py", ["--fakes-out", "f.pt"], "--fakes-out goes with --only"),  # trained both, saved one
+    ("quality_per_budget.py", ["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+    ("throughput.py", ["--profile", "dcgan", "--json", "p.json"], "the profile prints a table, not JSON"),
+    ("throughput.py", ["--profile", "dcgan", "--ops", "--json", "p.json"], "the profile prints a table, not JSON"),
+    pytest.param("throughput.py", ["--json", "/proc/x.json"], "cannot write '/proc/x.json'",
+                 marks=pytest.mark.skipif(not os.path.isdir("/proc"), reason="no /proc here")),
 ])
 def test_benchmarks_refuse_bad_arguments_in_one_line(script, args, needle, tmp_path, monkeypatch, capsys):
-    """Each script run as `python benchmarks/SCRIPT ARGS` would run it, in this process (a fresh one per case
+    _refuses(script, args, needle, tmp_path, monkeypatch, capsys)
+
+
+def test_inception_throughput_refuses_cuda_without_a_gpu_as_the_other_scripts(tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here")
+    _refuses("inception_throughput.py", ["--device", "cuda"], "no CUDA GPU is available", tmp_path, monkeypatch, capsys)
+
+
+def test_quality_per_budget_in_parallel_checks_the_overrides_before_starting_a_process(tmp_path, monkeypatch, capsys):
+    """A typo in --set (or --config) ended the gankit child only after the reference child had trained its budget."""
+    make_image_folder(tmp_path / "images", n=8, size=16)
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("a contestant's process was started")
+
+    monkeypatch.setattr(subprocess, "Popen", no_child)
+    common = ["--data", str(tmp_path / "images"), "--resolution", "16", "--parallel", "--minutes", "0.01"]
+    _refuses("quality_per_budget.py", [*common, "--set", "foo.bar=1"], "unknown config key 'foo'", tmp_path,
+             monkeypatch, capsys)
+    _refuses("quality_per_budget.py", [*common, "--config", "nope.yaml"], "config file 'nope.yaml' not found",
+             tmp_path, monkeypatch, capsys)
+
+
+def test_writable_file_refuses_what_cannot_be_written_and_leaves_files_as_they_were(tmp_path):
+    import argparse
+
+    sys.path.insert(0, str(BENCH))
+    from _args import writable_file
+
+    assert writable_file(str(tmp_path / "new.json")) == tmp_path / "new.json"
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+    (tmp_path / "old.json").write_text("kept")
+    assert writable_file(str(tmp_path / "old.json")) == tmp_path / "old.json"
+    assert (tmp_path / "old.json").read_text() == "kept"
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder"):
+        writable_file(str(tmp_path))
+    if os.path.isdir("/proc"):  # not writable even by root
+        with pytest.raises(argparse.ArgumentTypeError, match="cannot write '/proc/x.json'"):
+            writable_file("/proc/x.json")
+
+
+def test_epoch_ends_says_slower_when_the_default_run_was_slower():
+    sys.path.insert(0, str(BENCH))
+    from epoch_ends import faster_or_slower
+
+    assert faster_or_slower(1.42) == "x1.42 faster"
+    assert faster_or_slower(1 / 1.05) == "x1.05 slower"
+
+
+def test_quality_per_budget_trains_the_reference_on_the_device_asked_for(tmp_path, monkeypatch):
+    """It trained on the CPU whatever --device said; here the device is "meta" (no data: nothing is computed)."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    import quality_per_budget as qpb
+
+    made, real_class = [], qpb.ReferenceDCGAN
+
+    def spy(**kwargs):
+        made.append(real_class(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(qpb, "ReferenceDCGAN", spy)
+    data = types.SimpleNamespace(images=torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8))
+    args = types.SimpleNamespace(resolution=16, seed=0, device="meta")
+    qpb.make_contestant("reference", args, data, tmp_path)
+    assert {p.device.type for p in [*made[-1].G.parameters(), *made[-1].D.parameters()]} == {"meta"}
+    # on the CPU it trains and draws images as before
+    c = qpb.reference_contestant(data, 16, 0, batch=4, device="cpu")
+    c.step()
+    assert c.generate(3).shape == (3, 3, 16, 16)
+
+
+def _refuses(script: str, args: list[str], needle: str, tmp_path, monkeypatch, capsys) -> None:
+    """Run the script as `python benchmarks/SCRIPT ARGS` would, in this process (a fresh one per case
     spent ~2 s importing torch: half a minute for the list); an exception that escaped would fail the test."""
     import runpy
 

@@ -348,9 +348,9 @@ def test_csv_paths_tell_apart_images_of_the_same_name_in_two_folders(tmp_path, c
     start elsewhere, e.g. absolute or from a parent folder); a bare name two rows label differently drops its image,
     with a warning that says how to fix it."""
     data = tmp_path / "dupe"
-    for folder, value in (("a", 50), ("b", 200)):
+    for sub, value in (("a", 50), ("b", 200)):
         for name in ("abra", "absol"):
-            save(data / folder / f"{name}.png", solid((value, 0, 0)))
+            save(data / sub / f"{name}.png", solid((value, 0, 0)))
     save(data / "abra.png", solid((0, 0, 0)))
     (tmp_path / "labels.csv").write_text("file,label\n"
                                          "a/abra.png,fire\na/absol.png,fire\n"

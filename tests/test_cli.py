@@ -155,7 +155,10 @@ def test_a_terminal_that_hangs_up_stops_the_run_and_saves_it(image_folder, tmp_p
                              "--batch-size", "8", "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8",
                              "--set", "model.ndf=8", "--set", "log.every=1", "--set", "log.plots=false",
                              "--run", str(tmp_path / "r")],
-                            stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+                            stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True,
+                            # a terminal's process takes SIGHUP, also when the tests run under nohup (which ignores it,
+                            # and a child inherits that: the run would go on, as `nohup gankit train` must)
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     os.close(terminal)
     metrics, deadline = tmp_path / "r" / "metrics.jsonl", time.monotonic() + 120
     try:

@@ -7,6 +7,7 @@ import sys
 import time
 
 LINE_EVERY = 30.0  # seconds between two progress lines when stderr is not a terminal
+MAX_NAMED = 5  # names a message lists before it says "and N more"
 
 
 def speaks() -> bool:
@@ -71,6 +72,17 @@ def guard_terminal() -> None:
             tty = False
         if tty:
             setattr(sys, name, _Terminal(stream))
+
+
+def count(n: int, noun: str) -> str:
+    """'1 image', '3 images'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def short_list(names: list[str]) -> str:
+    """The first MAX_NAMED names, then how many more."""
+    shown = ", ".join(names[:MAX_NAMED])
+    return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"
 
 
 def clock(seconds: float) -> str:

@@ -463,17 +463,15 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     from gankit.data import load_folder
     from gankit.data.archive import extract_archive, is_archive
 
-    def archive(root) -> bool:
-        return Path(root).expanduser().is_file() and is_archive(root)
-
-    for root in (dir_a, dir_b):  # cheap checks first: a bad path or weights file fails before any work
-        if not Path(root).expanduser().is_dir() and not archive(root):
+    archives = [Path(root).expanduser().is_file() and is_archive(root) for root in (dir_a, dir_b)]
+    for root, packed in zip((dir_a, dir_b), archives):  # cheap checks first: a bad path or weights file fails first
+        if not Path(root).expanduser().is_dir() and not packed:
             raise DataError(f"'{root}' is not a folder or an archive (.zip, .tar...): gankit fid compares two sets of "
                             "images")
     weights_path(weights)
     sets = []
-    for root in (dir_a, dir_b):
-        folder = extract_archive(root, progress=progress) if archive(root) else root  # like train --data: once
+    for root, packed in zip((dir_a, dir_b), archives):
+        folder = extract_archive(root, progress=progress) if packed else root  # like train --data: once
         res = folder_resolution(folder)
         sets.append(load_folder(folder, res, progress=progress))
         if progress:

@@ -98,10 +98,6 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / (cfg.name or f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}")
 
 
-def _short(names: list[str], shown: int = 5) -> str:
-    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
-
-
 def _absolute_data_paths(layers: list[dict]) -> list[dict]:
     """The layers with a local data.path made absolute (from the current folder), so that the saved run resumes and
     evaluates from any folder, and `--data ./x` and `--data x` name the same dataset. So is a data.labels file that
@@ -558,8 +554,8 @@ class Trainer:
     def _load(self, state: dict) -> None:
         saved = state.get("class_names")  # a changed label file: say so, not "does not match this model" (or nothing)
         if self.cfg.model.num_classes and saved is not None and list(saved) != self.class_names:
-            raise RunError(f"the run was trained on {len(saved)} classes ({_short(saved)}) but its labels now give "
-                           f"{len(self.class_names)} ({_short(self.class_names)}) from '{self.cfg.data.labels}': put "
+            raise RunError(f"the run was trained on {len(saved)} classes ({console.short_list(saved)}) but its labels now give "
+                           f"{len(self.class_names)} ({console.short_list(self.class_names)}) from '{self.cfg.data.labels}': put "
                            f"back the label file it was trained with, or train a new {distributed.run_option()} folder")
         try:
             self.G_raw.load_state_dict(state["G"])

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gankit import console
-from gankit.console import info, warn
+from gankit.console import count, info, short_list, warn
 from gankit.data import cache
 from gankit.errors import ConfigError, DataError
 
@@ -35,8 +35,6 @@ LOADER_VERSION = 2
 MIN_IMAGE_SIDE = 8
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 SKIPPED_DIRS = {"__MACOSX"}
-# Names shown in a warning before "and N more".
-MAX_NAMED = 5
 # Decoding threads: Pillow releases the GIL while decoding and resampling.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -112,7 +110,7 @@ def load_folder(
         payload = _decode_folder(root, files, stats, resolution, name, progress)
         payload["key"] = key
         if payload["files"] and cache.write(cache_file, payload) and progress:
-            info(f"cached {_count(len(payload['files']), 'image')} of '{name}' at {resolution}px in {cache_file}")
+            info(f"cached {count(len(payload['files']), 'image')} of '{name}' at {resolution}px in {cache_file}")
 
     images, kept = payload["images"], list(payload["files"])
     skipped = [(str(f), str(r)) for f, r in payload["skipped"]]
@@ -169,11 +167,11 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     if unreadable:
         names = [Path(e.filename).relative_to(root).as_posix() if e.filename else "?" for e in unreadable]
         warn(f"could not read {len(names)} sub-folder(s) of '{root}' ({unreadable[0].strerror}): "
-             f"{_short_list(names)}; their images are left out")
+             f"{short_list(names)}; their images are left out")
 
     if not files:
         if ignored:
-            found = f"{_count(len(ignored), 'other file')}, e.g. '{sorted(ignored)[0]}'"
+            found = f"{count(len(ignored), 'other file')}, e.g. '{sorted(ignored)[0]}'"
             raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are {SUPPORTED}",
                            found)
         raise NoImages(f"data folder '{root}' is empty: put {SUPPORTED} images in it (sub-folders are fine)")
@@ -454,20 +452,11 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or "data"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _short_list(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_NAMED])
-    return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"
-
-
 def _name_list(items: list[tuple[str, str]]) -> str:
-    return _short_list([f"{f} ({why})" for f, why in items])
+    return short_list([f"{f} ({why})" for f, why in items])
 
 
 def _skip_message(skipped: list[tuple[str, str]], total: int, ignored: int) -> str:
-    extra = f"; {_count(ignored, 'non-image file')} ignored" if ignored else ""
+    extra = f"; {count(ignored, 'non-image file')} ignored" if ignored else ""
     return (f"skipped {len(skipped)} of {total} image files: {_name_list(skipped)} "
             f"— fix or remove them to silence this{extra}")

@@ -231,8 +231,9 @@ def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
     gif = run.path / GIF_NAME
     why = "made from samples/ for this page"
     try:
-        if gif.is_file() and 0 < gif.stat().st_size <= MAX_EMBEDDED_GIF_BYTES:
-            if not run.samples or gif.stat().st_mtime >= run.samples[-1].stat().st_mtime:
+        st = gif.stat() if gif.is_file() else None
+        if st and 0 < st.st_size <= MAX_EMBEDDED_GIF_BYTES:
+            if not run.samples or st.st_mtime >= run.samples[-1].stat().st_mtime:
                 return gif.read_bytes(), ""
             why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
     except OSError:

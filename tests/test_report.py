@@ -388,3 +388,39 @@ def test_compare_rejects_folders_that_are_not_runs(tmp_path):
         write_compare_report([tmp_path], tmp_path / "r.html")
     with pytest.raises(RunError, match="no runs"):
         write_compare_report([], tmp_path / "r.html")
+
+
+def test_compare_refuses_one_run_twice(tmp_path):
+    """The same folder twice (however written) was compared with itself as "run" and "run (2)"."""
+    run = make_run(tmp_path, "run", epochs=1)
+    with pytest.raises(RunError, match="are the same run: pass each run once"):
+        write_compare_report([run, tmp_path / "." / "run" / ".." / "run"], tmp_path / "r.html")
+    with pytest.raises(RunError, match="'.*run' is given twice"):
+        write_compare_report([run, run], tmp_path / "r.html")
+
+
+def test_compare_warns_when_runs_measured_fid_with_other_image_counts(tmp_path):
+    """eval.n_fake / n_real change the FID a run logs (FID falls with more images): they are not greyed as
+    "what a run writes", and the best-metrics table says that such runs' FIDs do not compare."""
+    a, b = (make_run(tmp_path, name, run_index=i, epochs=2, fids=[200.0, 150.0]) for i, name in enumerate("ab"))
+
+    def best_metrics(*runs):
+        page = write_compare_report(list(runs), tmp_path / "r.html").read_text()
+        return page[page.index('id="config-diff"'):page.index('id="best-metrics"')], \
+            page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+
+    _, best = best_metrics(a, b)
+    assert "do not compare" not in best
+    config = b / "config.yaml"
+    config.write_text(config.read_text() + "eval:\n  n_fake: 5000\n  every: 1\n")
+    diff, best = best_metrics(a, b)
+    assert "FID with different eval.n_fake" in best and "their KIDs do" in best
+    assert '<tr><th scope="row"><code>eval.n_fake</code>' in diff
+    assert '<tr class="aside"><th scope="row"><code>eval.every</code>' in diff
+
+
+def test_twenty_runs_get_twenty_colours():
+    from gankit.report.compare import _color, _dash
+
+    assert len({_color(i) for i in range(20)}) == 20
+    assert len({(_color(i), _dash(i)) for i in range(40)}) == 40  # plotted lines: colour and dash

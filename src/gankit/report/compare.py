@@ -46,6 +46,14 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     """
     if not run_dirs:
         raise RunError("no runs to compare: pass at least one run folder")
+    seen: dict[Path, object] = {}
+    for d in run_dirs:
+        where = Path(d).expanduser().resolve()
+        if where in seen:
+            first = seen[where]
+            said = f"'{d}' is given twice" if str(d) == str(first) else f"'{first}' and '{d}' are the same run"
+            raise RunError(f"{said}: pass each run once")
+        seen[where] = d
     runs = [load_run(d) for d in run_dirs]
     labels = run_labels(runs)
     colors = [_color(i) for i in range(len(runs))]
@@ -81,12 +89,15 @@ def run_labels(runs: list[Run]) -> list[str]:
 
 
 def _color(i: int) -> str:
+    """tab10's colours, then their lighter shades (tab20's odd entries): 20 runs have 20 swatches."""
     from matplotlib import colormaps, colors
 
-    return colors.to_hex(colormaps["tab10"](i % 10))
+    return colors.to_hex(colormaps["tab10"](i % 10) if i % 20 < 10 else colormaps["tab20"](2 * (i % 10) + 1))
 
 
 def _dash(i: int) -> str:
+    """The line style that, with the colour, tells plotted runs apart: a run with a lighter shade of an earlier
+    run's colour is dashed."""
     return ("-", "--", ":", "-.")[(i // 10) % 4]
 
 
@@ -107,9 +118,15 @@ def _header(runs, labels, colors) -> str:
     )
 
 
+#: Config keys that change how FID/KID are measured: FID falls as it sees more images, so runs that measured with
+#: other values have FIDs that do not compare (KID is unbiased in the number of images).
+MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights")
+
+
 def _output_only(key: str) -> bool:
-    """A config key that changes what a run writes (its name, logs, samples, evaluations), not its training."""
-    return key == "name" or key.startswith(("log.", "eval."))
+    """A config key that changes what a run writes (its name, logs, samples, when it evaluates), not its training
+    nor how its FID is measured."""
+    return key == "name" or key.startswith("log.") or (key.startswith("eval.") and key not in MEASURING)
 
 
 def _config_diff(runs, labels, colors) -> str:
@@ -135,7 +152,7 @@ def _config_diff(runs, labels, colors) -> str:
         intro = (
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
             f" {MISSING} marks a key a run does not have."
-            + (" Grey rows (the name, log.*, eval.*) change what a run writes, not how it trains."
+            + (" Grey rows (the name, log.*, when it evaluates) change what a run writes, not how it trains."
                if any(map(_output_only, shown)) else "")
         )
     head = "".join(f"<th>{_swatch(c)}{html.escape(label)}</th>" for label, c in zip(labels, colors))
@@ -174,7 +191,18 @@ def _best_metrics(runs, labels, colors) -> str:
             f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}</td>'
         )
         rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
-    return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return _measured_apart(runs) + \
+        f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _measured_apart(runs) -> str:
+    """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights."""
+    measured = [flatten_config(r.config) for r in runs if r.best is not None and r.config]
+    differ = [k for k in MEASURING if len({_cell(f.get(k, _Missing)) for f in measured}) > 1]
+    if not differ:
+        return ""
+    return _note(f"These runs measured FID with different {' / '.join(differ)}: FID depends on how many images it "
+                 "sees, so their FIDs do not compare; their KIDs do, within KID's \u00b1.")
 
 
 def _sample_widths(runs) -> list[str]:

@@ -340,6 +340,9 @@ def test_csv_matches_stems_relative_paths_and_other_delimiters(tmp_path, csv_fol
                      cache_dir=tmp_path / "cache", progress=False)
     assert len(ds) == 5 and ds.class_names == ["x", "y"]
     assert ds.labels.tolist() == [0, 1, 0, 1, 0]
+    same = load_folder(csv_folder, RES, labels="kinds.csv", label_column="Kind",  # a column named in another case
+                       cache_dir=tmp_path / "cache", progress=False)
+    assert same.labels.tolist() == ds.labels.tolist()
 
 
 def test_csv_paths_tell_apart_images_of_the_same_name_in_two_folders(tmp_path, capsys):

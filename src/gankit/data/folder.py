@@ -334,6 +334,9 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
     if column is None:
         raise DataError(f"labels from '{csv_path.name}' need a label column: pass --label-column, "
                         f"one of: {', '.join(header)}")
+    folded = [h for h in header if h.strip().casefold() == column.strip().casefold()]
+    if column not in header and len(folded) == 1:  # `--label-column Type1` for a `type1` column
+        column = folded[0]
     if column not in header:
         raise DataError(f"label column '{column}' is not in '{csv_path.name}'; "
                         f"available columns: {', '.join(header)}")

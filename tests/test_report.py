@@ -424,3 +424,14 @@ def test_twenty_runs_get_twenty_colours():
 
     assert len({_color(i) for i in range(20)}) == 20
     assert len({(_color(i), _dash(i)) for i in range(40)}) == 40  # plotted lines: colour and dash
+
+
+def test_compare_marks_a_run_that_is_training_now(tmp_path):
+    from gankit import runlock
+
+    live, done = make_run(tmp_path, "live", epochs=1), make_run(tmp_path, "done", run_index=1, epochs=1)
+    with runlock.hold(live, "--run"):
+        page = write_compare_report([live, done], tmp_path / "r.html").read_text()
+    header = page[:page.index("<nav>")]
+    assert header.count("training now") == 1 and header.index("training now") < header.index("<b>done</b>")
+    assert "training now" not in write_compare_report([live, done], tmp_path / "r.html").read_text()

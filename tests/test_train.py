@@ -658,3 +658,26 @@ def test_a_run_whose_dataset_moved_resumes_from_its_new_place(tmp_path, capsys):
     assert f"'{tmp_path / 'a'}' is gone: resuming on the images in '{tmp_path / 'b'}'" in err
     assert "resuming from iteration 2" in err and load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 4
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["path"] == str(tmp_path / "b")
+
+
+def test_a_run_being_trained_is_not_trained_a_second_time_at_once(image_folder, tmp_path):
+    """A second `gankit train` on a folder another process is training would resume from the same checkpoint and
+    truncate the first's log: refused before it touches anything. The lock is the folder's own (flock): it goes
+    with its holder, so the next training goes on; a start that fails leaves no empty folders behind."""
+    from gankit import runlock
+
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"].update(plots=False, tensorboard=False)
+    run = run_training(layers, tmp_path / "run")
+    log, one_epoch = (run / "metrics.jsonl").read_bytes(), load_checkpoint(run / "checkpoints/last.pt")["iteration"]
+    layers[0]["train"]["epochs"] = 2
+    with runlock.hold(run, "--run"):  # as another process training it would
+        with pytest.raises(RunError, match="is being trained by another gankit process"):
+            run_training(layers, run)
+    assert (run / "metrics.jsonl").read_bytes() == log
+    assert load_checkpoint(run_training(layers, run) / "checkpoints/last.pt")["iteration"] == 2 * one_epoch
+
+    bad = tiny_layers(tmp_path / "no_such_images", epochs=1)
+    with pytest.raises(Exception):
+        run_training(bad, tmp_path / "new" / "deeper" / "run")
+    assert not (tmp_path / "new").exists()

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from gankit import console, distributed
+from gankit import console, distributed, runlock
 from gankit.checkpoint import BEST, load_latest_checkpoint, prune_numbered, room_for_numbered, save_checkpoint, save_generator
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
@@ -1349,11 +1349,17 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     base = _data_defaults(layers)
     launch = build_config(base, *layers)  # the command line's own config: it picks the processes' backend
     launch_device = resolve_device(launch.train.device)
-    with distributed.process_group(launch_device):  # a no-op unless launched by torchrun
-        # rank 0 alone reads the run folder; the others take its run, config and checkpoint (`from_main`), so that
-        # several machines need not share a disk
+    with distributed.process_group(launch_device), contextlib.ExitStack() as held:  # a no-op unless under torchrun
+        # rank 0 alone reads the run folder, and holds it against a second training (`runlock`); the others take its
+        # run, config and checkpoint (`from_main`), so that several machines need not share a disk
         collective_device = distributed.local_device(launch_device)
-        run_path, cfg, resuming = distributed.from_main(lambda: _resolve_run(layers, run_dir, base, launch_device))
+
+        def resolve_and_hold() -> tuple[Path, Config, bool]:
+            found = _resolve_run(layers, run_dir, base, launch_device)
+            held.enter_context(runlock.hold(found[0], distributed.run_option()))
+            return found
+
+        run_path, cfg, resuming = distributed.from_main(resolve_and_hold)
         _check_process_0_holds_the_run(run_path, collective_device)
         if not distributed.is_main() and any((layer.get("data") or {}).get("path") for layer in layers):
             cfg.data.path = launch.data.path  # this machine's --data: where its own copy of the images is

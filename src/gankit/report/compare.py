@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gankit import runlock
 from gankit.errors import RunError
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import GIF_NAME, evolution_gif_bytes
@@ -106,7 +107,9 @@ def _dash(i: int) -> str:
 
 def _header(runs, labels, colors) -> str:
     items = "".join(
-        f'<li>{_swatch(c)}<b>{html.escape(label)}</b> <span class="path">{html.escape(str(r.path))}</span></li>'
+        f'<li>{_swatch(c)}<b>{html.escape(label)}</b> <span class="path">{html.escape(str(r.path))}</span>'
+        + (' <span class="live">training now: this page shows it as it was</span>' if runlock.in_use(r.path) else "")
+        + "</li>"
         for r, label, c in zip(runs, labels, colors)
     )
     nav = " ".join(f'<a href="#{sid}">{title}</a>' for sid, title in SECTIONS)
@@ -423,6 +426,7 @@ nav a:hover { text-decoration: underline; }
 .legend { list-style: none; padding: 0; margin: .4rem 0 .6rem; }
 .legend li { margin: .15rem 0; }
 .path { color: #666; font-size: .85rem; margin-left: .4rem; word-break: break-all; }
+.live { color: #8a4b00; font-size: .85rem; margin-left: .4rem; font-weight: 600; }
 .swatch { display: inline-block; width: .8em; height: .8em; border-radius: 2px; margin-right: .4em;
           vertical-align: baseline; border: 1px solid rgba(0,0,0,.25); }
 .note { color: #555; font-size: .9rem; margin: .3rem 0; }

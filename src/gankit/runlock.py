@@ -1,0 +1,83 @@
+"""One training at a time per run folder.
+
+A second `gankit train` on a folder that a first one is training (the same command typed in two terminals, a job
+started twice) would resume from the same checkpoint, truncate the first's metrics.jsonl and overwrite its grids
+and checkpoints in turn. The training process holds an exclusive `flock` on the run folder itself (no lock file
+to go stale: the system drops the lock when the process ends, even on kill -9); `in_use` lets readers such as
+`gankit compare` tell a run in progress. Where the system has no flock (Windows) or the disk does not support it
+(some network file systems), runs are not guarded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+from gankit.errors import RunError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+RETRY_SECONDS = 0.2  # a reader (`in_use`) holds the folder for an instant: one more try after this long
+
+
+def _open(folder: Path) -> int | None:
+    try:
+        return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+
+
+def _try_lock(fd: int, mode: int) -> bool | None:
+    """True: locked; False: another process holds it; None: this disk cannot lock."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def hold(run_dir: Path, other_folder_hint: str) -> Iterator[None]:
+    """Hold `run_dir` (made if needed) while the block trains it; a RunError when another process trains it.
+    The folders this call made that are still empty at the end (the run failed before writing) are removed."""
+    run_dir = Path(run_dir)
+    made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # the deepest first
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = _open(run_dir) if fcntl is not None else None
+    try:
+        if fd is not None:
+            locked = _try_lock(fd, fcntl.LOCK_EX)
+            if locked is False:
+                time.sleep(RETRY_SECONDS)
+                locked = _try_lock(fd, fcntl.LOCK_EX)
+            if locked is False:
+                raise RunError(f"run '{run_dir}' is being trained by another gankit process: wait for it to end (or "
+                               f"stop it), or pass {other_folder_hint} NEW_FOLDER to train a run of its own")
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # drops the lock
+        with contextlib.suppress(OSError):
+            for folder in made:
+                folder.rmdir()  # only if empty
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a process is training `run_dir` now (False where that cannot be told)."""
+    if fcntl is None:
+        return False
+    fd = _open(Path(run_dir))
+    if fd is None:
+        return False
+    try:
+        return _try_lock(fd, fcntl.LOCK_SH) is False
+    finally:
+        os.close(fd)

@@ -101,8 +101,8 @@ def test_fallback_order_ends_with_the_newest_numbered_checkpoint(tmp_path, capsy
         save_checkpoint(state(epoch), folder / f"epoch_{epoch:04d}.pt")
     assert load_latest_checkpoint(folder)[1].name == "epoch_0010.pt"
     (folder / "last.pt").write_bytes(b"torn")
-    (folder / PREVIOUS).write_bytes(b"torn too")
     (folder / "epoch_0010.pt").write_bytes(b"and this")
+    (folder / PREVIOUS).write_bytes(b"torn too")  # written after every numbered one: tried before them
     got, path = load_latest_checkpoint(folder)
     assert path.name == "epoch_0009.pt" and got["iteration"] == 9
     lines = warnings_of(capsys.readouterr().err)
@@ -144,6 +144,10 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     with pytest.raises(RunError) as info:
         save_checkpoint(state(2), folder / "last.pt")
     _assert_disk_full_left_everything_intact(folder, before, info.value)
+    assert "(the previous checkpoint is intact)" in str(info.value)
+    with pytest.raises(RunError) as info:  # the run's first checkpoint: there is no previous one to speak of
+        save_checkpoint(state(1), tmp_path / "new" / "checkpoints" / "last.pt")
+    assert "disk is full" in str(info.value) and "intact" not in str(info.value)
 
 
 class FillsUp:
@@ -220,3 +224,45 @@ def test_sampling_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
     gen = load_run_generator(tmp_path / "run", device="cpu")
     assert gen.sample(2, seed=0).shape == (2, 3, 16, 16)
     assert "last.pt" in capsys.readouterr().err
+
+
+def test_a_numbered_checkpoint_written_after_last_prev_comes_before_it(tmp_path):
+    """last.pt unusable: the epoch_NNNN.pt written at last.pt's epoch end is further on than last.prev.pt (the
+    previous last.pt), so the resume takes it; numbered ones older than last.prev.pt come after it."""
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(state(80), folder / "epoch_0020.pt")
+    save_checkpoint(state(84), folder / "last.pt")
+    save_checkpoint(state(88), folder / "last.pt")  # 84 becomes last.prev.pt
+    save_checkpoint(state(88), folder / "epoch_0022.pt")
+    for name, age in (("epoch_0020.pt", 30), (PREVIOUS, 20), ("last.pt", 10)):  # coarse clocks: make the order plain
+        os.utime(folder / name, (os.stat(folder / name).st_mtime - age,) * 2)
+    (folder / "last.pt").write_bytes(b"torn")
+    assert load_latest_checkpoint(folder)[0]["iteration"] == 88
+    (folder / "epoch_0022.pt").unlink()
+    assert load_latest_checkpoint(folder)[0]["iteration"] == 84
+
+
+def test_numbered_checkpoints_make_room_by_pruning_first_and_count_small_disks_in_proportion(tmp_path, monkeypatch):
+    """A numbered checkpoint must leave room for the next last.pt and a reserve: 1 GiB, or a tenth of a smaller
+    disk (a 200 MB scratch disk with 198 MB free refused every one); when only the one keep_checkpoints is about
+    to delete makes the room, it is deleted first."""
+    from collections import namedtuple
+
+    from gankit import checkpoint
+
+    folder = tmp_path / "checkpoints"
+    for epoch in (1, 2):
+        save_checkpoint(state(epoch), folder / f"epoch_{epoch:04d}.pt")
+    size = (folder / "epoch_0002.pt").stat().st_size
+    Usage = namedtuple("Usage", "total used free")
+
+    def disk(total, free):
+        monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda _: Usage(total, total - free, free))
+
+    disk(200 << 20, 198 << 20)
+    assert checkpoint.room_for_numbered(folder, 1 << 20) == []
+    disk(100 << 30, (1 << 30) + 2 * size - 1)  # short by one byte on a large disk
+    assert checkpoint.room_for_numbered(folder, size, keep=0) is None
+    assert checkpoint.room_for_numbered(folder, size, keep=3) is None  # nothing to prune: 2 kept + the new one
+    assert checkpoint.room_for_numbered(folder, size, keep=2) == [folder / "epoch_0001.pt"]
+    assert checkpoint.room_for_numbered(folder, size, keep=1) == [folder / "epoch_0002.pt", folder / "epoch_0001.pt"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -149,7 +150,31 @@ def test_a_nearly_full_disk_holds_numbered_checkpoints_back_and_last_pt_goes_on(
     assert sorted(p.name for p in (tmp_path / "run/checkpoints").glob("epoch_*.pt")) == \
         ["epoch_0001.pt", "epoch_0004.pt", "epoch_0005.pt"]
     assert last == [4, 8, 12, 16, 20]
-    assert capsys.readouterr().err.count("nearly full") == 1
+    assert capsys.readouterr().err.count("numbered ones are skipped") == 1
+
+
+def test_keep_checkpoints_makes_room_for_the_next_numbered_one_on_a_tight_disk(image_folder, tmp_path, monkeypatch,
+                                                                               capsys):
+    """With log.keep_checkpoints=1, a disk with room for the next numbered checkpoint only once the one it replaces
+    is gone: that one is deleted first, so history goes on (it was skipped, with a warning telling to keep fewer)."""
+    from gankit import checkpoint
+
+    layers = tiny_layers(image_folder, epochs=4)
+    layers[0]["log"].update(keep_checkpoints=1, write_share=0)
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    real = shutil.disk_usage
+
+    def usage(path):
+        total, used, free = real(path)
+        if trainer.epoch <= 2:
+            return type(real(path))(total, used, free)
+        size = (tmp_path / "run/checkpoints/last.pt").stat().st_size  # short of 2 of them and the reserve by a byte
+        return type(real(path))(total, used, 2 * size + min(checkpoint.DISK_RESERVE, total // 10) - 1)
+
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", usage)
+    trainer.fit()
+    assert [p.name for p in (tmp_path / "run/checkpoints").glob("epoch_*.pt")] == ["epoch_0004.pt"]
+    assert "skipped" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("deterministic", [False, True])

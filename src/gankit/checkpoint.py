@@ -97,7 +97,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
         tmp = None
         _fsync_dir(path.parent)
     except OSError as e:
-        raise RunError(f"could not write {what}'{path}' ({e.strerror or e}): {_write_hint(e)}{then}") from None
+        raise RunError(f"could not write {what}'{path}' ({e.strerror or e}): {write_hint(e)}{then}") from None
     finally:
         if tmp is not None:
             try:
@@ -133,7 +133,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_hint(e: OSError) -> str:
+def write_hint(e: OSError) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return "the disk is full: free some space"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -187,8 +187,9 @@ def save_checkpoint(state: dict, path: Path, keep_previous: bool | None = None) 
         keep_previous = path.name == LAST
     payload = {**state, DIGEST_KEY: state_digest(state)}
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    intact = " (the previous checkpoint is intact)" if path.exists() else ""
     _atomic_write(path, lambda f: torch.save(payload, f), rotate_to=path.with_name(PREVIOUS) if keep_previous else None,
-                  what="checkpoint ", then=f", then resume with {distributed.resume_command(run)} (the previous checkpoint is intact)")
+                  what="checkpoint ", then=f", then resume with {distributed.resume_command(run)}{intact}")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -225,9 +226,21 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
-    """The checkpoints a run can resume from, best first: last.pt, last.prev.pt, epoch_NNNN.pt newest first."""
+    """The checkpoints a run can resume from, best first: last.pt, then last.prev.pt and the epoch_NNNN.pt newest
+    first, last.prev.pt after the numbered ones written since (one written at last.pt's epoch end is further on)."""
     ckpt_dir = Path(ckpt_dir)
-    return [p for p in (ckpt_dir / LAST, ckpt_dir / PREVIOUS, *numbered_checkpoints(ckpt_dir)) if p.is_file()]
+
+    def written(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    older = [p for p in numbered_checkpoints(ckpt_dir) if p.is_file()]
+    previous = ckpt_dir / PREVIOUS
+    if previous.is_file():
+        older.insert(next((i for i, p in enumerate(older) if written(p) <= written(previous)), len(older)), previous)
+    return [p for p in (ckpt_dir / LAST,) if p.is_file()] + older
 
 
 def numbered_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -244,10 +257,22 @@ def prune_numbered(ckpt_dir: Path, keep: int) -> list[Path]:
     return old
 
 
-def room_for_numbered(ckpt_dir: Path, size: int) -> bool:
-    """Whether a numbered checkpoint of `size` bytes still leaves room for the next last.pt (written beside the old
-    one before it is replaced) and DISK_RESERVE: numbered checkpoints are history, last.pt is the run's safety."""
-    return shutil.disk_usage(ckpt_dir).free >= 2 * size + DISK_RESERVE
+def disk_reserve(ckpt_dir: Path) -> int:
+    """Room kept free beside the checkpoints: DISK_RESERVE, or a tenth of a disk smaller than 10 of it."""
+    return min(DISK_RESERVE, shutil.disk_usage(ckpt_dir).total // 10)
+
+
+def room_for_numbered(ckpt_dir: Path, size: int, keep: int = 0) -> list[Path] | None:
+    """Whether a numbered checkpoint of `size` bytes fits while leaving room for the next last.pt (written beside
+    the old one before it is replaced) and `disk_reserve`: numbered checkpoints are history, last.pt is the run's
+    safety. [] it fits; the numbered checkpoints to delete first when the room is what pruning to `keep` would free
+    once it is written; None when it does not fit."""
+    need = 2 * size + disk_reserve(ckpt_dir)
+    free = shutil.disk_usage(ckpt_dir).free
+    if free >= need:
+        return []
+    doomed = [p for p in numbered_checkpoints(ckpt_dir)[keep - 1:] if p.is_file()] if keep > 0 else []
+    return doomed if doomed and free + sum(p.stat().st_size for p in doomed) >= need else None
 
 
 def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "cpu") -> tuple[dict, Path] | None:

@@ -18,6 +18,7 @@ import gc
 import itertools
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -27,7 +28,8 @@ import torch
 import yaml
 
 from gankit import console, distributed, runlock
-from gankit.checkpoint import BEST, load_latest_checkpoint, prune_numbered, room_for_numbered, save_checkpoint, save_generator
+from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune_numbered, room_for_numbered, save_checkpoint,
+                               save_generator)
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import Interrupted, RunError
@@ -599,22 +601,29 @@ class Trainer:
             save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                            self.run_dir / "generator.safetensors")
         self._saved_iteration, self._saved_at = self.iteration, time.perf_counter()
-        if numbered and self._room_for_numbered():
+        first = self._room_for_numbered() if numbered else None  # the old ones to delete first to make room
+        if first is not None:
             with self._paced["numbered"].timed():
+                for path in first:
+                    path.unlink(missing_ok=True)
                 save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
                 prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
         if best:
             save_checkpoint(state, self.ckpt_dir / BEST)
 
-    def _room_for_numbered(self) -> bool:
-        """False, with one warning per process, while the disk has too little room left for a numbered checkpoint
-        beside the next last.pt (`checkpoint.room_for_numbered`): a run that fills its disk loses its last.pt."""
-        room = room_for_numbered(self.ckpt_dir, (self.ckpt_dir / "last.pt").stat().st_size)
-        if not room and not self._numbered_held:
-            console.warn(f"the disk of '{self.ckpt_dir}' is nearly full: numbered checkpoints are skipped while it is, "
-                         "so that last.pt can still be written; free some space, or keep only the newest few with "
-                         "--set log.keep_checkpoints=N")
-        self._numbered_held = not room
+    def _room_for_numbered(self) -> list[Path] | None:
+        """Whether a numbered checkpoint fits (`checkpoint.room_for_numbered`); None, with one warning per process, while
+        the disk has too little room for one beside the next last.pt: a run that fills its disk loses its last.pt."""
+        size = (self.ckpt_dir / "last.pt").stat().st_size
+        room = room_for_numbered(self.ckpt_dir, size, self.cfg.log.keep_checkpoints)
+        if room is None and not self._numbered_held:
+            mb = lambda n: f"{n / 2**20:.0f} MB"  # noqa: E731
+            fewer = " or keep fewer with --set log.keep_checkpoints=N" if self.cfg.log.keep_checkpoints != 1 else ""
+            console.warn(f"the disk of '{self.ckpt_dir}' has {mb(shutil.disk_usage(self.ckpt_dir).free)} free: a "
+                         f"numbered checkpoint ({mb(size)}) would leave less than the next last.pt and "
+                         f"{mb(disk_reserve(self.ckpt_dir))} spare, so numbered ones are skipped while it does (last.pt "
+                         f"goes on); free some space{fewer}")
+        self._numbered_held = room is None
         return room
 
     @property

@@ -706,3 +706,72 @@ def test_a_run_being_trained_is_not_trained_a_second_time_at_once(image_folder, 
     with pytest.raises(Exception):
         run_training(bad, tmp_path / "new" / "deeper" / "run")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_tensorboard_that_cannot_write_is_one_warning_and_the_run_goes_on(image_folder, tmp_path, capsys):
+    """TensorBoard's writer fails from its own thread (a full disk, a folder it may not write): that printed a raw
+    traceback into the error line and stopped the run. Now one warning, and training goes on with metrics.jsonl."""
+    import errno
+    import threading
+
+    from tensorboard.summary.writer import record_writer
+
+    real = record_writer.RecordWriter.write
+    fail = {"after": 3}  # writes: the file's version record, then the run's first lines
+
+    def write(self, data):
+        fail["after"] -= 1
+        if fail["after"] < 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, data)
+
+    traces = []
+    hook = threading.excepthook
+    record_writer.RecordWriter.write = write
+    try:
+        threading.excepthook = lambda args: traces.append(args)  # what would print a raw traceback
+        run = run_training(tiny_layers(image_folder, epochs=2), tmp_path / "run")
+    finally:
+        record_writer.RecordWriter.write = real
+        threading.excepthook = hook
+    err = capsys.readouterr().err
+    assert err.count("warning: TensorBoard's log in") == 1 and "(No space left on device)" in err
+    assert "Traceback" not in err and not traces
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 8
+
+
+def test_a_metrics_line_the_disk_refuses_stops_the_run_in_one_line_that_says_how_to_resume(tmp_path):
+    import errno
+
+    from gankit.runlog import RunLog
+
+    log = RunLog(tmp_path / "run", None, tensorboard=False)
+
+    class Full:
+        closed = False
+
+        def write(self, _):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self):
+            pass
+
+    log.file = Full()
+    with pytest.raises(RunError) as info:
+        log.write("step", 1, 0, 0.1, {"d_loss": 1.0})
+    assert str(info.value) == (f"could not write '{tmp_path / 'run' / 'metrics.jsonl'}' (No space left on device): the "
+                               f"disk is full: free some space, then resume with gankit train --run {tmp_path / 'run'}")
+
+
+def test_a_tensorboard_that_cannot_be_imported_is_said_once(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from gankit.runlog import RunLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails, as with a broken install
+    log = RunLog(tmp_path / "run", None, tensorboard=True)
+    log.write("step", 1, 0, 0.1, {"d_loss": 1.0})
+    log.close()
+    err = capsys.readouterr().err
+    assert err.count("warning: TensorBoard cannot be imported") == 1 and "pip install tensorboard" in err
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[0]["d_loss"] == 1.0

@@ -11,9 +11,27 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
-from gankit.checkpoint import atomic_write_text
+from gankit import console, distributed
+from gankit.checkpoint import atomic_write_text, write_hint
+from gankit.errors import RunError
+
+
+def _quiet_tensorboard_threads() -> None:
+    """TensorBoard writes from a thread of its own, which prints a raw traceback when a write fails (a full disk)
+    before the next call in the training thread raises the same error (`RunLog._tb` turns that into a warning)."""
+    previous = threading.excepthook
+    if getattr(previous, "gankit", False):
+        return
+
+    def hook(args) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)):
+            previous(args)
+
+    hook.gankit = True
+    threading.excepthook = hook
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -34,7 +52,12 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 class RunLog:
+    """metrics.jsonl, which the run cannot go on without (a line it cannot write is a RunError that says how to
+    resume), and TensorBoard's events, which it can: a TensorBoard that cannot be imported or written is one warning
+    and the run goes on without it."""
+
     def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
@@ -52,10 +75,28 @@ class RunLog:
         those at it kept, as in metrics.jsonl."""
         try:
             from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:  # tensorboard is a dependency, but keep training if it is broken
+            console.warn(f"TensorBoard cannot be imported ({e}): this run goes on without its TensorBoard log "
+                         "(metrics.jsonl has every value); pip install tensorboard to have it")
+            return
+        _quiet_tensorboard_threads()
+        self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir),
+                                                           purge_step=None if kept_step is None else kept_step + 1)))
 
-            self.tb = SummaryWriter(str(self.tb_dir), purge_step=None if kept_step is None else kept_step + 1)
-        except ImportError:  # tensorboard is a dependency, but keep training if it is broken
-            self.tb = None
+    def _tb(self, call) -> None:
+        """A call to TensorBoard's writer; one that fails drops the writer with one warning."""
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001  (OSError from its thread, or anything of a broken install)
+            writer, self.tb = self.tb, None
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+            console.warn(f"TensorBoard's log in '{self.tb_dir}' cannot be written ({reason}): this run goes on "
+                         "without it (metrics.jsonl has every value)")
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001
+                    pass
 
     def _truncate(self, step: int) -> None:
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
@@ -67,18 +108,21 @@ class RunLog:
         self._truncate(step)
         self.file = open(self.path, "a")
         if self.tb is not None:
-            self.tb.close()
+            self._tb(self.tb.close)
             self._open_tensorboard(step)
 
     def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
         clean = {k: (v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None)
                  for k, v in values.items()}
         rec = {"kind": kind, "step": step, "epoch": epoch, "time": round(time, 3), **clean}
-        self.file.write(json.dumps(rec) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(rec) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise RunError(f"could not write '{self.path}' ({e.strerror or e}): {write_hint(e)}, then resume with "
+                           f"{distributed.resume_command(self.run_dir)}") from None
         if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{kind}/{k}", v, step)
+            self._tb(lambda: [self.tb.add_scalar(f"{kind}/{k}", v, step) for k, v in values.items()])
 
     def image(self, tag: str, path: Path, step: int) -> None:
         """A PNG the run wrote (an epoch's sample grid) into TensorBoard's Images tab, as its own bytes: not decoded
@@ -92,15 +136,21 @@ class RunLog:
             size, channels = im.size, len(im.getbands())
         png = Path(path).read_bytes()
         image = Summary.Image(height=size[1], width=size[0], colorspace=channels, encoded_image_string=png)
-        self.tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
-        self.tb.flush()
+
+        def add() -> None:
+            self.tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+            self.tb.flush()
+
+        self._tb(add)
 
     def close(self) -> None:
         if self.file.closed:
             return
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
+        try:
+            self.file.close()
+        finally:
+            if self.tb is not None:
+                self._tb(self.tb.close)
 
 
 class NullLog:

@@ -443,3 +443,32 @@ def test_import_gankit_backs_large_tensors_with_huge_pages(tmp_path):
         faults[out[0]] = int(out[1])
     assert set(faults) == {"1", "0"}
     assert faults["1"] < 20_000 < 5 * 60_000 < faults["0"], faults
+
+
+def test_evaluate_says_where_it_reads_a_dataset_an_older_run_named_relatively(tmp_path, monkeypatch, capsys):
+    """An older gankit saved the run's dataset as typed: `evaluate` reads it from the current folder, as that
+    gankit did, and says which folder that is (it silently compared with another folder of the same name)."""
+    import json
+
+    from safetensors.torch import load_file, safe_open, save_file
+
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+    from gankit.train import run_training
+
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "data", n=16)
+    run = run_training(tiny_layers("data", epochs=1), tmp_path / "run")
+    shared = run / "generator.safetensors"
+    with safe_open(str(shared), "pt") as f:
+        config = json.loads(f.metadata()["gankit_config"])
+    config["data"]["path"] = "data"  # as an older gankit wrote it
+    save_file(load_file(str(shared)), str(shared), metadata={"gankit_config": json.dumps(config)})
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda *a, **k: lambda generate, n: {"fid": 1.0})
+    capsys.readouterr()
+    assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
+    assert f"reading 'data' from here, {tmp_path / 'data'}; pass --data" in capsys.readouterr().err
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=f"dataset 'data' \\(from here: {tmp_path / 'elsewhere' / 'data'}\\) does not"):
+        evaluate_run(run, None, n_fake=4, device="cpu")

@@ -775,3 +775,54 @@ def test_a_tensorboard_that_cannot_be_imported_is_said_once(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert err.count("warning: TensorBoard cannot be imported") == 1 and "pip install tensorboard" in err
     assert read_metrics(tmp_path / "run" / "metrics.jsonl")[0]["d_loss"] == 1.0
+
+
+def test_a_checkpoint_of_an_older_gankit_resumes_and_one_without_the_models_says_so(image_folder, tmp_path):
+    """Checkpoints of older versions lack what later ones added (noisy labels' state, ADA, the EMA copy, counters):
+    their resume crashed with "internal error (KeyError: 'noisy_labels')". Those parts start as in a new run; a
+    checkpoint without what a resume cannot do without is one line."""
+    from gankit.checkpoint import save_checkpoint
+
+    layers = tiny_layers(image_folder, epochs=1, ema=0.9)
+    layers[0]["log"].update(plots=False, tensorboard=False)
+    run = run_training(layers, tmp_path / "run")
+    state = load_checkpoint(run / "checkpoints/last.pt")
+    old = {k: v for k, v in state.items() if k not in ("noisy_labels", "ada", "G_ema", "last_g_loss", "d_skipped",
+                                                        "rollbacks", "strategy", "rng_cuda")}
+    save_checkpoint(old, run / "checkpoints/last.pt", keep_previous=False)
+    layers[0]["train"]["epochs"] = 2
+    resumed = load_checkpoint(run_training(layers, run) / "checkpoints/last.pt")
+    assert resumed["iteration"] == 2 * state["iteration"] and resumed["G_ema"] is not None
+
+    save_checkpoint({k: v for k, v in old.items() if k not in ("opt_d", "fixed_noise")}, run / "checkpoints/last.pt")
+    layers[0]["train"]["epochs"] = 3
+    with pytest.raises(RunError, match=r"lacks opt_d, fixed_noise: it cannot be resumed"):
+        run_training(layers, run)
+
+
+def test_a_run_whose_older_config_names_its_data_relatively_resumes_with_the_same_command(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Older gankits saved data.path and data.labels as typed (relative to the folder the run was started from):
+    they are read from the current folder, as that gankit read them, said in a line, and made absolute, so the
+    same command with `--data data/imgs --labels data/kinds.csv` resumes the run (it was "a different config")."""
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "data" / "imgs", n=16)
+    (tmp_path / "data" / "kinds.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n"
+                                                                          for i in range(16)))
+    layers = tiny_layers("data/imgs", epochs=1)
+    layers[0]["data"].update(labels="data/kinds.csv", label_column="kind")
+    layers[0]["model"]["arch"] = "acgan"
+    run = run_training(layers, "run")
+    config = run / "config.yaml"
+    text = config.read_text()
+    assert f"path: {tmp_path / 'data' / 'imgs'}" in text
+    config.write_text(text.replace(str(tmp_path / "data") + "/", "data/"))  # as an older gankit wrote it
+    capsys.readouterr()
+    layers[0]["train"]["epochs"] = 2
+    run_training(layers, "run")
+    err = capsys.readouterr().err
+    assert (f"names its data relative to the folder it was started from (an older gankit wrote its config.yaml): "
+            f"reading data.path 'data/imgs' as {tmp_path / 'data' / 'imgs'} and data.labels 'data/kinds.csv' as "
+            f"{tmp_path / 'data' / 'kinds.csv'}") in err
+    assert "resuming from iteration 2" in err and "is gone" not in err
+    assert yaml.safe_load(config.read_text())["data"]["labels"] == str(tmp_path / "data" / "kinds.csv")

@@ -8,8 +8,11 @@ epochs on a GPU; `eval.n_fake` sets the sample count (KID is the honest figure f
 
 from __future__ import annotations
 
+import os
+
 import torch
 
+from gankit.console import info
 from gankit.errors import DataError
 
 
@@ -57,7 +60,7 @@ class Evaluator:
 def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
-    from gankit.data import is_missing, load_dataset
+    from gankit.data import is_builtin, is_missing, load_dataset
     from gankit.sample import load_run_generator
 
     gen = load_run_generator(run, checkpoint, device)
@@ -66,9 +69,14 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     if data_path is not None and is_missing(data_path):
         raise DataError(f"--data '{data_path}' does not exist: pass the folder (or archive) of real images to compare "
                         "with, or omit --data to use the run's own dataset")
+    relative = data_path is None and not is_builtin(path) and not os.path.isabs(os.path.expanduser(path))
     if data_path is None and is_missing(path):
-        raise DataError(f"the run's dataset '{path}' does not exist any more: pass --data with its new place (or any "
-                        "folder of real images to compare with)")
+        where = f" (from here: {os.path.abspath(path)})" if relative else ""
+        raise DataError(f"the run's dataset '{path}'{where} does not exist any more: pass --data with its new place "
+                        "(or any folder of real images to compare with)")
+    if relative:  # an older gankit saved it as typed, relative to the folder the run was started from
+        info(f"the run's config names its dataset relative to the folder it was started from (an older gankit wrote "
+             f"it): reading '{path}' from here, {os.path.abspath(path)}; pass --data if that is not the run's")
     labels = cfg.data.labels if path == cfg.data.path else None
     data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                         cache_dir=cfg.data.cache_dir)

@@ -244,9 +244,38 @@ def _check_same_images(data, device: torch.device) -> None:
                        f"'{data.name}' in process 0): every machine needs the same copy of the dataset")
 
 
+def _saved_config(run_dir: Path) -> tuple[dict, list[str]]:
+    """The run's config.yaml as a dict, and what an older gankit saved as typed and is read here from the current
+    folder, as that gankit read it (a note each): a relative data.path, and a relative data.labels that is not
+    inside the dataset, made absolute so that the same command resumes the run and config.yaml no longer depends
+    on the folder it is run from."""
+    from gankit.data.archive import is_archive
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    data = saved.get("data") if isinstance(saved, dict) else None
+    if not isinstance(data, dict):
+        return saved, []
+    notes = []
+    path, labels = data.get("path"), data.get("labels")
+    if isinstance(path, str) and not is_builtin(path) and not os.path.isabs(os.path.expanduser(path)):
+        data["path"] = os.path.abspath(os.path.expanduser(path))
+        notes.append(f"data.path '{path}' as {data['path']}")
+    if (isinstance(labels, str) and labels != "folders" and not os.path.isabs(os.path.expanduser(labels))
+            and isinstance(data.get("path"), str) and not is_builtin(data["path"]) and not is_archive(data["path"])
+            and not os.path.isfile(os.path.join(data["path"], labels)) and os.path.isfile(labels)):
+        data["labels"] = os.path.abspath(labels)
+        notes.append(f"data.labels '{labels}' as {data['labels']}")
+    return saved, notes
+
+
 def _check_resumed_data(run_path: Path, cfg: Config) -> None:
     """A resumed run's dataset: a one-line error when it is gone, a line when it is read from a new place."""
-    saved = build_config(yaml.safe_load((run_path / "config.yaml").read_text()) or {}).data.path
+    saved_dict, notes = _saved_config(run_path)
+    if notes:
+        console.info(f"run '{run_path}' names its data relative to the folder it was started from (an older gankit "
+                     f"wrote its config.yaml): reading {' and '.join(notes)}; pass --data (and --labels) if that is "
+                     "not the run's")
+    saved = build_config(saved_dict).data.path
     if cfg.data.path == saved and is_missing(saved):
         raise RunError(f"run '{run_path}' was trained on '{saved}', which does not exist any more: "
                        "pass --data with its new place to resume it")
@@ -274,7 +303,7 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     if not saved_path.exists() and not _restore_config(run_dir):
         return build_config(base or {}, *layers), False
     try:
-        saved = yaml.safe_load(saved_path.read_text()) or {}
+        saved = _saved_config(run_dir)[0]
         if isinstance(saved.get("log"), dict):  # how this invocation shows progress, not a property of the run
             saved["log"].pop("progress", None)
         saved_cfg = build_config(saved)
@@ -424,6 +453,11 @@ def build_optimizer(params, lr: float, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), fused=True)
 
 
+#: What a checkpoint must hold to be resumed; the rest of `Trainer.state_dict` (added by later versions) may be
+#: missing from an older gankit's checkpoint and then starts as in a new run.
+ESSENTIAL_STATE = ("G", "D", "opt_g", "opt_d", "scaler", "iteration", "cursor", "elapsed", "fixed_noise", "rng_cpu")
+
+
 class Trainer:
     def __init__(self, cfg: Config, data, run_dir: Path, resume: bool = False):
         self.cfg = cfg
@@ -559,6 +593,10 @@ class Trainer:
             raise RunError(f"the run was trained on {len(saved)} classes ({console.short_list(saved)}) but its labels now give "
                            f"{len(self.class_names)} ({console.short_list(self.class_names)}) from '{self.cfg.data.labels}': put "
                            f"back the label file it was trained with, or train a new {distributed.run_option()} folder")
+        lacking = [k for k in ESSENTIAL_STATE if k not in state]
+        if lacking:
+            raise RunError(f"checkpoint in '{self.ckpt_dir}' lacks {', '.join(lacking)}: it cannot be resumed (gankit "
+                           f"sample and evaluate can still use its generator); train a new {distributed.run_option()} folder")
         try:
             self.G_raw.load_state_dict(state["G"])
             self.D_raw.load_state_dict(state["D"])
@@ -568,16 +606,22 @@ class Trainer:
             if self.G_ema is not None and state.get("G_ema") is not None:
                 self.G_ema.load_state_dict(state["G_ema"])
                 self._standing = None
+            elif self.G_ema is not None:  # a checkpoint of a run without EMA, or of a gankit before it: start it at G
+                self.G_ema.module.load_state_dict(self.G_raw.state_dict())
+                self._standing = None
         except (KeyError, RuntimeError, ValueError) as e:
             raise RunError(f"checkpoint in '{self.ckpt_dir}' does not match this model ({str(e).splitlines()[0]}): "
                            f"use a new {distributed.run_option()} folder") from None
-        self.strategy.load_state_dict(state["strategy"])
-        self.noisy_labels.load_state_dict(state["noisy_labels"])
+        # what older gankits' checkpoints lack starts as in a new run
+        if state.get("strategy") is not None:
+            self.strategy.load_state_dict(state["strategy"])
+        if state.get("noisy_labels") is not None:
+            self.noisy_labels.load_state_dict(state["noisy_labels"])
         if self.ada is not None and state.get("ada"):
             self.ada.load_state_dict(state["ada"])
         for k in ("iteration", "cursor", "elapsed", "d_updates", "g_updates", "best_fid", "last_g_loss",
                   "d_skipped", "rollbacks"):
-            setattr(self, k, state[k])
+            setattr(self, k, state.get(k, getattr(self, k)))
         self.fixed_noise = state["fixed_noise"]
         n = self.cfg.log.n_samples  # a log.n_samples changed on resume: the first n, or more drawn after them
         if n < len(self.fixed_noise):
@@ -587,7 +631,7 @@ class Trainer:
             more = sample_z(n - len(self.fixed_noise), self.cfg, "cpu", generator=g)
             self.fixed_noise = torch.cat([self.fixed_noise, more.to(self.fixed_noise.dtype)])
         torch.set_rng_state(state["rng_cpu"])
-        if torch.cuda.is_available() and state["rng_cuda"]:
+        if torch.cuda.is_available() and state.get("rng_cuda"):
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         if self.device.type == "cuda" and state.get("rng_device") is not None:  # every DDP rank continues rank 0's stream
             torch.cuda.set_rng_state(state["rng_device"], self.device)

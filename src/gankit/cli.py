@@ -56,9 +56,9 @@ def _flags_layer(**flags) -> dict:
 @command
 def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/webp/bmp/gif, searched recursively). Omit to train on the built-in MNIST digits."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: 32 for MNIST, 64 for folders)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset (default: 20)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step (default: 64)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: the recipe's, else 32 for the built-in MNIST, 64 for a folder)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset (default: the recipe's, else 30 for the built-in MNIST, 20 for a folder; a resumed run keeps its own)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step (default: the recipe's, else 64)."),
     run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help="Run folder. An existing one is resumed from its last checkpoint (default: runs/<dataset>_<res>px_<arch>, or <that>-2, -3... when it holds a run of another config). Under torchrun write --run-dir (torchrun takes --run for its own --run-path)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe overriding the defaults (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set train.lr_g=1e-4 (repeatable)."),

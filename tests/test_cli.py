@@ -38,6 +38,14 @@ def test_train_help_lists_the_everyday_flags():
     assert f"(default: the recipe's, else {TrainConfig.batch_size})" in out
 
 
+def test_sample_help_names_every_grid_format_and_the_default_file():
+    from gankit.cli import GRID_EXTENSIONS
+
+    grid_help = next(line for line in wide_help("sample").splitlines() if "--grid" in line)
+    assert all(ext in grid_help for ext in GRID_EXTENSIONS), grid_help
+    assert "samples.png" in grid_help
+
+
 def test_train_via_cli_then_compare(image_folder, tmp_path):
     common = ["--data", image_folder, "--resolution", "16", "--epochs", "1", "--batch-size", "8", "--no-progress",
               "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8", "--set", "model.ndf=8"]

@@ -129,7 +129,7 @@ def sanity(
 def sample(
     run: Path = typer.Argument(..., help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file."),
     n: Optional[int] = typer.Option(None, "-n", help="Number of images (default: 64); with --same-noise-labels, images per label row (default: 8)."),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here (png)."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff or .gif (default, without --out-dir: samples.png in the current folder, replacing one that is there)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),

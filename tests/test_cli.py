@@ -46,6 +46,33 @@ def test_sample_help_names_every_grid_format_and_the_default_file():
     assert "samples.png" in grid_help
 
 
+@pytest.mark.parametrize("command, flags", [("train", ["--deterministic", "--no-progress"]),
+                                            ("sanity", ["--all-epochs", "--no-progress"]),
+                                            ("sample", ["--same-noise-labels", "--interpolate"])])
+def test_help_shows_flags_as_taking_no_value(command, flags):
+    """Typer's help showed `--deterministic <bool>`, and `--deterministic true` is refused."""
+    import re
+
+    lines = wide_help(command).splitlines()
+    for flag in flags:
+        after = next(m[1] for m in (re.match(rf"[^\w-]*{flag}\s+(\S+)", line) for line in lines) if m)
+        assert not after.startswith("<"), f"{flag} {after}"
+
+
+def test_a_flag_is_given_alone_not_with_a_value(monkeypatch, tmp_path, capsys):
+    import gankit.train
+    from gankit.cli import main
+
+    given = []
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: given.append(layers[-1]) or tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--deterministic", "--no-progress"])
+    assert done.value.code == 0 and given == [{"train": {"deterministic": True}, "log": {"progress": False}}]
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--deterministic", "true"])
+    assert done.value.code == 2 and "unexpected extra argument(s) (true)" in capsys.readouterr().err
+
+
 def test_train_via_cli_then_compare(image_folder, tmp_path):
     common = ["--data", image_folder, "--resolution", "16", "--epochs", "1", "--batch-size", "8", "--no-progress",
               "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8", "--set", "model.ndf=8"]

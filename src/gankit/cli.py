@@ -53,6 +53,12 @@ def _flags_layer(**flags) -> dict:
     return layer
 
 
+def _flag(name: str, help: str):
+    """An option that takes no value. Typer's help would show a plain `bool` one as `--name <bool>`, as if it took
+    one (`--name true` is refused): an empty metavar shows it as the flag it is."""
+    return typer.Option(False, name, metavar="", help=help)
+
+
 @command
 def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/webp/bmp/gif, searched recursively). Omit to train on the built-in MNIST digits."),
@@ -69,8 +75,8 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: 0)."),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    deterministic: bool = _flag("--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
+    no_progress: bool = _flag("--no-progress", help="Hide the progress bar."),
 ):
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
     from gankit.config import parse_sets, read_yaml
@@ -105,8 +111,8 @@ def sanity(
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
     run: Path = typer.Option(Path("runs/sanity"), "--run", help="Run folder for the samples and curves."),
-    all_epochs: bool = typer.Option(False, "--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    all_epochs: bool = _flag("--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
+    no_progress: bool = _flag("--no-progress", help="Hide the progress bar."),
 ):
     """Seed 002's unit test: train on copies of one image (two labelled ones for ACGAN) and check G reproduces it."""
     from gankit.config import parse_sets, read_yaml
@@ -135,8 +141,8 @@ def sample(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     label: List[str] = typer.Option([], "--label", help="Conditional runs: draw this class (repeatable: the images cycle through the classes given)."),
-    same_noise_labels: bool = typer.Option(False, "--same-noise-labels", help="Conditional runs: one row per class (every class, or those given with --label), the same noise in each column."),
-    interpolate: bool = typer.Option(False, "--interpolate", help="Walk the latent space (slerp) from --seed to --seed+1 in -n steps; with --grid x.gif writes an animation."),
+    same_noise_labels: bool = _flag("--same-noise-labels", help="Conditional runs: one row per class (every class, or those given with --label), the same noise in each column."),
+    interpolate: bool = _flag("--interpolate", help="Walk the latent space (slerp) from --seed to --seed+1 in -n steps; with --grid x.gif writes an animation."),
 ):
     """Draw images from a trained generator."""
     import math

@@ -46,6 +46,16 @@ def test_sample_help_names_every_grid_format_and_the_default_file():
     assert "samples.png" in grid_help
 
 
+def test_help_names_every_image_format_and_archive_that_data_takes():
+    from gankit.data.archive import ARCHIVE_SUFFIXES
+    from gankit.data.folder import IMAGE_EXTENSIONS
+
+    data_help = next(line for line in wide_help("train").splitlines() if "--data" in line)
+    assert all(ext.lstrip(".") in data_help for ext in IMAGE_EXTENSIONS), data_help
+    assert all(suffix in data_help for suffix in ARCHIVE_SUFFIXES), data_help
+    assert wide_help("fid").count("image folder or archive") == 2  # dir_a and dir_b
+
+
 @pytest.mark.parametrize("command, flags", [("train", ["--deterministic", "--no-progress"]),
                                             ("sanity", ["--all-epochs", "--no-progress"]),
                                             ("sample", ["--same-noise-labels", "--interpolate"])])

@@ -61,7 +61,7 @@ def _flag(name: str, help: str):
 
 @command
 def train(
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/webp/bmp/gif, searched recursively). Omit to train on the built-in MNIST digits."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/jpeg/webp/bmp/gif, searched recursively) or archive of one (.zip, .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz). Omit to train on the built-in MNIST digits."),
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: the recipe's, else 32 for the built-in MNIST, 64 for a folder)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset (default: the recipe's, else 30 for the built-in MNIST, 20 for a folder; a resumed run keeps its own)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step (default: the recipe's, else 64)."),
@@ -139,7 +139,7 @@ def sample(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     label: List[str] = typer.Option([], "--label", help="Conditional runs: draw this class (repeatable: the images cycle through the classes given)."),
     same_noise_labels: bool = _flag("--same-noise-labels", help="Conditional runs: one row per class (every class, or those given with --label), the same noise in each column."),
     interpolate: bool = _flag("--interpolate", help="Walk the latent space (slerp) from --seed to --seed+1 in -n steps; with --grid x.gif writes an animation."),
@@ -233,12 +233,12 @@ def sample(
 @command
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with (default: the run's dataset)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with: a folder or an archive (default: the run's dataset)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
     n: int = typer.Option(1000, "-n", help="Generated images."),
     n_real: int = typer.Option(10000, "--n-real", help="At most this many real images (a fixed subset)."),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed", help="Noise seed of the generated images: the same seed draws the same ones."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
 ):
     """FID and KID of a trained generator against real images, offline."""
@@ -254,10 +254,10 @@ def evaluate(
 
 @command
 def fid(
-    dir_a: Path = typer.Argument(..., help="First image folder."),
-    dir_b: Path = typer.Argument(..., help="Second image folder."),
-    device: str = typer.Option("auto", "--device"),
-    batch_size: int = typer.Option(50, "--batch-size"),
+    dir_a: Path = typer.Argument(..., help="First image folder or archive (.zip, .tar, .tar.gz...)."),
+    dir_b: Path = typer.Argument(..., help="Second image folder or archive."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    batch_size: int = typer.Option(50, "--batch-size", help="Images per Inception forward pass."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
 ):
     """FID and KID between two image folders or archives (like pytorch-fid's command line)."""

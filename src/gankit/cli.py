@@ -107,7 +107,7 @@ def sanity(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe of the model/loss to test (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set model.arch=acgan."),
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Image size (default: the recipe's or --set's, else 32)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 whatever the recipe's, or --set's)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 in place of the recipe's, which is a real run's; --set train.epochs=N sets it too)."),
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
     run: Path = typer.Option(Path("runs/sanity"), "--run", help="Run folder for the samples and curves."),

@@ -83,6 +83,26 @@ def test_a_flag_is_given_alone_not_with_a_value(monkeypatch, tmp_path, capsys):
     assert done.value.code == 2 and "unexpected extra argument(s) (true)" in capsys.readouterr().err
 
 
+def test_version_is_printed_from_the_installed_package_or_the_source_tree(monkeypatch, capsys):
+    import re
+    from importlib import metadata
+
+    import gankit
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and re.fullmatch(r"gankit \d+\.\d+\S*\n", capsys.readouterr().out)
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"gankit {gankit.__version__}\n"
+
+
 def test_train_via_cli_then_compare(image_folder, tmp_path):
     common = ["--data", image_folder, "--resolution", "16", "--epochs", "1", "--batch-size", "8", "--no-progress",
               "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8", "--set", "model.ndf=8"]

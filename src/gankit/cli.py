@@ -27,6 +27,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("gankit")
+        except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+            from gankit import __version__ as version
+        typer.echo(f"gankit {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", metavar="", is_eager=True, callback=_print_version,
+                                          help="Print gankit's version and exit.")):
+    """Train, compare and sample image GANs on a folder of images."""
+
+
 def command(function):
     """`app.command()`, and Ctrl-C inside the command ends in a line saying so (Typer turns it into a silent exit
     130): what the command kept when it says (an `Interrupted` with a message), none after the trainer's own."""

@@ -268,6 +268,8 @@ CASES = [
                                                "--data", str(t / "images")], ["different config", "model.ngf", "new --run"]),
     ("run-config-garbage", lambda t, mp: [*TRAIN, "--run", str(_garbage_run(t))], ["config.yaml", "another --run"]),
     ("run-is-a-file", lambda t, mp: [*TRAIN, "--run", str(_write(t / "run", "x"))], ["--run", "is a file"]),
+    ("run-cannot-be-made", lambda t, mp: [*TRAIN, "--run", "/proc/gankit-run"],
+     ["cannot make run folder '/proc/gankit-run'", "pass --run a folder you can write"]),
     ("sanity-no-copies", lambda t, mp: ["sanity", "--copies", "0", "--run", str(t / "san")], ["--copies", "at least 1"]),
     # --- sampling
     ("sample-no-checkpoint", sample(lambda t: _mkdir(t / "run")), ["no generator.safetensors or checkpoint", "gankit train"]),

@@ -50,7 +50,13 @@ def hold(run_dir: Path, other_folder_hint: str) -> Iterator[None]:
     The folders this call made that are still empty at the end (the run failed before writing) are removed."""
     run_dir = Path(run_dir)
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # the deepest first
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise  # a file where a folder is needed: the command line names that file
+    except OSError as e:
+        raise RunError(f"cannot make run folder '{run_dir}' ({e.strerror or e}): pass {other_folder_hint} a folder "
+                       "you can write") from None
     fd = _open(run_dir) if fcntl is not None else None
     try:
         if fd is not None:

@@ -25,6 +25,7 @@ from conftest import make_image_folder
 import gankit.train
 from gankit.cli import main
 from gankit.config import build_config, save_yaml, to_dict
+from gankit.errors import DataError
 
 # ----------------------------------------------------------------------------- building broken input
 
@@ -215,7 +216,7 @@ CASES = [
     ("labels-single-column", train("--data", data(lambda t: labelled(t, "name\nimg_000\n")), "--labels",
                                    "labels.csv", "--label-column", "name"), ["single column"]),
     ("labels-path-is-a-folder", train("--data", data(images), "--labels", lambda t: _mkdir(t / "labels"),
-                                      "--label-column", "type"), ["is a folder", "'folders'", "CSV"]),
+                                      "--label-column", "type"), ["is a folder", "--labels folders", "CSV"]),
     ("label-column-without-labels", train("--data", data(images), "--label-column", "type"), ["--labels"]),
     ("folder-labels-loose-files", train("--data", data(images), "--labels", "folders"), ["sub-folder"]),
     ("builtin-with-labels", train("--data", "builtin:mnist", "--labels", "folders"), ["own labels"]),
@@ -446,6 +447,13 @@ def _train_raising(error: BaseException, tmp_path, monkeypatch, capsys) -> tuple
     return exit_info.value.code, capsys.readouterr().err
 
 
+def test_a_full_disk_that_no_write_of_gankit_names_is_one_line_that_says_so(tmp_path, monkeypatch, capsys):
+    """It said "No space left on device: check the path and its permissions", which points at the wrong cause."""
+    code, err = _train_raising(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), tmp_path, monkeypatch, capsys)
+    assert code == 2 and err == ("error: No space left on device: the disk is full: free some space, then run the "
+                                 "command again (a training run resumes from its last checkpoint)\n")
+
+
 def test_internal_errors_are_one_line_with_the_traceback_in_a_file(tmp_path, monkeypatch, capsys):
     code, err = _train_raising(ZeroDivisionError("a bug"), tmp_path, monkeypatch, capsys)
     assert code == 1
@@ -488,17 +496,23 @@ def test_a_collective_that_lost_its_peer_under_torchrun_is_not_called_a_bug(tmp_
     assert bool(list(tmp_path.glob("gankit-crash-*.txt"))) == internal
 
 
-@pytest.mark.parametrize("rank", ["0", "1"])
-def test_a_bad_command_line_under_torchrun_is_said_once(monkeypatch, capsys, rank):
-    """Every torchrun process gets the same command line, so a usage error is printed by the first one only; all
-    exit 2."""
-    monkeypatch.setenv("WORLD_SIZE", "2")
+@pytest.mark.parametrize("rank, local_rank", [("0", "0"), ("1", "1"), ("1", "0")])
+def test_a_bad_command_line_under_torchrun_is_said_once_per_machine(monkeypatch, tmp_path, capsys, rank, local_rank):
+    """Every torchrun process gets the same command line, so a usage error is printed by the first one only, and
+    so is bad input (a missing --data); but the first process of another machine (LOCAL_RANK 0) says it too: that
+    machine may be the one whose copy of the data is missing, and its terminal showed no error at all. All exit 2."""
+    monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--epochs", "many"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert (err.startswith("error: ") and "--epochs" in err) if rank == "0" else err == ""
+    assert (err.startswith("error: ") and "--epochs" in err) if local_rank == "0" else err == ""
+    code, err = _train_raising(DataError(f"data folder '{tmp_path}/nowhere' does not exist"), tmp_path, monkeypatch,
+                               capsys)
+    assert code == 2
+    assert (err.startswith("error: data folder") and err.count("\n") == 1) if local_rank == "0" else err == ""
 
 
 # ----------------------------------------------------------------------------- conditioning, checked directly

@@ -296,3 +296,12 @@ def test_ctrl_c_ends_in_one_line_unless_the_command_said_what_it_kept(monkeypatc
     with pytest.raises(SystemExit) as done:
         main(["fid", str(tmp_path), str(tmp_path), "--device", "cpu"])
     assert done.value.code == 130 and capsys.readouterr().err == said
+
+
+def test_a_kid_spread_of_zero_by_construction_is_not_shown_as_certainty():
+    """`evaluate -n 64` on 64 images printed "KID 0.58913 ± 0.00000": every subset was all the images."""
+    from gankit.cli import _kid
+
+    assert _kid({"kid_mean": 0.5891, "kid_std": 0.0, "n_fake": 64, "n_real": 64}) == \
+        "KID 0.58910 (every subset holds all the images: no spread to show)"
+    assert _kid({"kid_mean": 0.5891, "kid_std": 0.012, "n_fake": 64, "n_real": 1016}) == "KID 0.58910 ± 0.01200"

@@ -454,6 +454,12 @@ def test_global_batch_must_split_evenly():
     assert distributed.local_batch(64, 4) == 16
     with pytest.raises(ConfigError, match=r"batch_size 10 .* not divisible by the 4 processes.*--batch-size 8 or 12"):
         distributed.local_batch(10, 4)
+    # a resumed run keeps its batch: the process counts that split it (it said "--batch-size 16", which the resume
+    # then refused); and one size is named once ("--batch-size 2 or 2")
+    with pytest.raises(ConfigError, match=r"--batch-size 14 or 16, or --nproc_per_node 1, 3, 5 or 15 \(a resumed"):
+        distributed.local_batch(15, 2)
+    with pytest.raises(ConfigError, match=r"--batch-size 2, or --nproc_per_node 1 \("):
+        distributed.local_batch(1, 2)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -267,7 +268,7 @@ def evaluate(
     if n_real < 2:
         raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
-    typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_fake']} generated vs {r['n_real']} real)")
+    typer.echo(f"FID {r['fid']:.3f}  {_kid(r)}  ({r['n_fake']} generated vs {r['n_real']} real)")
 
 
 @command
@@ -286,7 +287,7 @@ def fid(
         raise GankitError(f"--batch-size must be at least 1, got {batch_size}")
     r = fid_folders(dir_a, dir_b, device=resolve_device(device), batch_size=batch_size,
                     weights=str(inception_weights) if inception_weights else None)
-    typer.echo(f"FID {r['fid']:.3f}  KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}  ({r['n_real']} vs {r['n_fake']} images)")
+    typer.echo(f"FID {r['fid']:.3f}  {_kid(r)}  ({r['n_real']} vs {r['n_fake']} images)")
 
 
 @command
@@ -302,6 +303,16 @@ def compare(
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
     path = write_compare_report(list(runs), page)
     typer.echo(f"wrote {path}")
+
+
+def _kid(r: dict) -> str:
+    """KID and its spread over the subsets; with as few images as one subset holds, every subset is all of them and
+    the spread is 0 by construction, which is no certainty: said so instead."""
+    from gankit.metrics import KID_SUBSET_SIZE
+
+    if min(r["n_fake"], r["n_real"]) <= KID_SUBSET_SIZE and r["kid_std"] == 0:
+        return f"KID {r['kid_mean']:.5f} (every subset holds all the images: no spread to show)"
+    return f"KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}"
 
 
 GRID_MAX_SIDE = 16383  # WebP's largest side; a PNG grid that wide is already 0.8 GB of pixels to build
@@ -339,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     console.guard_terminal()  # a terminal that hangs up mid-run must not fail it (SIGHUP then stops it cleanly)
     try:
         code = app(args=argv, prog_name="gankit", standalone_mode=False)
-    except GankitError as e:  # under torchrun every process meets the same bad input: the first one says it
+    except GankitError as e:  # under torchrun every process meets the same bad input: the first of a machine says it
         _fail(str(e), 2, every_process=False)
     except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: show the help, as click would
         typer.echo(e.ctx.get_help() if e.ctx else "", err=True)
@@ -356,6 +367,9 @@ def main(argv: list[str] | None = None) -> None:
         blocker = _file_in_the_way(e)
         if blocker is not None:
             _fail(f"'{blocker}' is a file where gankit needs a folder: move or delete it, or choose another path", 2)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(f"{where}{e.strerror}: the disk is full: free some space, then run the command again (a training run "
+                  "resumes from its last checkpoint)", 2)
         _fail(f"{where}{e.strerror or e}: check the path and its permissions", 2)
     except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
         memory = _out_of_memory(e)
@@ -367,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
                 int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
             then = ("torchrun now restarts the processes (--max-restarts), which resume" if restarts_left > 0 else
                     "the same command resumes")
-            _fail("another process of this torchrun launch stopped (its error is above, torchrun's summary below); "
+            _fail("another process of this torchrun launch stopped (killed, or by an error it printed above or, on "
+                  "another machine, there; torchrun's summary is below); "
                   f"{then} from the last checkpoint", 1, every_process=False)
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
@@ -418,9 +433,9 @@ def _one_line(text: str) -> str:
 
 
 def _fail(message: str, code: int, every_process: bool = True) -> None:
-    from gankit.console import speaks
-
-    if every_process or speaks():
+    """Print `error: message` and exit; under torchrun, unless `every_process`, only on the first process of each
+    machine (every process meets the same bad input, but a machine may lack its own copy of the data)."""
+    if every_process or console.speaks_on_its_machine():
         print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
     sys.exit(code)
 

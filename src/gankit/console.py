@@ -15,6 +15,12 @@ def speaks() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def speaks_on_its_machine() -> bool:
+    """True on the first process (RANK 0) and on the first of each other machine (LOCAL_RANK 0): an error that may be
+    one machine's own (its copy of the data is missing) is then said on that machine's terminal too."""
+    return speaks() or os.environ.get("LOCAL_RANK") == "0"
+
+
 def warn(message: str) -> None:
     if speaks():
         print(f"warning: {message}", file=sys.stderr, flush=True)

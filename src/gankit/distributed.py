@@ -146,7 +146,7 @@ def barrier() -> None:
 
 
 # What the other ranks raise when rank 0 stopped with an error of its own (which it prints, once).
-RANK0_STOPPED = "process 0 stopped: its error says why"
+RANK0_STOPPED = "process 0 stopped: its error, on its machine's terminal, says why"
 T = TypeVar("T")
 
 
@@ -214,9 +214,12 @@ def local_batch(global_batch: int, n_ranks: int | None = None) -> int:
     """Images per process in each step: the global `train.batch_size` split evenly over the ranks."""
     n = world_size() if n_ranks is None else n_ranks
     if global_batch % n:
-        lower, upper = global_batch // n * n, (global_batch // n + 1) * n
+        sizes = sorted({b for b in (global_batch // n * n, (global_batch // n + 1) * n) if b > 0})
+        counts = [str(k) for k in range(1, min(global_batch, 64) + 1) if global_batch % k == 0]
         raise ConfigError(f"train.batch_size {global_batch} (the global batch) is not divisible by the {n} "
-                          f"processes (WORLD_SIZE): use --batch-size {lower or upper} or {upper}")
+                          f"processes (WORLD_SIZE): use --batch-size {' or '.join(map(str, sizes))}, or "
+                          f"--nproc_per_node {', '.join(counts[:-1]) + ' or ' if len(counts) > 1 else ''}{counts[-1]} "
+                          "(a resumed run keeps its batch size)")
     return global_batch // n
 
 

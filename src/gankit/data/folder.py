@@ -325,10 +325,10 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
     if not csv_path.is_absolute() and (root / csv_path).is_file():  # the dataset's own before one from the current
         csv_path = root / csv_path  # folder: a run's saved relative label path means the dataset's (archives' too)
     if csv_path.is_dir():
-        raise DataError(f"label file '{csv_path}' is a folder: pass labels='folders' to take the labels from the data "
+        raise DataError(f"label file '{csv_path}' is a folder: pass --labels folders (data.labels) to take the labels from the data "
                         "folder's sub-folder names, or the path of a CSV file with a file-name column and a label column")
     if not csv_path.is_file():
-        raise DataError(f"label file '{csv_path}' does not exist: pass labels='folders' "
+        raise DataError(f"label file '{csv_path}' does not exist: pass --labels folders (data.labels) "
                         "or the path of a CSV file with a file-name column and a label column")
     header, rows, raw = _read_csv(csv_path)
     if column is None:

@@ -383,6 +383,31 @@ def test_a_run_without_config_yaml_is_left_out_of_the_config_table(tmp_path):
     assert "No config.yaml in lost" in diff
 
 
+def test_a_key_an_older_runs_config_lacks_counts_as_its_default(tmp_path):
+    """A run made by an older gankit lacks the keys added since: each counted as differing ("26 of 96 config keys
+    differ" where 3 did). A lacking key counts as this gankit's default; one that differs from it shows "—" and the
+    default; a key this gankit has no default for still differs. Nor do such runs' FIDs count as measured apart."""
+    old, new = (make_run(tmp_path, name, run_index=i, epochs=1, fids=[90.0]) for i, name in enumerate(("old", "new")))
+    config = new / "config.yaml"
+    config.write_text(config.read_text() + "eval:\n  share: 0.1\n  n_fake: 1000\nmodel_extra: 3\n")
+    config.write_text(config.read_text().replace("lr_g: 0.0002", "lr_g: 0.0001\n  ema: 0.0\n  nan_policy: rollback"))
+
+    def diff():
+        page = write_compare_report([old, new], tmp_path / "r.html").read_text()
+        assert "do not compare" not in page  # eval.n_fake: 1000 is the default the old run used
+        return page[page.index('id="config-diff"'):page.index('id="best-metrics"')]
+
+    table = diff()
+    assert re.findall(r"<code>([^<]+)</code>", table) == ["train.lr_g", "model_extra", "name"]
+    assert "3 of 21 config keys differ; the 18 identical ones are not shown." in table
+    assert '<td class="missing">\u2014</td>' in table  # model_extra: no default to count as
+
+    config.write_text(config.read_text().replace("share: 0.1", "share: 0.5"))
+    table = diff()
+    assert re.findall(r"<code>([^<]+)</code>", table) == ["train.lr_g", "model_extra", "name", "eval.share"]
+    assert '<td class="missing">\u2014 (default: 0.1)</td><td class="">0.5</td>' in table
+
+
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):
     with pytest.raises(RunError, match="not a run folder"):
         write_compare_report([tmp_path], tmp_path / "r.html")

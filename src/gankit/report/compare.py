@@ -141,20 +141,22 @@ def _config_diff(runs, labels, colors) -> str:
     if without:  # a run that lost its config.yaml would make every key differ and bury the real differences
         kept = [i for i, f in enumerate(flat) if f]
         flat, labels, colors = [flat[i] for i in kept], [labels[i] for i in kept], [colors[i] for i in kept]
+    defaults = config_defaults()  # what a key counts as in a run whose config lacks it
     aside = _note("No config.yaml in " + ", ".join(html.escape(w) for w in without) + ": left out of this table.") \
         if without else ""
     if len(flat) == 1:
         shown, intro = keys, "The run's full configuration." if len(runs) == 1 else \
             f"The full configuration of {html.escape(labels[0])}, the only run with a config.yaml."
     else:
-        shown = [k for k in keys if len({_cell(f.get(k, _Missing)) for f in flat}) > 1]
+        shown = [k for k in keys if len({_cell(_value(f, k, defaults)) for f in flat}) > 1]
         same = len(keys) - len(shown)
         if not shown:
             return _note(f"All {len(keys)} config keys are identical across these runs.") + aside
         shown.sort(key=_output_only)  # what changes the training first (a stable sort keeps the config's order)
         intro = (
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
-            f" {MISSING} marks a key a run does not have."
+            f" {MISSING} marks a key a run does not have (made by a gankit without it); it counts as the default"
+            " shown next to it, where this gankit has one."
             + (" Grey rows (the name, log.*, when it evaluates) change what a run writes, not how it trains."
                if any(map(_output_only, shown)) else "")
         )
@@ -162,7 +164,7 @@ def _config_diff(runs, labels, colors) -> str:
     rows = []
     for k in shown:
         cells = "".join(
-            f'<td class="{"missing" if k not in f else ""}">{html.escape(_cell(f.get(k, _Missing)))}</td>' for f in flat
+            f'<td class="{"missing" if k not in f else ""}">{html.escape(_shown(f, k, defaults))}</td>' for f in flat
         )
         grey = ' class="aside"' if len(flat) > 1 and _output_only(k) else ""
         rows.append(f"<tr{grey}><th scope=\"row\"><code>{html.escape(k)}</code></th>{cells}</tr>")
@@ -201,7 +203,8 @@ def _best_metrics(runs, labels, colors) -> str:
 def _measured_apart(runs) -> str:
     """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights."""
     measured = [flatten_config(r.config) for r in runs if r.best is not None and r.config]
-    differ = [k for k in MEASURING if len({_cell(f.get(k, _Missing)) for f in measured}) > 1]
+    defaults = config_defaults()
+    differ = [k for k in MEASURING if len({_cell(_value(f, k, defaults)) for f in measured}) > 1]
     if not differ:
         return ""
     return _note(f"These runs measured FID with different {' / '.join(differ)}: FID depends on how many images it "
@@ -352,8 +355,28 @@ def flatten_config(config: dict, prefix: str = "") -> dict:
     return flat
 
 
+def config_defaults() -> dict:
+    """This gankit's default config, flattened like a run's: the value a key counts as in a run made by an older
+    gankit, whose config.yaml was written before the key existed."""
+    from gankit.config import Config, to_dict
+
+    return flatten_config(to_dict(Config()))
+
+
 class _Missing:
     """Marks a key a run's config does not have (distinct from a null value)."""
+
+
+def _value(flat: dict, key: str, defaults: dict):
+    """The run's value for `key`; when its config lacks the key, the default (or _Missing when there is none)."""
+    return flat[key] if key in flat else defaults.get(key, _Missing)
+
+
+def _shown(flat: dict, key: str, defaults: dict) -> str:
+    """A config table cell: the run's value, or "—" for a key it lacks, with the default that it counts as."""
+    if key in flat:
+        return _cell(flat[key])
+    return MISSING + (f" (default: {_cell(defaults[key])})" if key in defaults else "")
 
 
 def _cell(v) -> str:

@@ -371,6 +371,25 @@ def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(
     assert load_run(run).total_epochs == 4  # the grid of an epoch a budget ended inside
 
 
+def test_an_evolution_gif_a_moment_older_than_the_last_grid_is_not_stale(tmp_path):
+    """`cp -r` (no -p) gives a finished run's files new times in any order, milliseconds apart: its GIF was called
+    stale and remade. A GIF older than the last grid by a moment is used as is; by a minute, it is remade."""
+    import os
+
+    from gankit.report.compare import _evolution_gif
+
+    run = make_run(tmp_path, "r", epochs=3)
+    Image.new("RGB", GRID_SIZE, epoch_color(0, 3)).save(run / "evolution.gif")  # one frame: told apart from a remade one
+    grid_time = (run / "samples" / "epoch_0003.png").stat().st_mtime
+    os.utime(run / "evolution.gif", (grid_time - 0.5,) * 2)
+    assert _evolution_gif(load_run(run)) == ((run / "evolution.gif").read_bytes(), "")
+    os.utime(run / "evolution.gif", (grid_time - 60,) * 2)
+    data, note = _evolution_gif(load_run(run))
+    assert "older than the last grid" in note
+    with Image.open(__import__("io").BytesIO(data)) as gif:
+        assert gif.n_frames == 3
+
+
 def test_a_run_without_config_yaml_is_left_out_of_the_config_table(tmp_path):
     """A run that lost its config.yaml made every key of the others "differ" (96 of 96, burying the one real
     difference): the table compares the runs that have one, and says which has none."""

@@ -33,6 +33,10 @@ SECTIONS = (
 MAX_EMBEDDED_GIF_BYTES = 4 * 2**20
 COMPARE_GIF_FRAMES = 40
 COMPARE_GIF_SIDE = 400
+#: An evolution.gif counts as stale (and is remade from the grids) only when it is older than the last grid by more
+#: than this many seconds: `cp -r` without -p gives a finished run's files new times in any order a few ms apart,
+#: while a really stale GIF is older by at least the time an epoch takes to train and write.
+GIF_STALE_AFTER_S = 2.0
 MISSING = "\u2014"  # em dash: key absent from this run's config
 
 
@@ -267,7 +271,7 @@ def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
     try:
         st = gif.stat() if gif.is_file() else None
         if st and 0 < st.st_size <= MAX_EMBEDDED_GIF_BYTES:
-            if not run.samples or st.st_mtime >= run.samples[-1].stat().st_mtime:
+            if not run.samples or st.st_mtime >= run.samples[-1].stat().st_mtime - GIF_STALE_AFTER_S:
                 return gif.read_bytes(), ""
             why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
     except OSError:

@@ -171,7 +171,9 @@ def test_a_resume_whose_process_0_is_on_a_machine_without_the_run_is_refused(ddp
     args = ["--config", str(ddp_runs["config"]), "--max-steps", "12", "--run-dir", "run"]
     procs = torchrun_nodes(args, [ddp_runs["other"], ddp_runs["work"]])
     first = _launched(procs, rc=1)
-    assert not [line for line in procs[1].stderr.splitlines() if "error:" in line]  # process 1 stops quietly
+    # process 1, the first (and only) of its machine, says why it stops, on that machine's terminal
+    assert [line for line in procs[1].stderr.splitlines() if "error:" in line] == \
+        ["error: process 0 stopped: its error, on its machine's terminal, says why"]
     errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: another machine holds run 'run' at iteration 10, process 0's at none: start process 0 on "
                       "the machine that holds the run (torchrun --node-rank 0 there, with --master-addr naming it), "

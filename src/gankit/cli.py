@@ -95,7 +95,7 @@ def train(
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: 0)."),
     deterministic: bool = _flag("--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
-    no_progress: bool = _flag("--no-progress", help="Hide the progress bar."),
+    no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
     from gankit.config import parse_sets, read_yaml
@@ -131,7 +131,7 @@ def sanity(
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
     run: Path = typer.Option(Path("runs/sanity"), "--run", help="Run folder for the samples and curves."),
     all_epochs: bool = _flag("--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
-    no_progress: bool = _flag("--no-progress", help="Hide the progress bar."),
+    no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
     """Seed 002's unit test: train on copies of one image (two labelled ones for ACGAN) and check G reproduces it."""
     from gankit.config import parse_sets, read_yaml

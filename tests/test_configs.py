@@ -16,11 +16,22 @@ SEED_RECIPES = {
     "pokemon64_dcgan_classic", "pokemon64_dcgan_monitoring", "pokemon64_dcgan_boosting", "pokemon64_wgan_clip",
     "pokemon256_dcgan", "pokemon256_wgan", "pokemon64_wgan_gp", "pokemon64_acgan_type", "pokemon64_convtranspose",
     "pokemon64_upsample", "pokemon64_colorpicker", "rps300_dcgan", "birds64_dcgan", "birds64_wgan_clip",
+    "pokemon64_dcgan_dropout",
 }
 
 
 def test_every_seed_experiment_has_a_recipe():
     assert SEED_RECIPES <= {p.stem for p in CONFIGS}
+
+
+def test_recipes_of_seeds_without_augmentation_do_not_flip():
+    """Seeds 001, 002 and 004 use their images as they are (seed 002: "The only preprocessing made is a minmax
+    scale"); gankit flips a folder's images by default, so their recipes say flip: false. Seed 000's dataset was
+    augmented."""
+    for path in CONFIGS:
+        seed = path.read_text().split()[2] if path.read_text().startswith("# Seed") else None
+        if seed in ("001", "002", "004"):
+            assert read_yaml(path)["data"].get("flip") is False, path.name
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

@@ -826,3 +826,26 @@ def test_a_run_whose_older_config_names_its_data_relatively_resumes_with_the_sam
             f"{tmp_path / 'data' / 'kinds.csv'}") in err
     assert "resuming from iteration 2" in err and "is gone" not in err
     assert yaml.safe_load(config.read_text())["data"]["labels"] == str(tmp_path / "data" / "kinds.csv")
+
+
+def test_a_complete_run_stopped_before_its_gif_writes_it_when_run_again(image_folder, tmp_path, capsys):
+    """Ctrl-C after the last checkpoint but before evolution.gif: running the command again only said "already
+    complete" and the run never got its GIF."""
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"]["tensorboard"] = False
+    run = run_training(layers, tmp_path / "run")
+    (run / "evolution.gif").unlink()
+    run_training(layers, run)
+    assert "is already complete" in capsys.readouterr().err and (run / "evolution.gif").is_file()
+
+
+def test_keys_that_follow_from_the_data_say_so_when_set(image_folder, tmp_path, capsys):
+    layers = tiny_layers(image_folder, epochs=1) + [{"model": {"channels": 1, "num_classes": 5}}]
+    run = run_training(layers, tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "model.channels 1 is ignored: it follows from the data (3 here)" in err
+    assert "model.num_classes 5 is ignored: it follows from the data (0 here)" in err
+    saved = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert (saved["channels"], saved["num_classes"]) == (3, 0)
+    run_training(tiny_layers(image_folder, epochs=2), run)  # a resume, whose config.yaml holds both: nothing said
+    assert "is ignored" not in capsys.readouterr().err

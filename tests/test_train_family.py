@@ -92,6 +92,13 @@ def test_alternating_strategy_trains_and_counts_its_updates(image_folder, tmp_pa
     assert (ckpt["iteration"], ckpt["g_updates"], ckpt["d_updates"], ckpt["cursor"]) == (30, 18, 12, 12)
 
 
+def test_alternating_strategy_ends_on_a_dataset_of_one_batch(image_folder, tmp_path):
+    """32 images, batch 32: one batch an epoch. The loop trained G forever (3,364 iterations of epoch 0 in a minute)."""
+    run = run_training(_layers(image_folder, {"strategy": "alternating", "batch_size": 32, "epochs": 2}), tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert (ckpt["iteration"], ckpt["g_updates"], ckpt["d_updates"], ckpt["cursor"]) == (4, 2, 2, 2)
+
+
 def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
     run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 3, "optimizer": "rmsprop",
                                               "lr_g": 5e-5, "lr_d": 5e-5, "max_steps": 3}), tmp_path / "r")

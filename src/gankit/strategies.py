@@ -142,14 +142,15 @@ class Critic(Strategy):
 
 class Alternating(Strategy):
     """Seed 001's loop: each epoch, `steps` G updates ("Training generator": one per batch of the epoch), then
-    `steps - 1` D updates on the epoch's batches ("dataset.take(num_steps_per_epoch-1)"); one phase per
-    iteration, so a cycle is 2 x steps - 1 iterations and consumes steps - 1 real batches."""
+    `steps - 1` D updates on the epoch's batches ("dataset.take(num_steps_per_epoch-1)"), and at least one (an epoch
+    of one batch would otherwise never train D, nor use a real batch and end); one phase per iteration, so a cycle is
+    steps + max(steps - 1, 1) iterations and consumes its D updates' real batches."""
 
     name = "alternating"
 
     def __init__(self, steps: int):
         self.steps = max(1, steps)
-        self.cycle = 2 * self.steps - 1
+        self.cycle = self.steps + max(self.steps - 1, 1)
 
     def plan(self, iteration: int) -> list[Phase]:
         return [G] if iteration % self.cycle < self.steps else [D]

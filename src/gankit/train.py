@@ -354,9 +354,14 @@ def finalize_config(cfg: Config, data) -> Config:
     """Fill the values that depend on the dataset (so config.yaml is fully resolved)."""
     cfg.data.resolution = resolution_of(cfg)
     cfg.data.flip = (not is_builtin(cfg.data.path)) if cfg.data.flip is None else cfg.data.flip
-    cfg.model.channels = int(data.images.shape[1])
     check_conditioning(cfg, data)
-    cfg.model.num_classes = len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0
+    derived = {"channels": int(data.images.shape[1]),
+               "num_classes": len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0}
+    for key, value in derived.items():
+        given = getattr(cfg.model, key)
+        if given not in (None, 0, value):  # a --set or a recipe that names it: the data decides
+            console.warn(f"model.{key} {given} is ignored: it follows from the data ({value} here)")
+        setattr(cfg.model, key, value)
     if cfg.train.fuse_d is None:
         cfg.train.fuse_d = d_is_per_sample(cfg) and not cfg.train.d_split
     device_type = resolve_device(cfg.train.device).type
@@ -956,6 +961,8 @@ class Trainer:
         if not more():
             if self._final_evaluation_left_out():  # by a stop during it: this resume does it
                 self.save(best=self._maybe_evaluate())
+            if cfg.log.plots and distributed.is_main() and self._pictures_behind():  # a stop during the last writes
+                self.write_pictures()
             spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
             console.info(f"run '{self.run_dir}' is already complete ({self.iteration} iterations, {self.cursor / spe:.4g} of "
                          f"{cfg.train.epochs} epochs, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to "
@@ -1235,6 +1242,14 @@ class Trainer:
         console.info(f"epoch {epoch}{unfinished}: FID {result['fid']:.2f}, "
                      f"KID {result['kid_mean']:.4f} ± {result['kid_std']:.4f}" + (" (best so far)" if better else ""))
         return better
+
+    def _pictures_behind(self) -> bool:
+        """Whether evolution.gif is missing or older than the last sample grid (the run stopped while writing them)."""
+        from gankit.report.gif import GIF_NAME
+
+        grids = sorted((self.run_dir / "samples").glob("epoch_*.png"))
+        gif = self.run_dir / GIF_NAME
+        return bool(grids) and (not gif.is_file() or gif.stat().st_mtime < grids[-1].stat().st_mtime)
 
     def write_pictures(self, gif: bool = True) -> None:
         """plots/*.png from metrics.jsonl, and evolution.gif from the per-epoch grids."""

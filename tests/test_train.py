@@ -615,6 +615,10 @@ def test_a_new_run_folder_named_like_an_existing_run_says_so(image_folder, tmp_p
     # a sibling made on purpose with another recipe could not resume that run: nothing said either
     run_training(tiny_layers(image_folder, epochs=1, loss="hinge"), tmp_path / "pokemon_64px_dcgan-hinge")
     assert "holds a run" not in capsys.readouterr().err
+    # nor numbered runs: run_38 beside run_8 is the next of a series, not a typo
+    run_training(tiny_layers(image_folder, epochs=1), tmp_path / "run_8")
+    run_training(tiny_layers(image_folder, epochs=1), tmp_path / "run_38")
+    assert "holds a run" not in capsys.readouterr().err
 
 
 def test_a_label_file_is_saved_absolute_and_moves_with_its_dataset(tmp_path, monkeypatch, capsys):

@@ -87,7 +87,7 @@ def train(
     run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help="Run folder. An existing one is resumed from its last checkpoint (default: runs/<dataset>_<res>px_<arch>, or <that>-2, -3... when it holds a run of another config). Under torchrun write --run-dir (torchrun takes --run for its own --run-path)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe overriding the defaults (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Labels: 'folders' (sub-folder names) or a CSV file matched by file stem."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Labels: 'folders' (sub-folder names) or a CSV file whose rows name the images (a file name, its stem, or its path in the folder)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="CSV column holding the label, e.g. type1."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default: auto)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 (default: auto = bf16 where the hardware has it)."),

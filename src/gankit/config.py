@@ -139,7 +139,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    name: str | None = None  # run name; None -> "<dataset><resolution>_<arch>"
+    name: str | None = None  # run name; None -> "<dataset>_<resolution>px_<arch>"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -180,6 +180,8 @@ def _run_named_like(run_dir: Path) -> Path | None:
         runs = [p.name for p in run_dir.parent.iterdir() if (p / "config.yaml").is_file()]
     except OSError:
         return None
+    digits = str.maketrans("", "", "0123456789")
+    runs = [r for r in runs if r.translate(digits) != run_dir.name.translate(digits)]  # numbered runs are on purpose
     close = difflib.get_close_matches(run_dir.name, runs, n=1, cutoff=0.8)
     return run_dir.parent / close[0] if close else None
 
@@ -964,7 +966,7 @@ class Trainer:
             if cfg.log.plots and distributed.is_main() and self._pictures_behind():  # a stop during the last writes
                 self.write_pictures()
             spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
-            console.info(f"run '{self.run_dir}' is already complete ({self.iteration} iterations, {self.cursor / spe:.4g} of "
+            console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, {self.cursor / spe:.4g} of "
                          f"{cfg.train.epochs} epochs, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to "
                          "train longer")
             self.log.close()
@@ -1450,7 +1452,8 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             ranks = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
             t = cfg.train
             classes = f" of {cfg.model.num_classes} classes" if cfg.model.num_classes else ""
-            budget = [f"{t.epochs} epochs"] + ([f"{t.max_steps} iterations"] if t.max_steps is not None else []) + \
+            budget = [console.count(t.epochs, "epoch")] + \
+                ([console.count(t.max_steps, "iteration")] if t.max_steps is not None else []) + \
                 ([f"{t.minutes:g} minutes"] if t.minutes is not None else [])
             console.info(f"{f'resuming from iteration {trainer.iteration}:' if trainer.resumed else 'training'} {run_path} "
                          f"on {trainer.device}{ranks} "

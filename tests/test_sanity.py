@@ -115,3 +115,25 @@ def test_an_acgan_sanity_grid_names_its_rows_after_the_image_files(tmp_path):
     layers = _layers({"arch": "acgan"}, {"epochs": 1, "max_steps": None}, 0)
     r = run_sanity(layers, tmp_path / "run", images=paths, copies=16, threshold=1.0)
     assert load_checkpoint(r.run_dir / "checkpoints" / "last.pt")["class_names"] == ["charmander", "squirtle"]
+
+
+def test_a_stopped_sanity_test_does_not_advise_a_resume_it_cannot_do(tmp_path, monkeypatch, capsys):
+    """It said "Resume with: gankit train --run runs/sanity", which fails: its copies live in memory."""
+    import os
+    import signal
+
+    from gankit.train import Trainer
+
+    original = Trainer._g_phase
+
+    def g_phase_with_ctrl_c(self, kept):
+        if self.iteration == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+        original(self, kept)
+
+    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_sanity(_layers({}, {"epochs": 2, "max_steps": None}, 0), tmp_path / "s", copies=32, threshold=0.0)
+    err = capsys.readouterr().err
+    assert "interrupted at iteration 2" in err and "The test starts over when run again" in err
+    assert "gankit train" not in err

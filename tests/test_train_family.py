@@ -216,3 +216,15 @@ def test_nan_policy_stop_is_one_clear_error(image_folder, tmp_path, monkeypatch)
     with pytest.raises(RunError, match="non-finite d_loss.*nan_policy is stop") as e:
         run_training(_layers(image_folder, {"epochs": 3, "nan_policy": "stop"}), tmp_path / "r")
     assert "\n" not in str(e.value)
+
+
+def test_a_critic_schedule_longer_than_an_epoch_says_how_epochs_end(image_folder, tmp_path, capsys):
+    """32 images, batch 16: 2 batches an epoch, and a G step takes 5 critic batches, so `--epochs 1` ended at
+    "epoch 3/1" with no word why. The start says so; the run ends after its first G step."""
+    run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 5, "batch_size": 16,
+                                              "epochs": 1, "optimizer": "rmsprop"}), tmp_path / "r")
+    assert "one G step takes up to 5 critic batches and an epoch has 2 batches" in capsys.readouterr().err
+    assert load_checkpoint(run / "checkpoints/last.pt")["g_updates"] == 1
+    run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 2, "batch_size": 8,
+                                        "epochs": 1, "optimizer": "rmsprop"}), tmp_path / "r2")
+    assert "critic batches" not in capsys.readouterr().err  # 4 batches an epoch: nothing to say

@@ -128,6 +128,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     cfg = finalize_config(cfg, data)
     cfg.name = cfg.name or Path(run_dir).name
     trainer = Trainer(cfg, data, Path(run_dir))
+    trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
     before = _mae(trainer, targets)
     trainer.fit(stop_when=None if all_epochs else lambda: max(_mae(trainer, targets)) < threshold)
     return SanityResult(before, _mae(trainer, targets), threshold, trainer.iteration, Path(run_dir), trainer.epoch)

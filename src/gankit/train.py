@@ -1039,7 +1039,7 @@ class Trainer:
             progress.close()
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
                 console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
-                             f"intact). Resume with: {distributed.resume_command(self.run_dir)}")
+                             f"intact). {self.resume_hint()}")
                 raise Interrupted() from None
             if self._weights_finite():
                 self.save()
@@ -1047,7 +1047,7 @@ class Trainer:
             if cfg.log.plots:
                 self.write_pictures()
             console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
-                         f"Resume with: {distributed.resume_command(self.run_dir)}")
+                         f"{self.resume_hint()}")
             raise Interrupted() from None
         finally:
             interrupted.restore()
@@ -1244,6 +1244,11 @@ class Trainer:
         console.info(f"epoch {epoch}{unfinished}: FID {result['fid']:.2f}, "
                      f"KID {result['kid_mean']:.4f} ± {result['kid_std']:.4f}" + (" (best so far)" if better else ""))
         return better
+
+    def resume_hint(self) -> str:
+        """How to go on after a stop: the command that resumes the run (`gankit sanity` sets its own: a sanity run
+        trains on copies held in memory, so it starts over)."""
+        return f"Resume with: {distributed.resume_command(self.run_dir)}"
 
     def _pictures_behind(self) -> bool:
         """Whether evolution.gif is missing or older than the last sample grid (the run stopped while writing them)."""
@@ -1459,6 +1464,12 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
                          f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
                          f"{len(data.images)} images{classes} at {cfg.data.resolution}px, up to {' / '.join(budget)}")
+            spe, critic = trainer.batches.steps_per_epoch, t.strategy == "critic"
+            per_g = max(t.n_critic, t.critic_boost) if critic else 1
+            if per_g > spe:  # a small dataset: one G step's critic batches pass several epochs
+                console.info(f"one G step takes up to {per_g} critic batches and an epoch has {spe} batch{'' if spe == 1 else 'es'}:"
+                             " epochs end inside G steps, so the run ends after the G step that finishes its epochs "
+                             "(its last grid may carry a later epoch's number)")
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")

@@ -258,7 +258,7 @@ def prune_numbered(ckpt_dir: Path, keep: int) -> list[Path]:
 
 
 def disk_reserve(ckpt_dir: Path) -> int:
-    """Room kept free beside the checkpoints: DISK_RESERVE, or a tenth of a disk smaller than 10 of it."""
+    """Room kept free beside the checkpoints: DISK_RESERVE (1 GiB), or a tenth of a disk smaller than 10 GiB."""
     return min(DISK_RESERVE, shutil.disk_usage(ckpt_dir).total // 10)
 
 

@@ -137,3 +137,12 @@ def test_a_stopped_sanity_test_does_not_advise_a_resume_it_cannot_do(tmp_path, m
     err = capsys.readouterr().err
     assert "interrupted at iteration 2" in err and "The test starts over when run again" in err
     assert "gankit train" not in err
+
+
+def test_a_sanity_test_does_not_run_in_a_folder_being_trained(tmp_path):
+    from gankit import runlock
+    from gankit.errors import RunError
+
+    with runlock.hold(tmp_path / "s", "--run"):  # as another process training there would
+        with pytest.raises(RunError, match="is being trained by another gankit process"):
+            run_sanity(_layers({}, {"epochs": 1, "max_steps": None}, 0), tmp_path / "s", copies=16, threshold=1.0)

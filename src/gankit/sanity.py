@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gankit import console
+from gankit import console, runlock
 from gankit.config import build_config
 from gankit.data import cache
 from gankit.data.folder import ImageSet, _decode_file, _Skip
@@ -127,8 +127,9 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     cfg.data.labels = "sanity" if conditional else None
     cfg = finalize_config(cfg, data)
     cfg.name = cfg.name or Path(run_dir).name
-    trainer = Trainer(cfg, data, Path(run_dir))
-    trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
-    before = _mae(trainer, targets)
-    trainer.fit(stop_when=None if all_epochs else lambda: max(_mae(trainer, targets)) < threshold)
+    with runlock.hold(Path(run_dir), "--run"):  # one test (or training) at a time in a folder
+        trainer = Trainer(cfg, data, Path(run_dir))
+        trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
+        before = _mae(trainer, targets)
+        trainer.fit(stop_when=None if all_epochs else lambda: max(_mae(trainer, targets)) < threshold)
     return SanityResult(before, _mae(trainer, targets), threshold, trainer.iteration, Path(run_dir), trainer.epoch)

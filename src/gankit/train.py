@@ -1252,11 +1252,9 @@ class Trainer:
 
     def _pictures_behind(self) -> bool:
         """Whether evolution.gif is missing or older than the last sample grid (the run stopped while writing them)."""
-        from gankit.report.gif import GIF_NAME
+        from gankit.report.gif import gif_behind
 
-        grids = sorted((self.run_dir / "samples").glob("epoch_*.png"))
-        gif = self.run_dir / GIF_NAME
-        return bool(grids) and (not gif.is_file() or gif.stat().st_mtime < grids[-1].stat().st_mtime)
+        return gif_behind(self.run_dir)
 
     def write_pictures(self, gif: bool = True) -> None:
         """plots/*.png from metrics.jsonl, and evolution.gif from the per-epoch grids."""

@@ -17,7 +17,7 @@ import numpy as np
 from gankit import runlock
 from gankit.errors import RunError
 from gankit.report._io import write_bytes_atomic
-from gankit.report.gif import GIF_NAME, evolution_gif_bytes
+from gankit.report.gif import GIF_NAME, evolution_gif_bytes, gif_behind
 from gankit.report.plots import figure_png, literal, new_figure, raw_and_smoothed, robust_ylim
 from gankit.report.runs import Run, finite_number, load_run
 
@@ -269,9 +269,8 @@ def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
     gif = run.path / GIF_NAME
     why = "made from samples/ for this page"
     try:
-        st = gif.stat() if gif.is_file() else None
-        if st and 0 < st.st_size <= MAX_EMBEDDED_GIF_BYTES:
-            if not run.samples or st.st_mtime >= run.samples[-1].stat().st_mtime - GIF_STALE_AFTER_S:
+        if gif.is_file() and 0 < gif.stat().st_size <= MAX_EMBEDDED_GIF_BYTES:
+            if not gif_behind(run.path, run.samples, GIF_STALE_AFTER_S):
                 return gif.read_bytes(), ""
             why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
     except OSError:

@@ -36,6 +36,20 @@ def write_evolution_gif(run_dir, max_frames: int = 100, duration_ms: int = 120) 
     return write_bytes_atomic(Path(run_dir) / GIF_NAME, data)
 
 
+def gif_behind(run_dir, samples: list[Path] | None = None, slack_s: float = 0.0) -> bool:
+    """Whether `<run_dir>/evolution.gif` is missing or older than the last sample grid by more than `slack_s`
+    seconds (the run is training, or stopped before writing it). False when there is no grid; `samples`: the
+    grids in epoch order when the caller has them."""
+    samples = find_samples(Path(run_dir) / SAMPLES_DIR) if samples is None else samples
+    if not samples:
+        return False
+    gif = Path(run_dir) / GIF_NAME
+    try:
+        return not gif.is_file() or gif.stat().st_mtime < samples[-1].stat().st_mtime - slack_s
+    except OSError:  # a grid or the GIF went away meanwhile
+        return True
+
+
 def evolution_gif_bytes(
     sample_paths: list[Path], max_frames: int = 100, duration_ms: int = 120, max_side: int | None = None
 ) -> bytes:

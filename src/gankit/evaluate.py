@@ -60,7 +60,7 @@ class Evaluator:
 def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
-    from gankit.data import is_builtin, is_missing, load_dataset
+    from gankit.data import is_missing, is_relative, load_dataset
     from gankit.sample import load_run_generator
 
     gen = load_run_generator(run, checkpoint, device)
@@ -69,7 +69,7 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     if data_path is not None and is_missing(data_path):
         raise DataError(f"--data '{data_path}' does not exist: pass the folder (or archive) of real images to compare "
                         "with, or omit --data to use the run's own dataset")
-    relative = data_path is None and not is_builtin(path) and not os.path.isabs(os.path.expanduser(path))
+    relative = data_path is None and is_relative(path)
     if data_path is None and is_missing(path):
         where = f" (from here: {os.path.abspath(path)})" if relative else ""
         raise DataError(f"the run's dataset '{path}'{where} does not exist any more: pass --data with its new place "

@@ -33,7 +33,7 @@ from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import Interrupted, RunError
-from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing
+from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
@@ -259,7 +259,7 @@ def _saved_config(run_dir: Path) -> tuple[dict, list[str]]:
         return saved, []
     notes = []
     path, labels = data.get("path"), data.get("labels")
-    if isinstance(path, str) and not is_builtin(path) and not os.path.isabs(os.path.expanduser(path)):
+    if is_relative(path):
         data["path"] = os.path.abspath(os.path.expanduser(path))
         notes.append(f"data.path '{path}' as {data['path']}")
     if (isinstance(labels, str) and labels != "folders" and not os.path.isabs(os.path.expanduser(labels))

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from gankit.data.archive import ARCHIVE_SUFFIXES, extract_archive, is_archive
@@ -15,7 +16,7 @@ from gankit.data.builtin import BUILTIN_NAMES, load_builtin
 from gankit.data.folder import IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages, load_folder
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing",
+__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative",
            "BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
@@ -29,6 +30,12 @@ def is_builtin(path: str | None) -> bool:
 def is_missing(path: str | Path | None) -> bool:
     """Whether a dataset path names a folder or archive that is not there (a built-in dataset never is)."""
     return not is_builtin(str(path) if path is not None else None) and not Path(path).exists()
+
+
+def is_relative(path) -> bool:
+    """Whether a saved config's data.path is a relative one (older gankit versions saved it as typed; it means the
+    folder the run was started from, and is read from the current one, as those versions read it)."""
+    return isinstance(path, str) and not is_builtin(path) and not os.path.isabs(os.path.expanduser(path))
 
 
 def load_dataset(

@@ -63,10 +63,12 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     labels = run_labels(runs)
     colors = [_color(i) for i in range(len(runs))]
     widths = _sample_widths(runs)  # grids and GIFs: every run's images at one size
+    flat = [flatten_config(r.config) for r in runs]
+    defaults = config_defaults()  # what a key counts as in a run whose config lacks it
     body = [
         _header(runs, labels, colors),
-        _section("config-diff", _config_diff(runs, labels, colors)),
-        _section("best-metrics", _best_metrics(runs, labels, colors)),
+        _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs))),
+        _section("best-metrics", _measured_apart(runs, flat, defaults) + _best_metrics(runs, labels, colors)),
         _section("final-grids", _final_grids(runs, labels, colors, widths)),
         _section("evolution", _evolutions(runs, labels, colors, widths)),
         _section("fid-curves", _fid_curves(runs, labels, colors)),
@@ -136,8 +138,7 @@ def _output_only(key: str) -> bool:
     return key == "name" or key.startswith("log.") or (key.startswith("eval.") and key not in MEASURING)
 
 
-def _config_diff(runs, labels, colors) -> str:
-    flat = [flatten_config(r.config) for r in runs]
+def _config_diff(flat, defaults, labels, colors, n_runs) -> str:
     keys = list(dict.fromkeys(k for f in flat for k in f))
     if not keys:
         return _note("No config.yaml in these runs.")
@@ -145,11 +146,10 @@ def _config_diff(runs, labels, colors) -> str:
     if without:  # a run that lost its config.yaml would make every key differ and bury the real differences
         kept = [i for i, f in enumerate(flat) if f]
         flat, labels, colors = [flat[i] for i in kept], [labels[i] for i in kept], [colors[i] for i in kept]
-    defaults = config_defaults()  # what a key counts as in a run whose config lacks it
     aside = _note("No config.yaml in " + ", ".join(html.escape(w) for w in without) + ": left out of this table.") \
         if without else ""
     if len(flat) == 1:
-        shown, intro = keys, "The run's full configuration." if len(runs) == 1 else \
+        shown, intro = keys, "The run's full configuration." if n_runs == 1 else \
             f"The full configuration of {html.escape(labels[0])}, the only run with a config.yaml."
     else:
         shown = [k for k in keys if len({_cell(_value(f, k, defaults)) for f in flat}) > 1]
@@ -200,14 +200,13 @@ def _best_metrics(runs, labels, colors) -> str:
             f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}</td>'
         )
         rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
-    return _measured_apart(runs) + \
-        f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def _measured_apart(runs) -> str:
-    """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights."""
-    measured = [flatten_config(r.config) for r in runs if r.best is not None and r.config]
-    defaults = config_defaults()
+def _measured_apart(runs, flat, defaults) -> str:
+    """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights
+    (`flat`: each run's flattened config)."""
+    measured = [f for r, f in zip(runs, flat) if r.best is not None and f]
     differ = [k for k in MEASURING if len({_cell(_value(f, k, defaults)) for f in measured}) > 1]
     if not differ:
         return ""

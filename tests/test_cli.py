@@ -69,6 +69,13 @@ def test_help_shows_flags_as_taking_no_value(command, flags):
         assert not after.startswith("<"), f"{flag} {after}"
 
 
+@pytest.mark.parametrize("command", [(), ("train",), ("sample",), ("compare",)])
+def test_help_shows_its_own_option_as_a_flag(command):
+    """Typer showed `--help -h <bool>`, on every command."""
+    line = next(line for line in wide_help(*command).splitlines() if "--help" in line)
+    assert "<" not in line and "Show this message" in line, line
+
+
 def test_a_flag_is_given_alone_not_with_a_value(monkeypatch, tmp_path, capsys):
     import gankit.train
     from gankit.cli import main

@@ -19,7 +19,27 @@ try:  # newer typer carries its own copy of click
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_errors
 
+class _HelpAsFlag:
+    """Typer's help shows its own -h/--help as `--help <bool>`, as if it took a value: an empty metavar shows it as
+    the flag it is (as `_flag` does for ours)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Group(_HelpAsFlag, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_HelpAsFlag, typer.core.TyperCommand):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Train, compare and sample image GANs on a folder of images.",
     no_args_is_help=True,
     add_completion=False,
@@ -58,7 +78,7 @@ def command(function):
             if said:
                 console.info(said)
             raise
-    return app.command()(run)
+    return app.command(cls=_Command)(run)
 
 
 def _flags_layer(**flags) -> dict:

@@ -551,3 +551,16 @@ def test_check_conditioning_on_a_real_single_class_folder(tmp_path):
     ds = load_dataset(images(tmp_path, n=4, classes=("cat",)), 16, labels="folders", progress=False)
     with pytest.raises(ConfigError, match="1 class \\('cat'\\)"):
         check_conditioning(build_config({"model": {"arch": "acgan"}}), ds)
+
+
+def test_the_crash_file_holds_a_command_line_that_is_not_utf8(tmp_path, monkeypatch):
+    """Writing it failed on a surrogate in the arguments (a Latin-1 path): the crash handler itself crashed."""
+    from gankit.cli import _write_traceback
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    try:
+        raise ZeroDivisionError("a bug")
+    except ZeroDivisionError:
+        path = _write_traceback(["train", "--data", os.fsdecode(b"d\xe9")])
+    text = Path(path).read_text(encoding="utf-8")
+    assert "ZeroDivisionError: a bug" in text and "--data d\\udce9" in text

@@ -312,3 +312,18 @@ def test_a_kid_spread_of_zero_by_construction_is_not_shown_as_certainty():
     assert _kid({"kid_mean": 0.5891, "kid_std": 0.0, "n_fake": 64, "n_real": 64}) == \
         "KID 0.58910 (every subset holds all the images: no spread to show)"
     assert _kid({"kid_mean": 0.5891, "kid_std": 0.012, "n_fake": 64, "n_real": 1016}) == "KID 0.58910 ± 0.01200"
+
+
+def test_commands_in_hints_quote_a_run_folder_with_a_space(tmp_path, monkeypatch, capsys):
+    """`done: ... sample more with: gankit sample runs/d x_16px_dcgan` pasted as two arguments."""
+    from pathlib import Path
+
+    import gankit.train
+    from gankit import distributed
+    from gankit.cli import main
+
+    assert distributed.resume_command(Path("runs/my pets")) == "gankit train --run 'runs/my pets'"
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: tmp_path / "my pets")
+    with pytest.raises(SystemExit):
+        main(["train"])
+    assert f"gankit sample '{tmp_path / 'my pets'}'" in capsys.readouterr().out

@@ -479,3 +479,15 @@ def test_compare_marks_a_run_that_is_training_now(tmp_path):
     header = page[:page.index("<nav>")]
     assert header.count("training now") == 1 and header.index("training now") < header.index("<b>done</b>")
     assert "training now" not in write_compare_report([live, done], tmp_path / "r.html").read_text()
+
+
+def test_a_run_folder_whose_name_is_not_utf8_has_its_plots_and_compare_page(tmp_path):
+    """A folder name in Latin-1 bytes (an old Windows disk) reaches Python as lone surrogates: matplotlib refused the
+    title (train's plots failed at every epoch end) and the compare page could not be encoded."""
+    import os
+
+    name = os.fsdecode(b"caf\xe9")
+    runs = [make_run(tmp_path, name, epochs=2, fids=FIDS_A), make_run(tmp_path, "plain", run_index=1, epochs=2)]
+    assert {p.name for p in write_plots(runs[0])} >= {"losses.png", "fid.png"}
+    page = write_compare_report(runs, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "caf\ufffd" in page

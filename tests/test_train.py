@@ -853,3 +853,14 @@ def test_keys_that_follow_from_the_data_say_so_when_set(image_folder, tmp_path, 
     assert (saved["channels"], saved["num_classes"]) == (3, 0)
     run_training(tiny_layers(image_folder, epochs=2), run)  # a resume, whose config.yaml holds both: nothing said
     assert "is ignored" not in capsys.readouterr().err
+
+
+def test_a_dataset_folder_whose_name_is_not_utf8_trains_into_a_run_named_in_utf8(tmp_path, monkeypatch):
+    """A Latin-1 folder name (lone surrogates in Python) made a run name that plots, TensorBoard and pages refuse:
+    the run stopped at every epoch end with a raw traceback."""
+    data = tmp_path / os.fsdecode(b"donn\xe9es")
+    make_image_folder(data, n=16)
+    monkeypatch.chdir(tmp_path)
+    run = run_training(tiny_layers(data, epochs=1), None)
+    assert run.name == "donn_es_16px_dcgan"
+    assert (run / "plots" / "losses.png").is_file() and (run / "samples" / "epoch_0001.png").is_file()

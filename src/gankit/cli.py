@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -137,7 +138,8 @@ def train(
     from gankit.distributed import is_main
 
     if is_main():  # under torchrun, one line for all processes
-        typer.echo(f"done: {run_path}  (samples in {run_path / 'samples'}, sample more with: gankit sample {run_path})")
+        typer.echo(f"done: {run_path}  (samples in {run_path / 'samples'}, sample more with: gankit sample "
+                   f"{shlex.quote(str(run_path))})")
 
 
 @command
@@ -467,7 +469,7 @@ def _write_traceback(argv: list[str] | None) -> str:
 
     try:
         fd, path = tempfile.mkstemp(prefix="gankit-crash-", suffix=".txt")
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:  # a path not in UTF-8 too
             f.write(f"gankit {' '.join(sys.argv[1:] if argv is None else argv)}\n\n{traceback.format_exc()}")
     except OSError as e:
         return f"nowhere (could not write a temporary file: {e.strerror})"

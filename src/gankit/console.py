@@ -10,6 +10,15 @@ LINE_EVERY = 30.0  # seconds between two progress lines when stderr is not a ter
 MAX_NAMED = 5  # names a message lists before it says "and N more"
 
 
+def printable(text: str, mark: str = "\ufffd") -> str:
+    """`text` with the characters UTF-8 cannot hold as `mark`: a file name whose bytes are in another encoding (a
+    Latin-1 folder name copied from an old Windows disk) reaches Python as lone surrogates, which a plot title, an
+    HTML page or a UTF-8 file refuses."""
+    import re
+
+    return re.sub("[\ud800-\udfff]", mark, text)
+
+
 def speaks() -> bool:
     """False on torchrun's processes other than the first (read from RANK, so also before the process group)."""
     return os.environ.get("RANK", "0") == "0"

@@ -45,10 +45,12 @@ def run_option() -> str:
 
 
 def resume_command(run_dir) -> str:
-    """What to type to resume the run in `run_dir`."""
+    """What to type to resume the run in `run_dir` (quoted for the shell: a name with a space pastes as one)."""
+    import shlex
+
     if launched():
-        return f"the same torchrun command (with --run-dir {run_dir})"
-    return f"gankit train --run {run_dir}"
+        return f"the same torchrun command (with --run-dir {shlex.quote(str(run_dir))})"
+    return f"gankit train --run {shlex.quote(str(run_dir))}"
 
 
 def is_initialized() -> bool:

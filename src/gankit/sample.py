@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import torch
@@ -162,7 +163,7 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
     found = load_latest_checkpoint(run / "checkpoints")
     if found is None:
         raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
-                       f"train it first (gankit train --run {run})")
+                       f"train it first (gankit train --run {shlex.quote(str(run))})")
     state, path = found
     if damaged is not None:  # written with last.pt, so the same generator when that one is used
         warn(f"'{exported}' cannot be used ({str(damaged)[:120]}...); drawing from {path} (iteration "

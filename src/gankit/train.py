@@ -97,7 +97,8 @@ def default_run_dir(cfg: Config) -> Path:
         data = path[len(BUILTIN_PREFIX):] if path else "mnist"
     else:
         data = archive_stem(path) if is_archive(path) else Path(path).name
-    return Path("runs") / (cfg.name or f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}")
+    # a dataset folder whose name is not UTF-8 gives a run name that is (plots, TensorBoard and pages need one)
+    return Path("runs") / (cfg.name or console.printable(f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}", "_"))
 
 
 def _absolute_data_paths(layers: list[dict]) -> list[dict]:

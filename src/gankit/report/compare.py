@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gankit import runlock
+from gankit import console, runlock
 from gankit.errors import RunError
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import GIF_NAME, evolution_gif_bytes, gif_behind
@@ -76,7 +76,7 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     ]
     title = "gankit comparison: " + " vs ".join(labels)
     page = PAGE.format(title=html.escape(title), style=STYLE, body="\n".join(body))
-    return write_bytes_atomic(out_path, page.encode("utf-8"))
+    return write_bytes_atomic(out_path, console.printable(page).encode("utf-8"))  # a folder name not in UTF-8
 
 
 # ------------------------------------------------------------------------------------------- labels

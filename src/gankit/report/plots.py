@@ -185,8 +185,11 @@ def other_figure(run: Run) -> Figure | None:
 
 def literal(text: str) -> str:
     """`text` (a run's folder name) as matplotlib shows it literally: a `$` would start math notation, which garbles
-    `price $5 and $6` and fails to draw `budget_$100_vs_$200`."""
-    return text.replace("$", r"\$")
+    `price $5 and $6` and fails to draw `budget_$100_vs_$200`; bytes that are not UTF-8 show as U+FFFD (matplotlib
+    cannot draw them)."""
+    from gankit.console import printable
+
+    return printable(text).replace("$", r"\$")
 
 
 def new_figure(panels: int, width: float = 6.4, height: float = 4.0):

@@ -353,8 +353,9 @@ def _restore_config(run_dir: Path) -> bool:
     return True
 
 
-def finalize_config(cfg: Config, data) -> Config:
-    """Fill the values that depend on the dataset (so config.yaml is fully resolved)."""
+def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
+    """Fill the values that depend on the dataset (so config.yaml is fully resolved); `resuming`: the run folder of a
+    resumed run (its dataset may have lost images since)."""
     cfg.data.resolution = resolution_of(cfg)
     cfg.data.flip = (not is_builtin(cfg.data.path)) if cfg.data.flip is None else cfg.data.flip
     check_conditioning(cfg, data)
@@ -376,6 +377,10 @@ def finalize_config(cfg: Config, data) -> Config:
         cfg.eval.every = 10 if device_type == "cuda" else 0
     from gankit.errors import ConfigError
 
+    if cfg.train.batch_size > len(data.images) and resuming is not None:  # the run's batch size cannot change
+        raise RunError(f"run '{resuming}' trains batches of {cfg.train.batch_size} images but its dataset "
+                       f"'{cfg.data.path}' now holds {len(data.images)}: put back the images it was trained on (or pass "
+                       f"--data with them), or train a new {distributed.run_option()} folder")
     if cfg.train.batch_size > len(data.images):
         raise ConfigError(
             f"train.batch_size {cfg.train.batch_size} is larger than the dataset ({len(data.images)} images): "
@@ -583,6 +588,7 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "iteration": self.iteration,
             "cursor": self.cursor,
+            "n_images": len(self.data.images),  # what the cursor's epochs count (a resume may find the dataset changed)
             "elapsed": self.elapsed,
             "d_updates": self.d_updates,
             "g_updates": self.g_updates,
@@ -630,6 +636,7 @@ class Trainer:
         for k in ("iteration", "cursor", "elapsed", "d_updates", "g_updates", "best_fid", "last_g_loss",
                   "d_skipped", "rollbacks"):
             setattr(self, k, state.get(k, getattr(self, k)))
+        self._dataset_changed(state.get("n_images"))
         self.fixed_noise = state["fixed_noise"]
         n = self.cfg.log.n_samples  # a log.n_samples changed on resume: the first n, or more drawn after them
         if n < len(self.fixed_noise):
@@ -643,6 +650,20 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         if self.device.type == "cuda" and state.get("rng_device") is not None:  # every DDP rank continues rank 0's stream
             torch.cuda.set_rng_state(state["rng_device"], self.device)
+
+    def _dataset_changed(self, saved_images: int | None) -> None:
+        """A dataset that gained or lost images since the checkpoint: said in one line, and the position re-counted
+        in epochs of the images there now, so that epochs done (and what follows them: schedules, the next grid's
+        number, the end) stay where they were instead of jumping (12 -> 4 images made a half-done run complete)."""
+        now = len(self.data.images)
+        if saved_images is None or saved_images == now:
+            return
+        old_spe = max(1, saved_images // self.cfg.train.batch_size)
+        epochs, within = divmod(self.cursor, old_spe)
+        self.cursor = epochs * self.batches.steps_per_epoch + within * self.batches.steps_per_epoch // old_spe
+        console.warn(f"the dataset '{self.cfg.data.path}' holds {now} images, {saved_images} when this run's "
+                     f"checkpoint was written: training goes on with the {now} images, its {console.count(epochs, 'epoch')} "
+                     "done kept (put back the images it was trained on if that is not what you want)")
 
     def save(self, numbered: bool = False, best: bool = False) -> None:
         if not distributed.is_main():
@@ -1449,7 +1470,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
         _check_same_images(data, collective_device)
-        cfg = finalize_config(cfg, data)
+        cfg = finalize_config(cfg, data, run_path if resuming else None)
         cfg.name = cfg.name or run_path.name
         trainer = Trainer(cfg, data, run_path, resume=resuming)
         if distributed.is_main():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,6 +28,23 @@ def make_image_folder(root, n: int = 32, size: int = 24, classes: tuple[str, ...
         folder = root / classes[i % len(classes)] if classes else root
         folder.mkdir(exist_ok=True)
         Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+
+
+def patch_zip(path: Path, method: int | None = None, flags: int = 0) -> Path:
+    """Rewrite a zip's every member, in its local header and its central directory entry, to claim compression
+    `method` (9: Deflate64) and/or to set general-purpose `flags` (0x1: encrypted), as other archivers write."""
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    count, pos = struct.unpack_from("<H", data, end + 10)[0], struct.unpack_from("<I", data, end + 16)[0]
+    for _ in range(count):
+        local = struct.unpack_from("<I", data, pos + 42)[0]
+        for at in (pos + 8, local + 6):  # flags; the method follows them in both headers
+            struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | flags)
+            if method is not None:
+                struct.pack_into("<H", data, at + 2, method)
+        pos += 46 + sum(struct.unpack_from("<3H", data, pos + 28))
+    path.write_bytes(bytes(data))
+    return path
 
 
 @pytest.fixture

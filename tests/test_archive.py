@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import patch_zip
 from gankit.data import load_dataset
 from gankit.data.archive import archive_stem, extract_archive
 from gankit.errors import DataError
@@ -138,3 +139,18 @@ def test_a_damaged_archive_is_one_clear_error(tmp_path, name, data):
     with pytest.raises(DataError, match="is damaged or not a .* archive .*download or pack it again"):
         load_dataset(path, 16, cache_dir=tmp_path / "cache", progress=False)
     assert not list((tmp_path / "cache").rglob("*.png"))
+
+
+@pytest.mark.parametrize("patch, reason", [
+    (dict(flags=0x1), "is password-protected (member 'pokemon/bulbasaur.png' is encrypted)"),
+    (dict(method=9), "uses Deflate64 compression (member 'pokemon/bulbasaur.png')"),
+], ids=["encrypted", "deflate64"])
+def test_a_zip_that_zipfile_cannot_read_is_one_clear_error(tmp_path, patch, reason):
+    """They ended in 'internal error (RuntimeError: File ... is encrypted, password required for extraction)' and
+    '(NotImplementedError: That compression method is not supported)'."""
+    archive = patch_zip(make_zip(tmp_path / "pokemon.zip", GOOD), **patch)
+    with pytest.raises(DataError) as info:
+        load_dataset(archive, 16, cache_dir=tmp_path / "cache", progress=False)
+    text = str(info.value)
+    assert f"archive '{archive}' {reason}" in text and "unpack it yourself (e.g. with 7-Zip)" in text
+    assert "\n" not in text and not list((tmp_path / "cache").rglob("*.png"))

@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_image_folder
+from conftest import make_image_folder, patch_zip
 import gankit.train
 from gankit.cli import main
 from gankit.config import build_config, save_yaml, to_dict
@@ -182,6 +182,10 @@ CASES = [
                                                   or t / "data")), ["x.png", "link"]),
     ("archive-unsafe", train("--data", lambda t: _tar_with_link_out(t)), ["x.tar", "'etc'", "/etc", "unsafe"]),
     ("archive-damaged", train("--data", lambda t: _write(t / "x.zip", "PK not a zip")), ["x.zip", "damaged"]),
+    ("archive-encrypted", train("--data", lambda t: patch_zip(_zip_of(t, {"a.png": png()}), flags=0x1)),
+     ["x.zip", "password-protected", "7-Zip"]),
+    ("archive-deflate64", train("--data", lambda t: patch_zip(_zip_of(t, {"a.png": png()}), method=9)),
+     ["x.zip", "Deflate64", "7-Zip"]),
     ("archive-without-images", train("--data", lambda t: _zip_of(t, {"notes.txt": b"x"})),
      ["archive", "x.zip", "no image files", "notes.txt"]),
     # --- images that cannot be used (the folder holds nothing else, so nothing is left to train on)

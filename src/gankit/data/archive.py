@@ -5,8 +5,10 @@ size and modification time, so the next run finds it there. An archive is untrus
 anything is written, every member is checked, and one that would land outside the target (an
 absolute path, a `..` component, a link pointing outside, a device file) refuses the whole archive
 with a `DataError` naming it. Tar members go through tarfile's "data" filter (PEP 706); zip members
-are checked here, since zipfile has no such filter. Extraction happens in a temporary folder that is
-renamed into place when complete, so a crash never leaves a half-extracted dataset behind.
+are checked here, since zipfile has no such filter. A zip that zipfile cannot read (password-protected,
+or Deflate64 as Windows Explorer and 7-Zip write for large files) is refused up front too. Extraction
+happens in a temporary folder that is renamed into place when complete, so a crash never leaves a
+half-extracted dataset behind.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 # Folders that archivers add and that are not part of the dataset.
 _NOISE = {"__MACOSX"}
+# Zip compression methods that Python's zipfile reads, and names for common ones it does not.
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+_ZIP_METHOD_NAMES = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
+# ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too).
+_ZIP_ENCRYPTED, _ZIP_PATCHED = 0x41, 0x20
 
 
 def is_archive(path: str | Path) -> bool:
@@ -115,12 +122,25 @@ def _check_zip_member(archive: Path, zf: zipfile.ZipFile, m: zipfile.ZipInfo) ->
     reason = _escape_reason(name)
     if reason:
         raise _unsafe(archive, name, reason)
+    _check_zip_readable(archive, m)
     mode = m.external_attr >> 16
     if stat.S_ISLNK(mode):  # zipfile writes a link as a small file holding its target; still refuse escapes
         target = zf.read(m).decode("utf-8", "replace")
         if PurePosixPath(target.replace("\\", "/")).is_absolute() or _leaves(PurePosixPath(name).parent, target):
             raise _unsafe(archive, name, f"a link to '{target}', outside the archive")
     return name
+
+
+def _check_zip_readable(archive: Path, m: zipfile.ZipInfo) -> None:
+    """Refuse a member that zipfile cannot read (it would raise RuntimeError or NotImplementedError mid-way)."""
+    if m.flag_bits & _ZIP_ENCRYPTED:
+        raise DataError(f"archive '{archive}' is password-protected (member '{m.filename}' is encrypted), which "
+                        "gankit cannot open: unpack it yourself (e.g. with 7-Zip) and pass the folder")
+    patched = m.flag_bits & _ZIP_PATCHED
+    if patched or m.compress_type not in _ZIP_METHODS:
+        method = "patched-data" if patched else _ZIP_METHOD_NAMES.get(m.compress_type, f"method {m.compress_type}")
+        raise DataError(f"archive '{archive}' uses {method} compression (member '{m.filename}'), which Python's "
+                        "zipfile cannot read: unpack it yourself (e.g. with 7-Zip) and pass the folder")
 
 
 def _escape_reason(name: str) -> str:

@@ -84,6 +84,19 @@ def test_an_archives_label_file_is_its_own_whatever_the_current_folder_holds(tmp
         ("bulbasaur.png", "Grass"), ("ivysaur.png", "Grass"), ("venusaur.png", "Poison")]
 
 
+def test_a_zip_with_windows_backslash_names_extracts_into_folders(tmp_path):
+    """PowerShell 5.1's Compress-Archive writes 'fire\\charmander.png': it was extracted as one file named so, so
+    `--labels folders` found every image loose in the root and CSV labels matched nothing."""
+    members = {"pokemon\\fire\\charmander.png": png_bytes(), "pokemon\\fire\\vulpix.png": png_bytes((250, 90, 0)),
+               "pokemon\\water\\squirtle.png": png_bytes((0, 0, 255)), "pokemon\\water\\": b""}
+    archive = make_zip(tmp_path / "pokemon.zip", members)
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    assert folder.name == "pokemon" and files_under(folder) == {
+        "fire", "fire/charmander.png", "fire/vulpix.png", "water", "water/squirtle.png"}
+    ds = load_dataset(archive, 16, labels="folders", cache_dir=tmp_path / "cache", progress=False)
+    assert ds.class_names == ["fire", "water"] and [ds.class_names[i] for i in ds.labels] == ["fire", "fire", "water"]
+
+
 @pytest.mark.parametrize("name", ["flat.tar", "flat.tar.gz", "flat.tgz"])
 def test_a_tar_without_a_top_folder_is_named_after_the_archive(tmp_path, name):
     archive = make_tar(tmp_path / name, {"a.png": png_bytes(), "sub/b.png": png_bytes((0, 0, 255))})
@@ -99,6 +112,10 @@ UNSAFE = [
     ("zip-absolute", lambda p: make_zip(p / "x.zip", {"/tmp/gankit-evil.png": b"x"}), "'/tmp/gankit-evil.png' is an absolute path"),
     ("zip-dotdot", lambda p: make_zip(p / "x.zip", {"ok.png": png_bytes(), "a/../../evil.png": b"x"}), "'a/../../evil.png' is a '..' path"),
     ("zip-backslash-dotdot", lambda p: make_zip(p / "x.zip", {"..\\evil.png": b"x"}), "'..\\evil.png' is a '..' path"),
+    ("zip-backslash-absolute", lambda p: make_zip(p / "x.zip", {"\\tmp\\gankit-evil.png": b"x"}),
+     "'\\tmp\\gankit-evil.png' is an absolute path"),
+    ("zip-backslash-nested-dotdot", lambda p: make_zip(p / "x.zip", {"a\\..\\..\\evil.png": b"x"}), "is a '..' path"),
+    ("zip-backslash-symlink-up", lambda p: make_zip(p / "x.zip", {}, links={"a\\up": "..\\..\\x"}), "is a link to"),
     ("zip-symlink-to-etc", lambda p: make_zip(p / "x.zip", {}, links={"etc": "/etc"}), "'etc' is a link to '/etc'"),
     ("zip-symlink-up", lambda p: make_zip(p / "x.zip", {}, links={"a/up": "../../x"}), "'a/up' is a link to '../../x'"),
     ("tar-absolute", lambda p: make_tar(p / "x.tar", {"/tmp/gankit-evil.png": b"x"}), "is an absolute path"),

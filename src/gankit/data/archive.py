@@ -126,7 +126,8 @@ def _check_zip_member(archive: Path, zf: zipfile.ZipFile, m: zipfile.ZipInfo) ->
     mode = m.external_attr >> 16
     if stat.S_ISLNK(mode):  # zipfile writes a link as a small file holding its target; still refuse escapes
         target = zf.read(m).decode("utf-8", "replace")
-        if PurePosixPath(target.replace("\\", "/")).is_absolute() or _leaves(PurePosixPath(name).parent, target):
+        folder = PurePosixPath(_zip_name(m)).parent
+        if PurePosixPath(target.replace("\\", "/")).is_absolute() or _leaves(folder, target):
             raise _unsafe(archive, name, f"a link to '{target}', outside the archive")
     return name
 
@@ -141,6 +142,12 @@ def _check_zip_readable(archive: Path, m: zipfile.ZipInfo) -> None:
         method = "patched-data" if patched else _ZIP_METHOD_NAMES.get(m.compress_type, f"method {m.compress_type}")
         raise DataError(f"archive '{archive}' uses {method} compression (member '{m.filename}'), which Python's "
                         "zipfile cannot read: unpack it yourself (e.g. with 7-Zip) and pass the folder")
+
+
+def _zip_name(m: zipfile.ZipInfo) -> str:
+    """The member's name with '/' separators: Windows tools (PowerShell's Compress-Archive) write 'fire\\abra.png',
+    which zipfile would extract on Linux and macOS as one file named so, not as 'abra.png' in a folder 'fire'."""
+    return m.filename.replace("\\", "/")
 
 
 def _escape_reason(name: str) -> str:
@@ -200,7 +207,10 @@ def _extract(archive: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
     if archive.name.lower().endswith(ZIP_SUFFIXES):
         with zipfile.ZipFile(archive) as zf:
-            zf.extractall(dest)
+            members = zf.infolist()
+            for m in members:  # already checked with '\\' read as '/' (zipfile reads a member by its orig_filename)
+                m.filename = _zip_name(m)
+            zf.extractall(dest, members)
     else:
         with tarfile.open(archive) as tf:
             tf.extractall(dest, filter="data")

@@ -97,6 +97,28 @@ def test_a_zip_with_windows_backslash_names_extracts_into_folders(tmp_path):
     assert ds.class_names == ["fire", "water"] and [ds.class_names[i] for i in ds.labels] == ["fire", "fire", "water"]
 
 
+def test_an_extraction_that_lost_files_is_extracted_again(tmp_path, capsys):
+    """A tmp cleaner deleted part of the cached extraction: the unchanged 12-image zip then gave 4 images, silently."""
+    archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": png_bytes((i * 20, 0, 0)) for i in range(12)})
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    for png in sorted(folder.glob("*.png"))[4:]:
+        png.unlink()
+    ds = load_dataset(archive, 16, cache_dir=tmp_path / "cache", progress=False)
+    assert len(ds) == 12 and len(list(folder.glob("*.png"))) == 12
+    assert "warning: 8 files extracted from 'set.zip'" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "cache" / "archives").iterdir()] == [folder.parent.parent.name]
+
+
+def test_an_extraction_without_a_manifest_is_extracted_again(tmp_path, capsys):
+    """An extraction without a manifest (an older gankit's) cannot be checked, so it is not trusted."""
+    archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": png_bytes() for i in range(3)})
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    (folder.parent.parent / ".gankit-files.json").unlink(missing_ok=True)
+    (folder / "00.png").unlink()
+    assert extract_archive(archive, cache_dir=tmp_path / "cache") == folder and len(list(folder.glob("*.png"))) == 3
+    assert "extracting 3 files of 'set.zip'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["flat.tar", "flat.tar.gz", "flat.tgz"])
 def test_a_tar_without_a_top_folder_is_named_after_the_archive(tmp_path, name):
     archive = make_tar(tmp_path / name, {"a.png": png_bytes(), "sub/b.png": png_bytes((0, 0, 255))})

@@ -8,11 +8,13 @@ with a `DataError` naming it. Tar members go through tarfile's "data" filter (PE
 are checked here, since zipfile has no such filter. A zip that zipfile cannot read (password-protected,
 or Deflate64 as Windows Explorer and 7-Zip write for large files) is refused up front too. Extraction
 happens in a temporary folder that is renamed into place when complete, so a crash never leaves a
-half-extracted dataset behind.
+half-extracted dataset behind; a manifest of the extracted files is checked (a stat each) before an
+extraction is reused, and one that lost files since (a tmp cleaner) is extracted again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -23,7 +25,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from gankit.console import info
+from gankit.console import info, warn
 from gankit.data import cache
 from gankit.data.folder import _safe
 from gankit.errors import DataError
@@ -33,6 +35,8 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 # Folders that archivers add and that are not part of the dataset.
 _NOISE = {"__MACOSX"}
+# Written beside the extracted folder once extraction is complete: every file's size, checked on reuse.
+_MANIFEST = ".gankit-files.json"
 # Zip compression methods that Python's zipfile reads, and names for common ones it does not.
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 _ZIP_METHOD_NAMES = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
@@ -64,7 +68,7 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
     key = cache.digest("gankit-archive", archive.name, st.st_size, st.st_mtime_ns)[:20]
     parent = cache.cache_root(cache_dir) / "archives"
     target = parent / f"{_safe(stem)}-{key}"
-    if not target.is_dir():
+    if not _reusable(archive, target):
         members = _checked_members(archive, os.path.realpath(parent / "check"))
         _check_space(archive, parent, sum(size for _, size in members))
         if progress:
@@ -73,16 +77,73 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
         tmp = Path(tempfile.mkdtemp(prefix=f".{_safe(stem)}-", dir=parent))
         try:
             _extract(archive, tmp / stem)
+            _write_manifest(tmp)
             os.rename(tmp, target)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
             raise _damaged(archive, e) from None
         except OSError as e:
-            if not target.is_dir():  # another process finishing first is fine; anything else is not
+            if _missing(target) != 0:  # another process finishing first is fine; anything else is not
                 raise DataError(f"could not extract '{archive}' into {parent} ({e.strerror or e}): "
                                 "check free space and permissions there, or unpack it yourself") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return _data_root(target / stem)
+
+
+def _reusable(archive: Path, target: Path) -> bool:
+    """Whether `target` holds a complete extraction of `archive`. One that lost files since (a tmp cleaner deleted
+    some) or that has no manifest (an older gankit's) is removed, to be extracted again."""
+    if not target.is_dir():
+        return False
+    missing = _missing(target)
+    if missing == 0:
+        return True
+    if missing is not None:
+        warn(f"{missing} files extracted from '{archive.name}' into {target} are missing or changed since; "
+             "extracting the archive again")
+    _remove(target)
+    return False
+
+
+def _write_manifest(folder: Path) -> None:
+    """Record the size of every file under `folder` in its manifest, so that a later run can check it is all there."""
+    files = {}
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            files[Path(os.path.relpath(path, folder)).as_posix()] = os.lstat(path).st_size
+    (folder / _MANIFEST).write_text(json.dumps({"files": files}), encoding="utf-8")
+
+
+def _missing(target: Path) -> int | None:
+    """How many files in `target`'s manifest are gone or have another size (a stat each); None without a manifest."""
+    try:
+        files = json.loads((target / _MANIFEST).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    return sum(1 for name, size in files.items() if _size(target / name) != size)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return -1
+
+
+def _remove(target: Path) -> None:
+    """Move `target` aside (a process that finds it at the same time moves nothing), then delete it."""
+    stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
+    try:
+        os.rename(target, stale)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise DataError(f"could not remove the incomplete extraction {target} ({e.strerror or e}): "
+                        "delete that folder yourself, then run the command again") from None
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _data_root(root: Path) -> Path:

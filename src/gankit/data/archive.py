@@ -1,7 +1,7 @@
 """Datasets shipped as archives (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz): checked, then extracted once.
 
-`extract_archive(path)` unpacks into the gankit cache, in a folder keyed by the archive's name,
-size and modification time, so the next run finds it there. An archive is untrusted input: before
+`extract_archive(path)` unpacks into the gankit cache, in a folder keyed by the archive's resolved
+path, size and modification time, so the next run finds it there. An archive is untrusted input: before
 anything is written, every member is checked, and one that would land outside the target (an
 absolute path, a `..` component, a link pointing outside, a device file) refuses the whole archive
 with a `DataError` naming it. Tar members go through tarfile's "data" filter (PEP 706); zip members
@@ -65,7 +65,8 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
     archive = Path(path).expanduser()
     st = archive.stat()
     stem = archive_stem(archive)
-    key = cache.digest("gankit-archive", archive.name, st.st_size, st.st_mtime_ns)[:20]
+    # the path tells apart archives of one name, size and mtime (tars pad to 10 KiB; `cp -p`, `rsync -a` keep mtimes)
+    key = cache.digest("gankit-archive", archive.resolve(), st.st_size, st.st_mtime_ns)[:20]
     parent = cache.cache_root(cache_dir) / "archives"
     target = parent / f"{_safe(stem)}-{key}"
     if not _reusable(archive, target):

@@ -402,6 +402,27 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
         load(tmp_path / "empty.csv")
 
 
+def test_an_unclosed_quote_in_the_csv_is_named_and_examples_are_short(tmp_path, csv_folder):
+    """A quote opened on row 2 and never closed made the rest of the file one value, and the error quoted it whole
+    (39,690 characters for the pokemon CSV); now the row is named, and every example a message quotes is short."""
+    rows = "".join(f"{name},grass,poison\n" for name in "bcde" * 400)
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('name,kind,other\n"a,grass,poison\n' + rows)
+    with pytest.raises(DataError, match="row 2 opens a quote that never closes") as info:
+        load_folder(csv_folder, RES, labels=str(unclosed), label_column="kind", cache_dir=tmp_path / "cache")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+    long_value = tmp_path / "long.csv"
+    long_value.write_text("name,kind\n" + "x" * 5000 + ",a\n")
+    with pytest.raises(DataError, match="no file names") as info:
+        load_folder(csv_folder, RES, labels=str(long_value), label_column="kind", cache_dir=tmp_path / "cache")
+    assert len(str(info.value)) < 400
+    long_header = tmp_path / "header.csv"
+    long_header.write_text("name," + "y" * 5000 + "\na.png,a\n")
+    with pytest.raises(DataError, match="available columns: name, yyy") as info:
+        load_folder(csv_folder, RES, labels=str(long_header), label_column="kind", cache_dir=tmp_path / "cache")
+    assert len(str(info.value)) < 400
+
+
 # ----------------------------------------------------------------------------- the cache
 
 

@@ -39,6 +39,8 @@ SKIPPED_DIRS = {"__MACOSX"}
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 SUPPORTED = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
+# Longest example value a message quotes: a CSV with an unclosed quote makes one "value" of the rest of the file.
+EXAMPLE_CHARS = 60
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
@@ -171,7 +173,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
 
     if not files:
         if ignored:
-            found = f"{count(len(ignored), 'other file')}, e.g. '{sorted(ignored)[0]}'"
+            found = f"{count(len(ignored), 'other file')}, e.g. '{_clip(sorted(ignored)[0])}'"
             raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are {SUPPORTED}",
                            found)
         raise NoImages(f"data folder '{root}' is empty: put {SUPPORTED} images in it (sub-folders are fine)")
@@ -313,7 +315,7 @@ def _apply_labels(root: Path, files: list[str], labels: str, label_column: str |
         if loose:
             raise DataError(
                 f"labels='folders' needs every image inside a class sub-folder of '{root}', but "
-                f"{len(loose)} lie directly in it (e.g. '{loose[0]}'): move them into sub-folders, "
+                f"{len(loose)} lie directly in it (e.g. '{_clip(loose[0])}'): move them into sub-folders, "
                 "or use a CSV label file")
         names = [f.split("/", 1)[0] for f in files]
         return _index(list(range(len(files))), names, "folders")
@@ -333,13 +335,13 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
     header, rows, raw = _read_csv(csv_path)
     if column is None:
         raise DataError(f"labels from '{csv_path.name}' need a label column: pass --label-column, "
-                        f"one of: {', '.join(header)}")
+                        f"one of: {_columns(header)}")
     folded = [h for h in header if h.strip().casefold() == column.strip().casefold()]
     if column not in header and len(folded) == 1:  # `--label-column Type1` for a `type1` column
         column = folded[0]
     if column not in header:
         raise DataError(f"label column '{column}' is not in '{csv_path.name}'; "
-                        f"available columns: {', '.join(header)}")
+                        f"available columns: {_columns(header)}")
     label_at = header.index(column)
 
     def lookup(col: int) -> dict[tuple[str, ...], str | None]:
@@ -369,11 +371,11 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
         if hits > best_hits:
             best_col, best_map, best_hits = col, mapping, hits
     if best_hits == 0:
-        tried = ", ".join(h for i, h in enumerate(header) if i != label_at)
+        tried = _columns([h for i, h in enumerate(header) if i != label_at])
         example = next((r[0] for r in rows if r), "")
         raise DataError(
             f"no file names in '{csv_path.name}' match the images in '{root}': tried columns {tried} "
-            f"(e.g. '{example}') against file names like '{PurePosixPath(files[0]).name}'; "
+            f"(e.g. '{_clip(example)}') against file names like '{_clip(PurePosixPath(files[0]).name)}'; "
             "the CSV needs a column of image file names or paths")
 
     keep, names, dropped = [], [], []
@@ -423,17 +425,35 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
         table = [r for r in csv.reader(io.StringIO(text, newline=""), dialect) if any(c.strip() for c in r)]
     except csv.Error as exc:
         raise DataError(f"label file '{path}' is not a valid CSV ({exc})") from None
+    unclosed = _unclosed_quote_row(text, dialect)
+    if unclosed:
+        raise DataError(f"label file '{path}' is not a valid CSV: row {unclosed} opens a quote that never closes, so the "
+                        "rest of the file reads as one value: close the quote or remove it")
     if not table:
         raise DataError(f"label file '{path}' is empty: it needs a header row and one row per image")
     header = [h.strip() for h in table[0]]
     if len(header) < 2:
-        raise DataError(f"label file '{path}' has a single column '{header[0]}': it needs a file-name "
+        raise DataError(f"label file '{path}' has a single column '{_clip(header[0])}': it needs a file-name "
                         "column and a label column, separated by commas")
     for n, row in enumerate(table[1:], start=2):
         if len(row) > len(header):
             raise DataError(f"label file '{path}' is not a valid CSV: row {n} has {len(row)} fields "
                             f"but the header has {len(header)}")
     return header, table[1:], text
+
+
+def _unclosed_quote_row(text: str, dialect) -> int | None:
+    """The row (counted from 1, the header, blank lines included) whose quoted field runs to the end of the file, if one
+    does; the lenient reader takes the rest of the file as that field's value."""
+    reader = csv.reader(io.StringIO(text, newline=""), dialect, strict=True)
+    rows = 0
+    try:
+        for _ in reader:
+            rows += 1
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return rows + 1
+    return None
 
 
 def _index(rows: list[int], names: list[str], key: str) -> tuple[list[int], torch.Tensor, list[str], str]:
@@ -455,8 +475,19 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or "data"
 
 
+def _clip(text: str, limit: int = EXAMPLE_CHARS) -> str:
+    """`text` cut to `limit` characters (with '...'), newlines shown as \\n: an example in a one-line message."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _columns(header: list[str]) -> str:
+    """A CSV header's column names for a message, each clipped."""
+    return ", ".join(_clip(h) for h in header)
+
+
 def _name_list(items: list[tuple[str, str]]) -> str:
-    return short_list([f"{f} ({why})" for f, why in items])
+    return short_list([f"{_clip(f)} ({why})" for f, why in items])
 
 
 def _skip_message(skipped: list[tuple[str, str]], total: int, ignored: int) -> str:

@@ -402,6 +402,18 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
         load(tmp_path / "empty.csv")
 
 
+def test_an_excel_sep_line_names_the_delimiter(tmp_path, csv_folder):
+    """Excel's `sep=;` first line was read as the header ("available columns: sep=,"); it now names the delimiter."""
+    (tmp_path / "excel.csv").write_text("sep=;\r\nfile;kind\r\na.png;x\r\nb.png;y,z\r\n")
+    ds = load_folder(csv_folder, RES, labels=str(tmp_path / "excel.csv"), label_column="kind",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["img/a.png", "img/b.png"] and ds.class_names == ["x", "y,z"]
+    (tmp_path / "quote.csv").write_text('sep=;\nfile;kind\n"a.png;x\nb.png;y\n')
+    with pytest.raises(DataError, match="row 3 opens a quote"):  # rows counted in the file, the sep line included
+        load_folder(csv_folder, RES, labels=str(tmp_path / "quote.csv"), label_column="kind",
+                    cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_an_unclosed_quote_in_the_csv_is_named_and_examples_are_short(tmp_path, csv_folder):
     """A quote opened on row 2 and never closed made the rest of the file one value, and the error quoted it whole
     (39,690 characters for the pokemon CSV); now the row is named, and every example a message quotes is short."""

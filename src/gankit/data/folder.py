@@ -407,7 +407,8 @@ def _endings(path: PurePosixPath) -> list[tuple[str, ...]]:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
-    """(header, rows, text) of a CSV file; comma-separated, or ; tab | when the header has no comma."""
+    """(header, rows, text) of a CSV file; comma-separated, or ; tab | when the header has no comma, or what Excel's
+    `sep=X` first line names (that line is not the header)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -416,7 +417,11 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
         raise DataError(f"cannot read label file '{path}' ({exc.strerror}): check its permissions") from None
     first = text.split("\n", 1)[0]
     dialect: type[csv.Dialect] | csv.Dialect = csv.excel
-    if "," not in first:
+    sep = _excel_sep(first)
+    if sep:
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        dialect = _Delimited(sep)
+    elif "," not in first:
         try:
             dialect = csv.Sniffer().sniff(first, delimiters=";\t|")
         except csv.Error:
@@ -427,8 +432,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
         raise DataError(f"label file '{path}' is not a valid CSV ({exc})") from None
     unclosed = _unclosed_quote_row(text, dialect)
     if unclosed:
-        raise DataError(f"label file '{path}' is not a valid CSV: row {unclosed} opens a quote that never closes, so the "
-                        "rest of the file reads as one value: close the quote or remove it")
+        raise DataError(f"label file '{path}' is not a valid CSV: row {unclosed + bool(sep)} opens a quote that never "
+                        "closes, so the rest of the file reads as one value: close the quote or remove it")
     if not table:
         raise DataError(f"label file '{path}' is empty: it needs a header row and one row per image")
     header = [h.strip() for h in table[0]]
@@ -440,6 +445,20 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
             raise DataError(f"label file '{path}' is not a valid CSV: row {n} has {len(row)} fields "
                             f"but the header has {len(header)}")
     return header, table[1:], text
+
+
+def _excel_sep(line: str) -> str | None:
+    """The delimiter an Excel `sep=;` first line names, else None."""
+    line = line.rstrip("\r\n")  # not strip(): `sep=<tab>`
+    return line[4] if len(line) == 5 and line[:4].lower() == "sep=" else None
+
+
+class _Delimited(csv.excel):
+    """Excel's CSV dialect with another delimiter."""
+
+    def __init__(self, delimiter: str):
+        super().__init__()
+        self.delimiter = delimiter
 
 
 def _unclosed_quote_row(text: str, dialect) -> int | None:

@@ -402,6 +402,17 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
         load(tmp_path / "empty.csv")
 
 
+def test_labels_that_differ_only_in_case_are_named_in_one_warning(tmp_path, csv_folder, capsys):
+    """`Fire` and `fire` silently became two classes; they still are (the CSV may mean it), but a warning names them."""
+    (tmp_path / "case.csv").write_text("file,kind\na.png,Fire\nb.png,fire\nc.png,Water\nd.png,WATER\ne.png,grass\n")
+    ds = load_folder(csv_folder, RES, labels=str(tmp_path / "case.csv"), label_column="kind",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert ds.class_names == ["Fire", "WATER", "Water", "fire", "grass"]
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "2 labels in column 'kind'" in line and "differ only in case" in line
+    assert "'Fire'/'fire'" in line and "'WATER'/'Water'" in line and "grass" not in line
+
+
 def test_an_excel_sep_line_names_the_delimiter(tmp_path, csv_folder):
     """Excel's `sep=;` first line was read as the header ("available columns: sep=,"); it now names the delimiter."""
     (tmp_path / "excel.csv").write_text("sep=;\r\nfile;kind\r\na.png;x\r\nb.png;y,z\r\n")

@@ -396,7 +396,19 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
     if dropped:
         warn(f"dropped {len(dropped)} of {len(files)} images without a '{column}' label in "
              f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
+    _warn_case_twins(names, column, csv_path.name)
     return _index(keep, names, cache.digest("csv", raw, column))
+
+
+def _warn_case_twins(names: list[str], column: str, csv_name: str) -> None:
+    """Warn, in one line, about labels that differ only in case (`Fire` and `fire`): they stay separate classes."""
+    spellings: dict[str, set[str]] = {}
+    for name in names:
+        spellings.setdefault(name.casefold(), set()).add(name)
+    twins = ["/".join(f"'{_clip(n, 30)}'" for n in sorted(s)) for s in spellings.values() if len(s) > 1]
+    if twins:
+        warn(f"{count(len(twins), 'label')} in column '{column}' of '{csv_name}' differ only in case and are separate "
+             f"classes: {short_list(sorted(twins))}; write them alike in the CSV if they are one class")
 
 
 def _endings(path: PurePosixPath) -> list[tuple[str, ...]]:

@@ -213,6 +213,18 @@ def test_images_under_eight_pixels_are_skipped(tmp_path, capsys):
     assert len(warning_lines(capsys.readouterr().err)) == 1
 
 
+def test_a_folder_of_only_too_small_images_says_how_large_they_must_be(tmp_path):
+    """Ten valid 6x6 images were "none ... could be decoded: check or re-export them"; they are fine, only small."""
+    for i in range(10):
+        save(tmp_path / "data" / f"t{i}.png", solid((1, 2, 3), (6, 6)))
+    with pytest.raises(DataError) as info:
+        load_folder(tmp_path / "data", RES, cache_dir=tmp_path / "cache", progress=False)
+    message = str(info.value)
+    assert "all 10 images" in message and "smaller than 8 px" in message and "at least 8 px" in message
+    assert "upscale" in message and "t0.png (too small, 6x6)" in message
+    assert "could be decoded" not in message and "re-export" not in message
+
+
 def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
     ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
     save(tmp_path / "data" / "ramp.png", Image.fromarray(ramp))

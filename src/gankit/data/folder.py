@@ -117,9 +117,7 @@ def load_folder(
     images, kept = payload["images"], list(payload["files"])
     skipped = [(str(f), str(r)) for f, r in payload["skipped"]]
     if not kept:
-        raise DataError(
-            f"none of the {len(skipped)} image files in '{root}' could be decoded "
-            f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
+        raise DataError(_none_usable_message(root, skipped, resolution))
     if skipped:
         warn(_skip_message(skipped, len(kept) + len(skipped), ignored))
 
@@ -519,6 +517,17 @@ def _columns(header: list[str]) -> str:
 
 def _name_list(items: list[tuple[str, str]]) -> str:
     return short_list([f"{_clip(f)} ({why})" for f, why in items])
+
+
+def _none_usable_message(root: Path, skipped: list[tuple[str, str]], resolution: int) -> str:
+    """The error for a folder none of whose image files can be used: too small ones are valid images, not damaged."""
+    if all(why.startswith("too small") for _, why in skipped):
+        which = "the only image in" if len(skipped) == 1 else f"all {len(skipped)} images in"
+        return (f"{which} '{root}' {'is' if len(skipped) == 1 else 'are'} smaller than {MIN_IMAGE_SIDE} px "
+                f"({_name_list(skipped)}): gankit needs images at least {MIN_IMAGE_SIDE} px on each side; "
+                f"upscale them (e.g. to {max(resolution, MIN_IMAGE_SIDE)} px) or use larger ones")
+    return (f"none of the {len(skipped)} image files in '{root}' could be decoded "
+            f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
 
 
 def _skip_message(skipped: list[tuple[str, str]], total: int, ignored: int) -> str:

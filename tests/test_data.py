@@ -225,6 +225,34 @@ def test_a_folder_of_only_too_small_images_says_how_large_they_must_be(tmp_path)
     assert "could be decoded" not in message and "re-export" not in message
 
 
+def test_tiff_and_jfif_are_read_and_formats_gankit_cannot_read_are_named(tmp_path, capsys):
+    """8 .tif among 12 .png were dropped without a word ("12 images"); TIFF and JFIF are now read like the others, and
+    image files gankit cannot read (HEIC, PSD, raw, nested archives) are named in one warning line."""
+    data = tmp_path / "data"
+    for i in range(3):
+        save(data / f"p{i}.png", solid((10, 20, 30)))
+    save(data / "a.tif", solid((200, 0, 0)))
+    save(data / "sub" / "b.TIFF", solid((0, 200, 0)), compression="tiff_lzw")
+    save(data / "c.jfif", solid((0, 0, 200)), format="JPEG", quality=95)
+    for name in ("x.heic", "y.heic", "z.HEIC", "art.psd", "raw.cr2", "more.zip"):
+        (data / name).write_bytes(b"not read")
+    (data / "notes.txt").write_text("x")
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a.tif", "c.jfif", "p0.png", "p1.png", "p2.png", "sub/b.TIFF"]
+    assert pixel(ds, "a.tif") == (200, 0, 0) and pixel(ds, "sub/b.TIFF") == (0, 200, 0)
+    r, g, b = pixel(ds, "c.jfif")
+    assert r < 10 and g < 10 and b > 190
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "ignored 6 files gankit cannot read (.heic x3, .cr2 x1, .psd x1, .zip x1, e.g. 'art.psd')" in line
+    assert "convert them to png or jpg" in line and "notes.txt" not in line
+
+    only = tmp_path / "phone"
+    (only).mkdir()
+    (only / "a.heic").write_bytes(b"x")
+    with pytest.raises(DataError, match="no image files gankit reads \\(.heic x1, e.g. 'a.heic'\\): convert"):
+        load_folder(only, RES, cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
     ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
     save(tmp_path / "data" / "ramp.png", Image.fromarray(ramp))

@@ -21,7 +21,7 @@ import torch
 from gankit import console, runlock
 from gankit.config import build_config
 from gankit.data import cache
-from gankit.data.folder import ImageSet, _decode_file, _Skip
+from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
 from gankit.errors import DataError
 
 DEFAULT_THRESHOLD = 0.1
@@ -46,7 +46,7 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
     """One image file as uint8 [3, R, R], prepared exactly like a dataset image."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"--image '{p}' is not a file: pass a png/jpg/webp/bmp/gif image")
+        raise DataError(f"--image '{p}' is not a file: pass a {SUPPORTED} image")
     try:
         array = _decode_file(str(p), resolution)
     except _Skip as e:

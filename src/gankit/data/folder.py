@@ -33,7 +33,16 @@ LOADER_VERSION = 2
 # Images whose shorter side is below this carry nothing to learn from (spacer GIFs, tracking pixels):
 # upscaled they are flat colour, so they are skipped and named like damaged files.
 MIN_IMAGE_SIDE = 8
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+# AVIF where this Pillow reads it (Pillow 11.2+ built with libavif); else it is one of the formats named below.
+_AVIF = (".avif",) if ".avif" in Image.registered_extensions() else ()
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
+# Image files gankit cannot read (phone photos, layered or vector art, camera raw, archives inside the folder): named
+# in a warning, not silently counted with text files.
+UNREADABLE_EXTENSIONS = (
+    ".heic", ".heif", ".psd", ".psb", ".xcf", ".kra", ".svg", ".svgz", ".eps", ".ai", ".jxl",
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef", ".srw",
+    ".zip", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar",
+    *((".avif",) if not _AVIF else ()))
 SKIPPED_DIRS = {"__MACOSX"}
 # Decoding threads: Pillow releases the GIL while decoding and resampling.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -150,6 +159,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
 
     unreadable: list[OSError] = []
     files: list[str] = []
+    unreadable_images: list[str] = []
     ignored: list[str] = []
     # followlinks=False: a symlink to a folder (or a loop) is listed but never entered.
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
@@ -159,7 +169,9 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
             if _hidden(fname):
                 continue
             rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
-            (files if fname.lower().endswith(IMAGE_EXTENSIONS) else ignored).append(rel)
+            lower = fname.lower()
+            (files if lower.endswith(IMAGE_EXTENSIONS)
+             else unreadable_images if lower.endswith(UNREADABLE_EXTENSIONS) else ignored).append(rel)
 
     for err in unreadable:
         if err.filename is not None and Path(err.filename) == root:
@@ -170,12 +182,19 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
              f"{short_list(names)}; their images are left out")
 
     if not files:
+        if unreadable_images:
+            found = _formats(unreadable_images)
+            raise NoImages(f"data folder '{root}' holds no image files gankit reads ({found}): convert them to png "
+                           f"or jpg (gankit reads {SUPPORTED})", found)
         if ignored:
             found = f"{count(len(ignored), 'other file')}, e.g. '{_clip(sorted(ignored)[0])}'"
             raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are {SUPPORTED}",
                            found)
         raise NoImages(f"data folder '{root}' is empty: put {SUPPORTED} images in it (sub-folders are fine)")
 
+    if unreadable_images:
+        warn(f"ignored {count(len(unreadable_images), 'file')} gankit cannot read ({_formats(unreadable_images)}): "
+             "convert them to png or jpg")
     files.sort()
     stats = []
     for rel in files:
@@ -185,6 +204,16 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
         except OSError:
             stats.append((-1, 0))  # broken link or vanished; decoding reports why
     return files, stats, len(ignored)
+
+
+def _formats(names: list[str]) -> str:
+    """'.heic x3, .psd x1, e.g. 'a.heic'': the extensions of `names`, most common first, and the first name."""
+    suffixes: dict[str, int] = {}
+    for name in names:
+        suffix = PurePosixPath(name).suffix.lower()
+        suffixes[suffix] = suffixes.get(suffix, 0) + 1
+    kinds = sorted(suffixes.items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"{short_list([f'{s} x{n}' for s, n in kinds])}, e.g. '{_clip(sorted(names)[0])}'"
 
 
 def _hidden(name: str) -> bool:

@@ -253,6 +253,33 @@ def test_tiff_and_jfif_are_read_and_formats_gankit_cannot_read_are_named(tmp_pat
         load_folder(only, RES, cache_dir=tmp_path / "cache", progress=False)
 
 
+def test_gankit_run_folders_inside_the_data_folder_are_left_out(tmp_path, capsys):
+    """`gankit train --data .` inside the image folder trained on its own samples, plots and evolution.gif on each
+    resume (12 -> 17 -> 18 images), without a word. Run folders (config.yaml beside checkpoints/ or metrics.jsonl) are
+    now left out, in one info line; a folder that merely holds a config.yaml is still read."""
+    data = tmp_path / "data"
+    for i in range(3):
+        save(data / f"p{i}.png", solid((10, 20, 30)))
+    run = data / "runs" / "x"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("data: {}\n")
+    save(run / "samples" / "epoch_001.png", solid((0, 0, 0)))
+    save(run / "plots" / "loss.png", solid((0, 0, 0)))
+    save(run / "evolution.gif", solid((0, 0, 0)))
+    (data / "old").mkdir()
+    (data / "old" / "config.yaml").write_text("x: 1\n")
+    (data / "old" / "metrics.jsonl").write_text("{}\n")
+    save(data / "old" / "grid.png", solid((0, 0, 0)))
+    save(data / "kept" / "config.yaml" / "odd.png", solid((1, 1, 1)))  # not a run: config.yaml is a folder here
+    save(data / "kept" / "checkpoints" / "c.png", solid((1, 1, 1)))
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["kept/checkpoints/c.png", "kept/config.yaml/odd.png", "p0.png", "p1.png", "p2.png"]
+    err = capsys.readouterr().err
+    assert "left out 2 gankit run folders: old, runs/x" in err and not warning_lines(err)
+    with pytest.raises(DataError, match="holds only gankit run folders \\(x\\).*pass the folder of training images"):
+        load_folder(data / "runs", RES, cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
     ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
     save(tmp_path / "data" / "ramp.png", Image.fromarray(ramp))

@@ -161,10 +161,14 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     files: list[str] = []
     unreadable_images: list[str] = []
     ignored: list[str] = []
+    runs: list[str] = []  # gankit's own run folders: `--data .` must not train on its samples and plots
     # followlinks=False: a symlink to a folder (or a loop) is listed but never entered.
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         rel_dir = Path(dirpath).relative_to(root).as_posix()
+        found_runs = [d for d in dirnames if _is_run_folder(Path(dirpath) / d)]
+        dirnames[:] = [d for d in dirnames if d not in found_runs]
+        runs += [d if rel_dir == "." else f"{rel_dir}/{d}" for d in found_runs]
         for fname in filenames:
             if _hidden(fname):
                 continue
@@ -173,6 +177,8 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
             (files if lower.endswith(IMAGE_EXTENSIONS)
              else unreadable_images if lower.endswith(UNREADABLE_EXTENSIONS) else ignored).append(rel)
 
+    if runs:
+        info(f"left out {count(len(runs), 'gankit run folder')}: {short_list(sorted(runs))}")
     for err in unreadable:
         if err.filename is not None and Path(err.filename) == root:
             raise DataError(f"cannot read data folder '{root}' ({err.strerror}): check its permissions")
@@ -182,6 +188,9 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
              f"{short_list(names)}; their images are left out")
 
     if not files:
+        if runs and not unreadable_images and not ignored:
+            raise NoImages(f"data folder '{root}' holds only gankit run folders ({short_list(sorted(runs))}), whose "
+                           "samples and plots are not training data: pass the folder of training images")
         if unreadable_images:
             found = _formats(unreadable_images)
             raise NoImages(f"data folder '{root}' holds no image files gankit reads ({found}): convert them to png "
@@ -214,6 +223,11 @@ def _formats(names: list[str]) -> str:
         suffixes[suffix] = suffixes.get(suffix, 0) + 1
     kinds = sorted(suffixes.items(), key=lambda kv: (-kv[1], kv[0]))
     return f"{short_list([f'{s} x{n}' for s, n in kinds])}, e.g. '{_clip(sorted(names)[0])}'"
+
+
+def _is_run_folder(path: Path) -> bool:
+    """Whether `path` is a gankit run folder (config.yaml beside checkpoints/ or metrics.jsonl)."""
+    return (path / "config.yaml").is_file() and ((path / "checkpoints").is_dir() or (path / "metrics.jsonl").is_file())
 
 
 def _hidden(name: str) -> bool:

@@ -280,6 +280,36 @@ def test_gankit_run_folders_inside_the_data_folder_are_left_out(tmp_path, capsys
         load_folder(data / "runs", RES, cache_dir=tmp_path / "cache", progress=False)
 
 
+def test_symlinked_folders_are_followed_once(tmp_path):
+    """Links to folders were silently not followed: a folder of symlinked class folders was "empty", and a
+    `dirlink -> folder of images` was dropped without a word. They are followed now, each real folder once: a link to
+    an ancestor, or a second way to a folder already read, is not walked again (the real path is kept)."""
+    store = tmp_path / "store"
+    for cls in ("cats", "dogs"):
+        for i in range(2):
+            save(store / cls / f"{i}.png", solid((i, 0, 0)))
+    classes = tmp_path / "classes"
+    classes.mkdir()
+    for cls in ("cats", "dogs"):
+        os.symlink(store / cls, classes / cls)
+    ds = load_folder(classes, RES, labels="folders", cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["cats/0.png", "cats/1.png", "dogs/0.png", "dogs/1.png"]
+    assert ds.class_names == ["cats", "dogs"]
+
+    mixed = tmp_path / "mixed"
+    save(mixed / "a.png", solid((1, 1, 1)))
+    save(mixed / "real" / "r.png", solid((1, 1, 1)))
+    os.symlink(store / "cats", mixed / "dirlink")
+    os.symlink(store / "cats", mixed / "again")  # a second link to the same folder
+    os.symlink(mixed / "real", mixed / "alias")  # a link to a folder inside: its real path is kept
+    os.symlink(mixed, mixed / "real" / "up")  # a link to an ancestor
+    os.symlink("..", mixed / "loop")  # up out of the data folder: its siblings are not pulled in
+    ds = load_folder(mixed, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert len(ds.files) == 4
+    assert "a.png" in ds.files and "real/r.png" in ds.files
+    assert {f.rsplit("/", 1)[1] for f in ds.files if f.startswith(("dirlink/", "again/"))} == {"0.png", "1.png"}
+
+
 def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
     ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
     save(tmp_path / "data" / "ramp.png", Image.fromarray(ramp))

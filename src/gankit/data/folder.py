@@ -162,8 +162,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     unreadable_images: list[str] = []
     ignored: list[str] = []
     runs: list[str] = []  # gankit's own run folders: `--data .` must not train on its samples and plots
-    # followlinks=False: a symlink to a folder (or a loop) is listed but never entered.
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
+    for dirpath, dirnames, filenames in _walk(root, unreadable.append):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         found_runs = [d for d in dirnames if _is_run_folder(Path(dirpath) / d)]
@@ -223,6 +222,43 @@ def _formats(names: list[str]) -> str:
         suffixes[suffix] = suffixes.get(suffix, 0) + 1
     kinds = sorted(suffixes.items(), key=lambda kv: (-kv[1], kv[0]))
     return f"{short_list([f'{s} x{n}' for s, n in kinds])}, e.g. '{_clip(sorted(names)[0])}'"
+
+
+def _walk(root: Path, onerror):
+    """os.walk over `root` that also enters symbolic links to folders, each real folder once: the real tree first, then
+    the links' targets (so a folder reached both ways keeps its real path), skipping a target already walked (a link to
+    an ancestor, `root`'s own included, a loop, a second link to one folder). Like os.walk, the caller may prune
+    `dirnames` in place."""
+    # root's ancestors count as walked: a link up to one of them would pull in everything beside `root`.
+    visited = {i for i in map(_identity, map(str, Path(root).resolve().parents)) if i is not None}
+    pending = [str(root)]
+    while pending:
+        top = pending.pop(0)
+        ident = _identity(top)
+        if ident is None or ident in visited:
+            continue
+        visited.add(ident)
+        for dirpath, dirnames, filenames in os.walk(top, onerror=onerror, followlinks=False):
+            yield dirpath, dirnames, filenames
+            for d in list(dirnames):
+                path = os.path.join(dirpath, d)
+                ident = _identity(path)
+                if os.path.islink(path):
+                    dirnames.remove(d)
+                    pending.append(path)
+                elif ident in visited:  # reached again through a link to one of its ancestors
+                    dirnames.remove(d)
+                elif ident is not None:
+                    visited.add(ident)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the folder `path` leads to, or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _is_run_folder(path: Path) -> bool:

@@ -370,6 +370,18 @@ def test_unusable_folders_raise_a_one_line_data_error(tmp_path):
         load_folder(tmp_path / "broken", 0, cache_dir=tmp_path / "cache")
 
 
+def test_a_folder_of_only_hidden_files_is_not_called_empty(tmp_path):
+    """A folder holding only `.hidden/abra.png` and `.x.png` was "empty"; it now says they are hidden, which gankit
+    skips, and to move them out."""
+    data = tmp_path / "data"
+    save(data / ".hidden" / "abra.png", solid((1, 1, 1)))
+    save(data / ".x.png", solid((1, 1, 1)))
+    with pytest.raises(DataError, match="holds only hidden files or folders \\(.hidden, .x.png\\), which gankit skips: "
+                                        "move the images out of them") as info:
+        load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert "empty" not in str(info.value)
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any folder")
 def test_unreadable_folder_raises(tmp_path):
     data = tmp_path / "locked"

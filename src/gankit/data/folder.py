@@ -161,10 +161,12 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     files: list[str] = []
     unreadable_images: list[str] = []
     ignored: list[str] = []
+    hidden: list[str] = []  # skipped hidden files and folders, named when nothing else is there
     runs: list[str] = []  # gankit's own run folders: `--data .` must not train on its samples and plots
     for dirpath, dirnames, filenames in _walk(root, unreadable.append):
-        dirnames[:] = [d for d in dirnames if not _hidden(d)]
         rel_dir = Path(dirpath).relative_to(root).as_posix()
+        hidden += [n if rel_dir == "." else f"{rel_dir}/{n}" for n in (*dirnames, *filenames) if _hidden(n)]
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
         found_runs = [d for d in dirnames if _is_run_folder(Path(dirpath) / d)]
         dirnames[:] = [d for d in dirnames if d not in found_runs]
         runs += [d if rel_dir == "." else f"{rel_dir}/{d}" for d in found_runs]
@@ -198,6 +200,10 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
             found = f"{count(len(ignored), 'other file')}, e.g. '{_clip(sorted(ignored)[0])}'"
             raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are {SUPPORTED}",
                            found)
+        if hidden:
+            found = f"only hidden files, e.g. '{_clip(sorted(hidden)[0])}'"
+            raise NoImages(f"data folder '{root}' holds only hidden files or folders ({short_list(sorted(hidden))}), "
+                           "which gankit skips: move the images out of them (names must not start with '.')", found)
         raise NoImages(f"data folder '{root}' is empty: put {SUPPORTED} images in it (sub-folders are fine)")
 
     if unreadable_images:

@@ -286,3 +286,24 @@ def test_accuracy_and_ada_read_the_scores_as_the_loss_judges_them(loss, relative
         ada = AdaptiveP(target=0.6, p=0.5, interval=1)
         ada.observe(fn.judged(real + 100, fake + 100)[0])  # one real above the fakes' mean, two below
         assert ada.p < 0.5  # not overfitting: less augmentation
+
+
+def test_the_ema_sampler_of_a_generator_with_dropout_leaves_trainings_random_streams_alone():
+    """Its passes in train mode ran G's dropout on the global stream: a checkpoint (whose random state is taken
+    before the sampler is built) resumed to other weights under --deterministic, and the sampler depended on when it
+    was built."""
+    from gankit.models import build_generator
+    from gankit.tricks import ema_sampler
+
+    cfg = build_config({"data": {"resolution": 16}, "model": {"ngf": 8, "nz": 8, "channels": 3, "g_dropout": 0.5},
+                        "train": {"batch_size": 4}})
+    G = build_generator(cfg)
+    z = torch.randn(2, 8)
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = ema_sampler(G, cfg)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(2)  # another moment of the run
+    second = ema_sampler(G, cfg)
+    with torch.no_grad():
+        assert torch.equal(first(z), second(z))

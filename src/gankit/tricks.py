@@ -111,7 +111,16 @@ def ema_sampler(G: torch.nn.Module, cfg) -> torch.nn.Module:
         labels = torch.randint(0, classes, (n,), generator=g).to(device) if classes else None
         return z, labels
 
-    return standing_stats(G, draw)
+    # G's dropout draws from the global streams in those passes: forked and seeded, so that training's streams are
+    # untouched (a checkpoint's random state, saved before the sampler was built, resumed to other weights) and the
+    # sampler is the same network wherever it is built
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(cfg.train.seed + 4242)
+        if cuda:
+            with torch.cuda.device(cuda[0]):
+                torch.cuda.manual_seed(cfg.train.seed + 4242)
+        return standing_stats(G, draw)
 
 
 def standing_stats(G: torch.nn.Module, draw, batches: int = 8) -> torch.nn.Module:

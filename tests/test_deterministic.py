@@ -97,6 +97,35 @@ def test_sigterm_mid_epoch_then_resumed(straight, deterministic, monkeypatch, ca
     assert_bit_identical(straight / "straight", run)
 
 
+def metric_lines(run) -> list[dict]:
+    """metrics.jsonl without what depends on timing."""
+    import json
+
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in ("time", "img_per_s")} for line in lines]
+
+
+def test_a_stop_inside_a_logging_interval_logs_what_a_run_that_went_on_logs(straight, deterministic, monkeypatch):
+    """Stopped after iteration 5 (lines every 2 iterations, epochs of 4), the resumed run's line at 6 covered only
+    iteration 6 (iteration 5's losses were lost) and the epoch 2 line averaged only the lines after the resume."""
+    original = Trainer.train_iteration
+
+    def iteration_with_sigterm(self):
+        if self.iteration == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        original(self)
+
+    monkeypatch.setattr(Trainer, "train_iteration", iteration_with_sigterm)
+    run = straight / "sigterm_in_interval"
+    with pytest.raises(KeyboardInterrupt):
+        run_training(layers(straight / "images", STEPS), run)
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 5
+    monkeypatch.setattr(Trainer, "train_iteration", original)
+    run_training(layers(straight / "images", STEPS), run)
+    assert_bit_identical(straight / "straight", run)
+    assert metric_lines(run) == metric_lines(straight / "straight")
+
+
 def trainer_handles_sigint() -> bool:
     import gankit.train
 

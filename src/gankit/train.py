@@ -533,6 +533,8 @@ class Trainer:
         self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
         self.data = data
+        self._reset_sums()  # the metrics of the logging interval in progress (restored by a resume)
+        self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
         self._evaluator = None
         self._interrupted: _InterruptFlag | None = None  # fit's, while it runs
 
@@ -549,8 +551,6 @@ class Trainer:
         self.resumed = resumed
         self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
                     if distributed.is_main() else NullLog())
-        self._reset_sums()
-        self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
 
     def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
         """(state, path) of the checkpoint a resume continues from; None, or RunError where a log shows training
@@ -588,6 +588,10 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "iteration": self.iteration,
             "cursor": self.cursor,
+            # the metrics of the logging interval and of the epoch in progress: a stop inside them (Ctrl-C, kill -9
+            # after a save inside the epoch) resumes to the same lines as a run that went on
+            "log_sums": {k: [self.sums[k].tolist(), self.counts[k]] for k in self.sums},
+            "epoch_values": [dict(v) for v in self.epoch_values],
             "n_images": len(self.data.images),  # what the cursor's epochs count (a resume may find the dataset changed)
             "elapsed": self.elapsed,
             "d_updates": self.d_updates,
@@ -637,6 +641,10 @@ class Trainer:
                   "d_skipped", "rollbacks"):
             setattr(self, k, state.get(k, getattr(self, k)))
         self._dataset_changed(state.get("n_images"))
+        self._reset_sums()
+        for k, (total, count) in (state.get("log_sums") or {}).items():
+            self.sums[k], self.counts[k] = torch.tensor(total, dtype=torch.float32, device=self.device), count
+        self.epoch_values = [dict(v) for v in state.get("epoch_values") or []]
         self.fixed_noise = state["fixed_noise"]
         n = self.cfg.log.n_samples  # a log.n_samples changed on resume: the first n, or more drawn after them
         if n < len(self.fixed_noise):
@@ -1122,8 +1130,6 @@ class Trainer:
         self._load(state)
         self.rollbacks = rollbacks
         self._schedule_lr()  # from the configured rates: two rollbacks to the same checkpoint lower them twice
-        self._reset_sums()
-        self.epoch_values = []
         self.log.rewind(self.iteration)
         lrs = {"lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"]}
         self.log.write("event", self.iteration, self.epoch, self.elapsed,

@@ -593,6 +593,21 @@ def test_second_load_uses_the_cache_and_labels_do_not_re_decode(tmp_path, csv_fo
     assert sorted(p.relative_to(csv_folder) for p in csv_folder.rglob("*")) == before
 
 
+def test_two_folders_alike_but_for_their_pixels_do_not_share_a_cache(tmp_path):
+    """The key was the folder's name and each file's name, size and mtime: `fid fA/images fB/images` on 10 red and
+    10 blue BMPs (one size) touched to one date gave FID 0, and fB loaded fA's red pixels."""
+    for where, colour in (("fA", (255, 0, 0)), ("fB", (0, 0, 255))):
+        (tmp_path / where / "images").mkdir(parents=True)
+        for i in range(3):
+            path = tmp_path / where / "images" / f"img{i}.bmp"
+            Image.new("RGB", (16, 16), colour).save(path)
+            os.utime(path, ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    red = load_folder(tmp_path / "fA" / "images", RES, cache_dir=tmp_path / "cache", progress=False)
+    blue = load_folder(tmp_path / "fB" / "images", RES, cache_dir=tmp_path / "cache", progress=False)
+    assert red.images[:, 0].float().mean() > 200 and blue.images[:, 2].float().mean() > 200
+    assert red.key != blue.key
+
+
 def test_corrupt_cache_is_rebuilt(tmp_path, csv_folder, monkeypatch, capsys):
     cache_dir = tmp_path / "cache"
     first = load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)

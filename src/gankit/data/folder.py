@@ -113,7 +113,9 @@ def load_folder(
     files, stats, ignored = _scan(root)
     name = root.resolve().name or "data"
     listing = "\n".join(f"{f}\t{size}\t{mtime}" for f, (size, mtime) in zip(files, stats))
-    key = cache.digest("gankit-folder", LOADER_VERSION, resolution, listing)
+    # the folder's own path too: two copies with the same names, sizes and mtimes (`cp -p`, `rsync -a`, `tar x`) but
+    # other pixels must not share one cache
+    key = cache.digest("gankit-folder", LOADER_VERSION, resolution, root.resolve(), listing)
     cache_file = cache.cache_root(cache_dir) / f"{_safe(name)}-{resolution}px-{key[:20]}.pt"
 
     payload = cache.read(cache_file, key)

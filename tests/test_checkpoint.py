@@ -266,3 +266,35 @@ def test_numbered_checkpoints_make_room_by_pruning_first_and_count_small_disks_i
     assert checkpoint.room_for_numbered(folder, size, keep=3) is None  # nothing to prune: 2 kept + the new one
     assert checkpoint.room_for_numbered(folder, size, keep=2) == [folder / "epoch_0001.pt"]
     assert checkpoint.room_for_numbered(folder, size, keep=1) == [folder / "epoch_0002.pt", folder / "epoch_0001.pt"]
+
+
+def test_a_resume_mends_what_a_kill_during_the_last_save_left(image_folder, tmp_path, capsys):
+    """Killed while writing generator.safetensors (after last.pt) or epoch_NNNN.pt (after both), a finished run said
+    "already complete": generator.safetensors kept the weights of the save before (`gankit sample` drew from them),
+    the numbered checkpoint was never written, and the partial temporary files stayed."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from conftest import tiny_layers
+    from gankit.train import run_training
+
+    layers = tiny_layers(image_folder, epochs=2)
+    layers[0]["log"].update(write_share=0, plots=False)
+    run = run_training(layers, tmp_path / "run")
+    shutil.copy(run / "generator.safetensors", tmp_path / "epoch2.safetensors")
+    layers[0]["train"]["epochs"] = 3
+    run_training(layers, run)
+    shutil.copy(tmp_path / "epoch2.safetensors", run / "generator.safetensors")  # as a kill mid-write leaves them
+    (run / "checkpoints" / "epoch_0003.pt").unlink()
+    (run / "checkpoints" / ".epoch_0003.pt.k2x9.tmp").write_bytes(b"partial")
+    (run / ".generator.safetensors.q1w2.tmp").write_bytes(b"partial")
+    capsys.readouterr()
+    run_training(layers, run)
+    err = capsys.readouterr().err
+    assert "already complete" in err and "removed 2 unfinished files" in err
+    assert not list(run.glob(".*.tmp")) and not list((run / "checkpoints").glob(".*.tmp"))
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    shared = load_file(str(run / "generator.safetensors"))
+    assert all(torch.equal(shared[k], v) for k, v in last["G"].items() if k in shared) and shared
+    assert load_checkpoint(run / "checkpoints" / "epoch_0003.pt")["iteration"] == last["iteration"]

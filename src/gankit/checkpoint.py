@@ -294,6 +294,21 @@ def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "c
 # ----------------------------------------------------------------------------- shared generators
 
 
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete the temporary files (`.NAME.*.tmp`) of writes that a kill stopped midway, in the run folder and its
+    checkpoints/, samples/ and plots/ (a partial checkpoint is as large as a whole one); returns them. The caller
+    holds the run folder (`runlock`): no other gankit process is writing there."""
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples", run_dir / "plots"):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:  # not ours to remove after all: left as it is
+                pass
+    return removed
+
+
 def save_generator(state_dict: dict[str, torch.Tensor], config: dict, path: Path) -> None:
     from safetensors.torch import save
 

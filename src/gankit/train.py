@@ -28,8 +28,8 @@ import torch
 import yaml
 
 from gankit import console, distributed, runlock
-from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune_numbered, room_for_numbered, save_checkpoint,
-                               save_generator)
+from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune_numbered, remove_leftovers,
+                               room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import Interrupted, RunError
@@ -679,18 +679,43 @@ class Trainer:
         state = self.state_dict()
         with self._paced["checkpoint"].timed():
             save_checkpoint(state, self.ckpt_dir / "last.pt")
-            save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
-                           self.run_dir / "generator.safetensors")
+            self._save_generator()
         self._saved_iteration, self._saved_at = self.iteration, time.perf_counter()
-        first = self._room_for_numbered() if numbered else None  # the old ones to delete first to make room
-        if first is not None:
+        if numbered:
             with self._paced["numbered"].timed():
-                for path in first:
-                    path.unlink(missing_ok=True)
-                save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
-                prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
+                self._save_numbered(state)
         if best:
             save_checkpoint(state, self.ckpt_dir / BEST)
+
+    def _save_generator(self) -> None:
+        save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
+                       self.run_dir / "generator.safetensors")
+
+    def _save_numbered(self, state: dict) -> None:
+        """epoch_NNNN.pt of this epoch, where the disk has room for it (`_room_for_numbered`), then the oldest beyond
+        log.keep_checkpoints deleted."""
+        first = self._room_for_numbered()  # the old ones to delete first to make room
+        if first is None:
+            return
+        for path in first:
+            path.unlink(missing_ok=True)
+        save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+        prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
+
+    def _mend_a_kill(self) -> None:
+        """What a kill during a save left behind, mended when the run resumes (process 0): the temporary files of its
+        unfinished writes; generator.safetensors, written after last.pt (a kill between them left the weights of the
+        save before, which `gankit sample` drew from); the numbered checkpoint of the epoch end resumed from, written
+        after both (lost for good: the resume starts after that epoch end)."""
+        removed = remove_leftovers(self.run_dir)
+        if removed:
+            console.info(f"removed {console.count(len(removed), 'unfinished file')} of writes a stop cut short: "
+                         f"{console.short_list([p.name for p in removed])}")
+        self._save_generator()
+        epoch, spe = self.epoch, self.batches.steps_per_epoch
+        if (epoch and self.cursor % spe == 0 and epoch % self.cfg.log.checkpoint_every == 0
+                and not (self.ckpt_dir / f"epoch_{epoch:04d}.pt").exists()):
+            self._save_numbered(self.state_dict())
 
     def _room_for_numbered(self) -> list[Path] | None:
         """Whether a numbered checkpoint fits (`checkpoint.room_for_numbered`); None, with one warning per process, while
@@ -990,6 +1015,8 @@ class Trainer:
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, self.run_dir / "config.yaml")
+            if self.resumed:
+                self._mend_a_kill()
         if not more():
             if self._final_evaluation_left_out():  # by a stop during it: this resume does it
                 self.save(best=self._maybe_evaluate())

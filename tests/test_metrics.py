@@ -472,3 +472,24 @@ def test_evaluate_says_where_it_reads_a_dataset_an_older_run_named_relatively(tm
     monkeypatch.chdir(tmp_path / "elsewhere")
     with pytest.raises(DataError, match=f"dataset 'data' \\(from here: {tmp_path / 'elsewhere' / 'data'}\\) does not"):
         evaluate_run(run, None, n_fake=4, device="cpu")
+
+
+def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_gone(tmp_path, monkeypatch, capsys):
+    """It stopped with "label file ... does not exist: pass --labels ...", an option evaluate does not have, although
+    FID and KID need no labels."""
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "data", n=16)
+    (tmp_path / "types.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16)))
+    layers = tiny_layers(tmp_path / "data", epochs=1)
+    layers[0]["data"].update(labels=str(tmp_path / "types.csv"), label_column="kind")
+    layers[0]["model"]["arch"] = "acgan"
+    run = run_training(layers, tmp_path / "run")
+    (tmp_path / "types.csv").unlink()
+    seen = []
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
+    capsys.readouterr()
+    assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
+    assert len(seen[0].images) == 16 and "FID and KID do not need labels" in capsys.readouterr().err

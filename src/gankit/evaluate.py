@@ -60,7 +60,7 @@ class Evaluator:
 def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
-    from gankit.data import is_missing, is_relative, load_dataset
+    from gankit.data import is_missing, is_relative, label_file_missing, load_dataset
     from gankit.sample import load_run_generator
 
     gen = load_run_generator(run, checkpoint, device)
@@ -78,6 +78,10 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
         info(f"the run's config names its dataset relative to the folder it was started from (an older gankit wrote "
              f"it): reading '{path}' from here, {os.path.abspath(path)}; pass --data if that is not the run's")
     labels = cfg.data.labels if path == cfg.data.path else None
+    if label_file_missing(labels, path):  # FID compares images alone: the run's labels need not be there any more
+        info(f"the run's label file '{labels}' is not there any more: FID and KID do not need labels, reading the "
+             "images alone")
+        labels = None
     data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                         cache_dir=cfg.data.cache_dir)
     ev = Evaluator(data, gen.device, n_real=n_real, weights=weights, cache_dir=cfg.data.cache_dir)

@@ -33,7 +33,7 @@ from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune
 from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import Interrupted, RunError
-from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative
+from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
@@ -115,19 +115,6 @@ def _absolute_data_paths(layers: list[dict]) -> list[dict]:
             data["labels"] = os.path.abspath(os.path.expanduser(labels))
         out.append({**layer, "data": data} if "data" in layer else layer)
     return out
-
-
-def _label_file_missing(cfg: Config) -> bool:
-    """Whether the config's label file is neither where its path says (absolute, or from the current folder) nor,
-    for a path relative to the dataset, inside its data folder."""
-    from gankit.data.archive import is_archive
-
-    labels, root = cfg.data.labels, cfg.data.path
-    if not labels or labels == "folders" or os.path.isfile(labels):
-        return False
-    if os.path.isabs(labels) or is_builtin(root):
-        return True
-    return not is_archive(root) and not os.path.isfile(os.path.join(root, labels))  # (an archive's: once extracted)
 
 
 def _labels_moved_with_the_data(saved: Config, cfg: Config) -> str | None:
@@ -284,7 +271,7 @@ def _check_resumed_data(run_path: Path, cfg: Config) -> None:
                        "pass --data with its new place to resume it")
     if cfg.data.path != saved and not is_missing(cfg.data.path):  # (a --data that is not there says so itself)
         console.info(f"'{saved}' is gone: resuming on the images in '{cfg.data.path}'")
-    if not is_missing(cfg.data.path) and _label_file_missing(cfg):
+    if not is_missing(cfg.data.path) and label_file_missing(cfg.data.labels, cfg.data.path):
         raise RunError(f"run '{run_path}' was trained with the labels in '{cfg.data.labels}', which is not there (from "
                        "here): pass --labels with its place to resume it")
 
@@ -317,7 +304,7 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     # file that was inside it moved with it (one that is gone may be given anew with --labels)
     cfg.data.labels = _labels_moved_with_the_data(saved_cfg, cfg) or cfg.data.labels
     moved = ("data.path",) if is_missing(saved_cfg.data.path) else ()
-    if _label_file_missing(saved_cfg) or (saved_cfg.data.labels and moved):
+    if label_file_missing(saved_cfg.data.labels, saved_cfg.data.path) or (saved_cfg.data.labels and moved):
         moved += ("data.labels",)
     diffs = incompatible_changes(saved_cfg, cfg, moved)
     if diffs:

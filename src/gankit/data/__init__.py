@@ -16,7 +16,7 @@ from gankit.data.builtin import BUILTIN_NAMES, load_builtin
 from gankit.data.folder import IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages, load_folder
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative",
+__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
            "BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
@@ -36,6 +36,16 @@ def is_relative(path) -> bool:
     """Whether a saved config's data.path is a relative one (older gankit versions saved it as typed; it means the
     folder the run was started from, and is read from the current one, as those versions read it)."""
     return isinstance(path, str) and not is_builtin(path) and not os.path.isabs(os.path.expanduser(path))
+
+
+def label_file_missing(labels: str | None, root: str | None) -> bool:
+    """Whether a config's label file is neither where its path says (absolute, or from the current folder) nor, for a
+    path relative to the dataset `root`, inside its data folder."""
+    if not labels or labels == "folders" or os.path.isfile(labels):
+        return False
+    if os.path.isabs(labels) or is_builtin(root):
+        return True
+    return not is_archive(root) and not os.path.isfile(os.path.join(root, labels))  # (an archive's: once extracted)
 
 
 def load_dataset(

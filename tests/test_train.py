@@ -899,3 +899,22 @@ def test_a_dataset_that_changed_since_the_checkpoint_is_said_and_keeps_the_epoch
         p.unlink()
     with pytest.raises(RunError, match=r"trains batches of 8 images but its dataset .* now holds 4: put back"):
         run_training(tiny_layers(data, epochs=5), run)
+
+
+def test_a_stop_during_a_finished_runs_last_writes_lets_it_end_as_done(image_folder, tmp_path, monkeypatch):
+    """SIGTERM during the last epoch end's writings said "interrupted ... Resume with" and exited 130 (a scheduler
+    then retried it), though the run had finished: the next command only said "already complete"."""
+    import signal
+
+    from gankit.train import Trainer
+
+    original = Trainer.write_samples
+
+    def write_samples(self, *a, **k):
+        if self.epoch == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "write_samples", write_samples)
+    run = run_training(tiny_layers(image_folder, epochs=2), tmp_path / "run")
+    assert (run / "evolution.gif").is_file() and (run / "samples" / "epoch_0002.png").is_file()

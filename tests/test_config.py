@@ -143,3 +143,38 @@ def test_a_resume_shows_progress_unless_told_not_to_again(tmp_path):
     assert resuming and cfg.log.progress and cfg.train.epochs == 3
     cfg, _ = resolve_config([{"log": {"progress": False}}], tmp_path)
     assert not cfg.log.progress
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"loss": "hinge", "label_smoothing": 0.1}, "train.label_smoothing sets BCE targets: it needs train.loss bce, not hinge"),
+    ({"loss": "wgan", "label_smoothing": 0.1}, "it needs train.loss bce, not wgan"),
+    ({"loss": "hinge", "relativistic": True, "label_smoothing": 0.1}, "it needs train.loss bce, not hinge"),
+    ({"loss": "wgan", "label_smoothing": 0.1, "label_smoothing_two_sided": True}, "train.label_smoothing sets"),
+    ({"loss": "hinge", "label_smoothing_two_sided": True}, "train.label_smoothing_two_sided sets BCE targets"),
+])
+def test_label_smoothing_without_bce_is_refused(train, message):
+    """Label smoothing with a wgan or hinge loss trained exactly as without it, and config.yaml recorded it."""
+    with pytest.raises(ConfigError, match=message) as e:
+        build_config({"train": train})
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="not wgan_gp"):
+        build_config({"model": {"d_norm": "layer"}, "train": {"loss": "wgan_gp", "label_smoothing": 0.1}})
+
+
+def test_label_smoothing_with_relativistic_bce_is_kept_and_moves_its_targets():
+    import torch
+
+    from gankit.losses import build_loss
+
+    cfg = build_config({"train": {"loss": "bce", "relativistic": True, "label_smoothing": 0.1}})
+    real, fake = torch.tensor([2.0, 1.0]), torch.tensor([-1.0, 0.5])
+    plain = build_loss(build_config({"train": {"loss": "bce", "relativistic": True}}))
+    assert build_loss(cfg).d_loss(real, fake) != plain.d_loss(real, fake)
+
+
+def test_a_trained_runs_config_with_an_ignored_setting_still_loads_for_sampling():
+    """A run an older gankit trained with label smoothing on a hinge loss (ignored then) still samples."""
+    from gankit.config import from_dict
+
+    cfg = from_dict({"train": {"loss": "hinge", "label_smoothing": 0.1}})
+    assert cfg.train.loss == "hinge"

@@ -272,7 +272,10 @@ def is_device_name(name: str) -> bool:
     return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
-def validate(cfg: Config) -> Config:
+def validate(cfg: Config, training: bool = True) -> Config:
+    """Check every value and every combination; `training` False for a trained run's saved config (`from_dict`),
+    which skips the refusals of settings that training ignored (an older gankit accepted them): its generator
+    still samples."""
     flat = flatten(to_dict(cfg))
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
@@ -299,6 +302,8 @@ def validate(cfg: Config) -> Config:
                           "--set model.d_norm=layer (or instance, none)")
     if cfg.train.label_noise and cfg.train.loss != "bce":
         raise ConfigError(f"train.label_noise draws BCE targets: it needs train.loss bce, not {cfg.train.loss}")
+    if training:
+        _refuse_ignored(cfg)
     if cfg.train.label_noise + cfg.train.label_smoothing >= 1:
         raise ConfigError("train.label_noise + train.label_smoothing must stay under 1 (a real target of 1 - both "
                           "must stay above 0)")
@@ -337,6 +342,15 @@ def validate(cfg: Config) -> Config:
     if cfg.data.label_column and not cfg.data.labels:
         raise ConfigError("data.label_column needs data.labels: pass --labels FILE.csv (or --labels folders)")
     return cfg
+
+
+def _refuse_ignored(cfg: Config) -> None:
+    """Settings that training would silently ignore with the rest of the config: a ConfigError saying what to change."""
+    t = cfg.train
+    if t.loss != "bce":  # (relativistic bce keeps its BCE targets: smoothing moves them there too)
+        for key in ("label_smoothing", "label_smoothing_two_sided"):
+            if getattr(t, key):
+                raise ConfigError(f"train.{key} sets BCE targets: it needs train.loss bce, not {t.loss}")
 
 
 def check_conditioning(cfg: Config, data: Any) -> None:
@@ -404,17 +418,19 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def build_config(*layers: dict) -> Config:
-    """Defaults, then each override layer in order (YAML file, --set, plain flags)."""
+def build_config(*layers: dict, training: bool = True) -> Config:
+    """Defaults, then each override layer in order (YAML file, --set, plain flags); `training`: see `validate`."""
     cfg = Config()
     for layer in layers:
         if layer:
             _merge(cfg, layer)
-    return validate(cfg)
+    return validate(cfg, training)
 
 
 def from_dict(d: dict) -> Config:
-    return build_config(d)
+    """A trained run's saved config (`gankit sample`, `evaluate`): checked, but a setting its training ignored,
+    which an older gankit accepted, does not stop drawing from its generator."""
+    return build_config(d, training=False)
 
 
 def save_yaml(cfg: Config, path: str | Path) -> None:

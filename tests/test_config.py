@@ -178,3 +178,12 @@ def test_a_trained_runs_config_with_an_ignored_setting_still_loads_for_sampling(
 
     cfg = from_dict({"train": {"loss": "hinge", "label_smoothing": 0.1}})
     assert cfg.train.loss == "hinge"
+
+
+@pytest.mark.parametrize("augment", ["", " , "])
+def test_adaptive_augmentation_without_ops_is_refused(augment):
+    """train.ada_target > 0 with no train.augment trained without any augmentation, silently."""
+    with pytest.raises(ConfigError, match="train.ada_target: .*set train.augment \\(e.g. color,translation,cutout\\)") as e:
+        build_config({"train": {"ada_target": 0.6, "augment": augment}})
+    assert "\n" not in str(e.value)
+    assert build_config({"train": {"ada_target": 0.6, "augment": "color"}}).train.ada_target == 0.6

@@ -351,6 +351,9 @@ def _refuse_ignored(cfg: Config) -> None:
         for key in ("label_smoothing", "label_smoothing_two_sided"):
             if getattr(t, key):
                 raise ConfigError(f"train.{key} sets BCE targets: it needs train.loss bce, not {t.loss}")
+    if t.ada_target > 0 and not t.augment.strip(" ,"):
+        raise ConfigError("train.ada_target: adaptive augmentation adapts the probability of train.augment's ops, and "
+                          "there are none: set train.augment (e.g. color,translation,cutout), or train.ada_target=0")
 
 
 def check_conditioning(cfg: Config, data: Any) -> None:

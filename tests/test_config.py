@@ -187,3 +187,64 @@ def test_adaptive_augmentation_without_ops_is_refused(augment):
         build_config({"train": {"ada_target": 0.6, "augment": augment}})
     assert "\n" not in str(e.value)
     assert build_config({"train": {"ada_target": 0.6, "augment": "color"}}).train.ada_target == 0.6
+
+
+@pytest.mark.parametrize("layer, named", [
+    ({"train": {"n_critic": 3}}, "train.n_critic (only with train.strategy critic)"),
+    ({"train": {"critic_boost": 100}}, "train.critic_boost (only with train.strategy critic)"),
+    ({"train": {"strategy": "critic", "critic_boost_first": 10}},
+     "train.critic_boost_first (only with train.strategy critic and train.critic_boost > 0)"),
+    ({"train": {"critic_boost_every": 100}}, "train.critic_boost_every (only with train.strategy critic and"),
+    ({"train": {"clip": 0.02}}, "train.clip (only with train.loss wgan)"),
+    ({"train": {"loss": "wgan", "gp_lambda": 5.0}}, "train.gp_lambda (only with train.loss wgan_gp)"),
+    ({"model": {"palette_size": 8}}, "model.palette_size (only with model.upsample colorpicker)"),
+    ({"model": {"embed_dim": 10}}, "model.embed_dim (only with model.arch acgan)"),
+    ({"train": {"aux_weight": 2.0}}, "train.aux_weight (only with model.arch acgan)"),
+    ({"train": {"monitor_factor": 0.5}}, "train.monitor_factor (only with train.strategy monitored)"),
+    ({"train": {"boost_window": 10}}, "train.boost_window (only with train.strategy boost)"),
+    ({"train": {"instance_noise_epochs": 5}}, "train.instance_noise_epochs (only with train.instance_noise > 0)"),
+    ({"train": {"topk_gamma": 0.9}}, "train.topk_gamma (only with train.topk < 1)"),
+    ({"train": {"ema_standing_stats": False}}, "train.ema_standing_stats (only with train.ema > 0)"),
+    ({"train": {"lr_decay_start": 0.2}}, "train.lr_decay_start (only with train.lr_decay linear)"),
+    ({"train": {"compile_mode": "max-autotune"}}, "train.compile_mode (only with train.compile true)"),
+    ({"model": {"mbd_kernel_dim": 3}}, "model.mbd_kernel_dim (only with model.mbd_features > 0)"),
+    ({"model": {"init": "xavier", "init_std": 0.01}}, "model.init_std (only with model.init normal)"),
+    ({"train": {"augment_p": 0.5}}, "train.augment_p (only with train.augment set)"),
+    ({"train": {"label_smoothing_two_sided": True}}, "train.label_smoothing_two_sided (only with train.label_smoothing > 0)"),
+])
+def test_a_setting_of_a_feature_that_is_off_is_named_with_why(layer, named):
+    """Such settings were accepted with no word, unlike model.num_classes and train.sync_batchnorm."""
+    from gankit.config import inert_settings
+
+    found = inert_settings([layer], build_config(layer))
+    assert len(found) == 1 and found[0].startswith(named), found
+
+
+def test_settings_without_effect_are_one_warning_line_and_defaults_or_active_ones_none(capsys):
+    from gankit.config import inert_settings, warn_settings
+
+    recipe, sets = {"train": {"clip": 0.02, "strategy": "classic"}}, {"train": {"n_critic": 3, "lr_g": 1e-4}}
+    cfg = build_config(recipe, sets)
+    lines = warn_settings([recipe, sets], cfg)
+    err = capsys.readouterr().err
+    assert err == "warning: these settings have no effect here: train.n_critic (only with train.strategy critic), " \
+                  "train.clip (only with train.loss wgan)\n" and lines == [err[len("warning: "):-1]]
+    # the defaults said again, settings whose feature is on, and values the user did not set (a resumed run's
+    # config.yaml, a dataset's defaults) are not named
+    said_again = {"train": {"clip": 0.01, "n_critic": 5, "gp_lambda": 10.0}, "model": {"palette_size": 16}}
+    assert inert_settings([said_again], build_config(said_again)) == []
+    active = {"train": {"loss": "wgan", "clip": 0.02, "strategy": "critic", "n_critic": 3}}
+    assert inert_settings([active], build_config(active)) == []
+    assert inert_settings([{}, {"train": {"lr_g": 1e-4}}], build_config({"train": {"clip": 0.02}})) == []
+    assert warn_settings([], build_config()) == [] and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("loss", ["wgan", "wgan_gp"])
+def test_the_monitored_strategy_with_a_wasserstein_loss_warns(loss, capsys):
+    from gankit.config import warn_settings
+
+    cfg = build_config({"model": {"d_norm": "layer"}, "train": {"loss": loss, "strategy": "monitored"}})
+    (line,) = warn_settings([{}], cfg)
+    assert "train.strategy monitored" in line and f"means little for train.loss {loss}" in line
+    assert capsys.readouterr().err.count("\n") == 1
+    assert warn_settings([{}], build_config({"train": {"strategy": "monitored"}})) == []

@@ -55,3 +55,12 @@ def test_recipe_trains_two_steps_at_reduced_size(path, tmp_path):
     ckpt = load_checkpoint(run / "checkpoints/last.pt")
     assert ckpt["iteration"] == 2 and ckpt["g_updates"] >= 1
     assert ckpt["config"]["train"]["loss"] == recipe.get("train", {}).get("loss", "bce")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_recipe_sets_nothing_without_effect(path, capsys):
+    """No recipe names a setting its own config ignores, nor warns at the start of a run."""
+    from gankit.config import warn_settings
+
+    recipe = read_yaml(path)
+    assert warn_settings([recipe], build_config(recipe)) == [] and capsys.readouterr().err == ""

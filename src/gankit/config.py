@@ -356,6 +356,64 @@ def _refuse_ignored(cfg: Config) -> None:
                           "there are none: set train.augment (e.g. color,translation,cutout), or train.ada_target=0")
 
 
+# Keys that act only when another setting turns their feature on: key -> (whether it acts in a config, what it needs).
+ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
+    "train.n_critic": (lambda c: c.train.strategy == "critic", "train.strategy critic"),
+    "train.critic_boost": (lambda c: c.train.strategy == "critic", "train.strategy critic"),
+    "train.critic_boost_first": (lambda c: c.train.strategy == "critic" and c.train.critic_boost > 0,
+                                 "train.strategy critic and train.critic_boost > 0"),
+    "train.critic_boost_every": (lambda c: c.train.strategy == "critic" and c.train.critic_boost > 0,
+                                 "train.strategy critic and train.critic_boost > 0"),
+    "train.monitor_factor": (lambda c: c.train.strategy == "monitored", "train.strategy monitored"),
+    "train.boost_window": (lambda c: c.train.strategy == "boost", "train.strategy boost"),
+    "train.clip": (lambda c: c.train.loss == "wgan", "train.loss wgan"),
+    "train.gp_lambda": (lambda c: c.train.loss == "wgan_gp", "train.loss wgan_gp"),
+    "train.label_smoothing_two_sided": (lambda c: c.train.label_smoothing > 0, "train.label_smoothing > 0"),
+    "model.palette_size": (lambda c: c.model.upsample == "colorpicker", "model.upsample colorpicker"),
+    "model.embed_dim": (lambda c: c.model.arch in CONDITIONAL_ARCHS, "model.arch acgan"),
+    "train.aux_weight": (lambda c: c.model.arch in CONDITIONAL_ARCHS, "model.arch acgan"),
+    "model.mbd_kernel_dim": (lambda c: c.model.mbd_features > 0, "model.mbd_features > 0"),
+    "model.init_std": (lambda c: c.model.init == "normal", "model.init normal"),
+    "train.instance_noise_epochs": (lambda c: c.train.instance_noise > 0, "train.instance_noise > 0"),
+    "train.topk_gamma": (lambda c: c.train.topk < 1, "train.topk < 1"),
+    "train.ema_standing_stats": (lambda c: c.train.ema > 0, "train.ema > 0"),
+    "train.lr_decay_start": (lambda c: c.train.lr_decay == "linear", "train.lr_decay linear"),
+    "train.compile_mode": (lambda c: c.train.compile, "train.compile true"),
+    "train.augment_p": (lambda c: bool(c.train.augment), "train.augment set"),
+}
+
+
+def inert_settings(layers: list[dict], cfg: Config) -> list[str]:
+    """The keys the user set in `layers` (a --config recipe, --set, flags) to a value other than the default that
+    have no effect under the final `cfg`, each with what it needs: ["train.clip (only with train.loss wgan)", ...]."""
+    given: set[str] = set()
+    for layer in layers:
+        if isinstance(layer, dict):
+            given.update(flatten(layer))
+    final, default = flatten(to_dict(cfg)), flatten(to_dict(Config()))
+    return [f"{key} (only with {needs})" for key, (acts, needs) in ACTS_ONLY_WITH.items()
+            if key in given and final[key] != default[key] and not acts(cfg)]
+
+
+def warn_settings(layers: list[dict], cfg: Config) -> list[str]:
+    """At a run's start: one warning line naming the user's settings that have no effect (`inert_settings`), and
+    one for a combination that works but means little. Returns the lines warned."""
+    from gankit import console
+
+    lines = []
+    inert = inert_settings(layers, cfg)
+    if inert:
+        lines.append(f"{'these settings have' if len(inert) > 1 else 'this setting has'} no effect here: "
+                     f"{', '.join(inert)}")
+    if cfg.train.strategy == "monitored" and cfg.train.loss in ("wgan", "wgan_gp"):
+        lines.append(f"train.strategy monitored updates D only when D_loss > train.monitor_factor x G_loss, which "
+                     f"means little for train.loss {cfg.train.loss}: a critic's losses are signed and have no fixed "
+                     "scale (train.strategy critic is WGAN's schedule)")
+    for line in lines:
+        console.warn(line)
+    return lines
+
+
 def check_conditioning(cfg: Config, data: Any) -> None:
     """A conditional model (CONDITIONAL_ARCHS) needs labels with at least two classes; raise ConfigError if not.
 

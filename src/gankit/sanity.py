@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from gankit import console, runlock
-from gankit.config import build_config
+from gankit.config import build_config, warn_settings
 from gankit.data import cache
 from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
 from gankit.errors import DataError
@@ -104,6 +104,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     from gankit.train import Trainer, finalize_config
 
     cfg = build_config(*layers)
+    warn_settings(layers, cfg)
     cfg.data.resolution = cfg.data.resolution or 32
     cfg.data.flip = False  # the target is one exact picture
     cfg.data.path = "sanity"

@@ -327,3 +327,36 @@ def test_commands_in_hints_quote_a_run_folder_with_a_space(tmp_path, monkeypatch
     with pytest.raises(SystemExit):
         main(["train"])
     assert f"gankit sample '{tmp_path / 'my pets'}'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate"])
+def test_sample_and_evaluate_take_the_run_as_train_does(command, monkeypatch, capsys, tmp_path):
+    """`gankit sample --run DIR` and `gankit evaluate --run DIR` were refused ("No such option: --run"), while
+    `gankit train` takes --run."""
+    import gankit.evaluate
+    import gankit.sample
+    from gankit.cli import main
+    from gankit.errors import GankitError
+
+    seen = []
+
+    def stop(run, *args, **kwargs):
+        seen.append(run)
+        raise GankitError("stopped here")
+
+    monkeypatch.setattr(gankit.sample, "load_run_generator", stop)
+    monkeypatch.setattr(gankit.evaluate, "evaluate_run", stop)
+    run_dir = tmp_path / "r"
+    for args in (["--run", run_dir], ["--run-dir", run_dir], [run_dir], [run_dir, "--run", f"{run_dir}/"]):
+        with pytest.raises(SystemExit) as done:
+            main([command, *map(str, args)])
+        assert done.value.code == 2 and "stopped here" in capsys.readouterr().err
+    assert seen == [run_dir] * 4
+    for args, said in (([run_dir, "--run", tmp_path / "other"], f"two runs given, '{run_dir}' and --run '{tmp_path / 'other'}'"),
+                       ([], f"give the run folder: gankit {command} DIR, or gankit {command} --run DIR")):
+        with pytest.raises(SystemExit) as done:
+            main([command, *map(str, args)])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.startswith(f"error: {said}") and err.count("\n") == 1, err
+    assert len(seen) == 4
+    assert "--run-dir" in wide_help(command)

@@ -172,9 +172,24 @@ def sanity(
         raise typer.Exit(1)
 
 
+def _run_given(command: str, argument: Path | None, option: Path | None) -> Path:
+    """The run folder (or weights file) of `sample` / `evaluate`: the argument, or --run / --run-dir as `train` takes
+    it; both only when they name the same one."""
+    if argument is not None and option is not None and os.path.abspath(argument) != os.path.abspath(option):
+        raise GankitError(f"two runs given, '{argument}' and --run '{option}': give one, as the argument or with --run")
+    run = argument if argument is not None else option
+    if run is None:
+        raise GankitError(f"give the run folder: gankit {command} DIR, or gankit {command} --run DIR")
+    return run
+
+
+RUN_OPTION_HELP = "The run folder (or file) of the argument, given as gankit train takes it."
+
+
 @command
 def sample(
-    run: Path = typer.Argument(..., help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file."),
+    run: Optional[Path] = typer.Argument(None, show_default=False, help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file (or give it with --run)."),
+    run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", help=RUN_OPTION_HELP),
     n: Optional[int] = typer.Option(None, "-n", help="Number of images (default: 64); with --same-noise-labels, images per label row (default: 8)."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff or .gif (default, without --out-dir: samples.png in the current folder, replacing one that is there)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
@@ -193,6 +208,7 @@ def sample(
 
     from gankit.sample import check_seed, load_run_generator
 
+    run = _run_given("sample", run, run_option)
     if n is not None and n <= 0:
         raise GankitError(f"-n must be at least 1, got {n}")
     check_seed(seed)
@@ -273,7 +289,8 @@ def sample(
 
 @command
 def evaluate(
-    run: Path = typer.Argument(..., help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file."),
+    run: Optional[Path] = typer.Argument(None, show_default=False, help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file (or give it with --run)."),
+    run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", help=RUN_OPTION_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with: a folder or an archive (default: the run's dataset)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
     n: int = typer.Option(1000, "-n", help="Generated images."),
@@ -285,6 +302,7 @@ def evaluate(
     """FID and KID of a trained generator against real images, offline."""
     from gankit.evaluate import evaluate_run
 
+    run = _run_given("evaluate", run, run_option)
     if n < 2:
         raise GankitError(f"-n must be at least 2 for FID/KID, got {n}")
     if n_real < 2:

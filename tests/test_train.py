@@ -918,3 +918,9 @@ def test_a_stop_during_a_finished_runs_last_writes_lets_it_end_as_done(image_fol
     monkeypatch.setattr(Trainer, "write_samples", write_samples)
     run = run_training(tiny_layers(image_folder, epochs=2), tmp_path / "run")
     assert (run / "evolution.gif").is_file() and (run / "samples" / "epoch_0002.png").is_file()
+
+
+def test_a_training_names_the_settings_that_have_no_effect_in_its_config(image_folder, tmp_path, capsys):
+    layers = tiny_layers(image_folder, max_steps=1, clip=0.02)  # clip acts only with train.loss wgan
+    run_training(layers, tmp_path / "run")
+    assert "warning: this setting has no effect here: train.clip (only with train.loss wgan)" in capsys.readouterr().err

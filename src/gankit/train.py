@@ -30,7 +30,8 @@ import yaml
 from gankit import console, distributed, runlock
 from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune_numbered, remove_leftovers,
                                room_for_numbered, save_checkpoint, save_generator)
-from gankit.config import CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes, save_yaml, to_dict
+from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
+                           save_yaml, to_dict, warn_settings)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import Interrupted, RunError
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
@@ -1479,6 +1480,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         _check_process_0_holds_the_run(run_path, collective_device)
         if not distributed.is_main() and any((layer.get("data") or {}).get("path") for layer in layers):
             cfg.data.path = launch.data.path  # this machine's --data: where its own copy of the images is
+        warn_settings(layers, cfg)
         if cfg.data.labels and cfg.model.arch not in CONDITIONAL_ARCHS:
             console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
                          "(--set model.arch=acgan trains a model conditioned on them)")

@@ -924,3 +924,18 @@ def test_a_training_names_the_settings_that_have_no_effect_in_its_config(image_f
     layers = tiny_layers(image_folder, max_steps=1, clip=0.02)  # clip acts only with train.loss wgan
     run_training(layers, tmp_path / "run")
     assert "warning: this setting has no effect here: train.clip (only with train.loss wgan)" in capsys.readouterr().err
+
+
+def test_a_run_whose_config_holds_a_setting_refused_since_resumes_with_a_warning(image_folder, tmp_path, capsys):
+    """label_smoothing with the hinge loss had no effect and was accepted; it is refused now, and such a run's resume
+    stopped with "config.yaml is not a gankit config"."""
+    import yaml
+
+    run = run_training(tiny_layers(image_folder, max_steps=2, loss="hinge"), tmp_path / "run")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["train"]["label_smoothing"] = 0.1  # as the older gankit saved it
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    run_training(tiny_layers(image_folder, max_steps=4, loss="hinge"), run)  # `gankit train --run DIR --max-steps 4`
+    assert "holds a setting that has no effect" in capsys.readouterr().err
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["iteration"] == 4

@@ -33,7 +33,7 @@ from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
                            save_yaml, to_dict, warn_settings)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
-from gankit.errors import Interrupted, RunError
+from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
@@ -266,7 +266,13 @@ def _check_resumed_data(run_path: Path, cfg: Config) -> None:
         console.info(f"run '{run_path}' names its data relative to the folder it was started from (an older gankit "
                      f"wrote its config.yaml): reading {' and '.join(notes)}; pass --data (and --labels) if that is "
                      "not the run's")
-    saved = build_config(saved_dict).data.path
+    saved_cfg = build_config(saved_dict, training=False)
+    try:  # a combination refused now that an older gankit accepted, and ignored, as the resumed run goes on to
+        build_config(saved_dict)
+    except ConfigError as e:
+        console.warn(f"run '{run_path}' holds a setting that has no effect, which the gankit that made it accepted: {e}; "
+                     "the run goes on as it was trained")
+    saved = saved_cfg.data.path
     if cfg.data.path == saved and is_missing(saved):
         raise RunError(f"run '{run_path}' was trained on '{saved}', which does not exist any more: "
                        "pass --data with its new place to resume it")
@@ -297,10 +303,10 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
         saved = _saved_config(run_dir)[0]
         if isinstance(saved.get("log"), dict):  # how this invocation shows progress, not a property of the run
             saved["log"].pop("progress", None)
-        saved_cfg = build_config(saved)
+        saved_cfg = build_config(saved, training=False)  # (a setting it ignored, an older gankit accepted: see below)
     except Exception as e:  # noqa: BLE001
         raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another {distributed.run_option()} folder") from None
-    cfg = build_config(saved, *layers)
+    cfg = build_config(saved, *layers, training=False)
     # a dataset folder that moved (or a run continued on another machine): --data says where it is now, and a label
     # file that was inside it moved with it (one that is gone may be given anew with --labels)
     cfg.data.labels = _labels_moved_with_the_data(saved_cfg, cfg) or cfg.data.labels
@@ -363,7 +369,6 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
         cfg.train.thin_conv = device_type == "cpu"
     if cfg.eval.every is None:
         cfg.eval.every = 10 if device_type == "cuda" else 0
-    from gankit.errors import ConfigError
 
     if cfg.train.batch_size > len(data.images) and resuming is not None:  # the run's batch size cannot change
         raise RunError(f"run '{resuming}' trains batches of {cfg.train.batch_size} images but its dataset "

@@ -20,6 +20,7 @@ try:  # newer typer carries its own copy of click
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_errors
 
+
 class _HelpAsFlag:
     """Typer's help shows its own -h/--help as `--help <bool>`, as if it took a value: an empty metavar shows it as
     the flag it is (as `_flag` does for ours)."""

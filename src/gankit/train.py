@@ -1086,6 +1086,10 @@ class Trainer:
                     except _RolledBack:
                         continue
                 break
+            progress.close()
+            self.log.close()
+            if cfg.log.plots:  # (a stop now lets them finish: the run is done; the signals stay ours until then)
+                self.write_pictures()
         except KeyboardInterrupt:
             progress.close()
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
@@ -1103,10 +1107,6 @@ class Trainer:
         finally:
             interrupted.restore()
             self._interrupted = None
-        progress.close()
-        self.log.close()
-        if cfg.log.plots:
-            self.write_pictures()
         return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
 
     def _log_step(self, ips: float | None, progress, epoch: int | None = None) -> None:

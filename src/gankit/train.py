@@ -1072,8 +1072,10 @@ class Trainer:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
                         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
                         saved_at_iteration = self.iteration
+                    # a stop during a finished run's last writes lets them finish (it is done), unless it left out the
+                    # run's final evaluation: then it stops as a stop does, and the resume evaluates
                     if interrupted.stop(self.iteration, elapsed_base + time.perf_counter() - t_start, self.device) \
-                            and more():  # (one during a finished run's last writes lets them finish: it is done)
+                            and (more() or self._final_evaluation_left_out()):
                         raise KeyboardInterrupt
                     if interrupted.agreed is not None and interrupted.agreed[0] == self.iteration:
                         line_due = line_due or self._line_due(interrupted.agreed[1] - line_clock)  # DDP: a clock all

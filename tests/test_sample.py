@@ -325,3 +325,20 @@ def test_label_options_on_a_trained_acgan_run(tmp_path):
     for label, said in (([], True), (["--label", "water"], False)):  # no --label: how the grid is laid out
         r = runner.invoke(app, ["sample", str(run), "-n", "4", "--grid", str(tmp_path / "g.png"), *label, "--device", "cpu"])
         assert r.exit_code == 0 and (hint in r.output) == said, r.output
+
+
+def test_a_run_in_a_folder_whose_name_is_not_utf8_samples_from_its_shared_generator(image_folder, tmp_path):
+    """safetensors refuses a path that is not UTF-8: `sample` said the file was "not a readable safetensors file"."""
+    import os
+
+    from conftest import tiny_layers
+    from gankit.sample import load_run_generator
+    from gankit.train import run_training
+
+    run = run_training(tiny_layers(image_folder, max_steps=1), tmp_path / os.fsdecode(b"caf\xe9"))
+    (run / "checkpoints" / "last.pt").unlink()  # no checkpoint to fall back to: the shared file itself must load
+    (run / "checkpoints" / "last.prev.pt").unlink(missing_ok=True)
+    for p in (run / "checkpoints").glob("*.pt"):
+        p.unlink()
+    gen = load_run_generator(run, None, "cpu")
+    assert gen.sample(2, seed=0).shape[0] == 2

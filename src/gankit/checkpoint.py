@@ -318,14 +318,14 @@ def save_generator(state_dict: dict[str, torch.Tensor], config: dict, path: Path
 
 
 def load_generator(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
+    try:  # read here, not by path: safetensors refuses a path that is not UTF-8 (a Latin-1 folder name)
+        data = path.read_bytes()
+        tensors = load(data)
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])  # the format's length-prefixed JSON
+        meta = header.get("__metadata__") or {}
     except Exception as e:  # noqa: BLE001
         raise RunError(f"'{path}' is not a readable safetensors file ({type(e).__name__}): use a checkpoint of its run instead (--checkpoint RUN/checkpoints/last.pt)") from None
     try:

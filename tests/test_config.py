@@ -248,3 +248,10 @@ def test_the_monitored_strategy_with_a_wasserstein_loss_warns(loss, capsys):
     assert "train.strategy monitored" in line and f"means little for train.loss {loss}" in line
     assert capsys.readouterr().err.count("\n") == 1
     assert warn_settings([{}], build_config({"train": {"strategy": "monitored"}})) == []
+
+
+def test_an_empty_value_for_a_text_key_is_the_empty_text():
+    """`--set train.augment=` (turning DiffAugment off) was refused: "train.augment cannot be null: give a str"."""
+    assert build_config(parse_sets(["train.augment=color", "train.augment="])).train.augment == ""
+    with pytest.raises(ConfigError, match="train.lr_g cannot be null"):
+        build_config(parse_sets(["train.lr_g="]))

@@ -218,6 +218,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if value is None:
         if optional:
             return None
+        if tp is str:  # `--set train.augment=` or `augment:` in a file: the empty text (YAML reads it as null)
+            return ""
         raise ConfigError(f"{key} cannot be null: give a {_type_name(tp)}")
     base = next(a for a in args if a is not type(None)) if optional else tp
     if base is bool:

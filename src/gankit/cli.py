@@ -309,7 +309,7 @@ def evaluate(
     if n_real < 2:
         raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
-    typer.echo(f"FID {r['fid']:.3f}  {_kid(r)}  ({r['n_fake']} generated vs {r['n_real']} real)")
+    typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_fake']} generated vs {r['n_real']} real)")
 
 
 @command
@@ -328,7 +328,7 @@ def fid(
         raise GankitError(f"--batch-size must be at least 1, got {batch_size}")
     r = fid_folders(dir_a, dir_b, device=resolve_device(device), batch_size=batch_size,
                     weights=str(inception_weights) if inception_weights else None)
-    typer.echo(f"FID {r['fid']:.3f}  {_kid(r)}  ({r['n_real']} vs {r['n_fake']} images)")
+    typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_real']} vs {r['n_fake']} images)")
 
 
 @command

@@ -25,7 +25,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from gankit.console import info, warn
+from gankit.console import count, info, warn
 from gankit.data import cache
 from gankit.data.folder import _safe
 from gankit.errors import DataError
@@ -100,8 +100,8 @@ def _reusable(archive: Path, target: Path) -> bool:
     if missing == 0:
         return True
     if missing is not None:
-        warn(f"{missing} files extracted from '{archive.name}' into {target} are missing or changed since; "
-             "extracting the archive again")
+        warn(f"{count(missing, 'file')} extracted from '{archive.name}' into {target} {'is' if missing == 1 else 'are'} "
+             "missing or changed since; extracting the archive again")
     _remove(target)
     return False
 

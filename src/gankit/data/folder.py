@@ -492,8 +492,8 @@ def _warn_case_twins(names: list[str], column: str, csv_name: str) -> None:
         spellings.setdefault(name.casefold(), set()).add(name)
     twins = ["/".join(f"'{_clip(n, 30)}'" for n in sorted(s)) for s in spellings.values() if len(s) > 1]
     if twins:
-        warn(f"{count(len(twins), 'label')} in column '{column}' of '{csv_name}' differ only in case and are separate "
-             f"classes: {short_list(sorted(twins))}; write them alike in the CSV if they are one class")
+        warn(f"labels in column '{column}' of '{csv_name}' that differ only in case are separate classes: "
+             f"{short_list(sorted(twins))}; write them alike in the CSV if they are one class")
 
 
 def _endings(path: PurePosixPath) -> list[tuple[str, ...]]:

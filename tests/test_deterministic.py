@@ -76,24 +76,31 @@ def test_stopped_by_max_steps_then_resumed(straight, deterministic):
     assert_bit_identical(straight / "straight", run)
 
 
-def test_sigterm_mid_epoch_then_resumed(straight, deterministic, monkeypatch, capsys):
-    """SIGTERM (what schedulers send before a kill) lands inside iteration 6; the trainer says so, finishes that
-    iteration, saves, and stops; the resumed run must not be able to tell."""
+def stopped_by_sigterm_then_resumed(straight, name: str, after: int, monkeypatch):
+    """The run `straight / name`: SIGTERM lands inside iteration `after` + 1, which the trainer finishes, saves, and
+    stops after; then the same command resumes it to the end."""
     original = Trainer.train_iteration
 
     def iteration_with_sigterm(self):
-        if self.iteration == 5:
+        if self.iteration == after:
             os.kill(os.getpid(), signal.SIGTERM)
         original(self)
 
     monkeypatch.setattr(Trainer, "train_iteration", iteration_with_sigterm)
-    run = straight / "sigterm"
+    run = straight / name
     with pytest.raises(KeyboardInterrupt):
         run_training(layers(straight / "images", STEPS), run)
-    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 6
-    assert "SIGTERM: stopping after this iteration\n" in capsys.readouterr().err
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == after + 1
     monkeypatch.setattr(Trainer, "train_iteration", original)
     run_training(layers(straight / "images", STEPS), run)
+    return run
+
+
+def test_sigterm_mid_epoch_then_resumed(straight, deterministic, monkeypatch, capsys):
+    """SIGTERM (what schedulers send before a kill) lands inside iteration 6; the trainer says so, finishes that
+    iteration, saves, and stops; the resumed run must not be able to tell."""
+    run = stopped_by_sigterm_then_resumed(straight, "sigterm", 5, monkeypatch)
+    assert "SIGTERM: stopping after this iteration\n" in capsys.readouterr().err
     assert_bit_identical(straight / "straight", run)
 
 
@@ -108,20 +115,7 @@ def metric_lines(run) -> list[dict]:
 def test_a_stop_inside_a_logging_interval_logs_what_a_run_that_went_on_logs(straight, deterministic, monkeypatch):
     """Stopped after iteration 5 (lines every 2 iterations, epochs of 4), the resumed run's line at 6 covered only
     iteration 6 (iteration 5's losses were lost) and the epoch 2 line averaged only the lines after the resume."""
-    original = Trainer.train_iteration
-
-    def iteration_with_sigterm(self):
-        if self.iteration == 4:
-            os.kill(os.getpid(), signal.SIGTERM)
-        original(self)
-
-    monkeypatch.setattr(Trainer, "train_iteration", iteration_with_sigterm)
-    run = straight / "sigterm_in_interval"
-    with pytest.raises(KeyboardInterrupt):
-        run_training(layers(straight / "images", STEPS), run)
-    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 5
-    monkeypatch.setattr(Trainer, "train_iteration", original)
-    run_training(layers(straight / "images", STEPS), run)
+    run = stopped_by_sigterm_then_resumed(straight, "sigterm_in_interval", 4, monkeypatch)
     assert_bit_identical(straight / "straight", run)
     assert metric_lines(run) == metric_lines(straight / "straight")
 

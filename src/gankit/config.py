@@ -305,7 +305,7 @@ def validate(cfg: Config, training: bool = True) -> Config:
     if cfg.train.label_noise and cfg.train.loss != "bce":
         raise ConfigError(f"train.label_noise draws BCE targets: it needs train.loss bce, not {cfg.train.loss}")
     if training:
-        _refuse_ignored(cfg)
+        refuse_ignored(cfg)
     if cfg.train.label_noise + cfg.train.label_smoothing >= 1:
         raise ConfigError("train.label_noise + train.label_smoothing must stay under 1 (a real target of 1 - both "
                           "must stay above 0)")
@@ -346,7 +346,7 @@ def validate(cfg: Config, training: bool = True) -> Config:
     return cfg
 
 
-def _refuse_ignored(cfg: Config) -> None:
+def refuse_ignored(cfg: Config) -> None:
     """Settings that training would silently ignore with the rest of the config: a ConfigError saying what to change."""
     t = cfg.train
     if t.loss != "bce":  # (relativistic bce keeps its BCE targets: smoothing moves them there too)

@@ -31,7 +31,7 @@ from gankit import console, distributed, runlock
 from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune_numbered, remove_leftovers,
                                room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
-                           save_yaml, to_dict, warn_settings)
+                           refuse_ignored, save_yaml, to_dict, warn_settings)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
@@ -268,7 +268,7 @@ def _check_resumed_data(run_path: Path, cfg: Config) -> None:
                      "not the run's")
     saved_cfg = build_config(saved_dict, training=False)
     try:  # a combination refused now that an older gankit accepted, and ignored, as the resumed run goes on to
-        build_config(saved_dict)
+        refuse_ignored(saved_cfg)
     except ConfigError as e:
         console.warn(f"run '{run_path}' holds a setting that has no effect, which the gankit that made it accepted: {e}; "
                      "the run goes on as it was trained")

@@ -42,6 +42,21 @@ def test_a_resume_keeps_tensorboard_events_up_to_its_checkpoint(image_folder, tm
     assert _tensorboard_steps(run, "epoch/d_loss") == [4, 8] and _tensorboard_steps(run, "samples") == [4, 8]
 
 
+def test_a_resume_in_the_second_of_the_last_event_file_is_read_after_it(image_folder, tmp_path):
+    """TensorBoard reads event files in name order (second, host, pid, a counter not zero-padded: 'pid.10' before
+    'pid.9'); a resume whose file would sort before the last one, as the CI once had in one pytest process, waits
+    for a name that sorts after it."""
+    import time
+
+    run = run_training(_layers(image_folder, {"max_steps": 4}), tmp_path / "r")
+    (old,) = (run / "tensorboard").iterdir()
+    old.rename(old.with_name(f"events.out.tfevents.{int(time.time()) + 2:010d}.~~.1.9"))  # sorts after this second's
+    run_training(_layers(image_folder, {"max_steps": 8}), run)
+    assert len(list((run / "tensorboard").iterdir())) == 2  # the file named before the wait is gone
+    assert _tensorboard_steps(run, "step/d_loss") == [2, 4, 6, 8]
+    assert _tensorboard_steps(run, "samples") == [4, 8]
+
+
 def test_g_steps_on_a_larger_batch_of_fresh_noise(image_folder, tmp_path, monkeypatch):
     """Seed 004: "Generate a number of batch size x 2 of noise vectors, that will be used to train the generator"."""
     from gankit.train import Trainer

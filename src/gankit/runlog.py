@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from pathlib import Path
 
 from gankit import console, distributed
@@ -32,6 +33,22 @@ def _quiet_tensorboard_threads() -> None:
 
     hook.gankit = True
     threading.excepthook = hook
+
+
+def _event_files(folder: Path) -> list[str]:
+    """The names of TensorBoard's event files in `folder`."""
+    try:
+        return sorted(p.name for p in folder.iterdir() if "tfevents" in p.name)
+    except OSError:
+        return []
+
+
+def _event_second(name: str) -> int:
+    """The second an event file was opened at, from its name (events.out.tfevents.<second>.<host>...)."""
+    try:
+        return int(name.split("tfevents.", 1)[1].split(".", 1)[0])
+    except (IndexError, ValueError):
+        return 0
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -80,8 +97,20 @@ class RunLog:
                          "(metrics.jsonl has every value); pip install tensorboard to have it")
             return
         _quiet_tensorboard_threads()
+        before = _event_files(self.tb_dir)
         self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir),
                                                            purge_step=None if kept_step is None else kept_step + 1)))
+        new = sorted(set(_event_files(self.tb_dir)) - set(before))
+        if self.tb is not None and new and before and max(before) > new[0]:
+            # TensorBoard reads a run's event files in name order, and a name is the second, host, process id and a
+            # counter that is not zero-padded: in the second of the last one (a resume or a rollback), 'pid.10'
+            # sorts before 'pid.9' and the purge of what came after the checkpoint would be read first. A name of
+            # the next second sorts after.
+            self._tb(self.tb.close)
+            (self.tb_dir / new[0]).unlink(missing_ok=True)
+            time.sleep(max(0.0, min(3.0, _event_second(max(before)) + 1 - time.time())))
+            self._tb(lambda: setattr(self, "tb", SummaryWriter(
+                str(self.tb_dir), purge_step=None if kept_step is None else kept_step + 1)))
 
     def _tb(self, call) -> None:
         """A call to TensorBoard's writer; one that fails drops the writer with one warning."""

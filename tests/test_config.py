@@ -189,6 +189,17 @@ def test_adaptive_augmentation_without_ops_is_refused(augment):
     assert build_config({"train": {"ada_target": 0.6, "augment": "color"}}).train.ada_target == 0.6
 
 
+def test_a_label_column_with_folder_labels_is_refused():
+    """--labels folders takes each image's class from its folder; a --label-column with it was silently ignored."""
+    with pytest.raises(ConfigError, match="data.label_column \\('type1'\\) names a column of a CSV file.*drop "
+                                          "--label-column") as e:
+        build_config({"data": {"labels": "folders", "label_column": "type1"}})
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="needs data.labels: pass --labels FILE.csv$"):
+        build_config({"data": {"label_column": "type1"}})
+    assert build_config({"data": {"labels": "t.csv", "label_column": "type1"}}).data.label_column == "type1"
+
+
 @pytest.mark.parametrize("layer, named", [
     ({"train": {"n_critic": 3}}, "train.n_critic (only with train.strategy critic)"),
     ({"train": {"critic_boost": 100}}, "train.critic_boost (only with train.strategy critic)"),

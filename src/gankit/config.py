@@ -342,7 +342,7 @@ def validate(cfg: Config, training: bool = True) -> Config:
     if cfg.eval.every is not None and cfg.eval.every < 0:
         raise ConfigError(f"eval.every must be >= 0 (0 turns FID off), got {cfg.eval.every}")
     if cfg.data.label_column and not cfg.data.labels:
-        raise ConfigError("data.label_column needs data.labels: pass --labels FILE.csv (or --labels folders)")
+        raise ConfigError("data.label_column needs data.labels: pass --labels FILE.csv")
     return cfg
 
 
@@ -353,6 +353,10 @@ def refuse_ignored(cfg: Config) -> None:
         for key in ("label_smoothing", "label_smoothing_two_sided"):
             if getattr(t, key):
                 raise ConfigError(f"train.{key} sets BCE targets: it needs train.loss bce, not {t.loss}")
+    if cfg.data.labels == "folders" and cfg.data.label_column:
+        raise ConfigError(f"data.label_column ({cfg.data.label_column!r}) names a column of a CSV file, and with "
+                          "--labels folders each image's class is its folder: drop --label-column, or pass "
+                          "--labels FILE.csv")
     if t.ada_target > 0 and not t.augment.strip(" ,"):
         raise ConfigError("train.ada_target: adaptive augmentation adapts the probability of train.augment's ops, and "
                           "there are none: set train.augment (e.g. color,translation,cutout), or train.ada_target=0")

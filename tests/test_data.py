@@ -380,6 +380,10 @@ def test_a_folder_of_only_hidden_files_is_not_called_empty(tmp_path):
                                         "move the images out of them") as info:
         load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
     assert "empty" not in str(info.value)
+    (data / "readme.txt").write_text("sprites")  # with another file there, the hidden image is still named
+    with pytest.raises(DataError, match="holds no image files \\(1 other file, e.g. 'readme.txt'\\).*; 1 hidden "
+                                        "image skipped, e.g. '.x.png' \\(names must not start with '.'\\)$"):
+        load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any folder")

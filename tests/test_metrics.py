@@ -351,6 +351,17 @@ def test_folder_resolution_native_when_uniform(tmp_path):
 
     Image.new("RGB", (30, 30)).save(tmp_path / "mixed" / "big.png")
     assert folder_resolution(tmp_path / "mixed") == 299
+    # the images the folder loader reads, no other: through a link to a folder, not in a gankit run folder
+    make_image_folder(tmp_path / "elsewhere", n=2, size=30)
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "more").symlink_to(tmp_path / "elsewhere")
+    make_image_folder(tmp_path / "linked" / "own", n=2, size=20)
+    assert folder_resolution(tmp_path / "linked") == 299  # 20 and 30 px: not one size
+    (tmp_path / "linked" / "more").unlink()
+    make_image_folder(tmp_path / "linked" / "runs" / "r" / "samples", n=1, size=30)
+    (tmp_path / "linked" / "runs" / "r" / "config.yaml").write_text("{}")
+    (tmp_path / "linked" / "runs" / "r" / "metrics.jsonl").write_text("")
+    assert folder_resolution(tmp_path / "linked") == 20
 
 
 def test_fid_command_prints_fid_and_kid(tmp_path, extractor):

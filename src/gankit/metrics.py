@@ -432,20 +432,17 @@ def folder_resolution(root: str | Path) -> int:
     """
     from PIL import Image
 
-    from gankit.data import IMAGE_EXTENSIONS
+    from gankit.data.folder import image_files
 
-    root = Path(root).expanduser()
     sizes = set()
-    for path in root.rglob("*"):
-        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-        if path.suffix.lower() in IMAGE_EXTENSIONS and not hidden:
-            try:
-                with Image.open(path) as im:
-                    sizes.add(im.size)
-            except Exception:  # the loader skips and reports undecodable files itself
-                continue
-            if len(sizes) > 1:
-                return INPUT_SIZE
+    for path in image_files(root):
+        try:
+            with Image.open(path) as im:
+                sizes.add(im.size)
+        except Exception:  # the loader skips and reports undecodable files itself
+            continue
+        if len(sizes) > 1:
+            return INPUT_SIZE
     if len(sizes) != 1:
         return INPUT_SIZE
     w, h = sizes.pop()

@@ -165,16 +165,8 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     ignored: list[str] = []
     hidden: list[str] = []  # skipped hidden files and folders, named when nothing else is there
     runs: list[str] = []  # gankit's own run folders: `--data .` must not train on its samples and plots
-    for dirpath, dirnames, filenames in _walk(root, unreadable.append):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        hidden += [n if rel_dir == "." else f"{rel_dir}/{n}" for n in (*dirnames, *filenames) if _hidden(n)]
-        dirnames[:] = [d for d in dirnames if not _hidden(d)]
-        found_runs = [d for d in dirnames if _is_run_folder(Path(dirpath) / d)]
-        dirnames[:] = [d for d in dirnames if d not in found_runs]
-        runs += [d if rel_dir == "." else f"{rel_dir}/{d}" for d in found_runs]
+    for rel_dir, filenames in _visible(root, unreadable.append, hidden, runs):
         for fname in filenames:
-            if _hidden(fname):
-                continue
             rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
             lower = fname.lower()
             (files if lower.endswith(IMAGE_EXTENSIONS)
@@ -191,16 +183,20 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
              f"{short_list(names)}; their images are left out")
 
     if not files:
+        hidden_images = sorted(n for n in hidden if n.lower().endswith(IMAGE_EXTENSIONS))
+        skipped = (f"; {count(len(hidden_images), 'hidden image')} skipped, e.g. '{_clip(hidden_images[0])}' (names "
+                   "must not start with '.')" if hidden_images else "")
         if runs and not unreadable_images and not ignored:
             raise NoImages(f"data folder '{root}' holds only gankit run folders ({short_list(sorted(runs))}), whose "
                            "samples and plots are not training data: pass the folder of training images")
         if unreadable_images:
             found = _formats(unreadable_images)
             raise NoImages(f"data folder '{root}' holds no image files gankit reads ({found}): convert them to png "
-                           f"or jpg (gankit reads {SUPPORTED})", found)
+                           f"or jpg (gankit reads {SUPPORTED}){skipped}", found)
         if ignored:
             found = f"{count(len(ignored), 'other file')}, e.g. '{_clip(sorted(ignored)[0])}'"
-            raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are {SUPPORTED}",
+            raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are "
+                           f"{SUPPORTED}{skipped}",
                            found)
         if hidden:
             found = f"only hidden files, e.g. '{_clip(sorted(hidden)[0])}'"
@@ -230,6 +226,27 @@ def _formats(names: list[str]) -> str:
         suffixes[suffix] = suffixes.get(suffix, 0) + 1
     kinds = sorted(suffixes.items(), key=lambda kv: (-kv[1], kv[0]))
     return f"{short_list([f'{s} x{n}' for s, n in kinds])}, e.g. '{_clip(sorted(names)[0])}'"
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """The image files `load_folder` reads under `root` (links to folders followed; hidden names and gankit run
+    folders left out), found without a word."""
+    root = Path(root).expanduser()
+    return [root / rel_dir / f for rel_dir, filenames in _visible(root, lambda e: None, [], [])
+            for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)]
+
+
+def _visible(root: Path, onerror, hidden: list[str], runs: list[str]):
+    """(folder relative to `root`, its file names) for each folder `load_folder` looks in, leaving out hidden files
+    and folders (appended to `hidden`) and gankit's run folders (appended to `runs`)."""
+    for dirpath, dirnames, filenames in _walk(root, onerror):
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        hidden += [n if rel_dir == "." else f"{rel_dir}/{n}" for n in (*dirnames, *filenames) if _hidden(n)]
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        found_runs = [d for d in dirnames if _is_run_folder(Path(dirpath) / d)]
+        dirnames[:] = [d for d in dirnames if d not in found_runs]
+        runs += [d if rel_dir == "." else f"{rel_dir}/{d}" for d in found_runs]
+        yield rel_dir, [f for f in filenames if not _hidden(f)]
 
 
 def _walk(root: Path, onerror):

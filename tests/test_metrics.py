@@ -504,3 +504,21 @@ def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_g
     capsys.readouterr()
     assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
     assert len(seen[0].images) == 16 and "FID and KID do not need labels" in capsys.readouterr().err
+
+
+def test_a_count_of_generated_images_whose_features_cannot_fit_in_memory_is_refused_at_once(tmp_path):
+    """`evaluate -n 10**9` (or eval.n_fake) held 2048 float64 features per image: 30 TiB, an out-of-memory crash
+    after days of generating. Both are refused before anything starts, in one line."""
+    from gankit.train import run_training
+
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "-n", str(10**9), "--device", "cpu"])
+    said = str(r.exception or r.output)
+    assert r.exit_code != 0 and "-n 1000000000: the features of that many images take 30,518 GiB, more than this " \
+        "machine's" in said and "ask for fewer" in said and "\n" not in said, said
+    make_image_folder(tmp_path / "images", n=8)
+    layers = tiny_layers(tmp_path / "images", epochs=1) + [{"eval": {"every": 1, "n_fake": 10**9}}]
+    with pytest.raises(ConfigError, match="eval.n_fake 1000000000: the features .* GiB"):
+        run_training(layers, tmp_path / "r")
+    assert not (tmp_path / "r" / "checkpoints").exists()
+    layers[-1]["eval"]["every"] = 0  # evaluation off: the count is not used
+    assert (run_training(layers, tmp_path / "r") / "checkpoints" / "last.pt").is_file()

@@ -301,11 +301,12 @@ def evaluate(
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
 ):
     """FID and KID of a trained generator against real images, offline."""
-    from gankit.evaluate import evaluate_run
+    from gankit.evaluate import check_feature_memory, evaluate_run
 
     run = _run_given("evaluate", run, run_option)
     if n < 2:
         raise GankitError(f"-n must be at least 2 for FID/KID, got {n}")
+    check_feature_memory(n, "-n")
     if n_real < 2:
         raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)

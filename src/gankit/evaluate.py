@@ -13,7 +13,27 @@ import os
 import torch
 
 from gankit.console import info
-from gankit.errors import DataError
+from gankit.errors import ConfigError, DataError
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the system does not say, e.g. Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_feature_memory(n_fake: int, setting: str) -> None:
+    """Refuse a count of generated images whose Inception features (2048 float64 numbers each, held twice while they
+    are joined) cannot fit in this machine's memory: it would fail after hours of generating them."""
+    from gankit.metrics import NUM_FEATURES
+
+    total, need = physical_memory(), 2 * n_fake * NUM_FEATURES * 8
+    if total and need > total:
+        raise ConfigError(f"{setting} {n_fake}: the features of that many images take {need / 2**30:,.0f} GiB, more "
+                          f"than this machine's {total / 2**30:,.0f} GiB of memory: ask for fewer (50,000 is the "
+                          "usual count for FID)")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

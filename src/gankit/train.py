@@ -369,6 +369,10 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
         cfg.train.thin_conv = device_type == "cpu"
     if cfg.eval.every is None:
         cfg.eval.every = 10 if device_type == "cuda" else 0
+    if cfg.eval.every:
+        from gankit.evaluate import check_feature_memory
+
+        check_feature_memory(cfg.eval.n_fake, "eval.n_fake")
 
     if cfg.train.batch_size > len(data.images) and resuming is not None:  # the run's batch size cannot change
         raise RunError(f"run '{resuming}' trains batches of {cfg.train.batch_size} images but its dataset "

@@ -137,6 +137,20 @@ def test_only_the_newest_numbered_checkpoints_are_kept_when_asked(image_folder, 
     assert sorted(p.name for p in (run / "checkpoints").glob("epoch_*.pt")) == ["epoch_0003.pt", "epoch_0004.pt"]
 
 
+def test_checkpoint_every_0_writes_no_numbered_checkpoints(image_folder, tmp_path, capsys):
+    """log.checkpoint_every=0: last.pt only (a 300 px run's checkpoints are large), also at a resume's mending; and
+    log.keep_checkpoints given with it is named as having no effect."""
+    layers = tiny_layers(image_folder, epochs=2)
+    layers[0]["log"].update(write_share=0, checkpoint_every=0, keep_checkpoints=3)
+    run = run_training(layers, tmp_path / "run")
+    assert "log.keep_checkpoints (only with log.checkpoint_every > 0)" in capsys.readouterr().err
+    two = load_checkpoint(run / "checkpoints" / "last.pt")["iteration"]
+    layers[0]["train"]["epochs"] = 3
+    run_training(layers, run)
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) in (["last.pt"], ["last.prev.pt", "last.pt"])
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == two * 3 // 2
+
+
 def test_a_nearly_full_disk_holds_numbered_checkpoints_back_and_last_pt_goes_on(image_folder, tmp_path, monkeypatch,
                                                                                  capsys):
     """Numbered checkpoints are history, last.pt the run's safety: once a numbered one would leave too little room

@@ -119,7 +119,7 @@ class LogConfig:
     every: int = 50  # iterations between metric lines (losses are read from the device only then)
     every_minutes: float = 1.0  # also a metric line once this many minutes of training have passed since the last (when log.every iterations take longer; not under --deterministic); 0 = by iterations only
     n_samples: int = 64  # images in the fixed-noise grid written every epoch
-    checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt: at epoch ends; both held to write_share)
+    checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt: at epoch ends; both held to write_share); 0 = none, last.pt only
     checkpoint_minutes: float = 10.0  # inside a long epoch, last.pt is also written after the first iteration this many minutes after the last save (weights finite; not under --deterministic; held to write_share), so a crash loses at most that; 0 = at epoch ends only
     keep_checkpoints: int = 0  # numbered checkpoints kept: the newest N (older ones deleted as new ones are written); 0 = all (they stop by themselves when the disk is nearly full)
     tensorboard: bool = True  # also write TensorBoard events
@@ -173,10 +173,10 @@ POSITIVE = {
     "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
     "train.clip", "train.instance_noise_epochs", "train.g_batch_factor", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
     "train.minutes",
-    "log.every", "log.n_samples", "log.checkpoint_every", "eval.n_fake", "eval.n_real",
+    "log.every", "log.n_samples", "eval.n_fake", "eval.n_real",
 }
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
-                "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_minutes",
+                "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_every", "log.checkpoint_minutes",
                 "log.every_minutes"}
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.label_noise", "train.ema", "train.lr_decay_start"}
@@ -386,6 +386,7 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "train.lr_decay_start": (lambda c: c.train.lr_decay == "linear", "train.lr_decay linear"),
     "train.compile_mode": (lambda c: c.train.compile, "train.compile true"),
     "train.augment_p": (lambda c: bool(c.train.augment), "train.augment set"),
+    "log.keep_checkpoints": (lambda c: c.log.checkpoint_every > 0, "log.checkpoint_every > 0"),
 }
 
 

@@ -710,7 +710,8 @@ class Trainer:
                          f"{console.short_list([p.name for p in removed])}")
         self._save_generator()
         epoch, spe = self.epoch, self.batches.steps_per_epoch
-        if (epoch and self.cursor % spe == 0 and epoch % self.cfg.log.checkpoint_every == 0
+        every = self.cfg.log.checkpoint_every
+        if (epoch and every and self.cursor % spe == 0 and epoch % every == 0
                 and not (self.ckpt_dir / f"epoch_{epoch:04d}.pt").exists()):
             self._save_numbered(self.state_dict())
 
@@ -1176,7 +1177,8 @@ class Trainer:
         if final or paced["samples"].due():
             self.write_samples()
         best = self._maybe_evaluate()
-        numbered = self.epoch % self.cfg.log.checkpoint_every == 0 and (final or paced["numbered"].due())
+        every = self.cfg.log.checkpoint_every
+        numbered = bool(every) and self.epoch % every == 0 and (final or paced["numbered"].due())
         if final or numbered or best or paced["checkpoint"].due():
             self.save(numbered=numbered, best=best)
         if self.cfg.log.plots and not final and paced["plots"].due():  # the run's end draws them (fit)

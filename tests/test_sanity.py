@@ -41,6 +41,23 @@ def test_gan_reproduces_a_single_image(name, tmp_path):
     assert min(r.mae_before) > 0.2  # the untrained generator is far from the target(s)
     assert r.passed, f"{name}: MAE {r.mae_before} -> {r.mae_after}"
     assert (r.run_dir / "samples").is_dir()
+    _check_picture(r, builtin_images(16)[:len(r.mae_after)])
+
+
+def _check_picture(r, targets):
+    """sanity.png: a row per target, the target first (as it is), then 7 of G's images of it, which the test passed
+    on: each within the threshold's reach of the target."""
+    import numpy as np
+    from PIL import Image
+
+    pic = np.asarray(Image.open(r.picture).convert("RGB")).astype(float) / 255
+    size, pad = targets[0].shape[-1], 2
+    assert pic.shape[:2] == (len(targets) * (size + pad) + pad, 8 * (size + pad) + pad)
+    for row, target in enumerate(targets):
+        cells = [pic[pad + row * (size + pad):][:size, pad + col * (size + pad):][:, :size] for col in range(8)]
+        want = target.permute(1, 2, 0).numpy() / 255
+        assert np.abs(cells[0] - want).max() < 1 / 255 + 1e-6  # the target itself
+        assert max(np.abs(cell - want).mean() for cell in cells[1:]) < 2 * r.threshold
 
 
 def test_sanity_stops_at_the_first_epoch_end_that_passes_unless_asked_for_all_epochs(tmp_path):
@@ -70,6 +87,8 @@ def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):
                                    "--set", "train.precision=fp32"])
     assert res.exit_code == 1, res.output  # 2 iterations cannot reproduce anything
     assert "FAIL: mean absolute error" in res.output and "threshold 0.1" in res.output
+    assert f"each target beside G's images of it in {tmp_path / 'run' / 'sanity.png'}" in res.output
+    assert (tmp_path / "run" / "sanity.png").is_file()  # also when it fails: where a user looks to see why
     res = CliRunner().invoke(app, ["sanity", "--image", str(img), "--set", "model.arch=acgan",
                                    "--run", str(tmp_path / "run2")])
     assert res.exit_code != 0 and "takes 2 --image files" in str(res.exception or res.output)

@@ -168,7 +168,8 @@ def sanity(
     after = ", ".join(f"{v:.3f}" for v in r.mae_after)
     verdict = "PASS" if r.passed else "FAIL"
     typer.echo(f"{verdict}: mean absolute error {before} -> {after} after {r.iterations} iterations, {r.epochs} epochs "
-               f"(threshold {threshold}); samples in {r.run_dir / 'samples'}")
+               f"(threshold {threshold}); each target beside G's images of it in {r.picture}, samples in "
+               f"{r.run_dir / 'samples'}")
     if not r.passed:
         raise typer.Exit(1)
 

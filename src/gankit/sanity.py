@@ -25,6 +25,8 @@ from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
 from gankit.errors import DataError
 
 DEFAULT_THRESHOLD = 0.1
+PICTURE = "sanity.png"  # in the run folder: each target, then SHOWN of G's images of it
+SHOWN = 7
 
 
 def builtin_images(resolution: int) -> list[torch.Tensor]:
@@ -74,26 +76,40 @@ class SanityResult:
     iterations: int
     run_dir: Path
     epochs: int = 0  # epochs trained
+    picture: Path | None = None  # each target beside G's images of it
 
     @property
     def passed(self) -> bool:
         return max(self.mae_after) < self.threshold
 
 
-def _mae(trainer, targets: list[torch.Tensor], n: int = 16) -> list[float]:
-    """Mean absolute error (0..1) between n generated images per target and that target; the same noise at every
-    call, drawn from its own generator (training's random stream is left alone)."""
+def _attempts(trainer, targets: list[torch.Tensor], n: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(G's n images for the target, the target as they are drawn) per target, in 0..1; the same noise at every call,
+    drawn from its own generator (training's random stream is left alone)."""
     from gankit.models import sample_z
 
     z = sample_z(n, trainer.cfg, "cpu", generator=torch.Generator().manual_seed(2002)).to(trainer.device)
     out = []
     for i, target in enumerate(targets):
         labels = torch.full((n,), i, device=trainer.device) if trainer.num_classes else None
-        fake = trainer._generate(z, labels).cpu().clamp(-1, 1).add(1).div(2)
-        want = target.float().div(255).expand_as(fake) if target.shape[0] == fake.shape[1] else \
-            target.float().div(255).mean(0, keepdim=True).expand_as(fake)
-        out.append(float((fake - want).abs().mean()))
+        fake = trainer._generate(z, labels).cpu().float().clamp(-1, 1).add(1).div(2)
+        want = target.float().div(255) if target.shape[0] == fake.shape[1] else \
+            target.float().div(255).mean(0, keepdim=True)
+        out.append((fake, want))
     return out
+
+
+def _mae(trainer, targets: list[torch.Tensor], n: int = 16) -> list[float]:
+    """Mean absolute error (0..1) between n generated images per target and that target."""
+    return [float((fake - want.expand_as(fake)).abs().mean()) for fake, want in _attempts(trainer, targets, n)]
+
+
+def _write_picture(trainer, targets: list[torch.Tensor], path: Path) -> Path:
+    """One row per target: the target, then 7 of G's images for it (those the error is measured on)."""
+    from gankit.report.grids import save_grid
+
+    rows = [torch.cat([want.expand_as(fake[0]).unsqueeze(0), fake[:SHOWN]]) for fake, want in _attempts(trainer, targets)]
+    return save_grid(torch.cat(rows).mul(2).sub(1), path, nrow=SHOWN + 1)
 
 
 def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path] | None = None,
@@ -133,4 +149,6 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
         trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
         before = _mae(trainer, targets)
         trainer.fit(stop_when=None if all_epochs else lambda: max(_mae(trainer, targets)) < threshold)
-    return SanityResult(before, _mae(trainer, targets), threshold, trainer.iteration, Path(run_dir), trainer.epoch)
+        picture = _write_picture(trainer, targets, Path(run_dir) / PICTURE)
+    return SanityResult(before, _mae(trainer, targets), threshold, trainer.iteration, Path(run_dir), trainer.epoch,
+                        picture)

@@ -512,6 +512,11 @@ def test_lr_decay_follows_the_runs_progress(image_folder, tmp_path, capsys):
     # the last of 8 iterations ran at progress 7/8: factor (1 - 7/8) / (1 - 0.5) = 0.25
     assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.25)
     assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(4e-4 * 0.25)
+    steps = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "step"]  # the rates, for other.png
+    assert [r["lr_g"] for r in steps] == pytest.approx([2e-4 * f for f in (1, 1, 0.75, 0.25)])
+    assert [r["lr_d"] for r in steps] == pytest.approx([4e-4 * f for f in (1, 1, 0.75, 0.25)])
+    plain = run_training(tiny_layers(image_folder, max_steps=2), tmp_path / "plain")  # fixed rates: not logged
+    assert all("lr_g" not in r for r in read_metrics(plain / "metrics.jsonl"))
     capsys.readouterr()
     run_training(layers(16), run)  # iteration 8 of 16: progress 0.5, factor 1 again; the last ran at 15/16
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train.lr_decay")]

@@ -1132,6 +1132,8 @@ class Trainer:
             values["augment_p"] = self.ada.p
         if self.cfg.train.instance_noise > 0:
             values["instance_noise"] = self._instance_noise()
+        if self.cfg.train.lr_decay != "none" or self.rollbacks:  # rates that move: in other.png
+            values.update(lr_g=self.opt_g.param_groups[0]["lr"], lr_d=self.opt_d.param_groups[0]["lr"])
         if ips is not None:
             values["img_per_s"] = ips
         self.log.write("step", self.iteration, epoch or self.epoch_of_last_step, self.elapsed, values)

@@ -312,6 +312,9 @@ def test_a_kid_spread_of_zero_by_construction_is_not_shown_as_certainty():
     assert _kid({"kid_mean": 0.5891, "kid_std": 0.0, "n_fake": 64, "n_real": 64}) == \
         "KID 0.58910 (every subset holds all the images: no spread to show)"
     assert _kid({"kid_mean": 0.5891, "kid_std": 0.012, "n_fake": 64, "n_real": 1016}) == "KID 0.58910 ± 0.01200"
+    # `gankit fid` of 40 against 40 printed "± 0.00000": the sums' order made the spread 1e-9, not 0
+    assert _kid({"kid_mean": 0.7081, "kid_std": 3e-9, "n_fake": 40, "n_real": 40}) == \
+        "KID 0.70810 (every subset holds all the images: no spread to show)"
 
 
 def test_commands_in_hints_quote_a_run_folder_with_a_space(tmp_path, monkeypatch, capsys):

@@ -349,11 +349,12 @@ def compare(
 
 
 def _kid(r: dict) -> str:
-    """KID and its spread over the subsets; with as few images as one subset holds, every subset is all of them and
-    the spread is 0 by construction, which is no certainty: said so instead."""
+    """KID and its spread over the subsets; with as many images on each side as one subset holds, every subset is all
+    of them and the spread is 0 by construction (up to the order of float sums), which is no certainty: said so
+    instead."""
     from gankit.metrics import KID_SUBSET_SIZE
 
-    if min(r["n_fake"], r["n_real"]) <= KID_SUBSET_SIZE and r["kid_std"] == 0:
+    if r["n_fake"] == r["n_real"] <= KID_SUBSET_SIZE:
         return f"KID {r['kid_mean']:.5f} (every subset holds all the images: no spread to show)"
     return f"KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}"
 

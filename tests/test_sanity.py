@@ -165,3 +165,30 @@ def test_a_sanity_test_does_not_run_in_a_folder_being_trained(tmp_path):
     with runlock.hold(tmp_path / "s", "--run"):  # as another process training there would
         with pytest.raises(RunError, match="is being trained by another gankit process"):
             run_sanity(_layers({}, {"epochs": 1, "max_steps": None}, 0), tmp_path / "s", copies=16, threshold=1.0)
+
+
+def test_a_test_run_again_in_its_folder_starts_over_and_a_training_runs_folder_is_refused(tmp_path, image_folder):
+    """`gankit sanity` twice in runs/sanity left the first test's grids, last.prev.pt and events beside the second's
+    (the GIF mixed both); a training run's folder given as --run would have lost its checkpoints."""
+    from gankit.errors import DataError
+    from gankit.train import run_training
+
+    first = _layers({}, {"epochs": 3, "max_steps": None}, 0)
+    run_sanity(first, tmp_path / "t", copies=64, threshold=0.0, all_epochs=True)  # 3 grids, last.prev.pt
+    assert len(list((tmp_path / "t" / "samples").iterdir())) == 3
+    second = _layers({}, {"epochs": 1, "max_steps": None}, 0)
+    second[0]["data"]["resolution"] = 24
+    r = run_sanity(second, tmp_path / "t", copies=64, threshold=0.0, all_epochs=True)
+    assert sorted(p.name for p in (r.run_dir / "samples").iterdir()) == ["epoch_0001.png"]
+    from gankit.checkpoint import load_checkpoint
+
+    assert {load_checkpoint(p)["config"]["data"]["resolution"] for p in (r.run_dir / "checkpoints").iterdir()} == {24}
+
+    run = run_training([{"data": {"path": str(image_folder), "resolution": 16}, "model": FAST,
+                         "train": {"max_steps": 1, "batch_size": 8, "precision": "fp32", "device": "cpu"},
+                         "log": {"progress": False, "plots": False}}], tmp_path / "real")
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(DataError, match="holds a training run, whose checkpoints the sanity test would overwrite: "
+                                        "pass another --run"):
+        run_sanity(second, run, copies=64)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before

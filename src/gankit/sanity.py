@@ -27,6 +27,9 @@ from gankit.errors import DataError
 DEFAULT_THRESHOLD = 0.1
 PICTURE = "sanity.png"  # in the run folder: each target, then SHOWN of G's images of it
 SHOWN = 7
+# what a test writes in its run folder, removed when a test starts over there
+WRITTEN = ("samples", "checkpoints", "plots", "tensorboard", "evolution.gif", "generator.safetensors", "metrics.jsonl",
+           PICTURE)
 
 
 def builtin_images(resolution: int) -> list[torch.Tensor]:
@@ -112,6 +115,31 @@ def _write_picture(trainer, targets: list[torch.Tensor], path: Path) -> Path:
     return save_grid(torch.cat(rows).mul(2).sub(1), path, nrow=SHOWN + 1)
 
 
+def _start_over(run_dir: Path) -> None:
+    """A folder of an earlier test loses what that test wrote (its grids, checkpoints, events, GIF would mix with this
+    one's); a training run's folder is refused: the test would overwrite its checkpoints."""
+    import shutil
+
+    import yaml
+
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return
+    try:
+        saved = yaml.safe_load(config.read_text(errors="replace"))
+    except yaml.YAMLError:
+        saved = None
+    if not (isinstance(saved, dict) and isinstance(saved.get("data"), dict) and saved["data"].get("path") == "sanity"):
+        raise DataError(f"'{run_dir}' holds a training run, whose checkpoints the sanity test would overwrite: pass "
+                        "another --run for the test")
+    for name in WRITTEN:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path] | None = None,
                copies: int = 1000, threshold: float = DEFAULT_THRESHOLD, all_epochs: bool = False) -> SanityResult:
     """Train on copies of one image (two for ACGAN) and measure how close G gets, stopping at the first epoch end
@@ -145,6 +173,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     cfg = finalize_config(cfg, data)
     cfg.name = cfg.name or Path(run_dir).name
     with runlock.hold(Path(run_dir), "--run"):  # one test (or training) at a time in a folder
+        _start_over(Path(run_dir))
         trainer = Trainer(cfg, data, Path(run_dir))
         trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
         before = _mae(trainer, targets)

@@ -44,7 +44,7 @@ from gankit.strategies import Phase, build_strategy, lr_factor
 from gankit.tricks import NoisyLabels, add_instance_noise, ema_sampler, instance_noise_std, make_ema, top_k, topk_count
 
 # Defaults of a run on the built-in MNIST digits (`gankit train` with no arguments): half-width DCGAN
-# and 30 epochs, so the first run finishes in about 5 minutes on a 2-core CPU with readable digits.
+# and 30 epochs, so the first run finishes in 2-3 minutes on a 2-core CPU with readable digits (README).
 BUILTIN_DEFAULTS = {"model": {"ngf": 32, "ndf": 32}, "train": {"epochs": 30}}
 
 # NaN/Inf rollbacks allowed in one run before it stops for good.

@@ -243,3 +243,15 @@ def test_a_critic_schedule_longer_than_an_epoch_says_how_epochs_end(image_folder
     run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 2, "batch_size": 8,
                                         "epochs": 1, "optimizer": "rmsprop"}), tmp_path / "r2")
     assert "critic batches" not in capsys.readouterr().err  # 4 batches an epoch: nothing to say
+
+
+def test_g_steps_longer_than_an_epoch_end_the_run_on_its_last_epochs_grid(image_folder, tmp_path):
+    """n_critic 5 on 4 batches an epoch: the G step that ends epoch 3 reaches into epoch 4. The run wrote an
+    'unfinished' epoch_0004.png beside epoch 3's (3 epochs in the log, 4 in the compare page's caption)."""
+    run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 5, "epochs": 3,
+                                              "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5},
+                               write_share=0), tmp_path / "r")
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [f"epoch_000{i}.png" for i in (1, 2, 3)]
+    assert [x["epoch"] for x in _lines(run, "epoch")] == [1, 2, 3]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["iteration"] == 3 and state["cursor"] == 15  # the batches of the run's last G step are all in it

@@ -1086,8 +1086,10 @@ class Trainer:
                         line_due = line_due or self._line_due(interrupted.agreed[1] - line_clock)  # DDP: a clock all
                         # ranks agreed on just now, so that all of them write the line at the next iteration
                 # max_steps or minutes ended the run inside an epoch, or after G-only iterations past an epoch's end
-                # (a boost strategy's G boost, alternating's G half), which no epoch end saved
-                if self.cursor % spe or self.iteration != saved_at_iteration:
+                # (a boost strategy's G boost, alternating's G half): iterations no epoch end saved. (An iteration of
+                # several batches that ended an epoch and the run, n_critic batches past it, has had its epoch end's
+                # writings: no grid of the next epoch, which the run did not reach.)
+                if self.iteration != saved_at_iteration:
                     try:
                         self._end_early(progress)
                     except _RolledBack:
@@ -1527,7 +1529,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             if per_g > spe:  # a small dataset: one G step's critic batches pass several epochs
                 console.info(f"one G step takes up to {per_g} critic batches and an epoch has {spe} batch{'' if spe == 1 else 'es'}:"
                              " epochs end inside G steps, so the run ends after the G step that finishes its epochs "
-                             "(its last grid may carry a later epoch's number)")
+                             "(a step line carries the epoch its last batch is in)")
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")

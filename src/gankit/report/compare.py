@@ -18,7 +18,9 @@ from gankit import console, runlock
 from gankit.errors import RunError
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import GIF_NAME, evolution_gif_bytes, gif_behind
-from gankit.report.plots import figure_png, literal, new_figure, raw_and_smoothed, robust_ylim
+from gankit.report.plots import (
+    figure_png, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
+)
 from gankit.report.runs import Run, finite_number, load_run
 
 SECTIONS = (
@@ -306,29 +308,72 @@ def _fid_curves(runs, labels, colors) -> str:
     return f'<div class="plots pair">{"".join(parts)}</div>{note}'
 
 
+#: train.loss values whose D is a critic scoring in Wasserstein units: their losses are on scales of their own (with
+#: a gradient penalty, mostly the penalty: about lambda = 10 early on) and share no panel with the others'.
+LOSS_FAMILIES = (("wgan", "WGAN"), ("wgan_gp", "WGAN-GP"), ("wgan-gp", "WGAN-GP"))
+
+
+def _loss_family(run: Run) -> str:
+    """"WGAN" or "WGAN-GP" for a run whose train.loss is of the Wasserstein family (without a config: one that logged
+    a gradient penalty / a Wasserstein estimate), "" for the others."""
+    train = run.config.get("train") if isinstance(run.config, dict) else None
+    loss = train.get("loss") if isinstance(train, dict) else None
+    if isinstance(loss, str):
+        return dict(LOSS_FAMILIES).get(loss.lower(), "")
+    logged = run.numeric_keys("step")
+    return "WGAN-GP" if "gp" in logged else "WGAN" if "wasserstein" in logged else ""
+
+
 def _loss_curves(runs, labels, colors) -> str:
-    keys = ("d_loss", "g_loss")
-    series = {k: [(r, lab, c, i, *r.series(k)) for i, (r, lab, c) in enumerate(zip(runs, labels, colors))] for k in keys}
-    if not any(s[4] for k in keys for s in series[k]):
+    """One image per (loss, group of runs): D and G losses against epochs (fractional), the Wasserstein-family runs'
+    in panels of their own. Separate images stack on a narrow screen."""
+    keys = (("d_loss", "discriminator"), ("g_loss", "generator"))
+    entries = []  # (run, label, colour, index, {key: (epochs, values)})
+    for i, (r, lab, c) in enumerate(zip(runs, labels, colors)):
+        curves = {}
+        for key, _ in keys:
+            xs, ys = r.series(key)
+            if xs:
+                curves[key] = (r.epoch_positions(xs), ys)
+        entries.append((r, lab, c, i, curves))
+    if not any(e[4] for e in entries):
         return _note("Not available: no run logged d_loss or g_loss.")
-    fig, axes = new_figure(2, width=7.0, height=4.5)
-    fig.set_layout_engine("constrained")
-    lines: dict[int, object] = {}  # one legend entry per run, under both panels
-    for ax, key, who in zip(axes, keys, ("discriminator", "generator")):
-        drawn = [s for s in series[key] if s[4]]
-        for r, label, c, i, xs, ys in drawn:
-            line = raw_and_smoothed(ax, xs, ys, color=c, label=literal(label), alpha=0.15)
-            line.set_linestyle(_dash(i))
-            lines.setdefault(i, line)
-        if drawn:
-            ax.set_ylim(*robust_ylim([s[5] for s in drawn], ax.get_ylim()))
-        else:
-            ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
-        ax.set(title=f"{who} loss ({key}), smoothed over faint raw values", xlabel="step", ylabel=key)
-    _legend_below(fig, [lines[i] for i in sorted(lines)])
-    missing = [lab for i, lab in enumerate(labels) if not any(series[k][i][4] for k in keys)]
+    groups = [(g, [e for e in entries if e[4] and _loss_family(e[0]) == g]) for g in ("", "WGAN", "WGAN-GP")]
+    groups = [(g, members) for g, members in groups if members]
+    apart = len(groups) > 1
+    parts = []
+    for group, members in groups:
+        for key, who in keys:
+            drawn = [(r, lab, c, i, *curves[key]) for r, lab, c, i, curves in members if key in curves]
+            if not drawn:
+                continue
+            fig, ax = new_figure(1, width=6.4, height=4.4)
+            fig.set_layout_engine("constrained")
+            lines = []
+            smoothed = False
+            for r, label, c, i, xs, ys in drawn:
+                line = raw_and_smoothed(ax, xs, ys, color=c, label=literal(label), alpha=0.15)
+                line.set_linestyle(_dash(i))
+                lines.append(line)
+                smoothed = smoothed or smoothing_window(len(ys)) > 1
+            ax.set_ylim(*robust_ylim([d[5] for d in drawn], ax.get_ylim()))
+            who_now = "critic" if group and who == "discriminator" else who
+            title = f"{who_now} loss ({key})" + (f": {group} runs" if group else
+                                                  (": other runs" if apart else ""))
+            if smoothed:
+                title += "\nsmoothed (lines) over the raw values (faint)"
+            ax.set(title=title, xlabel="epoch", ylabel=key)
+            _legend_below(fig, lines)
+            alt = f"{key} vs epoch" + (f", {group} runs" if group else "")
+            parts.append(_img(figure_png(fig), "image/png", alt, cls="plot"))
+    aside = _note("Runs with train.loss wgan and wgan_gp have panels of their own: a critic scores in units of its"
+                  " own (with a gradient penalty, mostly the penalty), which would squash the other runs' curves.") \
+        if apart else ""
+    missing = [lab for r, lab, c, i, curves in entries if not curves]
     note = _note("No losses logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
-    return f'<div class="plots">{_img(figure_png(fig), "image/png", "D and G losses vs step", cls="plot")}</div>{note}'
+    return (f'<p class="note">Losses against epochs, a measure of progress common to all runs (a step of the critic'
+            f' strategy is one G update fed by n_critic batches, of the others one batch).</p>'
+            f'<div class="plots pair">{"".join(parts)}</div>{aside}{note}')
 
 
 # ------------------------------------------------------------------------------------------- helpers

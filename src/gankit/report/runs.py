@@ -92,6 +92,33 @@ class Run:
                 return xs, ys
         return [], []
 
+    def epoch_positions(self, steps) -> list[float]:
+        """Where each of `steps` lies in training, in epochs (fractional): a common measure of progress across runs
+        whose steps mean different things (a step of the critic strategy is one G update fed by n_critic batches, of
+        the others one batch). The epoch lines give each epoch's last step; a step between two of them is placed
+        linearly, one past the last by the last epoch's steps per epoch. A run without two such points (no epoch
+        line yet) falls back to the epoch its step lines say is under way."""
+        knots = {0.0: 0.0}
+        for line in self.lines("epoch"):
+            s, e = finite_number(line.get("step")), finite_number(line.get("epoch"))
+            if s is not None and e is not None and s > max(knots) and e > knots[max(knots)]:
+                knots[s] = e
+        ks = sorted(knots)
+        if len(ks) < 2:
+            under_way = {}
+            for line in self.lines("step"):
+                s, e = finite_number(line.get("step")), finite_number(line.get("epoch"))
+                if s is not None and e is not None:
+                    under_way[s] = e
+            return [float(under_way.get(float(s), math.nan)) for s in steps]
+        es = [knots[k] for k in ks]
+        per_epoch = (ks[-1] - ks[-2]) / (es[-1] - es[-2])
+        out = []
+        for s in steps:
+            s = float(s)
+            out.append(es[-1] + (s - ks[-1]) / per_epoch if s > ks[-1] else _interp(s, ks, es))
+        return out
+
     def numeric_keys(self, kind: str) -> list[str]:
         """Metric keys with a numeric value in some line of `kind`, in order of first appearance."""
         keys: dict[str, None] = {}
@@ -245,3 +272,11 @@ def finite_number(v) -> float | None:
 def _max_of(lines: list[dict], key: str, cast):
     values = [n for n in (_number(line.get(key)) for line in lines) if n is not None and math.isfinite(n)]
     return cast(max(values)) if values else None
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """Linear interpolation of `x` in the increasing `xs`."""
+    for i in range(1, len(xs)):
+        if x <= xs[i]:
+            return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+    return ys[-1]

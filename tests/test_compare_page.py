@@ -1,0 +1,100 @@
+"""The comparison page's figures and tables: what they plot and how they are labelled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from report_fakes import make_run
+
+import gankit.report.compare as compare
+from gankit.report.compare import write_compare_report
+from gankit.report.runs import load_run
+
+
+def _critic_run(tmp_path, name="wgan_gp_critic", epochs=3, steps_per_epoch=4, run_index=1, **kw):
+    """A WGAN-GP run of the critic strategy: each step is one G update fed by n_critic = 5 batches, so an epoch has
+    few steps; its critic loss is about 9.9 (mostly the gradient penalty) and its G loss near 0."""
+    run = make_run(tmp_path, name, run_index=run_index, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                   loss="wgan_gp", torn=False, **kw)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if "d_loss" in line:
+            line["d_loss"], line["g_loss"], line["gp"] = 9.9 - 0.01 * line["step"], 0.001 * line["step"], 0.99
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the page embeds, in order."""
+    drawn = []
+    real = compare.figure_png
+
+    def record(fig):
+        drawn.append(fig)
+        return real(fig)
+
+    monkeypatch.setattr(compare, "figure_png", record)
+    return drawn
+
+
+def _loss_axes(figures):
+    return [ax for fig in figures for ax in fig.axes if ax.get_ylabel() in ("d_loss", "g_loss")]
+
+
+def _curve_ends(ax):
+    """{run label: the last x of its drawn curve} (the labelled line of each run)."""
+    return {line.get_label(): max(line.get_xdata()) for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def test_epoch_positions_place_steps_by_each_runs_steps_per_epoch(tmp_path):
+    """Epoch lines give each epoch's last step: a step between two is placed linearly, one past the last by the
+    last epoch's steps per epoch."""
+    run = load_run(make_run(tmp_path, "r", epochs=3, steps_per_epoch=40))
+    assert run.epoch_positions([40, 60, 120, 140]) == pytest.approx([1.0, 1.5, 3.0, 3.5])
+    critic = load_run(_critic_run(tmp_path, epochs=3, steps_per_epoch=1))
+    assert critic.epoch_positions([1, 2, 3]) == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_loss_curves_put_runs_on_epochs_and_wasserstein_losses_apart(tmp_path, figures):
+    """A critic-strategy WGAN-GP run of 3 epochs (12 G steps) beside a BCE run of 3 epochs (120 steps): both curves
+    end at epoch 3, the axis says "epoch", and the critic's loss (~9.9) has a panel of its own, so it does not
+    squash the BCE run's curves."""
+    bce = make_run(tmp_path, "bce", epochs=3, steps_per_epoch=40)
+    wgp = _critic_run(tmp_path, epochs=3, steps_per_epoch=4)
+    page = write_compare_report([bce, wgp], tmp_path / "r.html").read_text()
+    axes = _loss_axes(figures)
+    assert axes and all(ax.get_xlabel().startswith("epoch") for ax in axes)
+    for ax in axes:
+        for label, end in _curve_ends(ax).items():
+            assert end == pytest.approx(3.0), (ax.get_title(), label, end)
+    for ax in axes:  # no panel mixes the two families
+        assert len(_curve_ends(ax)) == 1, ax.get_title()
+    d_panels = [ax for ax in axes if ax.get_ylabel() == "d_loss"]
+    assert len(d_panels) == 2
+    bce_d = next(ax for ax in d_panels if "bce" in _curve_ends(ax))
+    assert bce_d.get_ylim()[1] < 5  # the BCE run's D loss (0.3-1.5) fills its panel
+    assert "critic" in next(ax for ax in d_panels if ax is not bce_d).get_title()
+    assert "train.loss wgan and wgan_gp have panels of their own" in page
+
+
+def test_loss_panels_say_smoothed_only_when_they_are(tmp_path, figures):
+    """Under 20 points a curve is drawn as it is: the panel title does not claim smoothing."""
+    short = make_run(tmp_path, "short", epochs=2, steps_per_epoch=8)  # 16 step lines: not smoothed
+    write_compare_report([short], tmp_path / "r.html")
+    titles = [ax.get_title() for ax in _loss_axes(figures)]
+    assert titles and not any("smoothed" in t for t in titles), titles
+    figures.clear()
+    long = make_run(tmp_path, "long", epochs=2, steps_per_epoch=40)  # 80 step lines: smoothed
+    write_compare_report([long], tmp_path / "r2.html")
+    titles = [ax.get_title() for ax in _loss_axes(figures)]
+    assert titles and all("smoothed" in t for t in titles), titles
+
+
+def test_loss_curves_are_one_image_per_panel(tmp_path):
+    """Separate images (D, G) that stack on a narrow screen, not one two-panel image shrunk to the screen."""
+    a = make_run(tmp_path, "a", epochs=2)
+    page = write_compare_report([a], tmp_path / "r.html").read_text()
+    section = page[page.index('id="loss-curves"'):]
+    assert section.count("<img") == 2 and 'class="plots pair"' in section

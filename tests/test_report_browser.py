@@ -17,6 +17,12 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set GANKIT_CHROMIUM)", allow_module_level=True)
 
 
+def _open(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    )
+
+
 def test_compare_report_renders_in_chromium(tmp_path):
     a = make_run(tmp_path, "dcgan_bce", run_index=0, epochs=6, steps_per_epoch=60,
                  fids=[300.0, 210.0, 160.0, 130.0, 118.0, 121.0])
@@ -45,5 +51,57 @@ def test_compare_report_renders_in_chromium(tmp_path):
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
+
+
+LONG = "wgan_clip_a_very_long_run_name_to_see_how_titles_and_legends_cope_with_it_xx"
+
+
+@pytest.fixture(scope="module")
+def long_name_report(tmp_path_factory):
+    """Four runs, one with a long name without spaces and no FID (it is named in the 'No FID logged' note)."""
+    root = tmp_path_factory.mktemp("long")
+    runs = [
+        make_run(root, "dcgan fid", run_index=0, epochs=3, steps_per_epoch=30, fids=[300.0, 210.0, 160.0]),
+        make_run(root, LONG, run_index=1, epochs=3, steps_per_epoch=30, loss="wgan", fids=None),
+        make_run(root, "wgangp", run_index=2, epochs=3, steps_per_epoch=6, loss="wgan_gp", fids=None),
+        make_run(root, "acgan18", run_index=3, epochs=3, steps_per_epoch=30, fids=[280.0, 220.0, 190.0]),
+    ]
+    return write_compare_report(runs, root / "report.html")
+
+
+def test_compare_report_fits_a_laptop_screen(long_name_report):
+    """At 1366 px the best-metrics table's last column (total time) is on screen: a long run name wraps in its
+    cell instead of taking half the width."""
+    with sync_api.sync_playwright() as p:
+        browser = _open(p)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(long_name_report.as_uri(), wait_until="load")
+            right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
+            assert right <= 1366, right
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+        finally:
+            browser.close()
+
+
+def test_compare_report_fits_a_phone_screen(long_name_report, tmp_path):
+    """At 400 px the page does not scroll sideways (a long name wraps in the legend and the notes; wide tables
+    scroll in their own box), and the loss panels are separate images, stacked, each at least 300 px wide."""
+    with sync_api.sync_playwright() as p:
+        browser = _open(p)
+        try:
+            page = browser.new_page(viewport={"width": 400, "height": 800})
+            page.goto(long_name_report.as_uri(), wait_until="load")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 400
+            boxes = page.eval_on_selector_all(
+                "#loss-curves img", "els => els.map(e => {const r = e.getBoundingClientRect();"
+                " return {x: r.left, y: r.top, w: r.width, right: r.right}})"
+            )
+            assert len(boxes) >= 4
+            assert all(b["w"] >= 300 and b["right"] <= 400 for b in boxes), boxes
+            assert len({round(b["y"]) for b in boxes}) == len(boxes), boxes  # one above the other
+            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
         finally:
             browser.close()

@@ -494,17 +494,17 @@ h2 { font-size: 1.25rem; margin: 2rem 0 .6rem; padding-bottom: .2rem; border-bot
 nav a { margin-right: 1rem; color: #0b57d0; text-decoration: none; }
 nav a:hover { text-decoration: underline; }
 .legend { list-style: none; padding: 0; margin: .4rem 0 .6rem; }
-.legend li { margin: .15rem 0; }
+.legend li { margin: .15rem 0; overflow-wrap: anywhere; }
 .path { color: #666; font-size: .85rem; margin-left: .4rem; word-break: break-all; }
 .live { color: #8a4b00; font-size: .85rem; margin-left: .4rem; font-weight: 600; }
 .swatch { display: inline-block; width: .8em; height: .8em; border-radius: 2px; margin-right: .4em;
           vertical-align: baseline; border: 1px solid rgba(0,0,0,.25); }
-.note { color: #555; font-size: .9rem; margin: .3rem 0; }
+.note { color: #555; font-size: .9rem; margin: .3rem 0; overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
-tbody th { font-weight: normal; background: #fafafa; white-space: nowrap; }
+tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td { color: #8a8a8e; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -516,7 +516,9 @@ figcaption { font-weight: 600; margin-bottom: .3rem; overflow-wrap: anywhere; }
 img.sample { box-sizing: border-box; width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; display: block; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
-.pair img.plot { flex: 1 1 420px; min-width: 0; max-width: 760px; }
+.pair { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 420px), 1fr)); }
+.pair img.plot { width: 100%; max-width: 760px; box-sizing: border-box; }
+@media (max-width: 600px) { body { padding: .5rem .6rem 2rem; } h1 { font-size: 1.3rem; } }
 """
 
 PAGE = """<!DOCTYPE html>

@@ -98,3 +98,29 @@ def test_loss_curves_are_one_image_per_panel(tmp_path):
     page = write_compare_report([a], tmp_path / "r.html").read_text()
     section = page[page.index('id="loss-curves"'):]
     assert section.count("<img") == 2 and 'class="plots pair"' in section
+
+
+def test_kid_curves_with_std_band_and_which_figure_compares(tmp_path, figures):
+    """KID curves (kid_mean with a +- kid_std band) beside the FID ones; when the runs measured with different
+    eval.n_fake, the page and the figures say the KID curves compare and the FID curves do not."""
+    a = make_run(tmp_path, "a", run_index=0, epochs=3, fids=[200.0, 150.0, 120.0])
+    b = make_run(tmp_path, "b", run_index=1, epochs=3, fids=[210.0, 160.0, 110.0])
+    page = write_compare_report([a, b], tmp_path / "r.html").read_text()
+    fid_section = page[page.index('id="fid-curves"'):page.index('id="loss-curves"')]
+    assert 'alt="KID vs epoch"' in fid_section and 'alt="KID vs training time (minutes)"' in fid_section
+    kid_axes = [ax for fig in figures for ax in fig.axes if ax.get_ylabel().startswith("KID")]
+    assert len(kid_axes) == 2
+    for ax in kid_axes:
+        assert len(ax.collections) == 2  # one band per run
+        assert "kid_std" in ax.get_title()
+    assert "not comparable" not in fid_section
+
+    figures.clear()
+    config = b / "config.yaml"
+    config.write_text(config.read_text() + "eval:\n  n_fake: 5000\n")
+    page = write_compare_report([a, b], tmp_path / "r.html").read_text()
+    fid_section = page[page.index('id="fid-curves"'):page.index('id="loss-curves"')]
+    assert "compare them on the KID curves" in fid_section and "FID curves do not compare" in fid_section
+    titles = {ax.get_ylabel().split()[0]: ax.get_title() for fig in figures for ax in fig.axes}
+    assert "not comparable" in titles["FID"] and "comparable across these runs" in titles["KID"]
+    assert "not comparable" not in titles["KID"]

@@ -28,7 +28,7 @@ SECTIONS = (
     ("best-metrics", "Best metrics"),
     ("final-grids", "Final samples"),
     ("evolution", "Evolution"),
-    ("fid-curves", "FID curves"),
+    ("fid-curves", "FID / KID curves"),
     ("loss-curves", "Loss curves"),
 )
 #: An evolution.gif larger than this is not embedded as is: a smaller one is made from the samples.
@@ -67,13 +67,14 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     widths = _sample_widths(runs)  # grids and GIFs: every run's images at one size
     flat = [flatten_config(r.config) for r in runs]
     defaults = config_defaults()  # what a key counts as in a run whose config lacks it
+    differ = _measuring_differences(runs, flat, defaults)
     body = [
         _header(runs, labels, colors),
         _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs))),
-        _section("best-metrics", _measured_apart(runs, flat, defaults) + _best_metrics(runs, labels, colors)),
+        _section("best-metrics", _measured_apart(differ) + _best_metrics(runs, labels, colors)),
         _section("final-grids", _final_grids(runs, labels, colors, widths)),
         _section("evolution", _evolutions(runs, labels, colors, widths)),
-        _section("fid-curves", _fid_curves(runs, labels, colors)),
+        _section("fid-curves", _fid_curves(runs, labels, colors, differ)),
         _section("loss-curves", _loss_curves(runs, labels, colors)),
     ]
     title = "gankit comparison: " + " vs ".join(labels)
@@ -205,15 +206,23 @@ def _best_metrics(runs, labels, colors) -> str:
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def _measured_apart(runs, flat, defaults) -> str:
-    """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights
-    (`flat`: each run's flattened config)."""
+def _measuring_differences(runs, flat, defaults) -> list[str]:
+    """The MEASURING keys whose values differ between the runs that logged FID (`flat`: each run's flattened
+    config)."""
     measured = [f for r, f in zip(runs, flat) if r.best is not None and f]
-    differ = [k for k in MEASURING if len({_cell(_value(f, k, defaults)) for f in measured}) > 1]
+    return [k for k in MEASURING if len({_cell(_value(f, k, defaults)) for f in measured}) > 1]
+
+
+def _measured_apart(differ: list[str]) -> str:
+    """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights."""
     if not differ:
         return ""
+    if "eval.inception_weights" in differ:
+        return _note(f"These runs measured FID and KID with different {' / '.join(differ)}: other Inception weights"
+                     " give other features, so neither their FIDs nor their KIDs compare.")
     return _note(f"These runs measured FID with different {' / '.join(differ)}: FID depends on how many images it "
-                 "sees, so their FIDs do not compare; their KIDs do, within KID's \u00b1.")
+                 "sees, so their FIDs do not compare; their KIDs do, within KID's \u00b1: compare them on the KID"
+                 " curves (under FID / KID curves), not the FID curves.")
 
 
 def _sample_widths(runs) -> list[str]:
@@ -284,28 +293,63 @@ def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
         return None, f"Not available: the sample grids cannot be read ({type(e).__name__})."
 
 
-def _fid_curves(runs, labels, colors) -> str:
+def _fid_curves(runs, labels, colors, differ=()) -> str:
+    """FID vs epoch and vs time, then KID (kid_mean, with a band of \u00b1 kid_std) the same way, runs overlaid.
+    `differ`: the MEASURING keys whose values differ between the runs; the figures say which of them compare."""
     with_fid = [(r, lab, c, i) for i, (r, lab, c) in enumerate(zip(runs, labels, colors)) if _fid_points(r)]
-    if not with_fid:
-        return _note("Not available: no run logged FID.")
-    parts = []
+    with_kid = [(r, lab, c, i) for i, (r, lab, c) in enumerate(zip(runs, labels, colors)) if _kid_points(r)]
+    if not with_fid and not with_kid:
+        return _note("Not available: no run logged FID or KID.")
+    counts_differ = bool(differ) and "eval.inception_weights" not in differ
+    weights_differ = "eval.inception_weights" in differ
+    parts, kid_parts = [], []
     for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, "training time (minutes)")):
-        fig, ax = new_figure(1, width=7.0, height=4.5)
-        fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit
-        lines = []
-        for r, label, c, i in with_fid:
-            pts = _fid_points(r)
-            xs = np.array([finite_number(p.get(x)) for p in pts], dtype=float) / scale
-            lines += ax.plot(xs, [p["fid"] for p in pts], marker="o", ms=3, ls=_dash(i), color=c, label=literal(label))
-            b = r.best
-            ax.plot([(b.epoch if x == "epoch" else b.time) / scale], [b.fid], "*", ms=13, color=c, mec="black", mew=0.6)
-        ax.set(title=f"FID vs {'epoch' if x == 'epoch' else 'training time'} (\u2605 = best)", xlabel=xlabel,
-               ylabel="FID (lower is better)")
-        _legend_below(fig, lines)
-        parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
+        versus = "epoch" if x == "epoch" else "training time"
+        if with_fid:
+            fig, ax = new_figure(1, width=7.0, height=4.5)
+            fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit
+            lines = []
+            for r, label, c, i in with_fid:
+                pts = _fid_points(r)
+                xs = np.array([finite_number(p.get(x)) for p in pts], dtype=float) / scale
+                lines += ax.plot(xs, [p["fid"] for p in pts], marker="o", ms=3, ls=_dash(i), color=c,
+                                 label=literal(label))
+                b = r.best
+                ax.plot([(b.epoch if x == "epoch" else b.time) / scale], [b.fid], "*", ms=13, color=c, mec="black",
+                        mew=0.6)
+            caveat = ("\nnot comparable across these runs (different " + " / ".join(differ) + ")") if differ else ""
+            ax.set(title=f"FID vs {versus} (\u2605 = best){caveat}", xlabel=xlabel, ylabel="FID (lower is better)")
+            _legend_below(fig, lines)
+            parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
+        if with_kid:
+            fig, ax = new_figure(1, width=7.0, height=4.5)
+            fig.set_layout_engine("constrained")
+            lines = []
+            for r, label, c, i in with_kid:
+                pts = _kid_points(r)
+                xs = np.array([finite_number(p.get(x)) for p in pts], dtype=float) / scale
+                kid = np.array([p["kid_mean"] for p in pts], dtype=float)
+                std = np.array([finite_number(p.get("kid_std")) for p in pts], dtype=float)  # None -> nan: no band
+                lines += ax.plot(xs, kid, marker="s", ms=3, ls=_dash(i), color=c, label=literal(label))
+                ax.fill_between(xs, kid - std, kid + std, color=c, alpha=0.15, lw=0)
+            caveat = ("\ncomparable across these runs (FID is not)" if counts_differ else
+                      "\nnot comparable across these runs (different eval.inception_weights)" if weights_differ else "")
+            ax.set(title=f"KID vs {versus} (band = \u00b1 kid_std){caveat}", xlabel=xlabel,
+                   ylabel="KID (lower is better)")
+            _legend_below(fig, lines)
+            kid_parts.append(_img(figure_png(fig), "image/png", f"KID vs {xlabel}", cls="plot"))
+    intro = ""
+    if counts_differ and with_kid:
+        intro = _note(f"These runs measured with different {' / '.join(differ)}: compare them on the KID curves"
+                      " (KID does not depend on how many images it sees); their FID curves do not compare.")
+    elif weights_differ:
+        intro = _note("These runs measured with different Inception weights: neither their FID nor their KID curves"
+                      " compare.")
     missing = [lab for r, lab in zip(runs, labels) if not _fid_points(r)]
     note = _note("No FID logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
-    return f'<div class="plots pair">{"".join(parts)}</div>{note}'
+    no_kid = [lab for r, lab in zip(runs, labels) if not _kid_points(r) and _fid_points(r)]
+    note += _note("No KID logged: " + ", ".join(html.escape(m) for m in no_kid) + ".") if no_kid and with_kid else ""
+    return intro + "".join(f'<div class="plots pair">{"".join(p)}</div>' for p in (parts, kid_parts) if p) + note
 
 
 #: train.loss values whose D is a critic scoring in Wasserstein units: their losses are on scales of their own (with
@@ -439,6 +483,10 @@ def _cell(v) -> str:
 
 def _fid_points(run: Run) -> list[dict]:
     return [line for line in run.lines("eval") if finite_number(line.get("fid")) is not None]
+
+
+def _kid_points(run: Run) -> list[dict]:
+    return [line for line in run.lines("eval") if finite_number(line.get("kid_mean")) is not None]
 
 
 def format_duration(seconds: float) -> str:

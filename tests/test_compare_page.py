@@ -124,3 +124,15 @@ def test_kid_curves_with_std_band_and_which_figure_compares(tmp_path, figures):
     titles = {ax.get_ylabel().split()[0]: ax.get_title() for fig in figures for ax in fig.axes}
     assert "not comparable" in titles["FID"] and "comparable across these runs" in titles["KID"]
     assert "not comparable" not in titles["KID"]
+
+
+def test_training_time_says_it_includes_evaluations(tmp_path):
+    """metrics.jsonl does not record how long the FID/KID evaluations took, so the times cannot leave them out:
+    the table says they are in, and how many evaluations each run made."""
+    a = make_run(tmp_path, "a", epochs=3, fids=[200.0, 150.0, 120.0])
+    b = make_run(tmp_path, "b", run_index=1, epochs=3, fids=None)
+    page = write_compare_report([a, b], tmp_path / "r.html").read_text()
+    best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert "<th>total time (evaluations included)</th>" in best
+    assert "<th>time (evaluations included)</th>" in best
+    assert "3 evaluations" in best and "the FID/KID evaluations included" in best

@@ -181,11 +181,15 @@ def _config_diff(flat, defaults, labels, colors, n_runs) -> str:
 def _best_metrics(runs, labels, colors) -> str:
     head = (
         "<tr><th>run</th><th>best FID</th><th>KID at best</th><th>reached at epoch</th><th>step</th>"
-        "<th>time</th><th>last FID</th><th>epochs</th><th>steps</th><th>training time</th></tr>"
+        "<th>time (evaluations included)</th><th>last FID</th><th>epochs</th><th>steps</th>"
+        "<th>total time (evaluations included)</th></tr>"
     )
     rows = []
+    evaluated = False
     for r, label, c in zip(runs, labels, colors):
         best = r.best
+        n_evals = len(r.lines("eval"))
+        evaluated = evaluated or n_evals > 0
         if best is None:
             best_cells = '<td colspan="6" class="missing">no FID logged</td>'
         else:
@@ -200,10 +204,15 @@ def _best_metrics(runs, labels, colors) -> str:
             )
         totals = (
             f'<td class="num">{_or_dash(r.total_epochs)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
-            f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}</td>'
+            f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}'
+            + (f'<br><span class="aside">{n_evals} evaluation{"s" if n_evals != 1 else ""}</span>' if n_evals else "")
+            + "</td>"
         )
         rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
-    return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    note = _note("Times are wall-clock time since training started, the FID/KID evaluations included: metrics.jsonl"
+                 " does not record how long they took, so a run that evaluated often looks slower than its training"
+                 " was.") if evaluated else ""
+    return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
 
 
 def _measuring_differences(runs, flat, defaults) -> list[str]:
@@ -554,7 +563,8 @@ th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertica
 thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
-tr.aside th, tr.aside td { color: #8a8a8e; }
+tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
+span.aside { font-size: .8rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { font-weight: 600; }
 td.missing { color: #888; font-style: italic; }

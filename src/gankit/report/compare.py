@@ -48,8 +48,9 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     Sections (each with its id): `config-diff` (config keys whose values differ; every key when there is
     one run), `best-metrics` (best FID/KID and when it was reached, run totals), `final-grids` (last sample
     grid of each run), `evolution` (evolution GIFs; made in memory from the samples when a run has none),
-    `fid-curves` (FID vs epoch and vs minutes, runs overlaid) and `loss-curves` (D and G losses, runs
-    overlaid). A piece missing from a run shows a short note. Raises RunError when a folder is not a run.
+    `fid-curves` (FID, then KID with its +- kid_std band, vs epoch and vs minutes, runs overlaid) and `loss-curves`
+    (D and G losses vs epoch, runs overlaid, the Wasserstein-family runs apart). A piece missing from a run shows a
+    short note. Raises RunError when a folder is not a run.
     """
     if not run_dirs:
         raise RunError("no runs to compare: pass at least one run folder")

@@ -136,3 +136,21 @@ def test_training_time_says_it_includes_evaluations(tmp_path):
     assert "<th>total time (evaluations included)</th>" in best
     assert "<th>time (evaluations included)</th>" in best
     assert "3 evaluations" in best and "the FID/KID evaluations included" in best
+
+
+def test_a_long_run_name_wraps_in_the_plot_legends(tmp_path, figures):
+    """A run name longer than a loss or FID image is wide wrapped in its legend (it ran off the image's right edge),
+    and the figure grows by the legend's height instead of squashing the axes."""
+    long = "experiment_2026-12-07_pokemon_dcgan_baseline_with_label_smoothing_and_spectral_norm_" * 2
+    runs = [make_run(tmp_path, long, epochs=2, fids=[200.0, 150.0])]
+    runs += [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, fids=[210.0, 160.0]) for i in range(1, 8)]
+    write_compare_report(runs, tmp_path / "r.html")
+    assert figures
+    for fig in figures:
+        (legend,) = fig.legends
+        texts = [t.get_text() for t in legend.get_texts()]
+        assert texts[0].replace("\n", "") == long and "\n" in texts[0]
+        fig.canvas.draw()
+        box = legend.get_window_extent()
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
+        assert fig.get_figheight() > 4.5

@@ -438,10 +438,18 @@ def _legend_below(fig, lines) -> None:
     of them covered some). Handles are passed as they are: matplotlib leaves out of an automatic legend every
     label that starts with "_", so a run named `_baseline` had a curve and no entry."""
     if lines:
-        labels = [line.get_label() for line in lines]
-        fits = int(fig.get_figwidth() * 12 // (max(map(len, labels)) + 5))  # ~12 characters an inch, + the marker
-        fig.legend(handles=lines, labels=labels, loc="outside lower center", ncols=max(1, min(len(lines), 4, fits)),
-                   frameon=False)
+        import textwrap
+
+        width = int(fig.get_figwidth() * 12) - 6  # ~12 characters an inch, less the marker
+        labels = [textwrap.fill(line.get_label(), width, break_long_words=True) if len(line.get_label()) > width
+                  else line.get_label() for line in lines]  # a long name wraps instead of running off the image
+        longest = max(len(part) for label in labels for part in label.split("\n"))
+        ncols = max(1, min(len(lines), 4, int(fig.get_figwidth() * 12 // (longest + 5))))
+        rows = [labels[i:i + ncols] for i in range(0, len(labels), ncols)]
+        text_lines = sum(max(label.count("\n") + 1 for label in row) for row in rows)
+        if text_lines > 2:  # the legend gets room of its own: the axes keep their height
+            fig.set_figheight(fig.get_figheight() + 0.2 * (text_lines - 2))
+        fig.legend(handles=lines, labels=labels, loc="outside lower center", ncols=ncols, frameon=False)
 
 
 def flatten_config(config: dict, prefix: str = "") -> dict:

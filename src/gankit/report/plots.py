@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from gankit.report._io import atomic_path
 from gankit.report.runs import Run, finite_number, load_run
@@ -69,6 +70,7 @@ def losses_figure(run: Run) -> Figure | None:
     for i, (key, xs, ys) in enumerate(curves):
         raw_and_smoothed(ax, xs, ys, color=f"C{i}", label=key)
     ax.set(title=f"{literal(run.name)}: losses", xlabel="step", ylabel="loss")
+    integer_ticks(ax)
     ax.set_ylim(*robust_ylim([y for _, _, y in curves], ax.get_ylim()))
     ax.legend(loc="best")
     return fig
@@ -91,12 +93,14 @@ def accuracy_figure(run: Run) -> Figure | None:
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 2}", label=key)
         ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
         ax.set(title=f"{literal(run.name)}: discriminator accuracy", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        integer_ticks(ax)
         ax.legend(loc="best")
     if has_aux:
         ax = axes.pop(0)
         for i, (key, xs, ys) in enumerate(aux):
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 4}", label=key)
         ax.set(title=f"{literal(run.name)}: auxiliary classifier", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        integer_ticks(ax)
         handles, labels = ax.get_legend_handles_labels()
         if entropy[0]:
             ax2 = ax.twinx()
@@ -132,6 +136,8 @@ def fid_figure(run: Run) -> Figure | None:
             kax.fill_between(kxs, kid - std, kid + std, color="C1", alpha=0.15, lw=0)
             kax.set_ylabel("KID (lower is better)")
         ax.set(title=f"{literal(run.name)}: FID / KID vs {x if x == 'epoch' else 'time'}", xlabel=xlabel)
+        if x == "epoch":
+            integer_ticks(ax)
         ax.legend(handles=handles, loc="best")
     return fig
 
@@ -146,6 +152,7 @@ def wasserstein_figure(run: Run) -> Figure | None:
         raw_and_smoothed(ax, xs, ys, color=f"C{i + 7}", label=key)
         title = "Wasserstein estimate" if key == "wasserstein" else "gradient penalty"
         ax.set(title=f"{literal(run.name)}: {title}", xlabel="step", ylabel=key)
+        integer_ticks(ax)
         ax.set_ylim(*robust_ylim([ys], ax.get_ylim()))
     return fig
 
@@ -176,6 +183,7 @@ def other_figure(run: Run) -> Figure | None:
         else:
             raw_and_smoothed(ax, xs, ys, color="C0", label=key)
         ax.set(title=key, xlabel=x)
+        integer_ticks(ax)
         ax.grid(alpha=0.3)
     return fig
 
@@ -190,6 +198,18 @@ def literal(text: str) -> str:
     from gankit.console import printable
 
     return printable(text).replace("$", r"\$")
+
+
+def integer_ticks(ax) -> None:
+    """Ticks at whole numbers only on `ax`'s x axis (steps, epochs): a 3-step run showed 1.25, 1.5, ...
+
+    Call it after plotting: limits spanning under two whole numbers (one point) widen to the nearest ones around.
+    """
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lo, hi = ax.get_xlim()
+    if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 2:
+        lo, hi = math.floor(lo), math.ceil(hi)
+        ax.set_xlim(lo - (hi - lo < 2), hi + (hi - lo < 2))
 
 
 def new_figure(panels: int, width: float = 6.4, height: float = 4.0):

@@ -1,0 +1,43 @@
+"""What the training plots and image grids look like: the defects a visual review found (titles cut off, boxes for
+non-ASCII text, a legend over a curve, fractional step ticks, invisible one-point curves, smoothed counters, a
+mislabelled time axis, grids with empty cells)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gankit.report import plots
+from gankit.report.runs import load_run
+
+
+def write_run(path, lines, name=None):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(f"name: {json.dumps(name or path.name)}\n")
+    (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return load_run(path)
+
+
+def step_lines(n, every=1, **keys):
+    return [{"kind": "step", "step": s, "epoch": 1, "time": float(s), **{k: f(s) for k, f in keys.items()}}
+            for s in range(every, n + 1, every)]
+
+
+def x_ticks(ax):
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_xlim()
+    return [t for t in ax.get_xticks() if lo <= t <= hi]
+
+
+def test_step_and_epoch_axes_have_whole_number_ticks_only(tmp_path):
+    """A 3-step run's wasserstein.png showed steps 1.25, 1.5, ...; fid.png epochs 1.5, 2.5."""
+    run = write_run(tmp_path / "r", step_lines(3, wasserstein=lambda s: 0.1 * s, gp=lambda s: 0.01, d_loss=float,
+                                               img_per_s=float)
+                    + [{"kind": "eval", "step": 3, "epoch": e, "time": 60.0 * e, "fid": 100.0 - e} for e in (1, 2)])
+    axes = [plots.wasserstein_figure(run).axes[0], plots.losses_figure(run).axes[0],
+            plots.fid_figure(run).axes[0], plots.other_figure(run).axes[0]]
+    for ax in axes:
+        ticks = x_ticks(ax)
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)

@@ -41,3 +41,27 @@ def test_step_and_epoch_axes_have_whole_number_ticks_only(tmp_path):
     for ax in axes:
         ticks = x_ticks(ax)
         assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
+
+
+def test_a_curve_of_one_or_two_points_has_visible_markers(tmp_path):
+    """40 steps with log.every=50... one point per loss: the line through it drew nothing but a 3 px dot."""
+    run = write_run(tmp_path / "r", step_lines(40, every=40, d_loss=lambda s: 0.7, g_loss=lambda s: 1.2))
+    for line in plots.losses_figure(run).axes[0].get_lines():
+        assert line.get_marker() == "o" and line.get_markersize() >= 6
+
+
+def test_counters_are_drawn_raw_and_smoothing_keeps_the_ends(tmp_path):
+    """other.png averaged d_updates (1..48) with a centred window cut at the end: its line ended at 47.5, not 48. The
+    same cut window pulled a loss curve's last point back towards the middle."""
+    run = write_run(tmp_path / "r", step_lines(48, d_updates=float, g_updates=float,
+                                               img_per_s=lambda s: 100.0 + (s % 3)))
+    fig = plots.other_figure(run)
+    for ax in fig.axes[:2]:
+        assert ax.get_title() in ("d_updates", "g_updates")
+        lines = ax.get_lines()
+        assert len(lines) == 1 and list(lines[0].get_ydata()) == [float(s) for s in range(1, 49)]
+    rising = np.arange(100, dtype=float)
+    for window in (3, 4, 9):
+        out = plots.smooth(rising, window)
+        assert out[-1] == pytest.approx(99.0) and out[0] == pytest.approx(0.0)
+        assert out == pytest.approx(rising)  # a symmetric window leaves a straight line as it is

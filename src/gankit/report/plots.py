@@ -229,14 +229,21 @@ def new_figure(panels: int, width: float = 6.4, height: float = 4.0):
 
 
 def raw_and_smoothed(ax, xs, ys, color, label, alpha=0.25):
-    """Raw values as a faint line under their moving average; returns the smoothed line."""
+    """Raw values as a faint line under their moving average; returns the smoothed line.
+
+    A series that never decreases (a counter such as d_updates) is drawn raw: averaging bends its ends. A short
+    curve gets markers, large ones when it has one or two points (a line through one point draws nothing).
+    """
     xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-    window = smoothing_window(len(ys))
+    finite = ys[np.isfinite(ys)]
+    window = 1 if finite.size < 2 or np.all(np.diff(finite) >= 0) else smoothing_window(len(ys))
     if window > 1:
         ax.plot(xs, ys, color=color, lw=0.7, alpha=alpha)
         (line,) = ax.plot(xs, smooth(ys, window), color=color, lw=1.6, label=label)
     else:
-        (line,) = ax.plot(xs, ys, color=color, lw=1.4, marker="o" if len(ys) < 30 else None, ms=3, label=label)
+        few = finite.size <= 2
+        (line,) = ax.plot(xs, ys, color=color, lw=1.4, marker="o" if finite.size < 30 else None, ms=7 if few else 4,
+                          label=label)
     return line
 
 
@@ -246,16 +253,22 @@ def smoothing_window(n: int) -> int:
 
 
 def smooth(y: np.ndarray, window: int) -> np.ndarray:
-    """Centered moving average of `y` that skips NaNs (a window of only NaNs stays NaN)."""
+    """Centered moving average of `y` that skips NaNs (a window of only NaNs stays NaN).
+
+    The window shrinks symmetrically near the ends (the last point averages itself alone): a window cut off on one
+    side pulled the ends towards the middle (a rising curve ended below its last values).
+    """
     y = np.asarray(y, dtype=float)
     if window <= 1 or y.size == 0:
         return y
     valid = np.isfinite(y)
-    kernel = np.ones(window)
-    sums = np.convolve(np.where(valid, y, 0.0), kernel, mode="same")
-    counts = np.convolve(valid.astype(float), kernel, mode="same")
+    half = np.minimum(window // 2, np.minimum(np.arange(y.size), np.arange(y.size)[::-1]))
+    i = np.arange(y.size)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(valid, y, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(valid)])
+    total, count = sums[i + half + 1] - sums[i - half], counts[i + half + 1] - counts[i - half]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def robust_ylim(curves, current):

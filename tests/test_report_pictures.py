@@ -65,3 +65,31 @@ def test_counters_are_drawn_raw_and_smoothing_keeps_the_ends(tmp_path):
         out = plots.smooth(rising, window)
         assert out[-1] == pytest.approx(99.0) and out[0] == pytest.approx(0.0)
         assert out == pytest.approx(rising)  # a symmetric window leaves a straight line as it is
+
+
+def test_fid_time_axis_says_the_evaluations_are_included(tmp_path):
+    """fid.png said 'training time (minutes)' of a time that includes the FID evaluations themselves (a run evaluating
+    FID looked 8x slower than one without)."""
+    run = write_run(tmp_path / "r", step_lines(4, d_loss=float) + [
+        {"kind": "eval", "step": 2 * e, "epoch": e, "time": 60.0 * e, "fid": 100.0 - e} for e in (1, 2)])
+    assert plots.fid_figure(run).axes[1].get_xlabel() == "time (minutes, evaluations included)"
+
+
+def test_the_auxiliary_classifier_legend_covers_no_curve(tmp_path):
+    """The aux panel's legend (loc='best' of the left axis alone) covered the aux_entropy curve of the twin axis: one
+    legend, with both axes' lines, outside the plotting area."""
+    run = write_run(tmp_path / "r", step_lines(45, every=15, d_acc_real=lambda s: 0.9, d_acc_fake=lambda s: 0.8,
+                                               aux_acc_real=lambda s: 0.1 + s / 450, aux_acc_fake=lambda s: s / 45,
+                                               aux_entropy=lambda s: 2.8 - s / 90))
+    fig = plots.accuracy_figure(run)
+    fig.canvas.draw()
+    aux = [ax for ax in fig.axes if "auxiliary" in ax.get_title()]
+    (ax,) = aux
+    legends = [a.get_legend() for a in fig.axes if a.get_legend() is not None and a is not fig.axes[0]]
+    assert len(legends) == 1
+    (legend,) = legends
+    assert [t.get_text() for t in legend.get_texts()] == ["aux_acc_real", "aux_acc_fake", "aux_entropy"]
+    box, area = legend.get_window_extent(), ax.get_window_extent()
+    assert box.y0 >= area.y1 - 1  # above the plotting area: no curve under it
+    title = ax.title.get_window_extent()
+    assert title.y0 >= box.y1 - 1 and title.y1 <= fig.bbox.y1  # between the axes and the title, inside the figure

@@ -31,6 +31,9 @@ EVAL_KEYS = ("fid", "kid_mean", "kid_std", "n_fake")
 #: Keys the named figures draw; every other numeric key goes to `other.png`.
 PLOTTED_KEYS = set(LOSS_KEYS + ACC_KEYS + AUX_ACC_KEYS + WGAN_KEYS + EVAL_KEYS + (AUX_ENTROPY_KEY,))
 MAX_OTHER_PANELS = 12
+#: A run's logged time includes its FID/KID evaluations (a run evaluating often looks slower than one that does not).
+TIME_LABEL = "time (minutes, evaluations included)"
+LEGEND_ABOVE_PAD = 22  # points between an axes and its title, room for a one-row legend above the axes
 
 
 def write_plots(run_dir) -> list[Path]:
@@ -99,7 +102,8 @@ def accuracy_figure(run: Run) -> Figure | None:
         ax = axes.pop(0)
         for i, (key, xs, ys) in enumerate(aux):
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 4}", label=key)
-        ax.set(title=f"{literal(run.name)}: auxiliary classifier", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.set_title(f"{literal(run.name)}: auxiliary classifier", pad=LEGEND_ABOVE_PAD)
         integer_ticks(ax)
         handles, labels = ax.get_legend_handles_labels()
         if entropy[0]:
@@ -108,7 +112,10 @@ def accuracy_figure(run: Run) -> Figure | None:
             ax2.set_ylabel(AUX_ENTROPY_KEY)
             h2, l2 = ax2.get_legend_handles_labels()
             handles, labels = handles + h2, labels + l2
-        ax.legend(handles, labels, loc="best")
+        # one legend for both y axes, above the panel: inside it ("best" of the left axis alone) covered aux_entropy
+        ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False,
+                  fontsize="small", borderaxespad=0.3, handlelength=1.5, columnspacing=1.2)
+        fig.subplots_adjust(top=0.84)
     return fig
 
 
@@ -118,7 +125,7 @@ def fid_figure(run: Run) -> Figure | None:
     if not fid_lines and not kid_lines:
         return None
     fig, axes = new_figure(2)
-    for ax, x, scale, xlabel in zip(axes, ("epoch", "time"), (1.0, 60.0), ("epoch", "training time (minutes)")):
+    for ax, x, scale, xlabel in zip(axes, ("epoch", "time"), (1.0, 60.0), ("epoch", TIME_LABEL)):
         handles = []
         if fid_lines:
             fxs = np.array([finite_number(line.get(x)) for line in fid_lines], dtype=float) / scale

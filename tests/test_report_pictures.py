@@ -93,3 +93,88 @@ def test_the_auxiliary_classifier_legend_covers_no_curve(tmp_path):
     assert box.y0 >= area.y1 - 1  # above the plotting area: no curve under it
     title = ax.title.get_window_extent()
     assert title.y0 >= box.y1 - 1 and title.y1 <= fig.bbox.y1  # between the axes and the title, inside the figure
+
+
+# ------------------------------------------------------------------------------------------- fonts
+
+
+@pytest.fixture
+def only_fonts(monkeypatch):
+    """Pretend the installed fallback fonts are exactly `families` (none: DejaVu Sans alone), whatever this machine has."""
+    from gankit.report import fonts
+
+    def use(*families):
+        monkeypatch.setattr(fonts, "FALLBACK_FAMILIES", families)
+        fonts.fonts.cache_clear()
+        fonts.font_for.cache_clear()
+
+    yield use
+    fonts.fonts.cache_clear()
+    fonts.font_for.cache_clear()
+
+
+def _margin(path, grid_width):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.crop((0, 0, im.size[0] - grid_width, im.size[1])).convert("L")
+
+
+def test_label_grid_draws_accents_and_writes_a_stand_in_for_characters_no_font_has(tmp_path, only_fonts):
+    """Pillow's built-in font drew 'Électrique' as '□lectrique' and '火' as '□': every missing glyph the same box."""
+    import torch
+    from PIL import ImageChops
+
+    from gankit.report import fonts
+    from gankit.report.grids import label_grid
+
+    only_fonts()
+    images = torch.zeros(1, 2, 3, 32, 32)
+    width = 2 * 34 + 2
+
+    def margin(label):
+        return _margin(label_grid(images, [label], tmp_path / "g.png"), width)
+
+    for a, b in (("Électrique", "Ôlectrique"), ("火", "水"), ("Ψυχή", "Душа")):
+        first, second = margin(a), margin(b)
+        assert first.getextrema()[1] > 128  # something is drawn
+        assert first.size != second.size or ImageChops.difference(first, second).getbbox(), (a, b)  # not one box
+    assert fonts.pil_font("火", 12)[1] == "U+706B" and fonts.pil_font("Électrique", 12)[1] == "Électrique"
+    # the stand-in is what is drawn: the margin holds the same pixels as the label written out
+    assert ImageChops.difference(margin("火"), margin("U+706B")).getbbox() is None
+
+
+def test_stand_ins_strip_accents_else_name_the_code_point(only_fonts):
+    from gankit.report import fonts
+
+    only_fonts()
+    ascii_only = fonts.Font("ascii", "", 0, frozenset(range(32, 127)))
+    assert fonts.displayable("Électrique ünï", ascii_only) == "Electrique uni"
+    assert fonts.displayable("dcgan 日本", ascii_only) == "dcgan U+65E5 U+672C"
+    assert fonts.displayable("dcgan fid ünï 日本") == "dcgan fid ünï U+65E5 U+672C"  # DejaVu Sans has ü, ï
+
+
+def test_plot_titles_draw_non_ascii_run_names_without_boxes_or_warnings(tmp_path, only_fonts):
+    """A run named 'dcgan fid ünï 日本' had boxes in its titles and a 'Glyph missing from DejaVu Sans' warning per
+    glyph: characters no installed font has become stand-ins, the rest are drawn with a fallback font."""
+    import warnings
+
+    run = write_run(tmp_path / "dcgan fid ünï 日本", step_lines(30, d_loss=float, img_per_s=lambda s: s % 3))
+    only_fonts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.losses_figure(run)
+        plots.figure_png(fig)
+    assert fig.axes[0].get_title() == "dcgan fid ünï U+65E5 U+672C: losses"
+
+    # With a font that has the character (STIXGeneral has Ⓐ, DejaVu Sans lacks it), it is drawn in that font.
+    run = write_run(tmp_path / "run Ⓐ", step_lines(30, d_loss=float))
+    only_fonts("STIXGeneral")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.losses_figure(run)
+        plots.figure_png(fig)
+    title = fig.axes[0].title
+    assert title.get_text() == "run Ⓐ: losses" and title.get_fontfamily() == ["DejaVu Sans", "STIXGeneral"]
+    only_fonts()
+    assert plots.losses_figure(run).axes[0].get_title() == "run A: losses"

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from gankit.report._io import atomic_path
-from gankit.report.gif import caption_font
+from gankit.report.fonts import pil_font
 
 PADDING = 2
 
@@ -44,15 +44,16 @@ def label_grid(images_by_label: torch.Tensor, labels: list[str], path) -> Path:
     grid = _to_pil(make_grid(flat, nrow=k, padding=PADDING, pad_value=0.0))
     h = images_by_label.shape[3]
 
-    font = caption_font(max(10, min(24, h // 3)))
-    text_w = max((font.getbbox(label)[2] for label in labels), default=0)
+    size = max(10, min(24, h // 3))
+    drawn = [pil_font(label, size) for label in labels]  # (font, text): DejaVu Sans or a fallback, stand-ins for the rest
+    text_w = max((font.getbbox(text)[2] for font, text in drawn), default=0)
     margin = text_w + 2 * 6
     out = Image.new("RGB", (grid.width + margin, grid.height), (0, 0, 0))
     out.paste(grid, (margin, 0))
     draw = ImageDraw.Draw(out)
-    for i, label in enumerate(labels):
+    for i, (font, text) in enumerate(drawn):
         row_center = PADDING + i * (h + PADDING) + h / 2
-        draw.text((margin - 6, row_center), label, fill=(255, 255, 255), font=font, anchor="rm")
+        draw.text((margin - 6, row_center), text, fill=(255, 255, 255), font=font, anchor="rm")
     return _save_png(out, path)
 
 

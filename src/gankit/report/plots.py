@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from gankit.report._io import atomic_path
+from gankit.report.fonts import displayable, fit_figure_text
 from gankit.report.runs import Run, finite_number, load_run
 
 PLOTS_DIR = "plots"
@@ -201,10 +202,10 @@ def other_figure(run: Run) -> Figure | None:
 def literal(text: str) -> str:
     """`text` (a run's folder name) as matplotlib shows it literally: a `$` would start math notation, which garbles
     `price $5 and $6` and fails to draw `budget_$100_vs_$200`; bytes that are not UTF-8 show as U+FFFD (matplotlib
-    cannot draw them)."""
+    cannot draw them); a character no installed font has is written as a stand-in (`fonts.displayable`), not a box."""
     from gankit.console import printable
 
-    return printable(text).replace("$", r"\$")
+    return displayable(printable(text)).replace("$", r"\$")
 
 
 def integer_ticks(ax) -> None:
@@ -295,14 +296,16 @@ def robust_ylim(curves, current):
 
 
 def save_figure(fig: Figure, path) -> Path:
-    """Save `fig` as PNG at `path` atomically."""
+    """Save `fig` as PNG at `path` atomically (its texts drawable: `fonts.fit_figure_text`)."""
+    fit_figure_text(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs=PNG_OPTIONS)
     return Path(path)
 
 
 def figure_png(fig: Figure) -> bytes:
-    """`fig` as PNG bytes (for embedding in HTML)."""
+    """`fig` as PNG bytes (for embedding in HTML), its texts drawable (`fonts.fit_figure_text`)."""
+    fit_figure_text(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, pil_kwargs=PNG_OPTIONS)
     return buf.getvalue()

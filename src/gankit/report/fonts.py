@@ -1,0 +1,137 @@
+"""Fonts for the text the report draws (run names in plot titles, class names in label grids), in one place.
+
+DejaVu Sans (shipped with matplotlib: Latin, Greek, Cyrillic) comes first, then installed wide-coverage fonts
+(`FALLBACK_FAMILIES`, e.g. Noto Sans CJK) found through matplotlib's font manager. A character none of them has is
+written as a readable stand-in (its accents stripped, else its code point, 'U+706B') rather than drawn as a box with a
+"Glyph missing" warning per glyph.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Installed fonts tried, in this order, for characters DejaVu Sans lacks (CJK mostly).
+FALLBACK_FAMILIES = (
+    "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR", "Noto Sans CJK",
+    "Source Han Sans", "Source Han Sans JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+    "Droid Sans Fallback", "Arial Unicode MS", "Microsoft YaHei", "PingFang SC", "Hiragino Sans",
+    "Hiragino Kaku Gothic Pro", "Hiragino Sans GB", "Noto Sans", "Noto Sans Symbols", "Noto Sans Symbols 2",
+)
+PRIMARY_FAMILY = "DejaVu Sans"
+
+
+@dataclass(frozen=True)
+class Font:
+    family: str
+    path: str
+    index: int
+    chars: frozenset
+
+    def has(self, ch: str) -> bool:
+        return ord(ch) in self.chars or ch in "\n\t"
+
+
+def _load(family: str, path, index: int = 0) -> Font | None:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return Font(family, str(path), index, frozenset(FT2Font(str(path), face_index=index).get_charmap()))
+    except (OSError, RuntimeError, ValueError, TypeError):  # unreadable or not a font FreeType knows
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def fonts() -> tuple[Font, ...]:
+    """DejaVu Sans, then the installed `FALLBACK_FAMILIES` (regular face), each with the characters it has."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    found = [_load(PRIMARY_FAMILY, Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")]
+    entries = {}
+    for entry in font_manager.fontManager.ttflist:
+        if entry.name in FALLBACK_FAMILIES and entry.style == "normal":
+            weight = entry.weight if isinstance(entry.weight, int) else 400
+            if entry.name not in entries or abs(weight - 400) < entries[entry.name][0]:
+                entries[entry.name] = (abs(weight - 400), entry)
+    for family in FALLBACK_FAMILIES:
+        if family in entries:
+            entry = entries[family][1]
+            found.append(_load(family, entry.fname, getattr(entry, "index", 0) or 0))
+    return tuple(f for f in found if f is not None)
+
+
+@functools.lru_cache(maxsize=4096)
+def font_for(ch: str) -> Font | None:
+    """The first font of `fonts()` that has `ch`, or None."""
+    return next((f for f in fonts() if f.has(ch)), None)
+
+
+def stand_in(ch: str, drawable=None) -> str:
+    """What to write for `ch`, which no font has: its letters without accents ('É' -> 'E') when those can be
+    drawn, '' for a lone combining mark, else its code point ('火' -> 'U+706B')."""
+    drawable = drawable or (lambda c: font_for(c) is not None)
+    if unicodedata.combining(ch):
+        return ""
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    if base and base != ch and all(drawable(c) for c in base):
+        return base
+    return f"U+{ord(ch):04X}"
+
+
+def displayable(text: str, font: Font | None = None) -> str:
+    """`text` with every character that `font` (default: every font of `fonts()`) cannot draw replaced by its
+    `stand_in`; consecutive code points are separated by a space ('日本' -> 'U+65E5 U+672C')."""
+    drawable = font.has if font is not None else (lambda c: font_for(c) is not None)
+    out, last_code = [], False
+    for ch in text:
+        if drawable(ch):
+            out.append(ch)
+            last_code = False
+            continue
+        sub = stand_in(ch, drawable)
+        code = sub.startswith("U+")
+        out.append((" " if code and last_code else "") + sub)
+        last_code = code
+    return "".join(out)
+
+
+def mpl_families(text: str = "") -> list[str]:
+    """matplotlib `fontfamily` for `text`: DejaVu Sans, then (when `text` needs them) the installed fallbacks, in
+    which matplotlib (>= 3.6) looks for each glyph the first one lacks."""
+    primary = fonts()[0]
+    if all(primary.has(ch) for ch in text):
+        return [primary.family]
+    return [f.family for f in fonts()]
+
+
+def fit_figure_text(fig) -> None:
+    """Make every text of `fig` drawable: stand-ins for characters no font has, fallback fonts for the rest.
+
+    Called before saving, so texts set by any caller (compare's legends) get the same treatment as plots' titles.
+    """
+    from matplotlib.text import Text
+
+    primary = fonts()[0]
+    for text in fig.findobj(Text):
+        s = text.get_text()
+        if not s or all(primary.has(ch) for ch in s):
+            continue
+        s = displayable(s)
+        text.set_text(s)
+        families = mpl_families(s)
+        if len(families) > 1:
+            text.set_fontfamily(families)
+
+
+def pil_font(text: str, size: int):
+    """(Pillow TrueType font, text to draw) for `text` at `size` px: the first font that has every character, else the
+    one that has most, with stand-ins for the characters it lacks (Pillow draws a box for a missing glyph)."""
+    from PIL import ImageFont
+
+    text = displayable(text)
+    candidates = fonts()
+    best = max(candidates, key=lambda f: (sum(f.has(ch) for ch in text), -candidates.index(f)))
+    return ImageFont.truetype(best.path, size, index=best.index), displayable(text, best)

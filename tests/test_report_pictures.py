@@ -178,3 +178,46 @@ def test_plot_titles_draw_non_ascii_run_names_without_boxes_or_warnings(tmp_path
     assert title.get_text() == "run Ⓐ: losses" and title.get_fontfamily() == ["DejaVu Sans", "STIXGeneral"]
     only_fonts()
     assert plots.losses_figure(run).axes[0].get_title() == "run A: losses"
+
+
+# ------------------------------------------------------------------------------------------ titles
+
+LONG_NAMES = ("wgan_clip_a_very_long_run_name_to_see_how_titles_and_legends_cope_with_it_xx",
+              "experiment 2026-12-07 pokemon dcgan baseline with label smoothing and spectral norm")
+
+
+@pytest.mark.parametrize("name", LONG_NAMES)
+def test_a_long_run_name_is_shortened_in_the_middle_so_the_whole_title_fits(tmp_path, name):
+    """A long run name, put first in the title, was cut off on both sides: ': losses' and the like were lost."""
+    keys = dict(d_loss=float, g_loss=float, wasserstein=float, gp=float, d_acc_real=lambda s: 0.5,
+                aux_acc_real=lambda s: 0.5, aux_entropy=lambda s: 1.0 - s / 100, img_per_s=float)
+    run = write_run(tmp_path / name, step_lines(40, **keys) + [
+        {"kind": "eval", "step": 20 * e, "epoch": e, "time": 60.0 * e, "fid": 100.0 - e} for e in (1, 2)])
+    kinds = {"losses": plots.losses_figure, "Wasserstein estimate": plots.wasserstein_figure,
+             "gradient penalty": plots.wasserstein_figure, "discriminator accuracy": plots.accuracy_figure,
+             "auxiliary classifier": plots.accuracy_figure, "FID / KID vs epoch": plots.fid_figure,
+             "FID / KID vs time": plots.fid_figure}
+    for kind, figure in kinds.items():
+        fig = figure(run)
+        fig.canvas.draw()
+        titles = [ax.title for ax in fig.axes if ax.get_title()]
+        (title,) = [t for t in titles if t.get_text().endswith(f": {kind}")]
+        text = title.get_text()
+        assert "\u2026" in text and text.startswith(name[:8]) and text.endswith(f"{name[-6:]}: {kind}"), text
+        box = title.get_window_extent()
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (kind, box)  # inside the picture
+        assert not any(t.get_window_extent().overlaps(box) for t in titles if t is not title)  # nor over a neighbour
+    short = write_run(tmp_path / "short", step_lines(40, d_loss=float))
+    assert plots.losses_figure(short).axes[0].get_title() == "short: losses"
+
+
+def test_other_png_names_the_run_like_the_other_plots(tmp_path):
+    """other.png's panels were titled with their keys only: the run's name, shortened, is the figure's title."""
+    fig = plots.other_figure(write_run(tmp_path / LONG_NAMES[1], step_lines(40, img_per_s=float, lr_now=float)))
+    fig.canvas.draw()
+    title = fig._suptitle
+    assert title is not None and title.get_text().startswith("experiment 2026") and title.get_text().endswith("norm")
+    box = title.get_window_extent()
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
+    assert not any(box.overlaps(ax.title.get_window_extent()) for ax in fig.axes)
+    assert [ax.get_title() for ax in fig.axes] == ["img_per_s", "lr_now"]

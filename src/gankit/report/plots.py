@@ -11,12 +11,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib import rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from gankit.report._io import atomic_path
-from gankit.report.fonts import displayable, fit_figure_text
+from gankit.report.fonts import displayable, fit_figure_text, mpl_families
 from gankit.report.runs import Run, finite_number, load_run
 
 PLOTS_DIR = "plots"
@@ -73,7 +74,8 @@ def losses_figure(run: Run) -> Figure | None:
     fig, ax = new_figure(1)
     for i, (key, xs, ys) in enumerate(curves):
         raw_and_smoothed(ax, xs, ys, color=f"C{i}", label=key)
-    ax.set(title=f"{literal(run.name)}: losses", xlabel="step", ylabel="loss")
+    ax.set(xlabel="step", ylabel="loss")
+    run_title(ax, run.name, "losses")
     integer_ticks(ax)
     ax.set_ylim(*robust_ylim([y for _, _, y in curves], ax.get_ylim()))
     ax.legend(loc="best")
@@ -96,7 +98,8 @@ def accuracy_figure(run: Run) -> Figure | None:
         for i, (key, xs, ys) in enumerate(acc):
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 2}", label=key)
         ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
-        ax.set(title=f"{literal(run.name)}: discriminator accuracy", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+        run_title(ax, run.name, "discriminator accuracy")
         integer_ticks(ax)
         ax.legend(loc="best")
     if has_aux:
@@ -104,7 +107,7 @@ def accuracy_figure(run: Run) -> Figure | None:
         for i, (key, xs, ys) in enumerate(aux):
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 4}", label=key)
         ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
-        ax.set_title(f"{literal(run.name)}: auxiliary classifier", pad=LEGEND_ABOVE_PAD)
+        run_title(ax, run.name, "auxiliary classifier", pad=LEGEND_ABOVE_PAD)
         integer_ticks(ax)
         handles, labels = ax.get_legend_handles_labels()
         if entropy[0]:
@@ -143,7 +146,8 @@ def fid_figure(run: Run) -> Figure | None:
             handles += kax.plot(kxs, kid, "s--", color="C1", ms=3, label="KID")
             kax.fill_between(kxs, kid - std, kid + std, color="C1", alpha=0.15, lw=0)
             kax.set_ylabel("KID (lower is better)")
-        ax.set(title=f"{literal(run.name)}: FID / KID vs {x if x == 'epoch' else 'time'}", xlabel=xlabel)
+        ax.set(xlabel=xlabel)
+        run_title(ax, run.name, f"FID / KID vs {x if x == 'epoch' else 'time'}")
         if x == "epoch":
             integer_ticks(ax)
         ax.legend(handles=handles, loc="best")
@@ -159,7 +163,8 @@ def wasserstein_figure(run: Run) -> Figure | None:
     for i, (ax, (key, xs, ys)) in enumerate(zip(np.atleast_1d(axes), curves)):
         raw_and_smoothed(ax, xs, ys, color=f"C{i + 7}", label=key)
         title = "Wasserstein estimate" if key == "wasserstein" else "gradient penalty"
-        ax.set(title=f"{literal(run.name)}: {title}", xlabel="step", ylabel=key)
+        ax.set(xlabel="step", ylabel=key)
+        run_title(ax, run.name, title)
         integer_ticks(ax)
         ax.set_ylim(*robust_ylim([ys], ax.get_ylim()))
     return fig
@@ -180,8 +185,9 @@ def other_figure(run: Run) -> Figure | None:
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.7 / (4.2 * cols), right=0.98, bottom=0.5 / (3 * rows), top=1 - 0.35 / (3 * rows),
+    fig.subplots_adjust(left=0.7 / (4.2 * cols), right=0.98, bottom=0.5 / (3 * rows), top=1 - 0.7 / (3 * rows),
                         wspace=0.35, hspace=0.6)
+    run_title(fig, run.name, "")  # the figure's title, as the other plots name the run
     for i, (key, kinds) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         x = "epoch" if kinds == ("eval",) else "step"
@@ -197,6 +203,66 @@ def other_figure(run: Run) -> Figure | None:
 
 
 # ----------------------------------------------------------------------------------------- helpers
+
+
+ELLIPSIS = "\u2026"
+
+
+def run_title(where, name: str, kind: str, **kwargs) -> None:
+    """Title `where` (an axes, or a figure: its suptitle) '<run name>: <kind>', the run's name shortened in the middle
+    ('wgan_clip_a_ver…cope_with_it_xx: losses') so that the whole title fits over its panel: a long name was cut off at
+    both sides, losing what the plot shows. An empty `kind` titles with the name alone."""
+    from matplotlib.font_manager import FontProperties
+
+    from gankit.console import printable
+
+    is_fig = isinstance(where, Figure)
+    fig = where if is_fig else where.figure
+    full = displayable(printable(name))
+    families = mpl_families(full + ELLIPSIS)
+    props = FontProperties(family=families, size=rcParams["figure.titlesize" if is_fig else "axes.titlesize"],
+                           weight=rcParams["figure.titleweight" if is_fig else "axes.titleweight"])
+    renderer = fig.canvas.get_renderer()
+    budget = _title_room(where) - 20  # px, a little air at the sides
+
+    def text(n):
+        short = full if n >= len(full) else full[:(n + 1) // 2] + ELLIPSIS + full[len(full) - n // 2:]
+        return f"{short}: {kind}" if kind else short
+
+    def fits(n):
+        return renderer.get_text_width_height_descent(text(n), props, ismath=False)[0] <= budget
+
+    keep = len(full)
+    if not fits(keep):
+        lo, hi = 2, len(full) - 1  # the name keeps at least its first and last characters
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        keep = lo
+    title = text(keep).replace("$", r"\$")
+    if is_fig:
+        where.suptitle(title, fontfamily=families, **kwargs)
+    else:
+        where.set_title(title, fontfamily=families, **kwargs)
+
+
+def _title_room(where) -> float:
+    """Pixels a title centred over `where` may take: a figure's width; an axes' width and as much again on each side
+    as the nearer of the figure's edge and half the gap to a neighbouring panel allows."""
+    fig_box = where.bbox if isinstance(where, Figure) else where.figure.bbox
+    if isinstance(where, Figure):
+        return fig_box.width
+    box = where.get_position().transformed(where.figure.transFigure)
+    left, right = box.x0 - fig_box.x0, fig_box.x1 - box.x1
+    for other in where.figure.axes:
+        o = other.get_position().transformed(where.figure.transFigure)
+        if o.y1 <= box.y0 or o.y0 >= box.y1:  # another row
+            continue
+        if o.x1 <= box.x0:
+            left = min(left, (box.x0 - o.x1) / 2)
+        elif o.x0 >= box.x1:
+            right = min(right, (o.x0 - box.x1) / 2)
+    return box.width + 2 * min(left, right)
 
 
 def literal(text: str) -> str:

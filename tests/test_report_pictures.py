@@ -221,3 +221,22 @@ def test_other_png_names_the_run_like_the_other_plots(tmp_path):
     assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
     assert not any(box.overlaps(ax.title.get_window_extent()) for ax in fig.axes)
     assert [ax.get_title() for ax in fig.axes] == ["img_per_s", "lr_now"]
+
+
+# ------------------------------------------------------------------------------------------- grids
+
+
+@pytest.mark.parametrize("n, across, down", [(3, 3, 1), (10, 5, 2), (64, 8, 8), (4, 2, 2), (12, 4, 3), (2, 2, 1),
+                                             (7, 3, 3), (5, 3, 2)])
+def test_save_grid_fills_a_rectangle_when_one_is_not_too_elongated(tmp_path, n, across, down):
+    """-n 3 gave a 2 x 2 grid with a black cell, -n 10 a 4 x 3 one with two: a full layout of aspect up to 3 is used
+    (7 or 5 images have none: near-square as before)."""
+    import torch
+    from PIL import Image
+
+    from gankit.report.grids import save_grid
+
+    with Image.open(save_grid(torch.zeros(n, 3, 8, 8), tmp_path / "g.png")) as im:
+        assert im.size == (across * 10 + 2, down * 10 + 2)
+    with Image.open(save_grid(torch.zeros(n, 3, 8, 8), tmp_path / "g.png", nrow=1)) as im:
+        assert im.size == (12, n * 10 + 2)  # an explicit nrow is kept

@@ -13,19 +13,32 @@ from gankit.report._io import atomic_path
 from gankit.report.fonts import pil_font
 
 PADDING = 2
+MAX_GRID_ASPECT = 3  # widest full-rectangle layout save_grid prefers to a near-square one with empty cells
 
 
 def save_grid(images: torch.Tensor, path, nrow: int | None = None) -> Path:
     """Save generator output `images` (N, C, H, W in [-1, 1]) as one PNG grid, atomically.
 
-    `nrow` is the number of images per row (a square-ish grid by default). Values outside [-1, 1] are
-    clipped; tensors on any device, with or without grad, are accepted. Returns the path.
+    `nrow` is the number of images per row (default: `grid_columns`, a full rectangle when one is not too
+    elongated). Values outside [-1, 1] are clipped; tensors on any device, with or without grad, are accepted.
+    Returns the path.
     """
     images = _as_batch(images)
     if nrow is None:
-        nrow = math.ceil(math.sqrt(images.shape[0]))
+        nrow = grid_columns(images.shape[0])
     grid = make_grid(_to_unit(images), nrow=nrow, padding=PADDING, pad_value=0.0)
     return _save_png(_to_pil(grid), path)
+
+
+def grid_columns(n: int, max_aspect: float = MAX_GRID_ASPECT) -> int:
+    """Images per row for a grid of `n`: the columns x rows with no empty cell closest to square, when it is at most
+    `max_aspect` times wider than tall (3 -> 3 x 1, 10 -> 5 x 2, 64 -> 8 x 8); else the near-square layout whose last
+    row is short (7 -> 3 x 3). A near-square layout of 3 or 10 images left black cells (2 x 2, 4 x 3)."""
+    best = None
+    for rows in range(1, math.isqrt(n) + 1):
+        if n % rows == 0 and (n // rows) / rows <= max_aspect:
+            best = n // rows  # more rows: closer to square
+    return best or math.ceil(math.sqrt(n))
 
 
 def label_grid(images_by_label: torch.Tensor, labels: list[str], path) -> Path:

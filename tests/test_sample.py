@@ -36,11 +36,24 @@ def test_sample_shapes_and_seed_determinism(trained_run):
     assert torch.equal(from_ckpt.sample(5, seed=1), a)
 
 
+def test_sample_grids_leave_no_empty_cell_where_a_rectangle_fits(trained_run, tmp_path):
+    """`sample -n 3` drew a 2 x 2 grid with a black cell, -n 10 a 4 x 3 with two."""
+    from typer.testing import CliRunner
+
+    from gankit.cli import app
+
+    for n, (columns, rows) in ((3, (3, 1)), (10, (5, 2)), (7, (3, 3))):
+        r = CliRunner().invoke(app, ["sample", str(trained_run), "-n", str(n), "--grid", str(tmp_path / f"{n}.png"),
+                                     "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+        assert Image.open(tmp_path / f"{n}.png").size == (columns * 18 + 2, rows * 18 + 2)
+
+
 def test_sample_command_writes_grid_and_files(trained_run, tmp_path):
     cmd = [sys.executable, "-m", "gankit", "sample", str(trained_run), "-n", "6", "--seed", "3",
            "--grid", str(tmp_path / "g.png"), "--out-dir", str(tmp_path / "out"), "--device", "cpu"]
     subprocess.run(cmd, check=True, capture_output=True)
-    assert Image.open(tmp_path / "g.png").size[0] >= 3 * 16
+    assert Image.open(tmp_path / "g.png").size == (3 * 18 + 2, 2 * 18 + 2)  # 3 x 2 images of 16 px, 2 px apart
     files = sorted((tmp_path / "out").glob("*.png"))
     assert len(files) == 6 and Image.open(files[0]).size == (16, 16)
     again = subprocess.run(cmd, capture_output=True, text=True)  # the folder holds a draw: nothing overwritten

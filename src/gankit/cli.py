@@ -208,6 +208,7 @@ def sample(
     import torch
     from torchvision.utils import save_image
 
+    from gankit.report.grids import grid_columns
     from gankit.sample import check_seed, load_run_generator
 
     run = _run_given("sample", run, run_option)
@@ -242,7 +243,7 @@ def sample(
         typer.echo(f"wrote {grid}")
         return
     n = n or 64
-    nrow = n if interpolate else max(1, int(math.ceil(math.sqrt(n))))
+    nrow = n if interpolate else grid_columns(n)  # no empty cell where a rectangle is not too long (3 -> 3 x 1)
     if grid is not None and not (interpolate and grid.suffix.lower() == ".gif"):
         _check_grid_size(nrow, math.ceil(n / nrow), gen.cfg.data.resolution, " (an animation: --grid FILE.gif)" if interpolate else "")
     if interpolate:

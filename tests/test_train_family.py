@@ -245,13 +245,26 @@ def test_a_critic_schedule_longer_than_an_epoch_says_how_epochs_end(image_folder
     assert "critic batches" not in capsys.readouterr().err  # 4 batches an epoch: nothing to say
 
 
-def test_g_steps_longer_than_an_epoch_end_the_run_on_its_last_epochs_grid(image_folder, tmp_path):
+def test_g_steps_longer_than_an_epoch_end_the_run_on_its_last_epochs_grid(image_folder, tmp_path, monkeypatch, capsys):
     """n_critic 5 on 4 batches an epoch: the G step that ends epoch 3 reaches into epoch 4. The run wrote an
-    'unfinished' epoch_0004.png beside epoch 3's (3 epochs in the log, 4 in the compare page's caption)."""
-    run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 5, "epochs": 3,
-                                              "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5},
-                               write_share=0), tmp_path / "r")
+    'unfinished' epoch_0004.png beside epoch 3's (3 epochs in the log, 4 in the compare page's caption), and each
+    epoch end's FID was labelled with the next epoch, 'unfinished'."""
+    import gankit.evaluate
+
+    def evaluator(*args, **kwargs):  # FID/KID as the real one returns them, without Inception's minutes
+        return lambda generate, n: {"fid": 50.0, "kid_mean": 0.05, "kid_std": 1e-9, "n_fake": n, "n_real": n}
+
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", evaluator)
+    layers = _layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 5, "epochs": 3,
+                                    "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5}, write_share=0)
+    layers.append({"eval": {"every": 1, "n_fake": 8, "share": 1.0}})
+    run = run_training(layers, tmp_path / "r")
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"epoch_000{i}.png" for i in (1, 2, 3)]
     assert [x["epoch"] for x in _lines(run, "epoch")] == [1, 2, 3]
+    assert [x["epoch"] for x in _lines(run, "eval")] == [1, 2, 3]
+    said = [line for line in capsys.readouterr().err.splitlines() if "FID 50.00" in line]
+    # 8 generated against 8 real: every KID subset is all of them, so no spread is shown
+    assert [line.split(": FID")[0] for line in said] == ["epoch 1", "epoch 2", "epoch 3"]
+    assert all(line.endswith("KID 0.0500") or "KID 0.0500 (best so far)" in line for line in said), said
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["iteration"] == 3 and state["cursor"] == 15  # the batches of the run's last G step are all in it

@@ -353,9 +353,9 @@ def _kid(r: dict) -> str:
     """KID and its spread over the subsets; with as many images on each side as one subset holds, every subset is all
     of them and the spread is 0 by construction (up to the order of float sums), which is no certainty: said so
     instead."""
-    from gankit.metrics import KID_SUBSET_SIZE
+    from gankit.metrics import kid_spread_is_none
 
-    if r["n_fake"] == r["n_real"] <= KID_SUBSET_SIZE:
+    if kid_spread_is_none(r["n_fake"], r["n_real"]):
         return f"KID {r['kid_mean']:.5f} (every subset holds all the images: no spread to show)"
     return f"KID {r['kid_mean']:.5f} ± {r['kid_std']:.5f}"
 

@@ -1180,7 +1180,7 @@ class Trainer:
         paced, final = self._paced, self.progress() >= 1.0  # the run's last epoch end writes everything
         if final or paced["samples"].due():
             self.write_samples()
-        best = self._maybe_evaluate()
+        best = self._maybe_evaluate(self.epoch)
         every = self.cfg.log.checkpoint_every
         numbered = bool(every) and self.epoch % every == 0 and (final or paced["numbered"].due())
         if final or numbered or best or paced["checkpoint"].due():
@@ -1249,7 +1249,7 @@ class Trainer:
         """n fresh images in [-1, 1] from the current generator (eval mode), random classes when conditional."""
         return self._generate(self._z(n), self._fake_labels(n))
 
-    def _maybe_evaluate(self) -> bool:
+    def _maybe_evaluate(self, epoch: int | None = None) -> bool:
         """FID/KID every `eval.every` epochs, unless sooner than `eval.share` allows (`_Paced`), and at the run's end
         (whichever of epochs, max_steps or minutes ends it, inside an epoch too); True when this is the best FID so
         far."""
@@ -1263,9 +1263,9 @@ class Trainer:
 
         try:
             with self._paced["eval"].timed(), distributed.machine_threads(self.device):
-                return self._evaluate()
+                return self._evaluate(epoch or self.epoch_of_last_step)
         except Abandoned:  # told to stop: the checkpoint comes first (the next evaluation is a resume's)
-            console.info(f"epoch {self.epoch_of_last_step}: FID/KID left out, stopping")
+            console.info(f"epoch {epoch or self.epoch_of_last_step}: FID/KID left out, stopping")
             return False
 
     def _final_evaluation_left_out(self) -> bool:
@@ -1278,10 +1278,11 @@ class Trainer:
     def _stop_requested(self) -> bool:
         return self._interrupted is not None and self._interrupted.hit
 
-    def _evaluate(self) -> bool:
-        """FID/KID of the sampler now, logged as a `kind: eval` line; True when it is the best FID so far."""
+    def _evaluate(self, epoch: int) -> bool:
+        """FID/KID of the sampler now, logged as a `kind: eval` line of `epoch` (an epoch end's: the epoch it ended,
+        though a G step of n_critic batches may have reached into the next; else the unfinished epoch the last step
+        is in); True when it is the best FID so far."""
         ev = self.cfg.eval
-        epoch = self.epoch_of_last_step
         if self._evaluator is None:
             from gankit.evaluate import Evaluator
 
@@ -1302,8 +1303,11 @@ class Trainer:
         if better:
             self.best_fid = result["fid"]
         unfinished = "" if epoch == self.epoch else f" (unfinished, iteration {self.iteration})"
-        console.info(f"epoch {epoch}{unfinished}: FID {result['fid']:.2f}, "
-                     f"KID {result['kid_mean']:.4f} ± {result['kid_std']:.4f}" + (" (best so far)" if better else ""))
+        from gankit.metrics import kid_spread_is_none
+
+        spread = "" if kid_spread_is_none(result["n_fake"], result.get("n_real", -1)) else f" ± {result['kid_std']:.4f}"
+        console.info(f"epoch {epoch}{unfinished}: FID {result['fid']:.2f}, KID {result['kid_mean']:.4f}{spread}"
+                     + (" (best so far)" if better else ""))
         return better
 
     def resume_hint(self) -> str:

@@ -75,6 +75,23 @@ def test_fid_time_axis_says_the_evaluations_are_included(tmp_path):
     assert plots.fid_figure(run).axes[1].get_xlabel() == "time (minutes, evaluations included)"
 
 
+def test_axis_labels_and_tick_labels_stay_inside_the_figure(tmp_path):
+    """fid.png's right-hand 'KID (lower is better)' was cut at the image's edge, and other.png's tick labels of a
+    learning rate (0.00015) at its left edge."""
+    run = write_run(tmp_path / "r", step_lines(24, every=2, d_loss=float, lr_g=lambda s: 1.5e-4 * (1 - s / 30),
+                                               lr_d=lambda s: 1.5e-4, img_per_s=lambda s: 50.0) + [
+        {"kind": "eval", "step": 8 * e, "epoch": e, "time": 60.0 * e, "fid": 480.0 - e, "kid_mean": 0.62 - e / 100,
+         "kid_std": 0.01, "n_fake": 64} for e in (1, 2, 3)])
+    for fig in (plots.fid_figure(run), plots.other_figure(run)):
+        fig.canvas.draw()
+        renderer, width = fig.canvas.get_renderer(), fig.bbox.x1
+        for ax in fig.axes:
+            texts = [ax.yaxis.label, *ax.get_yticklabels()]
+            for text in (t for t in texts if t.get_text()):
+                box = text.get_window_extent(renderer)
+                assert box.x0 >= 0 and box.x1 <= width, (ax.get_title(), text.get_text(), box.x0, box.x1, width)
+
+
 def test_the_auxiliary_classifier_legend_covers_no_curve(tmp_path):
     """The aux panel's legend (loc='best' of the left axis alone) covered the aux_entropy curve of the twin axis: one
     legend, with both axes' lines, outside the plotting area."""

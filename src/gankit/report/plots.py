@@ -198,6 +198,7 @@ def other_figure(run: Run) -> Figure | None:
             raw_and_smoothed(ax, xs, ys, color="C0", label=key)
         ax.set(title=key, xlabel=x)
         integer_ticks(ax)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # 1.5 with '1e-4' above, not 0.00015 (cut off)
         ax.grid(alpha=0.3)
     return fig
 
@@ -294,7 +295,7 @@ def new_figure(panels: int, width: float = 6.4, height: float = 4.0):
     """
     fig = Figure(figsize=(width * panels, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.85 / (width * panels), right=1 - 0.85 / (width * panels), bottom=0.13, top=0.9,
+    fig.subplots_adjust(left=0.85 / (width * panels), right=1 - 1.0 / (width * panels), bottom=0.13, top=0.9,
                         wspace=0.35 if panels > 1 else 0)
     axes = fig.subplots(1, panels)
     for ax in np.atleast_1d(axes):

@@ -266,5 +266,9 @@ def test_g_steps_longer_than_an_epoch_end_the_run_on_its_last_epochs_grid(image_
     # 8 generated against 8 real: every KID subset is all of them, so no spread is shown
     assert [line.split(": FID")[0] for line in said] == ["epoch 1", "epoch 2", "epoch 3"]
     assert all(line.endswith("KID 0.0500") or "KID 0.0500 (best so far)" in line for line in said), said
+    from gankit.report.runs import load_run
+
+    assert {x["n_real"] for x in _lines(run, "eval")} == {8}  # logged, so the compare page shows no spread either
+    assert load_run(run).best.kid_std is None
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["iteration"] == 3 and state["cursor"] == 15  # the batches of the run's last G step are all in it

@@ -1297,7 +1297,7 @@ class Trainer:
             torch.set_rng_state(rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
-        values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake")}
+        values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake", "n_real") if k in result}
         self.log.write("eval", self.iteration, epoch, self.elapsed, values)
         better = result["fid"] < self.best_fid
         if better:

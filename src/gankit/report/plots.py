@@ -29,7 +29,7 @@ ACC_KEYS = ("d_acc_real", "d_acc_fake")
 AUX_ACC_KEYS = ("aux_acc_real", "aux_acc_fake")
 AUX_ENTROPY_KEY = "aux_entropy"
 WGAN_KEYS = ("wasserstein", "gp")
-EVAL_KEYS = ("fid", "kid_mean", "kid_std", "n_fake")
+EVAL_KEYS = ("fid", "kid_mean", "kid_std", "n_fake", "n_real")
 #: Keys the named figures draw; every other numeric key goes to `other.png`.
 PLOTTED_KEYS = set(LOSS_KEYS + ACC_KEYS + AUX_ACC_KEYS + WGAN_KEYS + EVAL_KEYS + (AUX_ENTROPY_KEY,))
 MAX_OTHER_PANELS = 12

@@ -251,9 +251,18 @@ def best_eval(eval_lines: list[dict]) -> BestEval | None:
                 step=int(_number(line.get("step")) or 0),
                 time=float(_number(line.get("time")) or 0.0),
                 kid_mean=_number(line.get("kid_mean")),
-                kid_std=_number(line.get("kid_std")),
+                kid_std=None if _no_spread(line) else _number(line.get("kid_std")),
             )
     return best
+
+
+def _no_spread(line: dict) -> bool:
+    """An eval line whose KID spread is none by construction (`metrics.kid_spread_is_none`; lines of a gankit before
+    n_real was logged keep theirs)."""
+    from gankit.metrics import kid_spread_is_none
+
+    n_fake, n_real = _number(line.get("n_fake")), _number(line.get("n_real"))
+    return n_fake is not None and n_real is not None and kid_spread_is_none(int(n_fake), int(n_real))
 
 
 def _number(v) -> float | None:

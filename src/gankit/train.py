@@ -688,6 +688,11 @@ class Trainer:
         save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                        self.run_dir / "generator.safetensors")
 
+    def _numbered_epoch(self, epoch: int) -> bool:
+        """Whether the end of `epoch` has a numbered checkpoint: every `log.checkpoint_every` epochs, none for 0."""
+        every = self.cfg.log.checkpoint_every
+        return bool(every) and epoch % every == 0
+
     def _save_numbered(self, state: dict) -> None:
         """epoch_NNNN.pt of this epoch, where the disk has room for it (`_room_for_numbered`), then the oldest beyond
         log.keep_checkpoints deleted."""
@@ -710,8 +715,7 @@ class Trainer:
                          f"{console.short_list([p.name for p in removed])}")
         self._save_generator()
         epoch, spe = self.epoch, self.batches.steps_per_epoch
-        every = self.cfg.log.checkpoint_every
-        if (epoch and every and self.cursor % spe == 0 and epoch % every == 0
+        if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
                 and not (self.ckpt_dir / f"epoch_{epoch:04d}.pt").exists()):
             self._save_numbered(self.state_dict())
 
@@ -1181,8 +1185,7 @@ class Trainer:
         if final or paced["samples"].due():
             self.write_samples()
         best = self._maybe_evaluate(self.epoch)
-        every = self.cfg.log.checkpoint_every
-        numbered = bool(every) and self.epoch % every == 0 and (final or paced["numbered"].due())
+        numbered = self._numbered_epoch(self.epoch) and (final or paced["numbered"].due())
         if final or numbered or best or paced["checkpoint"].due():
             self.save(numbered=numbered, best=best)
         if self.cfg.log.plots and not final and paced["plots"].due():  # the run's end draws them (fit)

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from gankit import console, runlock
-from gankit.config import build_config, warn_settings
+from gankit.config import build_config, read_yaml, warn_settings
 from gankit.data import cache
 from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
-from gankit.errors import DataError
+from gankit.errors import ConfigError, DataError
 
 DEFAULT_THRESHOLD = 0.1
 PICTURE = "sanity.png"  # in the run folder: each target, then SHOWN of G's images of it
@@ -102,16 +102,16 @@ def _attempts(trainer, targets: list[torch.Tensor], n: int = 16) -> list[tuple[t
     return out
 
 
-def _mae(trainer, targets: list[torch.Tensor], n: int = 16) -> list[float]:
-    """Mean absolute error (0..1) between n generated images per target and that target."""
-    return [float((fake - want.expand_as(fake)).abs().mean()) for fake, want in _attempts(trainer, targets, n)]
+def _mae(attempts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+    """Mean absolute error (0..1) between G's images of each target (`_attempts`) and that target."""
+    return [float((fake - want.expand_as(fake)).abs().mean()) for fake, want in attempts]
 
 
-def _write_picture(trainer, targets: list[torch.Tensor], path: Path) -> Path:
-    """One row per target: the target, then 7 of G's images for it (those the error is measured on)."""
+def _write_picture(attempts: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> Path:
+    """One row per target: the target, then SHOWN of G's images of it (`_attempts`, those the error is measured on)."""
     from gankit.report.grids import save_grid
 
-    rows = [torch.cat([want.expand_as(fake[0]).unsqueeze(0), fake[:SHOWN]]) for fake, want in _attempts(trainer, targets)]
+    rows = [torch.cat([want.expand_as(fake[0]).unsqueeze(0), fake[:SHOWN]]) for fake, want in attempts]
     return save_grid(torch.cat(rows).mul(2).sub(1), path, nrow=SHOWN + 1)
 
 
@@ -120,16 +120,14 @@ def _start_over(run_dir: Path) -> None:
     one's); a training run's folder is refused: the test would overwrite its checkpoints."""
     import shutil
 
-    import yaml
-
     config = run_dir / "config.yaml"
     if not config.is_file():
         return
     try:
-        saved = yaml.safe_load(config.read_text(errors="replace"))
-    except yaml.YAMLError:
-        saved = None
-    if not (isinstance(saved, dict) and isinstance(saved.get("data"), dict) and saved["data"].get("path") == "sanity"):
+        saved = read_yaml(config)
+    except ConfigError:  # not readable as a config: not a test's
+        saved = {}
+    if not (isinstance(saved.get("data"), dict) and saved["data"].get("path") == "sanity"):
         raise DataError(f"'{run_dir}' holds a training run, whose checkpoints the sanity test would overwrite: pass "
                         "another --run for the test")
     for name in WRITTEN:
@@ -176,8 +174,8 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
         _start_over(Path(run_dir))
         trainer = Trainer(cfg, data, Path(run_dir))
         trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
-        before = _mae(trainer, targets)
-        trainer.fit(stop_when=None if all_epochs else lambda: max(_mae(trainer, targets)) < threshold)
-        picture = _write_picture(trainer, targets, Path(run_dir) / PICTURE)
-    return SanityResult(before, _mae(trainer, targets), threshold, trainer.iteration, Path(run_dir), trainer.epoch,
-                        picture)
+        before = _mae(_attempts(trainer, targets))
+        trainer.fit(stop_when=None if all_epochs else lambda: max(_mae(_attempts(trainer, targets))) < threshold)
+        after = _attempts(trainer, targets)  # what the result says and the picture shows: one draw
+        picture = _write_picture(after, Path(run_dir) / PICTURE)
+    return SanityResult(before, _mae(after), threshold, trainer.iteration, Path(run_dir), trainer.epoch, picture)

@@ -1541,6 +1541,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")
         trainer.fit()
-        del trainer  # its DDP reducers go before the process group does (else gloo may abort at exit)
-        gc.collect()
+        del trainer
+        if distributed.is_initialized():  # its DDP reducers go before the process group does (else gloo may abort
+            gc.collect()  # at exit); not otherwise: a collection takes 0.1-0.3 s in a process holding many objects
     return run_path

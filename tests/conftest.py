@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# Under pytest-xdist (README: `-n 2`) each test process takes its share of the cores, it and the processes its tests
+# start (torchrun, the benchmarks, the CLI): two processes of two threads each on two cores ran slower than one.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+def pytest_collection_modifyitems(items):
+    """A test marked `longest` first, its module's other tests after it, then every other module in file order: under
+    pytest-xdist a test of minutes started last would leave the other process idle until it ends. (Whole modules
+    move, so that a module-scoped fixture is still set up once.)"""
+    first = {item.module for item in items if item.get_closest_marker("longest")}
+    items.sort(key=lambda item: (item.module not in first, not item.get_closest_marker("longest")))
 
 
 @pytest.fixture(autouse=True)

@@ -110,6 +110,7 @@ def test_version_is_printed_from_the_installed_package_or_the_source_tree(monkey
     assert done.value.code == 0 and capsys.readouterr().out == f"gankit {gankit.__version__}\n"
 
 
+@pytest.mark.slow
 def test_train_via_cli_then_compare(image_folder, tmp_path):
     common = ["--data", image_folder, "--resolution", "16", "--epochs", "1", "--batch-size", "8", "--no-progress",
               "--precision", "fp32", "--device", "cpu", "--set", "model.ngf=8", "--set", "model.ndf=8"]

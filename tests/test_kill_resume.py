@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "kill_soak.py"
 
 
@@ -18,6 +20,7 @@ def load_soak():
     return module
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     soak = load_soak()
     result = soak.soak(tmp_path, kills=4, seed=1, max_steps=12, epochs=12, log=lambda _: None)

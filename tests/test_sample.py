@@ -49,6 +49,7 @@ def test_sample_grids_leave_no_empty_cell_where_a_rectangle_fits(trained_run, tm
         assert Image.open(tmp_path / f"{n}.png").size == (columns * 18 + 2, rows * 18 + 2)
 
 
+@pytest.mark.slow
 def test_sample_command_writes_grid_and_files(trained_run, tmp_path):
     cmd = [sys.executable, "-m", "gankit", "sample", str(trained_run), "-n", "6", "--seed", "3",
            "--grid", str(tmp_path / "g.png"), "--out-dir", str(tmp_path / "out"), "--device", "cpu"]

@@ -95,6 +95,7 @@ def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_sanity_command_passes_with_its_defaults(tmp_path):
     """`gankit sanity` exactly as the README gives it: the default DCGAN with its own learning rates, on seed 002's
     1000 copies of the built-in target for 50 epochs (the tests above use a small model and a high rate)."""

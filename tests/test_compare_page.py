@@ -127,15 +127,33 @@ def test_kid_curves_with_std_band_and_which_figure_compares(tmp_path, figures):
 
 
 def test_training_time_says_it_includes_evaluations(tmp_path):
-    """metrics.jsonl does not record how long the FID/KID evaluations took, so the times cannot leave them out:
-    the table says they are in, and how many evaluations each run made."""
+    """A run written before eval lines carried `eval_seconds` does not say how long its FID/KID evaluations took, so
+    the times cannot leave them out: the table says they are in, and how many evaluations each run made."""
     a = make_run(tmp_path, "a", epochs=3, fids=[200.0, 150.0, 120.0])
     b = make_run(tmp_path, "b", run_index=1, epochs=3, fids=None)
+    assert load_run(a).evaluating_time is None and load_run(b).evaluating_time is None
     page = write_compare_report([a, b], tmp_path / "r.html").read_text()
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
     assert "<th>total time (evaluations included)</th>" in best
     assert "<th>time (evaluations included)</th>" in best
-    assert "3 evaluations" in best and "the FID/KID evaluations included" in best
+    assert "3 evaluations</span>" in best and "the FID/KID evaluations included" in best
+    assert "does not say how long they took" in best
+
+
+def test_the_table_says_how_long_the_evaluations_inside_each_total_took(tmp_path):
+    """Eval lines carry their duration (`eval_seconds`): the time of those inside a run's total (all but the one at
+    the run's end, logged at the total's time) is given under it."""
+    a = make_run(tmp_path, "a", epochs=3, fids=[200.0, 150.0, 120.0], torn=False)
+    lines = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    for line, seconds in zip((x for x in lines if x["kind"] == "eval"), (30.0, 45.0, 600.0)):
+        line["eval_seconds"] = seconds
+    (a / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = load_run(a)
+    assert run.total_time == 60.2 and run.evaluating_time == 75.0  # the last evaluation (600 s) ends the run
+    page = write_compare_report([a], tmp_path / "r.html").read_text()
+    best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert "3 evaluations, 1m 15s of this time" in best
+    assert "under each total, the time its evaluations took" in best and "does not say" not in best
 
 
 def test_a_long_run_name_wraps_in_the_plot_legends(tmp_path, figures):

@@ -396,6 +396,10 @@ def test_fid_during_training_and_the_evaluate_command(tmp_path, extractor):
     assert [e["epoch"] for e in evals] == [1, 2]
     assert all(e["fid"] > 0 and e["kid_std"] >= 0 and e["n_fake"] == 6 for e in evals)
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "plots" / "fid.png").is_file()
+    assert all(e["eval_seconds"] > 0.05 for e in evals)  # each evaluation's duration: Inception on 6 + 6 images
+    from gankit.report.runs import load_run
+
+    assert load_run(run).evaluating_time == pytest.approx(evals[0]["eval_seconds"])  # the run's last one is after it
     # a budget (here max_steps: 2 steps per epoch) that ends the resumed run inside epoch 3, off the eval.every=4
     # schedule, still gets the run's final FID, labelled with the unfinished epoch, and that epoch's grid
     more = tiny_layers(tmp_path / "images", epochs=10, max_steps=5) + [{"eval": {"every": 4, "n_fake": 6, "n_real": 6}}]

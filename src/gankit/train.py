@@ -1294,6 +1294,7 @@ class Trainer:
         rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         torch.manual_seed(self.cfg.train.seed + 7919 * epoch)
+        started = time.perf_counter()
         try:
             result = self._evaluator(self.generate, ev.n_fake)
         finally:  # also when abandoned (a stop): the checkpoint that follows saves the training's stream
@@ -1301,6 +1302,8 @@ class Trainer:
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
         values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake", "n_real") if k in result}
+        # how long it took (the line's time is the training clock before it): the report tells training from evaluating
+        values["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.log.write("eval", self.iteration, epoch, self.elapsed, values)
         better = result["fid"] < self.best_fid
         if better:

@@ -186,7 +186,7 @@ def _best_metrics(runs, labels, colors) -> str:
         "<th>total time (evaluations included)</th></tr>"
     )
     rows = []
-    evaluated = False
+    evaluated, timed = False, True
     for r, label, c in zip(runs, labels, colors):
         best = r.best
         n_evals = len(r.lines("eval"))
@@ -206,14 +206,26 @@ def _best_metrics(runs, labels, colors) -> str:
         totals = (
             f'<td class="num">{_or_dash(r.total_epochs)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
             f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}'
-            + (f'<br><span class="aside">{n_evals} evaluation{"s" if n_evals != 1 else ""}</span>' if n_evals else "")
+            + (f'<br><span class="aside">{_evaluations(n_evals, r.evaluating_time)}</span>' if n_evals else "")
             + "</td>"
         )
+        timed = timed and (not n_evals or r.evaluating_time is not None)
         rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
-    note = _note("Times are wall-clock time since training started, the FID/KID evaluations included: metrics.jsonl"
-                 " does not record how long they took, so a run that evaluated often looks slower than its training"
-                 " was.") if evaluated else ""
+    if timed:  # every evaluation logged its duration (eval_seconds)
+        note = ("Times are wall-clock time since training started, the FID/KID evaluations included; under each total,"
+                " the time its evaluations took (the evaluation at a run's end comes after its total).")
+    else:
+        note = ("Times are wall-clock time since training started, the FID/KID evaluations included: a run written"
+                " before gankit logged each evaluation's duration (eval_seconds in metrics.jsonl) does not say how"
+                " long they took, so a run that evaluated often looks slower than its training was.")
+    note = _note(note) if evaluated else ""
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
+
+
+def _evaluations(n: int, seconds: float | None) -> str:
+    """'6 evaluations', and how long those inside the total took when they logged it."""
+    said = f"{n} evaluation{'s' if n != 1 else ''}"
+    return said if seconds is None else f"{said}, {format_duration(seconds)} of this time"
 
 
 def _measuring_differences(runs, flat, defaults) -> list[str]:

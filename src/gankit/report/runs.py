@@ -146,6 +146,17 @@ class Run:
     def total_time(self) -> float | None:
         return _max_of(self.metrics, "time", float)
 
+    @property
+    def evaluating_time(self) -> float | None:
+        """Seconds of `total_time` spent in FID/KID evaluations: those logged before the run's last time (the
+        evaluation that ends a run comes after it). None when the run has no evaluation, or one of them logged no
+        `eval_seconds` (runs written before gankit logged it)."""
+        total, evals = self.total_time, self.lines("eval")
+        durations = [finite_number(line.get("eval_seconds")) for line in evals]
+        if total is None or not evals or None in durations:
+            return None
+        return sum(d for line, d in zip(evals, durations) if (finite_number(line.get("time")) or 0.0) < total)
+
 
 def load_run(path) -> Run:
     """Read the run folder at `path`; raise RunError when it is not one."""

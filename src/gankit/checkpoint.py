@@ -31,6 +31,7 @@ import torch
 from gankit import distributed
 from gankit.console import warn
 from gankit.errors import RunError
+from gankit.layout import CHECKPOINTS_DIR, PLOTS_DIR, SAMPLES_DIR
 
 LAST = "last.pt"
 PREVIOUS = "last.prev.pt"
@@ -186,7 +187,7 @@ def save_checkpoint(state: dict, path: Path, keep_previous: bool | None = None) 
     if keep_previous is None:
         keep_previous = path.name == LAST
     payload = {**state, DIGEST_KEY: state_digest(state)}
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    run = path.parent.parent if path.parent.name == CHECKPOINTS_DIR else path.parent
     intact = " (the previous checkpoint is intact)" if path.exists() else ""
     _atomic_write(path, lambda f: torch.save(payload, f), rotate_to=path.with_name(PREVIOUS) if keep_previous else None,
                   what="checkpoint ", then=f", then resume with {distributed.resume_command(run)}{intact}")
@@ -299,7 +300,7 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     checkpoints/, samples/ and plots/ (a partial checkpoint is as large as a whole one); returns them. The caller
     holds the run folder (`runlock`): no other gankit process is writing there."""
     removed = []
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples", run_dir / "plots"):
+    for folder in (run_dir, run_dir / CHECKPOINTS_DIR, run_dir / SAMPLES_DIR, run_dir / PLOTS_DIR):
         for path in folder.glob(".*.tmp") if folder.is_dir() else ():
             try:
                 path.unlink()

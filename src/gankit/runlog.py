@@ -18,6 +18,7 @@ from pathlib import Path
 from gankit import console, distributed
 from gankit.checkpoint import atomic_write_text, write_hint
 from gankit.errors import RunError
+from gankit.layout import METRICS_FILE, TENSORBOARD_DIR
 
 
 def _quiet_tensorboard_threads() -> None:
@@ -76,13 +77,13 @@ class RunLog:
     def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool = True):
         self.run_dir = Path(run_dir)
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / METRICS_FILE
         if resume_step is not None and self.path.exists():
             self._truncate(resume_step)
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.file = open(self.path, "a")
-        self.tb_dir = Path(run_dir) / "tensorboard"
+        self.tb_dir = Path(run_dir) / TENSORBOARD_DIR
         self.tb = None
         if tensorboard:
             self._open_tensorboard(resume_step)

@@ -10,6 +10,7 @@ import torch
 from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.console import warn
+from gankit.layout import CHECKPOINTS_DIR, GENERATOR_FILE
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.models import build_generator, sample_z
@@ -152,15 +153,15 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
     newest usable checkpoint, which holds the same generator."""
     if not run.is_dir():
         raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
-    exported, damaged = run / "generator.safetensors", None
+    exported, damaged = run / GENERATOR_FILE, None
     if exported.exists():
         try:
             return (exported, *_file_generator(exported))
         except GankitError as e:
-            if not any((run / "checkpoints").glob("*.pt")):
+            if not any((run / CHECKPOINTS_DIR).glob("*.pt")):
                 raise
             damaged = e
-    found = load_latest_checkpoint(run / "checkpoints")
+    found = load_latest_checkpoint(run / CHECKPOINTS_DIR)
     if found is None:
         raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
                        f"train it first (gankit train --run {shlex.quote(str(run))})")

@@ -23,13 +23,13 @@ from gankit.config import build_config, read_yaml, warn_settings
 from gankit.data import cache
 from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
 from gankit.errors import ConfigError, DataError
+from gankit.layout import CONFIG_FILE, RUN_OUTPUTS
 
 DEFAULT_THRESHOLD = 0.1
 PICTURE = "sanity.png"  # in the run folder: each target, then SHOWN of G's images of it
 SHOWN = 7
-# what a test writes in its run folder, removed when a test starts over there
-WRITTEN = ("samples", "checkpoints", "plots", "tensorboard", "evolution.gif", "generator.safetensors", "metrics.jsonl",
-           PICTURE)
+# what a test writes in its run folder, removed when a test starts over there (its config.yaml is read, then rewritten)
+WRITTEN = (*RUN_OUTPUTS, PICTURE)
 
 
 def builtin_images(resolution: int) -> list[torch.Tensor]:
@@ -120,7 +120,7 @@ def _start_over(run_dir: Path) -> None:
     one's); a training run's folder is refused: the test would overwrite its checkpoints."""
     import shutil
 
-    config = run_dir / "config.yaml"
+    config = run_dir / CONFIG_FILE
     if not config.is_file():
         return
     try:

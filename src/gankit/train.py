@@ -34,6 +34,7 @@ from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_condit
                            refuse_ignored, save_yaml, to_dict, warn_settings)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
+from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
@@ -166,7 +167,7 @@ def _run_named_like(run_dir: Path) -> Path | None:
     if run_dir.exists():
         return None
     try:
-        runs = [p.name for p in run_dir.parent.iterdir() if (p / "config.yaml").is_file()]
+        runs = [p.name for p in run_dir.parent.iterdir() if (p / CONFIG_FILE).is_file()]
     except OSError:
         return None
     digits = str.maketrans("", "", "0123456789")
@@ -198,7 +199,7 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
 
 def logged_iteration(run_dir: Path) -> int:
     """The last iteration the run folder's metrics.jsonl logged (0 when none)."""
-    return max((r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if isinstance(r.get("step"), int)), default=0)
+    return max((r["step"] for r in read_metrics(run_dir / METRICS_FILE) if isinstance(r.get("step"), int)), default=0)
 
 
 def _check_process_0_holds_the_run(run_path: Path, device: torch.device) -> None:
@@ -242,7 +243,7 @@ def _saved_config(run_dir: Path) -> tuple[dict, list[str]]:
     on the folder it is run from."""
     from gankit.data.archive import is_archive
 
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
     data = saved.get("data") if isinstance(saved, dict) else None
     if not isinstance(data, dict):
         return saved, []
@@ -296,7 +297,7 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     (a dataset's own defaults, below every user layer) + overrides. Returns (config, resuming). A resume shows
     progress unless it is given --no-progress again, whatever the run was started with; it may take its data
     from a new --data folder when the one it was trained on is gone."""
-    saved_path = run_dir / "config.yaml"
+    saved_path = run_dir / CONFIG_FILE
     if not saved_path.exists() and not _restore_config(run_dir):
         return build_config(base or {}, *layers), False
     try:
@@ -326,7 +327,7 @@ def _restore_config(run_dir: Path) -> bool:
     """A run folder that lost its config.yaml: written again from the config its newest usable checkpoint carries
     (True: it resumes). Without such a checkpoint, one whose log shows training is refused (a new run would
     overwrite that log and its sample grids); any other folder takes a new run (False)."""
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / CHECKPOINTS_DIR
     found = load_latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
     if found is None or not isinstance(found[0].get("config"), dict):
         trained = logged_iteration(run_dir)
@@ -337,7 +338,7 @@ def _restore_config(run_dir: Path) -> bool:
         return False
     from gankit.checkpoint import atomic_write_text
 
-    path = run_dir / "config.yaml"
+    path = run_dir / CONFIG_FILE
     try:
         atomic_write_text(path, yaml.safe_dump(found[0]["config"], sort_keys=False))
     except OSError as e:
@@ -535,7 +536,7 @@ class Trainer:
         self._evaluator = None
         self._interrupted: _InterruptFlag | None = None  # fit's, while it runs
 
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = self.run_dir / CHECKPOINTS_DIR
         resumed = False
         # last.pt, else the newest good one; read by rank 0 and sent to the others (they may not share its disk)
         found = distributed.from_main(self._checkpoint_to_resume) if resume else None
@@ -686,7 +687,7 @@ class Trainer:
 
     def _save_generator(self) -> None:
         save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
-                       self.run_dir / "generator.safetensors")
+                       self.run_dir / GENERATOR_FILE)
 
     def _numbered_epoch(self, epoch: int) -> bool:
         """Whether the end of `epoch` has a numbered checkpoint: every `log.checkpoint_every` epochs, none for 0."""
@@ -977,7 +978,7 @@ class Trainer:
         if not distributed.is_main():
             return None
         epoch = self.epoch if epoch is None else epoch
-        path = self.run_dir / "samples" / f"epoch_{epoch:04d}.png"
+        path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}.png"
         with self._paced["samples"].timed():
             if not self.num_classes:
                 save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
@@ -1016,7 +1017,7 @@ class Trainer:
 
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, self.run_dir / "config.yaml")
+            save_yaml(cfg, self.run_dir / CONFIG_FILE)
             if self.resumed:
                 self._mend_a_kill()
         if not more():
@@ -1276,7 +1277,7 @@ class Trainer:
         if not self.cfg.eval.every or not distributed.is_main():
             return False
         return not any(r.get("kind") == "eval" and r.get("step") == self.iteration
-                       for r in read_metrics(self.run_dir / "metrics.jsonl"))
+                       for r in read_metrics(self.run_dir / METRICS_FILE))
 
     def _stop_requested(self) -> bool:
         return self._interrupted is not None and self._interrupted.hit

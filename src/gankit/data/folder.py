@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from gankit import console
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
+from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE
 from gankit.errors import ConfigError, DataError
 
 # Bump when decoding changes what ends up in the tensor, so old caches are not reused.
@@ -288,7 +289,7 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 def _is_run_folder(path: Path) -> bool:
     """Whether `path` is a gankit run folder (config.yaml beside checkpoints/ or metrics.jsonl)."""
-    return (path / "config.yaml").is_file() and ((path / "checkpoints").is_dir() or (path / "metrics.jsonl").is_file())
+    return (path / CONFIG_FILE).is_file() and ((path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file())
 
 
 def _hidden(name: str) -> bool:

@@ -16,8 +16,9 @@ import numpy as np
 
 from gankit import console, runlock
 from gankit.errors import RunError
+from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
-from gankit.report.gif import GIF_NAME, evolution_gif_bytes, gif_behind
+from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
     figure_png, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
 )

@@ -9,10 +9,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from gankit.errors import RunError
+from gankit.layout import GIF_NAME, SAMPLES_DIR
 from gankit.report._io import write_bytes_atomic
-from gankit.report.runs import SAMPLES_DIR, find_samples, sample_epoch
+from gankit.report.runs import find_samples, sample_epoch
 
-GIF_NAME = "evolution.gif"
 LAST_FRAME_HOLD = 4  # the final frame stays this many frame durations before the loop restarts
 
 

@@ -16,11 +16,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from gankit.layout import PLOTS_DIR
 from gankit.report._io import atomic_path
 from gankit.report.fonts import displayable, fit_figure_text, mpl_families
 from gankit.report.runs import Run, finite_number, load_run
 
-PLOTS_DIR = "plots"
 DPI = 100
 PNG_OPTIONS = {"compress_level": 1}  # redrawn every epoch: fast compression beats small files
 

@@ -16,10 +16,8 @@ from pathlib import Path
 import yaml
 
 from gankit.errors import RunError
+from gankit.layout import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-SAMPLES_DIR = "samples"
 SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
 
 #: Keys every metrics line carries; they are axes, not metrics.

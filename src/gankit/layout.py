@@ -1,0 +1,23 @@
+"""The run folder's layout: the name of every file and folder `gankit train` writes into a run, in one place.
+
+    <run>/config.yaml            the run's full config (resume reads it)
+    <run>/metrics.jsonl          one JSON line per logged step, epoch and evaluation
+    <run>/samples/epoch_NNNN.png the fixed-noise grid of each epoch
+    <run>/evolution.gif          those grids as an animation
+    <run>/plots/*.png            losses, accuracies, FID/KID, the other logged values
+    <run>/checkpoints/           last.pt, epoch_NNNN.pt, best.pt
+    <run>/generator.safetensors  G's weights and config alone, for sampling
+    <run>/tensorboard/           the same metrics and grids as TensorBoard events
+"""
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+GIF_NAME = "evolution.gif"
+PLOTS_DIR = "plots"
+CHECKPOINTS_DIR = "checkpoints"
+GENERATOR_FILE = "generator.safetensors"
+TENSORBOARD_DIR = "tensorboard"
+
+#: What training writes beside config.yaml (the sanity test clears an earlier test's outputs by this list).
+RUN_OUTPUTS = (METRICS_FILE, SAMPLES_DIR, GIF_NAME, PLOTS_DIR, CHECKPOINTS_DIR, GENERATOR_FILE, TENSORBOARD_DIR)

@@ -53,6 +53,13 @@ def test_epoch_positions_place_steps_by_each_runs_steps_per_epoch(tmp_path):
     last epoch's steps per epoch."""
     run = load_run(make_run(tmp_path, "r", epochs=3, steps_per_epoch=40))
     assert run.epoch_positions([40, 60, 120, 140]) == pytest.approx([1.0, 1.5, 3.0, 3.5])
+    # a dataset that grew on a resume: epoch 3 took 80 steps, so a step past it is placed by 80 steps per epoch
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[:-1]]
+    for line in lines:
+        if line["kind"] == "epoch" and line["epoch"] == 3:
+            line["step"] = 160
+    (tmp_path / "r" / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert load_run(tmp_path / "r").epoch_positions([120, 160, 200]) == pytest.approx([2.5, 3.0, 3.5])
     critic = load_run(_critic_run(tmp_path, epochs=3, steps_per_epoch=1))
     assert critic.epoch_positions([1, 2, 3]) == pytest.approx([1.0, 2.0, 3.0])
 
@@ -113,6 +120,12 @@ def test_kid_curves_with_std_band_and_which_figure_compares(tmp_path, figures):
     for ax in kid_axes:
         assert len(ax.collections) == 2  # one band per run
         assert "kid_std" in ax.get_title()
+        # each run's kid_mean (its FID / 1000 in these fakes), and a band from kid_mean - kid_std to + kid_std (0.001)
+        curves = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        for line, band, fids in zip(curves, ax.collections, ([200.0, 150.0, 120.0], [210.0, 160.0, 110.0])):
+            assert list(line.get_ydata()) == pytest.approx([f / 1000 for f in fids])
+            ys = band.get_paths()[0].vertices[:, 1]
+            assert (ys.min(), ys.max()) == pytest.approx((min(fids) / 1000 - 0.001, max(fids) / 1000 + 0.001))
     assert "not comparable" not in fid_section
 
     figures.clear()

@@ -82,6 +82,10 @@ def test_compare_report_fits_a_laptop_screen(long_name_report):
             right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
             assert right <= 1366, right
             assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+            # and the name stays inside its cell (wrapped), not spilling over the next ones
+            spill = page.eval_on_selector_all("#best-metrics tbody th",
+                                              "els => els.map(e => [e.scrollWidth, e.clientWidth])")
+            assert spill and all(scroll <= client for scroll, client in spill), spill
         finally:
             browser.close()
 

@@ -45,9 +45,12 @@ def test_step_and_epoch_axes_have_whole_number_ticks_only(tmp_path):
 
 def test_a_curve_of_one_or_two_points_has_visible_markers(tmp_path):
     """40 steps with log.every=50... one point per loss: the line through it drew nothing but a 3 px dot."""
-    run = write_run(tmp_path / "r", step_lines(40, every=40, d_loss=lambda s: 0.7, g_loss=lambda s: 1.2))
-    for line in plots.losses_figure(run).axes[0].get_lines():
-        assert line.get_marker() == "o" and line.get_markersize() >= 6
+    for steps in (40, 80):  # one point per loss, then two
+        run = write_run(tmp_path / f"r{steps}", step_lines(steps, every=40, d_loss=lambda s: 0.7, g_loss=lambda s: 1.2))
+        lines = plots.losses_figure(run).axes[0].get_lines()
+        assert {len(line.get_xdata()) for line in lines} == {steps // 40}
+        for line in lines:
+            assert line.get_marker() == "o" and line.get_markersize() >= 6
 
 
 def test_counters_are_drawn_raw_and_smoothing_keeps_the_ends(tmp_path):

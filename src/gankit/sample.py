@@ -10,9 +10,9 @@ import torch
 from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.console import warn
-from gankit.layout import CHECKPOINTS_DIR, GENERATOR_FILE
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
+from gankit.layout import CHECKPOINTS_DIR, GENERATOR_FILE
 from gankit.models import build_generator, sample_z
 from gankit.models.layers import use_thin_conv
 from gankit.tricks import ema_sampler, ema_weights

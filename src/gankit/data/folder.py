@@ -26,8 +26,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from gankit import console
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
-from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE
 from gankit.errors import ConfigError, DataError
+from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE
 
 # Bump when decoding changes what ends up in the tensor, so old caches are not reused.
 LOADER_VERSION = 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gankit.data.augment import AdaptiveP, DiffAugment, color, cutout, translation
@@ -76,3 +77,11 @@ def test_fused_color_equals_the_three_steps_and_translation_is_exact():
         assert y.dtype == src.dtype
         nonzero = y[y != 0]
         assert torch.isin(nonzero, src).all()
+
+
+@pytest.mark.parametrize("p", [0.3, 0.7])
+def test_each_op_changes_about_p_of_the_images(p):
+    torch.manual_seed(0)
+    x = torch.rand(4000, 3, 8, 8) * 2 - 1
+    changed = (DiffAugment("color", p=p)(x) != x).flatten(1).any(1).float().mean()
+    assert float(changed) == pytest.approx(p, abs=0.03)

@@ -266,3 +266,12 @@ def test_an_empty_value_for_a_text_key_is_the_empty_text():
     assert build_config(parse_sets(["train.augment=color", "train.augment="])).train.augment == ""
     with pytest.raises(ConfigError, match="train.lr_g cannot be null"):
         build_config(parse_sets(["train.lr_g="]))
+
+
+def test_the_defaults_are_the_write_ups_hyper_parameters():
+    """The values seeds 000, 002 and 004 give, which runs relying on the defaults (not a recipe) get."""
+    t = build_config({}).train
+    assert (t.lr_g, t.lr_d, t.beta1, t.beta2) == (1.5e-4, 1.5e-4, 0.5, 0.999)  # seed 000 "classic": Adam
+    assert t.monitor_factor == 0.8 and t.boost_window == 100  # seed 000: D only if D_loss > 0.8 G_loss; boosts of 100
+    assert (t.n_critic, t.critic_boost_first, t.critic_boost_every) == (5, 25, 500)  # seed 004's critic schedule
+    assert t.clip == 0.01 and t.gp_lambda == 10.0  # WGAN's clipping, WGAN-GP's lambda

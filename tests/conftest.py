@@ -16,7 +16,8 @@ def _cores() -> int:
 
 
 # Under pytest-xdist (README: `-n 2`) each test process takes its share of the cores, it and the processes its tests
-# start (torchrun, the benchmarks, the CLI): two processes of two threads each on two cores ran slower than one.
+# start (torchrun, the benchmarks, the CLI), instead of each taking every core (two processes of two threads each on
+# two cores would oversubscribe them).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 

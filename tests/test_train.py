@@ -88,7 +88,8 @@ def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evalu
     and the real features included, is not counted) and the run's end; with share 0 every epoch."""
     layers = tiny_layers(image_folder, epochs=5) + [{"eval": {"every": 1, "share": share}}]
     trainer = _trainer(layers, image_folder, tmp_path / "run")
-    trainer._evaluator = lambda generate, n: {"fid": 100.0 - trainer.epoch, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n}
+    trainer._evaluator = lambda generate, n: {"fid": 100.0 - trainer.epoch, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n,
+                                                 "n_real": 32}
     trainer.fit()
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines if x["kind"] == "eval"] == evaluated
@@ -106,7 +107,7 @@ def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends
 
     def evaluate(generate, n):
         ahead[0] += 1000.0
-        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n}
+        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
 
     layers = tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0}}]
     layers[0]["log"]["every"] = 3  # 4 steps an epoch: intervals end at steps 3, 6, 9, 12, so three span epoch ends

@@ -1302,7 +1302,7 @@ class Trainer:
             torch.set_rng_state(rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
-        values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake", "n_real") if k in result}
+        values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake", "n_real")}
         # how long it took (the line's time is the training clock before it): the report tells training from evaluating
         values["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.log.write("eval", self.iteration, epoch, self.elapsed, values)
@@ -1312,7 +1312,7 @@ class Trainer:
         unfinished = "" if epoch == self.epoch else f" (unfinished, iteration {self.iteration})"
         from gankit.metrics import kid_spread_is_none
 
-        spread = "" if kid_spread_is_none(result["n_fake"], result.get("n_real", -1)) else f" ± {result['kid_std']:.4f}"
+        spread = "" if kid_spread_is_none(result["n_fake"], result["n_real"]) else f" ± {result['kid_std']:.4f}"
         console.info(f"epoch {epoch}{unfinished}: FID {result['fid']:.2f}, KID {result['kid_mean']:.4f}{spread}"
                      + (" (best so far)" if better else ""))
         return better

@@ -190,7 +190,7 @@ def _best_metrics(runs, labels, colors) -> str:
     evaluated, timed = False, True
     for r, label, c in zip(runs, labels, colors):
         best = r.best
-        n_evals = len(r.lines("eval"))
+        n_evals, evaluating = len(r.lines("eval")), r.evaluating_time
         evaluated = evaluated or n_evals > 0
         if best is None:
             best_cells = '<td colspan="6" class="missing">no FID logged</td>'
@@ -207,10 +207,10 @@ def _best_metrics(runs, labels, colors) -> str:
         totals = (
             f'<td class="num">{_or_dash(r.total_epochs)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
             f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}'
-            + (f'<br><span class="aside">{_evaluations(n_evals, r.evaluating_time)}</span>' if n_evals else "")
+            + (f'<br><span class="aside">{_evaluations(n_evals, evaluating)}</span>' if n_evals else "")
             + "</td>"
         )
-        timed = timed and (not n_evals or r.evaluating_time is not None)
+        timed = timed and (not n_evals or evaluating is not None)
         rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
     if timed:  # every evaluation logged its duration (eval_seconds)
         note = ("Times are wall-clock time since training started, the FID/KID evaluations included; under each total,"

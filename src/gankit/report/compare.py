@@ -225,7 +225,7 @@ def _best_metrics(runs, labels, colors) -> str:
 
 def _evaluations(n: int, seconds: float | None) -> str:
     """'6 evaluations', and how long those inside the total took when they logged it."""
-    said = f"{n} evaluation{'s' if n != 1 else ''}"
+    said = console.count(n, "evaluation")
     return said if seconds is None else f"{said}, {format_duration(seconds)} of this time"
 
 

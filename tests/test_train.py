@@ -120,6 +120,34 @@ def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends
     assert len(rates) == 4 and min(rates) > 1.0, rates
 
 
+def test_the_first_evaluations_duration_includes_loading_inception_and_the_real_features(image_folder, tmp_path,
+                                                                                         monkeypatch):
+    """`eval_seconds` is what an evaluation cost the run: the first one also builds the Evaluator (Inception's
+    weights, the real images' features: minutes on a CPU for a thousand images). The fake clock moves 500 s there
+    and 10 s for each scoring."""
+    import time
+
+    import gankit.evaluate
+
+    clock, ahead = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock() + ahead[0])
+
+    class Evaluator:
+        def __init__(self, *args, **kwargs):
+            ahead[0] += 500.0
+
+        def __call__(self, generate, n):
+            ahead[0] += 10.0
+            return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", Evaluator)
+    layers = tiny_layers(image_folder, epochs=2) + [{"eval": {"every": 1, "share": 0}}]
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer.fit()
+    evals = [x for x in read_metrics(tmp_path / "run" / "metrics.jsonl") if x["kind"] == "eval"]
+    assert [round(x["eval_seconds"]) for x in evals] == [510, 10]
+
+
 def test_a_run_stopped_at_an_epoch_end_that_skipped_its_writings_writes_them(image_folder, tmp_path):
     """The single-image test stops the loop at an epoch end (`fit(stop_when=...)`): the grid and last.pt that the
     write share skipped there are written before it returns."""

@@ -1287,6 +1287,7 @@ class Trainer:
         though a G step of n_critic batches may have reached into the next; else the unfinished epoch the last step
         is in); True when it is the best FID so far."""
         ev = self.cfg.eval
+        started = time.perf_counter()  # the first one's duration includes loading Inception and the real features
         if self._evaluator is None:
             from gankit.evaluate import Evaluator
 
@@ -1295,7 +1296,6 @@ class Trainer:
         rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         torch.manual_seed(self.cfg.train.seed + 7919 * epoch)
-        started = time.perf_counter()
         try:
             result = self._evaluator(self.generate, ev.n_fake)
         finally:  # also when abandoned (a stop): the checkpoint that follows saves the training's stream

@@ -52,6 +52,64 @@ def test_the_digest_changes_with_any_tensor_byte():
     b = state(1)
     b["G"]["w"] = b["G"]["w"].to(torch.float64)  # same values, other dtype
     assert state_digest(a) != state_digest(b)
+    assert state_digest({"w": torch.arange(16.0)}) != state_digest({"w": torch.arange(16.0).reshape(4, 4)})  # shape
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_and_the_previous_one_taken(tmp_path):
+    """A tensor saved where last.pt should be (another tool's file, a script's mistake) is no gankit checkpoint:
+    loading it says so, and finding the latest falls back to last.prev.pt."""
+    folder = tmp_path / "checkpoints"
+    save_checkpoint({"iteration": 1}, folder / "last.pt")
+    save_checkpoint({"iteration": 2}, folder / "last.pt")
+    torch.save(torch.zeros(3), folder / "last.pt")
+    with pytest.raises(RunError, match="not a gankit checkpoint"):
+        load_checkpoint(folder / "last.pt")
+    state, path = load_latest_checkpoint(folder)
+    assert path.name == PREVIOUS and state["iteration"] == 1
+
+
+def test_last_pt_is_still_there_when_the_write_of_the_next_one_fails_at_its_rename(tmp_path, monkeypatch):
+    """The new checkpoint is written beside last.pt and renamed over it; last.pt is kept as last.prev.pt by a link, so
+    a failure (or a kill) at the rename leaves the old last.pt where it was, never no last.pt at all."""
+    from gankit import checkpoint
+
+    folder = tmp_path / "checkpoints"
+    save_checkpoint({"iteration": 1}, folder / "last.pt")
+    replace = os.replace
+
+    def failing(src, dst):
+        if Path(dst).name == "last.pt" and str(src).endswith(".tmp"):
+            raise OSError(errno.EIO, "Input/output error")
+        return replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", failing)
+    with pytest.raises(RunError):
+        save_checkpoint({"iteration": 2}, folder / "last.pt")
+    monkeypatch.undo()
+    assert load_checkpoint(folder / "last.pt")["iteration"] == 1
+
+
+def test_a_checkpoint_reaches_the_disk_before_it_replaces_the_last_one(tmp_path, monkeypatch):
+    """Durable across a power cut: the file's data is synced before the rename, and its folder after it."""
+    from gankit import checkpoint
+
+    events, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
+    monkeypatch.setattr(checkpoint.os, "replace", lambda src, dst: (events.append("replace"), replace(src, dst))[1])
+    save_checkpoint({"iteration": 1}, tmp_path / "x.pt")
+    assert events[:2] == ["fsync", "replace"] and events[-1] == "fsync"
+
+
+def test_unfinished_files_are_removed_from_every_folder_of_the_run(tmp_path):
+    """A kill while writing leaves `.NAME.RANDOM.tmp` files in the run folder, checkpoints/, samples/ or plots/."""
+    from gankit.checkpoint import remove_leftovers
+
+    for sub in ("", "checkpoints", "samples", "plots"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / ".x.abc.tmp").write_bytes(b"partial")
+    (tmp_path / "samples" / "epoch_0001.png").write_bytes(b"kept")
+    assert len(remove_leftovers(tmp_path)) == 4
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["epoch_0001.png"]
 
 
 def _flip_inside_mark(path: Path) -> None:

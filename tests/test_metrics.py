@@ -106,6 +106,22 @@ def test_channels_last_network_has_no_layout_round_trips_and_the_same_features(e
     assert torch.equal(extract_features(feats["images"], as_packaged), feats["base"])
 
 
+def test_features_are_the_packaged_networks_on_the_documented_pre_processing(extractor, feats):
+    """The pre-processing that makes gankit's FID pytorch-fid's (metrics' docstring): uint8 -> float, bilinear resize
+    to 299 x 299 (align_corners False, no antialiasing), x / 127.5 - 1, then the packaged network, as written here
+    independently of `InceptionFeatures`. Comparing the extractor only with itself let x / 255 or align_corners True
+    pass every test."""
+    import torch.nn.functional as F
+
+    from gankit.metrics import packaged_network, weights_path
+
+    net = packaged_network(str(weights_path()), "cpu", channels_last=False)
+    x = F.interpolate(feats["images"][:4].float(), size=(299, 299), mode="bilinear", align_corners=False)
+    with torch.inference_mode():
+        expected = net(x / 127.5 - 1).double()
+    torch.testing.assert_close(feats["base"][:4], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_gray_images_are_repeated_to_rgb(extractor):
     gray = disc_images(1, SIZE, seed=5)[:, :1]
     torch.testing.assert_close(extract_features(gray, extractor), extract_features(gray.repeat(1, 3, 1, 1), extractor))
@@ -161,6 +177,7 @@ def test_kid_subset_size_adapts_to_few_samples_and_is_seeded():
     r = fid_kid(a, b)
     assert (r["n_real"], r["n_fake"]) == (5, 7) and r["kid_mean"] > 0 and r["fid"] > 0
     assert fid_kid(a, b) == r  # seeded subsets: the same features give the same KID
+    torch.manual_seed(1234)  # a stream other than the one KID's own seeding leaves behind
     state = torch.get_rng_state()
     fid_kid(a, b)
     assert torch.equal(torch.get_rng_state(), state)  # and the caller's random stream is untouched
@@ -201,6 +218,14 @@ def test_fid_and_kid_are_torchmetrics_numbers(monkeypatch, n_real, n_fake, per_s
     assert ours["fid"] == pytest.approx(theirs["fid"], rel=1e-9) and ours["fid"] > 0.1
     assert ours["kid_mean"] == pytest.approx(theirs["kid_mean"], rel=1e-9)
     assert ours["kid_std"] == pytest.approx(theirs["kid_std"], rel=1e-9) and ours["kid_std"] > 0
+
+
+def test_fid_with_fewer_real_images_than_features_and_more_fakes_is_torchmetrics_number():
+    """A small dataset (10 real images, 16 features here; 1,016 Pokemon against Inception's 2,048): the real
+    covariance is singular, and rounding leaves eigenvalues of the product just below 0 that must count as 0."""
+    real, fake = skewed_features(10, 16, 0.0, seed=1), skewed_features(40, 16, 0.3, seed=2)
+    ours, theirs = fid_kid(real, fake, seed=3), torchmetrics_fid_kid(real, fake, seed=3)
+    assert ours["fid"] == pytest.approx(theirs["fid"], rel=1e-6)
 
 
 def test_real_statistics_kept_for_many_evaluations_give_the_same_numbers():
@@ -264,6 +289,15 @@ def test_real_features_are_cached_per_key_resolution_and_count(tmp_path):
     real_features("dataset-a", disc_images(4, 24, seed=0), ex, cache_dir=tmp_path)  # another resolution
     assert ex.seen == 4 + 3 + 4 + 4
     assert len(list(tmp_path.glob("fid-features-*.pt"))) == 4
+
+
+def test_cached_real_features_are_computed_again_when_gankit_changes_how_it_makes_them(tmp_path, monkeypatch):
+    images = disc_images(3, 16, seed=0)
+    ex = CountingExtractor()
+    real_features("dataset-a", images, ex, cache_dir=tmp_path)
+    monkeypatch.setattr(metrics, "FEATURES_VERSION", metrics.FEATURES_VERSION + 1)
+    real_features("dataset-a", images, ex, cache_dir=tmp_path)
+    assert ex.seen == 6
 
 
 def test_features_that_cannot_be_cached_say_what_they_cost_next_time(tmp_path, capsys):

@@ -102,6 +102,7 @@ def test_sigterm_mid_epoch_then_resumed(straight, deterministic, monkeypatch, ca
     run = stopped_by_sigterm_then_resumed(straight, "sigterm", 5, monkeypatch)
     assert "SIGTERM: stopping after this iteration\n" in capsys.readouterr().err
     assert_bit_identical(straight / "straight", run)
+    assert metric_lines(run) == metric_lines(straight / "straight")  # the epoch's line averages iterations 5-8
 
 
 def metric_lines(run) -> list[dict]:

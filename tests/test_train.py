@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import make_image_folder, tiny_layers
-from gankit.checkpoint import load_checkpoint
+from gankit.checkpoint import load_checkpoint, save_checkpoint, state_digest
 from gankit.errors import ConfigError, RunError
 from gankit.runlog import read_metrics
 from gankit.train import Trainer, run_training
@@ -71,14 +71,14 @@ def test_epoch_end_writings_take_a_bounded_share_of_the_run_and_all_are_written_
     assert len(calls) == drawn and (run / "plots" / "losses.png").is_file()
 
 
-def _trainer(layers: list[dict], image_folder, run_dir) -> Trainer:
+def _trainer(layers: list[dict], image_folder, run_dir, resume: bool = False) -> Trainer:
     """A Trainer for these config layers on the 16 px image folder, for tests that drive it by hand."""
     from gankit.config import build_config
     from gankit.data import load_dataset
     from gankit.train import finalize_config
 
     data = load_dataset(image_folder, 16, progress=False)
-    return Trainer(finalize_config(build_config(*layers), data), data, run_dir)
+    return Trainer(finalize_config(build_config(*layers), data), data, run_dir, resume=resume)
 
 
 @pytest.mark.parametrize("share, evaluated", [(0, [1, 2, 3, 4, 5]), (1e-9, [1, 2, 5])])
@@ -920,6 +920,51 @@ def test_a_dataset_folder_whose_name_is_not_utf8_trains_into_a_run_named_in_utf8
     run = run_training(tiny_layers(data, epochs=1), None)
     assert run.name == "donn_es_16px_dcgan"
     assert (run / "plots" / "losses.png").is_file() and (run / "samples" / "epoch_0001.png").is_file()
+
+
+def test_a_resumed_trainer_holds_every_piece_of_state_its_checkpoint_saved(image_folder, tmp_path):
+    """The resume tests train with the defaults: no EMA, no ADA, no noisy labels, and counters that a straight run
+    leaves at their start values. Here every piece of a checkpoint, the tricks' states included and the counters set
+    to values of their own, must come back from `state_dict()` of the Trainer built from it."""
+    layers = tiny_layers(image_folder, max_steps=7, epochs=5, ema=0.9, augment="color,translation,cutout",
+                         ada_target=0.6, label_swap=0.3)
+    layers[0]["log"].update(plots=False, tensorboard=False)
+    run = run_training(layers, tmp_path / "run")
+    saved = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert {"G_ema", "ada", "noisy_labels"} <= set(saved)
+    saved.update(best_fid=12.5, rollbacks=2, elapsed=123.0, d_skipped=1, last_g_loss=0.75)
+    save_checkpoint(saved, run / "checkpoints" / "last.pt")
+    now = _trainer(layers, image_folder, run, resume=True).state_dict()
+    differ = [k for k in saved if k not in ("config", "rng_cuda", "rng_device")
+              and state_digest(saved[k]) != state_digest(now.get(k))]
+    assert differ == []
+
+
+def test_a_resumed_critic_run_goes_on_from_its_batch_not_its_iteration(image_folder, tmp_path):
+    """Under the critic strategy an iteration takes n_critic batches: the checkpoint's batch cursor and its iteration
+    differ, and a run resumed at 3 of 6 iterations must equal the run that went straight to 6."""
+    def layers(steps):
+        out = tiny_layers(image_folder, max_steps=steps, epochs=10, strategy="critic", n_critic=2)
+        out[0]["log"].update(plots=False, tensorboard=False)
+        return out
+
+    a = load_checkpoint(run_training(layers(6), tmp_path / "a") / "checkpoints" / "last.pt")
+    run_training(layers(3), tmp_path / "b")
+    b = load_checkpoint(run_training(layers(6), tmp_path / "b") / "checkpoints" / "last.pt")
+    assert a["cursor"] == b["cursor"] != a["iteration"]
+    assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
+
+
+def test_a_dataset_that_shrank_keeps_the_position_inside_the_epoch(tmp_path):
+    """Stopped half-way through an epoch of 4 batches (iteration 6: epoch 1 done, 2 of 4 batches of the second),
+    resumed on half the images (2 batches an epoch): 1 epoch and 1 batch of the new epoch length."""
+    data = tmp_path / "images"
+    make_image_folder(data, n=32)
+    layers = tiny_layers(data, epochs=5, max_steps=6)
+    run = run_training(layers, tmp_path / "run")
+    for p in sorted(data.iterdir())[16:]:
+        p.unlink()
+    assert _trainer(layers, data, run, resume=True).cursor == 2 + 1
 
 
 def test_a_dataset_that_changed_since_the_checkpoint_is_said_and_keeps_the_epochs_done(tmp_path, capsys):

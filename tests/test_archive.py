@@ -206,3 +206,39 @@ def test_a_zip_that_zipfile_cannot_read_is_one_clear_error(tmp_path, patch, reas
     text = str(info.value)
     assert f"archive '{archive}' {reason}" in text and "unpack it yourself (e.g. with 7-Zip)" in text
     assert "\n" not in text and not list((tmp_path / "cache").rglob("*.png"))
+
+
+def _bmp_bytes(color, size=(16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="BMP")
+    return buf.getvalue()
+
+
+def _stored_zip(path: Path, color, mtime_ns: int) -> None:
+    """One BMP, stored, with a fixed date inside: the same byte size for any colour."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("set/a.bmp", date_time=(2020, 1, 1, 0, 0, 0)), _bmp_bytes(color))
+    os.utime(path, ns=(mtime_ns,) * 2)
+
+
+def test_an_archive_replaced_by_one_of_the_same_size_is_extracted_again(tmp_path):
+    z = tmp_path / "set.zip"
+    _stored_zip(z, (255, 0, 0), 1_700_000_000 * 10**9)
+    size = z.stat().st_size
+    red = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False)
+    _stored_zip(z, (0, 0, 255), 1_700_000_100 * 10**9)
+    assert z.stat().st_size == size
+    blue = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False)
+    assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200
+
+
+def test_an_extracted_file_whose_size_changed_is_extracted_again(tmp_path, capsys):
+    """Not only a missing file: one edited in the extraction folder (another size) brings the archive's back."""
+    z = tmp_path / "set.zip"
+    _stored_zip(z, (255, 0, 0), 1_700_000_000 * 10**9)
+    folder = extract_archive(z, cache_dir=tmp_path / "c", progress=False)
+    (folder / "a.bmp").write_bytes(_bmp_bytes((0, 0, 255), size=(20, 20)))
+    capsys.readouterr()
+    images = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False).images
+    assert images[0, 0].float().mean() > 200
+    assert "missing or changed since" in capsys.readouterr().err

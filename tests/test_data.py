@@ -702,3 +702,47 @@ def test_pokemon_with_type_labels(tmp_path):
     assert second_s < 1.0
     # transparent backgrounds were composited on white: the corners are white
     assert (ds.images[:, :, 0, 0] == 255).float().mean() > 0.95
+
+
+def _bmp_bytes(color, size=(16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="BMP")
+    return buf.getvalue()
+
+
+def test_downscaling_averages_detail_instead_of_aliasing_it(tmp_path):
+    """A 1 px black and white checkerboard brought down 8x must come out grey (an antialiasing filter, LANCZOS),
+    not black or white pixels picked from it; every other fixture is flat colour, which any filter keeps."""
+    (tmp_path / "d").mkdir()
+    board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
+    Image.fromarray(board).convert("RGB").save(tmp_path / "d" / "board.png")
+    images = load_folder(tmp_path / "d", 8, cache_dir=tmp_path / "c", progress=False).images.float()
+    assert abs(images.mean().item() - 127.5) < 20 and images.std().item() < 20
+
+
+def test_a_file_rewritten_with_the_same_size_is_decoded_again(tmp_path):
+    """The decode cache is keyed by each file's size and modification time: an image replaced by another of the
+    same byte size (a BMP of another colour) must not be read back from the cache."""
+    d = tmp_path / "d"
+    d.mkdir()
+    p = d / "a.bmp"
+    p.write_bytes(_bmp_bytes((255, 0, 0)))
+    os.utime(p, ns=(1_700_000_000 * 10**9,) * 2)
+    red = load_folder(d, 16, cache_dir=tmp_path / "c", progress=False)
+    p.write_bytes(_bmp_bytes((0, 0, 255)))
+    os.utime(p, ns=(1_700_000_100 * 10**9,) * 2)
+    blue = load_folder(d, 16, cache_dir=tmp_path / "c", progress=False)
+    assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200
+    assert blue.key != red.key
+
+
+def test_a_large_jpeg_decoded_at_a_reduced_scale_is_close_to_a_full_decode(tmp_path):
+    """JPEGs are decoded at the smallest 1/2, 1/4 or 1/8 scale that still leaves at least twice the resolution (much
+    faster for photos), so the resized image must stay close to the full decode's."""
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    (tmp_path / "d").mkdir()
+    Image.fromarray(noise).resize((512, 512), Image.Resampling.BICUBIC).save(tmp_path / "d" / "big.jpg", quality=95)
+    got = load_folder(tmp_path / "d", 64, cache_dir=tmp_path / "c", progress=False).images[0]
+    with Image.open(tmp_path / "d" / "big.jpg") as im:
+        full = np.asarray(im.convert("RGB").resize((64, 64), Image.Resampling.LANCZOS), dtype=np.float64)
+    assert np.abs(got.permute(1, 2, 0).numpy().astype(np.float64) - full).mean() < 4

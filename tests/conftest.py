@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -48,6 +49,13 @@ def make_image_folder(root, n: int = 32, size: int = 24, classes: tuple[str, ...
         folder = root / classes[i % len(classes)] if classes else root
         folder.mkdir(exist_ok=True)
         Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+
+
+def image_bytes(color=(200, 30, 30), size=(20, 20), fmt: str = "PNG") -> bytes:
+    """A file's bytes of one solid-colour RGB image (BMP: the same byte size for any colour)."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format=fmt)
+    return buf.getvalue()
 
 
 def patch_zip(path: Path, method: int | None = None, flags: int = 0) -> Path:

@@ -10,18 +10,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from conftest import patch_zip
+from conftest import image_bytes, patch_zip
 from gankit.data import load_dataset
 from gankit.data.archive import archive_stem, extract_archive
 from gankit.errors import DataError
-
-
-def png_bytes(color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (20, 20), color).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] = {}) -> Path:
@@ -56,7 +49,7 @@ def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-GOOD = {f"pokemon/{name}.png": png_bytes((i * 40, 30, 30)) for i, name in enumerate(["bulbasaur", "ivysaur", "venusaur"])}
+GOOD = {f"pokemon/{name}.png": image_bytes((i * 40, 30, 30)) for i, name in enumerate(["bulbasaur", "ivysaur", "venusaur"])}
 GOOD["pokemon/types.csv"] = b"Name,Type1\nbulbasaur,Grass\nivysaur,Grass\nvenusaur,Poison\n"
 
 
@@ -87,8 +80,8 @@ def test_an_archives_label_file_is_its_own_whatever_the_current_folder_holds(tmp
 def test_a_zip_with_windows_backslash_names_extracts_into_folders(tmp_path):
     """PowerShell 5.1's Compress-Archive writes 'fire\\charmander.png': it was extracted as one file named so, so
     `--labels folders` found every image loose in the root and CSV labels matched nothing."""
-    members = {"pokemon\\fire\\charmander.png": png_bytes(), "pokemon\\fire\\vulpix.png": png_bytes((250, 90, 0)),
-               "pokemon\\water\\squirtle.png": png_bytes((0, 0, 255)), "pokemon\\water\\": b""}
+    members = {"pokemon\\fire\\charmander.png": image_bytes(), "pokemon\\fire\\vulpix.png": image_bytes((250, 90, 0)),
+               "pokemon\\water\\squirtle.png": image_bytes((0, 0, 255)), "pokemon\\water\\": b""}
     archive = make_zip(tmp_path / "pokemon.zip", members)
     folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
     assert folder.name == "pokemon" and files_under(folder) == {
@@ -99,7 +92,7 @@ def test_a_zip_with_windows_backslash_names_extracts_into_folders(tmp_path):
 
 def test_an_extraction_that_lost_files_is_extracted_again(tmp_path, capsys):
     """A tmp cleaner deleted part of the cached extraction: the unchanged 12-image zip then gave 4 images, silently."""
-    archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": png_bytes((i * 20, 0, 0)) for i in range(12)})
+    archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": image_bytes((i * 20, 0, 0)) for i in range(12)})
     folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
     for png in sorted(folder.glob("*.png"))[4:]:
         png.unlink()
@@ -111,7 +104,7 @@ def test_an_extraction_that_lost_files_is_extracted_again(tmp_path, capsys):
 
 def test_an_extraction_without_a_manifest_is_extracted_again(tmp_path, capsys):
     """An extraction without a manifest (an older gankit's) cannot be checked, so it is not trusted."""
-    archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": png_bytes() for i in range(3)})
+    archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": image_bytes() for i in range(3)})
     folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
     (folder.parent.parent / ".gankit-files.json").unlink(missing_ok=True)
     (folder / "00.png").unlink()
@@ -125,7 +118,7 @@ def test_archives_of_one_name_size_and_mtime_in_two_folders_are_two_datasets(tmp
     tars = []
     for folder, color in (("tA", (255, 0, 0)), ("tB", (0, 0, 255))):
         (tmp_path / folder).mkdir()
-        tars.append(make_tar(tmp_path / folder / "train.tar", {f"{i}.png": png_bytes(color) for i in range(3)}))
+        tars.append(make_tar(tmp_path / folder / "train.tar", {f"{i}.png": image_bytes(color) for i in range(3)}))
         os.utime(tars[-1], ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
     assert tars[0].stat().st_size == tars[1].stat().st_size
     red, blue = (load_dataset(t, 16, cache_dir=tmp_path / "cache", progress=False) for t in tars)
@@ -134,7 +127,7 @@ def test_archives_of_one_name_size_and_mtime_in_two_folders_are_two_datasets(tmp
 
 @pytest.mark.parametrize("name", ["flat.tar", "flat.tar.gz", "flat.tgz"])
 def test_a_tar_without_a_top_folder_is_named_after_the_archive(tmp_path, name):
-    archive = make_tar(tmp_path / name, {"a.png": png_bytes(), "sub/b.png": png_bytes((0, 0, 255))})
+    archive = make_tar(tmp_path / name, {"a.png": image_bytes(), "sub/b.png": image_bytes((0, 0, 255))})
     ds = load_dataset(archive, 16, cache_dir=tmp_path / "cache", progress=False)
     assert ds.name == "flat" and sorted(ds.files) == ["a.png", "sub/b.png"]
 
@@ -145,7 +138,7 @@ def test_archive_stem():
 
 UNSAFE = [
     ("zip-absolute", lambda p: make_zip(p / "x.zip", {"/tmp/gankit-evil.png": b"x"}), "'/tmp/gankit-evil.png' is an absolute path"),
-    ("zip-dotdot", lambda p: make_zip(p / "x.zip", {"ok.png": png_bytes(), "a/../../evil.png": b"x"}), "'a/../../evil.png' is a '..' path"),
+    ("zip-dotdot", lambda p: make_zip(p / "x.zip", {"ok.png": image_bytes(), "a/../../evil.png": b"x"}), "'a/../../evil.png' is a '..' path"),
     ("zip-backslash-dotdot", lambda p: make_zip(p / "x.zip", {"..\\evil.png": b"x"}), "'..\\evil.png' is a '..' path"),
     ("zip-backslash-absolute", lambda p: make_zip(p / "x.zip", {"\\tmp\\gankit-evil.png": b"x"}),
      "'\\tmp\\gankit-evil.png' is an absolute path"),
@@ -154,7 +147,7 @@ UNSAFE = [
     ("zip-symlink-to-etc", lambda p: make_zip(p / "x.zip", {}, links={"etc": "/etc"}), "'etc' is a link to '/etc'"),
     ("zip-symlink-up", lambda p: make_zip(p / "x.zip", {}, links={"a/up": "../../x"}), "'a/up' is a link to '../../x'"),
     ("tar-absolute", lambda p: make_tar(p / "x.tar", {"/tmp/gankit-evil.png": b"x"}), "is an absolute path"),
-    ("tar-dotdot", lambda p: make_tar(p / "x.tar.gz", {"ok.png": png_bytes(), "../evil.png": b"x"}), "'../evil.png' is a '..' path"),
+    ("tar-dotdot", lambda p: make_tar(p / "x.tar.gz", {"ok.png": image_bytes(), "../evil.png": b"x"}), "'../evil.png' is a '..' path"),
     ("tar-symlink-to-etc", lambda p: make_tar(p / "x.tar", special=[link("etc", "/etc")]), "'etc' is a link to '/etc'"),
     ("tar-symlink-up", lambda p: make_tar(p / "x.tgz", special=[link("a/up", "../../outside")]), "'a/up' is a link to '../../outside'"),
     ("tar-hardlink-out", lambda p: make_tar(p / "x.tar", special=[link("pw", "/etc/passwd", tarfile.LNKTYPE)]),
@@ -208,16 +201,10 @@ def test_a_zip_that_zipfile_cannot_read_is_one_clear_error(tmp_path, patch, reas
     assert "\n" not in text and not list((tmp_path / "cache").rglob("*.png"))
 
 
-def _bmp_bytes(color, size=(16, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="BMP")
-    return buf.getvalue()
-
-
 def _stored_zip(path: Path, color, mtime_ns: int) -> None:
     """One BMP, stored, with a fixed date inside: the same byte size for any colour."""
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(zipfile.ZipInfo("set/a.bmp", date_time=(2020, 1, 1, 0, 0, 0)), _bmp_bytes(color))
+        zf.writestr(zipfile.ZipInfo("set/a.bmp", date_time=(2020, 1, 1, 0, 0, 0)), image_bytes(color, (16, 16), "BMP"))
     os.utime(path, ns=(mtime_ns,) * 2)
 
 
@@ -237,7 +224,7 @@ def test_an_extracted_file_whose_size_changed_is_extracted_again(tmp_path, capsy
     z = tmp_path / "set.zip"
     _stored_zip(z, (255, 0, 0), 1_700_000_000 * 10**9)
     folder = extract_archive(z, cache_dir=tmp_path / "c", progress=False)
-    (folder / "a.bmp").write_bytes(_bmp_bytes((0, 0, 255), size=(20, 20)))
+    (folder / "a.bmp").write_bytes(image_bytes((0, 0, 255), (20, 20), "BMP"))
     capsys.readouterr()
     images = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False).images
     assert images[0, 0].float().mean() > 200

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import image_bytes
 import gankit.data.folder as folder
 from gankit.data import ImageSet, load_builtin, load_dataset, load_folder
 from gankit.errors import ConfigError, DataError
@@ -704,12 +705,6 @@ def test_pokemon_with_type_labels(tmp_path):
     assert (ds.images[:, :, 0, 0] == 255).float().mean() > 0.95
 
 
-def _bmp_bytes(color, size=(16, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="BMP")
-    return buf.getvalue()
-
-
 def test_downscaling_averages_detail_instead_of_aliasing_it(tmp_path):
     """A 1 px black and white checkerboard brought down 8x must come out grey (an antialiasing filter, LANCZOS),
     not black or white pixels picked from it; every other fixture is flat colour, which any filter keeps."""
@@ -726,10 +721,10 @@ def test_a_file_rewritten_with_the_same_size_is_decoded_again(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
     p = d / "a.bmp"
-    p.write_bytes(_bmp_bytes((255, 0, 0)))
+    p.write_bytes(image_bytes((255, 0, 0), (16, 16), "BMP"))
     os.utime(p, ns=(1_700_000_000 * 10**9,) * 2)
     red = load_folder(d, 16, cache_dir=tmp_path / "c", progress=False)
-    p.write_bytes(_bmp_bytes((0, 0, 255)))
+    p.write_bytes(image_bytes((0, 0, 255), (16, 16), "BMP"))
     os.utime(p, ns=(1_700_000_100 * 10**9,) * 2)
     blue = load_folder(d, 16, cache_dir=tmp_path / "c", progress=False)
     assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200

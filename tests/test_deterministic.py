@@ -88,8 +88,9 @@ def stopped_by_sigterm_then_resumed(straight, name: str, after: int, monkeypatch
 
     monkeypatch.setattr(Trainer, "train_iteration", iteration_with_sigterm)
     run = straight / name
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         run_training(layers(straight / "images", STEPS), run)
+    assert stopped.value.exit_code == 143  # the shell's 128 + SIGTERM: a job script tells a preemption from a Ctrl-C
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == after + 1
     monkeypatch.setattr(Trainer, "train_iteration", original)
     run_training(layers(straight / "images", STEPS), run)

@@ -346,8 +346,9 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(image_folde
         original(self, kept)
 
     monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_two_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         run_training(tiny_layers(image_folder, epochs=5), tmp_path / "r")  # 4 iterations per epoch
+    assert stopped.value.exit_code == 130
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 4  # epoch 1's, not half of the 6th
     assert "stopped at once; not saved since the last checkpoint" in capsys.readouterr().err
 

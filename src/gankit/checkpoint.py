@@ -244,6 +244,11 @@ def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
     return [p for p in (ckpt_dir / LAST,) if p.is_file()] + older
 
 
+def numbered_path(ckpt_dir: Path, epoch: int) -> Path:
+    """Where the numbered checkpoint of `epoch` goes: epoch_NNNN.pt (`NUMBERED`)."""
+    return Path(ckpt_dir) / f"epoch_{epoch:04d}.pt"
+
+
 def numbered_checkpoints(ckpt_dir: Path) -> list[Path]:
     """The epoch_NNNN.pt files in `ckpt_dir`, newest (highest epoch) first."""
     found = (p for p in Path(ckpt_dir).glob("epoch_*.pt") if NUMBERED.fullmatch(p.name))

@@ -69,8 +69,9 @@ def _options(version: bool = typer.Option(False, "--version", metavar="", is_eag
 
 
 def command(function):
-    """`app.command()`, and Ctrl-C inside the command ends in a line saying so (Typer turns it into a silent exit
-    130): what the command kept when it says (an `Interrupted` with a message), none after the trainer's own."""
+    """`app.command()`, and Ctrl-C inside the command ends in a line saying so (Typer would make it a silent exit
+    130): what the command kept when it says (an `Interrupted` with a message), none after the trainer's own; and in
+    its exit status (`Interrupted.exit_code`: a training stopped by SIGTERM exits 143, by a hang-up 129)."""
     @functools.wraps(function)
     def run(*args, **kwargs):
         try:
@@ -79,7 +80,7 @@ def command(function):
             said = str(e) if isinstance(e, Interrupted) else "interrupted: stopped before it finished"
             if said:
                 console.info(said)
-            raise
+            raise typer.Exit(getattr(e, "exit_code", 130)) from None  # 130; a training stopped by SIGTERM 143, SIGHUP 129
     return app.command(cls=_Command)(run)
 
 
@@ -387,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
 
     - a `GankitError` (bad input) or a usage error (unknown option, wrong flag type): `error: ...`, exit 2;
-    - Ctrl-C: exit 130, with a line saying what was kept (the trainer has already said what it saved);
+    - Ctrl-C: exit 130 (a training stopped by SIGTERM: 143, by a hang-up: 129), with a line saying what was kept (the
+      trainer has already said what it saved);
     - an OSError (a path that cannot be written or read, a full disk): `error: 'path': reason`, exit 2;
     - running out of GPU or host memory: what ran out, torch's figures and what lowers the need, exit 2;
     - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.

@@ -23,4 +23,10 @@ class RunError(GankitError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C stopped a command. Its message, printed as the command ends, says what was kept; an empty one means
-    the command has already said it (the trainer names the checkpoint it saved)."""
+    the command has already said it (the trainer names the checkpoint it saved). `exit_code` follows the shell's
+    128 + signal number: 130 for Ctrl-C (SIGINT), 143 for a scheduler's SIGTERM, 129 for a hang-up (SIGHUP), so a
+    job script can tell a preemption from a Ctrl-C."""
+
+    def __init__(self, *args, exit_code: int = 130):
+        super().__init__(*args)
+        self.exit_code = exit_code

@@ -28,8 +28,8 @@ import torch
 import yaml
 
 from gankit import console, distributed, runlock
-from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, prune_numbered, remove_leftovers,
-                               room_for_numbered, save_checkpoint, save_generator)
+from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, numbered_path, prune_numbered,
+                               remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
                            refuse_ignored, save_yaml, to_dict, warn_settings)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
@@ -702,7 +702,7 @@ class Trainer:
             return
         for path in first:
             path.unlink(missing_ok=True)
-        save_checkpoint(state, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+        save_checkpoint(state, numbered_path(self.ckpt_dir, self.epoch))
         prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
 
     def _mend_a_kill(self) -> None:
@@ -717,7 +717,7 @@ class Trainer:
         self._save_generator()
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
-                and not (self.ckpt_dir / f"epoch_{epoch:04d}.pt").exists()):
+                and not numbered_path(self.ckpt_dir, epoch).exists()):
             self._save_numbered(self.state_dict())
 
     def _room_for_numbered(self) -> list[Path] | None:
@@ -1109,7 +1109,7 @@ class Trainer:
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
                 console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
                              f"intact). {self.resume_hint()}")
-                raise Interrupted() from None
+                raise Interrupted(exit_code=interrupted.exit_code) from None
             if self._weights_finite():
                 self.save()
             self.log.close()
@@ -1117,7 +1117,7 @@ class Trainer:
                 self.write_pictures()
             console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
                          f"{self.resume_hint()}")
-            raise Interrupted() from None
+            raise Interrupted(exit_code=interrupted.exit_code) from None
         finally:
             interrupted.restore()
             self._interrupted = None
@@ -1362,6 +1362,7 @@ class _InterruptFlag:
 
     def __init__(self):
         self.hit = self.forced = False
+        self.exit_code = 130  # the shell's 128 + the first signal's number (`Interrupted.exit_code`); Ctrl-C's by default
         self._agreed = None  # (iteration, agreed clock) where the ranks last asked each other (`agreed`)
         self._next = 0  # ... and the iteration where they ask next
         self._old = {}
@@ -1376,8 +1377,10 @@ class _InterruptFlag:
     def _handler(self, sig, frame):
         if self.hit and sig == signal.SIGINT:
             self.forced = True
+            self.exit_code = 128 + signal.SIGINT
             raise KeyboardInterrupt
         self.hit = True
+        self.exit_code = 128 + sig
         if sig == self.HANGUP:
             console.terminal_gone()
             return

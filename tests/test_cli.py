@@ -205,7 +205,7 @@ def test_off_a_terminal_short_epochs_report_at_their_ends(monkeypatch, capsys):
 
     now = [0.0]
     monkeypatch.setattr(train.time, "monotonic", lambda: now[0])
-    progress = train._progress(True, 4, "r", 9, lambda: (0.5, now[0], 100))
+    progress = train._progress(True, 4, "r", 9, lambda: (0.5, now[0], 100, 0.0))
     progress.lines = True  # as into a log file
     said = []
 

@@ -120,6 +120,35 @@ def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends
     assert len(rates) == 4 and min(rates) > 1.0, rates
 
 
+def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(image_folder, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """Off a terminal, an epoch's progress line said 119 img/s where training ran at 600: its rate counted the
+    previous epoch end's evaluation. Here each evaluation moves the clock on by 1000 s: the line of epoch 3 (after
+    epoch 1's, two evaluations later) shows training's rate, not the < 0.1 img/s that counting them would give,
+    and its time spent still counts them."""
+    import time
+
+    from gankit import console
+
+    clock, ahead = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock() + ahead[0])
+    monkeypatch.setattr(console, "LINE_EVERY", 1e9)  # lines at the first epoch's end and the run's last only
+
+    def evaluate(generate, n):
+        ahead[0] += 1000.0
+        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+
+    layers = tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0}}]
+    layers[0]["log"]["progress"] = True
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = evaluate
+    trainer.fit()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("run epoch")]
+    assert [line.split(":")[0] for line in lines] == ["run epoch 1/3", "run epoch 3/3"], lines
+    rate = float(lines[1].split(" img/s")[0].rsplit(" ", 1)[1])
+    assert rate > 1.0 and "33:" in lines[1].split(" in, ")[0], lines[1]  # 2,000 s of evaluations: 33:2x in
+
+
 def test_the_first_evaluations_duration_includes_loading_inception_and_the_real_features(image_folder, tmp_path,
                                                                                          monkeypatch):
     """`eval_seconds` is what an evaluation cost the run: the first one also builds the Evaluator (Inception's

@@ -516,6 +516,7 @@ class Trainer:
         self.iteration = 0  # strategy iterations done
         self.cursor = 0  # real batches consumed
         self.elapsed = 0.0  # training seconds, across resumes
+        self.writing_seconds = 0.0  # of this process's loop: epoch ends' grids, evaluations, checkpoints and plots
         self.d_updates = 0
         self.g_updates = 0
         self.d_skipped = 0  # gated D steps the strategy refused (monitored)
@@ -1033,7 +1034,7 @@ class Trainer:
             return {"iterations": self.iteration, "epochs": self.epoch}
 
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
-                             lambda: (self.progress(), self.elapsed, self._images()))
+                             lambda: (self.progress(), self.elapsed, self._images(), self.writing_seconds))
         interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor = time.perf_counter(), self.cursor
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
@@ -1073,7 +1074,9 @@ class Trainer:
                             ended = time.perf_counter()
                             self._end_epoch(progress)
                             saved_at_iteration = self.iteration
-                            last_log_t += time.perf_counter() - ended  # img/s is training's: not the grid, FID...
+                            writing = time.perf_counter() - ended
+                            last_log_t += writing  # img/s is training's: not the grid, FID...
+                            self.writing_seconds += writing  # (the progress lines' too)
                             line_clock, line_due = self.elapsed, False
                             if stop_when is not None and stop_when():
                                 self._write_skipped()
@@ -1429,7 +1432,7 @@ class _progress:
         self.of = f"/{epochs}" if epochs else ""
         self.status = status
         self.epoch, self.in_epoch, self.values = 0, 0, {}
-        self._mark = status()[1:]  # (training seconds, images) at the previous line, or where this process started
+        self._mark = status()[1:]  # (training seconds, images, writing seconds) at the previous line, or at the start
         self._last_wall = time.monotonic()
         self._epoch_lines = 0
 
@@ -1472,11 +1475,12 @@ class _progress:
         return time.monotonic() - self._last_wall >= intervals * console.LINE_EVERY
 
     def _line(self, where: str, values: dict) -> None:
-        done, elapsed, images = self.status()
-        since_t, since_images = self._mark
-        self._mark, self._last_wall = (elapsed, images), time.monotonic()
+        done, elapsed, images, writing = self.status()
+        since_t, since_images, since_writing = self._mark
+        self._mark, self._last_wall = (elapsed, images, writing), time.monotonic()
         shown = "".join(f"{k} {values[k]:.3g}, " for k in ("d_loss", "g_loss") if k in values)
-        speed = f"{(images - since_images) / (elapsed - since_t):.0f} img/s; " if elapsed > since_t else ""
+        training = (elapsed - since_t) - (writing - since_writing)  # img/s of training, not of the epoch ends' writings
+        speed = f"{(images - since_images) / training:.0f} img/s; " if training > 0 else ""
         left = f", about {console.clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
         console.info(f"{self.name} {where}: {shown}{speed}{console.clock(elapsed)} in, {done:.0%} done{left}")
 

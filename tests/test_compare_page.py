@@ -185,3 +185,32 @@ def test_a_long_run_name_wraps_in_the_plot_legends(tmp_path, figures):
         box = legend.get_window_extent()
         assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
         assert fig.get_figheight() > 4.5
+
+
+def test_fid_curves_put_each_evaluation_at_its_epoch_and_minute_and_star_the_best(tmp_path, figures):
+    a = make_run(tmp_path, "a", epochs=3, fids=[200.0, 150.0, 160.0])  # 40 steps an epoch, eval at step * 0.5 + 0.2 s
+    write_compare_report([a], tmp_path / "r.html")
+    by_epoch, by_time = [ax for fig in figures for ax in fig.axes if ax.get_ylabel().startswith("FID")]
+    minutes = [(40 * e * 0.5 + 0.2) / 60 for e in (1, 2, 3)]
+    for ax, xs in ((by_epoch, [1, 2, 3]), (by_time, minutes)):
+        curve, star = ax.get_lines()
+        assert curve.get_label() == "a" and list(curve.get_ydata()) == [200.0, 150.0, 160.0]
+        assert list(curve.get_xdata()) == pytest.approx(xs)
+        assert (star.get_xdata()[0], star.get_ydata()[0]) == pytest.approx((xs[1], 150.0))
+
+
+def test_kid_figures_leave_out_a_run_that_logged_fid_alone(tmp_path, figures):
+    a = make_run(tmp_path, "a", run_index=0, epochs=2, fids=[200.0, 150.0])
+    b = make_run(tmp_path, "b", run_index=1, epochs=2, fids=[210.0, 160.0], torn=False)
+    lines = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:  # an older run: FID without KID
+        line.pop("kid_mean", None), line.pop("kid_std", None)
+    (b / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    page = write_compare_report([a, b], tmp_path / "r.html").read_text()
+
+    def labels(metric):
+        return [[ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+                for fig in figures for ax in fig.axes if ax.get_ylabel().startswith(metric)]
+
+    assert labels("FID") == [["a", "b"]] * 2 and labels("KID") == [["a"]] * 2
+    assert "No KID logged: b." in page

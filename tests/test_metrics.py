@@ -560,3 +560,57 @@ def test_a_count_of_generated_images_whose_features_cannot_fit_in_memory_is_refu
     assert not (tmp_path / "r" / "checkpoints").exists()
     layers[-1]["eval"]["every"] = 0  # evaluation off: the count is not used
     assert (run_training(layers, tmp_path / "r") / "checkpoints" / "last.pt").is_file()
+
+
+def test_evaluate_scores_the_given_checkpoint_seed_and_data_with_fresh_noise_per_chunk(tmp_path, monkeypatch):
+    """`evaluate --checkpoint --seed --data`: the images scored are the checkpoint's, drawn from --seed with a fresh
+    seed per chunk (not the first chunk again), compared with --data's images, and FID is printed as FID."""
+    import gankit.evaluate
+    from gankit.sample import load_run_generator
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "data", n=16)
+    make_image_folder(tmp_path / "other", n=8)
+    run = run_training(tiny_layers(tmp_path / "data", epochs=2), tmp_path / "run")
+    seen = {}
+
+    class Recording:  # no Inception: records what evaluate_run hands to the evaluator
+        def __init__(self, data, *args, **kwargs):
+            seen["n_real"] = len(data.images)
+
+        def __call__(self, generate, n_fake, batch_size=50):
+            seen["images"] = torch.cat([generate(4) for _ in range(n_fake // 4)])
+            return {"fid": 12.5, "kid_mean": 0.25, "kid_std": 0.01, "n_fake": n_fake, "n_real": 1000}
+
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", Recording)
+    epoch_1 = run / "checkpoints" / "epoch_0001.pt"
+    r = CliRunner().invoke(app, ["evaluate", str(run), "-n", "8", "--seed", "7", "--checkpoint", str(epoch_1),
+                                 "--data", str(tmp_path / "other"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().splitlines()[-1].startswith("FID 12.500  KID 0.25000")
+    assert seen["n_real"] == 8  # --data's folder, not the run's 16 images
+    gen = load_run_generator(run, epoch_1, device="cpu")
+    expected = torch.cat([gen.sample(4, seed=7), gen.sample(4, seed=11)])  # chunk i: --seed + images drawn before
+    assert torch.allclose(seen["images"], expected, atol=1e-6)
+    final = load_run_generator(run, device="cpu").sample(4, seed=7)  # generator.safetensors: the last epoch's
+    assert not torch.allclose(seen["images"][:4], final, atol=1e-4)
+
+
+def test_evaluate_against_other_images_does_not_read_them_with_the_runs_label_file(tmp_path, monkeypatch):
+    """`evaluate --data OTHER` on a run trained with a label file: FID needs no labels, and the run's file names
+    the run's images, not OTHER's (reading OTHER with it would drop OTHER's images the file does not list)."""
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "data", n=16)
+    make_image_folder(tmp_path / "other", n=20)
+    (tmp_path / "types.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16)))
+    layers = tiny_layers(tmp_path / "data", epochs=1)
+    layers[0]["data"].update(labels=str(tmp_path / "types.csv"), label_column="kind")
+    layers[0]["model"]["arch"] = "acgan"
+    run = run_training(layers, tmp_path / "run")
+    seen = []
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
+    assert evaluate_run(run, str(tmp_path / "other"), n_fake=4, device="cpu") == {"fid": 1.0}
+    assert len(seen[0].images) == 20

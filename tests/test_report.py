@@ -13,7 +13,7 @@ from report_fakes import GRID_SIZE, epoch_color, make_run
 
 from gankit.errors import RunError
 from gankit.report.compare import flatten_config, format_duration, write_compare_report
-from gankit.report.gif import pick_evenly, write_evolution_gif
+from gankit.report.gif import LAST_FRAME_HOLD, pick_evenly, write_evolution_gif
 from gankit.report.grids import label_grid, save_grid
 from gankit.report.plots import smooth, write_plots
 from gankit.report.runs import load_run
@@ -492,3 +492,51 @@ def test_a_run_folder_whose_name_is_not_utf8_has_its_plots_and_compare_page(tmp_
     assert {p.name for p in write_plots(runs[0])} >= {"losses.png", "fid.png"}
     page = write_compare_report(runs, tmp_path / "r.html").read_text(encoding="utf-8")
     assert "caf\ufffd" in page
+
+
+def test_evolution_gif_holds_the_last_frame_not_the_first(tmp_path):
+    run = make_run(tmp_path, "r", epochs=3, steps_per_epoch=1)
+    with Image.open(write_evolution_gif(run, duration_ms=50)) as im:
+        assert [f.info["duration"] for f in ImageSequence.Iterator(im)] == [50, 50, 50 * LAST_FRAME_HOLD]
+
+
+def test_best_fid_is_the_earliest_of_equal_ones(tmp_path):
+    best = load_run(make_run(tmp_path, "r", epochs=4, fids=[200.0, 150.0, 150.0, 170.0])).best
+    assert (best.fid, best.epoch, best.step) == (150.0, 2, 80)
+
+
+def test_the_table_shows_the_last_fid_and_the_final_grid_its_epoch(tmp_path):
+    a = make_run(tmp_path, "a", epochs=4, fids=[200.0, 150.0, 120.0, 130.0])
+    page = write_compare_report([a], tmp_path / "r.html").read_text()
+    best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert '<td class="num best">120.00</td>' in best and '<td class="num">130.00</td>' in best
+    assert "200.00" not in best
+    grids = page[page.index('id="final-grids"'):page.index('id="evolution"')]
+    assert '<p class="note">epoch 4</p>' in grids and "epoch 1<" not in grids
+
+
+def test_a_run_without_fid_measured_with_other_counts_raises_no_warning(tmp_path):
+    """Only runs that logged FID are compared on eval.n_fake."""
+    a = make_run(tmp_path, "a", run_index=0, epochs=2, fids=[200.0, 150.0])
+    c = make_run(tmp_path, "c", run_index=1, epochs=2, fids=None)
+    (c / "config.yaml").write_text((c / "config.yaml").read_text() + "eval:\n  n_fake: 5000\n")
+    page = write_compare_report([a, c], tmp_path / "r.html").read_text()
+    assert "eval.n_fake" in page[page.index('id="config-diff"'):page.index('id="best-metrics"')]
+    assert "do not compare" not in page and "not comparable" not in page
+
+
+def test_other_png_draws_a_key_only_eval_lines_carry_against_epochs(tmp_path):
+    from gankit.report import plots
+
+    (tmp_path / "config.yaml").write_text("name: r\n")
+    lines = []
+    for epoch in (1, 2, 3):
+        lines.append({"kind": "step", "step": 5 * epoch, "epoch": epoch, "time": 10.0 * epoch, "d_loss": 0.5})
+        lines.append({"kind": "eval", "step": 5 * epoch, "epoch": epoch, "time": 10.0 * epoch + 1,
+                      "fid": 90.0 - epoch, "eval_seconds": 2.0 * epoch})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    fig = plots.other_figure(load_run(tmp_path))
+    assert fig is not None
+    (ax,) = fig.axes
+    assert ax.get_title() == "eval_seconds" and ax.get_xlabel() == "epoch"
+    assert list(ax.get_lines()[0].get_xdata()) == [1, 2, 3] and list(ax.get_lines()[0].get_ydata()) == [2, 4, 6]

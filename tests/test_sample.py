@@ -356,3 +356,66 @@ def test_a_run_in_a_folder_whose_name_is_not_utf8_samples_from_its_shared_genera
         p.unlink()
     gen = load_run_generator(run, None, "cpu")
     assert gen.sample(2, seed=0).shape[0] == 2
+
+
+def _written(folder, n):
+    """The images of `sample --out-dir`, back in [-1, 1]."""
+    got = torch.stack([torch.from_numpy(np.array(Image.open(folder / f"{i:05d}.png"))) for i in range(n)])
+    return got.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def test_several_labels_cycle_and_label_rows_are_named_in_the_order_given(conditional_gen, tmp_path, monkeypatch):
+    """`--label water --label fire` draws water, fire, water, ...; `--same-noise-labels --label grass --label water
+    --label fire` draws those rows in that order, each named after its own class. (What is asked of G is checked:
+    an untrained G's classes differ by less than a PNG's step.)"""
+    from typer.testing import CliRunner
+
+    import gankit.report.grids
+    import gankit.sample
+    from gankit.cli import app
+
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
+    asked, batches = [], conditional_gen.batches
+    monkeypatch.setattr(conditional_gen, "batches", lambda z, labels=None, batch_size=256:
+                        asked.append(labels) or batches(z, labels, batch_size))
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", "run", "--label", "water", "--label", "fire", "-n", "5", "--seed", "2",
+                            "--out-dir", str(tmp_path / "w")])
+    assert r.exit_code == 0, r.output
+    assert asked[0].tolist() == [2, 0, 2, 0, 2]  # water, fire, water, ...
+    expected = conditional_gen.sample(5, seed=2, labels=torch.tensor([2, 0, 2, 0, 2]))
+    assert (_written(tmp_path / "w", 5) - expected).abs().max() < 0.01
+
+    drawn = []
+    monkeypatch.setattr(gankit.report.grids, "label_grid", lambda images, names, path: drawn.append((images, names)))
+    r = runner.invoke(app, ["sample", "run", "--same-noise-labels", "--label", "grass", "--label", "water",
+                            "--label", "fire", "-n", "3", "--grid", str(tmp_path / "rows.png")])
+    assert r.exit_code == 0, r.output
+    (images, names), = drawn
+    assert names == ["grass", "water", "fire"]
+    assert torch.allclose(images, conditional_gen.same_noise_labels(3, seed=0, labels=[1, 2, 0]))
+
+
+def test_interpolate_walks_from_the_given_seed(trained_run, tmp_path, monkeypatch):
+    """`sample --interpolate --seed 5` walks from seed 5's noise to seed 6's, not from 0's to 1's (the noise asked
+    for is checked: a one-epoch G's images of two seeds differ by less than a PNG's step)."""
+    from typer.testing import CliRunner
+
+    import gankit.sample
+    from gankit.cli import app
+    from gankit.sample import slerp
+
+    gen = load_run_generator(trained_run, device="cpu")
+    walked, generate = [], gen.generate
+    monkeypatch.setattr(gen, "generate", lambda z, labels=None, batch_size=256: walked.append(z) or generate(z, labels))
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: gen)
+    r = CliRunner().invoke(app, ["sample", str(trained_run), "--interpolate", "-n", "4", "--seed", "5",
+                                 "--out-dir", str(tmp_path / "walk"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert torch.allclose(walked[0], slerp(gen.noise(1, 5)[0], gen.noise(1, 6)[0], torch.linspace(0, 1, 4)))
+    assert (_written(tmp_path / "walk", 4) - generate(walked[0])).abs().max() < 0.01
+
+
+def test_a_class_index_out_of_range_is_a_one_line_error(conditional_gen):
+    with pytest.raises(GankitError, match=r"labels must be 2 class indices in \[0, 3\), got \[0, 3\]"):
+        conditional_gen.sample(2, seed=0, labels=torch.tensor([0, 3]))

@@ -210,7 +210,9 @@ CLASSES = ["fire", "grass", "water"]
 
 @pytest.fixture
 def conditional_gen():
-    """An untrained ACGAN generator of three classes (the sampling code only needs G(z, labels))."""
+    """An untrained ACGAN generator of three classes (the sampling code only needs G(z, labels)). Its layers'
+    weights are scaled up: at their initial scale its images are all within 0.005 of gray, so two classes' images
+    would match to a PNG's step (0.008) and a check of which class was drawn could not fail."""
     from gankit.config import build_config
     from gankit.models import build_generator
     from gankit.sample import LoadedGenerator
@@ -218,7 +220,15 @@ def conditional_gen():
     cfg = build_config({"data": {"resolution": 16},
                         "model": {"arch": "acgan", "num_classes": 3, "channels": 3, "nz": 16, "ngf": 8}})
     torch.manual_seed(0)
-    return LoadedGenerator(build_generator(cfg).eval(), cfg, CLASSES, torch.device("cpu"))
+    G = build_generator(cfg).eval()
+    with torch.no_grad():
+        for layer in G.modules():
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                layer.weight.mul_(10)
+    gen = LoadedGenerator(G, cfg, CLASSES, torch.device("cpu"))
+    one, other = gen.sample(4, seed=0, labels=torch.full((4,), 0)), gen.sample(4, seed=0, labels=torch.full((4,), 2))
+    assert (one - other).abs().mean() > 0.1  # classes far apart
+    return gen
 
 
 def test_conditional_sampling_by_label(conditional_gen):

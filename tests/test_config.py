@@ -275,3 +275,76 @@ def test_the_defaults_are_the_write_ups_hyper_parameters():
     assert t.monitor_factor == 0.8 and t.boost_window == 100  # seed 000: D only if D_loss > 0.8 G_loss; boosts of 100
     assert (t.n_critic, t.critic_boost_first, t.critic_boost_every) == (5, 25, 500)  # seed 004's critic schedule
     assert t.clip == 0.01 and t.gp_lambda == 10.0  # WGAN's clipping, WGAN-GP's lambda
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({"train": {"seed": 2**32}}, "train.seed must be a whole number from 0 to 4294967295"),
+    ({"train": {"ema": 1.0}}, r"train.ema must be in \[0, 1\)"),  # G's average would never move
+    ({"log": {"write_share": 1.5}}, r"log.write_share must be in \[0, 1\]"),
+    ({"eval": {"n_fake": 0}}, "eval.n_fake must be > 0"),
+    ({"eval": {"every": -1}}, "eval.every must be >= 0"),
+    ({"log": {"checkpoint_minutes": -1}}, "log.checkpoint_minutes must be >= 0"),
+    ({"data": {"flip": 1}}, "data.flip must be bool or null, got 1"),
+    ({"train": {"lr_g": True}}, "train.lr_g must be float, got True"),
+    ({"train": {"label_noise": 0.5, "label_smoothing": 0.5}}, r"label_noise \+ train.label_smoothing must stay under 1"),
+    ({"train": {"loss": "wgan", "relativistic": True}}, "train.relativistic works with train.loss bce or hinge, not wgan"),
+    ({"model": {"d_norm": "layer"}, "train": {"d_split": True, "fuse_d": True}},
+     "train.d_split .* but a fused D forward scores both batches at once: drop train.d_split"),
+    ({"train": {"device": "cuda:x"}}, "train.device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    ({"train": {"device": "cuda0"}}, "train.device must be auto, cpu, cuda or cuda:N"),
+    ({"train": {"compile": True, "compile_mode": "fast"}},
+     "train.compile_mode must be one of default, reduce-overhead, max-autotune; got 'fast'"),
+])
+def test_more_bad_values_are_one_line_errors(layer, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        build_config(layer)
+    assert "\n" not in str(e.value)
+
+
+def test_the_ends_of_each_range_are_accepted():
+    cfg = build_config({"train": {"seed": 2**32 - 1, "topk": 1.0, "label_noise": 0.4, "label_smoothing": 0.5},
+                        "data": {"resolution": 1024}, "log": {"write_share": 1.0, "checkpoint_minutes": 0},
+                        "eval": {"every": 0}})
+    assert (cfg.train.seed, cfg.data.resolution, cfg.log.write_share) == (2**32 - 1, 1024, 1.0)
+    assert build_config(parse_sets(["train.device=cuda:1"])).train.device == "cuda:1"
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"train": {"batch_size": 16}}, "train.batch_size: 8 -> 16"),
+    ({"train": {"seed": 1}}, "train.seed: 0 -> 1"),
+    ({"train": {"lr_g": 1e-3}}, "train.lr_g: 0.00015 -> 0.001"),
+    ({"train": {"sync_batchnorm": True}}, "train.sync_batchnorm: False -> True"),
+    ({"model": {"nz": 8}}, "model.nz: 100 -> 8"),
+    ({"data": {"resolution": 32}}, "data.resolution: 16 -> 32"),
+])
+def test_a_resume_refuses_a_change_of_what_was_trained(tmp_path, change, named):
+    from gankit.config import save_yaml
+    from gankit.errors import RunError
+    from gankit.train import resolve_config
+
+    save_yaml(build_config({"data": {"resolution": 16}, "train": {"batch_size": 8}}), tmp_path / "config.yaml")
+    with pytest.raises(RunError, match=f"different config \\({named}\\)"):
+        resolve_config([change], tmp_path)
+
+
+def test_a_resume_takes_every_resumable_change(tmp_path):
+    """RESUMABLE_CHANGES: how long to train, where and how fast, and what to log or evaluate."""
+    from gankit.config import save_yaml
+    from gankit.train import resolve_config
+
+    save_yaml(build_config({"train": {"batch_size": 8}}), tmp_path / "config.yaml")
+    change = {"name": "other", "train": {"epochs": 50, "max_steps": 9, "minutes": 5.0, "device": "cpu",
+                                        "precision": "fp32", "deterministic": True, "fuse_d": False,
+                                        "gemm_wgrad": False, "thin_conv": False, "compile": True,
+                                        "compile_mode": "max-autotune", "ema_standing_stats": False},
+              "log": {"every": 7, "checkpoint_every": 2}, "eval": {"every": 3, "n_fake": 50}}
+    cfg, resuming = resolve_config([change], tmp_path)
+    assert resuming and (cfg.name, cfg.train.max_steps, cfg.train.compile_mode, cfg.log.every, cfg.eval.n_fake) == \
+        ("other", 9, "max-autotune", 7, 50)
+
+
+def test_a_yaml_syntax_error_names_its_line_as_an_editor_counts_it(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr_g: 0.1\n  epochs: 3: 4\n")
+    with pytest.raises(ConfigError, match="is not valid YAML at line 3: fix the syntax"):
+        read_yaml(bad)

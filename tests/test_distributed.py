@@ -191,6 +191,13 @@ def test_resumed_two_process_run_equals_one_process_with_the_global_batch(ddp_ru
                               ddp_runs["root"] / "single")
     single = load_checkpoint(single_run / "checkpoints" / "last.pt")
     assert ddp["iteration"] == single["iteration"] == 10
+
+    def logged(run: Path) -> list[dict]:
+        return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "step"]
+
+    for a, b in zip(logged(work / "run"), logged(single_run), strict=True):  # the global batch's means, not sums
+        for key in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake"):
+            assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key, a[key], b[key])
     assert not [k for k in single["G"] if "running_mean" in k], "model.g_norm=none must build G without BatchNorm"
     for net in ("G", "D"):
         assert ddp[net].keys() == single[net].keys()
@@ -529,3 +536,122 @@ def test_two_gpus_with_sync_batchnorm(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
     torchrun(["--config", str(tmp_path / "c.yaml"), "--run-dir", "run"], tmp_path)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 4
+
+
+def test_a_process_is_torchruns_rank_before_its_group_starts_and_after_it_ends(monkeypatch):
+    """`gankit train`'s "done:" line comes after the group is torn down: only process 0 may say it."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert not distributed.is_initialized()
+    assert distributed.rank() == 1 and not distributed.is_main()
+    monkeypatch.setenv("RANK", "0")
+    assert distributed.is_main()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "1")  # (not torchrun's: one process is process 0)
+    assert distributed.rank() == 0 and distributed.is_main()
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """On the second of several machines, process RANK 3 is the 2nd of its machine: cuda:1, not cuda:3."""
+    monkeypatch.setattr(distributed, "is_initialized", lambda: True)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_sync_batchnorm_makes_every_batchnorm_a_synchronised_one(one_process_group, monkeypatch):
+    """train.sync_batchnorm on GPUs: DDP (which needs the GPU) is left out, the conversion is what is checked."""
+    from gankit.models.dcgan import Generator
+
+    monkeypatch.setattr(distributed, "DDP", lambda module, **kwargs: module)
+    gpu = torch.device("cuda", 0)
+    synced = {type(m) for m in distributed.wrap(Generator(16, nz=8, ngf=8), gpu, sync_batchnorm=True).modules()}
+    plain = {type(m) for m in distributed.wrap(Generator(16, nz=8, ngf=8), gpu).modules()}
+    assert torch.nn.SyncBatchNorm in synced and torch.nn.BatchNorm2d not in synced
+    assert torch.nn.BatchNorm2d in plain and torch.nn.SyncBatchNorm not in plain
+
+
+def test_resume_command_under_torchrun_quotes_the_run_folder(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.resume_command(Path("my run")) == "the same torchrun command (with --run-dir 'my run')"
+
+
+def test_ddp_forwards_do_not_synchronise_buffers(one_process_group):
+    """Process 0 runs G alone for samples and FID while the others wait: a forward that broadcast BatchNorm's
+    buffers would be a collective they never join."""
+    from gankit.models.dcgan import Generator
+
+    wrapped = distributed.wrap(Generator(16, nz=8, ngf=8), torch.device("cpu"))
+    assert wrapped.broadcast_buffers is False
+
+
+def _two_processes(rank: int, port: int) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                                         timeout=datetime.timedelta(seconds=30))  # a hang fails the test
+
+
+def _agree(rank: int, port: int, out: str) -> None:
+    """Process `rank` of 2 in a real gloo group: what the collectives give it."""
+    _two_processes(rank, port)
+    try:
+        cpu = torch.device("cpu")
+        got = {"mean": distributed.mean_over_ranks(torch.tensor([1.0 + 2 * rank, -float(rank)])).tolist(),
+               "stop_and_clock": distributed.maxima([float(rank == 1), 10.0 - rank], cpu),
+               "clock": distributed.max_over_ranks(3.0 + rank, cpu),
+               "same": distributed.same_on_all_ranks([5, 7], cpu),
+               "differ": distributed.same_on_all_ranks([5, rank], cpu)}
+        Path(out, f"{rank}.json").write_text(json.dumps(got))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_the_processes_agree_on_means_clocks_and_stops(tmp_path):
+    """Logged losses are the mean over the processes (the global batch's), a clock and a stop are the largest
+    (the latest clock; a stop asked by any process), not their sums."""
+    torch.multiprocessing.spawn(_agree, args=(_free_port(), str(tmp_path)), nprocs=2)
+    for r in (0, 1):
+        assert json.loads((tmp_path / f"{r}.json").read_text()) == {
+            "mean": [2.0, -0.5], "stop_and_clock": [1.0, 10.0], "clock": 4.0, "same": True, "differ": False}
+
+
+def _in_turn(rank: int, port: int, out: str) -> None:
+    import time
+
+    from gankit.errors import GankitError
+
+    _two_processes(rank, port)
+    try:
+        cached = Path(out, "cached")
+        with distributed.main_first():
+            if rank == 0:
+                time.sleep(0.5)  # decoding the dataset into the cache
+                cached.write_text("images")
+            got = {"found_the_cache": cached.exists()}
+        try:
+            with distributed.main_first():
+                if rank == 0:
+                    raise RuntimeError("a bad image")
+                got["then"] = "ran the block"
+        except (RuntimeError, GankitError) as e:
+            got["then"] = str(e)
+        got["config"] = distributed.from_main(lambda: {"read by": rank})
+
+        def missing() -> None:
+            raise FileNotFoundError("no config.yaml")
+
+        try:
+            distributed.from_main(missing)
+        except (FileNotFoundError, GankitError) as e:
+            got["missing"] = str(e)
+        Path(out, f"{rank}.json").write_text(json.dumps(got))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_process_0_runs_the_block_first_and_its_failure_stops_the_others_quietly(tmp_path):
+    torch.multiprocessing.spawn(_in_turn, args=(_free_port(), str(tmp_path)), nprocs=2)
+    assert [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)] == [
+        {"found_the_cache": True, "then": "a bad image", "config": {"read by": 0}, "missing": "no config.yaml"},
+        {"found_the_cache": True, "then": distributed.RANK0_STOPPED, "config": {"read by": 0},
+         "missing": distributed.RANK0_STOPPED}]

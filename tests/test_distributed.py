@@ -86,8 +86,9 @@ def torchrun_nodes(args: list[str], folders: list[Path]) -> list[subprocess.Comp
 
 
 def test_bad_data_under_torchrun_is_process_0s_one_line_error(tmp_path):
-    """Rank 0 decodes the dataset while the others wait: when it fails, they stop quietly instead of each
-    reporting its lost connection to rank 0 as an internal error (torchrun then exits 1, as for any failure)."""
+    """Rank 0 reads the config and checks the dataset (`from_main`) while the others wait: when it fails, they stop
+    quietly instead of each reporting its lost connection to rank 0 as an internal error (torchrun then exits 1,
+    as for any failure)."""
     missing = tmp_path / "missing"
     proc = torchrun(["--data", str(missing), "--run-dir", "run"], tmp_path, rc=1)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -570,6 +571,18 @@ def test_sync_batchnorm_makes_every_batchnorm_a_synchronised_one(one_process_gro
     plain = {type(m) for m in distributed.wrap(Generator(16, nz=8, ngf=8), gpu).modules()}
     assert torch.nn.SyncBatchNorm in synced and torch.nn.BatchNorm2d not in synced
     assert torch.nn.BatchNorm2d in plain and torch.nn.SyncBatchNorm not in plain
+
+
+def test_the_sync_batchnorm_setting_reaches_both_networks_wrappers(image_folder, tmp_path, monkeypatch, capsys):
+    """train.sync_batchnorm is handed to the wrapping of G and of D (one process here: it says it has no effect)."""
+    from gankit.train import run_training
+
+    asked, wrap = [], distributed.wrap
+    monkeypatch.setattr(distributed, "wrap", lambda module, device, sync_batchnorm=False:
+                        asked.append(sync_batchnorm) or wrap(module, device, sync_batchnorm))
+    run_training(tiny_layers(image_folder, max_steps=1, sync_batchnorm=True), tmp_path / "run")
+    assert asked == [True, True]
+    assert "train.sync_batchnorm has no effect in a single process" in capsys.readouterr().err
 
 
 def test_resume_command_under_torchrun_quotes_the_run_folder(monkeypatch):

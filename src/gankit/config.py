@@ -501,10 +501,11 @@ def from_dict(d: dict) -> Config:
     return build_config(d, training=False)
 
 
-def save_yaml(cfg: Config, path: str | Path) -> None:
+def save_yaml(cfg: Config | dict, path: str | Path) -> None:
+    """A config (or its dict, as a checkpoint holds it) as config.yaml, written whole or not at all."""
     from gankit.checkpoint import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(Path(path), yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
 
 
 def incompatible_changes(saved: Config, requested: Config, also_allowed: tuple[str, ...] = ()) -> list[str]:

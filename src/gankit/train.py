@@ -336,11 +336,9 @@ def _restore_config(run_dir: Path) -> bool:
                            f"gone and no checkpoint holds one: pass a new {distributed.run_option()} folder, or delete "
                            f"'{run_dir / 'metrics.jsonl'}' to start this one again from iteration 0")
         return False
-    from gankit.checkpoint import atomic_write_text
-
     path = run_dir / CONFIG_FILE
     try:
-        atomic_write_text(path, yaml.safe_dump(found[0]["config"], sort_keys=False))
+        save_yaml(found[0]["config"], path)
     except OSError as e:
         raise RunError(f"'{path}' is gone and cannot be written again from {found[1].name} ({e.strerror or e}): "
                        "check the run folder's permissions") from None

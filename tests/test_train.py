@@ -149,6 +149,30 @@ def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(
     assert rate > 1.0 and "33:" in lines[1].split(" in, ")[0], lines[1]  # 2,000 s of evaluations: 33:2x in
 
 
+@pytest.mark.parametrize("evaluation_seconds, said", [(1000.0, True), (0.0, False)])
+def test_a_run_whose_evaluations_took_most_of_its_time_says_so(image_folder, tmp_path, monkeypatch, capsys,
+                                                               evaluation_seconds, said):
+    """`--minutes 1.5` with evaluations on a busy CPU ran 7.5 minutes, 5.7 of them FID/KID, without a word about
+    it. Here each of the 3 evaluations moves the clock on by `evaluation_seconds`: 50:00 of a run of 50:0x is
+    said, with what shortens it; a run whose evaluations took no time says nothing."""
+    import time
+
+    clock, ahead = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock() + ahead[0])
+
+    def evaluate(generate, n):
+        ahead[0] += evaluation_seconds
+        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+
+    trainer = _trainer(tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0, "n_fake": 60}}],
+                       image_folder, tmp_path / "run")
+    trainer._evaluator = evaluate
+    trainer.fit()
+    err = capsys.readouterr().err
+    assert ("FID/KID took 50:00 of this run's 50:0" in err and "(now eval.every 1)" in err
+            and "(eval.n_fake 60)" in err) == said, err
+
+
 def test_the_first_evaluations_duration_includes_loading_inception_and_the_real_features(image_folder, tmp_path,
                                                                                          monkeypatch):
     """`eval_seconds` is what an evaluation cost the run: the first one also builds the Evaluator (Inception's

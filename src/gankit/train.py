@@ -515,6 +515,7 @@ class Trainer:
         self.cursor = 0  # real batches consumed
         self.elapsed = 0.0  # training seconds, across resumes
         self.writing_seconds = 0.0  # of this process's loop: epoch ends' grids, evaluations, checkpoints and plots
+        self.eval_seconds = 0.0  # of this process's loop: its FID/KID evaluations
         self.d_updates = 0
         self.g_updates = 0
         self.d_skipped = 0  # gated D steps the strategy refused (monitored)
@@ -1105,6 +1106,7 @@ class Trainer:
             self.log.close()
             if cfg.log.plots:  # (a stop now lets them finish: the run is done; the signals stay ours until then)
                 self.write_pictures()
+            self._say_if_evaluations_took_most(time.perf_counter() - t_start)
         except KeyboardInterrupt:
             progress.close()
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
@@ -1273,6 +1275,15 @@ class Trainer:
             console.info(f"epoch {epoch or self.epoch_of_last_step}: FID/KID left out, stopping")
             return False
 
+    def _say_if_evaluations_took_most(self, seconds: float) -> None:
+        """A run of a minute or more whose FID/KID evaluations took most of its `seconds` (a short run on a CPU, where
+        the first one also computes the real images' Inception features) says so, and what shortens them."""
+        ev = self.cfg.eval
+        if distributed.is_main() and seconds >= 60 and self.eval_seconds > seconds / 2:
+            console.info(f"FID/KID took {console.clock(self.eval_seconds)} of this run's {console.clock(seconds)}: for "
+                         f"quicker runs evaluate less often (now eval.every {ev.every}) or fewer images (eval.n_fake "
+                         f"{ev.n_fake}), or train with --set eval.every=0 and run `gankit evaluate` afterwards")
+
     def _final_evaluation_left_out(self) -> bool:
         """A complete run with evaluations on whose metrics.jsonl has no FID/KID of its last iteration."""
         if not self.cfg.eval.every or not distributed.is_main():
@@ -1306,6 +1317,7 @@ class Trainer:
         values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake", "n_real")}
         # how long it took (the line's time is the training clock before it): the report tells training from evaluating
         values["eval_seconds"] = round(time.perf_counter() - started, 3)
+        self.eval_seconds += values["eval_seconds"]
         self.log.write("eval", self.iteration, epoch, self.elapsed, values)
         better = result["fid"] < self.best_fid
         if better:

@@ -307,3 +307,31 @@ def test_the_ema_sampler_of_a_generator_with_dropout_leaves_trainings_random_str
     second = ema_sampler(G, cfg)
     with torch.no_grad():
         assert torch.equal(first(z), second(z))
+
+
+def test_one_sided_label_smoothing_leaves_gs_target_at_one():
+    smooth = build_loss(build_config({"train": {"label_smoothing": 0.1}}))
+    fake = torch.tensor([-1.0])
+    assert smooth.g_loss(fake).item() == pytest.approx(_bce(-1.0, 1.0), rel=1e-5)
+
+
+def test_gradient_penalty_is_taken_between_each_real_and_its_fake_at_a_point_drawn_per_sample():
+    real, fake = torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4) + 2
+
+    def critic(x):  # 0.5 ||x||^2: its gradient is x itself
+        return 0.5 * x.flatten(1).pow(2).sum(1)
+
+    torch.manual_seed(0)
+    eps = torch.rand(6, 1, 1, 1)
+    x_hat = eps * real + (1 - eps) * fake
+    expected = (x_hat.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    torch.manual_seed(0)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_relativistic_noisy_labels_swap_the_relative_scores_targets():
+    ra_hinge = build_loss(build_config({"train": {"loss": "hinge", "relativistic": True}}))
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])  # relative: r = [2, 4], f = [-4, -2]
+    assert ra_hinge.d_loss(real, fake).item() == pytest.approx(0.0)
+    # swapped: reals judged as fakes, mean relu(1 + [2, 4]) = 4; fakes as reals, mean relu(1 - [-4, -2]) = 4
+    assert ra_hinge.d_loss(real, fake, swap=True).item() == pytest.approx(8.0)

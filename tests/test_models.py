@@ -703,3 +703,92 @@ def test_every_option_at_once_trains_and_samples(tmp_path):
     assert gen.G.num_classes == 2
     images = gen.sample(4, seed=0)
     assert images.shape == (4, 3, 20, 20) and images.min() >= -1 and images.max() <= 1
+
+
+def test_minibatch_features_are_sums_of_exp_minus_l1_distances_to_the_other_samples():
+    torch.manual_seed(0)
+    mbd = MinibatchDiscrimination(in_features=6, out_features=3, kernel_dim=4)
+    x = torch.randn(5, 6) * 0.3
+    m = (x @ mbd.T.weight.t()).view(5, 3, 4)  # [N, B, C]
+    expected = torch.stack([sum(torch.exp(-(m[i] - m[j]).abs().sum(-1)) for j in range(5) if j != i) for i in range(5)])
+    assert expected.min() > 0.5 and expected.max() < 3.5  # neither collapsed nor all far apart: the distance counts
+    torch.testing.assert_close(mbd(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_minibatch_std_is_the_groups_population_std_averaged_over_features():
+    torch.manual_seed(0)
+    x = torch.randn(8, 2, 3, 3)
+    out = MinibatchStdDev(4)(x)[:, 2]
+    for group in (slice(0, 4), slice(4, 8)):
+        expected = (x[group].var(0, unbiased=False) + 1e-8).sqrt().mean()
+        torch.testing.assert_close(out[group], expected.expand(4, 3, 3))
+
+
+def test_init_std_reaches_both_models_weights_through_the_builders():
+    cfg = _cfg(init_std=0.1)
+    for net in (build_generator(cfg), build_discriminator(cfg)):
+        convs = [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.numel() > 1000]
+        assert convs and all(w.std().item() == pytest.approx(0.1, rel=0.1) for w in convs), type(net).__name__
+
+
+def test_dropout_drops_the_configured_fraction_in_g_and_d():
+    for net in (Generator(32, dropout=0.3, **TINY), Discriminator(32, dropout=0.3, **TINY_D)):
+        drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+        torch.manual_seed(0)
+        for m in drops:
+            y = m(torch.ones(20000))
+            assert (y == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
+            assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+
+
+@pytest.mark.parametrize("norm", ["layer", "instance"])
+def test_layer_and_instance_norms_normalise_their_axes_with_a_learned_scale_and_shift(norm):
+    D = Discriminator(32, norm=norm, **TINY_D)
+    layer = next(m for m in D.modules() if isinstance(m, (nn.GroupNorm, nn.InstanceNorm2d)))
+    assert layer.weight is not None and layer.bias is not None  # learned scale and shift
+    nn.init.constant_(layer.weight, 2.0)
+    nn.init.constant_(layer.bias, 0.5)
+    torch.manual_seed(0)
+    x = torch.randn(3, layer.weight.numel(), 5, 5) * torch.arange(1.0, layer.weight.numel() + 1)[:, None, None] + 1
+    dims = (1, 2, 3) if norm == "layer" else (2, 3)  # layer: each sample over (C, H, W); instance: each channel over (H, W)
+    ref = (x - x.mean(dims, keepdim=True)) / (x.var(dims, unbiased=False, keepdim=True) + 1e-5).sqrt() * 2 + 0.5
+    torch.testing.assert_close(layer(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_the_gemm_weight_gradient_of_many_bf16_chunks_is_summed_in_fp32(monkeypatch):
+    from gankit.models import layers
+
+    torch.manual_seed(0)
+    x = torch.rand(32, 4, 8, 8).to(memory_format=torch.channels_last)  # positive: the partial sums only grow
+    g = torch.rand(32, 5, 4, 4).to(memory_format=torch.channels_last)
+    exact = layers.conv2d_weight_grad(x.double(), g.double(), (4, 4), (2, 2), (1, 1))
+    whole = layers.conv2d_weight_grad(x.bfloat16(), g.bfloat16(), (4, 4), (2, 2), (1, 1))
+    monkeypatch.setattr(layers, "COLS_CHUNK", 4 * 4 * 16 * 4)  # one image per GEMM: 32 partial sums
+    with torch.no_grad():
+        chunked = layers.conv2d_weight_grad(x.bfloat16(), g.bfloat16(), (4, 4), (2, 2), (1, 1))
+    assert chunked.dtype == torch.bfloat16
+    assert (chunked.double() - exact).norm() <= 1.5 * (whole.double() - exact).norm()
+
+
+def test_color_picker_is_the_softmax_weighted_palette_of_nearest_upsampled_logits():
+    torch.manual_seed(0)
+    picker = ColorPicker(in_channels=8, channels=3, palette_size=5)
+    h = torch.randn(2, 8, 4, 4, requires_grad=True)
+    up = h.repeat_interleave(2, 2).repeat_interleave(2, 3)  # nearest x2
+    logits = nn.functional.conv2d(up, picker.logits.weight, picker.logits.bias, padding=1).view(2, 3, 5, 8, 8)
+    palette = torch.tanh(picker.base_palette + h.mean((2, 3)) @ picker.palette.weight.t() + picker.palette.bias)
+    expected = (logits.softmax(2) * palette[:, None, :, None, None]).sum(2)
+    out = picker(h)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)  # the palette's path to the features too
+    torch.testing.assert_close(torch.autograd.grad(out, h, grad)[0], torch.autograd.grad(expected, h, grad)[0])
+
+
+def test_generator_crops_the_center_of_the_map_it_makes():
+    torch.manual_seed(0)
+    G = Generator(100, **TINY).eval()  # base 7: makes 112 px, crops 6 from every side
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        full = G.net(z[:, :, None, None])
+        assert full.shape[-1] == 112
+        torch.testing.assert_close(G(z), full[..., 6:106, 6:106], rtol=0, atol=0)

@@ -8,11 +8,16 @@ picture fails here.
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from gankit.cli import app
-from gankit.sanity import builtin_images, run_sanity
+from gankit.config import build_config
+from gankit.sanity import SanityResult, builtin_images, run_sanity
 
 FAST = {"ngf": 16, "ndf": 16, "nz": 16}
 CASES = {
@@ -193,3 +198,28 @@ def test_a_test_run_again_in_its_folder_starts_over_and_a_training_runs_folder_i
                                         "pass another --run"):
         run_sanity(second, run, copies=64)
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_a_sanity_test_passes_only_when_every_target_is_reproduced():
+    assert SanityResult([0.4, 0.4], [0.05, 0.09], 0.1, 0, Path(".")).passed
+    assert not SanityResult([0.4, 0.4], [0.05, 0.3], 0.1, 0, Path(".")).passed  # one of ACGAN's two targets missed
+
+
+def test_each_target_is_measured_on_gs_images_of_its_own_label():
+    from gankit.sanity import _attempts, _mae
+
+    targets = builtin_images(16)
+    images = [t.float().div(255).mul(2).sub(1) for t in targets]  # a G that paints label i's target exactly
+    trainer = SimpleNamespace(cfg=build_config({"model": {"nz": 4}}), device="cpu", num_classes=2,
+                              _generate=lambda z, labels: torch.stack([images[int(k)] for k in labels]))
+    assert _mae(_attempts(trainer, targets)) == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_the_sanity_test_never_flips_its_target(tmp_path):
+    import yaml
+
+    layers = [{"data": {"resolution": 16, "flip": True}, "model": {"ngf": 8, "ndf": 8, "nz": 8},
+               "train": {"batch_size": 8, "precision": "fp32", "device": "cpu", "epochs": 1},
+               "log": {"progress": False, "plots": False, "tensorboard": False}}]
+    r = run_sanity(layers, tmp_path / "s", copies=8, threshold=1.0)
+    assert yaml.safe_load((r.run_dir / "config.yaml").read_text())["data"]["flip"] is False

@@ -85,3 +85,31 @@ def test_each_op_changes_about_p_of_the_images(p):
     x = torch.rand(4000, 3, 8, 8) * 2 - 1
     changed = (DiffAugment("color", p=p)(x) != x).flatten(1).any(1).float().mean()
     assert float(changed) == pytest.approx(p, abs=0.03)
+
+
+def test_translation_reaches_every_shift_up_to_an_eighth_both_ways():
+    """At 16 px: a lone pixel in the middle lands at every offset -2..+2 on each axis, and never further."""
+    torch.manual_seed(0)
+    x = torch.zeros(2000, 1, 16, 16)
+    x[:, :, 8, 8] = 1
+    where = translation(x).flatten(1).argmax(1)
+    assert set((where // 16 - 8).tolist()) == set((where % 16 - 8).tolist()) == {-2, -1, 0, 1, 2}
+
+
+def test_cutout_falls_anywhere_and_differs_per_image():
+    """Over many images every pixel, edges included, is cut at least once, and each image has a square of its own."""
+    torch.manual_seed(0)
+    cut = cutout(torch.ones(500, 1, 16, 16))[:, 0] == 0
+    assert cut.any(0).all()
+    assert len({tuple(r.tolist()) for r in cut.any(2)}) > 5 and len({tuple(c.tolist()) for c in cut.any(1)}) > 5
+
+
+def test_adaptive_p_stays_within_zero_and_one_and_reads_the_mean_sign():
+    ada = AdaptiveP(target=0.6, interval=2, speed=0.3, p=0.8)
+    for _ in range(6):
+        ada.observe(torch.ones(8))
+    assert ada.p == 1.0  # capped, however overconfident D stays
+    ada = AdaptiveP(target=0.6, interval=2, speed=0.1, p=0.5)
+    ada.observe(torch.ones(8))
+    ada.observe(torch.tensor([1.0, -1.0]))  # mean sign over the interval 0.5 < target: less augmentation
+    assert ada.p == pytest.approx(0.4)

@@ -364,3 +364,52 @@ def test_sample_and_evaluate_take_the_run_as_train_does(command, monkeypatch, ca
         assert done.value.code == 2 and err.startswith(f"error: {said}") and err.count("\n") == 1, err
     assert len(seen) == 4
     assert "--run-dir" in wide_help(command)
+
+
+def test_counts_lists_and_clocks_read_as_written():
+    from gankit import console
+
+    assert [console.count(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    names = [f"f{i}" for i in range(6)]
+    assert console.short_list(names[:5]) == "f0, f1, f2, f3, f4"
+    assert console.short_list(names) == "f0, f1, f2, f3, f4 and 1 more"
+    assert [console.clock(s) for s in (0, 59.6, 61, 3599, 3600, 3661, 36005)] == [
+        "0:00", "1:00", "1:01", "59:59", "1:00:00", "1:01:01", "10:00:05"]
+
+
+def test_a_progress_line_says_the_time_left_from_the_pace_so_far(monkeypatch, capsys):
+    """100 of 400 images in 1 minute: 3 minutes left; the next update 10 s later says nothing (LINE_EVERY 30)."""
+    from gankit import console
+
+    now = [0.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(console, "LINE_EVERY", 30.0)
+    with console.progress(400, "Inception", "images") as bar:
+        for now[0] in (60.0, 70.0):
+            bar.update(100)
+    assert capsys.readouterr().err == "Inception: 100/400 images (25%), 1:00 in, about 3:00 left\n"
+
+
+def test_only_the_first_process_of_all_speaks_not_each_machines_first(monkeypatch, capsys):
+    from gankit import console
+
+    monkeypatch.setenv("RANK", "2")  # the second machine's first process
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    console.warn("said by every process")
+    assert capsys.readouterr().err == "" and not console.speaks() and console.speaks_on_its_machine()
+    monkeypatch.setenv("RANK", "0")
+    console.warn("once")
+    assert capsys.readouterr().err == "warning: once\n"
+
+
+def test_a_terminal_gone_sends_stdout_and_stderr_to_dev_null(tmp_path):
+    """After a hang-up both fds that went to the dead terminal point at /dev/null. They stayed on it: a hung-up
+    terminal makes `os.isatty` say False (not raise), so nothing was redirected, and only writes through Python's
+    own streams were kept from failing (torch's C-level warnings, child processes and os.write were not)."""
+    script = ("import os, pty\nfrom gankit import console\nleader, terminal = pty.openpty()\n"
+              "os.dup2(terminal, 1); os.dup2(terminal, 2); os.close(terminal); os.close(leader)\n"
+              "console.terminal_gone()\n"
+              f"open({str(tmp_path / 'fds')!r}, 'w').write(os.readlink('/proc/self/fd/1') + ' ' + "
+              "os.readlink('/proc/self/fd/2'))\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 0
+    assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"

@@ -348,3 +348,40 @@ def test_a_yaml_syntax_error_names_its_line_as_an_editor_counts_it(tmp_path):
     bad.write_text("train:\n  lr_g: 0.1\n  epochs: 3: 4\n")
     with pytest.raises(ConfigError, match="is not valid YAML at line 3: fix the syntax"):
         read_yaml(bad)
+
+
+@pytest.mark.parametrize("flags, native", [("avx2 avx512f avx512bw avx512_vnni", False), ("avx512f avx512_bf16", True),
+                                           ("avx2 amx_tile amx_bf16", True)])
+def test_native_bf16_is_read_from_the_cpus_flags(monkeypatch, flags, native):
+    """AVX-512 alone emulates bf16: only avx512_bf16 or AMX make `--precision auto` pick it."""
+    from gankit import device
+
+    class FakePath:
+        def __init__(self, name):
+            assert name == "/proc/cpuinfo"
+
+        def read_text(self):
+            return f"processor\t: 0\nflags\t\t: {flags}\n"
+
+    monkeypatch.setattr(device, "Path", FakePath)
+    device.cpu_has_bf16.cache_clear()
+    try:
+        assert device.cpu_has_bf16() is native
+    finally:
+        device.cpu_has_bf16.cache_clear()
+
+
+def test_auto_takes_the_gpu_and_its_best_half_precision(monkeypatch):
+    import torch
+
+    from gankit import device
+
+    cuda = torch.device("cuda")
+    for bf16 in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+        assert device.resolve_precision("auto", cuda) == (torch.bfloat16 if bf16 else torch.float16)
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        device.resolve_precision("fp16", torch.device("cpu"))
+    for available, expected in ((True, cuda), (False, torch.device("cpu"))):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+        assert device.resolve_device("auto") == expected

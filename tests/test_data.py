@@ -741,3 +741,27 @@ def test_a_large_jpeg_decoded_at_a_reduced_scale_is_close_to_a_full_decode(tmp_p
     with Image.open(tmp_path / "d" / "big.jpg") as im:
         full = np.asarray(im.convert("RGB").resize((64, 64), Image.Resampling.LANCZOS), dtype=np.float64)
     assert np.abs(got.permute(1, 2, 0).numpy().astype(np.float64) - full).mean() < 4
+
+
+def test_a_file_rewritten_in_place_with_the_same_size_is_decoded_again(tmp_path):
+    """An image edited in place (same name and size: a BMP of the same dimensions) has a new mtime: not the cache."""
+    images = tmp_path / "images"
+    images.mkdir()
+
+    def put(name, colour, second):
+        Image.new("RGB", (16, 16), colour).save(images / name)
+        os.utime(images / name, ns=(second * 10**9, second * 10**9))
+
+    put("a.bmp", (255, 0, 0), 1_700_000_000)
+    put("b.bmp", (255, 0, 0), 1_700_000_000)
+    red = load_folder(images, RES, cache_dir=tmp_path / "cache", progress=False)
+    put("b.bmp", (0, 0, 255), 1_700_000_100)  # the same size, a later mtime
+    blue = load_folder(images, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert red.images[1, 0].float().mean() > 200 and blue.images[1, 2].float().mean() > 200
+    assert blue.key != red.key
+
+
+def test_a_cache_file_is_readable_by_the_others_sharing_the_cache(tmp_path, csv_folder):
+    load_folder(csv_folder, RES, cache_dir=tmp_path / "cache", progress=False)
+    (cache_file,) = (tmp_path / "cache").glob("*.pt")
+    assert cache_file.stat().st_mode & 0o777 == 0o644

@@ -146,3 +146,14 @@ def test_ctrl_c_between_the_d_and_g_steps_then_resumed(straight, deterministic, 
     monkeypatch.setattr(Trainer, "_g_phase", original)
     run_training(layers(straight / "images", STEPS), run)
     assert_bit_identical(straight / "straight", run)
+
+
+def test_set_deterministic_also_sets_cublas_and_cudnn_autotuning(monkeypatch):
+    """cuBLAS gets its fixed workspace; out of deterministic mode cuDNN autotunes."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    set_deterministic(True)
+    try:
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8" and not torch.backends.cudnn.benchmark
+    finally:
+        set_deterministic(False)
+    assert torch.backends.cudnn.benchmark

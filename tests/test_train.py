@@ -1088,3 +1088,64 @@ def test_a_run_whose_config_holds_a_setting_refused_since_resumes_with_a_warning
     run_training(tiny_layers(image_folder, max_steps=4, loss="hinge"), run)  # `gankit train --run DIR --max-steps 4`
     assert "holds a setting that has no effect" in capsys.readouterr().err
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["iteration"] == 4
+
+
+def test_a_metric_line_holds_its_values_and_tensorboard_the_same_under_kind_tags(tmp_path):
+    """A fresh run's log starts empty (lines of an attempt that died before its first checkpoint are gone); a line
+    holds the values, a non-finite one as null (strict JSON), the time to the ms; TensorBoard's tags are kind/name."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gankit.runlog import RunLog
+
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "step", "step": 40, "epoch": 9, "time": 1.0}) + "\n")
+    log = RunLog(tmp_path, None)
+    log.write("step", 3, 1, 12.34567, {"d_loss": 0.5, "g_loss": float("nan"), "d_updates": 3})
+    log.close()
+    (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) == {
+        "kind": "step", "step": 3, "epoch": 1, "time": 12.346, "d_loss": 0.5, "g_loss": None, "d_updates": 3}
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("step/d_loss")] == [(3, 0.5)]
+
+
+def test_a_resume_keeps_tensorboards_points_up_to_its_checkpoint_and_replaces_those_after(tmp_path):
+    """As in metrics.jsonl: resumed from step 2, TensorBoard shows steps 1 and 2, then the resumed run's step 3."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gankit.runlog import RunLog
+
+    log = RunLog(tmp_path, None)
+    for step in (1, 2, 3):
+        log.write("step", step, 1, step, {"d_loss": float(step)})
+    log.close()
+    log = RunLog(tmp_path, 2)
+    log.write("step", 3, 1, 3.5, {"d_loss": 30.0})
+    log.close()
+    expected = [(1, 1.0), (2, 2.0), (3, 30.0)]
+    assert [(r["step"], r["d_loss"]) for r in read_metrics(tmp_path / "metrics.jsonl")] == expected
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("step/d_loss")] == expected
+
+
+def test_read_metrics_skips_a_garbled_line_anywhere_not_only_the_last(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"kind": "step", "step": 1}) + '\n{"kind": "step", "st\n'
+                    + json.dumps({"kind": "step", "step": 2}) + '\n[1, 2]\n{"kind": "ep')
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]
+
+
+def test_a_reader_looking_at_the_same_instant_does_not_refuse_a_training(tmp_path):
+    """`in_use` (gankit compare) takes a shared lock for an instant: a training starting then tries again."""
+    import fcntl
+    import threading
+
+    from gankit import runlock
+
+    reader = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(reader, fcntl.LOCK_SH)
+    threading.Timer(0.05, os.close, (reader,)).start()
+    with runlock.hold(tmp_path, "--run"):
+        assert runlock.in_use(tmp_path)
+    assert not runlock.in_use(tmp_path)

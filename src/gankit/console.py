@@ -43,12 +43,17 @@ def info(message: str) -> None:
 def terminal_gone() -> None:
     """The terminal hung up (an ssh connection dropped, a window closed): point stdout and stderr, where they went
     to it, at /dev/null, so that the progress bar and the last messages cannot fail the run while it saves."""
+    import errno
+    import termios  # (POSIX, as SIGHUP is)
+
     null = os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):
         try:
-            if os.isatty(fd):
-                os.dup2(null, fd)
-        except OSError:  # EIO: a hung-up terminal can fail isatty() too
+            termios.tcgetattr(fd)
+            terminal = True  # a terminal still there: the hang-up says it is going
+        except termios.error as e:  # a hung-up one fails with EIO (`os.isatty` just says False then)
+            terminal = e.args[0] == errno.EIO  # ENOTTY, EBADF: a file, a pipe, closed: left as it is
+        if terminal:
             os.dup2(null, fd)
     os.close(null)
 

@@ -58,6 +58,12 @@ def test_throughput_reports_ratios_and_the_ceiling_of_the_same_flops(tmp_path):
     perf = json.loads((tmp_path / "perf.json").read_text())
     rows = {r["name"]: r for r in perf["rows"]}
     assert {"reference fp32", "gankit dcgan", "gankit wgan_gp", "gankit dcgan/plain"} <= set(rows)
+    # the reference's best setting: the fastest of fp32 as written, bf16 where native, and that in channels_last
+    refs = {name: row["img_s"] for name, row in rows.items() if name.startswith("reference")}
+    assert set(refs) == ({"reference fp32", "reference bf16", "reference bf16 NHWC"} if perf["cpu_bf16"]
+                         else {"reference fp32", "reference fp32 NHWC"})
+    assert rows["gankit dcgan"]["reference_best"] == max(refs, key=refs.get)
+    assert rows["gankit dcgan"]["ratio_fp32"] == pytest.approx(rows["gankit dcgan"]["img_s"] / refs["reference fp32"])
     # the thin RGB layers' phase form multiplies zeros: FLOPs are counted as the plain layers' (the algorithm's)
     assert rows["gankit dcgan"]["flops_per_iter"] == rows["gankit dcgan/plain"]["flops_per_iter"]
     for name in ("gankit dcgan", "gankit wgan_gp"):

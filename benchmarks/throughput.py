@@ -152,7 +152,7 @@ class Contender:
 def reference(resolution: int, batch: int, dtype=None, device: torch.device = torch.device("cpu"),
               channels_last: bool = False) -> Contender:
     """The reference step as written (NCHW), or with its models and batch in channels_last, the one-line change a
-    user would try next (under bf16 on an AVX512-BF16 CPU it is 7-9% faster at 64 px: it is part of its best)."""
+    user would try next (under bf16 on an AVX512-BF16 CPU it was 4-9% faster at 64 px: it is part of its best)."""
     torch.manual_seed(0)
     ref = ReferenceDCGAN(resolution=resolution, autocast_dtype=dtype, device=device)
     real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -413,3 +414,15 @@ def test_a_terminal_gone_sends_stdout_and_stderr_to_dev_null(tmp_path):
               "os.readlink('/proc/self/fd/2'))\n")
     assert subprocess.run([sys.executable, "-c", script]).returncode == 0
     assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
+
+
+def test_the_done_line_says_how_long_the_command_took(image_folder, tmp_path, capsys):
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--data", str(image_folder), "--resolution", "16", "--max-steps", "2", "--batch-size", "8",
+              "--precision", "fp32", "--device", "cpu", "--no-progress", "--set", "model.ngf=8", "--set", "model.ndf=8",
+              "--run", str(tmp_path / "r")])
+    assert done.value.code == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(rf"done: {re.escape(str(tmp_path / 'r'))} in 0:\d\d  \(samples in .*", line), line

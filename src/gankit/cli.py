@@ -121,10 +121,13 @@ def train(
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
+    import time
+
     from gankit.config import parse_sets, read_yaml
     from gankit.distributed import run_option
     from gankit.train import run_training
 
+    started = time.monotonic()
     if run is not None and run.exists() and not run.is_dir():
         raise RunError(f"{run_option()} '{run}' is a file, not a run folder: pass a new folder name or one made by gankit train")
     layers = [
@@ -140,8 +143,8 @@ def train(
     from gankit.distributed import is_main
 
     if is_main():  # under torchrun, one line for all processes
-        typer.echo(f"done: {run_path}  (samples in {run_path / 'samples'}, sample more with: gankit sample "
-                   f"{shlex.quote(str(run_path))})")
+        typer.echo(f"done: {run_path} in {console.clock(time.monotonic() - started)}  (samples in {run_path / 'samples'}, "
+                   f"sample more with: gankit sample {shlex.quote(str(run_path))})")
 
 
 @command

@@ -282,6 +282,7 @@ def test_the_defaults_are_the_write_ups_hyper_parameters():
     ({"train": {"ema": 1.0}}, r"train.ema must be in \[0, 1\)"),  # G's average would never move
     ({"log": {"write_share": 1.5}}, r"log.write_share must be in \[0, 1\]"),
     ({"eval": {"n_fake": 0}}, "eval.n_fake must be > 0"),
+    ({"log": {"grids_per_epoch": 0}}, "log.grids_per_epoch must be > 0"),
     ({"eval": {"every": -1}}, "eval.every must be >= 0"),
     ({"log": {"checkpoint_minutes": -1}}, "log.checkpoint_minutes must be >= 0"),
     ({"data": {"flip": 1}}, "data.flip must be bool or null, got 1"),

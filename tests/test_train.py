@@ -1149,3 +1149,25 @@ def test_a_reader_looking_at_the_same_instant_does_not_refuse_a_training(tmp_pat
     with runlock.hold(tmp_path, "--run"):
         assert runlock.in_use(tmp_path)
     assert not runlock.in_use(tmp_path)
+
+
+def test_grids_inside_an_epoch_at_evenly_spaced_batches(image_folder, tmp_path):
+    """Seed 004 saves 3 grids an epoch: `log.grids_per_epoch 3` with 4 batches an epoch writes grids after batches 1
+    and 3 of each epoch besides the epoch's own; the report and the evolution GIF keep to the epochs' grids."""
+    from PIL import Image, ImageSequence
+
+    from gankit.report.runs import load_run
+
+    layers = tiny_layers(image_folder, epochs=2)
+    layers[0]["log"]["grids_per_epoch"] = 3
+    run = run_training(layers, tmp_path / "run")
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch_0001.png", "epoch_0001_batch_0001.png", "epoch_0001_batch_0003.png",
+        "epoch_0002.png", "epoch_0002_batch_0001.png", "epoch_0002_batch_0003.png"]
+    with Image.open(run / "samples" / "epoch_0001_batch_0001.png") as a, \
+            Image.open(run / "samples" / "epoch_0002_batch_0003.png") as b:
+        assert a.size == b.size and a.tobytes() != b.tobytes()  # G trained in between
+    assert [p.name for p in load_run(run).samples] == ["epoch_0001.png", "epoch_0002.png"]
+    with Image.open(run / "evolution.gif") as gif:
+        assert sum(1 for _ in ImageSequence.Iterator(gif)) == 2
+

@@ -119,6 +119,7 @@ class LogConfig:
     every: int = 50  # iterations between metric lines (losses are read from the device only then)
     every_minutes: float = 1.0  # also a metric line once this many minutes of training have passed since the last (when log.every iterations take longer; not under --deterministic); 0 = by iterations only
     n_samples: int = 64  # images in the fixed-noise grid written every epoch
+    grids_per_epoch: int = 1  # fixed-noise grids per epoch: 1 at its end; N > 1 also N - 1 inside it, at evenly spaced batches (samples/epoch_NNNN_batch_BBBB.png; seed 004 saves 3 per epoch)
     checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt: at epoch ends; both held to write_share); 0 = none, last.pt only
     checkpoint_minutes: float = 10.0  # inside a long epoch, last.pt is also written after the first iteration this many minutes after the last save (weights finite; not under --deterministic; held to write_share), so a crash loses at most that; 0 = at epoch ends only
     keep_checkpoints: int = 0  # numbered checkpoints kept: the newest N (older ones deleted as new ones are written); 0 = all (they stop by themselves when the disk is nearly full)
@@ -173,7 +174,7 @@ POSITIVE = {
     "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
     "train.clip", "train.instance_noise_epochs", "train.g_batch_factor", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
     "train.minutes",
-    "log.every", "log.n_samples", "eval.n_fake", "eval.n_real",
+    "log.every", "log.n_samples", "log.grids_per_epoch", "eval.n_fake", "eval.n_real",
 }
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
                 "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_every", "log.checkpoint_minutes",

@@ -968,18 +968,22 @@ class Trainer:
         return dict(zip(names + ["weights"], values))
 
     @torch.no_grad()
-    def write_samples(self, epoch: int | None = None) -> Path | None:
+    def write_samples(self, epoch: int | None = None, batch: int | None = None) -> Path | None:
         """The fixed-noise grid of this epoch, or of `epoch` (eval mode: BatchNorm uses its running statistics),
         also logged to TensorBoard; rank 0 only. A conditional run's grid has one row per class, named at its left
         (the first `log.n_samples` classes), and the same noise down each column (`log.n_samples` // classes
-        columns, 1 to 8)."""
+        columns, 1 to 8). With `batch`, a grid inside epoch `epoch` after that many of its batches
+        (`log.grids_per_epoch`): written as asked, not held to `log.write_share`."""
         from gankit.report.grids import label_grid, save_grid
 
         if not distributed.is_main():
             return None
         epoch = self.epoch if epoch is None else epoch
-        path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}.png"
-        with self._paced["samples"].timed():
+        if batch is not None:
+            path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}_batch_{batch:04d}.png"
+        else:
+            path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}.png"
+        with self._paced["samples"].timed() if batch is None else contextlib.nullcontext():
             if not self.num_classes:
                 save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
             else:
@@ -989,8 +993,22 @@ class Trainer:
                 images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
                 label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path)  # the classes' names
             self.log.image("samples", path, self.iteration)  # also in TensorBoard's Images tab, slider by step
-        self._grid_epoch = epoch
+        if batch is None:
+            self._grid_epoch = epoch
         return path
+
+    def _grids_inside_epoch(self, before: int) -> float:
+        """`log.grids_per_epoch` - 1 grids inside each epoch, after batches round(k * batches / N): the ones that the
+        batches from cursor `before` to now passed. Returns the seconds they took."""
+        n, spe = self.cfg.log.grids_per_epoch, self.batches.steps_per_epoch
+        if n <= 1 or not distributed.is_main():
+            return 0.0
+        started = time.perf_counter()
+        for cursor in range(before + 1, self.cursor + 1):
+            at = cursor % spe  # batches of its epoch done
+            if at and any(round(k * spe / n) == at for k in range(1, n)):
+                self.write_samples(cursor // spe + 1, at)
+        return time.perf_counter() - started
 
     @torch.no_grad()
     def _generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -1067,6 +1085,9 @@ class Trainer:
                             last_log_t, last_log_cursor = now, self.cursor
                             line_clock, line_due = self.elapsed, False
                         progress.advance(self.cursor - before)
+                        writing = self._grids_inside_epoch(before)
+                        last_log_t += writing  # img/s is training's
+                        self.writing_seconds += writing
                         if self.epoch == epoch_before and more():  # (an epoch's or the run's end saves anyway)
                             self._save_inside_epoch()
                         if self.epoch > epoch_before:

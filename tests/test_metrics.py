@@ -523,11 +523,8 @@ def test_evaluate_says_where_it_reads_a_dataset_an_older_run_named_relatively(tm
         evaluate_run(run, None, n_fake=4, device="cpu")
 
 
-def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_gone(tmp_path, monkeypatch, capsys):
-    """It stopped with "label file ... does not exist: pass --labels ...", an option evaluate does not have, although
-    FID and KID need no labels."""
-    import gankit.evaluate
-    from gankit.evaluate import evaluate_run
+def _conditional_run(tmp_path):
+    """A one-epoch ACGAN run on 16 images of two kinds, labelled by tmp_path/types.csv."""
     from gankit.train import run_training
 
     make_image_folder(tmp_path / "data", n=16)
@@ -535,7 +532,16 @@ def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_g
     layers = tiny_layers(tmp_path / "data", epochs=1)
     layers[0]["data"].update(labels=str(tmp_path / "types.csv"), label_column="kind")
     layers[0]["model"]["arch"] = "acgan"
-    run = run_training(layers, tmp_path / "run")
+    return run_training(layers, tmp_path / "run")
+
+
+def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_gone(tmp_path, monkeypatch, capsys):
+    """It stopped with "label file ... does not exist: pass --labels ...", an option evaluate does not have, although
+    FID and KID need no labels."""
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+
+    run = _conditional_run(tmp_path)
     (tmp_path / "types.csv").unlink()
     seen = []
     monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
@@ -601,15 +607,9 @@ def test_evaluate_against_other_images_does_not_read_them_with_the_runs_label_fi
     the run's images, not OTHER's (reading OTHER with it would drop OTHER's images the file does not list)."""
     import gankit.evaluate
     from gankit.evaluate import evaluate_run
-    from gankit.train import run_training
 
-    make_image_folder(tmp_path / "data", n=16)
+    run = _conditional_run(tmp_path)
     make_image_folder(tmp_path / "other", n=20)
-    (tmp_path / "types.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16)))
-    layers = tiny_layers(tmp_path / "data", epochs=1)
-    layers[0]["data"].update(labels=str(tmp_path / "types.csv"), label_column="kind")
-    layers[0]["model"]["arch"] = "acgan"
-    run = run_training(layers, tmp_path / "run")
     seen = []
     monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
     assert evaluate_run(run, str(tmp_path / "other"), n_fake=4, device="cpu") == {"fid": 1.0}

@@ -96,19 +96,32 @@ def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evalu
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["iteration"] == 20  # FID falls: the last is best
 
 
-def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends(image_folder, tmp_path, monkeypatch):
-    """A logging interval that spans an epoch end excludes that epoch end's writings and evaluation from its img/s.
-    The evaluation here moves the clock on by 1000 s (a sleep, measured against steps, failed on a busy machine):
-    an interval of 3 steps of 8 images that counted it would show < 0.03 img/s."""
+def _clock_ahead(monkeypatch) -> list[float]:
+    """time.perf_counter, moved on by whatever a stand-in adds to the returned list's one item: an evaluation's
+    minutes without waiting for them (a sleep, measured against steps, failed on a busy machine)."""
     import time
 
     clock, ahead = time.perf_counter, [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: clock() + ahead[0])
+    return ahead
+
+
+def _evaluation_taking(monkeypatch, seconds: float):
+    """A stand-in for the trainer's Evaluator whose every evaluation moves the clock on by `seconds`."""
+    ahead = _clock_ahead(monkeypatch)
 
     def evaluate(generate, n):
-        ahead[0] += 1000.0
+        ahead[0] += seconds
         return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
 
+    return evaluate
+
+
+def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends(image_folder, tmp_path, monkeypatch):
+    """A logging interval that spans an epoch end excludes that epoch end's writings and evaluation from its img/s.
+    The evaluation here moves the clock on by 1000 s (a sleep, measured against steps, failed on a busy machine):
+    an interval of 3 steps of 8 images that counted it would show < 0.03 img/s."""
+    evaluate = _evaluation_taking(monkeypatch, 1000.0)
     layers = tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0}}]
     layers[0]["log"]["every"] = 3  # 4 steps an epoch: intervals end at steps 3, 6, 9, 12, so three span epoch ends
     layers[0]["log"]["every_minutes"] = 0  # metric lines by iterations only
@@ -126,18 +139,10 @@ def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(
     previous epoch end's evaluation. Here each evaluation moves the clock on by 1000 s: the line of epoch 3 (after
     epoch 1's, two evaluations later) shows training's rate, not the < 0.1 img/s that counting them would give,
     and its time spent still counts them."""
-    import time
-
     from gankit import console
 
-    clock, ahead = time.perf_counter, [0.0]
-    monkeypatch.setattr(time, "perf_counter", lambda: clock() + ahead[0])
+    evaluate = _evaluation_taking(monkeypatch, 1000.0)
     monkeypatch.setattr(console, "LINE_EVERY", 1e9)  # lines at the first epoch's end and the run's last only
-
-    def evaluate(generate, n):
-        ahead[0] += 1000.0
-        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
-
     layers = tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0}}]
     layers[0]["log"]["progress"] = True
     trainer = _trainer(layers, image_folder, tmp_path / "run")
@@ -155,15 +160,7 @@ def test_a_run_whose_evaluations_took_most_of_its_time_says_so(image_folder, tmp
     """`--minutes 1.5` with evaluations on a busy CPU ran 7.5 minutes, 5.7 of them FID/KID, without a word about
     it. Here each of the 3 evaluations moves the clock on by `evaluation_seconds`: 50:00 of a run of 50:0x is
     said, with what shortens it; a run whose evaluations took no time says nothing."""
-    import time
-
-    clock, ahead = time.perf_counter, [0.0]
-    monkeypatch.setattr(time, "perf_counter", lambda: clock() + ahead[0])
-
-    def evaluate(generate, n):
-        ahead[0] += evaluation_seconds
-        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
-
+    evaluate = _evaluation_taking(monkeypatch, evaluation_seconds)
     trainer = _trainer(tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0, "n_fake": 60}}],
                        image_folder, tmp_path / "run")
     trainer._evaluator = evaluate
@@ -178,12 +175,9 @@ def test_the_first_evaluations_duration_includes_loading_inception_and_the_real_
     """`eval_seconds` is what an evaluation cost the run: the first one also builds the Evaluator (Inception's
     weights, the real images' features: minutes on a CPU for a thousand images). The fake clock moves 500 s there
     and 10 s for each scoring."""
-    import time
-
     import gankit.evaluate
 
-    clock, ahead = time.perf_counter, [0.0]
-    monkeypatch.setattr(time, "perf_counter", lambda: clock() + ahead[0])
+    ahead = _clock_ahead(monkeypatch)
 
     class Evaluator:
         def __init__(self, *args, **kwargs):

@@ -514,7 +514,7 @@ class Trainer:
         self.iteration = 0  # strategy iterations done
         self.cursor = 0  # real batches consumed
         self.elapsed = 0.0  # training seconds, across resumes
-        self.writing_seconds = 0.0  # of this process's loop: epoch ends' grids, evaluations, checkpoints and plots
+        self.writing_seconds = 0.0  # of this process's loop: grids, evaluations, checkpoints and plots (not training)
         self.eval_seconds = 0.0  # of this process's loop: its FID/KID evaluations
         self.d_updates = 0
         self.g_updates = 0
@@ -979,10 +979,8 @@ class Trainer:
         if not distributed.is_main():
             return None
         epoch = self.epoch if epoch is None else epoch
-        if batch is not None:
-            path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}_batch_{batch:04d}.png"
-        else:
-            path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}.png"
+        inside = "" if batch is None else f"_batch_{batch:04d}"
+        path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}{inside}.png"
         with self._paced["samples"].timed() if batch is None else contextlib.nullcontext():
             if not self.num_classes:
                 save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
@@ -1053,7 +1051,7 @@ class Trainer:
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
                              lambda: (self.progress(), self.elapsed, self._images(), self.writing_seconds))
         interrupted = self._interrupted = _InterruptFlag()
-        last_log_t, last_log_cursor = time.perf_counter(), self.cursor
+        last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
@@ -1080,30 +1078,27 @@ class Trainer:
                             self.elapsed = distributed.max_over_ranks(clock, self.device)
                         if line:
                             now = time.perf_counter()
-                            ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(now - last_log_t, 1e-9)
+                            training = now - last_log_t - (self.writing_seconds - last_log_writing)  # not the grids, FID...
+                            ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(training, 1e-9)
                             self._log_step(ips, progress)
-                            last_log_t, last_log_cursor = now, self.cursor
+                            last_log_t, last_log_cursor, last_log_writing = now, self.cursor, self.writing_seconds
                             line_clock, line_due = self.elapsed, False
                         progress.advance(self.cursor - before)
-                        writing = self._grids_inside_epoch(before)
-                        last_log_t += writing  # img/s is training's
-                        self.writing_seconds += writing
+                        self.writing_seconds += self._grids_inside_epoch(before)
                         if self.epoch == epoch_before and more():  # (an epoch's or the run's end saves anyway)
                             self._save_inside_epoch()
                         if self.epoch > epoch_before:
                             ended = time.perf_counter()
                             self._end_epoch(progress)
                             saved_at_iteration = self.iteration
-                            writing = time.perf_counter() - ended
-                            last_log_t += writing  # img/s is training's: not the grid, FID...
-                            self.writing_seconds += writing  # (the progress lines' too)
+                            self.writing_seconds += time.perf_counter() - ended  # img/s is training's (lines, metrics)
                             line_clock, line_due = self.elapsed, False
                             if stop_when is not None and stop_when():
                                 self._write_skipped()
                                 break
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
-                        last_log_t, last_log_cursor = time.perf_counter(), self.cursor
+                        last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
                         saved_at_iteration = self.iteration
                     # a stop during a finished run's last writes lets them finish (it is done), unless it left out the
                     # run's final evaluation: then it stops as a stop does, and the resume evaluates

@@ -87,7 +87,8 @@ def main() -> None:
     tmp = Path(tmp_dir.name)
 
     def trainer(name: str, share: float | None, epochs: int = args.epochs):
-        layer = {"train": {"epochs": epochs}, "log": {"progress": False, "tensorboard": True,
+        # the thread count fixed: gankit.threads' probes would be in the runs' time and not in the bare iterations'
+        layer = {"train": {"epochs": epochs, "threads": torch.get_num_threads()}, "log": {"progress": False, "tensorboard": True,
                                                              **({} if share is None else {"write_share": share})},
                  "eval": {"every": args.eval_every, "n_fake": args.n_fake, "n_real": args.images,
                           **({} if share is None else {"share": share})}}

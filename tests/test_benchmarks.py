@@ -306,6 +306,8 @@ def test_epoch_ends_with_evaluations_evaluates_every_epoch_before_and_within_the
     ("quality_per_budget.py", ["--fakes-out", "f.pt"], "--fakes-out goes with --only"),  # trained both, saved one
     ("quality_per_budget.py", ["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
     ("throughput.py", ["--profile", "dcgan", "--json", "p.json"], "the profile prints a table, not JSON"),
+    ("busy_cores.py", ["--seconds", "0"], "--seconds: must be > 0"),
+    ("busy_cores.py", ["--resolution", "8"], "--resolution: must be >= 16"),
     ("throughput.py", ["--profile", "dcgan", "--ops", "--json", "p.json"], "the profile prints a table, not JSON"),
     pytest.param("throughput.py", ["--json", "/proc/x.json"], "cannot write '/proc/x.json'",
                  marks=pytest.mark.skipif(not os.path.isdir("/proc"), reason="no /proc here")),
@@ -408,3 +410,18 @@ def _refuses(script: str, args: list[str], needle: str, tmp_path, monkeypatch, c
     errors = [line for line in err.splitlines() if "error:" in line]
     assert exit_info.value.code == 2, err[-2000:]
     assert len(errors) == 1 and needle in errors[0], err
+
+
+def test_busy_cores_reads_a_runs_speed_and_the_thread_counts_it_logged(tmp_path, monkeypatch):
+    """One run of benchmarks/busy_cores.py's: a real `gankit train` without OMP_NUM_THREADS, so the count is
+    gankit's to choose and every metric line logs it."""
+    sys.path.insert(0, str(BENCH))
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "cache"))
+    import busy_cores
+
+    rate, counts = busy_cores.train(tmp_path / "run", 16, 3.0, None)
+    assert rate > 0 and counts and set(counts) <= set(range(1, busy_cores.cores() + 1))
+    if busy_cores.cores() > 1:
+        assert counts[0] == busy_cores.cores()
+    rate, counts = busy_cores.train(tmp_path / "fixed", 16, 1.0, 1)
+    assert rate > 0 and counts and set(counts) == {None}  # --threads: no tuner, no count logged

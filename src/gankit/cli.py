@@ -114,6 +114,7 @@ def train(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="CSV column holding the label, e.g. type1."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default: auto)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 (default: auto = bf16 where the hardware has it)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads of the training step (default: one per core, fewer while that trains faster, when other programs keep cores busy)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: 0)."),
@@ -135,7 +136,7 @@ def train(
         parse_sets(set_),
         _flags_layer(data__path=data, data__resolution=resolution, train__epochs=epochs, train__batch_size=batch_size,
                      data__labels=labels, data__label_column=label_column, train__device=device,
-                     train__precision=precision, train__max_steps=max_steps, train__minutes=minutes, train__seed=seed,
+                     train__precision=precision, train__threads=threads, train__max_steps=max_steps, train__minutes=minutes, train__seed=seed,
                      train__deterministic=True if deterministic else None,
                      log__progress=False if no_progress else None),
     ]

@@ -104,6 +104,7 @@ class TrainConfig:
     nan_policy: str = "rollback"  # on NaN/Inf losses: rollback (to the last good checkpoint, lr x nan_lr_factor) | stop
     nan_lr_factor: float = 0.5  # learning-rate factor applied at each NaN rollback
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # CPU threads of the training step; None -> one per core, fewer while that trains faster (other programs busy on some cores; gankit.threads); OMP_NUM_THREADS also fixes it
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA only)
     channels_last: bool | None = None  # NHWC memory format; None -> on (CUDA unless compiled; CPU: +3-17% img/s measured, README Performance)
     compile: bool = False  # torch.compile the models (pays back only on long runs; see README)
@@ -173,7 +174,7 @@ POSITIVE = {
     "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d", "train.n_critic",
     "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
     "train.clip", "train.instance_noise_epochs", "train.g_batch_factor", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
-    "train.minutes",
+    "train.minutes", "train.threads",
     "log.every", "log.n_samples", "log.grids_per_epoch", "eval.n_fake", "eval.n_real",
 }
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
@@ -186,7 +187,7 @@ CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "lo
 SEED_RANGE = (0, 2**32 - 1)
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
-RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.precision", "train.deterministic",
+RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.threads", "train.precision", "train.deterministic",
                      "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from gankit import console, distributed, runlock
+from gankit import console, distributed, runlock, threads
 from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, numbered_path, prune_numbered,
                                remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
@@ -516,6 +516,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds, across resumes
         self.writing_seconds = 0.0  # of this process's loop: grids, evaluations, checkpoints and plots (not training)
         self.eval_seconds = 0.0  # of this process's loop: its FID/KID evaluations
+        self.thread_tuner: threads.ThreadTuner | None = None  # the CPU thread count's, while `fit` runs (gankit.threads)
         self.d_updates = 0
         self.g_updates = 0
         self.d_skipped = 0  # gated D steps the strategy refused (monitored)
@@ -1051,6 +1052,10 @@ class Trainer:
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
                              lambda: (self.progress(), self.elapsed, self._images(), self.writing_seconds))
         interrupted = self._interrupted = _InterruptFlag()
+        threads_before = torch.get_num_threads()
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
+        tuner = self.thread_tuner = threads.tuner_for(cfg.train.threads, self.device, cfg.train.deterministic, cfg.train.seed)
         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         t_start = time.perf_counter()
@@ -1065,8 +1070,17 @@ class Trainer:
                     epoch_before = self.epoch
                     before = self.cursor
                     try:
+                        if tuner is not None:
+                            tuner.before_iteration()
+                        updates = self.d_updates, self.g_updates
+                        iteration_start = time.perf_counter()
                         self.train_iteration()
-                        clock = elapsed_base + time.perf_counter() - t_start
+                        iteration_end = time.perf_counter()
+                        if tuner is not None:  # (an iteration's kind: the batches it took, the D and G updates it made)
+                            kind = (self.cursor - before, self.d_updates - updates[0], self.g_updates - updates[1])
+                            if said := tuner.after_iteration(iteration_end - iteration_start, kind):
+                                console.info(said)
+                        clock = elapsed_base + iteration_end - t_start
                         line = self.iteration % cfg.log.every == 0 or line_due or (
                             distributed.world_size() == 1 and self._line_due(clock - line_clock))
                         if distributed.world_size() == 1:
@@ -1140,6 +1154,7 @@ class Trainer:
         finally:
             interrupted.restore()
             self._interrupted = None
+            torch.set_num_threads(threads_before)
         return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
 
     def _log_step(self, ips: float | None, progress, epoch: int | None = None) -> None:
@@ -1162,6 +1177,8 @@ class Trainer:
             values.update(lr_g=self.opt_g.param_groups[0]["lr"], lr_d=self.opt_d.param_groups[0]["lr"])
         if ips is not None:
             values["img_per_s"] = ips
+        if self.thread_tuner is not None:  # the count it trains on (other.png shows it beside img/s)
+            values["threads"] = self.thread_tuner.current
         self.log.write("step", self.iteration, epoch or self.epoch_of_last_step, self.elapsed, values)
         self.epoch_values.append(values)
         if progress is not None:

@@ -1,0 +1,130 @@
+"""How many CPU threads the training step runs on.
+
+PyTorch runs each operation on one thread per core and waits for all of them at its end. When other programs keep
+some of the cores busy, every operation waits for those cores' turns, and training slows down far more than the
+cores' share: beside a one-core busy loop, two Zen 4 cores trained DCGAN-64 at 45.5 img/s on two threads and 79.8
+on one (README, Performance). `ThreadTuner` finds the faster count while training. Now and then (after 10 s of
+training, then at intervals that double up to 10 minutes while nothing changes, and soon after iterations slow
+down), a probe runs each of the next iterations on the current count, one fewer or one more (at most the count
+the run started with), drawn at random per iteration so that every count sees the same mix of iterations (a
+strategy's D-only and G-only iterations, critic bursts); once each count has `PROBE_SAMPLES` iterations and
+`PROBE_SECONDS` of them of the kind of iteration seen most, the count whose median on them is faster than the
+current one's by `GAIN` is kept.
+
+It runs only where the count is gankit's to choose: a CPU, one process (torchrun sets OMP_NUM_THREADS=1), no
+OMP_NUM_THREADS / MKL_NUM_THREADS or `train.threads` from the user, not `--deterministic` (a different count can
+change the last bits of a sum, so a run would no longer repeat exactly)."""
+
+import os
+import random
+import statistics
+from collections import deque
+from typing import Callable, Hashable
+
+import torch
+
+FIRST_PROBE_S = 10.0  # seconds of training before the first probe (and after a change)
+MAX_INTERVAL_S = 600.0  # the longest wait between two probes
+PROBE_SAMPLES = 5  # iterations each count runs in a probe, at least ...
+PROBE_SECONDS = 1.0  # ... and at least this many seconds of them
+GAIN = 0.05  # another count is kept when its median iteration is this much faster
+SLOWDOWN = 1.25  # recent iterations this much slower than the last probe found: probe again soon
+RECENT = 9  # iterations whose median is watched for a slowdown
+
+
+def user_chose_threads() -> bool:
+    """The user (or torchrun) fixed the thread count through the environment."""
+    return any(os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+
+
+def tuner_for(chosen: int | None, device: torch.device, deterministic: bool, seed: int) -> "ThreadTuner | None":
+    """A tuner starting from the current count where the count is gankit's to choose (module docstring), else None.
+    `chosen` is train.threads."""
+    from gankit import distributed
+
+    most = torch.get_num_threads()
+    if (chosen is not None or device.type != "cpu" or deterministic or distributed.world_size() > 1
+            or user_chose_threads() or most < 2):
+        return None
+    return ThreadTuner(most, seed=seed)
+
+
+class ThreadTuner:
+    """Call `before_iteration()` and `after_iteration(seconds, kind)` around each training iteration (its own time,
+    not the epoch ends' writings); `after_iteration` returns a message for people when it changes the count.
+    `kind` tells iterations of different work apart (the trainer's: batches taken, D and G updates made): a probe
+    compares counts on the kind it saw most, like with like. `restore()` puts back the count the run started with."""
+
+    def __init__(self, most: int, set_threads: Callable[[int], None] = torch.set_num_threads, seed: int = 0):
+        self.most = self.current = self.applied = most
+        self.set_threads = set_threads
+        self.rng = random.Random(seed)  # its own: the training's random streams stay as they are
+        self.trained = 0.0  # seconds of iterations seen
+        self.interval = FIRST_PROBE_S
+        self.next_probe = FIRST_PROBE_S
+        self.probe: dict[Hashable, dict[int, list[float]]] | None = None  # kind -> count -> seconds, while probing
+        self.arms: list[int] = [most]  # the counts a probe draws from
+        self.arm = most  # the count of the iteration under way
+        self.recent: deque[float] = deque(maxlen=RECENT)  # the current count's latest iterations of `baseline_kind`
+        self.baseline: float | None = None  # the current count's median in the last probe ...
+        self.baseline_kind: Hashable = None  # ... on iterations of this kind
+        self.probes = 0  # probes started
+
+    @property
+    def probing(self) -> bool:
+        return self.probe is not None
+
+    def _apply(self, n: int) -> None:
+        if n != self.applied:
+            self.set_threads(n)
+            self.applied = n
+
+    def before_iteration(self) -> None:
+        self.arm = self.rng.choice(self.arms) if self.probe is not None else self.current
+        self._apply(self.arm)
+
+    def after_iteration(self, seconds: float, kind: Hashable = None) -> str | None:
+        self.trained += seconds
+        if self.probe is not None:
+            self.probe.setdefault(kind, {n: [] for n in self.arms})[self.arm].append(seconds)
+            most_seen, by_count = max(self.probe.items(), key=lambda item: sum(map(len, item[1].values())))
+            if all(len(s) >= PROBE_SAMPLES and sum(s) >= PROBE_SECONDS for s in by_count.values()):
+                return self._decide(by_count, most_seen)
+            return None
+        if kind == self.baseline_kind:
+            self.recent.append(seconds)
+        slowed = (self.baseline is not None and len(self.recent) == RECENT
+                  and statistics.median(self.recent) > SLOWDOWN * self.baseline)
+        if slowed:
+            self.interval = FIRST_PROBE_S
+        if slowed or self.trained >= self.next_probe:
+            self.arms = [n for n in (self.current - 1, self.current, self.current + 1) if 1 <= n <= self.most]
+            self.probe = {}
+            self.probes += 1
+        return None
+
+    def _decide(self, by_count: dict[int, list[float]], kind: Hashable) -> str | None:
+        medians = {n: statistics.median(s) for n, s in by_count.items()}
+        self.probe = None
+        self.recent.clear()
+        best = min(medians, key=medians.get)
+        before = self.current
+        if best != before and medians[best] < (1 - GAIN) * medians[before]:
+            self.current, self.interval = best, FIRST_PROBE_S
+        else:
+            self.interval = min(2 * self.interval, MAX_INTERVAL_S)
+        self.next_probe = self.trained + self.interval
+        self.baseline, self.baseline_kind = medians[self.current], kind
+        self._apply(self.current)
+        if self.current == before:
+            return None
+        why = "other programs seem to be using the cores" if self.current < before else "cores are free again"
+        return (f"training on {_threads(self.current)} instead of {before}: {medians[before] / medians[self.current]:.2f}x "
+                f"faster now ({why}; train.threads fixes the count)")
+
+    def restore(self) -> None:
+        self._apply(self.most)
+
+
+def _threads(n: int) -> str:
+    return f"{n} CPU thread{'' if n == 1 else 's'}"

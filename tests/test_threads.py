@@ -1,0 +1,175 @@
+"""The CPU thread count: gankit.threads.ThreadTuner finds the faster count while training (fed here with the
+iteration times a machine would give at each count), and the trainer applies it, `train.threads`, and puts the
+count back at the end."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import tiny_layers
+from gankit import threads
+from gankit.threads import ThreadTuner
+
+
+class Machine:
+    """Iteration seconds at each thread count (`speed`, changeable mid-run), a +-`noise` fraction of jitter, and
+    the counts the tuner set."""
+
+    def __init__(self, speed: dict[int, float], noise: float = 0.0, seed: int = 1):
+        self.speed, self.noise, self.rng = speed, noise, random.Random(seed)
+        self.set_calls: list[int] = []
+
+    def set_threads(self, n: int) -> None:
+        self.set_calls.append(n)
+
+    def run(self, tuner: ThreadTuner, seconds: float, per_iteration=None) -> list[str]:
+        """Train for `seconds` of iterations; the messages the tuner gave."""
+        said, start = [], tuner.trained
+        i = 0
+        while tuner.trained - start < seconds:
+            tuner.before_iteration()
+            t = self.speed[tuner.applied] * (per_iteration(i) if per_iteration else 1.0)
+            message = tuner.after_iteration(t * (1 + self.rng.uniform(-self.noise, self.noise)), i % 2)
+            if message:
+                said.append(message)
+            i += 1
+        return said
+
+
+def test_fewer_threads_are_kept_when_they_train_faster_and_the_count_goes_back_at_the_end():
+    m = Machine({2: 0.2, 1: 0.12})
+    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    assert m.run(tuner, threads.FIRST_PROBE_S - 1) == [] and m.set_calls == []  # no probe in the first seconds
+    said = m.run(tuner, 10)
+    assert tuner.current == 1 and m.set_calls[-1] == 1
+    assert said == ["training on 1 CPU thread instead of 2: 1.67x faster now (other programs seem to be using the "
+                    "cores; train.threads fixes the count)"]
+    tuner.restore()
+    assert m.set_calls[-1] == 2
+
+
+def test_the_count_stays_when_fewer_threads_are_slower_and_probes_then_come_less_often():
+    m = Machine({2: 0.2, 1: 0.4}, noise=0.02)
+    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    assert m.run(tuner, 20 * 60) == []
+    assert tuner.current == 2 and tuner.interval == threads.MAX_INTERVAL_S
+    # probes at 10 s, then 20, 40, 80, 160 and 320 s later: 6 in 20 minutes, each a few iterations on 1 thread
+    on_one = m.set_calls.count(1)
+    assert tuner.probes == 6 and 6 <= on_one <= 6 * 2 * threads.PROBE_SAMPLES
+
+
+@pytest.mark.parametrize("pattern", ["steady", "alternating"])
+def test_counts_equally_fast_within_the_noise_never_switch(pattern):
+    """Within +-2% jitter the medians differ by less than GAIN; an iteration cost that alternates (a strategy's D-only
+    and G-only halves) does not bias one count, since each iteration's count is drawn at random."""
+    m = Machine({2: 0.2, 1: 0.2, 3: 0.2}, noise=0.02)
+    tuner = ThreadTuner(3, set_threads=m.set_threads)
+    said = m.run(tuner, 60 * 60, per_iteration=(lambda i: 3.0 if i % 2 else 1.0) if pattern == "alternating" else None)
+    assert said == [] and tuner.current == 3
+    assert tuner.probes == 10  # at 10 s, then 20, 40, 80, 160, 320 s and every 600 s later: no slowdown seen
+    assert set(m.set_calls) == {2, 3}  # it probed one fewer (never more than the count it started with)
+
+
+def test_a_slowdown_brings_the_next_probe_forward_and_free_cores_bring_the_count_back():
+    m = Machine({2: 0.2, 1: 0.4})
+    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    m.run(tuner, 200)  # probes at 10, 30, 70, 150 s: nothing to change, the next one 160 s after that
+    assert tuner.current == 2 and tuner.interval == 16 * threads.FIRST_PROBE_S
+    scheduled = tuner.next_probe
+    m.speed = {2: 0.5, 1: 0.25}  # a neighbour takes a core
+    said = m.run(tuner, 30)
+    assert tuner.current == 1 and said[0].startswith("training on 1 CPU thread instead of 2: 2.00x faster now")
+    switched_at = tuner.next_probe - threads.FIRST_PROBE_S
+    assert switched_at < scheduled - 80, (switched_at, scheduled)  # long before the probe that was due
+    m.speed = {2: 0.1, 1: 0.2}  # it leaves: one more thread is tried at a probe within a minute
+    said = m.run(tuner, 60)
+    assert tuner.current == 2 and said == ["training on 2 CPU threads instead of 1: 2.00x faster now (cores are free "
+                                           "again; train.threads fixes the count)"]
+
+
+def test_a_probe_tries_one_count_either_side_within_one_and_the_starting_count():
+    tuner = ThreadTuner(4, set_threads=lambda n: None)
+    for current, arms in ((4, [3, 4]), (2, [1, 2, 3]), (1, [1, 2])):
+        tuner.current, tuner.probe, tuner.trained, tuner.next_probe = current, None, 0.0, 0.0
+        tuner.after_iteration(0.1)
+        assert tuner.probing and tuner.arms == arms
+
+
+def test_the_tuner_runs_only_where_the_count_is_gankits_to_choose(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    cpu = torch.device("cpu")
+    assert threads.tuner_for(None, cpu, False, 0).most == 4
+    assert threads.tuner_for(2, cpu, False, 0) is None  # train.threads
+    assert threads.tuner_for(None, torch.device("cuda"), False, 0) is None
+    assert threads.tuner_for(None, cpu, True, 0) is None  # --deterministic: a run repeats exactly
+    monkeypatch.setattr("gankit.distributed.world_size", lambda: 2)
+    assert threads.tuner_for(None, cpu, False, 0) is None  # torchrun
+    monkeypatch.setattr("gankit.distributed.world_size", lambda: 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.tuner_for(None, cpu, False, 0) is None
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert threads.tuner_for(None, cpu, False, 0) is None
+
+
+def _counting_iterations(monkeypatch, slow_above: int | None = None) -> list[int]:
+    """The thread count of each training iteration; with `slow_above`, iterations on more threads take 30 ms more
+    (a busy core's effect, made up so that the test does not depend on this machine's load)."""
+    import time
+
+    from gankit.train import Trainer
+
+    seen = []
+    real = Trainer.train_iteration
+
+    def iteration(self):
+        n = torch.get_num_threads()
+        seen.append(n)
+        if slow_above is not None and n > slow_above:
+            time.sleep(0.03)
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_iteration", iteration)
+    return seen
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two threads, not fixed by the environment (conftest sets OMP_NUM_THREADS under pytest-xdist)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_training_moves_to_the_faster_count_logs_it_and_puts_the_count_back(image_folder, tmp_path, monkeypatch,
+                                                                            two_threads, capsys):
+    from gankit.train import run_training
+
+    monkeypatch.setattr(threads, "FIRST_PROBE_S", 0.2)
+    monkeypatch.setattr(threads, "PROBE_SECONDS", 0.05)
+    seen = _counting_iterations(monkeypatch, slow_above=1)
+    run = run_training(tiny_layers(image_folder, epochs=20, max_steps=40), tmp_path / "run")
+    assert seen[0] == 2 and seen[-1] == 1 and torch.get_num_threads() == 2
+    assert "training on 1 CPU thread instead of 2" in capsys.readouterr().err
+    steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+    assert steps[0]["threads"] == 2 and steps[-1]["threads"] == 1
+
+
+def test_train_threads_fixes_the_count(image_folder, tmp_path, monkeypatch, two_threads):
+    from gankit.train import run_training
+
+    monkeypatch.setattr(threads, "FIRST_PROBE_S", 0.0)
+    seen = _counting_iterations(monkeypatch, slow_above=0)
+    run = run_training(tiny_layers(image_folder, epochs=1, threads=1), tmp_path / "run")
+    assert set(seen) == {1} and torch.get_num_threads() == 2
+    steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+    assert steps and all("threads" not in s for s in steps)

@@ -91,9 +91,9 @@ def test_a_slowdown_brings_the_next_probe_forward_and_free_cores_bring_the_count
                                            "again; train.threads fixes the count)"]
 
 
-def test_a_probe_tries_one_count_either_side_within_one_and_the_starting_count():
-    tuner = ThreadTuner(4, set_threads=lambda n: None)
-    for current, arms in ((4, [3, 4]), (2, [1, 2, 3]), (1, [1, 2])):
+def test_a_probe_tries_a_quarter_of_the_count_either_side_within_one_and_the_starting_count():
+    tuner = ThreadTuner(32, set_threads=lambda n: None)
+    for current, arms in ((32, [24, 32]), (24, [18, 24, 30]), (6, [4, 6, 8]), (4, [3, 4, 5]), (2, [1, 2, 3]), (1, [1, 2])):
         tuner.current, tuner.probe, tuner.trained, tuner.next_probe = current, None, 0.0, 0.0
         tuner.after_iteration(0.1)
         assert tuner.probing and tuner.arms == arms

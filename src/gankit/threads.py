@@ -5,11 +5,11 @@ some of the cores busy, every operation waits for those cores' turns, and traini
 cores' share: beside a one-core busy loop, two Zen 4 cores trained DCGAN-64 at 45.5 img/s on two threads and 79.8
 on one (README, Performance). `ThreadTuner` finds the faster count while training. Now and then (after 10 s of
 training, then at intervals that double up to 10 minutes while nothing changes, and soon after iterations slow
-down), a probe runs each of the next iterations on the current count, one fewer or one more (at most the count
-the run started with), drawn at random per iteration so that every count sees the same mix of iterations (a
-strategy's D-only and G-only iterations, critic bursts); once each count has `PROBE_SAMPLES` iterations and
-`PROBE_SECONDS` of them of the kind of iteration seen most, the count whose median on them is faster than the
-current one's by `GAIN` is kept.
+down), a probe runs each of the next iterations on the current count, or a quarter of it fewer or more (at least
+one thread; at most the count the run started with), drawn at random per iteration so that every count sees the
+same mix of iterations (a strategy's D-only and G-only iterations, critic bursts); once each count has
+`PROBE_SAMPLES` iterations and `PROBE_SECONDS` of them of the kind of iteration seen most, the count whose median on
+them is faster than the current one's by `GAIN` is kept.
 
 It runs only where the count is gankit's to choose: a CPU, one process (torchrun sets OMP_NUM_THREADS=1), no
 OMP_NUM_THREADS / MKL_NUM_THREADS or `train.threads` from the user, not `--deterministic` (a different count can
@@ -98,7 +98,8 @@ class ThreadTuner:
         if slowed:
             self.interval = FIRST_PROBE_S
         if slowed or self.trained >= self.next_probe:
-            self.arms = [n for n in (self.current - 1, self.current, self.current + 1) if 1 <= n <= self.most]
+            step = max(1, round(self.current / 4))  # on many cores, steps of one thread would each gain too little
+            self.arms = [n for n in (self.current - step, self.current, self.current + step) if 1 <= n <= self.most]
             self.probe = {}
             self.probes += 1
         return None

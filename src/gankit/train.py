@@ -1052,10 +1052,6 @@ class Trainer:
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
                              lambda: (self.progress(), self.elapsed, self._images(), self.writing_seconds))
         interrupted = self._interrupted = _InterruptFlag()
-        threads_before = torch.get_num_threads()
-        if cfg.train.threads is not None:
-            torch.set_num_threads(cfg.train.threads)
-        tuner = self.thread_tuner = threads.tuner_for(cfg.train.threads, self.device, cfg.train.deterministic, cfg.train.seed)
         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         t_start = time.perf_counter()
@@ -1064,6 +1060,10 @@ class Trainer:
         saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
         if not (self.ckpt_dir / "last.pt").exists():
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
+        threads_before = torch.get_num_threads()
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
+        tuner = self.thread_tuner = threads.tuner_for(cfg.train.threads, self.device, cfg.train.deterministic, cfg.train.seed)
         try:
             while True:
                 while more():

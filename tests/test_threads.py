@@ -22,25 +22,27 @@ class Machine:
     def __init__(self, speed: dict[int, float], noise: float = 0.0, seed: int = 1):
         self.speed, self.noise, self.rng = speed, noise, random.Random(seed)
         self.set_calls: list[int] = []
+        self.ran: list[int] = []  # each iteration's count
 
     def set_threads(self, n: int) -> None:
         self.set_calls.append(n)
 
-    def run(self, tuner: ThreadTuner, seconds: float, per_iteration=None) -> list[str]:
-        """Train for `seconds` of iterations; the messages the tuner gave."""
+    def run(self, tuner: ThreadTuner, seconds: float, per_iteration=None, kinds: int = 2) -> list[str]:
+        """Train for `seconds` of iterations, of `kinds` kinds in turn; the messages the tuner gave."""
         said, start = [], tuner.trained
         i = 0
         while tuner.trained - start < seconds:
             tuner.before_iteration()
+            self.ran.append(tuner.applied)
             t = self.speed[tuner.applied] * (per_iteration(i) if per_iteration else 1.0)
-            message = tuner.after_iteration(t * (1 + self.rng.uniform(-self.noise, self.noise)), i % 2)
+            message = tuner.after_iteration(t * (1 + self.rng.uniform(-self.noise, self.noise)), i % kinds)
             if message:
                 said.append(message)
             i += 1
         return said
 
 
-def test_fewer_threads_are_kept_when_they_train_faster_and_the_count_goes_back_at_the_end():
+def test_fewer_threads_are_kept_when_they_train_faster():
     m = Machine({2: 0.2, 1: 0.12})
     tuner = ThreadTuner(2, set_threads=m.set_threads)
     assert m.run(tuner, threads.FIRST_PROBE_S - 1) == [] and m.set_calls == []  # no probe in the first seconds
@@ -48,8 +50,6 @@ def test_fewer_threads_are_kept_when_they_train_faster_and_the_count_goes_back_a
     assert tuner.current == 1 and m.set_calls[-1] == 1
     assert said == ["training on 1 CPU thread instead of 2: 1.67x faster now (other programs seem to be using the "
                     "cores; train.threads fixes the count)"]
-    tuner.restore()
-    assert m.set_calls[-1] == 2
 
 
 def test_the_count_stays_when_fewer_threads_are_slower_and_probes_then_come_less_often():
@@ -60,6 +60,16 @@ def test_the_count_stays_when_fewer_threads_are_slower_and_probes_then_come_less
     # probes at 10 s, then 20, 40, 80, 160 and 320 s later: 6 in 20 minutes, each a few iterations on 1 thread
     on_one = m.set_calls.count(1)
     assert tuner.probes == 6 and 6 <= on_one <= 6 * 2 * threads.PROBE_SAMPLES
+
+
+def test_a_probe_of_short_iterations_times_each_count_for_a_second_at_least():
+    """5 iterations of 10 ms would be at the mercy of the noise: each count runs PROBE_SECONDS of them."""
+    m = Machine({2: 0.01, 1: 0.02}, noise=0.02)
+    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    m.run(tuner, threads.FIRST_PROBE_S + 5, kinds=1)
+    assert tuner.probes == 1 and not tuner.probing and tuner.current == 2
+    on_one = m.ran.count(1)  # a second's worth at least, and then only until 2 threads have had theirs
+    assert threads.PROBE_SECONDS / 0.02 <= on_one <= 1.5 * threads.PROBE_SECONDS / 0.01
 
 
 @pytest.mark.parametrize("pattern", ["steady", "alternating"])
@@ -111,9 +121,10 @@ def test_the_tuner_runs_only_where_the_count_is_gankits_to_choose(monkeypatch):
     monkeypatch.setattr("gankit.distributed.world_size", lambda: 2)
     assert threads.tuner_for(None, cpu, False, 0) is None  # torchrun
     monkeypatch.setattr("gankit.distributed.world_size", lambda: 1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert threads.tuner_for(None, cpu, False, 0) is None
-    monkeypatch.delenv("OMP_NUM_THREADS")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "3")
+        assert threads.tuner_for(None, cpu, False, 0) is None
+        monkeypatch.delenv(name)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert threads.tuner_for(None, cpu, False, 0) is None
 

@@ -53,7 +53,8 @@ class ThreadTuner:
     """Call `before_iteration()` and `after_iteration(seconds, kind)` around each training iteration (its own time,
     not the epoch ends' writings); `after_iteration` returns a message for people when it changes the count.
     `kind` tells iterations of different work apart (the trainer's: batches taken, D and G updates made): a probe
-    compares counts on the kind it saw most, like with like. `restore()` puts back the count the run started with."""
+    compares counts on the kind it saw most, like with like. (The trainer puts back the count it started with when
+    the run ends.)"""
 
     def __init__(self, most: int, set_threads: Callable[[int], None] = torch.set_num_threads, seed: int = 0):
         self.most = self.current = self.applied = most
@@ -122,9 +123,6 @@ class ThreadTuner:
         why = "other programs seem to be using the cores" if self.current < before else "cores are free again"
         return (f"training on {_threads(self.current)} instead of {before}: {medians[before] / medians[self.current]:.2f}x "
                 f"faster now ({why}; train.threads fixes the count)")
-
-    def restore(self) -> None:
-        self._apply(self.most)
 
 
 def _threads(n: int) -> str:

@@ -9,7 +9,8 @@ down), a probe runs each of the next iterations on the current count, or a quart
 one thread; at most the count the run started with), drawn at random per iteration so that every count sees the
 same mix of iterations (a strategy's D-only and G-only iterations, critic bursts); once each count has
 `PROBE_SAMPLES` iterations and `PROBE_SECONDS` of them of the kind of iteration seen most, the count whose median on
-them is faster than the current one's by `GAIN` is kept.
+them is faster than the current one's by `GAIN` is kept; a count clearly slower after two iterations is dropped
+from the probe at once.
 
 It runs only where the count is gankit's to choose: a CPU, one process (torchrun sets OMP_NUM_THREADS=1), no
 OMP_NUM_THREADS / MKL_NUM_THREADS or `train.threads` from the user, not `--deterministic` (a different count can
@@ -28,6 +29,8 @@ MAX_INTERVAL_S = 600.0  # the longest wait between two probes
 PROBE_SAMPLES = 5  # iterations each count runs in a probe, at least ...
 PROBE_SECONDS = 1.0  # ... and at least this many seconds of them
 GAIN = 0.05  # another count is kept when its median iteration is this much faster
+CLEARLY_SLOWER = 1.2  # a count whose first two iterations are both this much slower than the current one's median
+# is out of the probe at once (on an idle machine, one thread fewer is that much slower: its iterations are the cost)
 SLOWDOWN = 1.25  # recent iterations this much slower than the last probe found: probe again soon
 RECENT = 9  # iterations whose median is watched for a slowdown
 
@@ -87,10 +90,18 @@ class ThreadTuner:
     def after_iteration(self, seconds: float, kind: Hashable = None) -> str | None:
         self.trained += seconds
         if self.probe is not None:
-            self.probe.setdefault(kind, {n: [] for n in self.arms})[self.arm].append(seconds)
+            samples = self.probe.setdefault(kind, {n: [] for n in self.arms})
+            samples[self.arm].append(seconds)
+            mine = samples[self.current]
+            if len(mine) >= 2:  # a count clearly slower after two iterations is not tried further (probes cost less)
+                typical = statistics.median(mine)
+                self.arms = [n for n in self.arms if n == self.current or len(samples[n]) < 2
+                             or min(samples[n]) <= CLEARLY_SLOWER * typical]
+                if self.arms == [self.current]:
+                    return self._decide({self.current: mine}, kind)
             most_seen, by_count = max(self.probe.items(), key=lambda item: sum(map(len, item[1].values())))
-            if all(len(s) >= PROBE_SAMPLES and sum(s) >= PROBE_SECONDS for s in by_count.values()):
-                return self._decide(by_count, most_seen)
+            if all(len(by_count[n]) >= PROBE_SAMPLES and sum(by_count[n]) >= PROBE_SECONDS for n in self.arms):
+                return self._decide({n: by_count[n] for n in self.arms}, most_seen)
             return None
         if kind == self.baseline_kind:
             self.recent.append(seconds)

@@ -4,8 +4,8 @@ PyTorch runs each operation on one thread per core and waits for all of them at 
 some of the cores busy, every operation waits for those cores' turns, and training slows down far more than the
 cores' share: beside a one-core busy loop, two Zen 4 cores trained DCGAN-64 at 45.5 img/s on two threads and 79.8
 on one (README, Performance). `ThreadTuner` finds the faster count while training. Now and then (after 10 s of
-training, then at intervals that double up to 10 minutes while nothing changes, and soon after iterations slow
-down), a probe runs each of the next iterations on the current count, or a quarter of it fewer or more (at least
+training, then at intervals that double up to 10 minutes while nothing changes, and no sooner than keeps the time
+lost to slower counts to `PROBE_SHARE` of the training; soon after iterations slow down), a probe runs each of the next iterations on the current count, or a quarter of it fewer or more (at least
 one thread; at most the count the run started with), drawn at random per iteration so that every count sees the
 same mix of iterations (a strategy's D-only and G-only iterations, critic bursts); once each count has
 `PROBE_SAMPLES` iterations and `PROBE_SECONDS` of them of the kind of iteration seen most, the count whose median on
@@ -29,6 +29,7 @@ MAX_INTERVAL_S = 600.0  # the longest wait between two probes
 PROBE_SAMPLES = 5  # iterations each count runs in a probe, at least ...
 PROBE_SECONDS = 1.0  # ... and at least this many seconds of them
 GAIN = 0.05  # another count is kept when its median iteration is this much faster
+PROBE_SHARE = 0.02  # after a probe that changed nothing, the next waits until its cost is this share of the training
 CLEARLY_SLOWER = 1.2  # a count whose first two iterations are both this much slower than the current one's median
 # is out of the probe at once (on an idle machine, one thread fewer is that much slower: its iterations are the cost)
 SLOWDOWN = 1.25  # recent iterations this much slower than the last probe found: probe again soon
@@ -116,16 +117,26 @@ class ThreadTuner:
             self.probes += 1
         return None
 
+    def _probe_cost(self) -> float:
+        """Seconds the probe's iterations on other counts took beyond the current count's median (of their kind)."""
+        cost = 0.0
+        for by_count in self.probe.values():
+            if by_count.get(self.current):
+                typical = statistics.median(by_count[self.current])
+                cost += sum(max(0.0, t - typical) for n, s in by_count.items() if n != self.current for t in s)
+        return cost
+
     def _decide(self, by_count: dict[int, list[float]], kind: Hashable) -> str | None:
         medians = {n: statistics.median(s) for n, s in by_count.items()}
+        cost = self._probe_cost()
         self.probe = None
         self.recent.clear()
         best = min(medians, key=medians.get)
         before = self.current
         if best != before and medians[best] < (1 - GAIN) * medians[before]:
             self.current, self.interval = best, FIRST_PROBE_S
-        else:
-            self.interval = min(2 * self.interval, MAX_INTERVAL_S)
+        else:  # no sooner than its cost allows (slow iterations: each one on a slower count costs seconds)
+            self.interval = min(max(2 * self.interval, cost / PROBE_SHARE), MAX_INTERVAL_S)
         self.next_probe = self.trained + self.interval
         self.baseline, self.baseline_kind = medians[self.current], kind
         self._apply(self.current)

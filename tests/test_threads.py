@@ -183,17 +183,19 @@ def test_training_moves_to_the_faster_count_logs_it_and_puts_the_count_back(imag
     seen = _counting_iterations(monkeypatch, slow_above=1)
     run = run_training(tiny_layers(image_folder, epochs=20, max_steps=40), tmp_path / "run")
     assert seen[0] == 2 and seen[-1] == 1 and torch.get_num_threads() == 2
-    assert "training on 1 CPU thread instead of 2" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert " on cpu, 2 threads (fp32)" in said and "training on 1 CPU thread instead of 2" in said
     steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert steps[0]["threads"] == 2 and steps[-1]["threads"] == 1
 
 
-def test_train_threads_fixes_the_count(image_folder, tmp_path, monkeypatch, two_threads):
+def test_train_threads_fixes_the_count(image_folder, tmp_path, monkeypatch, two_threads, capsys):
     from gankit.train import run_training
 
     monkeypatch.setattr(threads, "FIRST_PROBE_S", 0.0)
     seen = _counting_iterations(monkeypatch, slow_above=0)
     run = run_training(tiny_layers(image_folder, epochs=1, threads=1), tmp_path / "run")
     assert set(seen) == {1} and torch.get_num_threads() == 2
+    assert " on cpu, 1 thread (fp32)" in capsys.readouterr().err
     steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert steps and all("threads" not in s for s in steps)

@@ -1577,6 +1577,8 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         if distributed.is_main():
             ranks = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
             t = cfg.train
+            if trainer.device.type == "cpu":  # (each process's; gankit.threads may change it while training)
+                ranks += f", {console.count(t.threads or torch.get_num_threads(), 'thread')}"
             classes = f" of {cfg.model.num_classes} classes" if cfg.model.num_classes else ""
             budget = [console.count(t.epochs, "epoch")] + \
                 ([console.count(t.max_steps, "iteration")] if t.max_steps is not None else []) + \

@@ -25,7 +25,7 @@ from typing import Callable, Hashable
 import torch
 
 FIRST_PROBE_S = 10.0  # seconds of training before the first probe (and after a change)
-MAX_INTERVAL_S = 600.0  # the longest wait between two probes
+MAX_INTERVAL_S = 600.0  # the longest wait between two probes (unless a probe's cost asks for longer: PROBE_SHARE)
 PROBE_SAMPLES = 5  # iterations each count runs in a probe, at least ...
 PROBE_SECONDS = 1.0  # ... and at least this many seconds of them
 GAIN = 0.05  # another count is kept when its median iteration is this much faster
@@ -135,8 +135,9 @@ class ThreadTuner:
         before = self.current
         if best != before and medians[best] < (1 - GAIN) * medians[before]:
             self.current, self.interval = best, FIRST_PROBE_S
-        else:  # no sooner than its cost allows (slow iterations: each one on a slower count costs seconds)
-            self.interval = min(max(2 * self.interval, cost / PROBE_SHARE), MAX_INTERVAL_S)
+        else:  # and no sooner than its cost allows, even past the longest wait (slow iterations, e.g. seed 004's
+            # bursts of 100 critic batches: each one on a slower count costs seconds); a slowdown still probes at once
+            self.interval = max(min(2 * self.interval, MAX_INTERVAL_S), cost / PROBE_SHARE)
         self.next_probe = self.trained + self.interval
         self.baseline, self.baseline_kind = medians[self.current], kind
         self._apply(self.current)

@@ -24,10 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from _args import at_least, positive, run, writable_file
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+from gankit.threads import usable_cores
 
 
 @contextmanager
@@ -72,7 +69,7 @@ def main() -> None:
     ap.add_argument("--json", type=writable_file, help="also write the results here")
     args = ap.parse_args()
     extra = [*(["--data", args.data] if args.data else []), *(["--config", args.config] if args.config else [])]
-    n = cores()
+    n = usable_cores()
     print(f"{n} cores; {args.config or 'DCGAN'} at {args.resolution} px on {args.data or 'the built-in digits'}, "
           f"{args.seconds:.0f} s per run, {args.busy} busy loop(s) beside the busy runs")
     results = []

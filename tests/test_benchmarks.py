@@ -420,8 +420,8 @@ def test_busy_cores_reads_a_runs_speed_and_the_thread_counts_it_logged(tmp_path,
     import busy_cores
 
     rate, counts = busy_cores.train(tmp_path / "run", 16, 3.0, None)
-    assert rate > 0 and counts and set(counts) <= set(range(1, busy_cores.cores() + 1))
-    if busy_cores.cores() > 1:
-        assert counts[0] == busy_cores.cores()
+    assert rate > 0 and counts and set(counts) <= set(range(1, busy_cores.usable_cores() + 1))
+    if busy_cores.usable_cores() > 1:
+        assert counts[0] == busy_cores.usable_cores()
     rate, counts = busy_cores.train(tmp_path / "fixed", 16, 1.0, 1)
     assert rate > 0 and counts and set(counts) == {None}  # --threads: no tuner, no count logged

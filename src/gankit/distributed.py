@@ -27,6 +27,7 @@ from typing import Callable, Iterator, TypeVar
 import torch
 from torch import nn
 
+from gankit import threads
 from gankit.errors import ConfigError, GankitError
 
 # Rank 0 alone writes samples and computes FID while the others wait in their next collective.
@@ -250,7 +251,7 @@ def machine_threads(device: torch.device) -> Iterator[int]:
     OMP_NUM_THREADS=1. At most the cores this process may run on (a process pinned to its own cores keeps its
     threads). Yields the thread count used."""
     own = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or own)
+    cores = threads.usable_cores(fallback=own)
     n = min(own * int(os.environ.get("LOCAL_WORLD_SIZE", "1")), cores)
     if device.type != "cpu" or world_size() == 1 or n <= own:
         yield own

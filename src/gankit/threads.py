@@ -5,12 +5,12 @@ some of the cores busy, every operation waits for those cores' turns, and traini
 cores' share: beside a one-core busy loop, two Zen 4 cores trained DCGAN-64 at 45.5 img/s on two threads and 79.8
 on one (README, Performance). `ThreadTuner` finds the faster count while training. Now and then (after 10 s of
 training, then at intervals that double up to 10 minutes while nothing changes, and no sooner than keeps the time
-lost to slower counts to `PROBE_SHARE` of the training; soon after iterations slow down), a probe runs each of the next iterations on the current count, or a quarter of it fewer or more (at least
-one thread; at most the count the run started with), drawn at random per iteration so that every count sees the
-same mix of iterations (a strategy's D-only and G-only iterations, critic bursts); once each count has
-`PROBE_SAMPLES` iterations and `PROBE_SECONDS` of them of the kind of iteration seen most, the count whose median on
-them is faster than the current one's by `GAIN` is kept; a count clearly slower after two iterations is dropped
-from the probe at once.
+lost to slower counts to `PROBE_SHARE` of the training; soon after iterations slow down), a probe runs each of the
+next iterations on the current count, or a quarter of it fewer or more (at least one thread; at most the count the
+run started with), drawn at random per iteration so that every count sees the same mix of iterations (a strategy's
+D-only and G-only iterations, critic bursts); once each count has `PROBE_SAMPLES` iterations and `PROBE_SECONDS` of
+them of the kind of iteration seen most, the count whose median on them is faster than the current one's by `GAIN`
+is kept; a count clearly slower after two iterations is dropped from the probe at once.
 
 It runs only where the count is gankit's to choose: a CPU, one process (torchrun sets OMP_NUM_THREADS=1), no
 OMP_NUM_THREADS / MKL_NUM_THREADS or `train.threads` from the user, not `--deterministic` (a different count can
@@ -34,6 +34,13 @@ CLEARLY_SLOWER = 1.2  # a count whose first two iterations are both this much sl
 # is out of the probe at once (on an idle machine, one thread fewer is that much slower: its iterations are the cost)
 SLOWDOWN = 1.25  # recent iterations this much slower than the last probe found: probe again soon
 RECENT = 9  # iterations whose median is watched for a slowdown
+
+
+def usable_cores(fallback: int = 1) -> int:
+    """The cores this process may run on (its affinity, where the OS has one), else the machine's, else `fallback`."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or fallback
 
 
 def user_chose_threads() -> bool:

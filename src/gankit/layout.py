@@ -3,6 +3,7 @@
     <run>/config.yaml            the run's full config (resume reads it)
     <run>/metrics.jsonl          one JSON line per logged step, epoch and evaluation
     <run>/samples/epoch_NNNN.png the fixed-noise grid of each epoch
+    <run>/samples/epoch_NNNN_batch_BBBB.png  ... and inside it, with log.grids_per_epoch > 1
     <run>/evolution.gif          those grids as an animation
     <run>/plots/*.png            losses, accuracies, FID/KID, the other logged values
     <run>/checkpoints/           last.pt, epoch_NNNN.pt, best.pt

@@ -16,16 +16,21 @@ from gankit.threads import ThreadTuner
 
 
 class Machine:
-    """Iteration seconds at each thread count (`speed`, changeable mid-run), a +-`noise` fraction of jitter, and
-    the counts the tuner set."""
+    """Iteration seconds at each thread count (`speed`, changeable mid-run), a +-`noise` fraction of jitter, the
+    cores left idle while training on each count (`idle`, none unless given), and the counts the tuner set."""
 
-    def __init__(self, speed: dict[int, float], noise: float = 0.0, seed: int = 1):
+    def __init__(self, speed: dict[int, float], noise: float = 0.0, seed: int = 1, idle: dict[int, float] | None = None):
         self.speed, self.noise, self.rng = speed, noise, random.Random(seed)
+        self.idle = idle or {}
+        self.idle_total = 0.0  # the cores' idle seconds so far
         self.set_calls: list[int] = []
         self.ran: list[int] = []  # each iteration's count
 
     def set_threads(self, n: int) -> None:
         self.set_calls.append(n)
+
+    def tuner(self, most: int) -> ThreadTuner:
+        return ThreadTuner(most, set_threads=self.set_threads, idle_seconds=lambda: self.idle_total)
 
     def run(self, tuner: ThreadTuner, seconds: float, per_iteration=None, kinds: int = 2) -> list[str]:
         """Train for `seconds` of iterations, of `kinds` kinds in turn; the messages the tuner gave."""
@@ -35,7 +40,9 @@ class Machine:
             tuner.before_iteration()
             self.ran.append(tuner.applied)
             t = self.speed[tuner.applied] * (per_iteration(i) if per_iteration else 1.0)
-            message = tuner.after_iteration(t * (1 + self.rng.uniform(-self.noise, self.noise)), i % kinds)
+            t *= 1 + self.rng.uniform(-self.noise, self.noise)
+            self.idle_total += self.idle.get(tuner.applied, 0.0) * t
+            message = tuner.after_iteration(t, i % kinds)
             if message:
                 said.append(message)
             i += 1
@@ -44,7 +51,7 @@ class Machine:
 
 def test_fewer_threads_are_kept_when_they_train_faster():
     m = Machine({2: 0.2, 1: 0.12})
-    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    tuner = m.tuner(2)
     assert m.run(tuner, threads.FIRST_PROBE_S - 1) == [] and m.set_calls == []  # no probe in the first seconds
     said = m.run(tuner, 10)
     assert tuner.current == 1 and m.set_calls[-1] == 1
@@ -54,7 +61,7 @@ def test_fewer_threads_are_kept_when_they_train_faster():
 
 def test_the_count_stays_when_fewer_threads_are_slower_and_probes_then_come_less_often():
     m = Machine({2: 0.2, 1: 0.4}, noise=0.02)
-    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    tuner = m.tuner(2)
     assert m.run(tuner, 20 * 60, kinds=1) == []
     assert tuner.current == 2 and tuner.interval == threads.MAX_INTERVAL_S
     # probes at 10 s, then 20, 40, 80, 160 and 320 s later: 6 in 20 minutes, each two or three iterations on 1 thread
@@ -65,7 +72,7 @@ def test_the_count_stays_when_fewer_threads_are_slower_and_probes_then_come_less
 def test_a_probe_of_short_iterations_times_each_count_for_a_second_at_least():
     """5 iterations of 10 ms would be at the mercy of the noise: each count runs PROBE_SECONDS of them."""
     m = Machine({2: 0.01, 1: 0.011}, noise=0.02)  # one thread a little slower: tried to the end
-    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    tuner = m.tuner(2)
     m.run(tuner, threads.FIRST_PROBE_S + 5, kinds=1)
     assert tuner.probes == 1 and not tuner.probing and tuner.current == 2
     on_one = m.ran.count(1)  # a second's worth at least, and then only until 2 threads have had theirs
@@ -77,7 +84,7 @@ def test_after_a_costly_probe_the_next_waits_until_its_cost_is_a_small_share_of_
     """Slow iterations (seconds each; tens of seconds for a burst of 100 critic batches) make each iteration a probe
     runs on a slower count cost seconds: the next probe waits, past MAX_INTERVAL_S where it must."""
     m = Machine({2: two, 1: one}, noise=0.02)
-    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    tuner = m.tuner(2)
     m.run(tuner, threads.FIRST_PROBE_S, kinds=1)
     m.ran.clear()
     while tuner.probes == 1 and tuner.probing:
@@ -91,7 +98,7 @@ def test_counts_equally_fast_within_the_noise_never_switch(pattern):
     """Within +-2% jitter the medians differ by less than GAIN; an iteration cost that alternates (a strategy's D-only
     and G-only halves) does not bias one count, since each iteration's count is drawn at random."""
     m = Machine({2: 0.2, 1: 0.2, 3: 0.2}, noise=0.02)
-    tuner = ThreadTuner(3, set_threads=m.set_threads)
+    tuner = m.tuner(3)
     said = m.run(tuner, 60 * 60, per_iteration=(lambda i: 3.0 if i % 2 else 1.0) if pattern == "alternating" else None)
     assert said == [] and tuner.current == 3
     assert tuner.probes == 10  # at 10 s, then 20, 40, 80, 160, 320 s and every 600 s later: no slowdown seen
@@ -100,7 +107,7 @@ def test_counts_equally_fast_within_the_noise_never_switch(pattern):
 
 def test_a_slowdown_brings_the_next_probe_forward_and_free_cores_bring_the_count_back():
     m = Machine({2: 0.2, 1: 0.4})
-    tuner = ThreadTuner(2, set_threads=m.set_threads)
+    tuner = m.tuner(2)
     while tuner.probes < 4 or tuner.probing:  # probes at 10, 30, 70, 150 s or so: nothing to change
         m.run(tuner, 1)
     scheduled = tuner.next_probe  # a minute or more away
@@ -114,6 +121,39 @@ def test_a_slowdown_brings_the_next_probe_forward_and_free_cores_bring_the_count
     said = m.run(tuner, 60)
     assert tuner.current == 2 and said == ["training on 2 CPU threads instead of 1: 2.00x faster now (cores are free "
                                            "again; train.threads fixes the count)"]
+
+
+def test_cores_going_idle_bring_the_count_back_at_once_and_cores_idle_since_the_last_probe_do_not():
+    m = Machine({2: 0.5, 1: 0.25})  # a neighbour keeps a core busy from the start: nothing idle on either count
+    tuner = m.tuner(2)
+    m.run(tuner, 30)
+    assert tuner.current == 1 and not tuner.probing
+    while tuner.probes < 4 or tuner.probing:  # backed off: the next scheduled probe is a minute or more away
+        m.run(tuner, 1)
+    m.run(tuner, 2 * threads.IDLE_WINDOW_S)  # the cores' idleness on this count, measured after the probe
+    scheduled = tuner.next_probe
+    assert tuner.current == 1 and scheduled - tuner.trained > 60
+    m.speed, m.idle = {2: 0.1, 1: 0.2}, {1: 1.0}  # it leaves: the second core idles while training on one thread
+    left_at = tuner.trained
+    said = m.run(tuner, 10)
+    assert tuner.current == 2 and said[0].startswith("training on 2 CPU threads instead of 1: 2.00x faster now")
+    assert tuner.next_probe - threads.FIRST_PROBE_S - left_at < 15 < scheduled - left_at - 45  # seconds, not minutes
+
+    probes = []
+    for idle in ({1: 1.0}, {}):  # one thread faster though the other core idles (the cores' own limit, not a
+        m = Machine({2: 0.2, 1: 0.12}, idle=idle)  # neighbour's): that core idled at the last probe already
+        tuner = m.tuner(2)
+        m.run(tuner, 20 * 60, kinds=1)
+        assert tuner.current == 1
+        probes.append(tuner.probes)
+    assert probes[0] == probes[1] == 7  # no early probe: the schedule's (10 s, 10 s after the switch, then doubling)
+
+
+def test_the_cores_idle_seconds_come_from_proc_stat_where_linux_has_it():
+    first = threads.idle_core_seconds()
+    if first is None:
+        pytest.skip("no /proc/stat")
+    assert 0.0 < first <= threads.idle_core_seconds()
 
 
 def test_a_probe_tries_a_quarter_of_the_count_either_side_within_one_and_the_starting_count():
@@ -184,7 +224,7 @@ def test_training_moves_to_the_faster_count_logs_it_and_puts_the_count_back(imag
     monkeypatch.setattr(threads, "PROBE_SECONDS", 0.05)
     seen = _counting_iterations(monkeypatch, slow_above=1)
     run = run_training(tiny_layers(image_folder, epochs=20, max_steps=40), tmp_path / "run")
-    assert seen[0] == 2 and seen[-1] == 1 and torch.get_num_threads() == 2
+    assert seen[0] == 2 and torch.get_num_threads() == 2  # (the last iterations may be a later probe's, on 2)
     said = capsys.readouterr().err
     assert " on cpu, 2 threads (fp32)" in said and "training on 1 CPU thread instead of 2" in said
     steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]

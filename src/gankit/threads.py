@@ -10,7 +10,10 @@ next iterations on the current count, or a quarter of it fewer or more (at least
 run started with), drawn at random per iteration so that every count sees the same mix of iterations (a strategy's
 D-only and G-only iterations, critic bursts); once each count has `PROBE_SAMPLES` iterations and `PROBE_SECONDS` of
 them of the kind of iteration seen most, the count whose median on them is faster than the current one's by `GAIN`
-is kept; a count clearly slower after two iterations is dropped from the probe at once.
+is kept; a count clearly slower after two iterations is dropped from the probe at once. On fewer threads than it
+started with, it also watches how idle the cores are during its iterations (Linux: /proc/stat): once about a core
+more has been idle than in the first seconds after the last probe (other programs left), it probes again, instead of
+waiting minutes for the next scheduled probe (free cores slow nothing down, so the slowdown watch cannot tell).
 
 It runs only where the count is gankit's to choose: a CPU, one process (torchrun sets OMP_NUM_THREADS=1), no
 OMP_NUM_THREADS / MKL_NUM_THREADS or `train.threads` from the user, not `--deterministic` (a different count can
@@ -34,6 +37,27 @@ CLEARLY_SLOWER = 1.2  # a count whose first two iterations are both this much sl
 # is out of the probe at once (on an idle machine, one thread fewer is that much slower: its iterations are the cost)
 SLOWDOWN = 1.25  # recent iterations this much slower than the last probe found: probe again soon
 RECENT = 9  # iterations whose median is watched for a slowdown
+FREED = 0.75  # on fewer threads than at the start: cores (per thread a probe would add) idle over IDLE_WINDOW_S of
+# iterations beyond those idle in the first IDLE_WINDOW_S after the last probe: probe again soon (neighbours left)
+IDLE_WINDOW_S = 2.0
+
+
+def idle_core_seconds() -> float | None:
+    """Seconds the cores this process may run on have spent idle (or waiting for I/O) since boot, from Linux's
+    /proc/stat; None where there is no such file."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    try:
+        ticks = 0
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break
+                name, *fields = line.split()
+                if name != "cpu" and (cores is None or int(name[3:]) in cores):
+                    ticks += int(fields[3]) + int(fields[4])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def usable_cores(fallback: int = 1) -> int:
@@ -64,10 +88,11 @@ class ThreadTuner:
     """Call `before_iteration()` and `after_iteration(seconds, kind)` around each training iteration (its own time,
     not the epoch ends' writings); `after_iteration` returns a message for people when it changes the count.
     `kind` tells iterations of different work apart (the trainer's: batches taken, D and G updates made): a probe
-    compares counts on the kind it saw most, like with like. (The trainer puts back the count it started with when
-    the run ends.)"""
+    compares counts on the kind it saw most, like with like. `idle_seconds` reads the cores' idle seconds so far
+    (None: not known). (The trainer puts back the count it started with when the run ends.)"""
 
-    def __init__(self, most: int, set_threads: Callable[[int], None] = torch.set_num_threads, seed: int = 0):
+    def __init__(self, most: int, set_threads: Callable[[int], None] = torch.set_num_threads, seed: int = 0,
+                 idle_seconds: Callable[[], float | None] = idle_core_seconds):
         self.most = self.current = self.applied = most
         self.set_threads = set_threads
         self.rng = random.Random(seed)  # its own: the training's random streams stay as they are
@@ -81,6 +106,13 @@ class ThreadTuner:
         self.baseline: float | None = None  # the current count's median in the last probe ...
         self.baseline_kind: Hashable = None  # ... on iterations of this kind
         self.probes = 0  # probes started
+        self.idle_seconds = idle_seconds
+        self.idle_start: float | None = None  # the cores' idle seconds when the iteration under way started
+        self.idle_level: float | None = None  # cores idle on the current count in the first IDLE_WINDOW_S after a probe
+        self.idle_window = [0.0, 0.0]  # idle core-seconds and seconds of iterations, until IDLE_WINDOW_S
+
+    def _step(self) -> int:
+        return max(1, round(self.current / 4))  # on many cores, steps of one thread would each gain too little
 
     @property
     def probing(self) -> bool:
@@ -94,9 +126,19 @@ class ThreadTuner:
     def before_iteration(self) -> None:
         self.arm = self.rng.choice(self.arms) if self.probe is not None else self.current
         self._apply(self.arm)
+        watch = self.probe is None and self.current < self.most  # (idle cores matter only where more may go)
+        self.idle_start = self.idle_seconds() if watch else None
+
+    def _idle_during(self) -> float | None:
+        """The cores' idle seconds during the iteration that just ended, where watched and known."""
+        if self.idle_start is None:
+            return None
+        end = self.idle_seconds()
+        return None if end is None else max(0.0, end - self.idle_start)
 
     def after_iteration(self, seconds: float, kind: Hashable = None) -> str | None:
         self.trained += seconds
+        idle = self._idle_during()
         if self.probe is not None:
             samples = self.probe.setdefault(kind, {n: [] for n in self.arms})
             samples[self.arm].append(seconds)
@@ -115,10 +157,20 @@ class ThreadTuner:
             self.recent.append(seconds)
         slowed = (self.baseline is not None and len(self.recent) == RECENT
                   and statistics.median(self.recent) > SLOWDOWN * self.baseline)
-        if slowed:
+        freed = False
+        if idle is not None:
+            self.idle_window[0] += idle
+            self.idle_window[1] += seconds
+            if self.idle_window[1] >= IDLE_WINDOW_S:
+                idle_cores = self.idle_window[0] / self.idle_window[1]
+                if self.idle_level is None:  # (measured over seconds: /proc/stat counts in hundredths)
+                    self.idle_level = idle_cores
+                freed = idle_cores >= self.idle_level + FREED * self._step()
+                self.idle_window = [0.0, 0.0]
+        if slowed or freed:
             self.interval = FIRST_PROBE_S
-        if slowed or self.trained >= self.next_probe:
-            step = max(1, round(self.current / 4))  # on many cores, steps of one thread would each gain too little
+        if slowed or freed or self.trained >= self.next_probe:
+            step = self._step()
             self.arms = [n for n in (self.current - step, self.current, self.current + step) if 1 <= n <= self.most]
             self.probe = {}
             self.probes += 1
@@ -147,6 +199,7 @@ class ThreadTuner:
             self.interval = max(min(2 * self.interval, MAX_INTERVAL_S), cost / PROBE_SHARE)
         self.next_probe = self.trained + self.interval
         self.baseline, self.baseline_kind = medians[self.current], kind
+        self.idle_level, self.idle_window = None, [0.0, 0.0]
         self._apply(self.current)
         if self.current == before:
             return None

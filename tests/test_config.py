@@ -222,6 +222,8 @@ def test_a_label_column_with_folder_labels_is_refused():
     ({"model": {"init": "xavier", "init_std": 0.01}}, "model.init_std (only with model.init normal)"),
     ({"train": {"augment_p": 0.5}}, "train.augment_p (only with train.augment set)"),
     ({"train": {"label_smoothing_two_sided": True}}, "train.label_smoothing_two_sided (only with train.label_smoothing > 0)"),
+    ({"model": {"kernel": 5, "upsample": "upsample", "d_downsample": "maxpool"}},
+     "model.kernel (only with model.upsample convtranspose or model.d_downsample stride)"),
 ])
 def test_a_setting_of_a_feature_that_is_off_is_named_with_why(layer, named):
     """Such settings were accepted with no word, unlike model.num_classes and train.sync_batchnorm."""
@@ -295,6 +297,7 @@ def test_the_defaults_are_the_write_ups_hyper_parameters():
     ({"train": {"device": "cuda0"}}, "train.device must be auto, cpu, cuda or cuda:N"),
     ({"train": {"compile": True, "compile_mode": "fast"}},
      "train.compile_mode must be one of default, reduce-overhead, max-autotune; got 'fast'"),
+    ({"model": {"kernel": 3}}, "model.kernel must be one of 4, 5; got 3"),
 ])
 def test_more_bad_values_are_one_line_errors(layer, message):
     with pytest.raises(ConfigError, match=message) as e:

@@ -60,6 +60,28 @@ def test_shapes_for_every_resolution_and_upsample(resolution, upsample):
     assert adv.shape == (3,) and aux is None
 
 
+@pytest.mark.parametrize("resolution", [16, 64, 75, 300])
+def test_kernel_5_is_the_dcgan_papers_layout_at_any_size(resolution):
+    """5x5 stride-2 layers (DCGAN paper) in place of 4x4: G doubles and D halves (ceil) exactly as with 4x4, so
+    the same base map and crop."""
+    G, D = Generator(resolution, kernel=5, **TINY), Discriminator(resolution, kernel=5, **TINY_D)
+    strided = [m for m in [*G.modules(), *D.modules()] if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+               and m.stride == (2, 2)]
+    _, n = layout(resolution)
+    assert len(strided) == 2 * n and all(m.kernel_size == (5, 5) for m in strided)
+    sizes = []
+    for m in G.net:
+        if isinstance(m, nn.ConvTranspose2d):
+            m.register_forward_hook(lambda mod, inp, out: sizes.append((inp[0].shape[-1], out.shape[-1])))
+    x = G(torch.randn(2, 16))
+    assert x.shape == (2, 3, resolution, resolution)
+    assert all(o == 2 * i for i, o in sizes[1:])  # (the first layer makes the base map from z)
+    base, _ = layout(resolution)
+    assert D.features(x).shape[-2:] == (base, base)
+    plain = Generator(resolution, **TINY)
+    assert [k for k, _ in G.state_dict().items()] == [k for k, _ in plain.state_dict().items()]
+
+
 @pytest.mark.slow
 def test_shapes_300px_hands():
     G = Generator(300, upsample="colorpicker", channels=3, **TINY)
@@ -209,30 +231,31 @@ def _grads(net, x, amp, penalty):
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("net", ["G", "D", "D_sn_100px", "D_acgan_100px", "G_bias_100px", "G_gray", "D_gray_300px",
-                                 "G_upsample", "G_upsample_gray_100px"])
+                                 "G_upsample", "G_upsample_gray_100px", "G_k5", "D_k5_75px"])
 def test_cpu_paths_give_onednns_outputs_and_gradients(net, amp):
     """The GEMM weight gradient, the thin RGB layers and D's last layers as matrix products (`whole_map_conv2d`;
     score and ACGAN's class logits): same outputs and gradients as the plain convolutions
     (WGAN-GP's double backward included) in fp32 to rounding; under bf16 autocast as close to the fp32 ones as
     the plain convolutions' are (the summed upsample kernels round differently); for even and odd (padded)
-    layouts and one or three image channels."""
+    layouts, one or three image channels, and 5x5 kernels (no thin layer then)."""
     torch.manual_seed(0)
-    res = 300 if "300px" in net else 100 if "100px" in net else 64
+    res = 300 if "300px" in net else 100 if "100px" in net else 75 if "75px" in net else 64
+    kernel = 5 if "k5" in net else 4
     channels = 1 if "gray" in net else 3
     if net.startswith("G"):
         plain = Generator(res, nz=16, ngf=8, channels=channels, norm="none" if "bias" in net else "batch",
-                          upsample="upsample" if "upsample" in net else "convtranspose")
+                          upsample="upsample" if "upsample" in net else "convtranspose", kernel=kernel)
         x = torch.randn(4, 16, requires_grad=True)
     else:
         plain = Discriminator(res, ndf=8, channels=channels, norm="none", spectral_norm="sn" in net,
-                              num_classes=5 if "acgan" in net else 0)
+                              num_classes=5 if "acgan" in net else 0, kernel=kernel)
         x = torch.randn(4, channels, res, res).to(memory_format=torch.channels_last).requires_grad_()
     plain = plain.to(memory_format=torch.channels_last)
     fast = copy.deepcopy(plain)
     use_gemm_wgrad(fast, True)
     use_thin_conv(fast, True)
     # G's output layer (transposed, or upsampled and its upsample deferred) / D's input layer
-    assert sum(getattr(m, "thin", False) or getattr(m, "upsampled_input", False) for m in fast.modules()) == 1
+    assert sum(getattr(m, "thin", False) or getattr(m, "upsampled_input", False) for m in fast.modules()) == (kernel == 4)
     assert sum(getattr(m, "deferred", False) for m in fast.modules()) == ("upsample" in net)
     untrained = copy.deepcopy(plain).eval(), copy.deepcopy(fast).eval()  # for the no-gradient forward below
     penalty = net.startswith("D")
@@ -624,6 +647,8 @@ def test_builders_follow_the_config():
     assert all(hasattr(m, "parametrizations") for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     # a dcgan on a labelled dataset stays unconditional; an acgan without labels is a one-line config error
     assert build_generator(_cfg(num_classes=5)).embed is None
+    assert {m.kernel_size for m in [*build_generator(_cfg(kernel=5)).modules(), *build_discriminator(_cfg(kernel=5)).modules()]
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.stride == (2, 2)} == {(5, 5)}
     with pytest.raises(ConfigError, match="labels"):
         build_generator(_cfg(arch="acgan"))
 
@@ -703,6 +728,22 @@ def test_every_option_at_once_trains_and_samples(tmp_path):
     assert gen.G.num_classes == 2
     images = gen.sample(4, seed=0)
     assert images.shape == (4, 3, 20, 20) and images.min() >= -1 and images.max() <= 1
+
+
+def test_a_run_with_5x5_kernels_trains_and_samples_with_them(tmp_path):
+    """model.kernel reaches the trained models, their checkpoint and `gankit sample`'s rebuilt generator."""
+    from conftest import make_image_folder, tiny_layers
+    from gankit.sample import load_run_generator
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "images", n=16)
+    layers = tiny_layers(tmp_path / "images", epochs=1)
+    layers[0]["model"]["kernel"] = 5
+    run = run_training(layers, tmp_path / "run")
+    gen = load_run_generator(run, device="cpu")
+    assert {m.kernel_size for m in gen.G.modules() if isinstance(m, nn.ConvTranspose2d) and m.stride == (2, 2)} == {(5, 5)}
+    images = gen.sample(4, seed=0)
+    assert images.shape[0] == 4 and images.shape[-1] == layers[0]["data"]["resolution"]
 
 
 def test_minibatch_features_are_sums_of_exp_minus_l1_distances_to_the_other_samples():

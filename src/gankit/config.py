@@ -41,6 +41,7 @@ class ModelConfig:
     ndf: int = 64  # discriminator width (channels of the first block)
     max_channels: int = 512  # cap on any block's width, so 256-512 px models stay trainable
     upsample: str = "convtranspose"  # G upsampling (seed 002): convtranspose | upsample (nearest + 3x3 conv) | colorpicker
+    kernel: int = 4  # kernel of G's stride-2 transposed convs and D's stride-2 convs: 4 (PyTorch's DCGAN example) | 5 (the DCGAN paper's, seed 004's figure)
     palette_size: int = 16  # colours in the colour-picker palette (upsample: colorpicker; ConorLazarou/PokeGAN)
     g_norm: str = "batch"  # normalisation in G blocks: batch | none | selfmod (BatchNorm scaled and shifted by an MLP of z, Chen et al. 2019)
     d_norm: str = "batch"  # normalisation in D blocks: batch | layer | instance | none (WGAN-GP: not batch, seed 002)
@@ -149,13 +150,14 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: dict[str, tuple[str | int, ...]] = {
     "model.arch": ("dcgan", "acgan"),
     "model.z_dist": ("normal", "uniform"),
     "model.upsample": ("convtranspose", "upsample", "colorpicker"),
     "model.g_norm": ("batch", "none", "selfmod"),
     "model.g_act": ("relu", "leaky_relu"),
     "model.d_downsample": ("stride", "maxpool"),
+    "model.kernel": (4, 5),
     "model.d_norm": ("batch", "layer", "instance", "none"),
     "model.init": ("normal", "xavier", "kaiming", "orthogonal", "default"),
     "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),
@@ -283,7 +285,7 @@ def validate(cfg: Config, training: bool = True) -> Config:
     flat = flatten(to_dict(cfg))
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {flat[key]!r}")
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {flat[key]!r}")
     for key in POSITIVE:
         if flat[key] is not None and flat[key] <= 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]!r}")
@@ -381,6 +383,8 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "model.embed_dim": (lambda c: c.model.arch in CONDITIONAL_ARCHS, "model.arch acgan"),
     "train.aux_weight": (lambda c: c.model.arch in CONDITIONAL_ARCHS, "model.arch acgan"),
     "model.mbd_kernel_dim": (lambda c: c.model.mbd_features > 0, "model.mbd_features > 0"),
+    "model.kernel": (lambda c: c.model.upsample == "convtranspose" or c.model.d_downsample == "stride",
+                     "model.upsample convtranspose or model.d_downsample stride"),
     "model.init_std": (lambda c: c.model.init == "normal", "model.init normal"),
     "train.instance_noise_epochs": (lambda c: c.train.instance_noise > 0, "train.instance_noise > 0"),
     "train.topk_gamma": (lambda c: c.train.topk < 1, "train.topk < 1"),

@@ -30,7 +30,7 @@ def _num_classes(cfg: Config) -> int:
 def build_generator(cfg: Config) -> Generator:
     m = cfg.model
     return Generator(cfg.data.resolution, nz=m.nz, ngf=m.ngf, channels=m.channels, max_channels=m.max_channels,
-                     upsample=m.upsample, palette_size=m.palette_size, norm=m.g_norm, act=m.g_act, dropout=m.g_dropout,
+                     upsample=m.upsample, kernel=m.kernel, palette_size=m.palette_size, norm=m.g_norm, act=m.g_act, dropout=m.g_dropout,
                      num_classes=_num_classes(cfg), embed_dim=m.embed_dim, init=m.init, init_std=m.init_std)
 
 
@@ -39,7 +39,8 @@ def build_discriminator(cfg: Config) -> Discriminator:
     return Discriminator(cfg.data.resolution, ndf=m.ndf, channels=m.channels, max_channels=m.max_channels,
                          norm=m.d_norm, dropout=m.d_dropout, mbd_features=m.mbd_features,
                          mbd_kernel_dim=m.mbd_kernel_dim, mbstd_group=m.d_mbstd_group, spectral_norm=m.spectral_norm,
-                         num_classes=_num_classes(cfg), init=m.init, init_std=m.init_std, downsample=m.d_downsample)
+                         num_classes=_num_classes(cfg), init=m.init, init_std=m.init_std, downsample=m.d_downsample,
+                         kernel=m.kernel)
 
 
 def sample_z(n: int, cfg: Config, device, generator=None) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """The DCGAN family (Radford et al. 2015; seeds 000-004): one generator and one discriminator whose
 resolution, upsampling, normalisation, conditioning and tricks are parameters, not files.
 
-Layout. Any square resolution from 16 px: D halves the image with stride-2 4x4 convolutions
-(ceil sizes, e.g. 300 -> 150 -> 75 -> 38 -> 19 -> 10 -> 5) until at most 7 px are left, and its head
+Layout. Any square resolution from 16 px: D halves the image with stride-2 4x4 convolutions (`kernel` 5: 5x5,
+the DCGAN paper's) (ceil sizes, e.g. 300 -> 150 -> 75 -> 38 -> 19 -> 10 -> 5) until at most 7 px are left, and its head
 is a convolution whose kernel covers what is left. G mirrors it: from z it makes that base map
 (4..7 px), doubles it as often as D halved, and center-crops to the resolution (5 -> 320 -> 300).
 Widths double towards the small end, capped by `max_channels`. For powers of two this is exactly
@@ -56,11 +56,12 @@ def _after_conv(width: int, norm: str, activation: nn.Module, dropout: float, z_
     return layers
 
 
-def _doubling(cin: int, cout: int, upsample: str, bias: bool, size: int) -> list[nn.Module]:
-    """A 2x upsampling convolution of a size x size map: transposed 4x4 stride 2 (DCGAN), or nearest x2 then a
-    3x3 conv (seed 002)."""
+def _doubling(cin: int, cout: int, upsample: str, bias: bool, size: int, kernel: int = 4) -> list[nn.Module]:
+    """A 2x upsampling convolution of a size x size map: transposed, stride 2, `kernel` 4 (PyTorch's DCGAN) or 5
+    (the DCGAN paper's; one output_padding row and column make the map exactly twice as large), or nearest x2 then
+    a 3x3 conv (seed 002)."""
     if upsample == "convtranspose":
-        return [ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)]
+        return [ConvTranspose2d(cin, cout, kernel, 2, (kernel - 1) // 2, output_padding=kernel % 2, bias=bias)]
     if upsample in ("upsample", "colorpicker"):
         return [NearestUpsample(), Conv2d(cin, cout, 3, 1, 1, bias=bias)]
     raise ValueError(f"unknown upsample {upsample!r}: choose convtranspose, upsample or colorpicker")
@@ -69,7 +70,7 @@ def _doubling(cin: int, cout: int, upsample: str, bias: bool, size: int) -> list
 class Generator(nn.Module):
     """z [N, nz] (+ class labels [N] when conditional) -> images [N, channels, R, R] in [-1, 1].
 
-    upsample: convtranspose (DCGAN) | upsample (nearest x2 + 3x3 conv) | colorpicker (upsample
+    upsample: convtranspose (DCGAN; `kernel` 4 or 5) | upsample (nearest x2 + 3x3 conv) | colorpicker (upsample
     blocks, then a `ColorPicker` output layer with `palette_size` colours instead of conv + Tanh).
     num_classes > 0 makes it conditional (ACGAN, seed 002): an embedding of the label, of size
     `embed_dim`, is concatenated to z; labels are then required (an unconditional G ignores them).
@@ -78,7 +79,7 @@ class Generator(nn.Module):
     """
 
     def __init__(self, resolution: int, nz: int = 100, ngf: int = 64, channels: int = 3, max_channels: int = 512,
-                 upsample: str = "convtranspose", palette_size: int = 16, norm: str = "batch", act: str = "relu",
+                 upsample: str = "convtranspose", kernel: int = 4, palette_size: int = 16, norm: str = "batch", act: str = "relu",
                  dropout: float = 0.0,
                  num_classes: int = 0, embed_dim: int = 50, init: str = "normal", init_std: float = 0.02):
         super().__init__()
@@ -96,13 +97,13 @@ class Generator(nn.Module):
         layers += _after_conv(widths[0], norm, activation(), dropout, z_dim)
         size = base
         for cin, cout in zip(widths[:-1], widths[1:]):
-            layers += _doubling(cin, cout, upsample, bias, size)
+            layers += _doubling(cin, cout, upsample, bias, size, kernel)
             layers += _after_conv(cout, norm, activation(), dropout, z_dim)
             size *= 2
         if upsample == "colorpicker":
             layers.append(ColorPicker(widths[-1], channels, palette_size))
         else:
-            layers += [*_doubling(widths[-1], channels, upsample, bias=False, size=size), nn.Tanh()]
+            layers += [*_doubling(widths[-1], channels, upsample, bias=False, size=size, kernel=kernel), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         init_weights(self, init, init_std)
 
@@ -128,13 +129,13 @@ class Discriminator(nn.Module):
     gives the head one more input map, the features' spread over groups of that many images
     (`MinibatchStdDev`, ProGAN/StyleGAN); spectral_norm wraps every conv and linear layer (Miyato et al. 2018); num_classes > 0 adds
     the ACGAN auxiliary classifier head (logits, no softmax: cross-entropy takes logits). downsample: stride (4x4
-    stride-2 convolutions, DCGAN) | maxpool (3x3 convolutions, each followed by 2x2 max-pooling; seed 001).
+    stride-2 convolutions, DCGAN; `kernel` 5: 5x5, the DCGAN paper's) | maxpool (3x3 convolutions, each followed by 2x2 max-pooling; seed 001).
     """
 
     def __init__(self, resolution: int, ndf: int = 64, channels: int = 3, max_channels: int = 512,
                  norm: str = "batch", dropout: float = 0.0, mbd_features: int = 0, mbd_kernel_dim: int = 5,
                  mbstd_group: int = 0, spectral_norm: bool = False, num_classes: int = 0, init: str = "normal", init_std: float = 0.02,
-                 downsample: str = "stride"):
+                 downsample: str = "stride", kernel: int = 4):
         super().__init__()
         base, n = layout(resolution)
         widths = block_widths(n, ndf, max_channels)[::-1]  # e.g. 64 px: [64, 128, 256, 512]
@@ -149,8 +150,10 @@ class Discriminator(nn.Module):
                 layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), 0.0)
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
                 layers += [nn.Dropout(dropout)] if dropout > 0 else []
-            else:  # DCGAN: a 4x4 stride-2 convolution; odd sizes get one more pixel of padding (output ceil(size / 2))
-                layers.append(Conv2d(cin, cout, 4, 2, 1 + size % 2, bias=bias))
+            else:  # DCGAN: a 4x4 (or 5x5) stride-2 convolution whose output is ceil(size / 2) (4x4: odd sizes get one
+                # more pixel of padding)
+                padding = (kernel - 1) // 2 + (size % 2 if kernel % 2 == 0 else 0)
+                layers.append(Conv2d(cin, cout, kernel, 2, padding, bias=bias))
                 layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), dropout)
             size = (size + 1) // 2
             cin = cout

@@ -3,6 +3,8 @@
     python benchmarks/busy_cores.py                          # DCGAN-64 on the built-in digits, 90 s per run
     python benchmarks/busy_cores.py --resolution 32 --seconds 60 --busy 1 --rounds 2 --json busy.json
     python benchmarks/busy_cores.py --config configs/pokemon64_wgan_clip.yaml --data ../shared/datasets/pokemon
+    python benchmarks/busy_cores.py --neighbour leaves --seconds 150   # how soon freed cores are used again
+    python benchmarks/busy_cores.py --neighbour comes --seconds 150    # how soon a busy core is given up
 
 Each round trains four runs in turn with `gankit train` (fresh run folders, `--minutes`), two beside `--busy`
 busy loops (`python -c "while True: pass"`, what another program keeping cores busy looks like) and two alone,
@@ -10,6 +12,10 @@ each once with the automatic count and once with `--threads` = the cores this pr
 figure is its images per second of training from metrics.jsonl (the metric lines' img_per_s after the first,
 which holds the warm-up, weighted by their images), so the tuner's probes count against it. The ratios
 compare runs of the same round (minutes apart), the automatic count over the fixed one.
+
+With `--neighbour leaves` (or `comes`) it trains one run with the automatic count instead, beside `--busy` loops
+that are killed (or started) `--event-at` seconds after the run's start line (default: half of `--seconds`),
+and prints how many seconds later the tuner's note said it changed the count (up, or down).
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,19 +36,27 @@ from _args import at_least, positive, run, writable_file
 from gankit.threads import usable_cores
 
 
+def busy_loops(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop(loops: list[subprocess.Popen]) -> None:
+    for p in loops:
+        p.kill()
+        p.wait()
+
+
 @contextmanager
 def busy(n: int):
-    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    loops = busy_loops(n)
     try:
         yield
     finally:
-        for p in loops:
-            p.kill()
-            p.wait()
+        stop(loops)
 
 
-def train(run_dir: Path, resolution: int, seconds: float, threads: int | None, extra: list[str] = ()) -> tuple[float, list[int]]:
-    """img/s of training and the thread counts its metric lines logged; `extra`: more `gankit train` arguments."""
+def _command(run_dir: Path, resolution: int, seconds: float, threads: int | None, extra) -> tuple[list[str], dict]:
+    """`gankit train`'s command line and environment (no OMP_NUM_THREADS: the count is gankit's to choose)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     cmd = [sys.executable, "-m", "gankit", "train", *extra, "--run-dir", str(run_dir), "--resolution", str(resolution),
            "--minutes", str(seconds / 60), "--epochs", "1000", "--no-progress",
@@ -47,15 +64,75 @@ def train(run_dir: Path, resolution: int, seconds: float, threads: int | None, e
            "--set", "log.checkpoint_every=0"]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    return cmd, env
+
+
+def _failed(returncode: int, stderr: str) -> SystemExit:
+    last = stderr.strip().splitlines()[-1:] or [f"exit status {returncode}"]
+    return SystemExit(f"error: gankit train failed: {last[0]}")
+
+
+def train(run_dir: Path, resolution: int, seconds: float, threads: int | None, extra: list[str] = ()) -> tuple[float, list[int]]:
+    """img/s of training and the thread counts its metric lines logged; `extra`: more `gankit train` arguments."""
+    cmd, env = _command(run_dir, resolution, seconds, threads, extra)
     proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode:
-        last = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        raise SystemExit(f"error: gankit train failed: {last[0]}")
+        raise _failed(proc.returncode, proc.stderr)
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [x for x in lines if x.get("kind") == "step" and "img_per_s" in x][1:]
     # each line's img/s covers log.every iterations of one batch each: weight the lines alike
     rate = len(steps) / sum(1 / s["img_per_s"] for s in steps)
     return rate, [s.get("threads") for s in steps]
+
+
+SWITCH = re.compile(r"training on (\d+) CPU threads? instead of (\d+)")
+
+
+def switch_after(lines: list[tuple[float, str]], event: float, up: bool) -> float | None:
+    """Seconds from `event` to the first note (of timed stderr `lines`) that moved the count up (or down) after it."""
+    for t, line in lines:
+        m = SWITCH.search(line)
+        if t >= event and m and (int(m[1]) > int(m[2])) == up:
+            return t - event
+    return None
+
+
+def neighbour(run_dir: Path, resolution: int, seconds: float, loops: int, event_at: float, leaves: bool,
+              extra: list[str] = ()) -> tuple[float | None, list[tuple[float, str]]]:
+    """One run with the automatic count, beside `loops` busy loops that leave (or come) `event_at` s after its start
+    line: the seconds from then to the count's change (None: none came), and its stderr lines, timed from the event."""
+    cmd, env = _command(run_dir, resolution, seconds, None, extra)
+    running = busy_loops(loops) if leaves else []
+    lines: list[tuple[float, str]] = []
+    started = threading.Event()
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+        def read() -> None:
+            for line in proc.stderr:
+                lines.append((time.monotonic(), line.rstrip()))
+                if " on cpu" in line:
+                    started.set()
+            started.set()  # (the run ended before its start line: it failed)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        started.wait()
+        event = time.monotonic() + event_at
+        while proc.poll() is None and time.monotonic() < event:
+            time.sleep(0.05)
+        if leaves:
+            stop(running)
+        else:
+            running = busy_loops(loops)
+        event = time.monotonic()
+        proc.wait()
+        reader.join()
+    finally:
+        stop(running)
+    if proc.returncode:
+        raise _failed(proc.returncode, "\n".join(line for _, line in lines))
+    return switch_after(lines, event, up=leaves), [(t - event, line) for t, line in lines]
 
 
 def main() -> None:
@@ -67,9 +144,35 @@ def main() -> None:
     ap.add_argument("--data", help="image folder (default: the built-in digits)")
     ap.add_argument("--config", help="a gankit recipe, e.g. configs/pokemon64_wgan_clip.yaml (default: DCGAN)")
     ap.add_argument("--json", type=writable_file, help="also write the results here")
+    ap.add_argument("--neighbour", choices=("leaves", "comes"),
+                    help="one run with the automatic count: the busy loops leave (or come) mid-run")
+    ap.add_argument("--event-at", type=positive, help="--neighbour: seconds after the start line (default: --seconds / 2)")
     args = ap.parse_args()
+    if args.event_at and not args.neighbour:
+        ap.error("--event-at goes with --neighbour")
     extra = [*(["--data", args.data] if args.data else []), *(["--config", args.config] if args.config else [])]
     n = usable_cores()
+    if args.neighbour:
+        if args.busy < 1:
+            ap.error("--neighbour needs --busy 1 or more")
+        event_at = args.event_at or args.seconds / 2
+        if event_at >= args.seconds:
+            ap.error(f"--event-at {event_at:g} must be under --seconds {args.seconds:g}")
+        with tempfile.TemporaryDirectory() as tmp:
+            after, lines = neighbour(Path(tmp) / "run", args.resolution, args.seconds, args.busy, event_at,
+                                     args.neighbour == "leaves", extra)
+        for t, line in lines:
+            if SWITCH.search(line):
+                print(f"{t:+7.1f} s  {line}")
+        what = "more threads" if args.neighbour == "leaves" else "fewer threads"
+        print(f"{n} cores; {args.busy} busy loop(s) {'left' if args.neighbour == 'leaves' else 'came'} {event_at:.0f} s "
+              f"after the start line: " + (f"{what} {after:.1f} s later" if after is not None else f"no move to {what}"))
+        if args.json:
+            args.json.write_text(json.dumps({"cores": n, "resolution": args.resolution, "seconds": args.seconds,
+                                             "data": args.data, "config": args.config, "neighbour": args.neighbour,
+                                             "busy_loops": args.busy, "event_at": event_at, "switch_after": after,
+                                             "stderr": [[round(t, 2), line] for t, line in lines]}, indent=1))
+        return
     print(f"{n} cores; {args.config or 'DCGAN'} at {args.resolution} px on {args.data or 'the built-in digits'}, "
           f"{args.seconds:.0f} s per run, {args.busy} busy loop(s) beside the busy runs")
     results = []

@@ -308,6 +308,10 @@ def test_epoch_ends_with_evaluations_evaluates_every_epoch_before_and_within_the
     ("throughput.py", ["--profile", "dcgan", "--json", "p.json"], "the profile prints a table, not JSON"),
     ("busy_cores.py", ["--seconds", "0"], "--seconds: must be > 0"),
     ("busy_cores.py", ["--resolution", "8"], "--resolution: must be >= 16"),
+    ("busy_cores.py", ["--neighbour", "comes", "--busy", "0"], "--neighbour needs --busy 1 or more"),
+    ("busy_cores.py", ["--neighbour", "leaves", "--seconds", "10", "--event-at", "20"], "--event-at 20 must be under --seconds 10"),
+    ("busy_cores.py", ["--event-at", "20"], "--event-at goes with --neighbour"),
+    ("busy_cores.py", ["--neighbour", "stays"], "invalid choice: 'stays'"),
     ("throughput.py", ["--profile", "dcgan", "--ops", "--json", "p.json"], "the profile prints a table, not JSON"),
     pytest.param("throughput.py", ["--json", "/proc/x.json"], "cannot write '/proc/x.json'",
                  marks=pytest.mark.skipif(not os.path.isdir("/proc"), reason="no /proc here")),
@@ -425,3 +429,22 @@ def test_busy_cores_reads_a_runs_speed_and_the_thread_counts_it_logged(tmp_path,
         assert counts[0] == busy_cores.usable_cores()
     rate, counts = busy_cores.train(tmp_path / "fixed", 16, 1.0, 1)
     assert rate > 0 and counts and set(counts) == {None}  # --threads: no tuner, no count logged
+
+
+def test_busy_cores_times_the_count_change_that_follows_a_neighbour(tmp_path, monkeypatch):
+    """--neighbour: the seconds from the busy loops' leaving (or coming) to the first note moving the count the
+    right way after it, from the run's timed stderr lines; and a real run with the loop coming at once."""
+    sys.path.insert(0, str(BENCH))
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "cache"))
+    import busy_cores
+
+    note = "training on {} CPU thread{} instead of {}: 1.9x faster now (...)"
+    lines = [(1.0, "training /r on cpu, 2 threads (bfloat16): ..."), (16.0, note.format(1, "", 2)),
+             (30.0, "{'step': 10}"), (35.0, note.format(1, "", 2)), (40.0, note.format(2, "s", 1))]
+    assert busy_cores.switch_after(lines, 20.0, up=True) == 20.0  # not the earlier move, nor the later one down
+    assert busy_cores.switch_after(lines, 20.0, up=False) == 15.0
+    assert busy_cores.switch_after(lines, 41.0, up=True) is None
+    after, timed = busy_cores.neighbour(tmp_path / "run", 16, 2.0, 1, 0.5, leaves=False)
+    starts = [t for t, line in timed if " on cpu" in line]
+    assert -1.5 < starts[0] <= -0.4  # the loop came half a second after the start line (times are from then)
+    assert after is None or after > 0

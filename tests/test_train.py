@@ -1165,3 +1165,9 @@ def test_grids_inside_an_epoch_at_evenly_spaced_batches(image_folder, tmp_path):
     with Image.open(run / "evolution.gif") as gif:
         assert sum(1 for _ in ImageSequence.Iterator(gif)) == 2
 
+
+
+@pytest.mark.parametrize("minutes, said", [(1, "1 minute"), (2.5, "2.5 minutes")])
+def test_the_start_line_names_every_budget_in_words(image_folder, tmp_path, capsys, minutes, said):
+    run_training(tiny_layers(image_folder, epochs=1, max_steps=1, minutes=minutes), tmp_path / "run")
+    assert f"up to 1 epoch / 1 iteration / {said}\n" in capsys.readouterr().err

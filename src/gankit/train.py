@@ -1582,7 +1582,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             classes = f" of {cfg.model.num_classes} classes" if cfg.model.num_classes else ""
             budget = [console.count(t.epochs, "epoch")] + \
                 ([console.count(t.max_steps, "iteration")] if t.max_steps is not None else []) + \
-                ([f"{t.minutes:g} minutes"] if t.minutes is not None else [])
+                ([f"{t.minutes:g} minute{'' if t.minutes == 1 else 's'}"] if t.minutes is not None else [])
             console.info(f"{f'resuming from iteration {trainer.iteration}:' if trainer.resumed else 'training'} {run_path} "
                          f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "

@@ -13,7 +13,9 @@ them of the kind of iteration seen most, the count whose median on them is faste
 is kept; a count clearly slower after two iterations is dropped from the probe at once. On fewer threads than it
 started with, it also watches how idle the cores are during its iterations (Linux: /proc/stat): once about a core
 more has been idle than in the first seconds after the last probe (other programs left), it probes again, instead of
-waiting minutes for the next scheduled probe (free cores slow nothing down, so the slowdown watch cannot tell).
+waiting minutes for the next scheduled probe (free cores slow nothing down, so the slowdown watch cannot tell). Each
+such probe that changes nothing doubles the wait before the next (10 s, 20 s...): load that comes and goes every
+few seconds would otherwise bring probe after probe where more threads do not help (a container's CPU quota).
 
 It runs only where the count is gankit's to choose: a CPU, one process (torchrun sets OMP_NUM_THREADS=1), no
 OMP_NUM_THREADS / MKL_NUM_THREADS or `train.threads` from the user, not `--deterministic` (a different count can
@@ -110,6 +112,9 @@ class ThreadTuner:
         self.idle_start: float | None = None  # the cores' idle seconds when the iteration under way started
         self.idle_level: float | None = None  # cores idle on the current count in the first IDLE_WINDOW_S after a probe
         self.idle_window = [0.0, 0.0]  # idle core-seconds and seconds of iterations, until IDLE_WINDOW_S
+        self.idle_wait = 0.0  # `trained` before which idle cores bring no probe ...
+        self.idle_backoff = 0.0  # ... this long after a probe: doubled by each one they brought that changed nothing
+        self.idle_probe = False  # the probe under way came from idle cores
 
     def _step(self) -> int:
         return max(1, round(self.current / 4))  # on many cores, steps of one thread would each gain too little
@@ -165,11 +170,15 @@ class ThreadTuner:
                 idle_cores = self.idle_window[0] / self.idle_window[1]
                 if self.idle_level is None:  # (measured over seconds: /proc/stat counts in hundredths)
                     self.idle_level = idle_cores
-                freed = idle_cores >= self.idle_level + FREED * self._step()
+                # (other load that comes and goes every few seconds, while more threads do not help, e.g. under a
+                # container's CPU quota, would bring probe after probe: after each that changes nothing, they wait
+                # twice as long)
+                freed = idle_cores >= self.idle_level + FREED * self._step() and self.trained >= self.idle_wait
                 self.idle_window = [0.0, 0.0]
-        if slowed or freed:
+        if slowed:
             self.interval = FIRST_PROBE_S
         if slowed or freed or self.trained >= self.next_probe:
+            self.idle_probe = freed and not slowed and self.trained < self.next_probe
             step = self._step()
             self.arms = [n for n in (self.current - step, self.current, self.current + step) if 1 <= n <= self.most]
             self.probe = {}
@@ -198,6 +207,11 @@ class ThreadTuner:
             # bursts of 100 critic batches: each one on a slower count costs seconds); a slowdown still probes at once
             self.interval = max(min(2 * self.interval, MAX_INTERVAL_S), cost / PROBE_SHARE)
         self.next_probe = self.trained + self.interval
+        if self.current != before:
+            self.idle_backoff = 0.0
+        elif self.idle_probe:
+            self.idle_backoff = max(FIRST_PROBE_S, 2 * self.idle_backoff)
+        self.idle_wait, self.idle_probe = self.trained + self.idle_backoff, False
         self.baseline, self.baseline_kind = medians[self.current], kind
         self.idle_level, self.idle_window = None, [0.0, 0.0]
         self._apply(self.current)

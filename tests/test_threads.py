@@ -260,3 +260,25 @@ def test_train_threads_fixes_the_count(image_folder, tmp_path, monkeypatch, two_
     assert " on cpu, 1 thread (fp32)" in capsys.readouterr().err
     steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert steps and all("threads" not in s for s in steps)
+
+
+def test_epoch_ends_run_on_the_current_count_while_a_probe_is_under_way(image_folder, tmp_path, monkeypatch,
+                                                                        two_threads):
+    """A probe's count is drawn per iteration; FID/KID and the writings at an epoch end take the count training
+    found best, whichever count the epoch's last iteration drew."""
+    from gankit.train import Trainer, run_training
+
+    monkeypatch.setattr(threads, "FIRST_PROBE_S", 0.0)
+    monkeypatch.setattr(threads, "PROBE_SAMPLES", 10**6)  # one probe from the first iteration to the end
+    monkeypatch.setattr(threads, "CLEARLY_SLOWER", 1e9)  # keeping both counts in it
+    seen, at_ends = _counting_iterations(monkeypatch), []
+    real = Trainer._end_epoch
+
+    def end_epoch(self, progress):
+        at_ends.append(torch.get_num_threads())
+        return real(self, progress)
+
+    monkeypatch.setattr(Trainer, "_end_epoch", end_epoch)
+    run_training(tiny_layers(image_folder, epochs=12), tmp_path / "run")
+    assert set(seen) == {1, 2}  # the probe ran iterations on both counts ...
+    assert at_ends == [2] * 12  # ... and every epoch end on the current one

@@ -88,7 +88,8 @@ def tuner_for(chosen: int | None, device: torch.device, deterministic: bool, see
 
 class ThreadTuner:
     """Call `before_iteration()` and `after_iteration(seconds, kind)` around each training iteration (its own time,
-    not the epoch ends' writings); `after_iteration` returns a message for people when it changes the count.
+    not the epoch ends' writings; `settle()` before those); `after_iteration` returns a message for people when it
+    changes the count.
     `kind` tells iterations of different work apart (the trainer's: batches taken, D and G updates made): a probe
     compares counts on the kind it saw most, like with like. `idle_seconds` reads the cores' idle seconds so far
     (None: not known). (The trainer puts back the count it started with when the run ends.)"""
@@ -127,6 +128,11 @@ class ThreadTuner:
         if n != self.applied:
             self.set_threads(n)
             self.applied = n
+
+    def settle(self) -> None:
+        """Back to the current count for work between iterations (epoch ends: FID/KID, writing), should a probe be
+        under way; the next iteration takes its count again."""
+        self._apply(self.current)
 
     def before_iteration(self) -> None:
         self.arm = self.rng.choice(self.arms) if self.probe is not None else self.current

@@ -1103,6 +1103,8 @@ class Trainer:
                             self._save_inside_epoch()
                         if self.epoch > epoch_before:
                             ended = time.perf_counter()
+                            if tuner is not None:  # (FID/KID on the count training found best, not a probe's)
+                                tuner.settle()
                             self._end_epoch(progress)
                             saved_at_iteration = self.iteration
                             self.writing_seconds += time.perf_counter() - ended  # img/s is training's (lines, metrics)
@@ -1127,6 +1129,8 @@ class Trainer:
                 # several batches that ended an epoch and the run, n_critic batches past it, has had its epoch end's
                 # writings: no grid of the next epoch, which the run did not reach.)
                 if self.iteration != saved_at_iteration:
+                    if tuner is not None:
+                        tuner.settle()
                     try:
                         self._end_early(progress)
                     except _RolledBack:

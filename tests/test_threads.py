@@ -204,23 +204,24 @@ def test_the_tuner_runs_only_where_the_count_is_gankits_to_choose(monkeypatch):
 
 
 def _counting_iterations(monkeypatch, slow_above: int | None = None) -> list[int]:
-    """The thread count of each training iteration; with `slow_above`, iterations on more threads take 30 ms more
-    (a busy core's effect, made up so that the test does not depend on this machine's load)."""
+    """The thread count of each training iteration (of the classic strategy's: one G phase each); with
+    `slow_above`, iterations on more threads take 30 ms more (a busy core's effect, made up so that the test does not
+    depend on this machine's load)."""
     import time
 
     from gankit.train import Trainer
 
     seen = []
-    real = Trainer.train_iteration
+    real = Trainer._g_phase
 
-    def iteration(self):
+    def g_phase(self, kept):
         n = torch.get_num_threads()
         seen.append(n)
         if slow_above is not None and n > slow_above:
             time.sleep(0.03)
-        return real(self)
+        return real(self, kept)
 
-    monkeypatch.setattr(Trainer, "train_iteration", iteration)
+    monkeypatch.setattr(Trainer, "_g_phase", g_phase)
     return seen
 
 
@@ -282,3 +283,23 @@ def test_epoch_ends_run_on_the_current_count_while_a_probe_is_under_way(image_fo
     run_training(tiny_layers(image_folder, epochs=12), tmp_path / "run")
     assert set(seen) == {1, 2}  # the probe ran iterations on both counts ...
     assert at_ends == [2] * 12  # ... and every epoch end on the current one
+
+
+def test_a_long_iteration_is_timed_phase_by_phase(image_folder, tmp_path, monkeypatch, two_threads):
+    """Seed 004's critic bursts (100 critic batches for one G step) would make each timed unit tens of seconds
+    long: the tuner times each of their phases instead, and short iterations whole."""
+    from gankit.train import TUNED_PHASES_MAX, run_training
+
+    kinds = []
+    real = ThreadTuner.after_iteration
+
+    def after(self, seconds, kind=None):
+        kinds.append(kind)
+        return real(self, seconds, kind)
+
+    monkeypatch.setattr(ThreadTuner, "after_iteration", after)
+    boost = TUNED_PHASES_MAX + 2
+    run_training(tiny_layers(image_folder, epochs=100, max_steps=4, loss="wgan", strategy="critic", n_critic=2,
+                             critic_boost=boost, critic_boost_first=2), tmp_path / "run")
+    burst = [(1, 1, 0)] * boost + [(0, 0, 1)]  # each critic batch, then the G step
+    assert kinds == burst + burst + [(2, 2, 1)] * 2

@@ -50,6 +50,7 @@ BUILTIN_DEFAULTS = {"model": {"ngf": 32, "ndf": 32}, "train": {"epochs": 30}}
 
 # NaN/Inf rollbacks allowed in one run before it stops for good.
 MAX_ROLLBACKS = 5
+TUNED_PHASES_MAX = 10  # iterations of more D/G phases are timed for the thread tuner phase by phase (`Trainer._tuned`)
 
 # Most columns (noise vectors) of a conditional run's per-epoch grid, one row per class.
 LABEL_GRID_COLUMNS = 8
@@ -945,15 +946,36 @@ class Trainer:
         if self.cuda_graphs:  # a new step: the graphs' previous outputs may be overwritten from here on
             torch.compiler.cudagraph_mark_step_begin()
         phases = self.strategy.plan(self.iteration)
+        by_phase = len(phases) > TUNED_PHASES_MAX
         kept = None
-        for i, phase in enumerate(phases):
-            if phase.net == "D":
-                next_is_g = i + 1 < len(phases) and phases[i + 1].net == "G"
-                kept = self._d_phase(phase, keep_fake_for_g=next_is_g and self.cfg.train.g_batch_factor == 1)
-            else:
-                self._g_phase(kept)
-                kept = None
-        self.iteration += 1
+        with self._tuned(not by_phase):
+            for i, phase in enumerate(phases):
+                with self._tuned(by_phase):
+                    if phase.net == "D":
+                        next_is_g = i + 1 < len(phases) and phases[i + 1].net == "G"
+                        kept = self._d_phase(phase, keep_fake_for_g=next_is_g and self.cfg.train.g_batch_factor == 1)
+                    else:
+                        self._g_phase(kept)
+                        kept = None
+            self.iteration += 1
+
+    @contextlib.contextmanager
+    def _tuned(self, on: bool):
+        """Training work the thread tuner (gankit.threads) picks a count for and times, where `on`: an iteration, or
+        each phase of a long one (seed 004's bursts of 100 critic batches: the tuner then probes and notices busy
+        cores in fractions of a second, not in tens of seconds). Its kind: the batches it took, the D and G updates
+        it made (the tuner compares like with like)."""
+        tuner = self.thread_tuner
+        if tuner is None or not on:
+            yield
+            return
+        tuner.before_iteration()
+        before = self.cursor, self.d_updates, self.g_updates
+        start = time.perf_counter()
+        yield
+        kind = (self.cursor - before[0], self.d_updates - before[1], self.g_updates - before[2])
+        if said := tuner.after_iteration(time.perf_counter() - start, kind):
+            console.info(said)
 
     # ---------------------------------------------------------------- outputs
 
@@ -1070,16 +1092,8 @@ class Trainer:
                     epoch_before = self.epoch
                     before = self.cursor
                     try:
-                        if tuner is not None:
-                            tuner.before_iteration()
-                        updates = self.d_updates, self.g_updates
-                        iteration_start = time.perf_counter()
-                        self.train_iteration()
+                        self.train_iteration()  # (and the thread tuner's timing, `_tuned`)
                         iteration_end = time.perf_counter()
-                        if tuner is not None:  # (an iteration's kind: the batches it took, the D and G updates it made)
-                            kind = (self.cursor - before, self.d_updates - updates[0], self.g_updates - updates[1])
-                            if said := tuner.after_iteration(iteration_end - iteration_start, kind):
-                                console.info(said)
                         clock = elapsed_base + iteration_end - t_start
                         line = self.iteration % cfg.log.every == 0 or line_due or (
                             distributed.world_size() == 1 and self._line_due(clock - line_clock))
@@ -1159,6 +1173,7 @@ class Trainer:
             interrupted.restore()
             self._interrupted = None
             torch.set_num_threads(threads_before)
+            self.thread_tuner = None  # (train_iteration outside fit, e.g. benchmarks' timed steps, keeps the count)
         return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
 
     def _log_step(self, ips: float | None, progress, epoch: int | None = None) -> None:

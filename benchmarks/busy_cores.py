@@ -10,7 +10,7 @@ Each round trains four runs in turn with `gankit train` (fresh run folders, `--m
 busy loops (`python -c "while True: pass"`, what another program keeping cores busy looks like) and two alone,
 each once with the automatic count and once with `--threads` = the cores this process may use. A run's
 figure is its images per second of training from metrics.jsonl (the metric lines' img_per_s after the first,
-which holds the warm-up, weighted by their images), so the tuner's probes count against it. The ratios
+which holds the warm-up, weighted by their batches), so the tuner's probes count against it. The ratios
 compare runs of the same round (minutes apart), the automatic count over the fixed one.
 
 With `--neighbour leaves` (or `comes`) it trains one run with the automatic count instead, beside `--busy` loops
@@ -61,7 +61,7 @@ def _command(run_dir: Path, resolution: int, seconds: float, threads: int | None
     cmd = [sys.executable, "-m", "gankit", "train", *extra, "--run-dir", str(run_dir), "--resolution", str(resolution),
            "--minutes", str(seconds / 60), "--epochs", "1000", "--no-progress",
            "--set", "log.plots=false", "--set", "log.tensorboard=false", "--set", "log.every=10",
-           "--set", "log.checkpoint_every=0"]
+           "--set", "log.every_minutes=0.1", "--set", "log.checkpoint_every=0"]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     return cmd, env
@@ -79,10 +79,21 @@ def train(run_dir: Path, resolution: int, seconds: float, threads: int | None, e
     if proc.returncode:
         raise _failed(proc.returncode, proc.stderr)
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = [x for x in lines if x.get("kind") == "step" and "img_per_s" in x][1:]
-    # each line's img/s covers log.every iterations of one batch each: weight the lines alike
-    rate = len(steps) / sum(1 / s["img_per_s"] for s in steps)
-    return rate, [s.get("threads") for s in steps]
+    return speed(lines, run_dir.name)
+
+
+def speed(lines: list[dict], name: str) -> tuple[float, list[int]]:
+    """img/s of training over a run's metric lines, leaving out the first (the warm-up), and the thread counts
+    they logged."""
+    steps = [x for x in lines if x.get("kind") == "step" and "img_per_s" in x]
+    if len(steps) < 2:
+        raise SystemExit(f"error: {name} wrote {len(steps)} metric line(s) with img/s, too few to measure: "
+                         "train longer (--seconds)")
+    # a line's img/s covers the batches since the previous line (log.every iterations, or 6 s of them: an iteration
+    # of a critic burst takes 100 batches): weight each by its D updates, one per batch (two under d_split)
+    batches = [b["d_updates"] - a["d_updates"] for a, b in zip(steps, steps[1:])]
+    rate = sum(batches) / sum(n / s["img_per_s"] for n, s in zip(batches, steps[1:]))
+    return rate, [s.get("threads") for s in steps[1:]]
 
 
 SWITCH = re.compile(r"training on (\d+) CPU threads? instead of (\d+)")

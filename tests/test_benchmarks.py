@@ -448,3 +448,19 @@ def test_busy_cores_times_the_count_change_that_follows_a_neighbour(tmp_path, mo
     starts = [t for t, line in timed if " on cpu" in line]
     assert -1.5 < starts[0] <= -0.4  # the loop came half a second after the start line (times are from then)
     assert after is None or after > 0
+
+
+def test_busy_cores_weighs_each_metric_line_by_the_batches_it_covers():
+    """A critic burst's line covers 100 batches, a normal one 5: the run's img/s is images over seconds, not the mean
+    of the lines' figures; the first line (the warm-up) is left out, and a run without two lines is one error line."""
+    sys.path.insert(0, str(BENCH))
+    import busy_cores
+
+    lines = [{"kind": "step", "d_updates": 100, "img_per_s": 1.0, "threads": 2},  # warm-up: left out
+             {"kind": "epoch", "d_updates": 100, "img_per_s": 50.0},
+             {"kind": "step", "d_updates": 200, "img_per_s": 100.0, "threads": 2},  # 100 batches in 1 s
+             {"kind": "step", "d_updates": 205, "img_per_s": 5.0, "threads": 1}]  # 5 batches in 1 s
+    rate, counts = busy_cores.speed(lines, "run")
+    assert rate == pytest.approx(105 / 2) and counts == [2, 1]
+    with pytest.raises(SystemExit, match="run wrote 1 metric line"):
+        busy_cores.speed(lines[:2], "run")

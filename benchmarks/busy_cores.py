@@ -134,8 +134,7 @@ def neighbour(run_dir: Path, resolution: int, seconds: float, loops: int, event_
             time.sleep(0.05)
         if leaves:
             stop(running)
-        else:
-            running = busy_loops(loops)
+        running = [] if leaves else busy_loops(loops)  # (the ones `finally` stops)
         event = time.monotonic()
         proc.wait()
         reader.join()

@@ -1093,8 +1093,7 @@ class Trainer:
                     before = self.cursor
                     try:
                         self.train_iteration()  # (and the thread tuner's timing, `_tuned`)
-                        iteration_end = time.perf_counter()
-                        clock = elapsed_base + iteration_end - t_start
+                        clock = elapsed_base + time.perf_counter() - t_start
                         line = self.iteration % cfg.log.every == 0 or line_due or (
                             distributed.world_size() == 1 and self._line_due(clock - line_clock))
                         if distributed.world_size() == 1:

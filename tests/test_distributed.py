@@ -43,6 +43,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _torchrun_temp(tmp_path_factory):
+    """torchrun makes a torchelastic_* folder for its logs in the temp folder and leaves it there: launched ones keep
+    theirs among pytest's temp folders, which pytest cleans, instead of adding a few to /tmp on every run. (Module
+    scope: the module's fixtures that launch runs are set up before any function-scoped one.)"""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("torchrun_temp")))
+        yield
+
+
 def _torchrun_env() -> dict[str, str]:
     """The environment for a torchrun launch of this source tree's gankit, one thread per process."""
     src = str(Path(gankit.__file__).resolve().parents[1])

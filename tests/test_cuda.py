@@ -81,3 +81,15 @@ def test_cuda_batches_from_host_memory_are_the_on_device_ones(image_folder, tmp_
         assert b.device.type == "cuda"
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     _trained(image_folder, tmp_path / "run", precision="bf16")
+
+
+@pytest.mark.parametrize("resolution", [16, 20])
+def test_cuda_five_pixel_kernels_train(image_folder, tmp_path, resolution):
+    """`model.kernel: 5` (the DCGAN paper's 5x5 kernels) on CUDA, where only stock layers run: G's output padding and D's
+    extra padding keep every size, at a power of two and at a size G makes larger and crops."""
+    layers = _layers(image_folder, max_steps=3, epochs=5, precision="bf16")
+    layers[0]["data"]["resolution"] = resolution
+    layers[0]["model"]["kernel"] = 5
+    run = run_training(layers, tmp_path / "run")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 3
+    assert (run / "samples" / "epoch_0001.png").is_file()

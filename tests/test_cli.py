@@ -132,12 +132,22 @@ def test_train_via_cli_then_compare(image_folder, tmp_path):
     (["train", "--set", "train.lr_g=-1"], "train.lr_g must be > 0"),
     (["train", "--set", "model.widht=3"], "unknown config key"),
     (["train", "--resolution", "5000"], "from 16 to 1024"),
+    (["train", "--data", ""], "data.path is empty: give --data a value, or leave it out to train on the built-in MNIST"),
 ])
 def test_errors_are_one_line(args, needle, tmp_path):
     r = run(*args, "--run", tmp_path / "r", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.startswith("error:") and needle in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["train", "--run", ""], ["train", "--config", ""], ["sample", ""],
+                                  ["evaluate", "--run", ""], ["fid", "", "b"], ["compare", "a", ""]])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, tmp_path):
+    """`--run "$RUN"` with the variable unset wrote a whole run into the current folder."""
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2 and "is empty: give a folder or file name" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
 def test_off_a_terminal_progress_is_plain_lines(image_folder, tmp_path):

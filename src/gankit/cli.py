@@ -95,6 +95,14 @@ def _flags_layer(**flags) -> dict:
     return layer
 
 
+def _path(value: str) -> Path:
+    """A path given on the command line; an empty one (`--run ""`, a variable that was not set) would name the
+    current folder, so it is refused."""
+    if not value.strip():
+        raise typer.BadParameter("is empty: give a folder or file name")
+    return Path(value)
+
+
 def _flag(name: str, help: str):
     """An option that takes no value. Typer's help would show a plain `bool` one as `--name <bool>`, as if it took
     one (`--name true` is refused): an empty metavar shows it as the flag it is."""
@@ -107,8 +115,8 @@ def train(
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: the recipe's, else 32 for the built-in MNIST, 64 for a folder)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset (default: the recipe's, else 30 for the built-in MNIST, 20 for a folder; a resumed run keeps its own)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step (default: the recipe's, else 64)."),
-    run: Optional[Path] = typer.Option(None, "--run", "--run-dir", help="Run folder. An existing one is resumed from its last checkpoint (default: runs/<dataset>_<res>px_<arch>, or <that>-2, -3... when it holds a run of another config). Under torchrun write --run-dir (torchrun takes --run for its own --run-path)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe overriding the defaults (see configs/)."),
+    run: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help="Run folder. An existing one is resumed from its last checkpoint (default: runs/<dataset>_<res>px_<arch>, or <that>-2, -3... when it holds a run of another config). Under torchrun write --run-dir (torchrun takes --run for its own --run-path)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", parser=_path, help="YAML recipe overriding the defaults (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Labels: 'folders' (sub-folder names) or a CSV file whose rows name the images (a file name, its stem, or its path in the folder)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="CSV column holding the label, e.g. type1."),
@@ -150,14 +158,14 @@ def train(
 
 @command
 def sanity(
-    image: List[Path] = typer.Option([], "--image", "-i", help="Target image (give two for ACGAN, one per label). Omit for the built-in targets."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe of the model/loss to test (see configs/)."),
+    image: List[Path] = typer.Option([], "--image", "-i", parser=_path, help="Target image (give two for ACGAN, one per label). Omit for the built-in targets."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", parser=_path, help="YAML recipe of the model/loss to test (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set model.arch=acgan."),
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Image size (default: the recipe's or --set's, else 32)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 in place of the recipe's, which is a real run's; --set train.epochs=N sets it too)."),
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
-    run: Path = typer.Option(Path("runs/sanity"), "--run", "--run-dir", help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
+    run: Path = typer.Option(Path("runs/sanity"), "--run", "--run-dir", parser=_path, help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
     all_epochs: bool = _flag("--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
@@ -195,13 +203,13 @@ RUN_OPTION_HELP = "The run folder (or file) of the argument, given as gankit tra
 
 @command
 def sample(
-    run: Optional[Path] = typer.Argument(None, show_default=False, help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file (or give it with --run)."),
-    run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", help=RUN_OPTION_HELP),
+    run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file (or give it with --run)."),
+    run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
     n: Optional[int] = typer.Option(None, "-n", help="Number of images (default: 64); with --same-noise-labels, images per label row (default: 8)."),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Write one grid image here: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff or .gif (default, without --out-dir: samples.png in the current folder, replacing one that is there)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one png per image into this folder."),
+    grid: Optional[Path] = typer.Option(None, "--grid", parser=_path, help="Write one grid image here: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff or .gif (default, without --out-dir: samples.png in the current folder, replacing one that is there)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", parser=_path, help="Write one png per image into this folder."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of the run's generator.safetensors."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="Use this checkpoint instead of the run's generator.safetensors."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     label: List[str] = typer.Option([], "--label", help="Conditional runs: draw this class (repeatable: the images cycle through the classes given)."),
     same_noise_labels: bool = _flag("--same-noise-labels", help="Conditional runs: one row per class (every class, or those given with --label), the same noise in each column."),
@@ -297,15 +305,15 @@ def sample(
 
 @command
 def evaluate(
-    run: Optional[Path] = typer.Argument(None, show_default=False, help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file (or give it with --run)."),
-    run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", help=RUN_OPTION_HELP),
+    run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file (or give it with --run)."),
+    run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with: a folder or an archive (default: the run's dataset)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
     n: int = typer.Option(1000, "-n", help="Generated images."),
     n_real: int = typer.Option(10000, "--n-real", help="At most this many real images (a fixed subset)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed of the generated images: the same seed draws the same ones."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", parser=_path, help="TorchScript Inception file to use instead of the packaged one."),
 ):
     """FID and KID of a trained generator against real images, offline."""
     from gankit.evaluate import check_feature_memory, evaluate_run
@@ -322,11 +330,11 @@ def evaluate(
 
 @command
 def fid(
-    dir_a: Path = typer.Argument(..., help="First image folder or archive (.zip, .tar, .tar.gz...)."),
-    dir_b: Path = typer.Argument(..., help="Second image folder or archive."),
+    dir_a: Path = typer.Argument(..., parser=_path, help="First image folder or archive (.zip, .tar, .tar.gz...)."),
+    dir_b: Path = typer.Argument(..., parser=_path, help="Second image folder or archive."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     batch_size: int = typer.Option(50, "--batch-size", help="Images per Inception forward pass."),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="TorchScript Inception file to use instead of the packaged one."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", parser=_path, help="TorchScript Inception file to use instead of the packaged one."),
 ):
     """FID and KID between two image folders or archives (like pytorch-fid's command line)."""
     from gankit.device import resolve_device
@@ -341,7 +349,7 @@ def fid(
 
 @command
 def compare(
-    runs: List[Path] = typer.Argument(..., help="Run folders to compare."),
+    runs: List[Path] = typer.Argument(..., parser=_path, help="Run folders to compare."),
     out: str = typer.Option("report.html", "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),
 ):
     """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""

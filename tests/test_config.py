@@ -331,6 +331,57 @@ def test_a_resume_refuses_a_change_of_what_was_trained(tmp_path, change, named):
         resolve_config([change], tmp_path)
 
 
+def test_a_resume_names_how_many_more_keys_differ_than_it_lists(tmp_path):
+    from gankit.config import save_yaml
+    from gankit.errors import RunError
+    from gankit.train import resolve_config
+
+    save_yaml(build_config({"data": {"resolution": 16}}), tmp_path / "config.yaml")
+    change = {"data": {"resolution": 32}, "train": {"seed": 1, "lr_g": 1e-3, "lr_d": 1e-3, "beta1": 0.9, "batch_size": 8}}
+    with pytest.raises(RunError, match=r"different config \(data.resolution: 16 -> 32; [^;]+; [^;]+; [^;]+; and 2 more\)"):
+        resolve_config([change], tmp_path)
+
+
+@pytest.mark.parametrize("saved, change, key, value", [
+    ({"model": {"d_norm": "none"}, "train": {"fuse_d": False}}, {"train": {"fuse_d": True}}, "fuse_d", True),
+    ({"model": {"d_norm": "none"}}, {"train": {"epochs": 5, "fuse_d": True}}, "epochs", 5),
+])
+def test_a_resumes_overrides_are_checked_on_top_of_the_run_not_alone(tmp_path, saved, change, key, value):
+    """`--set train.fuse_d=true` alone (on the defaults' BatchNorm D) is refused, but on the run's D without BatchNorm it
+    is a change a resume may make (run_training builds its launch settings and data defaults unchecked)."""
+    from gankit.config import save_yaml
+    from gankit.train import _data_defaults, resolve_config
+
+    with pytest.raises(ConfigError, match="train.fuse_d needs a D"):
+        build_config(change)
+    save_yaml(build_config(saved), tmp_path / "config.yaml")
+    cfg, resuming = resolve_config([change], tmp_path, _data_defaults([change]))
+    assert resuming and getattr(cfg.train, key) == value
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"train": {"loss": "wgan_gp"}}, "train.loss: 'bce' -> 'wgan_gp'"),
+    ({"train": {"ada_target": 0.5}}, "train.ada_target: 0.6 -> 0.5"),
+])
+def test_a_resume_that_would_make_a_bad_combination_says_what_it_changes(tmp_path, change, named):
+    """A change the run cannot take is named as such, not as the combination it makes with the run's other settings
+    (WGAN-GP with the run's BatchNorm D)."""
+    from gankit.config import save_yaml
+    from gankit.errors import RunError
+    from gankit.train import resolve_config
+
+    save_yaml(build_config({"train": {"augment": "color", "ada_target": 0.6}}), tmp_path / "config.yaml")
+    with pytest.raises(RunError, match=f"different config \\({named}"):
+        resolve_config([change], tmp_path)
+
+
+@pytest.mark.parametrize("key, flag", [("path", "--data"), ("labels", "--labels"), ("label_column", "--label-column")])
+def test_an_empty_data_setting_is_refused(key, flag):
+    """`--data ""` (an unset shell variable) read the current folder as the dataset."""
+    with pytest.raises(ConfigError, match=f"data.{key} is empty: give {flag} a value, or leave it out"):
+        build_config({"data": {"path": "x", "labels": "x.csv", key: " "}})
+
+
 def test_a_resume_takes_every_resumable_change(tmp_path):
     """RESUMABLE_CHANGES: how long to train, where and how fast, and what to log or evaluate."""
     from gankit.config import save_yaml

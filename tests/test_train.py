@@ -936,6 +936,36 @@ def test_a_run_whose_older_config_names_its_data_relatively_resumes_with_the_sam
     assert yaml.safe_load(config.read_text())["data"]["labels"] == str(tmp_path / "data" / "kinds.csv")
 
 
+@pytest.mark.parametrize("first, then", [("kinds.csv", "absolute"), ("absolute", "kinds.csv")])
+def test_a_label_file_named_inside_the_data_folder_or_by_its_full_path_resumes_the_run(tmp_path, monkeypatch, first,
+                                                                                       then):
+    """`--labels kinds.csv` is the data folder's file: a resume that names it by its full path (or the other way
+    round) is the same run, not "a different config"."""
+    monkeypatch.chdir(tmp_path)
+    images = tmp_path / "imgs"
+    make_image_folder(images, n=16)
+    (images / "kinds.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16)))
+
+    def layers(labels: str, epochs: int) -> list[dict]:
+        out = tiny_layers(images, epochs=epochs)
+        out[0]["data"].update(labels=str(images / "kinds.csv") if labels == "absolute" else labels, label_column="kind")
+        return out
+
+    run = run_training(layers(first, 1), "run")
+    run_training(layers(then, 2), "run")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 4  # 2 epochs of 2 batches
+
+
+def test_the_data_folder_is_refused_as_the_run_folder(image_folder, tmp_path):
+    """Its grids and plots would be trained on at the next resume (and, under links, found again as the same folder)."""
+    (tmp_path / "link").symlink_to(image_folder)
+    for run in (image_folder, tmp_path / "link"):
+        with pytest.raises(RunError, match="the run folder '.*' is the data folder: its sample grids and plots would "
+                                           "become training images there: pass another --run folder"):
+            run_training(tiny_layers(image_folder), run)
+    assert not (image_folder / "config.yaml").exists()
+
+
 def test_a_complete_run_stopped_before_its_gif_writes_it_when_run_again(image_folder, tmp_path, capsys):
     """Ctrl-C after the last checkpoint but before evolution.gif: running the command again only said "already
     complete" and the run never got its GIF."""

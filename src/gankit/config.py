@@ -278,6 +278,12 @@ def is_device_name(name: str) -> bool:
     return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
+def check_device_name(name: str) -> None:
+    """A ConfigError unless train.device is one `is_device_name` takes."""
+    if not is_device_name(name):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
 def validate(cfg: Config, training: bool = True) -> Config:
     """Check every value and every combination; `training` False for a trained run's saved config (`from_dict`),
     which skips the refusals of settings that training ignored (an older gankit accepted them): its generator
@@ -300,6 +306,10 @@ def validate(cfg: Config, training: bool = True) -> Config:
             raise ConfigError(f"{key} must be in [0, 1], got {flat[key]!r}")
     if not SEED_RANGE[0] <= cfg.train.seed <= SEED_RANGE[1]:
         raise ConfigError(f"train.seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {cfg.train.seed}")
+    for key, flag in (("data.path", "--data"), ("data.labels", "--labels"), ("data.label_column", "--label-column")):
+        if isinstance(flat[key], str) and not flat[key].strip():
+            raise ConfigError(f"{key} is empty: give {flag} a value, or leave it out"
+                              + (" to train on the built-in MNIST digits" if key == "data.path" else ""))
     res = cfg.data.resolution
     if res is not None and not 16 <= res <= 1024:
         raise ConfigError(f"data.resolution must be a square size from 16 to 1024 pixels (e.g. 32, 64, 256, 300), got {res}")
@@ -341,8 +351,7 @@ def validate(cfg: Config, training: bool = True) -> Config:
                                  or ".." in Path(cfg.name).parts or Path(cfg.name).parts[:1] == ("~",)):
         raise ConfigError(f"name must be a folder name under runs/, got {cfg.name!r}: to put the run elsewhere, "
                           "pass --run DIR")
-    if not is_device_name(cfg.train.device):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}")
+    check_device_name(cfg.train.device)
     if cfg.eval.every is not None and cfg.eval.every < 0:
         raise ConfigError(f"eval.every must be >= 0 (0 turns FID off), got {cfg.eval.every}")
     if cfg.data.label_column and not cfg.data.labels:
@@ -492,13 +501,19 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def build_config(*layers: dict, training: bool = True) -> Config:
-    """Defaults, then each override layer in order (YAML file, --set, plain flags); `training`: see `validate`."""
+def merged(*layers: dict) -> Config:
+    """Defaults, then each override layer in order (YAML file, --set, plain flags): every key known and of its type,
+    but the whole not yet checked (a resume's flags alone are not a config: they go on top of the run's)."""
     cfg = Config()
     for layer in layers:
         if layer:
             _merge(cfg, layer)
-    return validate(cfg, training)
+    return cfg
+
+
+def build_config(*layers: dict, training: bool = True) -> Config:
+    """`merged`, then every value and combination checked; `training`: see `validate`."""
+    return validate(merged(*layers), training)
 
 
 def from_dict(d: dict) -> Config:

@@ -31,7 +31,7 @@ from gankit import console, distributed, runlock, threads
 from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, numbered_path, prune_numbered,
                                remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
-                           refuse_ignored, save_yaml, to_dict, warn_settings)
+                           check_device_name, merged, refuse_ignored, save_yaml, to_dict, warn_settings)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
@@ -120,6 +120,19 @@ def _absolute_data_paths(layers: list[dict]) -> list[dict]:
     return out
 
 
+def _label_file(labels: str | None, data_path: str | None) -> str | None:
+    """The file a data.labels names, as the dataset reader finds it: a relative path inside the data folder first, else
+    from the current folder, absolute; anything else ("folders", a path inside an archive, a file that is not there) as
+    it is. `--labels types.csv` and `--labels DIR/types.csv` name the same file of folder DIR."""
+    if not isinstance(labels, str) or labels == "folders":
+        return labels
+    path = os.path.expanduser(labels)
+    if (not os.path.isabs(path) and isinstance(data_path, str) and os.path.isdir(data_path)
+            and os.path.isfile(os.path.join(data_path, path))):
+        path = os.path.join(data_path, path)
+    return os.path.realpath(path) if os.path.isfile(path) else labels
+
+
 def _labels_moved_with_the_data(saved: Config, cfg: Config) -> str | None:
     """A resumed run's label file when its data folder moved (`--data NEW_PLACE`) and the file was inside it: the
     same file in the new place, else None (the saved path still holds, or the user gave another)."""
@@ -137,7 +150,7 @@ def _labels_moved_with_the_data(saved: Config, cfg: Config) -> str | None:
 def _data_defaults(layers: list[dict]) -> dict:
     """Defaults that follow from the data, below every user layer: the built-in MNIST's smaller model and
     shorter run; a conditional model (ACGAN) when labels are given and no layer names an architecture."""
-    probe = build_config(*layers)
+    probe = merged(*layers)  # (checked as a whole once on top of the defaults, or of a resumed run's config)
     base = copy.deepcopy(BUILTIN_DEFAULTS) if is_builtin(probe.data.path) else {}
     if probe.data.labels and not any((layer.get("model") or {}).get("arch") for layer in layers):
         base.setdefault("model", {})["arch"] = "acgan"
@@ -177,6 +190,16 @@ def _run_named_like(run_dir: Path) -> Path | None:
     return run_dir.parent / close[0] if close else None
 
 
+def _same_folder(folder: Path, data_path: str | None) -> bool:
+    """Whether a data.path names `folder` (which may not exist yet), through links too."""
+    if not isinstance(data_path, str) or is_builtin(data_path):
+        return False
+    try:
+        return os.path.samefile(folder, data_path)
+    except OSError:  # (one of them is not there yet)
+        return os.path.realpath(folder) == os.path.realpath(data_path)
+
+
 def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
                  launch_device: torch.device) -> tuple[Path, Config, bool]:
     """(run folder, config, resuming) for these overrides: --run's folder, else the default one (`_default_run`).
@@ -190,6 +213,9 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
             console.info(f"'{run_path}' is a new run folder; '{near}' holds a run: pass {distributed.run_option()} {near} to resume that one")
     else:
         run_path, cfg, resuming = _default_run(layers, base)
+    if _same_folder(run_path, cfg.data.path):
+        raise RunError(f"the run folder '{run_path}' is the data folder: its sample grids and plots would become training "
+                       f"images there: pass another {distributed.run_option()} folder (e.g. runs/NAME)")
     if resuming:
         _check_resumed_data(run_path, cfg)
     if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != launch_device.type:
@@ -308,7 +334,20 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
         saved_cfg = build_config(saved, training=False)  # (a setting it ignored, an older gankit accepted: see below)
     except Exception as e:  # noqa: BLE001
         raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another {distributed.run_option()} folder") from None
-    cfg = build_config(saved, *layers, training=False)
+    try:
+        cfg = build_config(saved, *layers, training=False)
+    except ConfigError:  # a combination that is wrong because an override changes what the run cannot change
+        _refuse_changes(run_dir, saved_cfg, merged(saved, *layers))
+        raise
+    _refuse_changes(run_dir, saved_cfg, cfg)
+    return cfg, True
+
+
+def _refuse_changes(run_dir: Path, saved_cfg: Config, cfg: Config) -> None:
+    """A RunError naming the keys that a resume's overrides would change and that the run cannot change. Sets `cfg`'s
+    label file to the run's when both name the same file, or when it moved with the data (`_labels_moved_with_the_data`)."""
+    if _label_file(cfg.data.labels, cfg.data.path) == _label_file(saved_cfg.data.labels, saved_cfg.data.path):
+        cfg.data.labels = saved_cfg.data.labels  # the same file, spelled another way (`types.csv` in the data folder)
     # a dataset folder that moved (or a run continued on another machine): --data says where it is now, and a label
     # file that was inside it moved with it (one that is gone may be given anew with --labels)
     cfg.data.labels = _labels_moved_with_the_data(saved_cfg, cfg) or cfg.data.labels
@@ -318,10 +357,10 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     diffs = incompatible_changes(saved_cfg, cfg, moved)
     if diffs:
         raise RunError(
-            f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}): "
+            f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}"
+            f"{f'; and {len(diffs) - 4} more' if len(diffs) > 4 else ''}): "
             f"pass a new {distributed.run_option()} DIR, or drop those overrides to resume it"
         )
-    return cfg, True
 
 
 def _restore_config(run_dir: Path) -> bool:
@@ -1560,7 +1599,8 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
 
     layers = _absolute_data_paths(layers)
     base = _data_defaults(layers)
-    launch = build_config(base, *layers)  # the command line's own config: it picks the processes' backend
+    launch = merged(base, *layers)  # the command line's own settings: its device picks the processes' backend
+    check_device_name(launch.train.device)  # (the rest is checked on top of a resumed run's config)
     launch_device = resolve_device(launch.train.device)
     with distributed.process_group(launch_device), contextlib.ExitStack() as held:  # a no-op unless under torchrun
         # rank 0 alone reads the run folder, and holds it against a second training (`runlock`); the others take its

@@ -133,6 +133,36 @@ def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends
     assert len(rates) == 4 and min(rates) > 1.0, rates
 
 
+@pytest.mark.parametrize("every", [2, 50])
+def test_an_epoch_lines_images_per_second_is_the_epochs_own_rate(image_folder, tmp_path, monkeypatch, every):
+    """The epoch line's img_per_s was the mean of its step lines' (123.7 in metrics.jsonl where the console said
+    164 img/s), and absent when an epoch had fewer iterations than log.every (a small dataset: every = 50 here). It
+    is now the epoch's images over its training time. Iteration i moves the clock on by 10 * i s, and epoch 1's
+    evaluation by 1000 s: epoch 1 trains 32 images in 10 + 20 + 30 + 40 s (the mean of the step lines at 2 and 4
+    would be 0.38, not 0.32), epoch 2 in 50 + 60 + 70 + 80 s, its evaluation left out."""
+    ahead = _clock_ahead(monkeypatch)
+
+    def evaluate(generate, n):
+        ahead[0] += 1000.0
+        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+
+    layers = tiny_layers(image_folder, epochs=2) + [{"eval": {"every": 1, "share": 0}}]
+    layers[0]["log"].update(every=every, every_minutes=0)  # 4 steps of 8 of the 32 images an epoch
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = evaluate
+    step = trainer.train_iteration
+
+    def slow_step():
+        step()
+        ahead[0] += 10.0 * trainer.iteration
+
+    monkeypatch.setattr(trainer, "train_iteration", slow_step)
+    trainer.fit()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = [x.get("img_per_s") for x in lines if x["kind"] == "epoch"]
+    assert rates == [pytest.approx(32 / 100, rel=0.02), pytest.approx(32 / 260, rel=0.02)], rates
+
+
 def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(image_folder, tmp_path, monkeypatch,
                                                                                   capsys):
     """Off a terminal, an epoch's progress line said 119 img/s where training ran at 600: its rate counted the

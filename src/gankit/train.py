@@ -535,6 +535,7 @@ class Trainer:
         self.data = data
         self._reset_sums()  # the metrics of the logging interval in progress (restored by a resume)
         self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
+        self._epoch_mark = (0.0, 0, 0.0)  # (elapsed, images, writing_seconds) where the epoch began (`_epoch_rate`)
         self._evaluator = None
         self._interrupted: _InterruptFlag | None = None  # fit's, while it runs
 
@@ -1078,6 +1079,7 @@ class Trainer:
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
+        self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
         progress.reset_epoch(self.epoch, self.cursor % spe)
         saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
         if not (self.ckpt_dir / "last.pt").exists():
@@ -1128,6 +1130,7 @@ class Trainer:
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
                         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
+                        self._epoch_mark = (elapsed_base + time.perf_counter() - t_start, self._images(), self.writing_seconds)
                         saved_at_iteration = self.iteration
                     # a stop during a finished run's last writes lets them finish (it is done), unless it left out the
                     # run's final evaluation: then it stops as a stop does, and the resume evaluates
@@ -1231,8 +1234,11 @@ class Trainer:
 
     def _end_epoch(self, progress) -> None:
         self._log_step(None, progress, epoch=self.epoch)
+        rate = self._epoch_rate()
         if self.epoch_values:
             avg = self._epoch_means()
+            if rate is not None:  # the epoch's own, not the mean of its step lines' (nor missing when it has none)
+                avg["img_per_s"] = rate
             self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)
             progress.epoch_line(self.epoch, avg)
         self.epoch_values = []
@@ -1291,6 +1297,15 @@ class Trainer:
         avg = {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}
         avg.update(d_updates=self.d_updates, g_updates=self.g_updates)
         return avg
+
+    def _epoch_rate(self) -> float | None:
+        """Images per second of training in the epoch that has just ended (in a resumed run's first, since the
+        resume), counted as the console's lines count it: the images trained over the training time, the writings at
+        epoch ends and inside the epoch left out; None when no training time passed. Starts the next epoch's count."""
+        elapsed, images, writing = self._epoch_mark
+        self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
+        training = (self.elapsed - elapsed) - (self.writing_seconds - writing)
+        return (self._images() - images) / training if training > 0 else None
 
     def _end_early(self, progress) -> None:
         """The run's budget (train.max_steps or train.minutes) ended it inside an epoch: the unfinished epoch gets

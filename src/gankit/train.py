@@ -349,7 +349,8 @@ def _restore_config(run_dir: Path) -> bool:
 
 def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
     """Fill the values that depend on the dataset (so config.yaml is fully resolved); `resuming`: the run folder of a
-    resumed run (its dataset may have lost images since)."""
+    resumed run (its dataset may have lost images since; its saved model.channels and num_classes are not the
+    user's to be warned about)."""
     cfg.data.resolution = resolution_of(cfg)
     cfg.data.flip = (not is_builtin(cfg.data.path)) if cfg.data.flip is None else cfg.data.flip
     check_conditioning(cfg, data)
@@ -357,7 +358,9 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
                "num_classes": len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0}
     for key, value in derived.items():
         given = getattr(cfg.model, key)
-        if given not in (None, 0, value):  # a --set or a recipe that names it: the data decides
+        # a --set or a recipe that names it: the data decides. Not on a resume, whose value is the one its config.yaml
+        # saved (another given one is refused as a config change): a changed label file is said by Trainer._load
+        if given not in (None, 0, value) and resuming is None:
             console.warn(f"model.{key} {given} is ignored: it follows from the data ({value} here)")
         setattr(cfg.model, key, value)
     if cfg.train.fuse_d is None:

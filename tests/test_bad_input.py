@@ -260,6 +260,8 @@ CASES = [
     ("yaml-not-utf8", train("--config", lambda t: _write_bytes(t / "c.yaml", b"\xff\xfe garbage")), ["c.yaml", "UTF-8"]),
     ("name-outside-runs", train("--set", "name=../elsewhere"), ["name", "under runs/", "--run DIR"]),
     ("yaml-missing", train("--config", lambda t: t / "none.yaml"), ["none.yaml", "not found"]),
+    ("yaml-is-a-folder", train("--config", lambda t: _recipes(t)),
+     ["recipes' is a folder", "--config one of the YAML files in it", "recipes/a.yaml, ", "recipes/b.yml"]),
     ("yaml-wrong-type", train("--config", lambda t: _write(t / "c.yaml", "train:\n  lr_g: fast\n")),
      ["train.lr_g must be float", "fast"]),
     ("yaml-section-not-mapping", train("--config", lambda t: _write(t / "c.yaml", "train: 3\n")),
@@ -290,6 +292,9 @@ CASES = [
      ["other", "is a folder", "last.pt"]),
     ("sample-bad-device", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "gpu"],
      ["--device", "'gpu'", "cuda:N"]),
+    ("fid-weights-is-a-folder", lambda t, mp: ["fid", str(images(t)), str(images(t, name="b")), "--inception-weights",
+                                               str(_mkdir(t / "weights"))],
+     ["weights' is a folder", "--inception-weights the path of default_1.pt"]),
     ("fid-bad-device", lambda t, mp: ["fid", str(images(t)), str(images(t, name="b")), "--device", "CPU"],
      ["--device", "'CPU'", "auto, cpu"]),
     ("sample-grid-format-without-rgb", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "cpu",
@@ -359,6 +364,14 @@ def _safetensors(t: Path, config: str) -> Path:
 
     save_file(build_generator(tiny_cfg()).state_dict(), str(t / "g.safetensors"), metadata={"gankit_config": config})
     return t / "g.safetensors"
+
+
+def _recipes(t: Path) -> Path:
+    """A folder of recipes, as configs/ is: `--config configs` was called 'not found'."""
+    folder = _mkdir(t / "recipes")
+    for name in ("a.yaml", "b.yml", "notes.txt"):
+        _write(folder / name, "train:\n  epochs: 1\n")
+    return folder
 
 
 def _mkdir(path: Path) -> Path:

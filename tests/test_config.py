@@ -62,6 +62,16 @@ def test_set_syntax_and_yaml_errors(tmp_path):
         read_yaml(bad)
     with pytest.raises(ConfigError, match="not found"):
         read_yaml(tmp_path / "missing.yaml")
+    # a folder, as `--config configs` gives, is not "not found": it is said to be one, and its recipes named
+    (tmp_path / "configs").mkdir()
+    with pytest.raises(ConfigError, match=r"^config file '.*configs' is a folder: pass --config a YAML file \(see configs/\)$"):
+        read_yaml(tmp_path / "configs")
+    for name in ("b.yaml", "a.yml", "notes.txt"):
+        (tmp_path / "configs" / name).write_text("train:\n  epochs: 1\n")
+    with pytest.raises(ConfigError) as e:
+        read_yaml(tmp_path / "configs")
+    assert str(e.value) == (f"config file '{tmp_path / 'configs'}' is a folder: pass --config one of the YAML files in it: "
+                            f"{tmp_path / 'configs' / 'a.yml'}, {tmp_path / 'configs' / 'b.yaml'}")
     lst = tmp_path / "list.yaml"
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):

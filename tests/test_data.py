@@ -443,9 +443,30 @@ def test_labels_from_csv_drop_images_without_a_label(tmp_path, csv_folder, capsy
     assert ds.labels.tolist() == [0, 1, 0]
     assert [int(v) for v in ds.images[:, 0, 8, 8]] == [ord("a"), ord("b"), ord("e")]
     lines = warning_lines(capsys.readouterr().err)
-    assert len(lines) == 1
+    assert len(lines) == 2
     assert "dropped 2 of 5 images" in lines[0]
     assert "img/c.png (empty label)" in lines[0] and "img/d.png (no row)" in lines[0]
+    assert "1 row of 'labels.csv' names no image (column 'path'): img/zzz.png" in lines[1]
+
+
+def test_csv_rows_that_match_no_image_are_counted_and_named_in_one_warning(tmp_path, csv_folder, capsys):
+    """A row whose file name matches no image (`ghost,fire,,images/ghost.png`: a typo, a deleted image) was ignored
+    without a word, while images without a row were named. Such rows are now counted and the first few named, in one
+    line; rows that do match an image (by path, name or stem, or one that could not be decoded) are not named."""
+    (csv_folder / "img" / "broken.png").write_bytes(b"not a png")
+    ghosts = [f"images/ghost{i}.png" for i in range(7)]
+    (tmp_path / "types.csv").write_text("name,type1,type2,image_path\n"
+                                        "alpha,fire,,img/a.png\nbeta,water,,images/b.png\ngamma,fire,,c\n"
+                                        "delta,water,,d.PNG\nepsilon,fire,,e.png\nzeta,fire,,img/broken.png\n"
+                                        + "".join(f"ghost{i},fire,,{g}\n" for i, g in enumerate(ghosts)))
+    ds = load_folder(csv_folder, RES, labels=str(tmp_path / "types.csv"), label_column="type1",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["img/a.png", "img/b.png", "img/c.png", "img/d.png", "img/e.png"]
+    skipped, line = warning_lines(capsys.readouterr().err)
+    assert "img/broken.png" in skipped
+    assert line == ("warning: 7 rows of 'types.csv' name no image (column 'image_path'): images/ghost0.png, "
+                    "images/ghost1.png, images/ghost2.png, images/ghost3.png, images/ghost4.png and 2 more; "
+                    "fix the names or remove the rows")
 
 
 def test_csv_matches_stems_relative_paths_and_other_delimiters(tmp_path, csv_folder):

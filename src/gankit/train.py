@@ -388,7 +388,8 @@ def _restore_config(run_dir: Path) -> bool:
 
 def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
     """Fill the values that depend on the dataset (so config.yaml is fully resolved); `resuming`: the run folder of a
-    resumed run (its dataset may have lost images since)."""
+    resumed run (its dataset may have lost images since; its saved model.channels and num_classes are not the
+    user's to be warned about)."""
     cfg.data.resolution = resolution_of(cfg)
     cfg.data.flip = (not is_builtin(cfg.data.path)) if cfg.data.flip is None else cfg.data.flip
     check_conditioning(cfg, data)
@@ -396,7 +397,9 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
                "num_classes": len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0}
     for key, value in derived.items():
         given = getattr(cfg.model, key)
-        if given not in (None, 0, value):  # a --set or a recipe that names it: the data decides
+        # a --set or a recipe that names it: the data decides. Not on a resume, whose value is the one its config.yaml
+        # saved (another given one is refused as a config change): a changed label file is said by Trainer._load
+        if given not in (None, 0, value) and resuming is None:
             console.warn(f"model.{key} {given} is ignored: it follows from the data ({value} here)")
         setattr(cfg.model, key, value)
     if cfg.train.fuse_d is None:
@@ -574,6 +577,7 @@ class Trainer:
         self.data = data
         self._reset_sums()  # the metrics of the logging interval in progress (restored by a resume)
         self.epoch_values: list[dict] = []  # step lines of the current epoch, averaged into its epoch line
+        self._epoch_mark = (0.0, 0, 0.0)  # (elapsed, images, writing_seconds) where the epoch began (`_epoch_rate`)
         self._evaluator = None
         self._interrupted: _InterruptFlag | None = None  # fit's, while it runs
 
@@ -1117,6 +1121,7 @@ class Trainer:
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
+        self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
         progress.reset_epoch(self.epoch, self.cursor % spe)
         saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
         if not (self.ckpt_dir / "last.pt").exists():
@@ -1167,6 +1172,7 @@ class Trainer:
                     except _RolledBack:
                         progress.reset_epoch(self.epoch, self.cursor % spe)
                         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
+                        self._epoch_mark = (elapsed_base + time.perf_counter() - t_start, self._images(), self.writing_seconds)
                         saved_at_iteration = self.iteration
                     # a stop during a finished run's last writes lets them finish (it is done), unless it left out the
                     # run's final evaluation: then it stops as a stop does, and the resume evaluates
@@ -1270,8 +1276,11 @@ class Trainer:
 
     def _end_epoch(self, progress) -> None:
         self._log_step(None, progress, epoch=self.epoch)
+        rate = self._epoch_rate()
         if self.epoch_values:
             avg = self._epoch_means()
+            if rate is not None:  # the epoch's own, not the mean of its step lines' (nor missing when it has none)
+                avg["img_per_s"] = rate
             self.log.write("epoch", self.iteration, self.epoch, self.elapsed, avg)
             progress.epoch_line(self.epoch, avg)
         self.epoch_values = []
@@ -1330,6 +1339,15 @@ class Trainer:
         avg = {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}
         avg.update(d_updates=self.d_updates, g_updates=self.g_updates)
         return avg
+
+    def _epoch_rate(self) -> float | None:
+        """Images per second of training in the epoch that has just ended (in a resumed run's first, since the
+        resume), counted as the console's lines count it: the images trained over the training time, the writings at
+        epoch ends and inside the epoch left out; None when no training time passed. Starts the next epoch's count."""
+        elapsed, images, writing = self._epoch_mark
+        self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
+        training = (self.elapsed - elapsed) - (self.writing_seconds - writing)
+        return (self._images() - images) / training if training > 0 else None
 
     def _end_early(self, progress) -> None:
         """The run's budget (train.max_steps or train.minutes) ended it inside an epoch: the unfinished epoch gets

@@ -135,7 +135,8 @@ def load_folder(
 
     label_tensor, class_names, label_key = None, [], "none"
     if labels is not None:
-        rows, label_tensor, class_names, label_key = _apply_labels(root, kept, labels, label_column)
+        rows, label_tensor, class_names, label_key = _apply_labels(root, kept, labels, label_column,
+                                                                   unusable=[f for f, _ in skipped])
         if len(rows) != len(kept):
             images = images[torch.as_tensor(rows, dtype=torch.long)]
             kept = [kept[i] for i in rows]
@@ -410,9 +411,10 @@ def _valid(payload: dict, resolution: int) -> bool:
 # ----------------------------------------------------------------------------- labels
 
 
-def _apply_labels(root: Path, files: list[str], labels: str, label_column: str | None
+def _apply_labels(root: Path, files: list[str], labels: str, label_column: str | None, unusable: list[str] = ()
                   ) -> tuple[list[int], torch.Tensor, list[str], str]:
-    """(rows of `files` that have a label, their class indices, sorted class names, key material)."""
+    """(rows of `files` that have a label, their class indices, sorted class names, key material). `unusable`: the
+    image files that could not be decoded (already named in a warning): a CSV row naming one names an image."""
     if labels == "folders":
         loose = [f for f in files if "/" not in f]
         if loose:
@@ -422,10 +424,10 @@ def _apply_labels(root: Path, files: list[str], labels: str, label_column: str |
                 "or use a CSV label file")
         names = [f.split("/", 1)[0] for f in files]
         return _index(list(range(len(files))), names, "folders")
-    return _csv_labels(root, files, Path(labels).expanduser(), label_column)
+    return _csv_labels(root, files, Path(labels).expanduser(), label_column, unusable)
 
 
-def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
+def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None, unusable: list[str] = ()
                 ) -> tuple[list[int], torch.Tensor, list[str], str]:
     if not csv_path.is_absolute() and (root / csv_path).is_file():  # the dataset's own before one from the current
         csv_path = root / csv_path  # folder: a run's saved relative label path means the dataset's (archives' too)
@@ -499,8 +501,25 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
     if dropped:
         warn(f"dropped {len(dropped)} of {len(files)} images without a '{column}' label in "
              f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
+    _warn_rows_without_images(rows, best_col, best_map, [*files, *unusable], csv_path.name, header[best_col])
     _warn_case_twins(names, column, csv_path.name)
     return _index(keep, names, cache.digest("csv", raw, column))
+
+
+def _warn_rows_without_images(rows: list[list[str]], col: int, labels_of: dict, files: list[str], csv_name: str,
+                              col_name: str) -> None:
+    """Warn, in one line, about rows whose file name (column `col`) matches none of `files` (a typo, an image since
+    deleted), as the warning about dropped images names the images without a row. A row naming an image that could
+    not be decoded (in `files`) is not counted: the warning about skipped files named it."""
+    used = {next((key for key in _endings(PurePosixPath(f.casefold())) if key in labels_of), None) for f in files}
+    unmatched = []
+    for row in rows:
+        value = row[col].strip() if col < len(row) else ""
+        if value and not any(key in used for key in _endings(PurePosixPath(value.replace("\\", "/").casefold()))):
+            unmatched.append(_clip(value))
+    if unmatched:
+        warn(f"{count(len(unmatched), 'row')} of '{csv_name}' name{'s' if len(unmatched) == 1 else ''} no image "
+             f"(column '{col_name}'): {short_list(unmatched)}; fix the names or remove the rows")
 
 
 def _warn_case_twins(names: list[str], column: str, csv_name: str) -> None:

@@ -989,6 +989,24 @@ def test_a_label_file_named_inside_the_data_folder_or_by_its_full_path_resumes_t
     assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 4  # 2 epochs of 2 batches
 
 
+def test_a_config_yaml_edited_by_hand_is_refused_where_a_resume_cannot_change_it(image_folder, tmp_path):
+    """A learning rate edited in config.yaml resumed silently while the optimizer kept the old one; what a resume
+    may change (the epochs) is still taken from it, and a broken one says how to mend it."""
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "run")
+    config = run / "config.yaml"
+    text = config.read_text()
+    config.write_text(text.replace("lr_g: 0.00015", "lr_g: 0.001"))
+    with pytest.raises(RunError, match=r"config.yaml' differs from the config its checkpoint was trained with "
+                                       r"\(train.lr_g: 0.00015 -> 0.001\), which a resume cannot change: put it back"):
+        run_training([], run)
+    config.write_text(text.replace("epochs: 1", "epochs: 2"))
+    run_training([], run)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 8  # 2 epochs of 32 images
+    config.write_text("train: [")
+    with pytest.raises(RunError, match="is not a gankit config .*: mend it, or delete it to have it written again"):
+        run_training([], run)
+
+
 def test_the_data_folder_is_refused_as_the_run_folder(image_folder, tmp_path):
     """Its grids and plots would be trained on at the next resume (and, under links, found again as the same folder)."""
     (tmp_path / "link").symlink_to(image_folder)
@@ -1139,8 +1157,11 @@ def test_a_run_whose_config_holds_a_setting_refused_since_resumes_with_a_warning
 
     run = run_training(tiny_layers(image_folder, max_steps=2, loss="hinge"), tmp_path / "run")
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    saved["train"]["label_smoothing"] = 0.1  # as the older gankit saved it
+    saved["train"]["label_smoothing"] = 0.1  # as the older gankit saved it, in config.yaml and in its checkpoint
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    state["config"]["train"]["label_smoothing"] = 0.1
+    save_checkpoint(state, run / "checkpoints" / "last.pt")
     capsys.readouterr()
     run_training(tiny_layers(image_folder, max_steps=4, loss="hinge"), run)  # `gankit train --run DIR --max-steps 4`
     assert "holds a setting that has no effect" in capsys.readouterr().err

@@ -333,7 +333,8 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
             saved["log"].pop("progress", None)
         saved_cfg = build_config(saved, training=False)  # (a setting it ignored, an older gankit accepted: see below)
     except Exception as e:  # noqa: BLE001
-        raise RunError(f"'{saved_path}' is not a gankit config ({e}): use another {distributed.run_option()} folder") from None
+        raise RunError(f"'{saved_path}' is not a gankit config ({' '.join(str(e).split())}): mend it, or delete it to have it written again from "
+                       f"the run's checkpoint, or use another {distributed.run_option()} folder") from None
     try:
         cfg = build_config(saved, *layers, training=False)
     except ConfigError:  # a combination that is wrong because an override changes what the run cannot change
@@ -357,10 +358,14 @@ def _refuse_changes(run_dir: Path, saved_cfg: Config, cfg: Config) -> None:
     diffs = incompatible_changes(saved_cfg, cfg, moved)
     if diffs:
         raise RunError(
-            f"run folder '{run_dir}' was made with a different config ({'; '.join(diffs[:4])}"
-            f"{f'; and {len(diffs) - 4} more' if len(diffs) > 4 else ''}): "
+            f"run folder '{run_dir}' was made with a different config ({_listed(diffs)}): "
             f"pass a new {distributed.run_option()} DIR, or drop those overrides to resume it"
         )
+
+
+def _listed(diffs: list[str], shown: int = 4) -> str:
+    """The first few of `incompatible_changes`' keys, and how many more."""
+    return "; ".join(diffs[:shown]) + (f"; and {len(diffs) - shown} more" if len(diffs) > shown else "")
 
 
 def _restore_config(run_dir: Path) -> bool:
@@ -586,6 +591,7 @@ class Trainer:
         # last.pt, else the newest good one; read by rank 0 and sent to the others (they may not share its disk)
         found = distributed.from_main(self._checkpoint_to_resume) if resume else None
         if found is not None:
+            self._refuse_edited_config(found[0].get("config"))
             self._load(found[0])
             resumed = True
             saved = found[0].get("config", {}).get("train", {})  # for `lr_rescheduled`
@@ -647,6 +653,20 @@ class Trainer:
             "best_fid": self.best_fid,
             "config": to_dict(self.cfg),
         }
+
+    def _refuse_edited_config(self, trained: dict | None) -> None:
+        """A RunError when config.yaml (checked against the overrides already) differs from the config the checkpoint
+        was trained with in what a resume cannot change: an edit by hand would be half applied (a learning rate
+        lives on in the optimizer's state). Its data may have moved (`--data NEW_PLACE`)."""
+        try:
+            trained_cfg = build_config(trained, training=False) if isinstance(trained, dict) else None
+        except ConfigError:  # (an older gankit's keys: nothing to compare with)
+            return
+        diffs = incompatible_changes(trained_cfg, self.cfg, ("data.path", "data.labels")) if trained_cfg else []
+        if diffs:
+            raise RunError(f"'{self.run_dir / CONFIG_FILE}' differs from the config its checkpoint was trained with "
+                           f"({_listed(diffs)}), which a resume cannot change: put it back as it was (or delete it: it "
+                           f"is written again from the checkpoint), or train a new {distributed.run_option()} folder")
 
     def _load(self, state: dict) -> None:
         saved = state.get("class_names")  # a changed label file: say so, not "does not match this model" (or nothing)

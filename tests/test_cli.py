@@ -317,6 +317,30 @@ def test_ctrl_c_ends_in_one_line_unless_the_command_said_what_it_kept(monkeypatc
     assert done.value.code == 130 and capsys.readouterr().err == said
 
 
+def test_sigterm_before_training_starts_ends_in_one_line_and_leaves_no_empty_run_folder(monkeypatch, capsys, tmp_path,
+                                                                                        image_folder):
+    """A scheduler's SIGTERM while the images were decoded killed the command without a word (exit 143 from the
+    shell) and left the run folder it had made, empty; the handler is the caller's again afterwards."""
+    import os
+    import signal
+    import time
+
+    import gankit.data
+    from gankit.cli import main
+
+    def preempted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # (the handler raises long before)
+        pytest.fail("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(gankit.data, "load_dataset", preempted)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--data", str(image_folder), "--run", str(tmp_path / "run"), "--no-progress"])
+    assert done.value.code == 143 and capsys.readouterr().err.splitlines()[-1] == "SIGTERM: stopped before it finished"
+    assert not (tmp_path / "run").exists() and signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_kid_spread_of_zero_by_construction_is_not_shown_as_certainty():
     """`evaluate -n 64` on 64 images printed "KID 0.58913 ± 0.00000": every subset was all the images."""
     from gankit.cli import _kid

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -396,6 +398,25 @@ def _check_image_name(path: Path) -> None:
                           f"{', '.join(GRID_EXTENSIONS[:-1])} or .gif (with --interpolate, a .gif is an animation)")
 
 
+@contextlib.contextmanager
+def _sigterm_stops_the_command():
+    """SIGTERM (a scheduler's preemption, a `kill`) while no training handles it (before the first iteration, during
+    the final evaluation): the command stops as after a Ctrl-C, with a line and exit status 143, instead of dying
+    without a word (and the run folder it made, still empty, is removed as it unwinds)."""
+    def stop(sig, frame):
+        raise Interrupted("SIGTERM: stopped before it finished", exit_code=128 + sig)
+
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # (not the main thread)
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
 
@@ -408,7 +429,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     console.guard_terminal()  # a terminal that hangs up mid-run must not fail it (SIGHUP then stops it cleanly)
     try:
-        code = app(args=argv, prog_name="gankit", standalone_mode=False)
+        with _sigterm_stops_the_command():
+            code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except GankitError as e:  # under torchrun every process meets the same bad input: the first of a machine says it
         _fail(str(e), 2, every_process=False)
     except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: show the help, as click would

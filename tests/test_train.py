@@ -352,6 +352,16 @@ def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
     run_training(tiny_layers(image_folder, epochs=1), run)
     assert "already complete" in capsys.readouterr().err
     assert (run / "checkpoints/last.pt").stat().st_mtime_ns == before
+    run_training(tiny_layers(image_folder, epochs=1, max_steps=2), run)  # a budget below what it trained: no change
+    assert "already complete (4 iterations, 1 of 1 epochs" in capsys.readouterr().err
+    config = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert (config["epochs"], config["max_steps"]) == (1, None)  # the run's own budget, not the command's
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["train"]["epochs"] = 2
+    run_training(layers, run)
+    run_training(tiny_layers(image_folder, epochs=1), run)
+    assert "already complete (8 iterations, 2 epochs, more than the 1 asked for" in capsys.readouterr().err
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
 
 
 def test_default_run_folders_resume_from_anywhere_and_never_collide(image_folder, tmp_path, monkeypatch, capsys):

@@ -1119,7 +1119,8 @@ class Trainer:
 
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, self.run_dir / CONFIG_FILE)
+            if more() or not self.resumed:  # (a resume with nothing left to train keeps the run's own budget)
+                save_yaml(cfg, self.run_dir / CONFIG_FILE)
             if self.resumed:
                 self._mend_a_kill()
         if not more():
@@ -1128,9 +1129,11 @@ class Trainer:
             if cfg.log.plots and distributed.is_main() and self._pictures_behind():  # a stop during the last writes
                 self.write_pictures()
             spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
-            console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, {self.cursor / spe:.4g} of "
-                         f"{cfg.train.epochs} epochs, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to "
-                         "train longer")
+            epochs = self.cursor / spe
+            epochs = (f"{epochs:.4g} of {cfg.train.epochs} epochs" if epochs <= cfg.train.epochs else
+                      f"{epochs:.4g} epochs, more than the {cfg.train.epochs} asked for")
+            console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, "
+                         f"{epochs}, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to train longer")
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 

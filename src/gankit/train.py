@@ -657,12 +657,14 @@ class Trainer:
     def _refuse_edited_config(self, trained: dict | None) -> None:
         """A RunError when config.yaml (checked against the overrides already) differs from the config the checkpoint
         was trained with in what a resume cannot change: an edit by hand would be half applied (a learning rate
-        lives on in the optimizer's state). Its data may have moved (`--data NEW_PLACE`)."""
+        lives on in the optimizer's state). Its data may have moved (`--data NEW_PLACE`); what follows from the data
+        (channels, classes) has checks of its own (`_load`)."""
         try:
             trained_cfg = build_config(trained, training=False) if isinstance(trained, dict) else None
         except ConfigError:  # (an older gankit's keys: nothing to compare with)
             return
-        diffs = incompatible_changes(trained_cfg, self.cfg, ("data.path", "data.labels")) if trained_cfg else []
+        diffs = incompatible_changes(trained_cfg, self.cfg, ("data.path", "data.labels", "model.channels",
+                                                                      "model.num_classes")) if trained_cfg else []
         if diffs:
             raise RunError(f"'{self.run_dir / CONFIG_FILE}' differs from the config its checkpoint was trained with "
                            f"({_listed(diffs)}), which a resume cannot change: put it back as it was (or delete it: it "

@@ -482,7 +482,7 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     one dataset folder pays for the dataset once.
     """
     from gankit.console import info
-    from gankit.data import load_folder
+    from gankit.data import load_archive, load_folder
     from gankit.data.archive import extract_archive, is_archive
 
     archives = [Path(root).expanduser().is_file() and is_archive(root) for root in (dir_a, dir_b)]
@@ -502,7 +502,8 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     for root, packed in zip((dir_a, dir_b), archives):
         folder = extract_archive(root, progress=progress) if packed else root  # like train --data: once
         res = folder_resolution(folder)
-        sets.append(load_folder(folder, res, progress=progress))
+        sets.append(load_archive(root, res, progress=progress) if packed  # its errors name the archive
+                    else load_folder(folder, res, progress=progress))
         if progress:
             info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"
                  if res != INPUT_SIZE else f"{root}: {len(sets[-1])} images read at {INPUT_SIZE} px for Inception (those of "

@@ -378,7 +378,8 @@ def test_run_names_with_dollars_or_a_leading_underscore_show_literally_in_plots_
 def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(tmp_path):
     """A run in progress (or killed) logs steps of an epoch it has not finished, and its evolution.gif may be older
     than its last grids (written after a kill, or skipped at a short epoch's end): the page counted the unfinished
-    epoch and showed the old GIF, which ended epochs earlier than the grid above it."""
+    epoch and showed the old GIF, which ended epochs earlier than the grid above it. The unfinished epoch is told
+    apart (test_compare_page: '3 (+25% of 4)')."""
     import os
 
     from gankit.report.compare import _evolution_gif
@@ -395,7 +396,8 @@ def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(
     assert "older than the last grid" in note
     with Image.open(__import__("io").BytesIO(data)) as gif:
         assert gif.n_frames == 4
-    assert load_run(run).total_epochs == 4  # the grid of an epoch a budget ended inside
+    assert load_run(run).total_epochs == 3  # the grid of an epoch a budget ended inside: not a finished epoch
+    assert load_run(run).unfinished_epoch == (4, pytest.approx(0.25))  # step 13 of 4 an epoch
 
 
 def test_an_evolution_gif_a_moment_older_than_the_last_grid_is_not_stale(tmp_path):

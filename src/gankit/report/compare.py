@@ -205,7 +205,7 @@ def _best_metrics(runs, labels, colors) -> str:
                 f'<td class="num">{last[-1]:.2f}</td>'
             )
         totals = (
-            f'<td class="num">{_or_dash(r.total_epochs)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
+            f'<td class="num">{_epochs(r)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
             f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}'
             + (f'<br><span class="aside">{_evaluations(n_evals, evaluating)}</span>' if n_evals else "")
             + "</td>"
@@ -221,6 +221,16 @@ def _best_metrics(runs, labels, colors) -> str:
                 " long they took, so a run that evaluated often looks slower than its training was.")
     note = _note(note) if evaluated else ""
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
+
+
+def _epochs(run: Run) -> str:
+    """The "epochs" cell: the epochs finished, then how far the run got into the next when it stopped inside it (or is
+    training it now): '7 (+40% of 8)', '0 (+part of 1)' where there is no finished epoch to measure the share by."""
+    done, under_way = run.total_epochs, run.unfinished_epoch
+    if done is None or under_way is None:
+        return _or_dash(done)
+    epoch, share = under_way
+    return f"{done} (+{'part' if share is None else f'{min(99, max(1, round(100 * share)))}%'} of {epoch})"
 
 
 def _evaluations(n: int, seconds: float | None) -> str:
@@ -283,7 +293,8 @@ def _final_grids(runs, labels, colors, widths) -> str:
                 if data
                 else _note(f"Not available: {html.escape(r.final_grid.name)} cannot be read.")
             )
-            content += f'<p class="note">epoch {r.sample_epochs[-1]}</p>'
+            unfinished = r.unfinished_epoch is not None and r.sample_epochs[-1] == r.unfinished_epoch[0]
+            content += f'<p class="note">epoch {r.sample_epochs[-1]}{" (unfinished)" if unfinished else ""}</p>'
         cells.append(_cell_fig(label, c, content))
     return f'<div class="runs">{"".join(cells)}</div>'
 

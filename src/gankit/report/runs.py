@@ -130,11 +130,32 @@ class Run:
 
     @property
     def total_epochs(self) -> int | None:
-        """Epochs done: the last epoch line's, or the last grid's (one a budget ended inside an epoch writes). Not the
-        step lines': they carry the epoch under way, which a run in progress or killed has not finished."""
-        done = [e for e in (_max_of(self.lines("epoch"), "epoch", int), max(self.sample_epochs, default=None))
-                if e is not None]
-        return max(done) if done else None
+        """Epochs finished: the last epoch line's (0 when steps were logged but no epoch ended); a run without metrics
+        counts its last grid's; None when it has neither. Not the step lines' epoch nor the grid a budget writes when
+        it ends a run inside an epoch: that epoch is unfinished (`unfinished_epoch`)."""
+        if self.metrics:
+            done = _max_of(self.lines("epoch"), "epoch", int)
+            return done if done is not None else 0 if self.lines("step") else None
+        return max(self.sample_epochs, default=None)
+
+    @property
+    def unfinished_epoch(self) -> tuple[int, float | None] | None:
+        """(number, share done) of the epoch after the finished ones that the run trained in without finishing it (a
+        budget, a stop or a crash ended the run inside it, or it is training now), or None. The share is where the last
+        logged step lies (`epoch_positions`: by the last finished epoch's steps per epoch); None without a finished
+        epoch to measure it by, or when only the epoch's grid says the run got into it."""
+        done = self.total_epochs
+        if done is None or not self.metrics:
+            return None
+        ends = self.lines("epoch")
+        last_end = max((finite_number(line.get("step")) or 0.0 for line in ends), default=0.0)
+        last = max((s for kind in ("step", "eval") for s in (finite_number(line.get("step"))
+                                                             for line in self.lines(kind)) if s is not None),
+                   default=0.0)
+        if last <= last_end and max(self.sample_epochs, default=0) <= done:
+            return None
+        share = self.epoch_positions([last])[0] - done if ends and last > last_end else math.nan
+        return done + 1, min(share, 1.0) if share > 0 else None  # (NaN > 0 is False)
 
     @property
     def total_steps(self) -> int | None:

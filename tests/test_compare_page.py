@@ -245,3 +245,17 @@ def test_epochs_count_finished_ones_and_say_how_far_into_an_unfinished_one(tmp_p
     grids = page[page.index('id="final-grids"'):page.index('id="evolution"')]
     assert re.findall(r'<p class="note">(epoch [^<]*)</p>', grids) == ["epoch 8 (unfinished)", "epoch 5",
                                                                        "epoch 1 (unfinished)"]
+
+
+def test_epoch_axes_have_whole_epoch_ticks(tmp_path, figures):
+    """The page's FID plot had ticks at 1.25, 1.50... epochs where the run's own plots/fid.png has whole epochs: every
+    axis of epochs (FID, KID, the losses, whose points lie between whole epochs) ticks at whole numbers; the minutes
+    axes are left as they are."""
+    a = make_run(tmp_path, "a", epochs=3, steps_per_epoch=10, fids=[200.0, 150.0, 160.0])
+    b = make_run(tmp_path, "b", run_index=1, epochs=2, steps_per_epoch=7, fids=[210.0, 170.0])
+    write_compare_report([a, b], tmp_path / "r.html")
+    by_epoch = [ax for fig in figures for ax in fig.axes if ax.get_xlabel() == "epoch"]
+    assert sorted(ax.get_ylabel().split()[0] for ax in by_epoch) == ["FID", "KID", "d_loss", "g_loss"]
+    for ax in by_epoch:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert len(ticks) >= 2 and all(t == int(t) for t in ticks), (ax.get_ylabel(), ticks)

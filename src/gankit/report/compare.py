@@ -20,7 +20,7 @@ from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
-    figure_png, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
+    figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
 )
 from gankit.report.runs import Run, finite_number, load_run
 
@@ -353,6 +353,8 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
                         mew=0.6)
             caveat = ("\nnot comparable across these runs (different " + " / ".join(differ) + ")") if differ else ""
             ax.set(title=f"FID vs {versus} (\u2605 = best){caveat}", xlabel=xlabel, ylabel="FID (lower is better)")
+            if x == "epoch":  # whole epochs, as the run's own plots/fid.png
+                integer_ticks(ax)
             _legend_below(fig, lines)
             parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
         if with_kid:
@@ -370,6 +372,8 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
                       "\nnot comparable across these runs (different eval.inception_weights)" if weights_differ else "")
             ax.set(title=f"KID vs {versus} (band = \u00b1 kid_std){caveat}", xlabel=xlabel,
                    ylabel="KID (lower is better)")
+            if x == "epoch":
+                integer_ticks(ax)
             _legend_below(fig, lines)
             kid_parts.append(_img(figure_png(fig), "image/png", f"KID vs {xlabel}", cls="plot"))
     intro = ""
@@ -441,6 +445,7 @@ def _loss_curves(runs, labels, colors) -> str:
             if smoothed:
                 title += "\nsmoothed (lines) over the raw values (faint)"
             ax.set(title=title, xlabel="epoch", ylabel=key)
+            integer_ticks(ax)  # the curves' points lie between whole epochs; the ticks are at them
             _legend_below(fig, lines)
             alt = f"{key} vs epoch" + (f", {group} runs" if group else "")
             parts.append(_img(figure_png(fig), "image/png", alt, cls="plot"))

@@ -220,7 +220,8 @@ def _stopped_inside_an_epoch(run, last_step):
     """`run`'s metrics.jsonl as a budget that ended it at `last_step` leaves it: the lines after that step gone, a
     step line at it (the grid of that unfinished epoch stays, as training writes one)."""
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    kept = [line for line in lines if line["step"] < last_step or (line["step"] == last_step and line["kind"] == "step")]
+    kept = [line for line in lines
+            if line["step"] < last_step or (line["step"] == last_step and line["kind"] == "step")]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in kept))
     return run
 

@@ -431,6 +431,34 @@ def test_a_run_without_config_yaml_is_left_out_of_the_config_table(tmp_path):
     assert "No config.yaml in lost" in diff
 
 
+def test_a_run_whose_config_yaml_cannot_be_read_is_compared_without_it(tmp_path, capsys):
+    """One run's garbled config.yaml stopped `gankit compare` whole ("nockc/config.yaml is not valid YAML", no fix
+    given): the page is written, that run's metrics, grids and curves in it, its config left out of the table, and a
+    warning line names it. A folder with nothing else to show is still refused."""
+    a, b = (make_run(tmp_path, name, run_index=i, epochs=2, lr_g=lr, fids=[90.0, 80.0]) for i, (name, lr)
+            in enumerate((("a", 1e-4), ("b", 2e-4))))
+    garbled, listed = (make_run(tmp_path, name, run_index=2 + i, epochs=2, fids=[70.0 + i, 60.0 + i])
+                       for i, name in enumerate(("nockc", "listed")))
+    (garbled / "config.yaml").write_text("train: {lr_g: [\n")
+    (listed / "config.yaml").write_text("- 1\n- 2\n")
+    page = write_compare_report([a, garbled, b, listed], tmp_path / "r.html").read_text()
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings)
+    assert f"{garbled / 'config.yaml'} is not valid YAML" in warnings[0]
+    assert f"{garbled} is compared without it" in warnings[0]
+    assert f"{listed / 'config.yaml'} should hold a mapping" in warnings[1]
+    diff = page[page.index('id="config-diff"'):page.index('id="best-metrics"')]
+    assert re.findall(r"<code>([^<]+)</code>", diff) == ["train.lr_g", "name"]
+    assert "An unreadable config.yaml in nockc, listed: left out of this table." in diff
+    best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert all(f'<td class="num best">{fid:.2f}</td>' in best for fid in (80.0, 60.0, 61.0))
+    assert page.count('alt="nockc: final samples"') == 1
+    (tmp_path / "only" / "config.yaml").parent.mkdir()
+    (tmp_path / "only" / "config.yaml").write_text("a: [unclosed\n")
+    with pytest.raises(RunError, match="not valid YAML"):
+        write_compare_report([a, tmp_path / "only"], tmp_path / "r.html")
+
+
 def test_a_key_an_older_runs_config_lacks_counts_as_its_default(tmp_path):
     """A run made by an older gankit lacks the keys added since: each counted as differing ("26 of 96 config keys
     differ" where 3 did). A lacking key counts as this gankit's default; one that differs from it shows "—" and the

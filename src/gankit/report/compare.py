@@ -63,8 +63,11 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
             said = f"'{d}' is given twice" if str(d) == str(first) else f"'{first}' and '{d}' are the same run"
             raise RunError(f"{said}: pass each run once")
         seen[where] = d
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d, unreadable_config_ok=True) for d in run_dirs]
     labels = run_labels(runs)
+    for r in runs:  # the rest of the run (its metrics, grids, curves) is still worth comparing
+        if r.config_problem:
+            console.warn(f"{r.config_problem}: {r.path} is compared without it (left out of the config table)")
     colors = [_color(i) for i in range(len(runs))]
     widths = _sample_widths(runs)  # grids and GIFs: every run's images at one size
     flat = [flatten_config(r.config) for r in runs]
@@ -72,7 +75,8 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     differ = _measuring_differences(runs, flat, defaults)
     body = [
         _header(runs, labels, colors),
-        _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs))),
+        _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),
+                                             [label for r, label in zip(runs, labels) if r.config_problem])),
         _section("best-metrics", _measured_apart(differ) + _best_metrics(runs, labels, colors)),
         _section("final-grids", _final_grids(runs, labels, colors, widths)),
         _section("evolution", _evolutions(runs, labels, colors, widths)),
@@ -143,19 +147,21 @@ def _output_only(key: str) -> bool:
     return key == "name" or key.startswith("log.") or (key.startswith("eval.") and key not in MEASURING)
 
 
-def _config_diff(flat, defaults, labels, colors, n_runs) -> str:
+def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
+    """`unreadable`: the labels of the runs whose config.yaml could not be read (their `flat` is empty)."""
     keys = list(dict.fromkeys(k for f in flat for k in f))
+    missing = [label for label, f in zip(labels, flat) if not f and label not in unreadable]
+    said = [f"{what} in {', '.join(html.escape(w) for w in who)}" for what, who in
+            (("No config.yaml", missing), ("An unreadable config.yaml", unreadable)) if who]
     if not keys:
-        return _note("No config.yaml in these runs.")
-    without = [label for label, f in zip(labels, flat) if not f]
-    if without:  # a run that lost its config.yaml would make every key differ and bury the real differences
+        return _note(f"{'; '.join(said)}." if unreadable else "No config.yaml in these runs.")
+    if missing or unreadable:  # a run that lost its config.yaml would make every key differ and bury the real ones
         kept = [i for i, f in enumerate(flat) if f]
         flat, labels, colors = [flat[i] for i in kept], [labels[i] for i in kept], [colors[i] for i in kept]
-    aside = _note("No config.yaml in " + ", ".join(html.escape(w) for w in without) + ": left out of this table.") \
-        if without else ""
+    aside = _note(f"{'; '.join(said)}: left out of this table.") if said else ""
     if len(flat) == 1:
         shown, intro = keys, "The run's full configuration." if n_runs == 1 else \
-            f"The full configuration of {html.escape(labels[0])}, the only run with a config.yaml."
+            f"The full configuration of {html.escape(labels[0])}, the only run with a readable config.yaml."
     else:
         shown = [k for k in keys if len({_cell(_value(f, k, defaults)) for f in flat}) > 1]
         same = len(keys) - len(shown)

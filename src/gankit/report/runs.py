@@ -47,6 +47,7 @@ class Run:
     samples: list[Path] = field(default_factory=list)  # samples/epoch_NNNN.png sorted by epoch
     best: BestEval | None = None
     final_grid: Path | None = None
+    config_problem: str = ""  # why config.yaml could not be read, when `load_run` was told to go on without it
 
     @property
     def sample_epochs(self) -> list[int]:
@@ -177,8 +178,10 @@ class Run:
         return sum(d for line, d in zip(evals, durations) if (finite_number(line.get("time")) or 0.0) < total)
 
 
-def load_run(path) -> Run:
-    """Read the run folder at `path`; raise RunError when it is not one."""
+def load_run(path, unreadable_config_ok: bool = False) -> Run:
+    """Read the run folder at `path`; raise RunError when it is not one. With `unreadable_config_ok`, a config.yaml
+    that cannot be read (not YAML, not a mapping) in a run that has metrics or sample grids gives an empty `config`
+    and says why in `config_problem` (the comparison page shows the rest of the run) instead of raising."""
     path = Path(path)
     if not path.exists():
         raise RunError(f"run folder not found: {path}")
@@ -190,9 +193,14 @@ def load_run(path) -> Run:
             f"{path} is not a run folder (no {CONFIG_FILE}, {METRICS_FILE} or {SAMPLES_DIR}/); "
             "pass a folder written by `gankit train`"
         )
-    config = read_config(path / CONFIG_FILE)
     metrics = read_metrics(path / METRICS_FILE)
     samples = find_samples(path / SAMPLES_DIR)
+    try:
+        config, problem = read_config(path / CONFIG_FILE), ""
+    except RunError as e:
+        if not unreadable_config_ok or not (metrics or samples):  # nothing else to show of it
+            raise
+        config, problem = {}, str(e)
     run = Run(
         path=path,
         name=path.resolve().name,
@@ -200,6 +208,7 @@ def load_run(path) -> Run:
         metrics=metrics,
         samples=samples,
         final_grid=samples[-1] if samples else None,
+        config_problem=problem,
     )
     run.best = best_eval(run.lines("eval"))
     return run

@@ -419,6 +419,37 @@ def test_an_evolution_gif_a_moment_older_than_the_last_grid_is_not_stale(tmp_pat
         assert gif.n_frames == 3
 
 
+def test_a_damaged_grid_or_evolution_gif_is_not_embedded_as_a_broken_image(tmp_path):
+    """The page embedded a truncated samples/epoch_NNNN.png and a corrupt evolution.gif as they were, which showed
+    as broken images: the newest grid that decodes is shown (the note names the ones that do not), the GIF is made
+    from the grids instead, and a run with nothing readable says "Not available"."""
+    import base64
+
+    run = make_run(tmp_path, "r", epochs=3)
+    write_evolution_gif(run)
+    last = run / "samples" / "epoch_0003.png"
+    last.write_bytes(last.read_bytes()[:80])  # cut inside its pixels (a disk that filled up, a copy stopped midway)
+    gif = run / "evolution.gif"
+    gif.write_bytes(gif.read_bytes()[:len(gif.read_bytes()) // 2])  # newer than the grids: not stale, damaged
+    lone = make_run(tmp_path, "lone", run_index=1, epochs=1)
+    (lone / "samples" / "epoch_0001.png").write_bytes(b"\x89PNG\r\n\x1a\n not the rest")
+    (lone / "evolution.gif").write_bytes(b"GIF89a garbage")
+    page = write_compare_report([run, lone], tmp_path / "r.html").read_text()
+
+    def uri(path):
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+
+    grids = page[page.index('id="final-grids"'):page.index('id="evolution"')]
+    assert uri(run / "samples" / "epoch_0002.png") in grids and uri(last) not in grids
+    assert "epoch 2; epoch_0003.png cannot be read (damaged or truncated)" in grids
+    assert "Not available: no grid in samples/ can be read (epoch_0001.png damaged or unreadable)." in grids
+    evolution = page[page.index('id="evolution"'):page.index('id="fid-curves"')]
+    assert uri(gif) not in evolution and "made from samples/ for this page (evolution.gif is damaged or truncated)" \
+        in evolution
+    assert evolution.count("data:image/gif") == 1  # r's, made from its two readable grids; none for lone
+    assert "Not available: the sample grids cannot be read" in evolution
+
+
 def test_a_run_without_config_yaml_is_left_out_of_the_config_table(tmp_path):
     """A run that lost its config.yaml made every key of the others "differ" (96 of 96, burying the one real
     difference): the table compares the runs that have one, and says which has none."""

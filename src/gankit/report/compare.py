@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import io
 import json
 from pathlib import Path
 
@@ -290,19 +291,38 @@ def _final_grids(runs, labels, colors, widths) -> str:
         if r.final_grid is None:
             content = _note("Not available: no sample grids in samples/.")
         else:
-            try:
-                data = r.final_grid.read_bytes()
-            except OSError:
-                data = None
-            content = (
-                _img(data, "image/png", f"{label}: final samples", style=width)
-                if data
-                else _note(f"Not available: {html.escape(r.final_grid.name)} cannot be read.")
-            )
-            unfinished = r.unfinished_epoch is not None and r.sample_epochs[-1] == r.unfinished_epoch[0]
-            content += f'<p class="note">epoch {r.sample_epochs[-1]}{" (unfinished)" if unfinished else ""}</p>'
+            # the newest grid that decodes: a damaged or truncated one would show as a broken image
+            shown = next(((path, data) for path in reversed(r.samples) if (data := _image_bytes(path))), None)
+            if shown is None:
+                content = _note(f"Not available: no grid in samples/ can be read ({html.escape(r.final_grid.name)}"
+                                f"{' and the others' if len(r.samples) > 1 else ''} damaged or unreadable).")
+            else:
+                path, data = shown
+                epoch = r.sample_epochs[r.samples.index(path)]
+                unfinished = r.unfinished_epoch is not None and epoch == r.unfinished_epoch[0]
+                newer = r.samples[r.samples.index(path) + 1:]
+                more = f" and {len(newer) - 1} more" if len(newer) > 1 else ""
+                broken = f"; {html.escape(newer[-1].name)}{more} cannot be read (damaged or truncated)" if newer else ""
+                content = (_img(data, "image/png", f"{label}: final samples", style=width)
+                           + f'<p class="note">epoch {epoch}{" (unfinished)" if unfinished else ""}{broken}</p>')
         cells.append(_cell_fig(label, c, content))
     return f'<div class="runs">{"".join(cells)}</div>'
+
+
+def _image_bytes(path: Path) -> bytes | None:
+    """The file's bytes when Pillow decodes it whole (every frame of an animation), else None: a damaged or truncated
+    image embedded in the page shows as a broken one."""
+    from PIL import Image
+
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            for frame in range(getattr(im, "n_frames", 1)):
+                im.seek(frame)
+                im.load()
+    except Exception:  # noqa: BLE001 - OSError, SyntaxError, EOFError, DecompressionBombError...: not shown either way
+        return None
+    return data
 
 
 def _evolutions(runs, labels, colors, widths) -> str:
@@ -317,16 +337,19 @@ def _evolutions(runs, labels, colors, widths) -> str:
 def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
     """(GIF bytes, note): the run's evolution.gif when reasonably small, else one made from its samples."""
     gif = run.path / GIF_NAME
-    why = "made from samples/ for this page"
+    why, broken = "made from samples/ for this page", f"{GIF_NAME} is damaged or truncated"
     try:
         if gif.is_file() and 0 < gif.stat().st_size <= MAX_EMBEDDED_GIF_BYTES:
-            if not gif_behind(run.path, run.samples, GIF_STALE_AFTER_S):
-                return gif.read_bytes(), ""
-            why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
+            if gif_behind(run.path, run.samples, GIF_STALE_AFTER_S):
+                why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
+            elif (data := _image_bytes(gif)) is not None:
+                return data, ""
+            else:  # shown, it would be a broken image
+                why += f" ({broken})"
     except OSError:
         pass
     if not run.samples:
-        return None, "Not available: no evolution.gif and no sample grids."
+        return None, f"Not available: {broken if broken in why else f'no {GIF_NAME}'} and no sample grids."
     try:
         return evolution_gif_bytes(run.samples, COMPARE_GIF_FRAMES, max_side=COMPARE_GIF_SIDE), why
     except (OSError, ValueError) as e:

@@ -229,3 +229,29 @@ def test_an_extracted_file_whose_size_changed_is_extracted_again(tmp_path, capsy
     images = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False).images
     assert images[0, 0].float().mean() > 200
     assert "missing or changed since" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, members, said", [
+    ("noimg.zip", {"noimg/notes.txt": b"x"}, "archive '{}' holds no image files (1 other file, e.g. 'notes.txt')"),
+    ("empty.tar", {}, "archive '{}' holds no image files: pack"),
+    ("broken.zip", {"broken/a.png": b"\x89PNG not one", "broken/b.png": b""},
+     "none of the 2 image files in archive '{}' could be decoded"),
+    ("tiny.tar", {"tiny/a.png": image_bytes(size=(2, 2))}, "the only image in archive '{}' is smaller than 8 px"),
+])
+def test_an_archive_without_usable_images_is_named_not_its_cache_folder(tmp_path, monkeypatch, name, members, said):
+    """`gankit fid noimg.zip real/` (and `train --data broken.zip`, where the images cannot be decoded) said "data
+    folder '~/.cache/gankit/datasets/archives/noimg-.../noimg' holds no image files": the archive the user gave is
+    named, and the cache folder it was extracted to is not."""
+    import gankit.metrics
+    from conftest import make_image_folder
+
+    path = (make_zip if name.endswith(".zip") else make_tar)(tmp_path / name, members)
+    make_image_folder(tmp_path / "real", n=3)
+    monkeypatch.setattr(gankit.metrics, "load_inception", lambda *a, **k: pytest.fail("Inception loaded"))
+    for load in (lambda: gankit.metrics.fid_folders(path, tmp_path / "real", progress=False),
+                 lambda: gankit.metrics.fid_folders(tmp_path / "real", path, progress=False),
+                 lambda: load_dataset(path, 16, progress=False)):
+        with pytest.raises(DataError) as e:
+            load()
+        assert said.format(path) in str(e.value) and os.environ["GANKIT_CACHE_DIR"] not in str(e.value)
+        assert "\n" not in str(e.value)

@@ -278,6 +278,10 @@ CASES = [
     ("run-cannot-be-made", lambda t, mp: [*TRAIN, "--run", "/proc/gankit-run"],
      ["cannot make run folder '/proc/gankit-run'", "pass --run a folder you can write"]),
     ("sanity-no-copies", lambda t, mp: ["sanity", "--copies", "0", "--run", str(t / "san")], ["--copies", "at least 1"]),
+    # a threshold no G can pass (0 or below) or every G passes (1 or above: the error is at most 1), or NaN
+    *[(f"sanity-threshold-{name}", lambda t, mp, v=value: ["sanity", "--threshold", v, "--run", str(t / "san")],
+       ["--threshold", "between 0 and 1", f"got {value}"]) for name, value in
+      (("negative", "-1"), ("zero", "0"), ("one", "1"), ("above-one", "2.5"), ("nan", "nan"))],
     # --- sampling
     ("sample-no-checkpoint", sample(lambda t: _mkdir(t / "run")), ["no generator.safetensors or checkpoint", "gankit train"]),
     ("sample-missing-run", sample(lambda t: t / "nope"), ["does not exist"]),

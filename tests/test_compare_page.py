@@ -214,3 +214,49 @@ def test_kid_figures_leave_out_a_run_that_logged_fid_alone(tmp_path, figures):
 
     assert labels("FID") == [["a", "b"]] * 2 and labels("KID") == [["a"]] * 2
     assert "No KID logged: b." in page
+
+
+def _stopped_inside_an_epoch(run, last_step):
+    """`run`'s metrics.jsonl as a budget that ended it at `last_step` leaves it: the lines after that step gone, a
+    step line at it (the grid of that unfinished epoch stays, as training writes one)."""
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    kept = [line for line in lines
+            if line["step"] < last_step or (line["step"] == last_step and line["kind"] == "step")]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in kept))
+    return run
+
+
+def test_epochs_count_finished_ones_and_say_how_far_into_an_unfinished_one(tmp_path):
+    """A run stopped 40% into epoch 8 (7 epoch lines, the grid of epoch 8) showed "epochs 8" while the README says
+    "epochs" counts finished epochs: it shows "7 (+40% of 8)", its last grid "epoch 8 (unfinished)"; a run that
+    finished says its epochs alone; one killed in its first epoch has no finished epoch to measure the share by."""
+    import re
+
+    stopped = _stopped_inside_an_epoch(make_run(tmp_path, "stopped", epochs=8, steps_per_epoch=10, torn=False), 74)
+    done = make_run(tmp_path, "done", run_index=1, epochs=5, steps_per_epoch=10)
+    first = _stopped_inside_an_epoch(make_run(tmp_path, "first", run_index=2, epochs=1, steps_per_epoch=10,
+                                              torn=False), 6)
+    assert (load_run(stopped).total_epochs, load_run(stopped).unfinished_epoch) == (7, (8, pytest.approx(0.4)))
+    assert (load_run(done).total_epochs, load_run(done).unfinished_epoch) == (5, None)
+    assert (load_run(first).total_epochs, load_run(first).unfinished_epoch) == (0, (1, None))
+    page = write_compare_report([stopped, done, first], tmp_path / "r.html").read_text()
+    table = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    rows = re.findall(r'</th><td colspan="6" class="missing">no FID logged</td><td class="num">([^<]*)</td>', table)
+    assert rows == ["7 (+40% of 8)", "5", "0 (+part of 1)"]
+    grids = page[page.index('id="final-grids"'):page.index('id="evolution"')]
+    assert re.findall(r'<p class="note">(epoch [^<]*)</p>', grids) == ["epoch 8 (unfinished)", "epoch 5",
+                                                                       "epoch 1 (unfinished)"]
+
+
+def test_epoch_axes_have_whole_epoch_ticks(tmp_path, figures):
+    """The page's FID plot had ticks at 1.25, 1.50... epochs where the run's own plots/fid.png has whole epochs: every
+    axis of epochs (FID, KID, the losses, whose points lie between whole epochs) ticks at whole numbers; the minutes
+    axes are left as they are."""
+    a = make_run(tmp_path, "a", epochs=3, steps_per_epoch=10, fids=[200.0, 150.0, 160.0])
+    b = make_run(tmp_path, "b", run_index=1, epochs=2, steps_per_epoch=7, fids=[210.0, 170.0])
+    write_compare_report([a, b], tmp_path / "r.html")
+    by_epoch = [ax for fig in figures for ax in fig.axes if ax.get_xlabel() == "epoch"]
+    assert sorted(ax.get_ylabel().split()[0] for ax in by_epoch) == ["FID", "KID", "d_loss", "g_loss"]
+    for ax in by_epoch:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert len(ticks) >= 2 and all(t == int(t) for t in ticks), (ax.get_ylabel(), ticks)

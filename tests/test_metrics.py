@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import make_image_folder, tiny_layers
@@ -466,6 +467,38 @@ def test_fid_of_a_one_image_folder_is_refused_before_inception_runs(tmp_path, mo
     monkeypatch.setattr(gankit.metrics, "load_inception", no_inception)
     with pytest.raises(DataError, match="holds 1 usable image: FID/KID need at least 2"):
         gankit.metrics.fid_folders(tmp_path / "a", tmp_path / "b", progress=False)
+
+
+def test_fid_refuses_a_run_folder_and_its_grids_in_one_line(tmp_path, monkeypatch):
+    """`gankit fid REAL RUN` measured the run's sample grids, plots and evolution.gif as its "images" (8 of them, one
+    meaningless FID): a run folder, or its samples/ or plots/, is refused before anything is read, pointing at
+    `gankit sample RUN --out-dir DIR` then `gankit fid REAL DIR`, or `gankit evaluate RUN`."""
+    import gankit.metrics
+    from report_fakes import make_run
+
+    make_image_folder(tmp_path / "real", n=4)
+    run = make_run(tmp_path, "d1", epochs=2)
+    (run / "plots").mkdir()
+    Image.new("RGB", (40, 30)).save(run / "plots" / "fid.png")
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a run folder's files were read as images")
+
+    monkeypatch.setattr(gankit.metrics, "load_inception", no_reading)
+    monkeypatch.setattr("gankit.data.load_folder", no_reading)
+    monkeypatch.chdir(tmp_path)
+    for given, said in (("d1", "is a gankit run folder"), ("d1/samples", "is a folder of the gankit run 'd1'"),
+                        ("d1/plots", "is a folder of the gankit run 'd1'")):
+        for argv in (["fid", "real", given], ["fid", given, "real"]):
+            r = CliRunner().invoke(app, argv)
+            assert isinstance(r.exception, DataError), r.output
+            message = str(r.exception)
+            assert "\n" not in message and f"'{given}' {said}" in message
+            assert "gankit sample d1 -n 1000 --out-dir DIR, then gankit fid real DIR" in message
+            assert "gankit evaluate d1" in message
+    # a folder beside the runs' is read as it was: the run folders inside it are left out (data.folder)
+    make_image_folder(tmp_path / "fakes", n=3)
+    assert gankit.metrics._run_of(tmp_path / "fakes") is None and gankit.metrics._run_of(tmp_path) is None
 
 
 def _thp_mode() -> str:

@@ -378,7 +378,8 @@ def test_run_names_with_dollars_or_a_leading_underscore_show_literally_in_plots_
 def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(tmp_path):
     """A run in progress (or killed) logs steps of an epoch it has not finished, and its evolution.gif may be older
     than its last grids (written after a kill, or skipped at a short epoch's end): the page counted the unfinished
-    epoch and showed the old GIF, which ended epochs earlier than the grid above it."""
+    epoch and showed the old GIF, which ended epochs earlier than the grid above it. The unfinished epoch is told
+    apart (test_compare_page: '3 (+25% of 4)')."""
     import os
 
     from gankit.report.compare import _evolution_gif
@@ -395,7 +396,8 @@ def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(
     assert "older than the last grid" in note
     with Image.open(__import__("io").BytesIO(data)) as gif:
         assert gif.n_frames == 4
-    assert load_run(run).total_epochs == 4  # the grid of an epoch a budget ended inside
+    assert load_run(run).total_epochs == 3  # the grid of an epoch a budget ended inside: not a finished epoch
+    assert load_run(run).unfinished_epoch == (4, pytest.approx(0.25))  # step 13 of 4 an epoch
 
 
 def test_an_evolution_gif_a_moment_older_than_the_last_grid_is_not_stale(tmp_path):
@@ -417,6 +419,37 @@ def test_an_evolution_gif_a_moment_older_than_the_last_grid_is_not_stale(tmp_pat
         assert gif.n_frames == 3
 
 
+def test_a_damaged_grid_or_evolution_gif_is_not_embedded_as_a_broken_image(tmp_path):
+    """The page embedded a truncated samples/epoch_NNNN.png and a corrupt evolution.gif as they were, which showed
+    as broken images: the newest grid that decodes is shown (the note names the ones that do not), the GIF is made
+    from the grids instead, and a run with nothing readable says "Not available"."""
+    import base64
+
+    run = make_run(tmp_path, "r", epochs=3)
+    write_evolution_gif(run)
+    last = run / "samples" / "epoch_0003.png"
+    last.write_bytes(last.read_bytes()[:80])  # cut inside its pixels (a disk that filled up, a copy stopped midway)
+    gif = run / "evolution.gif"
+    gif.write_bytes(gif.read_bytes()[:len(gif.read_bytes()) // 2])  # newer than the grids: not stale, damaged
+    lone = make_run(tmp_path, "lone", run_index=1, epochs=1)
+    (lone / "samples" / "epoch_0001.png").write_bytes(b"\x89PNG\r\n\x1a\n not the rest")
+    (lone / "evolution.gif").write_bytes(b"GIF89a garbage")
+    page = write_compare_report([run, lone], tmp_path / "r.html").read_text()
+
+    def uri(path):
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+
+    grids = page[page.index('id="final-grids"'):page.index('id="evolution"')]
+    assert uri(run / "samples" / "epoch_0002.png") in grids and uri(last) not in grids
+    assert "epoch 2; epoch_0003.png cannot be read (damaged or truncated)" in grids
+    assert "Not available: no grid in samples/ can be read (epoch_0001.png damaged or unreadable)." in grids
+    evolution = page[page.index('id="evolution"'):page.index('id="fid-curves"')]
+    assert uri(gif) not in evolution and "made from samples/ for this page (evolution.gif is damaged or truncated)" \
+        in evolution
+    assert evolution.count("data:image/gif") == 1  # r's, made from its two readable grids; none for lone
+    assert "Not available: the sample grids cannot be read" in evolution
+
+
 def test_a_run_without_config_yaml_is_left_out_of_the_config_table(tmp_path):
     """A run that lost its config.yaml made every key of the others "differ" (96 of 96, burying the one real
     difference): the table compares the runs that have one, and says which has none."""
@@ -427,6 +460,34 @@ def test_a_run_without_config_yaml_is_left_out_of_the_config_table(tmp_path):
     diff = page[page.index('id="config-diff"'):page.index('id="best-metrics"')]
     assert re.findall(r"<code>([^<]+)</code>", diff) == ["train.lr_g", "name"]
     assert "No config.yaml in lost" in diff
+
+
+def test_a_run_whose_config_yaml_cannot_be_read_is_compared_without_it(tmp_path, capsys):
+    """One run's garbled config.yaml stopped `gankit compare` whole ("nockc/config.yaml is not valid YAML", no fix
+    given): the page is written, that run's metrics, grids and curves in it, its config left out of the table, and a
+    warning line names it. A folder with nothing else to show is still refused."""
+    a, b = (make_run(tmp_path, name, run_index=i, epochs=2, lr_g=lr, fids=[90.0, 80.0]) for i, (name, lr)
+            in enumerate((("a", 1e-4), ("b", 2e-4))))
+    garbled, listed = (make_run(tmp_path, name, run_index=2 + i, epochs=2, fids=[70.0 + i, 60.0 + i])
+                       for i, name in enumerate(("nockc", "listed")))
+    (garbled / "config.yaml").write_text("train: {lr_g: [\n")
+    (listed / "config.yaml").write_text("- 1\n- 2\n")
+    page = write_compare_report([a, garbled, b, listed], tmp_path / "r.html").read_text()
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings)
+    assert f"{garbled / 'config.yaml'} is not valid YAML" in warnings[0]
+    assert f"{garbled} is compared without it" in warnings[0]
+    assert f"{listed / 'config.yaml'} should hold a mapping" in warnings[1]
+    diff = page[page.index('id="config-diff"'):page.index('id="best-metrics"')]
+    assert re.findall(r"<code>([^<]+)</code>", diff) == ["train.lr_g", "name"]
+    assert "An unreadable config.yaml in nockc, listed: left out of this table." in diff
+    best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert all(f'<td class="num best">{fid:.2f}</td>' in best for fid in (80.0, 60.0, 61.0))
+    assert page.count('alt="nockc: final samples"') == 1
+    (tmp_path / "only" / "config.yaml").parent.mkdir()
+    (tmp_path / "only" / "config.yaml").write_text("a: [unclosed\n")
+    with pytest.raises(RunError, match="not valid YAML"):
+        write_compare_report([a, tmp_path / "only"], tmp_path / "r.html")
 
 
 def test_a_key_an_older_runs_config_lacks_counts_as_its_default(tmp_path):

@@ -166,15 +166,18 @@ def sanity(
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Image size (default: the recipe's or --set's, else 32)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 in place of the recipe's, which is a real run's; --set train.epochs=N sets it too)."),
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
-    threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced."),
+    threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced: between 0 and 1, exclusive."),
     run: Path = typer.Option(Path("runs/sanity"), "--run", "--run-dir", parser=_path, help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
     all_epochs: bool = _flag("--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
     """Seed 002's unit test: train on copies of one image (two labelled ones for ACGAN) and check G reproduces it."""
     from gankit.config import parse_sets, read_yaml
-    from gankit.sanity import run_sanity
+    from gankit.sanity import DEFAULT_THRESHOLD, run_sanity
 
+    if not 0 < threshold < 1:  # (NaN too) at 0 or below no G could pass; at 1 or above every G would (the error is <= 1)
+        raise GankitError(f"--threshold must be between 0 and 1 (the mean absolute pixel error, on a 0..1 scale, under "
+                          f"which G counts as reproducing its target; default {DEFAULT_THRESHOLD}), got {threshold}")
     # a recipe's epochs are a real run's (300...): the test's 50 replace them; --set, then the flags, win over both
     layers = [read_yaml(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
               _flags_layer(data__resolution=resolution, train__epochs=epochs, log__progress=False if no_progress else None)]

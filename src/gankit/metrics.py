@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import shlex
 import warnings
 from pathlib import Path
 
@@ -460,6 +461,19 @@ def folder_resolution(root: str | Path) -> int:
     return w if w == h else INPUT_SIZE
 
 
+def _run_of(folder: Path) -> Path | None:
+    """The gankit run `folder` is, or whose sample grids or plots it holds (`samples/`, `plots/`), else None: what
+    training writes there are grids of many images, plots and a GIF, which FID would measure as images."""
+    from gankit.data.folder import _is_run_folder
+    from gankit.layout import PLOTS_DIR, SAMPLES_DIR
+
+    if _is_run_folder(folder):
+        return folder
+    if folder.resolve().name in (SAMPLES_DIR, PLOTS_DIR) and _is_run_folder(folder.resolve().parent):
+        return folder.parent if folder.name in (SAMPLES_DIR, PLOTS_DIR) else folder.resolve().parent  # ".": cd'd in
+    return None
+
+
 def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str = "cpu", batch_size: int = 50,
                 weights: str | Path | None = None, progress: bool = True) -> dict:
     """FID/KID between two image folders (dir_a counts as "real"); see `folder_resolution` for the sizes.
@@ -468,20 +482,28 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     one dataset folder pays for the dataset once.
     """
     from gankit.console import info
-    from gankit.data import load_folder
+    from gankit.data import load_archive, load_folder
     from gankit.data.archive import extract_archive, is_archive
 
     archives = [Path(root).expanduser().is_file() and is_archive(root) for root in (dir_a, dir_b)]
-    for root, packed in zip((dir_a, dir_b), archives):  # cheap checks first: a bad path or weights file fails first
-        if not Path(root).expanduser().is_dir() and not packed:
+    for root, other, packed in zip((dir_a, dir_b), (dir_b, dir_a), archives):  # cheap checks first: a bad path or
+        if not Path(root).expanduser().is_dir() and not packed:                 # weights file fails first
             raise DataError(f"'{root}' is not a folder or an archive (.zip, .tar...): gankit fid compares two sets of "
                             "images")
+        run = None if packed else _run_of(Path(root).expanduser())
+        if run is not None:
+            q = shlex.quote
+            what = "a gankit run folder" if run == Path(root).expanduser() else f"a folder of the gankit run '{run}'"
+            raise DataError(f"'{root}' is {what}: its sample grids and plots are not generated images to measure; "
+                            f"draw some with gankit sample {q(str(run))} -n 1000 --out-dir DIR, then gankit fid "
+                            f"{q(str(other))} DIR (or run gankit evaluate {q(str(run))})")
     weights_path(weights)
     sets = []
     for root, packed in zip((dir_a, dir_b), archives):
         folder = extract_archive(root, progress=progress) if packed else root  # like train --data: once
         res = folder_resolution(folder)
-        sets.append(load_folder(folder, res, progress=progress))
+        sets.append(load_archive(root, res, progress=progress) if packed  # its errors name the archive
+                    else load_folder(folder, res, progress=progress))
         if progress:
             info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"
                  if res != INPUT_SIZE else f"{root}: {len(sets[-1])} images read at {INPUT_SIZE} px for Inception (those of "

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from gankit.data.archive import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from gankit.data.builtin import BUILTIN_NAMES, load_builtin
-from gankit.data.folder import IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages, load_folder
+from gankit.data.folder import (IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages, NoneUsable, _none_usable_message,
+                                load_folder)
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
+__all__ = ["ImageSet", "load_folder", "load_archive", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
            "BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
@@ -71,6 +72,21 @@ def load_dataset(
     if not is_archive(path):
         return load_folder(path, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
                            progress=progress)
+    return load_archive(path, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
+                        progress=progress)
+
+
+def load_archive(
+    path: str | Path,
+    resolution: int,
+    labels: str | None = None,
+    label_column: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> ImageSet:
+    """The images of an archive (checked and extracted once into the cache, see data.archive), read as `load_folder`
+    reads a folder. An archive without usable images is named as the user gave it, not as the cache folder it was
+    extracted to."""
     folder = extract_archive(path, cache_dir=cache_dir, progress=progress)
     try:
         return load_folder(folder, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
@@ -79,3 +95,5 @@ def load_dataset(
         holds = f" ({e.found})" if e.found else ""
         raise DataError(f"archive '{path}' holds no image files{holds}: pack {SUPPORTED} images into it, "
                         "or pass their folder") from None
+    except NoneUsable as e:
+        raise DataError(_none_usable_message(f"archive '{path}'", e.skipped, e.resolution)) from None

@@ -64,6 +64,15 @@ class NoImages(DataError):
         self.found = found  # what it holds instead, e.g. "2 other files, e.g. 'a.txt'"; "" when nothing
 
 
+class NoneUsable(DataError):
+    """A data folder none of whose image files can be used (damaged, too small...); `skipped` holds (file, why) for
+    each, so that `load_archive` can say it of the archive instead of the cache folder it was extracted to."""
+
+    def __init__(self, where: str, skipped: list[tuple[str, str]], resolution: int):
+        super().__init__(_none_usable_message(where, skipped, resolution))
+        self.skipped, self.resolution = skipped, resolution
+
+
 @dataclass
 class ImageSet:
     """A decoded dataset, ready to move to a device.
@@ -129,7 +138,7 @@ def load_folder(
     images, kept = payload["images"], list(payload["files"])
     skipped = [(str(f), str(r)) for f, r in payload["skipped"]]
     if not kept:
-        raise DataError(_none_usable_message(root, skipped, resolution))
+        raise NoneUsable(f"'{root}'", skipped, resolution)
     if skipped:
         warn(_skip_message(skipped, len(kept) + len(skipped), ignored))
 
@@ -643,14 +652,15 @@ def _name_list(items: list[tuple[str, str]]) -> str:
     return short_list([f"{_clip(f)} ({why})" for f, why in items])
 
 
-def _none_usable_message(root: Path, skipped: list[tuple[str, str]], resolution: int) -> str:
-    """The error for a folder none of whose image files can be used: too small ones are valid images, not damaged."""
+def _none_usable_message(where: str, skipped: list[tuple[str, str]], resolution: int) -> str:
+    """The error for a folder (`where`: "'PATH'", or "archive 'x.zip'") none of whose image files can be used: too
+    small ones are valid images, not damaged."""
     if all(why.startswith("too small") for _, why in skipped):
         which = "the only image in" if len(skipped) == 1 else f"all {len(skipped)} images in"
-        return (f"{which} '{root}' {'is' if len(skipped) == 1 else 'are'} smaller than {MIN_IMAGE_SIDE} px "
+        return (f"{which} {where} {'is' if len(skipped) == 1 else 'are'} smaller than {MIN_IMAGE_SIDE} px "
                 f"({_name_list(skipped)}): gankit needs images at least {MIN_IMAGE_SIDE} px on each side; "
                 f"upscale them (e.g. to {max(resolution, MIN_IMAGE_SIDE)} px) or use larger ones")
-    return (f"none of the {len(skipped)} image files in '{root}' could be decoded "
+    return (f"none of the {len(skipped)} image files in {where} could be decoded "
             f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import io
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
-    figure_png, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
+    figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
 )
 from gankit.report.runs import Run, finite_number, load_run
 
@@ -63,8 +64,11 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
             said = f"'{d}' is given twice" if str(d) == str(first) else f"'{first}' and '{d}' are the same run"
             raise RunError(f"{said}: pass each run once")
         seen[where] = d
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d, unreadable_config_ok=True) for d in run_dirs]
     labels = run_labels(runs)
+    for r in runs:  # the rest of the run (its metrics, grids, curves) is still worth comparing
+        if r.config_problem:
+            console.warn(f"{r.config_problem}: {r.path} is compared without it (left out of the config table)")
     colors = [_color(i) for i in range(len(runs))]
     widths = _sample_widths(runs)  # grids and GIFs: every run's images at one size
     flat = [flatten_config(r.config) for r in runs]
@@ -72,7 +76,8 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     differ = _measuring_differences(runs, flat, defaults)
     body = [
         _header(runs, labels, colors),
-        _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs))),
+        _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),
+                                             [label for r, label in zip(runs, labels) if r.config_problem])),
         _section("best-metrics", _measured_apart(differ) + _best_metrics(runs, labels, colors)),
         _section("final-grids", _final_grids(runs, labels, colors, widths)),
         _section("evolution", _evolutions(runs, labels, colors, widths)),
@@ -143,19 +148,21 @@ def _output_only(key: str) -> bool:
     return key == "name" or key.startswith("log.") or (key.startswith("eval.") and key not in MEASURING)
 
 
-def _config_diff(flat, defaults, labels, colors, n_runs) -> str:
+def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
+    """`unreadable`: the labels of the runs whose config.yaml could not be read (their `flat` is empty)."""
     keys = list(dict.fromkeys(k for f in flat for k in f))
+    missing = [label for label, f in zip(labels, flat) if not f and label not in unreadable]
+    said = [f"{what} in {', '.join(html.escape(w) for w in who)}" for what, who in
+            (("No config.yaml", missing), ("An unreadable config.yaml", unreadable)) if who]
     if not keys:
-        return _note("No config.yaml in these runs.")
-    without = [label for label, f in zip(labels, flat) if not f]
-    if without:  # a run that lost its config.yaml would make every key differ and bury the real differences
+        return _note(f"{'; '.join(said)}." if unreadable else "No config.yaml in these runs.")
+    if missing or unreadable:  # a run that lost its config.yaml would make every key differ and bury the real ones
         kept = [i for i, f in enumerate(flat) if f]
         flat, labels, colors = [flat[i] for i in kept], [labels[i] for i in kept], [colors[i] for i in kept]
-    aside = _note("No config.yaml in " + ", ".join(html.escape(w) for w in without) + ": left out of this table.") \
-        if without else ""
+    aside = _note(f"{'; '.join(said)}: left out of this table.") if said else ""
     if len(flat) == 1:
         shown, intro = keys, "The run's full configuration." if n_runs == 1 else \
-            f"The full configuration of {html.escape(labels[0])}, the only run with a config.yaml."
+            f"The full configuration of {html.escape(labels[0])}, the only run with a readable config.yaml."
     else:
         shown = [k for k in keys if len({_cell(_value(f, k, defaults)) for f in flat}) > 1]
         same = len(keys) - len(shown)
@@ -205,7 +212,7 @@ def _best_metrics(runs, labels, colors) -> str:
                 f'<td class="num">{last[-1]:.2f}</td>'
             )
         totals = (
-            f'<td class="num">{_or_dash(r.total_epochs)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
+            f'<td class="num">{_epochs(r)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
             f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}'
             + (f'<br><span class="aside">{_evaluations(n_evals, evaluating)}</span>' if n_evals else "")
             + "</td>"
@@ -221,6 +228,16 @@ def _best_metrics(runs, labels, colors) -> str:
                 " long they took, so a run that evaluated often looks slower than its training was.")
     note = _note(note) if evaluated else ""
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
+
+
+def _epochs(run: Run) -> str:
+    """The "epochs" cell: the epochs finished, then how far the run got into the next when it stopped inside it (or is
+    training it now): '7 (+40% of 8)', '0 (+part of 1)' where there is no finished epoch to measure the share by."""
+    done, under_way = run.total_epochs, run.unfinished_epoch
+    if done is None or under_way is None:
+        return _or_dash(done)
+    epoch, share = under_way
+    return f"{done} (+{'part' if share is None else f'{min(99, max(1, round(100 * share)))}%'} of {epoch})"
 
 
 def _evaluations(n: int, seconds: float | None) -> str:
@@ -274,18 +291,38 @@ def _final_grids(runs, labels, colors, widths) -> str:
         if r.final_grid is None:
             content = _note("Not available: no sample grids in samples/.")
         else:
-            try:
-                data = r.final_grid.read_bytes()
-            except OSError:
-                data = None
-            content = (
-                _img(data, "image/png", f"{label}: final samples", style=width)
-                if data
-                else _note(f"Not available: {html.escape(r.final_grid.name)} cannot be read.")
-            )
-            content += f'<p class="note">epoch {r.sample_epochs[-1]}</p>'
+            # the newest grid that decodes: a damaged or truncated one would show as a broken image
+            shown = next(((path, data) for path in reversed(r.samples) if (data := _image_bytes(path))), None)
+            if shown is None:
+                content = _note(f"Not available: no grid in samples/ can be read ({html.escape(r.final_grid.name)}"
+                                f"{' and the others' if len(r.samples) > 1 else ''} damaged or unreadable).")
+            else:
+                path, data = shown
+                epoch = r.sample_epochs[r.samples.index(path)]
+                unfinished = r.unfinished_epoch is not None and epoch == r.unfinished_epoch[0]
+                newer = r.samples[r.samples.index(path) + 1:]
+                more = f" and {len(newer) - 1} more" if len(newer) > 1 else ""
+                broken = f"; {html.escape(newer[-1].name)}{more} cannot be read (damaged or truncated)" if newer else ""
+                content = (_img(data, "image/png", f"{label}: final samples", style=width)
+                           + f'<p class="note">epoch {epoch}{" (unfinished)" if unfinished else ""}{broken}</p>')
         cells.append(_cell_fig(label, c, content))
     return f'<div class="runs">{"".join(cells)}</div>'
+
+
+def _image_bytes(path: Path) -> bytes | None:
+    """The file's bytes when Pillow decodes it whole (every frame of an animation), else None: a damaged or truncated
+    image embedded in the page shows as a broken one."""
+    from PIL import Image
+
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            for frame in range(getattr(im, "n_frames", 1)):
+                im.seek(frame)
+                im.load()
+    except Exception:  # noqa: BLE001 - OSError, SyntaxError, EOFError, DecompressionBombError...: not shown either way
+        return None
+    return data
 
 
 def _evolutions(runs, labels, colors, widths) -> str:
@@ -300,16 +337,19 @@ def _evolutions(runs, labels, colors, widths) -> str:
 def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
     """(GIF bytes, note): the run's evolution.gif when reasonably small, else one made from its samples."""
     gif = run.path / GIF_NAME
-    why = "made from samples/ for this page"
+    why, broken = "made from samples/ for this page", f"{GIF_NAME} is damaged or truncated"
     try:
         if gif.is_file() and 0 < gif.stat().st_size <= MAX_EMBEDDED_GIF_BYTES:
-            if not gif_behind(run.path, run.samples, GIF_STALE_AFTER_S):
-                return gif.read_bytes(), ""
-            why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
+            if gif_behind(run.path, run.samples, GIF_STALE_AFTER_S):
+                why += f" ({GIF_NAME} is older than the last grid: the run is training, or stopped before writing it)"
+            elif (data := _image_bytes(gif)) is not None:
+                return data, ""
+            else:  # shown, it would be a broken image
+                why += f" ({broken})"
     except OSError:
         pass
     if not run.samples:
-        return None, "Not available: no evolution.gif and no sample grids."
+        return None, f"Not available: {broken if broken in why else f'no {GIF_NAME}'} and no sample grids."
     try:
         return evolution_gif_bytes(run.samples, COMPARE_GIF_FRAMES, max_side=COMPARE_GIF_SIDE), why
     except (OSError, ValueError) as e:
@@ -342,6 +382,8 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
                         mew=0.6)
             caveat = ("\nnot comparable across these runs (different " + " / ".join(differ) + ")") if differ else ""
             ax.set(title=f"FID vs {versus} (\u2605 = best){caveat}", xlabel=xlabel, ylabel="FID (lower is better)")
+            if x == "epoch":  # whole epochs, as the run's own plots/fid.png
+                integer_ticks(ax)
             _legend_below(fig, lines)
             parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
         if with_kid:
@@ -359,6 +401,8 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
                       "\nnot comparable across these runs (different eval.inception_weights)" if weights_differ else "")
             ax.set(title=f"KID vs {versus} (band = \u00b1 kid_std){caveat}", xlabel=xlabel,
                    ylabel="KID (lower is better)")
+            if x == "epoch":
+                integer_ticks(ax)
             _legend_below(fig, lines)
             kid_parts.append(_img(figure_png(fig), "image/png", f"KID vs {xlabel}", cls="plot"))
     intro = ""
@@ -430,6 +474,7 @@ def _loss_curves(runs, labels, colors) -> str:
             if smoothed:
                 title += "\nsmoothed (lines) over the raw values (faint)"
             ax.set(title=title, xlabel="epoch", ylabel=key)
+            integer_ticks(ax)  # the curves' points lie between whole epochs; the ticks are at them
             _legend_below(fig, lines)
             alt = f"{key} vs epoch" + (f", {group} runs" if group else "")
             parts.append(_img(figure_png(fig), "image/png", alt, cls="plot"))

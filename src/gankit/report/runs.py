@@ -47,6 +47,7 @@ class Run:
     samples: list[Path] = field(default_factory=list)  # samples/epoch_NNNN.png sorted by epoch
     best: BestEval | None = None
     final_grid: Path | None = None
+    config_problem: str = ""  # why config.yaml could not be read, when `load_run` was told to go on without it
 
     @property
     def sample_epochs(self) -> list[int]:
@@ -130,11 +131,32 @@ class Run:
 
     @property
     def total_epochs(self) -> int | None:
-        """Epochs done: the last epoch line's, or the last grid's (one a budget ended inside an epoch writes). Not the
-        step lines': they carry the epoch under way, which a run in progress or killed has not finished."""
-        done = [e for e in (_max_of(self.lines("epoch"), "epoch", int), max(self.sample_epochs, default=None))
-                if e is not None]
-        return max(done) if done else None
+        """Epochs finished: the last epoch line's (0 when steps were logged but no epoch ended); a run without metrics
+        counts its last grid's; None when it has neither. Not the step lines' epoch nor the grid a budget writes when
+        it ends a run inside an epoch: that epoch is unfinished (`unfinished_epoch`)."""
+        if self.metrics:
+            done = _max_of(self.lines("epoch"), "epoch", int)
+            return done if done is not None else 0 if self.lines("step") else None
+        return max(self.sample_epochs, default=None)
+
+    @property
+    def unfinished_epoch(self) -> tuple[int, float | None] | None:
+        """(number, share done) of the epoch after the finished ones that the run trained in without finishing it (a
+        budget, a stop or a crash ended the run inside it, or it is training now), or None. The share is where the last
+        logged step lies (`epoch_positions`: by the last finished epoch's steps per epoch); None without a finished
+        epoch to measure it by, or when only the epoch's grid says the run got into it."""
+        done = self.total_epochs
+        if done is None or not self.metrics:
+            return None
+        ends = self.lines("epoch")
+        last_end = max((finite_number(line.get("step")) or 0.0 for line in ends), default=0.0)
+        last = max((s for kind in ("step", "eval") for s in (finite_number(line.get("step"))
+                                                             for line in self.lines(kind)) if s is not None),
+                   default=0.0)
+        if last <= last_end and max(self.sample_epochs, default=0) <= done:
+            return None
+        share = self.epoch_positions([last])[0] - done if ends and last > last_end else math.nan
+        return done + 1, min(share, 1.0) if share > 0 else None  # (NaN > 0 is False)
 
     @property
     def total_steps(self) -> int | None:
@@ -156,8 +178,10 @@ class Run:
         return sum(d for line, d in zip(evals, durations) if (finite_number(line.get("time")) or 0.0) < total)
 
 
-def load_run(path) -> Run:
-    """Read the run folder at `path`; raise RunError when it is not one."""
+def load_run(path, unreadable_config_ok: bool = False) -> Run:
+    """Read the run folder at `path`; raise RunError when it is not one. With `unreadable_config_ok`, a config.yaml
+    that cannot be read (not YAML, not a mapping) in a run that has metrics or sample grids gives an empty `config`
+    and says why in `config_problem` (the comparison page shows the rest of the run) instead of raising."""
     path = Path(path)
     if not path.exists():
         raise RunError(f"run folder not found: {path}")
@@ -169,9 +193,14 @@ def load_run(path) -> Run:
             f"{path} is not a run folder (no {CONFIG_FILE}, {METRICS_FILE} or {SAMPLES_DIR}/); "
             "pass a folder written by `gankit train`"
         )
-    config = read_config(path / CONFIG_FILE)
     metrics = read_metrics(path / METRICS_FILE)
     samples = find_samples(path / SAMPLES_DIR)
+    try:
+        config, problem = read_config(path / CONFIG_FILE), ""
+    except RunError as e:
+        if not unreadable_config_ok or not (metrics or samples):  # nothing else to show of it
+            raise
+        config, problem = {}, str(e)
     run = Run(
         path=path,
         name=path.resolve().name,
@@ -179,6 +208,7 @@ def load_run(path) -> Run:
         metrics=metrics,
         samples=samples,
         final_grid=samples[-1] if samples else None,
+        config_problem=problem,
     )
     run.best = best_eval(run.lines("eval"))
     return run

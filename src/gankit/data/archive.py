@@ -73,7 +73,7 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
         members = _checked_members(archive, os.path.realpath(parent / "check"))
         _check_space(archive, parent, sum(size for _, size in members))
         if progress:
-            info(f"extracting {len(members)} files of '{archive.name}' to {target}")
+            info(f"extracting {count(len(members), 'file')} of '{archive.name}' to {target}")
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{_safe(stem)}-", dir=parent))
         try:

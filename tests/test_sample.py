@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -429,3 +430,82 @@ def test_interpolate_walks_from_the_given_seed(trained_run, tmp_path, monkeypatc
 def test_a_class_index_out_of_range_is_a_one_line_error(conditional_gen):
     with pytest.raises(GankitError, match=r"labels must be 2 class indices in \[0, 3\), got \[0, 3\]"):
         conditional_gen.sample(2, seed=0, labels=torch.tensor([0, 3]))
+
+
+# ------------------------------------------------------------------ what sample and evaluate check before drawing
+
+
+@pytest.mark.parametrize("n", [10**18, 2**63, 10**23, 10**15])
+def test_a_grid_of_an_enormous_n_is_refused_at_once(trained_run, tmp_path, monkeypatch, capsys, n):
+    """`sample -n 1000000000000000000 --grid h.png` hung: grid_columns searched up to sqrt(n) rows for a layout before
+    the grid's size was checked (-n 1e15: 6 s). The near-square layout, never narrower than the one chosen, is checked
+    first; grid_columns is not asked about such an n."""
+    import gankit.report.grids
+    from gankit.cli import main
+
+    columns = gankit.report.grids.grid_columns
+
+    def bounded(k, *a, **kw):
+        assert k < 10**7, f"grid_columns({k}) searched before the size check"
+        return columns(k, *a, **kw)
+
+    monkeypatch.setattr(gankit.report.grids, "grid_columns", bounded)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", str(n), "--grid", str(tmp_path / "h.png"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    side = math.isqrt(n - 1) + 1
+    assert done.value.code == 2 and err.splitlines() == [err], err
+    assert err.startswith(f"error: --grid of {side} x {-(-n // side)} images at 16px would be {side * 18 + 2} x ")
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--interpolate", "-n", "1000000", "--grid", "w.gif"], "-n 1000000: a walk of that many steps takes 36 GiB"),
+    (["--interpolate", "-n", "1000000", "--out-dir", "w"], "-n 1000000: a walk of that many steps takes 6 GiB"),
+    (["-n", "300000", "--grid", "g.png"], "-n 300000: a grid of that many images takes 2 GiB"),
+    (["-n", "10000000000", "--out-dir", "w"], "-n 10000000000: the noise of that many images takes 596 GiB"),
+], ids=["gif", "walk", "grid", "noise"])
+def test_sample_refuses_an_n_whose_images_cannot_fit_in_memory(trained_run, tmp_path, monkeypatch, capsys, args, said):
+    """`sample --interpolate -n 100000000 --grid w.gif` ran out of memory, and the line then named --batch-size and
+    --resolution, which sample does not have: how much drawing that many holds is checked first (here against a
+    1 GiB machine), with what to ask for instead."""
+    import gankit.evaluate
+    from gankit.cli import main
+    from gankit.sample import LoadedGenerator
+
+    def no_drawing(*a, **k):
+        raise AssertionError("drew images it then could not hold")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(LoadedGenerator, "generate", no_drawing)
+    monkeypatch.setattr(LoadedGenerator, "batches", no_drawing)
+    monkeypatch.setattr(gankit.evaluate, "physical_memory", lambda: 2**30)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), *args, "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.splitlines() == [err] and err.startswith(f"error: {said}"), err
+    assert "more than this machine's 1 GiB of memory: ask for fewer" in err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command, error, said", [
+    ("sample", MemoryError(), "error: this machine ran out of memory: draw fewer images with -n"),
+    ("evaluate", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 1 GiB free."),
+     "error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 1 GiB free.): use a "
+     "smaller -n or --n-real"),
+])
+def test_running_out_of_memory_names_the_commands_own_options(trained_run, tmp_path, monkeypatch, capsys, command,
+                                                              error, said):
+    """The out-of-memory line named train's --batch-size and --resolution, which sample and evaluate do not have."""
+    import gankit.evaluate
+    from gankit.cli import main
+    from gankit.sample import LoadedGenerator
+
+    def out_of_memory(*a, **k):
+        raise error
+
+    monkeypatch.setattr(LoadedGenerator, "batches", out_of_memory)
+    monkeypatch.setattr(gankit.evaluate, "evaluate_run", out_of_memory)
+    with pytest.raises(SystemExit) as done:
+        main([command, str(trained_run), "-n", "4", "--device", "cpu",
+              *(["--grid", str(tmp_path / "g.png")] if command == "sample" else [])])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith(said) and err.count("\n") == 1 and "--batch-size" not in err, err

@@ -201,7 +201,26 @@ def _run_given(command: str, argument: Path | None, option: Path | None) -> Path
 RUN_OPTION_HELP = "The run folder (or file) of the argument, given as gankit train takes it."
 
 
+def _memory_hint(lower: str):
+    """A decorator: running out of memory inside the command is one line naming what ran out and `lower`, what
+    lowers the need with this command's own options (`main`'s line names train's --batch-size and --resolution)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def hint():
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 - anything else goes on to main as it was
+            memory = _out_of_memory(e)
+            if memory is None:
+                raise
+            raise GankitError(f"{memory}: {lower}, or free the memory other programs hold") from None
+
+    return hint()
+
+
 @command
+@_memory_hint("draw fewer images with -n (--out-dir DIR alone draws them a batch at a time)")
 def sample(
     run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file (or give it with --run)."),
     run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
@@ -222,7 +241,7 @@ def sample(
     from torchvision.utils import save_image
 
     from gankit.report.grids import grid_columns
-    from gankit.sample import check_seed, load_run_generator
+    from gankit.sample import check_drawing_memory, check_seed, load_run_generator
 
     run = _run_given("sample", run, run_option)
     if n is not None and n <= 0:
@@ -256,9 +275,15 @@ def sample(
         typer.echo(f"wrote {grid}")
         return
     n = n or 64
-    nrow = n if interpolate else grid_columns(n)  # no empty cell where a rectangle is not too long (3 -> 3 x 1)
-    if grid is not None and not (interpolate and grid.suffix.lower() == ".gif"):
-        _check_grid_size(nrow, math.ceil(n / nrow), gen.cfg.data.resolution, " (an animation: --grid FILE.gif)" if interpolate else "")
+    gif = interpolate and grid is not None and grid.suffix.lower() == ".gif"
+    if grid is not None and not gif:
+        other = " (an animation: --grid FILE.gif)" if interpolate else ""
+        if not interpolate:  # grid_columns searches up to sqrt(n) rows: first the near-square layout, never wider
+            side = math.isqrt(n - 1) + 1
+            _check_grid_size(side, -(-n // side), gen.cfg.data.resolution, other)
+        nrow = n if interpolate else grid_columns(n)  # no empty cell where a rectangle is not too long (3 -> 3 x 1)
+        _check_grid_size(nrow, -(-n // nrow), gen.cfg.data.resolution, other)
+    check_drawing_memory(n, gen.cfg, walk=interpolate, grid=grid is not None, gif=gif)
     if interpolate:
         from gankit.sample import interpolate as walk
 
@@ -304,6 +329,7 @@ def sample(
 
 
 @command
+@_memory_hint("use a smaller -n or --n-real (or --device cpu)")
 def evaluate(
     run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file (or give it with --run)."),
     run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),

@@ -117,6 +117,34 @@ def check_seed(seed: int) -> None:
         raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed}")
 
 
+def drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False) -> int:
+    """Bytes that drawing n images holds at once, at the least: their noise (n x nz float32 on the CPU, a few times
+    over for a walk's slerp) and, when every image is kept (a walk, a grid), the images in float32 twice (drawn, then
+    joined), and a GIF's frames (at least 128 px a side, a byte a pixel, kept while it is encoded)."""
+    noise = n * cfg.model.nz * 4 * (4 if walk else 1)
+    if not (walk or grid):
+        return noise
+    side = cfg.data.resolution
+    frames = n * max(side, 128) ** 2 * 2 if gif else 0
+    return noise + 2 * n * cfg.model.channels * side * side * 4 + frames
+
+
+def check_drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False) -> None:
+    """Refuse -n when drawing that many images (`drawing_memory`; `walk`: --interpolate, `grid`: all of them in one
+    image, `gif`: an animation) cannot fit in this machine's memory: it would fail after minutes of drawing, or get
+    the process killed."""
+    from gankit.evaluate import physical_memory
+
+    total, need = physical_memory(), drawing_memory(n, cfg, walk, grid, gif)
+    if total and need > total:
+        held, fewer = (("a walk of that many steps", "a walk holds every step") if walk else
+                       ("a grid of that many images", "or write them one per file with --out-dir DIR alone, which "
+                        "draws them a batch at a time") if grid else
+                       ("the noise of that many images", "draw them in parts, into several folders with different --seed"))
+        raise GankitError(f"-n {n}: {held} takes {need / 2**30:,.0f} GiB at {cfg.data.resolution}px, more than this "
+                          f"machine's {total / 2**30:,.0f} GiB of memory: ask for fewer ({fewer})")
+
+
 def _config_of(d: dict) -> tuple[Config, list[str]]:
     d = dict(d)
     class_names = list(d.pop("class_names", []) or [])

@@ -343,13 +343,18 @@ def evaluate(
 ):
     """FID and KID of a trained generator against real images, offline."""
     from gankit.evaluate import check_feature_memory, evaluate_run
+    from gankit.metrics import weights_path
+    from gankit.sample import check_seed
 
+    # every cheap check first: the real images' features alone take minutes on a CPU
     run = _run_given("evaluate", run, run_option)
     if n < 2:
         raise GankitError(f"-n must be at least 2 for FID/KID, got {n}")
     check_feature_memory(n, "-n")
     if n_real < 2:
         raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
+    check_seed(seed)
+    weights_path(inception_weights)  # there, and the file it should be
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
     typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_fake']} generated vs {r['n_real']} real)")
 

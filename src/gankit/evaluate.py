@@ -81,8 +81,9 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
     from gankit.data import is_missing, is_relative, label_file_missing, load_dataset
-    from gankit.sample import load_run_generator
+    from gankit.sample import check_seed, load_run_generator
 
+    check_seed(seed)  # before the real images' features, which take minutes on a CPU
     gen = load_run_generator(run, checkpoint, device)
     cfg = gen.cfg
     path = data_path if data_path is not None else cfg.data.path

@@ -319,6 +319,11 @@ CASES = [
     ("evaluate-inception-weights-missing", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2",
                                                           "--inception-weights", str(t / "nope.pt"), "--device", "cpu",
                                                           *_no_inception(mp)], ["nope.pt", "not found"]),
+    ("evaluate-seed-negative", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--seed", "-1",
+                                              "--device", "cpu", *_no_inception(mp)], ["--seed", "got -1"]),
+    ("evaluate-inception-weights-missing", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2",
+                                                          "--inception-weights", str(t / "nope.pt"), "--device", "cpu",
+                                                          *_no_inception(mp)], ["nope.pt", "not found"]),
     ("evaluate-n-real-zero", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--n-real", "0",
                                             "--device", "cpu"], ["--n-real", "at least 2"]),
     ("evaluate-data-missing", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--data", str(t / "nope"),
@@ -377,6 +382,20 @@ def _recipes(t: Path) -> Path:
     for name in ("a.yaml", "b.yml", "notes.txt"):
         _write(folder / name, "train:\n  epochs: 1\n")
     return folder
+
+
+def _no_inception(mp) -> list[str]:
+    """The real images' features (minutes on a CPU) and the dataset behind them must not be reached: a bad argument
+    of `evaluate` is refused before them."""
+    import gankit.data
+    import gankit.evaluate
+
+    def too_late(*a, **k):
+        raise AssertionError("evaluate read the dataset before checking its arguments")
+
+    mp.setattr(gankit.evaluate, "Evaluator", too_late)
+    mp.setattr(gankit.data, "load_dataset", too_late)
+    return []
 
 
 def _no_inception(mp) -> list[str]:

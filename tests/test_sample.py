@@ -509,3 +509,52 @@ def test_running_out_of_memory_names_the_commands_own_options(trained_run, tmp_p
               *(["--grid", str(tmp_path / "g.png")] if command == "sample" else [])])
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.startswith(said) and err.count("\n") == 1 and "--batch-size" not in err, err
+
+
+def test_a_checkpoint_of_another_run_is_named_in_a_warning(trained_run, tmp_path, capsys, monkeypatch):
+    """`sample d1 --checkpoint ac/checkpoints/last.pt` drew ac's images as d1's, and `evaluate` measured them against
+    ac's dataset as d1's FID, without a word. A checkpoint whose config differs from the run folder's config.yaml in
+    a key one run cannot change (config.RESUMABLE_CHANGES) is another run's: a warning names the keys, and evaluate
+    names the dataset it compares with; the run's own checkpoints, and a resumed run's changes, say nothing."""
+    import shutil
+
+    import yaml
+
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+
+    other = shutil.copytree(trained_run, tmp_path / "other", ignore=shutil.ignore_patterns("*.pt", "tensorboard"))
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["data"]["path"], config["model"]["nz"] = str(tmp_path / "elsewhere"), 32
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    ckpt = trained_run / "checkpoints" / "last.pt"
+    capsys.readouterr()
+    gen = load_run_generator(other, ckpt, device="cpu")
+    assert gen.other_run == ["model.nz", "data.path"]
+    assert capsys.readouterr().err == (f"warning: checkpoint '{ckpt}' is not of run '{other}': its config differs in "
+                                       "model.nz, data.path; drawing from the checkpoint's generator, as its own config "
+                                       "describes it\n")
+    assert torch.equal(gen.sample(2, seed=0), load_run_generator(trained_run, device="cpu").sample(2, seed=0))
+
+    class NoInception:
+        def __init__(self, data, *a, **k):
+            self.data = data
+
+        def __call__(self, generate, n_fake, batch_size=50):
+            return {"fid": 1.0, "dataset": self.data}
+
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", NoInception)
+    evaluated = evaluate_run(other, None, ckpt, n_fake=2, n_real=2, device="cpu")
+    dataset = yaml.safe_load((trained_run / "config.yaml").read_text())["data"]["path"]
+    assert len(evaluated["dataset"].images) == 32  # the checkpoint's run's images, not the run folder's (no such)
+    assert (f"warning: FID and KID compare the checkpoint's images with its own run's dataset '{dataset}' at 16px, "
+            f"not with the dataset of run '{other}': pass --data DIR") in capsys.readouterr().err
+
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    config["train"]["epochs"], config["log"]["every"] = 9, 7  # what a resume may change: still the same run
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    for run, checkpoint in ((trained_run, ckpt), (trained_run, trained_run / "generator.safetensors"), (other, ckpt)):
+        assert load_run_generator(run, checkpoint, device="cpu").other_run == []
+    (other / "config.yaml").unlink()  # a folder that cannot tell: nothing said
+    assert load_run_generator(other, ckpt, device="cpu").other_run == []
+    assert capsys.readouterr().err == ""

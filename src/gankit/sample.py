@@ -9,10 +9,10 @@ import torch
 
 from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
-from gankit.console import warn
+from gankit.console import short_list, warn
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
-from gankit.layout import CHECKPOINTS_DIR, GENERATOR_FILE
+from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE
 from gankit.models import build_generator, sample_z
 from gankit.models.layers import use_thin_conv
 from gankit.tricks import ema_sampler, ema_weights
@@ -27,6 +27,7 @@ class LoadedGenerator:
 
     def __init__(self, G: torch.nn.Module, cfg: Config, class_names: list[str], device: torch.device):
         self.G, self.cfg, self.class_names, self.device = G, cfg, class_names, device
+        self.other_run: list[str] = []  # the config keys of the run folder given that its checkpoint differs in
 
     @property
     def conditional(self) -> bool:
@@ -156,11 +157,15 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     run = Path(run)
     if checkpoint is None and run.is_file():
         checkpoint = run
+    other_run = []
     if checkpoint is None:
         checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)
     else:
         checkpoint = Path(checkpoint)
         weights, cfg, class_names, ema = _file_generator(checkpoint)
+        if run.is_dir() and (other_run := _other_run(run, cfg)):
+            warn(f"checkpoint '{checkpoint}' is not of run '{run}': its config differs in "
+                 f"{short_list(other_run)}; drawing from the checkpoint's generator, as its own config describes it")
     dev = resolve_device(device)
     G = build_generator(cfg)
     try:
@@ -173,7 +178,23 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     G.to(dev).eval()
     if ema:  # a checkpoint's EMA generator, as the run's samples, FID and generator.safetensors use it
         G = ema_sampler(G, cfg).eval()
-    return LoadedGenerator(G, cfg, class_names, dev)
+    gen = LoadedGenerator(G, cfg, class_names, dev)
+    gen.other_run = other_run
+    return gen
+
+
+def _other_run(run: Path, cfg: Config) -> list[str]:
+    """The config keys in which a checkpoint's `cfg` differs from the run folder's config.yaml, leaving out those a
+    resume of one run may change (config.RESUMABLE_CHANGES): a checkpoint of that run differs in none. [] where the
+    folder has no readable config.yaml to tell."""
+    from gankit.config import incompatible_changes, read_yaml
+
+    try:
+        saved = from_dict(read_yaml(run / CONFIG_FILE))
+    except (GankitError, OSError):  # no config.yaml (a folder holding a shared generator), or not one of gankit's
+        return []
+    keys = [change.split(":")[0] for change in incompatible_changes(saved, cfg)]
+    return sorted(keys, key=lambda k: not k.startswith("model."))  # the model's first: they tell most
 
 
 def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], bool]:

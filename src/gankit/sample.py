@@ -212,13 +212,29 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
             damaged = e
     found = load_latest_checkpoint(run / CHECKPOINTS_DIR)
     if found is None:
-        raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
-                       f"train it first (gankit train --run {shlex.quote(str(run))})")
+        raise RunError(_not_a_run(run))
     state, path = found
     if damaged is not None:  # written with last.pt, so the same generator when that one is used
         warn(f"'{exported}' cannot be used ({str(damaged)[:120]}...); drawing from {path} (iteration "
              f"{state.get('iteration', '?')}) instead")
     return (path, *_file_generator(path, state))
+
+
+def _not_a_run(folder: Path) -> str:
+    """Why a folder with neither generator.safetensors nor checkpoints/*.pt has nothing to draw from, and what to pass
+    instead: a run's checkpoints/ folder (its parent, or one of its files), a folder gankit train did not make (no
+    config.yaml), or a run that has not saved yet."""
+    from gankit.checkpoint import checkpoint_candidates
+
+    held = checkpoint_candidates(folder)
+    if held:
+        return (f"'{folder}' holds checkpoints, not a run: pass the run folder '{folder.parent}' (its parent) instead, "
+                f"or one checkpoint: --checkpoint {held[0]}")
+    if not (folder / CONFIG_FILE).is_file():
+        return (f"'{folder}' is not a gankit run folder (it has no {CONFIG_FILE}, {GENERATOR_FILE} or "
+                f"{CHECKPOINTS_DIR}/): pass a folder made by gankit train, or a .safetensors / .pt file it wrote")
+    return (f"run folder '{folder}' has no generator.safetensors or checkpoint yet: "
+            f"train it first (gankit train --run {shlex.quote(str(folder))})")
 
 
 def _file_generator(path: Path, state: dict | None = None) -> tuple[dict, Config, list[str], bool]:

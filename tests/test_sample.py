@@ -511,6 +511,33 @@ def test_running_out_of_memory_names_the_commands_own_options(trained_run, tmp_p
     assert done.value.code == 2 and err.startswith(said) and err.count("\n") == 1 and "--batch-size" not in err, err
 
 
+def test_a_conditional_walk_says_its_class_and_takes_one_label(conditional_gen, tmp_path, monkeypatch):
+    """An ACGAN `sample --interpolate` walked class 0 without a word, and `--label fire --label water` dropped water."""
+    from typer.testing import CliRunner
+
+    import gankit.sample
+    from gankit.cli import app
+
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
+    walked, generate = [], conditional_gen.generate
+    monkeypatch.setattr(conditional_gen, "generate", lambda z, labels=None, batch_size=256:
+                        walked.append(labels) or generate(z, labels))
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", "run", "--interpolate", "-n", "3", "--grid", str(tmp_path / "a.png")])
+    assert r.exit_code == 0, r.output
+    assert "the walk draws class 'fire' (the run's first): --label NAME walks another" in r.output
+    r = runner.invoke(app, ["sample", "run", "--interpolate", "-n", "3", "--label", "water", "--grid",
+                            str(tmp_path / "b.png")])
+    assert r.exit_code == 0 and "the walk draws" not in r.output, r.output
+    assert [y.tolist() for y in walked] == [[0, 0, 0], [2, 2, 2]]
+    r = runner.invoke(app, ["sample", "run", "--interpolate", "--label", "fire", "--label", "water", "--grid",
+                            str(tmp_path / "c.png")])
+    assert isinstance(r.exception, GankitError) and not (tmp_path / "c.png").exists()
+    assert str(r.exception) == ("--interpolate walks one class, got 2 --label (fire, water): give one --label, and run "
+                                "the command once per class")
+    assert len(walked) == 2
+
+
 def test_a_checkpoint_of_another_run_is_named_in_a_warning(trained_run, tmp_path, capsys, monkeypatch):
     """`sample d1 --checkpoint ac/checkpoints/last.pt` drew ac's images as d1's, and `evaluate` measured them against
     ac's dataset as d1's FID, without a word. A checkpoint whose config differs from the run folder's config.yaml in

@@ -249,6 +249,9 @@ def sample(
     check_seed(seed)
     if same_noise_labels and (interpolate or out_dir is not None):
         raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")
+    if interpolate and len(label) > 1:
+        raise GankitError(f"--interpolate walks one class, got {len(label)} --label ({', '.join(label)}): give one "
+                          "--label, and run the command once per class")
     if grid is None and out_dir is None:
         grid = Path("samples.png")
     if grid is not None:
@@ -287,6 +290,8 @@ def sample(
     if interpolate:
         from gankit.sample import interpolate as walk
 
+        if gen.conditional and not classes:
+            console.info(f"the walk draws class '{gen.labels[0]}' (the run's first): --label NAME walks another")
         images = walk(gen, seed, seed + 1, n, label=classes[0] if classes else 0)
         if grid is not None and grid.suffix.lower() == ".gif":
             from gankit.report.gif import frames_gif

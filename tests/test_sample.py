@@ -585,3 +585,12 @@ def test_a_checkpoint_of_another_run_is_named_in_a_warning(trained_run, tmp_path
     (other / "config.yaml").unlink()  # a folder that cannot tell: nothing said
     assert load_run_generator(other, ckpt, device="cpu").other_run == []
     assert capsys.readouterr().err == ""
+
+
+def test_one_image_is_said_as_one(trained_run, tmp_path, capsys):
+    """It said "wrote 1 images to ..."."""
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", "1", "--out-dir", str(tmp_path / "one"), "--device", "cpu"])
+    assert done.value.code == 0 and f"wrote 1 image to {tmp_path / 'one'}\n" in capsys.readouterr().out

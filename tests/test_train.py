@@ -350,7 +350,8 @@ def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     before = (run / "checkpoints/last.pt").stat().st_mtime_ns
     run_training(tiny_layers(image_folder, epochs=1), run)
-    assert "already complete" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already complete" in err and " of 1 epoch, " in err and "1 epochs" not in err, err  # "of 1 epochs" it said
     assert (run / "checkpoints/last.pt").stat().st_mtime_ns == before
 
 

@@ -321,7 +321,7 @@ def sample(
             raise Interrupted(f"interrupted: {i} of {n} images written to {out_dir} (00000.png to {i - 1:05d}.png); "
                               "draw the rest into another folder with another --seed, or delete it and draw again") \
                 from None
-        typer.echo(f"wrote {n} images to {out_dir}")
+        typer.echo(f"wrote {console.count(n, 'image')} to {out_dir}")
         batches = kept
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)

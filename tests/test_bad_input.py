@@ -283,7 +283,13 @@ CASES = [
        ["--threshold", "between 0 and 1", f"got {value}"]) for name, value in
       (("negative", "-1"), ("zero", "0"), ("one", "1"), ("above-one", "2.5"), ("nan", "nan"))],
     # --- sampling
-    ("sample-no-checkpoint", sample(lambda t: _mkdir(t / "run")), ["no generator.safetensors or checkpoint", "gankit train"]),
+    ("sample-no-checkpoint", sample(run_with_config), ["no generator.safetensors or checkpoint", "gankit train"]),
+    ("sample-not-a-run-folder", sample(lambda t: _write(_mkdir(t / "notrun") / "readme", "hi").parent),
+     ["/notrun' is not a gankit run folder", "no config.yaml", "made by gankit train"]),
+    ("evaluate-not-a-run-folder", lambda t, mp: ["evaluate", str(_mkdir(t / "notrun")), "-n", "2", "--device", "cpu"],
+     ["/notrun' is not a gankit run folder"]),
+    ("sample-run-is-its-checkpoints-folder", sample(lambda t: _checkpoints(t).parent),
+     ["run/checkpoints' holds checkpoints, not a run", "run' (its parent)", "--checkpoint", "run/checkpoints/last.pt"]),
     ("sample-missing-run", sample(lambda t: t / "nope"), ["does not exist"]),
     ("sample-corrupt-checkpoint", sample(lambda t: _mkdir(t / "run"), "--checkpoint",
                                         lambda t: _write(t / "c.pt", "garbage")), ["c.pt", "corrupt"]),
@@ -294,6 +300,12 @@ CASES = [
      ["g.safetensors", "do not fit", "size mismatch"]),
     ("sample-checkpoint-is-a-folder", sample(run_with_generator, "--checkpoint", lambda t: _mkdir(t / "other")),
      ["other", "is a folder", "last.pt"]),
+    ("sample-checkpoint-is-the-checkpoints-folder", sample(run_with_generator, "--checkpoint",
+                                                          lambda t: _checkpoints(t).parent),
+     ["checkpoints' is a folder", "e.g. ", "/run/checkpoints/last.pt, ", "/run/checkpoints/epoch_0002.pt"]),
+    ("evaluate-checkpoint-is-a-run-folder", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2",
+                                                           "--checkpoint", str(_checkpoints(t).parent.parent)],
+     ["run' is a folder", "/run/generator.safetensors, ", "/run/checkpoints/last.pt"]),
     ("sample-bad-device", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "gpu"],
      ["--device", "'gpu'", "cuda:N"]),
     ("fid-weights-is-a-folder", lambda t, mp: ["fid", str(images(t)), str(images(t, name="b")), "--inception-weights",
@@ -318,6 +330,11 @@ CASES = [
                                                 "--grid", str(_write(t / "f.txt", "x") / "g.png")],
      ["f.txt", "is a file where gankit needs a folder", "move or delete it"]),
     # --- evaluation and reports
+    ("evaluate-seed-negative", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--seed", "-1",
+                                              "--device", "cpu", *_no_inception(mp)], ["--seed", "got -1"]),
+    ("evaluate-inception-weights-missing", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2",
+                                                          "--inception-weights", str(t / "nope.pt"), "--device", "cpu",
+                                                          *_no_inception(mp)], ["nope.pt", "not found"]),
     ("evaluate-n-real-zero", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--n-real", "0",
                                             "--device", "cpu"], ["--n-real", "at least 2"]),
     ("evaluate-data-missing", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--data", str(t / "nope"),
@@ -376,6 +393,28 @@ def _recipes(t: Path) -> Path:
     for name in ("a.yaml", "b.yml", "notes.txt"):
         _write(folder / name, "train:\n  epochs: 1\n")
     return folder
+
+
+def _checkpoints(t: Path) -> Path:
+    """run/checkpoints/ holding (empty) last.pt and epoch_0002.pt: what a folder given for a file is told to name."""
+    folder = _mkdir(_mkdir(t / "run") / "checkpoints")
+    for name in ("last.pt", "epoch_0002.pt"):
+        _write(folder / name, "")
+    return folder / "last.pt"
+
+
+def _no_inception(mp) -> list[str]:
+    """The real images' features (minutes on a CPU) and the dataset behind them must not be reached: a bad argument
+    of `evaluate` is refused before them."""
+    import gankit.data
+    import gankit.evaluate
+
+    def too_late(*a, **k):
+        raise AssertionError("evaluate read the dataset before checking its arguments")
+
+    mp.setattr(gankit.evaluate, "Evaluator", too_late)
+    mp.setattr(gankit.data, "load_dataset", too_late)
+    return []
 
 
 def _mkdir(path: Path) -> Path:

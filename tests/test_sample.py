@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -429,3 +430,167 @@ def test_interpolate_walks_from_the_given_seed(trained_run, tmp_path, monkeypatc
 def test_a_class_index_out_of_range_is_a_one_line_error(conditional_gen):
     with pytest.raises(GankitError, match=r"labels must be 2 class indices in \[0, 3\), got \[0, 3\]"):
         conditional_gen.sample(2, seed=0, labels=torch.tensor([0, 3]))
+
+
+# ------------------------------------------------------------------ what sample and evaluate check before drawing
+
+
+@pytest.mark.parametrize("n", [10**18, 2**63, 10**23, 10**15])
+def test_a_grid_of_an_enormous_n_is_refused_at_once(trained_run, tmp_path, monkeypatch, capsys, n):
+    """`sample -n 1000000000000000000 --grid h.png` hung: grid_columns searched up to sqrt(n) rows for a layout before
+    the grid's size was checked (-n 1e15: 6 s). The near-square layout, never narrower than the one chosen, is checked
+    first; grid_columns is not asked about such an n."""
+    import gankit.report.grids
+    from gankit.cli import main
+
+    columns = gankit.report.grids.grid_columns
+
+    def bounded(k, *a, **kw):
+        assert k < 10**7, f"grid_columns({k}) searched before the size check"
+        return columns(k, *a, **kw)
+
+    monkeypatch.setattr(gankit.report.grids, "grid_columns", bounded)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", str(n), "--grid", str(tmp_path / "h.png"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    side = math.isqrt(n - 1) + 1
+    assert done.value.code == 2 and err.splitlines() == [err], err
+    assert err.startswith(f"error: --grid of {side} x {-(-n // side)} images at 16px would be {side * 18 + 2} x ")
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--interpolate", "-n", "1000000", "--grid", "w.gif"], "-n 1000000: a walk of that many steps takes 36 GiB"),
+    (["--interpolate", "-n", "1000000", "--out-dir", "w"], "-n 1000000: a walk of that many steps takes 6 GiB"),
+    (["-n", "300000", "--grid", "g.png"], "-n 300000: a grid of that many images takes 2 GiB"),
+    (["-n", "10000000000", "--out-dir", "w"], "-n 10000000000: the noise of that many images takes 596 GiB"),
+], ids=["gif", "walk", "grid", "noise"])
+def test_sample_refuses_an_n_whose_images_cannot_fit_in_memory(trained_run, tmp_path, monkeypatch, capsys, args, said):
+    """`sample --interpolate -n 100000000 --grid w.gif` ran out of memory, and the line then named --batch-size and
+    --resolution, which sample does not have: how much drawing that many holds is checked first (here against a
+    1 GiB machine), with what to ask for instead."""
+    import gankit.evaluate
+    from gankit.cli import main
+    from gankit.sample import LoadedGenerator
+
+    def no_drawing(*a, **k):
+        raise AssertionError("drew images it then could not hold")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(LoadedGenerator, "generate", no_drawing)
+    monkeypatch.setattr(LoadedGenerator, "batches", no_drawing)
+    monkeypatch.setattr(gankit.evaluate, "physical_memory", lambda: 2**30)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), *args, "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.splitlines() == [err] and err.startswith(f"error: {said}"), err
+    assert "more than this machine's 1 GiB of memory: ask for fewer" in err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command, error, said", [
+    ("sample", MemoryError(), "error: this machine ran out of memory: draw fewer images with -n"),
+    ("evaluate", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 1 GiB free."),
+     "error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 1 GiB free.): use a "
+     "smaller -n or --n-real"),
+])
+def test_running_out_of_memory_names_the_commands_own_options(trained_run, tmp_path, monkeypatch, capsys, command,
+                                                              error, said):
+    """The out-of-memory line named train's --batch-size and --resolution, which sample and evaluate do not have."""
+    import gankit.evaluate
+    from gankit.cli import main
+    from gankit.sample import LoadedGenerator
+
+    def out_of_memory(*a, **k):
+        raise error
+
+    monkeypatch.setattr(LoadedGenerator, "batches", out_of_memory)
+    monkeypatch.setattr(gankit.evaluate, "evaluate_run", out_of_memory)
+    with pytest.raises(SystemExit) as done:
+        main([command, str(trained_run), "-n", "4", "--device", "cpu",
+              *(["--grid", str(tmp_path / "g.png")] if command == "sample" else [])])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith(said) and err.count("\n") == 1 and "--batch-size" not in err, err
+
+
+def test_a_conditional_walk_says_its_class_and_takes_one_label(conditional_gen, tmp_path, monkeypatch):
+    """An ACGAN `sample --interpolate` walked class 0 without a word, and `--label fire --label water` dropped water."""
+    from typer.testing import CliRunner
+
+    import gankit.sample
+    from gankit.cli import app
+
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
+    walked, generate = [], conditional_gen.generate
+    monkeypatch.setattr(conditional_gen, "generate", lambda z, labels=None, batch_size=256:
+                        walked.append(labels) or generate(z, labels))
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", "run", "--interpolate", "-n", "3", "--grid", str(tmp_path / "a.png")])
+    assert r.exit_code == 0, r.output
+    assert "the walk draws class 'fire' (the run's first): --label NAME walks another" in r.output
+    r = runner.invoke(app, ["sample", "run", "--interpolate", "-n", "3", "--label", "water", "--grid",
+                            str(tmp_path / "b.png")])
+    assert r.exit_code == 0 and "the walk draws" not in r.output, r.output
+    assert [y.tolist() for y in walked] == [[0, 0, 0], [2, 2, 2]]
+    r = runner.invoke(app, ["sample", "run", "--interpolate", "--label", "fire", "--label", "water", "--grid",
+                            str(tmp_path / "c.png")])
+    assert isinstance(r.exception, GankitError) and not (tmp_path / "c.png").exists()
+    assert str(r.exception) == ("--interpolate walks one class, got 2 --label (fire, water): give one --label, and run "
+                                "the command once per class")
+    assert len(walked) == 2
+
+
+def test_a_checkpoint_of_another_run_is_named_in_a_warning(trained_run, tmp_path, capsys, monkeypatch):
+    """`sample d1 --checkpoint ac/checkpoints/last.pt` drew ac's images as d1's, and `evaluate` measured them against
+    ac's dataset as d1's FID, without a word. A checkpoint whose config differs from the run folder's config.yaml in
+    a key one run cannot change (config.RESUMABLE_CHANGES) is another run's: a warning names the keys, and evaluate
+    names the dataset it compares with; the run's own checkpoints, and a resumed run's changes, say nothing."""
+    import shutil
+
+    import yaml
+
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+
+    other = shutil.copytree(trained_run, tmp_path / "other", ignore=shutil.ignore_patterns("*.pt", "tensorboard"))
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["data"]["path"], config["model"]["nz"] = str(tmp_path / "elsewhere"), 32
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    ckpt = trained_run / "checkpoints" / "last.pt"
+    capsys.readouterr()
+    gen = load_run_generator(other, ckpt, device="cpu")
+    assert gen.other_run == ["model.nz", "data.path"]
+    assert capsys.readouterr().err == (f"warning: checkpoint '{ckpt}' is not of run '{other}': its config differs in "
+                                       "model.nz, data.path; drawing from the checkpoint's generator, as its own config "
+                                       "describes it\n")
+    assert torch.equal(gen.sample(2, seed=0), load_run_generator(trained_run, device="cpu").sample(2, seed=0))
+
+    class NoInception:
+        def __init__(self, data, *a, **k):
+            self.data = data
+
+        def __call__(self, generate, n_fake, batch_size=50):
+            return {"fid": 1.0, "dataset": self.data}
+
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", NoInception)
+    evaluated = evaluate_run(other, None, ckpt, n_fake=2, n_real=2, device="cpu")
+    dataset = yaml.safe_load((trained_run / "config.yaml").read_text())["data"]["path"]
+    assert len(evaluated["dataset"].images) == 32  # the checkpoint's run's images, not the run folder's (no such)
+    assert (f"warning: FID and KID compare the checkpoint's images with its own run's dataset '{dataset}' at 16px, "
+            f"not with the dataset of run '{other}': pass --data DIR") in capsys.readouterr().err
+
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    config["train"]["epochs"], config["log"]["every"] = 9, 7  # what a resume may change: still the same run
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    for run, checkpoint in ((trained_run, ckpt), (trained_run, trained_run / "generator.safetensors"), (other, ckpt)):
+        assert load_run_generator(run, checkpoint, device="cpu").other_run == []
+    (other / "config.yaml").unlink()  # a folder that cannot tell: nothing said
+    assert load_run_generator(other, ckpt, device="cpu").other_run == []
+    assert capsys.readouterr().err == ""
+
+
+def test_one_image_is_said_as_one(trained_run, tmp_path, capsys):
+    """It said "wrote 1 images to ..."."""
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", "1", "--out-dir", str(tmp_path / "one"), "--device", "cpu"])
+    assert done.value.code == 0 and f"wrote 1 image to {tmp_path / 'one'}\n" in capsys.readouterr().out

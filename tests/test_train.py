@@ -350,10 +350,11 @@ def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     before = (run / "checkpoints/last.pt").stat().st_mtime_ns
     run_training(tiny_layers(image_folder, epochs=1), run)
-    assert "already complete" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already complete" in err and " of 1 epoch, " in err and "1 epochs" not in err, err  # "of 1 epochs" it said
     assert (run / "checkpoints/last.pt").stat().st_mtime_ns == before
     run_training(tiny_layers(image_folder, epochs=1, max_steps=2), run)  # a budget below what it trained: no change
-    assert "already complete (4 iterations, 1 of 1 epochs" in capsys.readouterr().err
+    assert "already complete (4 iterations, 1 of 1 epoch," in capsys.readouterr().err
     config = yaml.safe_load((run / "config.yaml").read_text())["train"]
     assert (config["epochs"], config["max_steps"]) == (1, None)  # the run's own budget, not the command's
     layers = tiny_layers(image_folder, epochs=1)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 
 from gankit import distributed
-from gankit.console import warn
+from gankit.console import short_list, warn
 from gankit.errors import RunError
 from gankit.layout import CHECKPOINTS_DIR, PLOTS_DIR, SAMPLES_DIR
 
@@ -198,8 +198,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     explain broken files in one line (RunError)."""
     path = Path(path)
     if path.is_dir():
-        raise RunError(f"checkpoint '{path}' is a folder: pass a checkpoint file (e.g. {path / 'checkpoints' / 'last.pt'}"
-                       ", or a .safetensors file)")
+        raise RunError(f"checkpoint '{path}' is a folder: pass a checkpoint file ({files_in(path)})")
     if not path.is_file():
         there = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
         hint = f": that folder holds {', '.join(there)}" if there else ""
@@ -224,6 +223,20 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if stored is not None and stored != state_digest(state):
         raise RunError(f"checkpoint '{path}' is corrupt: its content does not match the sha256 stored in it")
     return state
+
+
+def files_in(folder: Path) -> str:
+    """The checkpoint files a folder given in place of one holds, as a hint: its own (a checkpoints/ folder), else
+    those of a run folder (its generator.safetensors and checkpoints/), else what such a file is."""
+    folder = Path(folder)
+    found = []
+    for where in (folder, folder / CHECKPOINTS_DIR):
+        if where.is_dir():
+            found += checkpoint_candidates(where) + [where / BEST] * (where / BEST).is_file()
+            found += sorted(where.glob("*.safetensors"))
+    if not found:
+        return f"a run's {CHECKPOINTS_DIR}/{LAST}, or a .safetensors file"
+    return "e.g. " + short_list([str(p) for p in found])
 
 
 def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:

@@ -206,7 +206,26 @@ def _run_given(command: str, argument: Path | None, option: Path | None) -> Path
 RUN_OPTION_HELP = "The run folder (or file) of the argument, given as gankit train takes it."
 
 
+def _memory_hint(lower: str):
+    """A decorator: running out of memory inside the command is one line naming what ran out and `lower`, what
+    lowers the need with this command's own options (`main`'s line names train's --batch-size and --resolution)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def hint():
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 - anything else goes on to main as it was
+            memory = _out_of_memory(e)
+            if memory is None:
+                raise
+            raise GankitError(f"{memory}: {lower}, or free the memory other programs hold") from None
+
+    return hint()
+
+
 @command
+@_memory_hint("draw fewer images with -n (--out-dir DIR alone draws them a batch at a time)")
 def sample(
     run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (uses its generator.safetensors), or a .safetensors / .pt file (or give it with --run)."),
     run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
@@ -227,7 +246,7 @@ def sample(
     from torchvision.utils import save_image
 
     from gankit.report.grids import grid_columns
-    from gankit.sample import check_seed, load_run_generator
+    from gankit.sample import check_drawing_memory, check_seed, load_run_generator
 
     run = _run_given("sample", run, run_option)
     if n is not None and n <= 0:
@@ -235,6 +254,9 @@ def sample(
     check_seed(seed)
     if same_noise_labels and (interpolate or out_dir is not None):
         raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")
+    if interpolate and len(label) > 1:
+        raise GankitError(f"--interpolate walks one class, got {len(label)} --label ({', '.join(label)}): give one "
+                          "--label, and run the command once per class")
     if grid is None and out_dir is None:
         grid = Path("samples.png")
     if grid is not None:
@@ -261,12 +283,20 @@ def sample(
         typer.echo(f"wrote {grid}")
         return
     n = n or 64
-    nrow = n if interpolate else grid_columns(n)  # no empty cell where a rectangle is not too long (3 -> 3 x 1)
-    if grid is not None and not (interpolate and grid.suffix.lower() == ".gif"):
-        _check_grid_size(nrow, math.ceil(n / nrow), gen.cfg.data.resolution, " (an animation: --grid FILE.gif)" if interpolate else "")
+    gif = interpolate and grid is not None and grid.suffix.lower() == ".gif"
+    if grid is not None and not gif:
+        other = " (an animation: --grid FILE.gif)" if interpolate else ""
+        if not interpolate:  # grid_columns searches up to sqrt(n) rows: first the near-square layout, never wider
+            side = math.isqrt(n - 1) + 1
+            _check_grid_size(side, -(-n // side), gen.cfg.data.resolution, other)
+        nrow = n if interpolate else grid_columns(n)  # no empty cell where a rectangle is not too long (3 -> 3 x 1)
+        _check_grid_size(nrow, -(-n // nrow), gen.cfg.data.resolution, other)
+    check_drawing_memory(n, gen.cfg, walk=interpolate, grid=grid is not None, gif=gif)
     if interpolate:
         from gankit.sample import interpolate as walk
 
+        if gen.conditional and not classes:
+            console.info(f"the walk draws class '{gen.labels[0]}' (the run's first): --label NAME walks another")
         images = walk(gen, seed, seed + 1, n, label=classes[0] if classes else 0)
         if grid is not None and grid.suffix.lower() == ".gif":
             from gankit.report.gif import frames_gif
@@ -296,7 +326,7 @@ def sample(
             raise Interrupted(f"interrupted: {i} of {n} images written to {out_dir} (00000.png to {i - 1:05d}.png); "
                               "draw the rest into another folder with another --seed, or delete it and draw again") \
                 from None
-        typer.echo(f"wrote {n} images to {out_dir}")
+        typer.echo(f"wrote {console.count(n, 'image')} to {out_dir}")
         batches = kept
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)
@@ -309,6 +339,7 @@ def sample(
 
 
 @command
+@_memory_hint("use a smaller -n or --n-real (or --device cpu)")
 def evaluate(
     run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file (or give it with --run)."),
     run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
@@ -322,13 +353,18 @@ def evaluate(
 ):
     """FID and KID of a trained generator against real images, offline."""
     from gankit.evaluate import check_feature_memory, evaluate_run
+    from gankit.metrics import weights_path
+    from gankit.sample import check_seed
 
+    # every cheap check first: the real images' features alone take minutes on a CPU
     run = _run_given("evaluate", run, run_option)
     if n < 2:
         raise GankitError(f"-n must be at least 2 for FID/KID, got {n}")
     check_feature_memory(n, "-n")
     if n_real < 2:
         raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
+    check_seed(seed)
+    weights_path(inception_weights)  # there, and the file it should be
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
     typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_fake']} generated vs {r['n_real']} real)")
 

@@ -244,7 +244,7 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
     if isinstance(feats, torch.Tensor) and feats.shape == (n, NUM_FEATURES):
         return feats.double()
     if progress:
-        console.info(f"FID: Inception features of {n} images (once: they are cached for the next time)")
+        console.info(f"FID: Inception features of {console.count(n, 'image')} (once: they are cached for the next time)")
     feats = extract_features(images, extractor, batch_size=batch_size, progress=progress, stop=stop)
     cache.write(path, {"key": full_key, "features": feats.float()},  # float32 on disk: half the size, 7 digits
                 "these Inception features will be computed again next time")

@@ -9,10 +9,10 @@ import torch
 
 from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
-from gankit.console import warn
+from gankit.console import short_list, warn
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
-from gankit.layout import CHECKPOINTS_DIR, GENERATOR_FILE
+from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE
 from gankit.models import build_generator, sample_z
 from gankit.models.layers import use_thin_conv
 from gankit.tricks import ema_sampler, ema_weights
@@ -27,6 +27,7 @@ class LoadedGenerator:
 
     def __init__(self, G: torch.nn.Module, cfg: Config, class_names: list[str], device: torch.device):
         self.G, self.cfg, self.class_names, self.device = G, cfg, class_names, device
+        self.other_run: list[str] = []  # the config keys of the run folder given that its checkpoint differs in
 
     @property
     def conditional(self) -> bool:
@@ -117,6 +118,34 @@ def check_seed(seed: int) -> None:
         raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed}")
 
 
+def drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False) -> int:
+    """Bytes that drawing n images holds at once, at the least: their noise (n x nz float32 on the CPU, a few times
+    over for a walk's slerp) and, when every image is kept (a walk, a grid), the images in float32 twice (drawn, then
+    joined), and a GIF's frames (at least 128 px a side, a byte a pixel, kept while it is encoded)."""
+    noise = n * cfg.model.nz * 4 * (4 if walk else 1)
+    if not (walk or grid):
+        return noise
+    side = cfg.data.resolution
+    frames = n * max(side, 128) ** 2 * 2 if gif else 0
+    return noise + 2 * n * cfg.model.channels * side * side * 4 + frames
+
+
+def check_drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False) -> None:
+    """Refuse -n when drawing that many images (`drawing_memory`; `walk`: --interpolate, `grid`: all of them in one
+    image, `gif`: an animation) cannot fit in this machine's memory: it would fail after minutes of drawing, or get
+    the process killed."""
+    from gankit.evaluate import physical_memory
+
+    total, need = physical_memory(), drawing_memory(n, cfg, walk, grid, gif)
+    if total and need > total:
+        held, fewer = (("a walk of that many steps", "a walk holds every step") if walk else
+                       ("a grid of that many images", "or write them one per file with --out-dir DIR alone, which "
+                        "draws them a batch at a time") if grid else
+                       ("the noise of that many images", "draw them in parts, into several folders with different --seed"))
+        raise GankitError(f"-n {n}: {held} takes {need / 2**30:,.0f} GiB at {cfg.data.resolution}px, more than this "
+                          f"machine's {total / 2**30:,.0f} GiB of memory: ask for fewer ({fewer})")
+
+
 def _config_of(d: dict) -> tuple[Config, list[str]]:
     d = dict(d)
     class_names = list(d.pop("class_names", []) or [])
@@ -128,11 +157,15 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     run = Path(run)
     if checkpoint is None and run.is_file():
         checkpoint = run
+    other_run = []
     if checkpoint is None:
         checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)
     else:
         checkpoint = Path(checkpoint)
         weights, cfg, class_names, ema = _file_generator(checkpoint)
+        if run.is_dir() and (other_run := _other_run(run, cfg)):
+            warn(f"checkpoint '{checkpoint}' is not of run '{run}': its config differs in "
+                 f"{short_list(other_run)}; drawing from the checkpoint's generator, as its own config describes it")
     dev = resolve_device(device)
     G = build_generator(cfg)
     try:
@@ -145,7 +178,23 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     G.to(dev).eval()
     if ema:  # a checkpoint's EMA generator, as the run's samples, FID and generator.safetensors use it
         G = ema_sampler(G, cfg).eval()
-    return LoadedGenerator(G, cfg, class_names, dev)
+    gen = LoadedGenerator(G, cfg, class_names, dev)
+    gen.other_run = other_run
+    return gen
+
+
+def _other_run(run: Path, cfg: Config) -> list[str]:
+    """The config keys in which a checkpoint's `cfg` differs from the run folder's config.yaml, leaving out those a
+    resume of one run may change (config.RESUMABLE_CHANGES): a checkpoint of that run differs in none. [] where the
+    folder has no readable config.yaml to tell."""
+    from gankit.config import incompatible_changes, read_yaml
+
+    try:
+        saved = from_dict(read_yaml(run / CONFIG_FILE))
+    except (GankitError, OSError):  # no config.yaml (a folder holding a shared generator), or not one of gankit's
+        return []
+    keys = [change.split(":")[0] for change in incompatible_changes(saved, cfg)]
+    return sorted(keys, key=lambda k: not k.startswith("model."))  # the model's first: they tell most
 
 
 def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], bool]:
@@ -163,13 +212,29 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
             damaged = e
     found = load_latest_checkpoint(run / CHECKPOINTS_DIR)
     if found is None:
-        raise RunError(f"run folder '{run}' has no generator.safetensors or checkpoint yet: "
-                       f"train it first (gankit train --run {shlex.quote(str(run))})")
+        raise RunError(_not_a_run(run))
     state, path = found
     if damaged is not None:  # written with last.pt, so the same generator when that one is used
         warn(f"'{exported}' cannot be used ({str(damaged)[:120]}...); drawing from {path} (iteration "
              f"{state.get('iteration', '?')}) instead")
     return (path, *_file_generator(path, state))
+
+
+def _not_a_run(folder: Path) -> str:
+    """Why a folder with neither generator.safetensors nor checkpoints/*.pt has nothing to draw from, and what to pass
+    instead: a run's checkpoints/ folder (its parent, or one of its files), a folder gankit train did not make (no
+    config.yaml), or a run that has not saved yet."""
+    from gankit.checkpoint import checkpoint_candidates
+
+    held = checkpoint_candidates(folder)
+    if held:
+        return (f"'{folder}' holds checkpoints, not a run: pass the run folder '{folder.parent}' (its parent) instead, "
+                f"or one checkpoint: --checkpoint {held[0]}")
+    if not (folder / CONFIG_FILE).is_file():
+        return (f"'{folder}' is not a gankit run folder (it has no {CONFIG_FILE}, {GENERATOR_FILE} or "
+                f"{CHECKPOINTS_DIR}/): pass a folder made by gankit train, or a .safetensors / .pt file it wrote")
+    return (f"run folder '{folder}' has no generator.safetensors or checkpoint yet: "
+            f"train it first (gankit train --run {shlex.quote(str(folder))})")
 
 
 def _file_generator(path: Path, state: dict | None = None) -> tuple[dict, Config, list[str], bool]:

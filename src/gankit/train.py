@@ -86,6 +86,12 @@ class _Paced:
 # --------------------------------------------------------------------------- run folder and config
 
 
+def _minutes(seconds: float) -> str:
+    """'1 minute', '2.5 minutes': to 3 significant digits, as the end lines show them."""
+    shown = f"{seconds / 60:.3g}"
+    return f"{shown} minute{'' if shown == '1' else 's'}"
+
+
 def resolution_of(cfg: Config) -> int:
     """data.resolution, or its default: 32 px for a built-in dataset, 64 for a folder."""
     return cfg.data.resolution or (32 if is_builtin(cfg.data.path) else 64)
@@ -259,7 +265,7 @@ def _check_same_images(data, device: torch.device) -> None:
         digest.update(memoryview(t.contiguous().numpy()).cast("B"))  # no copy: ~1 s per GB
     fingerprint = [*data.images.shape, int.from_bytes(digest.digest()[:8], "little", signed=True)]
     if not distributed.same_on_all_ranks(fingerprint, device):
-        raise RunError(f"the processes' images differ ({len(data.images)} images at {data.images.shape[-1]}px from "
+        raise RunError(f"the processes' images differ ({console.count(len(data.images), 'image')} at {data.images.shape[-1]}px from "
                        f"'{data.name}' in process 0): every machine needs the same copy of the dataset")
 
 
@@ -422,17 +428,17 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
         check_feature_memory(cfg.eval.n_fake, "eval.n_fake")
 
     if cfg.train.batch_size > len(data.images) and resuming is not None:  # the run's batch size cannot change
-        raise RunError(f"run '{resuming}' trains batches of {cfg.train.batch_size} images but its dataset "
+        raise RunError(f"run '{resuming}' trains batches of {console.count(cfg.train.batch_size, 'image')} but its dataset "
                        f"'{cfg.data.path}' now holds {len(data.images)}: put back the images it was trained on (or pass "
                        f"--data with them), or train a new {distributed.run_option()} folder")
     if cfg.train.batch_size > len(data.images):
         raise ConfigError(
-            f"train.batch_size {cfg.train.batch_size} is larger than the dataset ({len(data.images)} images): "
+            f"train.batch_size {cfg.train.batch_size} is larger than the dataset ({console.count(len(data.images), 'image')}): "
             f"use --batch-size {max(1, len(data.images))} or less"
         )
     group, local = cfg.model.d_mbstd_group, distributed.local_batch(cfg.train.batch_size)
     if cfg.train.fuse_d and group > 1 and local % group:
-        raise ConfigError(f"model.d_mbstd_group {group} does not divide the {local} images each process gives D, so "
+        raise ConfigError(f"model.d_mbstd_group {group} does not divide the {console.count(local, 'image')} each process gives D, so "
                           "one group would mix real and fake images in the fused D forward: use a batch size that "
                           f"is a multiple of {group} per process, another group, or --set train.fuse_d=false")
     return cfg
@@ -734,8 +740,8 @@ class Trainer:
         old_spe = max(1, saved_images // self.cfg.train.batch_size)
         epochs, within = divmod(self.cursor, old_spe)
         self.cursor = epochs * self.batches.steps_per_epoch + within * self.batches.steps_per_epoch // old_spe
-        console.warn(f"the dataset '{self.cfg.data.path}' holds {now} images, {saved_images} when this run's "
-                     f"checkpoint was written: training goes on with the {now} images, its {console.count(epochs, 'epoch')} "
+        console.warn(f"the dataset '{self.cfg.data.path}' holds {console.count(now, 'image')}, {saved_images} when this run's "
+                     f"checkpoint was written: training goes on with the {console.count(now, 'image')}, its {console.count(epochs, 'epoch')} "
                      "done kept (put back the images it was trained on if that is not what you want)")
 
     def save(self, numbered: bool = False, best: bool = False) -> None:
@@ -1131,11 +1137,11 @@ class Trainer:
             if cfg.log.plots and distributed.is_main() and self._pictures_behind():  # a stop during the last writes
                 self.write_pictures()
             spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
-            epochs = self.cursor / spe
-            epochs = (f"{epochs:.4g} of {cfg.train.epochs} epochs" if epochs <= cfg.train.epochs else
-                      f"{epochs:.4g} epochs, more than the {cfg.train.epochs} asked for")
+            done = self.cursor / spe
+            epochs = (f"{done:.4g} of {console.count(cfg.train.epochs, 'epoch')}" if done <= cfg.train.epochs else
+                      f"{done:.4g} epochs, more than the {cfg.train.epochs} asked for")
             console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, "
-                         f"{epochs}, {self.elapsed / 60:.3g} minutes): raise {' and '.join(spent)} to train longer")
+                         f"{epochs}, {_minutes(self.elapsed)}): raise {' and '.join(spent)} to train longer")
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
@@ -1687,7 +1693,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             console.info(f"{f'resuming from iteration {trainer.iteration}:' if trainer.resumed else 'training'} {run_path} "
                          f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
-                         f"{len(data.images)} images{classes} at {cfg.data.resolution}px, up to {' / '.join(budget)}")
+                         f"{console.count(len(data.images), 'image')}{classes} at {cfg.data.resolution}px, up to {' / '.join(budget)}")
             spe, critic = trainer.batches.steps_per_epoch, t.strategy == "critic"
             per_g = max(t.n_critic, t.critic_boost) if critic else 1
             if per_g > spe:  # a small dataset: one G step's critic batches pass several epochs

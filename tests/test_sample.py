@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_layers
+from gankit.checkpoint import load_checkpoint, save_checkpoint
 from gankit.errors import GankitError
 from gankit.sample import load_run_generator
 from gankit.train import run_training
@@ -582,6 +583,10 @@ def test_a_checkpoint_of_another_run_is_named_in_a_warning(trained_run, tmp_path
     (other / "config.yaml").write_text(yaml.safe_dump(config))
     for run, checkpoint in ((trained_run, ckpt), (trained_run, trained_run / "generator.safetensors"), (other, ckpt)):
         assert load_run_generator(run, checkpoint, device="cpu").other_run == []
+    moved = load_checkpoint(ckpt)  # a checkpoint from before its run's data moved (`train --data NEW_PLACE`): its
+    moved["config"]["data"]["path"] = str(tmp_path / "gone")  # data.path is gone, config.yaml names the new place
+    save_checkpoint(moved, tmp_path / "epoch_0001.pt")
+    assert load_run_generator(trained_run, tmp_path / "epoch_0001.pt", device="cpu").other_run == []
     (other / "config.yaml").unlink()  # a folder that cannot tell: nothing said
     assert load_run_generator(other, ckpt, device="cpu").other_run == []
     assert capsys.readouterr().err == ""

@@ -186,14 +186,17 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
 def _other_run(run: Path, cfg: Config) -> list[str]:
     """The config keys in which a checkpoint's `cfg` differs from the run folder's config.yaml, leaving out those a
     resume of one run may change (config.RESUMABLE_CHANGES): a checkpoint of that run differs in none. [] where the
-    folder has no readable config.yaml to tell."""
+    folder has no readable config.yaml to tell. A checkpoint whose dataset is gone may be the run's from before its
+    data moved (`gankit train --run DIR --data NEW_PLACE`), as a resume allows."""
     from gankit.config import incompatible_changes, read_yaml
+    from gankit.data import is_missing
 
     try:
         saved = from_dict(read_yaml(run / CONFIG_FILE))
     except (GankitError, OSError):  # no config.yaml (a folder holding a shared generator), or not one of gankit's
         return []
-    keys = [change.split(":")[0] for change in incompatible_changes(saved, cfg)]
+    moved = ("data.path", "data.labels") if is_missing(cfg.data.path) else ()
+    keys = [change.split(":")[0] for change in incompatible_changes(saved, cfg, moved)]
     return sorted(keys, key=lambda k: not k.startswith("model."))  # the model's first: they tell most
 
 

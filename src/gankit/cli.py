@@ -185,7 +185,7 @@ def sanity(
     before = ", ".join(f"{v:.3f}" for v in r.mae_before)
     after = ", ".join(f"{v:.3f}" for v in r.mae_after)
     verdict = "PASS" if r.passed else "FAIL"
-    typer.echo(f"{verdict}: mean absolute error {before} -> {after} after {r.iterations} iterations, {r.epochs} epochs "
+    typer.echo(f"{verdict}: mean absolute error {before} -> {after} after {console.count(r.iterations, 'iteration')}, {console.count(r.epochs, 'epoch')} "
                f"(threshold {threshold}); each target beside G's images of it in {r.picture}, samples in "
                f"{r.run_dir / 'samples'}")
     if not r.passed:

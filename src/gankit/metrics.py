@@ -481,7 +481,7 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     Each folder's features are cached under its file listing, so comparing many sample folders with
     one dataset folder pays for the dataset once.
     """
-    from gankit.console import info
+    from gankit.console import count, info
     from gankit.data import load_archive, load_folder
     from gankit.data.archive import extract_archive, is_archive
 
@@ -505,8 +505,9 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
         sets.append(load_archive(root, res, progress=progress) if packed  # its errors name the archive
                     else load_folder(folder, res, progress=progress))
         if progress:
-            info(f"{root}: {len(sets[-1])} images at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"
-                 if res != INPUT_SIZE else f"{root}: {len(sets[-1])} images read at {INPUT_SIZE} px for Inception (those of "
+            images = count(len(sets[-1]), "image")
+            info(f"{root}: {images} at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"
+                 if res != INPUT_SIZE else f"{root}: {images} read at {INPUT_SIZE} px for Inception (those of "
                  "another size center-cropped and resized with Lanczos)")
         if len(sets[-1]) < 2:  # before Inception runs on anything
             raise DataError(f"'{root}' holds {len(sets[-1])} usable image: FID/KID need at least 2 on each side")

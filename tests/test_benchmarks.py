@@ -423,11 +423,12 @@ def test_busy_cores_reads_a_runs_speed_and_the_thread_counts_it_logged(tmp_path,
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "cache"))
     import busy_cores
 
-    rate, counts = busy_cores.train(tmp_path / "run", 16, 3.0, None)
+    steps = ["--max-steps", "30"]  # (a budget in iterations, not seconds: on a loaded machine 3 s gave one line)
+    rate, counts = busy_cores.train(tmp_path / "run", 16, 600.0, None, steps)
     assert rate > 0 and counts and set(counts) <= set(range(1, busy_cores.usable_cores() + 1))
     if busy_cores.usable_cores() > 1:
         assert counts[0] == busy_cores.usable_cores()
-    rate, counts = busy_cores.train(tmp_path / "fixed", 16, 1.0, 1)
+    rate, counts = busy_cores.train(tmp_path / "fixed", 16, 600.0, 1, steps)
     assert rate > 0 and counts and set(counts) == {None}  # --threads: no tuner, no count logged
 
 

@@ -97,9 +97,12 @@ def _flags_layer(**flags) -> dict:
     return layer
 
 
-def _path(value: str) -> Path:
+def _path(value: str | Path) -> Path:
     """A path given on the command line; an empty one (`--run ""`, a variable that was not set) would name the
-    current folder, so it is refused."""
+    current folder, so it is refused. Typer passes an option's default through here too, already a Path (sanity's
+    `runs/sanity`)."""
+    if isinstance(value, Path):
+        return value
     if not value.strip():
         raise typer.BadParameter("is empty: give a folder or file name")
     return Path(value)

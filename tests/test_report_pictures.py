@@ -115,6 +115,22 @@ def test_the_auxiliary_classifier_legend_covers_no_curve(tmp_path):
     assert title.y0 >= box.y1 - 1 and title.y1 <= fig.bbox.y1  # between the axes and the title, inside the figure
 
 
+def test_the_discriminator_accuracy_legend_covers_no_curve(tmp_path):
+    """D's accuracies often sit at 1.0 (a D that wins), where loc='best' put the legend, in the upper right corner,
+    over them: it goes above the panel, under the title, as the auxiliary classifier's does."""
+    run = write_run(tmp_path / "r", step_lines(12, every=3, d_acc_real=lambda s: 0.93 if s == 3 else 1.0,
+                                               d_acc_fake=lambda s: 0.93 if s == 3 else 1.0))
+    fig = plots.accuracy_figure(run)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["d_acc_real", "d_acc_fake"]
+    box, area = legend.get_window_extent(), ax.get_window_extent()
+    assert box.y0 >= area.y1 - 1  # above the plotting area: no curve under it
+    title = ax.title.get_window_extent()
+    assert title.y0 >= box.y1 - 1 and title.y1 <= fig.bbox.y1  # between the axes and the title, inside the figure
+
+
 # ------------------------------------------------------------------------------------------- fonts
 
 

@@ -60,7 +60,7 @@ def test_sample_command_writes_grid_and_files(trained_run, tmp_path):
     files = sorted((tmp_path / "out").glob("*.png"))
     assert len(files) == 6 and Image.open(files[0]).size == (16, 16)
     again = subprocess.run(cmd, capture_output=True, text=True)  # the folder holds a draw: nothing overwritten
-    assert again.returncode == 2 and "already holds 6 image(s)" in again.stderr
+    assert again.returncode == 2 and "already holds 6 images: pass" in again.stderr
     subprocess.run([*cmd[:-3], str(tmp_path / "out2"), "--device", "cpu"], check=True, capture_output=True)
     assert [f.read_bytes() for f in files] == [f.read_bytes() for f in sorted((tmp_path / "out2").glob("*.png"))]
 

@@ -109,6 +109,17 @@ def test_sanity_command_passes_with_its_defaults(tmp_path):
     assert res.output.startswith("PASS: mean absolute error"), res.output
 
 
+def test_sanity_without_run_writes_to_its_default_folder(tmp_path, monkeypatch):
+    """`gankit sanity` as the README gives it, without --run: Typer passes the default `runs/sanity` (a Path) through
+    the path parser, which took only strings and ended the command in an internal error."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["sanity", "--resolution", "16", "--epochs", "1", "--copies", "8",
+                                   "--threshold", "0.99", "--no-progress", "--set", "model.ngf=8",
+                                   "--set", "model.ndf=8", "--set", "train.batch_size=8"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "sanity" / "sanity.png").is_file()
+
+
 def test_sanity_takes_the_recipes_resolution_and_sets_but_not_its_epochs(tmp_path):
     """The flags' defaults (32 px, 50 epochs) overrode a recipe's resolution and even `--set data.resolution=64`. A
     recipe's resolution and every --set now count; a recipe's epochs (a real run's, 300...) give way to the test's

@@ -97,9 +97,12 @@ def _flags_layer(**flags) -> dict:
     return layer
 
 
-def _path(value: str) -> Path:
+def _path(value: str | Path) -> Path:
     """A path given on the command line; an empty one (`--run ""`, a variable that was not set) would name the
-    current folder, so it is refused."""
+    current folder, so it is refused. Typer passes an option's default through here too, already a Path (sanity's
+    `runs/sanity`)."""
+    if isinstance(value, Path):
+        return value
     if not value.strip():
         raise typer.BadParameter("is empty: give a folder or file name")
     return Path(value)
@@ -268,7 +271,7 @@ def sample(
             raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
         there = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in out_dir.iterdir())
         if there:  # overwritten in part, the rest left beside the new ones: `gankit fid` would measure a mix
-            raise GankitError(f"--out-dir '{out_dir}' already holds {there} image(s): pass a new or empty folder "
+            raise GankitError(f"--out-dir '{out_dir}' already holds {console.count(there, 'image')}: pass a new or empty folder "
                               "(or delete them first), so that it holds this draw alone")
     gen = load_run_generator(run, checkpoint, device)
     classes = [gen.label_index(name) for name in label]

@@ -99,9 +99,10 @@ def accuracy_figure(run: Run) -> Figure | None:
             raw_and_smoothed(ax, xs, ys, color=f"C{i + 2}", label=key)
         ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
         ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
-        run_title(ax, run.name, "discriminator accuracy")
+        run_title(ax, run.name, "discriminator accuracy", pad=LEGEND_ABOVE_PAD)
         integer_ticks(ax)
-        ax.legend(loc="best")
+        # above the panel, as the aux one: D's accuracies sit at 1.0 for long stretches, under any corner's legend
+        legend_above(ax, *ax.get_legend_handles_labels())
     if has_aux:
         ax = axes.pop(0)
         for i, (key, xs, ys) in enumerate(aux):
@@ -117,10 +118,15 @@ def accuracy_figure(run: Run) -> Figure | None:
             h2, l2 = ax2.get_legend_handles_labels()
             handles, labels = handles + h2, labels + l2
         # one legend for both y axes, above the panel: inside it ("best" of the left axis alone) covered aux_entropy
-        ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False,
-                  fontsize="small", borderaxespad=0.3, handlelength=1.5, columnspacing=1.2)
-        fig.subplots_adjust(top=0.84)
+        legend_above(ax, handles, labels)
+    fig.subplots_adjust(top=0.84)
     return fig
+
+
+def legend_above(ax, handles, labels) -> None:
+    """One row of legend between the panel and its title (drawn with pad=LEGEND_ABOVE_PAD): no curve under it."""
+    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False,
+              fontsize="small", borderaxespad=0.3, handlelength=1.5, columnspacing=1.2)
 
 
 def fid_figure(run: Run) -> Figure | None:

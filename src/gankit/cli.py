@@ -77,6 +77,8 @@ def command(function):
     @functools.wraps(function)
     def run(*args, **kwargs):
         try:
+            if function.__name__ != "train":
+                _in_one_process(function.__name__)
             return function(*args, **kwargs)
         except KeyboardInterrupt as e:
             said = str(e) if isinstance(e, Interrupted) else "interrupted: stopped before it finished"
@@ -84,6 +86,29 @@ def command(function):
                 console.info(said)
             raise typer.Exit(getattr(e, "exit_code", 130)) from None  # 130; a training stopped by SIGTERM 143, SIGHUP 129
     return app.command(cls=_Command)(run)
+
+
+# How long a torchrun process that does not speak waits, before it stops, for torchrun to stop it once process 0 has
+# said why (`_in_one_process`): stopping first, it would have torchrun stop process 0 before that line.
+QUIET_PROCESS_WAIT = 30.0
+
+
+def _in_one_process(name: str) -> None:
+    """Only `gankit train` uses torchrun's processes: under torchrun any other command would run once per process, each
+    writing the same files (`sanity` said that its run folder was "being trained by another gankit process", or, its
+    process 0 stopped by torchrun, "SIGTERM: stopped before it finished"). It stops with one line, process 0's (and
+    that of the first process of each machine); the others wait for torchrun to stop them, so that their exit does
+    not have torchrun stop process 0 before it says it."""
+    from gankit import distributed
+
+    if not distributed.launched():
+        return
+    if not console.speaks_on_its_machine():
+        import time
+
+        time.sleep(QUIET_PROCESS_WAIT)
+    raise GankitError(f"gankit {name} runs in one process: only gankit train uses torchrun's processes; run "
+                      f"'gankit {name} ...' without torchrun")
 
 
 def _flags_layer(**flags) -> dict:

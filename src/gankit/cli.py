@@ -192,7 +192,7 @@ def sanity(
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 in place of the recipe's, which is a real run's; --set train.epochs=N sets it too)."),
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced: between 0 and 1, exclusive."),
-    run: Path = typer.Option(Path("runs/sanity"), "--run", "--run-dir", parser=_path, help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
+    run: Path = typer.Option("runs/sanity", "--run", "--run-dir", parser=_path, help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
     all_epochs: bool = _flag("--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):

@@ -678,3 +678,36 @@ def test_process_0_runs_the_block_first_and_its_failure_stops_the_others_quietly
         {"found_the_cache": True, "then": "a bad image", "config": {"read by": 0}, "missing": "no config.yaml"},
         {"found_the_cache": True, "then": distributed.RANK0_STOPPED, "config": {"read by": 0},
          "missing": distributed.RANK0_STOPPED}]
+
+
+def test_a_command_other_than_train_under_torchrun_is_refused_in_one_line(tmp_path):
+    """`torchrun ... -m gankit sanity` ran the test once per process in one folder: one process said the folder was
+    "being trained by another gankit process" (on a terminal only when it was process 0), or process 0, stopped by
+    torchrun when the other failed first, said "SIGTERM: stopped before it finished". Only train uses the processes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+           "-m", "gankit", "sanity", "--epochs", "1", "--copies", "8", "--run-dir", "run", "--no-progress"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**_torchrun_env(), "MASTER_ADDR": "127.0.0.1"},
+                          capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and errors == [
+        "error: gankit sanity runs in one process: only gankit train uses torchrun's processes; run "
+        "'gankit sanity ...' without torchrun"], proc.stderr
+    assert "stopped before it finished" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args", [["sanity", "--run", "run"], ["sample", "run"], ["evaluate", "run"], ["fid", "a", "b"],
+                                  ["compare", "run"]])
+def test_every_command_but_train_refuses_torchruns_processes(args, monkeypatch, capsys):
+    """Process 0 says it; another waits for torchrun to stop it (here: not at all), then stops without a word."""
+    from gankit import cli
+
+    monkeypatch.setattr(cli, "QUIET_PROCESS_WAIT", 0.0)
+    for rank, said in (("0", [f"error: gankit {args[0]} runs in one process: only gankit train uses torchrun's "
+                              f"processes; run 'gankit {args[0]} ...' without torchrun"]), ("1", [])):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        assert e.value.code == 2 and capsys.readouterr().err.splitlines() == said

@@ -77,6 +77,8 @@ def command(function):
     @functools.wraps(function)
     def run(*args, **kwargs):
         try:
+            if function.__name__ != "train":
+                _in_one_process(function.__name__)
             return function(*args, **kwargs)
         except KeyboardInterrupt as e:
             said = str(e) if isinstance(e, Interrupted) else "interrupted: stopped before it finished"
@@ -84,6 +86,29 @@ def command(function):
                 console.info(said)
             raise typer.Exit(getattr(e, "exit_code", 130)) from None  # 130; a training stopped by SIGTERM 143, SIGHUP 129
     return app.command(cls=_Command)(run)
+
+
+# How long a torchrun process that does not speak waits, before it stops, for torchrun to stop it once process 0 has
+# said why (`_in_one_process`): stopping first, it would have torchrun stop process 0 before that line.
+QUIET_PROCESS_WAIT = 30.0
+
+
+def _in_one_process(name: str) -> None:
+    """Only `gankit train` uses torchrun's processes: under torchrun any other command would run once per process, each
+    writing the same files (`sanity` said that its run folder was "being trained by another gankit process", or, its
+    process 0 stopped by torchrun, "SIGTERM: stopped before it finished"). It stops with one line, process 0's (and
+    that of the first process of each machine); the others wait for torchrun to stop them, so that their exit does
+    not have torchrun stop process 0 before it says it."""
+    from gankit import distributed
+
+    if not distributed.launched():
+        return
+    if not console.speaks_on_its_machine():
+        import time
+
+        time.sleep(QUIET_PROCESS_WAIT)
+    raise GankitError(f"gankit {name} runs in one process: only gankit train uses torchrun's processes; run "
+                      f"'gankit {name} ...' without torchrun")
 
 
 def _flags_layer(**flags) -> dict:
@@ -170,7 +195,7 @@ def sanity(
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 in place of the recipe's, which is a real run's; --set train.epochs=N sets it too)."),
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced: between 0 and 1, exclusive."),
-    run: Path = typer.Option(Path("runs/sanity"), "--run", "--run-dir", parser=_path, help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
+    run: Path = typer.Option("runs/sanity", "--run", "--run-dir", parser=_path, help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
     all_epochs: bool = _flag("--all-epochs", help="Train every --epochs even after G reproduces the target (by default it stops at the first epoch end where it does)."),
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):

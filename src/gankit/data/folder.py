@@ -190,7 +190,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
             raise DataError(f"cannot read data folder '{root}' ({err.strerror}): check its permissions")
     if unreadable:
         names = [Path(e.filename).relative_to(root).as_posix() if e.filename else "?" for e in unreadable]
-        warn(f"could not read {len(names)} sub-folder(s) of '{root}' ({unreadable[0].strerror}): "
+        warn(f"could not read {count(len(names), 'sub-folder')} of '{root}' ({unreadable[0].strerror}): "
              f"{short_list(names)}; their images are left out")
 
     if not files:

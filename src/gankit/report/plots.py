@@ -176,6 +176,10 @@ def wasserstein_figure(run: Run) -> Figure | None:
     return fig
 
 
+#: Keys of other.png that count whole things: their axis ticks at whole numbers.
+COUNT_KEYS = ("threads",)
+
+
 def other_figure(run: Run) -> Figure | None:
     """Small multiples of every numeric key the named figures do not draw (img_per_s, unknown keys)."""
     panels = []  # (key, kinds)
@@ -204,6 +208,8 @@ def other_figure(run: Run) -> Figure | None:
             raw_and_smoothed(ax, xs, ys, color="C0", label=key)
         ax.set(title=key, xlabel=x)
         integer_ticks(ax)
+        if key in COUNT_KEYS:  # a count: 1 and 2 threads, not 1.2, 1.4...
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # 1.5 with '1e-4' above, not 0.00015 (cut off)
         ax.grid(alpha=0.3)
     return fig

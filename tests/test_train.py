@@ -1018,6 +1018,21 @@ def test_a_config_yaml_edited_by_hand_is_refused_where_a_resume_cannot_change_it
         run_training([], run)
 
 
+def test_a_relative_label_file_is_the_data_folders_before_the_current_folders(tmp_path, monkeypatch):
+    """The README's rule, as the dataset reader applies it: `--labels kinds.csv` with a kinds.csv in the data folder and
+    another in the current folder means the data folder's. The current folder's was made absolute first, and won."""
+    monkeypatch.chdir(tmp_path)
+    images = tmp_path / "imgs"
+    make_image_folder(images, n=16)
+    rows = "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16))
+    (images / "kinds.csv").write_text("file,kind\n" + rows)
+    (tmp_path / "kinds.csv").write_text("file,kind\n" + rows.replace(",a", ",c"))  # classes b, c
+    layers = tiny_layers(images, max_steps=1)
+    layers[0]["data"].update(labels="kinds.csv", label_column="kind")
+    run = run_training(layers, "run")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["class_names"] == ["a", "b"]
+
+
 def test_the_data_folder_is_refused_as_the_run_folder(image_folder, tmp_path):
     """Its grids and plots would be trained on at the next resume (and, under links, found again as the same folder)."""
     (tmp_path / "link").symlink_to(image_folder)

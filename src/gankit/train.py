@@ -113,15 +113,20 @@ def default_run_dir(cfg: Config) -> Path:
 def _absolute_data_paths(layers: list[dict]) -> list[dict]:
     """The layers with a local data.path made absolute (from the current folder), so that the saved run resumes and
     evaluates from any folder, and `--data ./x` and `--data x` name the same dataset. So is a data.labels file that
-    exists from the current folder; one that does not is a path inside the dataset (e.g. `types.csv` of an archive)."""
+    exists from the current folder, unless the data folder holds one of that relative path, which the dataset reader
+    takes first; one that exists nowhere is a path inside the dataset (e.g. `types.csv` of an archive)."""
+    paths = [(layer.get("data") or {}).get("path") for layer in layers]
+    root = next((os.path.expanduser(p) for p in reversed(paths) if isinstance(p, str) and not is_builtin(p)), None)
     out = []
     for layer in layers:
         data = dict(layer.get("data") or {})
         path, labels = data.get("path"), data.get("labels")
         if isinstance(path, str) and not is_builtin(path):
             data["path"] = os.path.abspath(os.path.expanduser(path))
-        if isinstance(labels, str) and labels != "folders" and os.path.isfile(os.path.expanduser(labels)):
-            data["labels"] = os.path.abspath(os.path.expanduser(labels))
+        if (isinstance(labels, str) and labels != "folders" and os.path.isfile(os.path.expanduser(labels))
+                and not (root and os.path.isdir(root) and not os.path.isabs(os.path.expanduser(labels))
+                         and os.path.isfile(os.path.join(root, os.path.expanduser(labels))))):
+            data["labels"] = os.path.abspath(os.path.expanduser(labels))  # (the data folder's own file comes first)
         out.append({**layer, "data": data} if "data" in layer else layer)
     return out
 

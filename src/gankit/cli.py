@@ -237,8 +237,6 @@ RUN_OPTION_HELP = "The run folder (or file) of the argument, given as gankit tra
 def _memory_hint(lower: str):
     """A decorator: running out of memory inside the command is one line naming what ran out and `lower`, what
     lowers the need with this command's own options (`main`'s line names train's --batch-size and --resolution)."""
-    import contextlib
-
     @contextlib.contextmanager
     def hint():
         try:

@@ -124,9 +124,8 @@ def _absolute_data_paths(layers: list[dict]) -> list[dict]:
         if isinstance(path, str) and not is_builtin(path):
             data["path"] = os.path.abspath(os.path.expanduser(path))
         if (isinstance(labels, str) and labels != "folders" and os.path.isfile(os.path.expanduser(labels))
-                and not (root and os.path.isdir(root) and not os.path.isabs(os.path.expanduser(labels))
-                         and os.path.isfile(os.path.join(root, os.path.expanduser(labels))))):
-            data["labels"] = os.path.abspath(os.path.expanduser(labels))  # (the data folder's own file comes first)
+                and not _in_data_folder(labels, root)):  # (the data folder's own file comes first)
+            data["labels"] = os.path.abspath(os.path.expanduser(labels))
         out.append({**layer, "data": data} if "data" in layer else layer)
     return out
 
@@ -137,11 +136,18 @@ def _label_file(labels: str | None, data_path: str | None) -> str | None:
     it is. `--labels types.csv` and `--labels DIR/types.csv` name the same file of folder DIR."""
     if not isinstance(labels, str) or labels == "folders":
         return labels
-    path = os.path.expanduser(labels)
-    if (not os.path.isabs(path) and isinstance(data_path, str) and os.path.isdir(data_path)
-            and os.path.isfile(os.path.join(data_path, path))):
-        path = os.path.join(data_path, path)
+    path = _in_data_folder(labels, data_path) or os.path.expanduser(labels)
     return os.path.realpath(path) if os.path.isfile(path) else labels
+
+
+def _in_data_folder(labels: str, data_path: str | None) -> str | None:
+    """The data folder's file that a relative data.labels names, where the folder holds one (the dataset reader's first
+    choice, before the current folder's), else None."""
+    path = os.path.expanduser(labels)
+    if os.path.isabs(path) or not isinstance(data_path, str) or not os.path.isdir(data_path):
+        return None
+    inside = os.path.join(data_path, path)
+    return inside if os.path.isfile(inside) else None
 
 
 def _labels_moved_with_the_data(saved: Config, cfg: Config) -> str | None:
@@ -670,12 +676,14 @@ class Trainer:
         was trained with in what a resume cannot change: an edit by hand would be half applied (a learning rate
         lives on in the optimizer's state). Its data may have moved (`--data NEW_PLACE`); what follows from the data
         (channels, classes) has checks of its own (`_load`)."""
+        if not isinstance(trained, dict):
+            return
         try:
-            trained_cfg = build_config(trained, training=False) if isinstance(trained, dict) else None
+            trained_cfg = build_config(trained, training=False)
         except ConfigError:  # (an older gankit's keys: nothing to compare with)
             return
         diffs = incompatible_changes(trained_cfg, self.cfg, ("data.path", "data.labels", "model.channels",
-                                                                      "model.num_classes")) if trained_cfg else []
+                                                             "model.num_classes"))
         if diffs:
             raise RunError(f"'{self.run_dir / CONFIG_FILE}' differs from the config its checkpoint was trained with "
                            f"({_listed(diffs)}), which a resume cannot change: put it back as it was (or delete it: it "

@@ -24,6 +24,7 @@ generated images.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -482,7 +483,7 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     one dataset folder pays for the dataset once.
     """
     from gankit.console import count, info
-    from gankit.data import load_archive, load_folder
+    from gankit.data import archive_errors, load_folder
     from gankit.data.archive import extract_archive, is_archive
 
     archives = [Path(root).expanduser().is_file() and is_archive(root) for root in (dir_a, dir_b)]
@@ -502,8 +503,8 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     for root, packed in zip((dir_a, dir_b), archives):
         folder = extract_archive(root, progress=progress) if packed else root  # like train --data: once
         res = folder_resolution(folder)
-        sets.append(load_archive(root, res, progress=progress) if packed  # its errors name the archive
-                    else load_folder(folder, res, progress=progress))
+        with archive_errors(root) if packed else contextlib.nullcontext():  # its errors name the archive
+            sets.append(load_folder(folder, res, progress=progress))
         if progress:
             images = count(len(sets[-1]), "image")
             info(f"{root}: {images} at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"

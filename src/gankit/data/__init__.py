@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from gankit.data.folder import (IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages,
                                 load_folder)
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_archive", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
+__all__ = ["ImageSet", "load_folder", "load_archive", "archive_errors", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
            "BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
@@ -88,10 +89,18 @@ def load_archive(
     reads a folder. An archive without usable images is named as the user gave it, not as the cache folder it was
     extracted to."""
     folder = extract_archive(path, cache_dir=cache_dir, progress=progress)
-    try:
+    with archive_errors(path):
         return load_folder(folder, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
                            progress=progress)
-    except NoImages as e:  # the user's archive, not the cache folder it was extracted to
+
+
+@contextlib.contextmanager
+def archive_errors(path: str | Path):
+    """Reading the folder archive `path` was extracted to: a folder without usable images is said of the user's
+    archive, not of the cache folder."""
+    try:
+        yield
+    except NoImages as e:
         holds = f" ({e.found})" if e.found else ""
         raise DataError(f"archive '{path}' holds no image files{holds}: pack {SUPPORTED} images into it, "
                         "or pass their folder") from None

@@ -64,3 +64,28 @@ def test_recipe_sets_nothing_without_effect(path, capsys):
 
     recipe = read_yaml(path)
     assert warn_settings([recipe], build_config(recipe)) == [] and capsys.readouterr().err == ""
+
+
+def _recipe(name: str):
+    return build_config(read_yaml(next(p for p in CONFIGS if p.stem == name)))
+
+
+@pytest.mark.parametrize("name", ["birds64_dcgan", "birds64_wgan_clip"])
+def test_birds_recipes_build_the_dcgan_papers_5x5_layers(name):
+    """Seed 004 trains "a traditional DCGAN architecture" (the DCGAN paper's figure: 5x5 stride-2 layers), its WGAN
+    "the same architecture": every stride-2 layer of G and D is 5x5 (they were PyTorch's 4x4)."""
+    from torch import nn
+
+    from gankit.models import build_discriminator, build_generator
+
+    cfg = _recipe(name)
+    cfg.model.channels = 3
+    layers = [*build_generator(cfg).modules(), *build_discriminator(cfg).modules()]
+    strided = [m for m in layers if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.stride == (2, 2)]
+    assert len(strided) == 8 and {m.kernel_size for m in strided} == {(5, 5)}
+
+
+def test_birds_dcgan_saves_three_grids_an_epoch_and_the_models_every_five():
+    """Seed 004: "Each epoch, 3 bathes of generated images are saved [...] and each 5 epochs the models are saved"."""
+    log = _recipe("birds64_dcgan").log
+    assert (log.grids_per_epoch, log.checkpoint_every) == (3, 5)

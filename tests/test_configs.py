@@ -89,3 +89,10 @@ def test_birds_dcgan_saves_three_grids_an_epoch_and_the_models_every_five():
     """Seed 004: "Each epoch, 3 bathes of generated images are saved [...] and each 5 epochs the models are saved"."""
     log = _recipe("birds64_dcgan").log
     assert (log.grids_per_epoch, log.checkpoint_every) == (3, 5)
+
+
+@pytest.mark.parametrize("name", sorted(SEED_RECIPES & {p.stem for p in CONFIGS if p.read_text().startswith("# Seed 000")}))
+def test_seed_000_recipes_draw_from_its_small_latent_space(name):
+    """Seed 000: "Even with a small latent space the networks always produce different outputs": its notebook's nz 16,
+    not the DCGAN paper's 100, in each of its six recipes."""
+    assert _recipe(name).model.nz == 16

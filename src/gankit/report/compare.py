@@ -635,8 +635,10 @@ span.aside { font-size: .8rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { font-weight: 600; }
 td.missing { color: #888; font-style: italic; }
-.runs { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-figure.run { flex: 1 1 300px; max-width: 560px; margin: 0; }
+/* columns of one width: a run alone on the last row is not wider, its images not larger, than the others */
+.runs { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr)); gap: 1rem;
+        align-items: start; }
+figure.run { max-width: 560px; margin: 0; }
 figcaption { font-weight: 600; margin-bottom: .3rem; overflow-wrap: anywhere; }
 img.sample { box-sizing: border-box; width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; display: block; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }

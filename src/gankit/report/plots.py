@@ -153,10 +153,12 @@ def fid_figure(run: Run) -> Figure | None:
             kax.fill_between(kxs, kid - std, kid + std, color="C1", alpha=0.15, lw=0)
             kax.set_ylabel("KID (lower is better)")
         ax.set(xlabel=xlabel)
-        run_title(ax, run.name, f"FID / KID vs {x if x == 'epoch' else 'time'}")
+        run_title(ax, run.name, f"FID / KID vs {x if x == 'epoch' else 'time'}", pad=LEGEND_ABOVE_PAD)
         if x == "epoch":
             integer_ticks(ax)
-        ax.legend(handles=handles, loc="best")
+        # above the panel: "best" of the FID axis alone put it over the KID curve and band of the twin axis
+        legend_above(ax, handles, [h.get_label() for h in handles])
+    fig.subplots_adjust(top=0.84)
     return fig
 
 

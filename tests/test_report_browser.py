@@ -131,3 +131,33 @@ def test_compare_report_shows_every_runs_samples_at_one_size(tmp_path):
                 assert len({b["w"] for b in boxes}) == 1, (sid, boxes)
         finally:
             browser.close()
+
+
+def test_best_metrics_headers_break_between_words_only(tmp_path):
+    """Two runs without FID at 1400 px: 'no FID logged' spans the FID columns, which the table squeezed until their
+    headers broke inside words ('ste' above 'p')."""
+    runs = [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in range(2)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with sync_api.sync_playwright() as p:
+        browser = _open(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(report.as_uri(), wait_until="load")
+            heads = page.eval_on_selector_all("#best-metrics thead th", """els => els.map(th => {
+                const cs = getComputedStyle(th);
+                const room = th.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+                const probe = document.createElement('span');
+                probe.style.whiteSpace = 'nowrap';
+                th.appendChild(probe);
+                let widest = 0;
+                for (const word of th.textContent.split(/\\s+/).filter(Boolean)) {
+                    probe.textContent = word;
+                    widest = Math.max(widest, probe.getBoundingClientRect().width);
+                }
+                probe.remove();
+                return [th.textContent, widest, room];
+            })""")
+            assert len(heads) == 10
+            assert all(widest <= room + 0.5 for _, widest, room in heads), heads
+        finally:
+            browser.close()

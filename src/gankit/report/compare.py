@@ -628,6 +628,7 @@ nav a:hover { text-decoration: underline; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
+#best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }

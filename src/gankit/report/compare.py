@@ -21,7 +21,7 @@ from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
-    figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
+    TIME_LABEL, figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
 )
 from gankit.report.runs import Run, finite_number, load_run
 
@@ -366,8 +366,8 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
     counts_differ = bool(differ) and "eval.inception_weights" not in differ
     weights_differ = "eval.inception_weights" in differ
     parts, kid_parts = [], []
-    for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, "training time (minutes)")):
-        versus = "epoch" if x == "epoch" else "training time"
+    for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, TIME_LABEL)):  # the times include evaluations
+        versus = x
         if with_fid:
             fig, ax = new_figure(1, width=7.0, height=4.5)
             fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit

@@ -629,12 +629,14 @@ def test_other_png_draws_a_key_only_eval_lines_carry_against_epochs(tmp_path):
     assert list(ax.get_lines()[0].get_xdata()) == [1, 2, 3] and list(ax.get_lines()[0].get_ydata()) == [2, 4, 6]
 
 
-def test_other_png_ticks_the_thread_count_at_whole_numbers(tmp_path):
-    """The threads panel (the count gankit.threads chose) had ticks at 1.2, 1.4... threads."""
+@pytest.mark.parametrize("after", [1, 2], ids=["changed", "constant"])
+def test_other_png_ticks_the_thread_count_at_whole_numbers(tmp_path, after):
+    """The threads panel (the count gankit.threads chose) had ticks at 1.2, 1.4... threads; a count that never changed
+    (the usual run) at 1.900, 1.925... 2.100."""
     from gankit.report import plots
 
     (tmp_path / "config.yaml").write_text("name: r\n")
-    lines = [{"kind": "step", "step": s, "epoch": 1, "time": float(s), "threads": 2 if s < 30 else 1}
+    lines = [{"kind": "step", "step": s, "epoch": 1, "time": float(s), "threads": 2 if s < 30 else after}
              for s in range(10, 60, 10)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     fig = plots.other_figure(load_run(tmp_path))
@@ -642,3 +644,4 @@ def test_other_png_ticks_the_thread_count_at_whole_numbers(tmp_path):
     fig.canvas.draw()
     ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
     assert ax.get_title() == "threads" and ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert 2 in ticks

@@ -109,3 +109,55 @@ def test_compare_report_fits_a_phone_screen(long_name_report, tmp_path):
             page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_compare_report_shows_every_runs_samples_at_one_size(tmp_path):
+    """Five runs of one grid shape at 1400 px: four fill the first row and the fifth, alone on the second, showed its
+    grid and GIF 1.7 times as large (its figure grew to the whole row's width), so its images looked bigger than the
+    others'."""
+    runs = [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in range(5)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with sync_api.sync_playwright() as p:
+        browser = _open(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(report.as_uri(), wait_until="load")
+            for sid in ("final-grids", "evolution"):
+                boxes = page.eval_on_selector_all(
+                    f"#{sid} img.sample", "els => els.map(e => {const r = e.getBoundingClientRect();"
+                    " return {y: Math.round(r.top), w: Math.round(r.width)}})"
+                )
+                assert len(boxes) == 5 and len({b["y"] for b in boxes}) == 2, boxes  # two rows: the layout tested
+                assert len({b["w"] for b in boxes}) == 1, (sid, boxes)
+        finally:
+            browser.close()
+
+
+def test_best_metrics_headers_break_between_words_only(tmp_path):
+    """Two runs without FID at 1400 px: 'no FID logged' spans the FID columns, which the table squeezed until their
+    headers broke inside words ('ste' above 'p')."""
+    runs = [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in range(2)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with sync_api.sync_playwright() as p:
+        browser = _open(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(report.as_uri(), wait_until="load")
+            heads = page.eval_on_selector_all("#best-metrics thead th", """els => els.map(th => {
+                const cs = getComputedStyle(th);
+                const room = th.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+                const probe = document.createElement('span');
+                probe.style.whiteSpace = 'nowrap';
+                th.appendChild(probe);
+                let widest = 0;
+                for (const word of th.textContent.split(/\\s+/).filter(Boolean)) {
+                    probe.textContent = word;
+                    widest = Math.max(widest, probe.getBoundingClientRect().width);
+                }
+                probe.remove();
+                return [th.textContent, widest, room];
+            })""")
+            assert len(heads) == 10
+            assert all(widest <= room + 0.5 for _, widest, room in heads), heads
+        finally:
+            browser.close()

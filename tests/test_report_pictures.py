@@ -131,6 +131,25 @@ def test_the_discriminator_accuracy_legend_covers_no_curve(tmp_path):
     assert title.y0 >= box.y1 - 1 and title.y1 <= fig.bbox.y1  # between the axes and the title, inside the figure
 
 
+def test_the_fid_kid_legend_covers_no_curve(tmp_path):
+    """fid.png's legend (loc='best' of the FID axis alone) sat in the upper right corner over the KID curve and band of
+    the twin axis when KID rose at the end while FID fell: one legend, above each panel, as the accuracy plot's."""
+    run = write_run(tmp_path / "r", step_lines(6, d_loss=float) + [
+        {"kind": "eval", "step": 2 * e, "epoch": e, "time": 60.0 * e, "fid": 515.0 - 3 * e, "kid_mean": [0.629, 0.626,
+         0.643][e - 1], "kid_std": 0.011, "n_fake": 64} for e in (1, 2, 3)])
+    fig = plots.fid_figure(run)
+    fig.canvas.draw()
+    fid_axes = [ax for ax in fig.axes if "FID / KID" in ax.get_title()]
+    assert len(fid_axes) == 2
+    for ax in fid_axes:
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == ["FID", "best FID 506.00", "KID"]
+        box, area = legend.get_window_extent(), ax.get_window_extent()
+        assert box.y0 >= area.y1 - 1  # above the plotting area: no curve under it
+        title = ax.title.get_window_extent()
+        assert title.y0 >= box.y1 - 1 and title.y1 <= fig.bbox.y1  # between the axes and the title, inside the figure
+
+
 # ------------------------------------------------------------------------------------------- fonts
 
 

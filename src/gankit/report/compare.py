@@ -21,7 +21,7 @@ from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
-    figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
+    TIME_LABEL, figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
 )
 from gankit.report.runs import Run, finite_number, load_run
 
@@ -366,8 +366,8 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
     counts_differ = bool(differ) and "eval.inception_weights" not in differ
     weights_differ = "eval.inception_weights" in differ
     parts, kid_parts = [], []
-    for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, "training time (minutes)")):
-        versus = "epoch" if x == "epoch" else "training time"
+    for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, TIME_LABEL)):  # the times include evaluations
+        versus = x
         if with_fid:
             fig, ax = new_figure(1, width=7.0, height=4.5)
             fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit
@@ -628,6 +628,7 @@ nav a:hover { text-decoration: underline; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
+#best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
@@ -635,8 +636,10 @@ span.aside { font-size: .8rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { font-weight: 600; }
 td.missing { color: #888; font-style: italic; }
-.runs { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-figure.run { flex: 1 1 300px; max-width: 560px; margin: 0; }
+/* columns of one width: a run alone on the last row is not wider, its images not larger, than the others */
+.runs { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr)); gap: 1rem;
+        align-items: start; }
+figure.run { max-width: 560px; margin: 0; }
 figcaption { font-weight: 600; margin-bottom: .3rem; overflow-wrap: anywhere; }
 img.sample { box-sizing: border-box; width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; display: block; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }

@@ -153,10 +153,12 @@ def fid_figure(run: Run) -> Figure | None:
             kax.fill_between(kxs, kid - std, kid + std, color="C1", alpha=0.15, lw=0)
             kax.set_ylabel("KID (lower is better)")
         ax.set(xlabel=xlabel)
-        run_title(ax, run.name, f"FID / KID vs {x if x == 'epoch' else 'time'}")
+        run_title(ax, run.name, f"FID / KID vs {x if x == 'epoch' else 'time'}", pad=LEGEND_ABOVE_PAD)
         if x == "epoch":
             integer_ticks(ax)
-        ax.legend(handles=handles, loc="best")
+        # above the panel: "best" of the FID axis alone put it over the KID curve and band of the twin axis
+        legend_above(ax, handles, [h.get_label() for h in handles])
+    fig.subplots_adjust(top=0.84)
     return fig
 
 
@@ -208,8 +210,8 @@ def other_figure(run: Run) -> Figure | None:
             raw_and_smoothed(ax, xs, ys, color="C0", label=key)
         ax.set(title=key, xlabel=x)
         integer_ticks(ax)
-        if key in COUNT_KEYS:  # a count: 1 and 2 threads, not 1.2, 1.4...
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if key in COUNT_KEYS:  # a count: 1 and 2 threads, not 1.2, 1.4... (nor 1.900, 1.925... when it never changed)
+            integer_ticks(ax, "y")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # 1.5 with '1e-4' above, not 0.00015 (cut off)
         ax.grid(alpha=0.3)
     return fig
@@ -287,16 +289,17 @@ def literal(text: str) -> str:
     return displayable(printable(text)).replace("$", r"\$")
 
 
-def integer_ticks(ax) -> None:
-    """Ticks at whole numbers only on `ax`'s x axis (steps, epochs): a 3-step run showed 1.25, 1.5, ...
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Ticks at whole numbers only on `ax`'s x axis (steps, epochs: a 3-step run showed 1.25, 1.5, ...), or its y axis.
 
-    Call it after plotting: limits spanning under two whole numbers (one point) widen to the nearest ones around.
+    Call it after plotting: limits spanning under two whole numbers (one point, a constant) widen to the nearest ones
+    around (MaxNLocator's integer ticks fall back to fractions there).
     """
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    lo, hi = ax.get_xlim()
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+    lo, hi = getattr(ax, f"get_{axis}lim")()
     if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 2:
         lo, hi = math.floor(lo), math.ceil(hi)
-        ax.set_xlim(lo - (hi - lo < 2), hi + (hi - lo < 2))
+        getattr(ax, f"set_{axis}lim")(lo - (hi - lo < 2), hi + (hi - lo < 2))
 
 
 def new_figure(panels: int, width: float = 6.4, height: float = 4.0):

@@ -291,6 +291,16 @@ CASES = [
     ("sample-run-is-its-checkpoints-folder", sample(lambda t: _checkpoints(t).parent),
      ["run/checkpoints' holds checkpoints, not a run", "run' (its parent)", "--checkpoint", "run/checkpoints/last.pt"]),
     ("sample-missing-run", sample(lambda t: t / "nope"), ["does not exist"]),
+    # a run folder misspelt beside --checkpoint was passed over without a word
+    ("sample-checkpoint-of-a-missing-run", sample(lambda t: t / "nope", "--checkpoint",
+                                                  lambda t: run_with_generator(t) / "generator.safetensors"),
+     ["run folder '", "/nope' does not exist", "the run folder of --checkpoint", "without --checkpoint"]),
+    ("evaluate-checkpoint-of-a-missing-run", lambda t, mp: [
+        "evaluate", str(t / "nope"), "--checkpoint", str(run_with_generator(t) / "generator.safetensors"), "-n", "2",
+        "--device", "cpu", *_no_inception(mp)], ["run folder '", "/nope' does not exist", "--checkpoint"]),
+    ("sample-checkpoint-of-a-run-that-is-a-file", sample(lambda t: _write(t / "notes.txt", "x"), "--checkpoint",
+                                                         lambda t: run_with_generator(t) / "generator.safetensors"),
+     ["run folder '", "notes.txt' is a file", "the run folder of --checkpoint"]),
     ("sample-corrupt-checkpoint", sample(lambda t: _mkdir(t / "run"), "--checkpoint",
                                         lambda t: _write(t / "c.pt", "garbage")), ["c.pt", "corrupt"]),
     ("sample-corrupt-safetensors", sample(lambda t: _write(t / "g.safetensors", "garbage")),

@@ -160,6 +160,9 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     run = Path(run)
     if checkpoint is None and run.is_file():
         checkpoint = run
+    elif checkpoint is not None and not run.is_dir():  # (it was passed over without a word: a misspelt run folder)
+        raise RunError(f"run folder '{run}' {'is a file' if run.exists() else 'does not exist'}: pass the run folder "
+                       f"of --checkpoint '{checkpoint}', or that checkpoint alone in its place (without --checkpoint)")
     other_run = []
     if checkpoint is None:
         checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)

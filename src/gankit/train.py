@@ -1170,6 +1170,15 @@ class Trainer:
         elapsed_base = self.elapsed
         self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
         progress.reset_epoch(self.epoch, self.cursor % spe)
+
+        def rolled_back() -> tuple[float, int, float, int]:
+            """After a NaN rollback, inside the loop or at the run's last step line: the progress shown and the
+            epoch's img/s count from the restored iteration; returns the last line's (time, cursor, writing
+            seconds) and the saved iteration, which it is."""
+            self._epoch_mark = (elapsed_base + time.perf_counter() - t_start, self._images(), self.writing_seconds)
+            progress.roll_back(self.epoch, self.cursor % spe, self._epoch_mark)
+            return time.perf_counter(), self.cursor, self.writing_seconds, self.iteration
+
         saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
         if not (self.ckpt_dir / "last.pt").exists():
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
@@ -1217,10 +1226,7 @@ class Trainer:
                                 self._write_skipped()
                                 break
                     except _RolledBack:
-                        progress.reset_epoch(self.epoch, self.cursor % spe)
-                        last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
-                        self._epoch_mark = (elapsed_base + time.perf_counter() - t_start, self._images(), self.writing_seconds)
-                        saved_at_iteration = self.iteration
+                        last_log_t, last_log_cursor, last_log_writing, saved_at_iteration = rolled_back()
                     # a stop during a finished run's last writes lets them finish (it is done), unless it left out the
                     # run's final evaluation: then it stops as a stop does, and the resume evaluates
                     if interrupted.stop(self.iteration, elapsed_base + time.perf_counter() - t_start, self.device) \
@@ -1239,6 +1245,7 @@ class Trainer:
                     try:
                         self._end_early(progress)
                     except _RolledBack:
+                        last_log_t, last_log_cursor, last_log_writing, saved_at_iteration = rolled_back()
                         continue
                 break
             progress.close()
@@ -1611,6 +1618,12 @@ class _progress:
             self.bar.close()
         self.bar = tqdm(total=self.spe, initial=done, desc=f"{self.name} epoch {epoch + 1}", unit="batch",
                         dynamic_ncols=True, leave=False)
+
+    def roll_back(self, epoch: int, done: int, mark: tuple[float, int, float]) -> None:
+        """A NaN rollback went back to batch `done` of `epoch`: shown from there, and the next line's img/s counts
+        from `mark` (training seconds, images, writing seconds now), not from images that the rollback undid."""
+        self._mark = mark
+        self.reset_epoch(epoch, done)
 
     def advance(self, n: int) -> None:
         if self.bar is not None and n:

@@ -277,7 +277,10 @@ CASES = [
     ("run-is-a-file", lambda t, mp: [*TRAIN, "--run", str(_write(t / "run", "x"))], ["--run", "is a file"]),
     ("run-cannot-be-made", lambda t, mp: [*TRAIN, "--run", "/proc/gankit-run"],
      ["cannot make run folder '/proc/gankit-run'", "pass --run a folder you can write"]),
-    ("sanity-no-copies", lambda t, mp: ["sanity", "--copies", "0", "--run", str(t / "san")], ["--copies", "at least 1"]),
+    ("sanity-no-copies", lambda t, mp: ["sanity", "--copies", "0", "--run", str(t / "san")], ["--copies", "from 1 to"]),
+    # it tried to make them all in memory, and said to lower --batch-size, which sanity does not have
+    ("sanity-too-many-copies", lambda t, mp: ["sanity", "--copies", str(10**9), "--run", str(t / "san")],
+     ["--copies must be from 1 to 100,000", "seed 002: 1000", "got 1000000000"]),
     # a threshold no G can pass (0 or below) or every G passes (1 or above: the error is at most 1), or NaN
     *[(f"sanity-threshold-{name}", lambda t, mp, v=value: ["sanity", "--threshold", v, "--run", str(t / "san")],
        ["--threshold", "between 0 and 1", f"got {value}"]) for name, value in
@@ -291,6 +294,16 @@ CASES = [
     ("sample-run-is-its-checkpoints-folder", sample(lambda t: _checkpoints(t).parent),
      ["run/checkpoints' holds checkpoints, not a run", "run' (its parent)", "--checkpoint", "run/checkpoints/last.pt"]),
     ("sample-missing-run", sample(lambda t: t / "nope"), ["does not exist"]),
+    # a run folder misspelt beside --checkpoint was passed over without a word
+    ("sample-checkpoint-of-a-missing-run", sample(lambda t: t / "nope", "--checkpoint",
+                                                  lambda t: run_with_generator(t) / "generator.safetensors"),
+     ["run folder '", "/nope' does not exist", "the run folder of --checkpoint", "without --checkpoint"]),
+    ("evaluate-checkpoint-of-a-missing-run", lambda t, mp: [
+        "evaluate", str(t / "nope"), "--checkpoint", str(run_with_generator(t) / "generator.safetensors"), "-n", "2",
+        "--device", "cpu", *_no_inception(mp)], ["run folder '", "/nope' does not exist", "--checkpoint"]),
+    ("sample-checkpoint-of-a-run-that-is-a-file", sample(lambda t: _write(t / "notes.txt", "x"), "--checkpoint",
+                                                         lambda t: run_with_generator(t) / "generator.safetensors"),
+     ["run folder '", "notes.txt' is a file", "the run folder of --checkpoint"]),
     ("sample-corrupt-checkpoint", sample(lambda t: _mkdir(t / "run"), "--checkpoint",
                                         lambda t: _write(t / "c.pt", "garbage")), ["c.pt", "corrupt"]),
     ("sample-corrupt-safetensors", sample(lambda t: _write(t / "g.safetensors", "garbage")),

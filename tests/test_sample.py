@@ -487,6 +487,31 @@ def test_sample_refuses_an_n_whose_images_cannot_fit_in_memory(trained_run, tmp_
     assert "more than this machine's 1 GiB of memory: ask for fewer" in err and not list(tmp_path.iterdir())
 
 
+def test_sample_same_noise_labels_refuses_a_grid_that_cannot_fit_in_memory(conditional_gen, tmp_path, monkeypatch,
+                                                                           capsys):
+    """`sample --same-noise-labels` drew its rows of -n images without the memory check that -n alone has: 400 rows
+    of 900 images (within a grid's largest side) are checked first against a 1 GiB machine, and refused in a line."""
+    import gankit.evaluate
+    import gankit.sample
+    from gankit.cli import main
+    from gankit.sample import LoadedGenerator
+
+    def no_drawing(*a, **k):
+        raise AssertionError("drew images it then could not hold")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
+    monkeypatch.setattr(LoadedGenerator, "generate", no_drawing)
+    monkeypatch.setattr(gankit.evaluate, "physical_memory", lambda: 2**30)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", "run", "--same-noise-labels", "-n", "900", *["--label", "fire"] * 400, "--grid", "g.png"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.splitlines() == [err], err
+    assert err.startswith("error: -n 900: a grid of 400 rows of that many images takes 2 GiB at 16px, more than this "
+                          "machine's 1 GiB of memory: ask for fewer (or name fewer classes with --label)"), err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("command, error, said", [
     ("sample", MemoryError(), "error: this machine ran out of memory: draw fewer images with -n"),
     ("evaluate", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 1 GiB free."),

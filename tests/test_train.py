@@ -1033,6 +1033,24 @@ def test_a_relative_label_file_is_the_data_folders_before_the_current_folders(tm
     assert load_checkpoint(run / "checkpoints" / "last.pt")["class_names"] == ["a", "b"]
 
 
+def test_a_resume_given_the_relative_label_file_again_without_data_means_the_data_folders(tmp_path, monkeypatch):
+    """`gankit train --run RUN --labels kinds.csv` (no --data) from a folder that has a kinds.csv of its own: the run's
+    data folder's file, as for the run itself. It was made absolute from the current folder (no --data named the data
+    folder yet), and the resume was refused as a different config."""
+    images = tmp_path / "imgs"
+    make_image_folder(images, n=16)
+    rows = "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16))
+    (images / "kinds.csv").write_text("file,kind\n" + rows)
+    layers = tiny_layers(images, max_steps=1)
+    layers[0]["data"].update(labels="kinds.csv", label_column="kind")
+    run = run_training(layers, tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kinds.csv").write_text("file,kind\n" + rows.replace(",a", ",c"))  # classes b, c
+    run_training([{"data": {"labels": "kinds.csv"}, "train": {"max_steps": 2}}], run)
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert (last["iteration"], last["class_names"]) == (2, ["a", "b"])
+
+
 def test_the_data_folder_is_refused_as_the_run_folder(image_folder, tmp_path):
     """Its grids and plots would be trained on at the next resume (and, under links, found again as the same folder)."""
     (tmp_path / "link").symlink_to(image_folder)

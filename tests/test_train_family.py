@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -213,6 +214,33 @@ def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path,
     assert steps == sorted(set(steps))  # the rolled-back lines are gone, none duplicated
     assert _tensorboard_steps(run, "step/d_loss") == steps  # in TensorBoard too
     assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
+
+
+def test_a_rollback_at_the_runs_last_step_line_sets_the_progress_back_too(image_folder, tmp_path, monkeypatch,
+                                                                          capsys):
+    """--max-steps 7 of 4-iteration epochs: NaN at iteration 7, seen by the line of the unfinished epoch that ends the
+    run, goes back to iteration 4. The progress shown was not set back with it (as it is by a rollback inside the
+    loop): it went on from iteration 7's count, 6/4 batches of epoch 2 at the end; and off a terminal the next
+    line's img/s counted from the last line's images, which the rollback undid."""
+    import gankit.train
+
+    shown = []
+
+    class Shown(gankit.train._progress):
+        def advance(self, n: int) -> None:
+            super().advance(n)
+            shown.append((self.epoch, self.in_epoch))
+
+    monkeypatch.setattr(gankit.train, "_progress", Shown)
+    monkeypatch.setattr(gankit.console, "LINE_EVERY", 0)  # a progress line at every batch (off a terminal)
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(7))
+    run = run_training(_layers(image_folder, {"epochs": 3, "max_steps": 7}, progress=True), tmp_path / "r")
+    assert [e["step"] for e in _lines(run, "event")] == [4] and load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 7
+    assert shown == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 1), (1, 2), (1, 3), (1, 1), (1, 2), (1, 3)]
+    after = capsys.readouterr().err.split("rolled back to iteration 4")[1]
+    assert re.findall(r"epoch (\d+/\d+), (\d+/4) batches", after) == [("2/3", "1/4"), ("2/3", "2/4"), ("2/3", "3/4")]
+    # their img/s counts the images from iteration 4 on, not from iteration 7's line (-138 img/s)
+    assert all(float(speed) > 0 for speed in re.findall(r"(-?[\d.]+) img/s", after)), after
 
 
 def test_two_rollbacks_to_the_same_checkpoint_lower_the_rates_twice(image_folder, tmp_path, monkeypatch):

@@ -304,6 +304,7 @@ def sample(
         gen.require_conditional("--same-noise-labels")
         rows = classes or list(range(len(gen.labels)))
         _check_grid_size(n or 8, len(rows), gen.cfg.data.resolution)
+        check_drawing_memory(n or 8, gen.cfg, rows=len(rows))
         images = gen.same_noise_labels(n or 8, seed, rows)
         label_grid(images, [gen.labels[i] for i in rows], grid)
         typer.echo(f"wrote {grid}")

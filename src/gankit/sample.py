@@ -9,7 +9,7 @@ import torch
 
 from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
-from gankit.console import short_list, warn
+from gankit.console import count, short_list, warn
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE
@@ -130,15 +130,18 @@ def drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, 
     return noise + 2 * n * cfg.model.channels * side * side * 4 + frames
 
 
-def check_drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False) -> None:
+def check_drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False,
+                         rows: int = 0) -> None:
     """Refuse -n when drawing that many images (`drawing_memory`; `walk`: --interpolate, `grid`: all of them in one
-    image, `gif`: an animation) cannot fit in this machine's memory: it would fail after minutes of drawing, or get
-    the process killed."""
+    image, `gif`: an animation, `rows`: --same-noise-labels' grid of that many rows of n) cannot fit in this machine's
+    memory: it would fail after minutes of drawing, or get the process killed."""
     from gankit.evaluate import physical_memory
 
-    total, need = physical_memory(), drawing_memory(n, cfg, walk, grid, gif)
+    total, need = physical_memory(), drawing_memory(n * max(rows, 1), cfg, walk, grid or rows > 0, gif)
     if total and need > total:
         held, fewer = (("a walk of that many steps", "a walk holds every step") if walk else
+                       (f"a grid of {count(rows, 'row')} of that many images", "or name fewer classes with --label")
+                       if rows else
                        ("a grid of that many images", "or write them one per file with --out-dir DIR alone, which "
                         "draws them a batch at a time") if grid else
                        ("the noise of that many images", "draw them in parts, into several folders with different --seed"))
@@ -157,6 +160,9 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     run = Path(run)
     if checkpoint is None and run.is_file():
         checkpoint = run
+    elif checkpoint is not None and not run.is_dir():  # (it was passed over without a word: a misspelt run folder)
+        raise RunError(f"run folder '{run}' {'is a file' if run.exists() else 'does not exist'}: pass the run folder "
+                       f"of --checkpoint '{checkpoint}', or that checkpoint alone in its place (without --checkpoint)")
     other_run = []
     if checkpoint is None:
         checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)

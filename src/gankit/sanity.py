@@ -26,6 +26,7 @@ from gankit.errors import ConfigError, DataError
 from gankit.layout import CONFIG_FILE, RUN_OUTPUTS
 
 DEFAULT_THRESHOLD = 0.1
+MAX_COPIES = 100_000  # 100 times seed 002's 1000: an epoch of 1,563 iterations at batch 64, the copies 0.3 GB at 32px
 PICTURE = "sanity.png"  # in the run folder: each target, then SHOWN of G's images of it
 SHOWN = 7
 # what a test writes in its run folder, removed when a test starts over there (its config.yaml is read, then rewritten)
@@ -159,9 +160,9 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
         targets = [load_image(p, cfg.data.resolution) for p in images]
     else:
         targets = builtin_images(cfg.data.resolution)[:wanted]
-    if copies < wanted:
-        raise DataError(f"--copies must be at least {wanted} (copies of the target image{'s' if wanted > 1 else ''} "
-                        f"to train on; seed 002: 1000), got {copies}")
+    if not wanted <= copies <= MAX_COPIES:  # (all of them are made in memory)
+        raise DataError(f"--copies must be from {wanted} to {MAX_COPIES:,} (copies of the target "
+                        f"image{'s' if wanted > 1 else ''} to train on; seed 002: 1000), got {copies}")
     stems = [Path(p).stem for p in images or []]  # the grids' rows named after the files (two alike: numbered)
     data = copies_dataset(targets, copies, stems if len(set(stems)) == len(stems) else None)
     if cfg.train.batch_size > len(data.images):  # a batch is at most the copies: no --batch-size flag here to lower

@@ -110,12 +110,14 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / (cfg.name or console.printable(f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}", "_"))
 
 
-def _absolute_data_paths(layers: list[dict]) -> list[dict]:
+def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> list[dict]:
     """The layers with a local data.path made absolute (from the current folder), so that the saved run resumes and
     evaluates from any folder, and `--data ./x` and `--data x` name the same dataset. So is a data.labels file that
     exists from the current folder, unless the data folder holds one of that relative path, which the dataset reader
-    takes first; one that exists nowhere is a path inside the dataset (e.g. `types.csv` of an archive)."""
-    paths = [(layer.get("data") or {}).get("path") for layer in layers]
+    takes first; one that exists nowhere is a path inside the dataset (e.g. `types.csv` of an archive). The data
+    folder is the layers' own, else `run_data` (a resumed run's): without either (a resume not yet resolved) a
+    relative data.labels is left as it is, for `resolve_config` to make absolute from the run's."""
+    paths = [run_data] + [(layer.get("data") or {}).get("path") for layer in layers]
     root = next((os.path.expanduser(p) for p in reversed(paths) if isinstance(p, str) and not is_builtin(p)), None)
     out = []
     for layer in layers:
@@ -124,7 +126,7 @@ def _absolute_data_paths(layers: list[dict]) -> list[dict]:
         if isinstance(path, str) and not is_builtin(path):
             data["path"] = os.path.abspath(os.path.expanduser(path))
         if (isinstance(labels, str) and labels != "folders" and os.path.isfile(os.path.expanduser(labels))
-                and not _in_data_folder(labels, root)):  # (the data folder's own file comes first)
+                and root is not None and not _in_data_folder(labels, root)):  # (the data folder's own file comes first)
             data["labels"] = os.path.abspath(os.path.expanduser(labels))
         out.append({**layer, "data": data} if "data" in layer else layer)
     return out
@@ -352,6 +354,7 @@ def resolve_config(layers: list[dict], run_dir: Path, base: dict | None = None) 
     except Exception as e:  # noqa: BLE001
         raise RunError(f"'{saved_path}' is not a gankit config ({' '.join(str(e).split())}): mend it, or delete it to have it written again from "
                        f"the run's checkpoint, or use another {distributed.run_option()} folder") from None
+    layers = _absolute_data_paths(layers, saved_cfg.data.path)  # a --labels without --data: of the run's data folder
     try:
         cfg = build_config(saved, *layers, training=False)
     except ConfigError:  # a combination that is wrong because an override changes what the run cannot change
@@ -1167,6 +1170,15 @@ class Trainer:
         elapsed_base = self.elapsed
         self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
         progress.reset_epoch(self.epoch, self.cursor % spe)
+
+        def rolled_back() -> tuple[float, int, float, int]:
+            """After a NaN rollback, inside the loop or at the run's last step line: the progress shown and the
+            epoch's img/s count from the restored iteration; returns the last line's (time, cursor, writing
+            seconds) and the saved iteration, which it is."""
+            self._epoch_mark = (elapsed_base + time.perf_counter() - t_start, self._images(), self.writing_seconds)
+            progress.roll_back(self.epoch, self.cursor % spe, self._epoch_mark)
+            return time.perf_counter(), self.cursor, self.writing_seconds, self.iteration
+
         saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
         if not (self.ckpt_dir / "last.pt").exists():
             self.save()  # a run folder always holds a checkpoint to resume or roll back to
@@ -1214,10 +1226,7 @@ class Trainer:
                                 self._write_skipped()
                                 break
                     except _RolledBack:
-                        progress.reset_epoch(self.epoch, self.cursor % spe)
-                        last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
-                        self._epoch_mark = (elapsed_base + time.perf_counter() - t_start, self._images(), self.writing_seconds)
-                        saved_at_iteration = self.iteration
+                        last_log_t, last_log_cursor, last_log_writing, saved_at_iteration = rolled_back()
                     # a stop during a finished run's last writes lets them finish (it is done), unless it left out the
                     # run's final evaluation: then it stops as a stop does, and the resume evaluates
                     if interrupted.stop(self.iteration, elapsed_base + time.perf_counter() - t_start, self.device) \
@@ -1236,6 +1245,7 @@ class Trainer:
                     try:
                         self._end_early(progress)
                     except _RolledBack:
+                        last_log_t, last_log_cursor, last_log_writing, saved_at_iteration = rolled_back()
                         continue
                 break
             progress.close()
@@ -1608,6 +1618,12 @@ class _progress:
             self.bar.close()
         self.bar = tqdm(total=self.spe, initial=done, desc=f"{self.name} epoch {epoch + 1}", unit="batch",
                         dynamic_ncols=True, leave=False)
+
+    def roll_back(self, epoch: int, done: int, mark: tuple[float, int, float]) -> None:
+        """A NaN rollback went back to batch `done` of `epoch`: shown from there, and the next line's img/s counts
+        from `mark` (training seconds, images, writing seconds now), not from images that the rollback undid."""
+        self._mark = mark
+        self.reset_epoch(epoch, done)
 
     def advance(self, n: int) -> None:
         if self.bar is not None and n:

@@ -137,9 +137,10 @@ def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends
 def test_an_epoch_lines_images_per_second_is_the_epochs_own_rate(image_folder, tmp_path, monkeypatch, every):
     """The epoch line's img_per_s was the mean of its step lines' (123.7 in metrics.jsonl where the console said
     164 img/s), and absent when an epoch had fewer iterations than log.every (a small dataset: every = 50 here). It
-    is now the epoch's images over its training time. Iteration i moves the clock on by 10 * i s, and epoch 1's
-    evaluation by 1000 s: epoch 1 trains 32 images in 10 + 20 + 30 + 40 s (the mean of the step lines at 2 and 4
-    would be 0.38, not 0.32), epoch 2 in 50 + 60 + 70 + 80 s, its evaluation left out."""
+    is now the epoch's images over its training time. Iteration i moves the clock on by 1000 * i s (so that the
+    real seconds of a loaded machine stay far below the tolerance), and epoch 1's evaluation by 1000 s: epoch 1
+    trains 32 images in 1000 + 2000 + 3000 + 4000 s (the mean of the step lines at 2 and 4 would be 0.0038, not
+    0.0032), epoch 2 in 5000 + ... + 8000 s, its evaluation left out."""
     ahead = _clock_ahead(monkeypatch)
 
     def evaluate(generate, n):
@@ -154,13 +155,13 @@ def test_an_epoch_lines_images_per_second_is_the_epochs_own_rate(image_folder, t
 
     def slow_step():
         step()
-        ahead[0] += 10.0 * trainer.iteration
+        ahead[0] += 1000.0 * trainer.iteration
 
     monkeypatch.setattr(trainer, "train_iteration", slow_step)
     trainer.fit()
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rates = [x.get("img_per_s") for x in lines if x["kind"] == "epoch"]
-    assert rates == [pytest.approx(32 / 100, rel=0.02), pytest.approx(32 / 260, rel=0.02)], rates
+    assert rates == [pytest.approx(32 / 10_000, rel=0.02), pytest.approx(32 / 26_000, rel=0.02)], rates
 
 
 def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(image_folder, tmp_path, monkeypatch,
@@ -188,15 +189,16 @@ def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(
 def test_a_run_whose_evaluations_took_most_of_its_time_says_so(image_folder, tmp_path, monkeypatch, capsys,
                                                                evaluation_seconds, said):
     """`--minutes 1.5` with evaluations on a busy CPU ran 7.5 minutes, 5.7 of them FID/KID, without a word about
-    it. Here each of the 3 evaluations moves the clock on by `evaluation_seconds`: 50:00 of a run of 50:0x is
-    said, with what shortens it; a run whose evaluations took no time says nothing."""
+    it. Here each of the 3 evaluations moves the clock on by `evaluation_seconds`: 50:00 of a run of 50:xx (its
+    real seconds, more on a loaded machine) is said, with what shortens it; a run whose evaluations took no time
+    says nothing."""
     evaluate = _evaluation_taking(monkeypatch, evaluation_seconds)
     trainer = _trainer(tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0, "n_fake": 60}}],
                        image_folder, tmp_path / "run")
     trainer._evaluator = evaluate
     trainer.fit()
     err = capsys.readouterr().err
-    assert ("FID/KID took 50:00 of this run's 50:0" in err and "(now eval.every 1)" in err
+    assert ("FID/KID took 50:00 of this run's 50:" in err and "(now eval.every 1)" in err
             and "(eval.n_fake 60)" in err) == said, err
 
 

@@ -512,6 +512,23 @@ def test_sample_same_noise_labels_refuses_a_grid_that_cannot_fit_in_memory(condi
     assert not list(tmp_path.iterdir())
 
 
+def test_sample_same_noise_labels_too_wide_a_grid_is_not_told_to_use_out_dir(conditional_gen, tmp_path, monkeypatch,
+                                                                             capsys):
+    """A --same-noise-labels grid wider than a grid can be was told to write one file per image with --out-dir,
+    which that mode refuses: it is told to draw fewer per class or name fewer classes."""
+    import gankit.sample
+    from gankit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", "run", "--same-noise-labels", "-n", "2000", "--grid", "g.png"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.splitlines() == [err], err
+    assert err.endswith("(at most 16383 a side): draw fewer per class with -n, or name fewer classes with --label"), err
+    assert "--out-dir" not in err and not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("command, error, said", [
     ("sample", MemoryError(), "error: this machine ran out of memory: draw fewer images with -n"),
     ("evaluate", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 1 GiB free."),

@@ -303,7 +303,8 @@ def sample(
 
         gen.require_conditional("--same-noise-labels")
         rows = classes or list(range(len(gen.labels)))
-        _check_grid_size(n or 8, len(rows), gen.cfg.data.resolution)
+        _check_grid_size(n or 8, len(rows), gen.cfg.data.resolution,
+                         fix="draw fewer per class with -n, or name fewer classes with --label")
         check_drawing_memory(n or 8, gen.cfg, rows=len(rows))
         images = gen.same_noise_labels(n or 8, seed, rows)
         label_grid(images, [gen.labels[i] for i in rows], grid)
@@ -444,12 +445,14 @@ def _kid(r: dict) -> str:
 GRID_MAX_SIDE = 16383  # WebP's largest side; a PNG grid that wide is already 0.8 GB of pixels to build
 
 
-def _check_grid_size(columns: int, rows: int, resolution: int, other: str = "") -> None:
-    """Refuse, before drawing anything, a --grid too large to build as one image."""
+def _check_grid_size(columns: int, rows: int, resolution: int, other: str = "", fix: str = "") -> None:
+    """Refuse, before drawing anything, a --grid too large to build as one image. `fix` replaces the advice to write
+    one file per image (--same-noise-labels writes one grid only)."""
     width, height = (k * (resolution + 2) + 2 for k in (columns, rows))  # save_image's 2 px padding
     if max(width, height) > GRID_MAX_SIDE:
+        fix = fix or f"write them one per file with --out-dir DIR{other}, or draw fewer with -n"
         raise GankitError(f"--grid of {columns} x {rows} images at {resolution}px would be {width} x {height} px "
-                          f"(at most {GRID_MAX_SIDE} a side): write them one per file with --out-dir DIR{other}, or draw fewer with -n")
+                          f"(at most {GRID_MAX_SIDE} a side): {fix}")
 
 
 # What a grid is written as: formats that take an RGB image as it is (Pillow knows more, e.g. .xbm or .blp, that

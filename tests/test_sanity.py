@@ -234,3 +234,24 @@ def test_the_sanity_test_never_flips_its_target(tmp_path):
                "log": {"progress": False, "plots": False, "tensorboard": False}}]
     r = run_sanity(layers, tmp_path / "s", copies=8, threshold=1.0)
     assert yaml.safe_load((r.run_dir / "config.yaml").read_text())["data"]["flip"] is False
+
+
+def test_copies_that_cannot_fit_in_memory_are_refused_before_they_are_made(tmp_path, monkeypatch, capsys):
+    """`gankit sanity --resolution 1024 --copies 100000` (within the bound on copies) tried to make 293 GiB of them
+    and said to lower a --batch-size that sanity does not have. On a 1 GiB machine, 100,000 copies at 256 px
+    (18 GiB) are refused in a line, before anything is made."""
+    import gankit.evaluate
+    import gankit.sanity
+    from gankit.cli import main
+
+    def made(*a, **k):
+        raise AssertionError("made the copies")
+
+    monkeypatch.setattr(gankit.evaluate, "physical_memory", lambda: 2**30)
+    monkeypatch.setattr(gankit.sanity, "copies_dataset", made)
+    with pytest.raises(SystemExit) as done:
+        main(["sanity", "--resolution", "256", "--copies", "100000", "--run", str(tmp_path / "s")])
+    line = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and line.splitlines() == [line] and line.endswith(
+        "--copies 100,000 at 256px take 18 GiB, more than this machine's 1 GiB of memory: ask for fewer copies "
+        "(seed 002: 1000) or a lower --resolution"), line

@@ -72,6 +72,17 @@ def copies_dataset(targets: list[torch.Tensor], copies: int, names: list[str] | 
                     files=[f"sanity/{i:05d}" for i in range(len(images))], name="sanity", key=key)
 
 
+def _check_copies_memory(copies: int, resolution: int) -> None:
+    """Refuse, before making them, copies that cannot fit in this machine's memory (they are all made in it, uint8):
+    at high resolution they ran out of it, and the message said to lower a --batch-size that sanity does not have."""
+    from gankit.evaluate import physical_memory
+
+    total, need = physical_memory(), copies * 3 * resolution ** 2
+    if total and need > total:
+        raise DataError(f"--copies {copies:,} at {resolution}px take {need / 2**30:,.0f} GiB, more than this machine's "
+                        f"{total / 2**30:,.0f} GiB of memory: ask for fewer copies (seed 002: 1000) or a lower --resolution")
+
+
 @dataclass
 class SanityResult:
     mae_before: list[float]  # per target, untrained G
@@ -163,6 +174,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     if not wanted <= copies <= MAX_COPIES:  # (all of them are made in memory)
         raise DataError(f"--copies must be from {wanted} to {MAX_COPIES:,} (copies of the target "
                         f"image{'s' if wanted > 1 else ''} to train on; seed 002: 1000), got {copies}")
+    _check_copies_memory(copies, cfg.data.resolution)
     stems = [Path(p).stem for p in images or []]  # the grids' rows named after the files (two alike: numbered)
     data = copies_dataset(targets, copies, stems if len(set(stems)) == len(stems) else None)
     if cfg.train.batch_size > len(data.images):  # a batch is at most the copies: no --batch-size flag here to lower

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -196,6 +197,12 @@ def test_smooth_skips_nans():
 # -------------------------------------------------------------------------------------------- gif
 
 
+def evolution_gif_frames(gif_path) -> list[bytes]:
+    """Each frame's RGB pixels."""
+    with Image.open(gif_path) as im:
+        return [frame.convert("RGB").tobytes() for frame in ImageSequence.Iterator(im)]
+
+
 def _frame_epochs(gif_path, run_index, epochs):
     """Identify each GIF frame by the solid color of its grid area (the nearest fake epoch color)."""
     found = []
@@ -217,6 +224,22 @@ def test_evolution_gif_has_every_epoch_in_order(tmp_path):
     with Image.open(path) as im:
         assert im.size[0] == GRID_SIZE[0] and im.size[1] > GRID_SIZE[1]  # caption strip under the grid
         assert im.info.get("loop") == 0
+
+
+def test_an_unfinished_epochs_frame_says_so_where_its_grid_is_wide_enough(tmp_path):
+    """The frame of epoch `unfinished` is captioned "epoch N (unfinished)"; a grid too narrow for that gets "epoch N"
+    rather than no caption at all."""
+    from gankit.report.gif import _with_caption, evolution_gif_bytes
+
+    grids = [tmp_path / f"epoch_{e:04d}.png" for e in (1, 2, 3)]
+    for path in grids:
+        Image.new("RGB", (200, 100), (40, 90, 200)).save(path)
+    frames = [evolution_gif_frames(io.BytesIO(evolution_gif_bytes(grids, unfinished=u))) for u in (None, 3)]
+    plain, marked = frames
+    assert plain[:2] == marked[:2] and plain[2] != marked[2]  # only the last frame's caption differs
+    narrow = Image.new("RGB", (60, 40))
+    assert _with_caption(narrow, "epoch 3 (unfinished)", "epoch 3").tobytes() == _with_caption(narrow, "epoch 3").tobytes()
+    assert _with_caption(narrow, "epoch 3 (unfinished)", "epoch 3").size[1] > 40
 
 
 def test_evolution_gif_subsamples_evenly_and_keeps_the_last(tmp_path):
@@ -375,14 +398,18 @@ def test_run_names_with_dollars_or_a_leading_underscore_show_literally_in_plots_
         assert [t.get_text().replace("\\$", "$") for t in legend.get_texts()] == names
 
 
-def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(tmp_path):
+def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(tmp_path, monkeypatch):
     """A run in progress (or killed) logs steps of an epoch it has not finished, and its evolution.gif may be older
     than its last grids (written after a kill, or skipped at a short epoch's end): the page counted the unfinished
     epoch and showed the old GIF, which ended epochs earlier than the grid above it. The unfinished epoch is told
-    apart (test_compare_page: '3 (+25% of 4)')."""
+    apart (test_compare_page: '3 (+25% of 4)'), in the GIF made for the page too."""
     import os
 
+    import gankit.report.compare
     from gankit.report.compare import _evolution_gif
+
+    made, make = {}, gankit.report.compare.evolution_gif_bytes
+    monkeypatch.setattr(gankit.report.compare, "evolution_gif_bytes", lambda *a, **k: made.update(k) or make(*a, **k))
 
     run = make_run(tmp_path, "r", epochs=3, steps_per_epoch=4, torn=False)
     write_evolution_gif(run)
@@ -393,7 +420,7 @@ def test_compare_counts_finished_epochs_and_does_not_show_a_stale_evolution_gif(
     Image.new("RGB", GRID_SIZE, epoch_color(0, 4)).save(run / "samples" / "epoch_0004.png")
     os.utime(run / "evolution.gif", (time.time() - 60,) * 2)
     data, note = _evolution_gif(load_run(run))
-    assert "older than the last grid" in note
+    assert "older than the last grid" in note and made["unfinished"] == 4
     with Image.open(__import__("io").BytesIO(data)) as gif:
         assert gif.n_frames == 4
     assert load_run(run).total_epochs == 3  # the grid of an epoch a budget ended inside: not a finished epoch

@@ -323,6 +323,20 @@ def _g_weights(run):
     return load_checkpoint(run / "checkpoints/last.pt")["G"]
 
 
+def test_the_gif_frame_of_an_epoch_a_budget_cut_short_says_it_is_unfinished(image_folder, tmp_path, monkeypatch):
+    """The last frame of evolution.gif said "epoch 2" after `--max-steps 5` stopped a run inside epoch 2 (4 steps per
+    epoch), where the compare page says "epoch 2 (unfinished)": it says so too, until epoch 2's end remakes it."""
+    from gankit.report import gif
+
+    captions, caption = [], gif._with_caption
+    monkeypatch.setattr(gif, "_with_caption", lambda im, *texts: captions.append(texts[0]) or caption(im, *texts))
+    run = run_training(tiny_layers(image_folder, max_steps=5, epochs=5), tmp_path / "run")
+    assert captions[-2:] == ["epoch 1", "epoch 2 (unfinished)"], captions
+    captions.clear()
+    run_training(tiny_layers(image_folder, max_steps=8, epochs=5), run)
+    assert captions[-2:] == ["epoch 1", "epoch 2"], captions
+
+
 def test_resume_equals_straight_run(image_folder, tmp_path):
     straight = run_training(tiny_layers(image_folder, max_steps=10, epochs=5), tmp_path / "a")
     half = run_training(tiny_layers(image_folder, max_steps=5, epochs=5), tmp_path / "b")

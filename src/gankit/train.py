@@ -1511,8 +1511,9 @@ class Trainer:
             return
         with self._paced["plots"].timed():
             write_plots(self.run_dir)
-        if gif:
-            write_evolution_gif(self.run_dir)
+        if gif:  # a budget that ended the run inside an epoch wrote that epoch's grid: its frame says so
+            write_evolution_gif(self.run_dir, unfinished=self.epoch_of_last_step
+                                if self.cursor % self.batches.steps_per_epoch else None)
 
 
 class _RolledBack(Exception):

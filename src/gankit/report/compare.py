@@ -351,7 +351,9 @@ def _evolution_gif(run: Run) -> tuple[bytes | None, str]:
     if not run.samples:
         return None, f"Not available: {broken if broken in why else f'no {GIF_NAME}'} and no sample grids."
     try:
-        return evolution_gif_bytes(run.samples, COMPARE_GIF_FRAMES, max_side=COMPARE_GIF_SIDE), why
+        unfinished = run.unfinished_epoch
+        return evolution_gif_bytes(run.samples, COMPARE_GIF_FRAMES, max_side=COMPARE_GIF_SIDE,
+                                   unfinished=unfinished and unfinished[0]), why
     except (OSError, ValueError) as e:
         return None, f"Not available: the sample grids cannot be read ({type(e).__name__})."
 

@@ -16,13 +16,15 @@ from gankit.report.runs import find_samples, sample_epoch
 LAST_FRAME_HOLD = 4  # the final frame stays this many frame durations before the loop restarts
 
 
-def write_evolution_gif(run_dir, max_frames: int = 100, duration_ms: int = 120) -> Path | None:
+def write_evolution_gif(run_dir, max_frames: int = 100, duration_ms: int = 120,
+                        unfinished: int | None = None) -> Path | None:
     """Write `<run_dir>/evolution.gif` from `samples/epoch_*.png` and return its path.
 
     With more than `max_frames` grids, frames are picked evenly across training, the first and the last
-    always included. Each frame gets its epoch number in a strip under the grid; a grid that cannot be
-    read (one being written right now) is left out. Returns None (and writes nothing) when the run has
-    no readable sample grid yet.
+    always included. Each frame gets its epoch number in a strip under the grid ("(unfinished)" after the
+    number `unfinished`: a budget ended the run inside that epoch); a grid that cannot be read (one being
+    written right now) is left out. Returns None (and writes nothing) when the run has no readable sample
+    grid yet.
     """
     if not Path(run_dir).is_dir():
         raise RunError(f"run folder not found: {run_dir}")
@@ -30,7 +32,7 @@ def write_evolution_gif(run_dir, max_frames: int = 100, duration_ms: int = 120) 
     if not samples:
         return None
     try:
-        data = evolution_gif_bytes(samples, max_frames, duration_ms)
+        data = evolution_gif_bytes(samples, max_frames, duration_ms, unfinished=unfinished)
     except ValueError:  # no readable grid
         return None
     return write_bytes_atomic(Path(run_dir) / GIF_NAME, data)
@@ -51,9 +53,11 @@ def gif_behind(run_dir, samples: list[Path] | None = None, slack_s: float = 0.0)
 
 
 def evolution_gif_bytes(
-    sample_paths: list[Path], max_frames: int = 100, duration_ms: int = 120, max_side: int | None = None
+    sample_paths: list[Path], max_frames: int = 100, duration_ms: int = 120, max_side: int | None = None,
+    unfinished: int | None = None,
 ) -> bytes:
-    """The GIF for these grids (already in epoch order) as bytes; `max_side` shrinks large frames.
+    """The GIF for these grids (already in epoch order) as bytes; `max_side` shrinks large frames; the frame of
+    epoch `unfinished` says so (where the grid is wide enough for it).
 
     Unreadable grids are skipped; ValueError when none is readable.
     """
@@ -71,7 +75,9 @@ def evolution_gif_bytes(
         if im.size != size:  # grids should all match; a stray one is resized, not fatal
             im = im.resize(size, Image.Resampling.LANCZOS)
         # fast octree: ~50x faster than median cut here, with smaller files and no visible loss
-        frames.append(_with_caption(im, f"epoch {sample_epoch(path)}").quantize(256, method=Image.Quantize.FASTOCTREE))
+        epoch = sample_epoch(path)
+        captions = [f"epoch {epoch}"] if epoch != unfinished else [f"epoch {epoch} (unfinished)", f"epoch {epoch}"]
+        frames.append(_with_caption(im, *captions).quantize(256, method=Image.Quantize.FASTOCTREE))
     if not frames:
         raise ValueError("no readable sample grid to animate")
     durations = [duration_ms] * len(frames)
@@ -128,11 +134,12 @@ def _fit(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def _with_caption(im: Image.Image, text: str) -> Image.Image:
-    """`im` with a black strip below it holding `text` in white; `im` unchanged when too narrow for it."""
+def _with_caption(im: Image.Image, *texts: str) -> Image.Image:
+    """`im` with a black strip below it holding the first of `texts` that fits, in white; `im` unchanged when too
+    narrow for any."""
     w, h = im.size
-    for size in range(max(8, min(18, w // 24)), 7, -1):
-        font = caption_font(size)
+    fitting = ((text, caption_font(size)) for text in texts for size in range(max(8, min(18, w // 24)), 7, -1))
+    for text, font in fitting:
         left, top, right, bottom = font.getbbox(text)
         if right - left + 8 <= w:
             break

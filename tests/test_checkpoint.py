@@ -356,3 +356,21 @@ def test_a_resume_mends_what_a_kill_during_the_last_save_left(image_folder, tmp_
     shared = load_file(str(run / "generator.safetensors"))
     assert all(torch.equal(shared[k], v) for k, v in last["G"].items() if k in shared) and shared
     assert load_checkpoint(run / "checkpoints" / "epoch_0003.pt")["iteration"] == last["iteration"]
+
+
+def test_a_damaged_last_pt_is_not_kept_as_last_prev_over_the_good_one_resumed_from(image_folder, tmp_path, capsys):
+    """A resume from last.prev.pt (last.pt damaged) rotated the damaged last.pt into last.prev.pt at its first save:
+    the one good older checkpoint was replaced by the broken file."""
+    from conftest import tiny_layers
+    from gankit.train import run_training
+
+    layers = tiny_layers(image_folder, epochs=2)
+    layers[0]["log"].update(write_share=0, plots=False, checkpoint_every=0)
+    run = run_training(layers, tmp_path / "run")
+    folder = run / "checkpoints"
+    resumed_from = load_checkpoint(folder / PREVIOUS)["iteration"]
+    (folder / "last.pt").write_bytes(os.urandom(2000))
+    run_training(layers, run)  # trains again from last.prev.pt's epoch end to the end: one save
+    assert "last.pt' is unreadable" in capsys.readouterr().err
+    assert load_checkpoint(folder / PREVIOUS)["iteration"] == resumed_from
+    assert load_checkpoint(folder / "last.pt")["iteration"] > resumed_from

@@ -615,6 +615,9 @@ class Trainer:
             self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
             self._lr_factor_was = self.opt_g.param_groups[0]["lr"] / cfg.train.lr_g  # as last scheduled
         self.resumed = resumed
+        # resumed from an older checkpoint, last.pt being damaged: the next save replaces it instead of keeping it as
+        # last.prev.pt over the good one
+        self._last_damaged = found is not None and found[1].name != "last.pt" and (self.ckpt_dir / "last.pt").exists()
         self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
                     if distributed.is_main() else NullLog())
 
@@ -762,7 +765,8 @@ class Trainer:
             return
         state = self.state_dict()
         with self._paced["checkpoint"].timed():
-            save_checkpoint(state, self.ckpt_dir / "last.pt")
+            save_checkpoint(state, self.ckpt_dir / "last.pt", keep_previous=not self._last_damaged)
+            self._last_damaged = False
             self._save_generator()
         self._saved_iteration, self._saved_at = self.iteration, time.perf_counter()
         if numbered:

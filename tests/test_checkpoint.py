@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import FillsUp
 from gankit.checkpoint import (PREVIOUS, load_checkpoint, load_latest_checkpoint, save_checkpoint,
                                state_digest)
 from gankit.errors import RunError
@@ -206,28 +207,6 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     with pytest.raises(RunError) as info:  # the run's first checkpoint: there is no previous one to speak of
         save_checkpoint(state(1), tmp_path / "new" / "checkpoints" / "last.pt")
     assert "disk is full" in str(info.value) and "intact" not in str(info.value)
-
-
-class FillsUp:
-    """A file on a disk with `room` bytes left: writes beyond that fail with ENOSPC, as a real full disk does."""
-
-    def __init__(self, f, room: int):
-        self.f, self.room = f, room
-
-    def write(self, data):
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.room -= len(data)
-        return self.f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
 
 
 def test_the_disk_filling_up_inside_torch_save_is_named(tmp_path, monkeypatch):

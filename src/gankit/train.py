@@ -287,8 +287,10 @@ def _saved_config(run_dir: Path) -> tuple[dict, list[str]]:
     on the folder it is run from."""
     from gankit.data.archive import is_archive
 
-    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
-    data = saved.get("data") if isinstance(saved, dict) else None
+    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    if not isinstance(saved, dict):  # an empty (truncated) file is no config of defaults to compare a resume with
+        raise ValueError("it is empty" if saved is None else f"it holds a {type(saved).__name__}, not a config's keys")
+    data = saved.get("data")
     if not isinstance(data, dict):
         return saved, []
     notes = []

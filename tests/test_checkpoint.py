@@ -353,3 +353,23 @@ def test_a_damaged_last_pt_is_not_kept_as_last_prev_over_the_good_one_resumed_fr
     assert "last.pt' is unreadable" in capsys.readouterr().err
     assert load_checkpoint(folder / PREVIOUS)["iteration"] == resumed_from
     assert load_checkpoint(folder / "last.pt")["iteration"] > resumed_from
+
+
+def test_a_run_killed_during_its_first_save_loses_the_partial_files_when_it_starts_again(image_folder, tmp_path, capsys):
+    """Killed while writing its first last.pt, a run holds config.yaml and the partial file, no checkpoint: started
+    again (from iteration 0, nothing to resume) it kept the partial file, as large as a checkpoint, until a later resume."""
+    from conftest import tiny_layers
+    from gankit.train import run_training
+
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"].update(plots=False, tensorboard=False)
+    run = run_training(layers, tmp_path / "run")
+    for path in [*run.rglob("*")][::-1]:
+        if path.name != "config.yaml":
+            path.unlink() if path.is_file() else path.rmdir()
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / ".last.pt.k2x9.tmp").write_bytes(b"partial")
+    capsys.readouterr()
+    run_training(layers, run)
+    assert "removed 1 unfinished file" in capsys.readouterr().err
+    assert not list((run / "checkpoints").glob(".*.tmp"))

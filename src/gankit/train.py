@@ -767,6 +767,8 @@ class Trainer:
         if not distributed.is_main():
             return
         state = self.state_dict()
+        if best:  # before last.pt, whose best_fid says it is written: a kill or full disk between them repeats the epoch
+            save_checkpoint(state, self.ckpt_dir / BEST)
         with self._paced["checkpoint"].timed():
             save_checkpoint(state, self.ckpt_dir / "last.pt", keep_previous=not self._last_damaged)
             self._last_damaged = False
@@ -775,8 +777,6 @@ class Trainer:
         if numbered:
             with self._paced["numbered"].timed():
                 self._save_numbered(state)
-        if best:
-            save_checkpoint(state, self.ckpt_dir / BEST)
 
     def _save_generator(self) -> None:
         save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -49,6 +50,28 @@ def make_image_folder(root, n: int = 32, size: int = 24, classes: tuple[str, ...
         folder = root / classes[i % len(classes)] if classes else root
         folder.mkdir(exist_ok=True)
         Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+
+
+class FillsUp:
+    """A file on a disk with `room` bytes left: writes beyond that fail with ENOSPC, as a real full disk does."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
 
 
 def image_bytes(color=(200, 30, 30), size=(20, 20), fmt: str = "PNG") -> bytes:

@@ -274,6 +274,9 @@ CASES = [
     ("run-incompatible-config", lambda t, mp: [*TRAIN, "--run", str(run_with_config(t, ngf=32)),
                                                "--data", str(t / "images")], ["different config", "model.ngf", "new --run"]),
     ("run-config-garbage", lambda t, mp: [*TRAIN, "--run", str(_garbage_run(t))], ["config.yaml", "another --run"]),
+    # an empty config.yaml (a copy cut short) was read as the defaults: "made with a different config (model.ngf...)"
+    ("run-config-empty", lambda t, mp: [*TRAIN, "--run", str(_write(run_with_config(t) / "config.yaml", "").parent),
+                                        "--data", str(t / "images")], ["config.yaml", "is empty", "delete it"]),
     ("run-is-a-file", lambda t, mp: [*TRAIN, "--run", str(_write(t / "run", "x"))], ["--run", "is a file"]),
     ("run-cannot-be-made", lambda t, mp: [*TRAIN, "--run", "/proc/gankit-run"],
      ["cannot make run folder '/proc/gankit-run'", "pass --run a folder you can write"]),

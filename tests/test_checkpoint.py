@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import FillsUp
 from gankit.checkpoint import (PREVIOUS, load_checkpoint, load_latest_checkpoint, save_checkpoint,
                                state_digest)
 from gankit.errors import RunError
@@ -208,28 +209,6 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     assert "disk is full" in str(info.value) and "intact" not in str(info.value)
 
 
-class FillsUp:
-    """A file on a disk with `room` bytes left: writes beyond that fail with ENOSPC, as a real full disk does."""
-
-    def __init__(self, f, room: int):
-        self.f, self.room = f, room
-
-    def write(self, data):
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.room -= len(data)
-        return self.f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
-
-
 def test_the_disk_filling_up_inside_torch_save_is_named(tmp_path, monkeypatch):
     """torch.save turns a failed write half way through into an opaque RuntimeError; the message still says why."""
     folder = tmp_path / "run" / "checkpoints"
@@ -356,3 +335,41 @@ def test_a_resume_mends_what_a_kill_during_the_last_save_left(image_folder, tmp_
     shared = load_file(str(run / "generator.safetensors"))
     assert all(torch.equal(shared[k], v) for k, v in last["G"].items() if k in shared) and shared
     assert load_checkpoint(run / "checkpoints" / "epoch_0003.pt")["iteration"] == last["iteration"]
+
+
+def test_a_damaged_last_pt_is_not_kept_as_last_prev_over_the_good_one_resumed_from(image_folder, tmp_path, capsys):
+    """A resume from last.prev.pt (last.pt damaged) rotated the damaged last.pt into last.prev.pt at its first save:
+    the one good older checkpoint was replaced by the broken file."""
+    from conftest import tiny_layers
+    from gankit.train import run_training
+
+    layers = tiny_layers(image_folder, epochs=2)
+    layers[0]["log"].update(write_share=0, plots=False, checkpoint_every=0)
+    run = run_training(layers, tmp_path / "run")
+    folder = run / "checkpoints"
+    resumed_from = load_checkpoint(folder / PREVIOUS)["iteration"]
+    (folder / "last.pt").write_bytes(os.urandom(2000))
+    run_training(layers, run)  # trains again from last.prev.pt's epoch end to the end: one save
+    assert "last.pt' is unreadable" in capsys.readouterr().err
+    assert load_checkpoint(folder / PREVIOUS)["iteration"] == resumed_from
+    assert load_checkpoint(folder / "last.pt")["iteration"] > resumed_from
+
+
+def test_a_run_killed_during_its_first_save_loses_the_partial_files_when_it_starts_again(image_folder, tmp_path, capsys):
+    """Killed while writing its first last.pt, a run holds config.yaml and the partial file, no checkpoint: started
+    again (from iteration 0, nothing to resume) it kept the partial file, as large as a checkpoint, until a later resume."""
+    from conftest import tiny_layers
+    from gankit.train import run_training
+
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"].update(plots=False, tensorboard=False)
+    run = run_training(layers, tmp_path / "run")
+    for path in [*run.rglob("*")][::-1]:
+        if path.name != "config.yaml":
+            path.unlink() if path.is_file() else path.rmdir()
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / ".last.pt.k2x9.tmp").write_bytes(b"partial")
+    capsys.readouterr()
+    run_training(layers, run)
+    assert "removed 1 unfinished file" in capsys.readouterr().err
+    assert not list((run / "checkpoints").glob(".*.tmp"))

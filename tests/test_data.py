@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import image_bytes
+from conftest import FillsUp, image_bytes
 import gankit.data.folder as folder
 from gankit.data import ImageSet, load_builtin, load_dataset, load_folder
 from gankit.errors import ConfigError, DataError
@@ -664,6 +664,19 @@ def test_unwritable_cache_only_warns(tmp_path, csv_folder, capsys):
     ds = load_folder(csv_folder, RES, cache_dir=tmp_path / "a-file" / "cache", progress=False)
     assert len(ds) == 5
     assert "could not write the cache" in capsys.readouterr().err
+
+
+def test_a_cache_that_fills_the_disk_only_warns_and_leaves_no_partial_file(tmp_path, csv_folder, monkeypatch, capsys):
+    """torch.save turns a write that fills the disk half way into a RuntimeError: it was an internal error, and the
+    partial file stayed in the cache folder, filling it."""
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: FillsUp(real_fdopen(*a, **k), room=2000))
+    ds = load_folder(csv_folder, RES, cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.undo()
+    assert len(ds) == 5
+    err = capsys.readouterr().err
+    assert "could not write the cache" in err and "the disk is full" in err
+    assert not list((tmp_path / "cache").iterdir())
 
 
 def test_cache_dir_comes_from_the_environment(tmp_path, csv_folder, monkeypatch):

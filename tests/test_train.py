@@ -96,6 +96,33 @@ def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evalu
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["iteration"] == 20  # FID falls: the last is best
 
 
+def test_a_best_fid_whose_best_pt_could_not_be_written_is_measured_again_by_the_resume(image_folder, tmp_path,
+                                                                                        monkeypatch):
+    """best.pt was written after last.pt: a full disk (or a kill) between them left a last.pt whose best_fid said
+    the best was reached, and no best.pt; the resume never wrote it (the run was complete, or no later FID beat it)."""
+    import gankit.train
+
+    def fake_fid(trainer):
+        trainer._evaluator = lambda generate, n: {"fid": 50.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+        return trainer
+
+    layers = tiny_layers(image_folder, epochs=1) + [{"eval": {"every": 1}}]
+    real_save = gankit.train.save_checkpoint
+
+    def disk_full_at_best(state, path, **kw):
+        if path.name == "best.pt":
+            raise RunError(f"could not write checkpoint '{path}' (No space left on device)")
+        real_save(state, path, **kw)
+
+    monkeypatch.setattr(gankit.train, "save_checkpoint", disk_full_at_best)
+    with pytest.raises(RunError, match="best.pt"):
+        fake_fid(_trainer(layers, image_folder, tmp_path / "run")).fit()
+    monkeypatch.undo()
+    fake_fid(_trainer(layers, image_folder, tmp_path / "run", resume=True)).fit()
+    best, last = (load_checkpoint(tmp_path / "run" / "checkpoints" / name) for name in ("best.pt", "last.pt"))
+    assert best["iteration"] == last["iteration"] == 4 and best["best_fid"] == last["best_fid"] == 50.0
+
+
 def _clock_ahead(monkeypatch) -> list[float]:
     """time.perf_counter, moved on by whatever a stand-in adds to the returned list's one item: an evaluation's
     minutes without waiting for them (a sleep, measured against steps, failed on a busy machine)."""

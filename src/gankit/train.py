@@ -289,8 +289,10 @@ def _saved_config(run_dir: Path) -> tuple[dict, list[str]]:
     on the folder it is run from."""
     from gankit.data.archive import is_archive
 
-    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
-    data = saved.get("data") if isinstance(saved, dict) else None
+    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    if not isinstance(saved, dict):  # an empty (truncated) file is no config of defaults to compare a resume with
+        raise ValueError("it is empty" if saved is None else f"it holds a {type(saved).__name__}, not a config's keys")
+    data = saved.get("data")
     if not isinstance(data, dict):
         return saved, []
     notes = []
@@ -618,6 +620,10 @@ class Trainer:
             self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
             self._lr_factor_was = self.opt_g.param_groups[0]["lr"] / cfg.train.lr_g  # as last scheduled
         self.resumed = resumed
+        self._run_existed = resume  # a run folder (config.yaml) that may hold a kill's unfinished writes
+        # resumed from an older checkpoint, last.pt being damaged: the next save replaces it instead of keeping it as
+        # last.prev.pt over the good one
+        self._last_damaged = found is not None and found[1].name != "last.pt" and (self.ckpt_dir / "last.pt").exists()
         self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
                     if distributed.is_main() else NullLog())
 
@@ -764,15 +770,16 @@ class Trainer:
         if not distributed.is_main():
             return
         state = self.state_dict()
+        if best:  # before last.pt, whose best_fid says it is written: a kill or full disk between them repeats the epoch
+            save_checkpoint(state, self.ckpt_dir / BEST)
         with self._paced["checkpoint"].timed():
-            save_checkpoint(state, self.ckpt_dir / "last.pt")
+            save_checkpoint(state, self.ckpt_dir / "last.pt", keep_previous=not self._last_damaged)
+            self._last_damaged = False
             self._save_generator()
         self._saved_iteration, self._saved_at = self.iteration, time.perf_counter()
         if numbered:
             with self._paced["numbered"].timed():
                 self._save_numbered(state)
-        if best:
-            save_checkpoint(state, self.ckpt_dir / BEST)
 
     def _save_generator(self) -> None:
         save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
@@ -799,15 +806,19 @@ class Trainer:
         unfinished writes; generator.safetensors, written after last.pt (a kill between them left the weights of the
         save before, which `gankit sample` drew from); the numbered checkpoint of the epoch end resumed from, written
         after both (lost for good: the resume starts after that epoch end)."""
-        removed = remove_leftovers(self.run_dir)
-        if removed:
-            console.info(f"removed {console.count(len(removed), 'unfinished file')} of writes a stop cut short: "
-                         f"{console.short_list([p.name for p in removed])}")
+        self._remove_leftovers()
         self._save_generator()
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
                 and not numbered_path(self.ckpt_dir, epoch).exists()):
             self._save_numbered(self.state_dict())
+
+    def _remove_leftovers(self) -> None:
+        """The temporary files of the writes a kill cut short (`checkpoint.remove_leftovers`), named in one line."""
+        removed = remove_leftovers(self.run_dir)
+        if removed:
+            console.info(f"removed {console.count(len(removed), 'unfinished file')} of writes a stop cut short: "
+                         f"{console.short_list([p.name for p in removed])}")
 
     def _room_for_numbered(self) -> list[Path] | None:
         """Whether a numbered checkpoint fits (`checkpoint.room_for_numbered`); None, with one warning per process, while
@@ -1147,6 +1158,8 @@ class Trainer:
                 save_yaml(cfg, self.run_dir / CONFIG_FILE)
             if self.resumed:
                 self._mend_a_kill()
+            elif self._run_existed:  # killed during its first save: no checkpoint, but that save's partial files
+                self._remove_leftovers()
         if not more():
             if self._final_evaluation_left_out():  # by a stop during it: this resume does it
                 self.save(best=self._maybe_evaluate())

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gankit.checkpoint import _atomic_write
 from gankit.console import warn
+from gankit.errors import RunError
 
 ENV_VAR = "GANKIT_CACHE_DIR"
 
@@ -54,22 +55,11 @@ def read(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def write(path: Path, payload: dict[str, Any], again: str = "the data will be decoded again next time") -> bool:
-    """Save `payload` to `path` atomically; on failure (read-only, disk full) warn, saying what `again` costs, and
-    return False."""
-    tmp_name = None
+    """Save `payload` to `path` atomically; on failure (read-only, disk full, also half way through torch.save) warn,
+    saying what `again` costs, and return False."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a cache holds nothing secret
-        os.replace(tmp_name, path)
+        _atomic_write(path, lambda f: torch.save(payload, f), what="the cache ")
         return True
-    except OSError as exc:
-        warn(f"could not write the cache '{path}' ({exc.strerror or exc}); {again}")
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
+    except RunError as exc:
+        warn(f"{exc}; {again}")
         return False

@@ -134,6 +134,8 @@ def test_gradient_penalty_is_zero_for_unit_gradient_and_grows_for_steeper_critic
     assert gradient_penalty(_Linear(1.0), real, fake).item() == pytest.approx(0.0, abs=1e-8)
     gp2, gp3 = (gradient_penalty(_Linear(n), real, fake).item() for n in (2.0, 3.0))
     assert gp2 == pytest.approx(1.0, rel=1e-4) and gp3 == pytest.approx(4.0, rel=1e-4)
+    # two-sided: a critic flatter than 1-Lipschitz is penalised too, (0.5 - 1)^2
+    assert gradient_penalty(_Linear(0.5), real, fake).item() == pytest.approx(0.25, rel=1e-4)
     critic = _Linear(3.0)
     gradient_penalty(critic, real, fake).backward()  # the penalty trains the critic (create_graph)
     assert critic.w.grad is not None and critic.w.grad.abs().sum() > 0
@@ -220,6 +222,9 @@ def test_monitored_gates_d_on_the_loss_ratio():
     assert m.plan(0) == [Phase("D", gated=True), Phase("G")]
     assert m.allow_update(0.1, None)  # nothing to compare with yet
     assert m.allow_update(0.9, 1.0) and not m.allow_update(0.7, 1.0)
+    assert not m.allow_update(0.4, 0.5)  # D_loss exactly 0.8 x G_loss: not above it, no update
+    built = build_strategy(build_config({"train": {"strategy": "monitored"}}))  # seed 000's factor by default
+    assert built.allow_update(0.81, 1.0) and not built.allow_update(0.79, 1.0)
 
 
 def test_boost_maps_k_ranges_to_phases(monkeypatch):
@@ -229,6 +234,27 @@ def test_boost_maps_k_ranges_to_phases(monkeypatch):
     D, G, DS = Phase("D"), Phase("G"), Phase("D", swap=True)
     plans = [b.plan(i) for i in range(9)]
     assert plans == [[D, G], [DS, G], [G], [G], [G], [D], [D], [D], [D, G]]
+
+
+def test_boost_resumed_inside_a_boost_finishes_it(monkeypatch):
+    b = Boost(window=5)
+    monkeypatch.setattr(b, "draw", lambda: 0.00005)  # a G boost of 5 iterations
+    assert [b.plan(i) for i in range(2)] == [[Phase("G")]] * 2
+    resumed = Boost(window=5)
+    resumed.load_state_dict(b.state_dict())
+    assert [resumed.plan(i) for i in range(2, 5)] == [[Phase("G")]] * 3  # the boost's last 3, no new k drawn
+    assert resumed.left == 0
+
+
+def test_boost_draws_follow_train_seed():
+    draws = [build_strategy(build_config({"train": {"strategy": "boost", "seed": seed}})).draw() for seed in (0, 0, 1)]
+    assert draws[0] == draws[1] != draws[2]
+
+
+def test_the_critic_schedule_takes_its_keys_from_the_config():
+    s = build_strategy(build_config({"train": {"strategy": "critic", "loss": "wgan", "n_critic": 2, "critic_boost": 7,
+                                                "critic_boost_first": 3, "critic_boost_every": 10}}))
+    assert [s.critic_steps(i) for i in range(12)] == [7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 7, 2]
 
 
 def test_boost_frequencies_match_the_k_ranges():
@@ -255,8 +281,10 @@ def test_topk_shrinks_k_per_epoch_to_the_fraction_and_keeps_the_best_scores():
     assert [topk_count(64, 0.5, 0.99, e) for e in (0, 10, 68, 69, 500)] == [64, 58, 33, 32, 32]
     assert topk_count(64, 1.0, 0.5, 100) == 64  # topk 1: the classic update
     assert topk_count(8, 0.25, 0.0, 3) == 2
+    assert topk_count(5, 0.5, 0.0, 3) == 3  # never below the fraction: 2.5 fakes round up
     scores = torch.tensor([[0.3], [-2.0], [1.5], [0.9]])
     assert sorted(top_k(scores, 2).tolist()) == [2, 3]
+    assert sorted(top_k(scores, 3).tolist()) == [0, 2, 3]  # all but the worst
     assert top_k(scores, 4) is None
 
 

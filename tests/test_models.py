@@ -441,6 +441,16 @@ def test_color_picker_paints_within_each_images_palette():
     assert not torch.allclose(out[:, 0], out[:, 1])
 
 
+def test_a_new_color_pickers_palette_spans_the_range():
+    """Its entries start spread over (-1, 1), distinct, whatever the features: not one flat colour at first."""
+    torch.manual_seed(0)
+    G = Generator(16, upsample="colorpicker", palette_size=5, **TINY)  # the DCGAN init of its layers
+    picker = next(m for m in G.modules() if isinstance(m, ColorPicker))
+    palette = picker.palette_of(torch.randn(4, picker.palette.in_features, 8, 8))
+    assert (palette.min(1).values < -0.9).all() and (palette.max(1).values > 0.9).all()
+    assert (palette.sort(1).values.diff(dim=1) > 0.1).all()
+
+
 def test_color_picker_generator_learns_its_palette():
     torch.manual_seed(0)
     G = Generator(16, upsample="colorpicker", palette_size=4, **TINY)
@@ -568,6 +578,20 @@ def test_minibatch_features_tell_collapsed_from_diverse_batches():
     assert torch.equal(mbd(diverse[:1]), torch.zeros(1, 10))  # alone in its batch: nothing to compare with
 
 
+def test_minibatch_features_pass_gradients_to_the_other_samples_features():
+    """D's score of one image depends on the other images of its batch through the minibatch features, gradients
+    included: that is what lets G learn to make its batch diverse (Salimans et al.)."""
+    torch.manual_seed(0)
+    D = Discriminator(16, norm="layer", mbd_features=8, mbd_kernel_dim=4, **TINY_D)  # otherwise per sample
+    x = torch.rand(1, 3, 16, 16).expand(4, -1, -1, -1) + 0.01 * torch.randn(4, 3, 16, 16)  # near: similar features
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x)[0][0], x)
+    assert grad[1:].abs().sum() > 0
+    plain = Discriminator(16, norm="layer", **TINY_D)
+    (grad,) = torch.autograd.grad(plain(x)[0][0], x)
+    assert grad[1:].abs().sum() == 0
+
+
 def test_minibatch_std_measures_spread_within_groups_of_consecutive_images():
     torch.manual_seed(0)
     layer = MinibatchStdDev(4)
@@ -651,6 +675,10 @@ def test_builders_follow_the_config():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.stride == (2, 2)} == {(5, 5)}
     with pytest.raises(ConfigError, match="labels"):
         build_generator(_cfg(arch="acgan"))
+    pickers = [m for m in build_generator(_cfg(upsample="colorpicker", palette_size=6)).modules()
+               if isinstance(m, ColorPicker)]
+    assert len(pickers) == 1 and pickers[0].palette_size == 6 and pickers[0].base_palette.shape == (6,)
+    assert build_discriminator(_cfg(mbd_features=3, mbd_kernel_dim=7)).mbd.kernel_dim == 7
 
 
 # ---------------------------------------------------------------- init

@@ -126,6 +126,16 @@ def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
     assert "wasserstein" in step and step["d_updates"] == 9
 
 
+def test_the_critic_boost_runs_its_bursts_at_the_g_steps_it_names(image_folder, tmp_path):
+    """Seed 004's schedule, scaled down: 3 critic steps for the first G step and every 3rd, 1 otherwise: G steps 0 and 3
+    of 4 take 3 each."""
+    run = run_training(_layers(image_folder, {"loss": "wgan", "strategy": "critic", "n_critic": 1, "critic_boost": 3,
+                                              "critic_boost_first": 1, "critic_boost_every": 3, "max_steps": 4,
+                                              "epochs": 10}), tmp_path / "r")
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert (ckpt["g_updates"], ckpt["d_updates"]) == (4, 3 + 1 + 1 + 3)
+
+
 def test_monitored_strategy_skips_d_updates_and_counts_them(image_folder, tmp_path, monkeypatch):
     # a D loss far below 0.8 x G loss is never updated: only the first iteration (nothing to compare) updates D
     monkeypatch.setattr(BCELoss, "g_loss", lambda self, out, real_out=None: out.float().mean() * 0 + 100.0)

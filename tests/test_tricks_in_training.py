@@ -67,6 +67,40 @@ def test_instance_noise_reaches_ds_inputs_and_anneals(tmp_path, image_folder, mo
     assert seen[0][1] == pytest.approx(stds[0], rel=0.1)  # the noise D's input carries has that std
 
 
+def test_instance_noise_is_on_every_input_of_d_real_and_fake_in_d_and_g_phases(tmp_path, image_folder, monkeypatch):
+    noised = []  # kept alive: an input is checked by identity
+    add = gankit.train.add_instance_noise
+    monkeypatch.setattr(gankit.train, "add_instance_noise", lambda x, std: noised.append(add(x, std)) or noised[-1])
+    inputs = []
+    build = gankit.train.build_discriminator
+
+    def spied(cfg):
+        D = build(cfg)
+        D.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+        return D
+
+    monkeypatch.setattr(gankit.train, "build_discriminator", spied)
+    _run(tmp_path, image_folder, steps=3, instance_noise=0.5, instance_noise_epochs=2)
+    assert len(inputs) == 3 * 3  # a real and a fake batch in each D phase, the fakes in each G phase
+    assert all(any(x is y for y in noised) for x in inputs)
+
+
+def test_top_k_g_updates_keep_the_fraction_after_the_first_epoch(tmp_path, image_folder, monkeypatch):
+    counts = []
+    build = gankit.train.build_loss
+
+    def spied(cfg):
+        loss = build(cfg)
+        g_loss = loss.g_loss
+        loss.g_loss = lambda fake_out, real_out=None: counts.append(fake_out.shape[0]) or g_loss(fake_out, real_out)
+        return loss
+
+    monkeypatch.setattr(gankit.train, "build_loss", spied)
+    _run(tmp_path, image_folder, steps=6, topk=0.5, topk_gamma=0.01)  # 4 steps an epoch, batch 8
+    # the whole batch in epoch 0 (gamma ** 0), then half of it (the 4th G step, after epoch 0's last batch, either)
+    assert len(counts) == 6 and counts[:3] == [8] * 3 and counts[-2:] == [4] * 2
+
+
 def test_wgan_gp_ds_loss_is_the_critics_plus_lambda_times_the_penalty(tmp_path, image_folder):
     run = _run(tmp_path, image_folder, loss="wgan_gp", gp_lambda=7.0, model={"d_norm": "layer"})
     lines = _steps(run)

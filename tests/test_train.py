@@ -484,6 +484,26 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(image_folde
     assert "stopped at once; not saved since the last checkpoint" in capsys.readouterr().err
 
 
+def test_a_ctrl_c_with_weights_not_finite_says_nothing_was_saved_and_what_a_resume_uses(image_folder, tmp_path,
+                                                                                         monkeypatch, capsys):
+    original = Trainer._g_phase
+
+    def g_phase_with_ctrl_c(self, kept):
+        if self.iteration == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+            monkeypatch.setattr(Trainer, "_weights_finite", lambda self: False)  # NaN weights, not yet logged
+        original(self, kept)
+
+    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_layers(image_folder, epochs=5), tmp_path / "r")  # 4 iterations per epoch
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 4
+    err = capsys.readouterr().err
+    assert "saved" not in err.replace("not saved", "")
+    assert (f"interrupted at iteration 6; not saved: its weights are not finite (NaN or Inf), so a resume continues "
+            f"from {tmp_path / 'r/checkpoints/last.pt'} (iteration 4)") in err
+
+
 def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path, monkeypatch, capsys):
     """SIGTERM (a scheduler's, with a short grace period) while the real images' Inception features are being
     computed: the evaluation is left out at its next batch, nothing of it is cached, the epoch's checkpoint is

@@ -599,6 +599,7 @@ class Trainer:
         self._numbered_held = False  # numbered checkpoints held back by a nearly full disk (warned once)
         self._grid_epoch = self._saved_iteration = None  # the epoch of the last grid written, the iteration last saved
         self._saved_at = time.perf_counter()  # when last.pt was last written (or this process started)
+        self._resumes_from: tuple[Path, int] | None = None  # (checkpoint, its iteration) that a resume would use now
         self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
         self.data = data
@@ -615,6 +616,7 @@ class Trainer:
         if found is not None:
             self._refuse_edited_config(found[0].get("config"))
             self._load(found[0])
+            self._resumes_from = (found[1], self.iteration)
             resumed = True
             saved = found[0].get("config", {}).get("train", {})  # for `lr_rescheduled`
             self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
@@ -777,6 +779,7 @@ class Trainer:
             self._last_damaged = False
             self._save_generator()
         self._saved_iteration, self._saved_at = self.iteration, time.perf_counter()
+        self._resumes_from = (self.ckpt_dir / "last.pt", self.iteration)
         if numbered:
             with self._paced["numbered"].timed():
                 self._save_numbered(state)
@@ -1272,12 +1275,13 @@ class Trainer:
                 console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
                              f"intact). {self.resume_hint()}")
                 raise Interrupted(exit_code=interrupted.exit_code) from None
-            if self._weights_finite():
+            finite = self._weights_finite()
+            if finite:
                 self.save()
             self.log.close()
             if cfg.log.plots:
                 self.write_pictures()
-            console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
+            console.info(f"interrupted at iteration {self.iteration}; {self._said_of_the_stop_save(finite)}. "
                          f"{self.resume_hint()}")
             raise Interrupted(exit_code=interrupted.exit_code) from None
         finally:
@@ -1317,6 +1321,15 @@ class Trainer:
     def _weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in (*self.G.parameters(), *self.D.parameters()))
 
+    def _said_of_the_stop_save(self, finite: bool) -> str:
+        """What a stop saved: last.pt, or, where the weights were not finite (a NaN that no step line has seen yet),
+        nothing, and the checkpoint a resume continues from instead."""
+        if finite:
+            return f"saved {self.ckpt_dir / 'last.pt'}"
+        path, iteration = self._resumes_from or (self.ckpt_dir, None)  # (None on DDP's other processes: they save none)
+        return (f"not saved: its weights are not finite (NaN or Inf), so a resume continues from {path} "
+                f"(iteration {iteration})")
+
     def _rollback(self, bad: list[str]) -> None:
         """NaN/Inf seen: go back to the last checkpoint with the learning rates lowered (train.nan_policy
         rollback), or stop (nan_policy stop, or too many rollbacks). Raises _RolledBack to restart the loop."""
@@ -1331,6 +1344,7 @@ class Trainer:
         rollbacks = self.rollbacks + 1
         state, last = found
         self._load(state)
+        self._resumes_from = (last, self.iteration)
         self.rollbacks = rollbacks
         self._schedule_lr()  # from the configured rates: two rollbacks to the same checkpoint lower them twice
         self.log.rewind(self.iteration)

@@ -810,6 +810,7 @@ class Trainer:
         save before, which `gankit sample` drew from); the numbered checkpoint of the epoch end resumed from, written
         after both (lost for good: the resume starts after that epoch end)."""
         self._remove_leftovers()
+        self._remove_later_grids()
         self._save_generator()
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
@@ -822,6 +823,27 @@ class Trainer:
         if removed:
             console.info(f"removed {console.count(len(removed), 'unfinished file')} of writes a stop cut short: "
                          f"{console.short_list([p.name for p in removed])}")
+
+    def _remove_later_grids(self) -> None:
+        """The sample grids of a later point than the checkpoint resumed from (the run went on past it, then lost or
+        was rid of its later checkpoints; or a kill came between a grid and the save after it), removed as
+        metrics.jsonl's later lines are, and evolution.gif made again without them: they showed a future that this
+        run no longer has (also in `gankit compare`). Training writes them again when it gets there. The grid of the
+        epoch that the checkpoint is inside of is kept."""
+        from gankit.report.runs import GRID_RE
+
+        spe, later = self.batches.steps_per_epoch, []
+        for path in (self.run_dir / SAMPLES_DIR).glob("epoch_*.png"):
+            m = GRID_RE.match(path.name)
+            if m and (int(m[1]) > self.epoch_of_last_step if m[2] is None else
+                      (int(m[1]) - 1) * spe + int(m[2]) > self.cursor):
+                path.unlink(missing_ok=True)
+                later.append(path)
+        if later:
+            console.info(f"removed {console.count(len(later), 'sample grid')} of epochs after the checkpoint resumed "
+                         f"from (iteration {self.iteration})")
+            if self.cfg.log.plots:
+                self.write_pictures()
 
     def _room_for_numbered(self) -> list[Path] | None:
         """Whether a numbered checkpoint fits (`checkpoint.room_for_numbered`); None, with one warning per process, while

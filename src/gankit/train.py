@@ -1670,9 +1670,10 @@ class _progress:
                         dynamic_ncols=True, leave=False)
 
     def roll_back(self, epoch: int, done: int, mark: tuple[float, int, float]) -> None:
-        """A NaN rollback went back to batch `done` of `epoch`: shown from there, and the next line's img/s counts
-        from `mark` (training seconds, images, writing seconds now), not from images that the rollback undid."""
-        self._mark = mark
+        """A NaN rollback went back to batch `done` of `epoch`: shown from there, without the losses of the step line
+        before (it undid them) until the next one, and the next line's img/s counts from `mark` (training seconds,
+        images, writing seconds now), not from images that the rollback undid."""
+        self._mark, self.values = mark, {}
         self.reset_epoch(epoch, done)
 
     def advance(self, n: int) -> None:

@@ -6,6 +6,7 @@ import io
 import os
 import stat
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from conftest import image_bytes, patch_zip
 from gankit.data import load_dataset
-from gankit.data.archive import archive_stem, extract_archive
+from gankit import runlock
+from gankit.data.archive import ABANDONED_SECONDS, archive_stem, extract_archive
 from gankit.errors import DataError
 
 
@@ -110,6 +112,26 @@ def test_an_extraction_without_a_manifest_is_extracted_again(tmp_path, capsys):
     (folder / "00.png").unlink()
     assert extract_archive(archive, cache_dir=tmp_path / "cache") == folder and len(list(folder.glob("*.png"))) == 3
     assert "extracting 3 files of 'set.zip'" in capsys.readouterr().err
+
+
+def test_extractions_that_a_kill_cut_short_are_removed_by_a_later_one(tmp_path, capsys):
+    """kill -9 during an extraction left its hidden temporary folder in the cache for good (Ctrl-C removes it): a
+    later extraction removes those that no process holds and that were made an hour ago or more."""
+    archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": image_bytes() for i in range(3)})
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    parent = tmp_path / "cache" / "archives"
+    names = [".set-k9x2mm_q", ".set-abcd1234", ".set-zz11yy22", f".{folder.parent.parent.name}.stale-123", ".mine"]
+    for name in names:
+        (parent / name / "set").mkdir(parents=True)
+        (parent / name / "set" / "00.png").write_bytes(image_bytes())
+        if name != names[0]:  # the first was made just now
+            old = time.time() - ABANDONED_SECONDS - 60
+            os.utime(parent / name, (old, old))
+    with runlock.hold(parent / names[2], "--data"):  # being extracted into by a process still running
+        assert extract_archive(archive, cache_dir=tmp_path / "cache", progress=False) == folder
+    assert sorted(p.name for p in parent.iterdir()) == sorted([folder.parent.parent.name, names[0], names[2], ".mine"])
+    assert (f"removed 2 unfinished extractions that stopped processes left in {parent}"
+            in capsys.readouterr().err)
 
 
 def test_archives_of_one_name_size_and_mtime_in_two_folders_are_two_datasets(tmp_path):

@@ -161,3 +161,46 @@ def test_best_metrics_headers_break_between_words_only(tmp_path):
             assert all(widest <= room + 0.5 for _, widest, room in heads), heads
         finally:
             browser.close()
+
+
+def test_config_keys_break_at_their_dots_only_on_a_phone_screen(tmp_path):
+    """At 400 px the config table's key column broke names inside words ('data.resolu' above 'tion')."""
+    import yaml
+
+    runs = [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in range(4)]
+    for i, run in enumerate(runs):
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["data"]["resolution"] = 32 * (i + 1)
+        config["train"]["instance_noise_epochs"] = i
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with sync_api.sync_playwright() as p:
+        browser = _open(p)
+        try:
+            page = browser.new_page(viewport={"width": 400, "height": 800})
+            page.goto(report.as_uri(), wait_until="load")
+            # each key's lines, from where its characters are drawn
+            lines = page.eval_on_selector_all("#config-diff tbody th code", """els => els.map(code => {
+                const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT), range = document.createRange();
+                const lines = [];
+                let top = null;
+                for (let node; (node = walker.nextNode());) {
+                    for (let i = 0; i < node.length; i++) {
+                        range.setStart(node, i);
+                        range.setEnd(node, i + 1);
+                        const y = Math.round(range.getBoundingClientRect().top);
+                        if (y !== top) { lines.push(''); top = y; }
+                        lines[lines.length - 1] += node.data[i];
+                    }
+                }
+                return lines;
+            })""")
+            keys = {"".join(parts): parts for parts in lines}
+            assert {"data.resolution", "train.instance_noise_epochs"} <= set(keys), keys
+            assert any(len(parts) > 1 for parts in keys.values()), keys  # narrow enough to wrap: the case tested
+            assert all(part.endswith(".") for parts in keys.values() for part in parts[:-1]), keys
+            spill = page.eval_on_selector_all("#config-diff tbody th", "els => els.map(e => [e.scrollWidth, e.clientWidth])")
+            assert all(scroll <= client for scroll, client in spill), spill  # in their cells, which the table widens
+            assert page.evaluate("document.documentElement.scrollWidth") <= 400  # (the table scrolls in its box)
+        finally:
+            browser.close()

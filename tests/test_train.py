@@ -484,6 +484,26 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(image_folde
     assert "stopped at once; not saved since the last checkpoint" in capsys.readouterr().err
 
 
+def test_a_ctrl_c_with_weights_not_finite_says_nothing_was_saved_and_what_a_resume_uses(image_folder, tmp_path,
+                                                                                         monkeypatch, capsys):
+    original = Trainer._g_phase
+
+    def g_phase_with_ctrl_c(self, kept):
+        if self.iteration == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+            monkeypatch.setattr(Trainer, "_weights_finite", lambda self: False)  # NaN weights, not yet logged
+        original(self, kept)
+
+    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_layers(image_folder, epochs=5), tmp_path / "r")  # 4 iterations per epoch
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 4
+    err = capsys.readouterr().err
+    assert "saved" not in err.replace("not saved", "")
+    assert (f"interrupted at iteration 6; not saved: its weights are not finite (NaN or Inf), so a resume continues "
+            f"from {tmp_path / 'r/checkpoints/last.pt'} (iteration 4)") in err
+
+
 def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path, monkeypatch, capsys):
     """SIGTERM (a scheduler's, with a short grace period) while the real images' Inception features are being
     computed: the evaluation is left out at its next batch, nothing of it is cached, the epoch's checkpoint is
@@ -1113,6 +1133,30 @@ def test_a_complete_run_stopped_before_its_gif_writes_it_when_run_again(image_fo
     (run / "evolution.gif").unlink()
     run_training(layers, run)
     assert "is already complete" in capsys.readouterr().err and (run / "evolution.gif").is_file()
+
+
+def test_a_resume_from_an_older_checkpoint_removes_the_grids_of_later_epochs(image_folder, tmp_path, capsys):
+    """Resumed from a checkpoint inside epoch 2 after the run had gone on to epoch 4 (its later checkpoints lost),
+    the grids of epochs 3 and 4 stayed, from a future the resume threw away, in evolution.gif and `gankit compare`.
+    The grid of the epoch the checkpoint is inside of stays, and those inside it up to the checkpoint's batch."""
+    layers = tiny_layers(image_folder, epochs=4, max_steps=6)  # 4 iterations per epoch: stops inside epoch 2
+    layers[0]["log"].update(grids_per_epoch=2, write_share=0, tensorboard=False)
+    run = run_training(layers, tmp_path / "r")
+    shutil.copy(run / "checkpoints/last.pt", tmp_path / "inside_epoch_2.pt")
+    layers[0]["train"]["max_steps"] = None
+    run_training(layers, run)
+    assert len(list((run / "samples").iterdir())) == 8  # epoch_0001.png, epoch_0001_batch_0002.png ... epoch 4's
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").mkdir()
+    shutil.copy(tmp_path / "inside_epoch_2.pt", run / "checkpoints/last.pt")
+    capsys.readouterr()
+    layers[0]["train"]["max_steps"] = 6
+    run_training(layers, run)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch_0001.png", "epoch_0001_batch_0002.png", "epoch_0002.png", "epoch_0002_batch_0002.png"]
+    assert "removed 4 sample grids of epochs after the checkpoint resumed from (iteration 6)" in capsys.readouterr().err
+    with Image.open(run / "evolution.gif") as gif:
+        assert gif.n_frames == 2
 
 
 def test_keys_that_follow_from_the_data_say_so_when_set(image_folder, tmp_path, capsys):

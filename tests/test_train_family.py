@@ -231,7 +231,8 @@ def test_a_rollback_at_the_runs_last_step_line_sets_the_progress_back_too(image_
     """--max-steps 7 of 4-iteration epochs: NaN at iteration 7, seen by the line of the unfinished epoch that ends the
     run, goes back to iteration 4. The progress shown was not set back with it (as it is by a rollback inside the
     loop): it went on from iteration 7's count, 6/4 batches of epoch 2 at the end; and off a terminal the next
-    line's img/s counted from the last line's images, which the rollback undid."""
+    line's img/s counted from the last line's images, which the rollback undid, and the lines until the next step
+    line showed the losses that it undid."""
     import gankit.train
 
     shown = []
@@ -249,6 +250,8 @@ def test_a_rollback_at_the_runs_last_step_line_sets_the_progress_back_too(image_
     assert shown == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 1), (1, 2), (1, 3), (1, 1), (1, 2), (1, 3)]
     after = capsys.readouterr().err.split("rolled back to iteration 4")[1]
     assert re.findall(r"epoch (\d+/\d+), (\d+/4) batches", after) == [("2/3", "1/4"), ("2/3", "2/4"), ("2/3", "3/4")]
+    # the line at iteration 5 showed the losses of iteration 6's line (log.every 2), which the rollback undid
+    assert [" d_loss " in line for line in after.splitlines() if " batches: " in line] == [False, True, True], after
     # their img/s counts the images from iteration 4 on, not from iteration 7's line (-138 img/s)
     assert all(float(speed) > 0 for speed in re.findall(r"(-?[\d.]+) img/s", after)), after
 

@@ -599,6 +599,7 @@ class Trainer:
         self._numbered_held = False  # numbered checkpoints held back by a nearly full disk (warned once)
         self._grid_epoch = self._saved_iteration = None  # the epoch of the last grid written, the iteration last saved
         self._saved_at = time.perf_counter()  # when last.pt was last written (or this process started)
+        self._resumes_from: tuple[Path, int] | None = None  # (checkpoint, its iteration) that a resume would use now
         self.rollbacks = 0  # NaN/Inf rollbacks so far
         self.best_fid = float("inf")
         self.data = data
@@ -615,6 +616,7 @@ class Trainer:
         if found is not None:
             self._refuse_edited_config(found[0].get("config"))
             self._load(found[0])
+            self._resumes_from = (found[1], self.iteration)
             resumed = True
             saved = found[0].get("config", {}).get("train", {})  # for `lr_rescheduled`
             self._budget_was = tuple(saved.get(k) for k in ("epochs", "max_steps", "minutes"))
@@ -777,6 +779,7 @@ class Trainer:
             self._last_damaged = False
             self._save_generator()
         self._saved_iteration, self._saved_at = self.iteration, time.perf_counter()
+        self._resumes_from = (self.ckpt_dir / "last.pt", self.iteration)
         if numbered:
             with self._paced["numbered"].timed():
                 self._save_numbered(state)
@@ -807,6 +810,7 @@ class Trainer:
         save before, which `gankit sample` drew from); the numbered checkpoint of the epoch end resumed from, written
         after both (lost for good: the resume starts after that epoch end)."""
         self._remove_leftovers()
+        self._remove_later_grids()
         self._save_generator()
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
@@ -819,6 +823,27 @@ class Trainer:
         if removed:
             console.info(f"removed {console.count(len(removed), 'unfinished file')} of writes a stop cut short: "
                          f"{console.short_list([p.name for p in removed])}")
+
+    def _remove_later_grids(self) -> None:
+        """The sample grids of a later point than the checkpoint resumed from (the run went on past it, then lost or
+        was rid of its later checkpoints; or a kill came between a grid and the save after it), removed as
+        metrics.jsonl's later lines are, and evolution.gif made again without them: they showed a future that this
+        run no longer has (also in `gankit compare`). Training writes them again when it gets there. The grid of the
+        epoch that the checkpoint is inside of is kept."""
+        from gankit.report.runs import GRID_RE
+
+        spe, later = self.batches.steps_per_epoch, []
+        for path in (self.run_dir / SAMPLES_DIR).glob("epoch_*.png"):
+            m = GRID_RE.match(path.name)
+            if m and (int(m[1]) > self.epoch_of_last_step if m[2] is None else
+                      (int(m[1]) - 1) * spe + int(m[2]) > self.cursor):
+                path.unlink(missing_ok=True)
+                later.append(path)
+        if later:
+            console.info(f"removed {console.count(len(later), 'sample grid')} of epochs after the checkpoint resumed "
+                         f"from (iteration {self.iteration})")
+            if self.cfg.log.plots:
+                self.write_pictures()
 
     def _room_for_numbered(self) -> list[Path] | None:
         """Whether a numbered checkpoint fits (`checkpoint.room_for_numbered`); None, with one warning per process, while
@@ -1272,12 +1297,13 @@ class Trainer:
                 console.info(f"stopped at once; not saved since the last checkpoint ({self.ckpt_dir / 'last.pt'}, kept "
                              f"intact). {self.resume_hint()}")
                 raise Interrupted(exit_code=interrupted.exit_code) from None
-            if self._weights_finite():
+            finite = self._weights_finite()
+            if finite:
                 self.save()
             self.log.close()
             if cfg.log.plots:
                 self.write_pictures()
-            console.info(f"interrupted at iteration {self.iteration}; saved {self.ckpt_dir / 'last.pt'}. "
+            console.info(f"interrupted at iteration {self.iteration}; {self._said_of_the_stop_save(finite)}. "
                          f"{self.resume_hint()}")
             raise Interrupted(exit_code=interrupted.exit_code) from None
         finally:
@@ -1317,6 +1343,15 @@ class Trainer:
     def _weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in (*self.G.parameters(), *self.D.parameters()))
 
+    def _said_of_the_stop_save(self, finite: bool) -> str:
+        """What a stop saved: last.pt, or, where the weights were not finite (a NaN that no step line has seen yet),
+        nothing, and the checkpoint a resume continues from instead."""
+        if finite:
+            return f"saved {self.ckpt_dir / 'last.pt'}"
+        path, iteration = self._resumes_from or (self.ckpt_dir, None)  # (None on DDP's other processes: they save none)
+        return (f"not saved: its weights are not finite (NaN or Inf), so a resume continues from {path} "
+                f"(iteration {iteration})")
+
     def _rollback(self, bad: list[str]) -> None:
         """NaN/Inf seen: go back to the last checkpoint with the learning rates lowered (train.nan_policy
         rollback), or stop (nan_policy stop, or too many rollbacks). Raises _RolledBack to restart the loop."""
@@ -1331,6 +1366,7 @@ class Trainer:
         rollbacks = self.rollbacks + 1
         state, last = found
         self._load(state)
+        self._resumes_from = (last, self.iteration)
         self.rollbacks = rollbacks
         self._schedule_lr()  # from the configured rates: two rollbacks to the same checkpoint lower them twice
         self.log.rewind(self.iteration)
@@ -1634,9 +1670,10 @@ class _progress:
                         dynamic_ncols=True, leave=False)
 
     def roll_back(self, epoch: int, done: int, mark: tuple[float, int, float]) -> None:
-        """A NaN rollback went back to batch `done` of `epoch`: shown from there, and the next line's img/s counts
-        from `mark` (training seconds, images, writing seconds now), not from images that the rollback undid."""
-        self._mark = mark
+        """A NaN rollback went back to batch `done` of `epoch`: shown from there, without the losses of the step line
+        before (it undid them) until the next one, and the next line's img/s counts from `mark` (training seconds,
+        images, writing seconds now), not from images that the rollback undid."""
+        self._mark, self.values = mark, {}
         self.reset_epoch(epoch, done)
 
     def advance(self, n: int) -> None:

@@ -8,7 +8,8 @@ with a `DataError` naming it. Tar members go through tarfile's "data" filter (PE
 are checked here, since zipfile has no such filter. A zip that zipfile cannot read (password-protected,
 or Deflate64 as Windows Explorer and 7-Zip write for large files) is refused up front too. Extraction
 happens in a temporary folder that is renamed into place when complete, so a crash never leaves a
-half-extracted dataset behind; a manifest of the extracted files is checked (a stat each) before an
+half-extracted dataset behind (the temporary folders of extractions that a kill -9 cut short are removed by a
+later one, `_remove_abandoned`); a manifest of the extracted files is checked (a stat each) before an
 extraction is reused, and one that lost files since (a tmp cleaner) is extracted again.
 """
 
@@ -16,16 +17,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from gankit.console import count, info, warn
+from gankit import runlock
+from gankit.console import count, info, short_list, warn
 from gankit.data import cache
 from gankit.data.folder import _safe
 from gankit.errors import DataError
@@ -42,6 +46,14 @@ _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zip
 _ZIP_METHOD_NAMES = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
 # ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too).
 _ZIP_ENCRYPTED, _ZIP_PATCHED = 0x41, 0x20
+# The hidden folders of the archives folder that extractions write: '.<stem>-XXXXXXXX' (mkdtemp's, being extracted
+# into) and '.<stem>-<key>.stale-<pid>' (`_remove`'s, being deleted).
+_UNFINISHED = re.compile(r"\..+-[a-z0-9_]{8}|\..+\.stale-[0-9]+")
+# One of them that no process holds (the extracting one holds a flock on its folder, which the system drops when the
+# process ends, even on kill -9) and that was made this long ago was left by a process that a kill -9 stopped. (The
+# age covers the instant between mkdtemp and the lock, and disks that cannot lock: there an extraction under way
+# for longer than this would lose its folder.)
+ABANDONED_SECONDS = 3600
 
 
 def is_archive(path: str | Path) -> bool:
@@ -69,6 +81,7 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
     key = cache.digest("gankit-archive", archive.resolve(), st.st_size, st.st_mtime_ns)[:20]
     parent = cache.cache_root(cache_dir) / "archives"
     target = parent / f"{_safe(stem)}-{key}"
+    _remove_abandoned(parent)
     if not _reusable(archive, target):
         members = _checked_members(archive, os.path.realpath(parent / "check"))
         _check_space(archive, parent, sum(size for _, size in members))
@@ -77,9 +90,10 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{_safe(stem)}-", dir=parent))
         try:
-            _extract(archive, tmp / stem)
-            _write_manifest(tmp)
-            os.rename(tmp, target)
+            with runlock.hold(tmp, "--data"):  # (made just now: no other process holds it)
+                _extract(archive, tmp / stem)
+                _write_manifest(tmp)
+                os.rename(tmp, target)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
             raise _damaged(archive, e) from None
         except OSError as e:
@@ -89,6 +103,26 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return _data_root(target / stem)
+
+
+def _remove_abandoned(parent: Path) -> None:
+    """Delete the unfinished extractions (`_UNFINISHED`) that kills left in `parent` (`ABANDONED_SECONDS`)."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    now, removed = time.time(), []
+    for e in entries:
+        try:
+            old = e.is_dir(follow_symlinks=False) and now - e.stat(follow_symlinks=False).st_mtime > ABANDONED_SECONDS
+        except OSError:
+            continue
+        if _UNFINISHED.fullmatch(e.name) and old and not runlock.in_use(Path(e.path)):
+            shutil.rmtree(e.path, ignore_errors=True)
+            removed.append(e.name)
+    if removed:
+        info(f"removed {count(len(removed), 'unfinished extraction')} that stopped processes left in {parent}: "
+             f"{short_list(removed)}")
 
 
 def _reusable(archive: Path, target: Path) -> bool:

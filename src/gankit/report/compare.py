@@ -183,7 +183,8 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
             f'<td class="{"missing" if k not in f else ""}">{html.escape(_shown(f, k, defaults))}</td>' for f in flat
         )
         grey = ' class="aside"' if len(flat) > 1 and _output_only(k) else ""
-        rows.append(f"<tr{grey}><th scope=\"row\"><code>{html.escape(k)}</code></th>{cells}</tr>")
+        key = html.escape(k).replace(".", ".<wbr>")  # breaks at its dots only (STYLE): 'data.' over 'resolution'
+        rows.append(f"<tr{grey}><th scope=\"row\"><code>{key}</code></th>{cells}</tr>")
     return f'<p class="note">{intro}</p>{aside}<div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
@@ -632,6 +633,7 @@ th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertica
 thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
 #best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
+#config-diff tbody th { overflow-wrap: normal; }  /* keys break at their dots (<wbr>): 'data.resolu' over 'tion' */
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
 span.aside { font-size: .8rem; }

@@ -19,6 +19,9 @@ from gankit.errors import RunError
 from gankit.layout import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR
 
 SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
+#: Every grid a run writes: an epoch's, at its end, or inside it after batch B (epoch_NNNN_batch_BBBB.png,
+#: log.grids_per_epoch > 1).
+GRID_RE = re.compile(r"^epoch_(\d+)(?:_batch_(\d+))?\.png$")
 
 #: Keys every metrics line carries; they are axes, not metrics.
 AXIS_KEYS = ("step", "epoch", "time")

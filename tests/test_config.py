@@ -234,6 +234,9 @@ def test_a_label_column_with_folder_labels_is_refused():
     ({"train": {"label_smoothing_two_sided": True}}, "train.label_smoothing_two_sided (only with train.label_smoothing > 0)"),
     ({"model": {"kernel": 5, "upsample": "upsample", "d_downsample": "maxpool"}},
      "model.kernel (only with model.upsample convtranspose or model.d_downsample stride)"),
+    ({"train": {"optimizer": "rmsprop", "beta1": 0.0}}, "train.beta1 (only with train.optimizer adam)"),
+    ({"train": {"optimizer": "rmsprop", "beta2": 0.9}}, "train.beta2 (only with train.optimizer adam)"),
+    ({"train": {"nan_policy": "stop", "nan_lr_factor": 0.1}}, "train.nan_lr_factor (only with train.nan_policy rollback)"),
 ])
 def test_a_setting_of_a_feature_that_is_off_is_named_with_why(layer, named):
     """Such settings were accepted with no word, unlike model.num_classes and train.sync_batchnorm."""

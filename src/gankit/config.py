@@ -403,6 +403,9 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "train.compile_mode": (lambda c: c.train.compile, "train.compile true"),
     "train.augment_p": (lambda c: bool(c.train.augment), "train.augment set"),
     "log.keep_checkpoints": (lambda c: c.log.checkpoint_every > 0, "log.checkpoint_every > 0"),
+    "train.beta1": (lambda c: c.train.optimizer == "adam", "train.optimizer adam"),
+    "train.beta2": (lambda c: c.train.optimizer == "adam", "train.optimizer adam"),
+    "train.nan_lr_factor": (lambda c: c.train.nan_policy == "rollback", "train.nan_policy rollback"),
 }
 
 

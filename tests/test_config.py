@@ -237,6 +237,10 @@ def test_a_label_column_with_folder_labels_is_refused():
     ({"train": {"optimizer": "rmsprop", "beta1": 0.0}}, "train.beta1 (only with train.optimizer adam)"),
     ({"train": {"optimizer": "rmsprop", "beta2": 0.9}}, "train.beta2 (only with train.optimizer adam)"),
     ({"train": {"nan_policy": "stop", "nan_lr_factor": 0.1}}, "train.nan_lr_factor (only with train.nan_policy rollback)"),
+    # FID/KID is off on a CPU unless eval.every is set: its settings were ignored without a word there
+    *[({"train": {"device": "cpu"}, "eval": {key: value}}, f"eval.{key} (only with eval.every > 0 (FID/KID is off on a CPU")
+      for key, value in (("n_fake", 500), ("n_real", 2000), ("share", 0.5), ("inception_weights", "pt_inception.pt"))],
+    ({"eval": {"every": 0, "n_fake": 500}}, "eval.n_fake (only with eval.every > 0"),
 ])
 def test_a_setting_of_a_feature_that_is_off_is_named_with_why(layer, named):
     """Such settings were accepted with no word, unlike model.num_classes and train.sync_batchnorm."""
@@ -263,6 +267,8 @@ def test_settings_without_effect_are_one_warning_line_and_defaults_or_active_one
     assert inert_settings([active], build_config(active)) == []
     assert inert_settings([{}, {"train": {"lr_g": 1e-4}}], build_config({"train": {"clip": 0.02}})) == []
     assert warn_settings([], build_config()) == [] and capsys.readouterr().err == ""
+    evaluating = [{"eval": {"n_fake": 500}, "train": {"device": "cpu"}}, {"eval": {"every": 2}}]
+    assert inert_settings(evaluating, build_config(*evaluating)) == []
 
 
 @pytest.mark.parametrize("loss", ["wgan", "wgan_gp"])

@@ -376,6 +376,16 @@ def refuse_ignored(cfg: Config) -> None:
                           "there are none: set train.augment (e.g. color,translation,cutout), or train.ada_target=0")
 
 
+def _evaluates(c: Config) -> bool:
+    """Whether a run of `c` measures FID/KID: eval.every > 0, or left to the device (None) where that is a GPU."""
+    if c.eval.every is not None:
+        return c.eval.every > 0
+    import torch
+
+    return c.train.device.startswith("cuda") or (c.train.device == "auto" and torch.cuda.is_available())
+
+
+_EVALUATION = "eval.every > 0 (FID/KID is off on a CPU unless set)"
 # Keys that act only when another setting turns their feature on: key -> (whether it acts in a config, what it needs).
 ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "train.n_critic": (lambda c: c.train.strategy == "critic", "train.strategy critic"),
@@ -406,6 +416,7 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "train.beta1": (lambda c: c.train.optimizer == "adam", "train.optimizer adam"),
     "train.beta2": (lambda c: c.train.optimizer == "adam", "train.optimizer adam"),
     "train.nan_lr_factor": (lambda c: c.train.nan_policy == "rollback", "train.nan_policy rollback"),
+    **{f"eval.{key}": (_evaluates, _EVALUATION) for key in ("share", "n_fake", "n_real", "inception_weights")},
 }
 
 

@@ -451,6 +451,18 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     assert "the labels are not used" in capsys.readouterr().err
 
 
+def test_an_unconditional_model_ignores_labels_that_would_drop_images(tmp_path, capsys):
+    make_image_folder(tmp_path / "pets", n=16)  # half of them without a label: an ACGAN would drop them
+    rows = [f"img_{i:03d}.png,{'cat' if i % 2 else ''}" for i in range(16)]
+    (tmp_path / "pets" / "labels.csv").write_text("file,kind\n" + "\n".join(rows) + "\n")
+    layers = tiny_layers(tmp_path / "pets", max_steps=1)
+    layers[0]["data"].update(labels="labels.csv", label_column="kind")
+    layers[0]["model"]["arch"] = "dcgan"
+    run_training(layers, tmp_path / "a")
+    err = capsys.readouterr().err
+    assert "the labels are not used" in err and "16 images at 16px" in err and "dropped" not in err
+
+
 def test_sync_batchnorm_in_one_process_says_it_is_ignored(image_folder, tmp_path, capsys):
     layers = tiny_layers(image_folder, max_steps=1)
     layers[0]["train"]["sync_batchnorm"] = True

@@ -1754,8 +1754,9 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         if cfg.train.sync_batchnorm and distributed.world_size() == 1:
             console.warn("train.sync_batchnorm has no effect in a single process (it shares BatchNorm statistics "
                          "between torchrun's processes): ignored")
+        labels = cfg.data.labels if cfg.model.arch in CONDITIONAL_ARCHS else None  # (ignored: they drop no image)
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
-            data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
+            data = load_dataset(cfg.data.path, resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
         _check_same_images(data, collective_device)
         cfg = finalize_config(cfg, data, run_path if resuming else None)

@@ -480,6 +480,22 @@ def test_csv_matches_stems_relative_paths_and_other_delimiters(tmp_path, csv_fol
     assert same.labels.tolist() == ds.labels.tolist()
 
 
+def test_csv_names_match_files_whatever_the_accents_composition(tmp_path, capsys):
+    """macOS names files decomposed (NFD: e + combining accent) and a CSV holds names as typed (NFC): `flabébé.png`
+    had no row, and its row named no image, in two warnings that showed one name twice."""
+    import unicodedata
+
+    data = tmp_path / "accents"
+    save(data / unicodedata.normalize("NFD", "flabébé.png"), solid((0, 0, 0)))
+    save(data / "Mr. Mime.PNG", solid((0, 0, 0)))
+    (tmp_path / "labels.csv").write_text(f"name,kind\n{unicodedata.normalize('NFC', 'flabébé')},fairy\nmr. mime,psychic\n",
+                                         encoding="utf-8")
+    ds = load_folder(data, RES, labels=str(tmp_path / "labels.csv"), label_column="kind",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert len(ds) == 2 and ds.class_names == ["fairy", "psychic"]
+    assert not warning_lines(capsys.readouterr().err)
+
+
 def test_csv_paths_tell_apart_images_of_the_same_name_in_two_folders(tmp_path, capsys):
     """Rows were matched by file stem alone: `a/abra.png,fire` and `b/abra.png,water` gave both pictures `fire` and
     the class `water` vanished, silently. A path's longest ending the CSV names now decides (the CSV's paths may

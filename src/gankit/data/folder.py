@@ -14,6 +14,7 @@ import csv
 import errno
 import io
 import os
+import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -464,7 +465,7 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
         differently is ambiguous (None): `a/abra.png` and `b/abra.png` may be two pictures."""
         labels_of: dict[tuple[str, ...], str | None] = {}
         for row in rows:
-            value = row[col].strip().replace("\\", "/").casefold() if col < len(row) else ""
+            value = _fold(row[col].strip().replace("\\", "/")) if col < len(row) else ""
             if not value:
                 continue
             label = row[label_at].strip() if label_at < len(row) else ""
@@ -474,7 +475,7 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
 
     def label_of(f: str, labels_of: dict) -> str | None | type[KeyError]:
         """An image's label by the longest ending of its path that the CSV names (KeyError: none)."""
-        return next((labels_of[key] for key in _endings(PurePosixPath(f.casefold())) if key in labels_of), KeyError)
+        return next((labels_of[key] for key in _endings(PurePosixPath(_fold(f))) if key in labels_of), KeyError)
 
     best_col, best_map, best_hits = -1, {}, 0
     for col in range(len(header)):
@@ -520,11 +521,11 @@ def _warn_rows_without_images(rows: list[list[str]], col: int, labels_of: dict, 
     """Warn, in one line, about rows whose file name (column `col`) matches none of `files` (a typo, an image since
     deleted), as the warning about dropped images names the images without a row. A row naming an image that could
     not be decoded (in `files`) is not counted: the warning about skipped files named it."""
-    used = {next((key for key in _endings(PurePosixPath(f.casefold())) if key in labels_of), None) for f in files}
+    used = {next((key for key in _endings(PurePosixPath(_fold(f))) if key in labels_of), None) for f in files}
     unmatched = []
     for row in rows:
         value = row[col].strip() if col < len(row) else ""
-        if value and not any(key in used for key in _endings(PurePosixPath(value.replace("\\", "/").casefold()))):
+        if value and not any(key in used for key in _endings(PurePosixPath(_fold(value.replace("\\", "/"))))):
             unmatched.append(_clip(value))
     if unmatched:
         warn(f"{count(len(unmatched), 'row')} of '{csv_name}' name{'s' if len(unmatched) == 1 else ''} no image "
@@ -540,6 +541,12 @@ def _warn_case_twins(names: list[str], column: str, csv_name: str) -> None:
     if twins:
         warn(f"labels in column '{column}' of '{csv_name}' that differ only in case are separate classes: "
              f"{short_list(sorted(twins))}; write them alike in the CSV if they are one class")
+
+
+def _fold(name: str) -> str:
+    """A file name as the CSV matching compares it: case-folded, and its accents composed (NFC), as typed: macOS names
+    files decomposed (NFD), so `flabébé.png` on its disk and `flabébé` in a CSV are otherwise two names."""
+    return unicodedata.normalize("NFC", name.casefold())
 
 
 def _endings(path: PurePosixPath) -> list[tuple[str, ...]]:

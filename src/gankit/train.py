@@ -703,8 +703,11 @@ class Trainer:
     def _load(self, state: dict) -> None:
         saved = state.get("class_names")  # a changed label file: say so, not "does not match this model" (or nothing)
         if self.cfg.model.num_classes and saved is not None and list(saved) != self.class_names:
+            new, gone = [c for c in self.class_names if c not in saved], [c for c in saved if c not in self.class_names]
+            changed = "; ".join(f"{what}: {console.short_list(names)}" for what, names in (("new", new), ("gone", gone))
+                                if names)  # what to look for in a file of many classes
             raise RunError(f"the run was trained on {len(saved)} classes ({console.short_list(saved)}) but its labels now give "
-                           f"{len(self.class_names)} ({console.short_list(self.class_names)}) from '{self.cfg.data.labels}': put "
+                           f"{len(self.class_names)} ({changed}) from '{self.cfg.data.labels}': put "
                            f"back the label file it was trained with, or train a new {distributed.run_option()} folder")
         lacking = [k for k in ESSENTIAL_STATE if k not in state]
         if lacking:

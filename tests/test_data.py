@@ -517,6 +517,15 @@ def test_csv_paths_tell_apart_images_of_the_same_name_in_two_folders(tmp_path, c
     assert [int(v) for v in ds.images[:, 0, 8, 8]] == [50, 50, 200, 200]
     (line,) = warning_lines(capsys.readouterr().err)
     assert "abra.png (rows give its name different labels: write its path in the CSV)" in line
+    # rows that label one image twice, differently, are not told apart by its path (the CSV may hold it already)
+    (tmp_path / "labels.csv").write_text("file,label\na/abra.png,fire\na/absol.png,fire\nb/abra.png,water\n"
+                                         "b/absol.png,water\nb/absol.png,fire\n")
+    ds = load_folder(data, RES, labels=str(tmp_path / "labels.csv"), label_column="label",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a/abra.png", "a/absol.png", "b/abra.png"]
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "abra.png (rows give its name different labels: write its path in the CSV), b/absol.png (its rows give " \
+        "different labels: keep one)" in line
 
 
 def test_csv_problems_raise_data_errors(tmp_path, csv_folder):

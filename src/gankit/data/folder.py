@@ -56,6 +56,10 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
 
+# A CSV's label for a name that rows written alike label differently: one image's rows, which disagree.
+_REPEATED = "\0repeated"
+
+
 class NoImages(DataError):
     """A data folder with no image files in it (for an archive's extraction folder, `load_dataset` names the
     archive instead)."""
@@ -462,15 +466,20 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
     def lookup(col: int) -> dict[tuple[str, ...], str | None]:
         """The labels of CSV column `col` by what its values name: each ending of a value's path (`b/abra.png`,
         `abra.png`) and the same with the file's stem (`b/abra`, `abra`), case-folded. An ending that rows label
-        differently is ambiguous (None): `a/abra.png` and `b/abra.png` may be two pictures."""
+        differently is ambiguous (None): `a/abra.png` and `b/abra.png` may be two pictures; written alike in each
+        row, it names one picture twice (_REPEATED)."""
         labels_of: dict[tuple[str, ...], str | None] = {}
+        first_value: dict[tuple[str, ...], str] = {}
         for row in rows:
             value = _fold(row[col].strip().replace("\\", "/")) if col < len(row) else ""
             if not value:
                 continue
             label = row[label_at].strip() if label_at < len(row) else ""
             for key in _endings(PurePosixPath(value)):
-                labels_of[key] = label if labels_of.get(key, label) == label else None
+                if labels_of.setdefault(key, label) != label:
+                    alike = first_value[key] == value and labels_of[key] is not None
+                    labels_of[key] = _REPEATED if alike else None
+                first_value.setdefault(key, value)
         return labels_of
 
     def label_of(f: str, labels_of: dict) -> str | None | type[KeyError]:
@@ -500,6 +509,8 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
             dropped.append((f, "no row"))
         elif label is None:
             dropped.append((f, "rows give its name different labels: write its path in the CSV"))
+        elif label is _REPEATED:
+            dropped.append((f, "its rows give different labels: keep one"))
         elif not label:
             dropped.append((f, "empty label"))
         else:

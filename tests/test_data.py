@@ -573,6 +573,21 @@ def test_labels_that_differ_only_in_case_are_named_in_one_warning(tmp_path, csv_
     assert "'Fire'/'fire'" in line and "'WATER'/'Water'" in line and "grass" not in line
 
 
+def test_a_label_column_of_file_names_is_named_in_a_warning(tmp_path, csv_folder, capsys):
+    """`--label-column name` (the column of file names) made each image a class of its own: 1016 classes of one
+    Pokemon each, trained without a word."""
+    (csv_folder / "kinds.csv").write_text("name,kind,path\n" + "".join(f"{c},x,img/{c}.png\n" for c in "abcde"))
+    ds = load_folder(csv_folder, RES, labels="kinds.csv", label_column="name", cache_dir=tmp_path / "cache",
+                     progress=False)
+    assert len(ds.class_names) == len(ds) == 5
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "column 'name' of 'kinds.csv' names the images themselves: each of the 5 images is a class of its own" in line
+    assert line.endswith("pick a label column, one of: kind")
+    (csv_folder / "kinds.csv").write_text("name,kind\n" + "".join(f"{c},{c}{c}\n" for c in "abcde"))
+    load_folder(csv_folder, RES, labels="kinds.csv", label_column="kind", cache_dir=tmp_path / "cache", progress=False)
+    assert not warning_lines(capsys.readouterr().err)  # a class per image, but not named by the images' names
+
+
 def test_an_excel_sep_line_names_the_delimiter(tmp_path, csv_folder):
     """Excel's `sep=;` first line was read as the header ("available columns: sep=,"); it now names the delimiter."""
     (tmp_path / "excel.csv").write_text("sep=;\r\nfile;kind\r\na.png;x\r\nb.png;y,z\r\n")

@@ -524,6 +524,12 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
              f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
     _warn_rows_without_images(rows, best_col, best_map, [*files, *unusable], csv_path.name, header[best_col])
     _warn_case_twins(names, column, csv_path.name)
+    if len(set(names)) == len(names) > 2 and all(label_of(files[i], own) is not KeyError
+                                                 for own in [lookup(label_at)] for i in keep):  # (a column of names)
+        others = _columns([h for i, h in enumerate(header) if i not in (label_at, best_col)])
+        warn(f"column '{column}' of '{csv_path.name}' names the images themselves: each of the {len(names)} images is a "
+             f"class of its own, which a conditional model learns nothing from; pick a label column"
+             f"{f', one of: {others}' if others else ''}")
     return _index(keep, names, cache.digest("csv", raw, column))
 
 

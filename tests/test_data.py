@@ -480,6 +480,22 @@ def test_csv_matches_stems_relative_paths_and_other_delimiters(tmp_path, csv_fol
     assert same.labels.tolist() == ds.labels.tolist()
 
 
+def test_csv_names_match_files_whatever_the_accents_composition(tmp_path, capsys):
+    """macOS names files decomposed (NFD: e + combining accent) and a CSV holds names as typed (NFC): `flabébé.png`
+    had no row, and its row named no image, in two warnings that showed one name twice."""
+    import unicodedata
+
+    data = tmp_path / "accents"
+    save(data / unicodedata.normalize("NFD", "flabébé.png"), solid((0, 0, 0)))
+    save(data / "Mr. Mime.PNG", solid((0, 0, 0)))
+    (tmp_path / "labels.csv").write_text(f"name,kind\n{unicodedata.normalize('NFC', 'flabébé')},fairy\nmr. mime,psychic\n",
+                                         encoding="utf-8")
+    ds = load_folder(data, RES, labels=str(tmp_path / "labels.csv"), label_column="kind",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert len(ds) == 2 and ds.class_names == ["fairy", "psychic"]
+    assert not warning_lines(capsys.readouterr().err)
+
+
 def test_csv_paths_tell_apart_images_of_the_same_name_in_two_folders(tmp_path, capsys):
     """Rows were matched by file stem alone: `a/abra.png,fire` and `b/abra.png,water` gave both pictures `fire` and
     the class `water` vanished, silently. A path's longest ending the CSV names now decides (the CSV's paths may
@@ -501,6 +517,15 @@ def test_csv_paths_tell_apart_images_of_the_same_name_in_two_folders(tmp_path, c
     assert [int(v) for v in ds.images[:, 0, 8, 8]] == [50, 50, 200, 200]
     (line,) = warning_lines(capsys.readouterr().err)
     assert "abra.png (rows give its name different labels: write its path in the CSV)" in line
+    # rows that label one image twice, differently, are not told apart by its path (the CSV may hold it already)
+    (tmp_path / "labels.csv").write_text("file,label\na/abra.png,fire\na/absol.png,fire\nb/abra.png,water\n"
+                                         "b/absol.png,water\nb/absol.png,fire\n")
+    ds = load_folder(data, RES, labels=str(tmp_path / "labels.csv"), label_column="label",
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a/abra.png", "a/absol.png", "b/abra.png"]
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "abra.png (rows give its name different labels: write its path in the CSV), b/absol.png (its rows give " \
+        "different labels: keep one)" in line
 
 
 def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
@@ -546,6 +571,21 @@ def test_labels_that_differ_only_in_case_are_named_in_one_warning(tmp_path, csv_
     (line,) = warning_lines(capsys.readouterr().err)
     assert "labels in column 'kind'" in line and "differ only in case" in line
     assert "'Fire'/'fire'" in line and "'WATER'/'Water'" in line and "grass" not in line
+
+
+def test_a_label_column_of_file_names_is_named_in_a_warning(tmp_path, csv_folder, capsys):
+    """`--label-column name` (the column of file names) made each image a class of its own: 1016 classes of one
+    Pokemon each, trained without a word."""
+    (csv_folder / "kinds.csv").write_text("name,kind,path\n" + "".join(f"{c},x,img/{c}.png\n" for c in "abcde"))
+    ds = load_folder(csv_folder, RES, labels="kinds.csv", label_column="name", cache_dir=tmp_path / "cache",
+                     progress=False)
+    assert len(ds.class_names) == len(ds) == 5
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "column 'name' of 'kinds.csv' names the images themselves: each of the 5 images is a class of its own" in line
+    assert line.endswith("pick a label column, one of: kind")
+    (csv_folder / "kinds.csv").write_text("name,kind\n" + "".join(f"{c},{c}{c}\n" for c in "abcde"))
+    load_folder(csv_folder, RES, labels="kinds.csv", label_column="kind", cache_dir=tmp_path / "cache", progress=False)
+    assert not warning_lines(capsys.readouterr().err)  # a class per image, but not named by the images' names
 
 
 def test_an_excel_sep_line_names_the_delimiter(tmp_path, csv_folder):

@@ -588,6 +588,25 @@ def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_g
     assert len(seen[0].images) == 16 and "FID and KID do not need labels" in capsys.readouterr().err
 
 
+def test_evaluate_compares_an_unconditional_run_with_every_image_it_trained_on(tmp_path, monkeypatch):
+    """A dcgan run given labels ignores them: it trains on every image, and FID compares with every image, not only
+    those the label column names (the unlabelled ones were dropped from both)."""
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "data", n=16)
+    (tmp_path / "types.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'a' * (i % 2)}\n" for i in range(16)))
+    layers = tiny_layers(tmp_path / "data", epochs=1)
+    layers[0]["data"].update(labels=str(tmp_path / "types.csv"), label_column="kind")
+    layers[0]["model"]["arch"] = "dcgan"
+    run = run_training(layers, tmp_path / "run")
+    seen = []
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
+    assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
+    assert len(seen[0].images) == 16
+
+
 def test_a_count_of_generated_images_whose_features_cannot_fit_in_memory_is_refused_at_once(tmp_path):
     """`evaluate -n 10**9` (or eval.n_fake) held 2048 float64 features per image: 30 TiB, an out-of-memory crash
     after days of generating. Both are refused before anything starts, in one line."""

@@ -277,6 +277,29 @@ def test_label_errors_are_one_line(conditional_gen, trained_run):
         assert "\n" not in str(err.value)
 
 
+def test_a_label_in_another_case_is_its_class_and_long_label_lists_are_cut(conditional_gen):
+    """`--label FIRE` for a run's `fire` was refused with no suggestion, and a run with a class per image (a column of
+    names) listed its 1016 classes in the error line."""
+    import copy
+
+    from gankit.errors import GankitError
+    from gankit.sample import LoadedGenerator
+
+    gen = conditional_gen
+    assert gen.label_index("FIRE") == 0 and gen.label_index("Water") == 2
+    twins = LoadedGenerator(gen.G, gen.cfg, ["Fire", "fire", "water"], gen.device)  # two classes: which is meant?
+    with pytest.raises(GankitError) as err:
+        twins.label_index("FIRE")
+    assert str(err.value) == "unknown label 'FIRE': did you mean 'Fire' or 'fire'? this run knows Fire, fire, water"
+    cfg = copy.deepcopy(gen.cfg)
+    cfg.model.num_classes = 100
+    many = LoadedGenerator(gen.G, cfg, [f"c{i:03d}" for i in range(100)], gen.device)
+    with pytest.raises(GankitError) as err:
+        many.label_index("C0999")
+    assert str(err.value) == ("unknown label 'C0999': did you mean 'c099'? this run knows 100 classes: c000, c001, "
+                              "c002, c003, c004 and 95 more")
+
+
 def test_sample_command_label_options(conditional_gen, trained_run, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -451,6 +451,18 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     assert "the labels are not used" in capsys.readouterr().err
 
 
+def test_an_unconditional_model_ignores_labels_that_would_drop_images(tmp_path, capsys):
+    make_image_folder(tmp_path / "pets", n=16)  # half of them without a label: an ACGAN would drop them
+    rows = [f"img_{i:03d}.png,{'cat' if i % 2 else ''}" for i in range(16)]
+    (tmp_path / "pets" / "labels.csv").write_text("file,kind\n" + "\n".join(rows) + "\n")
+    layers = tiny_layers(tmp_path / "pets", max_steps=1)
+    layers[0]["data"].update(labels="labels.csv", label_column="kind")
+    layers[0]["model"]["arch"] = "dcgan"
+    run_training(layers, tmp_path / "a")
+    err = capsys.readouterr().err
+    assert "the labels are not used" in err and "16 images at 16px" in err and "dropped" not in err
+
+
 def test_sync_batchnorm_in_one_process_says_it_is_ignored(image_folder, tmp_path, capsys):
     layers = tiny_layers(image_folder, max_steps=1)
     layers[0]["train"]["sync_batchnorm"] = True
@@ -868,10 +880,10 @@ def test_a_resume_whose_labels_give_other_classes_says_so(tmp_path, capsys):
     run = run_training(layers, tmp_path / "run")
     as_many = ["cow" if n.startswith("dog") else "cat" for n in names]
     one_more = ["bird" if i == 0 else n.split("/")[0] for i, n in enumerate(names)]
-    for kinds in (as_many, one_more):
+    for kinds, now in ((as_many, r"2 \(new: cow; gone: dog\)"), (one_more, r"3 \(new: bird\)")):  # which, not all
         labels.write_text("name,kind\n" + "".join(f"{n},{k}\n" for n, k in zip(names, kinds)))
         capsys.readouterr()
-        with pytest.raises(RunError, match=r"trained on 2 classes \(cat, dog\) but its labels now give"):
+        with pytest.raises(RunError, match=rf"trained on 2 classes \(cat, dog\) but its labels now give {now} from "):
             run_training([{"train": {"max_steps": 4}}], run)
         assert "is ignored" not in capsys.readouterr().err
 

@@ -80,6 +80,7 @@ class Evaluator:
 def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000, n_real: int = 10000,
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
+    from gankit.config import CONDITIONAL_ARCHS
     from gankit.data import is_missing, is_relative, label_file_missing, load_dataset
     from gankit.sample import check_seed, load_run_generator
 
@@ -101,7 +102,7 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     if relative:  # an older gankit saved it as typed, relative to the folder the run was started from
         info(f"the run's config names its dataset relative to the folder it was started from (an older gankit wrote "
              f"it): reading '{path}' from here, {os.path.abspath(path)}; pass --data if that is not the run's")
-    labels = cfg.data.labels if path == cfg.data.path else None
+    labels = cfg.data.labels if path == cfg.data.path and cfg.model.arch in CONDITIONAL_ARCHS else None  # as trained
     if label_file_missing(labels, path):  # FID compares images alone: the run's labels need not be there any more
         info(f"the run's label file '{labels}' is not there any more: FID and KID do not need labels, reading the "
              "images alone")

@@ -10,12 +10,18 @@ import torch
 from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.console import count, short_list, warn
+from gankit.data.folder import _fold
 from gankit.device import resolve_device
 from gankit.errors import GankitError, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE
 from gankit.models import build_generator, sample_z
 from gankit.models.layers import use_thin_conv
 from gankit.tricks import ema_sampler, ema_weights
+
+
+# An unknown --label's message lists the run's classes up to this many (seed 002's 18 types), else the first few: a
+# run labelled by a column of names has a class per image.
+MAX_LISTED_LABELS = 30
 
 
 class LoadedGenerator:
@@ -47,16 +53,22 @@ class LoadedGenerator:
                               f"this one is unconditional ({self.cfg.model.arch})")
 
     def label_index(self, name: str) -> int:
-        """The index of class `name`; a one-line GankitError naming the known labels otherwise."""
+        """The index of class `name`, or of the one class it names in another case (`Fire` for `fire`, as
+        --label-column takes `Type1`); a one-line GankitError naming the known labels otherwise."""
         self.require_conditional(f"--label {name}")
         known = self.labels
-        if name not in known:
-            import difflib
+        if name in known:
+            return known.index(name)
+        folded = [_fold(k) for k in known]
+        alike = [k for k, f in zip(known, folded) if f == _fold(name)]
+        if len(alike) == 1:
+            return known.index(alike[0])
+        import difflib
 
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise GankitError(f"unknown label '{name}': {hint}this run knows {', '.join(known)}")
-        return known.index(name)
+        close = alike or [known[folded.index(c)] for c in difflib.get_close_matches(_fold(name), folded, n=1)]
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        listed = ", ".join(known) if len(known) <= MAX_LISTED_LABELS else f"{len(known)} classes: {short_list(known)}"
+        raise GankitError(f"unknown label '{name}': {hint}this run knows {listed}")
 
     def labels_for(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor | None:
         """Class labels for n images: None when unconditional, else the given ones (checked) or every class in turn."""

@@ -703,8 +703,11 @@ class Trainer:
     def _load(self, state: dict) -> None:
         saved = state.get("class_names")  # a changed label file: say so, not "does not match this model" (or nothing)
         if self.cfg.model.num_classes and saved is not None and list(saved) != self.class_names:
+            new, gone = [c for c in self.class_names if c not in saved], [c for c in saved if c not in self.class_names]
+            changed = "; ".join(f"{what}: {console.short_list(names)}" for what, names in (("new", new), ("gone", gone))
+                                if names)  # what to look for in a file of many classes
             raise RunError(f"the run was trained on {len(saved)} classes ({console.short_list(saved)}) but its labels now give "
-                           f"{len(self.class_names)} ({console.short_list(self.class_names)}) from '{self.cfg.data.labels}': put "
+                           f"{len(self.class_names)} ({changed}) from '{self.cfg.data.labels}': put "
                            f"back the label file it was trained with, or train a new {distributed.run_option()} folder")
         lacking = [k for k in ESSENTIAL_STATE if k not in state]
         if lacking:
@@ -1754,8 +1757,9 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         if cfg.train.sync_batchnorm and distributed.world_size() == 1:
             console.warn("train.sync_batchnorm has no effect in a single process (it shares BatchNorm statistics "
                          "between torchrun's processes): ignored")
+        labels = cfg.data.labels if cfg.model.arch in CONDITIONAL_ARCHS else None  # (ignored: they drop no image)
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
-            data = load_dataset(cfg.data.path, resolution, labels=cfg.data.labels, label_column=cfg.data.label_column,
+            data = load_dataset(cfg.data.path, resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
         _check_same_images(data, collective_device)
         cfg = finalize_config(cfg, data, run_path if resuming else None)

@@ -14,6 +14,7 @@ import csv
 import errno
 import io
 import os
+import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ SUPPORTED = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
 EXAMPLE_CHARS = 60
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+# A CSV's label for a name that rows written alike label differently: one image's rows, which disagree.
+_REPEATED = "\0repeated"
 
 
 class NoImages(DataError):
@@ -461,20 +466,25 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
     def lookup(col: int) -> dict[tuple[str, ...], str | None]:
         """The labels of CSV column `col` by what its values name: each ending of a value's path (`b/abra.png`,
         `abra.png`) and the same with the file's stem (`b/abra`, `abra`), case-folded. An ending that rows label
-        differently is ambiguous (None): `a/abra.png` and `b/abra.png` may be two pictures."""
+        differently is ambiguous (None): `a/abra.png` and `b/abra.png` may be two pictures; written alike in each
+        row, it names one picture twice (_REPEATED)."""
         labels_of: dict[tuple[str, ...], str | None] = {}
+        first_value: dict[tuple[str, ...], str] = {}
         for row in rows:
-            value = row[col].strip().replace("\\", "/").casefold() if col < len(row) else ""
+            value = _fold(row[col].strip().replace("\\", "/")) if col < len(row) else ""
             if not value:
                 continue
             label = row[label_at].strip() if label_at < len(row) else ""
             for key in _endings(PurePosixPath(value)):
-                labels_of[key] = label if labels_of.get(key, label) == label else None
+                if labels_of.setdefault(key, label) != label:
+                    alike = first_value[key] == value and labels_of[key] is not None
+                    labels_of[key] = _REPEATED if alike else None
+                first_value.setdefault(key, value)
         return labels_of
 
     def label_of(f: str, labels_of: dict) -> str | None | type[KeyError]:
         """An image's label by the longest ending of its path that the CSV names (KeyError: none)."""
-        return next((labels_of[key] for key in _endings(PurePosixPath(f.casefold())) if key in labels_of), KeyError)
+        return next((labels_of[key] for key in _endings(PurePosixPath(_fold(f))) if key in labels_of), KeyError)
 
     best_col, best_map, best_hits = -1, {}, 0
     for col in range(len(header)):
@@ -499,6 +509,8 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
             dropped.append((f, "no row"))
         elif label is None:
             dropped.append((f, "rows give its name different labels: write its path in the CSV"))
+        elif label is _REPEATED:
+            dropped.append((f, "its rows give different labels: keep one"))
         elif not label:
             dropped.append((f, "empty label"))
         else:
@@ -512,6 +524,12 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
              f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
     _warn_rows_without_images(rows, best_col, best_map, [*files, *unusable], csv_path.name, header[best_col])
     _warn_case_twins(names, column, csv_path.name)
+    if len(set(names)) == len(names) > 2 and all(label_of(files[i], own) is not KeyError
+                                                 for own in [lookup(label_at)] for i in keep):  # (a column of names)
+        others = _columns([h for i, h in enumerate(header) if i not in (label_at, best_col)])
+        warn(f"column '{column}' of '{csv_path.name}' names the images themselves: each of the {len(names)} images is a "
+             f"class of its own, which a conditional model learns nothing from; pick a label column"
+             f"{f', one of: {others}' if others else ''}")
     return _index(keep, names, cache.digest("csv", raw, column))
 
 
@@ -520,11 +538,11 @@ def _warn_rows_without_images(rows: list[list[str]], col: int, labels_of: dict, 
     """Warn, in one line, about rows whose file name (column `col`) matches none of `files` (a typo, an image since
     deleted), as the warning about dropped images names the images without a row. A row naming an image that could
     not be decoded (in `files`) is not counted: the warning about skipped files named it."""
-    used = {next((key for key in _endings(PurePosixPath(f.casefold())) if key in labels_of), None) for f in files}
+    used = {next((key for key in _endings(PurePosixPath(_fold(f))) if key in labels_of), None) for f in files}
     unmatched = []
     for row in rows:
         value = row[col].strip() if col < len(row) else ""
-        if value and not any(key in used for key in _endings(PurePosixPath(value.replace("\\", "/").casefold()))):
+        if value and not any(key in used for key in _endings(PurePosixPath(_fold(value.replace("\\", "/"))))):
             unmatched.append(_clip(value))
     if unmatched:
         warn(f"{count(len(unmatched), 'row')} of '{csv_name}' name{'s' if len(unmatched) == 1 else ''} no image "
@@ -540,6 +558,12 @@ def _warn_case_twins(names: list[str], column: str, csv_name: str) -> None:
     if twins:
         warn(f"labels in column '{column}' of '{csv_name}' that differ only in case are separate classes: "
              f"{short_list(sorted(twins))}; write them alike in the CSV if they are one class")
+
+
+def _fold(name: str) -> str:
+    """A file name as the CSV matching compares it: case-folded, and its accents composed (NFC), as typed: macOS names
+    files decomposed (NFD), so `flabébé.png` on its disk and `flabébé` in a CSV are otherwise two names."""
+    return unicodedata.normalize("NFC", name.casefold())
 
 
 def _endings(path: PurePosixPath) -> list[tuple[str, ...]]:

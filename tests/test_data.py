@@ -799,6 +799,21 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_decoded_again(tmp_path)
     assert blue.key != red.key
 
 
+def test_a_file_replaced_with_its_old_date_kept_is_decoded_again(tmp_path):
+    """`cp -p new.bmp images/b.bmp` (or `touch -r`) keeps the name, size and mtime of the file it replaces: the cache
+    gave back the old pixels. Its change time is new."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(images / "b.bmp")
+    old = images.joinpath("b.bmp").stat()
+    red = load_folder(images, RES, cache_dir=tmp_path / "cache", progress=False)
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(images / "b.bmp")
+    os.utime(images / "b.bmp", ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert images.joinpath("b.bmp").stat().st_size == old.st_size
+    blue = load_folder(images, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200
+
+
 def test_a_cache_file_is_readable_by_the_others_sharing_the_cache(tmp_path, csv_folder):
     load_folder(csv_folder, RES, cache_dir=tmp_path / "cache", progress=False)
     (cache_file,) = (tmp_path / "cache").glob("*.pt")

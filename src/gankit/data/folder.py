@@ -122,7 +122,7 @@ def load_folder(
     root = Path(root).expanduser()
     files, stats, ignored = _scan(root)
     name = root.resolve().name or "data"
-    listing = "\n".join(f"{f}\t{size}\t{mtime}" for f, (size, mtime) in zip(files, stats))
+    listing = "\n".join(f"{f}\t{size}\t{mtime}\t{ctime}" for f, (size, mtime, ctime) in zip(files, stats))
     # the folder's own path too: two copies with the same names, sizes and mtimes (`cp -p`, `rsync -a`, `tar x`) but
     # other pixels must not share one cache
     key = cache.digest("gankit-folder", LOADER_VERSION, resolution, root.resolve(), listing)
@@ -156,8 +156,8 @@ def load_folder(
 # ----------------------------------------------------------------------------- finding files
 
 
-def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
-    """Image files under `root` (sorted relative posix paths), their (size, mtime_ns), and the
+def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
+    """Image files under `root` (sorted relative posix paths), their (size, mtime_ns, ctime_ns), and the
     number of other files. Raises DataError when `root` cannot be used."""
     if root.is_symlink() and not root.exists():
         raise DataError(f"data path '{root}' is a symbolic link that leads nowhere (broken, or a loop): "
@@ -223,9 +223,10 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     for rel in files:
         try:
             st = os.stat(root / rel)  # follows symlinked files
-            stats.append((st.st_size, st.st_mtime_ns))
+            # the change time too: a file put back with its old mtime (`cp -p`, `touch -r`) has a new one
+            stats.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         except OSError:
-            stats.append((-1, 0))  # broken link or vanished; decoding reports why
+            stats.append((-1, 0, 0))  # broken link or vanished; decoding reports why
     return files, stats, len(ignored)
 
 
@@ -313,7 +314,7 @@ class _Skip(Exception):
     """An image file that cannot be used; the message is the short reason shown to the user."""
 
 
-def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int]], resolution: int,
+def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int, int]], resolution: int,
                    name: str, progress: bool) -> dict:
     """Decode `files` into the cache payload: images [N, 3, R, R], kept files, skipped (file, reason)."""
     out = torch.empty((len(files), 3, resolution, resolution), dtype=torch.uint8)

@@ -226,6 +226,26 @@ def test_a_folder_of_only_too_small_images_says_how_large_they_must_be(tmp_path)
     assert "could be decoded" not in message and "re-export" not in message
 
 
+def test_jpe_apng_and_images_without_an_extension_are_read(tmp_path, capsys):
+    """.jpe JPEGs, .apng files and hash-named downloads without an extension beside .png images were left out without a
+    word (a folder of them alone: 'holds no image files'); text files without an extension stay ignored."""
+    data = tmp_path / "data"
+    save(data / "p.png", solid((10, 20, 30)))
+    save(data / "a.jpe", solid((0, 0, 200)), format="JPEG", quality=95)
+    save(data / "b.apng", solid((200, 0, 0)), format="PNG")
+    save(data / "3f9a0c", solid((0, 200, 0)), format="PNG")
+    save(data / "d41d8c", solid((0, 0, 200)), format="JPEG", quality=95)
+    (data / "LICENSE").write_text("not an image")
+    (data / "empty").write_bytes(b"")
+    (data / "notes").mkdir()
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["3f9a0c", "a.jpe", "b.apng", "d41d8c", "p.png"]
+    assert pixel(ds, "3f9a0c") == (0, 200, 0) and pixel(ds, "b.apng") == (200, 0, 0)
+    assert pixel(ds, "a.jpe")[2] > 190 and pixel(ds, "d41d8c")[2] > 190
+    assert not warning_lines(capsys.readouterr().err)
+    assert [p.name for p in sorted(folder.image_files(data))] == ds.files  # `gankit fid` reads the same files
+
+
 def test_tiff_and_jfif_are_read_and_formats_gankit_cannot_read_are_named(tmp_path, capsys):
     """8 .tif among 12 .png were dropped without a word ("12 images"); TIFF and JFIF are now read like the others, and
     image files gankit cannot read (HEIC, PSD, raw, nested archives) are named in one warning line."""

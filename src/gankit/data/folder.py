@@ -36,7 +36,9 @@ LOADER_VERSION = 2
 MIN_IMAGE_SIDE = 8
 # AVIF where this Pillow reads it (Pillow 11.2+ built with libavif); else it is one of the formats named below.
 _AVIF = (".avif",) if ".avif" in Image.registered_extensions() else ()
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
+IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
+# Pillow's names of those formats: a file without an extension (downloaders name files by a hash) is read when it holds one
+_FORMATS = sorted({Image.registered_extensions()[e] for e in IMAGE_EXTENSIONS})
 # Image files gankit cannot read (phone photos, layered or vector art, camera raw, archives inside the folder): named
 # in a warning, not silently counted with text files.
 UNREADABLE_EXTENSIONS = (
@@ -180,7 +182,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
         for fname in filenames:
             rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
             lower = fname.lower()
-            (files if lower.endswith(IMAGE_EXTENSIONS)
+            (files if _is_image(root / rel, fname)
              else unreadable_images if lower.endswith(UNREADABLE_EXTENSIONS) else ignored).append(rel)
 
     if runs:
@@ -245,7 +247,25 @@ def image_files(root: str | Path) -> list[Path]:
     folders left out), found without a word."""
     root = Path(root).expanduser()
     return [root / rel_dir / f for rel_dir, filenames in _visible(root, lambda e: None, [], [])
-            for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)]
+            for f in filenames if _is_image(root / rel_dir / f, f)]
+
+
+def _is_image(path: Path, name: str) -> bool:
+    """Whether `load_folder` reads the file `name` (at `path`): it has an image extension, or it has no extension and
+    holds an image of one of those formats (only its header is read; a pipe or a folder is not opened)."""
+    if name.lower().endswith(IMAGE_EXTENSIONS):
+        return True
+    if PurePosixPath(name).suffix or not path.is_file():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=_FORMATS):
+                return True
+    except Image.DecompressionBombError:  # an image: decoding skips it and says why
+        return True
+    except Exception:
+        return False
 
 
 def _visible(root: Path, onerror, hidden: list[str], runs: list[str]):

@@ -686,6 +686,18 @@ def test_unwritable_cache_only_warns(tmp_path, csv_folder, capsys):
     assert "could not write the cache" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("below", ["", "/deeper"])
+def test_a_cache_dir_that_is_a_file_is_named_in_the_warning(tmp_path, csv_folder, monkeypatch, capsys, below):
+    """GANKIT_CACHE_DIR naming a file warned 'could not write the cache 'FILE/x.pt' (File exists): check the disk and
+    the folder': the file in the way is named."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / f"a-file{below}"))
+    assert len(load_folder(csv_folder, RES, progress=False)) == 5
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert f"'{tmp_path / 'a-file'}' is a file where a folder is needed: move or delete it" in line
+    assert "check the disk" not in line and line.endswith("the data will be decoded again next time")
+
+
 def test_a_cache_that_fills_the_disk_only_warns_and_leaves_no_partial_file(tmp_path, csv_folder, monkeypatch, capsys):
     """torch.save turns a write that fills the disk half way into a RuntimeError: it was an internal error, and the
     partial file stayed in the cache folder, filling it."""

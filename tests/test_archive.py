@@ -241,6 +241,16 @@ def test_an_archive_replaced_by_one_of_the_same_size_is_extracted_again(tmp_path
     assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200
 
 
+def test_an_archive_replaced_with_its_old_date_kept_is_extracted_again(tmp_path):
+    """`cp -p` over an archive of one size and mtime (tars pad to 10 KiB) reused the old extraction."""
+    z = tmp_path / "set.zip"
+    _stored_zip(z, (255, 0, 0), 1_700_000_000 * 10**9)
+    red = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False)
+    _stored_zip(z, (0, 0, 255), 1_700_000_000 * 10**9)
+    blue = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False)
+    assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200
+
+
 def test_an_extracted_file_whose_size_changed_is_extracted_again(tmp_path, capsys):
     """Not only a missing file: one edited in the extraction folder (another size) brings the archive's back."""
     z = tmp_path / "set.zip"

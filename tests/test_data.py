@@ -226,6 +226,26 @@ def test_a_folder_of_only_too_small_images_says_how_large_they_must_be(tmp_path)
     assert "could be decoded" not in message and "re-export" not in message
 
 
+def test_jpe_apng_and_images_without_an_extension_are_read(tmp_path, capsys):
+    """.jpe JPEGs, .apng files and hash-named downloads without an extension beside .png images were left out without a
+    word (a folder of them alone: 'holds no image files'); text files without an extension stay ignored."""
+    data = tmp_path / "data"
+    save(data / "p.png", solid((10, 20, 30)))
+    save(data / "a.jpe", solid((0, 0, 200)), format="JPEG", quality=95)
+    save(data / "b.apng", solid((200, 0, 0)), format="PNG")
+    save(data / "3f9a0c", solid((0, 200, 0)), format="PNG")
+    save(data / "d41d8c", solid((0, 0, 200)), format="JPEG", quality=95)
+    (data / "LICENSE").write_text("not an image")
+    (data / "empty").write_bytes(b"")
+    (data / "notes").mkdir()
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["3f9a0c", "a.jpe", "b.apng", "d41d8c", "p.png"]
+    assert pixel(ds, "3f9a0c") == (0, 200, 0) and pixel(ds, "b.apng") == (200, 0, 0)
+    assert pixel(ds, "a.jpe")[2] > 190 and pixel(ds, "d41d8c")[2] > 190
+    assert not warning_lines(capsys.readouterr().err)
+    assert [p.name for p in sorted(folder.image_files(data))] == ds.files  # `gankit fid` reads the same files
+
+
 def test_tiff_and_jfif_are_read_and_formats_gankit_cannot_read_are_named(tmp_path, capsys):
     """8 .tif among 12 .png were dropped without a word ("12 images"); TIFF and JFIF are now read like the others, and
     image files gankit cannot read (HEIC, PSD, raw, nested archives) are named in one warning line."""
@@ -706,6 +726,18 @@ def test_unwritable_cache_only_warns(tmp_path, csv_folder, capsys):
     assert "could not write the cache" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("below", ["", "/deeper"])
+def test_a_cache_dir_that_is_a_file_is_named_in_the_warning(tmp_path, csv_folder, monkeypatch, capsys, below):
+    """GANKIT_CACHE_DIR naming a file warned 'could not write the cache 'FILE/x.pt' (File exists): check the disk and
+    the folder': the file in the way is named."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / f"a-file{below}"))
+    assert len(load_folder(csv_folder, RES, progress=False)) == 5
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert f"'{tmp_path / 'a-file'}' is a file where a folder is needed: move or delete it" in line
+    assert "check the disk" not in line and line.endswith("the data will be decoded again next time")
+
+
 def test_a_cache_that_fills_the_disk_only_warns_and_leaves_no_partial_file(tmp_path, csv_folder, monkeypatch, capsys):
     """torch.save turns a write that fills the disk half way into a RuntimeError: it was an internal error, and the
     partial file stayed in the cache folder, filling it."""
@@ -837,6 +869,21 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_decoded_again(tmp_path)
     blue = load_folder(images, RES, cache_dir=tmp_path / "cache", progress=False)
     assert red.images[1, 0].float().mean() > 200 and blue.images[1, 2].float().mean() > 200
     assert blue.key != red.key
+
+
+def test_a_file_replaced_with_its_old_date_kept_is_decoded_again(tmp_path):
+    """`cp -p new.bmp images/b.bmp` (or `touch -r`) keeps the name, size and mtime of the file it replaces: the cache
+    gave back the old pixels. Its change time is new."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(images / "b.bmp")
+    old = images.joinpath("b.bmp").stat()
+    red = load_folder(images, RES, cache_dir=tmp_path / "cache", progress=False)
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(images / "b.bmp")
+    os.utime(images / "b.bmp", ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert images.joinpath("b.bmp").stat().st_size == old.st_size
+    blue = load_folder(images, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200
 
 
 def test_a_cache_file_is_readable_by_the_others_sharing_the_cache(tmp_path, csv_folder):

@@ -134,7 +134,18 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def file_in_the_way(e: OSError) -> Path | None:
+    """The file that stands where a folder is needed, for the errors that making or using such a folder raises."""
+    if not isinstance(e, (FileExistsError, NotADirectoryError)) or not e.filename:
+        return None
+    path = Path(e.filename)
+    return next((p for p in (path, *path.parents) if p.is_file()), None)
+
+
 def write_hint(e: OSError) -> str:
+    blocker = file_in_the_way(e)
+    if blocker is not None:
+        return f"'{blocker}' is a file where a folder is needed: move or delete it, or choose another folder"
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return "the disk is full: free some space"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

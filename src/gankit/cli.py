@@ -141,7 +141,7 @@ def _flag(name: str, help: str):
 
 @command
 def train(
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/jpg/jpeg/jfif/webp/bmp/tif/tiff/gif, and avif where Pillow reads it, searched recursively) or archive of one (.zip, .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz). Omit to train on the built-in MNIST digits."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder (png/apng/jpg/jpeg/jpe/jfif/webp/bmp/tif/tiff/gif, and avif where Pillow reads it, or files without an extension that hold one, searched recursively) or archive of one (.zip, .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz). Omit to train on the built-in MNIST digits."),
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: the recipe's, else 32 for the built-in MNIST, 64 for a folder)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset (default: the recipe's, else 30 for the built-in MNIST, 20 for a folder; a resumed run keeps its own)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step (default: the recipe's, else 64)."),
@@ -514,7 +514,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except OSError as e:  # a path that cannot be written or read: the user's to fix, not a bug
         where = f"'{e.filename}': " if e.filename else ""
-        blocker = _file_in_the_way(e)
+        from gankit.checkpoint import file_in_the_way
+
+        blocker = file_in_the_way(e)
         if blocker is not None:
             _fail(f"'{blocker}' is a file where gankit needs a folder: move or delete it, or choose another path", 2)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -554,14 +556,6 @@ def _out_of_memory(e: BaseException) -> str | None:
         tried = re.search(r"you tried to allocate (\d+) bytes", text)
         return "this machine ran out of memory" + (f" (tried to allocate {int(tried[1]) / 2**30:.2f} GiB)" if tried else "")
     return None
-
-
-def _file_in_the_way(e: OSError) -> Path | None:
-    """The file that stands where a folder is needed, for the errors that making or using such a folder raises."""
-    if not isinstance(e, (FileExistsError, NotADirectoryError)) or not e.filename:
-        return None
-    path = Path(e.filename)
-    return next((p for p in (path, *path.parents) if p.is_file()), None)
 
 
 def _lost_a_peer(e: Exception) -> bool:

@@ -77,8 +77,9 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
     archive = Path(path).expanduser()
     st = archive.stat()
     stem = archive_stem(archive)
-    # the path tells apart archives of one name, size and mtime (tars pad to 10 KiB; `cp -p`, `rsync -a` keep mtimes)
-    key = cache.digest("gankit-archive", archive.resolve(), st.st_size, st.st_mtime_ns)[:20]
+    # the path tells apart archives of one name, size and mtime (tars pad to 10 KiB; `cp -p`, `rsync -a` keep mtimes),
+    # the change time one put back in place with its old mtime
+    key = cache.digest("gankit-archive", archive.resolve(), st.st_size, st.st_mtime_ns, st.st_ctime_ns)[:20]
     parent = cache.cache_root(cache_dir) / "archives"
     target = parent / f"{_safe(stem)}-{key}"
     _remove_abandoned(parent)

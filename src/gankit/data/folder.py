@@ -37,7 +37,9 @@ LOADER_VERSION = 2
 MIN_IMAGE_SIDE = 8
 # AVIF where this Pillow reads it (Pillow 11.2+ built with libavif); else it is one of the formats named below.
 _AVIF = (".avif",) if ".avif" in Image.registered_extensions() else ()
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
+IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
+# Pillow's names of those formats: a file without an extension (downloaders name files by a hash) is read when it holds one
+_FORMATS = sorted({Image.registered_extensions()[e] for e in IMAGE_EXTENSIONS})
 # Image files gankit cannot read (phone photos, layered or vector art, camera raw, archives inside the folder): named
 # in a warning, not silently counted with text files.
 UNREADABLE_EXTENSIONS = (
@@ -127,7 +129,7 @@ def load_folder(
     root = Path(root).expanduser()
     files, stats, ignored = _scan(root)
     name = root.resolve().name or "data"
-    listing = "\n".join(f"{f}\t{size}\t{mtime}" for f, (size, mtime) in zip(files, stats))
+    listing = "\n".join(f"{f}\t{size}\t{mtime}\t{ctime}" for f, (size, mtime, ctime) in zip(files, stats))
     # the folder's own path too: two copies with the same names, sizes and mtimes (`cp -p`, `rsync -a`, `tar x`) but
     # other pixels must not share one cache
     key = cache.digest("gankit-folder", LOADER_VERSION, resolution, root.resolve(), listing)
@@ -161,8 +163,8 @@ def load_folder(
 # ----------------------------------------------------------------------------- finding files
 
 
-def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
-    """Image files under `root` (sorted relative posix paths), their (size, mtime_ns), and the
+def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
+    """Image files under `root` (sorted relative posix paths), their (size, mtime_ns, ctime_ns), and the
     number of other files. Raises DataError when `root` cannot be used."""
     if root.is_symlink() and not root.exists():
         raise DataError(f"data path '{root}' is a symbolic link that leads nowhere (broken, or a loop): "
@@ -185,7 +187,7 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
         for fname in filenames:
             rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
             lower = fname.lower()
-            (files if lower.endswith(IMAGE_EXTENSIONS)
+            (files if _is_image(root / rel, fname)
              else unreadable_images if lower.endswith(UNREADABLE_EXTENSIONS) else ignored).append(rel)
 
     if runs:
@@ -228,9 +230,10 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int]], int]:
     for rel in files:
         try:
             st = os.stat(root / rel)  # follows symlinked files
-            stats.append((st.st_size, st.st_mtime_ns))
+            # the change time too: a file put back with its old mtime (`cp -p`, `touch -r`) has a new one
+            stats.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         except OSError:
-            stats.append((-1, 0))  # broken link or vanished; decoding reports why
+            stats.append((-1, 0, 0))  # broken link or vanished; decoding reports why
     return files, stats, len(ignored)
 
 
@@ -249,7 +252,25 @@ def image_files(root: str | Path) -> list[Path]:
     folders left out), found without a word."""
     root = Path(root).expanduser()
     return [root / rel_dir / f for rel_dir, filenames in _visible(root, lambda e: None, [], [])
-            for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)]
+            for f in filenames if _is_image(root / rel_dir / f, f)]
+
+
+def _is_image(path: Path, name: str) -> bool:
+    """Whether `load_folder` reads the file `name` (at `path`): it has an image extension, or it has no extension and
+    holds an image of one of those formats (only its header is read; a pipe or a folder is not opened)."""
+    if name.lower().endswith(IMAGE_EXTENSIONS):
+        return True
+    if PurePosixPath(name).suffix or not path.is_file():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=_FORMATS):
+                return True
+    except Image.DecompressionBombError:  # an image: decoding skips it and says why
+        return True
+    except Exception:
+        return False
 
 
 def _visible(root: Path, onerror, hidden: list[str], runs: list[str]):
@@ -318,7 +339,7 @@ class _Skip(Exception):
     """An image file that cannot be used; the message is the short reason shown to the user."""
 
 
-def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int]], resolution: int,
+def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int, int]], resolution: int,
                    name: str, progress: bool) -> dict:
     """Decode `files` into the cache payload: images [N, 3, R, R], kept files, skipped (file, reason)."""
     out = torch.empty((len(files), 3, resolution, resolution), dtype=torch.uint8)

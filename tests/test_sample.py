@@ -374,6 +374,9 @@ def test_label_options_on_a_trained_acgan_run(tmp_path):
     for label, said in (([], True), (["--label", "water"], False)):  # no --label: how the grid is laid out
         r = runner.invoke(app, ["sample", str(run), "-n", "4", "--grid", str(tmp_path / "g.png"), *label, "--device", "cpu"])
         assert r.exit_code == 0 and (hint in r.output) == said, r.output
+    # fewer images than classes: the classes left out are said
+    r = runner.invoke(app, ["sample", str(run), "-n", "1", "--grid", str(tmp_path / "g.png"), "--device", "cpu"])
+    assert r.exit_code == 0 and "(fire, water); -n 1 draws only the first:" in r.output, r.output
 
 
 def test_a_run_in_a_folder_whose_name_is_not_utf8_samples_from_its_shared_generator(image_folder, tmp_path):

@@ -362,7 +362,8 @@ def sample(
         typer.echo(f"wrote {grid}")
     if gen.conditional and not classes and not interpolate:
         names = ", ".join(gen.labels[:4]) + (", ..." if len(gen.labels) > 4 else "")
-        console.info(f"the images cycle through the run's {len(gen.labels)} classes in order ({names}): "
+        fewer = f"; -n {n} draws only the first{f' {n}' if n > 1 else ''}" if n < len(gen.labels) else ""
+        console.info(f"the images cycle through the run's {len(gen.labels)} classes in order ({names}){fewer}: "
                      "--same-noise-labels draws one named row per class, --label NAME one class")
 
 

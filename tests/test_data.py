@@ -890,3 +890,31 @@ def test_a_cache_file_is_readable_by_the_others_sharing_the_cache(tmp_path, csv_
     load_folder(csv_folder, RES, cache_dir=tmp_path / "cache", progress=False)
     (cache_file,) = (tmp_path / "cache").glob("*.pt")
     assert cache_file.stat().st_mode & 0o777 == 0o644
+
+
+SHARED_POKEMON = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pokemon" / "images"
+
+
+@pytest.mark.skipif(not (SHARED_POKEMON / "eternatus.png").is_file(), reason="needs ../shared/datasets/pokemon")
+def test_an_embedded_colour_profile_is_converted_to_srgb(tmp_path):
+    """An image whose ICC profile is not sRGB (Adobe RGB here, as 2 of the shared pokemon; a phone's Display P3) was
+    read as if it were sRGB: its red (200, 50, 50) is sRGB's (232, 46, 46). An sRGB profile, a damaged one and none
+    leave the pixels as they are; the alpha of an RGBA image stays (composited on white)."""
+    from PIL import ImageCms
+
+    with Image.open(SHARED_POKEMON / "eternatus.png") as im:
+        adobe = im.info["icc_profile"]
+    assert "Adobe RGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(adobe)))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    root = tmp_path / "d"
+    save(root / "adobe.png", solid((200, 50, 50)), icc_profile=adobe)
+    save(root / "adobe_rgba.png", solid((200, 50, 50, 255), mode="RGBA"), icc_profile=adobe)
+    save(root / "adobe.jpg", solid((200, 50, 50)), icc_profile=adobe, quality=100)
+    save(root / "srgb.png", solid((200, 50, 50)), icc_profile=srgb)
+    save(root / "damaged.png", solid((200, 50, 50)), icc_profile=b"not a profile")
+    save(root / "none.png", solid((200, 50, 50)))
+    ds = load_folder(root, RES, cache_dir=tmp_path / "cache")
+    for name in ("adobe.png", "adobe_rgba.png", "adobe.jpg"):
+        assert all(abs(g - e) <= 2 for g, e in zip(pixel(ds, name), (232, 46, 46))), (name, pixel(ds, name))
+    for name in ("srgb.png", "damaged.png", "none.png"):
+        assert pixel(ds, name) == (200, 50, 50), name

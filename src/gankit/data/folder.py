@@ -1,7 +1,8 @@
 """Image folders -> one uint8 tensor, decoded once and cached on disk.
 
 `load_folder(root, resolution)` walks `root`, decodes every image file into an RGB square of
-`resolution` pixels (transparency composited on white, grayscale/palette/CMYK/16-bit converted,
+`resolution` pixels (colours of an embedded ICC profile converted to sRGB, transparency composited on white,
+grayscale/palette/CMYK/16-bit converted,
 resized and center-cropped), and caches the result keyed by the folder's listing, so the second
 load is a single `torch.load`. Labels (class sub-folders or a CSV column) are applied after the
 cache, so changing them never re-decodes. Files that cannot be used (damaged, empty, a broken link,
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import io
 import os
 import unicodedata
@@ -22,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from gankit import console
 from gankit.console import count, info, short_list, warn
@@ -31,7 +33,7 @@ from gankit.errors import ConfigError, DataError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE
 
 # Bump when decoding changes what ends up in the tensor, so old caches are not reused.
-LOADER_VERSION = 2
+LOADER_VERSION = 3  # 3: ICC profiles applied (`_to_srgb`)
 # Images whose shorter side is below this carry nothing to learn from (spacer GIFs, tracking pixels):
 # upscaled they are flat colour, so they are skipped and named like damaged files.
 MIN_IMAGE_SIDE = 8
@@ -389,7 +391,7 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # a broken EXIF block is no reason to drop a good image
                 pass
-            return np.array(_fit(_to_rgb(im), resolution), dtype=np.uint8)
+            return np.array(_fit(_to_rgb(_to_srgb(im)), resolution), dtype=np.uint8)
     except _Skip:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -406,6 +408,35 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
         raise _Skip("truncated" if "truncated" in str(exc).lower() else "corrupt") from None
     except Exception:  # Pillow raises SyntaxError, ValueError, ... for damaged files
         raise _Skip("corrupt") from None
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """`im` with the colours of its embedded ICC profile converted to sRGB, which the model's pixels (and Inception's)
+    mean: a phone photo's Display P3 or an Adobe RGB image was read as sRGB, its colours dulled. Without a profile, with
+    sRGB's, one that cannot be read, or in another mode, `im` as it is (taken as sRGB)."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK"):
+        return im
+    try:
+        transform = _srgb_transform(bytes(icc), "CMYK" if im.mode == "CMYK" else "RGB")
+        if transform is None:
+            return im
+        out = ImageCms.applyTransform(im.convert("RGB") if im.mode == "RGBA" else im, transform)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):  # a damaged profile is no reason to drop the image
+        return im
+    if im.mode == "RGBA":
+        out.putalpha(im.getchannel("A"))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """The transform from profile `icc` (images in `mode`) to sRGB; None for an sRGB profile (most PNGs that carry one).
+    Without lcms's one-pixel cache: the decoding threads share it."""
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    if "srgb" in ImageCms.getProfileDescription(profile).lower():
+        return None
+    return ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), mode, "RGB", flags=ImageCms.Flags.NOCACHE)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -93,14 +93,15 @@ def make_zoo(root: Path) -> None:
     rgba = np.zeros((32, 32, 4), np.uint8)
     rgba[:, 16:] = (255, 0, 0, 255)  # right half opaque red, left half fully transparent black
     save(root / "rgba.png", Image.fromarray(rgba, "RGBA"))
-    save(root / "la.png", solid((100, 0), mode="LA"))  # gray, fully transparent
+    save(root / "la.png", solid((100, 128), mode="LA"))  # gray, half transparent
 
     pal = Image.new("P", (24, 24), 0)
     pal.putpalette([0, 0, 255, 0, 255, 0] + [0] * 762)  # 0: blue, 1: green
     save(root / "pal.png", pal)
     pal_t = Image.new("P", (24, 24), 1)
     pal_t.putpalette([0, 0, 255, 0, 255, 0] + [0] * 762)
-    save(root / "pal_trans.png", pal_t, transparency=1)  # all pixels use the transparent index
+    pal_t.putpixel((0, 0), 0)  # one opaque corner pixel (an image that shows nothing is skipped)
+    save(root / "pal_trans.png", pal_t, transparency=1)  # the others use the transparent index
 
     save(root / "gray.png", solid(77, mode="L"))
     save(root / "gray16.png", Image.fromarray(np.full((24, 24), 32768, np.uint16)))
@@ -173,7 +174,7 @@ def test_good_images_are_loaded_and_bad_ones_named_in_one_warning(zoo, capsys):
     ("pic.webp", (10, 10, 200)),
     ("pic.bmp", (50, 60, 70)),
     ("anim.gif", (255, 0, 0)),          # first frame, not the blue second one
-    ("la.png", (255, 255, 255)),        # transparent -> white
+    ("la.png", (177, 177, 177)),        # half transparent on white: (100 * 128 + 255 * 127) / 255
     ("pal.png", (0, 0, 255)),
     ("pal_trans.png", (255, 255, 255)),  # transparent palette index -> white
     ("gray.png", (77, 77, 77)),
@@ -918,3 +919,16 @@ def test_an_embedded_colour_profile_is_converted_to_srgb(tmp_path):
         assert all(abs(g - e) <= 2 for g, e in zip(pixel(ds, name), (232, 46, 46))), (name, pixel(ds, name))
     for name in ("srgb.png", "damaged.png", "none.png"):
         assert pixel(ds, name) == (200, 50, 50), name
+
+
+def test_a_fully_transparent_image_is_skipped_and_named(tmp_path):
+    """An image that shows nothing (alpha 0 everywhere, whatever its colour channels hold) became a blank white square
+    to learn from; it is skipped and named, as a damaged file is."""
+    root = tmp_path / "d"
+    save(root / "a.png", solid((255, 0, 0)))
+    save(root / "b.png", solid((255, 0, 0)))
+    save(root / "blank.png", solid((10, 200, 30, 0), mode="RGBA"))
+    save(root / "blank_la.png", solid((100, 0), mode="LA"))
+    ds = load_folder(root, RES, cache_dir=tmp_path / "cache")
+    assert ds.files == ["a.png", "b.png"]
+    assert dict(ds.skipped) == {"blank.png": "fully transparent", "blank_la.png": "fully transparent"}

@@ -33,7 +33,7 @@ from gankit.errors import ConfigError, DataError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE
 
 # Bump when decoding changes what ends up in the tensor, so old caches are not reused.
-LOADER_VERSION = 3  # 3: ICC profiles applied (`_to_srgb`)
+LOADER_VERSION = 3  # 3: ICC profiles applied (`_to_srgb`), images that show nothing skipped
 # Images whose shorter side is below this carry nothing to learn from (spacer GIFs, tracking pixels):
 # upscaled they are flat colour, so they are skipped and named like damaged files.
 MIN_IMAGE_SIDE = 8
@@ -440,7 +440,7 @@ def _srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB: transparency composited on white, 16-bit scaled to 8 bits."""
+    """Any Pillow mode -> RGB: transparency composited on white (_Skip when nothing shows), 16-bit scaled to 8 bits."""
     if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
         a = np.asarray(im).astype(np.float64)
         if im.mode == "F":
@@ -451,6 +451,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(a8).convert("RGB")
     if im.mode in _ALPHA_MODES or "transparency" in im.info:
         rgba = im.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[1] == 0:  # nothing shows: a blank white square to learn from
+            raise _Skip("fully transparent")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         white.alpha_composite(rgba)
         return white.convert("RGB")

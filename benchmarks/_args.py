@@ -1,10 +1,13 @@
 """Argument checks shared by the benchmark scripts: bad input ends in one `error:` line with exit status 2, as in
 gankit's own command line, before any work starts; gankit's own input errors (a missing dataset, an unknown config
-key) and unwritable paths end the same way."""
+key) and unwritable paths end the same way. Ctrl-C and SIGTERM end in one line too, after the scripts' cleanups
+(their child processes stopped, temporary folders removed); results files are written whole or not at all."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,13 +67,49 @@ def writable_file(text: str) -> Path:
     return path
 
 
+def writable_folder(text: str) -> Path:
+    """An argparse type: a folder that can be written in (checked before a long run, not after it), left as it was:
+    the folders made for the check are removed again."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"'{path}' is a file: pass a folder name")
+    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write in '{path}': {e.strerror or e}")
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+    return path
+
+
+def write_json(path: Path, results: dict, indent: int = 2) -> None:
+    """Write the results to `path` whole (through a temporary file): an interrupted run leaves no half a file."""
+    import json
+
+    from gankit.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(results, indent=indent))
+
+
 def run(main: Callable[[], None]) -> None:
-    """Run a benchmark's main(); gankit's input errors and OS errors become one line on stderr, exit 2."""
-    from gankit.cli import _fail  # gankit's own one-line error
+    """Run a benchmark's main(); gankit's input errors and OS errors become one line on stderr, exit 2; Ctrl-C and
+    SIGTERM (as `gankit` takes them) one line saying so, exit 130 or 143, with nothing written."""
+    from gankit.cli import _fail, _sigterm_stops_the_command  # gankit's own one-line error and SIGTERM
     from gankit.errors import GankitError
 
     try:
-        main()
+        with _sigterm_stops_the_command():
+            main()
+    except KeyboardInterrupt as e:
+        said = str(e) or "interrupted: stopped before it finished"
+        print(f"{said}; no results written", file=sys.stderr, flush=True)
+        sys.exit(getattr(e, "exit_code", 130))
     except GankitError as e:
         _fail(str(e), 2)
     except OSError as e:

@@ -32,12 +32,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from _args import at_least, positive, run, writable_file
+from _args import at_least, positive, run, writable_file, write_json
 from gankit.threads import usable_cores
 
 
 def busy_loops(n: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    """`n` busy loops, in their own session: a Ctrl-C reaches this script alone, whose cleanup stops them."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(n)]
 
 
 def stop(loops: list[subprocess.Popen]) -> None:
@@ -69,7 +70,7 @@ def _command(run_dir: Path, resolution: int, seconds: float, threads: int | None
 
 def _failed(returncode: int, stderr: str) -> SystemExit:
     last = stderr.strip().splitlines()[-1:] or [f"exit status {returncode}"]
-    return SystemExit(f"error: gankit train failed: {last[0]}")
+    return SystemExit(f"error: gankit train failed: {last[0].removeprefix('error: ')}")  # (its own `error: ...` line)
 
 
 def train(run_dir: Path, resolution: int, seconds: float, threads: int | None, extra: list[str] = ()) -> tuple[float, list[int]]:
@@ -116,6 +117,7 @@ def neighbour(run_dir: Path, resolution: int, seconds: float, loops: int, event_
     running = busy_loops(loops) if leaves else []
     lines: list[tuple[float, str]] = []
     started = threading.Event()
+    proc = None
     try:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -139,7 +141,7 @@ def neighbour(run_dir: Path, resolution: int, seconds: float, loops: int, event_
         proc.wait()
         reader.join()
     finally:
-        stop(running)
+        stop(running + ([proc] if proc is not None and proc.poll() is None else []))  # (interrupted: the run too)
     if proc.returncode:
         raise _failed(proc.returncode, "\n".join(line for _, line in lines))
     return switch_after(lines, event, up=leaves), [(t - event, line) for t, line in lines]
@@ -147,10 +149,10 @@ def neighbour(run_dir: Path, resolution: int, seconds: float, loops: int, event_
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--resolution", type=at_least(16), default=64)
+    ap.add_argument("--resolution", type=at_least(16), default=64, help="image size in pixels (default: 64)")
     ap.add_argument("--seconds", type=positive, default=90.0, help="training time of each run")
     ap.add_argument("--busy", type=at_least(0), default=1, help="busy loops beside the busy runs")
-    ap.add_argument("--rounds", type=at_least(1), default=1)
+    ap.add_argument("--rounds", type=at_least(1), default=1, help="rounds of the four runs (default: 1)")
     ap.add_argument("--data", help="image folder (default: the built-in digits)")
     ap.add_argument("--config", help="a gankit recipe, e.g. configs/pokemon64_wgan_clip.yaml (default: DCGAN)")
     ap.add_argument("--json", type=writable_file, help="also write the results here")
@@ -178,10 +180,10 @@ def main() -> None:
         print(f"{n} cores; {args.busy} busy loop(s) {'left' if args.neighbour == 'leaves' else 'came'} {event_at:.0f} s "
               f"after the start line: " + (f"{what} {after:.1f} s later" if after is not None else f"no move to {what}"))
         if args.json:
-            args.json.write_text(json.dumps({"cores": n, "resolution": args.resolution, "seconds": args.seconds,
-                                             "data": args.data, "config": args.config, "neighbour": args.neighbour,
-                                             "busy_loops": args.busy, "event_at": event_at, "switch_after": after,
-                                             "stderr": [[round(t, 2), line] for t, line in lines]}, indent=1))
+            write_json(args.json, {"cores": n, "resolution": args.resolution, "seconds": args.seconds,
+                                   "data": args.data, "config": args.config, "neighbour": args.neighbour,
+                                   "busy_loops": args.busy, "event_at": event_at, "switch_after": after,
+                                   "stderr": [[round(t, 2), line] for t, line in lines]}, indent=1)
         return
     print(f"{n} cores; {args.config or 'DCGAN'} at {args.resolution} px on {args.data or 'the built-in digits'}, "
           f"{args.seconds:.0f} s per run, {args.busy} busy loop(s) beside the busy runs")
@@ -198,9 +200,9 @@ def main() -> None:
                 print(f"round {r + 1}, {label:5s}: automatic {auto:7.1f} img/s (threads logged: first {counts[0]}, "
                       f"last {counts[-1]}), {n} threads fixed {fixed:7.1f} img/s: x{auto / fixed:.2f}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"cores": n, "resolution": args.resolution, "seconds": args.seconds,
-                                         "data": args.data, "config": args.config,
-                                         "runs": results}, indent=1))
+        write_json(args.json, {"cores": n, "resolution": args.resolution, "seconds": args.seconds,
+                               "data": args.data, "config": args.config,
+                               "runs": results}, indent=1)
 
 
 if __name__ == "__main__":

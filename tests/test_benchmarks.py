@@ -317,6 +317,11 @@ def test_epoch_ends_with_evaluations_evaluates_every_epoch_before_and_within_the
     ("throughput.py", ["--profile", "dcgan", "--ops", "--json", "p.json"], "the profile prints a table, not JSON"),
     pytest.param("throughput.py", ["--json", "/proc/x.json"], "cannot write '/proc/x.json'",
                  marks=pytest.mark.skipif(not os.path.isdir("/proc"), reason="no /proc here")),
+    # were a traceback from the reference's loss, and a failure to write the grids after training
+    ("quality_per_budget.py", ["--resolution", "48", "--minutes", "0.01"], "the reference DCGAN needs a power of two"),
+    ("quality_per_budget.py", ["--data", "nope", "--grids", str(BENCH / "_args.py")], "_args.py' is a file: pass a folder name"),
+    pytest.param("quality_per_budget.py", ["--data", "nope", "--grids", "/proc/grids"], "cannot write in '/proc/grids'",
+                 marks=pytest.mark.skipif(not os.path.isdir("/proc"), reason="no /proc here")),
 ])
 def test_benchmarks_refuse_bad_arguments_in_one_line(script, args, needle, tmp_path, monkeypatch, capsys):
     _refuses(script, args, needle, tmp_path, monkeypatch, capsys)
@@ -467,3 +472,173 @@ def test_busy_cores_weighs_each_metric_line_by_the_batches_it_covers():
     assert rate == pytest.approx(105 / 2) and counts == [2, 1]
     with pytest.raises(SystemExit, match="run wrote 1 metric line"):
         busy_cores.speed(lines[:2], "run")
+
+
+def test_writable_folder_refuses_what_cannot_be_written_in_and_leaves_no_folder_made_for_the_check(tmp_path):
+    import argparse
+
+    sys.path.insert(0, str(BENCH))
+    from _args import writable_folder
+
+    assert writable_folder(str(tmp_path / "a" / "b")) == tmp_path / "a" / "b"
+    assert list(tmp_path.iterdir()) == []  # the folders made for the probe are gone
+    (tmp_path / "kept").mkdir()
+    assert writable_folder(str(tmp_path / "kept")) == tmp_path / "kept" and (tmp_path / "kept").is_dir()
+    assert list((tmp_path / "kept").iterdir()) == []
+    (tmp_path / "f").write_text("")
+    with pytest.raises(argparse.ArgumentTypeError, match="is a file"):
+        writable_folder(str(tmp_path / "f"))
+    with pytest.raises(argparse.ArgumentTypeError, match="cannot write in"):
+        writable_folder(str(tmp_path / "f" / "sub"))
+
+
+def test_write_json_interrupted_leaves_the_old_file_whole_and_no_temporary_one(tmp_path, monkeypatch):
+    """A Ctrl-C or SIGTERM while the results are written: the file is the old one or the new one, never half."""
+    sys.path.insert(0, str(BENCH))
+    import gankit.checkpoint
+    from _args import write_json
+
+    path = tmp_path / "r.json"
+    write_json(path, {"old": 1})
+    assert json.loads(path.read_text()) == {"old": 1}
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gankit.checkpoint.os, "fsync", interrupted)  # the text written, not yet in place
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"new": list(range(10000))})
+    assert json.loads(path.read_text()) == {"old": 1} and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+_STOPPED_BY_SIGTERM = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+import busy_cores
+from _args import run
+
+def main():
+    with busy_cores.busy(1):
+        print(busy_cores.LOOPS[0].pid, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+loops = busy_cores.busy_loops
+busy_cores.LOOPS = []
+busy_cores.busy_loops = lambda n: busy_cores.LOOPS.extend(loops(n)) or busy_cores.LOOPS
+run(main)
+"""
+
+
+def test_sigterm_ends_a_benchmark_in_one_line_and_stops_its_busy_loops(tmp_path):
+    """A benchmark stopped by SIGTERM (a `kill`, a scheduler) died without a word and left busy_cores.py's
+    `while True: pass` loops spinning for ever; now its cleanups run, one line says so, and it exits 143."""
+    out, err = tmp_path / "out", tmp_path / "err"  # (files: a pipe would stay open as long as a loop left behind)
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        code = subprocess.run([sys.executable, "-c", _STOPPED_BY_SIGTERM, str(BENCH)], cwd=tmp_path, stdout=stdout,
+                              stderr=stderr, timeout=120).returncode
+    loop = int(out.read_text().split()[0])
+    try:
+        os.kill(loop, 0)
+        alive = Path(f"/proc/{loop}/stat").read_text().split()[2] != "Z" if os.path.isdir("/proc") else True
+    except ProcessLookupError:
+        alive = False
+    if alive:
+        os.kill(loop, 9)
+    assert not alive, "the busy loop outlived the benchmark"
+    assert code == 143, err.read_text()
+    assert err.read_text().splitlines() == ["SIGTERM: stopped before it finished; no results written"], err.read_text()
+
+
+def test_ctrl_c_ends_a_benchmark_in_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(BENCH))
+    from _args import run
+
+    def main():
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run(main)
+    except KeyboardInterrupt:  # (escaping, it would stop pytest itself)
+        pytest.fail("Ctrl-C escaped the benchmark: a traceback")
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "interrupted: stopped before it finished; no results written\n"
+
+
+def test_quality_per_budget_in_parallel_stops_both_contestants_when_interrupted(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the two contestants' processes train: they were left training for their budget;
+    now they are stopped, and a terminal's Ctrl-C reaches this process alone (their own sessions)."""
+    sys.path.insert(0, str(BENCH))
+    import quality_per_budget as qpb
+
+    started = []
+
+    class Child:
+        def __init__(self, cmd, **kwargs):
+            self.kwargs, self.killed = kwargs, False
+            started.append(self)
+
+        def poll(self):
+            return -9 if self.killed else None
+
+        def wait(self):
+            if not self.killed:
+                raise KeyboardInterrupt  # the parent interrupted while it waits for the first one
+
+        def kill(self):
+            self.killed = True
+
+    monkeypatch.setattr(qpb.subprocess, "Popen", Child)
+    args = types.SimpleNamespace(data="d", resolution=16, config="c.yaml", minutes=1.0, n_fake=8, device="cpu",
+                                 seed=0, slice=60.0, fid_n=[], sets=[])
+    with pytest.raises(KeyboardInterrupt):
+        qpb.train_parallel(args, [1.0], tmp_path)
+    assert len(started) == 2 and all(c.killed and c.kwargs["start_new_session"] for c in started)
+
+
+def test_busy_cores_says_a_failed_runs_error_once():
+    sys.path.insert(0, str(BENCH))
+    import busy_cores
+
+    e = busy_cores._failed(2, "some warning\nerror: data folder 'x' does not exist: pass --data DIR")
+    assert str(e) == "error: gankit train failed: data folder 'x' does not exist: pass --data DIR"
+
+
+@pytest.mark.parametrize("script", ["throughput.py", "quality_per_budget.py", "busy_cores.py", "epoch_ends.py",
+                                    "inception_throughput.py", "metric_statistics.py", "wgrad_methods.py"])
+def test_help_shows_the_whole_description_and_says_what_every_option_is(script, tmp_path, monkeypatch, capsys):
+    """inception_throughput.py's --help stopped mid-sentence ("... with the network's graph as"); options such as
+    --batch, --resolution or quality_per_budget.py's --data (a default folder) had no line at all."""
+    import runpy
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(BENCH / script), "--help"])
+    monkeypatch.syspath_prepend(str(BENCH))
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(BENCH / script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert f"python benchmarks/{script}" in out, out  # the docstring's examples, not its first line alone
+    lines = out.split("options:")[1].splitlines()[1:]
+    for line, after in zip(lines, lines[1:] + [""]):
+        # an option line with nothing after its name, and no help text on the next line either
+        if re.fullmatch(r"  -[-\w]+(?: [A-Z_{},\[\]:=a-z-]+)?", line):
+            assert re.match(r" {20,}\S", after), f"{script}: {line.strip()} has no help text"
+
+
+def test_gpu_check_runs_its_steps_from_the_repository_wherever_it_is_started(tmp_path):
+    """`bash /path/to/benchmarks/gpu_check.sh OUT` from another folder ran `benchmarks/throughput.py`,
+    `tests/test_cuda.py` and PYTHONPATH=src relative to that folder: every step failed. A stand-in python records
+    where each step ran and which of its scripts were missing; the logs land in OUT under the starting folder."""
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/bash\nfor a in "$@"; do case "$a" in *.py) [ -f "$a" ] || echo "missing $a";; esac; done\n'
+                    'echo "in $PWD with PYTHONPATH=$PYTHONPATH"\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(stub), "DEVICE": "cpu", "TMPDIR": str(tmp_path)}
+    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "out"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    logs = {p.name: p.read_text() for p in (tmp_path / "out").glob("*.log")}
+    assert {"test_cuda.log", "throughput_b64.log", "inception.log", "epoch_ends.log"} <= set(logs), proc.stdout
+    for name in ("test_cuda.log", "throughput_b64.log", "throughput_big.log", "inception.log", "epoch_ends.log"):
+        assert "missing" not in logs[name] and f"in {BENCH.parent} with PYTHONPATH=src" in logs[name], logs[name]

@@ -337,6 +337,10 @@ def test_inception_throughput_refuses_cuda_without_a_gpu_as_the_other_scripts(tm
 
 def test_quality_per_budget_in_parallel_checks_the_overrides_before_starting_a_process(tmp_path, monkeypatch, capsys):
     """A typo in --set (or --config) ended the gankit child only after the reference child had trained its budget."""
+    import torch
+
+    torch.cuda.is_available()  # torch.cuda's first import runs ldconfig: before Popen is replaced (in a test alone too)
+
     make_image_folder(tmp_path / "images", n=8, size=16)
 
     def no_child(*args, **kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -17,10 +18,19 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set GANKIT_CHROMIUM)", allow_module_level=True)
 
 
-def _open(p):
-    return p.chromium.launch(
-        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    )
+@contextlib.contextmanager
+def _page(report: Path, width: int, height: int):
+    """The compare page `report` loaded in headless Chromium with a `width` x `height` viewport."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(report.as_uri(), wait_until="load")
+            yield page
+        finally:
+            browser.close()
 
 
 def test_compare_report_renders_in_chromium(tmp_path):
@@ -32,27 +42,19 @@ def test_compare_report_renders_in_chromium(tmp_path):
     write_evolution_gif(a)
     report = write_compare_report([a, b, c], tmp_path / "report.html")
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with _page(report, 1400, 900) as page:
+        for sid, title in SECTIONS:
+            section = page.locator(f"#{sid}")
+            assert section.is_visible(), sid
+            assert title in section.inner_text()
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({alt: e.alt, ok: e.complete && e.naturalWidth > 0}))"
         )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(report.as_uri(), wait_until="load")
-            for sid, title in SECTIONS:
-                section = page.locator(f"#{sid}")
-                assert section.is_visible(), sid
-                assert title in section.inner_text()
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => ({alt: e.alt, ok: e.complete && e.naturalWidth > 0}))"
-            )
-            assert len(images) == 14  # 3 grids, 3 GIFs, FID and KID vs epoch and vs time, (D, G) x 2 loss groups
-            assert all(img["ok"] for img in images), [img["alt"] for img in images if not img["ok"]]
-            shot = tmp_path / "report.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-        finally:
-            browser.close()
+        assert len(images) == 14  # 3 grids, 3 GIFs, FID and KID vs epoch and vs time, (D, G) x 2 loss groups
+        assert all(img["ok"] for img in images), [img["alt"] for img in images if not img["ok"]]
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
 
 
 LONG = "wgan_clip_a_very_long_run_name_to_see_how_titles_and_legends_cope_with_it_xx"
@@ -74,41 +76,29 @@ def long_name_report(tmp_path_factory):
 def test_compare_report_fits_a_laptop_screen(long_name_report):
     """At 1366 px the best-metrics table's last column (total time) is on screen: a long run name wraps in its
     cell instead of taking half the width."""
-    with sync_api.sync_playwright() as p:
-        browser = _open(p)
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            page.goto(long_name_report.as_uri(), wait_until="load")
-            right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
-            assert right <= 1366, right
-            assert page.evaluate("document.documentElement.scrollWidth") <= 1366
-            # and the name stays inside its cell (wrapped), not spilling over the next ones
-            spill = page.eval_on_selector_all("#best-metrics tbody th",
-                                              "els => els.map(e => [e.scrollWidth, e.clientWidth])")
-            assert spill and all(scroll <= client for scroll, client in spill), spill
-        finally:
-            browser.close()
+    with _page(long_name_report, 1366, 900) as page:
+        right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
+        assert right <= 1366, right
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+        # and the name stays inside its cell (wrapped), not spilling over the next ones
+        spill = page.eval_on_selector_all("#best-metrics tbody th",
+                                          "els => els.map(e => [e.scrollWidth, e.clientWidth])")
+        assert spill and all(scroll <= client for scroll, client in spill), spill
 
 
 def test_compare_report_fits_a_phone_screen(long_name_report, tmp_path):
     """At 400 px the page does not scroll sideways (a long name wraps in the legend and the notes; wide tables
     scroll in their own box), and the loss panels are separate images, stacked, each at least 300 px wide."""
-    with sync_api.sync_playwright() as p:
-        browser = _open(p)
-        try:
-            page = browser.new_page(viewport={"width": 400, "height": 800})
-            page.goto(long_name_report.as_uri(), wait_until="load")
-            assert page.evaluate("document.documentElement.scrollWidth") <= 400
-            boxes = page.eval_on_selector_all(
-                "#loss-curves img", "els => els.map(e => {const r = e.getBoundingClientRect();"
-                " return {x: r.left, y: r.top, w: r.width, right: r.right}})"
-            )
-            assert len(boxes) >= 4
-            assert all(b["w"] >= 300 and b["right"] <= 400 for b in boxes), boxes
-            assert len({round(b["y"]) for b in boxes}) == len(boxes), boxes  # one above the other
-            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
-        finally:
-            browser.close()
+    with _page(long_name_report, 400, 800) as page:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400
+        boxes = page.eval_on_selector_all(
+            "#loss-curves img", "els => els.map(e => {const r = e.getBoundingClientRect();"
+            " return {x: r.left, y: r.top, w: r.width, right: r.right}})"
+        )
+        assert len(boxes) >= 4
+        assert all(b["w"] >= 300 and b["right"] <= 400 for b in boxes), boxes
+        assert len({round(b["y"]) for b in boxes}) == len(boxes), boxes  # one above the other
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
 
 
 def test_compare_report_shows_every_runs_samples_at_one_size(tmp_path):
@@ -117,20 +107,14 @@ def test_compare_report_shows_every_runs_samples_at_one_size(tmp_path):
     others'."""
     runs = [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in range(5)]
     report = write_compare_report(runs, tmp_path / "report.html")
-    with sync_api.sync_playwright() as p:
-        browser = _open(p)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(report.as_uri(), wait_until="load")
-            for sid in ("final-grids", "evolution"):
-                boxes = page.eval_on_selector_all(
-                    f"#{sid} img.sample", "els => els.map(e => {const r = e.getBoundingClientRect();"
-                    " return {y: Math.round(r.top), w: Math.round(r.width)}})"
-                )
-                assert len(boxes) == 5 and len({b["y"] for b in boxes}) == 2, boxes  # two rows: the layout tested
-                assert len({b["w"] for b in boxes}) == 1, (sid, boxes)
-        finally:
-            browser.close()
+    with _page(report, 1400, 900) as page:
+        for sid in ("final-grids", "evolution"):
+            boxes = page.eval_on_selector_all(
+                f"#{sid} img.sample", "els => els.map(e => {const r = e.getBoundingClientRect();"
+                " return {y: Math.round(r.top), w: Math.round(r.width)}})"
+            )
+            assert len(boxes) == 5 and len({b["y"] for b in boxes}) == 2, boxes  # two rows: the layout tested
+            assert len({b["w"] for b in boxes}) == 1, (sid, boxes)
 
 
 def test_best_metrics_headers_break_between_words_only(tmp_path):
@@ -138,29 +122,23 @@ def test_best_metrics_headers_break_between_words_only(tmp_path):
     headers broke inside words ('ste' above 'p')."""
     runs = [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in range(2)]
     report = write_compare_report(runs, tmp_path / "report.html")
-    with sync_api.sync_playwright() as p:
-        browser = _open(p)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(report.as_uri(), wait_until="load")
-            heads = page.eval_on_selector_all("#best-metrics thead th", """els => els.map(th => {
-                const cs = getComputedStyle(th);
-                const room = th.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
-                const probe = document.createElement('span');
-                probe.style.whiteSpace = 'nowrap';
-                th.appendChild(probe);
-                let widest = 0;
-                for (const word of th.textContent.split(/\\s+/).filter(Boolean)) {
-                    probe.textContent = word;
-                    widest = Math.max(widest, probe.getBoundingClientRect().width);
-                }
-                probe.remove();
-                return [th.textContent, widest, room];
-            })""")
-            assert len(heads) == 10
-            assert all(widest <= room + 0.5 for _, widest, room in heads), heads
-        finally:
-            browser.close()
+    with _page(report, 1400, 900) as page:
+        heads = page.eval_on_selector_all("#best-metrics thead th", """els => els.map(th => {
+            const cs = getComputedStyle(th);
+            const room = th.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+            const probe = document.createElement('span');
+            probe.style.whiteSpace = 'nowrap';
+            th.appendChild(probe);
+            let widest = 0;
+            for (const word of th.textContent.split(/\\s+/).filter(Boolean)) {
+                probe.textContent = word;
+                widest = Math.max(widest, probe.getBoundingClientRect().width);
+            }
+            probe.remove();
+            return [th.textContent, widest, room];
+        })""")
+        assert len(heads) == 10
+        assert all(widest <= room + 0.5 for _, widest, room in heads), heads
 
 
 def test_config_keys_break_at_their_dots_only_on_a_phone_screen(tmp_path):
@@ -174,33 +152,27 @@ def test_config_keys_break_at_their_dots_only_on_a_phone_screen(tmp_path):
         config["train"]["instance_noise_epochs"] = i
         (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     report = write_compare_report(runs, tmp_path / "report.html")
-    with sync_api.sync_playwright() as p:
-        browser = _open(p)
-        try:
-            page = browser.new_page(viewport={"width": 400, "height": 800})
-            page.goto(report.as_uri(), wait_until="load")
-            # each key's lines, from where its characters are drawn
-            lines = page.eval_on_selector_all("#config-diff tbody th code", """els => els.map(code => {
-                const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT), range = document.createRange();
-                const lines = [];
-                let top = null;
-                for (let node; (node = walker.nextNode());) {
-                    for (let i = 0; i < node.length; i++) {
-                        range.setStart(node, i);
-                        range.setEnd(node, i + 1);
-                        const y = Math.round(range.getBoundingClientRect().top);
-                        if (y !== top) { lines.push(''); top = y; }
-                        lines[lines.length - 1] += node.data[i];
-                    }
+    with _page(report, 400, 800) as page:
+        # each key's lines, from where its characters are drawn
+        lines = page.eval_on_selector_all("#config-diff tbody th code", """els => els.map(code => {
+            const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT), range = document.createRange();
+            const lines = [];
+            let top = null;
+            for (let node; (node = walker.nextNode());) {
+                for (let i = 0; i < node.length; i++) {
+                    range.setStart(node, i);
+                    range.setEnd(node, i + 1);
+                    const y = Math.round(range.getBoundingClientRect().top);
+                    if (y !== top) { lines.push(''); top = y; }
+                    lines[lines.length - 1] += node.data[i];
                 }
-                return lines;
-            })""")
-            keys = {"".join(parts): parts for parts in lines}
-            assert {"data.resolution", "train.instance_noise_epochs"} <= set(keys), keys
-            assert any(len(parts) > 1 for parts in keys.values()), keys  # narrow enough to wrap: the case tested
-            assert all(part.endswith(".") for parts in keys.values() for part in parts[:-1]), keys
-            spill = page.eval_on_selector_all("#config-diff tbody th", "els => els.map(e => [e.scrollWidth, e.clientWidth])")
-            assert all(scroll <= client for scroll, client in spill), spill  # in their cells, which the table widens
-            assert page.evaluate("document.documentElement.scrollWidth") <= 400  # (the table scrolls in its box)
-        finally:
-            browser.close()
+            }
+            return lines;
+        })""")
+        keys = {"".join(parts): parts for parts in lines}
+        assert {"data.resolution", "train.instance_noise_epochs"} <= set(keys), keys
+        assert any(len(parts) > 1 for parts in keys.values()), keys  # narrow enough to wrap: the case tested
+        assert all(part.endswith(".") for parts in keys.values() for part in parts[:-1]), keys
+        spill = page.eval_on_selector_all("#config-diff tbody th", "els => els.map(e => [e.scrollWidth, e.clientWidth])")
+        assert all(scroll <= client for scroll, client in spill), spill  # in their cells, which the table widens
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400  # (the table scrolls in its box)

@@ -24,16 +24,24 @@ def physical_memory() -> int | None:
         return None
 
 
+def beyond_memory(need: int, at: str = "") -> str | None:
+    """"N GiB{at}, more than this machine's M GiB of memory" when `need` bytes exceed its memory, else None (it fits,
+    or the system does not say): what the checks before a long allocation say."""
+    total = physical_memory()
+    if total and need > total:
+        return f"{need / 2**30:,.0f} GiB{at}, more than this machine's {total / 2**30:,.0f} GiB of memory"
+    return None
+
+
 def check_feature_memory(n_fake: int, setting: str) -> None:
     """Refuse a count of generated images whose Inception features (2048 float64 numbers each, held twice while they
     are joined) cannot fit in this machine's memory: it would fail after hours of generating them."""
     from gankit.metrics import NUM_FEATURES
 
-    total, need = physical_memory(), 2 * n_fake * NUM_FEATURES * 8
-    if total and need > total:
-        raise ConfigError(f"{setting} {n_fake}: the features of that many images take {need / 2**30:,.0f} GiB, more "
-                          f"than this machine's {total / 2**30:,.0f} GiB of memory: ask for fewer (50,000 is the "
-                          "usual count for FID)")
+    beyond = beyond_memory(2 * n_fake * NUM_FEATURES * 8)
+    if beyond:
+        raise ConfigError(f"{setting} {n_fake}: the features of that many images take {beyond}: ask for fewer (50,000 "
+                          "is the usual count for FID)")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

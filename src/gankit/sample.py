@@ -147,18 +147,18 @@ def check_drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = F
     """Refuse -n when drawing that many images (`drawing_memory`; `walk`: --interpolate, `grid`: all of them in one
     image, `gif`: an animation, `rows`: --same-noise-labels' grid of that many rows of n) cannot fit in this machine's
     memory: it would fail after minutes of drawing, or get the process killed."""
-    from gankit.evaluate import physical_memory
+    from gankit.evaluate import beyond_memory
 
-    total, need = physical_memory(), drawing_memory(n * max(rows, 1), cfg, walk, grid or rows > 0, gif)
-    if total and need > total:
+    need = drawing_memory(n * max(rows, 1), cfg, walk, grid or rows > 0, gif)
+    beyond = beyond_memory(need, f" at {cfg.data.resolution}px")
+    if beyond:
         held, fewer = (("a walk of that many steps", "a walk holds every step") if walk else
                        (f"a grid of {count(rows, 'row')} of that many images", "or name fewer classes with --label")
                        if rows else
                        ("a grid of that many images", "or write them one per file with --out-dir DIR alone, which "
                         "draws them a batch at a time") if grid else
                        ("the noise of that many images", "draw them in parts, into several folders with different --seed"))
-        raise GankitError(f"-n {n}: {held} takes {need / 2**30:,.0f} GiB at {cfg.data.resolution}px, more than this "
-                          f"machine's {total / 2**30:,.0f} GiB of memory: ask for fewer ({fewer})")
+        raise GankitError(f"-n {n}: {held} takes {beyond}: ask for fewer ({fewer})")
 
 
 def _config_of(d: dict) -> tuple[Config, list[str]]:

@@ -75,12 +75,12 @@ def copies_dataset(targets: list[torch.Tensor], copies: int, names: list[str] | 
 def _check_copies_memory(copies: int, resolution: int) -> None:
     """Refuse, before making them, copies that cannot fit in this machine's memory (they are all made in it, uint8):
     at high resolution they ran out of it, and the message said to lower a --batch-size that sanity does not have."""
-    from gankit.evaluate import physical_memory
+    from gankit.evaluate import beyond_memory
 
-    total, need = physical_memory(), copies * 3 * resolution ** 2
-    if total and need > total:
-        raise DataError(f"--copies {copies:,} at {resolution}px take {need / 2**30:,.0f} GiB, more than this machine's "
-                        f"{total / 2**30:,.0f} GiB of memory: ask for fewer copies (seed 002: 1000) or a lower --resolution")
+    beyond = beyond_memory(copies * 3 * resolution ** 2)
+    if beyond:
+        raise DataError(f"--copies {copies:,} at {resolution}px take {beyond}: ask for fewer copies (seed 002: 1000) or a "
+                        "lower --resolution")
 
 
 @dataclass

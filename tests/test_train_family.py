@@ -256,6 +256,27 @@ def test_a_rollback_at_the_runs_last_step_line_sets_the_progress_back_too(image_
     assert all(float(speed) > 0 for speed in re.findall(r"(-?[\d.]+) img/s", after)), after
 
 
+def test_a_rollback_removes_the_grids_of_the_steps_it_undid(image_folder, tmp_path, monkeypatch, capsys):
+    """Epochs 1 and 2 (of 3, 4 iterations each) write their grids but pacing skips their last.pt, so NaN at
+    iteration 10 goes back to iteration 0; the redone epochs skip their grids. epoch_0001/0002.png were left showing
+    the weights that the rollback undid (as a resume from an older checkpoint removes them)."""
+    import gankit.train
+
+    class Paced(gankit.train.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            grids = iter([True, True])  # the first two epoch ends' grids, then none until the run's last
+            self._paced["samples"].due = lambda: next(grids, False)
+            self._paced["checkpoint"].due = lambda: False
+
+    monkeypatch.setattr(gankit.train, "Trainer", Paced)
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(10))
+    run = run_training(_layers(image_folder, {"epochs": 3}, checkpoint_every=0), tmp_path / "r")
+    assert [e["step"] for e in _lines(run, "event")] == [0]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_0003.png"]
+    assert "removed 2 sample grids of epochs after the checkpoint rolled back to (iteration 0)" in capsys.readouterr().err
+
+
 def test_two_rollbacks_to_the_same_checkpoint_lower_the_rates_twice(image_folder, tmp_path, monkeypatch):
     # NaN at iteration 7, back to iteration 4 (end of epoch 1); NaN again at iteration 7 (the 10th D loss), before
     # epoch 2 ends: back to the same checkpoint, now with the rates x0.5 twice

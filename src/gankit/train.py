@@ -827,12 +827,13 @@ class Trainer:
             console.info(f"removed {console.count(len(removed), 'unfinished file')} of writes a stop cut short: "
                          f"{console.short_list([p.name for p in removed])}")
 
-    def _remove_later_grids(self) -> None:
+    def _remove_later_grids(self, gone: str = "resumed from") -> None:
         """The sample grids of a later point than the checkpoint resumed from (the run went on past it, then lost or
-        was rid of its later checkpoints; or a kill came between a grid and the save after it), removed as
-        metrics.jsonl's later lines are, and evolution.gif made again without them: they showed a future that this
-        run no longer has (also in `gankit compare`). Training writes them again when it gets there. The grid of the
-        epoch that the checkpoint is inside of is kept."""
+        was rid of its later checkpoints; or a kill came between a grid and the save after it) or rolled back to (a
+        NaN after epoch ends whose last.pt pacing skipped), removed as metrics.jsonl's later lines are, and
+        evolution.gif made again without them: they showed a future that this run no longer has (also in `gankit
+        compare`). Training writes them again when it gets there. The grid of the epoch that the checkpoint is inside
+        of is kept. `gone` says how the run went back to the checkpoint."""
         from gankit.report.runs import GRID_RE
 
         spe, later = self.batches.steps_per_epoch, []
@@ -843,8 +844,8 @@ class Trainer:
                 path.unlink(missing_ok=True)
                 later.append(path)
         if later:
-            console.info(f"removed {console.count(len(later), 'sample grid')} of epochs after the checkpoint resumed "
-                         f"from (iteration {self.iteration})")
+            console.info(f"removed {console.count(len(later), 'sample grid')} of epochs after the checkpoint {gone} "
+                         f"(iteration {self.iteration})")
             if self.cfg.log.plots:
                 self.write_pictures()
 
@@ -1378,6 +1379,8 @@ class Trainer:
                        {"rollback": self.rollbacks, **lrs})
         console.warn(f"{what}: rolled back to iteration {self.iteration} ({last}) with learning rates x"
                      f"{t.nan_lr_factor} (lr_g {lrs['lr_g']:.3g}, lr_d {lrs['lr_d']:.3g})")
+        if distributed.is_main():
+            self._remove_later_grids("rolled back to")
         raise _RolledBack
 
     def _end_epoch(self, progress) -> None:

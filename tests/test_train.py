@@ -1357,6 +1357,33 @@ def test_read_metrics_skips_a_garbled_line_anywhere_not_only_the_last(tmp_path):
     assert [r["step"] for r in read_metrics(path)] == [1, 2]
 
 
+def test_of_two_trainings_of_a_new_run_started_at_once_the_refused_one_leaves_its_folder(tmp_path, monkeypatch):
+    """Two `gankit train --run NEW` started within microseconds both found NEW missing; the first to lock it (whichever
+    of them made it) trains there, and the second, refused, removed it as its own folder still empty, from under the
+    first about to write there."""
+    import fcntl
+
+    from gankit import runlock
+
+    run, mkdir, first = tmp_path / "new", Path.mkdir, []
+
+    def locked_by_the_first_meanwhile(self, *args, **kwargs):
+        mkdir(self, *args, **kwargs)
+        if self == run and not first:  # between this one's mkdir and its lock
+            first.append(os.open(run, os.O_RDONLY))
+            fcntl.flock(first[0], fcntl.LOCK_EX)
+
+    monkeypatch.setattr(Path, "mkdir", locked_by_the_first_meanwhile)
+    monkeypatch.setattr(runlock, "RETRY_SECONDS", 0)
+    try:
+        with pytest.raises(RunError, match="is being trained by another gankit process"):
+            with runlock.hold(run, "--run"):
+                pass
+        assert run.is_dir()
+    finally:
+        os.close(first[0])
+
+
 def test_a_reader_looking_at_the_same_instant_does_not_refuse_a_training(tmp_path):
     """`in_use` (gankit compare) takes a shared lock for an instant: a training starting then tries again."""
     import fcntl

@@ -47,7 +47,8 @@ def _try_lock(fd: int, mode: int) -> bool | None:
 @contextlib.contextmanager
 def hold(run_dir: Path, other_folder_hint: str) -> Iterator[None]:
     """Hold `run_dir` (made if needed) while the block trains it; a RunError when another process trains it.
-    The folders this call made that are still empty at the end (the run failed before writing) are removed."""
+    The folders this call made that are still empty at the end (the run failed before writing) are removed, unless
+    another process holds the run folder."""
     run_dir = Path(run_dir)
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # the deepest first
     try:
@@ -64,7 +65,8 @@ def hold(run_dir: Path, other_folder_hint: str) -> Iterator[None]:
             if locked is False:
                 time.sleep(RETRY_SECONDS)
                 locked = _try_lock(fd, fcntl.LOCK_EX)
-            if locked is False:
+            if locked is False:  # another process holds the folder: its own now, even if this one made it (two
+                made = []  # trainings of a new run started at once), and it may be about to write there
                 raise RunError(f"run '{run_dir}' is being trained by another gankit process: wait for it to end (or "
                                f"stop it), or pass {other_folder_hint} NEW_FOLDER to train a run of its own")
         yield

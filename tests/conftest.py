@@ -74,6 +74,28 @@ class FillsUp:
         self.f.close()
 
 
+def read_only(monkeypatch, folder: Path) -> None:
+    """Writes under `folder` fail with EACCES, as in a folder that `chmod -R a-w` made read-only to anyone but root
+    (who writes there anyway, as these tests may run): files opened to write, made, renamed or removed; folders made
+    or removed."""
+    inside = lambda path: os.path.abspath(os.fspath(path)).startswith(os.fspath(folder) + os.sep)  # noqa: E731
+    flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+    def refused(real, writes=lambda *args, **kwargs: True):
+        def call(path, *args, **kwargs):
+            if isinstance(path, (str, os.PathLike)) and inside(path) and writes(*args, **kwargs):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    to_write = lambda mode="r", *args, **kwargs: any(c in mode for c in "wax+")  # noqa: E731
+    monkeypatch.setattr("builtins.open", refused(open, to_write))
+    monkeypatch.setattr(io, "open", refused(io.open, to_write))
+    monkeypatch.setattr(os, "open", refused(os.open, lambda mode, *args, **kwargs: bool(mode & flags)))
+    for name in ("mkdir", "rmdir", "unlink", "remove", "rename", "replace", "utime", "chmod"):
+        monkeypatch.setattr(os, name, refused(getattr(os, name)))
+
+
 def image_bytes(color=(200, 30, 30), size=(20, 20), fmt: str = "PNG") -> bytes:
     """A file's bytes of one solid-colour RGB image (BMP: the same byte size for any colour)."""
     buf = io.BytesIO()

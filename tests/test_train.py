@@ -1357,6 +1357,20 @@ def test_read_metrics_skips_a_garbled_line_anywhere_not_only_the_last(tmp_path):
     assert [r["step"] for r in read_metrics(path)] == [1, 2]
 
 
+def test_a_complete_run_in_a_read_only_folder_says_it_is_complete(image_folder, tmp_path, monkeypatch, capsys):
+    """`gankit train --run X` on a finished run whose folder is read-only (`chmod -R a-w`) failed on metrics.jsonl,
+    which it wrote again (and generator.safetensors, and a new TensorBoard event file) though nothing needed writing:
+    it says that the run is complete, as it does where it can write."""
+    from conftest import read_only
+
+    layers = tiny_layers(image_folder, epochs=1)
+    run = run_training(layers, tmp_path / "r")
+    read_only(monkeypatch, run)
+    capsys.readouterr()
+    run_training(layers, run)
+    assert f"run '{run}' is already complete (4 iterations" in capsys.readouterr().err
+
+
 def test_of_two_trainings_of_a_new_run_started_at_once_the_refused_one_leaves_its_folder(tmp_path, monkeypatch):
     """Two `gankit train --run NEW` started within microseconds both found NEW missing; the first to lock it (whichever
     of them made it) trains there, and the second, refused, removed it as its own folder still empty, from under the

@@ -28,8 +28,8 @@ import torch
 import yaml
 
 from gankit import console, distributed, runlock, threads
-from gankit.checkpoint import (BEST, disk_reserve, load_latest_checkpoint, numbered_path, prune_numbered,
-                               remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
+from gankit.checkpoint import (BEST, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
+                               prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
                            check_device_name, merged, refuse_ignored, save_yaml, to_dict, warn_settings)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
@@ -627,7 +627,13 @@ class Trainer:
         # last.prev.pt over the good one
         self._last_damaged = found is not None and found[1].name != "last.pt" and (self.ckpt_dir / "last.pt").exists()
         self.log = (RunLog(self.run_dir, self.iteration if resumed else None, cfg.log.tensorboard)
-                    if distributed.is_main() else NullLog())
+                    if distributed.is_main() and not self._complete_as_it_is() else NullLog())
+
+    def _complete_as_it_is(self) -> bool:
+        """A resumed run with nothing left to train or evaluate: its log is not opened (to be rewritten as it is, and
+        a new TensorBoard event file made), so that saying it is complete writes nothing (its folder may be
+        read-only)."""
+        return self.resumed and self.progress() >= 1.0 and not self._final_evaluation_left_out()
 
     def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
         """(state, path) of the checkpoint a resume continues from; None, or RunError where a log shows training
@@ -791,6 +797,16 @@ class Trainer:
         save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
                        self.run_dir / GENERATOR_FILE)
 
+    def _generator_behind(self) -> bool:
+        """Whether generator.safetensors is missing, unreadable or not of the sampler's weights now (a kill between
+        last.pt and it, a resume from an older checkpoint)."""
+        try:
+            saved, _ = load_generator(self.run_dir / GENERATOR_FILE)
+        except RunError:
+            return True
+        now = self.sampler.state_dict()
+        return saved.keys() != now.keys() or not all(torch.equal(saved[k], now[k].detach().cpu()) for k in now)
+
     def _numbered_epoch(self, epoch: int) -> bool:
         """Whether the end of `epoch` has a numbered checkpoint: every `log.checkpoint_every` epochs, none for 0."""
         every = self.cfg.log.checkpoint_every
@@ -814,7 +830,8 @@ class Trainer:
         after both (lost for good: the resume starts after that epoch end)."""
         self._remove_leftovers()
         self._remove_later_grids()
-        self._save_generator()
+        if self._generator_behind():
+            self._save_generator()
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
                 and not numbered_path(self.ckpt_dir, epoch).exists()):

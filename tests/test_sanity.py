@@ -99,6 +99,19 @@ def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):
     assert res.exit_code != 0 and "takes 2 --image files" in str(res.exception or res.output)
 
 
+def test_a_critics_g_step_longer_than_the_epochs_is_said_and_counted(tmp_path):
+    """16 copies, batch 16: one batch an epoch, and WGAN's G step takes 5 critic batches, so `--epochs 2` trained 5
+    epochs with no word why ("epoch 5/2"). A step is not cut short (its numerics stay): the start says how epochs end,
+    and the result says it trained more than asked."""
+    res = CliRunner().invoke(app, ["sanity", "--resolution", "16", "--epochs", "2", "--copies", "16", "--no-progress",
+                                   "--run", str(tmp_path / "run"), "--set", "model.ngf=8", "--set", "model.ndf=8",
+                                   "--set", "train.loss=wgan", "--set", "train.strategy=critic",
+                                   "--set", "train.n_critic=5", "--set", "train.optimizer=rmsprop",
+                                   "--set", "train.precision=fp32", "--set", "train.device=cpu"])
+    assert "one G step takes up to 5 critic batches and an epoch has 1 batch" in res.output, res.output
+    assert "after 1 iteration, 5 epochs, more than the 2 asked for (threshold" in res.output, res.output
+
+
 @pytest.mark.slow
 @pytest.mark.longest
 def test_sanity_command_passes_with_its_defaults(tmp_path):

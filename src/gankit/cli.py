@@ -192,7 +192,7 @@ def sanity(
     config: Optional[Path] = typer.Option(None, "--config", "-c", parser=_path, help="YAML recipe of the model/loss to test (see configs/)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set model.arch=acgan."),
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Image size (default: the recipe's or --set's, else 32)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 in place of the recipe's, which is a real run's; --set train.epochs=N sets it too)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the copies (seed 002 shows 10, 50 and 150; default: 50 in place of the recipe's, which is a real run's; --set train.epochs=N sets it too). With few --copies a critic's G step (n_critic batches) can end past them: the result says how many."),
     copies: int = typer.Option(1000, "--copies", help="Images in the dataset: copies of the target, or of each of the two in equal numbers (seed 002: 1000)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Mean absolute pixel error (0..1) that counts as reproduced: between 0 and 1, exclusive."),
     run: Path = typer.Option("runs/sanity", "--run", "--run-dir", parser=_path, help="Run folder for the samples, curves and sanity.png; a test run again there starts over (a training run's folder is refused)."),
@@ -213,7 +213,8 @@ def sanity(
     before = ", ".join(f"{v:.3f}" for v in r.mae_before)
     after = ", ".join(f"{v:.3f}" for v in r.mae_after)
     verdict = "PASS" if r.passed else "FAIL"
-    typer.echo(f"{verdict}: mean absolute error {before} -> {after} after {console.count(r.iterations, 'iteration')}, {console.count(r.epochs, 'epoch')} "
+    past = f", more than the {r.epochs_asked} asked for" if r.epochs > r.epochs_asked > 0 else ""  # (G steps span epochs)
+    typer.echo(f"{verdict}: mean absolute error {before} -> {after} after {console.count(r.iterations, 'iteration')}, {console.count(r.epochs, 'epoch')}{past} "
                f"(threshold {threshold}); each target beside G's images of it in {r.picture}, samples in "
                f"{r.run_dir / 'samples'}")
     if not r.passed:

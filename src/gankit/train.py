@@ -635,6 +635,16 @@ class Trainer:
         read-only)."""
         return self.resumed and self.progress() >= 1.0 and not self._final_evaluation_left_out()
 
+    def say_if_g_steps_span_epochs(self) -> None:
+        """One line where a small dataset's epoch has fewer batches than one G step's critic batches: epochs end
+        inside G steps, and the run ends after the one that finishes its epochs, past them (a step is not cut)."""
+        t, spe = self.cfg.train, self.batches.steps_per_epoch
+        per_g = max(t.n_critic, t.critic_boost) if t.strategy == "critic" else 1
+        if per_g > spe:
+            console.info(f"one G step takes up to {per_g} critic batches and an epoch has {spe} batch{'' if spe == 1 else 'es'}:"
+                         " epochs end inside G steps, so the run ends after the G step that finishes its epochs "
+                         "(a step line carries the epoch its last batch is in)")
+
     def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
         """(state, path) of the checkpoint a resume continues from; None, or RunError where a log shows training
         (`_refuse_restart_over_a_log`), when there is none."""
@@ -1798,12 +1808,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
                          f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
                          f"{console.count(len(data.images), 'image')}{classes} at {cfg.data.resolution}px, up to {' / '.join(budget)}")
-            spe, critic = trainer.batches.steps_per_epoch, t.strategy == "critic"
-            per_g = max(t.n_critic, t.critic_boost) if critic else 1
-            if per_g > spe:  # a small dataset: one G step's critic batches pass several epochs
-                console.info(f"one G step takes up to {per_g} critic batches and an epoch has {spe} batch{'' if spe == 1 else 'es'}:"
-                             " epochs end inside G steps, so the run ends after the G step that finishes its epochs "
-                             "(a step line carries the epoch its last batch is in)")
+            trainer.say_if_g_steps_span_epochs()
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")

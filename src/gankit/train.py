@@ -586,6 +586,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds, across resumes
         self.writing_seconds = 0.0  # of this process's loop: grids, evaluations, checkpoints and plots (not training)
         self.eval_seconds = 0.0  # of this process's loop: its FID/KID evaluations
+        self._last_eval: tuple[int, float] | None = None  # (iteration, seconds) of this process's latest evaluation
         self.thread_tuner: threads.ThreadTuner | None = None  # the CPU thread count's, while `fit` runs (gankit.threads)
         self.d_updates = 0
         self.g_updates = 0
@@ -1294,6 +1295,7 @@ class Trainer:
             if cfg.log.plots:  # (a stop now lets them finish: the run is done; the signals stay ours until then)
                 self.write_pictures()
             self._say_if_evaluations_took_most(time.perf_counter() - t_start)
+            self._say_what_came_after_the_minutes()
         except KeyboardInterrupt:
             progress.close()
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
@@ -1498,6 +1500,16 @@ class Trainer:
                          f"quicker runs evaluate less often (now eval.every {ev.every}) or fewer images (eval.n_fake "
                          f"{ev.n_fake}), or train with --set eval.every=0 and run `gankit evaluate` afterwards")
 
+    def _say_what_came_after_the_minutes(self) -> None:
+        """A run that --minutes ended and then evaluated says how long it trained and how long that final FID/KID took:
+        it comes after the budget, so a `--minutes 30` run takes longer than 30 minutes."""
+        t = self.cfg.train
+        if (not distributed.is_main() or t.minutes is None or self.budget_spent()["--minutes"] < 1
+                or self._last_eval is None or self._last_eval[0] != self.iteration):
+            return
+        console.info(f"trained for {console.clock(self.elapsed)} (--minutes {t.minutes:g}, evaluations and writing "
+                     f"included); the final FID/KID after it took {console.clock(self._last_eval[1])} more")
+
     def _final_evaluation_left_out(self) -> bool:
         """A complete run with evaluations on whose metrics.jsonl has no FID/KID of its last iteration."""
         if not self.cfg.eval.every or not distributed.is_main():
@@ -1532,6 +1544,7 @@ class Trainer:
         # how long it took (the line's time is the training clock before it): the report tells training from evaluating
         values["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.eval_seconds += values["eval_seconds"]
+        self._last_eval = (self.iteration, values["eval_seconds"])
         self.log.write("eval", self.iteration, epoch, self.elapsed, values)
         better = result["fid"] < self.best_fid
         if better:

@@ -1391,6 +1391,22 @@ def test_a_reader_looking_at_the_same_instant_does_not_refuse_a_training(tmp_pat
     assert not runlock.in_use(tmp_path)
 
 
+def test_training_grids_over_the_side_limit_are_saved_reduced_with_the_same_noise(image_folder, tmp_path, monkeypatch):
+    """At 1000 px the per-epoch grid of 64 images was 8018 x 8018 px. Grids over `TRAINING_GRID_SIDE` (4096; 40 here,
+    where 16 images at 16 px make 74) are saved reduced by a whole factor, the epoch's and those inside it alike; the
+    fixed noise keeps its `log.n_samples`, so a resumed run draws the same samples."""
+    import gankit.report.grids as grids
+
+    monkeypatch.setattr(grids, "TRAINING_GRID_SIDE", 40)
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"]["grids_per_epoch"] = 2
+    run = run_training(layers, tmp_path / "run")
+    for name in ("epoch_0001.png", "epoch_0001_batch_0002.png"):
+        with Image.open(run / "samples" / name) as grid:
+            assert grid.size == (37, 37) and grid.info[grids.REDUCED_KEY] == "2"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["fixed_noise"].shape[0] == 16
+
+
 def test_grids_inside_an_epoch_at_evenly_spaced_batches(image_folder, tmp_path):
     """Seed 004 saves 3 grids an epoch: `log.grids_per_epoch 3` with 4 batches an epoch writes grids after batches 1
     and 3 of each epoch besides the epoch's own; the report and the evolution GIF keep to the epochs' grids."""

@@ -1122,9 +1122,9 @@ class Trainer:
         """The fixed-noise grid of this epoch, or of `epoch` (eval mode: BatchNorm uses its running statistics),
         also logged to TensorBoard; rank 0 only. A conditional run's grid has one row per class, named at its left
         (the first `log.n_samples` classes), and the same noise down each column (`log.n_samples` // classes
-        columns, 1 to 8). With `batch`, a grid inside epoch `epoch` after that many of its batches
-        (`log.grids_per_epoch`): written as asked, not held to `log.write_share`."""
-        from gankit.report.grids import label_grid, save_grid
+        columns, 1 to 8); a grid over TRAINING_GRID_SIDE px is saved reduced. With `batch`, a grid inside epoch `epoch`
+        after that many of its batches (`log.grids_per_epoch`): written as asked, not held to `log.write_share`."""
+        from gankit.report.grids import TRAINING_GRID_SIDE, label_grid, save_grid
 
         if not distributed.is_main():
             return None
@@ -1133,13 +1133,14 @@ class Trainer:
         path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}{inside}.png"
         with self._paced["samples"].timed() if batch is None else contextlib.nullcontext():
             if not self.num_classes:
-                save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
+                save_grid(self._generate(self.fixed_noise.to(self.device), None), path, max_side=TRAINING_GRID_SIDE)
             else:
                 rows = min(self.num_classes, len(self.fixed_noise))
                 k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
                 z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
                 images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
-                label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path)  # the classes' names
+                label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path,  # the classes' names
+                           max_side=TRAINING_GRID_SIDE)
             self.log.image("samples", path, self.iteration)  # also in TensorBoard's Images tab, slider by step
         if batch is None:
             self._grid_epoch = epoch

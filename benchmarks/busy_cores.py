@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from _args import at_least, positive, run, writable_file, write_json
+from gankit.errors import GankitError
 from gankit.threads import usable_cores
 
 
@@ -68,9 +69,12 @@ def _command(run_dir: Path, resolution: int, seconds: float, threads: int | None
     return cmd, env
 
 
-def _failed(returncode: int, stderr: str) -> SystemExit:
+def _failed(returncode: int, stderr: str) -> Exception:
+    """The failed run's last stderr line (its own `error: ...` line), said once; gankit's bad input (its exit status 2:
+    a missing --config or --data) ends this script with status 2 too, as the other benchmarks' bad input does."""
     last = stderr.strip().splitlines()[-1:] or [f"exit status {returncode}"]
-    return SystemExit(f"error: gankit train failed: {last[0].removeprefix('error: ')}")  # (its own `error: ...` line)
+    message = f"gankit train failed: {last[0].removeprefix('error: ')}"
+    return GankitError(message) if returncode == 2 else SystemExit(f"error: {message}")
 
 
 def train(run_dir: Path, resolution: int, seconds: float, threads: int | None, extra: list[str] = ()) -> tuple[float, list[int]]:

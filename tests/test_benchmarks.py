@@ -605,8 +605,16 @@ def test_busy_cores_says_a_failed_runs_error_once():
     sys.path.insert(0, str(BENCH))
     import busy_cores
 
-    e = busy_cores._failed(2, "some warning\nerror: data folder 'x' does not exist: pass --data DIR")
-    assert str(e) == "error: gankit train failed: data folder 'x' does not exist: pass --data DIR"
+    e = busy_cores._failed(1, "some warning\nerror: internal error (ValueError: x); the full traceback is in /tmp/t")
+    assert isinstance(e, SystemExit)
+    assert str(e) == "error: gankit train failed: internal error (ValueError: x); the full traceback is in /tmp/t"
+
+
+def test_busy_cores_ends_with_status_2_when_gankit_refuses_its_input(tmp_path, monkeypatch, capsys):
+    """A missing --config or --data ended `gankit train` with status 2 but this script with 1, unlike the other
+    benchmarks' bad input; it now ends with 2 and the child's one error line."""
+    _refuses("busy_cores.py", ["--config", "configs/nonexistent.yaml", "--seconds", "1", "--busy", "0"],
+             "gankit train failed: config file 'configs/nonexistent.yaml' not found", tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize("script", ["throughput.py", "quality_per_budget.py", "busy_cores.py", "epoch_ends.py",

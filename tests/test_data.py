@@ -275,6 +275,39 @@ def test_tiff_and_jfif_are_read_and_formats_gankit_cannot_read_are_named(tmp_pat
         load_folder(only, RES, cache_dir=tmp_path / "cache", progress=False)
 
 
+def test_tga_ppm_ico_dib_pcx_qoi_and_jif_are_read_and_other_pillow_formats_are_named(tmp_path, capsys):
+    """.tga, .ppm/.pgm/.pbm/.pnm, .ico, .jif/.jfi, .dib, .pcx and .qoi images were only counted as "non-image files",
+    never read nor named; they are now read, and image formats gankit leaves out (JPEG 2000, .icns...) are named in the
+    'cannot read' warning. A file without an extension that holds a TGA is still ignored (TGA has no signature)."""
+    data = tmp_path / "data"
+    color = (200, 30, 10)
+    for name in ("a.tga", "b.ppm", "c.pnm", "d.ico", "e.dib", "f.pcx", "g.qoi"):
+        save(data / name, solid(color))
+    save(data / "h.jif", solid(color), format="JPEG", quality=95)
+    save(data / "i.JFI", solid(color), format="JPEG", quality=95)
+    save(data / "j.pgm", solid(128, mode="L"))
+    save(data / "k.pbm", solid(1, mode="1"))
+    save(data / "0a1b2c", solid(color), format="TGA")
+    for name in ("x.jp2", "y.icns"):
+        (data / name).write_bytes(b"not read")
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a.tga", "b.ppm", "c.pnm", "d.ico", "e.dib", "f.pcx", "g.qoi", "h.jif", "i.JFI", "j.pgm", "k.pbm"]
+    assert all(pixel(ds, name) == color for name in ds.files[:7])
+    assert all(abs(a - b) < 6 for name in ("h.jif", "i.JFI") for a, b in zip(pixel(ds, name), color))
+    assert pixel(ds, "j.pgm") == (128, 128, 128) and pixel(ds, "k.pbm") == (255, 255, 255)
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert "ignored 2 files gankit cannot read (.icns x1, .jp2 x1, e.g. 'x.jp2')" in line
+    assert [p.name for p in sorted(folder.image_files(data))] == sorted(ds.files)
+
+
+def test_every_image_format_pillow_knows_is_read_or_named():
+    """Each extension Pillow registers for an image format is one gankit reads or one its 'cannot read' warning names,
+    never one counted without a word with text files (documents, data and video formats aside)."""
+    not_images = {".pdf", ".h5", ".hdf", ".grib", ".bufr", ".mpeg", ".mpg", ".iim", ".im"}
+    left = set(Image.registered_extensions()) - not_images - set(folder.IMAGE_EXTENSIONS)
+    assert left <= set(folder.UNREADABLE_EXTENSIONS), sorted(left - set(folder.UNREADABLE_EXTENSIONS))
+
+
 def test_gankit_run_folders_inside_the_data_folder_are_left_out(tmp_path, capsys):
     """`gankit train --data .` inside the image folder trained on its own samples, plots and evolution.gif on each
     resume (12 -> 17 -> 18 images), without a word. Run folders (config.yaml beside checkpoints/ or metrics.jsonl) are

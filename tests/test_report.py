@@ -288,6 +288,25 @@ def test_save_grid_maps_minus_one_to_black_and_one_to_white(tmp_path):
         assert im.size == (6 * 10 + 2, 12)
 
 
+def test_a_grid_over_max_side_is_reduced_by_a_whole_factor_and_says_so(tmp_path):
+    """Training's grids at 1000 px were 8018 x 8018 (64 images): with `max_side` a larger grid is reduced by the
+    smallest whole factor that fits (each cell still one image, black padding between), the factor in a PNG text entry
+    for `gankit compare`; one that fits, or without `max_side` (`gankit sample --grid`), is written as it is."""
+    from gankit.report.grids import REDUCED_KEY
+
+    images = torch.full((16, 3, 16, 16), 1.0)  # 4 x 4 of 16 px: 74 px
+    with Image.open(save_grid(images, tmp_path / "r.png", max_side=40)) as im:
+        assert im.size == (37, 37) and im.info[REDUCED_KEY] == "2"
+        assert im.getpixel((1 + 4, 1 + 4)) == (255, 255, 255) and im.getpixel((0, 0)) == (0, 0, 0)
+    with Image.open(save_grid(images, tmp_path / "r3.png", max_side=30)) as im:
+        assert im.size == (25, 25) and im.info[REDUCED_KEY] == "3"
+    for path in (save_grid(images, tmp_path / "fits.png", max_side=74), save_grid(images, tmp_path / "full.png")):
+        with Image.open(path) as im:
+            assert im.size == (74, 74) and REDUCED_KEY not in im.info
+    with Image.open(label_grid(torch.rand(5, 2, 3, 16, 16), list("abcde"), tmp_path / "l.png", max_side=50)) as im:
+        assert im.height == (5 * 18 + 2 + 1) // 2 and im.info[REDUCED_KEY] == "2"
+
+
 def test_label_grid_has_one_row_per_label_and_a_name_column(tmp_path):
     images = torch.rand(3, 4, 3, 16, 16) * 2 - 1
     path = label_grid(images, ["fire", "water", "grass"], tmp_path / "labels.png")
@@ -354,6 +373,27 @@ def test_compare_report_shows_every_runs_samples_at_one_size(tmp_path):
         section = section[:section.index("</section>")]
         widths = re.findall(r'<img class="sample" style="width: ([0-9.]+)%"', section)
         assert widths == ["100.0", "50.0", "100.0"], sid
+
+
+def test_compare_report_sizes_a_reduced_grid_by_its_images_not_its_pixels(tmp_path):
+    """Training reduces a grid over 4096 px (64 images at 1000 px: 8018 -> 4009 px): its 8 images across count as 8,
+    not the 4 that its pixels over 1002 would give, beside a 4-across grid of the same resolution."""
+    from PIL import PngImagePlugin
+
+    from gankit.report.grids import REDUCED_KEY
+
+    big, small = (make_run(tmp_path, name, run_index=i, epochs=2) for i, name in enumerate(("big", "small")))
+    for run in (big, small):
+        config = run / "config.yaml"
+        config.write_text(config.read_text().replace("resolution: 64", "resolution: 1000"))
+    info = PngImagePlugin.PngInfo()
+    info.add_text(REDUCED_KEY, "2")
+    Image.new("RGB", (4009, 4009)).save(big / "samples" / "epoch_0002.png", pnginfo=info)
+    Image.new("RGB", (4 * 1002 + 2, 4 * 1002 + 2)).save(small / "samples" / "epoch_0002.png")
+    page = write_compare_report([big, small], tmp_path / "r.html").read_text(encoding="utf-8")
+    section = page[page.index('id="final-grids"'):]
+    widths = re.findall(r'<img class="sample" style="width: ([0-9.]+)%"', section[:section.index("</section>")])
+    assert widths == ["100.0", "50.0"]
 
 
 def test_compare_report_notes_missing_pieces_and_escapes_config_text(tmp_path):

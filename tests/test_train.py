@@ -229,6 +229,25 @@ def test_a_run_whose_evaluations_took_most_of_its_time_says_so(image_folder, tmp
             and "(eval.n_fake 60)" in err) == said, err
 
 
+@pytest.mark.parametrize("budget, said", [({"minutes": 0.01}, True), ({"max_steps": 3}, False)])
+def test_a_run_that_minutes_ended_says_how_long_it_trained_and_its_final_evaluation_took(image_folder, tmp_path,
+                                                                                     monkeypatch, capsys, budget, said):
+    """The final FID/KID comes after the --minutes budget is spent, so a `--minutes 30` run took longer than 30 minutes
+    without a word. Here the one evaluation (the run's final) moves the clock on by 1000 s: the run says it trained
+    for its budget and then evaluated for 16:40; a run that --max-steps ended says nothing of it. Numerics unchanged:
+    training stops where the budget ends, as before."""
+    trainer = _trainer(tiny_layers(image_folder, epochs=10**4, **budget) + [{"eval": {"every": 10**4, "share": 0}}],
+                       image_folder, tmp_path / "run")
+    trainer._evaluator = _evaluation_taking(monkeypatch, 1000.0)
+    trainer.fit()
+    err = capsys.readouterr().err
+    assert ("--minutes 0.01, evaluations and writing included); the final FID/KID after it took 16:40 more" in err) \
+        == said, err
+    assert ("trained for 0:" in err) == said
+    evals = [x for x in read_metrics(tmp_path / "run" / "metrics.jsonl") if x["kind"] == "eval"]
+    assert [x["step"] for x in evals] == [trainer.iteration]
+
+
 def test_the_first_evaluations_duration_includes_loading_inception_and_the_real_features(image_folder, tmp_path,
                                                                                          monkeypatch):
     """`eval_seconds` is what an evaluation cost the run: the first one also builds the Evaluator (Inception's
@@ -1411,6 +1430,22 @@ def test_a_reader_looking_at_the_same_instant_does_not_refuse_a_training(tmp_pat
     with runlock.hold(tmp_path, "--run"):
         assert runlock.in_use(tmp_path)
     assert not runlock.in_use(tmp_path)
+
+
+def test_training_grids_over_the_side_limit_are_saved_reduced_with_the_same_noise(image_folder, tmp_path, monkeypatch):
+    """At 1000 px the per-epoch grid of 64 images was 8018 x 8018 px. Grids over `TRAINING_GRID_SIDE` (4096; 40 here,
+    where 16 images at 16 px make 74) are saved reduced by a whole factor, the epoch's and those inside it alike; the
+    fixed noise keeps its `log.n_samples`, so a resumed run draws the same samples."""
+    import gankit.report.grids as grids
+
+    monkeypatch.setattr(grids, "TRAINING_GRID_SIDE", 40)
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"]["grids_per_epoch"] = 2
+    run = run_training(layers, tmp_path / "run")
+    for name in ("epoch_0001.png", "epoch_0001_batch_0002.png"):
+        with Image.open(run / "samples" / name) as grid:
+            assert grid.size == (37, 37) and grid.info[grids.REDUCED_KEY] == "2"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["fixed_noise"].shape[0] == 16
 
 
 def test_grids_inside_an_epoch_at_evenly_spaced_batches(image_folder, tmp_path):

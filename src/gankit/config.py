@@ -121,7 +121,7 @@ class TrainConfig:
 class LogConfig:
     every: int = 50  # iterations between metric lines (losses are read from the device only then)
     every_minutes: float = 1.0  # also a metric line once this many minutes of training have passed since the last (when log.every iterations take longer; not under --deterministic); 0 = by iterations only
-    n_samples: int = 64  # images in the fixed-noise grid written every epoch
+    n_samples: int = 64  # images in the fixed-noise grid written every epoch (a grid over 4096 px a side is saved reduced by a whole factor)
     grids_per_epoch: int = 1  # fixed-noise grids per epoch: 1 at its end; N > 1 also N - 1 inside it, at evenly spaced batches (samples/epoch_NNNN_batch_BBBB.png; seed 004 saves 3 per epoch)
     checkpoint_every: int = 5  # epochs between numbered checkpoints (last.pt: at epoch ends; both held to write_share); 0 = none, last.pt only
     checkpoint_minutes: float = 10.0  # inside a long epoch, last.pt is also written after the first iteration this many minutes after the last save (weights finite; not under --deterministic; held to write_share), so a crash loses at most that; 0 = at epoch ends only

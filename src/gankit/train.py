@@ -586,6 +586,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds, across resumes
         self.writing_seconds = 0.0  # of this process's loop: grids, evaluations, checkpoints and plots (not training)
         self.eval_seconds = 0.0  # of this process's loop: its FID/KID evaluations
+        self._last_eval: tuple[int, float] | None = None  # (iteration, seconds) of this process's latest evaluation
         self.thread_tuner: threads.ThreadTuner | None = None  # the CPU thread count's, while `fit` runs (gankit.threads)
         self.d_updates = 0
         self.g_updates = 0
@@ -1149,9 +1150,9 @@ class Trainer:
         """The fixed-noise grid of this epoch, or of `epoch` (eval mode: BatchNorm uses its running statistics),
         also logged to TensorBoard; rank 0 only. A conditional run's grid has one row per class, named at its left
         (the first `log.n_samples` classes), and the same noise down each column (`log.n_samples` // classes
-        columns, 1 to 8). With `batch`, a grid inside epoch `epoch` after that many of its batches
-        (`log.grids_per_epoch`): written as asked, not held to `log.write_share`."""
-        from gankit.report.grids import label_grid, save_grid
+        columns, 1 to 8); a grid over TRAINING_GRID_SIDE px is saved reduced. With `batch`, a grid inside epoch `epoch`
+        after that many of its batches (`log.grids_per_epoch`): written as asked, not held to `log.write_share`."""
+        from gankit.report.grids import TRAINING_GRID_SIDE, label_grid, save_grid
 
         if not distributed.is_main():
             return None
@@ -1160,13 +1161,14 @@ class Trainer:
         path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}{inside}.png"
         with self._paced["samples"].timed() if batch is None else contextlib.nullcontext():
             if not self.num_classes:
-                save_grid(self._generate(self.fixed_noise.to(self.device), None), path)
+                save_grid(self._generate(self.fixed_noise.to(self.device), None), path, max_side=TRAINING_GRID_SIDE)
             else:
                 rows = min(self.num_classes, len(self.fixed_noise))
                 k = min(LABEL_GRID_COLUMNS, len(self.fixed_noise) // rows)
                 z = self.fixed_noise[:k].repeat(rows, *[1] * (self.fixed_noise.dim() - 1))
                 images = self._generate(z.to(self.device), torch.arange(rows, device=self.device).repeat_interleave(k))
-                label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path)  # the classes' names
+                label_grid(images.reshape(rows, k, *images.shape[1:]), self.class_names[:rows], path,  # the classes' names
+                           max_side=TRAINING_GRID_SIDE)
             self.log.image("samples", path, self.iteration)  # also in TensorBoard's Images tab, slider by step
         if batch is None:
             self._grid_epoch = epoch
@@ -1322,6 +1324,7 @@ class Trainer:
             if cfg.log.plots:  # (a stop now lets them finish: the run is done; the signals stay ours until then)
                 self.write_pictures()
             self._say_if_evaluations_took_most(time.perf_counter() - t_start)
+            self._say_what_came_after_the_minutes()
         except KeyboardInterrupt:
             progress.close()
             if interrupted.forced:  # mid-iteration, perhaps mid-save (checkpoints are renamed into place whole)
@@ -1528,6 +1531,16 @@ class Trainer:
                          f"quicker runs evaluate less often (now eval.every {ev.every}) or fewer images (eval.n_fake "
                          f"{ev.n_fake}), or train with --set eval.every=0 and run `gankit evaluate` afterwards")
 
+    def _say_what_came_after_the_minutes(self) -> None:
+        """A run that --minutes ended and then evaluated says how long it trained and how long that final FID/KID took:
+        it comes after the budget, so a `--minutes 30` run takes longer than 30 minutes."""
+        t = self.cfg.train
+        if (not distributed.is_main() or t.minutes is None or self.budget_spent()["--minutes"] < 1
+                or self._last_eval is None or self._last_eval[0] != self.iteration):
+            return
+        console.info(f"trained for {console.clock(self.elapsed)} (--minutes {t.minutes:g}, evaluations and writing "
+                     f"included); the final FID/KID after it took {console.clock(self._last_eval[1])} more")
+
     def _final_evaluation_left_out(self) -> bool:
         """A complete run with evaluations on whose metrics.jsonl has no FID/KID of its last iteration."""
         if not self.cfg.eval.every or not distributed.is_main():
@@ -1562,6 +1575,7 @@ class Trainer:
         # how long it took (the line's time is the training clock before it): the report tells training from evaluating
         values["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.eval_seconds += values["eval_seconds"]
+        self._last_eval = (self.iteration, values["eval_seconds"])
         self.log.write("eval", self.iteration, epoch, self.elapsed, values)
         better = result["fid"] < self.best_fid
         if better:

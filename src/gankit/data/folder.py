@@ -39,13 +39,19 @@ LOADER_VERSION = 3  # 3: ICC profiles applied (`_to_srgb`), images that show not
 MIN_IMAGE_SIDE = 8
 # AVIF where this Pillow reads it (Pillow 11.2+ built with libavif); else it is one of the formats named below.
 _AVIF = (".avif",) if ".avif" in Image.registered_extensions() else ()
-IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
-# Pillow's names of those formats: a file without an extension (downloaders name files by a hash) is read when it holds one
-_FORMATS = sorted({Image.registered_extensions()[e] for e in IMAGE_EXTENSIONS})
-# Image files gankit cannot read (phone photos, layered or vector art, camera raw, archives inside the folder): named
-# in a warning, not silently counted with text files.
+_SIGNED_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
+IMAGE_EXTENSIONS = (*_SIGNED_EXTENSIONS, ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jif", ".jfi", ".dib", ".pcx",
+                    ".qoi")
+# Pillow's names of the first formats, whose files start with a signature: a file without an extension (downloaders
+# name files by a hash) is read when it holds one. Not TGA's, which has none (a file of any bytes could pass for one).
+_FORMATS = sorted({Image.registered_extensions()[e] for e in _SIGNED_EXTENSIONS})
+# Image files gankit cannot read (phone photos, layered or vector art, camera raw, the image formats Pillow knows that
+# gankit leaves out, archives inside the folder): named in a warning, not silently counted with text files.
 UNREADABLE_EXTENSIONS = (
-    ".heic", ".heif", ".psd", ".psb", ".xcf", ".kra", ".svg", ".svgz", ".eps", ".ai", ".jxl",
+    ".heic", ".heif", ".psd", ".psb", ".xcf", ".kra", ".svg", ".svgz", ".eps", ".ps", ".ai", ".jxl", ".jxr", ".wdp",
+    ".exr", ".hdr", ".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx", ".pfm", ".icns", ".cur", ".dds", ".sgi", ".rgb",
+    ".rgba", ".bw", ".xbm", ".xpm", ".icb", ".vda", ".vst", ".mpo", ".blp", ".ras", ".pcd", ".pxr", ".msp", ".dcx",
+    ".palm", ".ftc", ".ftu", ".gbr", ".fit", ".fits", ".fli", ".flc", ".emf", ".wmf", ".avifs",
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef", ".srw",
     ".zip", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar",
     *((".avif",) if not _AVIF else ()))

@@ -269,17 +269,18 @@ def _measured_apart(differ: list[str]) -> str:
 def _sample_widths(runs) -> list[str]:
     """A CSS width per run for its sample grid and evolution GIF, so that every run's images show at one size
     (a conditional run's grid of one row per class is narrower and much taller than an 8 x 8 one): each final
-    grid's width in images (its pixels over the run's resolution + the grids' padding) as a share of the widest
-    (at least a quarter)."""
+    grid's width in images (its pixels, before training reduced a large grid, over the run's resolution + the grids'
+    padding) as a share of the widest (at least a quarter)."""
     from PIL import Image
 
-    from gankit.report.grids import PADDING
+    from gankit.report.grids import PADDING, REDUCED_KEY
 
     units: list[float | None] = []
     for r in runs:
         try:
             with Image.open(r.final_grid or "") as im:  # images of `resolution` px, each after PADDING px, + PADDING
-                units.append((im.width - PADDING) / (int(r.config["data"]["resolution"]) + PADDING))
+                width = im.width * int(im.info.get(REDUCED_KEY, 1))
+                units.append((width - PADDING) / (int(r.config["data"]["resolution"]) + PADDING))
         except (OSError, TypeError, KeyError, ValueError):  # no grid, unreadable, no resolution in its config
             units.append(None)
     widest = max((u for u in units if u), default=None)

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 from torchvision.utils import make_grid
 
 from gankit.report._io import atomic_path
@@ -14,20 +14,25 @@ from gankit.report.fonts import pil_font
 
 PADDING = 2
 MAX_GRID_ASPECT = 3  # widest full-rectangle layout save_grid prefers to a near-square one with empty cells
+# Longest side of the per-epoch grids training writes: a larger one is reduced by a whole factor (64 images at 1000 px:
+# 8018 px -> 4009), not its samples' count or noise. `gankit sample --grid` writes the size asked for.
+TRAINING_GRID_SIDE = 4096
+REDUCED_KEY = "gankit:reduced"  # a reduced grid's PNG text entry: the factor (`gankit compare` sizes grids by their cells)
 
 
-def save_grid(images: torch.Tensor, path, nrow: int | None = None) -> Path:
+def save_grid(images: torch.Tensor, path, nrow: int | None = None, max_side: int | None = None) -> Path:
     """Save generator output `images` (N, C, H, W in [-1, 1]) as one PNG grid, atomically.
 
     `nrow` is the number of images per row (default: `grid_columns`, a full rectangle when one is not too
     elongated). Values outside [-1, 1] are clipped; tensors on any device, with or without grad, are accepted.
+    `max_side`: a grid whose longer side is larger is reduced by a whole factor to fit it (`_save_png`).
     Returns the path.
     """
     images = _as_batch(images)
     if nrow is None:
         nrow = grid_columns(images.shape[0])
     grid = make_grid(_to_unit(images), nrow=nrow, padding=PADDING, pad_value=0.0)
-    return _save_png(_to_pil(grid), path)
+    return _save_png(_to_pil(grid), path, max_side)
 
 
 def grid_columns(n: int, max_aspect: float = MAX_GRID_ASPECT) -> int:
@@ -41,11 +46,12 @@ def grid_columns(n: int, max_aspect: float = MAX_GRID_ASPECT) -> int:
     return best or math.ceil(math.sqrt(n))
 
 
-def label_grid(images_by_label: torch.Tensor, labels: list[str], path) -> Path:
+def label_grid(images_by_label: torch.Tensor, labels: list[str], path, max_side: int | None = None) -> Path:
     """Save a grid with one row per label and the label's name at its left, atomically.
 
     `images_by_label` is (L, K, C, H, W) in [-1, 1]: row `i` holds K samples generated for `labels[i]`,
     typically with the same K noise vectors in every row so each column shows one noise across labels.
+    `max_side`: as `save_grid`'s.
     """
     if images_by_label.dim() != 5:
         raise ValueError(f"images_by_label should be (labels, samples, C, H, W), got shape {tuple(images_by_label.shape)}")
@@ -67,7 +73,7 @@ def label_grid(images_by_label: torch.Tensor, labels: list[str], path) -> Path:
     for i, (font, text) in enumerate(drawn):
         row_center = PADDING + i * (h + PADDING) + h / 2
         draw.text((margin - 6, row_center), text, fill=(255, 255, 255), font=font, anchor="rm")
-    return _save_png(out, path)
+    return _save_png(out, path, max_side)
 
 
 def _as_batch(images: torch.Tensor) -> torch.Tensor:
@@ -90,7 +96,15 @@ def _to_pil(grid: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def _save_png(im: Image.Image, path) -> Path:
+def _save_png(im: Image.Image, path, max_side: int | None = None) -> Path:
+    """Write `im` as a PNG, atomically; one whose longer side is over `max_side` reduced by the smallest whole factor
+    that fits it (each pixel the mean of a factor x factor box), the factor kept in its REDUCED_KEY text entry."""
+    info = None
+    if max_side is not None and max(im.size) > max_side:
+        factor = math.ceil(max(im.size) / max_side)
+        im = im.reduce(factor)
+        info = PngImagePlugin.PngInfo()
+        info.add_text(REDUCED_KEY, str(factor))
     with atomic_path(path) as tmp:
-        im.save(tmp, format="PNG")
+        im.save(tmp, format="PNG", pnginfo=info)
     return Path(path)

@@ -154,7 +154,7 @@ def train(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 (default: auto = bf16 where the hardware has it)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads of the training step (default: one per core, fewer while that trains faster, when other programs keep cores busy)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them); the final FID/KID, when eval is on, runs after them."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: 0)."),
     deterministic: bool = _flag("--deterministic", help="Deterministic algorithms: the same seed gives bit-identical weights, also after an interrupt and resume (a little slower)."),
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),

@@ -479,6 +479,13 @@ def dataset_home(nbytes: int, device: torch.device) -> torch.device:
     return torch.device("cpu")
 
 
+def _image_classes(data) -> dict[str, str] | None:
+    """Each image's class name by its file (relative path or built-in id); None for a dataset without labels."""
+    if data.labels is None:
+        return None
+    return dict(zip(data.files, (data.class_names[i] for i in data.labels.tolist())))
+
+
 class Batches:
     """The uint8 dataset on the training device (or in host memory when it is too large for the GPU:
     `dataset_home`), served as float batches in [-1, 1] on the device.
@@ -546,6 +553,7 @@ class Trainer:
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
         self.fmt = memory_format(cfg.train.channels_last, self.device, cfg.train.compile)
         self.class_names = list(data.class_names)
+        self.image_classes = _image_classes(data) if cfg.model.num_classes else None
         set_deterministic(cfg.train.deterministic)
         torch.manual_seed(cfg.train.seed)
 
@@ -678,6 +686,7 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "rng_device": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "class_names": self.class_names,
+            "image_classes": self.image_classes,  # each image's class: a label file edited since is said on resume
             "best_fid": self.best_fid,
             "config": to_dict(self.cfg),
         }
@@ -709,6 +718,7 @@ class Trainer:
             raise RunError(f"the run was trained on {len(saved)} classes ({console.short_list(saved)}) but its labels now give "
                            f"{len(self.class_names)} ({changed}) from '{self.cfg.data.labels}': put "
                            f"back the label file it was trained with, or train a new {distributed.run_option()} folder")
+        self._labels_changed(state.get("image_classes"))
         lacking = [k for k in ESSENTIAL_STATE if k not in state]
         if lacking:
             raise RunError(f"checkpoint in '{self.ckpt_dir}' lacks {', '.join(lacking)}: it cannot be resumed (gankit "
@@ -770,6 +780,19 @@ class Trainer:
         console.warn(f"the dataset '{self.cfg.data.path}' holds {console.count(now, 'image')}, {saved_images} when this run's "
                      f"checkpoint was written: training goes on with the {console.count(now, 'image')}, its {console.count(epochs, 'epoch')} "
                      "done kept (put back the images it was trained on if that is not what you want)")
+
+    def _labels_changed(self, saved: dict | None) -> None:
+        """Images whose class changed since the checkpoint (a label file edited within its classes): said in one line,
+        and training goes on with the new labels. Older checkpoints (without `image_classes`) say nothing."""
+        if not saved or self.image_classes is None:
+            return
+        changed = [f for f, c in self.image_classes.items() if saved.get(f, c) != c]
+        if changed:
+            f = changed[0]
+            console.warn(f"{console.count(len(changed), 'image')} of '{self.cfg.data.path}' changed class since this run's "
+                         f"checkpoint was written (e.g. '{console.printable(f)}': {saved[f]} -> {self.image_classes[f]}, "
+                         f"from '{self.cfg.data.labels}'): training goes on with the new labels (put back the label "
+                         "file it was trained with if that is not what you want)")
 
     def save(self, numbered: bool = False, best: bool = False) -> None:
         if not distributed.is_main():

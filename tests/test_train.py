@@ -1136,6 +1136,26 @@ def test_a_relative_label_file_is_the_data_folders_before_the_current_folders(tm
     assert load_checkpoint(run / "checkpoints" / "last.pt")["class_names"] == ["a", "b"]
 
 
+def test_a_relative_label_file_is_the_archives_before_the_current_folders(tmp_path, monkeypatch):
+    """The README's rule for an archive too: `--data imgs.zip --labels kinds.csv` with a kinds.csv in the archive and
+    another in the current folder means the archive's. The current folder's was made absolute first, and won."""
+    import zipfile
+
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "imgs", n=16)
+    rows = "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16))
+    with zipfile.ZipFile(tmp_path / "imgs.zip", "w") as zf:
+        for image in sorted((tmp_path / "imgs").iterdir()):
+            zf.write(image, f"imgs/{image.name}")
+        zf.writestr("imgs/kinds.csv", "file,kind\n" + rows)
+    (tmp_path / "kinds.csv").write_text("file,kind\n" + rows.replace(",a", ",c"))  # classes b, c
+    layers = tiny_layers(tmp_path / "imgs.zip", max_steps=1)
+    layers[0]["data"].update(labels="kinds.csv", label_column="kind")
+    run = run_training(layers, "run")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["class_names"] == ["a", "b"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["labels"] == "kinds.csv"
+
+
 def test_a_resume_given_the_relative_label_file_again_without_data_means_the_data_folders(tmp_path, monkeypatch):
     """`gankit train --run RUN --labels kinds.csv` (no --data) from a folder that has a kinds.csv of its own: the run's
     data folder's file, as for the run itself. It was made absolute from the current folder (no --data named the data

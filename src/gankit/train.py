@@ -113,8 +113,8 @@ def default_run_dir(cfg: Config) -> Path:
 def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> list[dict]:
     """The layers with a local data.path made absolute (from the current folder), so that the saved run resumes and
     evaluates from any folder, and `--data ./x` and `--data x` name the same dataset. So is a data.labels file that
-    exists from the current folder, unless the data folder holds one of that relative path, which the dataset reader
-    takes first; one that exists nowhere is a path inside the dataset (e.g. `types.csv` of an archive). The data
+    exists from the current folder, unless the data folder or archive holds one of that relative path, which the
+    dataset reader takes first; one that exists nowhere is a path inside the dataset (e.g. `types.csv` of an archive). The data
     folder is the layers' own, else `run_data` (a resumed run's): without either (a resume not yet resolved) a
     relative data.labels is left as it is, for `resolve_config` to make absolute from the run's."""
     paths = [run_data] + [(layer.get("data") or {}).get("path") for layer in layers]
@@ -126,10 +126,25 @@ def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> lis
         if isinstance(path, str) and not is_builtin(path):
             data["path"] = os.path.abspath(os.path.expanduser(path))
         if (isinstance(labels, str) and labels != "folders" and os.path.isfile(os.path.expanduser(labels))
-                and root is not None and not _in_data_folder(labels, root)):  # (the data folder's own file comes first)
+                and root is not None and not _in_dataset(labels, root, layers)):  # (the dataset's own file comes first)
             data["labels"] = os.path.abspath(os.path.expanduser(labels))
         out.append({**layer, "data": data} if "data" in layer else layer)
     return out
+
+
+def _in_dataset(labels: str, root: str, layers: list[dict]) -> bool:
+    """Whether the data folder or archive `root` holds the file a relative data.labels names (the dataset reader's
+    first choice). An archive is extracted for it, as the reader extracts it next (once, into the layers' cache)."""
+    from gankit.data.archive import extract_archive, is_archive
+
+    if is_archive(root) and not os.path.isabs(os.path.expanduser(labels)):
+        def setting(section: str, key: str):
+            return next((layer[section][key] for layer in reversed(layers)
+                         if isinstance(layer.get(section), dict) and layer[section].get(key) is not None), None)
+
+        root = str(extract_archive(root, cache_dir=setting("data", "cache_dir"),
+                                   progress=setting("log", "progress") is not False))
+    return _in_data_folder(labels, root) is not None
 
 
 def _label_file(labels: str | None, data_path: str | None) -> str | None:

@@ -103,8 +103,64 @@ def test_loss_curves_are_one_image_per_panel(tmp_path):
     """Separate images (D, G) that stack on a narrow screen, not one two-panel image shrunk to the screen."""
     a = make_run(tmp_path, "a", epochs=2)
     page = write_compare_report([a], tmp_path / "r.html").read_text()
-    section = page[page.index('id="loss-curves"'):]
+    section = page[page.index('id="loss-curves"'):page.index('id="accuracy-curves"')]
     assert section.count("<img") == 2 and 'class="plots pair"' in section
+
+
+def _acgan_run(tmp_path, name="acgan", run_index=1, **kw):
+    """A conditional run (ACGAN): its losses include its auxiliary classifier's class loss (d_loss about 5 here, as
+    a tiny MNIST run logs), and it logs its class accuracies."""
+    run = make_run(tmp_path, name, run_index=run_index, torn=False,
+                   extra={"aux_acc_real": 0.3, "aux_acc_fake": 0.6, "aux_entropy": 2.2}, **kw)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        line["d_loss"] += 4.0
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+def test_an_acgan_runs_losses_that_include_its_class_loss_are_said_so_and_drawn_apart(tmp_path, figures):
+    """An ACGAN's d_loss (about 5, with its class loss) shared one axis with a DCGAN's (about 1), unlabelled, as if
+    they compared: its losses have panels of their own that say "incl. class loss", and a note says why. A conditional
+    run with train.aux_weight 0 has no class loss in them: it shares the others' panels."""
+    import yaml
+
+    dcgan = make_run(tmp_path, "dcgan", epochs=2)
+    acgan = _acgan_run(tmp_path, epochs=2)
+    page = write_compare_report([dcgan, acgan], tmp_path / "r.html").read_text()
+    axes = _loss_axes(figures)
+    assert len(axes) == 4 and all(len(_curve_ends(ax)) == 1 for ax in axes)  # no panel mixes the two
+    titles = {ax.get_ylabel() + " " + next(iter(_curve_ends(ax))): ax.get_title() for ax in axes}
+    assert titles["d_loss acgan"].startswith("discriminator loss (d_loss, incl. class loss): ACGAN runs")
+    assert titles["g_loss acgan"].startswith("generator loss (g_loss, incl. class loss): ACGAN runs")
+    assert titles["d_loss dcgan"].startswith("discriminator loss (d_loss): other runs")
+    assert "include its auxiliary classifier's class loss" in page and "wgan_gp have panels" not in page
+    config = yaml.safe_load((acgan / "config.yaml").read_text())
+    config["train"]["aux_weight"] = 0.0
+    (acgan / "config.yaml").write_text(yaml.safe_dump(config))
+    figures.clear()
+    page = write_compare_report([dcgan, acgan], tmp_path / "r2.html").read_text()
+    assert [len(_curve_ends(ax)) for ax in _loss_axes(figures)] == [2, 2] and "class loss" not in page
+
+
+def test_accuracy_curves_overlay_the_runs_d_accuracies_and_an_acgans_class_accuracies(tmp_path, figures):
+    """The page showed no accuracy at all: D's accuracies on real images and fakes of every run that logged them, on
+    one 0-1 scale against epochs, and the class accuracies of the ACGAN run alone."""
+    dcgan = make_run(tmp_path, "dcgan", epochs=2)
+    acgan = _acgan_run(tmp_path, epochs=2)
+    page = write_compare_report([dcgan, acgan], tmp_path / "r.html").read_text()
+    section = page[page.index('id="accuracy-curves"'):]
+    assert section.count("<img") == 4
+    panels = {ax.get_ylabel(): ax for fig in figures for ax in fig.axes if "acc" in ax.get_ylabel()}
+    assert sorted(panels) == ["aux_acc_fake", "aux_acc_real", "d_acc_fake", "d_acc_real"]
+    for key, ax in panels.items():
+        runs = ["acgan"] if key.startswith("aux") else ["dcgan", "acgan"]
+        assert list(_curve_ends(ax)) == runs and _curve_ends(ax)["acgan"] == pytest.approx(2.0)
+        assert ax.get_ylim() == pytest.approx((-0.02, 1.02)) and ax.get_xlabel() == "epoch"
+    assert "D accuracy on fakes (d_acc_fake)" in panels["d_acc_fake"].get_title()
+    figures.clear()
+    page = write_compare_report([dcgan], tmp_path / "r2.html").read_text()
+    assert page[page.index('id="accuracy-curves"'):].count("<img") == 2
 
 
 def test_fid_and_kid_time_axes_say_the_evaluations_are_included(tmp_path, figures):
@@ -270,7 +326,8 @@ def test_epoch_axes_have_whole_epoch_ticks(tmp_path, figures):
     b = make_run(tmp_path, "b", run_index=1, epochs=2, steps_per_epoch=7, fids=[210.0, 170.0])
     write_compare_report([a, b], tmp_path / "r.html")
     by_epoch = [ax for fig in figures for ax in fig.axes if ax.get_xlabel() == "epoch"]
-    assert sorted(ax.get_ylabel().split()[0] for ax in by_epoch) == ["FID", "KID", "d_loss", "g_loss"]
+    assert sorted(ax.get_ylabel().split()[0] for ax in by_epoch) == ["FID", "KID", "d_acc_fake", "d_acc_real", "d_loss",
+                                                                     "g_loss"]
     for ax in by_epoch:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert len(ticks) >= 2 and all(t == int(t) for t in ticks), (ax.get_ylabel(), ticks)

@@ -333,7 +333,8 @@ def test_compare_report_shows_differences_best_metrics_and_all_images(three_runs
     out = write_compare_report([a, b, c], tmp_path / "out" / "report.html")
     page = out.read_text(encoding="utf-8")
 
-    for sid in ("config-diff", "best-metrics", "final-grids", "evolution", "fid-curves", "loss-curves"):
+    for sid in ("config-diff", "best-metrics", "final-grids", "evolution", "fid-curves", "loss-curves",
+                "accuracy-curves"):
         assert f'id="{sid}"' in page
     diff = _config_section(page)
     for key in ("train.lr_g", "train.loss", "train.epochs", "name", "wgan-gp", "hinge"):
@@ -348,7 +349,9 @@ def test_compare_report_shows_differences_best_metrics_and_all_images(three_runs
     assert "120.00" in best and "90.50" in best and "no FID logged" in best
     assert "0.1200" in best  # KID at the best FID
     # 3 final grids + 3 GIFs + FID vs epoch + FID vs minutes + one loss figure
-    assert page.count("<img ") == 14  # 3 grids, 3 GIFs, FID and KID vs epoch and vs time, (D, G) x 2 loss groups
+    # 3 grids, 3 GIFs, FID and KID vs epoch and vs time, (D, G) x 2 loss groups, D's accuracy on real images and
+    # fakes, and the class accuracy on real images that wgan_gp logged
+    assert page.count("<img ") == 17
     assert page.count('src="data:image/gif;base64,') == 3
     assert not re.search(r'(src|href)="(?!data:|#)', page)  # nothing external
     assert "<script" not in page and "<link" not in page
@@ -438,7 +441,7 @@ def test_run_names_with_dollars_or_a_leading_underscore_show_literally_in_plots_
 
     monkeypatch.setattr(compare, "figure_png", kept)
     write_compare_report(runs, tmp_path / "r.html")
-    assert len(figures) == 6  # FID and KID vs epoch and vs time, D loss, G loss
+    assert len(figures) == 8  # FID and KID vs epoch and vs time, D loss, G loss, D accuracy on real images and fakes
     for fig in figures:
         (legend,) = fig.legends
         assert [t.get_text().replace("\\$", "$") for t in legend.get_texts()] == names

@@ -50,7 +50,8 @@ def test_compare_report_renders_in_chromium(tmp_path):
         images = page.eval_on_selector_all(
             "img", "els => els.map(e => ({alt: e.alt, ok: e.complete && e.naturalWidth > 0}))"
         )
-        assert len(images) == 14  # 3 grids, 3 GIFs, FID and KID vs epoch and vs time, (D, G) x 2 loss groups
+        assert len(images) == 16  # 3 grids, 3 GIFs, FID and KID vs epoch and vs time, (D, G) x 2 loss groups,
+        # D's accuracy on real images and fakes
         assert all(img["ok"] for img in images), [img["alt"] for img in images if not img["ok"]]
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)

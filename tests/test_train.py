@@ -907,6 +907,34 @@ def test_a_resume_whose_labels_give_other_classes_says_so(tmp_path, capsys):
         assert "is ignored" not in capsys.readouterr().err
 
 
+def test_a_resume_whose_labels_moved_images_between_classes_says_how_many(tmp_path, capsys):
+    """A label file edited within its classes (an image relabelled): the resume went on without a word. It says how
+    many images changed class, with one, and goes on with the new labels; a checkpoint of an older gankit (without
+    each image's class) resumes silently, as before."""
+    images = tmp_path / "imgs"
+    make_image_folder(images, n=16)
+    kinds = images / "kinds.csv"
+    kinds.write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16)))
+    layers = tiny_layers(images, max_steps=1)
+    layers[0]["data"].update(labels=str(kinds), label_column="kind")
+    run = run_training(layers, tmp_path / "run")
+    kinds.write_text(kinds.read_text().replace("img_000.png,a", "img_000.png,b").replace("img_003.png,b", "img_003.png,a"))
+    capsys.readouterr()
+    run_training([{"train": {"max_steps": 2}}], run)
+    err = capsys.readouterr().err
+    assert "2 images of" in err and "changed class since this run's checkpoint was written (e.g. 'img_000.png': a -> b" in err
+    last = load_checkpoint(run / "checkpoints/last.pt")
+    assert (last["iteration"], last["image_classes"]["img_000.png"]) == (2, "b")
+    run_training([{"train": {"max_steps": 3}}], run)  # trained with these labels now: nothing to say
+    assert "changed class" not in capsys.readouterr().err
+    save_checkpoint({k: v for k, v in load_checkpoint(run / "checkpoints/last.pt").items() if k != "image_classes"},
+                    run / "checkpoints/last.pt")
+    kinds.write_text(kinds.read_text().replace("img_005.png,b", "img_005.png,a"))
+    run_training([{"train": {"max_steps": 4}}], run)
+    assert "changed class" not in capsys.readouterr().err
+    assert load_checkpoint(run / "checkpoints/last.pt")["iteration"] == 4
+
+
 def test_a_run_whose_dataset_moved_resumes_from_its_new_place(tmp_path, capsys):
     """Its folder moved (or the run continues on another machine): --data gives the new place; while the old one
     is there, another --data is another config, as before."""
@@ -1125,6 +1153,26 @@ def test_a_relative_label_file_is_the_data_folders_before_the_current_folders(tm
     layers[0]["data"].update(labels="kinds.csv", label_column="kind")
     run = run_training(layers, "run")
     assert load_checkpoint(run / "checkpoints" / "last.pt")["class_names"] == ["a", "b"]
+
+
+def test_a_relative_label_file_is_the_archives_before_the_current_folders(tmp_path, monkeypatch):
+    """The README's rule for an archive too: `--data imgs.zip --labels kinds.csv` with a kinds.csv in the archive and
+    another in the current folder means the archive's. The current folder's was made absolute first, and won."""
+    import zipfile
+
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "imgs", n=16)
+    rows = "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16))
+    with zipfile.ZipFile(tmp_path / "imgs.zip", "w") as zf:
+        for image in sorted((tmp_path / "imgs").iterdir()):
+            zf.write(image, f"imgs/{image.name}")
+        zf.writestr("imgs/kinds.csv", "file,kind\n" + rows)
+    (tmp_path / "kinds.csv").write_text("file,kind\n" + rows.replace(",a", ",c"))  # classes b, c
+    layers = tiny_layers(tmp_path / "imgs.zip", max_steps=1)
+    layers[0]["data"].update(labels="kinds.csv", label_column="kind")
+    run = run_training(layers, "run")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["class_names"] == ["a", "b"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["labels"] == "kinds.csv"
 
 
 def test_a_resume_given_the_relative_label_file_again_without_data_means_the_data_folders(tmp_path, monkeypatch):

@@ -113,8 +113,8 @@ def default_run_dir(cfg: Config) -> Path:
 def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> list[dict]:
     """The layers with a local data.path made absolute (from the current folder), so that the saved run resumes and
     evaluates from any folder, and `--data ./x` and `--data x` name the same dataset. So is a data.labels file that
-    exists from the current folder, unless the data folder holds one of that relative path, which the dataset reader
-    takes first; one that exists nowhere is a path inside the dataset (e.g. `types.csv` of an archive). The data
+    exists from the current folder, unless the data folder or archive holds one of that relative path, which the
+    dataset reader takes first; one that exists nowhere is a path inside the dataset (e.g. `types.csv` of an archive). The data
     folder is the layers' own, else `run_data` (a resumed run's): without either (a resume not yet resolved) a
     relative data.labels is left as it is, for `resolve_config` to make absolute from the run's."""
     paths = [run_data] + [(layer.get("data") or {}).get("path") for layer in layers]
@@ -126,10 +126,25 @@ def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> lis
         if isinstance(path, str) and not is_builtin(path):
             data["path"] = os.path.abspath(os.path.expanduser(path))
         if (isinstance(labels, str) and labels != "folders" and os.path.isfile(os.path.expanduser(labels))
-                and root is not None and not _in_data_folder(labels, root)):  # (the data folder's own file comes first)
+                and root is not None and not _in_dataset(labels, root, layers)):  # (the dataset's own file comes first)
             data["labels"] = os.path.abspath(os.path.expanduser(labels))
         out.append({**layer, "data": data} if "data" in layer else layer)
     return out
+
+
+def _in_dataset(labels: str, root: str, layers: list[dict]) -> bool:
+    """Whether the data folder or archive `root` holds the file a relative data.labels names (the dataset reader's
+    first choice). An archive is extracted for it, as the reader extracts it next (once, into the layers' cache)."""
+    from gankit.data.archive import extract_archive, is_archive
+
+    if is_archive(root) and not os.path.isabs(os.path.expanduser(labels)):
+        def setting(section: str, key: str):
+            return next((layer[section][key] for layer in reversed(layers)
+                         if isinstance(layer.get(section), dict) and layer[section].get(key) is not None), None)
+
+        root = str(extract_archive(root, cache_dir=setting("data", "cache_dir"),
+                                   progress=setting("log", "progress") is not False))
+    return _in_data_folder(labels, root) is not None
 
 
 def _label_file(labels: str | None, data_path: str | None) -> str | None:
@@ -479,6 +494,13 @@ def dataset_home(nbytes: int, device: torch.device) -> torch.device:
     return torch.device("cpu")
 
 
+def _image_classes(data) -> dict[str, str] | None:
+    """Each image's class name by its file (relative path or built-in id); None for a dataset without labels."""
+    if data.labels is None:
+        return None
+    return dict(zip(data.files, (data.class_names[i] for i in data.labels.tolist())))
+
+
 class Batches:
     """The uint8 dataset on the training device (or in host memory when it is too large for the GPU:
     `dataset_home`), served as float batches in [-1, 1] on the device.
@@ -546,6 +568,7 @@ class Trainer:
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
         self.fmt = memory_format(cfg.train.channels_last, self.device, cfg.train.compile)
         self.class_names = list(data.class_names)
+        self.image_classes = _image_classes(data) if cfg.model.num_classes else None
         set_deterministic(cfg.train.deterministic)
         torch.manual_seed(cfg.train.seed)
 
@@ -695,6 +718,7 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "rng_device": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "class_names": self.class_names,
+            "image_classes": self.image_classes,  # each image's class: a label file edited since is said on resume
             "best_fid": self.best_fid,
             "config": to_dict(self.cfg),
         }
@@ -726,6 +750,7 @@ class Trainer:
             raise RunError(f"the run was trained on {len(saved)} classes ({console.short_list(saved)}) but its labels now give "
                            f"{len(self.class_names)} ({changed}) from '{self.cfg.data.labels}': put "
                            f"back the label file it was trained with, or train a new {distributed.run_option()} folder")
+        self._labels_changed(state.get("image_classes"))
         lacking = [k for k in ESSENTIAL_STATE if k not in state]
         if lacking:
             raise RunError(f"checkpoint in '{self.ckpt_dir}' lacks {', '.join(lacking)}: it cannot be resumed (gankit "
@@ -787,6 +812,19 @@ class Trainer:
         console.warn(f"the dataset '{self.cfg.data.path}' holds {console.count(now, 'image')}, {saved_images} when this run's "
                      f"checkpoint was written: training goes on with the {console.count(now, 'image')}, its {console.count(epochs, 'epoch')} "
                      "done kept (put back the images it was trained on if that is not what you want)")
+
+    def _labels_changed(self, saved: dict | None) -> None:
+        """Images whose class changed since the checkpoint (a label file edited within its classes): said in one line,
+        and training goes on with the new labels. Older checkpoints (without `image_classes`) say nothing."""
+        if not saved or self.image_classes is None:
+            return
+        changed = [f for f, c in self.image_classes.items() if saved.get(f, c) != c]
+        if changed:
+            f = changed[0]
+            console.warn(f"{console.count(len(changed), 'image')} of '{self.cfg.data.path}' changed class since this run's "
+                         f"checkpoint was written (e.g. '{console.printable(f)}': {saved[f]} -> {self.image_classes[f]}, "
+                         f"from '{self.cfg.data.labels}'): training goes on with the new labels (put back the label "
+                         "file it was trained with if that is not what you want)")
 
     def save(self, numbered: bool = False, best: bool = False) -> None:
         if not distributed.is_main():

@@ -21,7 +21,7 @@ from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
-    TIME_LABEL, figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
+    ACC_KEYS, AUX_ACC_KEYS, TIME_LABEL, figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
 )
 from gankit.report.runs import Run, finite_number, load_run
 
@@ -32,6 +32,7 @@ SECTIONS = (
     ("evolution", "Evolution"),
     ("fid-curves", "FID / KID curves"),
     ("loss-curves", "Loss curves"),
+    ("accuracy-curves", "Discriminator accuracy curves"),
 )
 #: An evolution.gif larger than this is not embedded as is: a smaller one is made from the samples.
 MAX_EMBEDDED_GIF_BYTES = 4 * 2**20
@@ -50,9 +51,11 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     Sections (each with its id): `config-diff` (config keys whose values differ; every key when there is
     one run), `best-metrics` (best FID/KID and when it was reached, run totals), `final-grids` (last sample
     grid of each run), `evolution` (evolution GIFs; made in memory from the samples when a run has none),
-    `fid-curves` (FID, then KID with its +- kid_std band, vs epoch and vs minutes, runs overlaid) and `loss-curves`
-    (D and G losses vs epoch, runs overlaid, the Wasserstein-family runs apart). A piece missing from a run shows a
-    short note. Raises RunError when a folder is not a run.
+    `fid-curves` (FID, then KID with its +- kid_std band, vs epoch and vs minutes, runs overlaid), `loss-curves`
+    (D and G losses vs epoch, runs overlaid, the Wasserstein-family runs and those whose losses include a class loss
+    (ACGAN) apart) and `accuracy-curves` (D's accuracies on real images and fakes, and an ACGAN's class accuracies,
+    vs epoch, runs overlaid). A piece missing from a run shows a short note. Raises RunError when a folder is not a
+    run.
     """
     if not run_dirs:
         raise RunError("no runs to compare: pass at least one run folder")
@@ -83,6 +86,7 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
         _section("evolution", _evolutions(runs, labels, colors, widths)),
         _section("fid-curves", _fid_curves(runs, labels, colors, differ)),
         _section("loss-curves", _loss_curves(runs, labels, colors)),
+        _section("accuracy-curves", _accuracy_curves(runs, labels, colors)),
     ]
     title = "gankit comparison: " + " vs ".join(labels)
     page = PAGE.format(title=html.escape(title), style=STYLE, body="\n".join(body))
@@ -439,57 +443,122 @@ def _loss_family(run: Run) -> str:
     return "WGAN-GP" if "gp" in logged else "WGAN" if "wasserstein" in logged else ""
 
 
-def _loss_curves(runs, labels, colors) -> str:
-    """One image per (loss, group of runs): D and G losses against epochs (fractional), the Wasserstein-family runs'
-    in panels of their own. Separate images stack on a narrow screen."""
-    keys = (("d_loss", "discriminator"), ("g_loss", "generator"))
-    entries = []  # (run, label, colour, index, {key: (epochs, values)})
+def _with_class_loss(run: Run) -> bool:
+    """Whether the run's d_loss and g_loss include its auxiliary classifier's class loss: a conditional run (ACGAN,
+    one that logged class accuracies) whose train.aux_weight is not 0."""
+    train = run.config.get("train") if isinstance(run.config, dict) else None
+    weight = train.get("aux_weight", 1.0) if isinstance(train, dict) else 1.0
+    return weight != 0 and any(k in run.numeric_keys("step") for k in AUX_ACC_KEYS)
+
+
+def _epoch_series(runs, labels, colors, keys) -> list[tuple]:
+    """(run, label, colour, index, {key: (epochs, values)}) for each run: the `keys` it logged, against epochs."""
+    entries = []
     for i, (r, lab, c) in enumerate(zip(runs, labels, colors)):
         curves = {}
-        for key, _ in keys:
+        for key in keys:
             xs, ys = r.series(key)
             if xs:
                 curves[key] = (r.epoch_positions(xs), ys)
         entries.append((r, lab, c, i, curves))
+    return entries
+
+
+def _epoch_panel(drawn, ylabel: str):
+    """(figure, axes, legend lines, smoothed): the runs' curves of `drawn` ((run, label, colour, index, epochs,
+    values) each) overlaid against epochs, smoothed over their raw values when long enough."""
+    fig, ax = new_figure(1, width=6.4, height=4.4)
+    fig.set_layout_engine("constrained")
+    lines = []
+    smoothed = False
+    for r, label, c, i, xs, ys in drawn:
+        line = raw_and_smoothed(ax, xs, ys, color=c, label=literal(label), alpha=0.15)
+        line.set_linestyle(_dash(i))
+        lines.append(line)
+        smoothed = smoothed or smoothing_window(len(ys)) > 1
+    ax.set(xlabel="epoch", ylabel=ylabel)
+    integer_ticks(ax)  # the curves' points lie between whole epochs; the ticks are at them
+    return fig, ax, lines, smoothed
+
+
+def _loss_curves(runs, labels, colors) -> str:
+    """One image per (loss, group of runs): D and G losses against epochs (fractional), the Wasserstein-family runs'
+    in panels of their own, and so the runs' whose losses include a class loss (ACGAN). Separate images stack on a
+    narrow screen."""
+    keys = (("d_loss", "discriminator"), ("g_loss", "generator"))
+    entries = _epoch_series(runs, labels, colors, [key for key, _ in keys])
     if not any(e[4] for e in entries):
         return _note("Not available: no run logged d_loss or g_loss.")
-    groups = [(g, [e for e in entries if e[4] and _loss_family(e[0]) == g]) for g in ("", "WGAN", "WGAN-GP")]
+    groups = [((g, cls), [e for e in entries if e[4] and (_loss_family(e[0]), _with_class_loss(e[0])) == (g, cls)])
+              for g in ("", "WGAN", "WGAN-GP") for cls in (False, True)]
     groups = [(g, members) for g, members in groups if members]
     apart = len(groups) > 1
     parts = []
-    for group, members in groups:
+    for (family, cls), members in groups:
+        group = " ".join(name for name in (family, "ACGAN" if cls else "") if name)
         for key, who in keys:
             drawn = [(r, lab, c, i, *curves[key]) for r, lab, c, i, curves in members if key in curves]
             if not drawn:
                 continue
-            fig, ax = new_figure(1, width=6.4, height=4.4)
-            fig.set_layout_engine("constrained")
-            lines = []
-            smoothed = False
-            for r, label, c, i, xs, ys in drawn:
-                line = raw_and_smoothed(ax, xs, ys, color=c, label=literal(label), alpha=0.15)
-                line.set_linestyle(_dash(i))
-                lines.append(line)
-                smoothed = smoothed or smoothing_window(len(ys)) > 1
+            fig, ax, lines, smoothed = _epoch_panel(drawn, key)
             ax.set_ylim(*robust_ylim([d[5] for d in drawn], ax.get_ylim()))
-            who_now = "critic" if group and who == "discriminator" else who
-            title = f"{who_now} loss ({key})" + (f": {group} runs" if group else
-                                                  (": other runs" if apart else ""))
+            who_now = "critic" if family and who == "discriminator" else who
+            title = (f"{who_now} loss ({key}{', incl. class loss' if cls else ''})"
+                     + (f": {group} runs" if group else (": other runs" if apart else "")))
             if smoothed:
                 title += "\nsmoothed (lines) over the raw values (faint)"
-            ax.set(title=title, xlabel="epoch", ylabel=key)
-            integer_ticks(ax)  # the curves' points lie between whole epochs; the ticks are at them
+            ax.set_title(title)
             _legend_below(fig, lines)
             alt = f"{key} vs epoch" + (f", {group} runs" if group else "")
             parts.append(_img(figure_png(fig), "image/png", alt, cls="plot"))
     aside = _note("Runs with train.loss wgan and wgan_gp have panels of their own: a critic scores in units of its"
                   " own (with a gradient penalty, mostly the penalty), which would squash the other runs' curves.") \
-        if apart else ""
+        if any(family for (family, _), _ in groups) and apart else ""
+    if any(cls for (_, cls), _ in groups):
+        aside += _note("The d_loss and g_loss of an ACGAN run include its auxiliary classifier's class loss"
+                       " (train.aux_weight \u00d7 cross-entropy), which an unconditional run's do not"
+                       + (": they have panels of their own, and do not compare with the others'; compare D's"
+                          " accuracies instead (below)." if apart else "."))
     missing = [lab for r, lab, c, i, curves in entries if not curves]
     note = _note("No losses logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
     return (f'<p class="note">Losses against epochs, a measure of progress common to all runs (a step of the critic'
             f' strategy is one G update fed by n_critic batches, of the others one batch).</p>'
             f'<div class="plots pair">{"".join(parts)}</div>{aside}{note}')
+
+
+#: The accuracy panels: (key, title); the class accuracies are logged by conditional runs (ACGAN) only.
+ACCURACY_PANELS = (
+    (ACC_KEYS[0], "D accuracy on real images"),
+    (ACC_KEYS[1], "D accuracy on fakes"),
+    (AUX_ACC_KEYS[0], "class accuracy on real images (ACGAN)"),
+    (AUX_ACC_KEYS[1], "class accuracy on fakes (ACGAN)"),
+)
+
+
+def _accuracy_curves(runs, labels, colors) -> str:
+    """One image per accuracy that some run logged, against epochs, runs overlaid: the share of real images D
+    scores as real and of fakes it scores as fake (chance, 0.5, dashed), and for ACGAN runs the share of real images
+    and of fakes whose class its auxiliary classifier names. Unlike the losses, these share one scale."""
+    entries = _epoch_series(runs, labels, colors, [key for key, _ in ACCURACY_PANELS])
+    if not any(e[4] for e in entries):
+        return _note("Not available: no run logged D's accuracies.")
+    parts = []
+    for key, what in ACCURACY_PANELS:
+        drawn = [(r, lab, c, i, *curves[key]) for r, lab, c, i, curves in entries if key in curves]
+        if not drawn:
+            continue
+        fig, ax, lines, smoothed = _epoch_panel(drawn, key)
+        if key in ACC_KEYS:
+            ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{what} ({key})" + ("\nsmoothed (lines) over the raw values (faint)" if smoothed else ""))
+        _legend_below(fig, lines)
+        parts.append(_img(figure_png(fig), "image/png", f"{key} vs epoch", cls="plot"))
+    missing = [lab for r, lab, c, i, curves in entries if not curves]
+    note = _note("No accuracies logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
+    return (f'<p class="note">D\'s accuracies against epochs: the share of real images it scores as real and of fakes'
+            f' it scores as fake (0.5, dashed: chance); for ACGAN runs also the share of real images and of fakes'
+            f' whose class its auxiliary classifier names.</p><div class="plots pair">{"".join(parts)}</div>{note}')
 
 
 # ------------------------------------------------------------------------------------------- helpers

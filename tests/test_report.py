@@ -705,6 +705,19 @@ def test_other_png_draws_a_key_only_eval_lines_carry_against_epochs(tmp_path):
     assert list(ax.get_lines()[0].get_xdata()) == [1, 2, 3] and list(ax.get_lines()[0].get_ydata()) == [2, 4, 6]
 
 
+def test_other_png_does_not_draw_the_epochs_done_of_step_lines(tmp_path):
+    """Step lines place themselves with epochs_done (fractional epochs, as step and time place them): an axis, not a
+    metric, so other.png has no panel of it."""
+    from gankit.report import plots
+
+    (tmp_path / "config.yaml").write_text("name: r\n")
+    lines = [{"kind": "step", "step": s, "epoch": 1, "epochs_done": s / 80, "time": float(s), "img_per_s": 100.0 + s}
+             for s in range(10, 60, 10)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    fig = plots.other_figure(load_run(tmp_path))
+    assert [ax.get_title() for ax in fig.axes] == ["img_per_s"]
+
+
 @pytest.mark.parametrize("after", [1, 2], ids=["changed", "constant"])
 def test_other_png_ticks_the_thread_count_at_whole_numbers(tmp_path, after):
     """The threads panel (the count gankit.threads chose) had ticks at 1.2, 1.4... threads; a count that never changed

@@ -1294,6 +1294,21 @@ def test_a_resumed_critic_run_goes_on_from_its_batch_not_its_iteration(image_fol
     assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
 
 
+def test_step_lines_say_the_epochs_done_in_batches_a_critic_step_taking_n_critic(image_folder, tmp_path):
+    """Each step line says where in training it stands, in epochs (batches consumed over batches per epoch: 32 images
+    in batches of 8, 2 batches a critic step), which the comparison page draws curves along inside an epoch; the
+    epoch line's averages do not take it in."""
+    from gankit.report.runs import load_run
+
+    layers = tiny_layers(image_folder, max_steps=3, epochs=2, strategy="critic", n_critic=2)
+    layers[0]["log"].update(every=1, plots=False, tensorboard=False)
+    run = run_training(layers, tmp_path / "run")
+    lines = read_metrics(run / "metrics.jsonl")
+    assert [(x["kind"], x["step"], x.get("epochs_done")) for x in lines] == [
+        ("step", 1, 0.5), ("step", 2, 1.0), ("epoch", 2, None), ("step", 3, 1.5)]
+    assert load_run(run).unfinished_epoch == (2, pytest.approx(0.5))
+
+
 def test_a_dataset_that_shrank_keeps_the_position_inside_the_epoch(tmp_path):
     """Stopped half-way through an epoch of 4 batches (iteration 6: epoch 1 done, 2 of 4 batches of the second),
     resumed on half the images (2 batches an epoch): 1 epoch and 1 batch of the new epoch length."""
@@ -1387,14 +1402,16 @@ def test_a_metric_line_holds_its_values_and_tensorboard_the_same_under_kind_tags
 
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "step", "step": 40, "epoch": 9, "time": 1.0}) + "\n")
     log = RunLog(tmp_path, None)
-    log.write("step", 3, 1, 12.34567, {"d_loss": 0.5, "g_loss": float("nan"), "d_updates": 3})
+    log.write("step", 3, 1, 12.34567, {"d_loss": 0.5, "g_loss": float("nan"), "d_updates": 3}, epochs_done=0.375)
     log.close()
     (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) == {
-        "kind": "step", "step": 3, "epoch": 1, "time": 12.346, "d_loss": 0.5, "g_loss": None, "d_updates": 3}
+        "kind": "step", "step": 3, "epoch": 1, "epochs_done": 0.375, "time": 12.346, "d_loss": 0.5, "g_loss": None,
+        "d_updates": 3}
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("step/d_loss")] == [(3, 0.5)]
+    assert sorted(events.Tags()["scalars"]) == ["step/d_loss", "step/d_updates", "step/g_loss"]  # an axis: no scalar
 
 
 def test_a_resume_keeps_tensorboards_points_up_to_its_checkpoint_and_replaces_those_after(tmp_path):

@@ -2,7 +2,9 @@
 and each epoch's sample grid as an image).
 
 Every line has `kind` (step | epoch | eval), `step` (iterations so far), `epoch` and `time`
-(training seconds since the run started, continuing across resumes). Lines are appended and
+(training seconds since the run started, continuing across resumes); a step line also has `epochs_done`, where
+training stands in epochs (fractional: batches consumed over batches per epoch), which `epoch` (the epoch under way,
+a whole number) does not say inside an epoch. Lines are appended and
 flushed one at a time; on resume, lines written after the checkpoint (and a torn last line from a
 crash) are dropped so the log never holds duplicates.
 """
@@ -141,10 +143,14 @@ class RunLog:
             self._tb(self.tb.close)
             self._open_tensorboard(step)
 
-    def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
+    def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float],
+              epochs_done: float | None = None) -> None:
+        """One line of `values`, placed by `step`, `epoch`, `time` and, when given, `epochs_done` (an axis as those
+        are: in metrics.jsonl only, not a TensorBoard scalar)."""
         clean = {k: (v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None)
                  for k, v in values.items()}
-        rec = {"kind": kind, "step": step, "epoch": epoch, "time": round(time, 3), **clean}
+        axes = {} if epochs_done is None else {"epochs_done": round(epochs_done, 6)}
+        rec = {"kind": kind, "step": step, "epoch": epoch, **axes, "time": round(time, 3), **clean}
         try:
             self.file.write(json.dumps(rec) + "\n")
             self.file.flush()
@@ -186,7 +192,8 @@ class RunLog:
 class NullLog:
     """The log of a process that writes nothing (DDP ranks other than 0)."""
 
-    def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float]) -> None:
+    def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float],
+              epochs_done: float | None = None) -> None:
         pass
 
     def rewind(self, step: int) -> None:

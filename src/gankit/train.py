@@ -1407,7 +1407,8 @@ class Trainer:
             values["img_per_s"] = ips
         if self.thread_tuner is not None:  # the count it trains on (other.png shows it beside img/s)
             values["threads"] = self.thread_tuner.current
-        self.log.write("step", self.iteration, epoch or self.epoch_of_last_step, self.elapsed, values)
+        self.log.write("step", self.iteration, epoch or self.epoch_of_last_step, self.elapsed, values,
+                       epochs_done=self.cursor / self.batches.steps_per_epoch)
         self.epoch_values.append(values)
         if progress is not None:
             progress.postfix(values)

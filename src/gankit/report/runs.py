@@ -23,8 +23,9 @@ SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
 #: log.grids_per_epoch > 1).
 GRID_RE = re.compile(r"^epoch_(\d+)(?:_batch_(\d+))?\.png$")
 
-#: Keys every metrics line carries; they are axes, not metrics.
-AXIS_KEYS = ("step", "epoch", "time")
+#: Keys that place a metrics line in training, axes rather than metrics: every line has step, epoch and time, and
+#: step lines the epochs done (`epochs_done`, fractional; lines of a gankit before it have none).
+AXIS_KEYS = ("step", "epoch", "time", "epochs_done")
 
 
 @dataclass(frozen=True)

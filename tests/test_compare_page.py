@@ -64,6 +64,45 @@ def test_epoch_positions_place_steps_by_each_runs_steps_per_epoch(tmp_path):
     assert critic.epoch_positions([1, 2, 3]) == pytest.approx([1.0, 2.0, 3.0])
 
 
+def _with_epochs_done(run, batches_per_step=1, steps_per_epoch=80):
+    """`run`'s step lines with the epochs done that training logs on them (batches consumed over batches per epoch):
+    a step of the critic strategy consumes n_critic batches."""
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "step":
+            line["epochs_done"] = line["step"] * batches_per_step / steps_per_epoch
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+def test_runs_shorter_than_an_epoch_are_drawn_along_the_epochs_their_step_lines_say_are_done(tmp_path, figures):
+    """Runs compared inside their first epoch (a large dataset in its first hours on a CPU) had every point at
+    epoch 1, the epoch under way: each curve was a vertical stroke. Their step lines' epochs_done place them: 20 steps
+    of an 80-batch epoch end at 0.25, as do 4 critic steps of 5 batches; the axis has fractions of the epoch, not
+    whole epochs around a squashed curve; the table says how far into epoch 1 they got."""
+    import re
+
+    bce = _with_epochs_done(_stopped_inside_an_epoch(make_run(tmp_path, "bce", epochs=1, steps_per_epoch=80,
+                                                              torn=False), 20))
+    critic = _with_epochs_done(_stopped_inside_an_epoch(_critic_run(tmp_path, epochs=1, steps_per_epoch=16), 4),
+                               batches_per_step=5)
+    run = load_run(bce)
+    assert run.epoch_positions([1, 10, 20]) == pytest.approx([0.0125, 0.125, 0.25])
+    assert load_run(critic).epoch_positions([1, 4]) == pytest.approx([0.0625, 0.25])
+    assert (run.unfinished_epoch, load_run(critic).unfinished_epoch) == ((1, pytest.approx(0.25)),) * 2
+    assert "epochs_done" not in run.numeric_keys("step")  # an axis, not a metric drawn as a curve
+    page = write_compare_report([bce, critic], tmp_path / "r.html").read_text()
+    axes = _loss_axes(figures)
+    assert len(axes) == 4  # the critic's panels apart
+    for ax in axes:
+        for label, end in _curve_ends(ax).items():
+            assert end == pytest.approx(0.25), (ax.get_title(), label, end)
+        lo, hi = ax.get_xlim()
+        assert lo > -0.1 and 0.25 < hi < 0.4, (ax.get_title(), lo, hi)  # the curve fills its panel
+    table = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert re.findall(r'<td class="num">(0 \(\+[^<]*)</td>', table) == ["0 (+25% of 1)"] * 2
+
+
 def test_loss_curves_put_runs_on_epochs_and_wasserstein_losses_apart(tmp_path, figures):
     """A critic-strategy WGAN-GP run of 3 epochs (12 G steps) beside a BCE run of 3 epochs (120 steps): both curves
     end at epoch 3, the axis says "epoch", and the critic's loss (~9.9) has a panel of its own, so it does not

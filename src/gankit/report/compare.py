@@ -477,7 +477,10 @@ def _epoch_panel(drawn, ylabel: str):
         lines.append(line)
         smoothed = smoothed or smoothing_window(len(ys)) > 1
     ax.set(xlabel="epoch", ylabel=ylabel)
-    integer_ticks(ax)  # the curves' points lie between whole epochs; the ticks are at them
+    xs = np.concatenate([np.asarray(d[4], dtype=float) for d in drawn])
+    xs = xs[np.isfinite(xs)]
+    if not (xs.size and np.ptp(xs) < 1 and np.any(xs % 1)):  # inside one epoch (runs shorter than one): its fractions
+        integer_ticks(ax)  # the curves' points lie between whole epochs; the ticks are at them
     return fig, ax, lines, smoothed
 
 

@@ -98,15 +98,11 @@ class Run:
     def epoch_positions(self, steps) -> list[float]:
         """Where each of `steps` lies in training, in epochs (fractional): a common measure of progress across runs
         whose steps mean different things (a step of the critic strategy is one G update fed by n_critic batches, of
-        the others one batch). The epoch lines give each epoch's last step; a step between two of them is placed
-        linearly, one past the last by the last epoch's steps per epoch. A run without two such points (no epoch
-        line yet) falls back to the epoch its step lines say is under way."""
-        knots = {0.0: 0.0}
-        for line in self.lines("epoch"):
-            s, e = finite_number(line.get("step")), finite_number(line.get("epoch"))
-            if s is not None and e is not None and s > max(knots) and e > knots[max(knots)]:
-                knots[s] = e
-        ks = sorted(knots)
+        the others one batch). The epoch lines give each epoch's last step and the step lines the epochs done at theirs
+        (`epochs_done`: batches consumed over batches per epoch); a step between two of them is placed linearly, one
+        past the last by the steps per epoch between the last two. A run without two such points (no epoch line yet,
+        step lines of a gankit before `epochs_done`) falls back to the epoch its step lines say is under way."""
+        ks, es = self._epoch_knots()
         if len(ks) < 2:
             under_way = {}
             for line in self.lines("step"):
@@ -114,13 +110,28 @@ class Run:
                 if s is not None and e is not None:
                     under_way[s] = e
             return [float(under_way.get(float(s), math.nan)) for s in steps]
-        es = [knots[k] for k in ks]
         per_epoch = (ks[-1] - ks[-2]) / (es[-1] - es[-2])
         out = []
         for s in steps:
             s = float(s)
             out.append(es[-1] + (s - ks[-1]) / per_epoch if s > ks[-1] else _interp(s, ks, es))
         return out
+
+    def _epoch_knots(self) -> tuple[list[float], list[float]]:
+        """(steps, epochs done at them), both increasing, from step 0: the epoch lines' ends and the step lines'
+        `epochs_done`, the latter where both place a step (a critic step that crossed an epoch's end is past it)."""
+        points = []
+        for kind, key in (("epoch", "epoch"), ("step", "epochs_done")):
+            for line in self.lines(kind):
+                s, e = finite_number(line.get("step")), finite_number(line.get(key))
+                if s is not None and e is not None:
+                    points.append((s, e))
+        ks, es = [0.0], [0.0]
+        for s, e in sorted(points, key=lambda p: (p[0], -p[1])):
+            if s > ks[-1] and e > es[-1]:
+                ks.append(s)
+                es.append(e)
+        return ks, es
 
     def numeric_keys(self, kind: str) -> list[str]:
         """Metric keys with a numeric value in some line of `kind`, in order of first appearance."""
@@ -147,8 +158,9 @@ class Run:
     def unfinished_epoch(self) -> tuple[int, float | None] | None:
         """(number, share done) of the epoch after the finished ones that the run trained in without finishing it (a
         budget, a stop or a crash ended the run inside it, or it is training now), or None. The share is where the last
-        logged step lies (`epoch_positions`: by the last finished epoch's steps per epoch); None without a finished
-        epoch to measure it by, or when only the epoch's grid says the run got into it."""
+        logged step lies (`epoch_positions`: its step line's `epochs_done`, else by the last finished epoch's steps per
+        epoch); None without either to measure it by (the first epoch of a gankit before `epochs_done`), or when only
+        the epoch's grid says the run got into it."""
         done = self.total_epochs
         if done is None or not self.metrics:
             return None
@@ -159,7 +171,8 @@ class Run:
                    default=0.0)
         if last <= last_end and max(self.sample_epochs, default=0) <= done:
             return None
-        share = self.epoch_positions([last])[0] - done if ends and last > last_end else math.nan
+        measured = len(self._epoch_knots()[0]) > 1  # an epoch line, or step lines with their epochs_done
+        share = self.epoch_positions([last])[0] - done if measured and last > last_end else math.nan
         return done + 1, min(share, 1.0) if share > 0 else None  # (NaN > 0 is False)
 
     @property

@@ -357,6 +357,60 @@ def test_epochs_count_finished_ones_and_say_how_far_into_an_unfinished_one(tmp_p
                                                                        "epoch 1 (unfinished)"]
 
 
+def _evaluated_at_its_end(run, fid):
+    """`run` (`_stopped_inside_an_epoch`) with the evaluation its budget's end writes: at its last step, of the epoch
+    under way (an unfinished one), as training logs it."""
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = lines[-1]
+    lines.append({"kind": "eval", "step": last["step"], "epoch": last["epoch"], "time": last["time"], "fid": fid,
+                  "kid_mean": fid / 1000, "kid_std": 0.001, "n_fake": 1000})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+def test_the_evaluation_that_ends_a_run_inside_an_epoch_is_drawn_where_it_lies(tmp_path, figures):
+    """A budget that ended a run at 20.3 epochs evaluates there, and its line carries epoch 21, the epoch under way:
+    "FID vs epoch" and "KID vs epoch" drew that point and its best-FID star at 21, and the table said "reached at epoch
+    21"; one stopped 25% into its first epoch was drawn at 1. Their step lines' epochs_done place them at 20.3 and 0.25,
+    and the table says "20 (+30% of 21)" as its "epochs" cell does. A critic run's evaluations at its epochs' ends stay
+    at those epochs (its step there is past the end by a few batches); a log of a gankit before epochs_done keeps the
+    line's epoch, its share unmeasured."""
+    import re
+
+    fids = [300.0 - 10 * e for e in range(20)]
+    long = _with_epochs_done(_evaluated_at_its_end(_stopped_inside_an_epoch(
+        make_run(tmp_path, "long", epochs=21, steps_per_epoch=10, fids=fids, torn=False, samples=False), 203), 50.0),
+        steps_per_epoch=10)
+    short = _with_epochs_done(_evaluated_at_its_end(_stopped_inside_an_epoch(
+        make_run(tmp_path, "short", run_index=1, epochs=1, steps_per_epoch=80, torn=False), 20), 400.0))
+    critic = _with_epochs_done(_critic_run(tmp_path, epochs=3, steps_per_epoch=4, fids=[200.0, 150.0, 160.0]),
+                               batches_per_step=5, steps_per_epoch=19)  # its epochs end at 1.05, 2.11, 3.16
+    old = _evaluated_at_its_end(_stopped_inside_an_epoch(
+        make_run(tmp_path, "old", run_index=3, epochs=1, steps_per_epoch=80, torn=False), 20), 410.0)
+    page = write_compare_report([long, short, critic, old], tmp_path / "r.html").read_text()
+    by_epoch = [ax for fig in figures for ax in fig.axes
+                if ax.get_ylabel().startswith(("FID", "KID")) and ax.get_xlabel() == "epoch"]
+    assert len(by_epoch) == 2
+    for ax in by_epoch:
+        assert _curve_ends(ax) == pytest.approx({"long": 20.3, "short": 0.25, "wgan_gp_critic": 3.0, "old": 1.0})
+    stars = [x for ln in by_epoch[0].get_lines() if ln.get_marker() == "*" for x in ln.get_xdata()]
+    assert stars == pytest.approx([20.3, 0.25, 2.0, 1.0])
+    table = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    reached = re.findall(r'<td class="num best">[^<]*</td><td class="num">[^<]*</td><td class="num">([^<]*)</td>',
+                         table)
+    assert reached == ["20 (+30% of 21)", "0 (+25% of 1)", "2", "0 (+part of 1)"]
+    best = [load_run(r).best for r in (long, short, critic, old)]
+    assert [(b.epoch, b.at, b.unfinished) for b in best] == [(21, pytest.approx(20.3), True),
+                                                             (1, pytest.approx(0.25), True), (2, 2.0, False),
+                                                             (1, 1.0, True)]
+
+    figures.clear()  # the short run alone: its point inside epoch 1, on an axis of fractions of it
+    write_compare_report([short], tmp_path / "r2.html")
+    for ax in [ax for fig in figures for ax in fig.axes if ax.get_xlabel() == "epoch"]:
+        lo, hi = ax.get_xlim()
+        assert -0.1 < lo < 0.25 < hi < 0.4, (ax.get_ylabel(), lo, hi)
+
+
 def test_epoch_axes_have_whole_epoch_ticks(tmp_path, figures):
     """The page's FID plot had ticks at 1.25, 1.50... epochs where the run's own plots/fid.png has whole epochs: every
     axis of epochs (FID, KID, the losses, whose points lie between whole epochs) ticks at whole numbers; the minutes

@@ -156,6 +156,37 @@ def test_plots_show_every_trainer_key_and_fid_kid_vs_epoch_and_time(tmp_path):
     assert [list(ln.get_xdata()) for ln in best] == [[2], [2.5]]
 
 
+def test_fid_png_draws_the_evaluation_that_ended_a_run_inside_an_epoch_where_it_lies(tmp_path):
+    """A budget ended a run 30% into epoch 3 (10 batches an epoch) and evaluated there: its eval line carries epoch 3,
+    the epoch under way, and fid.png drew that point and the best FID's star at 3, other.png its eval_seconds too.
+    They lie at 2.3, where the step line of its step says training stood (epochs_done); the epoch ends' at 1 and 2."""
+    from gankit.report import plots
+
+    (tmp_path / "config.yaml").write_text("name: r\n")
+    lines = []
+    for step in range(1, 24):
+        epoch = -(-step // 10)
+        lines.append({"kind": "step", "step": step, "epoch": epoch, "epochs_done": step / 10, "time": float(step),
+                      "d_loss": 0.5})
+        if step % 10 == 0 or step == 23:
+            if step % 10 == 0:
+                lines.append({"kind": "epoch", "step": step, "epoch": epoch, "time": float(step), "d_loss": 0.5})
+            lines.append({"kind": "eval", "step": step, "epoch": epoch, "time": float(step), "fid": 100.0 - step,
+                          "kid_mean": 0.1 - step / 1000, "kid_std": 0.01, "n_fake": 64, "eval_seconds": 1.0})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = load_run(tmp_path)
+
+    by_epoch = {}  # {label: xs} of the epoch panel's lines, the first of each (the minutes panel's follow)
+    for ax in plots.fid_figure(run).axes:
+        for ln in ax.get_lines():
+            by_epoch.setdefault(ln.get_label(), list(ln.get_xdata()))
+    assert by_epoch == {"FID": pytest.approx([1.0, 2.0, 2.3]), "best FID 77.00": pytest.approx([2.3]),
+                        "KID": pytest.approx([1.0, 2.0, 2.3])}
+    (ax,) = plots.other_figure(run).axes
+    assert ax.get_title() == "eval_seconds" and list(ax.get_lines()[0].get_xdata()) == pytest.approx([1.0, 2.0, 2.3])
+    assert (run.best.epoch, run.best.at, run.best.share) == (3, pytest.approx(2.3), pytest.approx(0.3))
+
+
 def test_write_plots_on_an_empty_run_writes_nothing(tmp_path):
     (tmp_path / "config.yaml").write_text("name: x\n")
     assert write_plots(tmp_path) == []

@@ -21,9 +21,10 @@ from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
-    ACC_KEYS, AUX_ACC_KEYS, TIME_LABEL, figure_png, integer_ticks, literal, new_figure, raw_and_smoothed, robust_ylim, smoothing_window,
+    ACC_KEYS, AUX_ACC_KEYS, TIME_LABEL, epoch_ticks, eval_xs, figure_png, literal, new_figure, raw_and_smoothed,
+    robust_ylim, smoothing_window,
 )
-from gankit.report.runs import Run, finite_number, load_run
+from gankit.report.runs import BestEval, Run, finite_number, load_run
 
 SECTIONS = (
     ("config-diff", "Configuration differences"),
@@ -212,7 +213,8 @@ def _best_metrics(runs, labels, colors) -> str:
                 kid = f"{best.kid_mean:.4f}" + (f" \u00b1 {best.kid_std:.4f}" if best.kid_std is not None else "")
             last = [line["fid"] for line in r.lines("eval") if finite_number(line.get("fid")) is not None]
             best_cells = (
-                f'<td class="num best">{best.fid:.2f}</td><td class="num">{kid}</td><td class="num">{best.epoch}</td>'
+                f'<td class="num best">{best.fid:.2f}</td><td class="num">{kid}</td>'
+                f'<td class="num">{_reached(best)}</td>'
                 f'<td class="num">{best.step}</td><td class="num">{format_duration(best.time)}</td>'
                 f'<td class="num">{last[-1]:.2f}</td>'
             )
@@ -241,8 +243,19 @@ def _epochs(run: Run) -> str:
     done, under_way = run.total_epochs, run.unfinished_epoch
     if done is None or under_way is None:
         return _or_dash(done)
-    epoch, share = under_way
-    return f"{done} (+{'part' if share is None else f'{min(99, max(1, round(100 * share)))}%'} of {epoch})"
+    return _into(*under_way)
+
+
+def _reached(best: BestEval) -> str:
+    """The "reached at epoch" cell: the epoch the best FID ended, or, reached by the evaluation that ended a run inside
+    an epoch, how far into it, as the "epochs" cell says it: '20 (+30% of 21)', not the 21 its line says."""
+    return _into(best.epoch, best.share) if best.unfinished else str(best.epoch)
+
+
+def _into(epoch: int, share: float | None) -> str:
+    """'7 (+40% of 8)': the epochs finished before the unfinished `epoch`, and the `share` of it trained ('+part of'
+    where it was not measured)."""
+    return f"{epoch - 1} (+{'part' if share is None else f'{min(99, max(1, round(100 * share)))}%'} of {epoch})"
 
 
 def _evaluations(n: int, seconds: float | None) -> str:
@@ -379,28 +392,30 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
         if with_fid:
             fig, ax = new_figure(1, width=7.0, height=4.5)
             fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit
-            lines = []
+            lines, drawn = [], []
             for r, label, c, i in with_fid:
                 pts = _fid_points(r)
-                xs = np.array([finite_number(p.get(x)) for p in pts], dtype=float) / scale
+                xs = eval_xs(r, pts, x) / scale
                 lines += ax.plot(xs, [p["fid"] for p in pts], marker="o", ms=3, ls=_dash(i), color=c,
                                  label=literal(label))
+                drawn.append(xs)
                 b = r.best
-                ax.plot([(b.epoch if x == "epoch" else b.time) / scale], [b.fid], "*", ms=13, color=c, mec="black",
+                ax.plot([(b.at if x == "epoch" else b.time) / scale], [b.fid], "*", ms=13, color=c, mec="black",
                         mew=0.6)
             caveat = ("\nnot comparable across these runs (different " + " / ".join(differ) + ")") if differ else ""
             ax.set(title=f"FID vs {versus} (\u2605 = best){caveat}", xlabel=xlabel, ylabel="FID (lower is better)")
-            if x == "epoch":  # whole epochs, as the run's own plots/fid.png
-                integer_ticks(ax)
+            if x == "epoch":  # whole epochs (fractions of one for runs shorter than it), as the run's own plots/fid.png
+                epoch_ticks(ax, np.concatenate(drawn))
             _legend_below(fig, lines)
             parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
         if with_kid:
             fig, ax = new_figure(1, width=7.0, height=4.5)
             fig.set_layout_engine("constrained")
-            lines = []
+            lines, drawn = [], []
             for r, label, c, i in with_kid:
                 pts = _kid_points(r)
-                xs = np.array([finite_number(p.get(x)) for p in pts], dtype=float) / scale
+                xs = eval_xs(r, pts, x) / scale
+                drawn.append(xs)
                 kid = np.array([p["kid_mean"] for p in pts], dtype=float)
                 std = np.array([finite_number(p.get("kid_std")) for p in pts], dtype=float)  # None -> nan: no band
                 lines += ax.plot(xs, kid, marker="s", ms=3, ls=_dash(i), color=c, label=literal(label))
@@ -410,7 +425,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
             ax.set(title=f"KID vs {versus} (band = \u00b1 kid_std){caveat}", xlabel=xlabel,
                    ylabel="KID (lower is better)")
             if x == "epoch":
-                integer_ticks(ax)
+                epoch_ticks(ax, np.concatenate(drawn))
             _legend_below(fig, lines)
             kid_parts.append(_img(figure_png(fig), "image/png", f"KID vs {xlabel}", cls="plot"))
     intro = ""
@@ -477,10 +492,7 @@ def _epoch_panel(drawn, ylabel: str):
         lines.append(line)
         smoothed = smoothed or smoothing_window(len(ys)) > 1
     ax.set(xlabel="epoch", ylabel=ylabel)
-    xs = np.concatenate([np.asarray(d[4], dtype=float) for d in drawn])
-    xs = xs[np.isfinite(xs)]
-    if not (xs.size and np.ptp(xs) < 1 and np.any(xs % 1)):  # inside one epoch (runs shorter than one): its fractions
-        integer_ticks(ax)  # the curves' points lie between whole epochs; the ticks are at them
+    epoch_ticks(ax, np.concatenate([np.asarray(d[4], dtype=float) for d in drawn]))  # points between whole epochs
     return fig, ax, lines, smoothed
 
 

@@ -138,15 +138,15 @@ def fid_figure(run: Run) -> Figure | None:
     for ax, x, scale, xlabel in zip(axes, ("epoch", "time"), (1.0, 60.0), ("epoch", TIME_LABEL)):
         handles = []
         if fid_lines:
-            fxs = np.array([finite_number(line.get(x)) for line in fid_lines], dtype=float) / scale
+            fxs = eval_xs(run, fid_lines, x) / scale
             handles += ax.plot(fxs, [line["fid"] for line in fid_lines], "o-", color="C0", ms=3, label="FID")
             if run.best is not None:
-                bx = (run.best.epoch if x == "epoch" else run.best.time) / scale
+                bx = (run.best.at if x == "epoch" else run.best.time) / scale
                 handles += ax.plot([bx], [run.best.fid], "*", color="C3", ms=13, label=f"best FID {run.best.fid:.2f}")
             ax.set_ylabel("FID (lower is better)")
         if kid_lines:
             kax = ax.twinx() if fid_lines else ax
-            kxs = np.array([finite_number(line.get(x)) for line in kid_lines], dtype=float) / scale
+            kxs = eval_xs(run, kid_lines, x) / scale
             kid = np.array([line["kid_mean"] for line in kid_lines], dtype=float)
             std = np.array([finite_number(line.get("kid_std")) for line in kid_lines], dtype=float)  # None -> nan
             handles += kax.plot(kxs, kid, "s--", color="C1", ms=3, label="KID")
@@ -155,7 +155,7 @@ def fid_figure(run: Run) -> Figure | None:
         ax.set(xlabel=xlabel)
         run_title(ax, run.name, f"FID / KID vs {x if x == 'epoch' else 'time'}", pad=LEGEND_ABOVE_PAD)
         if x == "epoch":
-            integer_ticks(ax)
+            epoch_ticks(ax, eval_xs(run, fid_lines + kid_lines, x))
         # above the panel: "best" of the FID axis alone put it over the KID curve and band of the twin axis
         legend_above(ax, handles, [h.get_label() for h in handles])
     fig.subplots_adjust(top=0.84)
@@ -203,13 +203,15 @@ def other_figure(run: Run) -> Figure | None:
     for i, (key, kinds) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         x = "epoch" if kinds == ("eval",) else "step"
-        xs, ys = run.series(key, kinds, x=x)
-        if kinds == ("eval",):
+        if kinds == ("eval",):  # where the evaluations lie in epochs, the one that ended a run inside an epoch too
+            xs, ys = run.eval_series(key)
             ax.plot(xs, ys, "o-", ms=3, color="C0")
+            epoch_ticks(ax, xs)
         else:
+            xs, ys = run.series(key, kinds, x=x)
             raw_and_smoothed(ax, xs, ys, color="C0", label=key)
+            integer_ticks(ax)
         ax.set(title=key, xlabel=x)
-        integer_ticks(ax)
         if key in COUNT_KEYS:  # a count: 1 and 2 threads, not 1.2, 1.4... (nor 1.900, 1.925... when it never changed)
             integer_ticks(ax, "y")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # 1.5 with '1e-4' above, not 0.00015 (cut off)
@@ -300,6 +302,23 @@ def integer_ticks(ax, axis: str = "x") -> None:
     if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 2:
         lo, hi = math.floor(lo), math.ceil(hi)
         getattr(ax, f"set_{axis}lim")(lo - (hi - lo < 2), hi + (hi - lo < 2))
+
+
+def eval_xs(run: Run, lines: list[dict], x: str) -> np.ndarray:
+    """The eval `lines`' places along axis `x`: "epoch", where each lies in training (`Run.eval_epochs`: the one that
+    ended a run inside an epoch at 20.3, not at the epoch 21 its line says), or "time"."""
+    if x == "epoch":
+        return np.array(run.eval_epochs(lines), dtype=float)
+    return np.array([finite_number(line.get(x)) for line in lines], dtype=float)  # None -> nan
+
+
+def epoch_ticks(ax, xs) -> None:
+    """Ticks of an axis of epochs at whole epochs (`integer_ticks`), but at fractions of the epoch where the points
+    `xs` all lie inside one (runs shorter than an epoch): their whole epochs would squash them between two ticks."""
+    xs = np.asarray(xs, dtype=float)
+    xs = xs[np.isfinite(xs)]
+    if not (xs.size and np.ptp(xs) < 1 and np.any(xs % 1)):
+        integer_ticks(ax)
 
 
 def new_figure(panels: int, width: float = 6.4, height: float = 4.0):

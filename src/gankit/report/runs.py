@@ -33,11 +33,20 @@ class BestEval:
     """The evaluation with the lowest FID, and when in training it was reached."""
 
     fid: float
-    epoch: int
+    epoch: int  # the epoch it ended, or, `unfinished`, the one a budget or a stop ended the run inside
     step: int
     time: float  # seconds of training wall-clock
     kid_mean: float | None = None
     kid_std: float | None = None
+    at: float | None = None  # where in training, in epochs (fractional; `Run.eval_epochs`): 20.3 inside epoch 21
+    unfinished: bool = False
+
+    @property
+    def share(self) -> float | None:
+        """The share of the unfinished epoch `epoch` trained when it was reached; None at an epoch's end, or where it
+        was not measured (the first epoch of a gankit before `epochs_done`)."""
+        share = self.at - (self.epoch - 1) if self.unfinished and self.at is not None else math.nan
+        return share if 0 < share < 1 else None  # (NaN compares False)
 
 
 @dataclass
@@ -116,6 +125,31 @@ class Run:
             s = float(s)
             out.append(es[-1] + (s - ks[-1]) / per_epoch if s > ks[-1] else _interp(s, ks, es))
         return out
+
+    def eval_epochs(self, lines: list[dict]) -> list[float]:
+        """Where each eval line of `lines` lies in training, in epochs: one of an epoch's end at that epoch (a critic
+        step that crossed the end is past it, not the evaluation), the one that ended a run inside an epoch (a budget,
+        a stop), whose line carries the unfinished epoch, where its step lies (`epoch_positions`: 20.3 in epoch 21);
+        the line's epoch where that is not measured (NaN: no step line of a gankit before `epochs_done` to go by)."""
+        ends = self._epoch_ends()
+        out = []
+        for line, at in zip(lines, self.epoch_positions([_number(line.get("step")) for line in lines])):
+            epoch = _number(line.get("epoch"))
+            if _end_key(line) in ends or not math.isfinite(at):
+                at = math.nan if epoch is None else epoch
+            out.append(at)
+        return out
+
+    def eval_series(self, key: str) -> tuple[list[float], list[float]]:
+        """(epochs, values) of `key` in the eval lines that carry it, placed by `eval_epochs`; non-finite values are
+        NaN, as in `series`."""
+        lines = [line for line in self.lines("eval") if _number(line.get(key)) is not None]
+        values = [_number(line[key]) for line in lines]
+        return self.eval_epochs(lines), [v if math.isfinite(v) else math.nan for v in values]
+
+    def _epoch_ends(self) -> set[tuple[float | None, float | None]]:
+        """(step, epoch) of each epoch line: where each epoch ended."""
+        return {_end_key(line) for line in self.lines("epoch")}
 
     def _epoch_knots(self) -> tuple[list[float], list[float]]:
         """(steps, epochs done at them), both increasing, from step 0: the epoch lines' ends and the step lines'
@@ -227,7 +261,7 @@ def load_run(path, unreadable_config_ok: bool = False) -> Run:
         final_grid=samples[-1] if samples else None,
         config_problem=problem,
     )
-    run.best = best_eval(run.lines("eval"))
+    run.best = best_eval(run)
     return run
 
 
@@ -293,10 +327,12 @@ def sample_epoch(path: Path) -> int:
     return int(m.group(1))
 
 
-def best_eval(eval_lines: list[dict]) -> BestEval | None:
-    """The eval line with the lowest finite FID (the earliest on ties), or None."""
+def best_eval(run: Run) -> BestEval | None:
+    """The eval line of `run` with the lowest finite FID (the earliest on ties), or None."""
     best = None
-    for line in eval_lines:
+    lines = run.lines("eval")
+    ends = run._epoch_ends()
+    for line, at in zip(lines, run.eval_epochs(lines)):
         fid = _number(line.get("fid"))
         if fid is None or not math.isfinite(fid):
             continue
@@ -308,8 +344,15 @@ def best_eval(eval_lines: list[dict]) -> BestEval | None:
                 time=float(_number(line.get("time")) or 0.0),
                 kid_mean=_number(line.get("kid_mean")),
                 kid_std=None if _no_spread(line) else _number(line.get("kid_std")),
+                at=at,
+                unfinished=_end_key(line) not in ends,
             )
     return best
+
+
+def _end_key(line: dict) -> tuple[float | None, float | None]:
+    """(step, epoch) of a line: an eval line's is an epoch line's when it is of that epoch's end."""
+    return _number(line.get("step")), _number(line.get("epoch"))
 
 
 def _no_spread(line: dict) -> bool:

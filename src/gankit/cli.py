@@ -124,13 +124,14 @@ def _flags_layer(**flags) -> dict:
 
 def _path(value: str | Path) -> Path:
     """A path given on the command line; an empty one (`--run ""`, a variable that was not set) would name the
-    current folder, so it is refused. Typer passes an option's default through here too, already a Path (sanity's
-    `runs/sanity`)."""
+    current folder, so it is refused. A leading `~` is the home folder, as for --data: the shell leaves it as it is in
+    `--run=~/runs/x` or quoted, and it made a folder named `~` in the current one. Typer passes an option's default
+    through here too, already a Path (sanity's `runs/sanity`)."""
     if isinstance(value, Path):
         return value
     if not value.strip():
         raise typer.BadParameter("is empty: give a folder or file name")
-    return Path(value)
+    return Path(value).expanduser()
 
 
 def _flag(name: str, help: str):
@@ -425,7 +426,7 @@ def compare(
     """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""
     from gankit.report import write_compare_report
 
-    page = Path(out)
+    page = Path(out).expanduser()
     if page.is_dir() or out.endswith(("/", os.sep)):  # a Path forgets the slash: `-o new/` wrote a file named `new`
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
     path = write_compare_report(list(runs), page)

@@ -296,6 +296,9 @@ def validate(cfg: Config, training: bool = True) -> Config:
     for key in POSITIVE:
         if flat[key] is not None and flat[key] <= 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]!r}")
+    for key in ("eval.n_fake", "eval.n_real"):  # else refused at the first evaluation, after the training before it
+        if training and flat[key] == 1:
+            raise ConfigError(f"{key} must be at least 2 (FID/KID compare the spread of two sets of images), got 1")
     for key in NON_NEGATIVE:
         if flat[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {flat[key]!r}")

@@ -288,6 +288,8 @@ def sample(
         grid = Path("samples.png")
     if grid is not None:
         _check_image_name(grid)
+        if grid.is_dir():  # else refused only once drawn, with "Is a directory: check the path and its permissions"
+            raise GankitError(f"--grid '{grid}' is a folder: pass the grid's file name, e.g. --grid {grid / 'samples.png'}")
     if out_dir is not None and out_dir.exists():
         from gankit.data import IMAGE_EXTENSIONS
 

@@ -307,6 +307,8 @@ CASES = [
     ("sample-checkpoint-of-a-run-that-is-a-file", sample(lambda t: _write(t / "notes.txt", "x"), "--checkpoint",
                                                          lambda t: run_with_generator(t) / "generator.safetensors"),
      ["run folder '", "notes.txt' is a file", "the run folder of --checkpoint"]),
+    ("sample-a-file-of-the-run", sample(lambda t: run_with_config(t) / "config.yaml"),  # was "unreadable checkpoint"
+     ["config.yaml' is a file of the run folder '", "/run', not weights: pass that folder"]),
     ("sample-corrupt-checkpoint", sample(lambda t: _mkdir(t / "run"), "--checkpoint",
                                         lambda t: _write(t / "c.pt", "garbage")), ["c.pt", "corrupt"]),
     ("sample-corrupt-safetensors", sample(lambda t: _write(t / "g.safetensors", "garbage")),

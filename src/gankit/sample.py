@@ -170,6 +170,8 @@ def _config_of(d: dict) -> tuple[Config, list[str]]:
 def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
     """The generator of a run folder (its generator.safetensors) or of a given checkpoint / .safetensors file."""
     run = Path(run)
+    if run.is_file() and run.suffix not in (".pt", ".safetensors") and (run.parent / CONFIG_FILE).is_file():
+        raise RunError(f"'{run}' is a file of the run folder '{run.parent}', not weights: pass that folder instead")
     if checkpoint is None and run.is_file():
         checkpoint = run
     elif checkpoint is not None and not run.is_dir():  # (it was passed over without a word: a misspelt run folder)

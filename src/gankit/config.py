@@ -519,7 +519,9 @@ def read_yaml(path: str | Path) -> dict:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file '{p}' is not valid YAML{where}: fix the syntax") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file '{p}' must hold a mapping of sections (data:, model:, train:, log:)")
+        sections = ", ".join(f"{k}:" for k, v in to_dict(Config()).items() if isinstance(v, dict))
+        raise ConfigError(f"config file '{p}' must hold a mapping of sections ({sections}), each with its keys "
+                          "indented under it (see configs/)")
     return data
 
 

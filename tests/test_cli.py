@@ -57,6 +57,13 @@ def test_help_names_every_image_format_and_archive_that_data_takes():
     assert wide_help("fid").count("image folder or archive") == 2  # dir_a and dir_b
 
 
+@pytest.mark.parametrize("command", ["sample", "evaluate"])
+def test_checkpoint_help_says_what_the_option_does(command):
+    """evaluate's said only "e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."."""
+    line = next(line for line in wide_help(command).splitlines() if "--checkpoint" in line)
+    assert "instead of the run's generator.safetensors" in line, line
+
+
 @pytest.mark.parametrize("command, flags", [("train", ["--deterministic", "--no-progress"]),
                                             ("sanity", ["--all-epochs", "--no-progress"]),
                                             ("sample", ["--same-noise-labels", "--interpolate"])])

@@ -376,7 +376,7 @@ def evaluate(
     run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file (or give it with --run)."),
     run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with: a folder or an archive (default: the run's dataset)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="Use this checkpoint instead of the run's generator.safetensors, e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
     n: int = typer.Option(1000, "-n", help="Generated images."),
     n_real: int = typer.Option(10000, "--n-real", help="At most this many real images (a fixed subset)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed of the generated images: the same seed draws the same ones."),

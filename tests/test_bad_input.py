@@ -307,6 +307,8 @@ CASES = [
     ("sample-checkpoint-of-a-run-that-is-a-file", sample(lambda t: _write(t / "notes.txt", "x"), "--checkpoint",
                                                          lambda t: run_with_generator(t) / "generator.safetensors"),
      ["run folder '", "notes.txt' is a file", "the run folder of --checkpoint"]),
+    ("sample-a-misspelt-run", sample(lambda t: run_with_config(t).rename(t / "pokemon_64px").with_name("pokemn_64px")),
+     ["run folder '", "/pokemn_64px' does not exist: did you mean '", "/pokemon_64px'?"]),
     ("sample-a-file-of-the-run", sample(lambda t: run_with_config(t) / "config.yaml"),  # was "unreadable checkpoint"
      ["config.yaml' is a file of the run folder '", "/run', not weights: pass that folder"]),
     ("sample-corrupt-checkpoint", sample(lambda t: _mkdir(t / "run"), "--checkpoint",

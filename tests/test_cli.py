@@ -57,6 +57,13 @@ def test_help_names_every_image_format_and_archive_that_data_takes():
     assert wide_help("fid").count("image folder or archive") == 2  # dir_a and dir_b
 
 
+@pytest.mark.parametrize("command", ["sample", "evaluate"])
+def test_checkpoint_help_says_what_the_option_does(command):
+    """evaluate's said only "e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."."""
+    line = next(line for line in wide_help(command).splitlines() if "--checkpoint" in line)
+    assert "instead of the run's generator.safetensors" in line, line
+
+
 @pytest.mark.parametrize("command, flags", [("train", ["--deterministic", "--no-progress"]),
                                             ("sanity", ["--all-epochs", "--no-progress"]),
                                             ("sample", ["--same-noise-labels", "--interpolate"])])
@@ -89,6 +96,24 @@ def test_a_flag_is_given_alone_not_with_a_value(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["train", "--deterministic", "true"])
     assert done.value.code == 2 and "unexpected extra argument(s) (true)" in capsys.readouterr().err
+
+
+def test_a_tilde_in_a_path_option_is_the_home_folder(monkeypatch, tmp_path, capsys):
+    """The shell leaves `~` as it is after `--run=` (and quoted): it made a folder named `~` in the current one."""
+    import gankit.report
+    import gankit.train
+    from gankit.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    given = []
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: given.append(run) or run)
+    monkeypatch.setattr(gankit.report, "write_compare_report", lambda runs, page: given.append((runs, page)) or page)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--run=~/runs/a"])
+    assert done.value.code == 0 and given[-1] == tmp_path / "runs" / "a"
+    with pytest.raises(SystemExit) as done:
+        main(["compare", "~/runs/a", "-o", "~/report.html"])
+    assert done.value.code == 0 and given[-1] == ([tmp_path / "runs" / "a"], tmp_path / "report.html")
 
 
 def test_version_is_printed_from_the_installed_package_or_the_source_tree(monkeypatch, capsys):

@@ -74,7 +74,7 @@ def test_set_syntax_and_yaml_errors(tmp_path):
                             f"{tmp_path / 'configs' / 'a.yml'}, {tmp_path / 'configs' / 'b.yaml'}")
     lst = tmp_path / "list.yaml"
     lst.write_text("- 1\n- 2\n")
-    with pytest.raises(ConfigError, match="mapping"):
+    with pytest.raises(ConfigError, match=r"mapping of sections \(data:, model:, train:, log:, eval:\)"):  # every one
         read_yaml(lst)
 
 
@@ -303,6 +303,8 @@ def test_the_defaults_are_the_write_ups_hyper_parameters():
     ({"train": {"ema": 1.0}}, r"train.ema must be in \[0, 1\)"),  # G's average would never move
     ({"log": {"write_share": 1.5}}, r"log.write_share must be in \[0, 1\]"),
     ({"eval": {"n_fake": 0}}, "eval.n_fake must be > 0"),
+    ({"eval": {"n_fake": 1}}, "eval.n_fake must be at least 2"),  # was refused after the training before the first FID
+    ({"eval": {"n_real": 1}}, "eval.n_real must be at least 2"),
     ({"log": {"grids_per_epoch": 0}}, "log.grids_per_epoch must be > 0"),
     ({"eval": {"every": -1}}, "eval.every must be >= 0"),
     ({"log": {"checkpoint_minutes": -1}}, "log.checkpoint_minutes must be >= 0"),

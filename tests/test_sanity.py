@@ -96,7 +96,11 @@ def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):
     assert (tmp_path / "run" / "sanity.png").is_file()  # also when it fails: where a user looks to see why
     res = CliRunner().invoke(app, ["sanity", "--image", str(img), "--set", "model.arch=acgan",
                                    "--run", str(tmp_path / "run2")])
-    assert res.exit_code != 0 and "takes 2 --image files" in str(res.exception or res.output)
+    assert res.exit_code != 0 and "takes 2 --image files (one per label), got 1: give two" in str(res.exception or res.output)
+    # two for the default DCGAN: said how to test ACGAN on them, not "takes 1 --image file (one per label)"
+    res = CliRunner().invoke(app, ["sanity", "--image", str(img), "--image", str(img), "--run", str(tmp_path / "run3")])
+    assert res.exit_code != 0 and str(res.exception) == ("the sanity test takes 1 --image file, got 2: give one, or test "
+                                                         "ACGAN on two labelled ones with --set model.arch=acgan")
 
 
 def test_a_critics_g_step_longer_than_the_epochs_is_said_and_counted(tmp_path):

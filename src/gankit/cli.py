@@ -124,13 +124,14 @@ def _flags_layer(**flags) -> dict:
 
 def _path(value: str | Path) -> Path:
     """A path given on the command line; an empty one (`--run ""`, a variable that was not set) would name the
-    current folder, so it is refused. Typer passes an option's default through here too, already a Path (sanity's
-    `runs/sanity`)."""
+    current folder, so it is refused. A leading `~` is the home folder, as for --data: the shell leaves it as it is in
+    `--run=~/runs/x` or quoted, and it made a folder named `~` in the current one. Typer passes an option's default
+    through here too, already a Path (sanity's `runs/sanity`)."""
     if isinstance(value, Path):
         return value
     if not value.strip():
         raise typer.BadParameter("is empty: give a folder or file name")
-    return Path(value)
+    return Path(value).expanduser()
 
 
 def _flag(name: str, help: str):
@@ -288,6 +289,8 @@ def sample(
         grid = Path("samples.png")
     if grid is not None:
         _check_image_name(grid)
+        if grid.is_dir():  # else refused only once drawn, with "Is a directory: check the path and its permissions"
+            raise GankitError(f"--grid '{grid}' is a folder: pass the grid's file name, e.g. --grid {grid / 'samples.png'}")
     if out_dir is not None and out_dir.exists():
         from gankit.data import IMAGE_EXTENSIONS
 
@@ -374,7 +377,7 @@ def evaluate(
     run: Optional[Path] = typer.Argument(None, show_default=False, parser=_path, help="Run folder (its generator.safetensors), or a checkpoint / .safetensors file (or give it with --run)."),
     run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Real images to compare with: a folder or an archive (default: the run's dataset)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="Use this checkpoint instead of the run's generator.safetensors, e.g. runs/x/checkpoints/best.pt or epoch_0010.pt."),
     n: int = typer.Option(1000, "-n", help="Generated images."),
     n_real: int = typer.Option(10000, "--n-real", help="At most this many real images (a fixed subset)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed of the generated images: the same seed draws the same ones."),
@@ -426,7 +429,7 @@ def compare(
     """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""
     from gankit.report import write_compare_report
 
-    page = Path(out)
+    page = Path(out).expanduser()
     if page.is_dir() or out.endswith(("/", os.sep)):  # a Path forgets the slash: `-o new/` wrote a file named `new`
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
     path = write_compare_report(list(runs), page)

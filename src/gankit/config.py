@@ -296,6 +296,9 @@ def validate(cfg: Config, training: bool = True) -> Config:
     for key in POSITIVE:
         if flat[key] is not None and flat[key] <= 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]!r}")
+    for key in ("eval.n_fake", "eval.n_real"):  # else refused at the first evaluation, after the training before it
+        if training and flat[key] == 1:
+            raise ConfigError(f"{key} must be at least 2 (FID/KID compare the spread of two sets of images), got 1")
     for key in NON_NEGATIVE:
         if flat[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {flat[key]!r}")
@@ -516,7 +519,9 @@ def read_yaml(path: str | Path) -> dict:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file '{p}' is not valid YAML{where}: fix the syntax") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file '{p}' must hold a mapping of sections (data:, model:, train:, log:)")
+        sections = ", ".join(f"{k}:" for k, v in to_dict(Config()).items() if isinstance(v, dict))
+        raise ConfigError(f"config file '{p}' must hold a mapping of sections ({sections}), each with its keys "
+                          "indented under it (see configs/)")
     return data
 
 

@@ -170,6 +170,8 @@ def _config_of(d: dict) -> tuple[Config, list[str]]:
 def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
     """The generator of a run folder (its generator.safetensors) or of a given checkpoint / .safetensors file."""
     run = Path(run)
+    if run.is_file() and run.suffix not in (".pt", ".safetensors") and (run.parent / CONFIG_FILE).is_file():
+        raise RunError(f"'{run}' is a file of the run folder '{run.parent}', not weights: pass that folder instead")
     if checkpoint is None and run.is_file():
         checkpoint = run
     elif checkpoint is not None and not run.is_dir():  # (it was passed over without a word: a misspelt run folder)
@@ -222,7 +224,11 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
     """(file, *`_file_generator`) of a run folder: its generator.safetensors, else (missing or unreadable) its
     newest usable checkpoint, which holds the same generator."""
     if not run.is_dir():
-        raise RunError(f"run folder '{run}' does not exist: pass a folder made by `gankit train`")
+        from gankit.train import _run_named_like
+
+        near = _run_named_like(run)  # a typo
+        fix = f"did you mean '{near}'?" if near else "pass a folder made by `gankit train`"
+        raise RunError(f"run folder '{run}' does not exist: {fix}")
     exported, damaged = run / GENERATOR_FILE, None
     if exported.exists():
         try:

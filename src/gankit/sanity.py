@@ -169,8 +169,10 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     wanted = 2 if conditional else 1
     if images:
         if len(images) != wanted:
+            fix = ("give two" if conditional else
+                   "give one, or test ACGAN on two labelled ones with --set model.arch=acgan")
             raise DataError(f"the {'ACGAN ' if conditional else ''}sanity test takes {wanted} --image "
-                            f"file{'s' if wanted > 1 else ''} (one per label), got {len(images)}")
+                            f"file{'s (one per label)' if wanted > 1 else ''}, got {len(images)}: {fix}")
         targets = [load_image(p, cfg.data.resolution) for p in images]
     else:
         targets = builtin_images(cfg.data.resolution)[:wanted]

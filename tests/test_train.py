@@ -597,6 +597,36 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     assert "already complete" in capsys.readouterr().err
 
 
+def test_epoch_ends_after_a_stop_that_the_processes_have_not_agreed_on_yet_do_not_evaluate(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """Under torchrun a Ctrl-C during epoch 1's FID leaves it out, then the processes train on to the iteration they
+    agree to stop after (here 28: `_InterruptFlag.stop` as DDP's, one process standing for them), past more epoch
+    ends. Those did not each load Inception again and start the real images' features, only to leave them out (on
+    small data: 3 times, and the stop took 21 s of torchrun's 30 s grace period)."""
+    import gankit.metrics
+    from gankit import train
+
+    loads = []
+
+    def load_inception(device, weights=None):
+        loads.append(device)
+        if len(loads) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C comes during epoch 1's evaluation
+        return torch.nn.Flatten()
+
+    monkeypatch.setattr(gankit.metrics, "load_inception", load_inception)
+    monkeypatch.setattr(train._InterruptFlag, "stop", lambda self, iteration, clock, device: self.hit and iteration >= 28)
+    make_image_folder(tmp_path / "images", n=64)  # 8 iterations per epoch
+    layers = tiny_layers(tmp_path / "images", epochs=5) + [
+        {"eval": {"every": 1, "share": 0, "n_fake": 60}, "data": {"cache_dir": str(tmp_path / "cache")},
+         "log": {"plots": False}}]
+    with pytest.raises(KeyboardInterrupt):
+        run_training(layers, tmp_path / "r")
+    err = capsys.readouterr().err
+    assert len(loads) == 1 and err.count("FID/KID left out, stopping") == 1, err
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 28
+
+
 def test_a_dataset_too_large_for_the_gpu_stays_in_host_memory(monkeypatch, capsys):
     """The uint8 dataset lives on the GPU unless it would take more than half of its free memory; then batches come
     from host memory (a one-line warning says so). On a CPU it is where training runs. (The copy of each batch to

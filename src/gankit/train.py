@@ -1513,6 +1513,8 @@ class Trainer:
             return False
         if not last and not self._paced["eval"].due():
             return False
+        if self._stop_requested():  # under DDP the processes train on to the iteration they agree to stop after: the
+            return False  # epoch ends before it would each load Inception again only to leave the evaluation out
         from gankit.metrics import Abandoned
 
         try:

@@ -1799,7 +1799,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
                          "(--set model.arch=acgan trains a model conditioned on them)")
         resolution = resolution_of(cfg)
-        distributed.local_batch(cfg.train.batch_size)  # fail early, on every rank, if the batch does not split
+        distributed.local_batch(cfg.train.batch_size, resumed=resuming)  # fail early, on every rank, if it does not split
         if cfg.train.sync_batchnorm and distributed.world_size() == 1:
             console.warn("train.sync_batchnorm has no effect in a single process (it shares BatchNorm statistics "
                          "between torchrun's processes): ignored")

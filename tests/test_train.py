@@ -212,6 +212,27 @@ def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(
     assert rate > 1.0 and "33:" in lines[1].split(" in, ")[0], lines[1]  # 2,000 s of evaluations: 33:2x in
 
 
+def test_under_ddp_the_progress_lines_after_an_evaluation_show_the_time_spent_and_trainings_rate(
+        image_folder, tmp_path, monkeypatch, capsys):
+    """Under torchrun the processes agree on their clock only at logging iterations and epoch ends: off a terminal,
+    the line inside epoch 2 right after epoch 1's FID (here 1000 s) said "0:01 in", and the next one's rate counted
+    the FID ("4 img/s" where training ran at 1000). Every line now shows process 0's own clock."""
+    from gankit import console, distributed
+
+    evaluate = _evaluation_taking(monkeypatch, 1000.0)
+    monkeypatch.setattr(console, "LINE_EVERY", 0.0)  # a line at every iteration
+    layers = tiny_layers(image_folder, epochs=2) + [{"eval": {"every": 1, "share": 0}}]
+    layers[0]["log"].update(progress=True, every=50, every_minutes=0)  # agreements at the epoch ends only
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # one process standing for 2 (half of each batch)
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = evaluate
+    trainer.fit()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("run epoch")]
+    after = lines[lines.index(next(line for line in lines if line.startswith("run epoch 1/2:"))) + 1:]
+    assert after and all("16:4" in line.split(" in, ")[0] for line in after), lines  # 1000 s: 16:4x in
+    assert all(float(line.split(" img/s")[0].rsplit(" ", 1)[1]) > 1.0 for line in after if "img/s" in line), lines
+
+
 @pytest.mark.parametrize("evaluation_seconds, said", [(1000.0, True), (0.0, False)])
 def test_a_run_whose_evaluations_took_most_of_its_time_says_so(image_folder, tmp_path, monkeypatch, capsys,
                                                                evaluation_seconds, said):

@@ -1232,13 +1232,16 @@ class Trainer:
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
+        t_start = time.perf_counter()
+        elapsed_base = self.elapsed
+        # the lines' clock is this process's own: under DDP `self.elapsed` is the agreed one, behind it between the
+        # iterations where the processes agree (after an epoch end's FID, a line said "0:01 in" and "4 img/s")
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
-                             lambda: (self.progress(), self.elapsed, self._images(), self.writing_seconds))
+                             lambda: (self.progress(), elapsed_base + time.perf_counter() - t_start, self._images(),
+                                      self.writing_seconds))
         interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
-        t_start = time.perf_counter()
-        elapsed_base = self.elapsed
         self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
         progress.reset_epoch(self.epoch, self.cursor % spe)
 

@@ -533,11 +533,11 @@ def main(argv: list[str] | None = None) -> None:
         if _lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
             restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) - \
                 int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-            then = ("torchrun now restarts the processes (--max-restarts), which resume" if restarts_left > 0 else
-                    "the same command resumes")
+            # torchrun's summary of the failed processes comes only when it does not restart them
+            then = ("); torchrun now restarts the processes (--max-restarts), which resume" if restarts_left > 0 else
+                    "; torchrun's summary is below); the same command resumes")
             _fail("another process of this torchrun launch stopped (killed, or by an error it printed above or, on "
-                  "another machine, there; torchrun's summary is below); "
-                  f"{then} from the last checkpoint", 1, every_process=False)
+                  f"another machine, there{then} from the last checkpoint", 1, every_process=False)
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -648,6 +648,27 @@ def test_epoch_ends_after_a_stop_that_the_processes_have_not_agreed_on_yet_do_no
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 28
 
 
+@pytest.mark.parametrize("processes, forced", [(1, True), (2, False)])
+def test_a_second_sigint_stops_at_once_only_in_a_single_process(monkeypatch, capsys, processes, forced):
+    """Under torchrun a process gets the same SIGINT twice when the launcher signals every process of the job (Slurm's
+    scancel, `kill -INT` of torchrun and its processes) and torchrun passes it on: that stopped at once, unsaved
+    ("stopped at once; not saved since the last checkpoint"), where one Ctrl-C saves. A second Ctrl-C at the
+    terminal reaches torchrun only, so there a second SIGINT is the first again; alone it still stops at once."""
+    from gankit import distributed
+    from gankit.train import _InterruptFlag
+
+    monkeypatch.setattr(distributed, "world_size", lambda: processes)
+    flag, at_once = _InterruptFlag(), False
+    try:
+        flag._handler(signal.SIGINT, None)
+        flag._handler(signal.SIGINT, None)
+    except KeyboardInterrupt:
+        at_once = True
+    finally:
+        flag.restore()
+    assert flag.hit and at_once == flag.forced == forced
+
+
 def test_a_dataset_too_large_for_the_gpu_stays_in_host_memory(monkeypatch, capsys):
     """The uint8 dataset lives on the GPU unless it would take more than half of its free memory; then batches come
     from host memory (a one-line warning says so). On a CPU it is where training runs. (The copy of each batch to

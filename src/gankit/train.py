@@ -1652,7 +1652,9 @@ class _InterruptFlag:
                 pass
 
     def _handler(self, sig, frame):
-        if self.hit and sig == signal.SIGINT:
+        if self.hit and sig == signal.SIGINT and distributed.world_size() == 1:
+            # (under torchrun a second one is the first again: a launcher that signals every process of the job, as
+            # Slurm's scancel does, and torchrun, which passes it on; a second Ctrl-C reaches torchrun only)
             self.forced = True
             self.exit_code = 128 + signal.SIGINT
             raise KeyboardInterrupt

@@ -611,6 +611,21 @@ def test_a_bad_command_line_under_torchrun_is_said_once_per_machine(monkeypatch,
     assert (err.startswith("error: data folder") and err.count("\n") == 1) if local_rank == "0" else err == ""
 
 
+@pytest.mark.parametrize("args", [["--version"], ["train", "--help"], ["sample", "--help"]])
+def test_help_and_version_under_torchrun_are_printed_once_per_machine(monkeypatch, capsys, args):
+    """`torchrun --nproc_per_node 2 -m gankit train --help` printed the help twice, once per process."""
+    said = []
+    for rank, local_rank in (("0", "0"), ("1", "1"), ("2", "0")):
+        monkeypatch.setenv("WORLD_SIZE", "4")
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code in (0, None)
+        said.append(bool(capsys.readouterr().out.strip()))
+    assert said == [True, False, True]
+
+
 # ----------------------------------------------------------------------------- conditioning, checked directly
 
 

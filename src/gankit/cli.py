@@ -488,6 +488,17 @@ def _sigterm_stops_the_command():
             signal.signal(signal.SIGTERM, old)
 
 
+@contextlib.contextmanager
+def _stdout_of_the_first_process():
+    """Under torchrun every process runs the same command line: what it prints on stdout (--help, --version; train's
+    "done:" line is process 0's alone) comes from the first process of each machine only, not once per process."""
+    if console.speaks_on_its_machine():
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        yield
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
 
@@ -500,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     console.guard_terminal()  # a terminal that hangs up mid-run must not fail it (SIGHUP then stops it cleanly)
     try:
-        with _sigterm_stops_the_command():
+        with _sigterm_stops_the_command(), _stdout_of_the_first_process():
             code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except GankitError as e:  # under torchrun every process meets the same bad input: the first of a machine says it
         _fail(str(e), 2, every_process=False)

@@ -582,6 +582,23 @@ def test_a_collective_that_lost_its_peer_under_torchrun_is_not_called_a_bug(tmp_
     assert bool(list(tmp_path.glob("gankit-crash-*.txt"))) == internal
 
 
+@pytest.mark.parametrize("restarts, said", [
+    ("0", "another machine, there; torchrun's summary is below); the same command resumes from the last checkpoint"),
+    ("1", "another machine, there); torchrun now restarts the processes (--max-restarts), which resume from the last "
+          "checkpoint")])
+def test_a_lost_peer_points_at_torchruns_summary_only_when_torchrun_gives_one(tmp_path, monkeypatch, capsys, restarts,
+                                                                              said):
+    """torchrun prints its summary of the failed processes when it gives up, not when it restarts them
+    (--max-restarts): the line said "torchrun's summary is below" of a run that then resumed and ended well."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", restarts)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    code, err = _train_raising(RuntimeError("Connection closed by peer [127.0.0.1]:16817"), tmp_path, monkeypatch,
+                               capsys)
+    assert code == 1 and err.strip().endswith(said), err
+
+
 @pytest.mark.parametrize("rank, local_rank", [("0", "0"), ("1", "1"), ("1", "0")])
 def test_a_bad_command_line_under_torchrun_is_said_once_per_machine(monkeypatch, tmp_path, capsys, rank, local_rank):
     """Every torchrun process gets the same command line, so a usage error is printed by the first one only, and
@@ -599,6 +616,21 @@ def test_a_bad_command_line_under_torchrun_is_said_once_per_machine(monkeypatch,
                                capsys)
     assert code == 2
     assert (err.startswith("error: data folder") and err.count("\n") == 1) if local_rank == "0" else err == ""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["train", "--help"], ["sample", "--help"]])
+def test_help_and_version_under_torchrun_are_printed_once_per_machine(monkeypatch, capsys, args):
+    """`torchrun --nproc_per_node 2 -m gankit train --help` printed the help twice, once per process."""
+    said = []
+    for rank, local_rank in (("0", "0"), ("1", "1"), ("2", "0")):
+        monkeypatch.setenv("WORLD_SIZE", "4")
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code in (0, None)
+        said.append(bool(capsys.readouterr().out.strip()))
+    assert said == [True, False, True]
 
 
 # ----------------------------------------------------------------------------- conditioning, checked directly

@@ -212,6 +212,27 @@ def test_the_progress_lines_images_per_second_leave_out_the_epoch_ends_writings(
     assert rate > 1.0 and "33:" in lines[1].split(" in, ")[0], lines[1]  # 2,000 s of evaluations: 33:2x in
 
 
+def test_under_ddp_the_progress_lines_after_an_evaluation_show_the_time_spent_and_trainings_rate(
+        image_folder, tmp_path, monkeypatch, capsys):
+    """Under torchrun the processes agree on their clock only at logging iterations and epoch ends: off a terminal,
+    the line inside epoch 2 right after epoch 1's FID (here 1000 s) said "0:01 in", and the next one's rate counted
+    the FID ("4 img/s" where training ran at 1000). Every line now shows process 0's own clock."""
+    from gankit import console, distributed
+
+    evaluate = _evaluation_taking(monkeypatch, 1000.0)
+    monkeypatch.setattr(console, "LINE_EVERY", 0.0)  # a line at every iteration
+    layers = tiny_layers(image_folder, epochs=2) + [{"eval": {"every": 1, "share": 0}}]
+    layers[0]["log"].update(progress=True, every=50, every_minutes=0)  # agreements at the epoch ends only
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # one process standing for 2 (half of each batch)
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = evaluate
+    trainer.fit()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("run epoch")]
+    after = lines[lines.index(next(line for line in lines if line.startswith("run epoch 1/2:"))) + 1:]
+    assert after and all("16:4" in line.split(" in, ")[0] for line in after), lines  # 1000 s: 16:4x in
+    assert all(float(line.split(" img/s")[0].rsplit(" ", 1)[1]) > 1.0 for line in after if "img/s" in line), lines
+
+
 @pytest.mark.parametrize("evaluation_seconds, said", [(1000.0, True), (0.0, False)])
 def test_a_run_whose_evaluations_took_most_of_its_time_says_so(image_folder, tmp_path, monkeypatch, capsys,
                                                                evaluation_seconds, said):
@@ -595,6 +616,57 @@ def test_a_stop_during_an_evaluation_leaves_it_out_and_saves_the_epoch(tmp_path,
     run_training(layers, tmp_path / "f")
     assert evaluations("f") == [(1, 8), (2, 16), (3, 24)]
     assert "already complete" in capsys.readouterr().err
+
+
+def test_epoch_ends_after_a_stop_that_the_processes_have_not_agreed_on_yet_do_not_evaluate(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """Under torchrun a Ctrl-C during epoch 1's FID leaves it out, then the processes train on to the iteration they
+    agree to stop after (here 28: `_InterruptFlag.stop` as DDP's, one process standing for them), past more epoch
+    ends. Those did not each load Inception again and start the real images' features, only to leave them out (on
+    small data: 3 times, and the stop took 21 s of torchrun's 30 s grace period)."""
+    import gankit.metrics
+    from gankit import train
+
+    loads = []
+
+    def load_inception(device, weights=None):
+        loads.append(device)
+        if len(loads) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C comes during epoch 1's evaluation
+        return torch.nn.Flatten()
+
+    monkeypatch.setattr(gankit.metrics, "load_inception", load_inception)
+    monkeypatch.setattr(train._InterruptFlag, "stop", lambda self, iteration, clock, device: self.hit and iteration >= 28)
+    make_image_folder(tmp_path / "images", n=64)  # 8 iterations per epoch
+    layers = tiny_layers(tmp_path / "images", epochs=5) + [
+        {"eval": {"every": 1, "share": 0, "n_fake": 60}, "data": {"cache_dir": str(tmp_path / "cache")},
+         "log": {"plots": False}}]
+    with pytest.raises(KeyboardInterrupt):
+        run_training(layers, tmp_path / "r")
+    err = capsys.readouterr().err
+    assert len(loads) == 1 and err.count("FID/KID left out, stopping") == 1, err
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["iteration"] == 28
+
+
+@pytest.mark.parametrize("processes, forced", [(1, True), (2, False)])
+def test_a_second_sigint_stops_at_once_only_in_a_single_process(monkeypatch, capsys, processes, forced):
+    """Under torchrun a process gets the same SIGINT twice when the launcher signals every process of the job (Slurm's
+    scancel, `kill -INT` of torchrun and its processes) and torchrun passes it on: that stopped at once, unsaved
+    ("stopped at once; not saved since the last checkpoint"), where one Ctrl-C saves. A second Ctrl-C at the
+    terminal reaches torchrun only, so there a second SIGINT is the first again; alone it still stops at once."""
+    from gankit import distributed
+    from gankit.train import _InterruptFlag
+
+    monkeypatch.setattr(distributed, "world_size", lambda: processes)
+    flag, at_once = _InterruptFlag(), False
+    try:
+        flag._handler(signal.SIGINT, None)
+        flag._handler(signal.SIGINT, None)
+    except KeyboardInterrupt:
+        at_once = True
+    finally:
+        flag.restore()
+    assert flag.hit and at_once == flag.forced == forced
 
 
 def test_a_dataset_too_large_for_the_gpu_stays_in_host_memory(monkeypatch, capsys):

@@ -491,6 +491,17 @@ def _sigterm_stops_the_command():
             signal.signal(signal.SIGTERM, old)
 
 
+@contextlib.contextmanager
+def _stdout_of_the_first_process():
+    """Under torchrun every process runs the same command line: what it prints on stdout (--help, --version; train's
+    "done:" line is process 0's alone) comes from the first process of each machine only, not once per process."""
+    if console.speaks_on_its_machine():
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        yield
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
 
@@ -503,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     console.guard_terminal()  # a terminal that hangs up mid-run must not fail it (SIGHUP then stops it cleanly)
     try:
-        with _sigterm_stops_the_command():
+        with _sigterm_stops_the_command(), _stdout_of_the_first_process():
             code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except GankitError as e:  # under torchrun every process meets the same bad input: the first of a machine says it
         _fail(str(e), 2, every_process=False)
@@ -536,11 +547,11 @@ def main(argv: list[str] | None = None) -> None:
         if _lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
             restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) - \
                 int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-            then = ("torchrun now restarts the processes (--max-restarts), which resume" if restarts_left > 0 else
-                    "the same command resumes")
+            # torchrun's summary of the failed processes comes only when it does not restart them
+            then = ("); torchrun now restarts the processes (--max-restarts), which resume" if restarts_left > 0 else
+                    "; torchrun's summary is below); the same command resumes")
             _fail("another process of this torchrun launch stopped (killed, or by an error it printed above or, on "
-                  "another machine, there; torchrun's summary is below); "
-                  f"{then} from the last checkpoint", 1, every_process=False)
+                  f"another machine, there{then} from the last checkpoint", 1, every_process=False)
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
     sys.exit(code if isinstance(code, int) else 0)

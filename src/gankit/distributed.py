@@ -213,16 +213,18 @@ def main_first() -> Iterator[None]:
     _rank0_verdict(True)
 
 
-def local_batch(global_batch: int, n_ranks: int | None = None) -> int:
-    """Images per process in each step: the global `train.batch_size` split evenly over the ranks."""
+def local_batch(global_batch: int, n_ranks: int | None = None, resumed: bool = False) -> int:
+    """Images per process in each step: the global `train.batch_size` split evenly over the ranks. A resumed run
+    keeps its batch size (another --batch-size is refused as another config), so only process counts are offered."""
     n = world_size() if n_ranks is None else n_ranks
     if global_batch % n:
         sizes = sorted({b for b in (global_batch // n * n, (global_batch // n + 1) * n) if b > 0})
         counts = [str(k) for k in range(1, min(global_batch, 64) + 1) if global_batch % k == 0]
+        nprocs = f"--nproc_per_node {', '.join(counts[:-1]) + ' or ' if len(counts) > 1 else ''}{counts[-1]}"
+        fix = (f"the resumed run keeps its batch size: use {nprocs}" if resumed else
+               f"use --batch-size {' or '.join(map(str, sizes))}, or {nprocs}")
         raise ConfigError(f"train.batch_size {global_batch} (the global batch) is not divisible by the {n} "
-                          f"processes (WORLD_SIZE): use --batch-size {' or '.join(map(str, sizes))}, or "
-                          f"--nproc_per_node {', '.join(counts[:-1]) + ' or ' if len(counts) > 1 else ''}{counts[-1]} "
-                          "(a resumed run keeps its batch size)")
+                          f"processes (WORLD_SIZE): {fix}")
     return global_batch // n
 
 

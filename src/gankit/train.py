@@ -1270,13 +1270,16 @@ class Trainer:
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 
+        t_start = time.perf_counter()
+        elapsed_base = self.elapsed
+        # the lines' clock is this process's own: under DDP `self.elapsed` is the agreed one, behind it between the
+        # iterations where the processes agree (after an epoch end's FID, a line said "0:01 in" and "4 img/s")
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
-                             lambda: (self.progress(), self.elapsed, self._images(), self.writing_seconds))
+                             lambda: (self.progress(), elapsed_base + time.perf_counter() - t_start, self._images(),
+                                      self.writing_seconds))
         interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
-        t_start = time.perf_counter()
-        elapsed_base = self.elapsed
         self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
         progress.reset_epoch(self.epoch, self.cursor % spe)
 
@@ -1552,6 +1555,8 @@ class Trainer:
             return False
         if not last and not self._paced["eval"].due():
             return False
+        if self._stop_requested():  # under DDP the processes train on to the iteration they agree to stop after: the
+            return False  # epoch ends before it would each load Inception again only to leave the evaluation out
         from gankit.metrics import Abandoned
 
         try:
@@ -1686,7 +1691,9 @@ class _InterruptFlag:
                 pass
 
     def _handler(self, sig, frame):
-        if self.hit and sig == signal.SIGINT:
+        if self.hit and sig == signal.SIGINT and distributed.world_size() == 1:
+            # (under torchrun a second one is the first again: a launcher that signals every process of the job, as
+            # Slurm's scancel does, and torchrun, which passes it on; a second Ctrl-C reaches torchrun only)
             self.forced = True
             self.exit_code = 128 + signal.SIGINT
             raise KeyboardInterrupt
@@ -1836,7 +1843,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             console.warn(f"model.arch {cfg.model.arch} is unconditional: the labels are not used "
                          "(--set model.arch=acgan trains a model conditioned on them)")
         resolution = resolution_of(cfg)
-        distributed.local_batch(cfg.train.batch_size)  # fail early, on every rank, if the batch does not split
+        distributed.local_batch(cfg.train.batch_size, resumed=resuming)  # fail early, on every rank, if it does not split
         if cfg.train.sync_batchnorm and distributed.world_size() == 1:
             console.warn("train.sync_batchnorm has no effect in a single process (it shares BatchNorm statistics "
                          "between torchrun's processes): ignored")

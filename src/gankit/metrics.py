@@ -44,6 +44,9 @@ WEIGHTS_FILE = "default_1.pt"
 WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 INPUT_SIZE = 299
 NUM_FEATURES = 2048
+# Input pixels (per channel) made float and resized at once: large images go through a few at a time, not a whole
+# batch (50 images of 3000 x 3000 px are 5.4 GB of floats, to keep 50 x 299 x 299 of them).
+RESIZE_PIXELS = 1 << 24
 # Bump when pre-processing changes what the features are, so cached real features are not reused.
 FEATURES_VERSION = 1
 KID_SUBSETS = 100
@@ -179,16 +182,22 @@ class InceptionFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"expected uint8 images [N, 1 or 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        per = max(1, RESIZE_PIXELS // (images.shape[-2] * images.shape[-1]))
+        x = torch.cat([self._resized(part) for part in images.split(per)]) if len(images) > per else self._resized(images)
+        x = x / 127.5 - 1
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x).float()
+
+    def _resized(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float RGB at 299 x 299 (0-255)."""
         x = images.to(self.device, non_blocking=True)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = x.float()
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=False)
-        x = x / 127.5 - 1
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x).float()
+        return x
 
 
 def load_inception(device: torch.device | str = "cpu", weights: str | Path | None = None,

@@ -422,6 +422,19 @@ def test_folder_resolution_native_when_uniform(tmp_path):
     assert folder_resolution(tmp_path / "linked") == 20
 
 
+def test_a_folder_too_large_to_hold_at_its_own_size_is_read_at_inceptions(tmp_path, monkeypatch, capsys):
+    """300 images of 3000 x 3000 px were read at their own size for FID (8 GB, and as much again in the cache): an
+    OOM kill on a laptop, or an error naming train's options. What would take over half the memory is read at 299."""
+    from gankit import evaluate
+
+    make_image_folder(tmp_path / "big", n=3, size=320)
+    monkeypatch.setattr(evaluate, "physical_memory", lambda: 2 * 3 * 3 * 320 * 320)
+    assert folder_resolution(tmp_path / "big") == 320
+    monkeypatch.setattr(evaluate, "physical_memory", lambda: 2 * 3 * 3 * 320 * 320 - 1)
+    assert folder_resolution(tmp_path / "big") == 299
+    assert "3 images of 320 x 320 px would take" in capsys.readouterr().err
+
+
 def test_fid_command_prints_fid_and_kid(tmp_path, extractor):
     make_image_folder(tmp_path / "a", n=6, size=SIZE)
     make_image_folder(tmp_path / "b", n=6, size=SIZE, classes=("x",))  # other layout, same generator of images

@@ -446,7 +446,8 @@ def fid_by_count(real_feats, fake_feats, counts: list[int]) -> dict:
 
 
 def folder_resolution(root: str | Path) -> int:
-    """The size to read a folder at: its images' own size when they are all one square size, else 299.
+    """The size to read a folder at: its images' own size when they are all one square size (and fit in memory so,
+    `_fits_in_memory`), else 299.
 
     Reading at the native size leaves the only resize to `InceptionFeatures` (bilinear to 299, as
     pytorch-fid does), so `gankit fid` on a folder of generated samples matches pytorch-fid. Folders of
@@ -456,8 +457,8 @@ def folder_resolution(root: str | Path) -> int:
 
     from gankit.data.folder import image_files
 
-    sizes = set()
-    for path in image_files(root):
+    sizes, paths = set(), image_files(root)
+    for path in paths:
         try:
             with Image.open(path) as im:
                 sizes.add(im.size)
@@ -468,7 +469,21 @@ def folder_resolution(root: str | Path) -> int:
     if len(sizes) != 1:
         return INPUT_SIZE
     w, h = sizes.pop()
-    return w if w == h else INPUT_SIZE
+    return w if w == h and _fits_in_memory(root, len(paths), w) else INPUT_SIZE
+
+
+def _fits_in_memory(root: str | Path, n: int, side: int) -> bool:
+    """Whether `n` images of `side` px, read at that size, take at most half this machine's memory (two folders are
+    read); if not (300 images of 3000 px are 8 GB), says that they are read at INPUT_SIZE instead."""
+    from gankit.evaluate import physical_memory
+
+    need, total = n * 3 * side * side, physical_memory()
+    if side <= INPUT_SIZE or not total or 2 * need <= total:
+        return True
+    console.info(f"{root}: {console.count(n, 'image')} of {side} x {side} px would take {need / 2**30:,.1f} GiB of this "
+                 f"machine's {total / 2**30:,.0f} at their own size: reading them at {INPUT_SIZE} px (resized with "
+                 "Lanczos, which antialiases: FID differs a little from pytorch-fid's bilinear resize of the originals)")
+    return False
 
 
 def _run_of(folder: Path) -> Path | None:

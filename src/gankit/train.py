@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 

@@ -77,7 +77,7 @@ BAD = {
     "corrupt.png": "not an image",
     "truncated.png": "truncated",
     "empty.jpg": "empty file",
-    "bomb.png": "too large",
+    "bomb.png": "too large, 900 MP",
     "broken.png": "missing or broken link",
 }
 

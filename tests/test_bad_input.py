@@ -196,9 +196,10 @@ CASES = [
     ("zero-byte-image", train("--data", data(lambda t: folder_with(t, {"a.jpg": b""}))), ["a.jpg", "empty file"]),
     ("one-pixel-image", train("--data", data(lambda t: folder_with(t, {"a.png": png((1, 1))}))), ["a.png", "too small"]),
     ("bomb-image", train("--data", data(lambda t: folder_with(t, {"a.png": png_header_only(30000, 30000)}))),
-     ["a.png", "too large"]),
+     ["a.png", "too large, 900 MP", "larger than Pillow's limit"]),
     ("just-over-pixel-limit", train("--data", data(lambda t: folder_with(
-        t, {"a.png": png_header_only(10000, Image.MAX_IMAGE_PIXELS // 10000 + 1)}))), ["a.png", "too large"]),
+        t, {"a.png": png_header_only(10000, Image.MAX_IMAGE_PIXELS // 10000 + 1)}))),
+     ["a.png", "too large, 89 MP", "larger than Pillow's limit of 89 megapixels", "downscale them"]),
     ("sixteen-bit-images-decoded", train("--data", data(lambda t: folder_with(
         t, {f"{i}.png": sixteen_bit_png() for i in range(3)})), "--batch-size", "8"),
      ["batch_size 8", "3 images", "--batch-size 3"]),

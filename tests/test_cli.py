@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -213,6 +214,30 @@ def test_long_work_off_a_terminal_reports_in_lines(monkeypatch, capsys):
     bar = console.progress(3, "decoding", "images")
     assert isinstance(bar, tqdm)
     bar.close()
+
+
+def test_a_terminal_without_a_width_gets_the_lines_not_a_bar_it_would_not_show(monkeypatch):
+    """A pseudo-terminal nothing gave a size (0 columns: `script` or `docker run -t` from a job) showed no progress at
+    all, decoding, Inception or training: tqdm draws its bar there as nothing, and the plain lines were off."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from tqdm import tqdm
+
+    from gankit import console, train
+
+    master, slave = pty.openpty()  # 0 x 0, as made
+    with os.fdopen(master, "rb", buffering=0), os.fdopen(slave, "w") as terminal:
+        monkeypatch.setattr(console.sys, "stderr", terminal)
+        assert isinstance(console.progress(3, "decoding", "images"), console._Lines)
+        assert train._progress(True, 4, "r", 9, lambda: (0.5, 0.0, 100, 0.0)).lines
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        bar = console.progress(3, "decoding", "images")
+        assert isinstance(bar, tqdm)
+        bar.close()
+        assert not train._progress(True, 4, "r", 9, lambda: (0.5, 0.0, 100, 0.0)).lines
 
 
 def test_off_a_terminal_a_long_epoch_reports_inside_it_too(image_folder, tmp_path, monkeypatch, capsys):

@@ -77,7 +77,7 @@ BAD = {
     "corrupt.png": "not an image",
     "truncated.png": "truncated",
     "empty.jpg": "empty file",
-    "bomb.png": "too large",
+    "bomb.png": "too large, 900 MP",
     "broken.png": "missing or broken link",
 }
 
@@ -783,6 +783,23 @@ def test_a_cache_that_fills_the_disk_only_warns_and_leaves_no_partial_file(tmp_p
     err = capsys.readouterr().err
     assert "could not write the cache" in err and "the disk is full" in err
     assert not list((tmp_path / "cache").iterdir())
+
+
+def test_the_partial_cache_files_of_killed_writes_are_removed_by_a_later_write(tmp_path, csv_folder, capsys):
+    """kill -9 (or the OOM killer) during a cache write left its hidden temporary file, as large as the dataset, in
+    the cache folder for good: a later write removes those untouched for an hour, not those being written now."""
+    from gankit.data import cache
+
+    (tmp_path / "cache").mkdir()
+    old, fresh = tmp_path / "cache" / ".big-64px-0a1b.pt.k9x2mm_q.tmp", tmp_path / "cache" / ".other.pt.zz11yy22.tmp"
+    for path in (old, fresh):
+        path.write_bytes(b"x" * 1000)
+    then = time.time() - cache.ABANDONED_SECONDS - 60
+    os.utime(old, (then, then))
+    load_folder(csv_folder, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert not old.exists() and fresh.exists()
+    assert f"removed 1 partial cache file (0 MiB) that writes stopped by a kill left in {tmp_path / 'cache'}" in \
+        capsys.readouterr().err
 
 
 def test_cache_dir_comes_from_the_environment(tmp_path, csv_folder, monkeypatch):

@@ -112,6 +112,18 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def draws_bars() -> bool:
+    """Whether stderr is a terminal to draw progress bars on. A pseudo-terminal that nothing gave a size (0 columns:
+    `script` or `docker run -t` started from a job, not from a terminal) shows tqdm's bars as nothing at all: it gets
+    the plain lines of a log file."""
+    if not sys.stderr.isatty():
+        return False
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError):  # a terminal that does not say its size: tqdm's own default width
+        return True
+
+
 def progress(total: int, desc: str, unit: str, enabled: bool = True):
     """A progress counter for `total` units of work (`.update(n)`, a context manager): a tqdm bar on a terminal
     (gone when done); into a log file or a pipe, where a bar's redraws would pile up into one endless line, a plain
@@ -120,7 +132,7 @@ def progress(total: int, desc: str, unit: str, enabled: bool = True):
 
     if not enabled or not speaks():
         return tqdm(total=total, disable=True)
-    if not sys.stderr.isatty():
+    if not draws_bars():
         return _Lines(total, desc, unit)
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
 

@@ -44,6 +44,9 @@ WEIGHTS_FILE = "default_1.pt"
 WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 INPUT_SIZE = 299
 NUM_FEATURES = 2048
+# Input pixels (per channel) made float and resized at once: large images go through a few at a time, not a whole
+# batch (50 images of 3000 x 3000 px are 5.4 GB of floats, to keep 50 x 299 x 299 of them).
+RESIZE_PIXELS = 1 << 24
 # Bump when pre-processing changes what the features are, so cached real features are not reused.
 FEATURES_VERSION = 1
 KID_SUBSETS = 100
@@ -179,16 +182,22 @@ class InceptionFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"expected uint8 images [N, 1 or 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        per = max(1, RESIZE_PIXELS // (images.shape[-2] * images.shape[-1]))
+        x = torch.cat([self._resized(part) for part in images.split(per)]) if len(images) > per else self._resized(images)
+        x = x / 127.5 - 1
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x).float()
+
+    def _resized(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float RGB at 299 x 299 (0-255)."""
         x = images.to(self.device, non_blocking=True)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = x.float()
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=False)
-        x = x / 127.5 - 1
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x).float()
+        return x
 
 
 def load_inception(device: torch.device | str = "cpu", weights: str | Path | None = None,
@@ -437,7 +446,8 @@ def fid_by_count(real_feats, fake_feats, counts: list[int]) -> dict:
 
 
 def folder_resolution(root: str | Path) -> int:
-    """The size to read a folder at: its images' own size when they are all one square size, else 299.
+    """The size to read a folder at: its images' own size when they are all one square size (and fit in memory so,
+    `_fits_in_memory`), else 299.
 
     Reading at the native size leaves the only resize to `InceptionFeatures` (bilinear to 299, as
     pytorch-fid does), so `gankit fid` on a folder of generated samples matches pytorch-fid. Folders of
@@ -447,8 +457,8 @@ def folder_resolution(root: str | Path) -> int:
 
     from gankit.data.folder import image_files
 
-    sizes = set()
-    for path in image_files(root):
+    sizes, paths = set(), image_files(root)
+    for path in paths:
         try:
             with Image.open(path) as im:
                 sizes.add(im.size)
@@ -459,7 +469,21 @@ def folder_resolution(root: str | Path) -> int:
     if len(sizes) != 1:
         return INPUT_SIZE
     w, h = sizes.pop()
-    return w if w == h else INPUT_SIZE
+    return w if w == h and _fits_in_memory(root, len(paths), w) else INPUT_SIZE
+
+
+def _fits_in_memory(root: str | Path, n: int, side: int) -> bool:
+    """Whether `n` images of `side` px, read at that size, take at most half this machine's memory (two folders are
+    read); if not (300 images of 3000 px are 8 GB), says that they are read at INPUT_SIZE instead."""
+    from gankit.evaluate import physical_memory
+
+    need, total = n * 3 * side * side, physical_memory()
+    if side <= INPUT_SIZE or not total or 2 * need <= total:
+        return True
+    console.info(f"{root}: {console.count(n, 'image')} of {side} x {side} px would take {need / 2**30:,.1f} GiB of this "
+                 f"machine's {total / 2**30:,.0f} at their own size: reading them at {INPUT_SIZE} px (resized with "
+                 "Lanczos, which antialiases: FID differs a little from pytorch-fid's bilinear resize of the originals)")
+    return False
 
 
 def _run_of(folder: Path) -> Path | None:

@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -1743,7 +1742,7 @@ class _progress:
 
     def __init__(self, enabled: bool, steps_per_epoch: int, name: str, epochs: int | None, status):
         self.enabled, self.spe, self.name, self.bar = enabled and distributed.is_main(), steps_per_epoch, name, None
-        self.lines = self.enabled and not sys.stderr.isatty()
+        self.lines = self.enabled and not console.draws_bars()
         self.of = f"/{epochs}" if epochs else ""
         self.status = status
         self.epoch, self.in_epoch, self.values = 0, 0, {}

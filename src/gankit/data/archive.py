@@ -29,6 +29,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from gankit import runlock
+from gankit import console
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
 from gankit.data.folder import _safe
@@ -84,7 +85,7 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
     target = parent / f"{_safe(stem)}-{key}"
     _remove_abandoned(parent)
     if not _reusable(archive, target):
-        members = _checked_members(archive, os.path.realpath(parent / "check"))
+        members = _checked_members(archive, os.path.realpath(parent / "check"), progress)
         _check_space(archive, parent, sum(size for _, size in members))
         if progress:
             info(f"extracting {count(len(members), 'file')} of '{archive.name}' to {target}")
@@ -92,7 +93,8 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
         tmp = Path(tempfile.mkdtemp(prefix=f".{_safe(stem)}-", dir=parent))
         try:
             with runlock.hold(tmp, "--data"):  # (made just now: no other process holds it)
-                _extract(archive, tmp / stem)
+                with console.progress(len(members), f"extracting {archive.name}", "files", progress) as bar:
+                    _extract(archive, tmp / stem, bar)
                 _write_manifest(tmp)
                 os.rename(tmp, target)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
@@ -189,8 +191,9 @@ def _data_root(root: Path) -> Path:
     return root
 
 
-def _checked_members(archive: Path, dest: str) -> list[tuple[str, int]]:
-    """(name, size) of every member, after checking that each one would stay inside `dest`."""
+def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[tuple[str, int]]:
+    """(name, size) of every member, after checking that each one would stay inside `dest`. A tar is read whole
+    for it (decompressed: minutes for gigabytes), with a progress bar over its MiB when `progress`."""
     try:
         if archive.name.lower().endswith(ZIP_SUFFIXES):
             with zipfile.ZipFile(archive) as zf:
@@ -198,7 +201,9 @@ def _checked_members(archive: Path, dest: str) -> list[tuple[str, int]]:
         if not hasattr(tarfile, "data_filter"):
             raise DataError(f"this Python ({'.'.join(map(str, sys.version_info[:3]))}) lacks tarfile's safe "
                             f"extraction filter: upgrade Python, or unpack '{archive}' yourself and pass the folder")
-        with tarfile.open(archive) as tf:
+        size = archive.stat().st_size
+        with open(archive, "rb") as f, console.progress(-(-size >> 20), f"checking {archive.name}", "MiB",
+                                                        progress) as bar, tarfile.open(fileobj=_Read(f, bar)) as tf:
             out = []
             for m in tf.getmembers():
                 reason = _escape_reason(m.name)  # the data filter would quietly strip a leading '/'
@@ -300,14 +305,40 @@ def _check_space(archive: Path, parent: Path, needed: int) -> None:
                         f"{free / 2**30:.1f} GiB free: free some space, or set GANKIT_CACHE_DIR to a larger disk")
 
 
-def _extract(archive: Path, dest: Path) -> None:
+def _extract(archive: Path, dest: Path, bar) -> None:
+    """Extract every member into `dest`, counting them on `bar`."""
     dest.mkdir(parents=True)
     if archive.name.lower().endswith(ZIP_SUFFIXES):
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             for m in members:  # already checked with '\\' read as '/' (zipfile reads a member by its orig_filename)
                 m.filename = _zip_name(m)
-            zf.extractall(dest, members)
+            zf.extractall(dest, _counted(members, bar))
     else:
         with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
+            tf.extractall(dest, _counted(tf, bar), filter="data")
+
+
+def _counted(members, bar):
+    """`members`, each counted on `bar` once extracted (when the next one is asked for)."""
+    for m in members:
+        yield m
+        bar.update()
+
+
+class _Read:
+    """A file read through, the MiB read so far counted on a progress bar."""
+
+    def __init__(self, f, bar):
+        self._f, self._bar, self._counted = f, bar, 0
+
+    def read(self, *args):
+        data = self._f.read(*args)
+        mib = self._f.tell() >> 20
+        if mib > self._counted:
+            self._bar.update(mib - self._counted)
+            self._counted = mib
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)

@@ -20,6 +20,9 @@ from gankit.console import warn
 from gankit.errors import RunError
 
 ENV_VAR = "GANKIT_CACHE_DIR"
+# A write's temporary file ('.NAME.XXXXXXXX.tmp') untouched for this long was left by a process that a kill -9 or the
+# system's OOM killer stopped while writing it (Ctrl-C removes its own): as large as the cache it was to become.
+ABANDONED_SECONDS = 3600
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -56,10 +59,33 @@ def read(path: Path, key: str) -> dict[str, Any] | None:
 
 def write(path: Path, payload: dict[str, Any], again: str = "the data will be decoded again next time") -> bool:
     """Save `payload` to `path` atomically; on failure (read-only, disk full, also half way through torch.save) warn,
-    saying what `again` costs, and return False."""
+    saying what `again` costs, and return False. First removes the partial files of writes that a kill cut short."""
+    _remove_abandoned(path.parent)
     try:
         _atomic_write(path, lambda f: torch.save(payload, f), what="the cache ")
         return True
     except RunError as exc:
         warn(f"{exc}; {again}")
         return False
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Delete the temporary files in `folder` that writes stopped by a kill left (`ABANDONED_SECONDS`): nothing
+    else would ever remove them. (Other processes may be writing theirs: those are recent.)"""
+    import time
+
+    from gankit.console import count, info
+
+    removed, size, now = [], 0, time.time()
+    for path in folder.glob(".*.pt.*.tmp") if folder.is_dir() else ():  # _atomic_write's names for caches
+        try:
+            st = path.stat()
+            if now - st.st_mtime > ABANDONED_SECONDS:
+                path.unlink()
+                removed.append(path.name)
+                size += st.st_size
+        except OSError:
+            continue
+    if removed:
+        info(f"removed {count(len(removed), 'partial cache file')} ({size / 2**20:,.0f} MiB) that writes stopped by a "
+             f"kill left in {folder}")

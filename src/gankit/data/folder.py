@@ -16,6 +16,7 @@ import errno
 import functools
 import io
 import os
+import re
 import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -400,8 +401,9 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
             return np.array(_fit(_to_rgb(_to_srgb(im)), resolution), dtype=np.uint8)
     except _Skip:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _Skip("too large") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's limit, checked on opening
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _Skip(f"too large, {int(pixels[1]) / 1e6:,.0f} MP" if pixels else "too large") from None
     except UnidentifiedImageError:
         raise _Skip("not an image") from None
     except FileNotFoundError:
@@ -744,6 +746,11 @@ def _none_usable_message(where: str, skipped: list[tuple[str, str]], resolution:
         return (f"{which} {where} {'is' if len(skipped) == 1 else 'are'} smaller than {MIN_IMAGE_SIDE} px "
                 f"({_name_list(skipped)}): gankit needs images at least {MIN_IMAGE_SIDE} px on each side; "
                 f"upscale them (e.g. to {max(resolution, MIN_IMAGE_SIDE)} px) or use larger ones")
+    if all(why.startswith("too large") for _, why in skipped):
+        which = "the only image in" if len(skipped) == 1 else f"all {len(skipped)} images in"
+        return (f"{which} {where} {'is' if len(skipped) == 1 else 'are'} larger than Pillow's limit of "
+                f"{Image.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels, a guard against decompression bombs "
+                f"({_name_list(skipped)}): downscale them (e.g. to {max(resolution, 4096)} px a side)")
     return (f"none of the {len(skipped)} image files in {where} could be decoded "
             f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
 

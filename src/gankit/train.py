@@ -1801,7 +1801,9 @@ class _progress:
         self._mark, self._last_wall = (elapsed, images, writing), time.monotonic()
         shown = "".join(f"{k} {values[k]:.3g}, " for k in ("d_loss", "g_loss") if k in values)
         training = (elapsed - since_t) - (writing - since_writing)  # img/s of training, not of the epoch ends' writings
-        speed = f"{(images - since_images) / training:.0f} img/s; " if training > 0 else ""
+        # (none when no image was trained since the last line: the line of an epoch that a budget ended right after
+        # one inside it; the lines' own clock went on meanwhile, so it said "0 img/s")
+        speed = f"{(images - since_images) / training:.0f} img/s; " if training > 0 and images > since_images else ""
         left = f", about {console.clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
         console.info(f"{self.name} {where}: {shown}{speed}{console.clock(elapsed)} in, {done:.0%} done{left}")
 

@@ -600,6 +600,26 @@ def test_a_lost_peer_points_at_torchruns_summary_only_when_torchrun_gives_one(tm
     assert code == 1 and err.strip().endswith(said), err
 
 
+@pytest.mark.parametrize("rank, local_rank, claimed, says", [
+    ("1", "1", True, True),  # process 0, which speaks, was killed: the process that claimed the line says it
+    ("0", "0", False, False),  # another process claimed it first (or stopped on an error of its own, which it said)
+    ("0", "0", None, True), ("1", "1", None, False)])  # no claim (no store): the first process of the machine
+def test_a_lost_peer_is_said_by_the_process_that_claimed_the_line(tmp_path, monkeypatch, capsys, rank, local_rank,
+                                                                  claimed, says):
+    """`kill -9` of process 0 under torchrun: the process left, not the first of its machine, said nothing (the first,
+    which speaks, was the one killed), and only torchrun's summary told that process 0 had died."""
+    from gankit import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setattr(distributed, "_says_the_loss", claimed)
+    code, err = _train_raising(RuntimeError("Read error [127.0.0.1]:1941: Connection reset by peer"), tmp_path,
+                               monkeypatch, capsys)
+    assert code == 1
+    assert err.startswith("error: another process of this torchrun launch stopped") if says else err == ""
+
+
 @pytest.mark.parametrize("rank, local_rank", [("0", "0"), ("1", "1"), ("1", "0")])
 def test_a_bad_command_line_under_torchrun_is_said_once_per_machine(monkeypatch, tmp_path, capsys, rank, local_rank):
     """Every torchrun process gets the same command line, so a usage error is printed by the first one only, and

@@ -243,6 +243,37 @@ def test_each_machine_reads_its_own_copy_of_the_images_and_the_copies_must_match
     assert not (machines[0] / "run2" / "checkpoints").exists()
 
 
+def _sigkill_mid_run(agents: list[subprocess.Popen], metrics: Path, rank: int) -> bool:
+    """SIGKILL the process of `rank` (a child of one of torchrun's `agents`) once the run's `metrics` show 5 epoch
+    ends (last.pt is written); False when the run ended (or 120 s went by) first."""
+    import time
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and all(a.poll() is None for a in agents):
+        time.sleep(0.05)
+        if metrics.is_file() and metrics.read_text().count('"kind": "epoch"') >= 5:  # epochs ended: last.pt is written
+            for agent in agents:
+                for pid in subprocess.run(["ps", "-o", "pid=", "--ppid", str(agent.pid)], capture_output=True,
+                                          text=True).stdout.split():
+                    with contextlib.suppress(OSError):
+                        if f"\0RANK={rank}\0".encode() in b"\0" + Path(f"/proc/{pid}/environ").read_bytes():
+                            os.kill(int(pid), signal.SIGKILL)
+                            return True
+    return False
+
+
+def _stderr_at_the_end(agents: list[subprocess.Popen]) -> str:
+    """What torchrun's `agents` (each started in a session of its own) and their processes wrote on stderr, once they
+    ended; a run that hangs is killed, torchrun and its processes."""
+    try:
+        outs = [a.communicate(timeout=150) for a in agents]
+    finally:
+        for a in agents:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(a.pid, signal.SIGKILL)
+    return "".join(e for _, e in outs)
+
+
 @pytest.mark.slow
 def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(tmp_path):
     """Two torchrun "machines" (`--nnodes 2`, c10d rendezvous, `--max-restarts 1`, one process each, one folder):
@@ -250,8 +281,6 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
     its own process for the new rendezvous (keeping its restart count, so the counts of the two machines differ);
     the new processes meet on keys of their own in the store (the dead ones' would refuse the connection), resume
     from last.pt, and the run ends with the weights of one uninterrupted process on the global batch."""
-    import time
-
     images, cache = tmp_path / "images", tmp_path / "cache"
     make_image_folder(images)
     layers = _layers(images, cache)
@@ -265,26 +294,9 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # (a group of its own, to kill with its processes)
               for _ in range(2)]
-    metrics, killed = tmp_path / "run" / "metrics.jsonl", None
-    deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline and all(a.poll() is None for a in agents):
-        time.sleep(0.05)
-        if metrics.is_file() and metrics.read_text().count('"kind": "epoch"') >= 5:  # epochs ended: last.pt is written
-            for agent in agents:
-                for pid in subprocess.run(["ps", "-o", "pid=", "--ppid", str(agent.pid)], capture_output=True,
-                                          text=True).stdout.split():
-                    with contextlib.suppress(OSError):
-                        if b"\0RANK=1\0" in b"\0" + Path(f"/proc/{pid}/environ").read_bytes():
-                            os.kill(int(pid), signal.SIGKILL)
-                            killed = int(pid)
-    try:
-        outs = [a.communicate(timeout=150) for a in agents]
-    finally:  # a run that hangs: torchrun and its processes
-        for a in agents:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(a.pid, signal.SIGKILL)
-    err = "".join(e for _, e in outs)
-    assert killed is not None, "the run ended before process 1 could be killed: make it longer"
+    killed = _sigkill_mid_run(agents, tmp_path / "run" / "metrics.jsonl", rank=1)
+    err = _stderr_at_the_end(agents)
+    assert killed, "the run ended before process 1 could be killed: make it longer"
     assert [a.returncode for a in agents] == [0, 0], err[-3000:]
     assert "torchrun now restarts the processes (--max-restarts), which resume from the last checkpoint" in err
     assert "resuming from iteration" in err and "internal error" not in err, err[-3000:]
@@ -294,6 +306,49 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
     for net in ("G", "D"):
         for k in single[net]:
             torch.testing.assert_close(ddp[net][k], single[net][k], rtol=0, atol=1e-5, msg=f"{net} {k}")
+
+
+@pytest.mark.slow
+def test_process_0_killed_mid_run_is_said_in_one_line_by_the_process_left(tmp_path):
+    """`kill -9` of process 0, the one that speaks: the process left loses its peer and says so in one line, with how
+    to resume, before torchrun's SIGTERM stops it. It said nothing (only the first process of a machine spoke) and
+    died of that SIGTERM: torchrun's summary alone told that process 0 had been killed."""
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    make_image_folder(images)
+    layers = _layers(images, cache)
+    layers[0]["train"]["epochs"] = 50  # 200 iterations
+    layers[0]["log"]["every"] = 4
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-port",
+                              str(_free_port()), "-m", "gankit", "train", "--config", str(tmp_path / "c.yaml"),
+                              "--run-dir", "run"], cwd=tmp_path, env=_torchrun_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    killed = _sigkill_mid_run([agent], tmp_path / "run" / "metrics.jsonl", rank=0)
+    err = _stderr_at_the_end([agent])
+    assert killed, "the run ended before process 0 could be killed: make it longer"
+    assert agent.returncode == 1
+    assert [line for line in err.splitlines() if "error:" in line] == [
+        "error: another process of this torchrun launch stopped (killed, or by an error it printed above or, on another "
+        "machine, there; torchrun's summary is below); the same command resumes from the last checkpoint"], err[-3000:]
+
+
+def test_one_process_of_each_machine_says_that_a_process_was_lost(monkeypatch):
+    """The processes leaving the group on an error claim the line in the store: the first of each machine says it
+    (a process that stops on an error of its own claims it before its peers lose it); the others, which lose a
+    peer, ignore torchrun's SIGTERM until they have stopped."""
+    store, before = torch.distributed.HashStore(), signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(distributed, "_says_the_loss", None)
+    assert distributed.says_the_loss()  # no claim (the store out of reach): the first process of the machine says it
+    said = []
+    try:
+        for machine, lost in (("0", False), ("0", True), ("1", True)):
+            monkeypatch.setenv("GROUP_RANK", machine)
+            distributed._claim_the_line(store, lost)
+            said.append((distributed.says_the_loss(), signal.getsignal(signal.SIGTERM) == signal.SIG_IGN))
+            signal.signal(signal.SIGTERM, before)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert said == [(True, False), (False, True), (True, True)]
 
 
 def test_ctrl_c_to_torchrun_stops_every_process_within_its_grace_period_and_saves(tmp_path):

@@ -487,8 +487,8 @@ def _sigterm_stops_the_command():
     try:
         yield
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        if old is not None and signal.getsignal(signal.SIGTERM) is stop:  # (not a SIGTERM ignored since: a process
+            signal.signal(signal.SIGTERM, old)  # that lost a peer says so before torchrun's SIGTERM can kill it)
 
 
 @contextlib.contextmanager
@@ -544,14 +544,18 @@ def main(argv: list[str] | None = None) -> None:
         if memory:  # the machine's limit, not a bug: say which and what lowers the need
             _fail(f"{memory}: use a smaller --batch-size or --resolution (or model.ngf / model.ndf), or free the "
                   "memory other programs hold; a training run resumes from its last checkpoint", 2)
-        if _lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
+        from gankit import distributed
+
+        if distributed.lost_a_peer(e):  # torchrun: another process stopped (rank 0 on a full disk...) and said why
+            if not distributed.says_the_loss():  # one line per machine, also when its first process is the lost one
+                sys.exit(1)
             restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) - \
                 int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
             # torchrun's summary of the failed processes comes only when it does not restart them
             then = ("); torchrun now restarts the processes (--max-restarts), which resume" if restarts_left > 0 else
                     "; torchrun's summary is below); the same command resumes")
             _fail("another process of this torchrun launch stopped (killed, or by an error it printed above or, on "
-                  f"another machine, there{then} from the last checkpoint", 1, every_process=False)
+                  f"another machine, there{then} from the last checkpoint", 1)
         _fail(f"internal error ({type(e).__name__}: {_one_line(str(e))}); the full traceback is in "
               f"{_write_traceback(argv)} - please include that file when you report it", 1)
     sys.exit(code if isinstance(code, int) else 0)
@@ -572,20 +576,6 @@ def _out_of_memory(e: BaseException) -> str | None:
         tried = re.search(r"you tried to allocate (\d+) bytes", text)
         return "this machine ran out of memory" + (f" (tried to allocate {int(tried[1]) / 2**30:.2f} GiB)" if tried else "")
     return None
-
-
-def _lost_a_peer(e: Exception) -> bool:
-    """Whether `e` is a collective that failed because another torchrun process went away: not a bug of this
-    process, and that process's own error says what happened."""
-    from gankit import distributed
-
-    if not distributed.launched():
-        return False
-    import torch
-
-    network_error = getattr(torch.distributed, "DistNetworkError", ())
-    return isinstance(e, network_error) or any(
-        s in str(e) for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
 
 
 def _one_line(text: str) -> str:

@@ -22,12 +22,13 @@ import datetime
 import functools
 import inspect
 import os
+import signal
 from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch import nn
 
-from gankit import threads
+from gankit import console, threads
 from gankit.errors import ConfigError, GankitError
 
 # Rank 0 alone writes samples and computes FID while the others wait in their next collective.
@@ -99,11 +100,60 @@ def process_group(device: torch.device) -> Iterator[None]:
     except RuntimeError as e:  # DistNetworkError, gloo's and NCCL's connection failures
         raise GankitError(f"torchrun's processes could not connect ({str(e).splitlines()[0][:200]}): check that every "
                           "machine reaches the others at the address and port given to torchrun") from None
+    global _says_the_loss
+    _says_the_loss = None
     try:
         yield
         barrier()  # every rank is done before any tears down (a rank that fails is stopped by torchrun)
+    except BaseException as e:
+        lost = lost_a_peer(e)
+        if lost or console.speaks_on_its_machine():  # (a process that says its own error, or one that lost a peer)
+            _claim_the_line(store, lost)
+        raise
     finally:
         torch.distributed.destroy_process_group()
+
+
+# Whether this process says its machine's line about a lost process (`says_the_loss`); None: it claimed none
+_says_the_loss: bool | None = None
+_CLAIM_TIMEOUT = datetime.timedelta(seconds=10)  # (a store on a machine that crashed: the first of each machine says it)
+
+
+def _claim_the_line(store, lost: bool) -> None:
+    """Claim, in torchrun's store (the launcher's: it outlives every process), the one line this machine's processes
+    say when the launch stops: the first claim of a machine says it (`says_the_loss`).
+
+    A process that stops on an error of its own, which it prints, claims before it leaves the group (only then do the
+    others' collectives fail), so those that lose it as a peer add nothing to its error. Of the processes that lose
+    a peer killed without a word, the first says it: also when the dead one was the process that speaks (`kill -9`,
+    the out-of-memory killer). Then torchrun's SIGTERM to the survivors (it stops them once one failed) is ignored:
+    the process is stopping, and the SIGTERM killed it before it said the line."""
+    global _says_the_loss
+    try:
+        store.set_timeout(_CLAIM_TIMEOUT)
+        _says_the_loss = store.add(f"lost/{os.environ.get('GROUP_RANK', '0')}", 1) == 1
+    except RuntimeError:  # (the store's machine is gone)
+        return
+    if lost:
+        with contextlib.suppress(ValueError):  # (not the main thread)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def says_the_loss() -> bool:
+    """Whether this process says that another process of the launch stopped (`lost_a_peer`): the first that claimed
+    the line on its machine (`_claim_the_line`), else (no claim: out of the process group, a store out of reach) the
+    first process of the machine."""
+    return console.speaks_on_its_machine() if _says_the_loss is None else _says_the_loss
+
+
+def lost_a_peer(e: BaseException) -> bool:
+    """Whether `e` is a collective that failed because another torchrun process went away: not a bug of this
+    process, and that process's own error says what happened."""
+    if not launched():
+        return False
+    network_error = getattr(torch.distributed, "DistNetworkError", ())
+    return isinstance(e, network_error) or any(
+        s in str(e) for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
 
 
 def _launch_token(store, rank_: int, size: int) -> str:

@@ -371,6 +371,12 @@ CASES = [
     ("sample-text-file", sample(lambda t: _write(t / "notes.txt", "hello")), ["notes.txt", "not a checkpoint"]),
     ("fid-batch-size-zero", lambda t, mp: ["fid", str(images(t)), str(images(t, name="b")), "--batch-size", "0",
                                            "--device", "cpu"], ["--batch-size", "at least 1"]),
+    # it said "run folder not found: X", with no fix and no word of the run beside it (as sample and train say)
+    ("compare-a-misspelt-run", lambda t, mp: ["compare", str(run_with_config(t).rename(t / "pokemon_64px")
+                                                         .with_name("pokemn_64px")), str(t / "pokemon_64px")],
+     ["run folder '", "/pokemn_64px' does not exist: did you mean '", "/pokemon_64px'?"]),
+    ("compare-a-missing-run", lambda t, mp: ["compare", str(t / "nope")],
+     ["run folder '", "/nope' does not exist: pass a folder made by `gankit train`"]),
     ("compare-out-is-a-folder", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(_mkdir(t / "out"))],
      ["-o", "is a folder", "report.html"]),
     ("compare-out-not-writable", lambda t, mp: ["compare", str(_write(_mkdir(t / "r") / "config.yaml", "name: r").parent),

@@ -224,11 +224,9 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
     """(file, *`_file_generator`) of a run folder: its generator.safetensors, else (missing or unreadable) its
     newest usable checkpoint, which holds the same generator."""
     if not run.is_dir():
-        from gankit.train import _run_named_like
+        from gankit.train import missing_run
 
-        near = _run_named_like(run)  # a typo
-        fix = f"did you mean '{near}'?" if near else "pass a folder made by `gankit train`"
-        raise RunError(f"run folder '{run}' does not exist: {fix}")
+        raise missing_run(run)
     exported, damaged = run / GENERATOR_FILE, None
     if exported.exists():
         try:

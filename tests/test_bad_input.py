@@ -318,6 +318,12 @@ CASES = [
     ("sample-metadata-not-json", sample(lambda t: _safetensors(t, "{not json")), ["g.safetensors", "no gankit config"]),
     ("sample-weights-do-not-fit", sample(lambda t: _safetensors(t, json.dumps(to_dict(tiny_cfg(ngf=16))))),
      ["g.safetensors", "do not fit", "size mismatch"]),
+    # "checkpoint 'nope.pt' not found", with no word of what to pass
+    ("sample-checkpoint-not-found", sample(run_with_generator, "--checkpoint", "nope.pt"),
+     ["checkpoint 'nope.pt' not found: pass a checkpoint file (e.g. ", "/run/generator.safetensors"]),
+    ("evaluate-checkpoint-named-in-the-run", lambda t, mp: ["evaluate", str(_checkpoints(t).parent.parent), "-n", "2",
+                                                           "--checkpoint", "last.pt", "--device", "cpu", *_no_inception(mp)],
+     ["checkpoint 'last.pt' not found: did you mean --checkpoint ", "/run/checkpoints/last.pt?"]),
     ("sample-checkpoint-is-a-folder", sample(run_with_generator, "--checkpoint", lambda t: _mkdir(t / "other")),
      ["other", "is a folder", "last.pt"]),
     ("sample-checkpoint-is-the-checkpoints-folder", sample(run_with_generator, "--checkpoint",

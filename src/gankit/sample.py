@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
+from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint, missing_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.console import count, short_list, warn
 from gankit.data.folder import _fold
@@ -182,6 +182,8 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
         checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)
     else:
         checkpoint = Path(checkpoint)
+        if not checkpoint.exists() and run.is_dir():  # (a name given relative to the run folder: say what it holds)
+            raise missing_checkpoint(checkpoint, run)
         weights, cfg, class_names, ema = _file_generator(checkpoint)
         if run.is_dir() and (other_run := _other_run(run, cfg)):
             warn(f"checkpoint '{checkpoint}' is not of run '{run}': its config differs in "

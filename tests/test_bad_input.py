@@ -388,6 +388,11 @@ CASES = [
     ("compare-out-not-writable", lambda t, mp: ["compare", str(_write(_mkdir(t / "r") / "config.yaml", "name: r").parent),
                                                 "-o", "/proc/gankit-r.html"],
      ["'/proc/gankit-r.html'"]),
+    # a notes file given by mistake was overwritten with the page, without a word
+    ("compare-out-not-html", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(_write(t / "notes.txt", "x"))],
+     ["-o '", "notes.txt' is not an HTML file name: end it in .html, e.g. -o ", "/notes.html"]),
+    ("compare-out-without-extension", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(t / "report")],
+     ["-o '", "report' is not an HTML file name", "/report.html"]),
     ("compare-out-ends-in-a-slash", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(t / "new") + "/"],
      ["-o", "is a folder", "new/report.html"]),
     pytest.param("sample-unknown-label", sample(run_with_generator, "--label", "dragon"), ["dragon", "label"],

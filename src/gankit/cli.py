@@ -432,6 +432,9 @@ def compare(
     page = Path(out).expanduser()
     if page.is_dir() or out.endswith(("/", os.sep)):  # a Path forgets the slash: `-o new/` wrote a file named `new`
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
+    if page.suffix.lower() not in (".html", ".htm"):  # -o notes.txt was overwritten with the page, without a word
+        raise GankitError(f"-o '{out}' is not an HTML file name: end it in .html, e.g. -o {page.with_suffix('.html')} "
+                          "(the page is written there, replacing a file of that name)")
     path = write_compare_report(list(runs), page)
     typer.echo(f"wrote {path}")
 

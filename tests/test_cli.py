@@ -510,3 +510,24 @@ def test_the_done_line_says_how_long_the_command_took(image_folder, tmp_path, ca
     assert done.value.code == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(rf"done: {re.escape(str(tmp_path / 'r'))} in 0:\d\d  \(samples in .*", line), line
+
+
+def test_every_config_key_a_flag_sets_is_named_by_that_flag_in_errors(monkeypatch, tmp_path):
+    """`gankit train --epochs -1` said "train.epochs must be > 0": config errors name the flag typed (cli._flag_of),
+    which must be an option of the command for every key its flags set."""
+    import typer
+
+    import gankit.train
+    from gankit.cli import _flag_of, app, main
+    from gankit.config import flatten
+
+    given = []
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: given.append(layers[-1]) or tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--data", "d", "-r", "32", "-e", "2", "-b", "8", "--labels", "folders", "--label-column", "c",
+              "--device", "cpu", "--precision", "fp32", "--threads", "1", "--max-steps", "3", "--minutes", "1",
+              "--seed", "1", "--deterministic", "--no-progress"])
+    assert done.value.code == 0
+    options = {o for p in typer.main.get_command(app).commands["train"].params for o in p.opts}
+    keys = flatten(given[0])
+    assert len(keys) == 14 and {_flag_of(k) for k in keys} <= options

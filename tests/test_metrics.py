@@ -500,6 +500,47 @@ def test_fid_of_a_one_image_folder_is_refused_before_inception_runs(tmp_path, mo
         gankit.metrics.fid_folders(tmp_path / "a", tmp_path / "b", progress=False)
 
 
+@pytest.mark.parametrize("second, said", [
+    (lambda t: make_image_folder(t / "b", n=0) or t / "b", "is empty"),
+    (lambda t: make_image_folder(t / "b", n=1) or t / "b", "holds 1 usable image: FID/KID need at least 2"),
+    (lambda t: (t / "b.zip").write_text("PK not a zip") and t / "b.zip", "damaged"),
+    (lambda t: shutil.make_archive(str(t / "b"), "zip", _mkdir(t / "notes")), "holds no image files"),
+])
+def test_fid_checks_both_sides_before_decoding_either(tmp_path, monkeypatch, second, said):
+    """`gankit fid BIG b` decoded every image of BIG (minutes) before it said that b, an empty folder, a folder of
+    one image or a damaged archive, could not be compared."""
+    import gankit.data.folder
+
+    make_image_folder(tmp_path / "a", n=4)
+    b = second(tmp_path)
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("a side was decoded before the other was checked")
+
+    monkeypatch.setattr(gankit.data.folder, "_decode_folder", decoded)
+    with pytest.raises(DataError, match=said):
+        metrics.fid_folders(tmp_path / "a", b, progress=False)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    (path / "notes.txt").write_text("x")
+    return path
+
+
+def test_fid_of_a_set_with_itself_says_what_to_expect(tmp_path, monkeypatch, capsys):
+    """`gankit fid d d` (a sanity check of the measure) printed FID 0.000 and a negative KID without a word."""
+    make_image_folder(tmp_path / "a", n=4)
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    make_image_folder(tmp_path / "b", n=4, size=20)
+    monkeypatch.setattr(metrics, "load_inception", lambda *a: None)
+    monkeypatch.setattr(metrics, "real_features", lambda key, images, *a, **k: images.flatten(1)[:, :64].double())
+    for other, same in (("a", True), ("copy", True), ("b", False)):
+        metrics.fid_folders(tmp_path / "a", tmp_path / other, progress=False)
+        err = capsys.readouterr().err
+        assert ("both sides are the same 4 images: FID ~0 and KID ~0 or below" in err) == same, err
+
+
 def test_fid_refuses_a_run_folder_and_its_grids_in_one_line(tmp_path, monkeypatch):
     """`gankit fid REAL RUN` measured the run's sample grids, plots and evolution.gif as its "images" (8 of them, one
     meaningless FID): a run folder, or its samples/ or plots/, is refused before anything is read, pointing at

@@ -211,11 +211,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if path.is_dir():
         raise RunError(f"checkpoint '{path}' is a folder: pass a checkpoint file ({files_in(path)})")
     if not path.is_file():
-        there = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
-        hint = f": that folder holds {', '.join(there)}" if there else ""
-        if path.name == BEST:
-            hint += f" ({BEST} is written only when FID is measured during training: --set eval.every=N)"
-        raise RunError(f"checkpoint '{path}' not found{hint}")
+        raise missing_checkpoint(path)
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; the error below says it all
             warnings.simplefilter("ignore")
@@ -234,6 +230,19 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if stored is not None and stored != state_digest(state):
         raise RunError(f"checkpoint '{path}' is corrupt: its content does not match the sha256 stored in it")
     return state
+
+
+def missing_checkpoint(path: Path, run: Path | None = None) -> RunError:
+    """The error for a checkpoint `path` that is not there, saying what is: the file of that name in the run folder
+    `run` (when given) or its checkpoints/ (a name given relative to them), else the checkpoints of its own folder,
+    else those of `run`."""
+    near = [p for p in (run / path, run / CHECKPOINTS_DIR / path.name) if p.is_file()] if run is not None else []
+    there = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+    hint = (f": did you mean --checkpoint {near[0]}?" if near else f": that folder holds {', '.join(there)}" if there
+            else f": pass a checkpoint file ({files_in(run)})" if run is not None else "")
+    if path.name == BEST and not near:
+        hint += f"; {BEST} is written only when FID is measured during training (--set eval.every=N)"
+    return RunError(f"checkpoint '{path}' not found{hint}")
 
 
 def files_in(folder: Path) -> str:

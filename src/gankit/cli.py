@@ -122,6 +122,32 @@ def _flags_layer(**flags) -> dict:
     return layer
 
 
+# The flag that sets a config key, where it is not --KEY (the key's last part, dashed: --batch-size, train.batch_size)
+FLAG_OF_KEY = {"data.path": "--data", "log.progress": "--no-progress"}
+
+
+def _flag_of(key: str) -> str:
+    return FLAG_OF_KEY.get(key, "--" + key.split(".")[-1].replace("_", "-"))
+
+
+@contextlib.contextmanager
+def _naming_flags(flags: dict):
+    """A config error about a key that a flag set (`flags`: the `_flags_layer`) names that flag, as the user typed it,
+    before the key: `--epochs (train.epochs) must be > 0`, unless it names the flag already; one about a key set with
+    --set or --config keeps the key alone."""
+    from gankit.config import flatten
+    from gankit.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as e:
+        said = str(e)
+        key = next((k for k in flatten(flags) if said.startswith(f"{k} ") and _flag_of(k) not in said), None)
+        if key is None:
+            raise
+        raise ConfigError(f"{_flag_of(key)} ({key}){said[len(key):]}") from None
+
+
 def _path(value: str | Path) -> Path:
     """A path given on the command line; an empty one (`--run ""`, a variable that was not set) would name the
     current folder, so it is refused. A leading `~` is the home folder, as for --data: the shell leaves it as it is in
@@ -179,7 +205,8 @@ def train(
                      train__deterministic=True if deterministic else None,
                      log__progress=False if no_progress else None),
     ]
-    run_path = run_training(layers, run)
+    with _naming_flags(layers[-1]):
+        run_path = run_training(layers, run)
     from gankit.distributed import is_main
 
     if is_main():  # under torchrun, one line for all processes
@@ -210,7 +237,8 @@ def sanity(
     # a recipe's epochs are a real run's (300...): the test's 50 replace them; --set, then the flags, win over both
     layers = [read_yaml(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
               _flags_layer(data__resolution=resolution, train__epochs=epochs, log__progress=False if no_progress else None)]
-    r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs)
+    with _naming_flags(layers[-1]):
+        r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs)
     before = ", ".join(f"{v:.3f}" for v in r.mae_before)
     after = ", ".join(f"{v:.3f}" for v in r.mae_after)
     verdict = "PASS" if r.passed else "FAIL"
@@ -432,6 +460,9 @@ def compare(
     page = Path(out).expanduser()
     if page.is_dir() or out.endswith(("/", os.sep)):  # a Path forgets the slash: `-o new/` wrote a file named `new`
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
+    if page.suffix.lower() not in (".html", ".htm"):  # -o notes.txt was overwritten with the page, without a word
+        raise GankitError(f"-o '{out}' is not an HTML file name: end it in .html, e.g. -o {page.with_suffix('.html')} "
+                          "(the page is written there, replacing a file of that name)")
     path = write_compare_report(list(runs), page)
     typer.echo(f"wrote {path}")
 

@@ -486,6 +486,25 @@ def _fits_in_memory(root: str | Path, n: int, side: int) -> bool:
     return False
 
 
+def _refuse_too_few(root: str | Path, folder: str | Path, packed: bool) -> None:
+    """Refuse a side of `fid_folders` (`root`, read from `folder`) that lists fewer than 2 image files, before
+    either side is decoded."""
+    from gankit.data import archive_errors, load_folder
+    from gankit.data.folder import image_files
+
+    found = len(image_files(folder))
+    if not found:  # the loader finds none either, and says what the folder holds instead, before decoding anything
+        with archive_errors(root) if packed else contextlib.nullcontext():
+            load_folder(folder, INPUT_SIZE, progress=False)
+    if found < 2:
+        raise _too_few(root, found)
+
+
+def _too_few(root: str | Path, n: int) -> DataError:
+    """Why a side of `fid_folders` holding `n` images (under 2) cannot be compared."""
+    return DataError(f"'{root}' holds {n} usable image: FID/KID need at least 2 on each side")
+
+
 def _run_of(folder: Path) -> Path | None:
     """The gankit run `folder` is, or whose sample grids or plots it holds (`samples/`, `plots/`), else None: what
     training writes there are grids of many images, plots and a GIF, which FID would measure as images."""
@@ -523,9 +542,13 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
                             f"draw some with gankit sample {q(str(run))} -n 1000 --out-dir DIR, then gankit fid "
                             f"{q(str(other))} DIR (or run gankit evaluate {q(str(run))})")
     weights_path(weights)
+    # both sides extracted (like train --data: once) and listed before either is decoded (minutes for a large folder)
+    folders = [extract_archive(root, progress=progress) if packed else root
+               for root, packed in zip((dir_a, dir_b), archives)]
+    for root, folder, packed in zip((dir_a, dir_b), folders, archives):
+        _refuse_too_few(root, folder, packed)
     sets = []
-    for root, packed in zip((dir_a, dir_b), archives):
-        folder = extract_archive(root, progress=progress) if packed else root  # like train --data: once
+    for root, folder, packed in zip((dir_a, dir_b), folders, archives):
         res = folder_resolution(folder)
         with archive_errors(root) if packed else contextlib.nullcontext():  # its errors name the archive
             sets.append(load_folder(folder, res, progress=progress))
@@ -535,7 +558,10 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
                  if res != INPUT_SIZE else f"{root}: {images} read at {INPUT_SIZE} px for Inception (those of "
                  "another size center-cropped and resized with Lanczos)")
         if len(sets[-1]) < 2:  # before Inception runs on anything
-            raise DataError(f"'{root}' holds {len(sets[-1])} usable image: FID/KID need at least 2 on each side")
+            raise _too_few(root, len(sets[-1]))
+    if torch.equal(sets[0].images, sets[1].images):  # a sanity check of the measure (or the same folder given twice)
+        info(f"both sides are the same {count(len(sets[0]), 'image')}: FID ~0 and KID ~0 or below (its unbiased "
+             "estimate falls under 0 for two identical sets) are what that gives")
     extractor = load_inception(device, weights)
     feats = [real_features(d.key, d.images, extractor, progress=progress, batch_size=batch_size) for d in sets]
     return fid_kid(*feats)

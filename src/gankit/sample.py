@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint
+from gankit.checkpoint import load_checkpoint, load_generator, load_latest_checkpoint, missing_checkpoint
 from gankit.config import SEED_RANGE, Config, from_dict
 from gankit.console import count, short_list, warn
 from gankit.data.folder import _fold
@@ -182,6 +182,8 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
         checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)
     else:
         checkpoint = Path(checkpoint)
+        if not checkpoint.exists() and run.is_dir():  # (a name given relative to the run folder: say what it holds)
+            raise missing_checkpoint(checkpoint, run)
         weights, cfg, class_names, ema = _file_generator(checkpoint)
         if run.is_dir() and (other_run := _other_run(run, cfg)):
             warn(f"checkpoint '{checkpoint}' is not of run '{run}': its config differs in "
@@ -224,11 +226,9 @@ def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], boo
     """(file, *`_file_generator`) of a run folder: its generator.safetensors, else (missing or unreadable) its
     newest usable checkpoint, which holds the same generator."""
     if not run.is_dir():
-        from gankit.train import _run_named_like
+        from gankit.train import missing_run
 
-        near = _run_named_like(run)  # a typo
-        fix = f"did you mean '{near}'?" if near else "pass a folder made by `gankit train`"
-        raise RunError(f"run folder '{run}' does not exist: {fix}")
+        raise missing_run(run)
     exported, damaged = run / GENERATOR_FILE, None
     if exported.exists():
         try:

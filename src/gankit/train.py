@@ -223,6 +223,13 @@ def _run_named_like(run_dir: Path) -> Path | None:
     return run_dir.parent / close[0] if close else None
 
 
+def missing_run(run_dir: Path) -> RunError:
+    """The error for a run folder given that does not exist, naming a run beside it with a close name (a typo)."""
+    near = _run_named_like(run_dir)
+    fix = f"did you mean '{near}'?" if near else "pass a folder made by `gankit train`"
+    return RunError(f"run folder '{run_dir}' does not exist: {fix}")
+
+
 def _same_folder(folder: Path, data_path: str | None) -> bool:
     """Whether a data.path names `folder` (which may not exist yet), through links too."""
     if not isinstance(data_path, str) or is_builtin(data_path):

@@ -235,7 +235,9 @@ def load_run(path, unreadable_config_ok: bool = False) -> Run:
     and says why in `config_problem` (the comparison page shows the rest of the run) instead of raising."""
     path = Path(path)
     if not path.exists():
-        raise RunError(f"run folder not found: {path}")
+        from gankit.train import missing_run
+
+        raise missing_run(path)
     if not path.is_dir():
         raise RunError(f"{path} is a file, not a run folder")
     markers = (path / CONFIG_FILE, path / METRICS_FILE, path / SAMPLES_DIR)

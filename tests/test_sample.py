@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,12 +106,12 @@ def test_ctrl_c_while_drawing_into_a_folder_says_what_it_wrote_and_leaves_no_cut
     out, written = tmp_path / "out", []
     save = torchvision.utils.save_image
 
-    def save_then_ctrl_c(img, path, **kw):
+    def save_then_ctrl_c(img, f, **kw):
         if len(written) == 3:
-            Path(path).write_bytes(b"\x89PNG cut short")
+            f.write(b"\x89PNG cut short")
             raise KeyboardInterrupt
-        save(img, path, **kw)
-        written.append(path)
+        save(img, f, **kw)
+        written.append(f)
 
     monkeypatch.setattr(torchvision.utils, "save_image", save_then_ctrl_c)
     with pytest.raises(SystemExit) as done:
@@ -121,6 +120,38 @@ def test_ctrl_c_while_drawing_into_a_folder_says_what_it_wrote_and_leaves_no_cut
     assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
     err = capsys.readouterr().err
     assert f"interrupted: 3 of 6 images written to {out} (00000.png to 00002.png)" in err, err
+
+
+@pytest.mark.slow
+def test_kill_9_while_drawing_into_a_folder_leaves_no_cut_image_under_its_name(trained_run, tmp_path):
+    """`kill -9` during `sample --out-dir` left the png being written cut short under its final name, where a
+    continued draw would trust it: each png is written under a hidden temporary name, then renamed into place."""
+    out = tmp_path / "out"
+    script = f"""
+import os, signal, sys
+import torchvision.utils
+from gankit.cli import main
+
+save, written = torchvision.utils.save_image, []
+
+def save_then_kill(img, f, **kw):
+    if len(written) == 3:
+        cut = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f  # (a path: written in place)
+        cut.write(b"\\x89PNG cut short")
+        cut.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    save(img, f, **kw)
+    written.append(f)
+
+torchvision.utils.save_image = save_then_kill
+main(["sample", {str(trained_run)!r}, "-n", "6", "--out-dir", {str(out)!r}, "--device", "cpu"])
+"""
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    pngs = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert pngs == ["00000.png", "00001.png", "00002.png"]
+    for png in pngs:
+        Image.open(out / png).load()  # whole images
 
 
 @pytest.mark.parametrize("args, hint", [(["-n", "1000000"], "--out-dir DIR, or"),

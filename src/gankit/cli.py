@@ -274,7 +274,7 @@ def sample(
     from torchvision.utils import save_image
 
     from gankit.report.grids import grid_columns
-    from gankit.sample import check_drawing_memory, check_seed, load_run_generator
+    from gankit.sample import check_drawing_memory, check_seed, load_run_generator, write_png
 
     run = _run_given("sample", run, run_option)
     if n is not None and n <= 0:
@@ -348,7 +348,7 @@ def sample(
             with console.progress(n, f"drawing into {out_dir}", "images") as bar:
                 for batch in batches:
                     for img in batch:
-                        save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+                        write_png(img, out_dir / f"{i:05d}.png")
                         i += 1
                         bar.update()
                     if grid is not None:

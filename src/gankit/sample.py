@@ -296,3 +296,14 @@ def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int, labe
     """
     z = slerp(gen.noise(1, seed_a)[0], gen.noise(1, seed_b)[0], torch.linspace(0, 1, steps))
     return gen.generate(z, torch.full((steps,), label, dtype=torch.long) if gen.conditional else None)
+
+
+def write_png(image: torch.Tensor, path: Path) -> None:
+    """One image in [-1, 1] as a png at `path` (`sample --out-dir`), written under a temporary name and renamed into
+    place: a kill -9 while it is written leaves a hidden temporary file, never a cut png under its name. Not synced
+    to the disk, which would take minutes over 50,000 images (checkpoint._atomic_write)."""
+    from torchvision.utils import save_image
+
+    from gankit.checkpoint import _atomic_write
+
+    _atomic_write(path, lambda f: save_image(image, f, format="png", normalize=True, value_range=(-1, 1)), sync=False)

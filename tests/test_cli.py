@@ -452,9 +452,11 @@ def test_sample_and_evaluate_take_the_run_as_train_does(command, monkeypatch, ca
 
 
 def test_counts_lists_and_clocks_read_as_written():
+    """`console.count` said "extracting 20331 files" where progress lines count 20,331."""
     from gankit import console
 
     assert [console.count(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    assert console.count(20331, "file") == "20,331 files" and console.count(1000, "image") == "1,000 images"
     names = [f"f{i}" for i in range(6)]
     assert console.short_list(names[:5]) == "f0, f1, f2, f3, f4"
     assert console.short_list(names) == "f0, f1, f2, f3, f4 and 1 more"

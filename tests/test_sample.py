@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,8 +58,10 @@ def test_sample_command_writes_grid_and_files(trained_run, tmp_path):
     assert Image.open(tmp_path / "g.png").size == (3 * 18 + 2, 2 * 18 + 2)  # 3 x 2 images of 16 px, 2 px apart
     files = sorted((tmp_path / "out").glob("*.png"))
     assert len(files) == 6 and Image.open(files[0]).size == (16, 16)
-    again = subprocess.run(cmd, capture_output=True, text=True)  # the folder holds a draw: nothing overwritten
-    assert again.returncode == 2 and "already holds 6 images: pass" in again.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True)  # the folder holds this draw: nothing to draw
+    assert again.returncode == 0 and "continuing: 6 of 6 images already there" in again.stderr
+    other = subprocess.run([*cmd, "--seed", "4"], capture_output=True, text=True)  # another draw: nothing overwritten
+    assert other.returncode == 2 and "already holds 6 images of another draw (--seed 3)" in other.stderr
     subprocess.run([*cmd[:-3], str(tmp_path / "out2"), "--device", "cpu"], check=True, capture_output=True)
     assert [f.read_bytes() for f in files] == [f.read_bytes() for f in sorted((tmp_path / "out2").glob("*.png"))]
 
@@ -99,7 +100,7 @@ def test_ctrl_c_while_drawing_into_a_folder_says_what_it_wrote_and_leaves_no_cut
                                                                                       monkeypatch, capsys):
     """Ctrl-C during `sample --out-dir` (50,000 images take minutes): the image being written may be cut short, and
     `gankit fid` would then skip it; it is removed, and a line says which images are there and how to go on (the
-    folder now holds images, so the same command would be refused)."""
+    same command continues the draw)."""
     import torchvision.utils
 
     from gankit.cli import main
@@ -107,20 +108,112 @@ def test_ctrl_c_while_drawing_into_a_folder_says_what_it_wrote_and_leaves_no_cut
     out, written = tmp_path / "out", []
     save = torchvision.utils.save_image
 
-    def save_then_ctrl_c(img, path, **kw):
+    def save_then_ctrl_c(img, f, **kw):
         if len(written) == 3:
-            Path(path).write_bytes(b"\x89PNG cut short")
+            f.write(b"\x89PNG cut short")
             raise KeyboardInterrupt
-        save(img, path, **kw)
-        written.append(path)
+        save(img, f, **kw)
+        written.append(f)
 
     monkeypatch.setattr(torchvision.utils, "save_image", save_then_ctrl_c)
     with pytest.raises(SystemExit) as done:
         main(["sample", str(trained_run), "-n", "6", "--out-dir", str(out), "--device", "cpu"])
     assert done.value.code == 130
-    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["00000.png", "00001.png", "00002.png"]
     err = capsys.readouterr().err
-    assert f"interrupted: 3 of 6 images written to {out} (00000.png to 00002.png)" in err, err
+    assert (f"interrupted: 3 of 6 images written to {out} (00000.png to 00002.png); run the same command again to "
+            "draw the rest") in err, err
+
+
+def test_the_same_command_continues_an_interrupted_draw_into_a_folder(trained_run, tmp_path, monkeypatch, capsys):
+    """An interrupted `sample RUN -n 5000 --out-dir fakes` could not go on: the same command was refused ("already
+    holds 1024 images"), and a second folder's names (00000.png...) clashed with the first's, so that `gankit fid`
+    could not take them as one set. The same command now continues the draw from the batch it stopped in (here of 4
+    images: drawn again, the same images), into the same images as a draw that ran through; a hidden record of
+    the draw, which `gankit fid` skips, tells it from another command's, which is refused."""
+    import torchvision.utils
+
+    import gankit.sample
+    from gankit.cli import main
+    from gankit.data.folder import load_folder
+
+    monkeypatch.setattr(gankit.sample, "DRAW_CHUNK", 4, raising=False)
+    save, saved = torchvision.utils.save_image, []
+
+    def save_then_ctrl_c(img, f, **kw):
+        if len(saved) == 5:
+            raise KeyboardInterrupt
+        save(img, f, **kw)
+        saved.append(img)
+
+    def sample(out, *options):
+        with pytest.raises(SystemExit) as done:
+            main(["sample", str(trained_run), "-n", "9", "--out-dir", str(out), "--device", "cpu", *options])
+        return done.value.code, capsys.readouterr().err
+
+    whole = tmp_path / "whole"
+    assert sample(whole)[0] == 0
+    monkeypatch.setattr(torchvision.utils, "save_image", save_then_ctrl_c)
+    out = tmp_path / "fakes"
+    assert sample(out)[0] == 130 and len(list(out.glob("*.png"))) == 5
+    monkeypatch.setattr(torchvision.utils, "save_image", save)
+    for options in (["--seed", "1"], ["-n", "10"]):  # another draw, refused: its images would be a mix
+        code, err = sample(out, *options)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--out-dir '{out}' already holds 5 images of another draw (" in err and "to continue it" in err
+    monkeypatch.setattr(torchvision.utils, "save_image", lambda img, f, **kw: (saved.append(img), save(img, f, **kw)))
+    del saved[:]
+    code, err = sample(out)
+    assert code == 0 and "continuing: 5 of 9 images already there" in err, err
+    assert len(saved) == 5  # images 4 to 8: the batch of 4 to 7 drawn again
+    names = sorted(p.name for p in whole.glob("*.png"))
+    assert names == sorted(p.name for p in out.glob("*.png")) and len(names) == 9
+    assert [(out / name).read_bytes() for name in names] == [(whole / name).read_bytes() for name in names]
+    ds = load_folder(out, 16, cache_dir=tmp_path / "cache", progress=False)  # as `gankit fid` reads a folder
+    assert len(ds) == 9 and (out / gankit.sample.DRAW_RECORD).is_file() and not capsys.readouterr().err
+    (out / "x.png").write_bytes((out / "00000.png").read_bytes())  # an image the draw did not make
+    code, err = sample(out)
+    assert code == 2 and "already holds 10 images, one not of this draw (e.g. 'x.png'): pass" in err, err
+
+
+@pytest.mark.slow
+def test_kill_9_while_drawing_into_a_folder_leaves_no_cut_image_under_its_name(trained_run, tmp_path):
+    """`kill -9` during `sample --out-dir` left the png being written cut short under its final name, where a
+    continued draw would trust it: each png is written under a hidden temporary name, then renamed into place (the
+    continued draw removes the temporary file)."""
+    from gankit.cli import main
+
+    out = tmp_path / "out"
+    script = f"""
+import os, signal, sys
+import torchvision.utils
+from gankit.cli import main
+
+save, written = torchvision.utils.save_image, []
+
+def save_then_kill(img, f, **kw):
+    if len(written) == 3:
+        cut = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f  # (a path: written in place)
+        cut.write(b"\\x89PNG cut short")
+        cut.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    save(img, f, **kw)
+    written.append(f)
+
+torchvision.utils.save_image = save_then_kill
+main(["sample", {str(trained_run)!r}, "-n", "6", "--out-dir", {str(out)!r}, "--device", "cpu"])
+"""
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    pngs = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert pngs == ["00000.png", "00001.png", "00002.png"]
+    for png in pngs:
+        Image.open(out / png).load()  # whole images
+    assert [p.name for p in out.glob(".00003.png.*.tmp")]  # what the kill cut short
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", "6", "--out-dir", str(out), "--device", "cpu"])
+    assert done.value.code == 0
+    assert sorted(p.name for p in out.iterdir()) == [".gankit-draw.json", *(f"{i:05d}.png" for i in range(6))]
 
 
 @pytest.mark.parametrize("args, hint", [(["-n", "1000000"], "--out-dir DIR, or"),

@@ -287,7 +287,7 @@ def sample(
     run_option: Optional[Path] = typer.Option(None, "--run", "--run-dir", parser=_path, help=RUN_OPTION_HELP),
     n: Optional[int] = typer.Option(None, "-n", help="Number of images (default: 64); with --same-noise-labels, images per label row (default: 8)."),
     grid: Optional[Path] = typer.Option(None, "--grid", parser=_path, help="Write one grid image here: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff or .gif (default, without --out-dir: samples.png in the current folder, replacing one that is there)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", parser=_path, help="Write one png per image into this folder."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", parser=_path, help="Write one png per image into this folder (the same command, run again, continues an interrupted draw)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="Use this checkpoint instead of the run's generator.safetensors."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
@@ -302,7 +302,8 @@ def sample(
     from torchvision.utils import save_image
 
     from gankit.report.grids import grid_columns
-    from gankit.sample import check_drawing_memory, check_seed, load_run_generator
+    from gankit.sample import (DRAW_CHUNK, check_drawing_memory, check_seed, draw_record, images_drawn,
+                               load_run_generator, start_draw, write_png)
 
     run = _run_given("sample", run, run_option)
     if n is not None and n <= 0:
@@ -319,15 +320,8 @@ def sample(
         _check_image_name(grid)
         if grid.is_dir():  # else refused only once drawn, with "Is a directory: check the path and its permissions"
             raise GankitError(f"--grid '{grid}' is a folder: pass the grid's file name, e.g. --grid {grid / 'samples.png'}")
-    if out_dir is not None and out_dir.exists():
-        from gankit.data import IMAGE_EXTENSIONS
-
-        if not out_dir.is_dir():
-            raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
-        there = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in out_dir.iterdir())
-        if there:  # overwritten in part, the rest left beside the new ones: `gankit fid` would measure a mix
-            raise GankitError(f"--out-dir '{out_dir}' already holds {console.count(there, 'image')}: pass a new or empty folder "
-                              "(or delete them first), so that it holds this draw alone")
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
     gen = load_run_generator(run, checkpoint, device)
     classes = [gen.label_index(name) for name in label]
     if same_noise_labels:
@@ -352,6 +346,14 @@ def sample(
         nrow = n if interpolate else grid_columns(n)  # no empty cell where a rectangle is not too long (3 -> 3 x 1)
         _check_grid_size(nrow, -(-n // nrow), gen.cfg.data.resolution, other)
     check_drawing_memory(n, gen.cfg, walk=interpolate, grid=grid is not None, gif=gif)
+    done = start = 0  # images of this draw that --out-dir holds, and the first one drawn into it
+    if out_dir is not None:  # an interrupted draw goes on: the batch it stopped in is drawn again (the same images)
+        record = draw_record(gen, n, seed, classes, interpolate)
+        done = images_drawn(out_dir, record)
+        start = done if done == n else done - done % DRAW_CHUNK
+        if done:
+            console.info(f"continuing: {done:,} of {console.count(n, 'image')} already there")
+    skip = start if grid is None and not interpolate else 0  # a grid shows every image; a walk is drawn whole
     if interpolate:
         from gankit.sample import interpolate as walk
 
@@ -368,25 +370,28 @@ def sample(
         batches = [images]
     else:
         labels = torch.tensor(classes).repeat(math.ceil(n / len(classes)))[:n] if classes else None
-        batches = gen.batches(gen.noise(n, seed), labels)
+        labels = gen.labels_for(n, labels)  # (a conditional run's classes in turn from image 0, not from `skip`)
+        batches = gen.batches(gen.noise(n, seed)[skip:], None if labels is None else labels[skip:], DRAW_CHUNK) \
+            if skip < n else []
     if out_dir is not None:  # drawn and written a batch at a time: 50,000 images take minutes, and no more memory
-        out_dir.mkdir(parents=True, exist_ok=True)
-        kept, i = [], 0
+        start_draw(out_dir, record)
+        kept, i = [], skip
         try:
-            with console.progress(n, f"drawing into {out_dir}", "images") as bar:
+            with console.progress(n - start, f"drawing into {out_dir}", "images") as bar:
                 for batch in batches:
                     for img in batch:
-                        save_image(img, out_dir / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+                        if i >= start:  # (write_png: a png under its name is whole, also after a kill)
+                            write_png(img, out_dir / f"{i:05d}.png")
+                            bar.update()
                         i += 1
-                        bar.update()
                     if grid is not None:
                         kept.append(batch)
-        except KeyboardInterrupt:  # the image being written may be cut short: `gankit fid` would skip it with a warning
-            (out_dir / f"{i:05d}.png").unlink(missing_ok=True)
-            raise Interrupted(f"interrupted: {i} of {n} images written to {out_dir} (00000.png to {i - 1:05d}.png); "
-                              "draw the rest into another folder with another --seed, or delete it and draw again") \
-                from None
-        typer.echo(f"wrote {console.count(n, 'image')} to {out_dir}")
+        except KeyboardInterrupt:
+            written = max(i, done)
+            names = f" (00000.png to {written - 1:05d}.png)" if written else ""
+            raise Interrupted(f"interrupted: {written} of {n} images written to {out_dir}{names}; run the same "
+                              "command again to draw the rest") from None
+        typer.echo(f"wrote {console.count(n - start, 'image')} to {out_dir}" + (f" ({n:,} in all)" if start else ""))
         batches = kept
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)

@@ -95,8 +95,8 @@ def guard_terminal() -> None:
 
 
 def count(n: int, noun: str) -> str:
-    """'1 image', '3 images'."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+    """'1 image', '3 images', '20,331 files' (thousands separated, as progress bars and lines count)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def short_list(names: list[str]) -> str:

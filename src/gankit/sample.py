@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -23,6 +24,13 @@ from gankit.tricks import ema_sampler, ema_weights
 # run labelled by a column of names has a class per image.
 MAX_LISTED_LABELS = 30
 
+# Images G draws at once (`LoadedGenerator.batches`): an interrupted `sample --out-dir` goes on from a multiple of it,
+# the batch it stopped in drawn again, so that each image comes from the same batch as in a draw that ran through.
+DRAW_CHUNK = 256
+# In a `sample --out-dir` folder, written before its first image: what the draw is (`draw_record`), so that the same
+# command continues it. Hidden: `gankit fid` and training read no hidden file.
+DRAW_RECORD = ".gankit-draw.json"
+
 
 class LoadedGenerator:
     """A trained generator with its config and class names, ready to draw images by seed.
@@ -34,6 +42,7 @@ class LoadedGenerator:
     def __init__(self, G: torch.nn.Module, cfg: Config, class_names: list[str], device: torch.device):
         self.G, self.cfg, self.class_names, self.device = G, cfg, class_names, device
         self.other_run: list[str] = []  # the config keys of the run folder given that its checkpoint differs in
+        self.source: Path | None = None  # the file its weights were read from (load_run_generator)
 
     @property
     def conditional(self) -> bool:
@@ -85,7 +94,7 @@ class LoadedGenerator:
         """n latent vectors on the CPU, the same for the same seed on any device."""
         return sample_z(n, self.cfg, "cpu", generator=_seeded(seed))
 
-    def batches(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256):
+    def batches(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = DRAW_CHUNK):
         """G(z, labels) one batch at a time -> float32 images in [-1, 1] on the CPU (labels: see `labels_for`),
         so that tens of thousands of images need the memory of one batch."""
         y = self.labels_for(z.shape[0], labels)  # checked now, not at the first batch
@@ -99,11 +108,11 @@ class LoadedGenerator:
 
         return draw()
 
-    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = DRAW_CHUNK) -> torch.Tensor:
         """G(z, labels) in batches -> float32 images in [-1, 1] on the CPU (labels: see `labels_for`)."""
         return torch.cat(list(self.batches(z, labels, batch_size)))
 
-    def sample(self, n: int, seed: int, batch_size: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, n: int, seed: int, batch_size: int = DRAW_CHUNK, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [-1, 1] (NCHW, float32, on CPU), the same for the same seed on any device.
 
         A conditional (ACGAN) generator draws `labels` ([n] class indices), by default every class in turn.
@@ -201,7 +210,7 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     if ema:  # a checkpoint's EMA generator, as the run's samples, FID and generator.safetensors use it
         G = ema_sampler(G, cfg).eval()
     gen = LoadedGenerator(G, cfg, class_names, dev)
-    gen.other_run = other_run
+    gen.other_run, gen.source = other_run, Path(checkpoint)
     return gen
 
 
@@ -296,3 +305,77 @@ def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int, labe
     """
     z = slerp(gen.noise(1, seed_a)[0], gen.noise(1, seed_b)[0], torch.linspace(0, 1, steps))
     return gen.generate(z, torch.full((steps,), label, dtype=torch.long) if gen.conditional else None)
+
+
+def write_png(image: torch.Tensor, path: Path) -> None:
+    """One image in [-1, 1] as a png at `path` (`sample --out-dir`), written under a temporary name and renamed into
+    place: a kill -9 while it is written leaves a hidden temporary file, never a cut png under its name. Not synced
+    to the disk, which would take minutes over 50,000 images (checkpoint._atomic_write)."""
+    from torchvision.utils import save_image
+
+    from gankit.checkpoint import _atomic_write
+
+    _atomic_write(path, lambda f: save_image(image, f, format="png", normalize=True, value_range=(-1, 1)), sync=False)
+
+
+def draw_record(gen: LoadedGenerator, n: int, seed: int, classes: list[int], interpolate: bool) -> dict:
+    """What the images of `sample --out-dir` are made of: the weights (their file's sha256), -n, --seed, the classes
+    of --label and --interpolate. The same record, the same images."""
+    from gankit.checkpoint import state_digest
+    from gankit.metrics import _sha256
+
+    weights = _sha256(gen.source) if gen.source is not None else state_digest(gen.G.state_dict())
+    return {"weights": weights, "n": n, "seed": seed, "labels": [gen.labels[i] for i in classes],
+            "interpolate": interpolate}
+
+
+def read_draw_record(folder: Path) -> dict | None:
+    """The record `start_draw` wrote in `folder`; None where there is none, or none readable."""
+    try:
+        record = json.loads((folder / DRAW_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def images_drawn(folder: Path, record: dict) -> int:
+    """How many images of the draw `record` describes `folder` holds from the first on (00000.png, 00001.png, ...:
+    `write_png` leaves none cut; an empty one, which a power cut may leave, and those after it are not counted): 0 for
+    a new or empty folder. A one-line GankitError where it holds images of another draw, or of none that gankit made."""
+    from gankit.data import IMAGE_EXTENSIONS
+
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS} \
+        if folder.is_dir() else {}
+    if not sizes:
+        return 0
+    there, saved = f"--out-dir '{folder}' already holds {count(len(sizes), 'image')}", read_draw_record(folder)
+    if saved is None:  # overwritten in part, the rest left beside the new ones: `gankit fid` would measure a mix
+        raise GankitError(f"{there}: pass a new or empty folder (or delete them first), so that it holds this draw alone")
+    differ = _other_draw(saved, record)
+    if differ:
+        raise GankitError(f"{there} of another draw ({differ}): pass a new or empty folder, or that draw's run and "
+                          "options to continue it")
+    n = record["n"]
+    others = sorted(set(sizes) - {f"{i:05d}.png" for i in range(n)})
+    if others:
+        raise GankitError(f"{there}, {'one' if len(others) == 1 else 'some'} not of this draw (e.g. '{others[0]}'): pass "
+                          f"a new or empty folder, or move {'it' if len(others) == 1 else 'those'} out")
+    return next((i for i in range(n) if not sizes.get(f"{i:05d}.png")), n)
+
+
+def _other_draw(saved: dict, record: dict) -> str:
+    """The options in which the draw `saved` differs from `record`, as that draw gave them: '-n 5000, --seed 3'."""
+    said = {"weights": lambda v: "other weights: another run or --checkpoint, or the run trained further", "n": lambda v: f"-n {v}", "seed": lambda v: f"--seed {v}",
+            "labels": lambda v: " ".join(f"--label {shlex.quote(str(x))}" for x in v or []) or "no --label",
+            "interpolate": lambda v: "--interpolate" if v else "no --interpolate"}
+    return ", ".join(say(saved.get(key)) for key, say in said.items() if saved.get(key) != record[key])
+
+
+def start_draw(folder: Path, record: dict) -> None:
+    """Make `folder`, remove the temporary files of pngs that a kill cut short (`write_png`), and write `record`."""
+    from gankit.checkpoint import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for tmp in folder.glob(".*.png.*.tmp"):
+        tmp.unlink(missing_ok=True)
+    atomic_write_text(folder / DRAW_RECORD, json.dumps(record))

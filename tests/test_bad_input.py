@@ -283,7 +283,7 @@ CASES = [
                                         "--data", str(t / "images")], ["config.yaml", "is empty", "delete it"]),
     ("run-is-a-file", lambda t, mp: [*TRAIN, "--run", str(_write(t / "run", "x"))], ["--run", "is a file"]),
     ("run-cannot-be-made", lambda t, mp: [*TRAIN, "--run", "/proc/gankit-run"],
-     ["cannot make run folder '/proc/gankit-run'", "pass --run a folder you can write"]),
+     ["cannot make folder '/proc/gankit-run'", "pass --run a folder you can write"]),
     ("sanity-zero-epochs", lambda t, mp: ["sanity", "--epochs", "0", "--run", str(t / "san")],
      ["--epochs (train.epochs) must be > 0"]),
     ("sanity-no-copies", lambda t, mp: ["sanity", "--copies", "0", "--run", str(t / "san")], ["--copies", "from 1 to"]),

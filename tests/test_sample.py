@@ -176,6 +176,33 @@ def test_the_same_command_continues_an_interrupted_draw_into_a_folder(trained_ru
     assert code == 2 and "already holds 10 images, one not of this draw (e.g. 'x.png'): pass" in err, err
 
 
+def test_a_second_draw_into_a_folder_another_process_draws_into_is_refused(trained_run, tmp_path, monkeypatch,
+                                                                           capsys):
+    """The same `sample RUN -n 50000 --out-dir fakes` run twice at once: the second removed the first's temporary
+    files (those of pngs a kill cut short, it took them for) and both wrote the same names. A draw holds its folder
+    (runlock), and a second one there is refused in one line, touching nothing."""
+    from gankit import runlock
+    from gankit.cli import main
+    from gankit.sample import hold_draw
+
+    out = tmp_path / "fakes"
+    out.mkdir()
+    being_written = out / ".00003.png.x1y2.tmp"
+    being_written.write_bytes(b"\x89PNG")
+    monkeypatch.setattr(runlock, "RETRY_SECONDS", 0)
+    command = ["sample", str(trained_run), "-n", "6", "--out-dir", str(out), "--device", "cpu"]
+    with hold_draw(out):  # as the first draw's process holds it
+        with pytest.raises(SystemExit) as done:
+            main(command)
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.count("\n") == 1, err
+        assert f"another gankit process is drawing into --out-dir '{out}': wait for it to end" in err
+        assert [p.name for p in out.iterdir()] == [being_written.name]
+    with pytest.raises(SystemExit) as done:
+        main(command)  # once it has ended
+    assert done.value.code == 0 and len(list(out.glob("*.png"))) == 6
+
+
 @pytest.mark.slow
 def test_kill_9_while_drawing_into_a_folder_leaves_no_cut_image_under_its_name(trained_run, tmp_path):
     """`kill -9` during `sample --out-dir` left the png being written cut short under its final name, where a

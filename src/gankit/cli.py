@@ -302,7 +302,7 @@ def sample(
     from torchvision.utils import save_image
 
     from gankit.report.grids import grid_columns
-    from gankit.sample import (DRAW_CHUNK, check_drawing_memory, check_seed, draw_record, images_drawn,
+    from gankit.sample import (DRAW_CHUNK, check_drawing_memory, check_seed, draw_record, hold_draw, images_drawn,
                                load_run_generator, start_draw, write_png)
 
     run = _run_given("sample", run, run_option)
@@ -346,53 +346,55 @@ def sample(
         nrow = n if interpolate else grid_columns(n)  # no empty cell where a rectangle is not too long (3 -> 3 x 1)
         _check_grid_size(nrow, -(-n // nrow), gen.cfg.data.resolution, other)
     check_drawing_memory(n, gen.cfg, walk=interpolate, grid=grid is not None, gif=gif)
-    done = start = 0  # images of this draw that --out-dir holds, and the first one drawn into it
-    if out_dir is not None:  # an interrupted draw goes on: the batch it stopped in is drawn again (the same images)
-        record = draw_record(gen, n, seed, classes, interpolate)
-        done = images_drawn(out_dir, record)
-        start = done if done == n else done - done % DRAW_CHUNK
-        if done:
-            console.info(f"continuing: {done:,} of {console.count(n, 'image')} already there")
-    skip = start if grid is None and not interpolate else 0  # a grid shows every image; a walk is drawn whole
-    if interpolate:
-        from gankit.sample import interpolate as walk
+    with hold_draw(out_dir):  # one draw at a time into a folder, from reading what it holds to its last png
+        done = start = 0  # images of this draw that --out-dir holds, and the first one drawn into it
+        if out_dir is not None:  # an interrupted draw goes on: the batch it stopped in is drawn again (the same images)
+            record = draw_record(gen, n, seed, classes, interpolate)
+            done = images_drawn(out_dir, record)
+            start = done if done == n else done - done % DRAW_CHUNK
+            if done:
+                console.info(f"continuing: {done:,} of {console.count(n, 'image')} already there")
+        skip = start if grid is None and not interpolate else 0  # a grid shows every image; a walk is drawn whole
+        if interpolate:
+            from gankit.sample import interpolate as walk
 
-        if gen.conditional and not classes:
-            console.info(f"the walk draws class '{gen.labels[0]}' (the run's first): --label NAME walks another")
-        images = walk(gen, seed, seed + 1, n, label=classes[0] if classes else 0)
-        if grid is not None and grid.suffix.lower() == ".gif":
-            from gankit.report.gif import frames_gif
+            if gen.conditional and not classes:
+                console.info(f"the walk draws class '{gen.labels[0]}' (the run's first): --label NAME walks another")
+            images = walk(gen, seed, seed + 1, n, label=classes[0] if classes else 0)
+            if grid is not None and grid.suffix.lower() == ".gif":
+                from gankit.report.gif import frames_gif
 
-            grid.parent.mkdir(parents=True, exist_ok=True)
-            frames_gif(images, grid)
-            typer.echo(f"wrote {grid}")
-            return
-        batches = [images]
-    else:
-        labels = torch.tensor(classes).repeat(math.ceil(n / len(classes)))[:n] if classes else None
-        labels = gen.labels_for(n, labels)  # (a conditional run's classes in turn from image 0, not from `skip`)
-        batches = gen.batches(gen.noise(n, seed)[skip:], None if labels is None else labels[skip:], DRAW_CHUNK) \
-            if skip < n else []
-    if out_dir is not None:  # drawn and written a batch at a time: 50,000 images take minutes, and no more memory
-        start_draw(out_dir, record)
-        kept, i = [], skip
-        try:
-            with console.progress(n - start, f"drawing into {out_dir}", "images") as bar:
-                for batch in batches:
-                    for img in batch:
-                        if i >= start:  # (write_png: a png under its name is whole, also after a kill)
-                            write_png(img, out_dir / f"{i:05d}.png")
-                            bar.update()
-                        i += 1
-                    if grid is not None:
-                        kept.append(batch)
-        except KeyboardInterrupt:
-            written = max(i, done)
-            names = f" (00000.png to {written - 1:05d}.png)" if written else ""
-            raise Interrupted(f"interrupted: {written} of {n} images written to {out_dir}{names}; run the same "
-                              "command again to draw the rest") from None
-        typer.echo(f"wrote {console.count(n - start, 'image')} to {out_dir}" + (f" ({n:,} in all)" if start else ""))
-        batches = kept
+                grid.parent.mkdir(parents=True, exist_ok=True)
+                frames_gif(images, grid)
+                typer.echo(f"wrote {grid}")
+                return
+            batches = [images]
+        else:
+            labels = torch.tensor(classes).repeat(math.ceil(n / len(classes)))[:n] if classes else None
+            labels = gen.labels_for(n, labels)  # (a conditional run's classes in turn from image 0, not from `skip`)
+            batches = gen.batches(gen.noise(n, seed)[skip:], None if labels is None else labels[skip:], DRAW_CHUNK) \
+                if skip < n else []
+        if out_dir is not None:  # drawn and written a batch at a time: 50,000 images take minutes, and no more memory
+            start_draw(out_dir, record)
+            kept, i = [], skip
+            try:
+                with console.progress(n - start, f"drawing into {out_dir}", "images") as bar:
+                    for batch in batches:
+                        for img in batch:
+                            if i >= start:  # (write_png: a png under its name is whole, also after a kill)
+                                write_png(img, out_dir / f"{i:05d}.png")
+                                bar.update()
+                            i += 1
+                        if grid is not None:
+                            kept.append(batch)
+            except KeyboardInterrupt:
+                written = max(i, done)
+                names = f" (00000.png to {written - 1:05d}.png)" if written else ""
+                raise Interrupted(f"interrupted: {written} of {n} images written to {out_dir}{names}; run the same "
+                                  "command again to draw the rest") from None
+            typer.echo(f"wrote {console.count(n - start, 'image')} to {out_dir}"
+                       + (f" ({n:,} in all)" if start else ""))
+            batches = kept
     if grid is not None:
         grid.parent.mkdir(parents=True, exist_ok=True)
         save_image(torch.cat(list(batches)), grid, nrow=nrow, normalize=True, value_range=(-1, 1))

@@ -45,10 +45,11 @@ def _try_lock(fd: int, mode: int) -> bool | None:
 
 
 @contextlib.contextmanager
-def hold(run_dir: Path, other_folder_hint: str) -> Iterator[None]:
-    """Hold `run_dir` (made if needed) while the block trains it; a RunError when another process trains it.
-    The folders this call made that are still empty at the end (the run failed before writing) are removed, unless
-    another process holds the run folder."""
+def hold(run_dir: Path, other_folder_hint: str, busy: str = "") -> Iterator[None]:
+    """Hold `run_dir` (made if needed) while the block trains it; a RunError when another process trains it (`busy`:
+    that error's message, for a folder held for something else, such as `sample --out-dir`'s drawing). The folders
+    this call made that are still empty at the end (the run failed before writing) are removed, unless another
+    process holds the run folder."""
     run_dir = Path(run_dir)
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # the deepest first
     try:
@@ -56,7 +57,7 @@ def hold(run_dir: Path, other_folder_hint: str) -> Iterator[None]:
     except (FileExistsError, NotADirectoryError):
         raise  # a file where a folder is needed: the command line names that file
     except OSError as e:
-        raise RunError(f"cannot make run folder '{run_dir}' ({e.strerror or e}): pass {other_folder_hint} a folder "
+        raise RunError(f"cannot make folder '{run_dir}' ({e.strerror or e}): pass {other_folder_hint} a folder "
                        "you can write") from None
     fd = _open(run_dir) if fcntl is not None else None
     try:
@@ -67,8 +68,8 @@ def hold(run_dir: Path, other_folder_hint: str) -> Iterator[None]:
                 locked = _try_lock(fd, fcntl.LOCK_EX)
             if locked is False:  # another process holds the folder: its own now, even if this one made it (two
                 made = []  # trainings of a new run started at once), and it may be about to write there
-                raise RunError(f"run '{run_dir}' is being trained by another gankit process: wait for it to end (or "
-                               f"stop it), or pass {other_folder_hint} NEW_FOLDER to train a run of its own")
+                raise RunError(busy or f"run '{run_dir}' is being trained by another gankit process: wait for it to "
+                               f"end (or stop it), or pass {other_folder_hint} NEW_FOLDER to train a run of its own")
         yield
     finally:
         if fd is not None:

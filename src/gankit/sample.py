@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from pathlib import Path
@@ -369,6 +370,18 @@ def _other_draw(saved: dict, record: dict) -> str:
             "labels": lambda v: " ".join(f"--label {shlex.quote(str(x))}" for x in v or []) or "no --label",
             "interpolate": lambda v: "--interpolate" if v else "no --interpolate"}
     return ", ".join(say(saved.get(key)) for key, say in said.items() if saved.get(key) != record[key])
+
+
+def hold_draw(folder: Path | None) -> contextlib.AbstractContextManager:
+    """Hold `folder` (made if needed: `runlock.hold`) while `sample --out-dir` reads and draws into it: a second
+    draw into it at once would remove the first's temporary files (`start_draw`) and write the same names; a
+    one-line RunError when another process draws there. Nothing is held for None (no --out-dir)."""
+    from gankit import runlock
+
+    if folder is None:
+        return contextlib.nullcontext()
+    return runlock.hold(folder, "--out-dir", busy=f"another gankit process is drawing into --out-dir '{folder}': wait "
+                        "for it to end (or stop it), or pass another --out-dir")
 
 
 def start_draw(folder: Path, record: dict) -> None:

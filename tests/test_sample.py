@@ -176,6 +176,33 @@ def test_the_same_command_continues_an_interrupted_draw_into_a_folder(trained_ru
     assert code == 2 and "already holds 10 images, one not of this draw (e.g. 'x.png'): pass" in err, err
 
 
+def test_a_draw_into_a_folder_is_not_continued_on_another_type_of_device(trained_run, tmp_path, capsys):
+    """A draw started with `--device cuda` and continued with `--device cpu` went on, its images rounded otherwise
+    than those of a draw that ran through: the record holds the device's type, and the continuation on another is
+    refused in one line naming the draw's --device."""
+    import json
+
+    from gankit.cli import main
+    from gankit.sample import DRAW_RECORD
+
+    out = tmp_path / "fakes"
+    command = ["sample", str(trained_run), "-n", "3", "--out-dir", str(out), "--device", "cpu"]
+    with pytest.raises(SystemExit) as done:
+        main(command)
+    assert done.value.code == 0
+    record = json.loads((out / DRAW_RECORD).read_text())
+    assert record["device"] == "cpu"
+    (out / DRAW_RECORD).write_text(json.dumps({**record, "device": "cuda"}))  # as a draw on a GPU records it
+    (out / "00002.png").unlink()  # interrupted before its last image
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(command)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1, err
+    assert f"--out-dir '{out}' already holds 2 images of another draw (--device cuda): pass" in err, err
+    assert not (out / "00002.png").exists()
+
+
 def test_a_second_draw_into_a_folder_another_process_draws_into_is_refused(trained_run, tmp_path, monkeypatch,
                                                                            capsys):
     """The same `sample RUN -n 50000 --out-dir fakes` run twice at once: the second removed the first's temporary

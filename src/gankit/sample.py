@@ -321,13 +321,14 @@ def write_png(image: torch.Tensor, path: Path) -> None:
 
 def draw_record(gen: LoadedGenerator, n: int, seed: int, classes: list[int], interpolate: bool) -> dict:
     """What the images of `sample --out-dir` are made of: the weights (their file's sha256), -n, --seed, the classes
-    of --label and --interpolate. The same record, the same images."""
+    of --label, --interpolate and the device's type (cpu, cuda...: another rounds otherwise). The same record, the
+    same images."""
     from gankit.checkpoint import state_digest
     from gankit.metrics import _sha256
 
     weights = _sha256(gen.source) if gen.source is not None else state_digest(gen.G.state_dict())
     return {"weights": weights, "n": n, "seed": seed, "labels": [gen.labels[i] for i in classes],
-            "interpolate": interpolate}
+            "interpolate": interpolate, "device": gen.device.type}
 
 
 def read_draw_record(folder: Path) -> dict | None:
@@ -368,7 +369,7 @@ def _other_draw(saved: dict, record: dict) -> str:
     """The options in which the draw `saved` differs from `record`, as that draw gave them: '-n 5000, --seed 3'."""
     said = {"weights": lambda v: "other weights: another run or --checkpoint, or the run trained further", "n": lambda v: f"-n {v}", "seed": lambda v: f"--seed {v}",
             "labels": lambda v: " ".join(f"--label {shlex.quote(str(x))}" for x in v or []) or "no --label",
-            "interpolate": lambda v: "--interpolate" if v else "no --interpolate"}
+            "interpolate": lambda v: "--interpolate" if v else "no --interpolate", "device": lambda v: f"--device {v}"}
     return ", ".join(say(saved.get(key)) for key, say in said.items() if saved.get(key) != record[key])
 
 

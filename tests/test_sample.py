@@ -176,6 +176,42 @@ def test_the_same_command_continues_an_interrupted_draw_into_a_folder(trained_ru
     assert code == 2 and "already holds 10 images, one not of this draw (e.g. 'x.png'): pass" in err, err
 
 
+def test_a_continued_draw_with_a_grid_writes_the_grid_of_a_draw_that_ran_through(trained_run, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """`sample --grid g.png --out-dir f`, interrupted, then run again: every image is drawn again for the grid, which
+    is that of a draw that ran through (also of one without --out-dir); the pngs from the batch the draw stopped in
+    on are written (here of 4 images: 4 to 8), the others left as they are."""
+    import torchvision.utils
+
+    import gankit.sample
+    from gankit.cli import main
+
+    monkeypatch.setattr(gankit.sample, "DRAW_CHUNK", 4, raising=False)
+    save, written = torchvision.utils.save_image, []
+
+    def save_then_ctrl_c(img, f, **kw):
+        if f == grid:  # (the pngs are written into files: write_png)
+            return save(img, f, **kw)
+        if stop and len(written) == 5:
+            raise KeyboardInterrupt
+        save(img, f, **kw)
+        written.append(img)
+
+    def sample(*options):
+        with pytest.raises(SystemExit) as done:
+            main(["sample", str(trained_run), "-n", "9", "--device", "cpu", *options])
+        return done.value.code
+
+    assert sample("--grid", str(tmp_path / "whole.png")) == 0
+    monkeypatch.setattr(torchvision.utils, "save_image", save_then_ctrl_c)
+    out, grid, stop = tmp_path / "fakes", tmp_path / "g.png", True
+    assert sample("--grid", str(grid), "--out-dir", str(out)) == 130 and not grid.exists()
+    stop, written[:] = False, []
+    assert sample("--grid", str(grid), "--out-dir", str(out)) == 0
+    assert len(written) == 5 and len(list(out.glob("*.png"))) == 9
+    assert np.array_equal(np.asarray(Image.open(grid)), np.asarray(Image.open(tmp_path / "whole.png")))
+
+
 def test_a_draw_into_a_folder_is_not_continued_on_another_type_of_device(trained_run, tmp_path, capsys):
     """A draw started with `--device cuda` and continued with `--device cpu` went on, its images rounded otherwise
     than those of a draw that ran through: the record holds the device's type, and the continuation on another is

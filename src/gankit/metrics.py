@@ -493,7 +493,8 @@ def _refuse_too_few(root: str | Path, folder: str | Path, packed: bool) -> None:
     from gankit.data.folder import image_files
 
     found = len(image_files(folder))
-    if not found:  # the loader finds none either, and says what the folder holds instead, before decoding anything
+    if found < 2:  # the loader says what the folder holds instead (none), or why its one image is of no use (too
+        # small, broken): decoding one image costs nothing
         with archive_errors(root) if packed else contextlib.nullcontext():
             load_folder(folder, INPUT_SIZE, progress=False)
     if found < 2:

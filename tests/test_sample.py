@@ -637,6 +637,20 @@ def test_interpolate_walks_from_the_given_seed(trained_run, tmp_path, monkeypatc
     assert (_written(tmp_path / "walk", 4) - generate(walked[0])).abs().max() < 0.01
 
 
+def test_an_animated_walk_with_out_dir_also_writes_its_frames_there(trained_run, tmp_path):
+    """`sample --interpolate --grid walk.gif --out-dir f` wrote the GIF and left --out-dir out without a word (the
+    folder was never made): its frames are written there too, as they are with a png grid."""
+    from typer.testing import CliRunner
+
+    from gankit.cli import app
+
+    r = CliRunner().invoke(app, ["sample", str(trained_run), "--interpolate", "-n", "4", "--grid",
+                                 str(tmp_path / "walk.gif"), "--out-dir", str(tmp_path / "f"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "walk.gif").n_frames == 6
+    assert sorted(p.name for p in (tmp_path / "f").glob("*.png")) == [f"{i:05d}.png" for i in range(4)]
+
+
 def test_a_class_index_out_of_range_is_a_one_line_error(conditional_gen):
     with pytest.raises(GankitError, match=r"labels must be 2 class indices in \[0, 3\), got \[0, 3\]"):
         conditional_gen.sample(2, seed=0, labels=torch.tensor([0, 3]))

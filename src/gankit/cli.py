@@ -367,7 +367,9 @@ def sample(
                 grid.parent.mkdir(parents=True, exist_ok=True)
                 frames_gif(images, grid)
                 typer.echo(f"wrote {grid}")
-                return
+                if out_dir is None:
+                    return
+                grid = None  # the walk's frames also go into --out-dir, one png each (they were left out unsaid)
             batches = [images]
         else:
             labels = torch.tensor(classes).repeat(math.ceil(n / len(classes)))[:n] if classes else None

@@ -387,6 +387,9 @@ CASES = [
     ("compare-a-misspelt-run", lambda t, mp: ["compare", str(run_with_config(t).rename(t / "pokemon_64px")
                                                          .with_name("pokemn_64px")), str(t / "pokemon_64px")],
      ["run folder '", "/pokemn_64px' does not exist: did you mean '", "/pokemon_64px'?"]),
+    # a short name with two letters swapped (difflib's 0.75) had no suggestion
+    ("sample-two-letters-swapped", sample(lambda t: run_with_config(t).rename(t / "try1").with_name("tyr1")),
+     ["run folder '", "/tyr1' does not exist: did you mean '", "/try1'?"]),
     ("compare-a-missing-run", lambda t, mp: ["compare", str(t / "nope")],
      ["run folder '", "/nope' does not exist: pass a folder made by `gankit train`"]),
     ("compare-out-is-a-folder", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(_mkdir(t / "out"))],

@@ -207,8 +207,9 @@ def _default_run(layers: list[dict], base: dict) -> tuple[Path, Config, bool]:
     raise AssertionError("unreachable")
 
 
-def _run_named_like(run_dir: Path) -> Path | None:
-    """A run folder beside a new `run_dir` whose name is close to its name (a --run typed wrong), if any."""
+def _run_named_like(run_dir: Path, cutoff: float = 0.8) -> Path | None:
+    """A run folder beside a new `run_dir` whose name is close to its name (a --run typed wrong), if any: `cutoff`
+    is difflib's least similarity (a new run for `train` needs a close name to be asked about)."""
     import difflib
 
     if run_dir.exists():
@@ -219,13 +220,13 @@ def _run_named_like(run_dir: Path) -> Path | None:
         return None
     digits = str.maketrans("", "", "0123456789")
     runs = [r for r in runs if r.translate(digits) != run_dir.name.translate(digits)]  # numbered runs are on purpose
-    close = difflib.get_close_matches(run_dir.name, runs, n=1, cutoff=0.8)
+    close = difflib.get_close_matches(run_dir.name, runs, n=1, cutoff=cutoff)
     return run_dir.parent / close[0] if close else None
 
 
 def missing_run(run_dir: Path) -> RunError:
     """The error for a run folder given that does not exist, naming a run beside it with a close name (a typo)."""
-    near = _run_named_like(run_dir)
+    near = _run_named_like(run_dir, cutoff=0.6)  # nothing else is meant: two letters swapped in 'try1' (0.75) are named
     fix = f"did you mean '{near}'?" if near else "pass a folder made by `gankit train`"
     return RunError(f"run folder '{run_dir}' does not exist: {fix}")
 

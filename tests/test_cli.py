@@ -65,6 +65,14 @@ def test_checkpoint_help_says_what_the_option_does(command):
     assert "instead of the run's generator.safetensors" in line, line
 
 
+def test_compare_help_says_the_page_name_must_end_in_html():
+    """compare refuses an -o that does not end in .html or .htm; its help did not say so."""
+    from gankit.cli import PAGE_EXTENSIONS
+
+    line = next(line for line in wide_help("compare").splitlines() if "--out" in line)
+    assert f"ending in {' or '.join(PAGE_EXTENSIONS)}" in line, line
+
+
 @pytest.mark.parametrize("command, flags", [("train", ["--deterministic", "--no-progress"]),
                                             ("sanity", ["--all-epochs", "--no-progress"]),
                                             ("sample", ["--same-noise-labels", "--interpolate"])])

@@ -454,10 +454,14 @@ def fid(
     typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_real']} vs {r['n_fake']} images)")
 
 
+# The names compare's page may take (-o notes.txt was overwritten with the page, without a word)
+PAGE_EXTENSIONS = (".html", ".htm")
+
+
 @command
 def compare(
     runs: List[Path] = typer.Argument(..., parser=_path, help="Run folders to compare."),
-    out: str = typer.Option("report.html", "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),
+    out: str = typer.Option("report.html", "-o", "--out", help=f"The HTML page to write, a file name ending in {' or '.join(PAGE_EXTENSIONS)} (self-contained, opens offline; replaces a file of that name)."),
 ):
     """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""
     from gankit.report import write_compare_report
@@ -465,7 +469,7 @@ def compare(
     page = Path(out).expanduser()
     if page.is_dir() or out.endswith(("/", os.sep)):  # a Path forgets the slash: `-o new/` wrote a file named `new`
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
-    if page.suffix.lower() not in (".html", ".htm"):  # -o notes.txt was overwritten with the page, without a word
+    if page.suffix.lower() not in PAGE_EXTENSIONS:
         raise GankitError(f"-o '{out}' is not an HTML file name: end it in .html, e.g. -o {page.with_suffix('.html')} "
                           "(the page is written there, replacing a file of that name)")
     path = write_compare_report(list(runs), page)

@@ -714,6 +714,20 @@ def test_check_conditioning_on_a_real_single_class_folder(tmp_path):
         check_conditioning(build_config({"model": {"arch": "acgan"}}), ds)
 
 
+@pytest.mark.parametrize("labels, fix", [
+    ("folders", "put the images in sub-folders of the data folder, one per class, or drop --labels"),
+    ("types.csv", "pass a --label-column that gives two classes or more, or drop --labels")])
+def test_a_single_class_says_to_fix_the_labels_or_drop_them(labels, fix):
+    """`--labels folders` on a folder with one sub-folder (the Pokemon set's images/) suggested --set
+    model.arch=dcgan, when the labels are what to fix, or to drop (they alone made the model an ACGAN)."""
+    from gankit.config import check_conditioning
+    from gankit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        check_conditioning(build_config({"model": {"arch": "acgan"}, "data": {"labels": labels}}), _Data(["images"]))
+    assert fix in str(e.value) and "--set model.arch=dcgan" not in str(e.value), e.value
+
+
 def test_the_crash_file_holds_a_command_line_that_is_not_utf8(tmp_path, monkeypatch):
     """Writing it failed on a surrogate in the arguments (a Latin-1 path): the crash handler itself crashed."""
     from gankit.cli import _write_traceback

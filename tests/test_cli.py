@@ -166,7 +166,7 @@ def test_train_via_cli_then_compare(image_folder, tmp_path):
     (["train", "--set", "train.lr_g=-1"], "train.lr_g must be > 0"),
     (["train", "--set", "model.widht=3"], "unknown config key"),
     (["train", "--resolution", "5000"], "from 16 to 1024"),
-    (["train", "--data", ""], "data.path is empty: give --data a value, or leave it out to train on the built-in MNIST"),
+    (["train", "--data", ""], "--data (data.path) is empty: give --data a value, or leave it out to train on the built-in MNIST"),
 ])
 def test_errors_are_one_line(args, needle, tmp_path):
     r = run(*args, "--run", tmp_path / "r", cwd=tmp_path)

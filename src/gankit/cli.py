@@ -133,8 +133,8 @@ def _flag_of(key: str) -> str:
 @contextlib.contextmanager
 def _naming_flags(flags: dict):
     """A config error about a key that a flag set (`flags`: the `_flags_layer`) names that flag, as the user typed it,
-    before the key: `--epochs (train.epochs) must be > 0`, unless it names the flag already; one about a key set with
-    --set or --config keeps the key alone."""
+    before the key: `--epochs (train.epochs) must be > 0`, also where its fix names the flag (`use --batch-size 4 or
+    less`); one about a key set with --set or --config keeps the key alone."""
     from gankit.config import flatten
     from gankit.errors import ConfigError
 
@@ -142,7 +142,7 @@ def _naming_flags(flags: dict):
         yield
     except ConfigError as e:
         said = str(e)
-        key = next((k for k in flatten(flags) if said.startswith(f"{k} ") and _flag_of(k) not in said), None)
+        key = next((k for k in flatten(flags) if said.startswith(f"{k} ")), None)
         if key is None:
             raise
         raise ConfigError(f"{_flag_of(key)} ({key}){said[len(key):]}") from None

@@ -371,7 +371,7 @@ def refuse_ignored(cfg: Config) -> None:
             if getattr(t, key):
                 raise ConfigError(f"train.{key} sets BCE targets: it needs train.loss bce, not {t.loss}")
     if cfg.data.labels == "folders" and cfg.data.label_column:
-        raise ConfigError(f"data.label_column ({cfg.data.label_column!r}) names a column of a CSV file, and with "
+        raise ConfigError(f"data.label_column {cfg.data.label_column!r} names a column of a CSV file, and with "
                           "--labels folders each image's class is its folder: drop --label-column, or pass "
                           "--labels FILE.csv")
     if t.ada_target > 0 and not t.augment.strip(" ,"):

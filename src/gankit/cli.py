@@ -472,7 +472,7 @@ def compare(
     if page.suffix.lower() not in PAGE_EXTENSIONS:
         raise GankitError(f"-o '{out}' is not an HTML file name: end it in .html, e.g. -o {page.with_suffix('.html')} "
                           "(the page is written there, replacing a file of that name)")
-    path = write_compare_report(list(runs), page)
+    path = write_compare_report(list(runs), page, progress=True)
     typer.echo(f"wrote {path}")
 
 

@@ -223,6 +223,11 @@ CASES = [
     ("labels-path-is-a-folder", train("--data", data(images), "--labels", lambda t: _mkdir(t / "labels"),
                                       "--label-column", "type"), ["is a folder", "--labels folders", "CSV"]),
     ("label-column-without-labels", train("--data", data(images), "--label-column", "type"), ["--labels"]),
+    ("label-column-with-folder-labels", train("--data", data(images), "--labels", "folders", "--label-column", "type"),
+     ["error: --label-column (data.label_column) 'type' names a column of a CSV file", "drop --label-column"]),
+    ("label-column-with-folder-labels-set", train("--data", data(images), "--labels", "folders", "--set",
+                                                  "data.label_column=type"),
+     ["error: data.label_column 'type' names a column of a CSV file"]),
     ("folder-labels-loose-files", train("--data", data(images), "--labels", "folders"), ["sub-folder"]),
     ("builtin-with-labels", train("--data", "builtin:mnist", "--labels", "folders"), ["own labels"]),
     ("unknown-builtin", train("--data", "builtin:cifar"), ["unknown built-in", "mnist"]),
@@ -245,8 +250,11 @@ CASES = [
     ("zero-lr", train("--set", "train.lr_d=0"), ["train.lr_d must be > 0"]),
     ("nan-lr", train("--set", "train.lr_d=.nan"), ["train.lr_d", "finite"]),
     ("infinite-lr", train("--set", "train.lr_g=.inf"), ["train.lr_g", "finite"]),
-    ("batch-larger-than-dataset", train("--data", data(images), "--batch-size", "64"),
-     ["batch_size 64", "4 images", "--batch-size 4"]),
+    # the flag typed comes first, as in every error about a flag's value, also where the fix names it; --set: the key
+    ("batch-larger-than-dataset", train("--data", data(images), "-b", "64"),
+     ["error: --batch-size (train.batch_size) 64 is larger than the dataset (4 images): use --batch-size 4"]),
+    ("batch-larger-than-dataset-set", train("--data", data(images), "--set", "train.batch_size=64"),
+     ["error: train.batch_size 64 is larger than the dataset (4 images): use --batch-size 4"]),
     ("zero-batch", train("--batch-size", "0"), ["--batch-size (train.batch_size) must be > 0"]),
     ("resolution-too-large", train("--resolution", "5000"), ["--resolution (data.resolution)", "16 to 1024"]),
     ("resolution-too-small", train("--resolution", "8"), ["--resolution (data.resolution)", "16 to 1024"]),
@@ -715,6 +723,20 @@ def test_check_conditioning_on_a_real_single_class_folder(tmp_path):
     ds = load_dataset(images(tmp_path, n=4, classes=("cat",)), 16, labels="folders", progress=False)
     with pytest.raises(ConfigError, match="1 class \\('cat'\\)"):
         check_conditioning(build_config({"model": {"arch": "acgan"}}), ds)
+
+
+@pytest.mark.parametrize("labels, fix", [
+    ("folders", "put the images in sub-folders of the data folder, one per class, or drop --labels"),
+    ("types.csv", "pass a --label-column that gives two classes or more, or drop --labels")])
+def test_a_single_class_says_to_fix_the_labels_or_drop_them(labels, fix):
+    """`--labels folders` on a folder with one sub-folder (the Pokemon set's images/) suggested --set
+    model.arch=dcgan, when the labels are what to fix, or to drop (they alone made the model an ACGAN)."""
+    from gankit.config import check_conditioning
+    from gankit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        check_conditioning(build_config({"model": {"arch": "acgan"}, "data": {"labels": labels}}), _Data(["images"]))
+    assert fix in str(e.value) and "--set model.arch=dcgan" not in str(e.value), e.value
 
 
 def test_the_crash_file_holds_a_command_line_that_is_not_utf8(tmp_path, monkeypatch):

@@ -65,6 +65,14 @@ def test_checkpoint_help_says_what_the_option_does(command):
     assert "instead of the run's generator.safetensors" in line, line
 
 
+def test_compare_help_says_the_page_name_must_end_in_html():
+    """compare refuses an -o that does not end in .html or .htm; its help did not say so."""
+    from gankit.cli import PAGE_EXTENSIONS
+
+    line = next(line for line in wide_help("compare").splitlines() if "--out" in line)
+    assert f"ending in {' or '.join(PAGE_EXTENSIONS)}" in line, line
+
+
 @pytest.mark.parametrize("command, flags", [("train", ["--deterministic", "--no-progress"]),
                                             ("sanity", ["--all-epochs", "--no-progress"]),
                                             ("sample", ["--same-noise-labels", "--interpolate"])])
@@ -108,7 +116,7 @@ def test_a_tilde_in_a_path_option_is_the_home_folder(monkeypatch, tmp_path, caps
     monkeypatch.setenv("HOME", str(tmp_path))
     given = []
     monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: given.append(run) or run)
-    monkeypatch.setattr(gankit.report, "write_compare_report", lambda runs, page: given.append((runs, page)) or page)
+    monkeypatch.setattr(gankit.report, "write_compare_report", lambda runs, page, progress: given.append((runs, page)) or page)
     with pytest.raises(SystemExit) as done:
         main(["train", "--run=~/runs/a"])
     assert done.value.code == 0 and given[-1] == tmp_path / "runs" / "a"
@@ -158,7 +166,7 @@ def test_train_via_cli_then_compare(image_folder, tmp_path):
     (["train", "--set", "train.lr_g=-1"], "train.lr_g must be > 0"),
     (["train", "--set", "model.widht=3"], "unknown config key"),
     (["train", "--resolution", "5000"], "from 16 to 1024"),
-    (["train", "--data", ""], "data.path is empty: give --data a value, or leave it out to train on the built-in MNIST"),
+    (["train", "--data", ""], "--data (data.path) is empty: give --data a value, or leave it out to train on the built-in MNIST"),
 ])
 def test_errors_are_one_line(args, needle, tmp_path):
     r = run(*args, "--run", tmp_path / "r", cwd=tmp_path)
@@ -214,6 +222,23 @@ def test_long_work_off_a_terminal_reports_in_lines(monkeypatch, capsys):
     bar = console.progress(3, "decoding", "images")
     assert isinstance(bar, tqdm)
     bar.close()
+
+
+def test_work_that_is_often_quick_shows_its_progress_only_after_a_delay(monkeypatch, capsys):
+    """`delay`: nothing before it (a comparison of a few runs), then the lines as usual; a bar waits as long."""
+    from gankit import console
+
+    now = [0.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(console, "LINE_EVERY", 30.0)
+    with console.progress(8, "comparing runs", "runs", delay=2.0) as bar:
+        for now[0] in (1.0, 3.0, 10.0, 33.5, 34.0):
+            bar.update(1)
+    assert capsys.readouterr().err.splitlines() == ["comparing runs: 2/8 runs (25%), 0:03 in, about 0:09 left",
+                                                    "comparing runs: 4/8 runs (50%), 0:34 in, about 0:34 left"]
+    monkeypatch.setattr(console.sys.stderr, "isatty", lambda: True)
+    with console.progress(8, "comparing runs", "runs", delay=2.0) as bar:
+        assert bar.delay == 2.0
 
 
 def test_a_terminal_without_a_width_gets_the_lines_not_a_bar_it_would_not_show(monkeypatch):

@@ -658,6 +658,28 @@ def test_compare_warns_when_runs_measured_fid_with_other_image_counts(tmp_path):
     assert '<tr class="aside"><th scope="row"><code>eval.every</code>' in diff
 
 
+def test_gankit_compare_counts_the_runs_once_it_takes_more_than_a_moment(tmp_path, monkeypatch, capsys):
+    """8 runs whose evolution GIFs were out of date took 17 s without a word: past PROGRESS_AFTER_S (here 0) the
+    command counts the runs done, in a line off a terminal (or a bar on one); a quicker comparison says nothing."""
+    from gankit import console
+    from gankit.cli import main
+    from gankit.report import compare
+
+    runs = [str(make_run(tmp_path, name, run_index=i, epochs=2)) for i, name in enumerate("abc")]
+    with pytest.raises(SystemExit) as done:
+        main(["compare", *runs, "-o", str(tmp_path / "r.html")])
+    assert done.value.code == 0 and capsys.readouterr().err == ""
+    monkeypatch.setattr(compare, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(console, "LINE_EVERY", 0.0)
+    with pytest.raises(SystemExit) as done:
+        main(["compare", *runs, "-o", str(tmp_path / "r.html")])
+    lines = capsys.readouterr().err.splitlines()
+    assert done.value.code == 0 and [line.split(" (")[0] for line in lines] == [
+        "comparing runs: 1/3 runs", "comparing runs: 2/3 runs"], lines
+    write_compare_report(runs, tmp_path / "r.html")  # (the library says nothing unless asked)
+    assert capsys.readouterr().err == ""
+
+
 def test_twenty_runs_get_twenty_colours():
     from gankit.report.compare import _color, _dash
 

@@ -669,6 +669,40 @@ def test_a_second_sigint_stops_at_once_only_in_a_single_process(monkeypatch, cap
     assert flag.hit and at_once == flag.forced == forced
 
 
+@pytest.mark.parametrize("peer", ["lost", "there"])
+def test_under_ddp_a_signals_line_waits_for_the_other_processes_to_answer(monkeypatch, capsys, peer):
+    """`kill -9` of one torchrun process: torchrun SIGTERMs the others, which said "SIGTERM: stopping within seconds,
+    after the same iteration in every process" and then, their next all-reduce failing, that a process was lost. The
+    line now comes once the peers answer: the all-reduce that asks them, or a whole iteration begun after it."""
+    from gankit import distributed
+    from gankit.train import _InterruptFlag
+
+    def all_reduce(values, device):
+        if peer == "lost":
+            raise RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:28063")
+        return values
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "maxima", all_reduce)
+    line = "SIGTERM: stopping within seconds, after the same iteration in every process\n"
+    flag = _InterruptFlag()
+    try:
+        flag._handler(signal.SIGTERM, None)
+        assert capsys.readouterr().err == ""
+        if peer == "lost":
+            with pytest.raises(RuntimeError, match="Connection closed by peer"):
+                flag.stop(7, 1.0, torch.device("cpu"))
+            assert capsys.readouterr().err == ""
+            return
+        flag._agreed, flag._next = (5, 0.5), 20  # between two agreements: no all-reduce of the flag's own
+        assert not flag.stop(7, 1.0, torch.device("cpu")) and capsys.readouterr().err == ""  # (begun before it?)
+        assert not flag.stop(8, 1.1, torch.device("cpu")) and capsys.readouterr().err == line
+        flag._handler(signal.SIGTERM, None)
+        assert flag.stop(20, 2.0, torch.device("cpu")) and capsys.readouterr().err == line  # the agreement answered
+    finally:
+        flag.restore()
+
+
 def test_a_dataset_too_large_for_the_gpu_stays_in_host_memory(monkeypatch, capsys):
     """The uint8 dataset lives on the GPU unless it would take more than half of its free memory; then batches come
     from host memory (a one-line warning says so). On a CPU it is where training runs. (The copy of each batch to

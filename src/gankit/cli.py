@@ -133,8 +133,8 @@ def _flag_of(key: str) -> str:
 @contextlib.contextmanager
 def _naming_flags(flags: dict):
     """A config error about a key that a flag set (`flags`: the `_flags_layer`) names that flag, as the user typed it,
-    before the key: `--epochs (train.epochs) must be > 0`, unless it names the flag already; one about a key set with
-    --set or --config keeps the key alone."""
+    before the key: `--epochs (train.epochs) must be > 0`, also where its fix names the flag (`use --batch-size 4 or
+    less`); one about a key set with --set or --config keeps the key alone."""
     from gankit.config import flatten
     from gankit.errors import ConfigError
 
@@ -142,7 +142,7 @@ def _naming_flags(flags: dict):
         yield
     except ConfigError as e:
         said = str(e)
-        key = next((k for k in flatten(flags) if said.startswith(f"{k} ") and _flag_of(k) not in said), None)
+        key = next((k for k in flatten(flags) if said.startswith(f"{k} ")), None)
         if key is None:
             raise
         raise ConfigError(f"{_flag_of(key)} ({key}){said[len(key):]}") from None
@@ -458,10 +458,14 @@ def fid(
     typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_real']} vs {r['n_fake']} images)")
 
 
+# The names compare's page may take (-o notes.txt was overwritten with the page, without a word)
+PAGE_EXTENSIONS = (".html", ".htm")
+
+
 @command
 def compare(
     runs: List[Path] = typer.Argument(..., parser=_path, help="Run folders to compare."),
-    out: str = typer.Option("report.html", "-o", "--out", help="The HTML page to write (self-contained, opens offline)."),
+    out: str = typer.Option("report.html", "-o", "--out", help=f"The HTML page to write, a file name ending in {' or '.join(PAGE_EXTENSIONS)} (self-contained, opens offline; replaces a file of that name)."),
 ):
     """Write one HTML page comparing runs side by side: config differences, best FID/KID, grids, GIFs, curves."""
     from gankit.report import write_compare_report
@@ -469,10 +473,10 @@ def compare(
     page = Path(out).expanduser()
     if page.is_dir() or out.endswith(("/", os.sep)):  # a Path forgets the slash: `-o new/` wrote a file named `new`
         raise GankitError(f"-o '{out}' is a folder: pass the page's file name, e.g. -o {page / 'report.html'}")
-    if page.suffix.lower() not in (".html", ".htm"):  # -o notes.txt was overwritten with the page, without a word
+    if page.suffix.lower() not in PAGE_EXTENSIONS:
         raise GankitError(f"-o '{out}' is not an HTML file name: end it in .html, e.g. -o {page.with_suffix('.html')} "
                           "(the page is written there, replacing a file of that name)")
-    path = write_compare_report(list(runs), page)
+    path = write_compare_report(list(runs), page, progress=True)
     typer.echo(f"wrote {path}")
 
 

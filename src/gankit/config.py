@@ -371,7 +371,7 @@ def refuse_ignored(cfg: Config) -> None:
             if getattr(t, key):
                 raise ConfigError(f"train.{key} sets BCE targets: it needs train.loss bce, not {t.loss}")
     if cfg.data.labels == "folders" and cfg.data.label_column:
-        raise ConfigError(f"data.label_column ({cfg.data.label_column!r}) names a column of a CSV file, and with "
+        raise ConfigError(f"data.label_column {cfg.data.label_column!r} names a column of a CSV file, and with "
                           "--labels folders each image's class is its folder: drop --label-column, or pass "
                           "--labels FILE.csv")
     if t.ada_target > 0 and not t.augment.strip(" ,"):
@@ -470,8 +470,11 @@ def check_conditioning(cfg: Config, data: Any) -> None:
     names = list(data.class_names)
     if len(names) < 2:
         shown = ", ".join(repr(n) for n in names) or "none"
+        # a single-class dataset is the labels' to fix, or to drop (the labels alone made the model an ACGAN)
+        more = ("put the images in sub-folders of the data folder, one per class" if cfg.data.labels == "folders" else
+                "pass a --label-column that gives two classes or more")
         raise ConfigError(f"model.arch {arch} needs at least 2 classes, but the labels give {len(names)} class "
-                          f"({shown}): use labels with two classes or more, or --set model.arch=dcgan")
+                          f"({shown}): {more}, or drop --labels to train an unconditional model (model.arch dcgan)")
 
 
 def parse_value(text: str) -> Any:

@@ -124,31 +124,36 @@ def draws_bars() -> bool:
         return True
 
 
-def progress(total: int, desc: str, unit: str, enabled: bool = True):
+def progress(total: int, desc: str, unit: str, enabled: bool = True, delay: float | None = None):
     """A progress counter for `total` units of work (`.update(n)`, a context manager): a tqdm bar on a terminal
     (gone when done); into a log file or a pipe, where a bar's redraws would pile up into one endless line, a plain
-    line at most every LINE_EVERY seconds; nothing when disabled or on a process that does not speak."""
+    line at most every LINE_EVERY seconds; nothing when disabled or on a process that does not speak. `delay`: the
+    seconds before anything shows, for work that is often over sooner (by default a bar shows at once, the first
+    line after LINE_EVERY seconds)."""
     from tqdm import tqdm
 
     if not enabled or not speaks():
         return tqdm(total=total, disable=True)
     if not draws_bars():
-        return _Lines(total, desc, unit)
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+        return _Lines(total, desc, unit, delay)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, delay=delay or 0)
 
 
 class _Lines:
-    """Off a terminal: `desc: n/total unit (p%), m:ss in, about m:ss left`, at most every LINE_EVERY seconds."""
+    """Off a terminal: `desc: n/total unit (p%), m:ss in, about m:ss left`, at most every LINE_EVERY seconds (the
+    first after `first` seconds, where given)."""
 
-    def __init__(self, total: int, desc: str, unit: str):
-        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+    def __init__(self, total: int, desc: str, unit: str, first: float | None = None):
+        self.total, self.desc, self.unit, self.n, self.first = total, desc, unit, 0, first
         self.start = self.last = time.monotonic()
+        self.said = False  # a line yet
 
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        if now - self.last >= LINE_EVERY and self.n < self.total:
-            self.last = now
+        wait = LINE_EVERY if self.first is None or self.said else self.first
+        if now - self.last >= wait and self.n < self.total:
+            self.last, self.said = now, True
             spent = now - self.start
             left = f", about {clock(spent * (self.total - self.n) / self.n)} left" if self.n else ""
             info(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit} ({self.n / self.total:.0%}), {clock(spent)} in{left}")

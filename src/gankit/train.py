@@ -1677,7 +1677,9 @@ class _InterruptFlag:
     Under DDP every rank must stop after the same iteration, so the ranks ask each other (one all-reduce, with
     their clocks) about every `AGREE_SECONDS` of training, at iterations they all compute alike from the agreed
     clocks. torchrun forwards a Ctrl-C or SIGTERM to its processes once and kills them `--shutdown-timeout`
-    (30 s) later; a second Ctrl-C reaches torchrun only."""
+    (30 s) later; a second Ctrl-C reaches torchrun only. It also sends SIGTERM to the processes left when one of them
+    died (`kill -9`): under DDP the signal's line waits until the others answer (`_say_once_peers_answer`), or a
+    process that lost a peer said it would stop within seconds just before the error line saying what happened."""
 
     HANGUP = getattr(signal, "SIGHUP", None)  # POSIX only
     SIGNALS = tuple(sig for sig in (signal.SIGTERM, signal.SIGINT, HANGUP) if sig is not None)
@@ -1687,6 +1689,7 @@ class _InterruptFlag:
         self.hit = self.forced = False
         self.exit_code = 130  # the shell's 128 + the first signal's number (`Interrupted.exit_code`); Ctrl-C's by default
         self._agreed = None  # (iteration, agreed clock) where the ranks last asked each other (`agreed`)
+        self._unsaid = self._since = None  # DDP: the signal's line, and the iteration it came in (`_say_once_peers_answer`)
         self._next = 0  # ... and the iteration where they ask next
         self._old = {}
         for sig in self.SIGNALS:
@@ -1711,7 +1714,7 @@ class _InterruptFlag:
             return
         said = "" if sig == signal.SIGINT else "SIGTERM: "  # a scheduler's preemption: its log says why the run stopped
         if distributed.world_size() > 1:
-            console.info(f"{said}stopping within seconds, after the same iteration in every process")
+            self._unsaid, self._since = f"{said}stopping within seconds, after the same iteration in every process", None
         else:
             console.info(f"{said}stopping after this iteration" +
                          (" (Ctrl-C again to stop at once)" if sig == signal.SIGINT else ""))
@@ -1725,15 +1728,32 @@ class _InterruptFlag:
         """Stop now? At once for one process; under DDP at the next iteration where the ranks agree."""
         if distributed.world_size() == 1:
             return self.hit
+        self._say_once_peers_answer(iteration)
         last = self._agreed
         if last is not None and last[0] < iteration < self._next:  # (a NaN rollback goes back: ask at once)
             return False
         hit, clock = distributed.maxima([float(self.hit), clock], device)
+        self._say_once_peers_answer()
         step = 1
         if last is not None and iteration > last[0] and clock > last[1]:
             step = max(1, int(self.AGREE_SECONDS * (iteration - last[0]) / (clock - last[1])))
         self._agreed, self._next = (iteration, clock), iteration + step
         return hit > 0
+
+    def _say_once_peers_answer(self, iteration: int | None = None) -> None:
+        """Under DDP, say the signal's line once the other processes are known to be there: after an all-reduce they
+        answered (no `iteration`), or at the end of an iteration begun after the signal (its gradients' all-reduces
+        answered). A peer gone first (torchrun's SIGTERM then stops the processes left) fails them instead, and the
+        error that says so is the one line."""
+        if self._unsaid is None:
+            return
+        if iteration is not None:
+            if self._since is None:  # the iteration under way at the signal: perhaps all-reduced before it
+                self._since = iteration
+            if iteration <= self._since:
+                return
+        console.info(self._unsaid)
+        self._unsaid = None
 
     def restore(self):
         for sig, old in self._old.items():

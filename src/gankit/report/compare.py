@@ -44,9 +44,11 @@ COMPARE_GIF_SIDE = 400
 #: while a really stale GIF is older by at least the time an epoch takes to train and write.
 GIF_STALE_AFTER_S = 2.0
 MISSING = "\u2014"  # em dash: key absent from this run's config
+#: A comparison shows its progress only once it has taken this many seconds (a few runs with their GIFs are quicker).
+PROGRESS_AFTER_S = 2.0
 
 
-def write_compare_report(run_dirs: list, out_path) -> Path:
+def write_compare_report(run_dirs: list, out_path, progress: bool = False) -> Path:
     """Write an HTML page comparing the runs in `run_dirs` to `out_path` (atomically) and return its path.
 
     Sections (each with its id): `config-diff` (config keys whose values differ; every key when there is
@@ -56,7 +58,7 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     (D and G losses vs epoch, runs overlaid, the Wasserstein-family runs and those whose losses include a class loss
     (ACGAN) apart) and `accuracy-curves` (D's accuracies on real images and fakes, and an ACGAN's class accuracies,
     vs epoch, runs overlaid). A piece missing from a run shows a short note. Raises RunError when a folder is not a
-    run.
+    run. `progress`: count the runs done (`console.progress`) where the comparison takes more than PROGRESS_AFTER_S.
     """
     if not run_dirs:
         raise RunError("no runs to compare: pass at least one run folder")
@@ -78,17 +80,21 @@ def write_compare_report(run_dirs: list, out_path) -> Path:
     flat = [flatten_config(r.config) for r in runs]
     defaults = config_defaults()  # what a key counts as in a run whose config lacks it
     differ = _measuring_differences(runs, flat, defaults)
-    body = [
-        _header(runs, labels, colors),
-        _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),
-                                             [label for r, label in zip(runs, labels) if r.config_problem])),
-        _section("best-metrics", _measured_apart(differ) + _best_metrics(runs, labels, colors)),
-        _section("final-grids", _final_grids(runs, labels, colors, widths)),
-        _section("evolution", _evolutions(runs, labels, colors, widths)),
-        _section("fid-curves", _fid_curves(runs, labels, colors, differ)),
-        _section("loss-curves", _loss_curves(runs, labels, colors)),
-        _section("accuracy-curves", _accuracy_curves(runs, labels, colors)),
-    ]
+    with console.progress(len(runs), "comparing runs", "runs", progress, delay=PROGRESS_AFTER_S) as bar:
+        curves = [  # before the evolutions, the slow part the progress counts run by run (a GIF made from the grids)
+            _section("fid-curves", _fid_curves(runs, labels, colors, differ)),
+            _section("loss-curves", _loss_curves(runs, labels, colors)),
+            _section("accuracy-curves", _accuracy_curves(runs, labels, colors)),
+        ]
+        body = [
+            _header(runs, labels, colors),
+            _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),
+                                                 [label for r, label in zip(runs, labels) if r.config_problem])),
+            _section("best-metrics", _measured_apart(differ) + _best_metrics(runs, labels, colors)),
+            _section("final-grids", _final_grids(runs, labels, colors, widths)),
+            _section("evolution", _evolutions(runs, labels, colors, widths, bar)),
+            *curves,
+        ]
     title = "gankit comparison: " + " vs ".join(labels)
     page = PAGE.format(title=html.escape(title), style=STYLE, body="\n".join(body))
     return write_bytes_atomic(out_path, console.printable(page).encode("utf-8"))  # a folder name not in UTF-8
@@ -344,12 +350,13 @@ def _image_bytes(path: Path) -> bytes | None:
     return data
 
 
-def _evolutions(runs, labels, colors, widths) -> str:
+def _evolutions(runs, labels, colors, widths, bar) -> str:
     cells = []
     for r, label, c, width in zip(runs, labels, colors, widths):
         data, note = _evolution_gif(r)
         content = _img(data, "image/gif", f"{label}: evolution of samples", style=width) if data else ""
         cells.append(_cell_fig(label, c, content + (_note(note) if note else "")))
+        bar.update(1)
     return f'<div class="runs">{"".join(cells)}</div>'
 
 

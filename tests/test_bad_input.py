@@ -202,7 +202,7 @@ CASES = [
      ["a.png", "too large, 89 MP", "larger than Pillow's limit of 89 megapixels", "downscale them"]),
     ("sixteen-bit-images-decoded", train("--data", data(lambda t: folder_with(
         t, {f"{i}.png": sixteen_bit_png() for i in range(3)})), "--batch-size", "8"),
-     ["batch_size 8", "3 images", "--batch-size 3"]),
+     ["--batch-size (train.batch_size) 8", "3 images", "--batch-size 3"]),
     # --- labels
     ("labels-csv-missing", train("--data", data(images), "--labels", "nope.csv", "--label-column", "type"),
      ["nope.csv", "does not exist"]),

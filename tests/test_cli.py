@@ -258,6 +258,8 @@ def test_a_terminal_without_a_width_gets_the_lines_not_a_bar_it_would_not_show(m
         monkeypatch.setattr(console.sys, "stderr", terminal)
         assert isinstance(console.progress(3, "decoding", "images"), console._Lines)
         assert train._progress(True, 4, "r", 9, lambda: (0.5, 0.0, 100, 0.0)).lines
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 80, 0, 0))  # a width alone (`stty cols 80`)
+        assert isinstance(console.progress(3, "decoding", "images"), console._Lines)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         bar = console.progress(3, "decoding", "images")
         assert isinstance(bar, tqdm)

@@ -114,12 +114,13 @@ def clock(seconds: float) -> str:
 
 def draws_bars() -> bool:
     """Whether stderr is a terminal to draw progress bars on. A pseudo-terminal that nothing gave a size (0 columns:
-    `script` or `docker run -t` started from a job, not from a terminal) shows tqdm's bars as nothing at all: it gets
-    the plain lines of a log file."""
+    `script` or `docker run -t` started from a job, not from a terminal), or only a width (0 rows: tqdm leaves out the
+    bars below the screen's last row), shows tqdm's bars as nothing at all: it gets the plain lines of a log file."""
     if not sys.stderr.isatty():
         return False
     try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+        size = os.get_terminal_size(sys.stderr.fileno())
+        return size.columns > 0 and size.lines > 0
     except (OSError, ValueError):  # a terminal that does not say its size: tqdm's own default width
         return True
 

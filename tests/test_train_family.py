@@ -277,6 +277,29 @@ def test_a_rollback_removes_the_grids_of_the_steps_it_undid(image_folder, tmp_pa
     assert "removed 2 sample grids of epochs after the checkpoint rolled back to (iteration 0)" in capsys.readouterr().err
 
 
+def test_a_stop_after_a_rollback_at_an_undone_epochs_end_writes_its_grid(image_folder, tmp_path, monkeypatch):
+    """As above, NaN at iteration 10 goes back to iteration 0, removing epoch_0002.png; a `stop_when` stop (gankit
+    sanity's) at the redone epoch 2's end, whose grid pacing skips, took it for written (the grid of the last
+    epoch end written was still epoch 2's, of before the rollback): the run ended without one."""
+    import gankit.train
+
+    class Paced(gankit.train.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            grids = iter([True, True])
+            self._paced["samples"].due = lambda: next(grids, False)
+            self._paced["checkpoint"].due = lambda: False
+
+        def fit(self, stop_when=None):
+            return super().fit(stop_when=lambda: self.rollbacks == 1 and self.epoch == 2)
+
+    monkeypatch.setattr(gankit.train, "Trainer", Paced)
+    monkeypatch.setattr(BCELoss, "d_loss", _nan_once(10))
+    run = run_training(_layers(image_folder, {"epochs": 3}, checkpoint_every=0), tmp_path / "r")
+    assert [e["step"] for e in _lines(run, "event")] == [0]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_0002.png"]
+
+
 def test_two_rollbacks_to_the_same_checkpoint_lower_the_rates_twice(image_folder, tmp_path, monkeypatch):
     # NaN at iteration 7, back to iteration 4 (end of epoch 1); NaN again at iteration 7 (the 10th D loss), before
     # epoch 2 ends: back to the same checkpoint, now with the rates x0.5 twice

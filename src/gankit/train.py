@@ -1451,6 +1451,8 @@ class Trainer:
         self._load(state)
         self._resumes_from = (last, self.iteration)
         self.rollbacks = rollbacks
+        if self._grid_epoch is not None and self._grid_epoch > self.epoch:
+            self._grid_epoch = None  # an undone epoch's grid (removed below): a stop at its end writes it again
         self._schedule_lr()  # from the configured rates: two rollbacks to the same checkpoint lower them twice
         self.log.rewind(self.iteration)
         lrs = {"lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"]}

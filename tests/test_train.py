@@ -1561,6 +1561,26 @@ def test_a_complete_run_in_a_read_only_folder_says_it_is_complete(image_folder, 
     assert f"run '{run}' is already complete (4 iterations" in capsys.readouterr().err
 
 
+def test_a_complete_run_in_a_read_only_folder_missing_its_last_numbered_checkpoint_says_it_is_complete(
+        image_folder, tmp_path, monkeypatch, capsys):
+    """A complete run whose last epoch's numbered checkpoint is missing (held back by a nearly full disk), resumed in a
+    read-only folder: the resume's mend of it failed ("could not write checkpoint"), an error instead of saying that
+    the run is complete. It says in one line that it could not be written, and that the run is complete."""
+    from conftest import read_only
+
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"]["checkpoint_every"] = 1
+    run = run_training(layers, tmp_path / "r")
+    (run / "checkpoints/epoch_0001.pt").unlink()
+    read_only(monkeypatch, run)
+    capsys.readouterr()
+    run_training(layers, run)
+    err = capsys.readouterr().err
+    assert "the missing numbered checkpoint of epoch 1 could not be written: could not write checkpoint" in err
+    assert f"run '{run}' is already complete (4 iterations" in err
+    assert not (run / "checkpoints/epoch_0001.pt").exists()
+
+
 def test_of_two_trainings_of_a_new_run_started_at_once_the_refused_one_leaves_its_folder(tmp_path, monkeypatch):
     """Two `gankit train --run NEW` started within microseconds both found NEW missing; the first to lock it (whichever
     of them made it) trains there, and the second, refused, removed it as its own folder still empty, from under the

@@ -891,7 +891,19 @@ class Trainer:
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
                 and not numbered_path(self.ckpt_dir, epoch).exists()):
+            self._mend_numbered()
+
+    def _mend_numbered(self) -> None:
+        """The missing numbered checkpoint of the epoch end resumed from (`_mend_a_kill`; or one a nearly full disk
+        held back), written. A complete run (`_complete_as_it_is`) whose folder refuses it (read-only) says so in one
+        line and is still complete: it has nothing else to write."""
+        try:
             self._save_numbered(self.state_dict())
+        except (RunError, OSError) as e:  # (OSError: older ones deleted to make room)
+            if not self._complete_as_it_is():
+                raise
+            why = e if isinstance(e, RunError) else f"{e.strerror or e}: check the folder's permissions"
+            console.warn(f"the missing numbered checkpoint of epoch {self.epoch} could not be written: {why}")
 
     def _remove_leftovers(self) -> None:
         """The temporary files of the writes a kill cut short (`checkpoint.remove_leftovers`), named in one line."""

@@ -16,13 +16,15 @@ from typing import Any
 import torch
 
 from gankit.checkpoint import _atomic_write
-from gankit.console import warn
+from gankit.console import info, warn
 from gankit.errors import RunError
 
 ENV_VAR = "GANKIT_CACHE_DIR"
 # A write's temporary file ('.NAME.XXXXXXXX.tmp') untouched for this long was left by a process that a kill -9 or the
 # system's OOM killer stopped while writing it (Ctrl-C removes its own): as large as the cache it was to become.
 ABANDONED_SECONDS = 3600
+# A cache file at least this large is said before it is read or written (a 1.6 GB one takes 4-5 s, silent otherwise).
+LARGE_BYTES = 500 * 2**20
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -43,11 +45,12 @@ def digest(*parts: object) -> str:
     return h.hexdigest()
 
 
-def read(path: Path, key: str) -> dict[str, Any] | None:
+def read(path: Path, key: str, progress: bool = True) -> dict[str, Any] | None:
     """The cached dict at `path` if it exists, loads safely and was written for `key`; else None."""
     if not path.is_file():
         return None
     try:
+        _say_if_large("reading", path, path.stat().st_size, progress)
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any damage (truncated, garbage, wrong format) means: rebuild
         warn(f"ignoring unreadable dataset cache '{path}' ({type(exc).__name__}); rebuilding it")
@@ -57,16 +60,25 @@ def read(path: Path, key: str) -> dict[str, Any] | None:
     return payload
 
 
-def write(path: Path, payload: dict[str, Any], again: str = "the data will be decoded again next time") -> bool:
+def write(path: Path, payload: dict[str, Any], again: str = "the data will be decoded again next time",
+          progress: bool = True) -> bool:
     """Save `payload` to `path` atomically; on failure (read-only, disk full, also half way through torch.save) warn,
     saying what `again` costs, and return False. First removes the partial files of writes that a kill cut short."""
     _remove_abandoned(path.parent)
+    size = sum(v.nbytes for v in payload.values() if isinstance(v, torch.Tensor))
+    _say_if_large("writing", path, size, progress)
     try:
         _atomic_write(path, lambda f: torch.save(payload, f), what="the cache ")
         return True
     except RunError as exc:
         warn(f"{exc}; {again}")
         return False
+
+
+def _say_if_large(doing: str, path: Path, size: int, progress: bool) -> None:
+    """One line before a read or write of a cache file of LARGE_BYTES or more, which takes seconds."""
+    if progress and size >= LARGE_BYTES:
+        info(f"{doing} the dataset cache {path} ({size / 2**20:,.0f} MiB)...")
 
 
 def _remove_abandoned(folder: Path) -> None:

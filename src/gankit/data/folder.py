@@ -144,11 +144,11 @@ def load_folder(
     key = cache.digest("gankit-folder", LOADER_VERSION, resolution, root.resolve(), listing)
     cache_file = cache.cache_root(cache_dir) / f"{_safe(name)}-{resolution}px-{key[:20]}.pt"
 
-    payload = cache.read(cache_file, key)
+    payload = cache.read(cache_file, key, progress=progress)
     if payload is None or not _valid(payload, resolution):
         payload = _decode_folder(root, files, stats, resolution, name, progress)
         payload["key"] = key
-        if payload["files"] and cache.write(cache_file, payload) and progress:
+        if payload["files"] and cache.write(cache_file, payload, progress=progress) and progress:
             info(f"cached {count(len(payload['files']), 'image')} of '{name}' at {resolution}px in {cache_file}")
 
     images, kept = payload["images"], list(payload["files"])

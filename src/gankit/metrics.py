@@ -48,8 +48,8 @@ NUM_FEATURES = 2048
 # batch (50 images of 3000 x 3000 px are 5.4 GB of floats, to keep 50 x 299 x 299 of them).
 RESIZE_PIXELS = 1 << 24
 # Images per forward pass on a CPU, whatever the batch: a stop (Ctrl-C, a training run's signal) is seen between two
-# passes, 0.6 s apart here rather than 4 s for 50 images, at no cost in images per second on a 2-core CPU (about
-# 16 img/s for 5 or 10 images, 14 for 50) and with the same features (each image's are its own).
+# passes, 0.7 s apart here rather than 3.5 s for 50 images, at no cost in images per second on a 2-core CPU (14.17
+# img/s for 10 images, 14.14 for 50: benchmarks/RESULTS.md) and with the same features (each image's are its own).
 CPU_FORWARD_BATCH = 10
 # Bump when pre-processing changes what the features are, so cached real features are not reused.
 FEATURES_VERSION = 1

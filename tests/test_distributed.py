@@ -274,6 +274,18 @@ def _stderr_at_the_end(agents: list[subprocess.Popen]) -> str:
     return "".join(e for _, e in outs)
 
 
+def _long_run_config(tmp_path: Path) -> list[dict]:
+    """The layers of a 200-iteration run (50 epochs of 4, a step line every 4), also written to tmp_path/c.yaml for
+    torchrun's `gankit train --config`: long enough to kill a process of it mid-run."""
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    make_image_folder(images)
+    layers = _layers(images, cache)
+    layers[0]["train"]["epochs"] = 50  # 200 iterations
+    layers[0]["log"]["every"] = 4
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    return layers
+
+
 @pytest.mark.slow
 def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(tmp_path):
     """Two torchrun "machines" (`--nnodes 2`, c10d rendezvous, `--max-restarts 1`, one process each, one folder):
@@ -281,12 +293,7 @@ def test_a_process_killed_mid_run_is_restarted_by_torchrun_and_nothing_is_lost(t
     its own process for the new rendezvous (keeping its restart count, so the counts of the two machines differ);
     the new processes meet on keys of their own in the store (the dead ones' would refuse the connection), resume
     from last.pt, and the run ends with the weights of one uninterrupted process on the global batch."""
-    images, cache = tmp_path / "images", tmp_path / "cache"
-    make_image_folder(images)
-    layers = _layers(images, cache)
-    layers[0]["train"]["epochs"] = 50  # 200 iterations
-    layers[0]["log"]["every"] = 4
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    layers = _long_run_config(tmp_path)
     env, port = _torchrun_env(), _free_port()
     agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--max-restarts", "1",
@@ -313,12 +320,7 @@ def test_process_0_killed_mid_run_is_said_in_one_line_by_the_process_left(tmp_pa
     """`kill -9` of process 0, the one that speaks: the process left loses its peer and says so in one line, with how
     to resume, before torchrun's SIGTERM stops it. It said nothing (only the first process of a machine spoke) and
     died of that SIGTERM: torchrun's summary alone told that process 0 had been killed."""
-    images, cache = tmp_path / "images", tmp_path / "cache"
-    make_image_folder(images)
-    layers = _layers(images, cache)
-    layers[0]["train"]["epochs"] = 50  # 200 iterations
-    layers[0]["log"]["every"] = 4
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(layers[0]))
+    _long_run_config(tmp_path)
     agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-port",
                               str(_free_port()), "-m", "gankit", "train", "--config", str(tmp_path / "c.yaml"),
                               "--run-dir", "run"], cwd=tmp_path, env=_torchrun_env(), stdout=subprocess.PIPE,

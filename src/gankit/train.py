@@ -1291,11 +1291,16 @@ class Trainer:
 
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
-        # the lines' clock is this process's own: under DDP `self.elapsed` is the agreed one, behind it between the
-        # iterations where the processes agree (after an epoch end's FID, a line said "0:01 in" and "4 img/s")
+
+        def own_clock() -> float:
+            """This process's training seconds, across resumes: under DDP `self.elapsed` is the agreed clock, behind it
+            between the iterations where the processes agree."""
+            return elapsed_base + time.perf_counter() - t_start
+
+        # the lines' clock is this process's own (with the agreed one, the line after an epoch end's FID said "0:01
+        # in" and "4 img/s")
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
-                             lambda: (self.progress(), elapsed_base + time.perf_counter() - t_start, self._images(),
-                                      self.writing_seconds))
+                             lambda: (self.progress(), own_clock(), self._images(), self.writing_seconds))
         interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
@@ -1306,7 +1311,7 @@ class Trainer:
             """After a NaN rollback, inside the loop or at the run's last step line: the progress shown and the
             epoch's img/s count from the restored iteration; returns the last line's (time, cursor, writing
             seconds) and the saved iteration, which it is."""
-            self._epoch_mark = (elapsed_base + time.perf_counter() - t_start, self._images(), self.writing_seconds)
+            self._epoch_mark = (own_clock(), self._images(), self.writing_seconds)
             progress.roll_back(self.epoch, self.cursor % spe, self._epoch_mark)
             return time.perf_counter(), self.cursor, self.writing_seconds, self.iteration
 
@@ -1324,7 +1329,7 @@ class Trainer:
                     before = self.cursor
                     try:
                         self.train_iteration()  # (and the thread tuner's timing, `_tuned`)
-                        clock = elapsed_base + time.perf_counter() - t_start
+                        clock = own_clock()
                         line = self.iteration % cfg.log.every == 0 or line_due or (
                             distributed.world_size() == 1 and self._line_due(clock - line_clock))
                         if distributed.world_size() == 1:
@@ -1360,7 +1365,7 @@ class Trainer:
                         last_log_t, last_log_cursor, last_log_writing, saved_at_iteration = rolled_back()
                     # a stop during a finished run's last writes lets them finish (it is done), unless it left out the
                     # run's final evaluation: then it stops as a stop does, and the resume evaluates
-                    if interrupted.stop(self.iteration, elapsed_base + time.perf_counter() - t_start, self.device) \
+                    if interrupted.stop(self.iteration, own_clock(), self.device) \
                             and (more() or self._final_evaluation_left_out()):
                         raise KeyboardInterrupt
                     if interrupted.agreed is not None and interrupted.agreed[0] == self.iteration:

@@ -503,7 +503,6 @@ def _refuse_too_few(root: str | Path, folder: str | Path, packed: bool) -> None:
         # small, broken): decoding one image costs nothing
         with archive_errors(root) if packed else contextlib.nullcontext():
             load_folder(folder, INPUT_SIZE, progress=False)
-    if found < 2:
         raise _too_few(root, found)
 
 

@@ -367,7 +367,8 @@ def images_drawn(folder: Path, record: dict) -> int:
 
 def _other_draw(saved: dict, record: dict) -> str:
     """The options in which the draw `saved` differs from `record`, as that draw gave them: '-n 5000, --seed 3'."""
-    said = {"weights": lambda v: "other weights: another run or --checkpoint, or the run trained further", "n": lambda v: f"-n {v}", "seed": lambda v: f"--seed {v}",
+    said = {"weights": lambda v: "other weights: another run or --checkpoint, or the run trained further",
+            "n": lambda v: f"-n {v}", "seed": lambda v: f"--seed {v}",
             "labels": lambda v: " ".join(f"--label {shlex.quote(str(x))}" for x in v or []) or "no --label",
             "interpolate": lambda v: "--interpolate" if v else "no --interpolate", "device": lambda v: f"--device {v}"}
     return ", ".join(say(saved.get(key)) for key, say in said.items() if saved.get(key) != record[key])

@@ -28,8 +28,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from gankit import runlock
-from gankit import console
+from gankit import console, runlock
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
 from gankit.data.folder import _safe

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from gankit.checkpoint import _atomic_write
-from gankit.console import info, warn
+from gankit.console import count, info, warn
 from gankit.errors import RunError
 
 ENV_VAR = "GANKIT_CACHE_DIR"
@@ -85,8 +85,6 @@ def _remove_abandoned(folder: Path) -> None:
     """Delete the temporary files in `folder` that writes stopped by a kill left (`ABANDONED_SECONDS`): nothing
     else would ever remove them. (Other processes may be writing theirs: those are recent.)"""
     import time
-
-    from gankit.console import count, info
 
     removed, size, now = [], 0, time.time()
     for path in folder.glob(".*.pt.*.tmp") if folder.is_dir() else ():  # _atomic_write's names for caches

@@ -395,7 +395,6 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
     weights_differ = "eval.inception_weights" in differ
     parts, kid_parts = [], []
     for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, TIME_LABEL)):  # the times include evaluations
-        versus = x
         if with_fid:
             fig, ax = new_figure(1, width=7.0, height=4.5)
             fig.set_layout_engine("constrained")  # no time pressure here: let labels of any length fit
@@ -410,7 +409,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
                 ax.plot([(b.at if x == "epoch" else b.time) / scale], [b.fid], "*", ms=13, color=c, mec="black",
                         mew=0.6)
             caveat = ("\nnot comparable across these runs (different " + " / ".join(differ) + ")") if differ else ""
-            ax.set(title=f"FID vs {versus} (\u2605 = best){caveat}", xlabel=xlabel, ylabel="FID (lower is better)")
+            ax.set(title=f"FID vs {x} (\u2605 = best){caveat}", xlabel=xlabel, ylabel="FID (lower is better)")
             if x == "epoch":  # whole epochs (fractions of one for runs shorter than it), as the run's own plots/fid.png
                 epoch_ticks(ax, np.concatenate(drawn))
             _legend_below(fig, lines)
@@ -429,7 +428,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
                 ax.fill_between(xs, kid - std, kid + std, color=c, alpha=0.15, lw=0)
             caveat = ("\ncomparable across these runs (FID is not)" if counts_differ else
                       "\nnot comparable across these runs (different eval.inception_weights)" if weights_differ else "")
-            ax.set(title=f"KID vs {versus} (band = \u00b1 kid_std){caveat}", xlabel=xlabel,
+            ax.set(title=f"KID vs {x} (band = \u00b1 kid_std){caveat}", xlabel=xlabel,
                    ylabel="KID (lower is better)")
             if x == "epoch":
                 epoch_ticks(ax, np.concatenate(drawn))

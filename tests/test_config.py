@@ -314,8 +314,8 @@ def test_the_defaults_are_the_write_ups_hyper_parameters():
     ({"train": {"loss": "wgan", "relativistic": True}}, "train.relativistic works with train.loss bce or hinge, not wgan"),
     ({"model": {"d_norm": "layer"}, "train": {"d_split": True, "fuse_d": True}},
      "train.d_split .* but a fused D forward scores both batches at once: drop train.d_split"),
-    ({"train": {"device": "cuda:x"}}, "train.device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
-    ({"train": {"device": "cuda0"}}, "train.device must be auto, cpu, cuda or cuda:N"),
+    ({"train": {"device": "cuda:x"}}, "train.device must be auto, cpu, cuda, cuda:N or mps, got 'cuda:x'"),
+    ({"train": {"device": "cuda0"}}, "train.device must be auto, cpu, cuda, cuda:N or mps"),
     ({"train": {"compile": True, "compile_mode": "fast"}},
      "train.compile_mode must be one of default, reduce-overhead, max-autotune; got 'fast'"),
     ({"model": {"kernel": 3}}, "model.kernel must be one of 4, 5; got 3"),
@@ -461,3 +461,66 @@ def test_auto_takes_the_gpu_and_its_best_half_precision(monkeypatch):
     for available, expected in ((True, cuda), (False, torch.device("cpu"))):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
         assert device.resolve_device("auto") == expected
+
+
+def test_mps_is_a_device_when_the_mac_has_it(monkeypatch):
+    """--device mps: taken where MPS is available, else one line naming what to use instead."""
+    import torch
+
+    from gankit import device
+    from gankit.config import is_device_name
+
+    assert is_device_name("mps")
+    build_config({"train": {"device": "mps"}})
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert device.resolve_device("mps") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for cuda, instead in ((False, "--device cpu"), (True, "--device cuda")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        with pytest.raises(ConfigError, match=f"no Apple GPU \\(MPS\\) is available here: use {instead} or auto"):
+            device.resolve_device("mps")
+
+
+def test_auto_stays_on_the_cpu_and_says_once_that_mps_may_be_faster(monkeypatch, capsys):
+    import torch
+
+    from gankit import device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    device._say_mps_may_be_faster.cache_clear()
+    try:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+        assert device.resolve_device("auto") == torch.device("cpu")
+        assert capsys.readouterr().err == ""
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+        assert device.resolve_device("auto") == torch.device("cpu")
+        assert device.resolve_device("auto") == torch.device("cpu")
+        said = capsys.readouterr().err.splitlines()
+        assert len(said) == 1 and "--device mps may be faster" in said[0]
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a CUDA GPU: taken, nothing said about MPS
+        device._say_mps_may_be_faster.cache_clear()
+        assert device.resolve_device("auto") == torch.device("cuda")
+        assert capsys.readouterr().err == ""
+    finally:
+        device._say_mps_may_be_faster.cache_clear()
+
+
+def test_mps_trains_in_fp32_unless_bf16_is_asked_for_where_it_runs(monkeypatch):
+    import torch
+
+    from gankit import device
+
+    mps = torch.device("mps")
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)  # (the CPU's bf16 has no say on MPS)
+    assert device.resolve_precision("auto", mps) is None
+    assert device.resolve_precision("fp32", mps) is None
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU: use fp32 on MPS"):
+        device.resolve_precision("fp16", mps)
+    for macos14 in (True, False):
+        monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: macos14)
+        if macos14:
+            assert device.resolve_precision("bf16", mps) == torch.bfloat16
+        else:
+            with pytest.raises(ConfigError, match="bf16 on MPS needs macOS 14 or newer: use fp32"):
+                device.resolve_precision("bf16", mps)
+

@@ -405,6 +405,18 @@ def test_processes_that_cannot_reach_each_other_get_one_line(monkeypatch):
     assert not torch.distributed.is_initialized()
 
 
+def test_torchrun_on_mps_is_refused_in_one_line(monkeypatch):
+    """gloo, the backend for devices other than CUDA, does not run on Apple GPUs: refused before any connection."""
+    from gankit.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ConfigError, match="torchrun with --device mps is not supported .*under torchrun with --device cpu"):
+        with distributed.process_group(torch.device("mps")):
+            pass
+    assert not torch.distributed.is_initialized()
+
+
 def _as_rank(monkeypatch, r: int, n: int = 2) -> None:
     monkeypatch.setattr(distributed, "world_size", lambda: n)
     monkeypatch.setattr(distributed, "rank", lambda: r)

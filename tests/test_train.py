@@ -1665,3 +1665,19 @@ def test_grids_inside_an_epoch_at_evenly_spaced_batches(image_folder, tmp_path):
 def test_the_start_line_names_every_budget_in_words(image_folder, tmp_path, capsys, minutes, said):
     run_training(tiny_layers(image_folder, epochs=1, max_steps=1, minutes=minutes), tmp_path / "run")
     assert f"up to 1 epoch / 1 iteration / {said}\n" in capsys.readouterr().err
+
+
+def test_on_mps_the_cpu_only_paths_stay_off(image_folder, monkeypatch):
+    """--device mps (simulated: gankit has never run on one): none of the CPU kernels, no FID/KID by default, no
+    torch.compile, NCHW, fp32."""
+    from gankit.config import build_config
+    from gankit.data import load_dataset
+    from gankit.device import memory_format, resolve_precision
+    from gankit.train import finalize_config
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    cfg = finalize_config(build_config(*tiny_layers(image_folder, device="mps", precision="auto")), load_dataset(image_folder, 16, progress=False))
+    assert (cfg.train.gemm_wgrad, cfg.train.thin_conv, cfg.eval.every, cfg.train.compile) == (False, False, 0, False)
+    mps = torch.device("mps")
+    assert memory_format(cfg.train.channels_last, mps, cfg.train.compile) == torch.contiguous_format
+    assert resolve_precision(cfg.train.precision, mps) is None

@@ -177,8 +177,8 @@ def train(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Labels: 'folders' (sub-folder names) or a CSV file whose rows name the images (a file name, its stem, or its path in the folder)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="CSV column holding the label, e.g. type1."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default: auto)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 (default: auto = bf16 where the hardware has it)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: auto)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16 (default: auto = bf16 where the hardware has it; fp32 on mps)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads of the training step (default: one per core, fewer while that trains faster, when other programs keep cores busy)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many iterations in total (resumable)."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes of training, samples and checkpoints included (resumable; train.lr_decay spans them); the final FID/KID, when eval is on, runs after them."),
@@ -290,7 +290,7 @@ def sample(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", parser=_path, help="Write one png per image into this folder (the same command, run again, continues an interrupted draw)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same images."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", parser=_path, help="Use this checkpoint instead of the run's generator.safetensors."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     label: List[str] = typer.Option([], "--label", help="Conditional runs: draw this class (repeatable: the images cycle through the classes given)."),
     same_noise_labels: bool = _flag("--same-noise-labels", help="Conditional runs: one row per class (every class, or those given with --label), the same noise in each column."),
     interpolate: bool = _flag("--interpolate", help="Walk the latent space (slerp) from --seed to --seed+1 in -n steps; with --grid x.gif writes an animation."),
@@ -418,7 +418,7 @@ def evaluate(
     n: int = typer.Option(1000, "-n", help="Generated images."),
     n_real: int = typer.Option(10000, "--n-real", help="At most this many real images (a fixed subset)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed of the generated images: the same seed draws the same ones."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", parser=_path, help="TorchScript Inception file to use instead of the packaged one."),
 ):
     """FID and KID of a trained generator against real images, offline."""
@@ -443,7 +443,7 @@ def evaluate(
 def fid(
     dir_a: Path = typer.Argument(..., parser=_path, help="First image folder or archive (.zip, .tar, .tar.gz...)."),
     dir_b: Path = typer.Argument(..., parser=_path, help="Second image folder or archive."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     batch_size: int = typer.Option(50, "--batch-size", help="Images per Inception forward pass (at most 10 on a CPU, as fast there and quicker to stop)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", parser=_path, help="TorchScript Inception file to use instead of the packaged one."),
 ):

@@ -105,7 +105,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms (bit-identical resume on CPU), a little slower
     nan_policy: str = "rollback"  # on NaN/Inf losses: rollback (to the last good checkpoint, lr x nan_lr_factor) | stop
     nan_lr_factor: float = 0.5  # learning-rate factor applied at each NaN rollback
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (Apple GPU)
     threads: int | None = None  # CPU threads of the training step; None -> one per core, fewer while that trains faster (other programs busy on some cores; gankit.threads); OMP_NUM_THREADS also fixes it
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA only)
     channels_last: bool | None = None  # NHWC memory format; None -> on (CUDA unless compiled; CPU: +3-17% img/s measured, README Performance)
@@ -275,14 +275,14 @@ def d_is_per_sample(cfg: Config) -> bool:
 
 
 def is_device_name(name: str) -> bool:
-    """What --device takes: auto, cpu, cuda or cuda:N."""
-    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+    """What --device takes: auto, cpu, cuda, cuda:N or mps."""
+    return name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
 def check_device_name(name: str) -> None:
     """A ConfigError unless train.device is one `is_device_name` takes."""
     if not is_device_name(name):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
 
 
 def validate(cfg: Config, training: bool = True) -> Config:

@@ -16,12 +16,31 @@ from gankit.errors import ConfigError
 
 def resolve_device(name: str) -> torch.device:
     if not is_device_name(name):
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_is_available():
+            _say_mps_may_be_faster()
+        return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: no CUDA GPU is available here: use --device cpu or auto")
+    if name == "mps" and not mps_is_available():
+        instead = "cuda" if torch.cuda.is_available() else "cpu"
+        raise ConfigError(f"device 'mps': no Apple GPU (MPS) is available here: use --device {instead} or auto")
     return torch.device(name)
+
+
+def mps_is_available() -> bool:
+    """True on a Mac whose PyTorch runs on its Apple GPU (Metal Performance Shaders)."""
+    return torch.backends.mps.is_available()
+
+
+@functools.lru_cache(maxsize=1)
+def _say_mps_may_be_faster() -> None:
+    """--device auto keeps to the CPU on a Mac (gankit is not tested on MPS): said once per process."""
+    console.info("an Apple GPU (MPS) is available: --device mps may be faster than the CPU that --device auto picked "
+                 "(gankit is not tested on MPS)")
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,9 +59,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         return None
     if name == "fp16":
         if device.type != "cuda":
-            raise ConfigError("train.precision fp16 needs a CUDA GPU: use bf16 or fp32 on CPU")
+            instead = "fp32" if device.type == "mps" else "bf16 or fp32"
+            raise ConfigError(f"train.precision fp16 needs a CUDA GPU: use {instead} on {device.type.upper()}")
         return torch.float16
     if name == "bf16":
+        if device.type == "mps" and not mps_has_bf16():
+            raise ConfigError("train.precision bf16 on MPS needs macOS 14 or newer: use fp32 (or --precision auto)")
         if device.type == "cpu" and not cpu_has_bf16():
             console.warn("train.precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so it is emulated "
                          "and several times slower than fp32; --precision auto picks fp32 here")
@@ -50,7 +72,14 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     # auto
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":  # untested there: plain fp32 unless bf16 is asked for
+        return None
     return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def mps_has_bf16() -> bool:
+    """True where MPS computes bf16 (macOS 14 or newer)."""
+    return torch.backends.mps.is_macos_or_newer(14, 0)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -89,6 +89,9 @@ def process_group(device: torch.device) -> Iterator[None]:
     if not launched() or is_initialized():
         yield
         return
+    if device.type == "mps":
+        raise ConfigError("torchrun with --device mps is not supported (PyTorch's gloo backend does not run on Apple "
+                          "GPUs): train in one process with --device mps, or under torchrun with --device cpu")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

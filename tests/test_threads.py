@@ -59,6 +59,15 @@ def test_fewer_threads_are_kept_when_they_train_faster():
                     "cores; train.threads fixes the count)"]
 
 
+
+def test_a_large_ratio_is_said_without_decimals():
+    """Another process hogging a core can make one count ~40x slower: "39.98x" claimed digits the noise does not have."""
+    m = Machine({2: 3.998, 1: 0.1})
+    tuner = m.tuner(2)
+    said = m.run(tuner, 120)
+    assert tuner.current == 1 and said[0].startswith("training on 1 CPU thread instead of 2: 40x faster now (")
+
+
 def test_the_count_stays_when_fewer_threads_are_slower_and_probes_then_come_less_often():
     m = Machine({2: 0.2, 1: 0.4}, noise=0.02)
     tuner = m.tuner(2)

@@ -224,8 +224,13 @@ class ThreadTuner:
         if self.current == before:
             return None
         why = "other programs seem to be using the cores" if self.current < before else "cores are free again"
-        return (f"training on {_threads(self.current)} instead of {before}: {medians[before] / medians[self.current]:.2f}x "
+        return (f"training on {_threads(self.current)} instead of {before}: {_times(medians[before] / medians[self.current])} "
                 f"faster now ({why}; train.threads fixes the count)")
+
+
+def _times(ratio: float) -> str:
+    """A speed ratio as said: 1.67x, but 40x (a busy core's median makes large ones noisy beyond their digits)."""
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
 def _threads(n: int) -> str:

@@ -300,6 +300,25 @@ def test_tga_ppm_ico_dib_pcx_qoi_and_jif_are_read_and_other_pillow_formats_are_n
     assert [p.name for p in sorted(folder.image_files(data))] == sorted(ds.files)
 
 
+def test_tga_s_other_names_and_a_camera_s_mpo_are_read(tmp_path, capsys):
+    """.icb/.vda/.vst (TGA files) and .mpo (a multi-picture JPEG: a 3D camera's two views) were named as files gankit
+    cannot read, though Pillow reads them; they are read, an .mpo as its first picture (a large one decoded at a
+    reduced scale, as a JPEG)."""
+    data = tmp_path / "data"
+    color, second = (200, 30, 10), (10, 30, 200)
+    for name in ("a.icb", "b.vda", "c.VST"):
+        save(data / name, solid(color), format="TGA")
+    save(data / "d.mpo", solid(color, size=(900, 600)), format="MPO", save_all=True,
+         append_images=[solid(second, size=(900, 600))], quality=95)
+    with Image.open(data / "d.mpo") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a.icb", "b.vda", "c.VST", "d.mpo"]
+    assert all(pixel(ds, name) == color for name in ds.files[:3])
+    assert all(abs(a - b) < 6 for a, b in zip(pixel(ds, "d.mpo"), color))
+    assert warning_lines(capsys.readouterr().err) == []
+
+
 def test_every_image_format_pillow_knows_is_read_or_named():
     """Each extension Pillow registers for an image format is one gankit reads or one its 'cannot read' warning names,
     never one counted without a word with text files (documents, data and video formats aside)."""

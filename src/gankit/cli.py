@@ -168,7 +168,7 @@ def _flag(name: str, help: str):
 
 @command
 def train(
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder, searched recursively (png/apng/jpg/jpeg/jpe/jfif/jif/jfi/webp/bmp/dib/tif/tiff/gif/tga/ppm/pgm/pbm/pnm/ico/pcx/qoi, avif where Pillow reads it, extensionless files) or archive of one (.zip, .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz). Omit to train on the built-in MNIST digits."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Image folder, searched recursively (png/apng/jpg/jpeg/jpe/jfif/jif/jfi/webp/bmp/dib/tif/tiff/gif/mpo/tga/icb/vda/vst/ppm/pgm/pbm/pnm/ico/pcx/qoi, avif where Pillow reads it, extensionless files) or archive of one (.zip, .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz). Omit to train on the built-in MNIST digits."),
     resolution: Optional[int] = typer.Option(None, "--resolution", "-r", help="Square image size in pixels, 16-1024, e.g. 64, 256, 300 (default: the recipe's, else 32 for the built-in MNIST, 64 for a folder)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Passes over the dataset (default: the recipe's, else 30 for the built-in MNIST, 20 for a folder; a resumed run keeps its own)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per discriminator step (default: the recipe's, else 64)."),

@@ -41,8 +41,9 @@ MIN_IMAGE_SIDE = 8
 # AVIF where this Pillow reads it (Pillow 11.2+ built with libavif); else it is one of the formats named below.
 _AVIF = (".avif",) if ".avif" in Image.registered_extensions() else ()
 _SIGNED_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
-IMAGE_EXTENSIONS = (*_SIGNED_EXTENSIONS, ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jif", ".jfi", ".dib", ".pcx",
-                    ".qoi")
+# (.icb/.vda/.vst are TGA's; .mpo is a camera's multi-picture JPEG, read as its first picture)
+IMAGE_EXTENSIONS = (*_SIGNED_EXTENSIONS, ".tga", ".icb", ".vda", ".vst", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jif",
+                    ".jfi", ".mpo", ".dib", ".pcx", ".qoi")
 # Pillow's names of the first formats, whose files start with a signature: a file without an extension (downloaders
 # name files by a hash) is read when it holds one. Not TGA's, which has none (a file of any bytes could pass for one).
 _FORMATS = sorted({Image.registered_extensions()[e] for e in _SIGNED_EXTENSIONS})
@@ -51,7 +52,7 @@ _FORMATS = sorted({Image.registered_extensions()[e] for e in _SIGNED_EXTENSIONS}
 UNREADABLE_EXTENSIONS = (
     ".heic", ".heif", ".psd", ".psb", ".xcf", ".kra", ".svg", ".svgz", ".eps", ".ps", ".ai", ".jxl", ".jxr", ".wdp",
     ".exr", ".hdr", ".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx", ".pfm", ".icns", ".cur", ".dds", ".sgi", ".rgb",
-    ".rgba", ".bw", ".xbm", ".xpm", ".icb", ".vda", ".vst", ".mpo", ".blp", ".ras", ".pcd", ".pxr", ".msp", ".dcx",
+    ".rgba", ".bw", ".xbm", ".xpm", ".blp", ".ras", ".pcd", ".pxr", ".msp", ".dcx",
     ".palm", ".ftc", ".ftu", ".gbr", ".fit", ".fits", ".fli", ".flc", ".emf", ".wmf", ".avifs",
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef", ".srw",
     ".zip", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar",
@@ -390,7 +391,7 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
                 raise _Skip(f"too large, {im.width}x{im.height}")
             if min(im.size) < MIN_IMAGE_SIDE:
                 raise _Skip(f"too small, {im.width}x{im.height}")
-            if im.format == "JPEG":  # let libjpeg decode at a reduced scale when the image is huge
+            if im.format in ("JPEG", "MPO"):  # let libjpeg decode at a reduced scale when the image is huge
                 short = min(im.size)
                 im.draft(None, (im.width * 2 * resolution // short + 1, im.height * 2 * resolution // short + 1))
             im.load()

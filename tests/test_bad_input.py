@@ -374,7 +374,7 @@ CASES = [
      ["--grid '", "g.png' is a folder", "g.png/samples.png"]),
     ("sample-grid-under-a-file", lambda t, mp: ["sample", str(run_with_generator(t)), "--device", "cpu",
                                                 "--grid", str(_write(t / "f.txt", "x") / "g.png")],
-     ["f.txt", "is a file where gankit needs a folder", "move or delete it"]),
+     ["f.txt", "is a file where a folder is needed", "move or delete it, or choose another path"]),
     # --- evaluation and reports
     ("evaluate-seed-negative", lambda t, mp: ["evaluate", str(run_with_generator(t)), "-n", "2", "--seed", "-1",
                                               "--device", "cpu", *_no_inception(mp)], ["--seed", "got -1"]),

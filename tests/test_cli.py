@@ -560,3 +560,27 @@ def test_every_config_key_a_flag_sets_is_named_by_that_flag_in_errors(monkeypatc
     options = {o for p in typer.main.get_command(app).commands["train"].params for o in p.opts}
     keys = flatten(given[0])
     assert len(keys) == 14 and {_flag_of(k) for k in keys} <= options
+
+
+def test_a_file_in_the_way_is_said_in_the_wording_of_every_write(monkeypatch, tmp_path, capsys):
+    """A file standing where a folder must go: the command line said "... where gankit needs a folder: ..., or choose
+    another path", a failed write (checkpoint, metrics, cache) "... where a folder is needed: ..., or choose another
+    folder". One helper says both."""
+    import gankit.train
+    from gankit.checkpoint import write_hint
+    from gankit.cli import main
+
+    blocker = tmp_path / "f.txt"
+    blocker.write_text("x")
+    with pytest.raises(OSError) as raised:
+        (blocker / "run").mkdir(parents=True)
+
+    def in_the_way(layers, run):
+        raise raised.value
+
+    monkeypatch.setattr(gankit.train, "run_training", in_the_way)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--run-dir", str(blocker / "run")])
+    said = f"'{blocker}' is a file where a folder is needed: move or delete it, or choose another path"
+    assert done.value.code == 2 and capsys.readouterr().err == f"error: {said}\n"
+    assert write_hint(raised.value) == said

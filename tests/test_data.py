@@ -806,7 +806,7 @@ def test_a_cache_dir_that_is_a_file_is_named_in_the_warning(tmp_path, csv_folder
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / f"a-file{below}"))
     assert len(load_folder(csv_folder, RES, progress=False)) == 5
     (line,) = warning_lines(capsys.readouterr().err)
-    assert f"'{tmp_path / 'a-file'}' is a file where a folder is needed: move or delete it" in line
+    assert f"'{tmp_path / 'a-file'}' is a file where a folder is needed: move or delete it, or choose another path" in line
     assert "check the disk" not in line and line.endswith("the data will be decoded again next time")
 
 

@@ -118,7 +118,7 @@ def test_rank_0_failing_alone_mid_run_is_its_one_line_error(tmp_path):
     (tmp_path / "run" / "samples").write_text("not a folder")
     proc = torchrun(["--config", str(config), "--run-dir", "run"], tmp_path, rc=1)
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
-    expected = "'run/samples' is a file where gankit needs a folder"  # as the user wrote --run-dir: relative
+    expected = "'run/samples' is a file where a folder is needed"  # as the user wrote --run-dir: relative
     assert len(errors) == 1 and expected in errors[0], proc.stderr
     assert "internal error" not in proc.stderr
 

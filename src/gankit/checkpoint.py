@@ -146,10 +146,19 @@ def file_in_the_way(e: OSError) -> Path | None:
     return next((p for p in (path, *path.parents) if p.is_file()), None)
 
 
-def write_hint(e: OSError) -> str:
+def in_the_way(e: OSError) -> str | None:
+    """What to say of the file standing where a folder is needed (the one wording of every command's errors and
+    warnings), or None when `e` was not raised for one."""
     blocker = file_in_the_way(e)
+    if blocker is None:
+        return None
+    return f"'{blocker}' is a file where a folder is needed: move or delete it, or choose another path"
+
+
+def write_hint(e: OSError) -> str:
+    blocker = in_the_way(e)
     if blocker is not None:
-        return f"'{blocker}' is a file where a folder is needed: move or delete it, or choose another folder"
+        return blocker
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return "the disk is full: free some space"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -574,11 +574,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except OSError as e:  # a path that cannot be written or read: the user's to fix, not a bug
         where = f"'{e.filename}': " if e.filename else ""
-        from gankit.checkpoint import file_in_the_way
+        from gankit.checkpoint import in_the_way
 
-        blocker = file_in_the_way(e)
+        blocker = in_the_way(e)
         if blocker is not None:
-            _fail(f"'{blocker}' is a file where gankit needs a folder: move or delete it, or choose another path", 2)
+            _fail(blocker, 2)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             _fail(f"{where}{e.strerror}: the disk is full: free some space, then run the command again (a training run "
                   "resumes from its last checkpoint)", 2)

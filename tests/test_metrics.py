@@ -567,7 +567,8 @@ def test_fid_of_a_set_with_itself_says_what_to_expect(tmp_path, monkeypatch, cap
 def test_fid_refuses_a_run_folder_and_its_grids_in_one_line(tmp_path, monkeypatch):
     """`gankit fid REAL RUN` measured the run's sample grids, plots and evolution.gif as its "images" (8 of them, one
     meaningless FID): a run folder, or its samples/ or plots/, is refused before anything is read, pointing at
-    `gankit sample RUN --out-dir DIR` then `gankit fid REAL DIR`, or `gankit evaluate RUN`."""
+    `gankit evaluate RUN --data REAL`, or `gankit sample RUN --out-dir DIR` then `gankit fid` with DIR in the run's place
+    (`gankit fid RUN OTHER` suggested `gankit fid OTHER DIR`, a guess of which side holds the real images)."""
     import gankit.metrics
     from report_fakes import make_run
 
@@ -589,8 +590,9 @@ def test_fid_refuses_a_run_folder_and_its_grids_in_one_line(tmp_path, monkeypatc
             assert isinstance(r.exception, DataError), r.output
             message = str(r.exception)
             assert "\n" not in message and f"'{given}' {said}" in message
-            assert "gankit sample d1 -n 1000 --out-dir DIR, then gankit fid real DIR" in message
-            assert "gankit evaluate d1" in message
+            again = " ".join("DIR" if a == given else a for a in argv[1:])  # not a guess of which side is real
+            assert f"gankit sample d1 -n 1000 --out-dir DIR, then gankit fid {again}" in message
+            assert "to compare its generator with real images, run gankit evaluate d1 --data real (" in message
     # a folder beside the runs' is read as it was: the run folders inside it are left out (data.folder)
     make_image_folder(tmp_path / "fakes", n=3)
     assert gankit.metrics._run_of(tmp_path / "fakes") is None and gankit.metrics._run_of(tmp_path) is None

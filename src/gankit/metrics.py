@@ -544,9 +544,11 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
         if run is not None:
             q = shlex.quote
             what = "a gankit run folder" if run == Path(root).expanduser() else f"a folder of the gankit run '{run}'"
+            again = " ".join("DIR" if side is root else q(str(side)) for side in (dir_a, dir_b))  # the order given
             raise DataError(f"'{root}' is {what}: its sample grids and plots are not generated images to measure; "
-                            f"draw some with gankit sample {q(str(run))} -n 1000 --out-dir DIR, then gankit fid "
-                            f"{q(str(other))} DIR (or run gankit evaluate {q(str(run))})")
+                            f"to compare its generator with real images, run gankit evaluate {q(str(run))} --data "
+                            f"{q(str(other))} (without --data: the run's own dataset), or draw images with gankit sample "
+                            f"{q(str(run))} -n 1000 --out-dir DIR, then gankit fid {again}")
     weights_path(weights)
     # both sides extracted (like train --data: once) and listed before either is decoded (minutes for a large folder)
     folders = [extract_archive(root, progress=progress) if packed else root

@@ -96,3 +96,18 @@ def test_seed_000_recipes_draw_from_its_small_latent_space(name):
     """Seed 000: "Even with a small latent space the networks always produce different outputs": its notebook's nz 16,
     not the DCGAN paper's 100, in each of its six recipes."""
     assert _recipe(name).model.nz == 16
+
+
+def test_readme_names_every_key_a_recipe_sets():
+    """README names each key the recipes set (as `section.key`, or as `key` alone, as its strategy row names
+    `n_critic`): a write-up's hyper-parameter (Adam's learning rates and betas, the widths, seed 004's init
+    std) has an option a reader can find without reading config.py."""
+    import re
+
+    from gankit.config import flatten
+
+    readme = (CONFIGS[0].parents[1] / "README.md").read_text()
+    missing = sorted({key for path in CONFIGS for key in flatten(read_yaml(path))
+                      if not re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", readme)
+                      and f"`{key.rsplit('.', 1)[1]}`" not in readme})
+    assert missing == []

@@ -96,6 +96,19 @@ def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evalu
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["iteration"] == 20  # FID falls: the last is best
 
 
+def test_eval_lines_carry_the_epochs_done_where_they_were_measured(image_folder, tmp_path):
+    """An eval line had only its step and epoch: the report placed the evaluation that a budget ended inside an epoch
+    by the step line of the same step. It carries its own epochs_done now, fractional as the step lines': 1 at the
+    first epoch's end, 1.5 where --max-steps 6 (4 batches an epoch) ended the run."""
+    layers = tiny_layers(image_folder, epochs=2, max_steps=6) + [{"eval": {"every": 1, "share": 0}}]
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = lambda generate, n: {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+    trainer.fit()
+    lines = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    evals, steps = ({x["step"]: x for x in lines if x["kind"] == kind} for kind in ("eval", "step"))
+    assert [x["epochs_done"] for x in evals.values()] == [1.0, 1.5] == [steps[s]["epochs_done"] for s in evals]
+
+
 def test_a_best_fid_whose_best_pt_could_not_be_written_is_measured_again_by_the_resume(image_folder, tmp_path,
                                                                                         monkeypatch):
     """best.pt was written after last.pt: a full disk (or a kill) between them left a last.pt whose best_fid said

@@ -969,6 +969,11 @@ class Trainer:
         return self.cursor // self.batches.steps_per_epoch
 
     @property
+    def epochs_done(self) -> float:
+        """Epochs trained, fractional: batches consumed over batches per epoch (the `epochs_done` of metrics lines)."""
+        return self.cursor / self.batches.steps_per_epoch
+
+    @property
     def epoch_of_last_step(self) -> int:
         """The epoch (counted from 1) the last step belongs to: the one in progress, or the one that just ended."""
         return -(-self.cursor // self.batches.steps_per_epoch)
@@ -1437,7 +1442,7 @@ class Trainer:
         if self.thread_tuner is not None:  # the count it trains on (other.png shows it beside img/s)
             values["threads"] = self.thread_tuner.current
         self.log.write("step", self.iteration, epoch or self.epoch_of_last_step, self.elapsed, values,
-                       epochs_done=self.cursor / self.batches.steps_per_epoch)
+                       epochs_done=self.epochs_done)
         self.epoch_values.append(values)
         if progress is not None:
             progress.postfix(values)
@@ -1650,7 +1655,7 @@ class Trainer:
         values["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.eval_seconds += values["eval_seconds"]
         self._last_eval = (self.iteration, values["eval_seconds"])
-        self.log.write("eval", self.iteration, epoch, self.elapsed, values)
+        self.log.write("eval", self.iteration, epoch, self.elapsed, values, epochs_done=self.epochs_done)
         better = result["fid"] < self.best_fid
         if better:
             self.best_fid = result["fid"]

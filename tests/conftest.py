@@ -52,6 +52,10 @@ def make_image_folder(root, n: int = 32, size: int = 24, classes: tuple[str, ...
         Image.fromarray(img).save(folder / f"img_{i:03d}.png")
 
 
+#: `classes` of make_image_folder that are imbalanced, as Pokemon's types are: of 16 images, 10 a, 4 b and 2 c.
+IMBALANCED = ("a",) * 5 + ("b", "b", "c")
+
+
 class FillsUp:
     """A file on a disk with `room` bytes left: writes beyond that fail with ENOSPC, as a real full disk does."""
 

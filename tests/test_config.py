@@ -319,6 +319,7 @@ def test_the_defaults_are_the_write_ups_hyper_parameters():
     ({"train": {"compile": True, "compile_mode": "fast"}},
      "train.compile_mode must be one of default, reduce-overhead, max-autotune; got 'fast'"),
     ({"model": {"kernel": 3}}, "model.kernel must be one of 4, 5; got 3"),
+    ({"eval": {"fake_classes": "balanced"}}, "eval.fake_classes must be one of data, uniform; got 'balanced'"),
 ])
 def test_more_bad_values_are_one_line_errors(layer, message):
     with pytest.raises(ConfigError, match=message) as e:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_image_folder, tiny_layers
+from conftest import IMBALANCED, make_image_folder, tiny_layers
 from gankit.cli import app
 from gankit.errors import ConfigError, DataError
 from gankit import metrics
@@ -683,6 +683,51 @@ def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_g
     capsys.readouterr()
     assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
     assert len(seen[0].images) == 16 and "FID and KID do not need labels" in capsys.readouterr().err
+
+
+def test_fake_classes_follow_the_real_counts_by_largest_remainder_in_an_interleaved_order():
+    """n x each class's share rounded down, one more to the largest remainders (the lower class first on a tie), each
+    class spread over the order; without real labels, every class in turn."""
+    from gankit.evaluate import fake_classes
+
+    real = torch.tensor([0] * 10 + [1] * 4 + [2] * 2)
+    assert fake_classes(10, 3, real).tolist() == [0, 1, 0, 0, 1, 2, 0, 0, 1, 0]  # 6.25, 2.5, 1.25 -> 6, 3, 1
+    assert torch.bincount(fake_classes(7, 4, real), minlength=4).tolist() == [4, 2, 1, 0]  # 4.375, 1.75, 0.875
+    assert torch.bincount(fake_classes(1000, 3, real)).tolist() == [625, 250, 125]
+    assert fake_classes(5, 3).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_evaluate_draws_a_conditional_runs_classes_as_its_real_images_have_them_and_an_older_runs_in_turn(
+        tmp_path, monkeypatch):
+    """`gankit evaluate` drew every class in turn against real images of imbalanced classes (10 a, 4 b, 2 c): now as
+    many of each as among them (eval.fake_classes data), whatever the chunks; a generator whose config was written
+    before the key (an older run) keeps every class in turn, as its training's FID curve did."""
+    import json
+
+    from safetensors.torch import load_file, safe_open, save_file
+
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+    from gankit.sample import LoadedGenerator
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "data", n=16, classes=IMBALANCED)
+    layers = tiny_layers(tmp_path / "data", epochs=1) + [{"data": {"labels": "folders"}, "model": {"arch": "acgan"}}]
+    run = run_training(layers, tmp_path / "run")
+    drawn, sample = [], LoadedGenerator.sample
+    monkeypatch.setattr(LoadedGenerator, "sample", lambda self, n, seed, batch_size=256, labels=None:
+                        drawn.append(labels) or sample(self, n, seed, batch_size, labels))
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda *a, **k: lambda generate, n: [generate(k) for k in (4, 4, 2)])
+    evaluate_run(run, None, n_fake=10, device="cpu")
+    assert torch.cat(drawn).tolist() == [0, 1, 0, 0, 1, 2, 0, 0, 1, 0]  # 6 a, 3 b, 1 c
+    shared = run / "generator.safetensors"
+    with safe_open(str(shared), "pt") as f:
+        config = json.loads(f.metadata()["gankit_config"])
+    del config["eval"]["fake_classes"]  # as a gankit before the key wrote it
+    save_file(load_file(str(shared)), str(shared), metadata={"gankit_config": json.dumps(config)})
+    drawn.clear()
+    evaluate_run(run, None, n_fake=10, device="cpu")
+    assert torch.cat(drawn).tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
 
 
 def test_evaluate_compares_an_unconditional_run_with_every_image_it_trained_on(tmp_path, monkeypatch):

@@ -187,6 +187,24 @@ def test_fid_png_draws_the_evaluation_that_ended_a_run_inside_an_epoch_where_it_
     assert (run.best.epoch, run.best.at, run.best.share) == (3, pytest.approx(2.3), pytest.approx(0.3))
 
 
+@pytest.mark.parametrize("own, at", [(True, 2.45), (False, 2.3)])
+def test_an_eval_line_lies_at_its_own_epochs_done_and_an_older_one_where_its_step_does(tmp_path, own, at):
+    """The evaluation that ended a run at step 23 with no step line there (logged every 10 steps, 10 an epoch), its
+    steps not all one batch (a critic run): at its own epochs_done, 2.45, also for the unfinished epoch's share; a
+    line of a gankit before eval lines carried it (`own` False), where its step lies by the steps per epoch, 2.3."""
+    (tmp_path / "config.yaml").write_text("name: r\n")
+    lines = []
+    for step in (10, 20):
+        lines += [{"kind": kind, "step": step, "epoch": step // 10, "epochs_done": step / 10, "time": float(step),
+                   "d_loss": 0.5} for kind in ("step", "epoch")]
+    lines.append({"kind": "eval", "step": 23, "epoch": 3, **({"epochs_done": 2.45} if own else {}), "time": 23.0,
+                  "fid": 50.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": 64})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = load_run(tmp_path)
+    assert run.eval_series("fid") == ([pytest.approx(at)], [50.0])
+    assert (run.best.at, run.unfinished_epoch) == (pytest.approx(at), (3, pytest.approx(at - 2)))
+
+
 def test_write_plots_on_an_empty_run_writes_nothing(tmp_path):
     (tmp_path / "config.yaml").write_text("name: x\n")
     assert write_plots(tmp_path) == []

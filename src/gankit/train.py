@@ -30,7 +30,8 @@ from gankit import console, distributed, runlock, threads
 from gankit.checkpoint import (BEST, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
-                           check_device_name, merged, refuse_ignored, save_yaml, to_dict, warn_settings)
+                           check_device_name, merged, refuse_ignored, save_yaml, to_dict, warn_settings,
+                           with_older_defaults)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
@@ -305,15 +306,16 @@ def _check_same_images(data, device: torch.device) -> None:
 
 
 def _saved_config(run_dir: Path) -> tuple[dict, list[str]]:
-    """The run's config.yaml as a dict, and what an older gankit saved as typed and is read here from the current
-    folder, as that gankit read it (a note each): a relative data.path, and a relative data.labels that is not
-    inside the dataset, made absolute so that the same command resumes the run and config.yaml no longer depends
-    on the folder it is run from."""
+    """The run's config.yaml as a dict (a key it was written without counting as `with_older_defaults` says), and
+    what an older gankit saved as typed and is read here from the current folder, as that gankit read it (a note
+    each): a relative data.path, and a relative data.labels that is not inside the dataset, made absolute so that the
+    same command resumes the run and config.yaml no longer depends on the folder it is run from."""
     from gankit.data.archive import is_archive
 
     saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
     if not isinstance(saved, dict):  # an empty (truncated) file is no config of defaults to compare a resume with
         raise ValueError("it is empty" if saved is None else f"it holds a {type(saved).__name__}, not a config's keys")
+    saved = with_older_defaults(saved)
     data = saved.get("data")
     if not isinstance(data, dict):
         return saved, []
@@ -967,6 +969,11 @@ class Trainer:
         return self.cursor // self.batches.steps_per_epoch
 
     @property
+    def epochs_done(self) -> float:
+        """Epochs trained, fractional: batches consumed over batches per epoch (the `epochs_done` of metrics lines)."""
+        return self.cursor / self.batches.steps_per_epoch
+
+    @property
     def epoch_of_last_step(self) -> int:
         """The epoch (counted from 1) the last step belongs to: the one in progress, or the one that just ended."""
         return -(-self.cursor // self.batches.steps_per_epoch)
@@ -1435,7 +1442,7 @@ class Trainer:
         if self.thread_tuner is not None:  # the count it trains on (other.png shows it beside img/s)
             values["threads"] = self.thread_tuner.current
         self.log.write("step", self.iteration, epoch or self.epoch_of_last_step, self.elapsed, values,
-                       epochs_done=self.cursor / self.batches.steps_per_epoch)
+                       epochs_done=self.epochs_done)
         self.epoch_values.append(values)
         if progress is not None:
             progress.postfix(values)
@@ -1567,9 +1574,10 @@ class Trainer:
         self.save(best=self._maybe_evaluate())
 
     @torch.no_grad()
-    def generate(self, n: int) -> torch.Tensor:
-        """n fresh images in [-1, 1] from the current generator (eval mode), random classes when conditional."""
-        return self._generate(self._z(n), self._fake_labels(n))
+    def generate(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n fresh images in [-1, 1] from the current generator (eval mode) of classes `labels` when conditional
+        (default: random ones)."""
+        return self._generate(self._z(n), self._fake_labels(n) if labels is None else labels.to(self.device))
 
     def _maybe_evaluate(self, epoch: int | None = None) -> bool:
         """FID/KID every `eval.every` epochs, unless sooner than `eval.share` allows (`_Paced`), and at the run's end
@@ -1627,16 +1635,17 @@ class Trainer:
         is in); True when it is the best FID so far."""
         ev = self.cfg.eval
         started = time.perf_counter()  # the first one's duration includes loading Inception and the real features
-        if self._evaluator is None:
-            from gankit.evaluate import Evaluator
+        from gankit.evaluate import Evaluator, drawing, run_fake_classes
 
+        if self._evaluator is None:
             self._evaluator = Evaluator(self.data, self.device, ev.n_real, ev.inception_weights, self.cfg.log.progress,
                                         cache_dir=self.cfg.data.cache_dir, stop=self._stop_requested)
         rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         torch.manual_seed(self.cfg.train.seed + 7919 * epoch)
+        classes = run_fake_classes(ev.fake_classes, self.num_classes, ev.n_fake, self.data.labels, ev.n_real)
         try:
-            result = self._evaluator(self.generate, ev.n_fake)
+            result = self._evaluator(drawing(classes, lambda k, start, labels: self.generate(k, labels)), ev.n_fake)
         finally:  # also when abandoned (a stop): the checkpoint that follows saves the training's stream
             torch.set_rng_state(rng)
             if cuda_rng is not None:
@@ -1646,7 +1655,7 @@ class Trainer:
         values["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.eval_seconds += values["eval_seconds"]
         self._last_eval = (self.iteration, values["eval_seconds"])
-        self.log.write("eval", self.iteration, epoch, self.elapsed, values)
+        self.log.write("eval", self.iteration, epoch, self.elapsed, values, epochs_done=self.epochs_done)
         better = result["fid"] < self.best_fid
         if better:
             self.best_fid = result["fid"]

@@ -618,10 +618,11 @@ def flatten_config(config: dict, prefix: str = "") -> dict:
 
 def config_defaults() -> dict:
     """This gankit's default config, flattened like a run's: the value a key counts as in a run made by an older
-    gankit, whose config.yaml was written before the key existed."""
-    from gankit.config import Config, to_dict
+    gankit, whose config.yaml was written before the key existed (config.OLDER_DEFAULTS where that is not the
+    default)."""
+    from gankit.config import OLDER_DEFAULTS, Config, to_dict
 
-    return flatten_config(to_dict(Config()))
+    return {**flatten_config(to_dict(Config())), **OLDER_DEFAULTS}
 
 
 class _Missing:

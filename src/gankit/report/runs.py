@@ -24,7 +24,7 @@ SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
 GRID_RE = re.compile(r"^epoch_(\d+)(?:_batch_(\d+))?\.png$")
 
 #: Keys that place a metrics line in training, axes rather than metrics: every line has step, epoch and time, and
-#: step lines the epochs done (`epochs_done`, fractional; lines of a gankit before it have none).
+#: step and eval lines the epochs done (`epochs_done`, fractional; lines of a gankit before it have none).
 AXIS_KEYS = ("step", "epoch", "time", "epochs_done")
 
 
@@ -107,8 +107,8 @@ class Run:
     def epoch_positions(self, steps) -> list[float]:
         """Where each of `steps` lies in training, in epochs (fractional): a common measure of progress across runs
         whose steps mean different things (a step of the critic strategy is one G update fed by n_critic batches, of
-        the others one batch). The epoch lines give each epoch's last step and the step lines the epochs done at theirs
-        (`epochs_done`: batches consumed over batches per epoch); a step between two of them is placed linearly, one
+        the others one batch). The epoch lines give each epoch's last step and the step and eval lines the epochs done
+        at theirs (`epochs_done`: batches consumed over batches per epoch); a step between two of them is placed linearly, one
         past the last by the steps per epoch between the last two. A run without two such points (no epoch line yet,
         step lines of a gankit before `epochs_done`) falls back to the epoch its step lines say is under way."""
         ks, es = self._epoch_knots()
@@ -129,12 +129,14 @@ class Run:
     def eval_epochs(self, lines: list[dict]) -> list[float]:
         """Where each eval line of `lines` lies in training, in epochs: one of an epoch's end at that epoch (a critic
         step that crossed the end is past it, not the evaluation), the one that ended a run inside an epoch (a budget,
-        a stop), whose line carries the unfinished epoch, where its step lies (`epoch_positions`: 20.3 in epoch 21);
-        the line's epoch where that is not measured (NaN: no step line of a gankit before `epochs_done` to go by)."""
+        a stop), whose line carries the unfinished epoch, at its own `epochs_done` (20.3 in epoch 21), else (a line
+        of a gankit before eval lines carried it) where its step lies (`epoch_positions`); the line's epoch where
+        neither is measured (NaN: no step line of a gankit before `epochs_done` to go by)."""
         ends = self._epoch_ends()
         out = []
         for line, at in zip(lines, self.epoch_positions([_number(line.get("step")) for line in lines])):
-            epoch = _number(line.get("epoch"))
+            epoch, done = _number(line.get("epoch")), finite_number(line.get("epochs_done"))
+            at = done if done is not None else at
             if _end_key(line) in ends or not math.isfinite(at):
                 at = math.nan if epoch is None else epoch
             out.append(at)
@@ -152,10 +154,11 @@ class Run:
         return {_end_key(line) for line in self.lines("epoch")}
 
     def _epoch_knots(self) -> tuple[list[float], list[float]]:
-        """(steps, epochs done at them), both increasing, from step 0: the epoch lines' ends and the step lines'
-        `epochs_done`, the latter where both place a step (a critic step that crossed an epoch's end is past it)."""
+        """(steps, epochs done at them), both increasing, from step 0: the epoch lines' ends and the step and eval
+        lines' `epochs_done`, the latter where both place a step (a critic step that crossed an epoch's end is past
+        it)."""
         points = []
-        for kind, key in (("epoch", "epoch"), ("step", "epochs_done")):
+        for kind, key in (("epoch", "epoch"), ("step", "epochs_done"), ("eval", "epochs_done")):
             for line in self.lines(kind):
                 s, e = finite_number(line.get("step")), finite_number(line.get(key))
                 if s is not None and e is not None:

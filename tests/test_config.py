@@ -525,3 +525,26 @@ def test_mps_trains_in_fp32_unless_bf16_is_asked_for_where_it_runs(monkeypatch):
             with pytest.raises(ConfigError, match="bf16 on MPS needs macOS 14 or newer: use fp32"):
                 device.resolve_precision("bf16", mps)
 
+
+
+def test_the_recipe_line_names_the_model_loss_strategy_optimizer_latent_and_the_tricks_on():
+    """A run's start named images, resolution, device and budget, never the recipe: a DCGAN with BCE, the monitored
+    strategy and label smoothing looked like any other run. One line of the config's own key names says it, the
+    tricks that are off left out."""
+    from pathlib import Path
+
+    from gankit.config import recipe_line
+
+    assert recipe_line(build_config({})) == ("recipe: dcgan ngf 64 ndf 64, loss bce, strategy classic, adam lr_g 0.00015 "
+                                             "lr_d 0.00015, nz 100 normal")
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert recipe_line(build_config(read_yaml(configs / "birds64_wgan_clip.yaml"))) == (
+        "recipe: dcgan ngf 64 ndf 64, loss wgan (clip 0.01), strategy critic (n_critic 5; critic_boost 100 for the "
+        "first 25 G steps and every 500th), rmsprop lr_g 5e-05 lr_d 5e-05, nz 100 normal")
+    assert recipe_line(build_config(read_yaml(configs / "pokemon64_acgan_type.yaml"),
+                                    parse_sets(["model.upsample=colorpicker", "train.ema=0.999"]))) == (
+        "recipe: acgan ngf 64 ndf 64 (upsample colorpicker), loss bce, strategy classic, adam lr_g 0.0002 lr_d 0.0002, "
+        "nz 100 normal; label_smoothing 0.1, instance_noise 0.1 over 100 epochs, g_dropout 0.1, ema 0.999")
+    monitored = build_config(read_yaml(configs / "pokemon64_dcgan_monitoring.yaml"))
+    assert recipe_line(monitored).endswith("strategy monitored (monitor_factor 0.8), adam lr_g 0.00015 lr_d 0.00015, "
+                                           "nz 16 normal; label_smoothing 0.1 two-sided, mbd_features 100")

@@ -91,6 +91,16 @@ def test_birds_dcgan_saves_three_grids_an_epoch_and_the_models_every_five():
     assert (log.grids_per_epoch, log.checkpoint_every) == (3, 5)
 
 
+def test_seed_002_bce_recipes_share_its_regularisers():
+    """Seed 002's D) names label smoothing and instance noise among the regularisers of its whole journey, and its
+    ACGAN is "described on a DCGANs": the ACGAN recipe had neither, while the DCGAN one has both (same values)."""
+    def regularisers(name):
+        t = _recipe(name).train
+        return t.label_smoothing, t.label_smoothing_two_sided, t.instance_noise, t.instance_noise_epochs
+
+    assert regularisers("pokemon64_acgan_type") == regularisers("pokemon64_dcgan_dropout") == (0.1, False, 0.1, 100)
+
+
 @pytest.mark.parametrize("name", sorted(SEED_RECIPES & {p.stem for p in CONFIGS if p.read_text().startswith("# Seed 000")}))
 def test_seed_000_recipes_draw_from_its_small_latent_space(name):
     """Seed 000: "Even with a small latent space the networks always produce different outputs": its notebook's nz 16,

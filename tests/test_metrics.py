@@ -598,6 +598,40 @@ def test_fid_refuses_a_run_folder_and_its_grids_in_one_line(tmp_path, monkeypatc
     assert gankit.metrics._run_of(tmp_path / "fakes") is None and gankit.metrics._run_of(tmp_path) is None
 
 
+def test_fid_on_two_run_folders_points_at_compare_and_evaluate(tmp_path, monkeypatch):
+    """`gankit fid RUN RUN` (one run twice, or two runs) said to run `gankit evaluate RUN --data RUN`, a run folder as
+    the real images: two runs are pointed at `gankit compare RUN1 RUN2` and `gankit evaluate` for each against the
+    real images; one run given twice at `gankit evaluate RUN --data REAL`."""
+    import gankit.metrics
+    from report_fakes import make_run
+
+    for name in ("d1", "d2"):
+        make_run(tmp_path, name, epochs=2)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a run folder's files were read as images")
+
+    monkeypatch.setattr(gankit.metrics, "load_inception", no_reading)
+    monkeypatch.setattr("gankit.data.load_folder", no_reading)
+    monkeypatch.chdir(tmp_path)
+    for argv, said in ((["d1", "d2"], "'d1' and 'd2' are gankit run folders"),
+                       (["d1/samples", "d2"], "'d1/samples' and 'd2' belong to the gankit runs 'd1' and 'd2'")):
+        r = CliRunner().invoke(app, ["fid", *argv])
+        message = str(r.exception)
+        assert isinstance(r.exception, DataError) and "\n" not in message, r.output
+        assert message.startswith(said) and "run gankit compare d1 d2;" in message
+        assert "gankit evaluate d1 --data REAL and gankit evaluate d2 --data REAL" in message
+        assert "--data d2" not in message and "--data d1" not in message
+    for argv, said in ((["d1", "d1"], "'d1' is given twice, and is a gankit run folder"),
+                       (["d1", "d1/plots"], "'d1' and 'd1/plots' both belong to the gankit run 'd1'")):
+        (tmp_path / "d1" / "plots").mkdir(exist_ok=True)
+        r = CliRunner().invoke(app, ["fid", *argv])
+        message = str(r.exception)
+        assert isinstance(r.exception, DataError) and "\n" not in message, r.output
+        assert message.startswith(said) and "run gankit evaluate d1 --data REAL (" in message
+        assert "--data d1" not in message and "gankit compare d1 shows" in message
+
+
 def _thp_mode() -> str:
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:

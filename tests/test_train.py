@@ -1719,6 +1719,17 @@ def test_the_start_line_names_every_budget_in_words(image_folder, tmp_path, caps
     assert f"up to 1 epoch / 1 iteration / {said}\n" in capsys.readouterr().err
 
 
+def test_the_start_line_is_followed_by_the_recipe_also_on_resume(image_folder, tmp_path, capsys):
+    layers = tiny_layers(image_folder, epochs=1, max_steps=1, label_smoothing=0.1)
+    run = run_training(layers, tmp_path / "run")
+    layers[0]["train"]["max_steps"] = 2
+    run_training(layers, run)
+    recipe = ("recipe: dcgan ngf 8 ndf 8, loss bce, strategy classic, adam lr_g 0.00015 lr_d 0.00015, nz 16 normal; "
+              "label_smoothing 0.1\n")
+    err = capsys.readouterr().err
+    assert f"up to 1 epoch / 1 iteration\n{recipe}" in err and f"up to 1 epoch / 2 iterations\n{recipe}" in err, err
+
+
 def test_on_mps_the_cpu_only_paths_stay_off(image_folder, monkeypatch):
     """--device mps (simulated: gankit has never run on one): none of the CPU kernels, no FID/KID by default, no
     torch.compile, NCHW, fp32."""

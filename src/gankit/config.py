@@ -461,6 +461,44 @@ def warn_settings(layers: list[dict], cfg: Config) -> list[str]:
     return lines
 
 
+def recipe_line(cfg: Config) -> str:
+    """What a run trains, in one line of its config's own key names (a run's start says it): the model and its widths,
+    the loss, the strategy, the optimizer, the latent, then the tricks that are on with their values, e.g.
+    'recipe: dcgan ngf 64 ndf 64, loss bce, strategy classic, adam lr_g 0.00015 lr_d 0.00015, nz 100 normal'."""
+    m, t = cfg.model, cfg.train
+    default = Config()
+    model = f"{m.arch} ngf {m.ngf} ndf {m.ndf}" + (f" (upsample {m.upsample})" if m.upsample != default.model.upsample else "")
+    loss = ("relativistic " if t.relativistic else "") + t.loss + \
+        {"wgan": f" (clip {t.clip:g})", "wgan_gp": f" (gp_lambda {t.gp_lambda:g})"}.get(t.loss, "")
+    strategy = t.strategy + {
+        "monitored": f" (monitor_factor {t.monitor_factor:g})",
+        "boost": f" (boost_window {t.boost_window})",
+        "critic": f" (n_critic {t.n_critic}" + (f"; critic_boost {t.critic_boost} for the first {t.critic_boost_first} "
+                                                f"G steps and every {t.critic_boost_every}th" if t.critic_boost else "") + ")",
+    }.get(t.strategy, "")
+    tricks = [
+        (t.label_smoothing, f"label_smoothing {t.label_smoothing:g}{' two-sided' if t.label_smoothing_two_sided else ''}"),
+        (t.label_swap, f"label_swap {t.label_swap:g}"),
+        (t.label_noise, f"label_noise {t.label_noise:g}"),
+        (t.instance_noise, f"instance_noise {t.instance_noise:g} over {t.instance_noise_epochs} epochs"),
+        (m.mbd_features, f"mbd_features {m.mbd_features}"),
+        (m.d_mbstd_group, f"d_mbstd_group {m.d_mbstd_group}"),
+        (m.g_dropout, f"g_dropout {m.g_dropout:g}"),
+        (m.d_dropout, f"d_dropout {m.d_dropout:g}"),
+        (m.spectral_norm, "spectral_norm"),
+        (t.augment, f"augment {t.augment}" + (f" ada_target {t.ada_target:g}" if t.ada_target else
+                                              f" p {t.augment_p:g}" if t.augment_p < 1 else "")),
+        (t.topk < 1, f"topk {t.topk:g}"),
+        (t.ema, f"ema {t.ema:g}"),
+        (t.g_batch_factor > 1, f"g_batch_factor {t.g_batch_factor}"),
+        (t.d_split, "d_split"),
+        (t.lr_decay != "none", f"lr_decay {t.lr_decay} from {t.lr_decay_start:g}"),
+    ]
+    on = [said for on, said in tricks if on]
+    return (f"recipe: {model}, loss {loss}, strategy {strategy}, "
+            f"{t.optimizer} lr_g {t.lr_g:g} lr_d {t.lr_d:g}, nz {m.nz} {m.z_dist}" + (f"; {', '.join(on)}" if on else ""))
+
+
 def check_conditioning(cfg: Config, data: Any) -> None:
     """A conditional model (CONDITIONAL_ARCHS) needs labels with at least two classes; raise ConfigError if not.
 

@@ -524,6 +524,30 @@ def _run_of(folder: Path) -> Path | None:
     return None
 
 
+def _refuse_two_runs(dir_a: str | Path, dir_b: str | Path, archives: list[bool]) -> None:
+    """A DataError when both sides of `fid_folders` are gankit runs (or their samples/ or plots/): what compares
+    two runs is `gankit compare`, and what measures a run is `gankit evaluate` against real images."""
+    runs = [None if packed else _run_of(Path(root).expanduser()) for root, packed in zip((dir_a, dir_b), archives)]
+    if None in runs:
+        return
+    q = shlex.quote
+    is_run = all(run == Path(root).expanduser() for run, root in zip(runs, (dir_a, dir_b)))
+    a, b = (q(str(run)) for run in runs)
+    if runs[0].resolve() == runs[1].resolve():
+        of = f"the gankit run '{runs[0]}'"
+        said = (f"'{dir_a}' is given twice, and is {'a gankit run folder' if is_run else 'a folder of ' + of}"
+                if str(dir_a) == str(dir_b) else
+                f"'{dir_a}' and '{dir_b}' {'are the same gankit run folder' if is_run else 'both belong to ' + of}")
+        raise DataError(f"{said}: its sample grids and plots are not generated images to measure; to measure its "
+                        f"generator, run gankit evaluate {a} --data REAL (without --data: the run's own dataset); "
+                        f"gankit compare {a} shows the FIDs it logged while training")
+    what = "are gankit run folders" if is_run else f"belong to the gankit runs '{runs[0]}' and '{runs[1]}'"
+    raise DataError(f"'{dir_a}' and '{dir_b}' {what}: their sample grids and plots are not generated images to "
+                    f"measure; to see the FIDs they logged while training side by side, run gankit compare {a} {b}; to "
+                    f"measure both generators against the same real images, run gankit evaluate {a} --data REAL and "
+                    f"gankit evaluate {b} --data REAL (without --data: each run's own dataset)")
+
+
 def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str = "cpu", batch_size: int = 50,
                 weights: str | Path | None = None, progress: bool = True) -> dict:
     """FID/KID between two image folders (dir_a counts as "real"); see `folder_resolution` for the sizes.
@@ -542,6 +566,7 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
                             "images")
         run = None if packed else _run_of(Path(root).expanduser())
         if run is not None:
+            _refuse_two_runs(dir_a, dir_b, archives)
             q = shlex.quote
             what = "a gankit run folder" if run == Path(root).expanduser() else f"a folder of the gankit run '{run}'"
             again = " ".join("DIR" if side is root else q(str(side)) for side in (dir_a, dir_b))  # the order given

@@ -30,7 +30,7 @@ from gankit import console, distributed, runlock, threads
 from gankit.checkpoint import (BEST, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
-                           check_device_name, merged, refuse_ignored, save_yaml, to_dict, warn_settings,
+                           check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, warn_settings,
                            with_older_defaults)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
@@ -1925,6 +1925,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
                          f"on {trainer.device}{ranks} "
                          f"({'fp32' if trainer.amp_dtype is None else str(trainer.amp_dtype).replace('torch.', '')}): "
                          f"{console.count(len(data.images), 'image')}{classes} at {cfg.data.resolution}px, up to {' / '.join(budget)}")
+            console.info(recipe_line(cfg))
             trainer.say_if_g_steps_span_epochs()
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "

@@ -5,6 +5,7 @@ mislabelled time axis, grids with empty cells)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,9 +161,38 @@ def only_fonts(monkeypatch):
 
     def use(*families):
         monkeypatch.setattr(fonts, "FALLBACK_FAMILIES", families)
+        monkeypatch.setattr(fonts, "FALLBACK_MARKERS", (), raising=False)
         fonts.fonts.cache_clear()
         fonts.font_for.cache_clear()
 
+    monkeypatch.setattr(fonts, "_told", [], raising=False)  # the once-a-process warning, said again in each test
+    yield use
+    fonts.fonts.cache_clear()
+    fonts.font_for.cache_clear()
+
+
+@pytest.fixture
+def installed_fonts(monkeypatch):
+    """Pretend matplotlib's font list holds DejaVu Sans and `fakes` ((family, file, weight): a family name given to one
+    of matplotlib's own font files), whatever this machine has."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    from gankit.report import fonts
+
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+    def use(*fakes):
+        entries = [font_manager.FontEntry(fname=str(ttf / "DejaVuSans.ttf"), name="DejaVu Sans", style="normal",
+                                          weight=400)]
+        entries += [font_manager.FontEntry(fname=str(ttf / file), name=family, style="normal", weight=weight)
+                    for family, file, weight in fakes]
+        monkeypatch.setattr(font_manager.fontManager, "ttflist", entries)
+        fonts.fonts.cache_clear()
+        fonts.font_for.cache_clear()
+        return [f.family for f in fonts.fonts()]
+
+    monkeypatch.setattr(fonts, "_told", [], raising=False)
     yield use
     fonts.fonts.cache_clear()
     fonts.font_for.cache_clear()
@@ -207,6 +237,58 @@ def test_stand_ins_strip_accents_else_name_the_code_point(only_fonts):
     assert fonts.displayable("Électrique ünï", ascii_only) == "Electrique uni"
     assert fonts.displayable("dcgan 日本", ascii_only) == "dcgan U+65E5 U+672C"
     assert fonts.displayable("dcgan fid ünï 日本") == "dcgan fid ünï U+65E5 U+672C"  # DejaVu Sans has ü, ï
+    # a code point followed by digits read as another one: 'ポケモン64' gave 'U+30DD U+30B1 U+30E2 U+30F364'
+    assert fonts.displayable("ポケモン64", ascii_only) == "U+30DD U+30B1 U+30E2 U+30F3 64"
+    assert fonts.displayable("v2日本_x", ascii_only) == "v2 U+65E5 U+672C_x"
+
+
+def test_cjk_fonts_of_windows_macos_and_linux_are_found_in_the_installed_font_list(installed_fonts):
+    """Only a few Linux and Chinese font names were looked for: Japanese on Windows (Yu Gothic, Meiryo), Korean (Malgun
+    Gothic) and any 'Noto Sans CJK HK' or 'Source Han Sans K' were not used, their text written as code points."""
+    from gankit.report import fonts
+
+    assert installed_fonts() == ["DejaVu Sans"]
+    assert fonts.mpl_families("ほのお") == ["DejaVu Sans"]
+    assert installed_fonts(("Source Han Sans K", "STIXGeneral.ttf", 400), ("Yu Gothic", "DejaVuSans-Bold.ttf", 700),
+                           ("Yu Gothic", "STIXGeneral.ttf", 400), ("Malgun Gothic", "DejaVuSerif.ttf", 400),
+                           ("Liberation Sans", "DejaVuSansMono.ttf", 400)) == [
+        "DejaVu Sans", "Yu Gothic", "Malgun Gothic", "Source Han Sans K"]  # the list's order, then by name
+    assert fonts.font_for("Ⓐ").family == "Yu Gothic" and "STIXGeneral" in fonts.font_for("Ⓐ").path  # regular face
+    assert fonts.mpl_families("run Ⓐ") == ["DejaVu Sans", "Yu Gothic", "Malgun Gothic", "Source Han Sans K"]
+    assert fonts.mpl_families("run A") == ["DejaVu Sans"]
+
+
+def test_text_no_font_has_gives_one_warning_line_saying_what_to_install(tmp_path, only_fonts, capsys):
+    """Without a CJK font, class folders 'ほのお', 'みず' and a run 'ポケモン64' were drawn as code points with no word
+    why: one line now says which text and what to install, once however many figures follow."""
+    import warnings
+
+    import torch
+    from matplotlib.figure import Figure
+
+    from gankit.report import fonts
+    from gankit.report.grids import label_grid
+
+    only_fonts()
+    run = write_run(tmp_path / "ポケモン64", step_lines(5, d_loss=float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's 'Glyph ... missing from font(s) DejaVu Sans', one per glyph
+        for _ in range(2):
+            grid = label_grid(torch.zeros(2, 2, 3, 32, 32), ["ほのお", "みず"], tmp_path / "g.png")
+            plots.figure_png(plots.losses_figure(run))
+            fig = Figure()
+            fig.add_subplot().plot([1, 2], label="みず")
+            fig.axes[0].legend()
+            plots.figure_png(fig)
+    assert grid.is_file() and fig.axes[0].get_legend().get_texts()[0].get_text() == "U+307F U+305A"
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: no installed font can draw 'ほのお': figures write stand-ins ('ほ' -> 'U+307B')")
+    assert "sudo apt install fonts-noto-cjk" in line and "fontlist-*.json" in line
+
+    fonts._told.clear()  # another process: other characters, another hint
+    assert fonts.displayable("run Ⓐ") == "run A"
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: no installed font can draw 'Ⓐ' in 'run Ⓐ': ") and "Noto Sans Symbols" in line
 
 
 def test_plot_titles_draw_non_ascii_run_names_without_boxes_or_warnings(tmp_path, only_fonts):

@@ -1,9 +1,10 @@
 """Fonts for the text the report draws (run names in plot titles, class names in label grids), in one place.
 
 DejaVu Sans (shipped with matplotlib: Latin, Greek, Cyrillic) comes first, then installed wide-coverage fonts
-(`FALLBACK_FAMILIES`, e.g. Noto Sans CJK) found through matplotlib's font manager. A character none of them has is
-written as a readable stand-in (its accents stripped, else its code point, 'U+706B') rather than drawn as a box with a
-"Glyph missing" warning per glyph.
+(`FALLBACK_FAMILIES`, e.g. Noto Sans CJK, Yu Gothic, Hiragino Sans, Microsoft YaHei, then any other installed family
+named like `FALLBACK_MARKERS`) found through matplotlib's font manager. A character none of them has is written as a
+readable stand-in (its accents stripped, else its code point, 'U+706B') rather than drawn as a box with a "Glyph
+missing" warning per glyph, and the first such text gets one warning line saying what font to install.
 """
 
 from __future__ import annotations
@@ -13,13 +14,22 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Installed fonts tried, in this order, for characters DejaVu Sans lacks (CJK mostly).
-FALLBACK_FAMILIES = (
+#: Installed fonts tried, in this order, for CJK characters (DejaVu Sans has none): Linux's, then Windows' (Yu Gothic...
+#: Malgun Gothic), then macOS' (PingFang... AppleGothic).
+CJK_FAMILIES = (
     "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR", "Noto Sans CJK",
+    "Noto Sans JP", "Noto Sans SC", "Noto Sans TC", "Noto Sans KR",
     "Source Han Sans", "Source Han Sans JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-    "Droid Sans Fallback", "Arial Unicode MS", "Microsoft YaHei", "PingFang SC", "Hiragino Sans",
-    "Hiragino Kaku Gothic Pro", "Hiragino Sans GB", "Noto Sans", "Noto Sans Symbols", "Noto Sans Symbols 2",
+    "IPAexGothic", "IPAGothic", "TakaoPGothic", "VL PGothic", "NanumGothic", "Droid Sans Fallback",
+    "Yu Gothic", "Meiryo", "MS Gothic", "Microsoft YaHei", "Microsoft JhengHei", "SimHei", "Malgun Gothic",
+    "PingFang SC", "Hiragino Sans", "Hiragino Kaku Gothic Pro", "Hiragino Kaku Gothic ProN", "Hiragino Sans GB",
+    "Apple SD Gothic Neo", "AppleGothic",
 )
+#: Then these, for other characters DejaVu Sans lacks (symbols mostly).
+OTHER_FAMILIES = ("Arial Unicode MS", "Noto Sans", "Noto Sans Symbols", "Noto Sans Symbols 2")
+FALLBACK_FAMILIES = CJK_FAMILIES + OTHER_FAMILIES
+#: Other installed families tried after `FALLBACK_FAMILIES` (by name) when their name holds one of these.
+FALLBACK_MARKERS = ("CJK", "Source Han Sans", "Hiragino", "WenQuanYi")
 PRIMARY_FAMILY = "DejaVu Sans"
 
 
@@ -45,21 +55,22 @@ def _load(family: str, path, index: int = 0) -> Font | None:
 
 @functools.lru_cache(maxsize=None)
 def fonts() -> tuple[Font, ...]:
-    """DejaVu Sans, then the installed `FALLBACK_FAMILIES` (regular face), each with the characters it has."""
+    """DejaVu Sans, then the installed `FALLBACK_FAMILIES` and families named like `FALLBACK_MARKERS` (regular face),
+    each with the characters it has."""
     import matplotlib
     from matplotlib import font_manager
 
     found = [_load(PRIMARY_FAMILY, Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")]
     entries = {}
     for entry in font_manager.fontManager.ttflist:
-        if entry.name in FALLBACK_FAMILIES and entry.style == "normal":
+        wanted = entry.name in FALLBACK_FAMILIES or any(m in entry.name for m in FALLBACK_MARKERS)
+        if wanted and entry.style == "normal":
             weight = entry.weight if isinstance(entry.weight, int) else 400
             if entry.name not in entries or abs(weight - 400) < entries[entry.name][0]:
                 entries[entry.name] = (abs(weight - 400), entry)
-    for family in FALLBACK_FAMILIES:
-        if family in entries:
-            entry = entries[family][1]
-            found.append(_load(family, entry.fname, getattr(entry, "index", 0) or 0))
+    for family in [f for f in FALLBACK_FAMILIES if f in entries] + sorted(set(entries) - set(FALLBACK_FAMILIES)):
+        entry = entries[family][1]
+        found.append(_load(family, entry.fname, getattr(entry, "index", 0) or 0))
     return tuple(f for f in found if f is not None)
 
 
@@ -82,20 +93,46 @@ def stand_in(ch: str, drawable=None) -> str:
 
 
 def displayable(text: str, font: Font | None = None) -> str:
-    """`text` with every character that `font` (default: every font of `fonts()`) cannot draw replaced by its
-    `stand_in`; consecutive code points are separated by a space ('日本' -> 'U+65E5 U+672C')."""
+    """`text` with every character that `font` (default: every font of `fonts()`, and then the first such text is
+    `tell_missing`) cannot draw replaced by its `stand_in`; a code point is set apart by a space from another and from
+    a letter or digit ('日本' -> 'U+65E5 U+672C', 'ポン64' -> 'U+30DD U+30F3 64', not 'U+30F364')."""
     drawable = font.has if font is not None else (lambda c: font_for(c) is not None)
-    out, last_code = [], False
+    out, last_code, last_alnum, missing = [], False, False, []
     for ch in text:
         if drawable(ch):
-            out.append(ch)
-            last_code = False
+            out.append((" " if last_code and ch.isalnum() else "") + ch)
+            last_code, last_alnum = False, ch.isalnum()
             continue
+        missing.append(ch)
         sub = stand_in(ch, drawable)
         code = sub.startswith("U+")
-        out.append((" " if code and last_code else "") + sub)
-        last_code = code
+        out.append((" " if code and (last_code or last_alnum) else "") + sub)
+        last_code, last_alnum = code, bool(sub) and sub[-1].isalnum()
+    if missing and font is None:
+        tell_missing(text, missing)
     return "".join(out)
+
+
+_told = []  # the text `tell_missing` has warned about: one warning a process
+
+
+def tell_missing(text: str, missing: list[str]) -> None:
+    """Warn, once a process, that no installed font draws `missing` (characters of `text`) and what to install; the
+    figures keep their stand-ins. matplotlib would have warned 'Glyph ... missing from font(s)' once per character."""
+    if _told:
+        return
+    _told.append(text)
+    from matplotlib import get_cachedir
+
+    from gankit.console import warn
+
+    cjk = any(unicodedata.east_asian_width(ch) in "WF" for ch in missing)
+    font = ("a CJK font (Debian/Ubuntu: sudo apt install fonts-noto-cjk; Fedora: sudo dnf install "
+            "google-noto-sans-cjk-fonts)" if cjk else f"a font that has them ({', '.join(OTHER_FAMILIES)})")
+    chars = "".join(dict.fromkeys(missing))
+    what = repr(text) if set(chars) == set(text) else f"{chars!r} in {text!r}"
+    warn(f"no installed font can draw {what}: figures write stand-ins ({missing[0]!r} -> {stand_in(missing[0])!r}). "
+         f"To draw them, install {font}, then delete matplotlib's font cache {Path(get_cachedir()) / 'fontlist-*.json'}")
 
 
 def mpl_families(text: str = "") -> list[str]:

@@ -125,6 +125,37 @@ def test_ctrl_c_while_drawing_into_a_folder_says_what_it_wrote_and_leaves_no_cut
             "draw the rest") in err, err
 
 
+def test_out_dir_names_sort_in_the_images_order_past_99999_images(trained_run, tmp_path, monkeypatch, capsys):
+    """`sample -n 100001 --out-dir` named its images 00000.png ... 99999.png, 100000.png: in name order (ls, glob,
+    a video tool's pattern) 100000.png came before 10001.png. The names now have as many digits as the largest
+    index, and the draw, stopped and given again, goes on from them."""
+    import torchvision.utils
+
+    from gankit.cli import main
+    from gankit.sample import png_name
+
+    n, out, written = 100_001, tmp_path / "out", []
+    names = [png_name(i, n) for i in (0, 9, 10_001, 99_999, 100_000)]
+    assert names == sorted(names) and names[0] == "000000.png" and png_name(3, 6) == "00003.png"
+    save = torchvision.utils.save_image
+
+    def save_then_ctrl_c(img, f, **kw):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        save(img, f, **kw)
+        written.append(f)
+
+    monkeypatch.setattr(torchvision.utils, "save_image", save_then_ctrl_c)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", str(n), "--out-dir", str(out), "--device", "cpu"])
+    assert done.value.code == 130
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["000000.png", "000001.png"]
+    assert f"images written to {out} (000000.png to 000001.png)" in capsys.readouterr().err
+    from gankit.sample import images_drawn, read_draw_record
+
+    assert images_drawn(out, read_draw_record(out)) == 2  # the same command continues after them
+
+
 def test_the_same_command_continues_an_interrupted_draw_into_a_folder(trained_run, tmp_path, monkeypatch, capsys):
     """An interrupted `sample RUN -n 5000 --out-dir fakes` could not go on: the same command was refused ("already
     holds 1024 images"), and a second folder's names (00000.png...) clashed with the first's, so that `gankit fid`

@@ -593,6 +593,42 @@ def test_label_options_on_a_trained_acgan_run(tmp_path):
     assert r.exit_code == 0 and "(fire, water); -n 1 draws only the first:" in r.output, r.output
 
 
+def test_the_readmes_python_snippet_runs_as_written_and_draws_what_sample_draws(tmp_path, monkeypatch, capsys):
+    """README's way to use a run's generator in Python without the command line, copied literally (it had none: the
+    file "to share" came with no word on how to load it), on a conditional run with a class 'fire' at runs/acgan;
+    its images are those `gankit sample -n 16 --seed 0` writes, and the metadata keys it names are there."""
+    import json
+    import re
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from conftest import make_image_folder
+    from gankit.cli import main
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    snippet = next(code for code in re.findall(r"```python\n(.*?)```", readme, re.S) if "load_run_generator" in code)
+    make_image_folder(tmp_path / "images", n=16, classes=("fire", "water"))
+    layers = tiny_layers(tmp_path / "images", epochs=1, max_steps=2)
+    layers[0]["data"]["labels"] = "folders"
+    layers[0]["model"]["arch"] = "acgan"
+    run_training(layers, tmp_path / "runs/acgan")
+    monkeypatch.chdir(tmp_path)
+    code = {}
+    exec(compile(snippet, "README.md", "exec"), code)
+    assert code["images"].shape == (16, 3, 16, 16) and code["fire"].shape == (8, 3, 16, 16)
+    assert Image.open(tmp_path / "grid.png").size == (8 * 18 + 2, 2 * 18 + 2)  # save_image: 8 a row
+    assert "acgan 16 16 ['fire', 'water']" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["sample", "runs/acgan", "-n", "16", "--seed", "0", "--out-dir", "pngs", "--device", "cpu"])
+    got = torch.stack([torch.from_numpy(np.array(Image.open(tmp_path / "pngs" / f"{i:05d}.png"))) for i in range(16)])
+    assert (got.permute(0, 3, 1, 2).float() / 127.5 - 1 - code["images"]).abs().max() < 0.01
+    with safe_open("runs/acgan/generator.safetensors", "pt") as f:
+        config = json.loads(f.metadata()["gankit_config"])
+    assert (config["model"]["arch"], config["data"]["resolution"], config["model"]["nz"], config["model"]["num_classes"],
+            config["class_names"]) == ("acgan", 16, 16, 2, ["fire", "water"])
+
+
 def test_a_run_in_a_folder_whose_name_is_not_utf8_samples_from_its_shared_generator(image_folder, tmp_path):
     """safetensors refuses a path that is not UTF-8: `sample` said the file was "not a readable safetensors file"."""
     import os

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -220,6 +221,11 @@ def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path,
     assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1.5e-4 * 0.5)
     events = _lines(run, "event")
     assert len(events) == 1 and events[0]["step"] == 4  # back to the end of epoch 1
+    assert events[0]["rollback"] == 1 and events[0]["lr_g"] == pytest.approx(1.5e-4 * 0.5)
+    # every kind of line the log holds is one README's metrics.jsonl documents (the rollback's was not)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    kinds = {json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()}
+    assert kinds == {"step", "epoch", "event"} and all(f"`kind: {k}`" in readme for k in kinds)
     steps = [x["step"] for x in _lines(run, "step")]
     assert steps == sorted(set(steps))  # the rolled-back lines are gone, none duplicated
     assert _tensorboard_steps(run, "step/d_loss") == steps  # in TensorBoard too

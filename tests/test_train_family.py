@@ -27,6 +27,13 @@ def _lines(run, kind):
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if json.loads(x)["kind"] == kind]
 
 
+def _undocumented_keys(run) -> set[str]:
+    """The keys of the run's metrics.jsonl lines that README's list of them does not name (as `key`)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    keys = {k for x in (run / "metrics.jsonl").read_text().splitlines() for k in json.loads(x)}
+    return {k for k in keys if f"`{k}`" not in readme}
+
+
 def _tensorboard_steps(run, tag):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -90,6 +97,7 @@ def test_split_d_phase_updates_d_twice_on_each_batch(image_folder, tmp_path, los
     assert ckpt["d_updates"] == 3 and ckpt["config"]["model"]["arch"] == ("acgan" if loss == "acgan" else "dcgan")
     steps = {float(v["step"]) for v in ckpt["opt_d"]["state"].values()}
     assert steps == {6.0} and {float(v["step"]) for v in ckpt["opt_g"]["state"].values()} == {3.0}
+    assert not _undocumented_keys(run)  # (those of ACGAN and WGAN too)
     if loss == "wgan":
         weights = [v for k, v in ckpt["D"].items() if v.is_floating_point() and "running" not in k]
         assert max(w.abs().max().item() for w in weights) <= 0.01 + 1e-7  # clipped after each of the two updates
@@ -226,6 +234,7 @@ def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path,
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     kinds = {json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()}
     assert kinds == {"step", "epoch", "event"} and all(f"`kind: {k}`" in readme for k in kinds)
+    assert not _undocumented_keys(run)  # lr_g, lr_d, rollback...
     steps = [x["step"] for x in _lines(run, "step")]
     assert steps == sorted(set(steps))  # the rolled-back lines are gone, none duplicated
     assert _tensorboard_steps(run, "step/d_loss") == steps  # in TensorBoard too

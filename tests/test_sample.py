@@ -125,6 +125,37 @@ def test_ctrl_c_while_drawing_into_a_folder_says_what_it_wrote_and_leaves_no_cut
             "draw the rest") in err, err
 
 
+def test_out_dir_names_sort_in_the_images_order_past_99999_images(trained_run, tmp_path, monkeypatch, capsys):
+    """`sample -n 100001 --out-dir` named its images 00000.png ... 99999.png, 100000.png: in name order (ls, glob,
+    a video tool's pattern) 100000.png came before 10001.png. The names now have as many digits as the largest
+    index, and the draw, stopped and given again, goes on from them."""
+    import torchvision.utils
+
+    from gankit.cli import main
+    from gankit.sample import png_name
+
+    n, out, written = 100_001, tmp_path / "out", []
+    names = [png_name(i, n) for i in (0, 9, 10_001, 99_999, 100_000)]
+    assert names == sorted(names) and names[0] == "000000.png" and png_name(3, 6) == "00003.png"
+    save = torchvision.utils.save_image
+
+    def save_then_ctrl_c(img, f, **kw):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        save(img, f, **kw)
+        written.append(f)
+
+    monkeypatch.setattr(torchvision.utils, "save_image", save_then_ctrl_c)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", str(n), "--out-dir", str(out), "--device", "cpu"])
+    assert done.value.code == 130
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["000000.png", "000001.png"]
+    assert f"images written to {out} (000000.png to 000001.png)" in capsys.readouterr().err
+    from gankit.sample import images_drawn, read_draw_record
+
+    assert images_drawn(out, read_draw_record(out)) == 2  # the same command continues after them
+
+
 def test_the_same_command_continues_an_interrupted_draw_into_a_folder(trained_run, tmp_path, monkeypatch, capsys):
     """An interrupted `sample RUN -n 5000 --out-dir fakes` could not go on: the same command was refused ("already
     holds 1024 images"), and a second folder's names (00000.png...) clashed with the first's, so that `gankit fid`
@@ -560,6 +591,42 @@ def test_label_options_on_a_trained_acgan_run(tmp_path):
     # fewer images than classes: the classes left out are said
     r = runner.invoke(app, ["sample", str(run), "-n", "1", "--grid", str(tmp_path / "g.png"), "--device", "cpu"])
     assert r.exit_code == 0 and "(fire, water); -n 1 draws only the first:" in r.output, r.output
+
+
+def test_the_readmes_python_snippet_runs_as_written_and_draws_what_sample_draws(tmp_path, monkeypatch, capsys):
+    """README's way to use a run's generator in Python without the command line, copied literally (it had none: the
+    file "to share" came with no word on how to load it), on a conditional run with a class 'fire' at runs/acgan;
+    its images are those `gankit sample -n 16 --seed 0` writes, and the metadata keys it names are there."""
+    import json
+    import re
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from conftest import make_image_folder
+    from gankit.cli import main
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    snippet = next(code for code in re.findall(r"```python\n(.*?)```", readme, re.S) if "load_run_generator" in code)
+    make_image_folder(tmp_path / "images", n=16, classes=("fire", "water"))
+    layers = tiny_layers(tmp_path / "images", epochs=1, max_steps=2)
+    layers[0]["data"]["labels"] = "folders"
+    layers[0]["model"]["arch"] = "acgan"
+    run_training(layers, tmp_path / "runs/acgan")
+    monkeypatch.chdir(tmp_path)
+    code = {}
+    exec(compile(snippet, "README.md", "exec"), code)
+    assert code["images"].shape == (16, 3, 16, 16) and code["fire"].shape == (8, 3, 16, 16)
+    assert Image.open(tmp_path / "grid.png").size == (8 * 18 + 2, 2 * 18 + 2)  # save_image: 8 a row
+    assert "acgan 16 16 ['fire', 'water']" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["sample", "runs/acgan", "-n", "16", "--seed", "0", "--out-dir", "pngs", "--device", "cpu"])
+    got = torch.stack([torch.from_numpy(np.array(Image.open(tmp_path / "pngs" / f"{i:05d}.png"))) for i in range(16)])
+    assert (got.permute(0, 3, 1, 2).float() / 127.5 - 1 - code["images"]).abs().max() < 0.01
+    with safe_open("runs/acgan/generator.safetensors", "pt") as f:
+        config = json.loads(f.metadata()["gankit_config"])
+    assert (config["model"]["arch"], config["data"]["resolution"], config["model"]["nz"], config["model"]["num_classes"],
+            config["class_names"]) == ("acgan", 16, 16, 2, ["fire", "water"])
 
 
 def test_a_run_in_a_folder_whose_name_is_not_utf8_samples_from_its_shared_generator(image_folder, tmp_path):

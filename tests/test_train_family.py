@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,13 @@ def _layers(folder, train=None, model=None, **log):
 
 def _lines(run, kind):
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if json.loads(x)["kind"] == kind]
+
+
+def _undocumented_keys(run) -> set[str]:
+    """The keys of the run's metrics.jsonl lines that README's list of them does not name (as `key`)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    keys = {k for x in (run / "metrics.jsonl").read_text().splitlines() for k in json.loads(x)}
+    return {k for k in keys if f"`{k}`" not in readme}
 
 
 def _tensorboard_steps(run, tag):
@@ -89,6 +97,7 @@ def test_split_d_phase_updates_d_twice_on_each_batch(image_folder, tmp_path, los
     assert ckpt["d_updates"] == 3 and ckpt["config"]["model"]["arch"] == ("acgan" if loss == "acgan" else "dcgan")
     steps = {float(v["step"]) for v in ckpt["opt_d"]["state"].values()}
     assert steps == {6.0} and {float(v["step"]) for v in ckpt["opt_g"]["state"].values()} == {3.0}
+    assert not _undocumented_keys(run)  # (those of ACGAN and WGAN too)
     if loss == "wgan":
         weights = [v for k, v in ckpt["D"].items() if v.is_floating_point() and "running" not in k]
         assert max(w.abs().max().item() for w in weights) <= 0.01 + 1e-7  # clipped after each of the two updates
@@ -220,6 +229,12 @@ def test_nan_rolls_back_to_last_checkpoint_with_lower_lr(image_folder, tmp_path,
     assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1.5e-4 * 0.5)
     events = _lines(run, "event")
     assert len(events) == 1 and events[0]["step"] == 4  # back to the end of epoch 1
+    assert events[0]["rollback"] == 1 and events[0]["lr_g"] == pytest.approx(1.5e-4 * 0.5)
+    # every kind of line the log holds is one README's metrics.jsonl documents (the rollback's was not)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    kinds = {json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()}
+    assert kinds == {"step", "epoch", "event"} and all(f"`kind: {k}`" in readme for k in kinds)
+    assert not _undocumented_keys(run)  # lr_g, lr_d, rollback...
     steps = [x["step"] for x in _lines(run, "step")]
     assert steps == sorted(set(steps))  # the rolled-back lines are gone, none duplicated
     assert _tensorboard_steps(run, "step/d_loss") == steps  # in TensorBoard too

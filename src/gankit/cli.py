@@ -303,7 +303,7 @@ def sample(
 
     from gankit.report.grids import grid_columns
     from gankit.sample import (DRAW_CHUNK, check_drawing_memory, check_seed, draw_record, hold_draw, images_drawn,
-                               load_run_generator, start_draw, write_png)
+                               load_run_generator, png_name, start_draw, write_png)
 
     run = _run_given("sample", run, run_option)
     if n is not None and n <= 0:
@@ -384,14 +384,14 @@ def sample(
                     for batch in batches:
                         for img in batch:
                             if i >= start:  # (write_png: a png under its name is whole, also after a kill)
-                                write_png(img, out_dir / f"{i:05d}.png")
+                                write_png(img, out_dir / png_name(i, n))
                                 bar.update()
                             i += 1
                         if grid is not None:
                             kept.append(batch)
             except KeyboardInterrupt:
                 written = max(i, done)
-                names = f" (00000.png to {written - 1:05d}.png)" if written else ""
+                names = f" ({png_name(0, n)} to {png_name(written - 1, n)})" if written else ""
                 raise Interrupted(f"interrupted: {written} of {n} images written to {out_dir}{names}; run the same "
                                   "command again to draw the rest") from None
             typer.echo(f"wrote {console.count(n - start, 'image')} to {out_dir}"

@@ -1,7 +1,7 @@
 """The run's metric log: `metrics.jsonl` (one JSON object per line) and TensorBoard events (the same metrics,
 and each epoch's sample grid as an image).
 
-Every line has `kind` (step | epoch | eval), `step` (iterations so far), `epoch` and `time`
+Every line has `kind` (step | epoch | eval | event: a NaN rollback), `step` (iterations so far), `epoch` and `time`
 (training seconds since the run started, continuing across resumes); a step line also has `epochs_done`, where
 training stands in epochs (fractional: batches consumed over batches per epoch), which `epoch` (the epoch under way,
 a whole number) does not say inside an epoch. Lines are appended and

@@ -308,6 +308,13 @@ def interpolate(gen: LoadedGenerator, seed_a: int, seed_b: int, steps: int, labe
     return gen.generate(z, torch.full((steps,), label, dtype=torch.long) if gen.conditional else None)
 
 
+def png_name(i: int, n: int) -> str:
+    """The name of image `i` of a draw of `n` into --out-dir: 00000.png, 00001.png..., with as many digits as the
+    largest index needs (at least 5), so that the names sort in the images' order whatever -n (099999.png before
+    100000.png, which unpadded sorts before 10001.png)."""
+    return f"{i:0{max(5, len(str(n - 1)))}d}.png"
+
+
 def write_png(image: torch.Tensor, path: Path) -> None:
     """One image in [-1, 1] as a png at `path` (`sample --out-dir`), written under a temporary name and renamed into
     place: a kill -9 while it is written leaves a hidden temporary file, never a cut png under its name. Not synced
@@ -358,11 +365,11 @@ def images_drawn(folder: Path, record: dict) -> int:
         raise GankitError(f"{there} of another draw ({differ}): pass a new or empty folder, or that draw's run and "
                           "options to continue it")
     n = record["n"]
-    others = sorted(set(sizes) - {f"{i:05d}.png" for i in range(n)})
+    others = sorted(set(sizes) - {png_name(i, n) for i in range(n)})
     if others:
         raise GankitError(f"{there}, {'one' if len(others) == 1 else 'some'} not of this draw (e.g. '{others[0]}'): pass "
                           f"a new or empty folder, or move {'it' if len(others) == 1 else 'those'} out")
-    return next((i for i in range(n) if not sizes.get(f"{i:05d}.png")), n)
+    return next((i for i in range(n) if not sizes.get(png_name(i, n))), n)
 
 
 def _other_draw(saved: dict, record: dict) -> str:

@@ -274,7 +274,7 @@ def test_the_table_says_how_long_the_evaluations_inside_each_total_took(tmp_path
     assert run.total_time == 60.2 and run.evaluating_time == 75.0  # the last evaluation (600 s) ends the run
     page = write_compare_report([a], tmp_path / "r.html").read_text()
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
-    assert "3 evaluations, 1m 15s of this time" in best
+    assert "3 evaluations, 1m\u00a015s of this time" in best  # wraps in its cell, not between 1m and 15s
     assert "under each total, the time its evaluations took" in best and "does not say" not in best
 
 

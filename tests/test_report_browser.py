@@ -177,3 +177,24 @@ def test_config_keys_break_at_their_dots_only_on_a_phone_screen(tmp_path):
         spill = page.eval_on_selector_all("#config-diff tbody th", "els => els.map(e => [e.scrollWidth, e.clientWidth])")
         assert all(scroll <= client for scroll, client in spill), spill  # in their cells, which the table widens
         assert page.evaluate("document.documentElement.scrollWidth") <= 400  # (the table scrolls in its box)
+
+
+def test_best_metrics_fit_a_1280_px_screen_with_the_evaluations_times(tmp_path):
+    """At 1280 px the best-metrics table of runs that logged how long their evaluations took fits the screen: the
+    '3 evaluations, 1m 15s of this time' under a total kept to one line and widened its column until the table
+    scrolled, the totals out of sight; it wraps, each duration whole."""
+    import json
+
+    a = make_run(tmp_path, "dcgan", epochs=3, fids=[200.0, 150.0, 120.0], torn=False)
+    lines = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "eval":
+            line["eval_seconds"] = 25.0
+    (a / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    runs = [a] + [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in (1, 2)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 1280, 900) as page:
+        right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
+        assert right <= 1280, right
+        scroll, client = page.eval_on_selector("#best-metrics .scroll", "e => [e.scrollWidth, e.clientWidth]")
+        assert scroll <= client, (scroll, client)

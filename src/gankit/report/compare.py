@@ -267,7 +267,10 @@ def _into(epoch: int, share: float | None) -> str:
 def _evaluations(n: int, seconds: float | None) -> str:
     """'6 evaluations', and how long those inside the total took when they logged it."""
     said = console.count(n, "evaluation")
-    return said if seconds is None else f"{said}, {format_duration(seconds)} of this time"
+    if seconds is None:
+        return said
+    took = format_duration(seconds).replace(" ", "\u00a0")  # wrapped in its cell, '1m' not above '31s'
+    return f"{said}, {took} of this time"
 
 
 def _measuring_differences(runs, flat, defaults) -> list[str]:
@@ -728,6 +731,8 @@ tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width:
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
 span.aside { font-size: .8rem; }
+td.num span.aside { white-space: normal; }  /* '3 evaluations, 1m 31s of this time' under a total: wraps, or the
+   column took twice its width and pushed the table past a 1280 px screen */
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { font-weight: 600; }
 td.missing { color: #888; font-style: italic; }

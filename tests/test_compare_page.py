@@ -296,6 +296,22 @@ def test_a_long_run_name_wraps_in_the_plot_legends(tmp_path, figures):
         assert fig.get_figheight() > 4.5
 
 
+def test_the_plot_legends_read_in_the_runs_order_by_rows(tmp_path, figures):
+    """Five runs in a legend of four columns read a, b, c, d / e, as the page lists them: matplotlib fills columns
+    first, and the legend read a, c, d, e / b."""
+    names = ["a", "b", "c", "d", "e"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=2, fids=[210.0, 160.0]) for i, name in enumerate(names)]
+    write_compare_report(runs, tmp_path / "r.html")
+    assert figures
+    for fig in figures:
+        (legend,) = fig.legends
+        fig.canvas.draw()
+        boxes = [(t.get_window_extent(), t.get_text()) for t in legend.get_texts()]
+        assert len({round(box.y0) for box, _ in boxes}) == 2  # two rows: the case tested
+        by_rows = [text for box, text in sorted(boxes, key=lambda b: (-round(b[0].y0), b[0].x0))]
+        assert by_rows == names, by_rows
+
+
 def test_fid_curves_put_each_evaluation_at_its_epoch_and_minute_and_star_the_best(tmp_path, figures):
     a = make_run(tmp_path, "a", epochs=3, fids=[200.0, 150.0, 160.0])  # 40 steps an epoch, eval at step * 0.5 + 0.2 s
     write_compare_report([a], tmp_path / "r.html")

@@ -604,7 +604,17 @@ def _legend_below(fig, lines) -> None:
         text_lines = sum(max(label.count("\n") + 1 for label in row) for row in rows)
         if text_lines > 2:  # the legend gets room of its own: the axes keep their height
             fig.set_figheight(fig.get_figheight() + 0.2 * (text_lines - 2))
-        fig.legend(handles=lines, labels=labels, loc="outside lower center", ncols=ncols, frameon=False)
+        # matplotlib fills a legend's columns first: read by rows, 5 runs in 4 columns came as a, c, d, e / b
+        order = _by_rows(len(lines), ncols)
+        fig.legend(handles=[lines[i] for i in order], labels=[labels[i] for i in order], loc="outside lower center",
+                   ncols=ncols, frameon=False)
+
+
+def _by_rows(n: int, ncols: int) -> list[int]:
+    """The order to hand `n` legend entries to matplotlib in, which fills `ncols` columns one after the other (the
+    first n % ncols one entry longer), so that they read left to right, then top to bottom, in their own order."""
+    rows = -(-n // ncols)
+    return [row * ncols + col for col in range(ncols) for row in range(rows) if row * ncols + col < n]
 
 
 def flatten_config(config: dict, prefix: str = "") -> dict:

@@ -22,7 +22,7 @@ from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
     ACC_KEYS, AUX_ACC_KEYS, TIME_LABEL, epoch_ticks, eval_xs, figure_png, literal, new_figure, raw_and_smoothed,
-    robust_ylim, smoothing_window,
+    robust_ylim, smoothing_window, with_class_loss,
 )
 from gankit.report.runs import BestEval, Run, finite_number, load_run
 
@@ -467,14 +467,6 @@ def _loss_family(run: Run) -> str:
     return "WGAN-GP" if "gp" in logged else "WGAN" if "wasserstein" in logged else ""
 
 
-def _with_class_loss(run: Run) -> bool:
-    """Whether the run's d_loss and g_loss include its auxiliary classifier's class loss: a conditional run (ACGAN,
-    one that logged class accuracies) whose train.aux_weight is not 0."""
-    train = run.config.get("train") if isinstance(run.config, dict) else None
-    weight = train.get("aux_weight", 1.0) if isinstance(train, dict) else 1.0
-    return weight != 0 and any(k in run.numeric_keys("step") for k in AUX_ACC_KEYS)
-
-
 def _epoch_series(runs, labels, colors, keys) -> list[tuple]:
     """(run, label, colour, index, {key: (epochs, values)}) for each run: the `keys` it logged, against epochs."""
     entries = []
@@ -513,7 +505,7 @@ def _loss_curves(runs, labels, colors) -> str:
     entries = _epoch_series(runs, labels, colors, [key for key, _ in keys])
     if not any(e[4] for e in entries):
         return _note("Not available: no run logged d_loss or g_loss.")
-    groups = [((g, cls), [e for e in entries if e[4] and (_loss_family(e[0]), _with_class_loss(e[0])) == (g, cls)])
+    groups = [((g, cls), [e for e in entries if e[4] and (_loss_family(e[0]), with_class_loss(e[0])) == (g, cls)])
               for g in ("", "WGAN", "WGAN-GP") for cls in (False, True)]
     groups = [(g, members) for g, members in groups if members]
     apart = len(groups) > 1

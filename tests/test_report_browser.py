@@ -198,3 +198,17 @@ def test_best_metrics_fit_a_1280_px_screen_with_the_evaluations_times(tmp_path):
         assert right <= 1280, right
         scroll, client = page.eval_on_selector("#best-metrics .scroll", "e => [e.scrollWidth, e.clientWidth]")
         assert scroll <= client, (scroll, client)
+
+
+def test_wide_tables_keep_their_row_names_in_view_when_scrolled_on_a_phone(long_name_report):
+    """At 400 px the config and best-metrics tables scroll sideways in their boxes: scrolled to their last columns,
+    the keys and the run names had gone off the left edge, leaving values that did not say what they were."""
+    with _page(long_name_report, 400, 800) as page:
+        for sid in ("config-diff", "best-metrics"):
+            box = page.eval_on_selector(f"#{sid} .scroll", """e => {
+                e.scrollLeft = e.scrollWidth;
+                return [e.scrollLeft, e.getBoundingClientRect().left]; }""")
+            assert box[0] > 50, (sid, box)  # it scrolled: the case tested
+            lefts = page.eval_on_selector_all(f"#{sid} tbody th, #{sid} thead th:first-child",
+                                              "els => els.map(e => e.getBoundingClientRect().left)")
+            assert lefts and all(abs(left - box[1]) <= 1 for left in lefts), (sid, box, lefts)

@@ -730,6 +730,9 @@ thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; over
 #best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
 #config-diff tbody th { overflow-wrap: normal; }  /* keys break at their dots (<wbr>): 'data.resolu' over 'tion' */
+/* a table wider than a phone scrolls in its box: its row names (the key, the run) stay at the left, on their own
+   backgrounds, so the values scrolled into view still say what they are */
+tbody th, thead th:first-child { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #ddd; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
 span.aside { font-size: .8rem; }

@@ -212,3 +212,38 @@ def test_wide_tables_keep_their_row_names_in_view_when_scrolled_on_a_phone(long_
             lefts = page.eval_on_selector_all(f"#{sid} tbody th, #{sid} thead th:first-child",
                                               "els => els.map(e => e.getBoundingClientRect().left)")
             assert lefts and all(abs(left - box[1]) <= 1 for left in lefts), (sid, box, lefts)
+
+
+def test_run_names_in_the_tables_break_after_their_separators_beside_their_swatch(tmp_path):
+    """At 1280 px, five runs of gankit's own names ('poke64_32px_dcgan-2'): a name wider than its column had its
+    swatch alone on a line above it and broke inside a word ('dcgan_fid_ever' over 'y_epoch')."""
+    names = ["poke64_32px_acgan", "poke64_32px_dcgan", "poke64_32px_dcgan-2", "poke64_32px_dcgan-3",
+             "poke64_32px_dcgan_fid_every_epoch"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=2, steps_per_epoch=5) for i, name in enumerate(names)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 1280, 900) as page:
+        cells = page.eval_on_selector_all("#best-metrics tbody th, #config-diff thead th:not(:first-child)",
+                                          """els => els.map(th => {
+            const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT), range = document.createRange();
+            const lines = [];
+            let top = null, first = null;
+            for (let node; (node = walker.nextNode());) {
+                for (let i = 0; i < node.length; i++) {
+                    if (/\\s|\\u2060/.test(node.data[i])) continue;
+                    range.setStart(node, i);
+                    range.setEnd(node, i + 1);
+                    const r = range.getBoundingClientRect();
+                    if (first === null) first = r;
+                    if (Math.round(r.top) !== top) { lines.push(''); top = Math.round(r.top); }
+                    lines[lines.length - 1] += node.data[i];
+                }
+            }
+            const swatch = th.querySelector('.swatch').getBoundingClientRect();
+            return {lines, swatch_mid: (swatch.top + swatch.bottom) / 2, first_top: first.top, first_bottom: first.bottom};
+        })""")
+        assert len(cells) == 10
+        assert any(len(c["lines"]) > 1 for c in cells), cells  # narrow enough to wrap: the case tested
+        for c in cells:
+            assert "".join(c["lines"]) in names, c
+            assert all(line[-1] in "_-" for line in c["lines"][:-1]), c["lines"]
+            assert c["first_top"] <= c["swatch_mid"] <= c["first_bottom"], c  # on the name's first line

@@ -187,7 +187,7 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
             + (" Grey rows (the name, log.*, when it evaluates) change what a run writes, not how it trains."
                if any(map(_output_only, shown)) else "")
         )
-    head = "".join(f"<th>{_swatch(c)}{html.escape(label)}</th>" for label, c in zip(labels, colors))
+    head = "".join(f"<th>{_named(label, c)}</th>" for label, c in zip(labels, colors))
     rows = []
     for k in shown:
         cells = "".join(
@@ -231,7 +231,7 @@ def _best_metrics(runs, labels, colors) -> str:
             + "</td>"
         )
         timed = timed and (not n_evals or evaluating is not None)
-        rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
+        rows.append(f"<tr><th scope=\"row\">{_named(label, c)}</th>{best_cells}{totals}</tr>")
     if timed:  # every evaluation logged its duration (eval_seconds)
         note = ("Times are wall-clock time since training started, the FID/KID evaluations included; under each total,"
                 " the time its evaluations took (the evaluation at a run's end comes after its total).")
@@ -696,6 +696,16 @@ def _note(text: str) -> str:
 
 def _swatch(color: str) -> str:
     return f'<span class="swatch" style="background:{color}"></span>'
+
+
+def _named(label: str, color: str) -> str:
+    """A run's name in a table cell, after its swatch: a name wider than its column breaks after its separators
+    ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on its first line (the swatch stood alone
+    above the name, each row a line taller)."""
+    name = html.escape(label)
+    for sep in "_-/.":
+        name = name.replace(sep, sep + "<wbr>")
+    return f"{_swatch(color)}\u2060{name}"  # a word joiner: no break between the swatch and the name
 
 
 def _cell_fig(label: str, color: str, content: str) -> str:

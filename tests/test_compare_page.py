@@ -274,7 +274,7 @@ def test_the_table_says_how_long_the_evaluations_inside_each_total_took(tmp_path
     assert run.total_time == 60.2 and run.evaluating_time == 75.0  # the last evaluation (600 s) ends the run
     page = write_compare_report([a], tmp_path / "r.html").read_text()
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
-    assert "3 evaluations, 1m 15s of this time" in best
+    assert "3 evaluations, 1m\u00a015s of this time" in best  # wraps in its cell, not between 1m and 15s
     assert "under each total, the time its evaluations took" in best and "does not say" not in best
 
 
@@ -294,6 +294,22 @@ def test_a_long_run_name_wraps_in_the_plot_legends(tmp_path, figures):
         box = legend.get_window_extent()
         assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
         assert fig.get_figheight() > 4.5
+
+
+def test_the_plot_legends_read_in_the_runs_order_by_rows(tmp_path, figures):
+    """Five runs in a legend of four columns read a, b, c, d / e, as the page lists them: matplotlib fills columns
+    first, and the legend read a, c, d, e / b."""
+    names = ["a", "b", "c", "d", "e"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=2, fids=[210.0, 160.0]) for i, name in enumerate(names)]
+    write_compare_report(runs, tmp_path / "r.html")
+    assert figures
+    for fig in figures:
+        (legend,) = fig.legends
+        fig.canvas.draw()
+        boxes = [(t.get_window_extent(), t.get_text()) for t in legend.get_texts()]
+        assert len({round(box.y0) for box, _ in boxes}) == 2  # two rows: the case tested
+        by_rows = [text for box, text in sorted(boxes, key=lambda b: (-round(b[0].y0), b[0].x0))]
+        assert by_rows == names, by_rows
 
 
 def test_fid_curves_put_each_evaluation_at_its_epoch_and_minute_and_star_the_best(tmp_path, figures):

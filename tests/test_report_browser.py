@@ -177,3 +177,73 @@ def test_config_keys_break_at_their_dots_only_on_a_phone_screen(tmp_path):
         spill = page.eval_on_selector_all("#config-diff tbody th", "els => els.map(e => [e.scrollWidth, e.clientWidth])")
         assert all(scroll <= client for scroll, client in spill), spill  # in their cells, which the table widens
         assert page.evaluate("document.documentElement.scrollWidth") <= 400  # (the table scrolls in its box)
+
+
+def test_best_metrics_fit_a_1280_px_screen_with_the_evaluations_times(tmp_path):
+    """At 1280 px the best-metrics table of runs that logged how long their evaluations took fits the screen: the
+    '3 evaluations, 1m 15s of this time' under a total kept to one line and widened its column until the table
+    scrolled, the totals out of sight; it wraps, each duration whole."""
+    import json
+
+    a = make_run(tmp_path, "dcgan", epochs=3, fids=[200.0, 150.0, 120.0], torn=False)
+    lines = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "eval":
+            line["eval_seconds"] = 25.0
+    (a / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    runs = [a] + [make_run(tmp_path, f"run{i}", run_index=i, epochs=2, steps_per_epoch=5) for i in (1, 2)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 1280, 900) as page:
+        right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
+        assert right <= 1280, right
+        scroll, client = page.eval_on_selector("#best-metrics .scroll", "e => [e.scrollWidth, e.clientWidth]")
+        assert scroll <= client, (scroll, client)
+
+
+def test_wide_tables_keep_their_row_names_in_view_when_scrolled_on_a_phone(long_name_report):
+    """At 400 px the config and best-metrics tables scroll sideways in their boxes: scrolled to their last columns,
+    the keys and the run names had gone off the left edge, leaving values that did not say what they were."""
+    with _page(long_name_report, 400, 800) as page:
+        for sid in ("config-diff", "best-metrics"):
+            box = page.eval_on_selector(f"#{sid} .scroll", """e => {
+                e.scrollLeft = e.scrollWidth;
+                return [e.scrollLeft, e.getBoundingClientRect().left]; }""")
+            assert box[0] > 50, (sid, box)  # it scrolled: the case tested
+            lefts = page.eval_on_selector_all(f"#{sid} tbody th, #{sid} thead th:first-child",
+                                              "els => els.map(e => e.getBoundingClientRect().left)")
+            assert lefts and all(abs(left - box[1]) <= 1 for left in lefts), (sid, box, lefts)
+
+
+def test_run_names_in_the_tables_break_after_their_separators_beside_their_swatch(tmp_path):
+    """At 1280 px, five runs of gankit's own names ('poke64_32px_dcgan-2'): a name wider than its column had its
+    swatch alone on a line above it and broke inside a word ('dcgan_fid_ever' over 'y_epoch')."""
+    names = ["poke64_32px_acgan", "poke64_32px_dcgan", "poke64_32px_dcgan-2", "poke64_32px_dcgan-3",
+             "poke64_32px_dcgan_fid_every_epoch"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=2, steps_per_epoch=5) for i, name in enumerate(names)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 1280, 900) as page:
+        cells = page.eval_on_selector_all("#best-metrics tbody th, #config-diff thead th:not(:first-child)",
+                                          """els => els.map(th => {
+            const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT), range = document.createRange();
+            const lines = [];
+            let top = null, first = null;
+            for (let node; (node = walker.nextNode());) {
+                for (let i = 0; i < node.length; i++) {
+                    if (/\\s|\\u2060/.test(node.data[i])) continue;
+                    range.setStart(node, i);
+                    range.setEnd(node, i + 1);
+                    const r = range.getBoundingClientRect();
+                    if (first === null) first = r;
+                    if (Math.round(r.top) !== top) { lines.push(''); top = Math.round(r.top); }
+                    lines[lines.length - 1] += node.data[i];
+                }
+            }
+            const swatch = th.querySelector('.swatch').getBoundingClientRect();
+            return {lines, swatch_mid: (swatch.top + swatch.bottom) / 2, first_top: first.top, first_bottom: first.bottom};
+        })""")
+        assert len(cells) == 10
+        assert any(len(c["lines"]) > 1 for c in cells), cells  # narrow enough to wrap: the case tested
+        for c in cells:
+            assert "".join(c["lines"]) in names, c
+            assert all(line[-1] in "_-" for line in c["lines"][:-1]), c["lines"]
+            assert c["first_top"] <= c["swatch_mid"] <= c["first_bottom"], c  # on the name's first line

@@ -330,7 +330,7 @@ def test_a_long_run_name_is_shortened_in_the_middle_so_the_whole_title_fits(tmp_
                 aux_acc_real=lambda s: 0.5, aux_entropy=lambda s: 1.0 - s / 100, img_per_s=float)
     run = write_run(tmp_path / name, step_lines(40, **keys) + [
         {"kind": "eval", "step": 20 * e, "epoch": e, "time": 60.0 * e, "fid": 100.0 - e} for e in (1, 2)])
-    kinds = {"losses": plots.losses_figure, "Wasserstein estimate": plots.wasserstein_figure,
+    kinds = {"losses (incl. class loss)": plots.losses_figure, "Wasserstein estimate": plots.wasserstein_figure,
              "gradient penalty": plots.wasserstein_figure, "discriminator accuracy": plots.accuracy_figure,
              "auxiliary classifier": plots.accuracy_figure, "FID / KID vs epoch": plots.fid_figure,
              "FID / KID vs time": plots.fid_figure}
@@ -346,6 +346,18 @@ def test_a_long_run_name_is_shortened_in_the_middle_so_the_whole_title_fits(tmp_
         assert not any(t.get_window_extent().overlaps(box) for t in titles if t is not title)  # nor over a neighbour
     short = write_run(tmp_path / "short", step_lines(40, d_loss=float))
     assert plots.losses_figure(short).axes[0].get_title() == "short: losses"
+
+
+def test_an_acgan_runs_losses_png_says_its_losses_include_the_class_loss(tmp_path):
+    """An ACGAN's d_loss (5-7 early on) includes its auxiliary classifier's class loss, as the compare page's panels
+    say: its own losses.png said "losses" only, and looked like a D gone wrong beside a DCGAN's 1."""
+    acgan = write_run(tmp_path / "acgan", step_lines(30, d_loss=lambda s: 7 - s / 10, g_loss=float,
+                                                     aux_acc_real=lambda s: s / 30))
+    assert plots.losses_figure(acgan).axes[0].get_title() == "acgan: losses (incl. class loss)"
+    dcgan = write_run(tmp_path / "dcgan", step_lines(30, d_loss=float, g_loss=float))
+    assert plots.losses_figure(dcgan).axes[0].get_title() == "dcgan: losses"
+    (tmp_path / "acgan" / "config.yaml").write_text("name: acgan\ntrain:\n  aux_weight: 0.0\n")  # no class loss in
+    assert plots.losses_figure(load_run(tmp_path / "acgan")).axes[0].get_title() == "acgan: losses"
 
 
 def test_other_png_names_the_run_like_the_other_plots(tmp_path):

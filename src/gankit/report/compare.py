@@ -22,7 +22,7 @@ from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
     ACC_KEYS, AUX_ACC_KEYS, TIME_LABEL, epoch_ticks, eval_xs, figure_png, literal, new_figure, raw_and_smoothed,
-    robust_ylim, smoothing_window,
+    robust_ylim, smoothing_window, with_class_loss,
 )
 from gankit.report.runs import BestEval, Run, finite_number, load_run
 
@@ -187,7 +187,7 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
             + (" Grey rows (the name, log.*, when it evaluates) change what a run writes, not how it trains."
                if any(map(_output_only, shown)) else "")
         )
-    head = "".join(f"<th>{_swatch(c)}{html.escape(label)}</th>" for label, c in zip(labels, colors))
+    head = "".join(f"<th>{_named(label, c)}</th>" for label, c in zip(labels, colors))
     rows = []
     for k in shown:
         cells = "".join(
@@ -231,7 +231,7 @@ def _best_metrics(runs, labels, colors) -> str:
             + "</td>"
         )
         timed = timed and (not n_evals or evaluating is not None)
-        rows.append(f"<tr><th scope=\"row\">{_swatch(c)}{html.escape(label)}</th>{best_cells}{totals}</tr>")
+        rows.append(f"<tr><th scope=\"row\">{_named(label, c)}</th>{best_cells}{totals}</tr>")
     if timed:  # every evaluation logged its duration (eval_seconds)
         note = ("Times are wall-clock time since training started, the FID/KID evaluations included; under each total,"
                 " the time its evaluations took (the evaluation at a run's end comes after its total).")
@@ -267,7 +267,10 @@ def _into(epoch: int, share: float | None) -> str:
 def _evaluations(n: int, seconds: float | None) -> str:
     """'6 evaluations', and how long those inside the total took when they logged it."""
     said = console.count(n, "evaluation")
-    return said if seconds is None else f"{said}, {format_duration(seconds)} of this time"
+    if seconds is None:
+        return said
+    took = format_duration(seconds).replace(" ", "\u00a0")  # wrapped in its cell, '1m' not above '31s'
+    return f"{said}, {took} of this time"
 
 
 def _measuring_differences(runs, flat, defaults) -> list[str]:
@@ -464,14 +467,6 @@ def _loss_family(run: Run) -> str:
     return "WGAN-GP" if "gp" in logged else "WGAN" if "wasserstein" in logged else ""
 
 
-def _with_class_loss(run: Run) -> bool:
-    """Whether the run's d_loss and g_loss include its auxiliary classifier's class loss: a conditional run (ACGAN,
-    one that logged class accuracies) whose train.aux_weight is not 0."""
-    train = run.config.get("train") if isinstance(run.config, dict) else None
-    weight = train.get("aux_weight", 1.0) if isinstance(train, dict) else 1.0
-    return weight != 0 and any(k in run.numeric_keys("step") for k in AUX_ACC_KEYS)
-
-
 def _epoch_series(runs, labels, colors, keys) -> list[tuple]:
     """(run, label, colour, index, {key: (epochs, values)}) for each run: the `keys` it logged, against epochs."""
     entries = []
@@ -510,7 +505,7 @@ def _loss_curves(runs, labels, colors) -> str:
     entries = _epoch_series(runs, labels, colors, [key for key, _ in keys])
     if not any(e[4] for e in entries):
         return _note("Not available: no run logged d_loss or g_loss.")
-    groups = [((g, cls), [e for e in entries if e[4] and (_loss_family(e[0]), _with_class_loss(e[0])) == (g, cls)])
+    groups = [((g, cls), [e for e in entries if e[4] and (_loss_family(e[0]), with_class_loss(e[0])) == (g, cls)])
               for g in ("", "WGAN", "WGAN-GP") for cls in (False, True)]
     groups = [(g, members) for g, members in groups if members]
     apart = len(groups) > 1
@@ -601,7 +596,17 @@ def _legend_below(fig, lines) -> None:
         text_lines = sum(max(label.count("\n") + 1 for label in row) for row in rows)
         if text_lines > 2:  # the legend gets room of its own: the axes keep their height
             fig.set_figheight(fig.get_figheight() + 0.2 * (text_lines - 2))
-        fig.legend(handles=lines, labels=labels, loc="outside lower center", ncols=ncols, frameon=False)
+        # matplotlib fills a legend's columns first: read by rows, 5 runs in 4 columns came as a, c, d, e / b
+        order = _by_rows(len(lines), ncols)
+        fig.legend(handles=[lines[i] for i in order], labels=[labels[i] for i in order], loc="outside lower center",
+                   ncols=ncols, frameon=False)
+
+
+def _by_rows(n: int, ncols: int) -> list[int]:
+    """The order to hand `n` legend entries to matplotlib in, which fills `ncols` columns one after the other (the
+    first n % ncols one entry longer), so that they read left to right, then top to bottom, in their own order."""
+    rows = -(-n // ncols)
+    return [row * ncols + col for col in range(ncols) for row in range(rows) if row * ncols + col < n]
 
 
 def flatten_config(config: dict, prefix: str = "") -> dict:
@@ -694,6 +699,16 @@ def _swatch(color: str) -> str:
     return f'<span class="swatch" style="background:{color}"></span>'
 
 
+def _named(label: str, color: str) -> str:
+    """A run's name in a table cell, after its swatch: a name wider than its column breaks after its separators
+    ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on its first line (the swatch stood alone
+    above the name, each row a line taller)."""
+    name = html.escape(label)
+    for sep in "_-/.":
+        name = name.replace(sep, sep + "<wbr>")
+    return f"{_swatch(color)}\u2060{name}"  # a word joiner: no break between the swatch and the name
+
+
 def _cell_fig(label: str, color: str, content: str) -> str:
     return f'<figure class="run"><figcaption>{_swatch(color)}{html.escape(label)}</figcaption>{content}</figure>'
 
@@ -726,9 +741,14 @@ thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; over
 #best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
 #config-diff tbody th { overflow-wrap: normal; }  /* keys break at their dots (<wbr>): 'data.resolu' over 'tion' */
+/* a table wider than a phone scrolls in its box: its row names (the key, the run) stay at the left, on their own
+   backgrounds, so the values scrolled into view still say what they are */
+tbody th, thead th:first-child { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #ddd; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
 span.aside { font-size: .8rem; }
+td.num span.aside { white-space: normal; }  /* '3 evaluations, 1m 31s of this time' under a total: wraps, or the
+   column took twice its width and pushed the table past a 1280 px screen */
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.best { font-weight: 600; }
 td.missing { color: #888; font-style: italic; }

@@ -75,11 +75,20 @@ def losses_figure(run: Run) -> Figure | None:
     for i, (key, xs, ys) in enumerate(curves):
         raw_and_smoothed(ax, xs, ys, color=f"C{i}", label=key)
     ax.set(xlabel="step", ylabel="loss")
-    run_title(ax, run.name, "losses")
+    # an ACGAN's d_loss of 5-7 next to a DCGAN's 1 looked broken: the title says what is in it, as the compare page's
+    run_title(ax, run.name, "losses (incl. class loss)" if with_class_loss(run) else "losses")
     integer_ticks(ax)
     ax.set_ylim(*robust_ylim([y for _, _, y in curves], ax.get_ylim()))
     ax.legend(loc="best")
     return fig
+
+
+def with_class_loss(run: Run) -> bool:
+    """Whether the run's d_loss and g_loss include its auxiliary classifier's class loss: a conditional run (ACGAN,
+    one that logged class accuracies) whose train.aux_weight is not 0."""
+    train = run.config.get("train") if isinstance(run.config, dict) else None
+    weight = train.get("aux_weight", 1.0) if isinstance(train, dict) else 1.0
+    return weight != 0 and any(k in run.numeric_keys("step") for k in AUX_ACC_KEYS)
 
 
 def accuracy_figure(run: Run) -> Figure | None:

@@ -1628,9 +1628,42 @@ def test_a_complete_run_in_a_read_only_folder_missing_its_last_numbered_checkpoi
     capsys.readouterr()
     run_training(layers, run)
     err = capsys.readouterr().err
-    assert "the missing numbered checkpoint of epoch 1 could not be written: could not write checkpoint" in err
+    assert (f"warning: could not mend what a stop left in run '{run}' (Permission denied): the missing numbered "
+            "checkpoint of epoch 1: make the folder writable and run the same command again") in err
     assert f"run '{run}' is already complete (4 iterations" in err
     assert not (run / "checkpoints/epoch_0001.pt").exists()
+
+
+@pytest.mark.parametrize("stop", ["during the last save", "during the last pictures"])
+def test_a_complete_run_in_a_read_only_folder_that_a_stop_left_unmended_says_it_is_complete(
+        stop, image_folder, tmp_path, monkeypatch, capsys):
+    """A complete run resumed in a read-only folder, as a kill during its last writes left it: its mend (`_mend_a_kill`)
+    failed on the first write the folder refused, an error ("could not write '.../generator.safetensors'", a
+    PermissionError's traceback for a grid to remove or evolution.gif to make again) instead of saying that the run is
+    complete; unfinished files it could not remove went unsaid. One warning line names them all and how to mend them,
+    and the run is complete."""
+    from conftest import read_only
+
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"]["plots"] = True
+    run = run_training(layers, tmp_path / "r")
+    if stop == "during the last save":
+        (run / "generator.safetensors").unlink()
+        (run / "checkpoints/.last.pt.x1y2z3.tmp").write_bytes(b"partial")
+        shutil.copy(run / "samples/epoch_0001.png", run / "samples/epoch_0002.png")  # of a later, lost checkpoint
+        unmended = ("1 unfinished file to remove, 1 sample grid of later epochs to remove, generator.safetensors "
+                    "(behind last.pt), evolution.gif and plots to make again")
+    else:
+        os.utime(run / "evolution.gif", (1, 1))  # older than the last grid: a stop before it was made again
+        unmended = "evolution.gif and plots to make again"
+    read_only(monkeypatch, run)
+    capsys.readouterr()
+    run_training(layers, run)
+    err = capsys.readouterr().err
+    assert (f"warning: could not mend what a stop left in run '{run}' (Permission denied): {unmended}: make the "
+            "folder writable and run the same command again") in err
+    assert err.count("warning:") == 1
+    assert f"run '{run}' is already complete (4 iterations" in err
 
 
 def test_of_two_trainings_of_a_new_run_started_at_once_the_refused_one_leaves_its_folder(tmp_path, monkeypatch):

@@ -749,10 +749,37 @@ def test_under_ddp_a_signals_line_waits_for_the_other_processes_to_answer(monkey
         flag._agreed, flag._next = (5, 0.5), 20  # between two agreements: no all-reduce of the flag's own
         assert not flag.stop(7, 1.0, torch.device("cpu")) and capsys.readouterr().err == ""  # (begun before it?)
         assert not flag.stop(8, 1.1, torch.device("cpu")) and capsys.readouterr().err == line
+    finally:
+        flag.restore()
+    flag = _InterruptFlag()
+    try:
         flag._handler(signal.SIGTERM, None)
         assert flag.stop(20, 2.0, torch.device("cpu")) and capsys.readouterr().err == line  # the agreement answered
     finally:
         flag.restore()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_signal_while_a_stop_is_under_way_says_nothing_more(monkeypatch, capsys, processes):
+    """Under torchrun a Ctrl-C reaches its processes, then torchrun's SIGTERM: that said "SIGTERM: stopping within
+    seconds, after the same iteration in every process" after the Ctrl-C's line (and made the exit code SIGTERM's);
+    alone, a second SIGTERM said "SIGTERM: stopping after this iteration" again. The stop's line is said once, and the
+    exit code is the first signal's."""
+    from gankit import distributed
+    from gankit.train import _InterruptFlag
+
+    monkeypatch.setattr(distributed, "world_size", lambda: processes)
+    monkeypatch.setattr(distributed, "maxima", lambda values, device: values)  # the other processes answer
+    first = signal.SIGINT if processes > 1 else signal.SIGTERM  # (alone a second Ctrl-C stops at once)
+    flag, said = _InterruptFlag(), []
+    try:
+        for sig in (first, signal.SIGTERM):
+            flag._handler(sig, None)
+            assert flag.stop(20, 2.0, torch.device("cpu"))
+            said.append(capsys.readouterr().err)
+    finally:
+        flag.restore()
+    assert "stopping" in said[0] and said[1] == "" and flag.exit_code == 128 + first
 
 
 def test_a_dataset_too_large_for_the_gpu_stays_in_host_memory(monkeypatch, capsys):

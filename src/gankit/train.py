@@ -1736,7 +1736,9 @@ class _InterruptFlag:
     clocks. torchrun forwards a Ctrl-C or SIGTERM to its processes once and kills them `--shutdown-timeout`
     (30 s) later; a second Ctrl-C reaches torchrun only. It also sends SIGTERM to the processes left when one of them
     died (`kill -9`): under DDP the signal's line waits until the others answer (`_say_once_peers_answer`), or a
-    process that lost a peer said it would stop within seconds just before the error line saying what happened."""
+    process that lost a peer said it would stop within seconds just before the error line saying what happened.
+    Another signal while a stop is under way (torchrun's SIGTERM after the Ctrl-C that reached its processes too)
+    changes nothing: the stop's line is said once, and the exit code is the first signal's."""
 
     HANGUP = getattr(signal, "SIGHUP", None)  # POSIX only
     SIGNALS = tuple(sig for sig in (signal.SIGTERM, signal.SIGINT, HANGUP) if sig is not None)
@@ -1764,10 +1766,13 @@ class _InterruptFlag:
             self.forced = True
             self.exit_code = 128 + signal.SIGINT
             raise KeyboardInterrupt
+        if sig == self.HANGUP:
+            console.terminal_gone()
+        if self.hit:  # a stop already under way (torchrun's SIGTERM after the Ctrl-C it passed on): its line was said
+            return
         self.hit = True
         self.exit_code = 128 + sig
         if sig == self.HANGUP:
-            console.terminal_gone()
             return
         said = "" if sig == signal.SIGINT else "SIGTERM: "  # a scheduler's preemption: its log says why the run stopped
         if distributed.world_size() > 1:

@@ -749,10 +749,37 @@ def test_under_ddp_a_signals_line_waits_for_the_other_processes_to_answer(monkey
         flag._agreed, flag._next = (5, 0.5), 20  # between two agreements: no all-reduce of the flag's own
         assert not flag.stop(7, 1.0, torch.device("cpu")) and capsys.readouterr().err == ""  # (begun before it?)
         assert not flag.stop(8, 1.1, torch.device("cpu")) and capsys.readouterr().err == line
+    finally:
+        flag.restore()
+    flag = _InterruptFlag()
+    try:
         flag._handler(signal.SIGTERM, None)
         assert flag.stop(20, 2.0, torch.device("cpu")) and capsys.readouterr().err == line  # the agreement answered
     finally:
         flag.restore()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_signal_while_a_stop_is_under_way_says_nothing_more(monkeypatch, capsys, processes):
+    """Under torchrun a Ctrl-C reaches its processes, then torchrun's SIGTERM: that said "SIGTERM: stopping within
+    seconds, after the same iteration in every process" after the Ctrl-C's line (and made the exit code SIGTERM's);
+    alone, a second SIGTERM said "SIGTERM: stopping after this iteration" again. The stop's line is said once, and the
+    exit code is the first signal's."""
+    from gankit import distributed
+    from gankit.train import _InterruptFlag
+
+    monkeypatch.setattr(distributed, "world_size", lambda: processes)
+    monkeypatch.setattr(distributed, "maxima", lambda values, device: values)  # the other processes answer
+    first = signal.SIGINT if processes > 1 else signal.SIGTERM  # (alone a second Ctrl-C stops at once)
+    flag, said = _InterruptFlag(), []
+    try:
+        for sig in (first, signal.SIGTERM):
+            flag._handler(sig, None)
+            assert flag.stop(20, 2.0, torch.device("cpu"))
+            said.append(capsys.readouterr().err)
+    finally:
+        flag.restore()
+    assert "stopping" in said[0] and said[1] == "" and flag.exit_code == 128 + first
 
 
 def test_a_dataset_too_large_for_the_gpu_stays_in_host_memory(monkeypatch, capsys):
@@ -1628,9 +1655,42 @@ def test_a_complete_run_in_a_read_only_folder_missing_its_last_numbered_checkpoi
     capsys.readouterr()
     run_training(layers, run)
     err = capsys.readouterr().err
-    assert "the missing numbered checkpoint of epoch 1 could not be written: could not write checkpoint" in err
+    assert (f"warning: could not mend what a stop left in run '{run}' (Permission denied): the missing numbered "
+            "checkpoint of epoch 1: make the folder writable and run the same command again") in err
     assert f"run '{run}' is already complete (4 iterations" in err
     assert not (run / "checkpoints/epoch_0001.pt").exists()
+
+
+@pytest.mark.parametrize("stop", ["during the last save", "during the last pictures"])
+def test_a_complete_run_in_a_read_only_folder_that_a_stop_left_unmended_says_it_is_complete(
+        stop, image_folder, tmp_path, monkeypatch, capsys):
+    """A complete run resumed in a read-only folder, as a kill during its last writes left it: its mend (`_mend_a_kill`)
+    failed on the first write the folder refused, an error ("could not write '.../generator.safetensors'", a
+    PermissionError's traceback for a grid to remove or evolution.gif to make again) instead of saying that the run is
+    complete; unfinished files it could not remove went unsaid. One warning line names them all and how to mend them,
+    and the run is complete."""
+    from conftest import read_only
+
+    layers = tiny_layers(image_folder, epochs=1)
+    layers[0]["log"]["plots"] = True
+    run = run_training(layers, tmp_path / "r")
+    if stop == "during the last save":
+        (run / "generator.safetensors").unlink()
+        (run / "checkpoints/.last.pt.x1y2z3.tmp").write_bytes(b"partial")
+        shutil.copy(run / "samples/epoch_0001.png", run / "samples/epoch_0002.png")  # of a later, lost checkpoint
+        unmended = ("1 unfinished file to remove, 1 sample grid of later epochs to remove, generator.safetensors "
+                    "(behind last.pt), evolution.gif and plots to make again")
+    else:
+        os.utime(run / "evolution.gif", (1, 1))  # older than the last grid: a stop before it was made again
+        unmended = "evolution.gif and plots to make again"
+    read_only(monkeypatch, run)
+    capsys.readouterr()
+    run_training(layers, run)
+    err = capsys.readouterr().err
+    assert (f"warning: could not mend what a stop left in run '{run}' (Permission denied): {unmended}: make the "
+            "folder writable and run the same command again") in err
+    assert err.count("warning:") == 1
+    assert f"run '{run}' is already complete (4 iterations" in err
 
 
 def test_of_two_trainings_of_a_new_run_started_at_once_the_refused_one_leaves_its_folder(tmp_path, monkeypatch):

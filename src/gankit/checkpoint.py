@@ -346,18 +346,20 @@ def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "c
 # ----------------------------------------------------------------------------- shared generators
 
 
-def remove_leftovers(run_dir: Path) -> list[Path]:
+def remove_leftovers(run_dir: Path, kept: list[OSError] | None = None) -> list[Path]:
     """Delete the temporary files (`.NAME.*.tmp`) of writes that a kill stopped midway, in the run folder and its
     checkpoints/, samples/ and plots/ (a partial checkpoint is as large as a whole one); returns them. The caller
-    holds the run folder (`runlock`): no other gankit process is writing there."""
+    holds the run folder (`runlock`): no other gankit process is writing there. Those that could not be deleted
+    (a read-only folder) are left as they are, their errors added to `kept`."""
     removed = []
     for folder in (run_dir, run_dir / CHECKPOINTS_DIR, run_dir / SAMPLES_DIR, run_dir / PLOTS_DIR):
         for path in folder.glob(".*.tmp") if folder.is_dir() else ():
             try:
                 path.unlink()
                 removed.append(path)
-            except OSError:  # not ours to remove after all: left as it is
-                pass
+            except OSError as e:  # not ours to remove after all: left as it is
+                if kept is not None:
+                    kept.append(e)
     return removed
 
 

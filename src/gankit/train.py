@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import gc
 import itertools
 import math
@@ -59,6 +60,7 @@ LABEL_GRID_COLUMNS = 8
 # Plots redrawn every epoch took 0.3 s of the default run's 4.6 s epochs on two Zen 3 cores (6%); a DCGAN-64
 # checkpoint (76 MB, fsync'd) 0.27 s and its grid 0.24 s (0.1 s of it the forward on a CPU) of host time (README).
 EPOCH_END_WRITINGS = ("samples", "checkpoint", "numbered", "plots")
+GIF_AND_PLOTS = "evolution.gif and plots to make again"  # what `Trainer.write_pictures` writes, as `_say_unmended` names it
 
 
 class _Paced:
@@ -630,6 +632,7 @@ class Trainer:
                        for name in EPOCH_END_WRITINGS}
         self._paced["eval"] = _Paced(cfg.eval.share)
         self._numbered_held = False  # numbered checkpoints held back by a nearly full disk (warned once)
+        self._unmended: list[tuple[str, BaseException | None]] = []  # (what, why) a complete run's folder refused (`_mend`)
         self._grid_epoch = self._saved_iteration = None  # the epoch of the last grid written, the iteration last saved
         self._saved_at = time.perf_counter()  # when last.pt was last written (or this process started)
         self._resumes_from: tuple[Path, int] | None = None  # (checkpoint, its iteration) that a resume would use now
@@ -885,34 +888,55 @@ class Trainer:
         """What a kill during a save left behind, mended when the run resumes (process 0): the temporary files of its
         unfinished writes; generator.safetensors, written after last.pt (a kill between them left the weights of the
         save before, which `gankit sample` drew from); the numbered checkpoint of the epoch end resumed from, written
-        after both (lost for good: the resume starts after that epoch end)."""
+        after both (lost for good: the resume starts after that epoch end). A complete run whose folder refuses them
+        (read-only) is still complete: what it could not mend is named in one line (`_say_unmended`)."""
         self._remove_leftovers()
         self._remove_later_grids()
         if self._generator_behind():
-            self._save_generator()
+            self._mend(f"{GENERATOR_FILE} (behind last.pt)", self._save_generator)
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
                 and not numbered_path(self.ckpt_dir, epoch).exists()):
-            self._mend_numbered()
+            self._mend(f"the missing numbered checkpoint of epoch {epoch}", lambda: self._save_numbered(self.state_dict()))
 
-    def _mend_numbered(self) -> None:
-        """The missing numbered checkpoint of the epoch end resumed from (`_mend_a_kill`; or one a nearly full disk
-        held back), written. A complete run (`_complete_as_it_is`) whose folder refuses it (read-only) says so in one
-        line and is still complete: it has nothing else to write."""
+    def _mend(self, what: str, mend) -> bool:
+        """`mend()`, one of `_mend_a_kill`'s writes; whether it was done. Where a complete run's folder refuses it
+        (`_complete_as_it_is`: read-only, a full disk) `what` is kept for `_say_unmended` instead of failing: the run
+        has nothing else to write."""
         try:
-            self._save_numbered(self.state_dict())
-        except (RunError, OSError) as e:  # (OSError: older ones deleted to make room)
+            mend()
+            return True
+        except (RunError, OSError) as e:  # (OSError: a file removed, older numbered ones deleted to make room)
             if not self._complete_as_it_is():
                 raise
-            why = e if isinstance(e, RunError) else f"{e.strerror or e}: check the folder's permissions"
-            console.warn(f"the missing numbered checkpoint of epoch {self.epoch} could not be written: {why}")
+            self._unmendable(what, e if isinstance(e, OSError) else e.__context__)  # (RunError: from the OSError)
+            return False
+
+    def _unmendable(self, what: str, why: BaseException | None) -> None:
+        if what not in (known for known, _ in self._unmended):
+            self._unmended.append((what, why))
+
+    def _say_unmended(self) -> None:
+        """One warning line naming what a complete run's folder kept `_mend_a_kill` from mending, and how to mend it."""
+        if not self._unmended:
+            return
+        why = self._unmended[0][1]
+        full = isinstance(why, OSError) and why.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = f" ({why.strerror})" if isinstance(why, OSError) and why.strerror else ""
+        console.warn(f"could not mend what a stop left in run '{self.run_dir}'{reason}: "
+                     f"{', '.join(what for what, _ in self._unmended)}: "
+                     f"{'free some space' if full else 'make the folder writable'} and run the same command again")
 
     def _remove_leftovers(self) -> None:
-        """The temporary files of the writes a kill cut short (`checkpoint.remove_leftovers`), named in one line."""
-        removed = remove_leftovers(self.run_dir)
+        """The temporary files of the writes a kill cut short (`checkpoint.remove_leftovers`), named in one line; those
+        a complete run's folder keeps, named by `_say_unmended`."""
+        kept: list[OSError] = []
+        removed = remove_leftovers(self.run_dir, kept)
         if removed:
             console.info(f"removed {console.count(len(removed), 'unfinished file')} of writes a stop cut short: "
                          f"{console.short_list([p.name for p in removed])}")
+        if kept and self._complete_as_it_is():
+            self._unmendable(f"{console.count(len(kept), 'unfinished file')} to remove", kept[0])
 
     def _remove_later_grids(self, gone: str = "resumed from") -> None:
         """The sample grids of a later point than the checkpoint resumed from (the run went on past it, then lost or
@@ -928,13 +952,17 @@ class Trainer:
             m = GRID_RE.match(path.name)
             if m and (int(m[1]) > self.epoch_of_last_step if m[2] is None else
                       (int(m[1]) - 1) * spe + int(m[2]) > self.cursor):
-                path.unlink(missing_ok=True)
                 later.append(path)
-        if later:
+
+        def remove() -> None:
+            for path in later:
+                path.unlink(missing_ok=True)
+
+        if later and self._mend(f"{console.count(len(later), 'sample grid')} of later epochs to remove", remove):
             console.info(f"removed {console.count(len(later), 'sample grid')} of epochs after the checkpoint {gone} "
                          f"(iteration {self.iteration})")
             if self.cfg.log.plots:
-                self.write_pictures()
+                self._mend(GIF_AND_PLOTS, self.write_pictures)
 
     def _room_for_numbered(self) -> list[Path] | None:
         """Whether a numbered checkpoint fits (`checkpoint.room_for_numbered`); None, with one warning per process, while
@@ -1286,7 +1314,8 @@ class Trainer:
             if self._final_evaluation_left_out():  # by a stop during it: this resume does it
                 self.save(best=self._maybe_evaluate())
             if cfg.log.plots and distributed.is_main() and self._pictures_behind():  # a stop during the last writes
-                self.write_pictures()
+                self._mend(GIF_AND_PLOTS, self.write_pictures)
+            self._say_unmended()
             spent = [flag for flag, fraction in self.budget_spent().items() if fraction >= 1]
             done = self.cursor / spe
             epochs = (f"{done:.4g} of {console.count(cfg.train.epochs, 'epoch')}" if done <= cfg.train.epochs else
@@ -1707,7 +1736,9 @@ class _InterruptFlag:
     clocks. torchrun forwards a Ctrl-C or SIGTERM to its processes once and kills them `--shutdown-timeout`
     (30 s) later; a second Ctrl-C reaches torchrun only. It also sends SIGTERM to the processes left when one of them
     died (`kill -9`): under DDP the signal's line waits until the others answer (`_say_once_peers_answer`), or a
-    process that lost a peer said it would stop within seconds just before the error line saying what happened."""
+    process that lost a peer said it would stop within seconds just before the error line saying what happened.
+    Another signal while a stop is under way (torchrun's SIGTERM after the Ctrl-C that reached its processes too)
+    changes nothing: the stop's line is said once, and the exit code is the first signal's."""
 
     HANGUP = getattr(signal, "SIGHUP", None)  # POSIX only
     SIGNALS = tuple(sig for sig in (signal.SIGTERM, signal.SIGINT, HANGUP) if sig is not None)
@@ -1735,10 +1766,13 @@ class _InterruptFlag:
             self.forced = True
             self.exit_code = 128 + signal.SIGINT
             raise KeyboardInterrupt
+        if sig == self.HANGUP:
+            console.terminal_gone()
+        if self.hit:  # a stop already under way (torchrun's SIGTERM after the Ctrl-C it passed on): its line was said
+            return
         self.hit = True
         self.exit_code = 128 + sig
         if sig == self.HANGUP:
-            console.terminal_gone()
             return
         said = "" if sig == signal.SIGINT else "SIGTERM: "  # a scheduler's preemption: its log says why the run stopped
         if distributed.world_size() > 1:

@@ -425,6 +425,21 @@ def test_unusable_folders_raise_a_one_line_data_error(tmp_path):
         load_folder(tmp_path / "broken", 0, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.parametrize("name, fix", [
+    ("faces.rar", "unpack it and pass the folder"), ("faces.tar.zst", "unpack it and pass the folder"),
+    ("faces.xz", "unpack it and pass the folder"), ("faces.7z", "unpack it and pass the folder"),
+    ("sub/face.png", "pass the folder that holds it, '{sub}'"), ("notes.txt", "pass the folder that holds the images")])
+def test_a_file_given_as_the_data_folder_is_told_what_to_pass(tmp_path, name, fix):
+    """A .rar, .tar.zst or .xz was told to "pass the folder that holds the images" (as a .7z was told to unpack it),
+    and a single image was not told which folder holds it."""
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"x")
+    with pytest.raises(DataError, match="is a file, not a folder") as info:
+        load_folder(path, RES, cache_dir=tmp_path / "cache")
+    assert str(info.value).endswith(": " + fix.format(sub=tmp_path / "sub"))
+
+
 def test_a_folder_of_only_hidden_files_is_not_called_empty(tmp_path):
     """A folder holding only `.hidden/abra.png` and `.x.png` was "empty"; it now says they are hidden, which gankit
     skips, and to move them out."""

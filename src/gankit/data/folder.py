@@ -46,6 +46,9 @@ IMAGE_EXTENSIONS = (*_SIGNED_EXTENSIONS, ".tga", ".ppm", ".pgm", ".pbm", ".pnm",
 # Pillow's names of the first formats, whose files start with a signature: a file without an extension (downloaders
 # name files by a hash) is read when it holds one. Not TGA's, which has none (a file of any bytes could pass for one).
 _FORMATS = sorted({Image.registered_extensions()[e] for e in _SIGNED_EXTENSIONS})
+# Archives and compressed files: inside the folder they are named as unreadable; as the --data path one is told to
+# unpack it (those gankit reads, data.archive's ARCHIVE_SUFFIXES, are read before).
+_PACKED = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst", ".tzst")
 # Image files gankit cannot read (phone photos, layered or vector art, camera raw, the image formats Pillow knows that
 # gankit leaves out, archives inside the folder): named in a warning, not silently counted with text files.
 UNREADABLE_EXTENSIONS = (
@@ -54,8 +57,7 @@ UNREADABLE_EXTENSIONS = (
     ".rgba", ".bw", ".xbm", ".xpm", ".icb", ".vda", ".vst", ".mpo", ".blp", ".ras", ".pcd", ".pxr", ".msp", ".dcx",
     ".palm", ".ftc", ".ftu", ".gbr", ".fit", ".fits", ".fli", ".flc", ".emf", ".wmf", ".avifs",
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef", ".srw",
-    ".zip", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar",
-    *((".avif",) if not _AVIF else ()))
+    *_PACKED, *((".avif",) if not _AVIF else ()))
 SKIPPED_DIRS = {"__MACOSX"}
 # Decoding threads: Pillow releases the GIL while decoding and resampling.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -182,7 +184,8 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
         raise DataError(f"data folder '{root}' does not exist: pass --data DIR with {SUPPORTED} images, "
                         "or omit --data to use the built-in MNIST")
     if not root.is_dir():
-        hint = ("unpack it and pass the folder" if root.suffix.lower() in {".zip", ".tar", ".gz", ".tgz", ".7z"}
+        hint = ("unpack it and pass the folder" if root.name.lower().endswith(_PACKED)
+                else f"pass the folder that holds it, '{root.parent}'" if root.name.lower().endswith(IMAGE_EXTENSIONS)
                 else "pass the folder that holds the images")
         raise DataError(f"data path '{root}' is a file, not a folder: {hint}")
 

@@ -624,11 +624,22 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
         load(binary)
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("file,kind\na.png,x,extra,fields\n")
-    with pytest.raises(DataError, match="not a valid CSV"):
+    with pytest.raises(DataError, match="not a valid CSV: row 2 has 4 fields but the header has 2: quote values "
+                                        "that hold a ',', or give the extra columns a name in the header$"):
         load(ragged)
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="is empty"):
         load(tmp_path / "empty.csv")
+
+
+def test_csv_rows_with_a_trailing_delimiter_are_read(tmp_path, csv_folder):
+    """`a.png,x,` under a `file,kind` header (a trailing comma, as some exports and hand edits leave) stopped the run
+    with "row 2 has 3 fields but the header has 2"; empty cells past the header's columns are now dropped."""
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("file,kind\na.png,x,\nb.png,y, ,\n")
+    ds = load_folder(csv_folder, RES, labels=str(trailing), label_column="kind", cache_dir=tmp_path / "cache",
+                     progress=False)
+    assert ds.class_names == ["x", "y"] and len(ds) == 2
 
 
 def test_labels_that_differ_only_in_case_are_named_in_one_warning(tmp_path, csv_folder, capsys):

@@ -672,11 +672,15 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
     if len(header) < 2:
         raise DataError(f"label file '{path}' has a single column '{_clip(header[0])}': it needs a file-name "
                         "column and a label column, separated by commas")
-    for n, row in enumerate(table[1:], start=2):
+    rows = table[1:]
+    for n, row in enumerate(rows, start=2):
+        if len(row) > len(header) and not any(c.strip() for c in row[len(header):]):
+            del row[len(header):]  # `a.png,fire,`: a trailing delimiter (or empty cells) past the header's columns
         if len(row) > len(header):
             raise DataError(f"label file '{path}' is not a valid CSV: row {n} has {len(row)} fields "
-                            f"but the header has {len(header)}")
-    return header, table[1:], text
+                            f"but the header has {len(header)}: quote values that hold a '{dialect.delimiter}', "
+                            "or give the extra columns a name in the header")
+    return header, rows, text
 
 
 def _excel_sep(line: str) -> str | None:

@@ -456,6 +456,35 @@ def test_a_folder_of_only_hidden_files_is_not_called_empty(tmp_path):
         load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 5120\n"
+
+
+def test_files_that_are_not_images_say_what_they_hold(tmp_path, capsys):
+    """A Git LFS pointer (a clone without git lfs), a saved web page and an iPhone's HEIC under image names were all
+    "not an image", with no word of what to do."""
+    data = tmp_path / "data"
+    save(data / "good.png", solid((1, 2, 3)))
+    (data / "pointer.png").write_bytes(LFS_POINTER)
+    (data / "page.jpg").write_bytes(b"\n<!DOCTYPE html><html><body>403 Forbidden</body></html>")
+    (data / "phone.jpg").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(40))
+    (data / "junk.png").write_bytes(b"garbage" * 10)
+    load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    [line] = warning_lines(capsys.readouterr().err)
+    assert ("junk.png (not an image), page.jpg (a web page, not an image: download it again), phone.jpg (a HEIC "
+            "image, which gankit cannot read: convert it to jpg), pointer.png (a Git LFS pointer, not the image: run "
+            "git lfs pull)") in line
+
+
+def test_a_folder_of_git_lfs_pointers_says_to_pull_them(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ["a.png", "b.png"]:
+        (data / name).write_bytes(LFS_POINTER)
+    with pytest.raises(DataError, match=r"the image files in '.*data' are Git LFS pointers, not images \(a.png, "
+                                        r"b.png\): run git lfs pull in the repository they were cloned from"):
+        load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any folder")
 def test_unreadable_folder_raises(tmp_path):
     data = tmp_path / "locked"

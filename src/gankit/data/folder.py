@@ -408,7 +408,7 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         raise _Skip(f"too large, {int(pixels[1]) / 1e6:,.0f} MP" if pixels else "too large") from None
     except UnidentifiedImageError:
-        raise _Skip("not an image") from None
+        raise _Skip(_not_an_image(path)) from None
     except FileNotFoundError:
         raise _Skip("missing or broken link") from None
     except PermissionError:
@@ -419,6 +419,29 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
         raise _Skip("truncated" if "truncated" in str(exc).lower() else "corrupt") from None
     except Exception:  # Pillow raises SyntaxError, ValueError, ... for damaged files
         raise _Skip("corrupt") from None
+
+
+# What a file that Pillow does not know as an image holds, by its first bytes: a clone without `git lfs` leaves pointer
+# files under the images' names, a download that failed an HTML page, an iPhone export HEIC under a .jpg name.
+GIT_LFS_POINTER = "a Git LFS pointer, not the image: run git lfs pull"
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _not_an_image(path: str) -> str:
+    """The reason a file Pillow cannot identify is skipped: what it holds when its first bytes say, else 'not an
+    image'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return "not an image"
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return GIT_LFS_POINTER
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "a HEIC image, which gankit cannot read: convert it to jpg"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "a web page, not an image: download it again"
+    return "not an image"
 
 
 def _to_srgb(im: Image.Image) -> Image.Image:
@@ -758,6 +781,9 @@ def _none_usable_message(where: str, skipped: list[tuple[str, str]], resolution:
         return (f"{which} {where} {'is' if len(skipped) == 1 else 'are'} larger than Pillow's limit of "
                 f"{Image.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels, a guard against decompression bombs "
                 f"({_name_list(skipped)}): downscale them (e.g. to {max(resolution, 4096)} px a side)")
+    if all(why == GIT_LFS_POINTER for _, why in skipped):
+        return (f"the image files in {where} are Git LFS pointers, not images ({short_list([f for f, _ in skipped])}): "
+                "run git lfs pull in the repository they were cloned from (git lfs install first, once)")
     return (f"none of the {len(skipped)} image files in {where} could be decoded "
             f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
 

@@ -671,6 +671,24 @@ def test_csv_rows_with_a_trailing_delimiter_are_read(tmp_path, csv_folder):
     assert ds.class_names == ["x", "y"] and len(ds) == 2
 
 
+@pytest.mark.parametrize("column", ["label", None])
+def test_a_csv_without_a_header_row_is_told_to_add_one(tmp_path, csv_folder, column):
+    """A CSV whose first row is an image's (`a.png,x`) was told "label column 'label' is not in 'nohdr.csv';
+    available columns: a.png, x": its missing header row is now named."""
+    headless = tmp_path / "nohdr.csv"
+    headless.write_text("img/a.png,x\nb.png,y\n")
+    with pytest.raises(DataError, match=r"^label file 'nohdr.csv' has no header row: its first row \('img/a.png, x'\) "
+                                        r"names an image; add a first row naming the columns, e.g. file,label, and "
+                                        r"pass --label-column label$"):
+        load_folder(csv_folder, RES, labels=str(headless), label_column=column, cache_dir=tmp_path / "cache",
+                    progress=False)
+    image_column = tmp_path / "image.csv"  # a header whose column is named like an image's stem is a header
+    image_column.write_text("a,kind\na.png,x\n")
+    with pytest.raises(DataError, match="label column 'label' is not in 'image.csv'; available columns: a, kind"):
+        load_folder(csv_folder, RES, labels=str(image_column), label_column="label", cache_dir=tmp_path / "cache",
+                    progress=False)
+
+
 def test_labels_that_differ_only_in_case_are_named_in_one_warning(tmp_path, csv_folder, capsys):
     """`Fire` and `fire` silently became two classes; they still are (the CSV may mean it), but a warning names them."""
     (tmp_path / "case.csv").write_text("file,kind\na.png,Fire\nb.png,fire\nc.png,Water\nd.png,WATER\ne.png,grass\n")

@@ -540,6 +540,8 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
         raise DataError(f"label file '{csv_path}' does not exist: pass --labels folders (data.labels) "
                         "or the path of a CSV file with a file-name column and a label column")
     header, rows, raw = _read_csv(csv_path)
+    if column is None or column.strip().casefold() not in {h.casefold() for h in header}:
+        _check_header(header, files, csv_path.name)
     if column is None:
         raise DataError(f"labels from '{csv_path.name}' need a label column: pass --label-column, "
                         f"one of: {_columns(header)}")
@@ -619,6 +621,18 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
              f"class of its own, which a conditional model learns nothing from; pick a label column"
              f"{f', one of: {others}' if others else ''}")
     return _index(keep, names, cache.digest("csv", raw, column))
+
+
+def _check_header(header: list[str], files: list[str], csv_name: str) -> None:
+    """Raise when the CSV's first row names an image file (with its extension: a column named `image` is no sign): the
+    file has no header row, so its columns have no names to pass as --label-column (the ones a message would list are
+    the first image's file name and label)."""
+    names = {_fold(PurePosixPath(f).name) for f in files}
+    if any(h.lower().endswith(IMAGE_EXTENSIONS) and _fold(PurePosixPath(h.replace("\\", "/")).name) in names
+           for h in header):
+        raise DataError(f"label file '{csv_name}' has no header row: its first row ('{_clip(', '.join(header))}') "
+                        "names an image; add a first row naming the columns, e.g. file,label, and pass "
+                        "--label-column label")
 
 
 def _warn_rows_without_images(rows: list[list[str]], col: int, labels_of: dict, files: list[str], csv_name: str,

@@ -456,6 +456,17 @@ def test_a_folder_of_only_hidden_files_is_not_called_empty(tmp_path):
         load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
 
 
+def test_folders_that_nas_and_windows_tools_add_are_skipped(tmp_path):
+    """A Synology NAS's `@eaDir` (thumbnails of every image, so each picture trained on several times), its `#recycle`
+    and a Windows drive's `$RECYCLE.BIN` and `System Volume Information` were read as training images."""
+    data = tmp_path / "data"
+    for name in ["a.png", "b.png", "@eaDir/a.png/SYNOPHOTO_THUMB_XL.jpg", "#recycle/old.png", "$RECYCLE.BIN/$R1.png",
+                 "System Volume Information/x.png", "__MACOSX/._a.png"]:
+        save(data / name, solid((1, 2, 3)))
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a.png", "b.png"]
+
+
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 5120\n"
 
 

@@ -31,14 +31,12 @@ from pathlib import Path, PurePosixPath
 from gankit import console, runlock
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
-from gankit.data.folder import _safe
+from gankit.data.folder import _hidden, _safe
 from gankit.errors import DataError
 
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
-# Folders that archivers add and that are not part of the dataset.
-_NOISE = {"__MACOSX"}
 # Written beside the extracted folder once extraction is complete: every file's size, checked on reuse.
 _MANIFEST = ".gankit-files.json"
 # Zip compression methods that Python's zipfile reads, and names for common ones it does not.
@@ -184,7 +182,7 @@ def _remove(target: Path) -> None:
 
 
 def _data_root(root: Path) -> Path:
-    entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name not in _NOISE]
+    entries = [e for e in root.iterdir() if not _hidden(e.name)]  # (a Mac zip's __MACOSX beside the folder)
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return entries[0]
     return root

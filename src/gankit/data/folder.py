@@ -58,7 +58,9 @@ UNREADABLE_EXTENSIONS = (
     ".palm", ".ftc", ".ftu", ".gbr", ".fit", ".fits", ".fli", ".flc", ".emf", ".wmf", ".avifs",
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef", ".srw",
     *_PACKED, *((".avif",) if not _AVIF else ()))
-SKIPPED_DIRS = {"__MACOSX"}
+# Folders that tools put beside the images, skipped like hidden ones (case-folded names): a Mac zip's AppleDouble files,
+# a Synology NAS's thumbnails of every image and its recycle bin, a Windows drive's recycle bin and system folder.
+SKIPPED_DIRS = {"__macosx", "@eadir", "#recycle", "$recycle.bin", "system volume information"}
 # Decoding threads: Pillow releases the GIL while decoding and resampling.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -341,7 +343,7 @@ def _is_run_folder(path: Path) -> bool:
 
 
 def _hidden(name: str) -> bool:
-    return name.startswith(".") or name in SKIPPED_DIRS
+    return name.startswith(".") or name.casefold() in SKIPPED_DIRS
 
 
 # ----------------------------------------------------------------------------- decoding

@@ -659,7 +659,10 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
     with pytest.raises(DataError, match="no image has a label"):
         load(allempty)
     binary = tmp_path / "binary.csv"
-    binary.write_bytes(b"\xff\xfe\x00\x81garbage\x00")
+    binary.write_bytes(b"\x81\xfe\x00garbage\x00")  # (FF FE first would be UTF-16's byte-order mark)
+    with pytest.raises(DataError, match="not a UTF-8"):
+        load(binary)
+    binary.write_bytes(b"file,kind\na.png,x\x00\x00\n")  # binary bytes that decode as UTF-8
     with pytest.raises(DataError, match="not a UTF-8"):
         load(binary)
     ragged = tmp_path / "ragged.csv"
@@ -698,6 +701,17 @@ def test_a_csv_without_a_header_row_is_told_to_add_one(tmp_path, csv_folder, col
     with pytest.raises(DataError, match="label column 'label' is not in 'image.csv'; available columns: a, kind"):
         load_folder(csv_folder, RES, labels=str(image_column), label_column="label", cache_dir=tmp_path / "cache",
                     progress=False)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_label_file_with_its_byte_order_mark_is_read(tmp_path, csv_folder, encoding):
+    """Excel's "Unicode Text" export (UTF-16 with a byte-order mark, tab-separated) was refused as "not a UTF-8 text
+    CSV"."""
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("\ufefffile\tkind\r\na.png\tfür\r\nb.png\ty\r\n".encode(encoding))
+    ds = load_folder(csv_folder, RES, labels=str(labels), label_column="kind", cache_dir=tmp_path / "cache",
+                     progress=False)
+    assert ds.class_names == ["für", "y"] and len(ds) == 2
 
 
 def test_labels_that_differ_only_in_case_are_named_in_one_warning(tmp_path, csv_folder, capsys):

@@ -11,6 +11,7 @@ over Pillow's decompression-bomb limit, under 8 px) are skipped and named in one
 
 from __future__ import annotations
 
+import codecs
 import csv
 import errno
 import functools
@@ -681,11 +682,15 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
     """(header, rows, text) of a CSV file; comma-separated, or ; tab | when the header has no comma, or what Excel's
     `sep=X` first line names (that line is not the header)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"label file '{path}' is not a UTF-8 text CSV: export it as CSV (UTF-8)") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read label file '{path}' ({exc.strerror}): check its permissions") from None
+    try:  # UTF-16 with its byte-order mark: Excel's "Unicode Text" export (tab-separated)
+        text = data.decode("utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:  # not text, or binary bytes that happen to decode
+        raise DataError(f"label file '{path}' is not a UTF-8 text CSV: export it as CSV (UTF-8)")
     first = text.split("\n", 1)[0]
     dialect: type[csv.Dialect] | csv.Dialect = csv.excel
     sep = _excel_sep(first)

@@ -555,6 +555,7 @@ def test_labels_from_csv_drop_images_without_a_label(tmp_path, csv_folder, capsy
     assert len(lines) == 2
     assert "dropped 2 of 5 images" in lines[0]
     assert "img/c.png (empty label)" in lines[0] and "img/d.png (no row)" in lines[0]
+    assert lines[0].endswith("; give each one row with a label to train on it")  # (it said what, not how to fix it)
     assert "1 row of 'labels.csv' names no image (column 'path'): img/zzz.png" in lines[1]
 
 

@@ -614,7 +614,8 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
                         f"(every matching row is empty): pick another --label-column")
     if dropped:
         warn(f"dropped {len(dropped)} of {len(files)} images without a '{column}' label in "
-             f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
+             f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}; give each one row "
+             "with a label to train on it")
     _warn_rows_without_images(rows, best_col, best_map, [*files, *unusable], csv_path.name, header[best_col])
     _warn_case_twins(names, column, csv_path.name)
     if len(set(names)) == len(names) > 2 and all(label_of(files[i], own) is not KeyError

@@ -175,6 +175,8 @@ CASES = [
      ["cannot read", "permission"]),
     ("only-non-images", train("--data", data(lambda t: folder_with(t, {"a.txt": b"x", "b.csv": b"y"}))),
      ["no image files", "supported"]),
+    ("escape-sequence-in-path", train("--data", data(lambda t: t / "a\x1b]0;pwned\x07")),  # shown, not sent
+     ["does not exist", "a\\x1b]0;pwned\\x07'"]),
     ("file-not-folder", train("--data", data(lambda t: folder_with(t, {"a.png": png()}) / "a.png")),
      ["is a file", "folder"]),
     ("symlink-loop-as-data", train("--data", data(symlink_loop)), ["loop"]),

@@ -467,6 +467,17 @@ def test_folders_that_nas_and_windows_tools_add_are_skipped(tmp_path):
     assert ds.files == ["a.png", "b.png"]
 
 
+def test_a_file_name_with_terminal_escape_sequences_is_shown_not_sent(tmp_path, capsys):
+    """A file name from someone else's archive, `a<ESC>[2J.png`, went to the terminal as it is in the skip warning:
+    its escape sequence cleared the screen (or set colours, the window title) instead of being shown."""
+    data = tmp_path / "data"
+    save(data / "good.png", solid((1, 2, 3)))
+    (data / "a\x1b[2J\x9b\r.png").write_bytes(b"junk")
+    load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    err = capsys.readouterr().err
+    assert "a\\x1b[2J\\x9b\\r.png (not an image)" in err and "\x1b" not in err and "\x9b" not in err
+
+
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 5120\n"
 
 

@@ -144,6 +144,7 @@ def progress(total: int, desc: str, unit: str, enabled: bool = True, delay: floa
 
     if not enabled or not speaks():
         return tqdm(total=total, disable=True)
+    desc = harmless(desc)  # (a data folder's name)
     if not draws_bars():
         return _Lines(total, desc, unit, delay)
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, delay=delay or 0)

@@ -478,6 +478,32 @@ def test_a_file_name_with_terminal_escape_sequences_is_shown_not_sent(tmp_path, 
     assert "a\\x1b[2J\\x9b\\r.png (not an image)" in err and "\x1b" not in err and "\x9b" not in err
 
 
+def test_images_under_another_extension_are_named_with_their_format(tmp_path, capsys):
+    """Twitter's `a.jpg_large`, `b.png_orig` and wget's second download `c.jpg.1` were left out without a word (a
+    folder of nothing else "held no image files ... supported extensions are ..."): they are named now, with their
+    format, and the text files beside them are not."""
+    data = tmp_path / "data"
+    save(data / "good.png", solid((1, 2, 3)))
+    (data / "a.jpg_large").write_bytes(image_bytes(fmt="JPEG"))
+    (data / "sub" / "b.png_orig").parent.mkdir()
+    (data / "sub" / "b.png_orig").write_bytes(image_bytes())
+    (data / "c.jpg.1").write_bytes(image_bytes(fmt="JPEG"))
+    (data / "notes.png.txt").write_text("about the pictures")
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["good.png"]
+    [line] = warning_lines(capsys.readouterr().err)
+    assert line == ("warning: left out 3 files that hold images under another extension: a.jpg_large (JPEG), c.jpg.1 "
+                    "(JPEG), sub/b.png_orig (PNG); rename them to the format's extension (.png, .jpg, ...) to train on "
+                    "them")
+    (data / "good.png").unlink()
+    for name in ["a.jpg_large", "sub/b.png_orig"]:
+        (data / name).unlink()
+    with pytest.raises(DataError, match=r"^data folder '.*data' holds no file with an image extension but 1 file that "
+                                        r"holds an image under another extension: c.jpg.1 \(JPEG\); rename it to the "
+                                        r"format's extension \(.png, .jpg, ...\) to train on it$"):
+        load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+
+
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 5120\n"
 
 

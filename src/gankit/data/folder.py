@@ -205,6 +205,11 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
             (files if _is_image(root / rel, fname)
              else unreadable_images if lower.endswith(UNREADABLE_EXTENSIONS) else ignored).append(rel)
 
+    # images whose names end past their extension (`a.jpg_large`, `a.png_orig` from a browser, `a.jpg.1` from wget;
+    # only those are opened, not every text file beside the images)
+    misnamed = [f"{_clip(rel)} ({fmt})" for rel in sorted(ignored)
+                if any(e in PurePosixPath(rel).name.lower() for e in _SIGNED_EXTENSIONS)
+                for fmt in [_image_format(root / rel)] if fmt]
     if runs:
         info(f"left out {count(len(runs), 'gankit run folder')}: {short_list(sorted(runs))}")
     for err in unreadable:
@@ -226,6 +231,9 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
             found = _formats(unreadable_images)
             raise NoImages(f"data folder '{root}' holds no image files gankit reads ({found}): convert them to png "
                            f"or jpg (gankit reads {SUPPORTED}){skipped}", found)
+        if misnamed:
+            raise NoImages(f"data folder '{root}' holds no file with an image extension but {_misnamed(misnamed)}",
+                           f"{count(len(misnamed), 'image')} under another extension, e.g. {misnamed[0]}")
         if ignored:
             found = f"{count(len(ignored), 'other file')}, e.g. '{_clip(sorted(ignored)[0])}'"
             raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are "
@@ -240,6 +248,8 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
     if unreadable_images:
         warn(f"ignored {count(len(unreadable_images), 'file')} gankit cannot read ({_formats(unreadable_images)}): "
              "convert them to png or jpg")
+    if misnamed:
+        warn(f"left out {_misnamed(misnamed)}")
     files.sort()
     stats = []
     for rel in files:
@@ -250,6 +260,14 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
         except OSError:
             stats.append((-1, 0, 0))  # broken link or vanished; decoding reports why
     return files, stats, len(ignored)
+
+
+def _misnamed(found: list[str]) -> str:
+    """The end of a message about image files whose extension gankit does not read (`found`: 'name (FORMAT)')."""
+    one = len(found) == 1
+    return (f"{count(len(found), 'file')} that hold{'s' if one else ''} {'an image' if one else 'images'} under "
+            f"another extension: {short_list(found)}; rename {'it' if one else 'them'} to the format's extension (.png, "
+            f".jpg, ...) to train on {'it' if one else 'them'}")
 
 
 def _formats(names: list[str]) -> str:
@@ -275,17 +293,24 @@ def _is_image(path: Path, name: str) -> bool:
     holds an image of one of those formats (only its header is read; a pipe or a folder is not opened)."""
     if name.lower().endswith(IMAGE_EXTENSIONS):
         return True
-    if PurePosixPath(name).suffix or not path.is_file():
-        return False
+    return not PurePosixPath(name).suffix and bool(_image_format(path))
+
+
+def _image_format(path: Path) -> str:
+    """The format of the image of one of _FORMATS that the file at `path` holds ("PNG", "JPEG"...; "image" for one over
+    Pillow's size limit, which decoding skips and names), else "". Only its header is read; a pipe or a folder is not
+    opened."""
+    if not path.is_file():
+        return ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=_FORMATS):
-                return True
-    except Image.DecompressionBombError:  # an image: decoding skips it and says why
-        return True
+            with Image.open(path, formats=_FORMATS) as im:
+                return im.format or "image"
+    except Image.DecompressionBombError:
+        return "image"
     except Exception:
-        return False
+        return ""
 
 
 def _visible(root: Path, onerror, hidden: list[str], runs: list[str]):

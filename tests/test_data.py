@@ -493,14 +493,14 @@ def test_images_under_another_extension_are_named_with_their_format(tmp_path, ca
     assert ds.files == ["good.png"]
     [line] = warning_lines(capsys.readouterr().err)
     assert line == ("warning: left out 3 files that hold images under another extension: a.jpg_large (JPEG), c.jpg.1 "
-                    "(JPEG), sub/b.png_orig (PNG); rename them to the format's extension (.png, .jpg, ...) to train on "
-                    "them")
+                    "(JPEG), sub/b.png_orig (PNG); rename them to the format's extension (.png, .jpg, ...) for gankit "
+                    "to read them")
     (data / "good.png").unlink()
     for name in ["a.jpg_large", "sub/b.png_orig"]:
         (data / name).unlink()
     with pytest.raises(DataError, match=r"^data folder '.*data' holds no file with an image extension but 1 file that "
                                         r"holds an image under another extension: c.jpg.1 \(JPEG\); rename it to the "
-                                        r"format's extension \(.png, .jpg, ...\) to train on it$"):
+                                        r"format's extension \(.png, .jpg, ...\) for gankit to read it$"):
         load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
 
 

@@ -265,9 +265,10 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
 def _misnamed(found: list[str]) -> str:
     """The end of a message about image files whose extension gankit does not read (`found`: 'name (FORMAT)')."""
     one = len(found) == 1
+    it = "it" if one else "them"
     return (f"{count(len(found), 'file')} that hold{'s' if one else ''} {'an image' if one else 'images'} under "
-            f"another extension: {short_list(found)}; rename {'it' if one else 'them'} to the format's extension (.png, "
-            f".jpg, ...) to train on {'it' if one else 'them'}")
+            f"another extension: {short_list(found)}; rename {it} to the format's extension (.png, .jpg, ...) for "
+            f"gankit to read {it}")
 
 
 def _formats(names: list[str]) -> str:

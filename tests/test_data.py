@@ -686,6 +686,10 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
         load(good, "shape")
     with pytest.raises(DataError, match="need a label column.*file, kind, colour"):
         load(good, None)
+    indexed = tmp_path / "indexed.csv"  # pandas' to_csv: an index column without a name (it read ": , file, kind")
+    indexed.write_text(",file,kind\n0,a.png,x\n")
+    with pytest.raises(DataError, match=r"'shape' is not in 'indexed.csv'; available columns: \(unnamed\), file, kind$"):
+        load(indexed, "shape")
     with pytest.raises(DataError, match="does not exist"):
         load(tmp_path / "nope.csv")
     nomatch = tmp_path / "nomatch.csv"

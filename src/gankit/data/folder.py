@@ -808,8 +808,8 @@ def _clip(text: str, limit: int = EXAMPLE_CHARS) -> str:
 
 
 def _columns(header: list[str]) -> str:
-    """A CSV header's column names for a message, each clipped."""
-    return ", ".join(_clip(h) for h in header)
+    """A CSV header's column names for a message, each clipped; an empty one (pandas' index column) as (unnamed)."""
+    return ", ".join(_clip(h) if h else "(unnamed)" for h in header)
 
 
 def _name_list(items: list[tuple[str, str]]) -> str:

@@ -42,8 +42,9 @@ _MANIFEST = ".gankit-files.json"
 # Zip compression methods that Python's zipfile reads, and names for common ones it does not.
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 _ZIP_METHOD_NAMES = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
-# ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too).
-_ZIP_ENCRYPTED, _ZIP_PATCHED = 0x41, 0x20
+# ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too),
+# 0x800 names in UTF-8 (else zipfile reads them as cp437).
+_ZIP_ENCRYPTED, _ZIP_PATCHED, _ZIP_UTF8 = 0x41, 0x20, 0x800
 # The hidden folders of the archives folder that extractions write: '.<stem>-XXXXXXXX' (mkdtemp's, being extracted
 # into) and '.<stem>-<key>.stale-<pid>' (`_remove`'s, being deleted).
 _UNFINISHED = re.compile(r"\..+-[a-z0-9_]{8}|\..+\.stale-[0-9]+")
@@ -245,8 +246,17 @@ def _check_zip_readable(archive: Path, m: zipfile.ZipInfo) -> None:
 
 def _zip_name(m: zipfile.ZipInfo) -> str:
     """The member's name with '/' separators: Windows tools (PowerShell's Compress-Archive) write 'fire\\abra.png',
-    which zipfile would extract on Linux and macOS as one file named so, not as 'abra.png' in a folder 'fire'."""
-    return m.filename.replace("\\", "/")
+    which zipfile would extract on Linux and macOS as one file named so, not as 'abra.png' in a folder 'fire'. A name
+    in UTF-8 that its zip does not flag as such (macOS's Compress and the `zip` command write them so) is read as
+    UTF-8, not as zipfile's cp437: 'café.png' was extracted as 'caf├⌐.png', which no CSV row names and folder labels
+    show."""
+    name = m.filename
+    if not m.flag_bits & _ZIP_UTF8:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except UnicodeError:  # a cp437 name indeed (an old DOS zip), or another code page zipfile cannot know
+            pass
+    return name.replace("\\", "/")
 
 
 def _escape_reason(name: str) -> str:

@@ -830,8 +830,9 @@ def _none_usable_message(where: str, skipped: list[tuple[str, str]], resolution:
                 f"{Image.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels, a guard against decompression bombs "
                 f"({_name_list(skipped)}): downscale them (e.g. to {max(resolution, 4096)} px a side)")
     if all(why == GIT_LFS_POINTER for _, why in skipped):
-        return (f"the image files in {where} are Git LFS pointers, not images ({short_list([f for f, _ in skipped])}): "
-                "run git lfs pull in the repository they were cloned from (git lfs install first, once)")
+        names = short_list([_clip(f) for f, _ in skipped])
+        return (f"the image files in {where} are Git LFS pointers, not images ({names}): run git lfs pull in the "
+                "repository they were cloned from (git lfs install first, once)")
     return (f"none of the {len(skipped)} image files in {where} could be decoded "
             f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
 

@@ -107,16 +107,17 @@ def image_bytes(color=(200, 30, 30), size=(20, 20), fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
-def patch_zip(path: Path, method: int | None = None, flags: int = 0) -> Path:
+def patch_zip(path: Path, method: int | None = None, flags: int = 0, clear: int = 0) -> Path:
     """Rewrite a zip's every member, in its local header and its central directory entry, to claim compression
-    `method` (9: Deflate64) and/or to set general-purpose `flags` (0x1: encrypted), as other archivers write."""
+    `method` (9: Deflate64) and/or to set general-purpose `flags` (0x1: encrypted) and clear `clear` (0x800: names in
+    UTF-8, which macOS's Compress leaves unset), as other archivers write."""
     data = bytearray(path.read_bytes())
     end = data.rfind(b"PK\x05\x06")
     count, pos = struct.unpack_from("<H", data, end + 10)[0], struct.unpack_from("<I", data, end + 16)[0]
     for _ in range(count):
         local = struct.unpack_from("<I", data, pos + 42)[0]
         for at in (pos + 8, local + 6):  # flags; the method follows them in both headers
-            struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | flags)
+            struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] & ~clear | flags)
             if method is not None:
                 struct.pack_into("<H", data, at + 2, method)
         pos += 46 + sum(struct.unpack_from("<3H", data, pos + 28))

@@ -92,6 +92,25 @@ def test_a_zip_with_windows_backslash_names_extracts_into_folders(tmp_path):
     assert ds.class_names == ["fire", "water"] and [ds.class_names[i] for i in ds.labels] == ["fire", "fire", "water"]
 
 
+def test_a_zip_with_utf8_names_it_does_not_flag_extracts_them_in_utf8(tmp_path):
+    """macOS's Compress and the `zip` command write 'café/ポケモン.png' in UTF-8 without the zip's UTF-8 flag: zipfile
+    read them as cp437 and extracted 'caf├⌐/πâ¥πé▒πâóπâ│.png', so folder labels showed that and CSV rows matched
+    nothing. A name that is not UTF-8 (an old DOS zip's cp437) is kept as zipfile reads it."""
+    members = {"data/café/ポケモン.png": image_bytes(), "data/thé/b.png": image_bytes((0, 0, 255)),
+               "data/labels.csv": "file,kind\nポケモン.png,x\nb.png,y\n".encode()}
+    archive = patch_zip(make_zip(tmp_path / "mac.zip", members), clear=0x800)
+    with zipfile.ZipFile(archive) as zf:
+        assert "data/caf├⌐/b.png" not in zf.namelist() and "data/th├⌐/b.png" in zf.namelist()  # (unflagged indeed)
+    ds = load_dataset(archive, 16, labels="folders", cache_dir=tmp_path / "cache", progress=False)
+    assert ds.class_names == ["café", "thé"] and ds.files == ["café/ポケモン.png", "thé/b.png"]
+    ds = load_dataset(archive, 16, labels="labels.csv", label_column="kind", cache_dir=tmp_path / "cache",
+                      progress=False)
+    assert ds.class_names == ["x", "y"] and len(ds) == 2
+    dos = make_zip(tmp_path / "dos.zip", {"data/cafX.png": image_bytes()})
+    dos.write_bytes(dos.read_bytes().replace(b"cafX", b"caf\x82"))  # cp437's é, in both headers, no UTF-8 flag
+    assert files_under(extract_archive(dos, cache_dir=tmp_path / "cache", progress=False)) == {"café.png"}
+
+
 def test_an_extraction_that_lost_files_is_extracted_again(tmp_path, capsys):
     """A tmp cleaner deleted part of the cached extraction: the unchanged 12-image zip then gave 4 images, silently."""
     archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": image_bytes((i * 20, 0, 0)) for i in range(12)})

@@ -175,6 +175,8 @@ CASES = [
      ["cannot read", "permission"]),
     ("only-non-images", train("--data", data(lambda t: folder_with(t, {"a.txt": b"x", "b.csv": b"y"}))),
      ["no image files", "supported"]),
+    ("escape-sequence-in-path", train("--data", data(lambda t: t / "a\x1b]0;pwned\x07")),  # shown, not sent
+     ["does not exist", "a\\x1b]0;pwned\\x07'"]),
     ("file-not-folder", train("--data", data(lambda t: folder_with(t, {"a.png": png()}) / "a.png")),
      ["is a file", "folder"]),
     ("symlink-loop-as-data", train("--data", data(symlink_loop)), ["loop"]),
@@ -723,6 +725,23 @@ def test_check_conditioning_on_a_real_single_class_folder(tmp_path):
     ds = load_dataset(images(tmp_path, n=4, classes=("cat",)), 16, labels="folders", progress=False)
     with pytest.raises(ConfigError, match="1 class \\('cat'\\)"):
         check_conditioning(build_config({"model": {"arch": "acgan"}}), ds)
+
+
+def test_class_folders_one_level_down_are_named_with_the_data_path_to_pass(tmp_path):
+    """`--data d --labels folders` for d/train/{cat,dog}/*.png gave one class, 'train', and the advice to put the
+    images in sub-folders of the data folder, one per class, which they are, one level down."""
+    from gankit.config import check_conditioning
+    from gankit.data import load_dataset
+    from gankit.errors import ConfigError
+
+    data = tmp_path / "d"
+    images(data, n=4, name="train", classes=("cat", "dog"))
+    ds = load_dataset(data, 16, labels="folders", progress=False)
+    cfg = build_config({"model": {"arch": "acgan"}, "data": {"path": str(data), "labels": "folders"}})
+    with pytest.raises(ConfigError, match=re.escape(
+            f"1 class ('train'): the sub-folders of that one ('cat', 'dog') look like the classes: pass --data "
+            f"{data / 'train'}, or drop --labels")):
+        check_conditioning(cfg, ds)
 
 
 @pytest.mark.parametrize("labels, fix", [

@@ -224,6 +224,15 @@ def test_long_work_off_a_terminal_reports_in_lines(monkeypatch, capsys):
     bar.close()
 
 
+def test_a_progress_bar_shows_a_folder_names_escape_sequences_not_sends_them(monkeypatch):
+    """`decoding <folder>` on a terminal: a folder name holding an escape sequence went into the bar as it is."""
+    from gankit import console
+
+    monkeypatch.setattr(console.sys.stderr, "isatty", lambda: True)
+    with console.progress(3, "decoding a\x1b[2J", "images") as bar:
+        assert bar.desc == "decoding a\\x1b[2J"
+
+
 def test_work_that_is_often_quick_shows_its_progress_only_after_a_delay(monkeypatch, capsys):
     """`delay`: nothing before it (a comparison of a few runs), then the lines as usual; a bar waits as long."""
     from gankit import console

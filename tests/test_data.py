@@ -444,6 +444,21 @@ def test_unusable_folders_raise_a_one_line_data_error(tmp_path):
         load_folder(tmp_path / "broken", 0, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.parametrize("name, fix", [
+    ("faces.rar", "unpack it and pass the folder"), ("faces.tar.zst", "unpack it and pass the folder"),
+    ("faces.xz", "unpack it and pass the folder"), ("faces.7z", "unpack it and pass the folder"),
+    ("sub/face.png", "pass the folder that holds it, '{sub}'"), ("notes.txt", "pass the folder that holds the images")])
+def test_a_file_given_as_the_data_folder_is_told_what_to_pass(tmp_path, name, fix):
+    """A .rar, .tar.zst or .xz was told to "pass the folder that holds the images" (as a .7z was told to unpack it),
+    and a single image was not told which folder holds it."""
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"x")
+    with pytest.raises(DataError, match="is a file, not a folder") as info:
+        load_folder(path, RES, cache_dir=tmp_path / "cache")
+    assert str(info.value).endswith(": " + fix.format(sub=tmp_path / "sub"))
+
+
 def test_a_folder_of_only_hidden_files_is_not_called_empty(tmp_path):
     """A folder holding only `.hidden/abra.png` and `.x.png` was "empty"; it now says they are hidden, which gankit
     skips, and to move them out."""
@@ -457,6 +472,83 @@ def test_a_folder_of_only_hidden_files_is_not_called_empty(tmp_path):
     (data / "readme.txt").write_text("sprites")  # with another file there, the hidden image is still named
     with pytest.raises(DataError, match="holds no image files \\(1 other file, e.g. 'readme.txt'\\).*; 1 hidden "
                                         "image skipped, e.g. '.x.png' \\(names must not start with '.'\\)$"):
+        load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_folders_that_nas_and_windows_tools_add_are_skipped(tmp_path):
+    """A Synology NAS's `@eaDir` (thumbnails of every image, so each picture trained on several times), its `#recycle`
+    and a Windows drive's `$RECYCLE.BIN` and `System Volume Information` were read as training images."""
+    data = tmp_path / "data"
+    for name in ["a.png", "b.png", "@eaDir/a.png/SYNOPHOTO_THUMB_XL.jpg", "#recycle/old.png", "$RECYCLE.BIN/$R1.png",
+                 "System Volume Information/x.png", "__MACOSX/._a.png"]:
+        save(data / name, solid((1, 2, 3)))
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["a.png", "b.png"]
+
+
+def test_a_file_name_with_terminal_escape_sequences_is_shown_not_sent(tmp_path, capsys):
+    """A file name from someone else's archive, `a<ESC>[2J.png`, went to the terminal as it is in the skip warning:
+    its escape sequence cleared the screen (or set colours, the window title) instead of being shown."""
+    data = tmp_path / "data"
+    save(data / "good.png", solid((1, 2, 3)))
+    (data / "a\x1b[2J\x9b\r.png").write_bytes(b"junk")
+    load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    err = capsys.readouterr().err
+    assert "a\\x1b[2J\\x9b\\r.png (not an image)" in err and "\x1b" not in err and "\x9b" not in err
+
+
+def test_images_under_another_extension_are_named_with_their_format(tmp_path, capsys):
+    """Twitter's `a.jpg_large`, `b.png_orig` and wget's second download `c.jpg.1` were left out without a word (a
+    folder of nothing else "held no image files ... supported extensions are ..."): they are named now, with their
+    format, and the text files beside them are not."""
+    data = tmp_path / "data"
+    save(data / "good.png", solid((1, 2, 3)))
+    (data / "a.jpg_large").write_bytes(image_bytes(fmt="JPEG"))
+    (data / "sub" / "b.png_orig").parent.mkdir()
+    (data / "sub" / "b.png_orig").write_bytes(image_bytes())
+    (data / "c.jpg.1").write_bytes(image_bytes(fmt="JPEG"))
+    (data / "notes.png.txt").write_text("about the pictures")
+    ds = load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert ds.files == ["good.png"]
+    [line] = warning_lines(capsys.readouterr().err)
+    assert line == ("warning: left out 3 files that hold images under another extension: a.jpg_large (JPEG), c.jpg.1 "
+                    "(JPEG), sub/b.png_orig (PNG); rename them to the format's extension (.png, .jpg, ...) for gankit "
+                    "to read them")
+    (data / "good.png").unlink()
+    for name in ["a.jpg_large", "sub/b.png_orig"]:
+        (data / name).unlink()
+    with pytest.raises(DataError, match=r"^data folder '.*data' holds no file with an image extension but 1 file that "
+                                        r"holds an image under another extension: c.jpg.1 \(JPEG\); rename it to the "
+                                        r"format's extension \(.png, .jpg, ...\) for gankit to read it$"):
+        load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 5120\n"
+
+
+def test_files_that_are_not_images_say_what_they_hold(tmp_path, capsys):
+    """A Git LFS pointer (a clone without git lfs), a saved web page and an iPhone's HEIC under image names were all
+    "not an image", with no word of what to do."""
+    data = tmp_path / "data"
+    save(data / "good.png", solid((1, 2, 3)))
+    (data / "pointer.png").write_bytes(LFS_POINTER)
+    (data / "page.jpg").write_bytes(b"\n<!DOCTYPE html><html><body>403 Forbidden</body></html>")
+    (data / "phone.jpg").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(40))
+    (data / "junk.png").write_bytes(b"garbage" * 10)
+    load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
+    [line] = warning_lines(capsys.readouterr().err)
+    assert ("junk.png (not an image), page.jpg (a web page, not an image: download it again), phone.jpg (a HEIC "
+            "image, which gankit cannot read: convert it to jpg), pointer.png (a Git LFS pointer, not the image: run "
+            "git lfs pull)") in line
+
+
+def test_a_folder_of_git_lfs_pointers_says_to_pull_them(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ["a.png", "b.png"]:
+        (data / name).write_bytes(LFS_POINTER)
+    with pytest.raises(DataError, match=r"the image files in '.*data' are Git LFS pointers, not images \(a.png, "
+                                        r"b.png\): run git lfs pull in the repository they were cloned from"):
         load_folder(data, RES, cache_dir=tmp_path / "cache", progress=False)
 
 
@@ -519,6 +611,7 @@ def test_labels_from_csv_drop_images_without_a_label(tmp_path, csv_folder, capsy
     assert len(lines) == 2
     assert "dropped 2 of 5 images" in lines[0]
     assert "img/c.png (empty label)" in lines[0] and "img/d.png (no row)" in lines[0]
+    assert lines[0].endswith("; give each one row with a label to train on it")  # (it said what, not how to fix it)
     assert "1 row of 'labels.csv' names no image (column 'path'): img/zzz.png" in lines[1]
 
 
@@ -612,6 +705,10 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
         load(good, "shape")
     with pytest.raises(DataError, match="need a label column.*file, kind, colour"):
         load(good, None)
+    indexed = tmp_path / "indexed.csv"  # pandas' to_csv: an index column without a name (it read ": , file, kind")
+    indexed.write_text(",file,kind\n0,a.png,x\n")
+    with pytest.raises(DataError, match=r"'shape' is not in 'indexed.csv'; available columns: \(unnamed\), file, kind$"):
+        load(indexed, "shape")
     with pytest.raises(DataError, match="does not exist"):
         load(tmp_path / "nope.csv")
     nomatch = tmp_path / "nomatch.csv"
@@ -623,16 +720,59 @@ def test_csv_problems_raise_data_errors(tmp_path, csv_folder):
     with pytest.raises(DataError, match="no image has a label"):
         load(allempty)
     binary = tmp_path / "binary.csv"
-    binary.write_bytes(b"\xff\xfe\x00\x81garbage\x00")
+    binary.write_bytes(b"\x81\xfe\x00garbage\x00")  # (FF FE first would be UTF-16's byte-order mark)
+    with pytest.raises(DataError, match="not a UTF-8"):
+        load(binary)
+    binary.write_bytes(b"file,kind\na.png,x\x00\x00\n")  # binary bytes that decode as UTF-8
     with pytest.raises(DataError, match="not a UTF-8"):
         load(binary)
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("file,kind\na.png,x,extra,fields\n")
-    with pytest.raises(DataError, match="not a valid CSV"):
+    with pytest.raises(DataError, match="not a valid CSV: row 2 has 4 fields but the header has 2: quote values "
+                                        "that hold a ',', or give the extra columns a name in the header$"):
         load(ragged)
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="is empty"):
         load(tmp_path / "empty.csv")
+
+
+def test_csv_rows_with_a_trailing_delimiter_are_read(tmp_path, csv_folder):
+    """`a.png,x,` under a `file,kind` header (a trailing comma, as some exports and hand edits leave) stopped the run
+    with "row 2 has 3 fields but the header has 2"; empty cells past the header's columns are now dropped."""
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("file,kind\na.png,x,\nb.png,y, ,\n")
+    ds = load_folder(csv_folder, RES, labels=str(trailing), label_column="kind", cache_dir=tmp_path / "cache",
+                     progress=False)
+    assert ds.class_names == ["x", "y"] and len(ds) == 2
+
+
+@pytest.mark.parametrize("column", ["label", None])
+def test_a_csv_without_a_header_row_is_told_to_add_one(tmp_path, csv_folder, column):
+    """A CSV whose first row is an image's (`a.png,x`) was told "label column 'label' is not in 'nohdr.csv';
+    available columns: a.png, x": its missing header row is now named."""
+    headless = tmp_path / "nohdr.csv"
+    headless.write_text("img/a.png,x\nb.png,y\n")
+    with pytest.raises(DataError, match=r"^label file 'nohdr.csv' has no header row: its first row \('img/a.png, x'\) "
+                                        r"names an image; add a first row naming the columns, e.g. file,label, and "
+                                        r"pass --label-column label$"):
+        load_folder(csv_folder, RES, labels=str(headless), label_column=column, cache_dir=tmp_path / "cache",
+                    progress=False)
+    image_column = tmp_path / "image.csv"  # a header whose column is named like an image's stem is a header
+    image_column.write_text("a,kind\na.png,x\n")
+    with pytest.raises(DataError, match="label column 'label' is not in 'image.csv'; available columns: a, kind"):
+        load_folder(csv_folder, RES, labels=str(image_column), label_column="label", cache_dir=tmp_path / "cache",
+                    progress=False)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_label_file_with_its_byte_order_mark_is_read(tmp_path, csv_folder, encoding):
+    """Excel's "Unicode Text" export (UTF-16 with a byte-order mark, tab-separated) was refused as "not a UTF-8 text
+    CSV"."""
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("\ufefffile\tkind\r\na.png\tfür\r\nb.png\ty\r\n".encode(encoding))
+    ds = load_folder(csv_folder, RES, labels=str(labels), label_column="kind", cache_dir=tmp_path / "cache",
+                     progress=False)
+    assert ds.class_names == ["für", "y"] and len(ds) == 2
 
 
 def test_labels_that_differ_only_in_case_are_named_in_one_warning(tmp_path, csv_folder, capsys):

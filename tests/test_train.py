@@ -1446,6 +1446,19 @@ def test_a_dataset_folder_whose_name_is_not_utf8_trains_into_a_run_named_in_utf8
     assert (run / "plots" / "losses.png").is_file() and (run / "samples" / "epoch_0001.png").is_file()
 
 
+@pytest.mark.parametrize("name", ["x" * 250, "猫の写真" * 21], ids=["latin", "japanese"])
+def test_a_dataset_folder_with_a_long_name_gives_a_run_name_a_file_system_takes(tmp_path, name):
+    """A data folder named with 250 letters (or 84 Japanese characters, 252 bytes) made the default run folder
+    `runs/<name>_32px_dcgan`, longer than the 255 bytes a file name may have: "File name too long"."""
+    from gankit.config import build_config
+    from gankit.train import default_run_dir
+
+    (tmp_path / name).mkdir()
+    run = default_run_dir(build_config({"data": {"path": str(tmp_path / name), "resolution": 32}}))
+    assert run.parent == Path("runs") and run.name.endswith("_32px_dcgan") and name.startswith(run.name[:-11])
+    assert len(f"{run.name}-99".encode()) < 200
+
+
 def test_a_resumed_trainer_holds_every_piece_of_state_its_checkpoint_saved(image_folder, tmp_path):
     """The resume tests train with the defaults: no EMA, no ADA, no noisy labels, and counters that a straight run
     leaves at their start values. Here every piece of a checkpoint, the tricks' states included and the counters set

@@ -630,7 +630,7 @@ def _fail(message: str, code: int, every_process: bool = True) -> None:
     """Print `error: message` and exit; under torchrun, unless `every_process`, only on the first process of each
     machine (every process meets the same bad input, but a machine may lack its own copy of the data)."""
     if every_process or console.speaks_on_its_machine():
-        print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+        print(f"error: {console.harmless(_one_line(message))}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 

@@ -518,6 +518,11 @@ def check_conditioning(cfg: Config, data: Any) -> None:
         # a single-class dataset is the labels' to fix, or to drop (the labels alone made the model an ACGAN)
         more = ("put the images in sub-folders of the data folder, one per class" if cfg.data.labels == "folders" else
                 "pass a --label-column that gives two classes or more")
+        inner = sorted({f.split("/")[1] for f in getattr(data, "files", []) if f.count("/") >= 2})
+        if cfg.data.labels == "folders" and len(names) == 1 and len(inner) >= 2:  # `--data d` for d/train/{cat,dog}
+            target = Path(cfg.data.path or ".") / names[0]
+            more = (f"the sub-folders of that one ({short_list([repr(n) for n in inner])}) look like the classes: "
+                    + (f"pass --data {target}" if target.is_dir() else f"pack the archive inside '{names[0]}'"))
         raise ConfigError(f"model.arch {arch} needs at least 2 classes, but the labels give {len(names)} class "
                           f"({shown}): {more}, or drop --labels to train an unconditional model (model.arch dcgan)")
 

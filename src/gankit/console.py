@@ -19,6 +19,15 @@ def printable(text: str, mark: str = "\ufffd") -> str:
     return re.sub("[\ud800-\udfff]", mark, text)
 
 
+def harmless(text: str) -> str:
+    """`text` with its control characters but newline and tab written as escapes (`\\x1b`): a file name from someone
+    else's archive or download may hold a terminal's escape sequences (clear the screen, rewrite the title), which a
+    message that names it must show, not send."""
+    import re
+
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: ascii(m[0])[1:-1], text)
+
+
 def speaks() -> bool:
     """False on torchrun's processes other than the first (read from RANK, so also before the process group)."""
     return os.environ.get("RANK", "0") == "0"
@@ -32,12 +41,12 @@ def speaks_on_its_machine() -> bool:
 
 def warn(message: str) -> None:
     if speaks():
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        print(f"warning: {harmless(message)}", file=sys.stderr, flush=True)
 
 
 def info(message: str) -> None:
     if speaks():
-        print(message, file=sys.stderr, flush=True)
+        print(harmless(message), file=sys.stderr, flush=True)
 
 
 def terminal_gone() -> None:
@@ -135,6 +144,7 @@ def progress(total: int, desc: str, unit: str, enabled: bool = True, delay: floa
 
     if not enabled or not speaks():
         return tqdm(total=total, disable=True)
+    desc = harmless(desc)  # (a data folder's name)
     if not draws_bars():
         return _Lines(total, desc, unit, delay)
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, delay=delay or 0)

@@ -99,6 +99,10 @@ def resolution_of(cfg: Config) -> int:
     return cfg.data.resolution or (32 if is_builtin(cfg.data.path) else 64)
 
 
+# The most bytes of a dataset's name that a default run folder's name takes.
+RUN_NAME_DATA_BYTES = 150
+
+
 def default_run_dir(cfg: Config) -> Path:
     """runs/<name>, or runs/<dataset>_<res>px_<arch> for a run without a name."""
     from gankit.data.archive import archive_stem, is_archive
@@ -108,8 +112,10 @@ def default_run_dir(cfg: Config) -> Path:
         data = path[len(BUILTIN_PREFIX):] if path else "mnist"
     else:
         data = archive_stem(path) if is_archive(path) else Path(path).name
-    # a dataset folder whose name is not UTF-8 gives a run name that is (plots, TensorBoard and pages need one)
-    return Path("runs") / (cfg.name or console.printable(f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}", "_"))
+    # a dataset folder whose name is not UTF-8 gives a run name that is (plots, TensorBoard and pages need one), and
+    # a long one (250 bytes: 84 Japanese characters) one that a file system takes (255 bytes a name, with `-N`)
+    data = console.printable(data, "_").encode()[:RUN_NAME_DATA_BYTES].decode("utf-8", "ignore")
+    return Path("runs") / (cfg.name or f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}")
 
 
 def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> list[dict]:

@@ -31,21 +31,20 @@ from pathlib import Path, PurePosixPath
 from gankit import console, runlock
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
-from gankit.data.folder import _safe
+from gankit.data.folder import _hidden, _safe
 from gankit.errors import DataError
 
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
-# Folders that archivers add and that are not part of the dataset.
-_NOISE = {"__MACOSX"}
 # Written beside the extracted folder once extraction is complete: every file's size, checked on reuse.
 _MANIFEST = ".gankit-files.json"
 # Zip compression methods that Python's zipfile reads, and names for common ones it does not.
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 _ZIP_METHOD_NAMES = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
-# ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too).
-_ZIP_ENCRYPTED, _ZIP_PATCHED = 0x41, 0x20
+# ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too),
+# 0x800 names in UTF-8 (else zipfile reads them as cp437).
+_ZIP_ENCRYPTED, _ZIP_PATCHED, _ZIP_UTF8 = 0x41, 0x20, 0x800
 # The hidden folders of the archives folder that extractions write: '.<stem>-XXXXXXXX' (mkdtemp's, being extracted
 # into) and '.<stem>-<key>.stale-<pid>' (`_remove`'s, being deleted).
 _UNFINISHED = re.compile(r"\..+-[a-z0-9_]{8}|\..+\.stale-[0-9]+")
@@ -184,7 +183,7 @@ def _remove(target: Path) -> None:
 
 
 def _data_root(root: Path) -> Path:
-    entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name not in _NOISE]
+    entries = [e for e in root.iterdir() if not _hidden(e.name)]  # (a Mac zip's __MACOSX beside the folder)
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return entries[0]
     return root
@@ -247,8 +246,17 @@ def _check_zip_readable(archive: Path, m: zipfile.ZipInfo) -> None:
 
 def _zip_name(m: zipfile.ZipInfo) -> str:
     """The member's name with '/' separators: Windows tools (PowerShell's Compress-Archive) write 'fire\\abra.png',
-    which zipfile would extract on Linux and macOS as one file named so, not as 'abra.png' in a folder 'fire'."""
-    return m.filename.replace("\\", "/")
+    which zipfile would extract on Linux and macOS as one file named so, not as 'abra.png' in a folder 'fire'. A name
+    in UTF-8 that its zip does not flag as such (macOS's Compress and the `zip` command write them so) is read as
+    UTF-8, not as zipfile's cp437: 'café.png' was extracted as 'caf├⌐.png', which no CSV row names and folder labels
+    show."""
+    name = m.filename
+    if not m.flag_bits & _ZIP_UTF8:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except UnicodeError:  # a cp437 name indeed (an old DOS zip), or another code page zipfile cannot know
+            pass
+    return name.replace("\\", "/")
 
 
 def _escape_reason(name: str) -> str:

@@ -11,6 +11,7 @@ over Pillow's decompression-bomb limit, under 8 px) are skipped and named in one
 
 from __future__ import annotations
 
+import codecs
 import csv
 import errno
 import functools
@@ -47,6 +48,9 @@ IMAGE_EXTENSIONS = (*_SIGNED_EXTENSIONS, ".tga", ".icb", ".vda", ".vst", ".ppm",
 # Pillow's names of the first formats, whose files start with a signature: a file without an extension (downloaders
 # name files by a hash) is read when it holds one. Not TGA's, which has none (a file of any bytes could pass for one).
 _FORMATS = sorted({Image.registered_extensions()[e] for e in _SIGNED_EXTENSIONS})
+# Archives and compressed files: inside the folder they are named as unreadable; as the --data path one is told to
+# unpack it (those gankit reads, data.archive's ARCHIVE_SUFFIXES, are read before).
+_PACKED = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst", ".tzst")
 # Image files gankit cannot read (phone photos, layered or vector art, camera raw, the image formats Pillow knows that
 # gankit leaves out, archives inside the folder): named in a warning, not silently counted with text files.
 UNREADABLE_EXTENSIONS = (
@@ -55,9 +59,10 @@ UNREADABLE_EXTENSIONS = (
     ".rgba", ".bw", ".xbm", ".xpm", ".blp", ".ras", ".pcd", ".pxr", ".msp", ".dcx",
     ".palm", ".ftc", ".ftu", ".gbr", ".fit", ".fits", ".fli", ".flc", ".emf", ".wmf", ".avifs",
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef", ".srw",
-    ".zip", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar",
-    *((".avif",) if not _AVIF else ()))
-SKIPPED_DIRS = {"__MACOSX"}
+    *_PACKED, *((".avif",) if not _AVIF else ()))
+# Folders that tools put beside the images, skipped like hidden ones (case-folded names): a Mac zip's AppleDouble files,
+# a Synology NAS's thumbnails of every image and its recycle bin, a Windows drive's recycle bin and system folder.
+SKIPPED_DIRS = {"__macosx", "@eadir", "#recycle", "$recycle.bin", "system volume information"}
 # Decoding threads: Pillow releases the GIL while decoding and resampling.
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -183,7 +188,8 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
         raise DataError(f"data folder '{root}' does not exist: pass --data DIR with {SUPPORTED} images, "
                         "or omit --data to use the built-in MNIST")
     if not root.is_dir():
-        hint = ("unpack it and pass the folder" if root.suffix.lower() in {".zip", ".tar", ".gz", ".tgz", ".7z"}
+        hint = ("unpack it and pass the folder" if root.name.lower().endswith(_PACKED)
+                else f"pass the folder that holds it, '{root.parent}'" if root.name.lower().endswith(IMAGE_EXTENSIONS)
                 else "pass the folder that holds the images")
         raise DataError(f"data path '{root}' is a file, not a folder: {hint}")
 
@@ -200,6 +206,11 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
             (files if _is_image(root / rel, fname)
              else unreadable_images if lower.endswith(UNREADABLE_EXTENSIONS) else ignored).append(rel)
 
+    # images whose names end past their extension (`a.jpg_large`, `a.png_orig` from a browser, `a.jpg.1` from wget;
+    # only those are opened, not every text file beside the images)
+    misnamed = [f"{_clip(rel)} ({fmt})" for rel in sorted(ignored)
+                if any(e in PurePosixPath(rel).name.lower() for e in _SIGNED_EXTENSIONS)
+                for fmt in [_image_format(root / rel)] if fmt]
     if runs:
         info(f"left out {count(len(runs), 'gankit run folder')}: {short_list(sorted(runs))}")
     for err in unreadable:
@@ -221,6 +232,9 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
             found = _formats(unreadable_images)
             raise NoImages(f"data folder '{root}' holds no image files gankit reads ({found}): convert them to png "
                            f"or jpg (gankit reads {SUPPORTED}){skipped}", found)
+        if misnamed:
+            raise NoImages(f"data folder '{root}' holds no file with an image extension but {_misnamed(misnamed)}",
+                           f"{count(len(misnamed), 'image')} under another extension, e.g. {misnamed[0]}")
         if ignored:
             found = f"{count(len(ignored), 'other file')}, e.g. '{_clip(sorted(ignored)[0])}'"
             raise NoImages(f"data folder '{root}' holds no image files ({found}): supported extensions are "
@@ -235,6 +249,8 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
     if unreadable_images:
         warn(f"ignored {count(len(unreadable_images), 'file')} gankit cannot read ({_formats(unreadable_images)}): "
              "convert them to png or jpg")
+    if misnamed:
+        warn(f"left out {_misnamed(misnamed)}")
     files.sort()
     stats = []
     for rel in files:
@@ -245,6 +261,15 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
         except OSError:
             stats.append((-1, 0, 0))  # broken link or vanished; decoding reports why
     return files, stats, len(ignored)
+
+
+def _misnamed(found: list[str]) -> str:
+    """The end of a message about image files whose extension gankit does not read (`found`: 'name (FORMAT)')."""
+    one = len(found) == 1
+    it = "it" if one else "them"
+    return (f"{count(len(found), 'file')} that hold{'s' if one else ''} {'an image' if one else 'images'} under "
+            f"another extension: {short_list(found)}; rename {it} to the format's extension (.png, .jpg, ...) for "
+            f"gankit to read {it}")
 
 
 def _formats(names: list[str]) -> str:
@@ -270,17 +295,24 @@ def _is_image(path: Path, name: str) -> bool:
     holds an image of one of those formats (only its header is read; a pipe or a folder is not opened)."""
     if name.lower().endswith(IMAGE_EXTENSIONS):
         return True
-    if PurePosixPath(name).suffix or not path.is_file():
-        return False
+    return not PurePosixPath(name).suffix and bool(_image_format(path))
+
+
+def _image_format(path: Path) -> str:
+    """The format of the image of one of _FORMATS that the file at `path` holds ("PNG", "JPEG"...; "image" for one over
+    Pillow's size limit, which decoding skips and names), else "". Only its header is read; a pipe or a folder is not
+    opened."""
+    if not path.is_file():
+        return ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=_FORMATS):
-                return True
-    except Image.DecompressionBombError:  # an image: decoding skips it and says why
-        return True
+            with Image.open(path, formats=_FORMATS) as im:
+                return im.format or "image"
+    except Image.DecompressionBombError:
+        return "image"
     except Exception:
-        return False
+        return ""
 
 
 def _visible(root: Path, onerror, hidden: list[str], runs: list[str]):
@@ -339,7 +371,7 @@ def _is_run_folder(path: Path) -> bool:
 
 
 def _hidden(name: str) -> bool:
-    return name.startswith(".") or name in SKIPPED_DIRS
+    return name.startswith(".") or name.casefold() in SKIPPED_DIRS
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -406,7 +438,7 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         raise _Skip(f"too large, {int(pixels[1]) / 1e6:,.0f} MP" if pixels else "too large") from None
     except UnidentifiedImageError:
-        raise _Skip("not an image") from None
+        raise _Skip(_not_an_image(path)) from None
     except FileNotFoundError:
         raise _Skip("missing or broken link") from None
     except PermissionError:
@@ -417,6 +449,29 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
         raise _Skip("truncated" if "truncated" in str(exc).lower() else "corrupt") from None
     except Exception:  # Pillow raises SyntaxError, ValueError, ... for damaged files
         raise _Skip("corrupt") from None
+
+
+# What a file that Pillow does not know as an image holds, by its first bytes: a clone without `git lfs` leaves pointer
+# files under the images' names, a download that failed an HTML page, an iPhone export HEIC under a .jpg name.
+GIT_LFS_POINTER = "a Git LFS pointer, not the image: run git lfs pull"
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _not_an_image(path: str) -> str:
+    """The reason a file Pillow cannot identify is skipped: what it holds when its first bytes say, else 'not an
+    image'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return "not an image"
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return GIT_LFS_POINTER
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "a HEIC image, which gankit cannot read: convert it to jpg"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "a web page, not an image: download it again"
+    return "not an image"
 
 
 def _to_srgb(im: Image.Image) -> Image.Image:
@@ -515,6 +570,8 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
         raise DataError(f"label file '{csv_path}' does not exist: pass --labels folders (data.labels) "
                         "or the path of a CSV file with a file-name column and a label column")
     header, rows, raw = _read_csv(csv_path)
+    if column is None or column.strip().casefold() not in {h.casefold() for h in header}:
+        _check_header(header, files, csv_path.name)
     if column is None:
         raise DataError(f"labels from '{csv_path.name}' need a label column: pass --label-column, "
                         f"one of: {_columns(header)}")
@@ -584,7 +641,8 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
                         f"(every matching row is empty): pick another --label-column")
     if dropped:
         warn(f"dropped {len(dropped)} of {len(files)} images without a '{column}' label in "
-             f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}")
+             f"'{csv_path.name}' (matched by column '{header[best_col]}'): {_name_list(dropped)}; give each one row "
+             "with a label to train on it")
     _warn_rows_without_images(rows, best_col, best_map, [*files, *unusable], csv_path.name, header[best_col])
     _warn_case_twins(names, column, csv_path.name)
     if len(set(names)) == len(names) > 2 and all(label_of(files[i], own) is not KeyError
@@ -594,6 +652,18 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
              f"class of its own, which a conditional model learns nothing from; pick a label column"
              f"{f', one of: {others}' if others else ''}")
     return _index(keep, names, cache.digest("csv", raw, column))
+
+
+def _check_header(header: list[str], files: list[str], csv_name: str) -> None:
+    """Raise when the CSV's first row names an image file (with its extension: a column named `image` is no sign): the
+    file has no header row, so its columns have no names to pass as --label-column (the ones a message would list are
+    the first image's file name and label)."""
+    names = {_fold(PurePosixPath(f).name) for f in files}
+    if any(h.lower().endswith(IMAGE_EXTENSIONS) and _fold(PurePosixPath(h.replace("\\", "/")).name) in names
+           for h in header):
+        raise DataError(f"label file '{csv_name}' has no header row: its first row ('{_clip(', '.join(header))}') "
+                        "names an image; add a first row naming the columns, e.g. file,label, and pass "
+                        "--label-column label")
 
 
 def _warn_rows_without_images(rows: list[list[str]], col: int, labels_of: dict, files: list[str], csv_name: str,
@@ -640,11 +710,15 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
     """(header, rows, text) of a CSV file; comma-separated, or ; tab | when the header has no comma, or what Excel's
     `sep=X` first line names (that line is not the header)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"label file '{path}' is not a UTF-8 text CSV: export it as CSV (UTF-8)") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read label file '{path}' ({exc.strerror}): check its permissions") from None
+    try:  # UTF-16 with its byte-order mark: Excel's "Unicode Text" export (tab-separated)
+        text = data.decode("utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:  # not text, or binary bytes that happen to decode
+        raise DataError(f"label file '{path}' is not a UTF-8 text CSV: export it as CSV (UTF-8)")
     first = text.split("\n", 1)[0]
     dialect: type[csv.Dialect] | csv.Dialect = csv.excel
     sep = _excel_sep(first)
@@ -670,11 +744,15 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], str]:
     if len(header) < 2:
         raise DataError(f"label file '{path}' has a single column '{_clip(header[0])}': it needs a file-name "
                         "column and a label column, separated by commas")
-    for n, row in enumerate(table[1:], start=2):
+    rows = table[1:]
+    for n, row in enumerate(rows, start=2):
+        if len(row) > len(header) and not any(c.strip() for c in row[len(header):]):
+            del row[len(header):]  # `a.png,fire,`: a trailing delimiter (or empty cells) past the header's columns
         if len(row) > len(header):
             raise DataError(f"label file '{path}' is not a valid CSV: row {n} has {len(row)} fields "
-                            f"but the header has {len(header)}")
-    return header, table[1:], text
+                            f"but the header has {len(header)}: quote values that hold a '{dialect.delimiter}', "
+                            "or give the extra columns a name in the header")
+    return header, rows, text
 
 
 def _excel_sep(line: str) -> str | None:
@@ -731,8 +809,8 @@ def _clip(text: str, limit: int = EXAMPLE_CHARS) -> str:
 
 
 def _columns(header: list[str]) -> str:
-    """A CSV header's column names for a message, each clipped."""
-    return ", ".join(_clip(h) for h in header)
+    """A CSV header's column names for a message, each clipped; an empty one (pandas' index column) as (unnamed)."""
+    return ", ".join(_clip(h) if h else "(unnamed)" for h in header)
 
 
 def _name_list(items: list[tuple[str, str]]) -> str:
@@ -752,6 +830,10 @@ def _none_usable_message(where: str, skipped: list[tuple[str, str]], resolution:
         return (f"{which} {where} {'is' if len(skipped) == 1 else 'are'} larger than Pillow's limit of "
                 f"{Image.MAX_IMAGE_PIXELS / 1e6:,.0f} megapixels, a guard against decompression bombs "
                 f"({_name_list(skipped)}): downscale them (e.g. to {max(resolution, 4096)} px a side)")
+    if all(why == GIT_LFS_POINTER for _, why in skipped):
+        names = short_list([_clip(f) for f, _ in skipped])
+        return (f"the image files in {where} are Git LFS pointers, not images ({names}): run git lfs pull in the "
+                "repository they were cloned from (git lfs install first, once)")
     return (f"none of the {len(skipped)} image files in {where} could be decoded "
             f"({_name_list(skipped)}): check or re-export them, e.g. as PNG or JPEG")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from report_fakes import make_run
@@ -440,3 +441,15 @@ def test_epoch_axes_have_whole_epoch_ticks(tmp_path, figures):
     for ax in by_epoch:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert len(ticks) >= 2 and all(t == int(t) for t in ticks), (ax.get_ylabel(), ticks)
+
+
+def test_the_best_metrics_headers_tell_the_best_fids_step_from_the_steps_trained(tmp_path):
+    """The table's "step" (where the best FID was reached) and "steps" (the run's total) read alike: each says what
+    it is, as "epochs" (trained) does beside "reached at epoch"."""
+    a = make_run(tmp_path, "a", epochs=3, fids=[200.0, 150.0, 120.0])
+    page = write_compare_report([a], tmp_path / "r.html").read_text()
+    head = page[page.index('id="best-metrics"'):page.index('id="final-grids"')].split("</thead>")[0]
+    assert re.findall(r"<th>([^<]*)</th>", head) == [
+        "run", "best FID", "KID at best", "reached at epoch", "reached at step", "time (evaluations included)",
+        "last FID", "epochs trained", "steps trained", "total time (evaluations included)"]
+

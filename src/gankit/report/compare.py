@@ -201,8 +201,8 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
 
 def _best_metrics(runs, labels, colors) -> str:
     head = (
-        "<tr><th>run</th><th>best FID</th><th>KID at best</th><th>reached at epoch</th><th>step</th>"
-        "<th>time (evaluations included)</th><th>last FID</th><th>epochs</th><th>steps</th>"
+        "<tr><th>run</th><th>best FID</th><th>KID at best</th><th>reached at epoch</th><th>reached at step</th>"
+        "<th>time (evaluations included)</th><th>last FID</th><th>epochs trained</th><th>steps trained</th>"
         "<th>total time (evaluations included)</th></tr>"
     )
     rows = []

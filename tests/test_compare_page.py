@@ -453,3 +453,27 @@ def test_the_best_metrics_headers_tell_the_best_fids_step_from_the_steps_trained
         "run", "best FID", "KID at best", "reached at epoch", "reached at step", "time (evaluations included)",
         "last FID", "epochs trained", "steps trained", "total time (evaluations included)"]
 
+
+@pytest.fixture
+def time_zone(monkeypatch):
+    """Set the local time zone to a POSIX TZ string for the test (no zone database needed), then put it back."""
+    import time
+
+    def use(tz):
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_generated_time_says_its_time_zone(tmp_path, time_zone):
+    """'Generated 2026-12-07 23:41' did not say in which time zone: the local time comes with its UTC offset and
+    zone name (five and a half hours east of UTC here)."""
+    time_zone("XYZ-5:30")
+    page = write_compare_report([make_run(tmp_path, "a", epochs=1)], tmp_path / "r.html").read_text()
+    assert re.search(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC\+05:30 \(XYZ\)\. ", page)
+    time_zone("<-03>3")  # a zone without a name: its offset alone
+    page = write_compare_report([make_run(tmp_path, "b", epochs=1)], tmp_path / "r.html").read_text()
+    assert re.search(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC-03:00\. ", page)

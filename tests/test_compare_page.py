@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from report_fakes import make_run
@@ -440,3 +441,39 @@ def test_epoch_axes_have_whole_epoch_ticks(tmp_path, figures):
     for ax in by_epoch:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert len(ticks) >= 2 and all(t == int(t) for t in ticks), (ax.get_ylabel(), ticks)
+
+
+def test_the_best_metrics_headers_tell_the_best_fids_step_from_the_steps_trained(tmp_path):
+    """The table's "step" (where the best FID was reached) and "steps" (the run's total) read alike: each says what
+    it is, as "epochs" (trained) does beside "reached at epoch"."""
+    a = make_run(tmp_path, "a", epochs=3, fids=[200.0, 150.0, 120.0])
+    page = write_compare_report([a], tmp_path / "r.html").read_text()
+    head = page[page.index('id="best-metrics"'):page.index('id="final-grids"')].split("</thead>")[0]
+    assert re.findall(r"<th>([^<]*)</th>", head) == [
+        "run", "best FID", "KID at best", "reached at epoch", "reached at step", "time (evaluations included)",
+        "last FID", "epochs trained", "steps trained", "total time (evaluations included)"]
+
+
+@pytest.fixture
+def time_zone(monkeypatch):
+    """Set the local time zone to a POSIX TZ string for the test (no zone database needed), then put it back."""
+    import time
+
+    def use(tz):
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_generated_time_says_its_time_zone(tmp_path, time_zone):
+    """'Generated 2026-12-07 23:41' did not say in which time zone: the local time comes with its UTC offset and
+    zone name (five and a half hours east of UTC here)."""
+    time_zone("XYZ-5:30")
+    page = write_compare_report([make_run(tmp_path, "a", epochs=1)], tmp_path / "r.html").read_text()
+    assert re.search(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC\+05:30 \(XYZ\)\. ", page)
+    time_zone("<-03>3")  # a zone without a name: its offset alone
+    page = write_compare_report([make_run(tmp_path, "b", epochs=1)], tmp_path / "r.html").read_text()
+    assert re.search(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC-03:00\. ", page)

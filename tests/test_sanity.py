@@ -57,12 +57,40 @@ def _check_picture(r, targets):
 
     pic = np.asarray(Image.open(r.picture).convert("RGB")).astype(float) / 255
     size, pad = targets[0].shape[-1], 2
+    pic = pic[_caption_band(pic, len(targets), size):]  # under the captions "target" and "generated"
     assert pic.shape[:2] == (len(targets) * (size + pad) + pad, 8 * (size + pad) + pad)
     for row, target in enumerate(targets):
         cells = [pic[pad + row * (size + pad):][:size, pad + col * (size + pad):][:, :size] for col in range(8)]
         want = target.permute(1, 2, 0).numpy() / 255
         assert np.abs(cells[0] - want).max() < 1 / 255 + 1e-6  # the target itself
         assert max(np.abs(cell - want).mean() for cell in cells[1:]) < 2 * r.threshold
+
+
+def _caption_band(pic, rows, size, pad=2):
+    """Height of sanity.png's band of captions: the picture's rows beyond the grid's."""
+    return pic.shape[0] - (rows * (size + pad) + pad)
+
+
+def test_the_picture_says_which_image_is_the_target_and_which_are_generated(tmp_path):
+    """The target is the first of each row: a caption "target" above that column, "generated" above the others (only
+    README and the result line said so)."""
+    import numpy as np
+    from PIL import Image
+
+    from gankit.sanity import SHOWN, _write_picture
+
+    size, pad = 32, 2
+    targets = [t.float().div(255) for t in builtin_images(size)]
+    attempts = [(torch.full((16, 3, size, size), 0.5), target) for target in targets]
+    pic = np.asarray(Image.open(_write_picture(attempts, tmp_path / "sanity.png")).convert("RGB"))
+    band = _caption_band(pic, len(targets), size)
+    assert band >= 10  # a band of text above the grid
+    assert pic.shape[1] == (SHOWN + 1) * (size + pad) + pad
+    written = (pic[:band] > 200).all(axis=2)  # the captions' white text on black
+    first = size + pad  # the target's column, then G's
+    assert written[:, :first].any() and written[:, first + size:].any()
+    assert (np.abs(pic[band + pad:band + pad + size, pad:pad + size] - targets[0].permute(1, 2, 0).numpy() * 255)
+            <= 1).all()  # the target under its caption, as it is
 
 
 def test_sanity_stops_at_the_first_epoch_end_that_passes_unless_asked_for_all_epochs(tmp_path):

@@ -158,9 +158,9 @@ def _evaluation_taking(monkeypatch, seconds: float):
 
 
 def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends(image_folder, tmp_path, monkeypatch):
-    """A logging interval that spans an epoch end excludes that epoch end's writings and evaluation from its img/s.
+    """The logging interval after an epoch end excludes that epoch end's writings and evaluation from its img/s.
     The evaluation here moves the clock on by 1000 s (a sleep, measured against steps, failed on a busy machine):
-    an interval of 3 steps of 8 images that counted it would show < 0.03 img/s."""
+    an interval of 2 steps of 8 images that counted it would show < 0.02 img/s."""
     evaluate = _evaluation_taking(monkeypatch, 1000.0)
     layers = tiny_layers(image_folder, epochs=3) + [{"eval": {"every": 1, "share": 0}}]
     layers[0]["log"]["every"] = 3  # 4 steps an epoch: intervals end at steps 3, 6, 9, 12, so three span epoch ends
@@ -170,7 +170,39 @@ def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends
     trainer.fit()
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rates = [x["img_per_s"] for x in lines if x["kind"] == "step" and "img_per_s" in x]
-    assert len(rates) == 4 and min(rates) > 1.0, rates
+    assert len(rates) == 6 and min(rates) > 1.0, rates  # steps 3, 4 (epoch end), 6, 8 (epoch end), 9, 12
+
+
+@pytest.mark.parametrize("max_steps", [None, 7])
+def test_every_step_line_has_its_images_per_second(image_folder, tmp_path, monkeypatch, max_steps):
+    """The step line at an epoch's end (and at a budget's end inside an epoch) had no img_per_s, so TensorBoard's
+    step/img_per_s had gaps at steps 4, 8... It is measured as the other lines': training's images since the last
+    line over its time. Iteration i moves the clock on by 1000 * i s, the evaluation at each epoch end by 1000 s (left
+    out): lines at 3 (24 images in 1000 + 2000 + 3000 s), 4 (8 in 4000 s), 6 (16 in 11000 s), then 8 (16 in 15000 s),
+    or 7 (8 in 7000 s) where max_steps ends the run."""
+    ahead = _clock_ahead(monkeypatch)
+
+    def evaluate(generate, n):
+        ahead[0] += 1000.0
+        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+
+    layers = tiny_layers(image_folder, epochs=2, max_steps=max_steps) + [{"eval": {"every": 1, "share": 0}}]
+    layers[0]["log"].update(every=3, every_minutes=0)  # 4 steps of 8 of the 32 images an epoch
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = evaluate
+    step = trainer.train_iteration
+
+    def slow_step():
+        step()
+        ahead[0] += 1000.0 * trainer.iteration
+
+    monkeypatch.setattr(trainer, "train_iteration", slow_step)
+    trainer.fit()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = {x["step"]: x.get("img_per_s") for x in lines if x["kind"] == "step"}
+    last = {None: (8, 16 / 15_000), 7: (7, 8 / 7000)}[max_steps]
+    want = {3: 24 / 6000, 4: 8 / 4000, 6: 16 / 11_000, last[0]: last[1]}
+    assert rates == {k: pytest.approx(v, rel=0.02) for k, v in want.items()}, rates
 
 
 @pytest.mark.parametrize("every", [2, 50])

@@ -29,7 +29,7 @@ from gankit.layout import CONFIG_FILE, RUN_OUTPUTS
 
 DEFAULT_THRESHOLD = 0.1
 MAX_COPIES = 100_000  # 100 times seed 002's 1000: an epoch of 1,563 iterations at batch 64, the copies 0.3 GB at 32px
-PICTURE = "sanity.png"  # in the run folder: each target, then SHOWN of G's images of it
+PICTURE = "sanity.png"  # in the run folder: each target, then SHOWN of G's images of it, captioned
 SHOWN = 7
 # what a test writes in its run folder, removed when a test starts over there (its config.yaml is read, then rewritten)
 WRITTEN = (*RUN_OUTPUTS, PICTURE)
@@ -123,11 +123,12 @@ def _mae(attempts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
 
 
 def _write_picture(attempts: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> Path:
-    """One row per target: the target, then SHOWN of G's images of it (`_attempts`, those the error is measured on)."""
+    """One row per target: the target, then SHOWN of G's images of it (`_attempts`, those the error is measured on),
+    under the captions "target" and "generated"."""
     from gankit.report.grids import save_grid
 
     rows = [torch.cat([want.expand_as(fake[0]).unsqueeze(0), fake[:SHOWN]]) for fake, want in attempts]
-    return save_grid(torch.cat(rows).mul(2).sub(1), path, nrow=SHOWN + 1)
+    return save_grid(torch.cat(rows).mul(2).sub(1), path, nrow=SHOWN + 1, captions=[("target", 1), ("generated", SHOWN)])
 
 
 def _start_over(run_dir: Path) -> None:

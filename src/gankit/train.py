@@ -1349,6 +1349,16 @@ class Trainer:
         self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
         progress.reset_epoch(self.epoch, self.cursor % spe)
 
+        def line_rate() -> float:
+            """Images per second of training since the last step line (the grids, FID... left out), for the step
+            line written now; the next line's count starts here."""
+            nonlocal last_log_t, last_log_cursor, last_log_writing
+            now = time.perf_counter()
+            training = now - last_log_t - (self.writing_seconds - last_log_writing)  # not the grids, FID...
+            ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(training, 1e-9)
+            last_log_t, last_log_cursor, last_log_writing = now, self.cursor, self.writing_seconds
+            return ips
+
         def rolled_back() -> tuple[float, int, float, int]:
             """After a NaN rollback, inside the loop or at the run's last step line: the progress shown and the
             epoch's img/s count from the restored iteration; returns the last line's (time, cursor, writing
@@ -1382,21 +1392,18 @@ class Trainer:
                             # so that all stop after the same step, decay their rates alike and log the same time
                             self.elapsed = distributed.max_over_ranks(clock, self.device)
                         if line:
-                            now = time.perf_counter()
-                            training = now - last_log_t - (self.writing_seconds - last_log_writing)  # not the grids, FID...
-                            ips = (self.cursor - last_log_cursor) * cfg.train.batch_size / max(training, 1e-9)
-                            self._log_step(ips, progress)
-                            last_log_t, last_log_cursor, last_log_writing = now, self.cursor, self.writing_seconds
+                            self._log_step(line_rate(), progress)
                             line_clock, line_due = self.elapsed, False
                         progress.advance(self.cursor - before)
                         self.writing_seconds += self._grids_inside_epoch(before)
                         if self.epoch == epoch_before and more():  # (an epoch's or the run's end saves anyway)
                             self._save_inside_epoch()
                         if self.epoch > epoch_before:
+                            rate = line_rate()  # the epoch's step line's: training's, before the epoch end's writings
                             ended = time.perf_counter()
                             if tuner is not None:  # (FID/KID on the count training found best, not a probe's)
                                 tuner.settle()
-                            self._end_epoch(progress)
+                            self._end_epoch(progress, rate)
                             saved_at_iteration = self.iteration
                             self.writing_seconds += time.perf_counter() - ended  # img/s is training's (lines, metrics)
                             line_clock, line_due = self.elapsed, False
@@ -1418,10 +1425,11 @@ class Trainer:
                 # several batches that ended an epoch and the run, n_critic batches past it, has had its epoch end's
                 # writings: no grid of the next epoch, which the run did not reach.)
                 if self.iteration != saved_at_iteration:
+                    rate = line_rate()  # its step line's, as at an epoch end
                     if tuner is not None:
                         tuner.settle()
                     try:
-                        self._end_early(progress)
+                        self._end_early(progress, rate)
                     except _RolledBack:
                         last_log_t, last_log_cursor, last_log_writing, saved_at_iteration = rolled_back()
                         continue
@@ -1523,8 +1531,10 @@ class Trainer:
             self._remove_later_grids("rolled back to")
         raise _RolledBack
 
-    def _end_epoch(self, progress) -> None:
-        self._log_step(None, progress, epoch=self.epoch)
+    def _end_epoch(self, progress, ips: float) -> None:
+        """The epoch's step line (img/s `ips`: training's since the last line; none when that line was just written), its
+        epoch line, then the epoch end's writings: samples, evaluation, checkpoints, plots."""
+        self._log_step(ips, progress, epoch=self.epoch)
         rate = self._epoch_rate()
         if self.epoch_values:
             avg = self._epoch_means()
@@ -1598,11 +1608,11 @@ class Trainer:
         training = (self.elapsed - elapsed) - (self.writing_seconds - writing)
         return (self._images() - images) / training if training > 0 else None
 
-    def _end_early(self, progress) -> None:
+    def _end_early(self, progress, ips: float) -> None:
         """The run's budget (train.max_steps or train.minutes) ended it inside an epoch: the unfinished epoch gets
         its step line, sample grid and, with eval on, the run's final FID, like an epoch that ends the run; then
-        everything is saved, so a larger budget resumes it where it stopped."""
-        self._log_step(None, progress)
+        everything is saved, so a larger budget resumes it where it stopped. `ips`: as `_end_epoch`'s."""
+        self._log_step(ips, progress)
         if self.epoch_values:
             progress.epoch_line(self.cursor / self.batches.steps_per_epoch, self._epoch_means())
         self.write_samples(self.epoch_of_last_step)  # epoch_N.png of the unfinished epoch N; its end overwrites it

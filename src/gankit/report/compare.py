@@ -140,7 +140,7 @@ def _header(runs, labels, colors) -> str:
         for r, label, c in zip(runs, labels, colors)
     )
     nav = " ".join(f'<a href="#{sid}">{title}</a>' for sid, title in SECTIONS)
-    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    when = _local_time()
     return (
         f"<header><h1>gankit: comparing {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>"
         f'<ul class="legend">{items}</ul><nav>{nav}</nav>'
@@ -199,10 +199,19 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
     return f'<p class="note">{intro}</p>{aside}<div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
+def _local_time() -> str:
+    """Now, in local time with its UTC offset and its zone's name where it has one: '2026-12-07 23:41 UTC+01:00
+    (CET)' ('Generated 23:41' did not say where)."""
+    now = _dt.datetime.now().astimezone()
+    offset, name = now.strftime("%z"), now.tzname() or ""
+    named = name and not name.startswith(("+", "-", "UTC"))  # a zone without a name has its offset as its name
+    return f"{now:%Y-%m-%d %H:%M} UTC{offset[:3]}:{offset[3:5]}" + (f" ({name})" if named else "")
+
+
 def _best_metrics(runs, labels, colors) -> str:
     head = (
-        "<tr><th>run</th><th>best FID</th><th>KID at best</th><th>reached at epoch</th><th>step</th>"
-        "<th>time (evaluations included)</th><th>last FID</th><th>epochs</th><th>steps</th>"
+        "<tr><th>run</th><th>best FID</th><th>KID at best</th><th>reached at epoch</th><th>reached at step</th>"
+        "<th>time (evaluations included)</th><th>last FID</th><th>epochs trained</th><th>steps trained</th>"
         "<th>total time (evaluations included)</th></tr>"
     )
     rows = []

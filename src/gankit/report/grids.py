@@ -20,19 +20,23 @@ TRAINING_GRID_SIDE = 4096
 REDUCED_KEY = "gankit:reduced"  # a reduced grid's PNG text entry: the factor (`gankit compare` sizes grids by their cells)
 
 
-def save_grid(images: torch.Tensor, path, nrow: int | None = None, max_side: int | None = None) -> Path:
+def save_grid(images: torch.Tensor, path, nrow: int | None = None, max_side: int | None = None,
+              captions: list[tuple[str, int]] | None = None) -> Path:
     """Save generator output `images` (N, C, H, W in [-1, 1]) as one PNG grid, atomically.
 
     `nrow` is the number of images per row (default: `grid_columns`, a full rectangle when one is not too
     elongated). Values outside [-1, 1] are clipped; tensors on any device, with or without grad, are accepted.
     `max_side`: a grid whose longer side is larger is reduced by a whole factor to fit it (`_save_png`).
+    `captions`: (text, columns) pairs from the left, written in a band above the columns they span (`_caption_band`).
     Returns the path.
     """
     images = _as_batch(images)
     if nrow is None:
         nrow = grid_columns(images.shape[0])
-    grid = make_grid(_to_unit(images), nrow=nrow, padding=PADDING, pad_value=0.0)
-    return _save_png(_to_pil(grid), path, max_side)
+    grid = _to_pil(make_grid(_to_unit(images), nrow=nrow, padding=PADDING, pad_value=0.0))
+    if captions:
+        grid = _caption_band(grid, captions, images.shape[-1])
+    return _save_png(grid, path, max_side)
 
 
 def grid_columns(n: int, max_aspect: float = MAX_GRID_ASPECT) -> int:
@@ -63,8 +67,7 @@ def label_grid(images_by_label: torch.Tensor, labels: list[str], path, max_side:
     grid = _to_pil(make_grid(flat, nrow=k, padding=PADDING, pad_value=0.0))
     h = images_by_label.shape[3]
 
-    size = max(10, min(24, h // 3))
-    drawn = [pil_font(label, size) for label in labels]  # (font, text): DejaVu Sans or a fallback, stand-ins for the rest
+    drawn = [pil_font(label, _text_size(h)) for label in labels]  # (font, text): DejaVu Sans or a fallback, stand-ins for the rest
     text_w = max((font.getbbox(text)[2] for font, text in drawn), default=0)
     margin = text_w + 2 * 6
     out = Image.new("RGB", (grid.width + margin, grid.height), (0, 0, 0))
@@ -74,6 +77,33 @@ def label_grid(images_by_label: torch.Tensor, labels: list[str], path, max_side:
         row_center = PADDING + i * (h + PADDING) + h / 2
         draw.text((margin - 6, row_center), text, fill=(255, 255, 255), font=font, anchor="rm")
     return _save_png(out, path, max_side)
+
+
+def _text_size(cell: int) -> int:
+    """Pixel size of the text written beside or above grid cells `cell` pixels wide."""
+    return max(10, min(24, cell // 3))
+
+
+def _caption_band(grid: Image.Image, captions: list[tuple[str, int]], cell: int) -> Image.Image:
+    """`grid` (cells `cell` pixels wide) under a black band of captions: (text, columns) pairs from the left, each
+    text centred over the columns it spans (sanity.png: "target" over the first, "generated" over the rest). A text
+    that would overlap the one before it moves right; the band widens for one that would then end past the grid."""
+    drawn = [pil_font(text, _text_size(cell)) for text, _ in captions]
+    placed, column, end = [], 0, 0
+    for (font, text), (_, span) in zip(drawn, captions):
+        width = font.getlength(text)
+        center = PADDING + column * (cell + PADDING) + (span * (cell + PADDING) - PADDING) / 2
+        left = max(center - width / 2, end + (6 if placed else PADDING))
+        placed.append((left, font, text))
+        column, end = column + span, left + width
+    top, bottom = min(f.getbbox(t)[1] for _, f, t in placed), max(f.getbbox(t)[3] for _, f, t in placed)
+    band = bottom - top + 2 * 4
+    out = Image.new("RGB", (max(grid.width, math.ceil(end) + PADDING), grid.height + band), (0, 0, 0))
+    out.paste(grid, (0, band))
+    draw = ImageDraw.Draw(out)
+    for left, font, text in placed:
+        draw.text((left, 4 - top), text, fill=(255, 255, 255), font=font)
+    return out
 
 
 def _as_batch(images: torch.Tensor) -> torch.Tensor:

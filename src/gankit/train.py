@@ -1915,7 +1915,7 @@ class _progress:
 
 def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     """Build (or resume) a run from config override layers and train it. Returns the run folder."""
-    from gankit.data import load_dataset
+    from gankit.data import load_dataset, upscale_note
 
     layers = _absolute_data_paths(layers)
     base = _data_defaults(layers)
@@ -1949,6 +1949,8 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
             data = load_dataset(cfg.data.path, resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
+        if (upscaled := upscale_note(data, resolution)) is not None:
+            console.warn(upscaled)  # (the first process's alone)
         _check_same_images(data, collective_device)
         cfg = finalize_config(cfg, data, run_path if resuming else None)
         cfg.name = cfg.name or run_path.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
@@ -569,6 +570,22 @@ def test_every_config_key_a_flag_sets_is_named_by_that_flag_in_errors(monkeypatc
     options = {o for p in typer.main.get_command(app).commands["train"].params for o in p.opts}
     keys = flatten(given[0])
     assert len(keys) == 14 and {_flag_of(k) for k in keys} <= options
+
+
+@pytest.mark.parametrize("too_long", ["name", "path"])
+def test_a_run_path_too_long_for_the_file_system_says_so(image_folder, tmp_path, capsys, too_long):
+    """A --run with a name over 255 bytes, or a path over PATH_MAX, said "File name too long: check the path and its
+    permissions": a shorter name is the fix. Failed writes say it in the same words."""
+    from gankit.checkpoint import NAME_TOO_LONG, write_hint
+    from gankit.cli import main
+
+    run = tmp_path / ("r" * 300 if too_long == "name" else "/".join(["r" * 200] * 25))
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--data", str(image_folder), "--run", str(run), "-r", "16", "--max-steps", "1",
+              "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("error: ") and err.endswith(f"File name too long: {NAME_TOO_LONG}\n")
+    assert write_hint(OSError(errno.ENAMETOOLONG, "File name too long")) == NAME_TOO_LONG
 
 
 def test_a_file_in_the_way_is_said_in_the_wording_of_every_write(monkeypatch, tmp_path, capsys):

@@ -891,6 +891,46 @@ def test_a_large_cache_says_when_it_is_written_and_read_and_a_small_one_does_not
     assert f"reading the dataset cache {cached} (" in capsys.readouterr().err
 
 
+def test_most_images_smaller_than_the_resolution_are_said_also_from_the_cache(tmp_path, monkeypatch):
+    """16 px images loaded at 64 px were upscaled into blurry ones without a word. The sizes before fitting are kept
+    with the decoded images (and in their cache) for one line that says how many, their median size and the fix."""
+    from gankit.data import upscale_note
+
+    for i in range(5):
+        save(tmp_path / "d" / f"s{i}.png", solid((i * 40, 0, 0), size=(16 + i, 20)))
+    for i in range(3):
+        save(tmp_path / "d" / f"t{i}.png", solid((0, i * 40, 0), size=(90, 70)))
+    (tmp_path / "l.csv").write_text("f,k\ns0,a\ns1,a\nt0,b\n")
+    first = load_folder(tmp_path / "d", 64, progress=False)
+    assert first.sizes.tolist() == [[16, 20], [17, 20], [18, 20], [19, 20], [20, 20], [90, 70], [90, 70], [90, 70]]
+    said = ("5 of 8 images are smaller than 64 px (shorter side; median 18 px) and are upscaled to it, which blurs "
+            "them: train at --resolution 18, or use images at least 64 px")
+    assert upscale_note(first, 64) == said
+    monkeypatch.setattr(folder, "_decode_file", lambda path, resolution: pytest.fail("decoded despite the cache"))
+    assert upscale_note(load_folder(tmp_path / "d", 64, progress=False), 64) == said
+    labelled = load_folder(tmp_path / "d", 64, labels=str(tmp_path / "l.csv"), label_column="k", progress=False)
+    assert labelled.sizes.tolist() == [[16, 20], [17, 20], [90, 70]]  # the labelled images' own
+    assert upscale_note(labelled, 64).startswith("2 of 3 images are smaller than 64 px (shorter side; median 16 px)")
+    monkeypatch.undo()
+    assert upscale_note(load_folder(tmp_path / "d", 17, progress=False), 17) is None  # (1 of 8 smaller)
+    assert upscale_note(load_folder(tmp_path / "d", 20, progress=False), 20) is None  # 4 of 8: not most
+    assert upscale_note(load_builtin("mnist", 32), 32) is None  # (28 px digits: no sizes kept, none said)
+
+
+def test_a_cache_written_before_sizes_were_kept_is_still_read(tmp_path, monkeypatch):
+    """A cache without the sizes before fitting stays valid (no re-decode): it only says no upscaling note."""
+    from gankit.data import upscale_note
+
+    for i in range(3):
+        save(tmp_path / "d" / f"s{i}.png", solid((i * 40, 0, 0), size=(16, 16)))
+    real = folder._decode_folder
+    monkeypatch.setattr(folder, "_decode_folder", lambda *a: {k: v for k, v in real(*a).items() if k != "sizes"})
+    assert load_folder(tmp_path / "d", 32, progress=False).sizes is None
+    monkeypatch.setattr(folder, "_decode_file", lambda path, resolution: pytest.fail("decoded despite the cache"))
+    old = load_folder(tmp_path / "d", 32, progress=False)
+    assert old.sizes is None and upscale_note(old, 32) is None
+
+
 def test_two_folders_alike_but_for_their_pixels_do_not_share_a_cache(tmp_path):
     """The key was the folder's name and each file's name, size and mtime: `fid fA/images fB/images` on 10 red and
     10 blue BMPs (one size) touched to one date gave FID 0, and fB loaded fA's red pixels."""

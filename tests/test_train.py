@@ -1491,6 +1491,28 @@ def test_a_dataset_folder_with_a_long_name_gives_a_run_name_a_file_system_takes(
     assert len(f"{run.name}-99".encode()) < 200
 
 
+def test_training_on_images_smaller_than_the_resolution_says_so_once(tmp_path, capsys):
+    """13 px images trained at 16 px were upscaled without a word; a run start says it in one line (at 16 px, the
+    smallest resolution, the fix is larger images)."""
+    make_image_folder(tmp_path / "d", n=8, size=13)
+    run_training(tiny_layers(tmp_path / "d", max_steps=1), tmp_path / "run")
+    said = [line for line in capsys.readouterr().err.splitlines() if "upscaled" in line]
+    assert said == ["warning: 8 of 8 images are smaller than 16 px (shorter side; median 13 px) and are upscaled to "
+                    "it, which blurs them: use images at least 16 px"]
+
+
+@pytest.mark.parametrize("name", [".hidroot", "..hid.zip", "..."])
+def test_a_hidden_dataset_gives_a_run_folder_that_is_not_hidden(tmp_path, name):
+    """`--data /x/.hidroot` trained into `runs/.hidroot_32px_dcgan`, a folder that `ls` does not show."""
+    from gankit.config import build_config
+    from gankit.train import default_run_dir
+
+    (tmp_path / name).write_bytes(b"") if name.endswith(".zip") else (tmp_path / name).mkdir()
+    run = default_run_dir(build_config({"data": {"path": str(tmp_path / name), "resolution": 32}}))
+    assert run.parent == Path("runs") and not run.name.startswith(".")
+    assert run.name == {".hidroot": "hidroot", "..hid.zip": "hid", "...": "data"}[name] + "_32px_dcgan"
+
+
 def test_a_resumed_trainer_holds_every_piece_of_state_its_checkpoint_saved(image_folder, tmp_path):
     """The resume tests train with the defaults: no EMA, no ADA, no noisy labels, and counters that a straight run
     leaves at their start values. Here every piece of a checkpoint, the tricks' states included and the counters set

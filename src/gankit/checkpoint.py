@@ -155,6 +155,10 @@ def in_the_way(e: OSError) -> str | None:
     return f"'{blocker}' is a file where a folder is needed: move or delete it, or choose another path"
 
 
+# A path with a name over the file system's limit (255 bytes) or longer than PATH_MAX (4096 bytes on Linux).
+NAME_TOO_LONG = "the name is too long for the file system: choose a shorter one"
+
+
 def write_hint(e: OSError) -> str:
     blocker = in_the_way(e)
     if blocker is not None:
@@ -163,6 +167,8 @@ def write_hint(e: OSError) -> str:
         return "the disk is full: free some space"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "no permission to write there: fix the folder's permissions or pick another folder"
+    if e.errno == errno.ENAMETOOLONG:
+        return NAME_TOO_LONG
     return "check the disk and the folder"
 
 

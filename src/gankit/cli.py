@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except OSError as e:  # a path that cannot be written or read: the user's to fix, not a bug
         where = f"'{e.filename}': " if e.filename else ""
-        from gankit.checkpoint import in_the_way
+        from gankit.checkpoint import NAME_TOO_LONG, in_the_way
 
         blocker = in_the_way(e)
         if blocker is not None:
@@ -582,6 +582,8 @@ def main(argv: list[str] | None = None) -> None:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             _fail(f"{where}{e.strerror}: the disk is full: free some space, then run the command again (a training run "
                   "resumes from its last checkpoint)", 2)
+        if e.errno == errno.ENAMETOOLONG:
+            _fail(f"{where}{e.strerror}: {NAME_TOO_LONG}", 2)
         _fail(f"{where}{e.strerror or e}: check the path and its permissions", 2)
     except Exception as e:  # noqa: BLE001 - a bug: keep the traceback for the report, not on the terminal
         memory = _out_of_memory(e)

@@ -22,6 +22,8 @@ import yaml
 from gankit.console import short_list
 from gankit.errors import ConfigError
 
+MIN_RESOLUTION = 16  # the smallest data.resolution (px)
+
 
 @dataclass
 class DataConfig:
@@ -321,8 +323,9 @@ def validate(cfg: Config, training: bool = True) -> Config:
             raise ConfigError(f"{key} is empty: give {flag} a value, or leave it out"
                               + (" to train on the built-in MNIST digits" if key == "data.path" else ""))
     res = cfg.data.resolution
-    if res is not None and not 16 <= res <= 1024:
-        raise ConfigError(f"data.resolution must be a square size from 16 to 1024 pixels (e.g. 32, 64, 256, 300), got {res}")
+    if res is not None and not MIN_RESOLUTION <= res <= 1024:
+        raise ConfigError(f"data.resolution must be a square size from {MIN_RESOLUTION} to 1024 pixels (e.g. 32, 64, 256, "
+                          f"300), got {res}")
     if cfg.train.loss == "wgan_gp" and cfg.model.d_norm == "batch":
         raise ConfigError("train.loss wgan_gp needs a critic without BatchNorm (seed 002): "
                           "--set model.d_norm=layer (or instance, none)")

@@ -56,7 +56,7 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
     if not p.is_file():
         raise DataError(f"--image '{p}' is not a file: pass a {SUPPORTED} image")
     try:
-        array = _decode_file(str(p), resolution)
+        array, _ = _decode_file(str(p), resolution)
     except _Skip as e:
         raise DataError(f"--image '{p}' cannot be used ({e}): pass another image") from None
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()

@@ -115,6 +115,7 @@ def default_run_dir(cfg: Config) -> Path:
     # a dataset folder whose name is not UTF-8 gives a run name that is (plots, TensorBoard and pages need one), and
     # a long one (250 bytes: 84 Japanese characters) one that a file system takes (255 bytes a name, with `-N`)
     data = console.printable(data, "_").encode()[:RUN_NAME_DATA_BYTES].decode("utf-8", "ignore")
+    data = data.lstrip(".") or "data"  # a hidden data folder (`.hidroot`) must not give a hidden run folder
     return Path("runs") / (cfg.name or f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}")
 
 
@@ -1924,7 +1925,7 @@ class _progress:
 
 def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     """Build (or resume) a run from config override layers and train it. Returns the run folder."""
-    from gankit.data import load_dataset
+    from gankit.data import load_dataset, upscale_note
 
     layers = _absolute_data_paths(layers)
     base = _data_defaults(layers)
@@ -1958,6 +1959,8 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         with distributed.main_first():  # rank 0 decodes and caches the dataset, the others read the cache
             data = load_dataset(cfg.data.path, resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
                                 cache_dir=cfg.data.cache_dir, progress=cfg.log.progress and distributed.is_main())
+        if (upscaled := upscale_note(data, resolution)) is not None:
+            console.warn(upscaled)  # (the first process's alone)
         _check_same_images(data, collective_device)
         cfg = finalize_config(cfg, data, run_path if resuming else None)
         cfg.name = cfg.name or run_path.name

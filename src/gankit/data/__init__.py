@@ -15,10 +15,10 @@ from pathlib import Path
 from gankit.data.archive import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from gankit.data.builtin import BUILTIN_NAMES, load_builtin
 from gankit.data.folder import (IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages, NoneUsable, _none_usable_message,
-                                load_folder)
+                                load_folder, upscale_note)
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "load_archive", "archive_errors", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
+__all__ = ["ImageSet", "load_folder", "upscale_note", "load_archive", "archive_errors", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
            "BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"

@@ -29,6 +29,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from gankit import console
+from gankit.config import MIN_RESOLUTION
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
 from gankit.errors import ConfigError, DataError
@@ -108,6 +109,8 @@ class ImageSet:
     key:         hex digest of (file listing, resolution, label settings); caches such as the real
                  FID statistics key on it.
     skipped:     (relative path, reason) for each image file that could not be decoded.
+    sizes:       int32 [N, 2], (width, height) of each image before it was fitted to the resolution; None when
+                 unknown (built-in datasets, caches written before gankit kept them).
     """
 
     images: torch.Tensor
@@ -117,6 +120,7 @@ class ImageSet:
     name: str
     key: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    sizes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -157,7 +161,7 @@ def load_folder(
         if payload["files"] and cache.write(cache_file, payload, progress=progress) and progress:
             info(f"cached {count(len(payload['files']), 'image')} of '{name}' at {resolution}px in {cache_file}")
 
-    images, kept = payload["images"], list(payload["files"])
+    images, kept, sizes = payload["images"], list(payload["files"]), _sizes(payload)
     skipped = [(str(f), str(r)) for f, r in payload["skipped"]]
     if not kept:
         raise NoneUsable(f"'{root}'", skipped, resolution)
@@ -170,9 +174,28 @@ def load_folder(
                                                                    unusable=[f for f, _ in skipped])
         if len(rows) != len(kept):
             images = images[torch.as_tensor(rows, dtype=torch.long)]
+            sizes = sizes[torch.as_tensor(rows, dtype=torch.long)] if sizes is not None else None
             kept = [kept[i] for i in rows]
     return ImageSet(images=images, labels=label_tensor, class_names=class_names, files=kept,
-                    name=name, key=cache.digest(key, label_key), skipped=skipped)
+                    name=name, key=cache.digest(key, label_key), skipped=skipped, sizes=sizes)
+
+
+def upscale_note(data: ImageSet, resolution: int) -> str | None:
+    """One line when most images of `data` (more than half) are smaller than `resolution` on their shorter side, so
+    that fitting upscales them into blurry ones: how many, their median size and the fix; else None (also when the
+    sizes before fitting are unknown)."""
+    if data.sizes is None or not len(data.sizes):
+        return None
+    sides = data.sizes.min(dim=1).values
+    small = sides[sides < resolution]
+    if 2 * len(small) <= len(sides):
+        return None
+    median = int(small.median())
+    lower = max(median, MIN_RESOLUTION)
+    fix = f"train at --resolution {lower}, or use images at least {resolution} px" if lower < resolution else \
+        f"use images at least {resolution} px"
+    return (f"{len(small)} of {len(sides)} images are smaller than {resolution} px (shorter side; median {median} px) "
+            f"and are upscaled to it, which blurs them: {fix}")
 
 
 # ----------------------------------------------------------------------------- finding files
@@ -383,12 +406,14 @@ class _Skip(Exception):
 
 def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int, int]], resolution: int,
                    name: str, progress: bool) -> dict:
-    """Decode `files` into the cache payload: images [N, 3, R, R], kept files, skipped (file, reason)."""
+    """Decode `files` into the cache payload: images [N, 3, R, R], kept files, skipped (file, reason), and the kept
+    images' sizes before fitting (`ImageSet.sizes`)."""
     out = torch.empty((len(files), 3, resolution, resolution), dtype=torch.uint8)
+    sizes = torch.zeros((len(files), 2), dtype=torch.int32)
     ok = np.zeros(len(files), dtype=bool)
     skipped: list[tuple[str, str]] = []
 
-    def work(i: int) -> tuple[int, np.ndarray | None, str]:
+    def work(i: int) -> tuple[int, tuple[np.ndarray, tuple[int, int]] | None, str]:
         if stats[i][0] == 0:
             return i, None, "empty file"
         try:
@@ -401,21 +426,23 @@ def _decode_folder(root: Path, files: list[str], stats: list[tuple[int, int, int
     with warnings.catch_warnings(), bar:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-            for i, array, reason in pool.map(work, range(len(files))):
-                if array is None:
+            for i, decoded, reason in pool.map(work, range(len(files))):
+                if decoded is None:
                     skipped.append((files[i], reason))
                 else:
-                    out[i] = torch.from_numpy(array).permute(2, 0, 1)
+                    out[i] = torch.from_numpy(decoded[0]).permute(2, 0, 1)
+                    sizes[i] = torch.tensor(decoded[1])
                     ok[i] = True
                 bar.update()
     if not ok.all():
-        out = out[torch.from_numpy(np.flatnonzero(ok))]
-    return {"version": LOADER_VERSION, "images": out,
+        out, sizes = out[torch.from_numpy(np.flatnonzero(ok))], sizes[torch.from_numpy(np.flatnonzero(ok))]
+    return {"version": LOADER_VERSION, "images": out, "sizes": sizes,
             "files": [f for f, good in zip(files, ok) if good], "skipped": [list(s) for s in skipped]}
 
 
-def _decode_file(path: str, resolution: int) -> np.ndarray:
-    """One image file -> uint8 [resolution, resolution, 3] (first frame of animations). Raises _Skip."""
+def _decode_file(path: str, resolution: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image file -> uint8 [resolution, resolution, 3] (first frame of animations), and its (width, height)
+    before fitting. Raises _Skip."""
     try:
         with Image.open(path) as im:
             limit = Image.MAX_IMAGE_PIXELS
@@ -431,7 +458,7 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # a broken EXIF block is no reason to drop a good image
                 pass
-            return np.array(_fit(_to_rgb(_to_srgb(im)), resolution), dtype=np.uint8)
+            return np.array(_fit(_to_rgb(_to_srgb(im)), resolution), dtype=np.uint8), im.size
     except _Skip:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's limit, checked on opening
@@ -530,6 +557,14 @@ def _fit(im: Image.Image, resolution: int) -> Image.Image:
     left, top = (w - side) / 2, (h - side) / 2
     return im.resize((resolution, resolution), Image.Resampling.LANCZOS,
                      box=(left, top, left + side, top + side), reducing_gap=3.0)
+
+
+def _sizes(payload: dict) -> torch.Tensor | None:
+    """A cache payload's image sizes before fitting, or None for a cache written before gankit kept them (still valid:
+    only the note of `upscale_note` needs them)."""
+    sizes = payload.get("sizes")
+    ok = isinstance(sizes, torch.Tensor) and tuple(sizes.shape) == (len(payload["files"]), 2)
+    return sizes if ok else None
 
 
 def _valid(payload: dict, resolution: int) -> bool:

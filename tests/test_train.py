@@ -1513,6 +1513,19 @@ def test_a_hidden_dataset_gives_a_run_folder_that_is_not_hidden(tmp_path, name):
     assert run.name == {".hidroot": "hidroot", "..hid.zip": "hid", "...": "data"}[name] + "_32px_dcgan"
 
 
+def test_a_run_made_under_a_hidden_datasets_hidden_name_goes_on_there(tmp_path, monkeypatch):
+    """Runs trained before hidden names were shown live in `runs/.hidroot_32px_dcgan`: the same command resumes them."""
+    from gankit.config import build_config
+    from gankit.train import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".hidroot").mkdir()
+    cfg = build_config({"data": {"path": str(tmp_path / ".hidroot"), "resolution": 32}})
+    assert default_run_dir(cfg) == Path("runs") / "hidroot_32px_dcgan"
+    (tmp_path / "runs" / ".hidroot_32px_dcgan").mkdir(parents=True)
+    assert default_run_dir(cfg) == Path("runs") / ".hidroot_32px_dcgan"
+
+
 def test_a_resumed_trainer_holds_every_piece_of_state_its_checkpoint_saved(image_folder, tmp_path):
     """The resume tests train with the defaults: no EMA, no ADA, no noisy labels, and counters that a straight run
     leaves at their start values. Here every piece of a checkpoint, the tricks' states included and the counters set

@@ -115,8 +115,12 @@ def default_run_dir(cfg: Config) -> Path:
     # a dataset folder whose name is not UTF-8 gives a run name that is (plots, TensorBoard and pages need one), and
     # a long one (250 bytes: 84 Japanese characters) one that a file system takes (255 bytes a name, with `-N`)
     data = console.printable(data, "_").encode()[:RUN_NAME_DATA_BYTES].decode("utf-8", "ignore")
-    data = data.lstrip(".") or "data"  # a hidden data folder (`.hidroot`) must not give a hidden run folder
-    return Path("runs") / (cfg.name or f"{data}_{resolution_of(cfg)}px_{cfg.model.arch}")
+    if cfg.name:
+        return Path("runs") / cfg.name
+    tail = f"_{resolution_of(cfg)}px_{cfg.model.arch}"
+    shown = data.lstrip(".") or "data"  # a hidden data folder (`.hidroot`) must not give a hidden run folder,
+    older = Path("runs") / f"{data}{tail}"  # but one made so before goes on where it is
+    return older if shown != data and older.is_dir() else Path("runs") / f"{shown}{tail}"
 
 
 def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> list[dict]:

@@ -71,6 +71,12 @@ def read_metrics(path: Path) -> list[dict]:
     return out
 
 
+def json_number(v) -> int | float | None:
+    """A value as metrics.jsonl holds it, strict JSON: an int as it is, any other number (a tensor's, numpy's) as a
+    float, null where it is not finite (NaN, infinity), which JSON has no word for."""
+    return v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None
+
+
 class RunLog:
     """metrics.jsonl, which the run cannot go on without (a line it cannot write is a RunError that says how to
     resume), and TensorBoard's events, which it can: a TensorBoard that cannot be imported or written is one warning
@@ -147,8 +153,7 @@ class RunLog:
               epochs_done: float | None = None) -> None:
         """One line of `values`, placed by `step`, `epoch`, `time` and, when given, `epochs_done` (an axis as those
         are: in metrics.jsonl only, not a TensorBoard scalar)."""
-        clean = {k: (v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None)
-                 for k, v in values.items()}
+        clean = {k: json_number(v) for k, v in values.items()}
         axes = {} if epochs_done is None else {"epochs_done": round(epochs_done, 6)}
         rec = {"kind": kind, "step": step, "epoch": epoch, **axes, "time": round(time, 3), **clean}
         try:

@@ -713,6 +713,7 @@ class Trainer:
             "d_skipped": self.d_skipped,
             "rollbacks": self.rollbacks,
             "iteration": self.iteration,
+            "epoch": self.epoch,  # (derived from the cursor: said by `gankit evaluate --json`, not read on resume)
             "cursor": self.cursor,
             # the metrics of the logging interval and of the epoch in progress: a stop inside them (Ctrl-C, kill -9
             # after a save inside the epoch) resumes to the same lines as a run that went on
@@ -852,7 +853,8 @@ class Trainer:
                 self._save_numbered(state)
 
     def _save_generator(self) -> None:
-        save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
+        save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names,
+                                                   "iteration": self.iteration, "epoch": self.epoch},
                        self.run_dir / GENERATOR_FILE)
 
     def _generator_behind(self) -> bool:

@@ -1592,6 +1592,22 @@ def test_a_resume_keeps_tensorboards_points_up_to_its_checkpoint_and_replaces_th
     assert [(e.step, e.value) for e in events.Scalars("step/d_loss")] == expected
 
 
+def test_a_new_run_hides_the_tensorboard_points_of_an_attempt_that_died_before_its_first_checkpoint(tmp_path):
+    """metrics.jsonl starts empty in a new run over such an attempt's folder, but TensorBoard showed both attempts'
+    points, two at each step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gankit.runlog import RunLog
+
+    for attempt in (1.0, 2.0):
+        log = RunLog(tmp_path, None)
+        log.write("step", 1, 1, 1.0, {"d_loss": attempt})
+        log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("step/d_loss")] == [(1, 2.0)]
+
+
 def test_read_metrics_skips_a_garbled_line_anywhere_not_only_the_last(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps({"kind": "step", "step": 1}) + '\n{"kind": "step", "st\n'

@@ -93,10 +93,10 @@ class RunLog:
         self.file = open(self.path, "a")
         self.tb_dir = Path(run_dir) / TENSORBOARD_DIR
         self.tb = None
-        if tensorboard:
-            self._open_tensorboard(resume_step)
+        if tensorboard:  # a new run: none kept (those of an attempt that died before its first checkpoint)
+            self._open_tensorboard(-1 if resume_step is None else resume_step)
 
-    def _open_tensorboard(self, kept_step: int | None) -> None:
+    def _open_tensorboard(self, kept_step: int) -> None:
         """TensorBoard's writer; events after `kept_step` (from a run that went on past its checkpoint) are hidden,
         those at it kept, as in metrics.jsonl."""
         try:
@@ -107,8 +107,7 @@ class RunLog:
             return
         _quiet_tensorboard_threads()
         before = _event_files(self.tb_dir)
-        self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir),
-                                                           purge_step=None if kept_step is None else kept_step + 1)))
+        self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir), purge_step=kept_step + 1)))
         new = sorted(set(_event_files(self.tb_dir)) - set(before))
         if self.tb is not None and new and before and max(before) > new[0]:
             # TensorBoard reads a run's event files in name order, and a name is the second, host, process id and a
@@ -118,8 +117,7 @@ class RunLog:
             self._tb(self.tb.close)
             (self.tb_dir / new[0]).unlink(missing_ok=True)
             time.sleep(max(0.0, min(3.0, _event_second(max(before)) + 1 - time.time())))
-            self._tb(lambda: setattr(self, "tb", SummaryWriter(
-                str(self.tb_dir), purge_step=None if kept_step is None else kept_step + 1)))
+            self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir), purge_step=kept_step + 1)))
 
     def _tb(self, call) -> None:
         """A call to TensorBoard's writer; one that fails drops the writer with one warning."""

@@ -93,6 +93,7 @@ class RunLog:
         self.file = open(self.path, "a")
         self.tb_dir = Path(run_dir) / TENSORBOARD_DIR
         self.tb = None
+        self._config: tuple[str, str, int] | None = None  # what `config` wrote: written again after a `rewind` past it
         if tensorboard:  # a new run: none kept (those of an attempt that died before its first checkpoint)
             self._open_tensorboard(-1 if resume_step is None else resume_step)
 
@@ -146,6 +147,23 @@ class RunLog:
         if self.tb is not None:
             self._tb(self.tb.close)
             self._open_tensorboard(step)
+            if self._config is not None and self._config[2] > step:  # hidden with what came after `step`
+                self.config(*self._config[:2], step + 1)
+
+    def config(self, text: str, recipe: str, step: int) -> None:
+        """The run's config.yaml `text` and its `recipe` line (`config.recipe_line`) in TensorBoard's Text tab, at
+        `step` (tags config/yaml/text_summary and config/recipe/text_summary: add_text adds the suffix)."""
+        self._config = (text, recipe, step)
+        if self.tb is None:
+            return
+        yaml_block = "".join(f"    {line}\n" for line in text.splitlines())  # indented: Markdown's code block
+
+        def add() -> None:
+            self.tb.add_text("config/yaml", yaml_block, step)
+            self.tb.add_text("config/recipe", f"`{recipe}`", step)
+            self.tb.flush()
+
+        self._tb(add)
 
     def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float],
               epochs_done: float | None = None) -> None:
@@ -200,6 +218,9 @@ class NullLog:
         pass
 
     def rewind(self, step: int) -> None:
+        pass
+
+    def config(self, text: str, recipe: str, step: int) -> None:
         pass
 
     def image(self, tag: str, path: Path, step: int) -> None:

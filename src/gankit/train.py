@@ -648,6 +648,7 @@ class Trainer:
         found = distributed.from_main(self._checkpoint_to_resume) if resume else None
         if found is not None:
             self._refuse_edited_config(found[0].get("config"))
+            self._trained_config = found[0].get("config")  # (`_log_config`)
             self._load(found[0])
             self._resumes_from = (found[1], self.iteration)
             resumed = True
@@ -667,6 +668,15 @@ class Trainer:
         a new TensorBoard event file made), so that saying it is complete writes nothing (its folder may be
         read-only)."""
         return self.resumed and self.progress() >= 1.0 and not self._final_evaluation_left_out()
+
+    def _log_config(self) -> None:
+        """config.yaml and the recipe line into TensorBoard (`RunLog.config`): at a new run's start (step 0); on
+        resume only where the config differs from its checkpoint's, at the first iteration trained with it, which a
+        resume from that checkpoint again hides (purged with what came after it): never twice at one step."""
+        if self.resumed and self._trained_config == to_dict(self.cfg):
+            return
+        self.log.config((self.run_dir / CONFIG_FILE).read_text(), recipe_line(self.cfg),
+                        self.iteration + 1 if self.resumed else 0)
 
     def say_if_g_steps_span_epochs(self) -> None:
         """One line where a small dataset's epoch has fewer batches than one G step's critic batches: epochs end
@@ -1280,6 +1290,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if more() or not self.resumed:  # (a resume with nothing left to train keeps the run's own budget)
                 save_yaml(cfg, self.run_dir / CONFIG_FILE)
+                self._log_config()
             if self.resumed:
                 self._mend_a_kill()
             elif self._run_existed:  # killed during its first save: no checkpoint, but that save's partial files

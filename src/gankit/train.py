@@ -644,11 +644,12 @@ class Trainer:
 
         self.ckpt_dir = self.run_dir / CHECKPOINTS_DIR
         resumed = False
+        self._trained_config: dict | None = None  # the config of the checkpoint resumed from (`_log_config`)
         # last.pt, else the newest good one; read by rank 0 and sent to the others (they may not share its disk)
         found = distributed.from_main(self._checkpoint_to_resume) if resume else None
         if found is not None:
             self._refuse_edited_config(found[0].get("config"))
-            self._trained_config = found[0].get("config")  # (`_log_config`)
+            self._trained_config = found[0].get("config")
             self._load(found[0])
             self._resumes_from = (found[1], self.iteration)
             resumed = True

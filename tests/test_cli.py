@@ -610,3 +610,78 @@ def test_a_file_in_the_way_is_said_in_the_wording_of_every_write(monkeypatch, tm
     said = f"'{blocker}' is a file where a folder is needed: move or delete it, or choose another path"
     assert done.value.code == 2 and capsys.readouterr().err == f"error: {said}\n"
     assert write_hint(raised.value) == said
+
+
+def _said(command: list[str], capsys) -> tuple[str, str]:
+    """(stdout, stderr) of `gankit COMMAND`, which must succeed."""
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(command)
+    out, err = capsys.readouterr()
+    assert done.value.code == 0, err
+    return out, err
+
+
+def test_evaluate_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_its_human_line(tmp_path, monkeypatch,
+                                                                                               capsys):
+    """`gankit evaluate RUN` only printed its result for people: `--json` prints it as ONE JSON object on stdout
+    (`| jq .fid`), the notes on stderr, a value that is not finite as null (as metrics.jsonl writes it), with the file
+    evaluated and where its training stood."""
+    import json
+
+    import gankit.evaluate
+    from conftest import make_image_folder, tiny_layers
+
+    from gankit.cli import _version
+    from gankit.train import run_training
+
+    make_image_folder(tmp_path / "data", n=16)
+    run = run_training(tiny_layers(tmp_path / "data", epochs=1), tmp_path / "run")
+    scores = {"fid": 12.3456, "kid_mean": 0.012345, "kid_std": 0.00123, "n_fake": 10, "n_real": 16}
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda *a, **k: lambda generate, n: dict(scores))
+    command = ["evaluate", str(run), "-n", "10", "--device", "cpu"]
+    human, _ = _said(command, capsys)
+    out, err = _said(command + ["--json"], capsys)
+    assert human == "FID 12.346  KID 0.01235 ± 0.00123  (10 generated vs 16 real)\n"
+    assert out.count("\n") == 1
+    r = json.loads(out)
+    assert r == {"run": str(run), "checkpoint": str(run / "generator.safetensors"), "iteration": 2, "epoch": 1,
+                 "data": str(tmp_path / "data"), **{k: scores[k] for k in ("fid", "kid_mean", "kid_std")},
+                 "n_fake": 10, "n_real": 16, "seed": 0, "gankit_version": _version()}
+    out, _ = _said(command + ["--json", "--checkpoint", str(run / "checkpoints" / "last.pt")], capsys)
+    assert (json.loads(out)["checkpoint"], json.loads(out)["iteration"], json.loads(out)["epoch"]) == \
+        (str(run / "checkpoints" / "last.pt"), 2, 1)
+    scores.update(fid=float("nan"), kid_std=float("inf"))  # strict JSON: no NaN / Infinity
+    out, _ = _said(command + ["--json"], capsys)
+    assert "NaN" not in out and "Infinity" not in out
+    assert (json.loads(out)["fid"], json.loads(out)["kid_std"]) == (None, None)
+
+
+def test_fid_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_its_human_line(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """`gankit fid A B --json`: the result as ONE JSON object on stdout, both sides' paths and counts; a KID spread
+    of 0 by construction (as many images as a subset) is null, as the human line says there is none."""
+    import json
+
+    import gankit.console
+    import gankit.metrics
+    from gankit.cli import _version
+
+    def scores(a, b, **kwargs):
+        gankit.console.info("a note for people")
+        return {"fid": -0.0001, "kid_mean": 0.5, "kid_std": 0.25, "n_real": 40, "n_fake": 60}
+
+    monkeypatch.setattr(gankit.metrics, "fid_folders", scores)
+    command = ["fid", str(tmp_path / "a"), str(tmp_path / "b"), "--device", "cpu"]
+    human, _ = _said(command, capsys)
+    out, err = _said(command + ["--json"], capsys)
+    assert human == "FID 0.000  KID 0.50000 ± 0.25000  (40 vs 60 images)\n" and err == "a note for people\n"
+    r = json.loads(out)
+    assert out.count("\n") == 1 and r == {"a": str(tmp_path / "a"), "b": str(tmp_path / "b"), "fid": 0.0,
+                                          "kid_mean": 0.5, "kid_std": 0.25, "n_a": 40, "n_b": 60,
+                                          "gankit_version": _version()}
+    monkeypatch.setattr(gankit.metrics, "fid_folders", lambda a, b, **k: {"fid": 1.0, "kid_mean": 0.1, "kid_std": 1e-9,
+                                                                          "n_real": 40, "n_fake": 40})
+    out, _ = _said(command + ["--json"], capsys)
+    assert json.loads(out)["kid_std"] is None

@@ -684,7 +684,7 @@ def test_evaluate_says_where_it_reads_a_dataset_an_older_run_named_relatively(tm
     save_file(load_file(str(shared)), str(shared), metadata={"gankit_config": json.dumps(config)})
     monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda *a, **k: lambda generate, n: {"fid": 1.0})
     capsys.readouterr()
-    assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
+    assert evaluate_run(run, None, n_fake=4, device="cpu")["fid"] == 1.0
     assert f"reading 'data' from here, {tmp_path / 'data'}; pass --data" in capsys.readouterr().err
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -715,7 +715,7 @@ def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_g
     seen = []
     monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
     capsys.readouterr()
-    assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
+    assert evaluate_run(run, None, n_fake=4, device="cpu")["fid"] == 1.0
     assert len(seen[0].images) == 16 and "FID and KID do not need labels" in capsys.readouterr().err
 
 
@@ -751,7 +751,7 @@ def test_evaluate_draws_a_conditional_runs_classes_as_its_real_images_have_them_
     drawn, sample = [], LoadedGenerator.sample
     monkeypatch.setattr(LoadedGenerator, "sample", lambda self, n, seed, batch_size=256, labels=None:
                         drawn.append(labels) or sample(self, n, seed, batch_size, labels))
-    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda *a, **k: lambda generate, n: [generate(k) for k in (4, 4, 2)])
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda *a, **k: lambda generate, n: {"drawn": [generate(k) for k in (4, 4, 2)]})
     evaluate_run(run, None, n_fake=10, device="cpu")
     assert torch.cat(drawn).tolist() == [0, 1, 0, 0, 1, 2, 0, 0, 1, 0]  # 6 a, 3 b, 1 c
     shared = run / "generator.safetensors"
@@ -779,7 +779,7 @@ def test_evaluate_compares_an_unconditional_run_with_every_image_it_trained_on(t
     run = run_training(layers, tmp_path / "run")
     seen = []
     monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
-    assert evaluate_run(run, None, n_fake=4, device="cpu") == {"fid": 1.0}
+    assert evaluate_run(run, None, n_fake=4, device="cpu")["fid"] == 1.0
     assert len(seen[0].images) == 16
 
 
@@ -845,5 +845,5 @@ def test_evaluate_against_other_images_does_not_read_them_with_the_runs_label_fi
     make_image_folder(tmp_path / "other", n=20)
     seen = []
     monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
-    assert evaluate_run(run, str(tmp_path / "other"), n_fake=4, device="cpu") == {"fid": 1.0}
+    assert evaluate_run(run, str(tmp_path / "other"), n_fake=4, device="cpu")["fid"] == 1.0
     assert len(seen[0].images) == 20

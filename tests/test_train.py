@@ -1699,6 +1699,79 @@ def test_a_resume_keeps_tensorboards_points_up_to_its_checkpoint_and_replaces_th
     assert [(e.step, e.value) for e in events.Scalars("step/d_loss")] == expected
 
 
+def test_a_new_run_hides_the_tensorboard_points_of_an_attempt_that_died_before_its_first_checkpoint(tmp_path):
+    """metrics.jsonl starts empty in a new run over such an attempt's folder, but TensorBoard showed both attempts'
+    points, two at each step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gankit.runlog import RunLog
+
+    for attempt in (1.0, 2.0):
+        log = RunLog(tmp_path, None)
+        log.write("step", 1, 1, 1.0, {"d_loss": attempt})
+        log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("step/d_loss")] == [(1, 2.0)]
+
+
+def _config_texts(run) -> list[tuple[int, str, str]]:
+    """(step, config.yaml text, recipe line) of each config TensorBoard shows for `run`, read as TensorBoard reads its
+    Text tab (event_accumulator's EventAccumulator does not purge text after a resume's restart, TensorBoard does)."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"tensors": 0})
+    events.Reload()
+    texts = [[(e.step, e.tensor_proto.string_val[0].decode()) for e in events.Tensors(f"config/{tag}/text_summary")]
+             for tag in ("yaml", "recipe")]
+    assert [step for step, _ in texts[0]] == [step for step, _ in texts[1]]
+    return [(step, yaml_text, recipe) for (step, yaml_text), (_, recipe) in zip(*texts)]
+
+
+def test_tensorboard_holds_the_config_of_a_run_and_of_each_resume_that_changed_it_once_per_step(image_folder, tmp_path,
+                                                                                                monkeypatch):
+    """`tensorboard --logdir runs` showed the curves but not which recipe made them: config.yaml and the recipe line
+    are in its Text tab from the run's start, and again where a resume changed the config (not where it did not), at
+    the resume's first iteration: a resume from the same checkpoint again does not show it twice there."""
+    from gankit.config import from_dict, recipe_line
+
+    original = Trainer._g_phase
+
+    def g_phase_with_ctrl_c(self, kept):
+        if self.iteration == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+        original(self, kept)
+
+    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    layers = tiny_layers(image_folder, epochs=1)  # 4 iterations
+    with pytest.raises(KeyboardInterrupt):
+        run_training(layers, tmp_path / "r")
+    monkeypatch.setattr(Trainer, "_g_phase", original)
+    run = run_training(layers, tmp_path / "r")  # the same config: nothing new
+    first = (run / "config.yaml").read_text()
+    assert _config_texts(run) == [(0, "".join(f"    {line}\n" for line in first.splitlines()),
+                                   f"`{recipe_line(from_dict(yaml.safe_load(first)))}`")]
+    shutil.copy(run / "checkpoints/last.pt", tmp_path / "at_4.pt")
+    layers[0]["train"]["epochs"] = 2
+    for _ in range(2):  # the second time from the same checkpoint, as after a crash before the next one
+        shutil.copy(tmp_path / "at_4.pt", run / "checkpoints/last.pt")
+        run_training(layers, run)
+        texts = _config_texts(run)
+        assert [step for step, _, _ in texts] == [0, 5]
+        assert texts[1][1] == texts[0][1].replace("epochs: 1", "epochs: 2") != texts[0][1] and texts[1][2] == texts[0][2]
+
+
+def test_a_rewind_past_the_config_text_writes_it_again_after_the_checkpoint(tmp_path):
+    """A NaN rollback to the checkpoint a resume started from hides what came after it, the config's text too."""
+    from gankit.runlog import RunLog
+
+    log = RunLog(tmp_path, 2)
+    log.config("a: 1", "recipe: x", 3)
+    log.rewind(2)
+    log.close()
+    assert _config_texts(tmp_path) == [(3, "    a: 1\n", "`recipe: x`")]
+
+
 def test_read_metrics_skips_a_garbled_line_anywhere_not_only_the_last(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps({"kind": "step", "step": 1}) + '\n{"kind": "step", "st\n'

@@ -52,15 +52,20 @@ app = typer.Typer(
 )
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gankit")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        from gankit import __version__
+
+        return __version__
+
+
 def _print_version(asked: bool) -> None:
     if asked:
-        from importlib import metadata
-
-        try:
-            version = metadata.version("gankit")
-        except metadata.PackageNotFoundError:  # run from a source tree that is not installed
-            from gankit import __version__ as version
-        typer.echo(f"gankit {version}")
+        typer.echo(f"gankit {_version()}")
         raise typer.Exit()
 
 
@@ -262,6 +267,9 @@ def _run_given(command: str, argument: Path | None, option: Path | None) -> Path
 
 
 RUN_OPTION_HELP = "The run folder (or file) of the argument, given as gankit train takes it."
+JSON_HELP = ("Print the result as ONE JSON object on stdout, for scripts (notes and progress stay on stderr): fid, "
+             "kid_mean, kid_std (null where a value is not finite, or where every KID subset holds all the images), "
+             "gankit_version")
 
 
 def _memory_hint(lower: str):
@@ -420,6 +428,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Noise seed of the generated images: the same seed draws the same ones."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", parser=_path, help="TorchScript Inception file to use instead of the packaged one."),
+    as_json: bool = _flag("--json", help=JSON_HELP + " (the file evaluated, its iteration and epoch, -n, --n-real and --seed too)"),
 ):
     """FID and KID of a trained generator against real images, offline."""
     from gankit.evaluate import check_feature_memory, evaluate_run
@@ -436,6 +445,10 @@ def evaluate(
     check_seed(seed)
     weights_path(inception_weights)  # there, and the file it should be
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
+    if as_json:
+        _print_json({"run": str(run), "checkpoint": r["checkpoint"], "iteration": r["iteration"], "epoch": r["epoch"],
+                     "data": r["data"], **_scores(r), "n_fake": r["n_fake"], "n_real": r["n_real"], "seed": seed})
+        return
     typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_fake']} generated vs {r['n_real']} real)")
 
 
@@ -446,6 +459,7 @@ def fid(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     batch_size: int = typer.Option(50, "--batch-size", help="Images per Inception forward pass (at most 10 on a CPU, as fast there and quicker to stop)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", parser=_path, help="TorchScript Inception file to use instead of the packaged one."),
+    as_json: bool = _flag("--json", help=JSON_HELP + " (the two paths and their image counts, n_a and n_b, too)"),
 ):
     """FID and KID between two image folders or archives (like pytorch-fid's command line)."""
     from gankit.device import resolve_device
@@ -455,6 +469,9 @@ def fid(
         raise GankitError(f"--batch-size must be at least 1, got {batch_size}")
     r = fid_folders(dir_a, dir_b, device=resolve_device(device), batch_size=batch_size,
                     weights=str(inception_weights) if inception_weights else None)
+    if as_json:
+        _print_json({"a": str(dir_a), "b": str(dir_b), **_scores(r), "n_a": r["n_real"], "n_b": r["n_fake"]})
+        return
     typer.echo(f"FID {max(r['fid'], 0.0):.3f}  {_kid(r)}  ({r['n_real']} vs {r['n_fake']} images)")
 
 
@@ -478,6 +495,24 @@ def compare(
                           "(the page is written there, replacing a file of that name)")
     path = write_compare_report(list(runs), page, progress=True)
     typer.echo(f"wrote {path}")
+
+
+def _scores(r: dict) -> dict:
+    """fid, kid_mean and kid_std of a result as the human line says them (FID at least 0; no KID spread where
+    `_kid` says there is none), as strict JSON numbers (`json_number`: null where not finite)."""
+    from gankit.metrics import kid_spread_is_none
+    from gankit.runlog import json_number
+
+    spread = None if kid_spread_is_none(r["n_fake"], r["n_real"]) else json_number(r["kid_std"])
+    return {"fid": json_number(max(r["fid"], 0.0)), "kid_mean": json_number(r["kid_mean"]), "kid_std": spread}
+
+
+def _print_json(result: dict) -> None:
+    """`--json`: the result and gankit's version as ONE line of strict JSON on stdout (the human lines are on
+    stderr: `console`)."""
+    import json
+
+    typer.echo(json.dumps({**result, "gankit_version": _version()}, allow_nan=False))
 
 
 def _kid(r: dict) -> str:

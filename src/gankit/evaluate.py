@@ -176,4 +176,6 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     classes = run_fake_classes(cfg.eval.fake_classes, cfg.model.num_classes if gen.conditional else 0, n_fake,
                                real_labels, n_real)
     # a fresh seed per chunk: --seed + the images drawn before it
-    return ev(drawing(classes, lambda k, start, labels: gen.sample(k, seed=seed + start, labels=labels)), n_fake)
+    result = ev(drawing(classes, lambda k, start, labels: gen.sample(k, seed=seed + start, labels=labels)), n_fake)
+    # what was measured: the file drawn from, where its training stood (None where the file does not say), the images
+    return {**result, "checkpoint": str(gen.source), **gen.trained, "data": str(path)}

@@ -71,6 +71,12 @@ def read_metrics(path: Path) -> list[dict]:
     return out
 
 
+def json_number(v) -> int | float | None:
+    """A value as metrics.jsonl holds it, strict JSON: an int as it is, any other number (a tensor's, numpy's) as a
+    float, null where it is not finite (NaN, infinity), which JSON has no word for."""
+    return v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None
+
+
 class RunLog:
     """metrics.jsonl, which the run cannot go on without (a line it cannot write is a RunError that says how to
     resume), and TensorBoard's events, which it can: a TensorBoard that cannot be imported or written is one warning
@@ -87,10 +93,11 @@ class RunLog:
         self.file = open(self.path, "a")
         self.tb_dir = Path(run_dir) / TENSORBOARD_DIR
         self.tb = None
-        if tensorboard:
-            self._open_tensorboard(resume_step)
+        self._config: tuple[str, str, int] | None = None  # what `config` wrote: written again after a `rewind` past it
+        if tensorboard:  # a new run: none kept (those of an attempt that died before its first checkpoint)
+            self._open_tensorboard(-1 if resume_step is None else resume_step)
 
-    def _open_tensorboard(self, kept_step: int | None) -> None:
+    def _open_tensorboard(self, kept_step: int) -> None:
         """TensorBoard's writer; events after `kept_step` (from a run that went on past its checkpoint) are hidden,
         those at it kept, as in metrics.jsonl."""
         try:
@@ -101,8 +108,7 @@ class RunLog:
             return
         _quiet_tensorboard_threads()
         before = _event_files(self.tb_dir)
-        self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir),
-                                                           purge_step=None if kept_step is None else kept_step + 1)))
+        self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir), purge_step=kept_step + 1)))
         new = sorted(set(_event_files(self.tb_dir)) - set(before))
         if self.tb is not None and new and before and max(before) > new[0]:
             # TensorBoard reads a run's event files in name order, and a name is the second, host, process id and a
@@ -112,8 +118,7 @@ class RunLog:
             self._tb(self.tb.close)
             (self.tb_dir / new[0]).unlink(missing_ok=True)
             time.sleep(max(0.0, min(3.0, _event_second(max(before)) + 1 - time.time())))
-            self._tb(lambda: setattr(self, "tb", SummaryWriter(
-                str(self.tb_dir), purge_step=None if kept_step is None else kept_step + 1)))
+            self._tb(lambda: setattr(self, "tb", SummaryWriter(str(self.tb_dir), purge_step=kept_step + 1)))
 
     def _tb(self, call) -> None:
         """A call to TensorBoard's writer; one that fails drops the writer with one warning."""
@@ -142,13 +147,29 @@ class RunLog:
         if self.tb is not None:
             self._tb(self.tb.close)
             self._open_tensorboard(step)
+            if self._config is not None and self._config[2] > step:  # hidden with what came after `step`
+                self.config(*self._config[:2], step + 1)
+
+    def config(self, text: str, recipe: str, step: int) -> None:
+        """The run's config.yaml `text` and its `recipe` line (`config.recipe_line`) in TensorBoard's Text tab, at
+        `step` (tags config/yaml/text_summary and config/recipe/text_summary: add_text adds the suffix)."""
+        self._config = (text, recipe, step)
+        if self.tb is None:
+            return
+        yaml_block = "".join(f"    {line}\n" for line in text.splitlines())  # indented: Markdown's code block
+
+        def add() -> None:
+            self.tb.add_text("config/yaml", yaml_block, step)
+            self.tb.add_text("config/recipe", f"`{recipe}`", step)
+            self.tb.flush()
+
+        self._tb(add)
 
     def write(self, kind: str, step: int, epoch: int, time: float, values: dict[str, float],
               epochs_done: float | None = None) -> None:
         """One line of `values`, placed by `step`, `epoch`, `time` and, when given, `epochs_done` (an axis as those
         are: in metrics.jsonl only, not a TensorBoard scalar)."""
-        clean = {k: (v if isinstance(v, int) else float(v) if math.isfinite(float(v)) else None)
-                 for k, v in values.items()}
+        clean = {k: json_number(v) for k, v in values.items()}
         axes = {} if epochs_done is None else {"epochs_done": round(epochs_done, 6)}
         rec = {"kind": kind, "step": step, "epoch": epoch, **axes, "time": round(time, 3), **clean}
         try:
@@ -197,6 +218,9 @@ class NullLog:
         pass
 
     def rewind(self, step: int) -> None:
+        pass
+
+    def config(self, text: str, recipe: str, step: int) -> None:
         pass
 
     def image(self, tag: str, path: Path, step: int) -> None:

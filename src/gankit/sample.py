@@ -44,6 +44,7 @@ class LoadedGenerator:
         self.G, self.cfg, self.class_names, self.device = G, cfg, class_names, device
         self.other_run: list[str] = []  # the config keys of the run folder given that its checkpoint differs in
         self.source: Path | None = None  # the file its weights were read from (load_run_generator)
+        self.trained: dict = {}  # {"iteration", "epoch"} the file was saved at, where it says (`_trained_to`)
 
     @property
     def conditional(self) -> bool:
@@ -174,7 +175,18 @@ def check_drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = F
 def _config_of(d: dict) -> tuple[Config, list[str]]:
     d = dict(d)
     class_names = list(d.pop("class_names", []) or [])
+    for key in TRAINED_KEYS:  # where training stood (`_trained_to`), beside the config in generator.safetensors
+        d.pop(key, None)
     return from_dict(d), class_names
+
+
+TRAINED_KEYS = ("iteration", "epoch")  # where training stood when a file was saved: the iterations, the epochs completed
+
+
+def _trained_to(d: dict) -> dict:
+    """{"iteration", "epoch"} of a checkpoint's state or of generator.safetensors' metadata; None where the file does
+    not say (one an older gankit wrote)."""
+    return {key: d.get(key) if isinstance(d.get(key), int) else None for key in TRAINED_KEYS}
 
 
 def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> LoadedGenerator:
@@ -189,12 +201,12 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
                        f"of --checkpoint '{checkpoint}', or that checkpoint alone in its place (without --checkpoint)")
     other_run = []
     if checkpoint is None:
-        checkpoint, weights, cfg, class_names, ema = _run_folder_generator(run)
+        checkpoint, weights, cfg, class_names, ema, trained = _run_folder_generator(run)
     else:
         checkpoint = Path(checkpoint)
         if not checkpoint.exists() and run.is_dir():  # (a name given relative to the run folder: say what it holds)
             raise missing_checkpoint(checkpoint, run)
-        weights, cfg, class_names, ema = _file_generator(checkpoint)
+        weights, cfg, class_names, ema, trained = _file_generator(checkpoint)
         if run.is_dir() and (other_run := _other_run(run, cfg)):
             warn(f"checkpoint '{checkpoint}' is not of run '{run}': its config differs in "
                  f"{short_list(other_run)}; drawing from the checkpoint's generator, as its own config describes it")
@@ -211,7 +223,7 @@ def load_run_generator(run: str | Path, checkpoint: str | Path | None = None, de
     if ema:  # a checkpoint's EMA generator, as the run's samples, FID and generator.safetensors use it
         G = ema_sampler(G, cfg).eval()
     gen = LoadedGenerator(G, cfg, class_names, dev)
-    gen.other_run, gen.source = other_run, Path(checkpoint)
+    gen.other_run, gen.source, gen.trained = other_run, Path(checkpoint), trained
     return gen
 
 
@@ -232,7 +244,7 @@ def _other_run(run: Path, cfg: Config) -> list[str]:
     return sorted(keys, key=lambda k: not k.startswith("model."))  # the model's first: they tell most
 
 
-def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], bool]:
+def _run_folder_generator(run: Path) -> tuple[Path, dict, Config, list[str], bool, dict]:
     """(file, *`_file_generator`) of a run folder: its generator.safetensors, else (missing or unreadable) its
     newest usable checkpoint, which holds the same generator."""
     if not run.is_dir():
@@ -274,19 +286,20 @@ def _not_a_run(folder: Path) -> str:
             f"train it first (gankit train --run {shlex.quote(str(folder))})")
 
 
-def _file_generator(path: Path, state: dict | None = None) -> tuple[dict, Config, list[str], bool]:
-    """(weights, config, class names, whether they are an EMA generator's to finish with `ema_sampler`) of a
+def _file_generator(path: Path, state: dict | None = None) -> tuple[dict, Config, list[str], bool, dict]:
+    """(weights, config, class names, whether they are an EMA generator's to finish with `ema_sampler`, `_trained_to`) of a
     .safetensors file (the sampler as trained wrote it) or a training checkpoint (`state`: already loaded), whose
     EMA generator, when the run kept one (train.ema), is the one its samples and FID came from."""
     if path.suffix == ".safetensors":
         weights, meta = load_generator(path)
-        return (weights, *_config_of(meta), False)
+        return (weights, *_config_of(meta), False, _trained_to(meta))
     state = state if state is not None else load_checkpoint(path)
     if "G" not in state or "config" not in state:
         raise RunError(f"'{path}' is not a gankit training checkpoint (it has no generator weights or config)")
     ema = state.get("G_ema") is not None
     weights = ema_weights(state["G_ema"]) if ema else state["G"]
-    return (weights, *_config_of({**state["config"], "class_names": state.get("class_names", [])}), ema)
+    return (weights, *_config_of({**state["config"], "class_names": state.get("class_names", [])}), ema,
+            _trained_to(state))
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

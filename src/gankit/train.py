@@ -658,10 +658,12 @@ class Trainer:
 
         self.ckpt_dir = self.run_dir / CHECKPOINTS_DIR
         resumed = False
+        self._trained_config: dict | None = None  # the config of the checkpoint resumed from (`_log_config`)
         # last.pt, else the newest good one; read by rank 0 and sent to the others (they may not share its disk)
         found = distributed.from_main(self._checkpoint_to_resume) if resume else None
         if found is not None:
             self._refuse_edited_config(found[0].get("config"))
+            self._trained_config = found[0].get("config")
             self._load(found[0])
             self._resumes_from = (found[1], self.iteration)
             resumed = True
@@ -681,6 +683,15 @@ class Trainer:
         a new TensorBoard event file made), so that saying it is complete writes nothing (its folder may be
         read-only)."""
         return self.resumed and self.progress() >= 1.0 and not self._final_evaluation_left_out()
+
+    def _log_config(self) -> None:
+        """config.yaml and the recipe line into TensorBoard (`RunLog.config`): at a new run's start (step 0); on
+        resume only where the config differs from its checkpoint's, at the first iteration trained with it, which a
+        resume from that checkpoint again hides (purged with what came after it): never twice at one step."""
+        if self.resumed and self._trained_config == to_dict(self.cfg):
+            return
+        self.log.config((self.run_dir / CONFIG_FILE).read_text(), recipe_line(self.cfg),
+                        self.iteration + 1 if self.resumed else 0)
 
     def say_if_g_steps_span_epochs(self) -> None:
         """One line where a small dataset's epoch has fewer batches than one G step's critic batches: epochs end
@@ -727,6 +738,7 @@ class Trainer:
             "d_skipped": self.d_skipped,
             "rollbacks": self.rollbacks,
             "iteration": self.iteration,
+            "epoch": self.epoch,  # (derived from the cursor: said by `gankit evaluate --json`, not read on resume)
             "cursor": self.cursor,
             # the metrics of the logging interval and of the epoch in progress: a stop inside them (Ctrl-C, kill -9
             # after a save inside the epoch) resumes to the same lines as a run that went on
@@ -866,7 +878,8 @@ class Trainer:
                 self._save_numbered(state)
 
     def _save_generator(self) -> None:
-        save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names},
+        save_generator(self.sampler.state_dict(), {**to_dict(self.cfg), "class_names": self.class_names,
+                                                   "iteration": self.iteration, "epoch": self.epoch},
                        self.run_dir / GENERATOR_FILE)
 
     def _generator_behind(self) -> bool:
@@ -1317,6 +1330,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if more() or not self.resumed:  # (a resume with nothing left to train keeps the run's own budget)
                 save_yaml(cfg, self.run_dir / CONFIG_FILE)
+                self._log_config()
             if self.resumed:
                 self._mend_a_kill()
             elif self._run_existed:  # killed during its first save: no checkpoint, but that save's partial files

@@ -23,7 +23,7 @@ def wide_help(*command):
     """`gankit COMMAND --help` on a terminal wide enough that no help line wraps."""
     import os
 
-    r = run(*command, "--help", env={**os.environ, "COLUMNS": "300"})
+    r = run(*command, "--help", env={**os.environ, "COLUMNS": "600"})
     assert r.returncode == 0, r.stderr
     return r.stdout
 

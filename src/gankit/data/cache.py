@@ -20,6 +20,7 @@ from gankit.console import count, info, warn
 from gankit.errors import RunError
 
 ENV_VAR = "GANKIT_CACHE_DIR"
+CHOOSE_ANOTHER = f"set {ENV_VAR} (or data.cache_dir) to a writable folder"  # said where the cache cannot be written
 # A write's temporary file ('.NAME.XXXXXXXX.tmp') untouched for this long was left by a process that a kill -9 or the
 # system's OOM killer stopped while writing it (Ctrl-C removes its own): as large as the cache it was to become.
 ABANDONED_SECONDS = 3600
@@ -65,13 +66,12 @@ def write(path: Path, payload: dict[str, Any], again: str = "the data will be de
           progress: bool = True) -> bool:
     """Save `payload` to `path` atomically; on failure (read-only, disk full, also half way through torch.save) warn,
     saying what `again` costs, and return False; a folder that cannot be written is said once a process
-    (`_unwritable`). First removes the partial files of writes that a kill cut short."""
-    why = _unwritable(path.parent)
+    (`unwritable`). First removes the partial files of writes that a kill cut short."""
+    why = unwritable(path.parent)
     if why is not None:
         if path.parent not in _off:
             _off.add(path.parent)
-            warn(f"the cache is off: '{path.parent}' is not writable ({why}), so {again}; to cache, set "
-                 f"{ENV_VAR} (or data.cache_dir) to a writable folder")
+            warn(f"the cache is off: '{path.parent}' is not writable ({why}), so {again}; to cache, {CHOOSE_ANOTHER}")
         return False
     _remove_abandoned(path.parent)
     size = sum(v.nbytes for v in payload.values() if isinstance(v, torch.Tensor))
@@ -84,7 +84,7 @@ def write(path: Path, payload: dict[str, Any], again: str = "the data will be de
         return False
 
 
-def _unwritable(folder: Path) -> str | None:
+def unwritable(folder: Path) -> str | None:
     """Why no cache file can be written in `folder` (made when missing): a file in the way, no permission (a read-only
     HOME on a cluster or in a container), a read-only file system; None when one can."""
     try:

@@ -56,6 +56,30 @@ def make_image_folder(root, n: int = 32, size: int = 24, classes: tuple[str, ...
 IMBALANCED = ("a",) * 5 + ("b", "b", "c")
 
 
+@pytest.fixture
+def fake_mps(monkeypatch):
+    """torch.mps's random-state functions (what code on an Apple GPU calls, torch.manual_seed too) faked where there is
+    no Apple GPU: the stream's state is the last seed, a one-element tensor (`fake_mps.state`)."""
+    import torch
+
+    class FakeMPSGenerator:
+        state = torch.tensor([0])
+
+        def get_rng_state(self, device="mps"):
+            return self.state.clone()
+
+        def set_rng_state(self, new_state, device="mps"):
+            self.state = new_state.clone()
+
+        def manual_seed(self, seed):
+            self.state = torch.tensor([int(seed)])
+
+    fake = FakeMPSGenerator()
+    for name in ("get_rng_state", "set_rng_state", "manual_seed"):
+        monkeypatch.setattr(torch.mps, name, getattr(fake, name))
+    return fake
+
+
 class FillsUp:
     """A file on a disk with `room` bytes left: writes beyond that fail with ENOSPC, as a real full disk does."""
 

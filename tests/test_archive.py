@@ -322,3 +322,18 @@ def test_an_archive_without_usable_images_is_named_not_its_cache_folder(tmp_path
             load()
         assert said.format(path) in str(e.value) and os.environ["GANKIT_CACHE_DIR"] not in str(e.value)
         assert "\n" not in str(e.value)
+
+
+def test_an_archive_with_a_cache_that_cannot_be_written_names_the_setting_that_moves_it(tmp_path, monkeypatch):
+    """A HOME that cannot be written (a cluster account, a read-only container HOME) failed extraction with
+    "'FILE' is a file where a folder is needed: move or delete it, or choose another path": which path, not said."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.delenv("GANKIT_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "a-file" / "home"))
+    archive = make_zip(tmp_path / "pokemon.zip", GOOD)
+    with pytest.raises(DataError) as info:
+        load_dataset(archive, 16, progress=False)
+    parent = tmp_path / "a-file" / "home" / ".cache" / "gankit" / "datasets" / "archives"
+    assert str(info.value) == (f"cannot extract '{archive}': the cache folder '{parent}' is not writable "
+                               f"('{tmp_path / 'a-file'}' is a file where a folder is needed): set GANKIT_CACHE_DIR "
+                               "(or data.cache_dir) to a writable folder, or unpack it yourself and pass the folder")

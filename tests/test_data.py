@@ -975,7 +975,7 @@ def test_unwritable_cache_only_warns(tmp_path, csv_folder, capsys):
     (tmp_path / "a-file").write_text("")
     ds = load_folder(csv_folder, RES, cache_dir=tmp_path / "a-file" / "cache", progress=False)
     assert len(ds) == 5
-    assert "could not write the cache" in capsys.readouterr().err
+    assert "the cache is off" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("below", ["", "/deeper"])
@@ -986,8 +986,34 @@ def test_a_cache_dir_that_is_a_file_is_named_in_the_warning(tmp_path, csv_folder
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / f"a-file{below}"))
     assert len(load_folder(csv_folder, RES, progress=False)) == 5
     (line,) = warning_lines(capsys.readouterr().err)
-    assert f"'{tmp_path / 'a-file'}' is a file where a folder is needed: move or delete it, or choose another path" in line
-    assert "check the disk" not in line and line.endswith("the data will be decoded again next time")
+    assert f"'{tmp_path / 'a-file'}' is a file where a folder is needed" in line
+    assert "check the disk" not in line and "the data will be decoded again next time" in line
+
+
+def test_an_unwritable_home_turns_the_cache_off_in_one_line_said_once(tmp_path, csv_folder, monkeypatch, capsys):
+    """A HOME that cannot be written (a shared cluster account, a container's read-only HOME; here one below a file,
+    unwritable even for root) warned 'could not write the cache ...: move or delete it, or choose another path' on
+    each load, without saying which setting chooses another: one line names the folder and GANKIT_CACHE_DIR."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.delenv("GANKIT_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "a-file" / "home"))
+    assert len(load_folder(csv_folder, RES, progress=False)) == 5
+    assert len(load_folder(csv_folder, 8, progress=False)) == 5  # the same folder: nothing said again
+    (line,) = warning_lines(capsys.readouterr().err)
+    folder = tmp_path / "a-file" / "home" / ".cache" / "gankit" / "datasets"
+    assert line.startswith(f"warning: the cache is off: '{folder}' is not writable ('{tmp_path / 'a-file'}' is a file")
+    assert line.endswith("to cache, set GANKIT_CACHE_DIR (or data.cache_dir) to a writable folder")
+
+
+def test_a_cache_folder_without_write_permission_turns_the_cache_off(tmp_path, csv_folder, monkeypatch, capsys):
+    """A read-only cache folder (os.access says so; root can write anywhere, so it is faked) is said in one line, and
+    nothing is tried there."""
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != cache_dir)
+    assert len(load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)) == 5
+    (line,) = warning_lines(capsys.readouterr().err)
+    assert f"'{cache_dir}' is not writable (no permission to write there)" in line and "data.cache_dir" in line
+    assert not list(cache_dir.iterdir())
 
 
 def test_a_cache_that_fills_the_disk_only_warns_and_leaves_no_partial_file(tmp_path, csv_folder, monkeypatch, capsys):

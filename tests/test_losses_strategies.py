@@ -363,3 +363,23 @@ def test_relativistic_noisy_labels_swap_the_relative_scores_targets():
     assert ra_hinge.d_loss(real, fake).item() == pytest.approx(0.0)
     # swapped: reals judged as fakes, mean relu(1 + [2, 4]) = 4; fakes as reals, mean relu(1 - [-4, -2]) = 4
     assert ra_hinge.d_loss(real, fake, swap=True).item() == pytest.approx(8.0)
+
+
+def test_the_ema_sampler_on_an_apple_gpu_forks_and_seeds_its_stream(monkeypatch, fake_mps):
+    """Only CUDA's stream was forked and seeded: on MPS, G's dropout in the standing-statistics passes drew from the
+    training's stream (a resume went on from another state) and the sampler depended on when it was built."""
+    from types import SimpleNamespace
+
+    from gankit import tricks
+
+    cfg = build_config({"train": {"seed": 3}})
+
+    class OnMPS:
+        def parameters(self):
+            yield SimpleNamespace(device=torch.device("mps"))
+
+    seen = []
+    monkeypatch.setattr(tricks, "standing_stats", lambda G, draw: seen.append(fake_mps.state.item()) or G)
+    fake_mps.manual_seed(77)  # the training's stream
+    tricks.ema_sampler(OnMPS(), cfg)
+    assert seen == [3 + 4242] and fake_mps.state.item() == 77

@@ -806,3 +806,75 @@ def test_other_png_ticks_the_thread_count_at_whole_numbers(tmp_path, after):
     ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
     assert ax.get_title() == "threads" and ticks and all(float(t).is_integer() for t in ticks), ticks
     assert 2 in ticks
+
+
+# ----------------------------------------------------------------------------- matplotlib's folder
+
+
+@pytest.fixture
+def mpl_env(tmp_path, monkeypatch):
+    """HOME below a regular file (unwritable even for root), no XDG folders, no MPLCONFIGDIR, temporary files in
+    tmp_path/tmp: what `_mplconfig.choose` sees on a cluster account or in a container with a read-only HOME."""
+    import tempfile
+
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "a-file" / "home"))
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+        monkeypatch.setenv(name, "")  # (set, so that monkeypatch removes what `choose` sets)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return tmp_path
+
+
+def test_matplotlib_says_nothing_when_home_cannot_be_written(mpl_env):
+    """matplotlib logged 'mkdir -p failed for path ~/.config/matplotlib' and 'Matplotlib created a temporary cache
+    directory ... it is highly recommended to set the MPLCONFIGDIR environment variable' in every training run."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TMPDIR": str(mpl_env / "tmp"), "PYTHONPATH": str(Path(gankit.__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-c", "import gankit.report.plots, matplotlib; print(matplotlib.get_cachedir())"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.strip() == str(mpl_env / "tmp" / f"gankit-matplotlib-{os.getuid()}")
+
+
+def test_matplotlib_gets_a_private_folder_kept_between_runs(mpl_env):
+    import os
+
+    from gankit.report import _mplconfig
+
+    _mplconfig.choose.__wrapped__()
+    folder = mpl_env / "tmp" / f"gankit-matplotlib-{os.getuid()}"
+    assert os.environ["MPLCONFIGDIR"] == str(folder) and (folder.stat().st_mode & 0o777) == 0o700
+    os.environ["MPLCONFIGDIR"] = ""
+    _mplconfig.choose.__wrapped__()  # the next run: the same folder
+    assert os.environ["MPLCONFIGDIR"] == str(folder)
+
+
+def test_matplotlib_is_not_given_a_folder_others_can_write(mpl_env):
+    """A `gankit-matplotlib-<uid>` that others may write (or another user made) could hold a matplotlibrc of theirs:
+    a new folder is used instead."""
+    import os
+
+    from gankit.report import _mplconfig
+
+    shared = mpl_env / "tmp" / f"gankit-matplotlib-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)
+    _mplconfig.choose.__wrapped__()
+    chosen = Path(os.environ["MPLCONFIGDIR"])
+    assert chosen != shared and chosen.parent == mpl_env / "tmp" and chosen.is_dir()
+
+
+@pytest.mark.parametrize("setting", ["MPLCONFIGDIR", "HOME"])
+def test_matplotlib_keeps_its_folder_where_it_can_write_it(mpl_env, monkeypatch, setting):
+    """A folder the user set, or a writable HOME, is left to matplotlib."""
+    import os
+
+    from gankit.report import _mplconfig
+
+    monkeypatch.setenv(setting, str(mpl_env / "mine"))
+    _mplconfig.choose.__wrapped__()
+    assert os.environ["MPLCONFIGDIR"] == (str(mpl_env / "mine") if setting == "MPLCONFIGDIR" else "")
+    assert not list((mpl_env / "tmp").iterdir())

@@ -474,6 +474,30 @@ def test_resume_equals_straight_run(image_folder, tmp_path):
     assert steps == sorted(set(steps))
 
 
+def test_a_checkpoint_on_an_apple_gpu_keeps_its_random_stream(image_folder, tmp_path, fake_mps):
+    """Only CUDA's random state was saved and restored: a run resumed on MPS went on from another stream than the
+    straight run's. (No Apple GPU here: the trainer is told it is on one, and torch.mps's generator is faked.)"""
+    trainer = _trainer(tiny_layers(image_folder), image_folder, tmp_path / "run")
+    assert trainer.state_dict()["rng_mps"] is None  # on the CPU
+    trainer.device = torch.device("mps")
+    fake_mps.manual_seed(5)
+    state = trainer.state_dict()
+    fake_mps.manual_seed(6)  # the stream went on after the save
+    trainer._load(state)
+    assert fake_mps.state.item() == 5
+
+
+def test_an_evaluation_on_an_apple_gpu_leaves_the_trainings_stream_alone(image_folder, tmp_path, fake_mps):
+    """torch.manual_seed of the evaluation seeds the Apple GPU's stream too, which only CUDA's was put back from."""
+    layers = tiny_layers(image_folder) + [{"eval": {"every": 1, "share": 0}}]
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    trainer._evaluator = lambda generate, n: {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
+    trainer.device = torch.device("mps")
+    fake_mps.manual_seed(5)
+    trainer._evaluate(1)
+    assert fake_mps.state.item() == 5
+
+
 def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     before = (run / "checkpoints/last.pt").stat().st_mtime_ns

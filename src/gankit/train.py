@@ -752,6 +752,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "rng_device": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "rng_mps": torch.mps.get_rng_state() if self.device.type == "mps" else None,  # the Apple GPU's stream
             "class_names": self.class_names,
             "image_classes": self.image_classes,  # each image's class: a label file edited since is said on resume
             "best_fid": self.best_fid,
@@ -833,6 +834,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         if self.device.type == "cuda" and state.get("rng_device") is not None:  # every DDP rank continues rank 0's stream
             torch.cuda.set_rng_state(state["rng_device"], self.device)
+        if self.device.type == "mps" and state.get("rng_mps") is not None:
+            torch.mps.set_rng_state(state["rng_mps"])
 
     def _dataset_changed(self, saved_images: int | None) -> None:
         """A dataset that gained or lost images since the checkpoint: said in one line, and the position re-counted
@@ -1706,6 +1709,7 @@ class Trainer:
                                         cache_dir=self.cfg.data.cache_dir, stop=self._stop_requested)
         rng = torch.get_rng_state()  # evaluation noise must not change the training's random stream
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        mps_rng = torch.mps.get_rng_state() if self.device.type == "mps" else None  # (torch.manual_seed seeds it too)
         torch.manual_seed(self.cfg.train.seed + 7919 * epoch)
         classes = run_fake_classes(ev.fake_classes, self.num_classes, ev.n_fake, self.data.labels, ev.n_real)
         try:
@@ -1714,6 +1718,8 @@ class Trainer:
             torch.set_rng_state(rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
+            if mps_rng is not None:
+                torch.mps.set_rng_state(mps_rng)
         values = {k: result[k] for k in ("fid", "kid_mean", "kid_std", "n_fake", "n_real")}
         # how long it took (the line's time is the training clock before it): the report tells training from evaluating
         values["eval_seconds"] = round(time.perf_counter() - started, 3)

@@ -113,13 +113,16 @@ def ema_sampler(G: torch.nn.Module, cfg) -> torch.nn.Module:
 
     # G's dropout draws from the global streams in those passes: forked and seeded, so that training's streams are
     # untouched (a checkpoint's random state, saved before the sampler was built, resumed to other weights) and the
-    # sampler is the same network wherever it is built
+    # sampler is the same network wherever it is built; on an Apple GPU its one stream (index 0) is forked
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    mps = device.type == "mps"
+    with torch.random.fork_rng(devices=[0] if mps else cuda, device_type="mps" if mps else "cuda"):
         torch.default_generator.manual_seed(cfg.train.seed + 4242)
         if cuda:
             with torch.cuda.device(cuda[0]):
                 torch.cuda.manual_seed(cfg.train.seed + 4242)
+        if mps:
+            torch.mps.manual_seed(cfg.train.seed + 4242)
         return standing_stats(G, draw)
 
 

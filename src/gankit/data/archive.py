@@ -83,6 +83,10 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
     target = parent / f"{_safe(stem)}-{key}"
     _remove_abandoned(parent)
     if not _reusable(archive, target):
+        why = cache.unwritable(parent)
+        if why is not None:
+            raise DataError(f"cannot extract '{archive}': the cache folder '{parent}' is not writable ({why}): "
+                            f"{cache.CHOOSE_ANOTHER}, or unpack it yourself and pass the folder")
         members = _checked_members(archive, os.path.realpath(parent / "check"), progress)
         _check_space(archive, parent, sum(size for _, size in members))
         if progress:

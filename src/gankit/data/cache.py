@@ -15,16 +15,18 @@ from typing import Any
 
 import torch
 
-from gankit.checkpoint import _atomic_write
+from gankit.checkpoint import _atomic_write, file_in_the_way
 from gankit.console import count, info, warn
 from gankit.errors import RunError
 
 ENV_VAR = "GANKIT_CACHE_DIR"
+CHOOSE_ANOTHER = f"set {ENV_VAR} (or data.cache_dir) to a writable folder"  # said where the cache cannot be written
 # A write's temporary file ('.NAME.XXXXXXXX.tmp') untouched for this long was left by a process that a kill -9 or the
 # system's OOM killer stopped while writing it (Ctrl-C removes its own): as large as the cache it was to become.
 ABANDONED_SECONDS = 3600
 # A cache file at least this large is said before it is read or written (a 1.6 GB one takes 4-5 s, silent otherwise).
 LARGE_BYTES = 500 * 2**20
+_off: set[Path] = set()  # the cache folders `write` found unwritable and said so of: once a process each
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -63,7 +65,14 @@ def read(path: Path, key: str, progress: bool = True) -> dict[str, Any] | None:
 def write(path: Path, payload: dict[str, Any], again: str = "the data will be decoded again next time",
           progress: bool = True) -> bool:
     """Save `payload` to `path` atomically; on failure (read-only, disk full, also half way through torch.save) warn,
-    saying what `again` costs, and return False. First removes the partial files of writes that a kill cut short."""
+    saying what `again` costs, and return False; a folder that cannot be written is said once a process
+    (`unwritable`). First removes the partial files of writes that a kill cut short."""
+    why = unwritable(path.parent)
+    if why is not None:
+        if path.parent not in _off:
+            _off.add(path.parent)
+            warn(f"the cache is off: '{path.parent}' is not writable ({why}), so {again}; to cache, {CHOOSE_ANOTHER}")
+        return False
     _remove_abandoned(path.parent)
     size = sum(v.nbytes for v in payload.values() if isinstance(v, torch.Tensor))
     _say_if_large("writing", path, size, progress)
@@ -73,6 +82,17 @@ def write(path: Path, payload: dict[str, Any], again: str = "the data will be de
     except RunError as exc:
         warn(f"{exc}; {again}")
         return False
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why no cache file can be written in `folder` (made when missing): a file in the way, no permission (a read-only
+    HOME on a cluster or in a container), a read-only file system; None when one can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = file_in_the_way(e)
+        return f"'{blocker}' is a file where a folder is needed" if blocker else (e.strerror or str(e)).lower()
+    return None if os.access(folder, os.W_OK) else "no permission to write there"
 
 
 def _say_if_large(doing: str, path: Path, size: int, progress: bool) -> None:

@@ -14,6 +14,10 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from gankit.report import _mplconfig
+
+_mplconfig.choose()  # before the functions below import matplotlib, which reads the folder chosen
+
 #: Installed fonts tried, in this order, for CJK characters (DejaVu Sans has none): Linux's, then Windows' (Yu Gothic...
 #: Malgun Gothic), then macOS' (PingFang... AppleGothic).
 CJK_FAMILIES = (

@@ -11,10 +11,14 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib import rcParams
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+
+from gankit.report import _mplconfig
+
+_mplconfig.choose()  # before matplotlib is imported, which reads the folder chosen
+from matplotlib import rcParams  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from gankit.layout import PLOTS_DIR
 from gankit.report._io import atomic_path

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gankit.errors import Interrupted
+from gankit.errors import Interrupted, RunError
 
 GANKIT = [sys.executable, "-m", "gankit"]
 
@@ -575,9 +575,11 @@ def test_every_config_key_a_flag_sets_is_named_by_that_flag_in_errors(monkeypatc
 @pytest.mark.parametrize("too_long", ["name", "path"])
 def test_a_run_path_too_long_for_the_file_system_says_so(image_folder, tmp_path, capsys, too_long):
     """A --run with a name over 255 bytes, or a path over PATH_MAX, said "File name too long: check the path and its
-    permissions": a shorter name is the fix. Failed writes say it in the same words."""
-    from gankit.checkpoint import NAME_TOO_LONG, write_hint
+    permissions": a shorter name is the fix. Failed writes say it in the same words. The path is shown with its middle
+    cut out (MAX_PATH_SHOWN characters): a path over PATH_MAX made an error line of 5000 characters."""
+    from gankit.checkpoint import NAME_TOO_LONG, atomic_write_text, write_hint
     from gankit.cli import main
+    from gankit.console import MAX_PATH_SHOWN
 
     run = tmp_path / ("r" * 300 if too_long == "name" else "/".join(["r" * 200] * 25))
     with pytest.raises(SystemExit) as done:
@@ -586,6 +588,13 @@ def test_a_run_path_too_long_for_the_file_system_says_so(image_folder, tmp_path,
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.startswith("error: ") and err.endswith(f"File name too long: {NAME_TOO_LONG}\n")
     assert write_hint(OSError(errno.ENAMETOOLONG, "File name too long")) == NAME_TOO_LONG
+    shown = err[len("error: '"):err.index("': ")]
+    assert len(shown) == MAX_PATH_SHOWN and shown.startswith(str(tmp_path)) and "r\u2026r" in shown
+    with pytest.raises(RunError) as failed:
+        atomic_write_text(run / "config.yaml", "name: r\n")
+    shown = str(failed.value).split("'")[1]
+    assert str(failed.value) == f"could not write '{shown}' (File name too long): {NAME_TOO_LONG}"
+    assert len(shown) == MAX_PATH_SHOWN and shown.startswith(str(tmp_path)) and shown.endswith("r/config.yaml")
 
 
 def test_a_file_in_the_way_is_said_in_the_wording_of_every_write(monkeypatch, tmp_path, capsys):

@@ -477,3 +477,33 @@ def test_the_generated_time_says_its_time_zone(tmp_path, time_zone):
     time_zone("<-03>3")  # a zone without a name: its offset alone
     page = write_compare_report([make_run(tmp_path, "b", epochs=1)], tmp_path / "r.html").read_text()
     assert re.search(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC-03:00\. ", page)
+
+
+def test_compare_warns_when_conditional_runs_drew_their_fake_classes_otherwise(tmp_path, figures):
+    """eval.fake_classes (a conditional run's fake classes by the real class counts, or uniformly: what a run made
+    before the key keeps) changes what FID and KID measure: conditional runs that differ in it were compared without a
+    word. An unconditional run draws no classes: an old dcgan run vs a new one says nothing."""
+    a, b = (make_run(tmp_path, name, run_index=i, epochs=2, fids=[200.0, 150.0]) for i, name in enumerate("ab"))
+    config = b / "config.yaml"
+    config.write_text(config.read_text() + "eval:\n  fake_classes: data\n")  # a is older: it counts as uniform
+
+    def page():
+        figures.clear()
+        text = write_compare_report([a, b], tmp_path / "r.html").read_text()
+        return (text[text.index('id="best-metrics"'):text.index('id="final-grids"')],
+                text[text.index('id="fid-curves"'):text.index('id="loss-curves"')])
+
+    best, curves = page()
+    assert "compare" not in best and "compare" not in curves
+    assert not any("comparable" in ax.get_title() for fig in figures for ax in fig.axes)
+    for run in (a, b):
+        (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("arch: dcgan", "arch: acgan"))
+    best, curves = page()
+    assert "FID and KID with different eval.fake_classes: generated images of another mix of classes" in best
+    assert "neither their FIDs nor their KIDs compare" in best
+    assert "neither their FID nor their KID curves compare" in curves
+    titles = {ax.get_ylabel().split()[0]: ax.get_title() for fig in figures for ax in fig.axes}
+    assert "not comparable across these runs (different eval.fake_classes)" in titles["FID"]
+    assert "not comparable across these runs (different eval.fake_classes)" in titles["KID"]
+    config.write_text(config.read_text().replace("fake_classes: data", "fake_classes: uniform"))
+    assert "compare" not in page()[0]

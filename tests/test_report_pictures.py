@@ -389,3 +389,31 @@ def test_save_grid_fills_a_rectangle_when_one_is_not_too_elongated(tmp_path, n, 
         assert im.size == (across * 10 + 2, down * 10 + 2)
     with Image.open(save_grid(torch.zeros(n, 3, 8, 8), tmp_path / "g.png", nrow=1)) as im:
         assert im.size == (12, n * 10 + 2)  # an explicit nrow is kept
+
+
+def test_noto_fonts_of_other_scripts_are_found_and_the_hint_names_their_package(installed_fonts, only_fonts,
+                                                                                   capsys):
+    """A class or run named in Thai ('ทดสอบ'), Devanagari, Bengali, Tamil, Ethiopic... was written as code points even
+    with Debian's fonts-noto-core installed (only CJK and symbol fonts were looked for), and the warning named symbol
+    fonts. Their Noto families are found by name (no scan of every installed file); the warning names the package."""
+    from gankit.report import fonts
+
+    assert installed_fonts(("Noto Sans Thai UI", "DejaVuSerif.ttf", 400),
+                           ("Noto Sans Symbols", "DejaVuSerif.ttf", 400),
+                           ("Noto Sans Thai", "STIXGeneral.ttf", 400), ("Noto Sans Hebrew", "DejaVuSerif.ttf", 400),
+                           ("Noto Sans CJK JP", "DejaVuSans-Bold.ttf", 400)) == [
+        "DejaVu Sans", "Noto Sans CJK JP", "Noto Sans Thai", "Noto Sans Hebrew", "Noto Sans Symbols"]
+    assert fonts.font_for("Ⓐ").family == "Noto Sans Thai"  # (this fake's file, STIXGeneral, has it)
+
+    only_fonts()
+    assert fonts.displayable("ทดสอบ") == "U+0E17 U+0E14 U+0E2A U+0E2D U+0E1A"
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: no installed font can draw 'ทดสอบ': ")
+    assert "install Noto Sans Thai (Debian/Ubuntu: sudo apt install fonts-noto-core), then" in line
+    fonts._told.clear()
+    assert fonts.displayable("שלום ქართ") == "שלום ქართ"  # (DejaVu Sans has Hebrew, Arabic, Georgian, Armenian)
+    fonts.displayable("नमस्ते ኢት 日")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert ("install a CJK font (Debian/Ubuntu: sudo apt install fonts-noto-cjk; Fedora: sudo dnf install google-noto-"
+            "sans-cjk-fonts) and Noto Sans Devanagari, Noto Sans Ethiopic (Debian/Ubuntu: sudo apt install"
+            " fonts-noto-core), then") in line

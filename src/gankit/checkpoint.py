@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 
 from gankit import distributed
-from gankit.console import short_list, warn
+from gankit.console import short_list, short_path, warn
 from gankit.errors import RunError
 from gankit.layout import CHECKPOINTS_DIR, PLOTS_DIR, SAMPLES_DIR
 
@@ -102,7 +102,8 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
         if sync:
             _fsync_dir(path.parent)
     except OSError as e:
-        raise RunError(f"could not write {what}'{path}' ({e.strerror or e}): {write_hint(e)}{then}") from None
+        raise RunError(f"could not write {what}'{short_path(path)}' ({e.strerror or e}): {write_hint(e)}{then}") \
+            from None
     finally:
         if tmp is not None:
             try:

@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
     except OSError as e:  # a path that cannot be written or read: the user's to fix, not a bug
-        where = f"'{e.filename}': " if e.filename else ""
+        where = f"'{console.short_path(e.filename)}': " if e.filename else ""
         from gankit.checkpoint import NAME_TOO_LONG, in_the_way
 
         blocker = in_the_way(e)

@@ -8,6 +8,9 @@ import time
 
 LINE_EVERY = 30.0  # seconds between two progress lines when stderr is not a terminal
 MAX_NAMED = 5  # names a message lists before it says "and N more"
+ELLIPSIS = "\u2026"
+#: The most characters of a path that a message shows (`short_path`): one too long for the file system has thousands.
+MAX_PATH_SHOWN = 200
 
 
 def printable(text: str, mark: str = "\ufffd") -> str:
@@ -112,6 +115,18 @@ def short_list(names: list[str]) -> str:
     """The first MAX_NAMED names, then how many more."""
     shown = ", ".join(names[:MAX_NAMED])
     return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"
+
+
+def cut_middle(text: str, keep: int) -> str:
+    """`text` with its middle cut out for an ellipsis so that `keep` of its characters remain, the first and the last
+    ('wgan_clip_a_ver\u2026cope_with_it_xx'); whole when it has no more."""
+    return text if keep >= len(text) else text[:(keep + 1) // 2] + ELLIPSIS + text[len(text) - keep // 2:]
+
+
+def short_path(path) -> str:
+    """`path` as a message shows it: whole, or its start and its end with an ellipsis between (at most
+    MAX_PATH_SHOWN characters) where it is longer: a path too long for the file system made an error line of 5000."""
+    return cut_middle(str(path), MAX_PATH_SHOWN - 1)
 
 
 def clock(seconds: float) -> str:

@@ -150,7 +150,14 @@ def _header(runs, labels, colors) -> str:
 
 #: Config keys that change how FID/KID are measured: FID falls as it sees more images, so runs that measured with
 #: other values have FIDs that do not compare (KID is unbiased in the number of images).
-MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights")
+MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes")
+#: The MEASURING keys that change KID as well as FID, each with why.
+CHANGES_KID = {
+    "eval.inception_weights": "other Inception weights give other features",
+    "eval.fake_classes": "generated images of another mix of classes are another distribution",
+}
+#: The MEASURING keys that change the FID of conditional runs only (an unconditional run draws no classes).
+CONDITIONAL_ONLY = ("eval.fake_classes",)
 
 
 def _output_only(key: str) -> bool:
@@ -284,18 +291,25 @@ def _evaluations(n: int, seconds: float | None) -> str:
 
 def _measuring_differences(runs, flat, defaults) -> list[str]:
     """The MEASURING keys whose values differ between the runs that logged FID (`flat`: each run's flattened
-    config)."""
+    config); a CONDITIONAL_ONLY key, between the conditional ones."""
+    from gankit.config import CONDITIONAL_ARCHS
+
     measured = [f for r, f in zip(runs, flat) if r.best is not None and f]
-    return [k for k in MEASURING if len({_cell(_value(f, k, defaults)) for f in measured}) > 1]
+    conditional = [f for f in measured if _value(f, "model.arch", defaults) in CONDITIONAL_ARCHS]
+    return [k for k in MEASURING
+            if len({_cell(_value(f, k, defaults)) for f in (conditional if k in CONDITIONAL_ONLY else measured)}) > 1]
 
 
 def _measured_apart(differ: list[str]) -> str:
-    """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights."""
+    """A warning when runs that logged FID measured it with different eval.n_fake / n_real / Inception weights /
+    fake classes."""
     if not differ:
         return ""
-    if "eval.inception_weights" in differ:
-        return _note(f"These runs measured FID and KID with different {' / '.join(differ)}: other Inception weights"
-                     " give other features, so neither their FIDs nor their KIDs compare.")
+    kid_too = [k for k in differ if k in CHANGES_KID]
+    if kid_too:
+        why = "; ".join(CHANGES_KID[k] for k in kid_too)
+        return _note(f"These runs measured FID and KID with different {' / '.join(differ)}: {why}, so neither their"
+                     " FIDs nor their KIDs compare.")
     return _note(f"These runs measured FID with different {' / '.join(differ)}: FID depends on how many images it "
                  "sees, so their FIDs do not compare; their KIDs do, within KID's \u00b1: compare them on the KID"
                  " curves (under FID / KID curves), not the FID curves.")
@@ -403,8 +417,8 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
     with_kid = [(r, lab, c, i) for i, (r, lab, c) in enumerate(zip(runs, labels, colors)) if _kid_points(r)]
     if not with_fid and not with_kid:
         return _note("Not available: no run logged FID or KID.")
-    counts_differ = bool(differ) and "eval.inception_weights" not in differ
-    weights_differ = "eval.inception_weights" in differ
+    kid_differ = [k for k in differ if k in CHANGES_KID]
+    counts_differ = bool(differ) and not kid_differ
     parts, kid_parts = [], []
     for x, scale, xlabel in (("epoch", 1.0, "epoch"), ("time", 60.0, TIME_LABEL)):  # the times include evaluations
         if with_fid:
@@ -439,7 +453,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
                 lines += ax.plot(xs, kid, marker="s", ms=3, ls=_dash(i), color=c, label=literal(label))
                 ax.fill_between(xs, kid - std, kid + std, color=c, alpha=0.15, lw=0)
             caveat = ("\ncomparable across these runs (FID is not)" if counts_differ else
-                      "\nnot comparable across these runs (different eval.inception_weights)" if weights_differ else "")
+                      f"\nnot comparable across these runs (different {' / '.join(kid_differ)})" if kid_differ else "")
             ax.set(title=f"KID vs {x} (band = \u00b1 kid_std){caveat}", xlabel=xlabel,
                    ylabel="KID (lower is better)")
             if x == "epoch":
@@ -450,9 +464,9 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
     if counts_differ and with_kid:
         intro = _note(f"These runs measured with different {' / '.join(differ)}: compare them on the KID curves"
                       " (KID does not depend on how many images it sees); their FID curves do not compare.")
-    elif weights_differ:
-        intro = _note("These runs measured with different Inception weights: neither their FID nor their KID curves"
-                      " compare.")
+    elif kid_differ:
+        intro = _note(f"These runs measured with different {' / '.join(kid_differ)}: neither their FID nor their KID"
+                      " curves compare.")
     missing = [lab for r, lab in zip(runs, labels) if not _fid_points(r)]
     note = _note("No FID logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
     no_kid = [lab for r, lab in zip(runs, labels) if not _kid_points(r) and _fid_points(r)]

@@ -1,10 +1,11 @@
 """Fonts for the text the report draws (run names in plot titles, class names in label grids), in one place.
 
-DejaVu Sans (shipped with matplotlib: Latin, Greek, Cyrillic) comes first, then installed wide-coverage fonts
-(`FALLBACK_FAMILIES`, e.g. Noto Sans CJK, Yu Gothic, Hiragino Sans, Microsoft YaHei, then any other installed family
-named like `FALLBACK_MARKERS`) found through matplotlib's font manager. A character none of them has is written as a
-readable stand-in (its accents stripped, else its code point, 'U+706B') rather than drawn as a box with a "Glyph
-missing" warning per glyph, and the first such text gets one warning line saying what font to install.
+DejaVu Sans (shipped with matplotlib: Latin, Greek, Cyrillic, Arabic, Hebrew, Georgian, Armenian) comes first, then
+installed wide-coverage fonts (`FALLBACK_FAMILIES`, e.g. Noto Sans CJK, Yu Gothic, Hiragino Sans, Microsoft YaHei, Noto
+Sans Thai / Devanagari / Tamil..., then any other installed family named like `FALLBACK_MARKERS`) found through
+matplotlib's font manager. A character none of them has is written as a readable stand-in (its accents stripped,
+else its code point, 'U+706B') rather than drawn as a box with a "Glyph missing" warning per glyph, and the first such
+text gets one warning line saying what font to install.
 """
 
 from __future__ import annotations
@@ -29,9 +30,21 @@ CJK_FAMILIES = (
     "PingFang SC", "Hiragino Sans", "Hiragino Kaku Gothic Pro", "Hiragino Kaku Gothic ProN", "Hiragino Sans GB",
     "Apple SD Gothic Neo", "AppleGothic",
 )
+#: Scripts (as the first word of their characters' Unicode names says them: 'THAI CHARACTER KO KAI') that each have a
+#: Noto font named "Noto Sans <Script>" (on Debian/Ubuntu in fonts-noto-core).
+NOTO_SCRIPTS = (
+    "Thai", "Lao", "Khmer", "Myanmar", "Arabic", "Hebrew", "Syriac", "Thaana", "Devanagari", "Bengali", "Gurmukhi",
+    "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Georgian", "Armenian", "Ethiopic",
+    "Cherokee", "Tifinagh", "Mongolian",
+)
+#: Then these, for the scripts of other languages: the Noto fonts, then Windows' (Segoe UI: Arabic, Hebrew, Georgian,
+#: Armenian; Nirmala UI: Indian scripts; Leelawadee UI: Thai, Lao; Ebrima: Ethiopic).
+SCRIPT_FAMILIES = tuple(f"Noto Sans {script}" for script in NOTO_SCRIPTS) + (
+    "Noto Naskh Arabic", "Segoe UI", "Nirmala UI", "Leelawadee UI", "Ebrima",
+)
 #: Then these, for other characters DejaVu Sans lacks (symbols mostly).
 OTHER_FAMILIES = ("Arial Unicode MS", "Noto Sans", "Noto Sans Symbols", "Noto Sans Symbols 2")
-FALLBACK_FAMILIES = CJK_FAMILIES + OTHER_FAMILIES
+FALLBACK_FAMILIES = CJK_FAMILIES + SCRIPT_FAMILIES + OTHER_FAMILIES
 #: Other installed families tried after `FALLBACK_FAMILIES` (by name) when their name holds one of these.
 FALLBACK_MARKERS = ("CJK", "Source Han Sans", "Hiragino", "WenQuanYi")
 PRIMARY_FAMILY = "DejaVu Sans"
@@ -130,13 +143,25 @@ def tell_missing(text: str, missing: list[str]) -> None:
 
     from gankit.console import warn
 
-    cjk = any(unicodedata.east_asian_width(ch) in "WF" for ch in missing)
-    font = ("a CJK font (Debian/Ubuntu: sudo apt install fonts-noto-cjk; Fedora: sudo dnf install "
-            "google-noto-sans-cjk-fonts)" if cjk else f"a font that has them ({', '.join(OTHER_FAMILIES)})")
+    fonts_for = []
+    if any(unicodedata.east_asian_width(ch) in "WF" for ch in missing):
+        fonts_for.append("a CJK font (Debian/Ubuntu: sudo apt install fonts-noto-cjk; Fedora: sudo dnf install "
+                         "google-noto-sans-cjk-fonts)")
+    scripts = list(dict.fromkeys(s for s in map(_noto_script, missing) if s))
+    if scripts:
+        fonts_for.append(f"{', '.join(f'Noto Sans {s}' for s in scripts)} (Debian/Ubuntu: sudo apt install "
+                         "fonts-noto-core)")
+    font = " and ".join(fonts_for) or f"a font that has them ({', '.join(OTHER_FAMILIES)})"
     chars = "".join(dict.fromkeys(missing))
     what = repr(text) if set(chars) == set(text) else f"{chars!r} in {text!r}"
     warn(f"no installed font can draw {what}: figures write stand-ins ({missing[0]!r} -> {stand_in(missing[0])!r}). "
          f"To draw them, install {font}, then delete matplotlib's font cache {Path(get_cachedir()) / 'fontlist-*.json'}")
+
+
+def _noto_script(ch: str) -> str | None:
+    """The script of `ch` among NOTO_SCRIPTS ('ท' -> 'Thai'), or None."""
+    script = unicodedata.name(ch, "").split(" ")[0].split("-")[0].title()  # 'ARABIC-INDIC DIGIT ONE' -> 'Arabic'
+    return script if script in NOTO_SCRIPTS else None
 
 
 def mpl_families(text: str = "") -> list[str]:

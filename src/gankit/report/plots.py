@@ -235,16 +235,13 @@ def other_figure(run: Run) -> Figure | None:
 # ----------------------------------------------------------------------------------------- helpers
 
 
-ELLIPSIS = "\u2026"
-
-
 def run_title(where, name: str, kind: str, **kwargs) -> None:
     """Title `where` (an axes, or a figure: its suptitle) '<run name>: <kind>', the run's name shortened in the middle
     ('wgan_clip_a_ver…cope_with_it_xx: losses') so that the whole title fits over its panel: a long name was cut off at
     both sides, losing what the plot shows. An empty `kind` titles with the name alone."""
     from matplotlib.font_manager import FontProperties
 
-    from gankit.console import printable
+    from gankit.console import ELLIPSIS, cut_middle, printable
 
     is_fig = isinstance(where, Figure)
     fig = where if is_fig else where.figure
@@ -256,7 +253,7 @@ def run_title(where, name: str, kind: str, **kwargs) -> None:
     budget = _title_room(where) - 20  # px, a little air at the sides
 
     def text(n):
-        short = full if n >= len(full) else full[:(n + 1) // 2] + ELLIPSIS + full[len(full) - n // 2:]
+        short = cut_middle(full, n)
         return f"{short}: {kind}" if kind else short
 
     def fits(n):

@@ -546,7 +546,8 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     monkeypatch.setattr(Trainer, "_generate", lambda self, z, y: drawn.append((z, y)) or generate(self, z, y))
     cfg = yaml.safe_load((run_training(layers, tmp_path / "a") / "config.yaml").read_text())
     assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("acgan", 2)
-    assert "images of 2 classes at 16px" in capsys.readouterr().err  # the start line
+    err = capsys.readouterr().err
+    assert "images of 2 classes at 16px" in err and "sample grids show" not in err  # the start line; every class shown
     # its epoch grid: one row per class (its name at the left), the same noise down each of the 8 columns
     z, y = drawn[0]
     assert y.tolist() == [0] * 8 + [1] * 8 and torch.equal(z[:8], z[8:]) and len(set(z[:8, 0].tolist())) == 8
@@ -558,6 +559,23 @@ def test_labels_train_a_conditional_model_unless_told_otherwise(tmp_path, capsys
     cfg = yaml.safe_load((run_training(layers, tmp_path / "b") / "config.yaml").read_text())
     assert (cfg["model"]["arch"], cfg["model"]["num_classes"]) == ("dcgan", 0)
     assert "the labels are not used" in capsys.readouterr().err
+
+
+def test_a_conditional_run_says_which_classes_its_sample_grids_leave_out(tmp_path, capsys, monkeypatch):
+    """log.n_samples below the classes (16 for Pokemon's 17 types) showed the first 16 in one column, 'water' never,
+    and nothing said so: one line at the start names the classes left out and the setting that shows them all."""
+    from gankit.train import Trainer
+
+    make_image_folder(tmp_path / "pets", n=12, classes=("cat", "dog", "eel"))
+    layers = tiny_layers(tmp_path / "pets", max_steps=1) + [{"data": {"labels": "folders"}, "log": {"n_samples": 2}}]
+    drawn, generate = [], Trainer._generate
+    monkeypatch.setattr(Trainer, "_generate", lambda self, z, y: drawn.append(y) or generate(self, z, y))
+    run_training(layers, tmp_path / "run")
+    assert drawn[0].tolist() == [0, 1]  # the grid as before: the first classes, one image each
+    err = capsys.readouterr().err
+    assert ("the sample grids show the first 2 of the 3 classes (log.n_samples 2), leaving out 'eel'; --set log.n_samples=3 "
+            "shows every class (a multiple of it, up to 24, shows each that many times)") in err
+    assert err.count("sample grids show") == 1
 
 
 def test_a_conditional_runs_fid_draws_each_class_as_often_as_its_real_images_and_an_older_run_keeps_uniform(

@@ -703,6 +703,18 @@ class Trainer:
                          " epochs end inside G steps, so the run ends after the G step that finishes its epochs "
                          "(a step line carries the epoch its last batch is in)")
 
+    def say_if_grid_leaves_out_classes(self) -> None:
+        """One line where a conditional run's `log.n_samples` is below its classes: the sample grids show the first
+        `log.n_samples` classes (`write_samples`), and the others never appear in them (17 Pokemon types at
+        log.n_samples=16 left 'water' out, unsaid)."""
+        n, classes = self.cfg.log.n_samples, self.class_names if self.num_classes else []
+        if n >= len(classes):
+            return
+        left_out = console.short_list([f"'{console.printable(c)}'" for c in classes[n:]])
+        console.warn(f"the sample grids show the first {n} of the {len(classes)} classes (log.n_samples {n}), leaving "
+                     f"out {left_out}; --set log.n_samples={len(classes)} shows every class (a multiple of it, up to "
+                     f"{LABEL_GRID_COLUMNS * len(classes)}, shows each that many times)")
+
     def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
         """(state, path) of the checkpoint a resume continues from; None, or RunError where a log shows training
         (`_refuse_restart_over_a_log`), when there is none."""
@@ -2004,6 +2016,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
                          f"{console.count(len(data.images), 'image')}{classes} at {cfg.data.resolution}px, up to {' / '.join(budget)}")
             console.info(recipe_line(cfg))
             trainer.say_if_g_steps_span_epochs()
+            trainer.say_if_grid_leaves_out_classes()
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")

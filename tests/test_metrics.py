@@ -340,10 +340,17 @@ def test_cached_real_features_are_computed_again_when_gankit_changes_how_it_make
 
 
 def test_features_that_cannot_be_cached_say_what_they_cost_next_time(tmp_path, capsys):
-    """An unwritable cache folder said "the data will be decoded again" about Inception features."""
+    """An unwritable cache folder said "the data will be decoded again" about Inception features, and the progress
+    line before them said they were computed "once: they are cached for the next time"."""
     (tmp_path / "a-file").write_text("")
-    real_features("dataset-a", disc_images(4, 16, seed=0), CountingExtractor(), cache_dir=tmp_path / "a-file" / "x")
-    assert "these Inception features will be computed again next time" in capsys.readouterr().err
+    real_features("dataset-a", disc_images(4, 16, seed=0), CountingExtractor(), cache_dir=tmp_path / "a-file" / "x",
+                  progress=True)
+    err = capsys.readouterr().err
+    assert "these Inception features will be computed again next time" in err
+    assert "FID: Inception features of 4 images (not cached: the cache is off, so again next time)" in err
+    assert "cached for the next time" not in err
+    real_features("dataset-a", disc_images(4, 16, seed=0), CountingExtractor(), cache_dir=tmp_path / "b", progress=True)
+    assert "Inception features of 4 images (once: they are cached for the next time)" in capsys.readouterr().err
 
 
 def test_generated_images_are_scored_a_chunk_at_a_time():

@@ -259,8 +259,10 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
     feats = payload.get("features") if payload else None
     if isinstance(feats, torch.Tensor) and feats.shape == (n, NUM_FEATURES):
         return feats.double()
-    if progress:
-        console.info(f"FID: Inception features of {console.count(n, 'image')} (once: they are cached for the next time)")
+    if progress:  # (the cache folder may be unwritable: `cache.write` says why, once a process)
+        kept = ("once: they are cached for the next time" if cache.unwritable(path.parent) is None else
+                "not cached: the cache is off, so again next time")
+        console.info(f"FID: Inception features of {console.count(n, 'image')} ({kept})")
     feats = extract_features(images, extractor, batch_size=batch_size, progress=progress, stop=stop)
     cache.write(path, {"key": full_key, "features": feats.float()},  # float32 on disk: half the size, 7 digits
                 "these Inception features will be computed again next time")

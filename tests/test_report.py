@@ -677,6 +677,22 @@ def test_compare_warns_when_runs_measured_fid_with_other_image_counts(tmp_path):
     assert '<tr class="aside"><th scope="row"><code>eval.every</code>' in diff
 
 
+def test_compare_greys_eval_fake_classes_when_no_run_is_conditional(tmp_path):
+    """An old dcgan run (config.yaml without eval.fake_classes: it counts as uniform) and a new one showed an
+    eval.fake_classes row styled as a real difference, though unconditional runs draw no classes: greyed, and said
+    why; among conditional runs it is a difference like any other."""
+    a, b = make_run(tmp_path, "a", epochs=2), make_run(tmp_path, "b", run_index=1, epochs=2, lr_g=1e-4)
+    config = b / "config.yaml"
+    config.write_text(config.read_text() + "eval:\n  fake_classes: data\n")
+    diff = _config_section(write_compare_report([a, b], tmp_path / "r.html").read_text())
+    assert '<tr class="aside"><th scope="row"><code>eval.fake_classes</code>' in diff
+    assert "Grey too: eval.fake_classes, which matters to conditional runs only (none of these is)." in diff
+    assert diff.index("<code>eval.fake_classes</code>") > diff.index("<code>train.lr_g</code>")  # after what matters
+    config.write_text(config.read_text().replace("arch: dcgan", "arch: acgan"))  # one conditional run: it matters
+    diff = _config_section(write_compare_report([a, b], tmp_path / "r.html").read_text())
+    assert '<tr><th scope="row"><code>eval.fake_classes</code>' in diff and "Grey too" not in diff
+
+
 def test_gankit_compare_counts_the_runs_once_it_takes_more_than_a_moment(tmp_path, monkeypatch, capsys):
     """8 runs whose evolution GIFs were out of date took 17 s without a word: past PROGRESS_AFTER_S (here 0) the
     command counts the runs done, in a line off a terminal (or a bar on one); a quicker comparison says nothing."""

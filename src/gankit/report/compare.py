@@ -166,6 +166,19 @@ def _output_only(key: str) -> bool:
     return key == "name" or key.startswith("log.") or (key.startswith("eval.") and key not in MEASURING)
 
 
+def _conditional(flat: dict, defaults: dict) -> bool:
+    """Whether the run of the flattened config `flat` is conditional (draws classes)."""
+    from gankit.config import CONDITIONAL_ARCHS
+
+    return _value(flat, "model.arch", defaults) in CONDITIONAL_ARCHS
+
+
+def _changing_nothing(flat, defaults) -> tuple[str, ...]:
+    """The CONDITIONAL_ONLY keys when none of the runs (`flat`: each one's flattened config) is conditional: they
+    change nothing of these runs (an old dcgan run, without eval.fake_classes, showed it as a difference)."""
+    return () if any(_conditional(f, defaults) for f in flat) else CONDITIONAL_ONLY
+
+
 def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
     """`unreadable`: the labels of the runs whose config.yaml could not be read (their `flat` is empty)."""
     keys = list(dict.fromkeys(k for f in flat for k in f))
@@ -178,6 +191,11 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
         kept = [i for i, f in enumerate(flat) if f]
         flat, labels, colors = [flat[i] for i in kept], [labels[i] for i in kept], [colors[i] for i in kept]
     aside = _note(f"{'; '.join(said)}: left out of this table.") if said else ""
+    idle = _changing_nothing(flat, defaults)
+
+    def greyed(key: str) -> bool:
+        return _output_only(key) or key in idle
+
     if len(flat) == 1:
         shown, intro = keys, "The run's full configuration." if n_runs == 1 else \
             f"The full configuration of {html.escape(labels[0])}, the only run with a readable config.yaml."
@@ -186,13 +204,16 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
         same = len(keys) - len(shown)
         if not shown:
             return _note(f"All {len(keys)} config keys are identical across these runs.") + aside
-        shown.sort(key=_output_only)  # what changes the training first (a stable sort keeps the config's order)
+        shown.sort(key=greyed)  # what changes the training first (a stable sort keeps the config's order)
+        idle_shown = [k for k in idle if k in shown]
         intro = (
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
             f" {MISSING} marks a key a run does not have (made by a gankit without it); it counts as the default"
             " shown next to it, where this gankit has one."
             + (" Grey rows (the name, log.*, when it evaluates) change what a run writes, not how it trains."
                if any(map(_output_only, shown)) else "")
+            + (f" Grey too: {', '.join(idle_shown)}, which matters to conditional runs only (none of these is)."
+               if idle_shown else "")
         )
     head = "".join(f"<th>{_named(label, c)}</th>" for label, c in zip(labels, colors))
     rows = []
@@ -200,7 +221,7 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
         cells = "".join(
             f'<td class="{"missing" if k not in f else ""}">{html.escape(_shown(f, k, defaults))}</td>' for f in flat
         )
-        grey = ' class="aside"' if len(flat) > 1 and _output_only(k) else ""
+        grey = ' class="aside"' if len(flat) > 1 and greyed(k) else ""
         key = html.escape(k).replace(".", ".<wbr>")  # breaks at its dots only (STYLE): 'data.' over 'resolution'
         rows.append(f"<tr{grey}><th scope=\"row\"><code>{key}</code></th>{cells}</tr>")
     return f'<p class="note">{intro}</p>{aside}<div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -292,10 +313,8 @@ def _evaluations(n: int, seconds: float | None) -> str:
 def _measuring_differences(runs, flat, defaults) -> list[str]:
     """The MEASURING keys whose values differ between the runs that logged FID (`flat`: each run's flattened
     config); a CONDITIONAL_ONLY key, between the conditional ones."""
-    from gankit.config import CONDITIONAL_ARCHS
-
     measured = [f for r, f in zip(runs, flat) if r.best is not None and f]
-    conditional = [f for f in measured if _value(f, "model.arch", defaults) in CONDITIONAL_ARCHS]
+    conditional = [f for f in measured if _conditional(f, defaults)]
     return [k for k in MEASURING
             if len({_cell(_value(f, k, defaults)) for f in (conditional if k in CONDITIONAL_ONLY else measured)}) > 1]
 

@@ -694,3 +694,39 @@ def test_fid_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_its_hu
                                                                           "n_real": 40, "n_fake": 40})
     out, _ = _said(command + ["--json"], capsys)
     assert json.loads(out)["kid_std"] is None
+
+
+def _readme() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_readme_names_every_flag_of_every_command():
+    """Every long option of every command is in README at least once, as itself (compare's `--out` was only `-o`
+    there, and `--out` only as the start of `--out-dir`); `--help` lists them, README says what they do."""
+    import typer
+
+    from gankit.cli import app
+
+    readme = _readme()
+    missing = sorted((name, o) for name, c in typer.main.get_command(app).commands.items() for p in c.params
+                     for o in p.opts + p.secondary_opts if o.startswith("--") and o != "--help"
+                     and not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", readme))
+    assert missing == []
+
+
+def test_readme_gives_each_command_only_its_own_flags():
+    """A `gankit CMD ...` line or span in README uses only flags CMD has: one renamed or given to the wrong command
+    (a --checkpoint on fid) would be refused when a reader copies it."""
+    import typer
+
+    from gankit.cli import app
+
+    commands = typer.main.get_command(app).commands
+    flags = {name: {o for p in c.params for o in p.opts + p.secondary_opts} | {"--help"} for name, c in commands.items()}
+    uses = re.findall(r"gankit (%s)\b([^`\n#]*)" % "|".join(commands), _readme())
+    assert len(uses) > 50
+    wrong = sorted({(name, f) for name, line in uses for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", line)
+                    if f not in flags[name]})
+    assert wrong == []

@@ -667,6 +667,26 @@ def test_evaluate_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_i
     assert (json.loads(out)["fid"], json.loads(out)["kid_std"]) == (None, None)
 
 
+def test_evaluate_json_of_a_run_on_the_builtin_dataset_gives_its_data_as_null(tmp_path, monkeypatch, capsys):
+    """A run on the built-in MNIST (no --data) printed `"data": "None"`, a folder's name to a script: it is null, as
+    `data.path` in the run's config.yaml."""
+    import json
+
+    import gankit.evaluate
+    from conftest import tiny_layers
+
+    from gankit.train import run_training
+
+    layers = tiny_layers(None, max_steps=1)
+    layers[0]["data"]["path"] = None
+    run = run_training(layers, tmp_path / "run")
+    monkeypatch.setattr(gankit.evaluate, "Evaluator",
+                        lambda *a, **k: lambda generate, n: {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01,
+                                                             "n_fake": 10, "n_real": 16})
+    out, _ = _said(["evaluate", str(run), "-n", "10", "--device", "cpu", "--json"], capsys)
+    assert json.loads(out)["data"] is None
+
+
 def test_fid_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_its_human_line(tmp_path, monkeypatch,
                                                                                           capsys):
     """`gankit fid A B --json`: the result as ONE JSON object on stdout, both sides' paths and counts; a KID spread

@@ -667,6 +667,26 @@ def test_evaluate_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_i
     assert (json.loads(out)["fid"], json.loads(out)["kid_std"]) == (None, None)
 
 
+def test_evaluate_json_of_a_run_on_the_builtin_dataset_gives_its_data_as_null(tmp_path, monkeypatch, capsys):
+    """A run on the built-in MNIST (no --data) printed `"data": "None"`, a folder's name to a script: it is null, as
+    `data.path` in the run's config.yaml."""
+    import json
+
+    import gankit.evaluate
+    from conftest import tiny_layers
+
+    from gankit.train import run_training
+
+    layers = tiny_layers(None, max_steps=1)
+    layers[0]["data"]["path"] = None
+    run = run_training(layers, tmp_path / "run")
+    monkeypatch.setattr(gankit.evaluate, "Evaluator",
+                        lambda *a, **k: lambda generate, n: {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01,
+                                                             "n_fake": 10, "n_real": 16})
+    out, _ = _said(["evaluate", str(run), "-n", "10", "--device", "cpu", "--json"], capsys)
+    assert json.loads(out)["data"] is None
+
+
 def test_fid_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_its_human_line(tmp_path, monkeypatch,
                                                                                           capsys):
     """`gankit fid A B --json`: the result as ONE JSON object on stdout, both sides' paths and counts; a KID spread
@@ -694,3 +714,39 @@ def test_fid_json_is_one_strict_json_object_on_stdout_with_the_numbers_of_its_hu
                                                                           "n_real": 40, "n_fake": 40})
     out, _ = _said(command + ["--json"], capsys)
     assert json.loads(out)["kid_std"] is None
+
+
+def _readme() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_readme_names_every_flag_of_every_command():
+    """Every long option of every command is in README at least once, as itself (compare's `--out` was only `-o`
+    there, and `--out` only as the start of `--out-dir`); `--help` lists them, README says what they do."""
+    import typer
+
+    from gankit.cli import app
+
+    readme = _readme()
+    missing = sorted((name, o) for name, c in typer.main.get_command(app).commands.items() for p in c.params
+                     for o in p.opts + p.secondary_opts if o.startswith("--") and o != "--help"
+                     and not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", readme))
+    assert missing == []
+
+
+def test_readme_gives_each_command_only_its_own_flags():
+    """A `gankit CMD ...` line or span in README uses only flags CMD has: one renamed or given to the wrong command
+    (a --checkpoint on fid) would be refused when a reader copies it."""
+    import typer
+
+    from gankit.cli import app
+
+    commands = typer.main.get_command(app).commands
+    flags = {name: {o for p in c.params for o in p.opts + p.secondary_opts} | {"--help"} for name, c in commands.items()}
+    uses = re.findall(r"gankit (%s)\b([^`\n#]*)" % "|".join(commands), _readme())
+    assert len(uses) > 50
+    wrong = sorted({(name, f) for name, line in uses for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", line)
+                    if f not in flags[name]})
+    assert wrong == []

@@ -548,3 +548,27 @@ def test_the_recipe_line_names_the_model_loss_strategy_optimizer_latent_and_the_
     monitored = build_config(read_yaml(configs / "pokemon64_dcgan_monitoring.yaml"))
     assert recipe_line(monitored).endswith("strategy monitored (monitor_factor 0.8), adam lr_g 0.00015 lr_d 0.00015, "
                                            "nz 16 normal; label_smoothing 0.1 two-sided, mbd_features 100")
+
+
+def test_readme_names_every_config_key():
+    """README names each config key (as `section.key`, as `key` alone where its section is clear, or by the flag
+    that sets it) but the one filled in from the dataset, and names no key config.py lacks: `data.cache_dir` was
+    only `$GANKIT_CACHE_DIR` there."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from gankit.cli import _flag_of
+    from gankit.config import Config, flatten
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    keys = set(flatten(dataclasses.asdict(Config())))
+    missing = sorted(k for k in keys - {"model.channels"}
+                     if not re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", readme)
+                     and f"`{k.rsplit('.', 1)[1]}`" not in readme
+                     and not re.search(rf"(?<![\w-]){re.escape(_flag_of(k))}(?![\w-])", readme))
+    assert missing == []
+    sections = "|".join({k.split(".")[0] for k in keys})
+    named = set(re.findall(rf"`(?:--set )?((?:{sections})\.\w+)", readme))
+    unknown = sorted(k for k in named - keys if not k.endswith(".py"))  # `train.py` is the module
+    assert unknown == []

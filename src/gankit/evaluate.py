@@ -178,4 +178,5 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     # a fresh seed per chunk: --seed + the images drawn before it
     result = ev(drawing(classes, lambda k, start, labels: gen.sample(k, seed=seed + start, labels=labels)), n_fake)
     # what was measured: the file drawn from, where its training stood (None where the file does not say), the images
-    return {**result, "checkpoint": str(gen.source), **gen.trained, "data": str(path)}
+    # (None: the built-in MNIST, as data.path says it)
+    return {**result, "checkpoint": str(gen.source), **gen.trained, "data": None if path is None else str(path)}

@@ -924,6 +924,39 @@ def test_a_checkpoint_of_another_run_is_named_in_a_warning(trained_run, tmp_path
     assert capsys.readouterr().err == ""
 
 
+def test_a_checkpoint_of_a_run_on_the_builtin_dataset_names_it_in_the_warning(trained_run, tmp_path, capsys,
+                                                                                monkeypatch):
+    """`gankit evaluate runA --checkpoint runB/checkpoints/last.pt`, runB trained without --data, said "its own run's
+    dataset 'None'"."""
+    import shutil
+
+    import yaml
+
+    import gankit.data
+    from gankit.evaluate import evaluate_run
+
+    other = shutil.copytree(trained_run, tmp_path / "other", ignore=shutil.ignore_patterns("*.pt", "tensorboard"))
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["model"]["nz"] = 32  # another run
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    saved = load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    saved["config"]["data"]["path"] = None
+    save_checkpoint(saved, tmp_path / "builtin.pt")
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(gankit.data, "load_dataset", stop)  # (the warning comes before the images)
+    capsys.readouterr()
+    with pytest.raises(Stop):
+        evaluate_run(other, None, tmp_path / "builtin.pt", n_fake=2, n_real=2, device="cpu")
+    said = capsys.readouterr().err
+    assert "its own run's dataset the built-in MNIST at 16px" in said and "'None'" not in said, said
+
+
 def test_one_image_is_said_as_one(trained_run, tmp_path, capsys):
     """It said "wrote 1 images to ..."."""
     from gankit.cli import main

@@ -138,7 +138,7 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
                  device: str = "auto", weights: str | None = None, seed: int = 0) -> dict:
     """FID/KID of a run's generator (or a given checkpoint) against a dataset (default: the run's own)."""
     from gankit.config import CONDITIONAL_ARCHS
-    from gankit.data import is_missing, is_relative, label_file_missing, load_dataset
+    from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing, load_dataset
     from gankit.sample import check_seed, load_run_generator
 
     check_seed(seed)  # before the real images' features, which take minutes on a CPU
@@ -146,7 +146,9 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
     cfg = gen.cfg
     path = data_path if data_path is not None else cfg.data.path
     if gen.other_run and data_path is None:  # the run named is not the one measured: say which dataset is
-        warn(f"FID and KID compare the checkpoint's images with its own run's dataset '{path}' at "
+        named = f"the built-in {(path or BUILTIN_PREFIX + 'mnist')[len(BUILTIN_PREFIX):].upper()}" if is_builtin(path) \
+            else f"'{path}'"
+        warn(f"FID and KID compare the checkpoint's images with its own run's dataset {named} at "
              f"{cfg.data.resolution}px, not with the dataset of run '{run}': pass --data DIR to compare with other images")
     if data_path is not None and is_missing(data_path):
         raise DataError(f"--data '{data_path}' does not exist: pass the folder (or archive) of real images to compare "

@@ -84,7 +84,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; run folders are shared like any other output
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:  # not Windows' ANSI code page
             recorder = _WriteErrors(f)
             try:
                 write(recorder)

@@ -577,7 +577,7 @@ def _stdout_of_the_first_process():
     if console.speaks_on_its_machine():
         yield
         return
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+    with open(os.devnull, "w", encoding="utf-8") as null, contextlib.redirect_stdout(null):
         yield
 
 

@@ -106,6 +106,15 @@ def guard_terminal() -> None:
             setattr(sys, name, _Terminal(stream))
 
 
+def guard_encoding() -> None:
+    """Make sys.stdout write what its encoding cannot as escapes (`\\u30dd`), as Python's stderr does, instead of
+    raising: Windows writes a file or a pipe (`gankit train ... > log.txt`) in its ANSI code page (cp1252), where a
+    Japanese run name failed the command at its last line, after the work was done."""
+    stream = sys.stdout
+    if stream is not None and getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="backslashreplace")
+
+
 def count(n: int, noun: str) -> str:
     """'1 image', '3 images', '20,331 files' (thousands separated, as progress bars and lines count)."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -90,6 +90,35 @@ def test_last_pt_is_still_there_when_the_write_of_the_next_one_fails_at_its_rena
     assert load_checkpoint(folder / "last.pt")["iteration"] == 1
 
 
+@pytest.mark.parametrize("platform, saved", [("win32", True), ("linux", False)])
+def test_windows_refusing_to_replace_a_checkpoint_open_elsewhere_is_waited_out(tmp_path, monkeypatch, platform, saved):
+    """Windows refuses (PermissionError) to replace a file another process has open: a `gankit sample` loading last.pt
+    at the moment the training saved stopped the training ('no permission to write there'). Elsewhere that error is
+    a real one, at once."""
+    from gankit import checkpoint
+
+    folder = tmp_path / "checkpoints"
+    save_checkpoint({"iteration": 1}, folder / "last.pt")
+    replace, refusals = os.replace, [3]
+
+    def open_elsewhere(src, dst):  # as Windows while a reader has dst open, for three tries
+        if Path(dst).name == "last.pt" and refusals[0] > 0:
+            refusals[0] -= 1
+            raise PermissionError(13, "Access is denied", str(dst))
+        return replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", open_elsewhere)
+    monkeypatch.setattr(checkpoint.time, "sleep", lambda s: None)
+    monkeypatch.setattr(checkpoint.sys, "platform", platform)
+    if saved:
+        save_checkpoint({"iteration": 2}, folder / "last.pt")
+    else:
+        with pytest.raises(RunError):
+            save_checkpoint({"iteration": 2}, folder / "last.pt")
+    monkeypatch.undo()
+    assert load_checkpoint(folder / "last.pt")["iteration"] == (2 if saved else 1)
+
+
 def test_a_checkpoint_reaches_the_disk_before_it_replaces_the_last_one(tmp_path, monkeypatch):
     """Durable across a power cut: the file's data is synced before the rename, and its folder after it."""
     from gankit import checkpoint

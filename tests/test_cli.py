@@ -555,6 +555,24 @@ def test_a_terminal_gone_sends_stdout_and_stderr_to_dev_null(tmp_path):
     assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
 
 
+def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatch):
+    """Windows has no termios: a console write that failed (an OSError) raised ImportError from `terminal_gone`, an
+    internal error in the middle of a training step, instead of being dropped as on POSIX."""
+    from gankit import console
+
+    class Broken:
+        def write(self, text):
+            raise OSError(22, "Invalid argument")
+
+        def flush(self):
+            raise OSError(22, "Invalid argument")
+
+    monkeypatch.setitem(sys.modules, "termios", None)  # import termios: ImportError, as on Windows
+    terminal = console._Terminal(Broken())
+    assert terminal.write("line\n") == 5
+    terminal.flush()
+
+
 def test_the_done_line_says_how_long_the_command_took(image_folder, tmp_path, capsys):
     from gankit.cli import main
 

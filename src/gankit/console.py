@@ -56,7 +56,11 @@ def terminal_gone() -> None:
     """The terminal hung up (an ssh connection dropped, a window closed): point stdout and stderr, where they went
     to it, at /dev/null, so that the progress bar and the last messages cannot fail the run while it saves."""
     import errno
-    import termios  # (POSIX, as SIGHUP is)
+
+    try:
+        import termios  # (POSIX, as SIGHUP is)
+    except ImportError:  # Windows: no hang-up to tell from another failure; the write that failed is dropped
+        return
 
     null = os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):

@@ -90,6 +90,35 @@ def test_last_pt_is_still_there_when_the_write_of_the_next_one_fails_at_its_rena
     assert load_checkpoint(folder / "last.pt")["iteration"] == 1
 
 
+@pytest.mark.parametrize("platform, saved", [("win32", True), ("linux", False)])
+def test_windows_refusing_to_replace_a_checkpoint_open_elsewhere_is_waited_out(tmp_path, monkeypatch, platform, saved):
+    """Windows refuses (PermissionError) to replace a file another process has open: a `gankit sample` loading last.pt
+    at the moment the training saved stopped the training ('no permission to write there'). Elsewhere that error is
+    a real one, at once."""
+    from gankit import checkpoint
+
+    folder = tmp_path / "checkpoints"
+    save_checkpoint({"iteration": 1}, folder / "last.pt")
+    replace, refusals = os.replace, [3]
+
+    def open_elsewhere(src, dst):  # as Windows while a reader has dst open, for three tries
+        if Path(dst).name == "last.pt" and refusals[0] > 0:
+            refusals[0] -= 1
+            raise PermissionError(13, "Access is denied", str(dst))
+        return replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", open_elsewhere)
+    monkeypatch.setattr(checkpoint.time, "sleep", lambda s: None)
+    monkeypatch.setattr(checkpoint.sys, "platform", platform)
+    if saved:
+        save_checkpoint({"iteration": 2}, folder / "last.pt")
+    else:
+        with pytest.raises(RunError):
+            save_checkpoint({"iteration": 2}, folder / "last.pt")
+    monkeypatch.undo()
+    assert load_checkpoint(folder / "last.pt")["iteration"] == (2 if saved else 1)
+
+
 def test_a_checkpoint_reaches_the_disk_before_it_replaces_the_last_one(tmp_path, monkeypatch):
     """Durable across a power cut: the file's data is synced before the rename, and its folder after it."""
     from gankit import checkpoint
@@ -373,3 +402,69 @@ def test_a_run_killed_during_its_first_save_loses_the_partial_files_when_it_star
     run_training(layers, run)
     assert "removed 1 unfinished file" in capsys.readouterr().err
     assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- text files on Windows
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "gankit"
+NOT_FILES = {"os", "Image", "tarfile", "zipfile"}  # os.open (a descriptor), PIL's and archives' opens: binary
+
+
+def text_opens_without_encoding(source: str) -> list[int]:
+    """Lines of `source` that open a text file without naming its encoding: open()/x.open()/os.fdopen() in a text
+    mode (none given, or one without 'b', or one only known when it runs), read_text(), write_text()."""
+    import ast
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or any(k.arg == "encoding" for k in node.keywords):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if name in ("read_text", "write_text"):
+            lines.append(node.lineno)
+        elif name in ("open", "fdopen"):
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in NOT_FILES \
+                    and name == "open":
+                continue
+            at = 0 if isinstance(func, ast.Attribute) and name == "open" else 1  # path.open(mode), open(path, mode)
+            mode = next((k.value for k in node.keywords if k.arg == "mode"),
+                        node.args[at] if len(node.args) > at else None)
+            if not (isinstance(mode, ast.Constant) and "b" in str(mode.value)):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_check_for_text_opens_without_an_encoding_finds_each_kind():
+    found = text_opens_without_encoding(
+        "open(p)\nopen(p, 'a')\np.open()\nos.fdopen(fd, mode)\np.read_text()\np.write_text(t)\n"
+        "open(p, 'rb')\np.open('wb')\nos.open(p, os.O_RDONLY)\nImage.open(p)\nopen(p, encoding='utf-8')\n")
+    assert found == [1, 2, 3, 4, 5, 6]
+
+
+def test_every_text_file_gankit_opens_names_its_encoding():
+    """Windows opens a text file in its ANSI code page (cp1252, cp932) unless told: config.yaml, metrics.jsonl and the
+    other files of a run are UTF-8 everywhere, so a run folder (or a class name in it) reads the same on any machine."""
+    found = [f"{path.relative_to(SRC)}:{line}" for path in sorted(SRC.rglob("*.py"))
+             for line in text_opens_without_encoding(path.read_text(encoding="utf-8"))]
+    assert found == []
+
+
+def test_a_text_file_written_atomically_is_utf8_where_the_locale_is_not(tmp_path, monkeypatch):
+    """As on a Windows whose ANSI code page is cp1252: a name it cannot encode is still written, in UTF-8."""
+    import builtins
+    import io
+
+    real_open = io.open
+
+    def windows_open(file, mode="r", buffering=-1, encoding=None, *args, **kwargs):
+        if "b" not in mode and encoding in (None, "locale"):
+            encoding = "cp1252"
+        return real_open(file, mode, buffering, encoding, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", windows_open)
+    monkeypatch.setattr(builtins, "open", windows_open)
+    from gankit.checkpoint import atomic_write_text
+
+    atomic_write_text(tmp_path / "notes.txt", "ファイア\n")
+    assert (tmp_path / "notes.txt").read_bytes().decode("utf-8").splitlines() == ["ファイア"]

@@ -146,6 +146,22 @@ def test_version_is_printed_from_the_installed_package_or_the_source_tree(monkey
     assert done.value.code == 0 and capsys.readouterr().out == f"gankit {gankit.__version__}\n"
 
 
+def test_a_line_on_stdout_that_its_code_page_cannot_write_is_escaped_not_an_internal_error(monkeypatch):
+    """Windows writes a file or a pipe (`gankit train ... > log.txt`) in its ANSI code page, strictly: the 'done:'
+    line naming a run 'runs/\u30dd\u30b1\u30e2\u30f3_64px_dcgan' failed the finished command as an internal error."""
+    import io
+    from importlib import metadata
+
+    from gankit.cli import main
+
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="cp1252", errors="strict", write_through=True))
+    monkeypatch.setattr(metadata, "version", lambda name: "1.0+\u30dd\u30b1\u30e2\u30f3")  # any line: --version's
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and out.getvalue().decode("cp1252") == "gankit 1.0+\\u30dd\\u30b1\\u30e2\\u30f3\n"
+
+
 @pytest.mark.slow
 def test_train_via_cli_then_compare(image_folder, tmp_path):
     common = ["--data", image_folder, "--resolution", "16", "--epochs", "1", "--batch-size", "8", "--no-progress",
@@ -537,6 +553,24 @@ def test_a_terminal_gone_sends_stdout_and_stderr_to_dev_null(tmp_path):
               "os.readlink('/proc/self/fd/2'))\n")
     assert subprocess.run([sys.executable, "-c", script]).returncode == 0
     assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
+
+
+def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatch):
+    """Windows has no termios: a console write that failed (an OSError) raised ImportError from `terminal_gone`, an
+    internal error in the middle of a training step, instead of being dropped as on POSIX."""
+    from gankit import console
+
+    class Broken:
+        def write(self, text):
+            raise OSError(22, "Invalid argument")
+
+        def flush(self):
+            raise OSError(22, "Invalid argument")
+
+    monkeypatch.setitem(sys.modules, "termios", None)  # import termios: ImportError, as on Windows
+    terminal = console._Terminal(Broken())
+    assert terminal.write("line\n") == 5
+    terminal.flush()
 
 
 def test_the_done_line_says_how_long_the_command_took(image_folder, tmp_path, capsys):

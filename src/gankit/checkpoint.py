@@ -21,7 +21,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +42,8 @@ NUMBERED = re.compile(r"epoch_(\d+)\.pt")
 DIGEST_KEY = "sha256"
 # Free disk space below which numbered checkpoints stop (`room_for_numbered`), on top of room for one more last.pt.
 DISK_RESERVE = 1 << 30
+# Windows refuses to replace a file that another process has open: tries over about this long (`_replace`).
+REPLACE_TRIES, REPLACE_PAUSE = 20, 0.1
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -84,7 +88,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; run folders are shared like any other output
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:  # not Windows' ANSI code page
             recorder = _WriteErrors(f)
             try:
                 write(recorder)
@@ -97,7 +101,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
                 os.fsync(f.fileno())
         if rotate_to is not None and path.exists():
             _keep_copy(path, rotate_to)
-        os.replace(tmp, path)
+        _replace(tmp, path)
         tmp = None
         if sync:
             _fsync_dir(path.parent)
@@ -120,9 +124,22 @@ def _keep_copy(path: Path, copy: Path) -> None:
         if link.exists():
             link.unlink()
         os.link(path, link)
-        os.replace(link, copy)
+        _replace(link, copy)
     except OSError:
-        os.replace(path, copy)
+        _replace(path, copy)
+
+
+def _replace(src, dst) -> None:
+    """os.replace; on Windows, which refuses (PermissionError) while another process has `dst` open (`gankit sample`
+    loading last.pt as the training saves, an antivirus scanning it), tried again for about 2 s before that counts."""
+    for attempt in range(REPLACE_TRIES):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or attempt == REPLACE_TRIES - 1:
+                raise
+            time.sleep(REPLACE_PAUSE)
 
 
 def _fsync_dir(folder: Path) -> None:

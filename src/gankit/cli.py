@@ -577,7 +577,7 @@ def _stdout_of_the_first_process():
     if console.speaks_on_its_machine():
         yield
         return
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+    with open(os.devnull, "w", encoding="utf-8") as null, contextlib.redirect_stdout(null):
         yield
 
 
@@ -592,6 +592,7 @@ def main(argv: list[str] | None = None) -> None:
     - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.
     """
     console.guard_terminal()  # a terminal that hangs up mid-run must not fail it (SIGHUP then stops it cleanly)
+    console.guard_encoding()  # a character stdout's code page lacks must not fail it either (Windows)
     try:
         with _sigterm_stops_the_command(), _stdout_of_the_first_process():
             code = app(args=argv, prog_name="gankit", standalone_mode=False)

@@ -56,7 +56,11 @@ def terminal_gone() -> None:
     """The terminal hung up (an ssh connection dropped, a window closed): point stdout and stderr, where they went
     to it, at /dev/null, so that the progress bar and the last messages cannot fail the run while it saves."""
     import errno
-    import termios  # (POSIX, as SIGHUP is)
+
+    try:
+        import termios  # (POSIX, as SIGHUP is)
+    except ImportError:  # Windows: no hang-up to tell from another failure; the write that failed is dropped
+        return
 
     null = os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):
@@ -104,6 +108,15 @@ def guard_terminal() -> None:
             tty = False
         if tty:
             setattr(sys, name, _Terminal(stream))
+
+
+def guard_encoding() -> None:
+    """Make sys.stdout write what its encoding cannot as escapes (`\\u30dd`), as Python's stderr does, instead of
+    raising: Windows writes a file or a pipe (`gankit train ... > log.txt`) in its ANSI code page (cp1252), where a
+    Japanese run name failed the command at its last line, after the work was done."""
+    stream = sys.stdout
+    if stream is not None and getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="backslashreplace")
 
 
 def count(n: int, noun: str) -> str:

@@ -58,7 +58,7 @@ def read_metrics(path: Path) -> list[dict]:
     """All well-formed lines of a metrics.jsonl; a torn or garbled line is skipped."""
     out = []
     try:
-        text = Path(path).read_text(errors="replace")
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return out
     for line in text.splitlines():
@@ -90,7 +90,7 @@ class RunLog:
             self._truncate(resume_step)
         elif resume_step is None and self.path.exists():
             self.path.unlink()
-        self.file = open(self.path, "a")
+        self.file = open(self.path, "a", encoding="utf-8")
         self.tb_dir = Path(run_dir) / TENSORBOARD_DIR
         self.tb = None
         self._config: tuple[str, str, int] | None = None  # what `config` wrote: written again after a `rewind` past it
@@ -143,7 +143,7 @@ class RunLog:
         """Drop every line written after `step` (the run went back to a checkpoint taken there)."""
         self.file.close()
         self._truncate(step)
-        self.file = open(self.path, "a")
+        self.file = open(self.path, "a", encoding="utf-8")
         if self.tb is not None:
             self._tb(self.tb.close)
             self._open_tensorboard(step)

@@ -354,7 +354,7 @@ def draw_record(gen: LoadedGenerator, n: int, seed: int, classes: list[int], int
 def read_draw_record(folder: Path) -> dict | None:
     """The record `start_draw` wrote in `folder`; None where there is none, or none readable."""
     try:
-        record = json.loads((folder / DRAW_RECORD).read_text())
+        record = json.loads((folder / DRAW_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None

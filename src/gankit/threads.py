@@ -50,7 +50,7 @@ def idle_core_seconds() -> float | None:
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
         ticks = 0
-        with open("/proc/stat") as f:
+        with open("/proc/stat", encoding="utf-8") as f:
             for line in f:
                 if not line.startswith("cpu"):
                     break

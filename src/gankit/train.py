@@ -325,7 +325,7 @@ def _saved_config(run_dir: Path) -> tuple[dict, list[str]]:
     same command resumes the run and config.yaml no longer depends on the folder it is run from."""
     from gankit.data.archive import is_archive
 
-    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     if not isinstance(saved, dict):  # an empty (truncated) file is no config of defaults to compare a resume with
         raise ValueError("it is empty" if saved is None else f"it holds a {type(saved).__name__}, not a config's keys")
     saved = with_older_defaults(saved)
@@ -690,7 +690,7 @@ class Trainer:
         resume from that checkpoint again hides (purged with what came after it): never twice at one step."""
         if self.resumed and self._trained_config == to_dict(self.cfg):
             return
-        self.log.config((self.run_dir / CONFIG_FILE).read_text(), recipe_line(self.cfg),
+        self.log.config((self.run_dir / CONFIG_FILE).read_text(encoding="utf-8"), recipe_line(self.cfg),
                         self.iteration + 1 if self.resumed else 0)
 
     def say_if_g_steps_span_epochs(self) -> None:

@@ -247,3 +247,35 @@ def test_run_names_in_the_tables_break_after_their_separators_beside_their_swatc
             assert "".join(c["lines"]) in names, c
             assert all(line[-1] in "_-" for line in c["lines"][:-1]), c["lines"]
             assert c["first_top"] <= c["swatch_mid"] <= c["first_bottom"], c  # on the name's first line
+
+
+#: The lines a cell's text is drawn on (from where each character is), spaces and word joiners left out.
+_DRAWN_LINES = """els => els.map(cell => {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT), range = document.createRange();
+    const lines = [];
+    let top = null;
+    for (let node; (node = walker.nextNode());) {
+        for (let i = 0; i < node.length; i++) {
+            if (/\\s|\\u2060/.test(node.data[i])) continue;
+            range.setStart(node, i);
+            range.setEnd(node, i + 1);
+            const y = Math.round(range.getBoundingClientRect().top);
+            if (y !== top) { lines.push(''); top = y; }
+            lines[lines.length - 1] += node.data[i];
+        }
+    }
+    return lines;
+})"""
+
+
+def test_config_values_break_after_their_separators_on_a_phone_screen(tmp_path):
+    """At 390 px the config table's values broke inside words ('poke64_32p' over 'x_dcgan-3' in the name row); they
+    break after `_ - / .` as the run names do."""
+    names = ["poke64_32px_dcgan", "poke64_32px_dcgan-3", "poke64_32px_dcgan_fid_every_epoch"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=2, steps_per_epoch=5) for i, name in enumerate(names)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 390, 800) as page:
+        values = page.eval_on_selector_all("#config-diff tbody td", _DRAWN_LINES)
+        wrapped = [lines for lines in values if "".join(lines) in names]
+        assert len(wrapped) == 3 and any(len(lines) > 1 for lines in wrapped), values  # wraps: the case tested
+        assert all(line[-1] in "_-/." for lines in values for line in lines[:-1]), values

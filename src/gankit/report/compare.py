@@ -198,7 +198,7 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
     rows = []
     for k in shown:
         cells = "".join(
-            f'<td class="{"missing" if k not in f else ""}">{html.escape(_shown(f, k, defaults))}</td>' for f in flat
+            f'<td class="{"missing" if k not in f else ""}">{_breakable(_shown(f, k, defaults))}</td>' for f in flat
         )
         grey = ' class="aside"' if len(flat) > 1 and _output_only(k) else ""
         key = html.escape(k).replace(".", ".<wbr>")  # breaks at its dots only (STYLE): 'data.' over 'resolution'
@@ -726,10 +726,16 @@ def _named(label: str, color: str) -> str:
     """A run's name in a table cell, after its swatch: a name wider than its column breaks after its separators
     ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on its first line (the swatch stood alone
     above the name, each row a line taller)."""
-    name = html.escape(label)
+    return f"{_swatch(color)}\u2060{_breakable(label)}"  # a word joiner: no break between the swatch and the name
+
+
+def _breakable(text: str) -> str:
+    """`text` escaped, with a line break allowed after each of its separators `_ - / .` (a cell's
+    `overflow-wrap: break-word` breaks inside a word only where a part between them is wider than the cell)."""
+    text = html.escape(text)
     for sep in "_-/.":
-        name = name.replace(sep, sep + "<wbr>")
-    return f"{_swatch(color)}\u2060{name}"  # a word joiner: no break between the swatch and the name
+        text = text.replace(sep, sep + "<wbr>")
+    return text
 
 
 def _cell_fig(label: str, color: str, content: str) -> str:
@@ -764,6 +770,7 @@ thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; over
 #best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
 #config-diff tbody th { overflow-wrap: normal; }  /* keys break at their dots (<wbr>): 'data.resolu' over 'tion' */
+#config-diff td { overflow-wrap: break-word; }  /* values break after _ - / . (<wbr>): 'poke64_32p' over 'x_dcgan' */
 /* a table wider than a phone scrolls in its box: its row names (the key, the run) stay at the left, on their own
    backgrounds, so the values scrolled into view still say what they are */
 tbody th, thead th:first-child { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #ddd; }

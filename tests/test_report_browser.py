@@ -279,3 +279,19 @@ def test_config_values_break_after_their_separators_on_a_phone_screen(tmp_path):
         wrapped = [lines for lines in values if "".join(lines) in names]
         assert len(wrapped) == 3 and any(len(lines) > 1 for lines in wrapped), values  # wraps: the case tested
         assert all(line[-1] in "_-/." for lines in values for line in lines[:-1]), values
+
+
+def test_short_run_names_keep_to_one_line_in_the_best_metrics_at_1280_px(tmp_path):
+    """At 1280 px the best-metrics table squeezed its run column to the names' longest parts: 'dcgan_long' broke into
+    'dcgan_' over 'long'. Names up to 24 characters keep to one line, and the table of five runs still fits."""
+    names = ["dcgan_long", "wgan_gp_small", "poke64_32px_dcgan-2", "poke64_32px_wgan_gp_fid", "poke64_64px_acgan_type_1"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=3, steps_per_epoch=5,
+                     fids=[300.0, 200.0, 150.0] if i % 2 else None) for i, name in enumerate(names)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 1280, 900) as page:
+        cells = page.eval_on_selector_all("#best-metrics tbody th", _DRAWN_LINES)
+        assert ["".join(lines) for lines in cells] == names, cells
+        assert all(len(lines) == 1 for lines in cells), cells
+        right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
+        assert right <= 1280, right
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280

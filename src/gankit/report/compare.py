@@ -769,6 +769,11 @@ th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertica
 thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
 #best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
+/* room for a run name of ~24 characters (and its swatch) on one line: squeezed to its longest part, 'dcgan_long' broke
+   into 'dcgan_' over 'long' at 1280 px; a phone keeps its narrow sticky column. The numbers, which do not wrap, give
+   that room back: at td's 6rem, five runs' table went past a 1280 px screen */
+#best-metrics tbody th { min-width: clamp(6rem, 25vw, calc(24ch + 1.4em)); }
+#best-metrics td.num { min-width: 4rem; }
 #config-diff tbody th { overflow-wrap: normal; }  /* keys break at their dots (<wbr>): 'data.resolu' over 'tion' */
 #config-diff td { overflow-wrap: break-word; }  /* values break after _ - / . (<wbr>): 'poke64_32p' over 'x_dcgan' */
 /* a table wider than a phone scrolls in its box: its row names (the key, the run) stay at the left, on their own

@@ -284,7 +284,8 @@ def test_config_values_break_after_their_separators_on_a_phone_screen(tmp_path):
 def test_short_run_names_keep_to_one_line_in_the_best_metrics_at_1280_px(tmp_path):
     """At 1280 px the best-metrics table squeezed its run column to the names' longest parts: 'dcgan_long' broke into
     'dcgan_' over 'long'. Names up to 24 characters keep to one line, and the table of five runs still fits."""
-    names = ["dcgan_long", "wgan_gp_small", "poke64_32px_dcgan-2", "poke64_32px_wgan_gp_fid", "poke64_64px_acgan_type_1"]
+    names = ["dcgan_long", "wgan_gp_small", "poke64_32px_dcgan-2", "poke64_32px_wgan_gp_fid",
+             "poke64_64px_acgan_type_1"]
     runs = [make_run(tmp_path, name, run_index=i, epochs=3, steps_per_epoch=5,
                      fids=[300.0, 200.0, 150.0] if i % 2 else None) for i, name in enumerate(names)]
     report = write_compare_report(runs, tmp_path / "report.html")
@@ -295,3 +296,31 @@ def test_short_run_names_keep_to_one_line_in_the_best_metrics_at_1280_px(tmp_pat
         right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
         assert right <= 1280, right
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+def test_a_plot_tapped_on_a_phone_shows_at_full_size_and_a_second_tap_puts_it_back(long_name_report):
+    """At 390 px the plots shrink to the screen, their text about 6 px high: a tap shows one at its own size over the
+    page (no script), a second tap puts it back where it was; a note under each plot section's heading says so, on a
+    narrow screen only."""
+    def box(img):
+        return img.evaluate("e => {const r = e.getBoundingClientRect();"
+                            " return {top: r.top, w: Math.round(r.width), natural: e.naturalWidth}}")
+
+    with _page(long_name_report, 390, 800) as page:
+        img = page.locator("#loss-curves img").first
+        img.scroll_into_view_if_needed()
+        shrunk, scrolled = box(img), page.evaluate("scrollY")
+        assert shrunk["w"] < shrunk["natural"], shrunk  # shrunk to the screen: the case tested
+        img.click()
+        full = box(img)
+        assert full["w"] >= full["natural"] and 0 <= full["top"] < 20, full  # its own size, at the screen's top
+        assert page.evaluate("document.elementFromPoint(200, 300).closest('#loss-curves label') !== null")  # on top
+        img.click(position={"x": 10, "y": 10})
+        assert box(img) == shrunk and page.evaluate("scrollY") == scrolled
+        hints = page.eval_on_selector_all("section", "els => els.map(s => [s.id, s.querySelectorAll('.tap-hint')"
+                                          ".length, s.querySelector('.tap-hint')?.offsetHeight > 0])")
+        assert {sid for sid, n, shown in hints if n == 1 and shown} == {"fid-curves", "loss-curves",
+                                                                        "accuracy-curves"}, hints
+        assert all(n <= 1 for _, n, _ in hints), hints
+    with _page(long_name_report, 1280, 800) as page:
+        assert page.eval_on_selector_all(".tap-hint", "els => els.every(e => e.offsetHeight === 0)")

@@ -439,7 +439,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
             if x == "epoch":  # whole epochs (fractions of one for runs shorter than it), as the run's own plots/fid.png
                 epoch_ticks(ax, np.concatenate(drawn))
             _legend_below(fig, lines)
-            parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
+            parts.append(_plot(figure_png(fig), f"FID vs {xlabel}"))
         if with_kid:
             fig, ax = new_figure(1, width=7.0, height=4.5)
             fig.set_layout_engine("constrained")
@@ -459,7 +459,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
             if x == "epoch":
                 epoch_ticks(ax, np.concatenate(drawn))
             _legend_below(fig, lines)
-            kid_parts.append(_img(figure_png(fig), "image/png", f"KID vs {xlabel}", cls="plot"))
+            kid_parts.append(_plot(figure_png(fig), f"KID vs {xlabel}"))
     intro = ""
     if counts_differ and with_kid:
         intro = _note(f"These runs measured with different {' / '.join(differ)}: compare them on the KID curves"
@@ -549,7 +549,7 @@ def _loss_curves(runs, labels, colors) -> str:
             ax.set_title(title)
             _legend_below(fig, lines)
             alt = f"{key} vs epoch" + (f", {group} runs" if group else "")
-            parts.append(_img(figure_png(fig), "image/png", alt, cls="plot"))
+            parts.append(_plot(figure_png(fig), alt))
     aside = _note("Runs with train.loss wgan and wgan_gp have panels of their own: a critic scores in units of its"
                   " own (with a gradient penalty, mostly the penalty), which would squash the other runs' curves.") \
         if any(family for (family, _), _ in groups) and apart else ""
@@ -592,7 +592,7 @@ def _accuracy_curves(runs, labels, colors) -> str:
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{what} ({key})" + ("\nsmoothed (lines) over the raw values (faint)" if smoothed else ""))
         _legend_below(fig, lines)
-        parts.append(_img(figure_png(fig), "image/png", f"{key} vs epoch", cls="plot"))
+        parts.append(_plot(figure_png(fig), f"{key} vs epoch"))
     missing = [lab for r, lab, c, i, curves in entries if not curves]
     note = _note("No accuracies logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
     return (f'<p class="note">D\'s accuracies against epochs: the share of real images it scores as real and of fakes'
@@ -713,6 +713,13 @@ def _img(data: bytes, mime: str, alt: str, cls: str = "sample", style: str = "")
     return f'<img class="{cls}"{css} src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
 
 
+def _plot(png: bytes, alt: str) -> str:
+    """A plot that a tap or click shows at its full size, over the page, and the next one puts back (a checkbox in its
+    label, no script): on a phone the plots are shrunk to the screen's width, their text a few pixels high."""
+    box = f'<input type="checkbox" aria-label="show {html.escape(alt)} full size">'
+    return (f'<label class="zoom" title="full size">{box}<span class="full">{_img(png, "image/png", alt, cls="plot")}</span></label>')
+
+
 def _note(text: str) -> str:
     """A short note; `text` must already be escaped."""
     return f'<p class="note">{text}</p>'
@@ -744,7 +751,12 @@ def _cell_fig(label: str, color: str, content: str) -> str:
 
 def _section(sid: str, content: str) -> str:
     title = dict(SECTIONS)[sid]
-    return f'<section id="{sid}"><h2>{title}</h2>{content}</section>'
+    hint = TAP_HINT if 'class="zoom"' in content else ""  # a section with plots (_plot)
+    return f'<section id="{sid}"><h2>{title}</h2>{hint}{content}</section>'
+
+
+#: Under the heading of a section with plots, on a narrow screen only (STYLE).
+TAP_HINT = '<p class="note tap-hint">Tap a plot to see it full size; tap it again to put it back.</p>'
 
 
 STYLE = """
@@ -797,7 +809,16 @@ img.sample { box-sizing: border-box; width: 100%; height: auto; image-rendering:
 img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
 .pair { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 420px), 1fr)); }
 .pair img.plot { width: 100%; max-width: 760px; box-sizing: border-box; }
-@media (max-width: 600px) { body { padding: .5rem .6rem 2rem; } h1 { font-size: 1.3rem; } }
+/* a plot tapped or clicked (_plot) shows at its full size over the page, scrolling where it is wider than the screen */
+label.zoom { display: block; position: relative; cursor: zoom-in; }
+label.zoom input { position: absolute; opacity: 0; width: 1px; height: 1px; margin: 0; }
+label.zoom .full, label.zoom img.plot { display: block; }
+label.zoom input:focus-visible + .full img.plot { outline: 2px solid #0b57d0; }
+label.zoom input:checked + .full { position: fixed; inset: 0; z-index: 10; overflow: auto; padding: .5rem;
+                                   box-sizing: border-box; background: rgba(255,255,255,.97); cursor: zoom-out; }
+label.zoom input:checked + .full img.plot { width: auto; max-width: none; margin: 0 auto; }
+.tap-hint { display: none; }
+@media (max-width: 600px) { body { padding: .5rem .6rem 2rem; } h1 { font-size: 1.3rem; } .tap-hint { display: block; } }
 """
 
 PAGE = """<!DOCTYPE html>

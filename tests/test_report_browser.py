@@ -247,3 +247,80 @@ def test_run_names_in_the_tables_break_after_their_separators_beside_their_swatc
             assert "".join(c["lines"]) in names, c
             assert all(line[-1] in "_-" for line in c["lines"][:-1]), c["lines"]
             assert c["first_top"] <= c["swatch_mid"] <= c["first_bottom"], c  # on the name's first line
+
+
+#: The lines a cell's text is drawn on (from where each character is), spaces and word joiners left out.
+_DRAWN_LINES = """els => els.map(cell => {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT), range = document.createRange();
+    const lines = [];
+    let top = null;
+    for (let node; (node = walker.nextNode());) {
+        for (let i = 0; i < node.length; i++) {
+            if (/\\s|\\u2060/.test(node.data[i])) continue;
+            range.setStart(node, i);
+            range.setEnd(node, i + 1);
+            const y = Math.round(range.getBoundingClientRect().top);
+            if (y !== top) { lines.push(''); top = y; }
+            lines[lines.length - 1] += node.data[i];
+        }
+    }
+    return lines;
+})"""
+
+
+def test_config_values_break_after_their_separators_on_a_phone_screen(tmp_path):
+    """At 390 px the config table's values broke inside words ('poke64_32p' over 'x_dcgan-3' in the name row); they
+    break after `_ - / .` as the run names do."""
+    names = ["poke64_32px_dcgan", "poke64_32px_dcgan-3", "poke64_32px_dcgan_fid_every_epoch"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=2, steps_per_epoch=5) for i, name in enumerate(names)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 390, 800) as page:
+        values = page.eval_on_selector_all("#config-diff tbody td", _DRAWN_LINES)
+        wrapped = [lines for lines in values if "".join(lines) in names]
+        assert len(wrapped) == 3 and any(len(lines) > 1 for lines in wrapped), values  # wraps: the case tested
+        assert all(line[-1] in "_-/." for lines in values for line in lines[:-1]), values
+
+
+def test_short_run_names_keep_to_one_line_in_the_best_metrics_at_1280_px(tmp_path):
+    """At 1280 px the best-metrics table squeezed its run column to the names' longest parts: 'dcgan_long' broke into
+    'dcgan_' over 'long'. Names up to 24 characters keep to one line, and the table of five runs still fits."""
+    names = ["dcgan_long", "wgan_gp_small", "poke64_32px_dcgan-2", "poke64_32px_wgan_gp_fid",
+             "poke64_64px_acgan_type_1"]
+    runs = [make_run(tmp_path, name, run_index=i, epochs=3, steps_per_epoch=5,
+                     fids=[300.0, 200.0, 150.0] if i % 2 else None) for i, name in enumerate(names)]
+    report = write_compare_report(runs, tmp_path / "report.html")
+    with _page(report, 1280, 900) as page:
+        cells = page.eval_on_selector_all("#best-metrics tbody th", _DRAWN_LINES)
+        assert ["".join(lines) for lines in cells] == names, cells
+        assert all(len(lines) == 1 for lines in cells), cells
+        right = page.eval_on_selector("#best-metrics thead th:last-child", "e => e.getBoundingClientRect().right")
+        assert right <= 1280, right
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+def test_a_plot_tapped_on_a_phone_shows_at_full_size_and_a_second_tap_puts_it_back(long_name_report):
+    """At 390 px the plots shrink to the screen, their text about 6 px high: a tap shows one at its own size over the
+    page (no script), a second tap puts it back where it was; a note under each plot section's heading says so, on a
+    narrow screen only."""
+    def box(img):
+        return img.evaluate("e => {const r = e.getBoundingClientRect();"
+                            " return {top: r.top, w: Math.round(r.width), natural: e.naturalWidth}}")
+
+    with _page(long_name_report, 390, 800) as page:
+        img = page.locator("#loss-curves img").first
+        img.scroll_into_view_if_needed()
+        shrunk, scrolled = box(img), page.evaluate("scrollY")
+        assert shrunk["w"] < shrunk["natural"], shrunk  # shrunk to the screen: the case tested
+        img.click()
+        full = box(img)
+        assert full["w"] >= full["natural"] and 0 <= full["top"] < 20, full  # its own size, at the screen's top
+        assert page.evaluate("document.elementFromPoint(200, 300).closest('#loss-curves label') !== null")  # on top
+        img.click(position={"x": 10, "y": 10})
+        assert box(img) == shrunk and page.evaluate("scrollY") == scrolled
+        hints = page.eval_on_selector_all("section", "els => els.map(s => [s.id, s.querySelectorAll('.tap-hint')"
+                                          ".length, s.querySelector('.tap-hint')?.offsetHeight > 0])")
+        assert {sid for sid, n, shown in hints if n == 1 and shown} == {"fid-curves", "loss-curves",
+                                                                        "accuracy-curves"}, hints
+        assert all(n <= 1 for _, n, _ in hints), hints
+    with _page(long_name_report, 1280, 800) as page:
+        assert page.eval_on_selector_all(".tap-hint", "els => els.every(e => e.offsetHeight === 0)")

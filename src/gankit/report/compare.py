@@ -219,7 +219,7 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
     rows = []
     for k in shown:
         cells = "".join(
-            f'<td class="{"missing" if k not in f else ""}">{html.escape(_shown(f, k, defaults))}</td>' for f in flat
+            f'<td class="{"missing" if k not in f else ""}">{_breakable(_shown(f, k, defaults))}</td>' for f in flat
         )
         grey = ' class="aside"' if len(flat) > 1 and greyed(k) else ""
         key = html.escape(k).replace(".", ".<wbr>")  # breaks at its dots only (STYLE): 'data.' over 'resolution'
@@ -458,7 +458,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
             if x == "epoch":  # whole epochs (fractions of one for runs shorter than it), as the run's own plots/fid.png
                 epoch_ticks(ax, np.concatenate(drawn))
             _legend_below(fig, lines)
-            parts.append(_img(figure_png(fig), "image/png", f"FID vs {xlabel}", cls="plot"))
+            parts.append(_plot(figure_png(fig), f"FID vs {xlabel}"))
         if with_kid:
             fig, ax = new_figure(1, width=7.0, height=4.5)
             fig.set_layout_engine("constrained")
@@ -478,7 +478,7 @@ def _fid_curves(runs, labels, colors, differ=()) -> str:
             if x == "epoch":
                 epoch_ticks(ax, np.concatenate(drawn))
             _legend_below(fig, lines)
-            kid_parts.append(_img(figure_png(fig), "image/png", f"KID vs {xlabel}", cls="plot"))
+            kid_parts.append(_plot(figure_png(fig), f"KID vs {xlabel}"))
     intro = ""
     if counts_differ and with_kid:
         intro = _note(f"These runs measured with different {' / '.join(differ)}: compare them on the KID curves"
@@ -568,7 +568,7 @@ def _loss_curves(runs, labels, colors) -> str:
             ax.set_title(title)
             _legend_below(fig, lines)
             alt = f"{key} vs epoch" + (f", {group} runs" if group else "")
-            parts.append(_img(figure_png(fig), "image/png", alt, cls="plot"))
+            parts.append(_plot(figure_png(fig), alt))
     aside = _note("Runs with train.loss wgan and wgan_gp have panels of their own: a critic scores in units of its"
                   " own (with a gradient penalty, mostly the penalty), which would squash the other runs' curves.") \
         if any(family for (family, _), _ in groups) and apart else ""
@@ -611,7 +611,7 @@ def _accuracy_curves(runs, labels, colors) -> str:
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{what} ({key})" + ("\nsmoothed (lines) over the raw values (faint)" if smoothed else ""))
         _legend_below(fig, lines)
-        parts.append(_img(figure_png(fig), "image/png", f"{key} vs epoch", cls="plot"))
+        parts.append(_plot(figure_png(fig), f"{key} vs epoch"))
     missing = [lab for r, lab, c, i, curves in entries if not curves]
     note = _note("No accuracies logged: " + ", ".join(html.escape(m) for m in missing) + ".") if missing else ""
     return (f'<p class="note">D\'s accuracies against epochs: the share of real images it scores as real and of fakes'
@@ -732,6 +732,13 @@ def _img(data: bytes, mime: str, alt: str, cls: str = "sample", style: str = "")
     return f'<img class="{cls}"{css} src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
 
 
+def _plot(png: bytes, alt: str) -> str:
+    """A plot that a tap or click shows at its full size, over the page, and the next one puts back (a checkbox in its
+    label, no script): on a phone the plots are shrunk to the screen's width, their text a few pixels high."""
+    box = f'<input type="checkbox" aria-label="show {html.escape(alt)} full size">'
+    return (f'<label class="zoom" title="full size">{box}<span class="full">{_img(png, "image/png", alt, cls="plot")}</span></label>')
+
+
 def _note(text: str) -> str:
     """A short note; `text` must already be escaped."""
     return f'<p class="note">{text}</p>'
@@ -745,10 +752,16 @@ def _named(label: str, color: str) -> str:
     """A run's name in a table cell, after its swatch: a name wider than its column breaks after its separators
     ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on its first line (the swatch stood alone
     above the name, each row a line taller)."""
-    name = html.escape(label)
+    return f"{_swatch(color)}\u2060{_breakable(label)}"  # a word joiner: no break between the swatch and the name
+
+
+def _breakable(text: str) -> str:
+    """`text` escaped, with a line break allowed after each of its separators `_ - / .` (a cell's
+    `overflow-wrap: break-word` breaks inside a word only where a part between them is wider than the cell)."""
+    text = html.escape(text)
     for sep in "_-/.":
-        name = name.replace(sep, sep + "<wbr>")
-    return f"{_swatch(color)}\u2060{name}"  # a word joiner: no break between the swatch and the name
+        text = text.replace(sep, sep + "<wbr>")
+    return text
 
 
 def _cell_fig(label: str, color: str, content: str) -> str:
@@ -757,7 +770,12 @@ def _cell_fig(label: str, color: str, content: str) -> str:
 
 def _section(sid: str, content: str) -> str:
     title = dict(SECTIONS)[sid]
-    return f'<section id="{sid}"><h2>{title}</h2>{content}</section>'
+    hint = TAP_HINT if 'class="zoom"' in content else ""  # a section with plots (_plot)
+    return f'<section id="{sid}"><h2>{title}</h2>{hint}{content}</section>'
+
+
+#: Under the heading of a section with plots, on a narrow screen only (STYLE).
+TAP_HINT = '<p class="note tap-hint">Tap a plot to see it full size; tap it again to put it back.</p>'
 
 
 STYLE = """
@@ -782,7 +800,13 @@ th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertica
 thead th { background: #f4f4f6; position: sticky; top: 0; max-width: 16rem; overflow-wrap: anywhere; }
 #best-metrics thead th { overflow-wrap: normal; }  /* column names, not run names: squeezed, 'step' broke into 'ste' 'p' */
 tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width: 14rem; overflow-wrap: anywhere; }
+/* room for a run name of ~24 characters (and its swatch) on one line: squeezed to its longest part, 'dcgan_long' broke
+   into 'dcgan_' over 'long' at 1280 px; a phone keeps its narrow sticky column. The numbers, which do not wrap, give
+   that room back: at td's 6rem, five runs' table went past a 1280 px screen */
+#best-metrics tbody th { min-width: clamp(6rem, 25vw, calc(24ch + 1.4em)); }
+#best-metrics td.num { min-width: 4rem; }
 #config-diff tbody th { overflow-wrap: normal; }  /* keys break at their dots (<wbr>): 'data.resolu' over 'tion' */
+#config-diff td { overflow-wrap: break-word; }  /* values break after _ - / . (<wbr>): 'poke64_32p' over 'x_dcgan' */
 /* a table wider than a phone scrolls in its box: its row names (the key, the run) stay at the left, on their own
    backgrounds, so the values scrolled into view still say what they are */
 tbody th, thead th:first-child { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #ddd; }
@@ -804,7 +828,16 @@ img.sample { box-sizing: border-box; width: 100%; height: auto; image-rendering:
 img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
 .pair { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 420px), 1fr)); }
 .pair img.plot { width: 100%; max-width: 760px; box-sizing: border-box; }
-@media (max-width: 600px) { body { padding: .5rem .6rem 2rem; } h1 { font-size: 1.3rem; } }
+/* a plot tapped or clicked (_plot) shows at its full size over the page, scrolling where it is wider than the screen */
+label.zoom { display: block; position: relative; cursor: zoom-in; }
+label.zoom input { position: absolute; opacity: 0; width: 1px; height: 1px; margin: 0; }
+label.zoom .full, label.zoom img.plot { display: block; }
+label.zoom input:focus-visible + .full img.plot { outline: 2px solid #0b57d0; }
+label.zoom input:checked + .full { position: fixed; inset: 0; z-index: 10; overflow: auto; padding: .5rem;
+                                   box-sizing: border-box; background: rgba(255,255,255,.97); cursor: zoom-out; }
+label.zoom input:checked + .full img.plot { width: auto; max-width: none; margin: 0 auto; }
+.tap-hint { display: none; }
+@media (max-width: 600px) { body { padding: .5rem .6rem 2rem; } h1 { font-size: 1.3rem; } .tap-hint { display: block; } }
 """
 
 PAGE = """<!DOCTYPE html>

@@ -111,6 +111,31 @@ def test_a_zip_with_utf8_names_it_does_not_flag_extracts_them_in_utf8(tmp_path):
     assert files_under(extract_archive(dos, cache_dir=tmp_path / "cache", progress=False)) == {"café.png"}
 
 
+WINDOWS_UNFIT = {"pokemon/Type: Null.png": image_bytes(), "pokemon/CON.png": image_bytes((0, 0, 255)),
+                 "pokemon/why?.png.": image_bytes((0, 250, 0)), "pokemon/lpt1.x.png": image_bytes((9, 9, 9)),
+                 "pokemon/types.csv": b"Name,Type1\nType: Null.png,Normal\nCON,Fire\nwhy?.png.,Grass\nlpt1.x.png,Bug\n"}
+
+
+@pytest.mark.parametrize("platform", ["win32", "linux"])
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_member_names_windows_cannot_hold_are_renamed_there_and_the_labels_csv_still_finds_them(
+        tmp_path, monkeypatch, platform, kind):
+    """A tar made on Linux holding 'Type: Null.png' was extracted on NTFS into an alternate data stream of 'Type'
+    ('CON.png' into the console, 'why?.png.' not at all): the images silently went missing. On Windows such names
+    are made ones it can hold (as zipfile does for ':' and trailing dots, and now reserved names too), and the labels
+    CSV, naming them as in the archive, still labels them. Elsewhere names are kept."""
+    from gankit.data import archive as archive_module
+
+    monkeypatch.setattr(archive_module.sys, "platform", platform)
+    archive = (make_tar if kind == "tar" else make_zip)(tmp_path / f"pokemon.{kind}", WINDOWS_UNFIT)
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    renamed = {"Type_ Null.png", "CON_.png", "why_.png", "lpt1_.x.png", "types.csv"}
+    assert files_under(folder) == (renamed if platform == "win32" else {n.split("/")[1] for n in WINDOWS_UNFIT})
+    ds = load_dataset(archive, 16, labels="types.csv", label_column="Type1", cache_dir=tmp_path / "cache",
+                      progress=False)
+    assert len(ds) == 4 and sorted(ds.class_names[i] for i in ds.labels) == ["Bug", "Fire", "Grass", "Normal"]
+
+
 def test_an_extraction_that_lost_files_is_extracted_again(tmp_path, capsys):
     """A tmp cleaner deleted part of the cached extraction: the unchanged 12-image zip then gave 4 images, silently."""
     archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": image_bytes((i * 20, 0, 0)) for i in range(12)})

@@ -1999,3 +1999,65 @@ def test_on_mps_the_cpu_only_paths_stay_off(image_folder, monkeypatch):
     mps = torch.device("mps")
     assert memory_format(cfg.train.channels_last, mps, cfg.train.compile) == torch.contiguous_format
     assert resolve_precision(cfg.train.precision, mps) is None
+
+
+def test_an_old_numbered_checkpoint_open_elsewhere_on_windows_does_not_stop_training(image_folder, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """On Windows a `gankit evaluate` reading the oldest numbered checkpoint as the training pruned it (or deleted it
+    to make room) stopped the training with PermissionError: it is left with a warning, and a later epoch end
+    prunes it."""
+    from gankit import checkpoint
+
+    layers = tiny_layers(image_folder, epochs=3)
+    layers[0]["log"].update(keep_checkpoints=1, write_share=0, plots=False)  # (matplotlib on "win32" wants winreg)
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    unlink = Path.unlink
+
+    def open_elsewhere(self, missing_ok=False):  # epoch_0001.pt read by another process at the end of epoch 2
+        if self.name == "epoch_0001.pt" and trainer.epoch == 2:
+            raise PermissionError(13, "Access is denied", str(self))
+        return unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(checkpoint.Path, "unlink", open_elsewhere)
+    monkeypatch.setattr(checkpoint.time, "sleep", lambda s: None)
+    monkeypatch.setattr(checkpoint.sys, "platform", "win32")
+    kept = []
+    trainer.fit(stop_when=lambda: kept.append(sorted(p.name for p in (tmp_path / "run/checkpoints").glob("epoch_*"))))
+    monkeypatch.undo()
+    assert kept == [["epoch_0001.pt"], ["epoch_0001.pt", "epoch_0002.pt"], ["epoch_0003.pt"]]
+    assert capsys.readouterr().err.count("could not delete the old checkpoint epoch_0001.pt") == 1
+
+
+def test_an_old_numbered_checkpoint_open_elsewhere_on_windows_when_making_room_skips_one_numbered(image_folder, tmp_path,
+                                                                                                  monkeypatch, capsys):
+    """On a tight disk with log.keep_checkpoints=1 the old numbered checkpoint is deleted first to make room: where
+    Windows refuses (a `gankit evaluate` has it open) that epoch end's numbered checkpoint is skipped, not written
+    short of room nor stopping the training, and the next epoch end deletes the old one and writes its own."""
+    from gankit import checkpoint
+
+    layers = tiny_layers(image_folder, epochs=4)
+    layers[0]["log"].update(keep_checkpoints=1, write_share=0, plots=False)  # (matplotlib on "win32" wants winreg)
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    real, unlink = shutil.disk_usage, Path.unlink
+
+    def usage(path):
+        total, used, free = real(path)
+        if trainer.epoch <= 2:
+            return type(real(path))(total, used, free)
+        size = (tmp_path / "run/checkpoints/last.pt").stat().st_size  # short of 2 of them and the reserve by a byte
+        return type(real(path))(total, used, 2 * size + min(checkpoint.DISK_RESERVE, total // 10) - 1)
+
+    def open_elsewhere(self, missing_ok=False):  # epoch_0002.pt read by another process at the end of epoch 3
+        if self.name == "epoch_0002.pt" and trainer.epoch == 3:
+            raise PermissionError(13, "Access is denied", str(self))
+        return unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", usage)
+    monkeypatch.setattr(checkpoint.Path, "unlink", open_elsewhere)
+    monkeypatch.setattr(checkpoint.time, "sleep", lambda s: None)
+    monkeypatch.setattr(checkpoint.sys, "platform", "win32")
+    kept = []
+    trainer.fit(stop_when=lambda: kept.append(sorted(p.name for p in (tmp_path / "run/checkpoints").glob("epoch_*"))))
+    monkeypatch.undo()
+    assert kept[2:] == [["epoch_0002.pt"], ["epoch_0004.pt"]]
+    assert capsys.readouterr().err.count("could not delete the old checkpoint epoch_0002.pt") == 1

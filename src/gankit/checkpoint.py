@@ -132,9 +132,15 @@ def _keep_copy(path: Path, copy: Path) -> None:
 def _replace(src, dst) -> None:
     """os.replace; on Windows, which refuses (PermissionError) while another process has `dst` open (`gankit sample`
     loading last.pt as the training saves, an antivirus scanning it), tried again for about 2 s before that counts."""
+    _patiently(lambda: os.replace(src, dst))
+
+
+def _patiently(act: Callable[[], None]) -> None:
+    """`act()`, a replace or delete of a file; on Windows, which refuses it (PermissionError) while another process has
+    the file open, tried again for about 2 s (REPLACE_TRIES) before that counts."""
     for attempt in range(REPLACE_TRIES):
         try:
-            os.replace(src, dst)
+            act()
             return
         except PermissionError:
             if sys.platform != "win32" or attempt == REPLACE_TRIES - 1:
@@ -327,10 +333,25 @@ def numbered_checkpoints(ckpt_dir: Path) -> list[Path]:
 
 def prune_numbered(ckpt_dir: Path, keep: int) -> list[Path]:
     """Delete every epoch_NNNN.pt but the newest `keep` (0 keeps them all); returns the deleted ones."""
-    old = numbered_checkpoints(ckpt_dir)[keep:] if keep > 0 else []
-    for path in old:
-        path.unlink(missing_ok=True)
-    return old
+    return delete_numbered(numbered_checkpoints(ckpt_dir)[keep:] if keep > 0 else [])
+
+
+def delete_numbered(paths: list[Path]) -> list[Path]:
+    """Delete the numbered checkpoints `paths`; returns the deleted ones. Those Windows keeps refusing (another process
+    has them open: a `gankit evaluate` reading one) are left, named in one warning: a later epoch end prunes them."""
+    deleted, kept = [], []
+    for path in paths:
+        try:
+            _patiently(lambda: path.unlink(missing_ok=True))
+            deleted.append(path)
+        except PermissionError:
+            if sys.platform != "win32":
+                raise
+            kept.append(path.name)
+    if kept:
+        warn(f"could not delete the old checkpoint{'s' if len(kept) > 1 else ''} {short_list(kept)} in "
+             f"'{short_path(Path(paths[0]).parent)}' (open in another program): left for a later epoch end")
+    return deleted
 
 
 def disk_reserve(ckpt_dir: Path) -> int:

@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from gankit import console, distributed, runlock, threads
-from gankit.checkpoint import (BEST, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
+from gankit.checkpoint import (BEST, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
                            check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, warn_settings,
@@ -918,8 +918,8 @@ class Trainer:
         first = self._room_for_numbered()  # the old ones to delete first to make room
         if first is None:
             return
-        for path in first:
-            path.unlink(missing_ok=True)
+        if len(delete_numbered(first)) < len(first):  # one open elsewhere on Windows: no room this epoch end
+            return
         save_checkpoint(state, numbered_path(self.ckpt_dir, self.epoch))
         prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
 

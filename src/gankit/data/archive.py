@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from gankit import console, runlock
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
-from gankit.data.folder import _hidden, _safe
+from gankit.data.folder import _hidden, _safe, windows_name
 from gankit.errors import DataError
 
 ZIP_SUFFIXES = (".zip",)
@@ -323,11 +323,24 @@ def _extract(archive: Path, dest: Path, bar) -> None:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             for m in members:  # already checked with '\\' read as '/' (zipfile reads a member by its orig_filename)
-                m.filename = _zip_name(m)
+                m.filename = _on_disk(_zip_name(m))
             zf.extractall(dest, _counted(members, bar))
     else:
         with tarfile.open(archive) as tf:
-            tf.extractall(dest, _counted(tf, bar), filter="data")
+            tf.extractall(dest, _counted(tf, bar), filter=_tar_filter)
+
+
+def _on_disk(name: str) -> str:
+    """A member's name as extracted here: on Windows, one it can hold (`folder.windows_name`), which the labels CSV's
+    matching reads its names as there; elsewhere `name`."""
+    return windows_name(name) if sys.platform == "win32" else name
+
+
+def _tar_filter(m: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's "data" filter, then the member (and the member a link points to) named as `_on_disk` says."""
+    m = tarfile.data_filter(m, dest)
+    links = {"linkname": _on_disk(m.linkname)} if m.islnk() or m.issym() else {}
+    return m.replace(name=_on_disk(m.name), **links, deep=False)
 
 
 def _counted(members, bar):

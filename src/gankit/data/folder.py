@@ -18,6 +18,7 @@ import functools
 import io
 import os
 import re
+import sys
 import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,9 @@ LOADER_VERSION = 3  # 3: ICC profiles applied (`_to_srgb`), images that show not
 # Images whose shorter side is below this carry nothing to learn from (spacer GIFs, tracking pixels):
 # upscaled they are flat colour, so they are skipped and named like damaged files.
 MIN_IMAGE_SIDE = 8
+# What Windows cannot hold in a file name (`windows_name`): these characters, and these names with any extension.
+_WINDOWS_FORBIDDEN = str.maketrans({c: "_" for c in ':<>"|?*' + "".join(map(chr, range(32)))})
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10))}
 # AVIF where this Pillow reads it (Pillow 11.2+ built with libavif); else it is one of the formats named below.
 _AVIF = (".avif",) if ".avif" in Image.registered_extensions() else ()
 _SIGNED_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", *_AVIF)
@@ -626,7 +630,7 @@ def _csv_labels(root: Path, files: list[str], csv_path: Path, column: str | None
         labels_of: dict[tuple[str, ...], str | None] = {}
         first_value: dict[tuple[str, ...], str] = {}
         for row in rows:
-            value = _fold(row[col].strip().replace("\\", "/")) if col < len(row) else ""
+            value = _csv_name(row[col]) if col < len(row) else ""
             if not value:
                 continue
             label = row[label_at].strip() if label_at < len(row) else ""
@@ -694,7 +698,7 @@ def _check_header(header: list[str], files: list[str], csv_name: str) -> None:
     file has no header row, so its columns have no names to pass as --label-column (the ones a message would list are
     the first image's file name and label)."""
     names = {_fold(PurePosixPath(f).name) for f in files}
-    if any(h.lower().endswith(IMAGE_EXTENSIONS) and _fold(PurePosixPath(h.replace("\\", "/")).name) in names
+    if any(h.lower().endswith(IMAGE_EXTENSIONS) and PurePosixPath(_csv_name(h)).name in names
            for h in header):
         raise DataError(f"label file '{csv_name}' has no header row: its first row ('{_clip(', '.join(header))}') "
                         "names an image; add a first row naming the columns, e.g. file,label, and pass "
@@ -710,7 +714,7 @@ def _warn_rows_without_images(rows: list[list[str]], col: int, labels_of: dict, 
     unmatched = []
     for row in rows:
         value = row[col].strip() if col < len(row) else ""
-        if value and not any(key in used for key in _endings(PurePosixPath(_fold(value.replace("\\", "/"))))):
+        if value and not any(key in used for key in _endings(PurePosixPath(_csv_name(value)))):
             unmatched.append(_clip(value))
     if unmatched:
         warn(f"{count(len(unmatched), 'row')} of '{csv_name}' name{'s' if len(unmatched) == 1 else ''} no image "
@@ -732,6 +736,29 @@ def _fold(name: str) -> str:
     """A file name as the CSV matching compares it: case-folded, and its accents composed (NFC), as typed: macOS names
     files decomposed (NFD), so `flabébé.png` on its disk and `flabébé` in a CSV are otherwise two names."""
     return unicodedata.normalize("NFC", name.casefold())
+
+
+def _csv_name(value: str) -> str:
+    """A file name or path written in a CSV as the matching compares it (`_fold`), '\\' read as '/'. On Windows, as
+    extracting an archive names that file there (`windows_name`): a CSV naming 'Type: Null.png' in a tar made on
+    Linux finds the 'Type_ Null.png' extracted."""
+    value = value.strip().replace("\\", "/")
+    return _fold(windows_name(value) if sys.platform == "win32" else value)
+
+
+def windows_name(path: str) -> str:
+    """`path` ('/'-separated) with each part that Windows cannot hold as a file name made one it can: its forbidden
+    characters (`_WINDOWS_FORBIDDEN`) replaced by '_' and its trailing dots and spaces removed, as zipfile does there
+    (into an NTFS alternate data stream, or not at all, the file went missing), and '_' after a reserved name
+    (`_WINDOWS_RESERVED`: 'CON.png' is the console) before its extension. Other paths are returned as they are."""
+    def part_name(part: str) -> str:
+        if part in ("", ".", ".."):
+            return part
+        part = part.translate(_WINDOWS_FORBIDDEN).rstrip(". ") or "_"
+        base = part.split(".", 1)[0]
+        return f"{base}_{part[len(base):]}" if base.rstrip(" ").upper() in _WINDOWS_RESERVED else part
+
+    return "/".join(map(part_name, path.split("/")))
 
 
 def _endings(path: PurePosixPath) -> list[tuple[str, ...]]:

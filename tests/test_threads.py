@@ -284,9 +284,9 @@ def test_epoch_ends_run_on_the_current_count_while_a_probe_is_under_way(image_fo
     seen, at_ends = _counting_iterations(monkeypatch), []
     real = Trainer._end_epoch
 
-    def end_epoch(self, progress):
+    def end_epoch(self, *args):
         at_ends.append(torch.get_num_threads())
-        return real(self, progress)
+        return real(self, *args)
 
     monkeypatch.setattr(Trainer, "_end_epoch", end_epoch)
     run_training(tiny_layers(image_folder, epochs=12), tmp_path / "run")

@@ -324,3 +324,12 @@ def test_a_plot_tapped_on_a_phone_shows_at_full_size_and_a_second_tap_puts_it_ba
         assert all(n <= 1 for _, n, _ in hints), hints
     with _page(long_name_report, 1280, 800) as page:
         assert page.eval_on_selector_all(".tap-hint", "els => els.every(e => e.offsetHeight === 0)")
+
+
+def test_the_fid_and_the_kid_plots_stand_apart_on_a_phone(long_name_report):
+    """At 390 px the FID pair of plots and the KID pair below it touched: nothing told where one ended."""
+    with _page(long_name_report, 390, 800) as page:
+        boxes = page.eval_on_selector_all("#fid-curves .pair", "els => els.map(e => e.getBoundingClientRect())"
+                                          ".map(r => [r.top, r.bottom])")
+    assert len(boxes) == 2, boxes
+    assert boxes[1][0] - boxes[0][1] >= 12, boxes

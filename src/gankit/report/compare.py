@@ -828,6 +828,7 @@ img.sample { box-sizing: border-box; width: 100%; height: auto; image-rendering:
 img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
 .pair { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 420px), 1fr)); }
 .pair img.plot { width: 100%; max-width: 760px; box-sizing: border-box; }
+.pair + .pair { margin-top: 1.2rem; }  /* the FID pair and the KID pair below it, on a phone */
 /* a plot tapped or clicked (_plot) shows at its full size over the page, scrolling where it is wider than the screen */
 label.zoom { display: block; position: relative; cursor: zoom-in; }
 label.zoom input { position: absolute; opacity: 0; width: 1px; height: 1px; margin: 0; }

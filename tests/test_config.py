@@ -437,7 +437,7 @@ def test_native_bf16_is_read_from_the_cpus_flags(monkeypatch, flags, native):
         def __init__(self, name):
             assert name == "/proc/cpuinfo"
 
-        def read_text(self):
+        def read_text(self, encoding=None, errors=None):
             return f"processor\t: 0\nflags\t\t: {flags}\n"
 
     monkeypatch.setattr(device, "Path", FakePath)

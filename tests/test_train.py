@@ -1462,6 +1462,16 @@ def test_the_data_folder_is_refused_as_the_run_folder(image_folder, tmp_path):
     assert not (image_folder / "config.yaml").exists()
 
 
+def test_a_folder_that_holds_runs_is_refused_as_a_new_run(image_folder, tmp_path):
+    """`gankit train --run runs` (meaning to resume a run in it) trained a new run there, among the runs, its
+    config.yaml and checkpoints/ beside their folders: refused before anything is written, naming them."""
+    run_training(tiny_layers(image_folder, max_steps=1), tmp_path / "runs" / "try1")
+    with pytest.raises(RunError, match="'.*runs' holds runs \\(try1\\), it is not one: pass one of them to resume it "
+                                       "\\(--run .*try1\\) or a new folder \\(--run .*NAME\\)"):
+        run_training(tiny_layers(image_folder), tmp_path / "runs")
+    assert not (tmp_path / "runs" / "config.yaml").exists()
+
+
 def test_a_complete_run_stopped_before_its_gif_writes_it_when_run_again(image_folder, tmp_path, capsys):
     """Ctrl-C after the last checkpoint but before evolution.gif: running the command again only said "already
     complete" and the run never got its GIF."""

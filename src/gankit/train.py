@@ -271,12 +271,26 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
     if _same_folder(run_path, cfg.data.path):
         raise RunError(f"the run folder '{run_path}' is the data folder: its sample grids and plots would become training "
                        f"images there: pass another {distributed.run_option()} folder (e.g. runs/NAME)")
+    if not resuming:
+        _refuse_a_folder_of_runs(run_path)
     if resuming:
         _check_resumed_data(run_path, cfg)
     if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != launch_device.type:
         raise RunError(f"run '{run_path}' trains on device {cfg.train.device} (its config.yaml): give every process "
                        f"--device {cfg.train.device} to resume it under torchrun")
     return run_path, cfg, resuming
+
+
+def _refuse_a_folder_of_runs(run_path: Path) -> None:
+    """A new run in a folder that holds runs (`--run runs`, meaning to resume one) would write its files among them,
+    and `gankit compare runs/*` then finds one more half-run: refused, naming them."""
+    from gankit.data.folder import _is_run_folder
+
+    held = sorted(d.name for d in run_path.iterdir() if _is_run_folder(d)) if run_path.is_dir() else []
+    if held:
+        option = distributed.run_option()
+        raise RunError(f"'{run_path}' holds runs ({console.short_list(held)}), it is not one: pass one of them to resume "
+                       f"it ({option} {run_path / held[0]}) or a new folder ({option} {run_path / 'NAME'})")
 
 
 def logged_iteration(run_dir: Path) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -504,6 +505,7 @@ def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
     run_training(tiny_layers(image_folder, epochs=1), run)
     err = capsys.readouterr().err
     assert "already complete" in err and " of 1 epoch, " in err and "1 epochs" not in err, err  # "of 1 epochs" it said
+    assert re.search(r"1 of 1 epoch, \d+:\d\d in\): raise", err), err  # not "0.449 minutes": as the progress lines say it
     assert (run / "checkpoints/last.pt").stat().st_mtime_ns == before
     run_training(tiny_layers(image_folder, epochs=1, max_steps=2), run)  # a budget below what it trained: no change
     assert "already complete (4 iterations, 1 of 1 epoch," in capsys.readouterr().err

@@ -88,12 +88,6 @@ class _Paced:
 # --------------------------------------------------------------------------- run folder and config
 
 
-def _minutes(seconds: float) -> str:
-    """'1 minute', '2.5 minutes': to 3 significant digits, as the end lines show them."""
-    shown = f"{seconds / 60:.3g}"
-    return f"{shown} minute{'' if shown == '1' else 's'}"
-
-
 def resolution_of(cfg: Config) -> int:
     """data.resolution, or its default: 32 px for a built-in dataset, 64 for a folder."""
     return cfg.data.resolution or (32 if is_builtin(cfg.data.path) else 64)
@@ -1375,7 +1369,7 @@ class Trainer:
             epochs = (f"{done:.4g} of {console.count(cfg.train.epochs, 'epoch')}" if done <= cfg.train.epochs else
                       f"{done:.4g} epochs, more than the {cfg.train.epochs} asked for")
             console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, "
-                         f"{epochs}, {_minutes(self.elapsed)}): raise {' and '.join(spent)} to train longer")
+                         f"{epochs}, {console.clock(self.elapsed)} in): raise {' and '.join(spent)} to train longer")
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 

@@ -719,9 +719,9 @@ class Trainer:
         if n >= len(classes):
             return
         left_out = console.short_list([f"'{console.printable(c)}'" for c in classes[n:]])
-        console.warn(f"the sample grids show the first {n} of the {len(classes)} classes (log.n_samples {n}), leaving "
-                     f"out {left_out}; --set log.n_samples={len(classes)} shows every class (a multiple of it, up to "
-                     f"{LABEL_GRID_COLUMNS * len(classes)}, shows each that many times)")
+        console.warn(f"the sample grids show the first {n} of the {len(classes)} classes, not {left_out}: "
+                     f"--set log.n_samples={len(classes)} (or a multiple, up to {LABEL_GRID_COLUMNS * len(classes)}) "
+                     "shows every class")
 
     def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
         """(state, path) of the checkpoint a resume continues from; None, or RunError where a log shows training

@@ -232,15 +232,15 @@ class Run:
         return sum(d for line, d in zip(evals, durations) if (finite_number(line.get("time")) or 0.0) < total)
 
 
-def not_a_run(path: Path, markers: str) -> RunError:
-    """The error for a folder given as a run that has none of `markers`, in the words `gankit sample` uses; one that
-    holds runs (`runs`, for the runs in it) names them."""
+def not_a_run(path: Path, markers: str, fix: str = "pass a folder made by gankit train") -> RunError:
+    """The error for a folder given as a run that has none of `markers`, with `fix`; one that holds runs (`runs`, for
+    the runs in it) names them instead."""
     from gankit.console import short_list
     from gankit.data.folder import _is_run_folder
 
     held = sorted(str(d) for d in path.iterdir() if _is_run_folder(d)) if path.is_dir() else []
-    fix = f": pass the runs it holds ({short_list(held)})" if held else ": pass a folder made by gankit train"
-    return RunError(f"'{path}' is not a gankit run folder (it has no {markers}){fix}")
+    fix = f"pass one of the runs it holds ({short_list(held)})" if held else fix
+    return RunError(f"'{path}' is not a gankit run folder (it has no {markers}): {fix}")
 
 
 def load_run(path, unreadable_config_ok: bool = False) -> Run:

@@ -308,6 +308,10 @@ CASES = [
     ("sample-no-checkpoint", sample(run_with_config), ["no generator.safetensors or checkpoint", "gankit train"]),
     ("sample-not-a-run-folder", sample(lambda t: _write(_mkdir(t / "notrun") / "readme", "hi").parent),
      ["/notrun' is not a gankit run folder", "no config.yaml", "made by gankit train"]),
+    # `gankit sample runs` (for a run in it) was told to pass a folder made by gankit train, not which
+    ("sample-a-folder-of-runs", sample(lambda t: _write(run_with_config(t) / "metrics.jsonl", "").parent.parent),
+     ["' is not a gankit run folder (it has no config.yaml, generator.safetensors or checkpoints/): pass one of the runs it "
+      "holds (", "/run)"]),
     ("evaluate-not-a-run-folder", lambda t, mp: ["evaluate", str(_mkdir(t / "notrun")), "-n", "2", "--device", "cpu"],
      ["/notrun' is not a gankit run folder"]),
     ("sample-run-is-its-checkpoints-folder", sample(lambda t: _checkpoints(t).parent),
@@ -400,6 +404,13 @@ CASES = [
     # a short name with two letters swapped (difflib's 0.75) had no suggestion
     ("sample-two-letters-swapped", sample(lambda t: run_with_config(t).rename(t / "try1").with_name("tyr1")),
      ["run folder '", "/tyr1' does not exist: did you mean '", "/try1'?"]),
+    # it said "X is not a run folder (...); pass a folder written by `gankit train`", other words than sample's, and
+    # `gankit compare runs` (for the runs in it) was not told to pass them
+    ("compare-not-a-run-folder", lambda t, mp: ["compare", str(_write(_mkdir(t / "notrun") / "readme", "hi").parent)],
+     ["/notrun' is not a gankit run folder (it has no config.yaml, metrics.jsonl or samples/): pass a folder made by "
+      "gankit train"]),
+    ("compare-a-folder-of-runs", lambda t, mp: ["compare", str(_write(run_with_config(t) / "metrics.jsonl", "").parent.parent)],
+     ["' is not a gankit run folder (it has no config.yaml", "): pass one of the runs it holds (", "/run)"]),
     ("compare-a-missing-run", lambda t, mp: ["compare", str(t / "nope")],
      ["run folder '", "/nope' does not exist: pass a folder made by `gankit train`"]),
     ("compare-out-is-a-folder", lambda t, mp: ["compare", str(run_with_generator(t)), "-o", str(_mkdir(t / "out"))],

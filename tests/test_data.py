@@ -223,7 +223,7 @@ def test_a_folder_of_only_too_small_images_says_how_large_they_must_be(tmp_path)
         load_folder(tmp_path / "data", RES, cache_dir=tmp_path / "cache", progress=False)
     message = str(info.value)
     assert "all 10 images" in message and "smaller than 8 px" in message and "at least 8 px" in message
-    assert "upscale" in message and "t0.png (too small, 6x6)" in message
+    assert "upscale" in message and "t0.png, t1.png" in message and "(all: too small, 6x6)" in message
     assert "could be decoded" not in message and "re-export" not in message
 
 
@@ -613,6 +613,18 @@ def test_labels_from_csv_drop_images_without_a_label(tmp_path, csv_folder, capsy
     assert "img/c.png (empty label)" in lines[0] and "img/d.png (no row)" in lines[0]
     assert lines[0].endswith("; give each one row with a label to train on it")  # (it said what, not how to fix it)
     assert "1 row of 'labels.csv' names no image (column 'path'): img/zzz.png" in lines[1]
+
+
+def test_images_dropped_for_one_reason_say_it_once(tmp_path, csv_folder, capsys):
+    """Three images without a row (a new user's renamed files) were each followed by "(no row)", a 222-character
+    line for three Japanese names: a reason every named file shares is said once, after the names."""
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("kind,path\nround,img/a.png\nsquare,img/b.png\n")
+    load_folder(csv_folder, RES, labels=str(csv_path), label_column="kind", cache_dir=tmp_path / "cache",
+                progress=False)
+    line = warning_lines(capsys.readouterr().err)[0]
+    assert "img/c.png, img/d.png, img/e.png (all: no row); give each one row" in line
+    assert line.count("no row") == 1
 
 
 def test_csv_rows_that_match_no_image_are_counted_and_named_in_one_warning(tmp_path, csv_folder, capsys):

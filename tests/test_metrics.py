@@ -513,6 +513,25 @@ def test_fid_during_training_and_the_evaluate_command(tmp_path, extractor):
     assert float(line.split()[1]) > 0
 
 
+def test_fid_says_a_folders_resolution_as_its_cache_line_does(tmp_path, monkeypatch, capsys):
+    """`gankit fid` said "cached 64 images of 'mine' at 120px" and on the next line "mine: 64 images at 120 px": one
+    resolution, written two ways. It is written as training and the cache write it, 120px."""
+    import gankit.metrics
+
+    make_image_folder(tmp_path / "a", n=2, size=24)
+    make_image_folder(tmp_path / "b", n=2, size=24)
+
+    def no_inception(*args, **kwargs):
+        raise KeyboardInterrupt  # the lines before Inception are all this test reads
+
+    monkeypatch.setattr(gankit.metrics, "load_inception", no_inception)
+    with pytest.raises(KeyboardInterrupt):
+        gankit.metrics.fid_folders(tmp_path / "a", tmp_path / "b", progress=True)
+    err = capsys.readouterr().err
+    assert "images of 'a' at 24px" in err and ": 2 images at 24px (resized bilinearly to 299" in err
+    assert " px" not in err
+
+
 def test_fid_of_a_one_image_folder_is_refused_before_inception_runs(tmp_path, monkeypatch):
     import gankit.metrics
 

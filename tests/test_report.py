@@ -642,7 +642,7 @@ def test_a_key_an_older_runs_config_lacks_counts_as_its_default(tmp_path):
 
 
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):
-    with pytest.raises(RunError, match="not a run folder"):
+    with pytest.raises(RunError, match="not a gankit run folder"):
         write_compare_report([tmp_path], tmp_path / "r.html")
     with pytest.raises(RunError, match="no runs"):
         write_compare_report([], tmp_path / "r.html")

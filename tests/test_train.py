@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -504,6 +505,7 @@ def test_finished_run_is_not_retrained(image_folder, tmp_path, capsys):
     run_training(tiny_layers(image_folder, epochs=1), run)
     err = capsys.readouterr().err
     assert "already complete" in err and " of 1 epoch, " in err and "1 epochs" not in err, err  # "of 1 epochs" it said
+    assert re.search(r"1 of 1 epoch, \d+:\d\d in\): raise", err), err  # not "0.449 minutes": as the progress lines say it
     assert (run / "checkpoints/last.pt").stat().st_mtime_ns == before
     run_training(tiny_layers(image_folder, epochs=1, max_steps=2), run)  # a budget below what it trained: no change
     assert "already complete (4 iterations, 1 of 1 epoch," in capsys.readouterr().err
@@ -573,8 +575,8 @@ def test_a_conditional_run_says_which_classes_its_sample_grids_leave_out(tmp_pat
     run_training(layers, tmp_path / "run")
     assert drawn[0].tolist() == [0, 1]  # the grid as before: the first classes, one image each
     err = capsys.readouterr().err
-    assert ("the sample grids show the first 2 of the 3 classes (log.n_samples 2), leaving out 'eel'; --set log.n_samples=3 "
-            "shows every class (a multiple of it, up to 24, shows each that many times)") in err
+    assert ("the sample grids show the first 2 of the 3 classes, not 'eel': --set log.n_samples=3 (or a multiple, up to "
+            "24) shows every class") in err  # (it took 249 characters for Pokemon's types at log.n_samples=8)
     assert err.count("sample grids show") == 1
 
 
@@ -1460,6 +1462,16 @@ def test_the_data_folder_is_refused_as_the_run_folder(image_folder, tmp_path):
                                            "become training images there: pass another --run folder"):
             run_training(tiny_layers(image_folder), run)
     assert not (image_folder / "config.yaml").exists()
+
+
+def test_a_folder_that_holds_runs_is_refused_as_a_new_run(image_folder, tmp_path):
+    """`gankit train --run runs` (meaning to resume a run in it) trained a new run there, among the runs, its
+    config.yaml and checkpoints/ beside their folders: refused before anything is written, naming them."""
+    run_training(tiny_layers(image_folder, max_steps=1), tmp_path / "runs" / "try1")
+    with pytest.raises(RunError, match="'.*runs' holds runs \\(try1\\), it is not one: pass one of them to resume it "
+                                       "\\(--run .*try1\\) or a new folder \\(--run .*NAME\\)"):
+        run_training(tiny_layers(image_folder), tmp_path / "runs")
+    assert not (tmp_path / "runs" / "config.yaml").exists()
 
 
 def test_a_complete_run_stopped_before_its_gif_writes_it_when_run_again(image_folder, tmp_path, capsys):

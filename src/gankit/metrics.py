@@ -589,8 +589,8 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
             sets.append(load_folder(folder, res, progress=progress))
         if progress:
             images = count(len(sets[-1]), "image")
-            info(f"{root}: {images} at {res} px (resized bilinearly to {INPUT_SIZE} for Inception)"
-                 if res != INPUT_SIZE else f"{root}: {images} read at {INPUT_SIZE} px for Inception (those of "
+            info(f"{root}: {images} at {res}px (resized bilinearly to {INPUT_SIZE} for Inception)"
+                 if res != INPUT_SIZE else f"{root}: {images} read at {INPUT_SIZE}px for Inception (those of "
                  "another size center-cropped and resized with Lanczos)")
         if len(sets[-1]) < 2:  # before Inception runs on anything
             raise _too_few(root, len(sets[-1]))

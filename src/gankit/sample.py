@@ -280,8 +280,10 @@ def _not_a_run(folder: Path) -> str:
         return (f"'{folder}' holds checkpoints, not a run: pass the run folder '{folder.parent}' (its parent) instead, "
                 f"or one checkpoint: --checkpoint {held[0]}")
     if not (folder / CONFIG_FILE).is_file():
-        return (f"'{folder}' is not a gankit run folder (it has no {CONFIG_FILE}, {GENERATOR_FILE} or "
-                f"{CHECKPOINTS_DIR}/): pass a folder made by gankit train, or a .safetensors / .pt file it wrote")
+        from gankit.report.runs import not_a_run
+
+        return str(not_a_run(folder, f"{CONFIG_FILE}, {GENERATOR_FILE} or {CHECKPOINTS_DIR}/",
+                             "pass a folder made by gankit train, or a .safetensors / .pt file it wrote"))
     return (f"run folder '{folder}' has no generator.safetensors or checkpoint yet: "
             f"train it first (gankit train --run {shlex.quote(str(folder))})")
 

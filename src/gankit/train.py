@@ -88,12 +88,6 @@ class _Paced:
 # --------------------------------------------------------------------------- run folder and config
 
 
-def _minutes(seconds: float) -> str:
-    """'1 minute', '2.5 minutes': to 3 significant digits, as the end lines show them."""
-    shown = f"{seconds / 60:.3g}"
-    return f"{shown} minute{'' if shown == '1' else 's'}"
-
-
 def resolution_of(cfg: Config) -> int:
     """data.resolution, or its default: 32 px for a built-in dataset, 64 for a folder."""
     return cfg.data.resolution or (32 if is_builtin(cfg.data.path) else 64)
@@ -271,12 +265,26 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
     if _same_folder(run_path, cfg.data.path):
         raise RunError(f"the run folder '{run_path}' is the data folder: its sample grids and plots would become training "
                        f"images there: pass another {distributed.run_option()} folder (e.g. runs/NAME)")
+    if not resuming:
+        _refuse_a_folder_of_runs(run_path)
     if resuming:
         _check_resumed_data(run_path, cfg)
     if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != launch_device.type:
         raise RunError(f"run '{run_path}' trains on device {cfg.train.device} (its config.yaml): give every process "
                        f"--device {cfg.train.device} to resume it under torchrun")
     return run_path, cfg, resuming
+
+
+def _refuse_a_folder_of_runs(run_path: Path) -> None:
+    """A new run in a folder that holds runs (`--run runs`, meaning to resume one) would write its files among them,
+    and `gankit compare runs/*` then finds one more half-run: refused, naming them."""
+    from gankit.data.folder import _is_run_folder
+
+    held = sorted(d.name for d in run_path.iterdir() if _is_run_folder(d)) if run_path.is_dir() else []
+    if held:
+        option = distributed.run_option()
+        raise RunError(f"'{run_path}' holds runs ({console.short_list(held)}), it is not one: pass one of them to resume "
+                       f"it ({option} {run_path / held[0]}) or a new folder ({option} {run_path / 'NAME'})")
 
 
 def logged_iteration(run_dir: Path) -> int:
@@ -711,9 +719,9 @@ class Trainer:
         if n >= len(classes):
             return
         left_out = console.short_list([f"'{console.printable(c)}'" for c in classes[n:]])
-        console.warn(f"the sample grids show the first {n} of the {len(classes)} classes (log.n_samples {n}), leaving "
-                     f"out {left_out}; --set log.n_samples={len(classes)} shows every class (a multiple of it, up to "
-                     f"{LABEL_GRID_COLUMNS * len(classes)}, shows each that many times)")
+        console.warn(f"the sample grids show the first {n} of the {len(classes)} classes, not {left_out}: "
+                     f"--set log.n_samples={len(classes)} (or a multiple, up to {LABEL_GRID_COLUMNS * len(classes)}) "
+                     "shows every class")
 
     def _checkpoint_to_resume(self) -> tuple[dict, Path] | None:
         """(state, path) of the checkpoint a resume continues from; None, or RunError where a log shows training
@@ -1361,7 +1369,7 @@ class Trainer:
             epochs = (f"{done:.4g} of {console.count(cfg.train.epochs, 'epoch')}" if done <= cfg.train.epochs else
                       f"{done:.4g} epochs, more than the {cfg.train.epochs} asked for")
             console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, "
-                         f"{epochs}, {_minutes(self.elapsed)}): raise {' and '.join(spent)} to train longer")
+                         f"{epochs}, {console.clock(self.elapsed)} in): raise {' and '.join(spent)} to train longer")
             self.log.close()
             return {"iterations": self.iteration, "epochs": self.epoch}
 

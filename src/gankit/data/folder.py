@@ -876,6 +876,11 @@ def _columns(header: list[str]) -> str:
 
 
 def _name_list(items: list[tuple[str, str]]) -> str:
+    """The files and why each is named; a reason they all share is said once, after them (three images without a
+    CSV row made a line of 222 characters that said "(no row)" three times)."""
+    whys = {why for _, why in items}
+    if len(items) > 1 and len(whys) == 1:
+        return f"{short_list([_clip(f) for f, _ in items])} (all: {whys.pop()})"
     return short_list([f"{_clip(f)} ({why})" for f, why in items])
 
 

@@ -232,6 +232,17 @@ class Run:
         return sum(d for line, d in zip(evals, durations) if (finite_number(line.get("time")) or 0.0) < total)
 
 
+def not_a_run(path: Path, markers: str, fix: str = "pass a folder made by gankit train") -> RunError:
+    """The error for a folder given as a run that has none of `markers`, with `fix`; one that holds runs (`runs`, for
+    the runs in it) names them instead."""
+    from gankit.console import short_list
+    from gankit.data.folder import _is_run_folder
+
+    held = sorted(str(d) for d in path.iterdir() if _is_run_folder(d)) if path.is_dir() else []
+    fix = f"pass one of the runs it holds ({short_list(held)})" if held else fix
+    return RunError(f"'{path}' is not a gankit run folder (it has no {markers}): {fix}")
+
+
 def load_run(path, unreadable_config_ok: bool = False) -> Run:
     """Read the run folder at `path`; raise RunError when it is not one. With `unreadable_config_ok`, a config.yaml
     that cannot be read (not YAML, not a mapping) in a run that has metrics or sample grids gives an empty `config`
@@ -245,10 +256,7 @@ def load_run(path, unreadable_config_ok: bool = False) -> Run:
         raise RunError(f"{path} is a file, not a run folder")
     markers = (path / CONFIG_FILE, path / METRICS_FILE, path / SAMPLES_DIR)
     if not any(m.exists() for m in markers):
-        raise RunError(
-            f"{path} is not a run folder (no {CONFIG_FILE}, {METRICS_FILE} or {SAMPLES_DIR}/); "
-            "pass a folder written by `gankit train`"
-        )
+        raise not_a_run(path, f"{CONFIG_FILE}, {METRICS_FILE} or {SAMPLES_DIR}/")
     metrics = read_metrics(path / METRICS_FILE)
     samples = find_samples(path / SAMPLES_DIR)
     try:

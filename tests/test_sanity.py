@@ -105,8 +105,14 @@ def test_fewer_copies_than_a_batch_train_in_batches_of_the_copies(tmp_path, caps
     """`gankit sanity` has no --batch-size: with --copies below the batch, the batch is the copies (one per epoch)."""
     layers = _layers({}, {"epochs": 2, "max_steps": None}, 0)  # batch 16
     r = run_sanity(layers, tmp_path / "few", copies=6, threshold=1.0, all_epochs=True)
-    assert "batch size 6: there are 6 copies" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "batch size 6: there are 6 copies" in err
     assert (r.iterations, r.epochs) == (2, 2)
+    # it says what it trains, as `gankit train` does (its --help said "the start and end lines stay": there was none)
+    start = next(line for line in err.splitlines() if line.startswith("sanity test "))
+    assert start.startswith(f"sanity test {tmp_path / 'few'} on cpu: 6 copies of the built-in target at ")
+    assert ", 2 epochs (--all-epochs; G's mean absolute error is " in start
+    assert any(line.startswith("recipe: dcgan") for line in err.splitlines())
 
 
 def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):

@@ -154,6 +154,22 @@ def _start_over(run_dir: Path) -> None:
             path.unlink()
 
 
+def _say_start(trainer, run_dir: Path, copies: int, stems: list[str] | None, threshold: float, all_epochs: bool,
+               before: list[float]) -> None:
+    """The test's start line (what it trains on, until when) and the recipe line, as `gankit train` says them."""
+    from gankit.config import recipe_line
+
+    cfg = trainer.cfg
+    n = len(before)
+    what = ", ".join(f"'{s}'" for s in stems) if stems else f"{'the built-in target' if n == 1 else f'the {n} built-in targets'}"
+    epochs = console.count(cfg.train.epochs, "epoch")
+    until = (f"{epochs} (--all-epochs; G's mean absolute error is {max(before):.3f}, the threshold {threshold:g})"
+             if all_epochs else f"up to {epochs}, until G's mean absolute error is under {threshold:g} (now {max(before):.3f})")
+    console.info(f"sanity test {run_dir} on {trainer.device}: {copies:,} copies of {what} at {cfg.data.resolution}px, "
+                 f"{until}")
+    console.info(recipe_line(cfg))
+
+
 def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path] | None = None,
                copies: int = 1000, threshold: float = DEFAULT_THRESHOLD, all_epochs: bool = False) -> SanityResult:
     """Train on copies of one image (two for ACGAN) and measure how close G gets, stopping at the first epoch end
@@ -195,6 +211,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
         trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
         trainer.say_if_g_steps_span_epochs()  # few copies: the test ends past its epochs
         before = _mae(_attempts(trainer, targets))
+        _say_start(trainer, Path(run_dir), len(data.images), stems or None, threshold, all_epochs, before)
         trainer.fit(stop_when=None if all_epochs else lambda: max(_mae(_attempts(trainer, targets))) < threshold)
         after = _attempts(trainer, targets)  # what the result says and the picture shows: one draw
         picture = _write_picture(after, Path(run_dir) / PICTURE)

@@ -56,7 +56,7 @@ def test_fewer_threads_are_kept_when_they_train_faster():
     said = m.run(tuner, 10)
     assert tuner.current == 1 and m.set_calls[-1] == 1
     assert said == ["training on 1 CPU thread instead of 2: 1.67x faster now (other programs seem to be using the "
-                    "cores; train.threads fixes the count)"]
+                    "cores; --threads (train.threads) fixes the count)"]
 
 
 
@@ -129,7 +129,7 @@ def test_a_slowdown_brings_the_next_probe_forward_and_free_cores_bring_the_count
     m.speed = {2: 0.1, 1: 0.2}  # it leaves: one more thread is tried at a probe within a minute
     said = m.run(tuner, 60)
     assert tuner.current == 2 and said == ["training on 2 CPU threads instead of 1: 2.00x faster now (cores are free "
-                                           "again; train.threads fixes the count)"]
+                                           "again; --threads (train.threads) fixes the count)"]
 
 
 def test_cores_going_idle_bring_the_count_back_at_once_and_cores_idle_since_the_last_probe_do_not():

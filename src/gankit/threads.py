@@ -225,7 +225,7 @@ class ThreadTuner:
             return None
         why = "other programs seem to be using the cores" if self.current < before else "cores are free again"
         return (f"training on {_threads(self.current)} instead of {before}: {_times(medians[before] / medians[self.current])} "
-                f"faster now ({why}; train.threads fixes the count)")
+                f"faster now ({why}; --threads (train.threads) fixes the count)")
 
 
 def _times(ratio: float) -> str:

@@ -3,6 +3,7 @@ speaks, since every process would say the same. Progress of long work: a tqdm ba
 elsewhere."""
 
 import os
+import re
 import sys
 import time
 
@@ -17,8 +18,6 @@ def printable(text: str, mark: str = "\ufffd") -> str:
     """`text` with the characters UTF-8 cannot hold as `mark`: a file name whose bytes are in another encoding (a
     Latin-1 folder name copied from an old Windows disk) reaches Python as lone surrogates, which a plot title, an
     HTML page or a UTF-8 file refuses."""
-    import re
-
     return re.sub("[\ud800-\udfff]", mark, text)
 
 
@@ -26,8 +25,6 @@ def harmless(text: str) -> str:
     """`text` with its control characters but newline and tab written as escapes (`\\x1b`): a file name from someone
     else's archive or download may hold a terminal's escape sequences (clear the screen, rewrite the title), which a
     message that names it must show, not send."""
-    import re
-
     return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: ascii(m[0])[1:-1], text)
 
 

@@ -516,12 +516,12 @@ def _too_few(root: str | Path, n: int) -> DataError:
 def _run_of(folder: Path) -> Path | None:
     """The gankit run `folder` is, or whose sample grids or plots it holds (`samples/`, `plots/`), else None: what
     training writes there are grids of many images, plots and a GIF, which FID would measure as images."""
-    from gankit.data.folder import _is_run_folder
+    from gankit.data.folder import is_run_folder
     from gankit.layout import PLOTS_DIR, SAMPLES_DIR
 
-    if _is_run_folder(folder):
+    if is_run_folder(folder):
         return folder
-    if folder.resolve().name in (SAMPLES_DIR, PLOTS_DIR) and _is_run_folder(folder.resolve().parent):
+    if folder.resolve().name in (SAMPLES_DIR, PLOTS_DIR) and is_run_folder(folder.resolve().parent):
         return folder.parent if folder.name in (SAMPLES_DIR, PLOTS_DIR) else folder.resolve().parent  # ".": cd'd in
     return None
 

@@ -278,9 +278,9 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
 def _refuse_a_folder_of_runs(run_path: Path) -> None:
     """A new run in a folder that holds runs (`--run runs`, meaning to resume one) would write its files among them,
     and `gankit compare runs/*` then finds one more half-run: refused, naming them."""
-    from gankit.data.folder import _is_run_folder
+    from gankit.data.folder import runs_held
 
-    held = sorted(d.name for d in run_path.iterdir() if _is_run_folder(d)) if run_path.is_dir() else []
+    held = [d.name for d in runs_held(run_path)]
     if held:
         option = distributed.run_option()
         raise RunError(f"'{run_path}' holds runs ({console.short_list(held)}), it is not one: pass one of them to resume "

@@ -349,7 +349,7 @@ def _visible(root: Path, onerror, hidden: list[str], runs: list[str]):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         hidden += [n if rel_dir == "." else f"{rel_dir}/{n}" for n in (*dirnames, *filenames) if _hidden(n)]
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
-        found_runs = [d for d in dirnames if _is_run_folder(Path(dirpath) / d)]
+        found_runs = [d for d in dirnames if is_run_folder(Path(dirpath) / d)]
         dirnames[:] = [d for d in dirnames if d not in found_runs]
         runs += [d if rel_dir == "." else f"{rel_dir}/{d}" for d in found_runs]
         yield rel_dir, [f for f in filenames if not _hidden(f)]
@@ -392,9 +392,14 @@ def _identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _is_run_folder(path: Path) -> bool:
+def is_run_folder(path: Path) -> bool:
     """Whether `path` is a gankit run folder (config.yaml beside checkpoints/ or metrics.jsonl)."""
     return (path / CONFIG_FILE).is_file() and ((path / CHECKPOINTS_DIR).is_dir() or (path / METRICS_FILE).is_file())
+
+
+def runs_held(path: Path) -> list[Path]:
+    """The run folders directly inside `path` (`runs`, given where one run is meant), sorted; none when it is no folder."""
+    return sorted(d for d in path.iterdir() if is_run_folder(d)) if path.is_dir() else []
 
 
 def _hidden(name: str) -> bool:

@@ -236,9 +236,9 @@ def not_a_run(path: Path, markers: str, fix: str = "pass a folder made by gankit
     """The error for a folder given as a run that has none of `markers`, with `fix`; one that holds runs (`runs`, for
     the runs in it) names them instead."""
     from gankit.console import short_list
-    from gankit.data.folder import _is_run_folder
+    from gankit.data.folder import runs_held
 
-    held = sorted(str(d) for d in path.iterdir() if _is_run_folder(d)) if path.is_dir() else []
+    held = [str(d) for d in runs_held(path)]
     fix = f"pass one of the runs it holds ({short_list(held)})" if held else fix
     return RunError(f"'{path}' is not a gankit run folder (it has no {markers}): {fix}")
 

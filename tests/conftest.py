@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -122,6 +123,22 @@ def read_only(monkeypatch, folder: Path) -> None:
     monkeypatch.setattr(os, "open", refused(os.open, lambda mode, *args, **kwargs: bool(mode & flags)))
     for name in ("mkdir", "rmdir", "unlink", "remove", "rename", "replace", "utime", "chmod"):
         monkeypatch.setattr(os, name, refused(getattr(os, name)))
+
+
+def ctrl_c_at(monkeypatch, iteration: int):
+    """A Ctrl-C (SIGINT to this process) just before the G step of `iteration`, so that training stops after that
+    iteration; returns Trainer._g_phase as it was, for a test that trains on afterwards to put back."""
+    from gankit.train import Trainer
+
+    original = Trainer._g_phase
+
+    def g_phase_with_ctrl_c(self, *args):
+        if self.iteration == iteration:
+            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+        original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    return original
 
 
 def image_bytes(color=(200, 30, 30), size=(20, 20), fmt: str = "PNG") -> bytes:

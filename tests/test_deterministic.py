@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_layers
+from conftest import ctrl_c_at, tiny_layers
 from gankit.checkpoint import load_checkpoint
 from gankit.device import set_deterministic
 from gankit.train import Trainer, run_training
@@ -132,14 +132,7 @@ def trainer_handles_sigint() -> bool:
                    reason="Ctrl-C inside an iteration saves a half-done iteration: the trainer should treat SIGINT "
                           "like SIGTERM (stop at the end of the iteration, a second Ctrl-C stops at once)")
 def test_ctrl_c_between_the_d_and_g_steps_then_resumed(straight, deterministic, monkeypatch):
-    original = Trainer._g_phase
-
-    def g_phase_with_ctrl_c(self, fake):
-        if self.iteration == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-        original(self, fake)
-
-    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    original = ctrl_c_at(monkeypatch, 5)
     run = straight / "ctrl_c"
     with pytest.raises(KeyboardInterrupt):
         run_training(layers(straight / "images", STEPS), run)

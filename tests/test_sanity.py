@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import ctrl_c_at
 from gankit.cli import app
 from gankit.config import build_config
 from gankit.sanity import SanityResult, builtin_images, run_sanity
@@ -206,19 +207,7 @@ def test_an_acgan_sanity_grid_names_its_rows_after_the_image_files(tmp_path):
 
 def test_a_stopped_sanity_test_does_not_advise_a_resume_it_cannot_do(tmp_path, monkeypatch, capsys):
     """It said "Resume with: gankit train --run runs/sanity", which fails: its copies live in memory."""
-    import os
-    import signal
-
-    from gankit.train import Trainer
-
-    original = Trainer._g_phase
-
-    def g_phase_with_ctrl_c(self, kept):
-        if self.iteration == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
-        original(self, kept)
-
-    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    ctrl_c_at(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run_sanity(_layers({}, {"epochs": 2, "max_steps": None}, 0), tmp_path / "s", copies=32, threshold=0.0)
     err = capsys.readouterr().err

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import IMBALANCED, make_image_folder, tiny_layers
+from conftest import IMBALANCED, ctrl_c_at, make_image_folder, tiny_layers
 from gankit.checkpoint import load_checkpoint, save_checkpoint, state_digest
 from gankit.errors import ConfigError, RunError
 from gankit.runlog import read_metrics
@@ -1789,14 +1789,7 @@ def test_tensorboard_holds_the_config_of_a_run_and_of_each_resume_that_changed_i
     the resume's first iteration: a resume from the same checkpoint again does not show it twice there."""
     from gankit.config import from_dict, recipe_line
 
-    original = Trainer._g_phase
-
-    def g_phase_with_ctrl_c(self, kept):
-        if self.iteration == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
-        original(self, kept)
-
-    monkeypatch.setattr(Trainer, "_g_phase", g_phase_with_ctrl_c)
+    original = ctrl_c_at(monkeypatch, 1)
     layers = tiny_layers(image_folder, epochs=1)  # 4 iterations
     with pytest.raises(KeyboardInterrupt):
         run_training(layers, tmp_path / "r")

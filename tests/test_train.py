@@ -147,15 +147,33 @@ def _clock_ahead(monkeypatch) -> list[float]:
     return ahead
 
 
-def _evaluation_taking(monkeypatch, seconds: float):
-    """A stand-in for the trainer's Evaluator whose every evaluation moves the clock on by `seconds`."""
-    ahead = _clock_ahead(monkeypatch)
+def _evaluation_taking(monkeypatch, seconds: float, ahead: list[float] | None = None):
+    """A stand-in for the trainer's Evaluator whose every evaluation moves the clock on by `seconds` (the clock of
+    `_clock_ahead`: `ahead` where the caller moves it too)."""
+    ahead = _clock_ahead(monkeypatch) if ahead is None else ahead
 
     def evaluate(generate, n):
         ahead[0] += seconds
         return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
 
     return evaluate
+
+
+def _fit_on_a_slow_clock(layers: list[dict], image_folder, run_dir: Path, monkeypatch) -> list[dict]:
+    """Train `layers` into `run_dir` on a fake clock that iteration i moves on by 1000 * i s (so that the real seconds
+    of a loaded machine stay far below the tests' tolerance) and each evaluation by 1000 s; metrics.jsonl's lines."""
+    ahead = _clock_ahead(monkeypatch)
+    trainer = _trainer(layers, image_folder, run_dir)
+    trainer._evaluator = _evaluation_taking(monkeypatch, 1000.0, ahead)
+    step = trainer.train_iteration
+
+    def slow_step():
+        step()
+        ahead[0] += 1000.0 * trainer.iteration
+
+    monkeypatch.setattr(trainer, "train_iteration", slow_step)
+    trainer.fit()
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_images_per_second_count_training_time_not_the_evaluations_at_epoch_ends(image_folder, tmp_path, monkeypatch):
@@ -181,25 +199,9 @@ def test_every_step_line_has_its_images_per_second(image_folder, tmp_path, monke
     line over its time. Iteration i moves the clock on by 1000 * i s, the evaluation at each epoch end by 1000 s (left
     out): lines at 3 (24 images in 1000 + 2000 + 3000 s), 4 (8 in 4000 s), 6 (16 in 11000 s), then 8 (16 in 15000 s),
     or 7 (8 in 7000 s) where max_steps ends the run."""
-    ahead = _clock_ahead(monkeypatch)
-
-    def evaluate(generate, n):
-        ahead[0] += 1000.0
-        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
-
     layers = tiny_layers(image_folder, epochs=2, max_steps=max_steps) + [{"eval": {"every": 1, "share": 0}}]
     layers[0]["log"].update(every=3, every_minutes=0)  # 4 steps of 8 of the 32 images an epoch
-    trainer = _trainer(layers, image_folder, tmp_path / "run")
-    trainer._evaluator = evaluate
-    step = trainer.train_iteration
-
-    def slow_step():
-        step()
-        ahead[0] += 1000.0 * trainer.iteration
-
-    monkeypatch.setattr(trainer, "train_iteration", slow_step)
-    trainer.fit()
-    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = _fit_on_a_slow_clock(layers, image_folder, tmp_path / "run", monkeypatch)
     rates = {x["step"]: x.get("img_per_s") for x in lines if x["kind"] == "step"}
     last = {None: (8, 16 / 15_000), 7: (7, 8 / 7000)}[max_steps]
     want = {3: 24 / 6000, 4: 8 / 4000, 6: 16 / 11_000, last[0]: last[1]}
@@ -214,25 +216,9 @@ def test_an_epoch_lines_images_per_second_is_the_epochs_own_rate(image_folder, t
     real seconds of a loaded machine stay far below the tolerance), and epoch 1's evaluation by 1000 s: epoch 1
     trains 32 images in 1000 + 2000 + 3000 + 4000 s (the mean of the step lines at 2 and 4 would be 0.0038, not
     0.0032), epoch 2 in 5000 + ... + 8000 s, its evaluation left out."""
-    ahead = _clock_ahead(monkeypatch)
-
-    def evaluate(generate, n):
-        ahead[0] += 1000.0
-        return {"fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32}
-
     layers = tiny_layers(image_folder, epochs=2) + [{"eval": {"every": 1, "share": 0}}]
     layers[0]["log"].update(every=every, every_minutes=0)  # 4 steps of 8 of the 32 images an epoch
-    trainer = _trainer(layers, image_folder, tmp_path / "run")
-    trainer._evaluator = evaluate
-    step = trainer.train_iteration
-
-    def slow_step():
-        step()
-        ahead[0] += 1000.0 * trainer.iteration
-
-    monkeypatch.setattr(trainer, "train_iteration", slow_step)
-    trainer.fit()
-    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = _fit_on_a_slow_clock(layers, image_folder, tmp_path / "run", monkeypatch)
     rates = [x.get("img_per_s") for x in lines if x["kind"] == "epoch"]
     assert rates == [pytest.approx(32 / 10_000, rel=0.02), pytest.approx(32 / 26_000, rel=0.02)], rates
 

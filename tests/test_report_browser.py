@@ -155,21 +155,7 @@ def test_config_keys_break_at_their_dots_only_on_a_phone_screen(tmp_path):
     report = write_compare_report(runs, tmp_path / "report.html")
     with _page(report, 400, 800) as page:
         # each key's lines, from where its characters are drawn
-        lines = page.eval_on_selector_all("#config-diff tbody th code", """els => els.map(code => {
-            const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT), range = document.createRange();
-            const lines = [];
-            let top = null;
-            for (let node; (node = walker.nextNode());) {
-                for (let i = 0; i < node.length; i++) {
-                    range.setStart(node, i);
-                    range.setEnd(node, i + 1);
-                    const y = Math.round(range.getBoundingClientRect().top);
-                    if (y !== top) { lines.push(''); top = y; }
-                    lines[lines.length - 1] += node.data[i];
-                }
-            }
-            return lines;
-        })""")
+        lines = page.eval_on_selector_all("#config-diff tbody th code", _DRAWN_LINES)
         keys = {"".join(parts): parts for parts in lines}
         assert {"data.resolution", "train.instance_noise_epochs"} <= set(keys), keys
         assert any(len(parts) > 1 for parts in keys.values()), keys  # narrow enough to wrap: the case tested

@@ -718,12 +718,14 @@ def test_evaluate_says_where_it_reads_a_dataset_an_older_run_named_relatively(tm
         evaluate_run(run, None, n_fake=4, device="cpu")
 
 
-def _conditional_run(tmp_path):
-    """A one-epoch ACGAN run on 16 images of two kinds, labelled by tmp_path/types.csv."""
+def _conditional_run(tmp_path, unlabelled: int = 0):
+    """A one-epoch ACGAN run on 16 images of two kinds, labelled by tmp_path/types.csv; its first `unlabelled` images'
+    rows have an empty label, and a row then names an image that is not there."""
     from gankit.train import run_training
 
     make_image_folder(tmp_path / "data", n=16)
-    (tmp_path / "types.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2]}\n" for i in range(16)))
+    (tmp_path / "types.csv").write_text("file,kind\n" + "".join(f"img_{i:03d}.png,{'ab'[i % 2] * (i >= unlabelled)}\n"
+                                                                for i in range(16)) + ("gone.png,a\n" if unlabelled else ""))
     layers = tiny_layers(tmp_path / "data", epochs=1)
     layers[0]["data"].update(labels=str(tmp_path / "types.csv"), label_column="kind")
     layers[0]["model"]["arch"] = "acgan"
@@ -743,6 +745,24 @@ def test_evaluate_reads_the_images_alone_when_a_conditional_runs_label_file_is_g
     capsys.readouterr()
     assert evaluate_run(run, None, n_fake=4, device="cpu")["fid"] == 1.0
     assert len(seen[0].images) == 16 and "FID and KID do not need labels" in capsys.readouterr().err
+
+
+def test_evaluate_leaves_out_the_label_files_warnings_that_training_said_and_says_how_many_images_it_left_out(
+        tmp_path, monkeypatch, capsys):
+    """`evaluate` on an ACGAN run repeated every warning of its label file that training had said (the images dropped
+    for want of a label, the rows naming no image: fixes for training); now one line says what matters to FID, the
+    labelled images compared with."""
+    import gankit.evaluate
+    from gankit.evaluate import evaluate_run
+
+    run = _conditional_run(tmp_path, unlabelled=2)
+    assert "dropped 2 of 16 images" in capsys.readouterr().err  # (training says it)
+    seen = []
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda data, *a, **k: seen.append(data) or (lambda g, n: {"fid": 1.0}))
+    assert evaluate_run(run, None, n_fake=4, device="cpu")["fid"] == 1.0
+    err = capsys.readouterr().err
+    assert len(seen[0].images) == 14 and "warning" not in err, err
+    assert err.count("FID and KID compare with the 14 labelled images the run trained on: 2 of the 16 in") == 1, err
 
 
 def test_fake_classes_follow_the_real_counts_by_largest_remainder_in_an_interleaved_order():

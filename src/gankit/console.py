@@ -2,6 +2,7 @@
 speaks, since every process would say the same. Progress of long work: a tqdm bar on a terminal, plain lines
 elsewhere."""
 
+import contextlib
 import os
 import re
 import sys
@@ -39,14 +40,29 @@ def speaks_on_its_machine() -> bool:
     return speaks() or os.environ.get("LOCAL_RANK") == "0"
 
 
+_muted = 0  # depth of `muted` blocks
+
+
 def warn(message: str) -> None:
-    if speaks():
+    if speaks() and not _muted:
         print(f"warning: {harmless(message)}", file=sys.stderr, flush=True)
 
 
 def info(message: str) -> None:
-    if speaks():
+    if speaks() and not _muted:
         print(harmless(message), file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def muted(mute: bool = True):
+    """Inside it (when `mute`), `warn` and `info` say nothing: for messages another command already said, where they
+    do not matter (errors are raised as ever)."""
+    global _muted
+    _muted += mute
+    try:
+        yield
+    finally:
+        _muted -= mute
 
 
 def terminal_gone() -> None:

@@ -166,8 +166,12 @@ def evaluate_run(run, data_path: str | None, checkpoint=None, n_fake: int = 1000
         info(f"the run's label file '{labels}' is not there any more: FID and KID do not need labels, reading the "
              "images alone")
         labels = None
+    # the label file's warnings were said as the run trained: here only how many images it leaves out of the comparison
     data = load_dataset(path, cfg.data.resolution, labels=labels, label_column=cfg.data.label_column if labels else None,
-                        cache_dir=cfg.data.cache_dir)
+                        cache_dir=cfg.data.cache_dir, label_warnings=False)
+    if data.unlabelled:
+        info(f"FID and KID compare with the {len(data):,} labelled images the run trained on: {data.unlabelled:,} of the "
+             f"{len(data) + data.unlabelled:,} in '{path}' have no label in '{labels}'")
     # the run's classes (a generator file without their names: as many), not those of a label file edited since
     trained = list(data.class_names) == gen.labels if gen.class_names else len(data.class_names) == cfg.model.num_classes
     real_labels = data.labels if data.labels is not None and trained else None

@@ -57,6 +57,7 @@ def load_dataset(
     label_column: str | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    label_warnings: bool = True,
 ) -> ImageSet:
     """The built-in MNIST when `path` is None, a built-in dataset for "builtin:NAME", else a folder or an
     archive of one (.zip, .tar, .tar.gz, ...: checked and extracted once into the cache, see data.archive).
@@ -72,9 +73,9 @@ def load_dataset(
         return load_builtin(name, resolution, cache_dir=cache_dir)
     if not is_archive(path):
         return load_folder(path, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
-                           progress=progress)
+                           progress=progress, label_warnings=label_warnings)
     return load_archive(path, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
-                        progress=progress)
+                        progress=progress, label_warnings=label_warnings)
 
 
 def load_archive(
@@ -84,6 +85,7 @@ def load_archive(
     label_column: str | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    label_warnings: bool = True,
 ) -> ImageSet:
     """The images of an archive (checked and extracted once into the cache, see data.archive), read as `load_folder`
     reads a folder. An archive without usable images is named as the user gave it, not as the cache folder it was
@@ -91,7 +93,7 @@ def load_archive(
     folder = extract_archive(path, cache_dir=cache_dir, progress=progress)
     with archive_errors(path):
         return load_folder(folder, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
-                           progress=progress)
+                           progress=progress, label_warnings=label_warnings)
 
 
 @contextlib.contextmanager

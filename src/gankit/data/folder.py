@@ -115,6 +115,8 @@ class ImageSet:
     skipped:     (relative path, reason) for each image file that could not be decoded.
     sizes:       int32 [N, 2], (width, height) of each image before it was fitted to the resolution; None when
                  unknown (built-in datasets, caches written before gankit kept them).
+    unlabelled:  how many decoded images were left out for want of a usable label (a CSV without their row, or with
+                 an empty label; named in a warning).
     """
 
     images: torch.Tensor
@@ -125,6 +127,7 @@ class ImageSet:
     key: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sizes: torch.Tensor | None = None
+    unlabelled: int = 0
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -137,6 +140,7 @@ def load_folder(
     label_column: str | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    label_warnings: bool = True,
 ) -> ImageSet:
     """Load every image under `root` as uint8 [N, 3, resolution, resolution].
 
@@ -147,6 +151,8 @@ def load_folder(
     cache_dir:    where decoded data is cached; default $GANKIT_CACHE_DIR or ~/.cache/gankit/datasets.
                   Nothing is ever written inside `root`.
     progress:     show a progress bar on stderr while decoding (only when stderr is a terminal).
+    label_warnings: False leaves out the warnings about the label file (images without a label, rows naming no
+                  image...): `gankit evaluate` reads a run's data as it was trained, whose start said them.
     """
     _check_resolution(resolution)
     root = Path(root).expanduser()
@@ -172,16 +178,18 @@ def load_folder(
     if skipped:
         warn(_skip_message(skipped, len(kept) + len(skipped), ignored))
 
-    label_tensor, class_names, label_key = None, [], "none"
+    label_tensor, class_names, label_key, unlabelled = None, [], "none", 0
     if labels is not None:
-        rows, label_tensor, class_names, label_key = _apply_labels(root, kept, labels, label_column,
-                                                                   unusable=[f for f, _ in skipped])
-        if len(rows) != len(kept):
+        with console.muted(not label_warnings):
+            rows, label_tensor, class_names, label_key = _apply_labels(root, kept, labels, label_column,
+                                                                       unusable=[f for f, _ in skipped])
+        unlabelled = len(kept) - len(rows)
+        if unlabelled:
             images = images[torch.as_tensor(rows, dtype=torch.long)]
             sizes = sizes[torch.as_tensor(rows, dtype=torch.long)] if sizes is not None else None
             kept = [kept[i] for i in rows]
     return ImageSet(images=images, labels=label_tensor, class_names=class_names, files=kept,
-                    name=name, key=cache.digest(key, label_key), skipped=skipped, sizes=sizes)
+                    name=name, key=cache.digest(key, label_key), skipped=skipped, sizes=sizes, unlabelled=unlabelled)
 
 
 def upscale_note(data: ImageSet, resolution: int) -> str | None:

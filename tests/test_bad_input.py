@@ -257,6 +257,12 @@ CASES = [
      ["error: --batch-size (train.batch_size) 64 is larger than the dataset (4 images): use --batch-size 4"]),
     ("batch-larger-than-dataset-set", train("--data", data(images), "--set", "train.batch_size=64"),
      ["error: train.batch_size 64 is larger than the dataset (4 images): use --batch-size 4"]),
+    # an ACGAN trains on the labelled images alone: the count the message gives is not the folder's
+    ("batch-larger-than-the-labelled-images", train("--data", data(lambda t: labelled(t, "name,type\n" + "".join(
+        f"img_{i:03d},{'ab'[i % 2] if i else ''}\n" for i in range(4)))), "--labels", "labels.csv", "--label-column",
+        "type", "--set", "model.arch=acgan", "-b", "4"),
+     ["error: --batch-size (train.batch_size) 4 is larger than the dataset (3 labelled images: 1 of the 4 has no label): "
+      "use --batch-size 3 or less, or give the images without one a label"]),
     ("zero-batch", train("--batch-size", "0"), ["--batch-size (train.batch_size) must be > 0"]),
     ("resolution-too-large", train("--resolution", "5000"), ["--resolution (data.resolution)", "16 to 1024"]),
     ("resolution-too-small", train("--resolution", "8"), ["--resolution (data.resolution)", "16 to 1024"]),

@@ -493,10 +493,12 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
                        f"'{cfg.data.path}' now holds {len(data.images)}: put back the images it was trained on (or pass "
                        f"--data with them), or train a new {distributed.run_option()} folder")
     if cfg.train.batch_size > len(data.images):
-        raise ConfigError(
-            f"train.batch_size {cfg.train.batch_size} is larger than the dataset ({console.count(len(data.images), 'image')}): "
-            f"use --batch-size {max(1, len(data.images))} or less"
-        )
+        n, unlabelled = len(data.images), getattr(data, "unlabelled", 0)  # (images a label file left out: it said them)
+        held = f"{console.count(n, 'labelled image')}: {unlabelled:,} of the {n + unlabelled:,} " \
+            f"{'has' if unlabelled == 1 else 'have'} no label" if unlabelled else console.count(n, "image")
+        label = ", or give the images without one a label" if n + unlabelled >= cfg.train.batch_size else ""
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} is larger than the dataset ({held}): "
+                          f"use --batch-size {max(1, n)} or less{label}")
     group, local = cfg.model.d_mbstd_group, distributed.local_batch(cfg.train.batch_size)
     if cfg.train.fuse_d and group > 1 and local % group:
         raise ConfigError(f"model.d_mbstd_group {group} does not divide the {console.count(local, 'image')} each process gives D, so "

@@ -57,7 +57,7 @@ class ModelConfig:
     d_mbstd_group: int = 0  # minibatch std before D's head over groups of this many images (0 = off; StyleGAN: 4)
     spectral_norm: bool = False  # spectral normalisation on every D layer (Miyato et al. 2018)
     embed_dim: int = 50  # ACGAN: size of the label embedding concatenated to z
-    init: str = "normal"  # weight init: normal (N(0, init_std), DCGAN paper) | xavier | kaiming | orthogonal | default (PyTorch's)
+    init: str = "normal"  # weight init: normal (N(0, init_std), DCGAN paper) | xavier | xavier_uniform (Keras' glorot_uniform, seeds 001/004) | kaiming | orthogonal | default (PyTorch's)
     init_std: float = 0.02  # weights ~ N(0, init_std), BatchNorm gamma ~ N(1, init_std) (DCGAN paper)
     channels: int | None = None  # image channels; filled in from the dataset
     num_classes: int = 0  # classes of a conditional model; filled in from the dataset's labels
@@ -164,7 +164,7 @@ CHOICES: dict[str, tuple[str | int, ...]] = {
     "model.d_downsample": ("stride", "maxpool"),
     "model.kernel": (4, 5),
     "model.d_norm": ("batch", "layer", "instance", "none"),
-    "model.init": ("normal", "xavier", "kaiming", "orthogonal", "default"),
+    "model.init": ("normal", "xavier", "xavier_uniform", "kaiming", "orthogonal", "default"),
     "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),
     "train.strategy": ("classic", "monitored", "boost", "critic", "alternating"),
     "train.optimizer": ("adam", "rmsprop"),

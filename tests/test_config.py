@@ -236,6 +236,7 @@ def test_a_label_column_with_folder_labels_is_refused():
      "model.kernel (only with model.upsample convtranspose or model.d_downsample stride)"),
     ({"train": {"optimizer": "rmsprop", "beta1": 0.0}}, "train.beta1 (only with train.optimizer adam)"),
     ({"train": {"optimizer": "rmsprop", "beta2": 0.9}}, "train.beta2 (only with train.optimizer adam)"),
+    ({"train": {"rmsprop_alpha": 0.9}}, "train.rmsprop_alpha (only with train.optimizer rmsprop)"),
     ({"train": {"nan_policy": "stop", "nan_lr_factor": 0.1}}, "train.nan_lr_factor (only with train.nan_policy rollback)"),
     # FID/KID is off on a CPU unless eval.every is set: its settings were ignored without a word there
     *[({"train": {"device": "cpu"}, "eval": {key: value}}, f"eval.{key} (only with eval.every > 0 (FID/KID is off on a CPU")

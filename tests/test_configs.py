@@ -127,7 +127,7 @@ _SEED_000_DCGAN = {"train.loss": "bce", "train.optimizer": "adam", "train.lr_g":
                    "train.beta1": 0.5, "train.beta2": 0.999, "train.label_smoothing": 0.1,
                    "train.label_smoothing_two_sided": True, "model.mbd_features": 100}
 _SEED_000_WGAN = {"train.loss": "wgan", "train.strategy": "critic", "train.n_critic": 3, "train.optimizer": "rmsprop",
-                  "train.lr_g": 5e-5, "train.lr_d": 5e-5, "model.mbd_features": 100}
+                  "train.rmsprop_alpha": 0.99, "train.lr_g": 5e-5, "train.lr_d": 5e-5, "model.mbd_features": 100}
 _SEED_002_G = {"model.nz": 100, "model.z_dist": "normal", "model.g_act": "leaky_relu", "model.g_norm": "batch",
                "data.flip": False}
 # What each write-up in ../shared/seeds/ states, recipe by recipe (values the seeds leave open are in the recipes'
@@ -147,13 +147,15 @@ WRITE_UPS = {
     "pokemon64_acgan_type": {**_SEED_002_G, "model.arch": "acgan"},
     "rps300_dcgan": {"data.resolution": 300, "data.flip": False, "model.g_act": "leaky_relu", "model.g_norm": "batch",
                      "model.upsample": "convtranspose", "model.d_downsample": "maxpool", "model.d_norm": "none",
-                     "train.loss": "bce", "train.optimizer": "adam", "train.strategy": "alternating"},
+                     "train.loss": "bce", "train.optimizer": "adam", "train.strategy": "alternating",
+                     "model.init": "xavier_uniform"},  # tf.keras' default glorot_uniform (the tutorial's layers keep it)
     "birds64_dcgan": {"model.nz": 100, "model.g_act": "relu", "model.d_norm": "batch", "train.optimizer": "adam",
+                      "model.init": "xavier_uniform",  # Keras' glorot_uniform: "initialized in a different manner" for the WGAN
                       "train.g_batch_factor": 2, "train.d_split": True, "log.grids_per_epoch": 3,
                       "log.checkpoint_every": 5},
     "birds64_wgan_clip": {"train.loss": "wgan", "train.clip": 0.01, "train.strategy": "critic", "train.n_critic": 5,
                           "train.critic_boost": 100, "train.critic_boost_first": 25, "train.critic_boost_every": 500,
-                          "train.optimizer": "rmsprop", "train.max_steps": 20000},
+                          "train.optimizer": "rmsprop", "train.rmsprop_alpha": 0.9, "train.max_steps": 20000},
 }
 
 

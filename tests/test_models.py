@@ -700,6 +700,12 @@ def test_init_schemes_give_their_statistics():
     assert m[0].weight.std().item() == pytest.approx(math.sqrt(2 / (conv_fan_in + conv_fan_out)), rel=0.03)
     assert torch.equal(m[1].weight, torch.ones(128))
 
+    init_weights(m, "xavier_uniform")  # Keras' glorot_uniform: U(-limit, limit), limit sqrt(6 / (fan_in + fan_out))
+    limit = math.sqrt(6 / (conv_fan_in + conv_fan_out))
+    assert m[0].weight.abs().max().item() <= limit and m[0].weight.abs().max().item() > 0.99 * limit
+    assert m[0].weight.std().item() == pytest.approx(limit / math.sqrt(3), rel=0.03)
+    assert torch.equal(m[1].weight, torch.ones(128)) and m[0].bias.abs().sum() == 0
+
     init_weights(m, "kaiming")
     gain = math.sqrt(2 / (1 + 0.2**2))
     assert m[0].weight.std().item() == pytest.approx(gain / math.sqrt(conv_fan_in), rel=0.03)

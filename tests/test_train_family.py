@@ -135,6 +135,18 @@ def test_wgan_clip_keeps_every_critic_weight_in_range(image_folder, tmp_path):
     assert "wasserstein" in step and step["d_updates"] == 9
 
 
+@pytest.mark.parametrize("alpha", [0.99, 0.9])
+def test_rmsprop_averages_squared_gradients_with_the_configs_alpha(image_folder, tmp_path, alpha):
+    """Keras' RMSprop (seed 004's WGAN) keeps its squared-gradient average with rho 0.9, PyTorch's with alpha 0.99:
+    gankit always used PyTorch's, so a Keras write-up's recipe could not carry its optimizer. Both nets get the
+    config's (the default stays PyTorch's)."""
+    train = {"loss": "wgan", "strategy": "critic", "n_critic": 1, "optimizer": "rmsprop", "max_steps": 2}
+    if alpha != 0.99:
+        train["rmsprop_alpha"] = alpha
+    ckpt = load_checkpoint(run_training(_layers(image_folder, train), tmp_path / "r") / "checkpoints/last.pt")
+    assert [ckpt[opt]["param_groups"][0]["alpha"] for opt in ("opt_g", "opt_d")] == [alpha, alpha]
+
+
 def test_the_critic_boost_runs_its_bursts_at_the_g_steps_it_names(image_folder, tmp_path):
     """Seed 004's schedule, scaled down: 3 critic steps for the first G step and every 3rd, 1 otherwise: G steps 0 and 3
     of 4 take 3 each."""

@@ -57,7 +57,7 @@ class ModelConfig:
     d_mbstd_group: int = 0  # minibatch std before D's head over groups of this many images (0 = off; StyleGAN: 4)
     spectral_norm: bool = False  # spectral normalisation on every D layer (Miyato et al. 2018)
     embed_dim: int = 50  # ACGAN: size of the label embedding concatenated to z
-    init: str = "normal"  # weight init: normal (N(0, init_std), DCGAN paper) | xavier | kaiming | orthogonal | default (PyTorch's)
+    init: str = "normal"  # weight init: normal (N(0, init_std), DCGAN paper) | xavier | xavier_uniform (Keras' glorot_uniform, seeds 001/004) | kaiming | orthogonal | default (PyTorch's)
     init_std: float = 0.02  # weights ~ N(0, init_std), BatchNorm gamma ~ N(1, init_std) (DCGAN paper)
     channels: int | None = None  # image channels; filled in from the dataset
     num_classes: int = 0  # classes of a conditional model; filled in from the dataset's labels
@@ -79,6 +79,7 @@ class TrainConfig:
     lr_decay_start: float = 0.5  # fraction of the run (of epochs, max_steps or minutes: whichever ends it first) where the decay starts
     beta1: float = 0.5  # seed 000: beta1 = 0.5
     beta2: float = 0.999  # seed 000: beta2 = 0.999
+    rmsprop_alpha: float = 0.99  # optimizer rmsprop: decay of its squared-gradient average (PyTorch's alpha 0.99; Keras' rho 0.9, seed 004)
     n_critic: int = 5  # strategy critic: D steps per G step (seed 000: 3, seed 004: 5)
     critic_boost: int = 0  # strategy critic: D steps per G step in the warm-up and every critic_boost_every G steps (seed 004: 100; 0 = off)
     critic_boost_first: int = 25  # ... for the first N G steps (seed 004: 25)
@@ -163,7 +164,7 @@ CHOICES: dict[str, tuple[str | int, ...]] = {
     "model.d_downsample": ("stride", "maxpool"),
     "model.kernel": (4, 5),
     "model.d_norm": ("batch", "layer", "instance", "none"),
-    "model.init": ("normal", "xavier", "kaiming", "orthogonal", "default"),
+    "model.init": ("normal", "xavier", "xavier_uniform", "kaiming", "orthogonal", "default"),
     "train.loss": ("bce", "wgan", "wgan_gp", "hinge"),
     "train.strategy": ("classic", "monitored", "boost", "critic", "alternating"),
     "train.optimizer": ("adam", "rmsprop"),
@@ -187,7 +188,7 @@ POSITIVE = {
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
                 "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_every", "log.checkpoint_minutes",
                 "log.every_minutes"}
-UNIT_INTERVAL = {"train.beta1", "train.beta2", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
+UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.rmsprop_alpha", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.label_noise", "train.ema", "train.lr_decay_start"}
 CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
 # Seeds are 32-bit, the range every random number library accepts.
@@ -428,6 +429,7 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "log.keep_checkpoints": (lambda c: c.log.checkpoint_every > 0, "log.checkpoint_every > 0"),
     "train.beta1": (lambda c: c.train.optimizer == "adam", "train.optimizer adam"),
     "train.beta2": (lambda c: c.train.optimizer == "adam", "train.optimizer adam"),
+    "train.rmsprop_alpha": (lambda c: c.train.optimizer == "rmsprop", "train.optimizer rmsprop"),
     "train.nan_lr_factor": (lambda c: c.train.nan_policy == "rollback", "train.nan_policy rollback"),
     **{f"eval.{key}": (_evaluates, _EVALUATION) for key in ("share", "n_fake", "n_real", "inception_weights")},
 }

@@ -581,7 +581,7 @@ class Batches:
 def build_optimizer(params, lr: float, cfg: Config) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
+        return torch.optim.RMSprop(params, lr=lr, alpha=t.rmsprop_alpha)
     # fused: one kernel for all parameters (CPU and CUDA); ~4x faster than foreach on CPU (README Performance)
     return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), fused=True)
 

@@ -194,13 +194,14 @@ def _center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., offset:offset + size, offset:offset + size]
 
 
-INIT_SCHEMES = ("normal", "xavier", "kaiming", "orthogonal", "default")
+INIT_SCHEMES = ("normal", "xavier", "xavier_uniform", "kaiming", "orthogonal", "default")
 
 
 def init_weights(module: nn.Module, scheme: str = "normal", std: float = 0.02) -> None:
     """Initialise every conv / linear weight and norm scale of `module` in place.
 
-    normal: weights ~ N(0, std), norm scales ~ N(1, std) (DCGAN paper); xavier: Glorot normal;
+    normal: weights ~ N(0, std), norm scales ~ N(1, std) (DCGAN paper); xavier: Glorot normal; xavier_uniform:
+    Glorot uniform (Keras' default kernel initializer, seeds 001 and 004);
     kaiming: He normal for LeakyReLU(0.2) (fan-in); orthogonal: (semi-)orthogonal weight matrices;
     default: PyTorch's own init, untouched. Biases and norm shifts start at 0 and norm scales at 1
     (except normal). Label embeddings keep PyTorch's N(0, 1), the scale of z. Under spectral
@@ -217,6 +218,8 @@ def init_weights(module: nn.Module, scheme: str = "normal", std: float = 0.02) -
                 nn.init.normal_(weight, 0.0, std)
             elif scheme == "xavier":
                 nn.init.xavier_normal_(weight)
+            elif scheme == "xavier_uniform":
+                nn.init.xavier_uniform_(weight)
             elif scheme == "kaiming":
                 nn.init.kaiming_normal_(weight, a=0.2, nonlinearity="leaky_relu")
             else:

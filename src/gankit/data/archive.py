@@ -39,12 +39,22 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 # Written beside the extracted folder once extraction is complete: every file's size, checked on reuse.
 _MANIFEST = ".gankit-files.json"
+# Bump when extraction names files otherwise, so that an extraction by an older gankit is not reused (its manifest
+# holds another version, or none). 2: zip names in Shift-JIS and GBK (`_zip_names`).
+EXTRACT_VERSION = 2
 # Zip compression methods that Python's zipfile reads, and names for common ones it does not.
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 _ZIP_METHOD_NAMES = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
 # ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too),
 # 0x800 names in UTF-8 (else zipfile reads them as cp437).
 _ZIP_ENCRYPTED, _ZIP_PATCHED, _ZIP_UTF8 = 0x41, 0x20, 0x800
+# The code pages in which Windows' own zipper writes names (the system's, not flagged as UTF-8), tried in turn on a zip's
+# names that are not UTF-8: Japanese Windows' Shift-JIS, Chinese Windows' GBK. Else they are read as zipfile reads
+# them, as cp437 (DOS).
+_LEGACY_CODECS = ("cp932", "gbk")
+# Characters that a name read in the wrong one of them is full of, and that real names hardly hold: half-width katakana
+# (GBK's Chinese read as Shift-JIS) and private-use ones (code points the code page leaves to users).
+_IMPLAUSIBLE = re.compile("[\uff61-\uff9f\ue000-\uf8ff]")
 # The hidden folders of the archives folder that extractions write: '.<stem>-XXXXXXXX' (mkdtemp's, being extracted
 # into) and '.<stem>-<key>.stale-<pid>' (`_remove`'s, being deleted).
 _UNFINISHED = re.compile(r"\..+-[a-z0-9_]{8}|\..+\.stale-[0-9]+")
@@ -152,16 +162,18 @@ def _write_manifest(folder: Path) -> None:
         for name in names:
             path = os.path.join(dirpath, name)
             files[Path(os.path.relpath(path, folder)).as_posix()] = os.lstat(path).st_size
-    (folder / _MANIFEST).write_text(json.dumps({"files": files}), encoding="utf-8")
+    (folder / _MANIFEST).write_text(json.dumps({"version": EXTRACT_VERSION, "files": files}), encoding="utf-8")
 
 
 def _missing(target: Path) -> int | None:
-    """How many files in `target`'s manifest are gone or have another size (a stat each); None without a manifest."""
+    """How many files in `target`'s manifest are gone or have another size (a stat each); None without a manifest, or
+    with an older gankit's (`EXTRACT_VERSION`)."""
     try:
-        files = json.loads((target / _MANIFEST).read_text(encoding="utf-8")).get("files")
+        manifest = json.loads((target / _MANIFEST).read_text(encoding="utf-8"))
+        files = manifest.get("files")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(files, dict):
+    if not isinstance(files, dict) or manifest.get("version") != EXTRACT_VERSION:
         return None
     return sum(1 for name, size in files.items() if _size(target / name) != size)
 
@@ -199,7 +211,13 @@ def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[t
     try:
         if archive.name.lower().endswith(ZIP_SUFFIXES):
             with zipfile.ZipFile(archive) as zf:
-                return [(_check_zip_member(archive, zf, m), m.file_size) for m in zf.infolist()]
+                members = zf.infolist()
+                names, undecoded = _zip_names(members)
+                if undecoded:
+                    warn(f"read {count(len(undecoded), 'file name')} of '{archive.name}' as DOS's cp437 (not UTF-8, "
+                         f"Shift-JIS or GBK): {short_list(undecoded)}; if they look wrong, pack it again with "
+                         "UTF-8 names (7-Zip does)")
+                return [(_check_zip_member(archive, zf, m, name), m.file_size) for m, name in zip(members, names)]
         if not hasattr(tarfile, "data_filter"):
             raise DataError(f"this Python ({'.'.join(map(str, sys.version_info[:3]))}) lacks tarfile's safe "
                             f"extraction filter: upgrade Python, or unpack '{archive}' yourself and pass the folder")
@@ -221,18 +239,18 @@ def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[t
         raise _damaged(archive, e) from None
 
 
-def _check_zip_member(archive: Path, zf: zipfile.ZipFile, m: zipfile.ZipInfo) -> str:
-    name = m.filename
+def _check_zip_member(archive: Path, zf: zipfile.ZipFile, m: zipfile.ZipInfo, name: str) -> str:
+    """Check member `m`, which extracts as `name` (`_zip_names`), and return that."""
     reason = _escape_reason(name)
     if reason:
-        raise _unsafe(archive, name, reason)
+        raise _unsafe(archive, m.filename, reason)
     _check_zip_readable(archive, m)
     mode = m.external_attr >> 16
     if stat.S_ISLNK(mode):  # zipfile writes a link as a small file holding its target; still refuse escapes
         target = zf.read(m).decode("utf-8", "replace")
-        folder = PurePosixPath(_zip_name(m)).parent
+        folder = PurePosixPath(name).parent
         if PurePosixPath(target.replace("\\", "/")).is_absolute() or _leaves(folder, target):
-            raise _unsafe(archive, name, f"a link to '{target}', outside the archive")
+            raise _unsafe(archive, m.filename, f"a link to '{target}', outside the archive")
     return name
 
 
@@ -248,19 +266,36 @@ def _check_zip_readable(archive: Path, m: zipfile.ZipInfo) -> None:
                         "zipfile cannot read: unpack it yourself (e.g. with 7-Zip) and pass the folder")
 
 
-def _zip_name(m: zipfile.ZipInfo) -> str:
-    """The member's name with '/' separators: Windows tools (PowerShell's Compress-Archive) write 'fire\\abra.png',
-    which zipfile would extract on Linux and macOS as one file named so, not as 'abra.png' in a folder 'fire'. A name
-    in UTF-8 that its zip does not flag as such (macOS's Compress and the `zip` command write them so) is read as
-    UTF-8, not as zipfile's cp437: 'café.png' was extracted as 'caf├⌐.png', which no CSV row names and folder labels
-    show."""
-    name = m.filename
-    if not m.flag_bits & _ZIP_UTF8:
+def _zip_names(members: list[zipfile.ZipInfo]) -> tuple[list[str], list[str]]:
+    """The members' names with '/' separators, and those of them read as cp437. Windows tools (PowerShell's
+    Compress-Archive) write 'fire\\abra.png', which zipfile would extract on Linux and macOS as one file named so, not
+    as 'abra.png' in a folder 'fire'. A name that its zip does not flag as UTF-8 is read as UTF-8 when it is (macOS's
+    Compress and the `zip` command write them so: 'café.png' was extracted as 'caf├⌐.png', which no CSV row names and
+    folder labels show), and the others in the first of `_LEGACY_CODECS` that reads them all (Windows' zipper on a
+    Japanese system wrote 'ピカチュウ.png' as Shift-JIS, extracted as 'âsâJâ`âàâE.png'), else as zipfile's cp437."""
+    names = [m.filename for m in members]
+    legacy: dict[int, bytes] = {}
+    for i, m in enumerate(members):
+        if m.flag_bits & _ZIP_UTF8 or m.orig_filename.isascii():
+            continue
+        raw = m.orig_filename.encode("cp437")  # the bytes in the zip (zipfile decoded them as cp437)
         try:
-            name = name.encode("cp437").decode("utf-8")
-        except UnicodeError:  # a cp437 name indeed (an old DOS zip), or another code page zipfile cannot know
-            pass
-    return name.replace("\\", "/")
+            names[i] = raw.decode("utf-8")
+        except UnicodeError:
+            legacy[i] = raw
+    codec = next((c for c in _LEGACY_CODECS if all(_reads(raw, c) for raw in legacy.values())), None)
+    if codec:
+        names = [legacy[i].decode(codec) if i in legacy else name for i, name in enumerate(names)]
+    names = [name.split("\0", 1)[0].replace("\\", "/") for name in names]  # (zipfile ends a name at a NUL too)
+    return names, [] if codec else [names[i] for i in legacy]
+
+
+def _reads(raw: bytes, codec: str) -> bool:
+    """Whether `raw` is a name written in `codec`: it decodes, to none of the characters a wrong one gives."""
+    try:
+        return not _IMPLAUSIBLE.search(raw.decode(codec))
+    except UnicodeError:
+        return False
 
 
 def _escape_reason(name: str) -> str:
@@ -322,8 +357,8 @@ def _extract(archive: Path, dest: Path, bar) -> None:
     if archive.name.lower().endswith(ZIP_SUFFIXES):
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            for m in members:  # already checked with '\\' read as '/' (zipfile reads a member by its orig_filename)
-                m.filename = _on_disk(_zip_name(m))
+            for m, name in zip(members, _zip_names(members)[0]):  # as checked (zipfile reads one by its orig_filename)
+                m.filename = _on_disk(name)
             zf.extractall(dest, _counted(members, bar))
     else:
         with tarfile.open(archive) as tf:

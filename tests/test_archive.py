@@ -189,6 +189,31 @@ def test_member_names_windows_cannot_hold_are_renamed_there_and_the_labels_csv_s
     assert len(ds) == 4 and sorted(ds.class_names[i] for i in ds.labels) == ["Bug", "Fire", "Grass", "Normal"]
 
 
+@pytest.mark.parametrize("platform", ["win32", "darwin", "linux"])
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_members_that_would_be_one_file_here_are_all_extracted_and_renames_are_said(
+        tmp_path, monkeypatch, capsys, platform, kind):
+    """On Windows 'a:b.png' was renamed 'a_b.png', silently, and written over the 'a_b.png' beside it; there and on
+    macOS (disks that ignore case) 'abra.png' was written over 'Abra.png': 5 images extracted as 3, without a word.
+    Now the later one gets ' (2)', in a warning, and Windows' renames are said in one line."""
+    from gankit.data import archive as archive_module
+
+    monkeypatch.setattr(archive_module.sys, "platform", platform)
+    members = {f"set/{n}": image_bytes((i * 50, 0, 0)) for i, n in enumerate(
+        ["a:b.png", "a_b.png", "Abra.png", "abra.png", "c.png"])}
+    archive = (make_tar if kind == "tar" else make_zip)(tmp_path / f"set.{kind}", members)
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    err = capsys.readouterr().err
+    expected = {"win32": {"a_b.png", "a_b (2).png", "Abra.png", "abra (2).png", "c.png"},
+                "darwin": {"a:b.png", "a_b.png", "Abra.png", "abra (2).png", "c.png"}}
+    assert files_under(folder) == expected.get(platform, {n.split("/")[1] for n in members})
+    if platform == "win32":
+        assert f"extracting 1 member of 'set.{kind}' under names Windows can hold: 'set/a:b.png' as 'set/a_b.png'" in err
+    twins = {"win32": "2 members", "darwin": "1 member"}.get(platform)
+    assert (f"warning: extracting {twins} of 'set.{kind}' under other names" in err) if twins else not err
+    assert len(load_dataset(archive, 16, cache_dir=tmp_path / "cache", progress=False)) == 5
+
+
 def test_an_extraction_that_lost_files_is_extracted_again(tmp_path, capsys):
     """A tmp cleaner deleted part of the cached extraction: the unchanged 12-image zip then gave 4 images, silently."""
     archive = make_zip(tmp_path / "set.zip", {f"set/{i:02d}.png": image_bytes((i * 20, 0, 0)) for i in range(12)})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -31,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from gankit import console, runlock
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
-from gankit.data.folder import _hidden, _safe, windows_name
+from gankit.data.folder import _fold, _hidden, _safe, windows_name
 from gankit.errors import DataError
 
 ZIP_SUFFIXES = (".zip",)
@@ -40,7 +41,8 @@ ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 # Written beside the extracted folder once extraction is complete: every file's size, checked on reuse.
 _MANIFEST = ".gankit-files.json"
 # Bump when extraction names files otherwise, so that an extraction by an older gankit is not reused (its manifest
-# holds another version, or none). 2: zip names in Shift-JIS and GBK (`_zip_names`).
+# holds another version, or none). 2: zip names in Shift-JIS and GBK (`_zip_names`), members that would be one file
+# made unique (`_disk_names`).
 EXTRACT_VERSION = 2
 # Zip compression methods that Python's zipfile reads, and names for common ones it does not.
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -98,15 +100,16 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
             raise DataError(f"cannot extract '{archive}': the cache folder '{parent}' is not writable ({why}): "
                             f"{cache.CHOOSE_ANOTHER}, or unpack it yourself and pass the folder")
         members = _checked_members(archive, os.path.realpath(parent / "check"), progress)
-        _check_space(archive, parent, sum(size for _, size in members))
+        _check_space(archive, parent, sum(size for _, size, _ in members))
         if progress:
             info(f"extracting {count(len(members), 'file')} of '{archive.name}' to {target}")
+        names = _disk_names(members, archive.name)
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{_safe(stem)}-", dir=parent))
         try:
             with runlock.hold(tmp, "--data"):  # (made just now: no other process holds it)
                 with console.progress(len(members), f"extracting {archive.name}", "files", progress) as bar:
-                    _extract(archive, tmp / stem, bar)
+                    _extract(archive, tmp / stem, bar, names)
                 _write_manifest(tmp)
                 os.rename(tmp, target)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
@@ -205,8 +208,8 @@ def _data_root(root: Path) -> Path:
     return root
 
 
-def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[tuple[str, int]]:
-    """(name, size) of every member, after checking that each one would stay inside `dest`. A tar is read whole
+def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[tuple[str, int, bool]]:
+    """(name, size, whether it is a file) of every member, after checking that each one would stay inside `dest`. A tar is read whole
     for it (decompressed: minutes for gigabytes), with a progress bar over its MiB when `progress`."""
     try:
         if archive.name.lower().endswith(ZIP_SUFFIXES):
@@ -217,7 +220,8 @@ def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[t
                     warn(f"read {count(len(undecoded), 'file name')} of '{archive.name}' as DOS's cp437 (not UTF-8, "
                          f"Shift-JIS or GBK): {short_list(undecoded)}; if they look wrong, pack it again with "
                          "UTF-8 names (7-Zip does)")
-                return [(_check_zip_member(archive, zf, m, name), m.file_size) for m, name in zip(members, names)]
+                return [(_check_zip_member(archive, zf, m, name), m.file_size, not m.is_dir())
+                        for m, name in zip(members, names)]
         if not hasattr(tarfile, "data_filter"):
             raise DataError(f"this Python ({'.'.join(map(str, sys.version_info[:3]))}) lacks tarfile's safe "
                             f"extraction filter: upgrade Python, or unpack '{archive}' yourself and pass the folder")
@@ -233,7 +237,7 @@ def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[t
                     tarfile.data_filter(m, dest)
                 except tarfile.FilterError as e:
                     raise _unsafe(archive, m.name, _filter_reason(e)) from None
-                out.append((m.name, m.size if m.isfile() else 0))
+                out.append((m.name, m.size if m.isfile() else 0, m.isfile()))
             return out
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as e:
         raise _damaged(archive, e) from None
@@ -351,18 +355,18 @@ def _check_space(archive: Path, parent: Path, needed: int) -> None:
                         f"{free / 2**30:.1f} GiB free: free some space, or set GANKIT_CACHE_DIR to a larger disk")
 
 
-def _extract(archive: Path, dest: Path, bar) -> None:
-    """Extract every member into `dest`, counting them on `bar`."""
+def _extract(archive: Path, dest: Path, bar, names: dict[str, str]) -> None:
+    """Extract every member into `dest` under its name in `names` (`_disk_names`), counting them on `bar`."""
     dest.mkdir(parents=True)
     if archive.name.lower().endswith(ZIP_SUFFIXES):
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             for m, name in zip(members, _zip_names(members)[0]):  # as checked (zipfile reads one by its orig_filename)
-                m.filename = _on_disk(name)
+                m.filename = names[name]
             zf.extractall(dest, _counted(members, bar))
     else:
         with tarfile.open(archive) as tf:
-            tf.extractall(dest, _counted(tf, bar), filter=_tar_filter)
+            tf.extractall(dest, _counted(tf, bar), filter=lambda m, to: _tar_filter(m, to, names))
 
 
 def _on_disk(name: str) -> str:
@@ -371,11 +375,52 @@ def _on_disk(name: str) -> str:
     return windows_name(name) if sys.platform == "win32" else name
 
 
-def _tar_filter(m: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """tarfile's "data" filter, then the member (and the member a link points to) named as `_on_disk` says."""
+def _disk_names(members: list[tuple[str, int, bool]], archive: str) -> dict[str, str]:
+    """Each member's name -> the name it is extracted under here: `_on_disk`'s (those it changes said in one line),
+    made unique where two files' would be one file on this system (said in a warning): on Windows 'a:b.png' became
+    the 'a_b.png' beside it, and there and on macOS 'Abra.png' and 'abra.png' are one file, so one image silently
+    overwrote the other. The later one gets ' (2)' before its extension."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name, _, is_file in members:
+        if name in out:  # a tar's later copy of a member, which replaces it
+            continue
+        disk, n = _on_disk(name), 1
+        while is_file and _same_file(disk) in taken:
+            n += 1
+            path = PurePosixPath(_on_disk(name))
+            disk = str(path.with_name(f"{path.stem} ({n}){path.suffix}"))
+        if is_file:
+            taken.add(_same_file(disk))
+        out[name] = disk
+    renamed = [(name, disk) for name, disk in out.items() if disk.rstrip("/") != name.rstrip("/")]
+    forbidden = [f"'{name}' as '{disk}'" for name, disk in renamed if disk == _on_disk(name)]
+    twins = [f"'{name}' as '{disk}'" for name, disk in renamed if disk != _on_disk(name)]
+    if forbidden:
+        info(f"extracting {count(len(forbidden), 'member')} of '{archive}' under names Windows can hold: "
+             f"{short_list(forbidden)} (a labels CSV still finds them by their names in the archive)")
+    if twins:
+        warn(f"extracting {count(len(twins), 'member')} of '{archive}' under other names, as this system would "
+             f"write {'it' if len(twins) == 1 else 'them'} over another file (names alike but for case, or for "
+             f"characters Windows replaces): {short_list(twins)}; rename them in the archive for a labels CSV "
+             "to find them")
+    return out
+
+
+def _same_file(name: str) -> str:
+    """What makes two extracted names one file here: their text, and on Windows and macOS (whose disks ignore case, and
+    macOS's accents' composition too) their `_fold`."""
+    name = posixpath.normpath(name)
+    return _fold(name) if sys.platform in ("win32", "darwin") else name
+
+
+def _tar_filter(m: tarfile.TarInfo, dest: str, names: dict[str, str]) -> tarfile.TarInfo:
+    """tarfile's "data" filter, then the member named as `names` says (`_disk_names`), and a link to another member
+    (a hard link) or to a path (a symbolic link) as `_disk_names` or `_on_disk` names that."""
     m = tarfile.data_filter(m, dest)
-    links = {"linkname": _on_disk(m.linkname)} if m.islnk() or m.issym() else {}
-    return m.replace(name=_on_disk(m.name), **links, deep=False)
+    links = ({"linkname": names.get(m.linkname, _on_disk(m.linkname))} if m.islnk()
+             else {"linkname": _on_disk(m.linkname)} if m.issym() else {})
+    return m.replace(name=names.get(m.name, _on_disk(m.name)), **links, deep=False)
 
 
 def _counted(members, bar):

@@ -111,6 +111,59 @@ def test_a_zip_with_utf8_names_it_does_not_flag_extracts_them_in_utf8(tmp_path):
     assert files_under(extract_archive(dos, cache_dir=tmp_path / "cache", progress=False)) == {"café.png"}
 
 
+
+def legacy_zip(path: Path, members: dict[str, bytes], codec: str) -> Path:
+    """A zip whose member names are written in `codec`, without the UTF-8 flag, as Windows' own zipper writes them
+    on a Japanese (cp932) or Chinese (gbk) system (zipfile itself writes ASCII or flagged UTF-8)."""
+    raw = {name: name.encode(codec) for name in members}
+    stand_ins = {name: chr(65 + i) * len(b) for i, (name, b) in enumerate(raw.items())}  # ASCII, as long
+    make_zip(path, {stand_ins[name]: data for name, data in members.items()})
+    data = path.read_bytes()
+    for name, stand_in in stand_ins.items():
+        assert data.count(stand_in.encode()) == 2  # its local header and its central directory entry
+        data = data.replace(stand_in.encode(), raw[name])
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("codec", ["cp932", "gbk"])
+def test_a_zip_with_shift_jis_or_gbk_names_extracts_them_so_and_a_utf8_csv_labels_them(tmp_path, capsys, codec):
+    """Windows' zipper on a Japanese or Chinese system writes names in Shift-JIS or GBK, unflagged: zipfile read them
+    as cp437, so 'ピカチュウ.png' was extracted as 'âsâJâ`âàâE.png' and a labels CSV naming the real names matched
+    nothing (an error); 'ソ' (0x83 0x5C in Shift-JIS) even split a name into folders at its '\\'."""
+    names = {"cp932": ["ピカチュウ.png", "ソニック/ゼニガメ.png"], "gbk": ["皮卡丘.png", "杰尼龟/小火龙.png"]}[codec]
+    csv = "file,kind\n" + "".join(f"{n.split('/')[-1]},k{i}\n" for i, n in enumerate(names))
+    archive = legacy_zip(tmp_path / "set.zip", {f"set/{names[0]}": image_bytes(), f"set/{names[1]}": image_bytes(
+        (0, 0, 255)), "set/labels.csv": csv.encode()}, codec)
+    ds = load_dataset(archive, 16, labels="labels.csv", label_column="kind", cache_dir=tmp_path / "cache",
+                      progress=False)
+    assert ds.files == sorted(names) and sorted(ds.class_names[i] for i in ds.labels) == ["k0", "k1"]
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_zip_names_in_no_known_code_page_are_read_as_cp437_and_said_in_one_line(tmp_path, capsys):
+    """Names that are not UTF-8, Shift-JIS or GBK (an old DOS zip's) are kept as zipfile reads them, and said."""
+    archive = legacy_zip(tmp_path / "dos.zip", {"data/café.png": image_bytes(), "data/b.png": image_bytes()}, "cp437")
+    assert files_under(extract_archive(archive, cache_dir=tmp_path / "cache")) == {"café.png", "b.png"}
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warning == ["warning: read 1 file name of 'dos.zip' as DOS's cp437 (not UTF-8, Shift-JIS or GBK): "
+                       "data/café.png; if they look wrong, pack it again with UTF-8 names (7-Zip does)"]
+
+
+def test_an_extraction_by_an_older_gankit_is_extracted_again(tmp_path, capsys):
+    """An older gankit extracted a Shift-JIS zip under garbled names, and its manifest matched them: the fixed naming
+    never reached that archive (same path, size and mtime), whose labels kept matching nothing."""
+    archive = legacy_zip(tmp_path / "set.zip", {"set/ピカチュウ.png": image_bytes(), "set/b.png": image_bytes()},
+                         "cp932")
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    (folder / "ピカチュウ.png").rename(folder / "âsâJâ`âàâE.png")  # as the older gankit named it
+    manifest = folder.parent.parent / ".gankit-files.json"
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace('"version": 2, ', "").replace(
+        "ピカチュウ", "âsâJâ`âàâE").replace("\\u30d4\\u30ab\\u30c1\\u30e5\\u30a6", "âsâJâ`âàâE"), encoding="utf-8")
+    assert extract_archive(archive, cache_dir=tmp_path / "cache", progress=False) == folder
+    assert files_under(folder) == {"ピカチュウ.png", "b.png"}
+
+
 WINDOWS_UNFIT = {"pokemon/Type: Null.png": image_bytes(), "pokemon/CON.png": image_bytes((0, 0, 255)),
                  "pokemon/why?.png.": image_bytes((0, 250, 0)), "pokemon/lpt1.x.png": image_bytes((9, 9, 9)),
                  "pokemon/types.csv": b"Name,Type1\nType: Null.png,Normal\nCON,Fire\nwhy?.png.,Grass\nlpt1.x.png,Bug\n"}
@@ -134,6 +187,31 @@ def test_member_names_windows_cannot_hold_are_renamed_there_and_the_labels_csv_s
     ds = load_dataset(archive, 16, labels="types.csv", label_column="Type1", cache_dir=tmp_path / "cache",
                       progress=False)
     assert len(ds) == 4 and sorted(ds.class_names[i] for i in ds.labels) == ["Bug", "Fire", "Grass", "Normal"]
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin", "linux"])
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_members_that_would_be_one_file_here_are_all_extracted_and_renames_are_said(
+        tmp_path, monkeypatch, capsys, platform, kind):
+    """On Windows 'a:b.png' was renamed 'a_b.png', silently, and written over the 'a_b.png' beside it; there and on
+    macOS (disks that ignore case) 'abra.png' was written over 'Abra.png': 5 images extracted as 3, without a word.
+    Now the later one gets ' (2)', in a warning, and Windows' renames are said in one line."""
+    from gankit.data import archive as archive_module
+
+    monkeypatch.setattr(archive_module.sys, "platform", platform)
+    members = {f"set/{n}": image_bytes((i * 50, 0, 0)) for i, n in enumerate(
+        ["a:b.png", "a_b.png", "Abra.png", "abra.png", "c.png"])}
+    archive = (make_tar if kind == "tar" else make_zip)(tmp_path / f"set.{kind}", members)
+    folder = extract_archive(archive, cache_dir=tmp_path / "cache", progress=False)
+    err = capsys.readouterr().err
+    expected = {"win32": {"a_b.png", "a_b (2).png", "Abra.png", "abra (2).png", "c.png"},
+                "darwin": {"a:b.png", "a_b.png", "Abra.png", "abra (2).png", "c.png"}}
+    assert files_under(folder) == expected.get(platform, {n.split("/")[1] for n in members})
+    if platform == "win32":
+        assert f"extracting 1 member of 'set.{kind}' under names Windows can hold: 'set/a:b.png' as 'set/a_b.png'" in err
+    twins = {"win32": "2 members", "darwin": "1 member"}.get(platform)
+    assert (f"warning: extracting {twins} of 'set.{kind}' under other names" in err) if twins else not err
+    assert len(load_dataset(archive, 16, cache_dir=tmp_path / "cache", progress=False)) == 5
 
 
 def test_an_extraction_that_lost_files_is_extracted_again(tmp_path, capsys):

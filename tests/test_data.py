@@ -983,6 +983,23 @@ def test_changing_the_folder_changes_the_key(tmp_path, csv_folder, monkeypatch):
     assert other_res.key != second.key and other_res.images.shape[-1] == 8
 
 
+def test_a_folders_former_cache_is_removed_when_an_edit_writes_its_new_one(tmp_path, csv_folder):
+    """Re-saving one broken image of a folder wrote a new cache and left the former one, as large, for ever: every
+    edit of a dataset of thousands of images left another copy of it in ~/.cache. Other folders' caches, and the
+    folder's at other resolutions, are kept."""
+    cache_dir = tmp_path / "cache"
+    other = tmp_path / "other"
+    save(other / "a.png", solid((9, 9, 9)))
+    load_folder(other, RES, cache_dir=cache_dir, progress=False)
+    load_folder(csv_folder, 8, cache_dir=cache_dir, progress=False)
+    load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)
+    kept = set(cache_dir.glob("*.pt"))
+    save(csv_folder / "img" / "f.png", solid((5, 5, 5)))
+    assert len(load_folder(csv_folder, RES, cache_dir=cache_dir, progress=False)) == 6
+    now = set(cache_dir.glob("*.pt"))
+    assert len(now) == 3 and len(now & kept) == 2  # the former cache at RES replaced, the others there
+
+
 def test_unwritable_cache_only_warns(tmp_path, csv_folder, capsys):
     (tmp_path / "a-file").write_text("")
     ds = load_folder(csv_folder, RES, cache_dir=tmp_path / "a-file" / "cache", progress=False)

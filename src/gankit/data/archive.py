@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -31,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from gankit import console, runlock
 from gankit.console import count, info, short_list, warn
 from gankit.data import cache
-from gankit.data.folder import _hidden, _safe, windows_name
+from gankit.data.folder import _fold, _hidden, _safe, windows_name
 from gankit.errors import DataError
 
 ZIP_SUFFIXES = (".zip",)
@@ -39,12 +40,23 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 # Written beside the extracted folder once extraction is complete: every file's size, checked on reuse.
 _MANIFEST = ".gankit-files.json"
+# Bump when extraction names files otherwise, so that an extraction by an older gankit is not reused (its manifest
+# holds another version, or none). 2: zip names in Shift-JIS and GBK (`_zip_names`), members that would be one file
+# made unique (`_disk_names`).
+EXTRACT_VERSION = 2
 # Zip compression methods that Python's zipfile reads, and names for common ones it does not.
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 _ZIP_METHOD_NAMES = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
 # ZipInfo.flag_bits: 0x1 encrypted, 0x40 strong encryption (zipfile refuses both), 0x20 patched data (refused too),
 # 0x800 names in UTF-8 (else zipfile reads them as cp437).
 _ZIP_ENCRYPTED, _ZIP_PATCHED, _ZIP_UTF8 = 0x41, 0x20, 0x800
+# The code pages in which Windows' own zipper writes names (the system's, not flagged as UTF-8), tried in turn on a zip's
+# names that are not UTF-8: Japanese Windows' Shift-JIS, Chinese Windows' GBK. Else they are read as zipfile reads
+# them, as cp437 (DOS).
+_LEGACY_CODECS = ("cp932", "gbk")
+# Characters that a name read in the wrong one of them is full of, and that real names hardly hold: half-width katakana
+# (GBK's Chinese read as Shift-JIS) and private-use ones (code points the code page leaves to users).
+_IMPLAUSIBLE = re.compile("[\uff61-\uff9f\ue000-\uf8ff]")
 # The hidden folders of the archives folder that extractions write: '.<stem>-XXXXXXXX' (mkdtemp's, being extracted
 # into) and '.<stem>-<key>.stale-<pid>' (`_remove`'s, being deleted).
 _UNFINISHED = re.compile(r"\..+-[a-z0-9_]{8}|\..+\.stale-[0-9]+")
@@ -88,15 +100,16 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
             raise DataError(f"cannot extract '{archive}': the cache folder '{parent}' is not writable ({why}): "
                             f"{cache.CHOOSE_ANOTHER}, or unpack it yourself and pass the folder")
         members = _checked_members(archive, os.path.realpath(parent / "check"), progress)
-        _check_space(archive, parent, sum(size for _, size in members))
+        _check_space(archive, parent, sum(size for _, size, _ in members))
         if progress:
             info(f"extracting {count(len(members), 'file')} of '{archive.name}' to {target}")
+        names = _disk_names(members, archive.name)
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{_safe(stem)}-", dir=parent))
         try:
             with runlock.hold(tmp, "--data"):  # (made just now: no other process holds it)
                 with console.progress(len(members), f"extracting {archive.name}", "files", progress) as bar:
-                    _extract(archive, tmp / stem, bar)
+                    _extract(archive, tmp / stem, bar, names)
                 _write_manifest(tmp)
                 os.rename(tmp, target)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
@@ -152,16 +165,18 @@ def _write_manifest(folder: Path) -> None:
         for name in names:
             path = os.path.join(dirpath, name)
             files[Path(os.path.relpath(path, folder)).as_posix()] = os.lstat(path).st_size
-    (folder / _MANIFEST).write_text(json.dumps({"files": files}), encoding="utf-8")
+    (folder / _MANIFEST).write_text(json.dumps({"version": EXTRACT_VERSION, "files": files}), encoding="utf-8")
 
 
 def _missing(target: Path) -> int | None:
-    """How many files in `target`'s manifest are gone or have another size (a stat each); None without a manifest."""
+    """How many files in `target`'s manifest are gone or have another size (a stat each); None without a manifest, or
+    with an older gankit's (`EXTRACT_VERSION`)."""
     try:
-        files = json.loads((target / _MANIFEST).read_text(encoding="utf-8")).get("files")
+        manifest = json.loads((target / _MANIFEST).read_text(encoding="utf-8"))
+        files = manifest.get("files")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(files, dict):
+    if not isinstance(files, dict) or manifest.get("version") != EXTRACT_VERSION:
         return None
     return sum(1 for name, size in files.items() if _size(target / name) != size)
 
@@ -193,13 +208,20 @@ def _data_root(root: Path) -> Path:
     return root
 
 
-def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[tuple[str, int]]:
-    """(name, size) of every member, after checking that each one would stay inside `dest`. A tar is read whole
+def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[tuple[str, int, bool]]:
+    """(name, size, whether it is a file) of every member, after checking that each one would stay inside `dest`. A tar is read whole
     for it (decompressed: minutes for gigabytes), with a progress bar over its MiB when `progress`."""
     try:
         if archive.name.lower().endswith(ZIP_SUFFIXES):
             with zipfile.ZipFile(archive) as zf:
-                return [(_check_zip_member(archive, zf, m), m.file_size) for m in zf.infolist()]
+                members = zf.infolist()
+                names, undecoded = _zip_names(members)
+                if undecoded:
+                    warn(f"read {count(len(undecoded), 'file name')} of '{archive.name}' as DOS's cp437 (not UTF-8, "
+                         f"Shift-JIS or GBK): {short_list(undecoded)}; if they look wrong, pack it again with "
+                         "UTF-8 names (7-Zip does)")
+                return [(_check_zip_member(archive, zf, m, name), m.file_size, not m.is_dir())
+                        for m, name in zip(members, names)]
         if not hasattr(tarfile, "data_filter"):
             raise DataError(f"this Python ({'.'.join(map(str, sys.version_info[:3]))}) lacks tarfile's safe "
                             f"extraction filter: upgrade Python, or unpack '{archive}' yourself and pass the folder")
@@ -215,24 +237,24 @@ def _checked_members(archive: Path, dest: str, progress: bool = False) -> list[t
                     tarfile.data_filter(m, dest)
                 except tarfile.FilterError as e:
                     raise _unsafe(archive, m.name, _filter_reason(e)) from None
-                out.append((m.name, m.size if m.isfile() else 0))
+                out.append((m.name, m.size if m.isfile() else 0, m.isfile()))
             return out
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as e:
         raise _damaged(archive, e) from None
 
 
-def _check_zip_member(archive: Path, zf: zipfile.ZipFile, m: zipfile.ZipInfo) -> str:
-    name = m.filename
+def _check_zip_member(archive: Path, zf: zipfile.ZipFile, m: zipfile.ZipInfo, name: str) -> str:
+    """Check member `m`, which extracts as `name` (`_zip_names`), and return that."""
     reason = _escape_reason(name)
     if reason:
-        raise _unsafe(archive, name, reason)
+        raise _unsafe(archive, m.filename, reason)
     _check_zip_readable(archive, m)
     mode = m.external_attr >> 16
     if stat.S_ISLNK(mode):  # zipfile writes a link as a small file holding its target; still refuse escapes
         target = zf.read(m).decode("utf-8", "replace")
-        folder = PurePosixPath(_zip_name(m)).parent
+        folder = PurePosixPath(name).parent
         if PurePosixPath(target.replace("\\", "/")).is_absolute() or _leaves(folder, target):
-            raise _unsafe(archive, name, f"a link to '{target}', outside the archive")
+            raise _unsafe(archive, m.filename, f"a link to '{target}', outside the archive")
     return name
 
 
@@ -248,19 +270,36 @@ def _check_zip_readable(archive: Path, m: zipfile.ZipInfo) -> None:
                         "zipfile cannot read: unpack it yourself (e.g. with 7-Zip) and pass the folder")
 
 
-def _zip_name(m: zipfile.ZipInfo) -> str:
-    """The member's name with '/' separators: Windows tools (PowerShell's Compress-Archive) write 'fire\\abra.png',
-    which zipfile would extract on Linux and macOS as one file named so, not as 'abra.png' in a folder 'fire'. A name
-    in UTF-8 that its zip does not flag as such (macOS's Compress and the `zip` command write them so) is read as
-    UTF-8, not as zipfile's cp437: 'café.png' was extracted as 'caf├⌐.png', which no CSV row names and folder labels
-    show."""
-    name = m.filename
-    if not m.flag_bits & _ZIP_UTF8:
+def _zip_names(members: list[zipfile.ZipInfo]) -> tuple[list[str], list[str]]:
+    """The members' names with '/' separators, and those of them read as cp437. Windows tools (PowerShell's
+    Compress-Archive) write 'fire\\abra.png', which zipfile would extract on Linux and macOS as one file named so, not
+    as 'abra.png' in a folder 'fire'. A name that its zip does not flag as UTF-8 is read as UTF-8 when it is (macOS's
+    Compress and the `zip` command write them so: 'café.png' was extracted as 'caf├⌐.png', which no CSV row names and
+    folder labels show), and the others in the first of `_LEGACY_CODECS` that reads them all (Windows' zipper on a
+    Japanese system wrote 'ピカチュウ.png' as Shift-JIS, extracted as 'âsâJâ`âàâE.png'), else as zipfile's cp437."""
+    names = [m.filename for m in members]
+    legacy: dict[int, bytes] = {}
+    for i, m in enumerate(members):
+        if m.flag_bits & _ZIP_UTF8 or m.orig_filename.isascii():
+            continue
+        raw = m.orig_filename.encode("cp437")  # the bytes in the zip (zipfile decoded them as cp437)
         try:
-            name = name.encode("cp437").decode("utf-8")
-        except UnicodeError:  # a cp437 name indeed (an old DOS zip), or another code page zipfile cannot know
-            pass
-    return name.replace("\\", "/")
+            names[i] = raw.decode("utf-8")
+        except UnicodeError:
+            legacy[i] = raw
+    codec = next((c for c in _LEGACY_CODECS if all(_reads(raw, c) for raw in legacy.values())), None)
+    if codec:
+        names = [legacy[i].decode(codec) if i in legacy else name for i, name in enumerate(names)]
+    names = [name.split("\0", 1)[0].replace("\\", "/") for name in names]  # (zipfile ends a name at a NUL too)
+    return names, [] if codec else [names[i] for i in legacy]
+
+
+def _reads(raw: bytes, codec: str) -> bool:
+    """Whether `raw` is a name written in `codec`: it decodes, to none of the characters a wrong one gives."""
+    try:
+        return not _IMPLAUSIBLE.search(raw.decode(codec))
+    except UnicodeError:
+        return False
 
 
 def _escape_reason(name: str) -> str:
@@ -316,18 +355,18 @@ def _check_space(archive: Path, parent: Path, needed: int) -> None:
                         f"{free / 2**30:.1f} GiB free: free some space, or set GANKIT_CACHE_DIR to a larger disk")
 
 
-def _extract(archive: Path, dest: Path, bar) -> None:
-    """Extract every member into `dest`, counting them on `bar`."""
+def _extract(archive: Path, dest: Path, bar, names: dict[str, str]) -> None:
+    """Extract every member into `dest` under its name in `names` (`_disk_names`), counting them on `bar`."""
     dest.mkdir(parents=True)
     if archive.name.lower().endswith(ZIP_SUFFIXES):
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            for m in members:  # already checked with '\\' read as '/' (zipfile reads a member by its orig_filename)
-                m.filename = _on_disk(_zip_name(m))
+            for m, name in zip(members, _zip_names(members)[0]):  # as checked (zipfile reads one by its orig_filename)
+                m.filename = names[name]
             zf.extractall(dest, _counted(members, bar))
     else:
         with tarfile.open(archive) as tf:
-            tf.extractall(dest, _counted(tf, bar), filter=_tar_filter)
+            tf.extractall(dest, _counted(tf, bar), filter=lambda m, to: _tar_filter(m, to, names))
 
 
 def _on_disk(name: str) -> str:
@@ -336,11 +375,52 @@ def _on_disk(name: str) -> str:
     return windows_name(name) if sys.platform == "win32" else name
 
 
-def _tar_filter(m: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """tarfile's "data" filter, then the member (and the member a link points to) named as `_on_disk` says."""
+def _disk_names(members: list[tuple[str, int, bool]], archive: str) -> dict[str, str]:
+    """Each member's name -> the name it is extracted under here: `_on_disk`'s (those it changes said in one line),
+    made unique where two files' would be one file on this system (said in a warning): on Windows 'a:b.png' became
+    the 'a_b.png' beside it, and there and on macOS 'Abra.png' and 'abra.png' are one file, so one image silently
+    overwrote the other. The later one gets ' (2)' before its extension."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name, _, is_file in members:
+        if name in out:  # a tar's later copy of a member, which replaces it
+            continue
+        disk, n = _on_disk(name), 1
+        while is_file and _same_file(disk) in taken:
+            n += 1
+            path = PurePosixPath(_on_disk(name))
+            disk = str(path.with_name(f"{path.stem} ({n}){path.suffix}"))
+        if is_file:
+            taken.add(_same_file(disk))
+        out[name] = disk
+    renamed = [(name, disk) for name, disk in out.items() if disk.rstrip("/") != name.rstrip("/")]
+    forbidden = [f"'{name}' as '{disk}'" for name, disk in renamed if disk == _on_disk(name)]
+    twins = [f"'{name}' as '{disk}'" for name, disk in renamed if disk != _on_disk(name)]
+    if forbidden:
+        info(f"extracting {count(len(forbidden), 'member')} of '{archive}' under names Windows can hold: "
+             f"{short_list(forbidden)} (a labels CSV still finds them by their names in the archive)")
+    if twins:
+        warn(f"extracting {count(len(twins), 'member')} of '{archive}' under other names, as this system would "
+             f"write {'it' if len(twins) == 1 else 'them'} over another file (names alike but for case, or for "
+             f"characters Windows replaces): {short_list(twins)}; rename them in the archive for a labels CSV "
+             "to find them")
+    return out
+
+
+def _same_file(name: str) -> str:
+    """What makes two extracted names one file here: their text, and on Windows and macOS (whose disks ignore case, and
+    macOS's accents' composition too) their `_fold`."""
+    name = posixpath.normpath(name)
+    return _fold(name) if sys.platform in ("win32", "darwin") else name
+
+
+def _tar_filter(m: tarfile.TarInfo, dest: str, names: dict[str, str]) -> tarfile.TarInfo:
+    """tarfile's "data" filter, then the member named as `names` says (`_disk_names`), and a link to another member
+    (a hard link) or to a path (a symbolic link) as `_disk_names` or `_on_disk` names that."""
     m = tarfile.data_filter(m, dest)
-    links = {"linkname": _on_disk(m.linkname)} if m.islnk() or m.issym() else {}
-    return m.replace(name=_on_disk(m.name), **links, deep=False)
+    links = ({"linkname": names.get(m.linkname, _on_disk(m.linkname))} if m.islnk()
+             else {"linkname": _on_disk(m.linkname)} if m.issym() else {})
+    return m.replace(name=names.get(m.name, _on_disk(m.name)), **links, deep=False)
 
 
 def _counted(members, bar):

@@ -84,6 +84,19 @@ def write(path: Path, payload: dict[str, Any], again: str = "the data will be de
         return False
 
 
+def remove_older(path: Path, family: str) -> None:
+    """Delete the cache files beside `path` (just written) whose names start with `family` too: the former caches of
+    one dataset, which nothing reads any more (their key names files as they were before an edit), each as large as
+    `path`: fixing one image in a folder of thousands left a second copy of its whole cache, and every further edit
+    another."""
+    for old in path.parent.glob(f"{family}*.pt"):
+        if old != path:
+            try:
+                old.unlink()
+            except OSError:  # (another process removed it, or, on Windows, is reading it)
+                pass
+
+
 def unwritable(folder: Path) -> str | None:
     """Why no cache file can be written in `folder` (made when missing): a file in the way, no permission (a read-only
     HOME on a cluster or in a container), a read-only file system; None when one can."""

@@ -162,14 +162,19 @@ def load_folder(
     # the folder's own path too: two copies with the same names, sizes and mtimes (`cp -p`, `rsync -a`, `tar x`) but
     # other pixels must not share one cache
     key = cache.digest("gankit-folder", LOADER_VERSION, resolution, root.resolve(), listing)
-    cache_file = cache.cache_root(cache_dir) / f"{_safe(name)}-{resolution}px-{key[:20]}.pt"
+    # the caches of this folder at this resolution share a name up to the listing's digest: an edit of the folder
+    # leaves its former cache, which the new one replaces (`cache.remove_older`)
+    family = f"{_safe(name)}-{resolution}px-{cache.digest('gankit-folder', resolution, root.resolve())[:8]}-"
+    cache_file = cache.cache_root(cache_dir) / f"{family}{key[:16]}.pt"
 
     payload = cache.read(cache_file, key, progress=progress)
     if payload is None or not _valid(payload, resolution):
         payload = _decode_folder(root, files, stats, resolution, name, progress)
         payload["key"] = key
-        if payload["files"] and cache.write(cache_file, payload, progress=progress) and progress:
-            info(f"cached {count(len(payload['files']), 'image')} of '{name}' at {resolution}px in {cache_file}")
+        if payload["files"] and cache.write(cache_file, payload, progress=progress):
+            cache.remove_older(cache_file, family)
+            if progress:
+                info(f"cached {count(len(payload['files']), 'image')} of '{name}' at {resolution}px in {cache_file}")
 
     images, kept, sizes = payload["images"], list(payload["files"]), _sizes(payload)
     skipped = [(str(f), str(r)) for f, r in payload["skipped"]]

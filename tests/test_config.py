@@ -53,6 +53,18 @@ def test_unknown_key_lists_valid_keys():
     assert "model.ngf" in str(e.value) and "model.nz" in str(e.value)
 
 
+@pytest.mark.parametrize("item, meant", [
+    ("lr_g=1e-4", "train.lr_g"),  # a key of another section at the top (`lr_g:` unindented in a file)
+    ("model.batch_size=8", "train.batch_size"),  # not model.palette_size, the closest of model's own keys
+    ("train.ngf=16", "model.ngf"),
+    ("lr=1e-4", "train.lr_g"),  # close to another section's key
+    ("model.ngff=16", "model.ngf"),  # close to a key of its own section
+])
+def test_an_unknown_key_names_the_key_it_likely_meant_in_any_section(item, meant):
+    with pytest.raises(ConfigError, match=rf"\(did you mean {meant}\?\)"):
+        build_config(parse_sets([item]))
+
+
 def test_set_syntax_and_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_sets(["train.lr_g"])

@@ -257,14 +257,30 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 
+def _meant(key: str, prefix: str, names: list[str]) -> str | None:
+    """The key an unknown `key` under `prefix` (whose keys are `names`) most likely meant: one of that name in another
+    section (`lr_g` at the top, `batch_size` under model: train.batch_size), else the closest one here, else the
+    closest one elsewhere (`lr` at the top: train.lr_g); None when none is close."""
+    elsewhere = [k for k in flatten(to_dict(Config())) if "." in k and not k.startswith(prefix or ".")]
+    last = {k: k.rsplit(".", 1)[1] for k in elsewhere}
+    same = [k for k in elsewhere if last[k] == key]
+    if same:
+        return same[0]
+    here = difflib.get_close_matches(key, names, n=1)
+    if here:
+        return prefix + here[0]
+    near = difflib.get_close_matches(key, list(last.values()), n=1)
+    return next(k for k in elsewhere if last[k] == near[0]) if near else None
+
+
 def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
     for k, v in updates.items():
         key = f"{prefix}{k}"
         if k not in names:
-            close = difflib.get_close_matches(str(k), names, n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            meant = _meant(str(k), prefix, names)
+            hint = f" (did you mean {meant}?)" if meant else ""
             raise ConfigError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(prefix + n for n in names)}")
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):

@@ -439,6 +439,27 @@ def test_a_yaml_syntax_error_names_its_line_as_an_editor_counts_it(tmp_path):
         read_yaml(bad)
 
 
+def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):
+    bad = tmp_path / "tabs.yaml"
+    bad.write_text("train:\n\tlr_g: 0.1\n")
+    with pytest.raises(ConfigError, match="is not valid YAML at line 2: indent with spaces, not tabs$"):
+        read_yaml(bad)
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("train:\n  lr_g: 0.1\n  lr_g: 0.2\n", "lr_g", "2 and 3"),
+    ("train:\n  lr_g: 0.1\nmodel:\n  ngf: 8\ntrain:\n  lr_d: 0.2\n", "train", "1 and 5"),  # the first dropped whole
+])
+def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path, text, key, lines):
+    """PyYAML keeps the last of two equal keys without a word; a merge (<<) may still override one."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"gives '{key}' twice, at lines {lines} \(YAML would keep the second alone\)"):
+        read_yaml(path)
+    path.write_text("model:\n  ngf: &w 16\n  ndf: *w\ntrain:\n  <<: {lr_g: 0.1, lr_d: 0.2}\n  lr_g: 0.3\n")
+    assert read_yaml(path) == {"model": {"ngf": 16, "ndf": 16}, "train": {"lr_g": 0.3, "lr_d": 0.2}}
+
+
 @pytest.mark.parametrize("flags, native", [("avx2 avx512f avx512bw avx512_vnni", False), ("avx512f avx512_bf16", True),
                                            ("avx2 amx_tile amx_bf16", True)])
 def test_native_bf16_is_read_from_the_cpus_flags(monkeypatch, flags, native):

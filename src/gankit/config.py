@@ -572,6 +572,29 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+class _Twice(yaml.YAMLError):
+    """A key given twice in one mapping of a YAML file, at these lines (counted from 1)."""
+
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _OnceLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing a key given twice in one mapping (`_Twice`), which PyYAML lets the last one win
+    silently: a second `train:` section dropped the whole first one. A merge (`<<: *anchor`) may still repeat keys."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key, line = self.construct_scalar(key_node), key_node.start_mark.line + 1
+                if key in lines:
+                    raise _Twice(key, lines[key], line)
+                lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
@@ -581,15 +604,19 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file '{p}' not found: pass an existing YAML file to --config (see configs/)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_OnceLoader) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file '{p}' ({e.strerror or e}): check its permissions") from None
+    except _Twice as e:
+        raise ConfigError(f"config file '{p}' gives '{e.key}' twice, at lines {e.first} and {e.second} (YAML would keep the "
+                          "second alone): keep one, with the keys of both if it is a section") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file '{p}' is not valid YAML{where}: fix the syntax") from None
+        fix = "indent with spaces, not tabs" if "'\\t'" in str(getattr(e, "problem", "")) else "fix the syntax"
+        raise ConfigError(f"config file '{p}' is not valid YAML{where}: {fix}") from None
     if not isinstance(data, dict):
         sections = ", ".join(f"{k}:" for k, v in to_dict(Config()).items() if isinstance(v, dict))
         raise ConfigError(f"config file '{p}' must hold a mapping of sections ({sections}), each with its keys "

@@ -197,6 +197,18 @@ SEED_RANGE = (0, 2**32 - 1)
 # such a run goes on as it was (on resume and in `gankit evaluate`: its FID curve stays comparable).
 OLDER_DEFAULTS: dict[str, Any] = {"eval.fake_classes": "uniform"}
 
+# Keys that change how FID/KID are measured: FID falls as it sees more images, so evaluations made with other values
+# (of two runs, or of one run before and after a resume that changed them) have FIDs that do not compare (KID is
+# unbiased in the number of images).
+MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes")
+# The MEASURING keys that change KID as well as FID, each with why.
+CHANGES_KID = {
+    "eval.inception_weights": "other Inception weights give other features",
+    "eval.fake_classes": "generated images of another mix of classes are another distribution",
+}
+# The MEASURING keys that change the FID of conditional runs only (an unconditional run draws no classes).
+CONDITIONAL_ONLY = ("eval.fake_classes",)
+
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.threads", "train.precision", "train.deterministic",
                      "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")

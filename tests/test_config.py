@@ -439,6 +439,19 @@ def test_a_yaml_syntax_error_names_its_line_as_an_editor_counts_it(tmp_path):
         read_yaml(bad)
 
 
+def test_a_recipe_named_without_its_folder_or_yaml_suffix_is_found_for_the_user(tmp_path, monkeypatch):
+    """`--config fast_small_data` (a preset's name, as its comment says it) names the file it likely meant."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "pokemon64_wgan_gp.yaml").write_text("train:\n  epochs: 1\n")
+    for given in ("pokemon64_wgan_gp", "configs/pokemon64_wgan_gp", "configs/pokemon64_wgan-gp.yaml"):
+        with pytest.raises(ConfigError, match=rf"^config file '{given}' not found: did you mean --config "
+                                              r"configs/pokemon64_wgan_gp\.yaml\?$"):
+            read_yaml(given)
+    with pytest.raises(ConfigError, match="not found: pass an existing YAML file to --config"):
+        read_yaml("nothing_like_it")
+
+
 def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):
     bad = tmp_path / "tabs.yaml"
     bad.write_text("train:\n\tlr_g: 0.1\n")

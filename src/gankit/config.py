@@ -607,6 +607,19 @@ class _OnceLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _recipe_meant(p: Path) -> Path | None:
+    """The YAML file a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
+    configs/ holds it: also there when `p` names no folder), else the closest name of one in its folder (their
+    stems compared: every name ending in .yaml is not close to any other)."""
+    for folder in [p.parent] + ([Path("configs")] if p.parent == Path(".") else []):
+        recipes = {f.stem: f.name for f in sorted(folder.glob("*")) if f.suffix.lower() in (".yaml", ".yml") and f.is_file()}
+        stem = p.stem if p.suffix.lower() in (".yaml", ".yml") else p.name
+        meant = recipes.get(stem) or next((recipes[c] for c in difflib.get_close_matches(stem, list(recipes), n=1)), None)
+        if meant:
+            return folder / meant
+    return None
+
+
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
@@ -614,7 +627,9 @@ def read_yaml(path: str | Path) -> dict:
         which = f"one of the YAML files in it: {short_list(recipes)}" if recipes else "a YAML file (see configs/)"
         raise ConfigError(f"config file '{p}' is a folder: pass --config {which}")
     if not p.is_file():
-        raise ConfigError(f"config file '{p}' not found: pass an existing YAML file to --config (see configs/)")
+        meant = _recipe_meant(p)
+        raise ConfigError(f"config file '{p}' not found: " + (f"did you mean --config {meant}?" if meant else
+                                                               "pass an existing YAML file to --config (see configs/)"))
     try:
         data = yaml.load(p.read_text(encoding="utf-8"), Loader=_OnceLoader) or {}
     except UnicodeDecodeError as e:

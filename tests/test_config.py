@@ -90,6 +90,21 @@ def test_set_syntax_and_yaml_errors(tmp_path):
         read_yaml(lst)
 
 
+def test_text_that_yaml_reads_as_another_type_is_taken_or_said_to_need_quotes(tmp_path):
+    """YAML 1.1 reads an unquoted date as a date (taken as written, like `name: 2024`) and on/off, yes/no, 1.5 as a
+    boolean or number, which a text key names with the quotes it needs."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 2024-01-01\n")
+    assert build_config(read_yaml(path)).name == "2024-01-01"
+    for text, said in (("train:\n  augment: off\n", "train.augment must be str, got False: YAML reads an unquoted yes, "
+                                                     "no, on, off, true or false as a boolean: quote the text"),
+                       ("name: 1.5\n", "name must be str or null, got 1.5: YAML reads it unquoted as a number: quote the text")):
+        path.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            build_config(read_yaml(path))
+        assert str(e.value) == said
+
+
 def test_set_values_are_typed():
     cfg = build_config(parse_sets(["train.lr_g=1e-4", "train.epochs=3", "data.flip=false", "data.labels=null"]))
     assert (cfg.train.lr_g, cfg.train.epochs, cfg.data.flip, cfg.data.labels) == (1e-4, 3, False, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import difflib
 import math
 import types
@@ -266,6 +267,13 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool):  # `name: 2024`, `--set name=2024`
             return str(value)
+        if type(value) is datetime.date:  # `name: 2024-01-01` (YAML 1.1 reads a date): the text as written
+            return value.isoformat()
+        read_as = ("an unquoted yes, no, on, off, true or false as a boolean" if isinstance(value, bool) else
+                   "it unquoted as a number" if isinstance(value, float) else
+                   "it unquoted as a date and time" if isinstance(value, datetime.date) else None)
+        if read_as:
+            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: YAML reads {read_as}: quote the text")
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 

@@ -467,6 +467,15 @@ def test_a_recipe_named_without_its_folder_or_yaml_suffix_is_found_for_the_user(
         read_yaml("nothing_like_it")
 
 
+def test_a_section_whose_keys_are_all_commented_out_sets_nothing(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  ngf: 16\ntrain:\n  # lr_g: 0.001\n")
+    assert build_config(read_yaml(path)).model.ngf == 16
+    path.write_text("train:\nlr_g: 0.001\n")  # not indented: the key is named where it belongs
+    with pytest.raises(ConfigError, match=r"unknown config key 'lr_g' \(did you mean train.lr_g\?\)"):
+        build_config(read_yaml(path))
+
+
 def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):
     bad = tmp_path / "tabs.yaml"
     bad.write_text("train:\n\tlr_g: 0.1\n")

@@ -304,6 +304,8 @@ def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
             raise ConfigError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(prefix + n for n in names)}")
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):
+            if v is None:  # `train:` with all its keys commented out (YAML reads null): sets nothing
+                continue
             if not isinstance(v, dict):
                 raise ConfigError(f"'{key}' is a section: give a mapping of its keys, not {v!r}")
             _merge(current, v, key + ".")

@@ -108,6 +108,17 @@ def test_a_flag_is_given_alone_not_with_a_value(monkeypatch, tmp_path, capsys):
     assert done.value.code == 2 and "unexpected extra argument(s) (true)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--set", "model.ngf", "16"], ["-s", "model.ngf", "=", "16"]])
+def test_a_set_whose_value_is_a_word_of_its_own_says_to_write_key_equals_value(capsys, args):
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", *args])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("error: Got unexpected extra argument(s) (")
+    assert err.endswith("): --set takes KEY=VALUE as one word: write --set model.ngf=VALUE\n")
+
+
 def test_a_tilde_in_a_path_option_is_the_home_folder(monkeypatch, tmp_path, capsys):
     """The shell leaves `~` as it is after `--run=` (and quoted): it made a folder named `~` in the current one."""
     import gankit.report

@@ -581,6 +581,12 @@ def _stdout_of_the_first_process():
         yield
 
 
+def _set_split(args: list[str]) -> str | None:
+    """The KEY of a `--set KEY VALUE` (or `--set KEY = VALUE`) on this command line, whose VALUE click calls an extra
+    argument; None without one."""
+    return next((key for flag, key in zip(args, args[1:]) if flag in ("--set", "-s") and "=" not in key), None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
 
@@ -603,7 +609,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click_errors.UsageError as e:  # the command line is the same in every torchrun process: the first says it
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx else ""
-        _fail(e.format_message() + hint, 2, every_process=False)
+        split = _set_split(sys.argv[1:] if argv is None else argv) if "extra argument" in e.format_message() else None
+        _fail(e.format_message() + (f": --set takes KEY=VALUE as one word: write --set {split}=VALUE" if split else hint), 2,
+              every_process=False)
     except click_errors.ClickException as e:
         _fail(e.format_message(), e.exit_code, every_process=False)
     except (KeyboardInterrupt, typer.Abort):

@@ -196,7 +196,7 @@ def train(
 
     from gankit.config import parse_sets, read_yaml
     from gankit.distributed import run_option
-    from gankit.train import run_training
+    from gankit.train import check_recipe_data, run_training
 
     started = time.monotonic()
     if run is not None and run.exists() and not run.is_dir():
@@ -211,6 +211,8 @@ def train(
                      log__progress=False if no_progress else None),
     ]
     with _naming_flags(layers[-1]):
+        if config:
+            check_recipe_data(config, layers)
         run_path = run_training(layers, run)
     from gankit.distributed import is_main
 

@@ -19,6 +19,7 @@ import gc
 import itertools
 import math
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -115,6 +116,20 @@ def default_run_dir(cfg: Config) -> Path:
     shown = data.lstrip(".") or "data"  # a hidden data folder (`.hidroot`) must not give a hidden run folder,
     older = Path("runs") / f"{data}{tail}"  # but one made so before goes on where it is
     return older if shown != data and older.is_dir() else Path("runs") / f"{shown}{tail}"
+
+
+def check_recipe_data(recipe: Path, layers: list[dict]) -> None:
+    """A ConfigError when the --config file `recipe` (`layers[0]`) names its dataset by a relative data.path that no
+    later layer replaces, that is not there from the current folder (from which it is read, as --data is) and is from
+    the file's own folder: the user wrote it from there."""
+    path = (layers[0].get("data") or {}).get("path")
+    if not is_relative(path) or not is_missing(path) or merged(*layers).data.path != path:
+        return
+    beside = os.path.normpath(recipe.parent / os.path.expanduser(path))
+    if not is_missing(beside):
+        raise ConfigError(f"data.path '{path}' in config file '{recipe}' is read from the current folder, where it is not: "
+                          f"from the file's folder it names '{beside}', so write that (or an absolute path) in the file, "
+                          f"or pass --data {shlex.quote(beside)}")
 
 
 def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> list[dict]:

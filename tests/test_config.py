@@ -476,6 +476,26 @@ def test_a_section_whose_keys_are_all_commented_out_sets_nothing(tmp_path):
         build_config(read_yaml(path))
 
 
+def test_a_runs_saved_config_given_as_recipe_leaves_what_the_run_filled_in_to_the_new_one(tmp_path, capsys):
+    """`--config runs/x/config.yaml` trains another run like x: not under x's name, nor without a progress bar because
+    x's command hid it, nor warned that x's image channels are ignored on other data."""
+    from gankit.config import read_recipe, save_yaml
+
+    run = tmp_path / "x"
+    run.mkdir()
+    saved = build_config({"name": "x", "model": {"ngf": 8, "channels": 3}, "log": {"progress": False}})
+    save_yaml(saved, run / "config.yaml")
+    (run / "metrics.jsonl").write_text("")
+    recipe = read_recipe(run / "config.yaml")
+    assert capsys.readouterr().err == (f"'{run / 'config.yaml'}' is the config run '{run}' saved: taken as a recipe, "
+                                       "without what that run filled in for itself (name, log.progress, model.channels, "
+                                       "model.num_classes)\n")
+    cfg = build_config(recipe)
+    assert (cfg.name, cfg.log.progress, cfg.model.channels, cfg.model.ngf) == (None, True, None, 8)
+    (run / "metrics.jsonl").unlink()  # not a run folder: a recipe that names them keeps them
+    assert read_recipe(run / "config.yaml")["name"] == "x" and capsys.readouterr().err == ""
+
+
 def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):
     bad = tmp_path / "tabs.yaml"
     bad.write_text("train:\n\tlr_g: 0.1\n")

@@ -194,7 +194,7 @@ def train(
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
     import time
 
-    from gankit.config import parse_sets, read_yaml
+    from gankit.config import parse_sets, read_recipe
     from gankit.distributed import run_option
     from gankit.train import check_recipe_data, run_training
 
@@ -202,7 +202,7 @@ def train(
     if run is not None and run.exists() and not run.is_dir():
         raise RunError(f"{run_option()} '{run}' is a file, not a run folder: pass a new folder name or one made by gankit train")
     layers = [
-        read_yaml(config) if config else {},
+        read_recipe(config) if config else {},
         parse_sets(set_),
         _flags_layer(data__path=data, data__resolution=resolution, train__epochs=epochs, train__batch_size=batch_size,
                      data__labels=labels, data__label_column=label_column, train__device=device,
@@ -235,14 +235,14 @@ def sanity(
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
     """Seed 002's unit test: train on copies of one image (two labelled ones for ACGAN) and check G reproduces it."""
-    from gankit.config import parse_sets, read_yaml
+    from gankit.config import parse_sets, read_recipe
     from gankit.sanity import DEFAULT_THRESHOLD, run_sanity
 
     if not 0 < threshold < 1:  # (NaN too) at 0 or below no G could pass; at 1 or above every G would (the error is <= 1)
         raise GankitError(f"--threshold must be between 0 and 1 (the mean absolute pixel error, on a 0..1 scale, under "
                           f"which G counts as reproducing its target; default {DEFAULT_THRESHOLD}), got {threshold}")
     # a recipe's epochs are a real run's (300...): the test's 50 replace them; --set, then the flags, win over both
-    layers = [read_yaml(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
+    layers = [read_recipe(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
               _flags_layer(data__resolution=resolution, train__epochs=epochs, log__progress=False if no_progress else None)]
     with _naming_flags(layers[-1]):
         r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs)

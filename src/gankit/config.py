@@ -661,6 +661,33 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+# Keys a run fills in for itself, which its saved config.yaml holds and a recipe made from that file leaves to the new
+# run: its name (its folder's), how that command showed progress, and what its data gave (image channels, classes).
+RUNS_OWN = ("name", "log.progress", "model.channels", "model.num_classes")
+
+
+def read_recipe(path: str | Path) -> dict:
+    """`read_yaml` of a --config file; a run folder's config.yaml (training another run like it) is taken as the recipe
+    it holds, without the keys that run filled in for itself (RUNS_OWN), said in a line."""
+    from gankit import console
+    from gankit.data.folder import is_run_folder
+    from gankit.layout import CONFIG_FILE
+
+    recipe, p = read_yaml(path), Path(path)
+    if p.name != CONFIG_FILE or not is_run_folder(p.parent):
+        return recipe
+    dropped = []
+    for key in RUNS_OWN:
+        *section, name = key.split(".")
+        part = recipe.get(section[0]) if section else recipe
+        if isinstance(part, dict) and part.pop(name, None) is not None:
+            dropped.append(key)
+    if dropped:
+        console.info(f"'{p}' is the config run '{p.parent}' saved: taken as a recipe, without what that run filled in "
+                     f"for itself ({', '.join(dropped)})")
+    return recipe
+
+
 def merged(*layers: dict) -> Config:
     """Defaults, then each override layer in order (YAML file, --set, plain flags): every key known and of its type,
     but the whole not yet checked (a resume's flags alone are not a config: they go on top of the run's)."""

@@ -312,8 +312,10 @@ def test_the_monitored_strategy_with_a_wasserstein_loss_warns(loss, capsys):
 def test_an_empty_value_for_a_text_key_is_the_empty_text():
     """`--set train.augment=` (turning DiffAugment off) was refused: "train.augment cannot be null: give a str"."""
     assert build_config(parse_sets(["train.augment=color", "train.augment="])).train.augment == ""
-    with pytest.raises(ConfigError, match="train.lr_g cannot be null"):
+    with pytest.raises(ConfigError, match="train.lr_g cannot be null: give a float$"):
         build_config(parse_sets(["train.lr_g="]))
+    with pytest.raises(ConfigError, match="train.epochs cannot be null: give an int$"):  # (was "a int")
+        build_config(parse_sets(["train.epochs="]))
 
 
 def test_the_defaults_are_the_write_ups_hyper_parameters():

@@ -246,7 +246,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return None
         if tp is str:  # `--set train.augment=` or `augment:` in a file: the empty text (YAML reads it as null)
             return ""
-        raise ConfigError(f"{key} cannot be null: give a {_type_name(tp)}")
+        raise ConfigError(f"{key} cannot be null: give {'an' if tp is int else 'a'} {_type_name(tp)}")
     base = next(a for a in args if a is not type(None)) if optional else tp
     if base is bool:
         if isinstance(value, bool):

@@ -117,6 +117,9 @@ def test_a_set_whose_value_is_a_word_of_its_own_says_to_write_key_equals_value(c
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.startswith("error: Got unexpected extra argument(s) (")
     assert err.endswith("): --set takes KEY=VALUE as one word: write --set model.ngf=VALUE\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--set", "--max-steps", "1"])  # a --set without its value: no KEY to name
+    assert capsys.readouterr().err == "error: Got unexpected extra argument(s) (1) (see: gankit train --help)\n"
 
 
 def test_a_tilde_in_a_path_option_is_the_home_folder(monkeypatch, tmp_path, capsys):

@@ -586,7 +586,8 @@ def _stdout_of_the_first_process():
 def _set_split(args: list[str]) -> str | None:
     """The KEY of a `--set KEY VALUE` (or `--set KEY = VALUE`) on this command line, whose VALUE click calls an extra
     argument; None without one."""
-    return next((key for flag, key in zip(args, args[1:]) if flag in ("--set", "-s") and "=" not in key), None)
+    return next((key for flag, key in zip(args, args[1:]) if flag in ("--set", "-s") and "=" not in key
+                 and not key.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> None:

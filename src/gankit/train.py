@@ -405,7 +405,8 @@ def _say_measuring_changes(run_path: Path, cfg: Config) -> list[str]:
                and (k not in CONDITIONAL_ONLY or cfg.model.arch in CONDITIONAL_ARCHS)]
     if changed:
         why = [CHANGES_KID[k] for k in changed if k in CHANGES_KID]
-        console.warn(f"{'; '.join(f'{k}: {saved[k]!r} -> {now[k]!r}' for k in changed)} changes how "
+        console.warn(f"{'; '.join(f'{k}: {saved[k]!r} -> {now[k]!r}' for k in changed)} "
+                     f"{'changes' if len(changed) == 1 else 'change'} how "
                      f"{'FID and KID are' if why else 'FID is'} measured "
                      f"({'; '.join(why) if why else 'FID falls as it sees more images'}) from the run's evaluations "
                      "so far: its FID curve and best.pt (its best FID) would mix two measures; drop the change to keep "

@@ -149,8 +149,6 @@ def _header(runs, labels, colors) -> str:
     )
 
 
-
-
 def _output_only(key: str) -> bool:
     """A config key that changes what a run writes (its name, logs, samples, when it evaluates), not its training
     nor how its FID is measured."""

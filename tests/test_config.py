@@ -65,6 +65,16 @@ def test_an_unknown_key_names_the_key_it_likely_meant_in_any_section(item, meant
         build_config(parse_sets([item]))
 
 
+def test_a_dotted_key_in_a_yaml_file_says_to_nest_it(tmp_path):
+    """`train.lr_g: 1e-4` (--set's spelling) in a file was "unknown config key 'train.lr_g' (did you mean train?)"."""
+    path = tmp_path / "c.yaml"
+    for text in ("train.lr_g: 0.001\n", "train:\n  train.lr_g: 0.001\n"):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"\(a file nests each key under its section: write lr_g: indented under "
+                                              r"train:\); valid keys"):
+            build_config(read_yaml(path))
+
+
 def test_set_syntax_and_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_sets(["train.lr_g"])

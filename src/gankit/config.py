@@ -301,6 +301,9 @@ def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
         if k not in names:
             meant = _meant(str(k), prefix, names)
             hint = f" (did you mean {meant}?)" if meant else ""
+            if str(k) in flatten(to_dict(Config())) and "." in str(k):  # `train.lr_g: 1e-4` in a file, as --set writes it
+                section, name = str(k).split(".")
+                hint = f" (a file nests each key under its section: write {name}: indented under {section}:)"
             raise ConfigError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(prefix + n for n in names)}")
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):

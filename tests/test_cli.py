@@ -108,6 +108,20 @@ def test_a_flag_is_given_alone_not_with_a_value(monkeypatch, tmp_path, capsys):
     assert done.value.code == 2 and "unexpected extra argument(s) (true)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--set", "model.ngf", "16"], ["-s", "model.ngf", "=", "16"]])
+def test_a_set_whose_value_is_a_word_of_its_own_says_to_write_key_equals_value(capsys, args):
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", *args])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("error: Got unexpected extra argument(s) (")
+    assert err.endswith("): --set takes KEY=VALUE as one word: write --set model.ngf=VALUE\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--set", "--max-steps", "1"])  # a --set without its value: no KEY to name
+    assert capsys.readouterr().err == "error: Got unexpected extra argument(s) (1) (see: gankit train --help)\n"
+
+
 def test_a_tilde_in_a_path_option_is_the_home_folder(monkeypatch, tmp_path, capsys):
     """The shell leaves `~` as it is after `--run=` (and quoted): it made a folder named `~` in the current one."""
     import gankit.report
@@ -784,3 +798,29 @@ def test_readme_gives_each_command_only_its_own_flags():
     wrong = sorted({(name, f) for name, line in uses for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", line)
                     if f not in flags[name]})
     assert wrong == []
+
+
+def test_a_recipes_data_path_written_from_its_own_folder_says_how_to_name_it(monkeypatch, tmp_path, capsys):
+    """A --config file's relative data.path is read from the current folder, as --data is: one written from the
+    file's folder, not there from here, is said to be, with the path to write; --data replacing it trains."""
+    import gankit.train
+    from gankit.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "r.yaml").write_text("data:\n  path: ../imgs\n")
+    monkeypatch.chdir(tmp_path)
+    trained = []
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: trained.append(layers) or tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--config", "cfg/r.yaml"])
+    assert done.value.code == 2 and not trained
+    assert capsys.readouterr().err == ("error: data.path '../imgs' in config file 'cfg/r.yaml' is read from the current "
+                                       "folder, where it is not: from the file's folder it names 'imgs', so write that "
+                                       "(or an absolute path) in the file, or pass --data imgs\n")
+    for args in (["--config", "cfg/r.yaml", "--data", "imgs"], ["--config", "r.yaml"]):
+        monkeypatch.chdir(tmp_path / ("cfg" if args[1] == "r.yaml" else ""))
+        with pytest.raises(SystemExit) as done:
+            main(["train", *args])
+        assert done.value.code == 0
+    assert len(trained) == 2

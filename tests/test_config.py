@@ -53,6 +53,28 @@ def test_unknown_key_lists_valid_keys():
     assert "model.ngf" in str(e.value) and "model.nz" in str(e.value)
 
 
+@pytest.mark.parametrize("item, meant", [
+    ("lr_g=1e-4", "train.lr_g"),  # a key of another section at the top (`lr_g:` unindented in a file)
+    ("model.batch_size=8", "train.batch_size"),  # not model.palette_size, the closest of model's own keys
+    ("train.ngf=16", "model.ngf"),
+    ("lr=1e-4", "train.lr_g"),  # close to another section's key
+    ("model.ngff=16", "model.ngf"),  # close to a key of its own section
+])
+def test_an_unknown_key_names_the_key_it_likely_meant_in_any_section(item, meant):
+    with pytest.raises(ConfigError, match=rf"\(did you mean {meant}\?\)"):
+        build_config(parse_sets([item]))
+
+
+def test_a_dotted_key_in_a_yaml_file_says_to_nest_it(tmp_path):
+    """`train.lr_g: 1e-4` (--set's spelling) in a file was "unknown config key 'train.lr_g' (did you mean train?)"."""
+    path = tmp_path / "c.yaml"
+    for text in ("train.lr_g: 0.001\n", "train:\n  train.lr_g: 0.001\n"):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"\(a file nests each key under its section: write lr_g: indented under "
+                                              r"train:\); valid keys"):
+            build_config(read_yaml(path))
+
+
 def test_set_syntax_and_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_sets(["train.lr_g"])
@@ -76,6 +98,21 @@ def test_set_syntax_and_yaml_errors(tmp_path):
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"mapping of sections \(data:, model:, train:, log:, eval:\)"):  # every one
         read_yaml(lst)
+
+
+def test_text_that_yaml_reads_as_another_type_is_taken_or_said_to_need_quotes(tmp_path):
+    """YAML 1.1 reads an unquoted date as a date (taken as written, like `name: 2024`) and on/off, yes/no, 1.5 as a
+    boolean or number, which a text key names with the quotes it needs."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 2024-01-01\n")
+    assert build_config(read_yaml(path)).name == "2024-01-01"
+    for text, said in (("train:\n  augment: off\n", "train.augment must be str, got False: YAML reads an unquoted yes, "
+                                                     "no, on, off, true or false as a boolean: quote the text"),
+                       ("name: 1.5\n", "name must be str or null, got 1.5: YAML reads it unquoted as a number: quote the text")):
+        path.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            build_config(read_yaml(path))
+        assert str(e.value) == said
 
 
 def test_set_values_are_typed():
@@ -286,8 +323,10 @@ def test_the_monitored_strategy_with_a_wasserstein_loss_warns(loss, capsys):
 def test_an_empty_value_for_a_text_key_is_the_empty_text():
     """`--set train.augment=` (turning DiffAugment off) was refused: "train.augment cannot be null: give a str"."""
     assert build_config(parse_sets(["train.augment=color", "train.augment="])).train.augment == ""
-    with pytest.raises(ConfigError, match="train.lr_g cannot be null"):
+    with pytest.raises(ConfigError, match="train.lr_g cannot be null: give a float$"):
         build_config(parse_sets(["train.lr_g="]))
+    with pytest.raises(ConfigError, match="train.epochs cannot be null: give an int$"):  # (was "a int")
+        build_config(parse_sets(["train.epochs="]))
 
 
 def test_the_defaults_are_the_write_ups_hyper_parameters():
@@ -426,6 +465,69 @@ def test_a_yaml_syntax_error_names_its_line_as_an_editor_counts_it(tmp_path):
     bad.write_text("train:\n  lr_g: 0.1\n  epochs: 3: 4\n")
     with pytest.raises(ConfigError, match="is not valid YAML at line 3: fix the syntax"):
         read_yaml(bad)
+
+
+def test_a_recipe_named_without_its_folder_or_yaml_suffix_is_found_for_the_user(tmp_path, monkeypatch):
+    """`--config fast_small_data` (a preset's name, as its comment says it) names the file it likely meant."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "pokemon64_wgan_gp.yaml").write_text("train:\n  epochs: 1\n")
+    for given in ("pokemon64_wgan_gp", "configs/pokemon64_wgan_gp", "configs/pokemon64_wgan-gp.yaml"):
+        with pytest.raises(ConfigError, match=rf"^config file '{given}' not found: did you mean --config "
+                                              r"configs/pokemon64_wgan_gp\.yaml\?$"):
+            read_yaml(given)
+    with pytest.raises(ConfigError, match="not found: pass an existing YAML file to --config"):
+        read_yaml("nothing_like_it")
+
+
+def test_a_section_whose_keys_are_all_commented_out_sets_nothing(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  ngf: 16\ntrain:\n  # lr_g: 0.001\n")
+    assert build_config(read_yaml(path)).model.ngf == 16
+    path.write_text("train:\nlr_g: 0.001\n")  # not indented: the key is named where it belongs
+    with pytest.raises(ConfigError, match=r"unknown config key 'lr_g' \(did you mean train.lr_g\?\)"):
+        build_config(read_yaml(path))
+
+
+def test_a_runs_saved_config_given_as_recipe_leaves_what_the_run_filled_in_to_the_new_one(tmp_path, capsys):
+    """`--config runs/x/config.yaml` trains another run like x: not under x's name, nor without a progress bar because
+    x's command hid it, nor warned that x's image channels are ignored on other data."""
+    from gankit.config import read_recipe, save_yaml
+
+    run = tmp_path / "x"
+    run.mkdir()
+    saved = build_config({"name": "x", "model": {"ngf": 8, "channels": 3}, "log": {"progress": False}})
+    save_yaml(saved, run / "config.yaml")
+    (run / "metrics.jsonl").write_text("")
+    recipe = read_recipe(run / "config.yaml")
+    assert capsys.readouterr().err == (f"'{run / 'config.yaml'}' is the config run '{run}' saved: taken as a recipe, "
+                                       "without what that run filled in for itself (name, log.progress, model.channels, "
+                                       "model.num_classes)\n")
+    cfg = build_config(recipe)
+    assert (cfg.name, cfg.log.progress, cfg.model.channels, cfg.model.ngf) == (None, True, None, 8)
+    (run / "metrics.jsonl").unlink()  # not a run folder: a recipe that names them keeps them
+    assert read_recipe(run / "config.yaml")["name"] == "x" and capsys.readouterr().err == ""
+
+
+def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):
+    bad = tmp_path / "tabs.yaml"
+    bad.write_text("train:\n\tlr_g: 0.1\n")
+    with pytest.raises(ConfigError, match="is not valid YAML at line 2: indent with spaces, not tabs$"):
+        read_yaml(bad)
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("train:\n  lr_g: 0.1\n  lr_g: 0.2\n", "lr_g", "2 and 3"),
+    ("train:\n  lr_g: 0.1\nmodel:\n  ngf: 8\ntrain:\n  lr_d: 0.2\n", "train", "1 and 5"),  # the first dropped whole
+])
+def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path, text, key, lines):
+    """PyYAML keeps the last of two equal keys without a word; a merge (<<) may still override one."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"gives '{key}' twice, at lines {lines} \(YAML would keep the second alone\)"):
+        read_yaml(path)
+    path.write_text("model:\n  ngf: &w 16\n  ndf: *w\ntrain:\n  <<: {lr_g: 0.1, lr_d: 0.2}\n  lr_g: 0.3\n")
+    assert read_yaml(path) == {"model": {"ngf": 16, "ndf": 16}, "train": {"lr_g": 0.3, "lr_d": 0.2}}
 
 
 @pytest.mark.parametrize("flags, native", [("avx2 avx512f avx512bw avx512_vnni", False), ("avx512f avx512_bf16", True),

@@ -2052,3 +2052,31 @@ def test_an_old_numbered_checkpoint_open_elsewhere_on_windows_when_making_room_s
     monkeypatch.undo()
     assert kept[2:] == [["epoch_0002.pt"], ["epoch_0004.pt"]]
     assert capsys.readouterr().err.count("could not delete the old checkpoint epoch_0002.pt") == 1
+
+
+def test_a_resume_that_changes_how_fid_is_measured_says_so_once_the_run_has_evaluated(tmp_path, capsys):
+    """eval.* may change on resume, but after an evaluation a new eval.n_fake / n_real / inception_weights (or, for a
+    conditional run, eval.fake_classes) makes the FID curve and best.pt mix two measures: a warning says so."""
+    from gankit.config import build_config, parse_sets, save_yaml, to_dict
+    from gankit.train import _say_measuring_changes, resolve_config
+
+    def resume(*sets: str) -> list[str]:
+        return _say_measuring_changes(tmp_path, resolve_config([parse_sets(list(sets))], tmp_path)[0])
+
+    save_yaml(build_config({"model": {"arch": "acgan"}, "eval": {"every": 1}}), tmp_path / "config.yaml")
+    assert resume("eval.fake_classes=uniform") == []  # no evaluation yet: nothing to compare with
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 5, "epoch": 1, "fid": 100.0}) + "\n")
+    capsys.readouterr()
+    assert resume("eval.fake_classes=uniform") == ["eval.fake_classes"]
+    assert ("warning: eval.fake_classes: 'data' -> 'uniform' changes how FID and KID are measured (generated images of "
+            "another mix of classes are another distribution) from the run's evaluations so far") in capsys.readouterr().err
+    assert resume("eval.n_fake=5000", "eval.every=2") == ["eval.n_fake"]
+    assert "eval.n_fake: 1000 -> 5000 changes how FID is measured" in capsys.readouterr().err
+    assert resume("eval.every=2", "train.max_steps=9") == []  # how often it measures, not how
+    assert resume("eval.n_fake=5000", "eval.every=0") == []  # it measures no more
+    older = build_config({"model": {"arch": "acgan"}, "eval": {"every": 1, "fake_classes": "uniform"}})
+    save_yaml({k: v for k, v in to_dict(older).items() if k != "eval"} | {"eval": {"every": 1}}, tmp_path / "config.yaml")
+    assert resume() == []  # a run from before eval.fake_classes goes on measuring as it did (config.OLDER_DEFAULTS)
+    save_yaml(build_config({"eval": {"every": 1}}), tmp_path / "config.yaml")  # unconditional: draws no classes
+    assert resume("eval.fake_classes=uniform") == []
+    assert capsys.readouterr().err == ""

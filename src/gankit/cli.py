@@ -194,15 +194,15 @@ def train(
     """Train a GAN (or resume the run folder given with --run) and write samples, metrics and checkpoints."""
     import time
 
-    from gankit.config import parse_sets, read_yaml
+    from gankit.config import parse_sets, read_recipe
     from gankit.distributed import run_option
-    from gankit.train import run_training
+    from gankit.train import check_recipe_data, run_training
 
     started = time.monotonic()
     if run is not None and run.exists() and not run.is_dir():
         raise RunError(f"{run_option()} '{run}' is a file, not a run folder: pass a new folder name or one made by gankit train")
     layers = [
-        read_yaml(config) if config else {},
+        read_recipe(config) if config else {},
         parse_sets(set_),
         _flags_layer(data__path=data, data__resolution=resolution, train__epochs=epochs, train__batch_size=batch_size,
                      data__labels=labels, data__label_column=label_column, train__device=device,
@@ -211,6 +211,8 @@ def train(
                      log__progress=False if no_progress else None),
     ]
     with _naming_flags(layers[-1]):
+        if config:
+            check_recipe_data(config, layers)
         run_path = run_training(layers, run)
     from gankit.distributed import is_main
 
@@ -233,14 +235,14 @@ def sanity(
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
     """Seed 002's unit test: train on copies of one image (two labelled ones for ACGAN) and check G reproduces it."""
-    from gankit.config import parse_sets, read_yaml
+    from gankit.config import parse_sets, read_recipe
     from gankit.sanity import DEFAULT_THRESHOLD, run_sanity
 
     if not 0 < threshold < 1:  # (NaN too) at 0 or below no G could pass; at 1 or above every G would (the error is <= 1)
         raise GankitError(f"--threshold must be between 0 and 1 (the mean absolute pixel error, on a 0..1 scale, under "
                           f"which G counts as reproducing its target; default {DEFAULT_THRESHOLD}), got {threshold}")
     # a recipe's epochs are a real run's (300...): the test's 50 replace them; --set, then the flags, win over both
-    layers = [read_yaml(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
+    layers = [read_recipe(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
               _flags_layer(data__resolution=resolution, train__epochs=epochs, log__progress=False if no_progress else None)]
     with _naming_flags(layers[-1]):
         r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs)
@@ -581,6 +583,13 @@ def _stdout_of_the_first_process():
         yield
 
 
+def _set_split(args: list[str]) -> str | None:
+    """The KEY of a `--set KEY VALUE` (or `--set KEY = VALUE`) on this command line, whose VALUE click calls an extra
+    argument; None without one."""
+    return next((key for flag, key in zip(args, args[1:]) if flag in ("--set", "-s") and "=" not in key
+                 and not key.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `gankit` entry point. Every failure ends in ONE line on stderr, never a raw traceback:
 
@@ -603,7 +612,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click_errors.UsageError as e:  # the command line is the same in every torchrun process: the first says it
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx else ""
-        _fail(e.format_message() + hint, 2, every_process=False)
+        split = _set_split(sys.argv[1:] if argv is None else argv) if "extra argument" in e.format_message() else None
+        _fail(e.format_message() + (f": --set takes KEY=VALUE as one word: write --set {split}=VALUE" if split else hint), 2,
+              every_process=False)
     except click_errors.ClickException as e:
         _fail(e.format_message(), e.exit_code, every_process=False)
     except (KeyboardInterrupt, typer.Abort):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import difflib
 import math
 import types
@@ -198,6 +199,18 @@ SEED_RANGE = (0, 2**32 - 1)
 # such a run goes on as it was (on resume and in `gankit evaluate`: its FID curve stays comparable).
 OLDER_DEFAULTS: dict[str, Any] = {"eval.fake_classes": "uniform"}
 
+# Keys that change how FID/KID are measured: FID falls as it sees more images, so evaluations made with other values
+# (of two runs, or of one run before and after a resume that changed them) have FIDs that do not compare (KID is
+# unbiased in the number of images).
+MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes")
+# The MEASURING keys that change KID as well as FID, each with why.
+CHANGES_KID = {
+    "eval.inception_weights": "other Inception weights give other features",
+    "eval.fake_classes": "generated images of another mix of classes are another distribution",
+}
+# The MEASURING keys that change the FID of conditional runs only (an unconditional run draws no classes).
+CONDITIONAL_ONLY = ("eval.fake_classes",)
+
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.threads", "train.precision", "train.deterministic",
                      "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")
@@ -234,7 +247,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return None
         if tp is str:  # `--set train.augment=` or `augment:` in a file: the empty text (YAML reads it as null)
             return ""
-        raise ConfigError(f"{key} cannot be null: give a {_type_name(tp)}")
+        raise ConfigError(f"{key} cannot be null: give {'an' if tp is int else 'a'} {_type_name(tp)}")
     base = next(a for a in args if a is not type(None)) if optional else tp
     if base is bool:
         if isinstance(value, bool):
@@ -255,7 +268,30 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool):  # `name: 2024`, `--set name=2024`
             return str(value)
+        if type(value) is datetime.date:  # `name: 2024-01-01` (YAML 1.1 reads a date): the text as written
+            return value.isoformat()
+        read_as = ("an unquoted yes, no, on, off, true or false as a boolean" if isinstance(value, bool) else
+                   "it unquoted as a number" if isinstance(value, float) else
+                   "it unquoted as a date and time" if isinstance(value, datetime.date) else None)
+        if read_as:
+            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: YAML reads {read_as}: quote the text")
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _meant(key: str, prefix: str, names: list[str]) -> str | None:
+    """The key an unknown `key` under `prefix` (whose keys are `names`) most likely meant: one of that name in another
+    section (`lr_g` at the top, `batch_size` under model: train.batch_size), else the closest one here, else the
+    closest one elsewhere (`lr` at the top: train.lr_g); None when none is close."""
+    elsewhere = [k for k in flatten(to_dict(Config())) if "." in k and not k.startswith(prefix or ".")]
+    last = {k: k.rsplit(".", 1)[1] for k in elsewhere}
+    same = [k for k in elsewhere if last[k] == key]
+    if same:
+        return same[0]
+    here = difflib.get_close_matches(key, names, n=1)
+    if here:
+        return prefix + here[0]
+    near = difflib.get_close_matches(key, list(last.values()), n=1)
+    return next(k for k in elsewhere if last[k] == near[0]) if near else None
 
 
 def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
@@ -264,11 +300,16 @@ def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
     for k, v in updates.items():
         key = f"{prefix}{k}"
         if k not in names:
-            close = difflib.get_close_matches(str(k), names, n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            meant = _meant(str(k), prefix, names)
+            hint = f" (did you mean {meant}?)" if meant else ""
+            if str(k) in flatten(to_dict(Config())) and "." in str(k):  # `train.lr_g: 1e-4` in a file, as --set writes it
+                section, name = str(k).split(".")
+                hint = f" (a file nests each key under its section: write {name}: indented under {section}:)"
             raise ConfigError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(prefix + n for n in names)}")
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):
+            if v is None:  # `train:` with all its keys commented out (YAML reads null): sets nothing
+                continue
             if not isinstance(v, dict):
                 raise ConfigError(f"'{key}' is a section: give a mapping of its keys, not {v!r}")
             _merge(current, v, key + ".")
@@ -558,6 +599,42 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+class _Twice(yaml.YAMLError):
+    """A key given twice in one mapping of a YAML file, at these lines (counted from 1)."""
+
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _OnceLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing a key given twice in one mapping (`_Twice`), which PyYAML lets the last one win
+    silently: a second `train:` section dropped the whole first one. A merge (`<<: *anchor`) may still repeat keys."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key, line = self.construct_scalar(key_node), key_node.start_mark.line + 1
+                if key in lines:
+                    raise _Twice(key, lines[key], line)
+                lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _recipe_meant(p: Path) -> Path | None:
+    """The YAML file a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
+    configs/ holds it: also there when `p` names no folder), else the closest name of one in its folder (their
+    stems compared: every name ending in .yaml is not close to any other)."""
+    for folder in [p.parent] + ([Path("configs")] if p.parent == Path(".") else []):
+        recipes = {f.stem: f.name for f in sorted(folder.glob("*")) if f.suffix.lower() in (".yaml", ".yml") and f.is_file()}
+        stem = p.stem if p.suffix.lower() in (".yaml", ".yml") else p.name
+        meant = recipes.get(stem) or next((recipes[c] for c in difflib.get_close_matches(stem, list(recipes), n=1)), None)
+        if meant:
+            return folder / meant
+    return None
+
+
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
@@ -565,22 +642,55 @@ def read_yaml(path: str | Path) -> dict:
         which = f"one of the YAML files in it: {short_list(recipes)}" if recipes else "a YAML file (see configs/)"
         raise ConfigError(f"config file '{p}' is a folder: pass --config {which}")
     if not p.is_file():
-        raise ConfigError(f"config file '{p}' not found: pass an existing YAML file to --config (see configs/)")
+        meant = _recipe_meant(p)
+        raise ConfigError(f"config file '{p}' not found: " + (f"did you mean --config {meant}?" if meant else
+                                                               "pass an existing YAML file to --config (see configs/)"))
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_OnceLoader) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file '{p}' ({e.strerror or e}): check its permissions") from None
+    except _Twice as e:
+        raise ConfigError(f"config file '{p}' gives '{e.key}' twice, at lines {e.first} and {e.second} (YAML would keep the "
+                          "second alone): keep one, with the keys of both if it is a section") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file '{p}' is not valid YAML{where}: fix the syntax") from None
+        fix = "indent with spaces, not tabs" if "'\\t'" in str(getattr(e, "problem", "")) else "fix the syntax"
+        raise ConfigError(f"config file '{p}' is not valid YAML{where}: {fix}") from None
     if not isinstance(data, dict):
         sections = ", ".join(f"{k}:" for k, v in to_dict(Config()).items() if isinstance(v, dict))
         raise ConfigError(f"config file '{p}' must hold a mapping of sections ({sections}), each with its keys "
                           "indented under it (see configs/)")
     return data
+
+
+# Keys a run fills in for itself, which its saved config.yaml holds and a recipe made from that file leaves to the new
+# run: its name (its folder's), how that command showed progress, and what its data gave (image channels, classes).
+RUNS_OWN = ("name", "log.progress", "model.channels", "model.num_classes")
+
+
+def read_recipe(path: str | Path) -> dict:
+    """`read_yaml` of a --config file; a run folder's config.yaml (training another run like it) is taken as the recipe
+    it holds, without the keys that run filled in for itself (RUNS_OWN), said in a line."""
+    from gankit import console
+    from gankit.data.folder import is_run_folder
+    from gankit.layout import CONFIG_FILE
+
+    recipe, p = read_yaml(path), Path(path)
+    if p.name != CONFIG_FILE or not is_run_folder(p.parent):
+        return recipe
+    dropped = []
+    for key in RUNS_OWN:
+        *section, name = key.split(".")
+        part = recipe.get(section[0]) if section else recipe
+        if isinstance(part, dict) and part.pop(name, None) is not None:
+            dropped.append(key)
+    if dropped:
+        console.info(f"'{p}' is the config run '{p.parent}' saved: taken as a recipe, without what that run filled in "
+                     f"for itself ({', '.join(dropped)})")
+    return recipe
 
 
 def merged(*layers: dict) -> Config:

@@ -19,6 +19,7 @@ import gc
 import itertools
 import math
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -30,9 +31,9 @@ import yaml
 from gankit import console, distributed, runlock, threads
 from gankit.checkpoint import (BEST, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
-from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
-                           check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, warn_settings,
-                           with_older_defaults)
+from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, MEASURING, Config, build_config,
+                           check_conditioning, d_is_per_sample, flatten, incompatible_changes, check_device_name, merged,
+                           recipe_line, refuse_ignored, save_yaml, to_dict, warn_settings, with_older_defaults)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
@@ -115,6 +116,20 @@ def default_run_dir(cfg: Config) -> Path:
     shown = data.lstrip(".") or "data"  # a hidden data folder (`.hidroot`) must not give a hidden run folder,
     older = Path("runs") / f"{data}{tail}"  # but one made so before goes on where it is
     return older if shown != data and older.is_dir() else Path("runs") / f"{shown}{tail}"
+
+
+def check_recipe_data(recipe: Path, layers: list[dict]) -> None:
+    """A ConfigError when the --config file `recipe` (`layers[0]`) names its dataset by a relative data.path that no
+    later layer replaces, that is not there from the current folder (from which it is read, as --data is) and is from
+    the file's own folder: the user wrote it from there."""
+    path = (layers[0].get("data") or {}).get("path")
+    if not is_relative(path) or not is_missing(path) or merged(*layers).data.path != path:
+        return
+    beside = os.path.normpath(recipe.parent / os.path.expanduser(path))
+    if not is_missing(beside):
+        raise ConfigError(f"data.path '{path}' in config file '{recipe}' is read from the current folder, where it is not: "
+                          f"from the file's folder it names '{beside}', so write that (or an absolute path) in the file, "
+                          f"or pass --data {shlex.quote(beside)}")
 
 
 def _absolute_data_paths(layers: list[dict], run_data: str | None = None) -> list[dict]:
@@ -269,6 +284,7 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
         _refuse_a_folder_of_runs(run_path)
     if resuming:
         _check_resumed_data(run_path, cfg)
+        _say_measuring_changes(run_path, cfg)
     if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != launch_device.type:
         raise RunError(f"run '{run_path}' trains on device {cfg.train.device} (its config.yaml): give every process "
                        f"--device {cfg.train.device} to resume it under torchrun")
@@ -375,6 +391,27 @@ def _check_resumed_data(run_path: Path, cfg: Config) -> None:
     if not is_missing(cfg.data.path) and label_file_missing(cfg.data.labels, cfg.data.path):
         raise RunError(f"run '{run_path}' was trained with the labels in '{cfg.data.labels}', which is not there (from "
                        "here): pass --labels with its place to resume it")
+
+
+def _say_measuring_changes(run_path: Path, cfg: Config) -> list[str]:
+    """A warning when a resume changes how the run's FID/KID are measured (config.MEASURING; eval.fake_classes for a
+    conditional run only) after it has evaluated, and while it evaluates: its FID curve and best.pt would compare two
+    measures. A resume may change eval.* (more images for the rest of a long run is the user's choice), so it is
+    said, not refused. Returns the changes said."""
+    if cfg.eval.every == 0 or not any(r.get("kind") == "eval" for r in read_metrics(run_path / METRICS_FILE)):
+        return []
+    saved, now = (flatten(to_dict(c)) for c in (build_config(_saved_config(run_path)[0], training=False), cfg))
+    changed = [k for k in MEASURING if saved[k] != now[k]
+               and (k not in CONDITIONAL_ONLY or cfg.model.arch in CONDITIONAL_ARCHS)]
+    if changed:
+        why = [CHANGES_KID[k] for k in changed if k in CHANGES_KID]
+        console.warn(f"{'; '.join(f'{k}: {saved[k]!r} -> {now[k]!r}' for k in changed)} "
+                     f"{'changes' if len(changed) == 1 else 'change'} how "
+                     f"{'FID and KID are' if why else 'FID is'} measured "
+                     f"({'; '.join(why) if why else 'FID falls as it sees more images'}) from the run's evaluations "
+                     "so far: its FID curve and best.pt (its best FID) would mix two measures; drop the change to keep "
+                     "them comparable, or measure its checkpoints afterwards with gankit evaluate")
+    return changed
 
 
 def _would_resume(layers: list[dict], run_dir: Path, base: dict) -> bool:

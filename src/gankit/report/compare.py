@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gankit import console, runlock
+from gankit.config import CHANGES_KID, CONDITIONAL_ONLY, MEASURING
 from gankit.errors import RunError
 from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
@@ -146,18 +147,6 @@ def _header(runs, labels, colors) -> str:
         f'<ul class="legend">{items}</ul><nav>{nav}</nav>'
         f'<p class="note">Generated {when}. Colors match across tables and plots.</p></header>'
     )
-
-
-#: Config keys that change how FID/KID are measured: FID falls as it sees more images, so runs that measured with
-#: other values have FIDs that do not compare (KID is unbiased in the number of images).
-MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes")
-#: The MEASURING keys that change KID as well as FID, each with why.
-CHANGES_KID = {
-    "eval.inception_weights": "other Inception weights give other features",
-    "eval.fake_classes": "generated images of another mix of classes are another distribution",
-}
-#: The MEASURING keys that change the FID of conditional runs only (an unconditional run draws no classes).
-CONDITIONAL_ONLY = ("eval.fake_classes",)
 
 
 def _output_only(key: str) -> bool:

@@ -36,6 +36,12 @@ def test_layers_override_in_order(tmp_path):
     ({"train": {"loss": "wgan_gp"}}, "model.d_norm=layer"),
     ({"train": {"augment": "color,zoom"}}, "unknown op .zoom."),
     ({"model": {"g_dropout": 1.0}}, r"model.g_dropout must be in \[0, 1\)"),
+    ({"model": {"leaky_slope": 1.0}}, r"model.leaky_slope must be in \[0, 1\)"),
+    ({"model": {"leaky_slope": -0.3}}, r"model.leaky_slope must be in \[0, 1\)"),
+    ({"model": {"bn_momentum": 0}}, "model.bn_momentum must be > 0"),  # running statistics that never move
+    ({"model": {"bn_momentum": 1.5}}, r"model.bn_momentum must be in \[0, 1\]"),
+    ({"model": {"bn_eps": 0}}, "model.bn_eps must be > 0"),
+    ({"train": {"eps": -1e-8}}, "train.eps must be > 0"),
     ({"train": {"n_critic": 0}}, "train.n_critic must be > 0"),
     ({"train": {"device": "tpu"}}, "train.device"),
     ({"model": 3}, "is a section"),
@@ -274,6 +280,11 @@ def test_a_label_column_with_folder_labels_is_refused():
     ({"train": {"optimizer": "rmsprop", "beta1": 0.0}}, "train.beta1 (only with train.optimizer adam)"),
     ({"train": {"optimizer": "rmsprop", "beta2": 0.9}}, "train.beta2 (only with train.optimizer adam)"),
     ({"train": {"rmsprop_alpha": 0.9}}, "train.rmsprop_alpha (only with train.optimizer rmsprop)"),
+    # D's BatchNorm statistics are never used (D always trains); EMA G's standing statistics are measured afresh
+    ({"model": {"g_norm": "none", "bn_momentum": 0.01}}, "model.bn_momentum (only with model.g_norm batch or selfmod, and"),
+    ({"train": {"ema": 0.999}, "model": {"bn_momentum": 0.01}}, "model.bn_momentum (only with model.g_norm batch or selfmod, and"),
+    ({"model": {"g_norm": "none", "d_norm": "layer", "bn_eps": 1e-3}},
+     "model.bn_eps (only with model.g_norm batch or selfmod, or model.d_norm batch)"),
     ({"train": {"nan_policy": "stop", "nan_lr_factor": 0.1}}, "train.nan_lr_factor (only with train.nan_policy rollback)"),
     # FID/KID is off on a CPU unless eval.every is set: its settings were ignored without a word there
     *[({"train": {"device": "cpu"}, "eval": {key: value}}, f"eval.{key} (only with eval.every > 0 (FID/KID is off on a CPU")
@@ -303,6 +314,10 @@ def test_settings_without_effect_are_one_warning_line_and_defaults_or_active_one
     assert inert_settings([said_again], build_config(said_again)) == []
     active = {"train": {"loss": "wgan", "clip": 0.02, "strategy": "critic", "n_critic": 3}}
     assert inert_settings([active], build_config(active)) == []
+    for acting in ({"model": {"bn_momentum": 0.01, "bn_eps": 1e-3}},  # G's BatchNorm (samples use its statistics)
+                   {"model": {"bn_momentum": 0.01}, "train": {"ema": 0.999, "ema_standing_stats": False}},  # EMA G averages G's
+                   {"model": {"g_norm": "none", "bn_eps": 1e-3}}):  # D's BatchNorm normalises with it
+        assert inert_settings([acting], build_config(acting)) == [], acting
     assert inert_settings([{}, {"train": {"lr_g": 1e-4}}], build_config({"train": {"clip": 0.02}})) == []
     assert warn_settings([], build_config()) == [] and capsys.readouterr().err == ""
     evaluating = [{"eval": {"n_fake": 500}, "train": {"device": "cpu"}}, {"eval": {"every": 2}}]

@@ -130,6 +130,9 @@ _SEED_000_WGAN = {"train.loss": "wgan", "train.strategy": "critic", "train.n_cri
                   "train.rmsprop_alpha": 0.99, "train.lr_g": 5e-5, "train.lr_d": 5e-5, "model.mbd_features": 100}
 _SEED_002_G = {"model.nz": 100, "model.z_dist": "normal", "model.g_act": "leaky_relu", "model.g_norm": "batch",
                "data.flip": False}
+# Seed 004's Keras 2 code (trainDCGAN.py, train_wgan.py): LeakyReLU(0.2), BatchNormalization(momentum=0.5) (PyTorch's
+# 0.5) with Keras' epsilon 1e-3, and the 2017 Keras optimizers' epsilon 1e-8.
+_SEED_004_KERAS = {"model.leaky_slope": 0.2, "model.bn_momentum": 0.5, "model.bn_eps": 1e-3, "train.eps": 1e-8}
 # What each write-up in ../shared/seeds/ states, recipe by recipe (values the seeds leave open are in the recipes'
 # comments, not here).
 WRITE_UPS = {
@@ -148,14 +151,19 @@ WRITE_UPS = {
     "rps300_dcgan": {"data.resolution": 300, "data.flip": False, "model.g_act": "leaky_relu", "model.g_norm": "batch",
                      "model.upsample": "convtranspose", "model.d_downsample": "maxpool", "model.d_norm": "none",
                      "train.loss": "bce", "train.optimizer": "adam", "train.strategy": "alternating",
-                     "model.init": "xavier_uniform"},  # tf.keras' default glorot_uniform (the tutorial's layers keep it)
+                     "model.init": "xavier_uniform",  # tf.keras' default glorot_uniform (the tutorial's layers keep it)
+                     # tf.keras' LeakyReLU() 0.3, BatchNormalization() momentum 0.99 (PyTorch's 0.01) and epsilon 1e-3,
+                     # Adam's epsilon 1e-7
+                     "model.leaky_slope": 0.3, "model.bn_momentum": 0.01, "model.bn_eps": 1e-3, "train.eps": 1e-7},
     "birds64_dcgan": {"model.nz": 100, "model.g_act": "relu", "model.d_norm": "batch", "train.optimizer": "adam",
                       "model.init": "xavier_uniform",  # Keras' glorot_uniform: "initialized in a different manner" for the WGAN
+                      **_SEED_004_KERAS,
                       "train.g_batch_factor": 2, "train.d_split": True, "log.grids_per_epoch": 3,
                       "log.checkpoint_every": 5},
     "birds64_wgan_clip": {"train.loss": "wgan", "train.clip": 0.01, "train.strategy": "critic", "train.n_critic": 5,
                           "train.critic_boost": 100, "train.critic_boost_first": 25, "train.critic_boost_every": 500,
-                          "train.optimizer": "rmsprop", "train.rmsprop_alpha": 0.9, "train.max_steps": 20000},
+                          "train.optimizer": "rmsprop", "train.rmsprop_alpha": 0.9, "train.max_steps": 20000,
+                          **_SEED_004_KERAS},
 }
 
 

@@ -658,6 +658,47 @@ def _cfg(**model):
     return build_config({"data": {"resolution": 16}, "model": {"channels": 3, **TINY, **TINY_D, **model}})
 
 
+def _framework_values(*nets: nn.Module) -> tuple[set, set]:
+    """({LeakyReLU slopes}, {(BatchNorm momentum, eps)}) of every such layer in `nets`."""
+    modules = [m for net in nets for m in net.modules()]
+    return ({m.negative_slope for m in modules if isinstance(m, nn.LeakyReLU)},
+            {(m.momentum, m.eps) for m in modules if isinstance(m, nn.BatchNorm2d)})
+
+
+@pytest.mark.parametrize("model", [{"g_act": "leaky_relu"}, {"g_act": "leaky_relu", "d_downsample": "maxpool"},
+                                   {"g_norm": "selfmod", "g_act": "leaky_relu"}], ids=["stride", "maxpool", "selfmod"])
+def test_keras_framework_values_reach_every_leaky_relu_and_batchnorm_of_g_and_d(model):
+    """Seed 001's tf.keras layers keep LeakyReLU's 0.3 and BatchNorm's momentum 0.99 (PyTorch's 0.01) and epsilon
+    1e-3, where gankit hard-coded 0.2 and PyTorch's 0.1 and 1e-5: the recipe could not say them. The defaults stay."""
+    G, D = build_generator(_cfg(**model)), build_discriminator(_cfg(**model))
+    assert _framework_values(G, D) == ({0.2}, {(0.1, 1e-5)})
+    keras = _cfg(**model, leaky_slope=0.3, bn_momentum=0.01, bn_eps=1e-3)
+    G, D = build_generator(keras), build_discriminator(keras)
+    assert _framework_values(G, D) == ({0.3}, {(0.01, 1e-3)})
+    assert _framework_values(G)[0] == _framework_values(D)[0] == {0.3}  # both nets' activations
+    assert _framework_values(G)[1] == _framework_values(D)[1] == {(0.01, 1e-3)}  # both nets' norms
+    x = torch.randn(4, 8, 5, 5)
+    bn = next(m for m in G.modules() if isinstance(m, nn.BatchNorm2d) and m.num_features == 8)
+    bn.train()(x)  # the running statistics move by the momentum: 0.01 of the batch's
+    assert torch.allclose(bn.running_mean, 0.01 * x.mean((0, 2, 3)), atol=1e-6)
+
+
+def test_kaimings_gain_follows_the_leaky_slope():
+    """init kaiming is He normal for the models' LeakyReLU: with another slope, another gain (0.2 by default)."""
+    def gain(slope):
+        return math.sqrt(2 / (1 + slope**2))
+
+    torch.manual_seed(0)
+    m = _probe()
+    init_weights(m, "kaiming")
+    assert m[0].weight.std().item() == pytest.approx(gain(0.2) / math.sqrt(64 * 9), rel=0.03)
+    init_weights(m, "kaiming", leaky_slope=0.3)
+    assert m[0].weight.std().item() == pytest.approx(gain(0.3) / math.sqrt(64 * 9), rel=0.03)
+    D = build_discriminator(_cfg(init="kaiming", leaky_slope=0.9, ndf=64))
+    fan_in = D.features[0].weight[0].numel()
+    assert D.features[0].weight.std().item() == pytest.approx(gain(0.9) / math.sqrt(fan_in), rel=0.15)
+
+
 def test_builders_follow_the_config():
     G, D = build_generator(_cfg()), build_discriminator(_cfg())
     assert G.embed is None and D.aux is None and D.mbd is None

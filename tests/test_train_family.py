@@ -147,6 +147,19 @@ def test_rmsprop_averages_squared_gradients_with_the_configs_alpha(image_folder,
     assert [ckpt[opt]["param_groups"][0]["alpha"] for opt in ("opt_g", "opt_d")] == [alpha, alpha]
 
 
+@pytest.mark.parametrize("optimizer, eps", [("adam", None), ("adam", 1e-7), ("rmsprop", 1e-7)])
+def test_the_optimizers_epsilon_is_the_configs(image_folder, tmp_path, optimizer, eps):
+    """tf.keras' Adam adds 1e-7 to the root of its squared-gradient average (seed 001's recipe), PyTorch's 1e-8: gankit
+    always used PyTorch's. Both nets' optimizers, Adam or RMSprop, get the config's (the default stays 1e-8)."""
+    train = {"optimizer": optimizer, "max_steps": 2}
+    if optimizer == "rmsprop":
+        train.update(loss="wgan", strategy="critic", n_critic=1)
+    if eps is not None:
+        train["eps"] = eps
+    ckpt = load_checkpoint(run_training(_layers(image_folder, train), tmp_path / "r") / "checkpoints/last.pt")
+    assert [ckpt[opt]["param_groups"][0]["eps"] for opt in ("opt_g", "opt_d")] == [eps or 1e-8] * 2
+
+
 def test_the_critic_boost_runs_its_bursts_at_the_g_steps_it_names(image_folder, tmp_path):
     """Seed 004's schedule, scaled down: 3 critic steps for the first G step and every 3rd, 1 otherwise: G steps 0 and 3
     of 4 take 3 each."""

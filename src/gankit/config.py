@@ -49,7 +49,8 @@ class ModelConfig:
     palette_size: int = 16  # colours in the colour-picker palette (upsample: colorpicker; ConorLazarou/PokeGAN)
     g_norm: str = "batch"  # normalisation in G blocks: batch | none | selfmod (BatchNorm scaled and shifted by an MLP of z, Chen et al. 2019)
     d_norm: str = "batch"  # normalisation in D blocks: batch | layer | instance | none (WGAN-GP: not batch, seed 002)
-    g_act: str = "relu"  # activation of G's hidden blocks: relu (DCGAN paper) | leaky_relu (slope 0.2; seeds 001, 002)
+    g_act: str = "relu"  # activation of G's hidden blocks: relu (DCGAN paper) | leaky_relu (slope leaky_slope; seeds 001, 002)
+    leaky_slope: float = 0.2  # negative slope of every LeakyReLU (D's, G's with g_act leaky_relu) and of init kaiming's gain (DCGAN paper: 0.2; Keras' LeakyReLU() 0.3, seed 001)
     g_dropout: float = 0.0  # dropout probability after each hidden G block (seed 002: "Batch Normalization, Dropout, LeakyReLu")
     d_dropout: float = 0.0  # dropout probability after each D block (seed 001 uses dropout in D)
     d_downsample: str = "stride"  # how D halves its maps: stride (4x4 stride-2 convs, DCGAN) | maxpool (3x3 conv + 2x2 max-pooling, seed 001)
@@ -60,6 +61,8 @@ class ModelConfig:
     embed_dim: int = 50  # ACGAN: size of the label embedding concatenated to z
     init: str = "normal"  # weight init: normal (N(0, init_std), DCGAN paper) | xavier | xavier_uniform (Keras' glorot_uniform, seeds 001/004) | kaiming | orthogonal | default (PyTorch's)
     init_std: float = 0.02  # weights ~ N(0, init_std), BatchNorm gamma ~ N(1, init_std) (DCGAN paper)
+    bn_momentum: float = 0.1  # G's and D's BatchNorm running statistics: (1 - m) old + m batch, PyTorch's m (0.1); Keras' momentum k is 1 - k here (tf.keras 0.99: 0.01, seed 001; seed 004's 0.5: 0.5)
+    bn_eps: float = 1e-5  # G's and D's BatchNorm epsilon, added to the variance (PyTorch 1e-5; Keras 1e-3, seeds 001/004)
     channels: int | None = None  # image channels; filled in from the dataset
     num_classes: int = 0  # classes of a conditional model; filled in from the dataset's labels
 
@@ -81,6 +84,7 @@ class TrainConfig:
     beta1: float = 0.5  # seed 000: beta1 = 0.5
     beta2: float = 0.999  # seed 000: beta2 = 0.999
     rmsprop_alpha: float = 0.99  # optimizer rmsprop: decay of its squared-gradient average (PyTorch's alpha 0.99; Keras' rho 0.9, seed 004)
+    eps: float = 1e-8  # the optimizer's epsilon, adam's or rmsprop's, added to the root of its squared-gradient average (PyTorch 1e-8, Keras 2.0 too; tf.keras 1e-7, seed 001)
     n_critic: int = 5  # strategy critic: D steps per G step (seed 000: 3, seed 004: 5)
     critic_boost: int = 0  # strategy critic: D steps per G step in the warm-up and every critic_boost_every G steps (seed 004: 100; 0 = off)
     critic_boost_first: int = 25  # ... for the first N G steps (seed 004: 25)
@@ -179,7 +183,7 @@ CHOICES: dict[str, tuple[str | int, ...]] = {
 CONDITIONAL_ARCHS = ("acgan",)
 POSITIVE = {
     "model.nz", "model.ngf", "model.ndf", "model.max_channels", "model.init_std", "model.palette_size",
-    "model.mbd_kernel_dim", "model.embed_dim",
+    "model.mbd_kernel_dim", "model.embed_dim", "model.bn_momentum", "model.bn_eps", "train.eps",
     "train.epochs", "train.max_steps", "train.batch_size", "train.lr_g", "train.lr_d", "train.n_critic",
     "train.critic_boost_first", "train.critic_boost_every", "train.monitor_factor", "train.boost_window",
     "train.clip", "train.instance_noise_epochs", "train.g_batch_factor", "train.nan_lr_factor", "train.topk", "train.topk_gamma",
@@ -189,9 +193,9 @@ POSITIVE = {
 NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost", "train.gp_lambda", "train.aux_weight",
                 "train.instance_noise", "train.ada_target", "log.keep_checkpoints", "log.checkpoint_every", "log.checkpoint_minutes",
                 "log.every_minutes"}
-UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.rmsprop_alpha", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
+UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.rmsprop_alpha", "model.leaky_slope", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.label_noise", "train.ema", "train.lr_decay_start"}
-CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
+CLOSED_UNIT_INTERVAL = {"model.bn_momentum", "train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
 
@@ -439,6 +443,10 @@ def _evaluates(c: Config) -> bool:
     return c.train.device.startswith("cuda") or (c.train.device == "auto" and torch.cuda.is_available())
 
 
+def _g_has_batchnorm(c: Config) -> bool:
+    return c.model.g_norm in ("batch", "selfmod")
+
+
 _EVALUATION = "eval.every > 0 (FID/KID is off on a CPU unless set)"
 # Keys that act only when another setting turns their feature on: key -> (whether it acts in a config, what it needs).
 ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
@@ -461,6 +469,10 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "model.kernel": (lambda c: c.model.upsample == "convtranspose" or c.model.d_downsample == "stride",
                      "model.upsample convtranspose or model.d_downsample stride"),
     "model.init_std": (lambda c: c.model.init == "normal", "model.init normal"),
+    # D's running statistics are never used (D always trains), nor G's where EMA G measures its own (standing statistics)
+    "model.bn_momentum": (lambda c: _g_has_batchnorm(c) and not (c.train.ema > 0 and c.train.ema_standing_stats),
+                          "model.g_norm batch or selfmod, and not train.ema with train.ema_standing_stats"),
+    "model.bn_eps": (lambda c: _g_has_batchnorm(c) or c.model.d_norm == "batch", "model.g_norm batch or selfmod, or model.d_norm batch"),
     "train.instance_noise_epochs": (lambda c: c.train.instance_noise > 0, "train.instance_noise > 0"),
     "train.topk_gamma": (lambda c: c.train.topk < 1, "train.topk < 1"),
     "train.ema_standing_stats": (lambda c: c.train.ema > 0, "train.ema > 0"),

@@ -618,9 +618,9 @@ class Batches:
 def build_optimizer(params, lr: float, cfg: Config) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=t.rmsprop_alpha)
+        return torch.optim.RMSprop(params, lr=lr, alpha=t.rmsprop_alpha, eps=t.eps)
     # fused: one kernel for all parameters (CPU and CUDA); ~4x faster than foreach on CPU (README Performance)
-    return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), fused=True)
+    return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=True)
 
 
 #: What a checkpoint must hold to be resumed; the rest of `Trainer.state_dict` (added by later versions) may be

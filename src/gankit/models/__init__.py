@@ -31,7 +31,8 @@ def build_generator(cfg: Config) -> Generator:
     m = cfg.model
     return Generator(cfg.data.resolution, nz=m.nz, ngf=m.ngf, channels=m.channels, max_channels=m.max_channels,
                      upsample=m.upsample, kernel=m.kernel, palette_size=m.palette_size, norm=m.g_norm, act=m.g_act, dropout=m.g_dropout,
-                     num_classes=_num_classes(cfg), embed_dim=m.embed_dim, init=m.init, init_std=m.init_std)
+                     num_classes=_num_classes(cfg), embed_dim=m.embed_dim, init=m.init, init_std=m.init_std,
+                     leaky_slope=m.leaky_slope, bn_momentum=m.bn_momentum, bn_eps=m.bn_eps)
 
 
 def build_discriminator(cfg: Config) -> Discriminator:
@@ -40,7 +41,7 @@ def build_discriminator(cfg: Config) -> Discriminator:
                          norm=m.d_norm, dropout=m.d_dropout, mbd_features=m.mbd_features,
                          mbd_kernel_dim=m.mbd_kernel_dim, mbstd_group=m.d_mbstd_group, spectral_norm=m.spectral_norm,
                          num_classes=_num_classes(cfg), init=m.init, init_std=m.init_std, downsample=m.d_downsample,
-                         kernel=m.kernel)
+                         kernel=m.kernel, leaky_slope=m.leaky_slope, bn_momentum=m.bn_momentum, bn_eps=m.bn_eps)
 
 
 def sample_z(n: int, cfg: Config, device, generator=None) -> torch.Tensor:

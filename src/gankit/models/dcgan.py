@@ -12,6 +12,8 @@ Paper rules kept by default: no pooling, no fully connected hidden layers, a nor
 output and D's input layer, ReLU in G (Tanh at the output), LeakyReLU(0.2) in D, conv biases only
 where no norm follows. The seeds that depart from them are options: LeakyReLU in G (`act`, seeds 001 and
 002), max-pooling in D (`downsample`, seed 001). D returns raw scores: the sigmoid, if any, lives in the loss.
+So are the framework values a Keras write-up (seeds 001, 004) keeps differently, PyTorch's (and the paper's) by
+default: the LeakyReLU slope (`leaky_slope`), BatchNorm's momentum and epsilon (`bn_momentum`, `bn_eps`).
 """
 
 from __future__ import annotations
@@ -43,13 +45,14 @@ def block_widths(n: int, width: int, max_channels: int) -> list[int]:
     return [min(width * 2 ** (n - 1 - i), max_channels) for i in range(n)]
 
 
-def _after_conv(width: int, norm: str, activation: nn.Module, dropout: float, z_dim: int = 0) -> list[nn.Module]:
+def _after_conv(width: int, norm: str, activation: nn.Module, dropout: float, z_dim: int = 0,
+                bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> list[nn.Module]:
     """What follows every hidden convolution: its norm (unless "none"; "selfmod": BatchNorm modulated by the
-    z_dim latent), the activation, dropout (if > 0)."""
+    z_dim latent; a BatchNorm's momentum and epsilon `bn_momentum`, `bn_eps`), the activation, dropout (if > 0)."""
     if norm == "selfmod":
-        layers: list[nn.Module] = [SelfModulatedBatchNorm(width, z_dim)]
+        layers: list[nn.Module] = [SelfModulatedBatchNorm(width, z_dim, bn_momentum=bn_momentum, bn_eps=bn_eps)]
     else:
-        layers = [] if norm == "none" else [norm_layer(norm, width)]
+        layers = [] if norm == "none" else [norm_layer(norm, width, bn_momentum, bn_eps)]
     layers.append(activation)
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
@@ -75,13 +78,15 @@ class Generator(nn.Module):
     num_classes > 0 makes it conditional (ACGAN, seed 002): an embedding of the label, of size
     `embed_dim`, is concatenated to z; labels are then required (an unconditional G ignores them).
     norm: batch | none | selfmod (BatchNorm with scale and shift computed from z, `SelfModulatedBatchNorm`).
-    act: the hidden blocks' activation, relu (DCGAN paper) or leaky_relu (slope 0.2, seeds 001 and 002).
+    act: the hidden blocks' activation, relu (DCGAN paper) or leaky_relu (slope `leaky_slope`, seeds 001 and 002).
+    bn_momentum, bn_eps: its BatchNorms' (PyTorch's convention and defaults).
     """
 
     def __init__(self, resolution: int, nz: int = 100, ngf: int = 64, channels: int = 3, max_channels: int = 512,
                  upsample: str = "convtranspose", kernel: int = 4, palette_size: int = 16, norm: str = "batch", act: str = "relu",
                  dropout: float = 0.0,
-                 num_classes: int = 0, embed_dim: int = 50, init: str = "normal", init_std: float = 0.02):
+                 num_classes: int = 0, embed_dim: int = 50, init: str = "normal", init_std: float = 0.02,
+                 leaky_slope: float = 0.2, bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
         base, n = layout(resolution)
         widths = block_widths(n, ngf, max_channels)
@@ -92,20 +97,21 @@ class Generator(nn.Module):
 
         layers: list[nn.Module] = [ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=bias)]  # 1x1 -> base
         def activation() -> nn.Module:
-            return nn.LeakyReLU(0.2, inplace=True) if act == "leaky_relu" else nn.ReLU(inplace=True)
+            return nn.LeakyReLU(leaky_slope, inplace=True) if act == "leaky_relu" else nn.ReLU(inplace=True)
 
-        layers += _after_conv(widths[0], norm, activation(), dropout, z_dim)
+        bn = {"bn_momentum": bn_momentum, "bn_eps": bn_eps}
+        layers += _after_conv(widths[0], norm, activation(), dropout, z_dim, **bn)
         size = base
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += _doubling(cin, cout, upsample, bias, size, kernel)
-            layers += _after_conv(cout, norm, activation(), dropout, z_dim)
+            layers += _after_conv(cout, norm, activation(), dropout, z_dim, **bn)
             size *= 2
         if upsample == "colorpicker":
             layers.append(ColorPicker(widths[-1], channels, palette_size))
         else:
             layers += [*_doubling(widths[-1], channels, upsample, bias=False, size=size, kernel=kernel), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        init_weights(self, init, init_std)
+        init_weights(self, init, init_std, leaky_slope)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         z = z.flatten(1)
@@ -130,31 +136,34 @@ class Discriminator(nn.Module):
     (`MinibatchStdDev`, ProGAN/StyleGAN); spectral_norm wraps every conv and linear layer (Miyato et al. 2018); num_classes > 0 adds
     the ACGAN auxiliary classifier head (logits, no softmax: cross-entropy takes logits). downsample: stride (4x4
     stride-2 convolutions, DCGAN; `kernel` 5: 5x5, the DCGAN paper's) | maxpool (3x3 convolutions, each followed by 2x2 max-pooling; seed 001).
+    leaky_slope: its LeakyReLUs' negative slope (0.2, the DCGAN paper's); bn_momentum, bn_eps: its BatchNorms'.
     """
 
     def __init__(self, resolution: int, ndf: int = 64, channels: int = 3, max_channels: int = 512,
                  norm: str = "batch", dropout: float = 0.0, mbd_features: int = 0, mbd_kernel_dim: int = 5,
                  mbstd_group: int = 0, spectral_norm: bool = False, num_classes: int = 0, init: str = "normal", init_std: float = 0.02,
-                 downsample: str = "stride", kernel: int = 4):
+                 downsample: str = "stride", kernel: int = 4,
+                 leaky_slope: float = 0.2, bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
         base, n = layout(resolution)
         widths = block_widths(n, ndf, max_channels)[::-1]  # e.g. 64 px: [64, 128, 256, 512]
 
         layers: list[nn.Module] = []
+        bn = {"bn_momentum": bn_momentum, "bn_eps": bn_eps}
         cin, size = channels, resolution
         for i, cout in enumerate(widths):
             block_norm = norm if i > 0 else "none"  # the input layer has no norm, and no bias (classic)
             bias = i > 0 and norm == "none"
             if downsample == "maxpool":  # seed 001: a 3x3 convolution, then 2x2 max-pooling (ceil: odd sizes too)
                 layers.append(Conv2d(cin, cout, 3, 1, 1, bias=bias))
-                layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), 0.0)
+                layers += _after_conv(cout, block_norm, nn.LeakyReLU(leaky_slope, inplace=True), 0.0, **bn)
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
                 layers += [nn.Dropout(dropout)] if dropout > 0 else []
             else:  # DCGAN: a 4x4 (or 5x5) stride-2 convolution whose output is ceil(size / 2) (4x4: odd sizes get one
                 # more pixel of padding)
                 padding = (kernel - 1) // 2 + (size % 2 if kernel % 2 == 0 else 0)
                 layers.append(Conv2d(cin, cout, kernel, 2, padding, bias=bias))
-                layers += _after_conv(cout, block_norm, nn.LeakyReLU(0.2, inplace=True), dropout)
+                layers += _after_conv(cout, block_norm, nn.LeakyReLU(leaky_slope, inplace=True), dropout, **bn)
             size = (size + 1) // 2
             cin = cout
         self.features = nn.Sequential(*layers)
@@ -169,7 +178,7 @@ class Discriminator(nn.Module):
             self.head = nn.Linear(flat + mbd_features, 1)
         self.aux = Conv2d(widths[-1], num_classes, base, 1, 0) if num_classes > 0 else None  # class logits
 
-        init_weights(self, init, init_std)  # before spectral norm, which starts its power iteration from these weights
+        init_weights(self, init, init_std, leaky_slope)  # before spectral norm, which starts its power iteration from these weights
         if spectral_norm:
             for m in list(self.modules()):
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -197,12 +206,12 @@ def _center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 INIT_SCHEMES = ("normal", "xavier", "xavier_uniform", "kaiming", "orthogonal", "default")
 
 
-def init_weights(module: nn.Module, scheme: str = "normal", std: float = 0.02) -> None:
+def init_weights(module: nn.Module, scheme: str = "normal", std: float = 0.02, leaky_slope: float = 0.2) -> None:
     """Initialise every conv / linear weight and norm scale of `module` in place.
 
     normal: weights ~ N(0, std), norm scales ~ N(1, std) (DCGAN paper); xavier: Glorot normal; xavier_uniform:
     Glorot uniform (Keras' default kernel initializer, seeds 001 and 004);
-    kaiming: He normal for LeakyReLU(0.2) (fan-in); orthogonal: (semi-)orthogonal weight matrices;
+    kaiming: He normal for LeakyReLU(leaky_slope) (fan-in; G's too, whatever its activation); orthogonal: (semi-)orthogonal weight matrices;
     default: PyTorch's own init, untouched. Biases and norm shifts start at 0 and norm scales at 1
     (except normal). Label embeddings keep PyTorch's N(0, 1), the scale of z. Under spectral
     norm the raw (un-normalised) weight is the one initialised.
@@ -221,7 +230,7 @@ def init_weights(module: nn.Module, scheme: str = "normal", std: float = 0.02) -
             elif scheme == "xavier_uniform":
                 nn.init.xavier_uniform_(weight)
             elif scheme == "kaiming":
-                nn.init.kaiming_normal_(weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.kaiming_normal_(weight, a=leaky_slope, nonlinearity="leaky_relu")
             else:
                 nn.init.orthogonal_(weight)
             if m.bias is not None:

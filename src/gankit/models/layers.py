@@ -12,15 +12,15 @@ import torch
 from torch import nn
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """The normalisation of a conv block: batch | layer | instance.
+def norm_layer(kind: str, channels: int, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
+    """The normalisation of a conv block: batch (with `bn_momentum` and `bn_eps`, PyTorch's by default) | layer | instance.
 
     `layer` normalises each sample over (C, H, W) (GroupNorm with one group) and `instance` each
     sample's channels over (H, W), both with a learned scale and shift: neither mixes samples of a
     batch, which the WGAN-GP penalty needs (seed 002, Gulrajani et al.).
     """
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)
     if kind == "layer":
         return nn.GroupNorm(1, channels)
     if kind == "instance":
@@ -33,12 +33,12 @@ class SelfModulatedBatchNorm(nn.Module):
     BN(x) * (1 + gamma(z)) + beta(z), gamma and beta from a small MLP of z ([N, z_dim] -> hidden -> 2C).
 
     Each G block can then change with z, not only through the feature maps. The output layer starts near
-    0 (N(0, 0.02) under the DCGAN init), so the block starts as a plain BatchNorm.
+    0 (N(0, 0.02) under the DCGAN init), so the block starts as a plain BatchNorm (`bn_momentum`, `bn_eps`).
     """
 
-    def __init__(self, channels: int, z_dim: int, hidden: int = 32):
+    def __init__(self, channels: int, z_dim: int, hidden: int = 32, bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
-        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.bn = nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum, affine=False)
         self.mlp = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * channels))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

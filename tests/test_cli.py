@@ -555,6 +555,19 @@ def test_a_terminal_gone_sends_stdout_and_stderr_to_dev_null(tmp_path):
     assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
 
 
+def test_a_pipe_that_nothing_reads_any_more_does_not_stop_the_command(tmp_path):
+    """`gankit train ... 2>&1 | head -3`: the next line after head's third (an epoch's) failed with EPIPE, which click
+    made a silent exit 1 in the middle of the training; now both fds point at /dev/null and the command goes on (its
+    lines through Python's streams, typer.echo's and the C level's too), while a file's other failures still raise."""
+    script = ("import os, sys, typer\nfrom gankit import console\nreader, writer = os.pipe()\n"
+              "os.dup2(writer, 1); os.dup2(writer, 2); os.close(writer); os.close(reader)\n"
+              "console.guard_terminal()\nconsole.info('an epoch line')\ntyper.echo('done')\nprint('x', flush=True)\n"
+              f"open({str(tmp_path / 'fds')!r}, 'w').write(os.readlink('/proc/self/fd/1') + ' ' + "
+              "os.readlink('/proc/self/fd/2'))\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 0
+    assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
+
+
 def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatch):
     """Windows has no termios: a console write that failed (an OSError) raised ImportError from `terminal_gone`, an
     internal error in the middle of a training step, instead of being dropped as on POSIX."""
@@ -568,7 +581,7 @@ def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatc
             raise OSError(22, "Invalid argument")
 
     monkeypatch.setitem(sys.modules, "termios", None)  # import termios: ImportError, as on Windows
-    terminal = console._Terminal(Broken())
+    terminal = console._Output(Broken(), terminal=True)
     assert terminal.write("line\n") == 5
     terminal.flush()
 

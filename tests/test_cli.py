@@ -267,6 +267,25 @@ def test_work_that_is_often_quick_shows_its_progress_only_after_a_delay(monkeypa
         assert bar.delay == 2.0
 
 
+def test_a_message_said_under_a_progress_bar_is_a_line_of_its_own(monkeypatch):
+    """On a terminal (tmux, screen) a line said mid-training ("training on 1 CPU thread instead of 2 ...", an epoch's
+    FID) was written at the bar's end, glued to it; now the bar is cleared first and drawn again below the line."""
+    import io
+
+    from tqdm import tqdm
+
+    from gankit import console
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(console.sys, "stderr", stderr)
+    with tqdm(total=4, desc="r epoch 10", file=stderr, leave=False) as bar:
+        bar.update(1)
+        bar.refresh()
+        console.info("training on 1 CPU thread instead of 2")
+        before, after = stderr.getvalue().split("training on 1 CPU thread instead of 2\n")
+    assert before.rsplit("\r", 1)[-1] == "" and "r epoch 10:  25%" in after
+
+
 def test_a_terminal_without_a_width_gets_the_lines_not_a_bar_it_would_not_show(monkeypatch):
     """A pseudo-terminal nothing gave a size (0 columns: `script` or `docker run -t` from a job) showed no progress at
     all, decoding, Inception or training: tqdm draws its bar there as nothing, and the plain lines were off."""

@@ -2,6 +2,7 @@
 speaks, since every process would say the same. Progress of long work: a tqdm bar on a terminal, plain lines
 elsewhere."""
 
+import contextlib
 import os
 import re
 import sys
@@ -41,12 +42,21 @@ def speaks_on_its_machine() -> bool:
 
 def warn(message: str) -> None:
     if speaks():
-        print(f"warning: {harmless(message)}", file=sys.stderr, flush=True)
+        _say(f"warning: {harmless(message)}")
 
 
 def info(message: str) -> None:
     if speaks():
-        print(harmless(message), file=sys.stderr, flush=True)
+        _say(harmless(message))
+
+
+def _say(line: str) -> None:
+    """`line` on stderr, on a line of its own: a progress bar on the terminal (tqdm's, which keeps its cursor at the
+    bar's end) is cleared first and drawn again below it; a line said mid-training (a thread count, an epoch's FID)
+    was glued to the bar ("r epoch 10:  25%|#| 1/4 [00:00<00:02, training on 1 CPU thread ...")."""
+    tqdm = sys.modules.get("tqdm")  # (no bar without it: not imported for a message)
+    with tqdm.tqdm.external_write_mode(file=sys.stderr) if tqdm else contextlib.nullcontext():
+        print(line, file=sys.stderr, flush=True)
 
 
 def terminal_gone() -> None:

@@ -281,6 +281,25 @@ def test_work_that_is_often_quick_shows_its_progress_only_after_a_delay(monkeypa
         assert bar.delay == 2.0
 
 
+def test_a_message_said_under_a_progress_bar_is_a_line_of_its_own(monkeypatch):
+    """On a terminal (tmux, screen) a line said mid-training ("training on 1 CPU thread instead of 2 ...", an epoch's
+    FID) was written at the bar's end, glued to it; now the bar is cleared first and drawn again below the line."""
+    import io
+
+    from tqdm import tqdm
+
+    from gankit import console
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(console.sys, "stderr", stderr)
+    with tqdm(total=4, desc="r epoch 10", file=stderr, leave=False) as bar:
+        bar.update(1)
+        bar.refresh()
+        console.info("training on 1 CPU thread instead of 2")
+        before, after = stderr.getvalue().split("training on 1 CPU thread instead of 2\n")
+    assert before.rsplit("\r", 1)[-1] == "" and "r epoch 10:  25%" in after
+
+
 def test_a_terminal_without_a_width_gets_the_lines_not_a_bar_it_would_not_show(monkeypatch):
     """A pseudo-terminal nothing gave a size (0 columns: `script` or `docker run -t` from a job) showed no progress at
     all, decoding, Inception or training: tqdm draws its bar there as nothing, and the plain lines were off."""
@@ -569,6 +588,19 @@ def test_a_terminal_gone_sends_stdout_and_stderr_to_dev_null(tmp_path):
     assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
 
 
+def test_a_pipe_that_nothing_reads_any_more_does_not_stop_the_command(tmp_path):
+    """`gankit train ... 2>&1 | head -3`: the next line after head's third (an epoch's) failed with EPIPE, which click
+    made a silent exit 1 in the middle of the training; now both fds point at /dev/null and the command goes on (its
+    lines through Python's streams, typer.echo's and the C level's too), while a file's other failures still raise."""
+    script = ("import os, sys, typer\nfrom gankit import console\nreader, writer = os.pipe()\n"
+              "os.dup2(writer, 1); os.dup2(writer, 2); os.close(writer); os.close(reader)\n"
+              "console.guard_terminal()\nconsole.info('an epoch line')\ntyper.echo('done')\nprint('x', flush=True)\n"
+              f"open({str(tmp_path / 'fds')!r}, 'w').write(os.readlink('/proc/self/fd/1') + ' ' + "
+              "os.readlink('/proc/self/fd/2'))\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 0
+    assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
+
+
 def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatch):
     """Windows has no termios: a console write that failed (an OSError) raised ImportError from `terminal_gone`, an
     internal error in the middle of a training step, instead of being dropped as on POSIX."""
@@ -582,7 +614,7 @@ def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatc
             raise OSError(22, "Invalid argument")
 
     monkeypatch.setitem(sys.modules, "termios", None)  # import termios: ImportError, as on Windows
-    terminal = console._Terminal(Broken())
+    terminal = console._Output(Broken(), terminal=True)
     assert terminal.write("line\n") == 5
     terminal.flush()
 

@@ -600,7 +600,8 @@ def main(argv: list[str] | None = None) -> None:
     - running out of GPU or host memory: what ran out, torch's figures and what lowers the need, exit 2;
     - anything else is a bug: `error: internal error (...)` naming a file that holds the full traceback, exit 1.
     """
-    console.guard_terminal()  # a terminal that hangs up mid-run must not fail it (SIGHUP then stops it cleanly)
+    console.guard_terminal()  # a terminal that hangs up mid-run (SIGHUP then stops it cleanly) or a pipe that nothing
+    # reads any more (`gankit train ... 2>&1 | head`: the training goes on) must not fail it
     console.guard_encoding()  # a character stdout's code page lacks must not fail it either (Windows)
     try:
         with _sigterm_stops_the_command(), _stdout_of_the_first_process():

@@ -45,12 +45,21 @@ _muted = 0  # depth of `muted` blocks
 
 def warn(message: str) -> None:
     if speaks() and not _muted:
-        print(f"warning: {harmless(message)}", file=sys.stderr, flush=True)
+        _say(f"warning: {harmless(message)}")
 
 
 def info(message: str) -> None:
     if speaks() and not _muted:
-        print(harmless(message), file=sys.stderr, flush=True)
+        _say(harmless(message))
+
+
+def _say(line: str) -> None:
+    """`line` on stderr, on a line of its own: a progress bar on the terminal (tqdm's, which keeps its cursor at the
+    bar's end) is cleared first and drawn again below it; a line said mid-training (a thread count, an epoch's FID)
+    was glued to the bar ("r epoch 10:  25%|#| 1/4 [00:00<00:02, training on 1 CPU thread ...")."""
+    tqdm = sys.modules.get("tqdm")  # (no bar without it: not imported for a message)
+    with tqdm.tqdm.external_write_mode(file=sys.stderr) if tqdm else contextlib.nullcontext():
+        print(line, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -87,40 +96,64 @@ def terminal_gone() -> None:
     os.close(null)
 
 
-class _Terminal:
-    """sys.stdout or sys.stderr on a terminal: a write that fails because the terminal hung up (EIO, before its
-    SIGHUP comes) sends the output to /dev/null instead of raising in the middle of a training step."""
+def _reader_gone(stream) -> None:
+    """Nothing reads `stream`'s pipe any more (`gankit train ... 2>&1 | head`, a `tee` that went with its terminal
+    while `nohup` kept gankit running): point its fd at /dev/null, so that the command goes on without a reader (a
+    training's numbers stay in its run folder, metrics.jsonl) instead of click ending it at once with exit 1 and
+    no word."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # a stream of Python's own (a notebook's): its failed write is dropped
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
-    def __init__(self, stream):
-        self._stream = stream
+
+class _Output:
+    """sys.stdout or sys.stderr: a write that fails because the terminal hung up (EIO, before its SIGHUP comes) sends
+    the output to /dev/null instead of raising in the middle of a training step, and so does one to a pipe that
+    nothing reads any more (EPIPE); other failures off a terminal (a full disk under a log file) still raise."""
+
+    def __init__(self, stream, terminal: bool):
+        self._stream, self._terminal = stream, terminal
 
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except OSError:
-            terminal_gone()
+        except OSError as e:
+            self._failed(e)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except OSError:
+        except OSError as e:
+            self._failed(e)
+
+    def _failed(self, e: OSError) -> None:
+        if isinstance(e, BrokenPipeError):
+            _reader_gone(self._stream)
+        elif self._terminal:
             terminal_gone()
+        else:
+            raise e
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
 
 
 def guard_terminal() -> None:
-    """Wrap sys.stdout and sys.stderr in `_Terminal` where they are a terminal (once, at the command's start)."""
+    """Wrap sys.stdout and sys.stderr in `_Output` (once, at the command's start)."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
+        if stream is None or isinstance(stream, _Output):
+            continue
         try:
-            tty = stream is not None and not isinstance(stream, _Terminal) and stream.isatty()
+            tty = stream.isatty()
         except (OSError, ValueError):
             tty = False
-        if tty:
-            setattr(sys, name, _Terminal(stream))
+        setattr(sys, name, _Output(stream, tty))
 
 
 def guard_encoding() -> None:

@@ -117,6 +117,9 @@ class ImageSet:
                  unknown (built-in datasets, caches written before gankit kept them).
     unlabelled:  how many decoded images were left out for want of a usable label (a CSV without their row, or with
                  an empty label; named in a warning).
+    cache_name:  the name of its dataset cache file, without '.pt' (`load_folder`'s family of the folder at this
+                 resolution, then the version of its files); '' for built-in datasets. FID's real-feature caches
+                 start with it, and replace those of the folder's former versions (`metrics.real_features`).
     """
 
     images: torch.Tensor
@@ -128,6 +131,7 @@ class ImageSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sizes: torch.Tensor | None = None
     unlabelled: int = 0
+    cache_name: str = ""
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -194,7 +198,8 @@ def load_folder(
             sizes = sizes[torch.as_tensor(rows, dtype=torch.long)] if sizes is not None else None
             kept = [kept[i] for i in rows]
     return ImageSet(images=images, labels=label_tensor, class_names=class_names, files=kept,
-                    name=name, key=cache.digest(key, label_key), skipped=skipped, sizes=sizes, unlabelled=unlabelled)
+                    name=name, key=cache.digest(key, label_key), skipped=skipped, sizes=sizes, unlabelled=unlabelled,
+                    cache_name=cache_file.stem)
 
 
 def upscale_note(data: ImageSet, resolution: int) -> str | None:

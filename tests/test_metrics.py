@@ -6,6 +6,7 @@ Inception runs at a few images/s on a small CPU, so the real network sees few, s
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import IMBALANCED, make_image_folder, tiny_layers
+from conftest import IMBALANCED, make_image_folder, process_ended, tiny_layers
 from gankit.cli import app
 from gankit.errors import ConfigError, DataError
 from gankit import metrics
@@ -358,6 +359,26 @@ def test_an_edit_of_a_folder_replaces_its_cached_real_features(tmp_path):
     features(folder)
     features(other)
     assert ex.seen == seen  # still cached
+
+
+def test_fid_of_a_replaced_archive_leaves_one_extraction_and_one_cache_of_each_kind(tmp_path, monkeypatch):
+    """`gankit fid` on an archive replaced again and again kept every version's extraction, dataset cache and
+    real-feature cache."""
+    import zipfile
+
+    make_image_folder(tmp_path / "a", n=3, size=16)
+    make_image_folder(tmp_path / "src", n=6, size=16)
+    monkeypatch.setattr(metrics, "load_inception", lambda *a: CountingExtractor())
+    cache, z = Path(os.environ["GANKIT_CACHE_DIR"]), tmp_path / "b.zip"
+    for n in (3, 4, 5):
+        with zipfile.ZipFile(z, "w") as zf:
+            for image in sorted((tmp_path / "src").iterdir())[:n]:
+                zf.write(image, f"b/{image.name}")
+        process_ended()
+        metrics.fid_folders(tmp_path / "a", z, progress=False)
+    assert len(list((cache / "archives").glob("b-*"))) == 1
+    assert len(list(cache.glob("b-16px-*.pt"))) == 1 and len(list(cache.glob("fid-features-b-*.pt"))) == 1
+    assert len(list(cache.glob("a-16px-*.pt"))) == 1 and len(list(cache.glob("fid-features-a-*.pt"))) == 1
 
 
 def test_real_features_cached_before_they_were_named_after_their_dataset_are_read(tmp_path):

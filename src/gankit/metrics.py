@@ -28,7 +28,6 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
-import os
 import shlex
 import warnings
 from pathlib import Path
@@ -260,7 +259,8 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
     full_key = cache.digest("gankit-fid-real", FEATURES_VERSION, WEIGHTS_SHA256, key, res, n)
     current = f"fid-features-{cache_name}-" if cache_name else "fid-features-"
     path = cache.cache_root(cache_dir) / f"{current}{res}px-n{n}-{full_key[:20]}.pt"
-    _rename_unnamed(path, f"fid-features-{res}px-n{n}-{full_key[:20]}.pt")
+    # named so before it started with `cache_name` (10,000 images: 13 minutes on a CPU to compute again)
+    cache.rename_former(path.with_name(f"fid-features-{res}px-n{n}-{full_key[:20]}.pt"), path)
     payload = cache.read(path, full_key)
     feats = payload.get("features") if payload else None
     if isinstance(feats, torch.Tensor) and feats.shape == (n, NUM_FEATURES):
@@ -276,17 +276,6 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
         cache.remove_older(path, f"fid-features-{cache_name.rsplit('-', 1)[0]}-", current)
     return feats.float().double()  # the same values whether they came from the cache or not
 
-
-def _rename_unnamed(path: Path, unnamed: str) -> None:
-    """Give the cache file `unnamed` beside `path`, the same features cached under the name that gankit wrote
-    before caches started with their dataset's (`real_features`), the name `path`: not computed again (10,000
-    images: 13 minutes on a CPU)."""
-    old = path.with_name(unnamed)
-    if old != path and not path.exists():
-        try:
-            os.replace(old, path)
-        except OSError:  # (none, or another process renamed it first)
-            pass
 
 
 # -------------------------------------------------------------------------------------- statistics
@@ -606,7 +595,7 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     for root, folder, packed in zip((dir_a, dir_b), folders, archives):
         res = folder_resolution(folder)
         with archive_errors(root) if packed else contextlib.nullcontext():  # its errors name the archive
-            sets.append(load_folder(folder, res, progress=progress))
+            sets.append(load_folder(folder, res, progress=progress, source=root if packed else None))
         if progress:
             images = count(len(sets[-1]), "image")
             info(f"{root}: {images} at {res}px (resized bilinearly to {INPUT_SIZE} for Inception)"

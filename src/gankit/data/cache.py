@@ -97,6 +97,16 @@ def remove_older(path: Path, family: str, current: str | None = None) -> None:
                 pass
 
 
+def rename_former(former: Path, path: Path) -> None:
+    """Give the cache file or folder `former`, named as an older gankit named it, the name `path` (when free): what it
+    holds is still good, and would take long to make again."""
+    if former != path and former.exists() and not path.exists():
+        try:
+            os.rename(former, path)
+        except OSError:  # (another process renamed it first)
+            pass
+
+
 def unwritable(folder: Path) -> str | None:
     """Why no cache file can be written in `folder` (made when missing): a file in the way, no permission (a read-only
     HOME on a cluster or in a container), a read-only file system; None when one can."""

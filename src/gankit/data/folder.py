@@ -145,6 +145,7 @@ def load_folder(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     label_warnings: bool = True,
+    source: str | Path | None = None,
 ) -> ImageSet:
     """Load every image under `root` as uint8 [N, 3, resolution, resolution].
 
@@ -157,6 +158,8 @@ def load_folder(
     progress:     show a progress bar on stderr while decoding (only when stderr is a terminal).
     label_warnings: False leaves out the warnings about the label file (images without a label, rows naming no
                   image...): `gankit evaluate` reads a run's data as it was trained, whose start said them.
+    source:       the archive `root` was extracted from (each version of it to another folder): its caches are
+                  named after it, so that those of its former versions are replaced too.
     """
     _check_resolution(resolution)
     root = Path(root).expanduser()
@@ -168,7 +171,8 @@ def load_folder(
     key = cache.digest("gankit-folder", LOADER_VERSION, resolution, root.resolve(), listing)
     # the caches of this folder at this resolution share a name up to the listing's digest: an edit of the folder
     # leaves its former cache, which the new one replaces (`cache.remove_older`)
-    family = f"{_safe(name)}-{resolution}px-{cache.digest('gankit-folder', resolution, root.resolve())[:8]}-"
+    origin = Path(source).expanduser().resolve() if source is not None else root.resolve()
+    family = f"{_safe(name)}-{resolution}px-{cache.digest('gankit-folder', resolution, origin)[:8]}-"
     cache_file = cache.cache_root(cache_dir) / f"{family}{key[:16]}.pt"
 
     payload = cache.read(cache_file, key, progress=progress)

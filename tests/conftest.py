@@ -141,6 +141,15 @@ def ctrl_c_at(monkeypatch, iteration: int):
     return original
 
 
+def process_ended() -> None:
+    """As when this process ends: the extraction folders it read (`runlock.share`) are held no more."""
+    from gankit import runlock
+
+    for fd in runlock._shared.values():
+        os.close(fd)
+    runlock._shared.clear()
+
+
 def image_bytes(color=(200, 30, 30), size=(20, 20), fmt: str = "PNG") -> bytes:
     """A file's bytes of one solid-colour RGB image (BMP: the same byte size for any colour)."""
     buf = io.BytesIO()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import image_bytes, patch_zip
-from gankit.data import load_dataset
+from conftest import image_bytes, patch_zip, process_ended
+from gankit.data import cache, load_dataset
 from gankit import runlock
 from gankit.data.archive import ABANDONED_SECONDS, archive_stem, extract_archive
 from gankit.errors import DataError
@@ -387,6 +387,41 @@ def test_an_archive_replaced_with_its_old_date_kept_is_extracted_again(tmp_path)
     _stored_zip(z, (0, 0, 255), 1_700_000_000 * 10**9)
     blue = load_dataset(z, 16, cache_dir=tmp_path / "c", progress=False)
     assert red.images[0, 0].float().mean() > 200 and blue.images[0, 2].float().mean() > 200
+
+
+def test_a_replaced_archive_leaves_no_former_extraction_nor_cache_behind(tmp_path):
+    """Each replacement of an archive (a new size or date) left its former extraction in the cache for ever, and the
+    dataset cache of that folder: the next one removes them, but not one that a process still reads, nor another
+    archive's."""
+    z, cache = tmp_path / "set.zip", tmp_path / "c"
+    other = make_zip(tmp_path / "other.zip", {"o/a.png": image_bytes()})
+    load_dataset(other, 16, cache_dir=cache, progress=False)
+    for i in range(3):
+        _stored_zip(z, (255, 0, 8 * i), (1_700_000_000 + i) * 10**9)
+        process_ended()
+        load_dataset(z, 16, cache_dir=cache, progress=False)
+    assert len(list((cache / "archives").glob("set-*"))) == 1 and len(list((cache / "archives").glob("other-*"))) == 1
+    assert len(list(cache.glob("set-16px-*.pt"))) == 1 and len(list(cache.glob("o-16px-*.pt"))) == 1
+    _stored_zip(z, (0, 0, 255), 1_700_000_100 * 10**9)
+    load_dataset(z, 16, cache_dir=cache, progress=False)  # the former one is this process's, still read
+    assert len(list((cache / "archives").glob("set-*"))) == 2
+    process_ended()
+    blue = load_dataset(z, 16, cache_dir=cache, progress=False)
+    assert len(list((cache / "archives").glob("set-*"))) == 1 and blue.images[0, 2].float().mean() > 200
+
+
+def test_an_extraction_named_as_before_is_renamed_not_extracted_again(tmp_path, monkeypatch):
+    from gankit.data import archive as archive_module
+
+    archive = make_zip(tmp_path / "set.zip", {"set/a.png": image_bytes()})
+    folder = extract_archive(archive, cache_dir=tmp_path / "c", progress=False)
+    st, extraction = archive.stat(), folder.parent.parent
+    key = cache.digest("gankit-archive", archive.resolve(), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    process_ended()
+    extraction.rename(extraction.with_name(f"set-{key[:20]}"))  # an older gankit's name
+    monkeypatch.setattr(archive_module, "_extract", None)  # not extracted again
+    assert extract_archive(archive, cache_dir=tmp_path / "c", progress=False) == folder
+    assert [p.name for p in extraction.parent.iterdir()] == [extraction.name]
 
 
 def test_an_extracted_file_whose_size_changed_is_extracted_again(tmp_path, capsys):

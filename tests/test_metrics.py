@@ -6,6 +6,7 @@ Inception runs at a few images/s on a small CPU, so the real network sees few, s
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import IMBALANCED, make_image_folder, tiny_layers
+from conftest import IMBALANCED, make_image_folder, process_ended, tiny_layers
 from gankit.cli import app
 from gankit.errors import ConfigError, DataError
 from gankit import metrics
@@ -328,6 +329,65 @@ def test_real_features_are_cached_per_key_resolution_and_count(tmp_path):
     real_features("dataset-a", disc_images(4, 24, seed=0), ex, cache_dir=tmp_path)  # another resolution
     assert ex.seen == 4 + 3 + 4 + 4
     assert len(list(tmp_path.glob("fid-features-*.pt"))) == 4
+
+
+def test_an_edit_of_a_folder_replaces_its_cached_real_features(tmp_path):
+    """Real-feature caches (80 MB for 10,000 images) were keyed on the folder's files and never removed: each edit
+    of a folder, then evaluation, left one more. Those of the folder's former versions go when its new ones are
+    written; other counts of this version, its other resolutions and other folders' stay."""
+    from gankit.data import load_folder
+
+    folder, other, cache = tmp_path / "imgs", tmp_path / "other", tmp_path / "cache"
+    make_image_folder(folder, n=4, size=16)
+    make_image_folder(other, n=3, size=16)
+    ex = CountingExtractor()
+
+    def features(root, resolution=16, n=None):
+        data = load_folder(root, resolution, cache_dir=cache, progress=False)
+        real_features(data.key, data.images[:n], ex, cache_dir=cache, cache_name=data.cache_name)
+
+    features(other)
+    features(folder, resolution=24)
+    for i in range(3):  # an image added, then evaluated at two counts
+        shutil.copy(folder / "img_000.png", folder / f"new_{i}.png")
+        features(folder, n=2)
+        features(folder)
+    names = sorted(p.name for p in cache.glob("fid-features-*.pt"))
+    assert len(names) == 4, names  # the folder's two counts of its last version, at 24px, the other folder's
+    assert sum("-n7-" in n for n in names) == 1 and sum("-n2-" in n for n in names) == 1
+    seen = ex.seen
+    features(folder)
+    features(other)
+    assert ex.seen == seen  # still cached
+
+
+def test_fid_of_a_replaced_archive_leaves_one_extraction_and_one_cache_of_each_kind(tmp_path, monkeypatch):
+    """`gankit fid` on an archive replaced again and again kept every version's extraction, dataset cache and
+    real-feature cache."""
+    import zipfile
+
+    make_image_folder(tmp_path / "a", n=3, size=16)
+    make_image_folder(tmp_path / "src", n=6, size=16)
+    monkeypatch.setattr(metrics, "load_inception", lambda *a: CountingExtractor())
+    cache, z = Path(os.environ["GANKIT_CACHE_DIR"]), tmp_path / "b.zip"
+    for n in (3, 4, 5):
+        with zipfile.ZipFile(z, "w") as zf:
+            for image in sorted((tmp_path / "src").iterdir())[:n]:
+                zf.write(image, f"b/{image.name}")
+        process_ended()
+        metrics.fid_folders(tmp_path / "a", z, progress=False)
+    assert len(list((cache / "archives").glob("b-*"))) == 1
+    assert len(list(cache.glob("b-16px-*.pt"))) == 1 and len(list(cache.glob("fid-features-b-*.pt"))) == 1
+    assert len(list(cache.glob("a-16px-*.pt"))) == 1 and len(list(cache.glob("fid-features-a-*.pt"))) == 1
+
+
+def test_real_features_cached_before_they_were_named_after_their_dataset_are_read(tmp_path):
+    images, ex = disc_images(3, 16, seed=0), CountingExtractor()
+    real_features("dataset-a", images, ex, cache_dir=tmp_path)
+    real_features("dataset-a", images, ex, cache_dir=tmp_path, cache_name="a-16px-12345678-0123456789abcdef")
+    assert ex.seen == 3
+    assert [p.name[:45] for p in tmp_path.glob("fid-features-*.pt")] == [
+        "fid-features-a-16px-12345678-0123456789abcdef"]
 
 
 def test_cached_real_features_are_computed_again_when_gankit_changes_how_it_makes_them(tmp_path, monkeypatch):

@@ -113,7 +113,7 @@ class Evaluator:
         self.extractor = load_inception(device, weights=weights)
         images = data.images[real_subset(len(data.images), n_real)]
         self.real = RealStatistics(real_features(data.key, images, self.extractor, progress=progress,
-                                                 cache_dir=cache_dir, stop=stop))
+                                                 cache_dir=cache_dir, stop=stop, cache_name=data.cache_name))
 
     @torch.no_grad()
     def __call__(self, generate, n_fake: int, batch_size: int = 50) -> dict:

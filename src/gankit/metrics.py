@@ -243,18 +243,24 @@ def extract_features(images: torch.Tensor, extractor: nn.Module, batch_size: int
 
 
 def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress: bool = False,
-                  cache_dir: str | Path | None = None, batch_size: int = 50, stop=None) -> torch.Tensor:
+                  cache_dir: str | Path | None = None, batch_size: int = 50, stop=None,
+                  cache_name: str = "") -> torch.Tensor:
     """Features of a dataset's images, cached on disk under its `key`, resolution and image count (only once
     complete: `stop` as in extract_features).
 
     `key` must change whenever the images do (ImageSet.key does: it digests the file listing).
-    The cache lives beside the dataset caches ($GANKIT_CACHE_DIR or ~/.cache/gankit/datasets).
+    The cache lives beside the dataset caches ($GANKIT_CACHE_DIR or ~/.cache/gankit/datasets). `cache_name`, the
+    dataset's (ImageSet.cache_name), starts the file's name: writing it removes the features of the dataset's former
+    versions (`cache.remove_older`), which nothing reads any more, each up to 80 MB (10,000 images).
     """
     from gankit.data import cache
 
     n, res = images.shape[0], images.shape[-1]
     full_key = cache.digest("gankit-fid-real", FEATURES_VERSION, WEIGHTS_SHA256, key, res, n)
-    path = cache.cache_root(cache_dir) / f"fid-features-{res}px-n{n}-{full_key[:20]}.pt"
+    current = f"fid-features-{cache_name}-" if cache_name else "fid-features-"
+    path = cache.cache_root(cache_dir) / f"{current}{res}px-n{n}-{full_key[:20]}.pt"
+    # named so before it started with `cache_name` (10,000 images: 13 minutes on a CPU to compute again)
+    cache.rename_former(path.with_name(f"fid-features-{res}px-n{n}-{full_key[:20]}.pt"), path)
     payload = cache.read(path, full_key)
     feats = payload.get("features") if payload else None
     if isinstance(feats, torch.Tensor) and feats.shape == (n, NUM_FEATURES):
@@ -264,9 +270,12 @@ def real_features(key: str, images: torch.Tensor, extractor: nn.Module, progress
                 "not cached: the cache is off, so again next time")
         console.info(f"FID: Inception features of {console.count(n, 'image')} ({kept})")
     feats = extract_features(images, extractor, batch_size=batch_size, progress=progress, stop=stop)
-    cache.write(path, {"key": full_key, "features": feats.float()},  # float32 on disk: half the size, 7 digits
-                "these Inception features will be computed again next time")
+    written = cache.write(path, {"key": full_key, "features": feats.float()},  # float32 on disk: half the size,
+                          "these Inception features will be computed again next time")  # 7 digits
+    if written and cache_name:  # (other counts and label settings of this version stay)
+        cache.remove_older(path, f"fid-features-{cache_name.rsplit('-', 1)[0]}-", current)
     return feats.float().double()  # the same values whether they came from the cache or not
+
 
 
 # -------------------------------------------------------------------------------------- statistics
@@ -586,7 +595,7 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
     for root, folder, packed in zip((dir_a, dir_b), folders, archives):
         res = folder_resolution(folder)
         with archive_errors(root) if packed else contextlib.nullcontext():  # its errors name the archive
-            sets.append(load_folder(folder, res, progress=progress))
+            sets.append(load_folder(folder, res, progress=progress, source=root if packed else None))
         if progress:
             images = count(len(sets[-1]), "image")
             info(f"{root}: {images} at {res}px (resized bilinearly to {INPUT_SIZE} for Inception)"
@@ -598,5 +607,6 @@ def fid_folders(dir_a: str | Path, dir_b: str | Path, device: torch.device | str
         info(f"both sides are the same {count(len(sets[0]), 'image')}: FID ~0 and KID ~0 or below (its unbiased "
              "estimate falls under 0 for two identical sets) are what that gives")
     extractor = load_inception(device, weights)
-    feats = [real_features(d.key, d.images, extractor, progress=progress, batch_size=batch_size) for d in sets]
+    feats = [real_features(d.key, d.images, extractor, progress=progress, batch_size=batch_size,
+                           cache_name=d.cache_name) for d in sets]
     return fid_kid(*feats)

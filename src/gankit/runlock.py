@@ -5,7 +5,8 @@ started twice) would resume from the same checkpoint, truncate the first's metri
 and checkpoints in turn. The training process holds an exclusive `flock` on the run folder itself (no lock file
 to go stale: the system drops the lock when the process ends, even on kill -9); `in_use` lets readers such as
 `gankit compare` tell a run in progress. Where the system has no flock (Windows) or the disk does not support it
-(some network file systems), runs are not guarded.
+(some network file systems), runs are not guarded. The folders a process reads a dataset from (an archive's
+extraction in the cache) it holds with a shared lock (`share`), which keeps another process from removing them.
 """
 
 from __future__ import annotations
@@ -90,3 +91,49 @@ def in_use(run_dir: Path) -> bool:
         return _try_lock(fd, fcntl.LOCK_SH) is False
     finally:
         os.close(fd)
+
+
+_shared: dict[str, int] = {}  # the folders `share` holds, and their descriptors, open until the process ends
+
+
+def share(folder: Path) -> bool:
+    """Hold a shared lock on `folder` until this process ends (a dataset folder it reads), so that `unused` tells
+    another process to leave it; False when it is gone (another removed it just now). Waits out a removal under way.
+    Without flock (Windows) nothing is held: there a folder with a file open cannot be moved."""
+    if fcntl is None:
+        return Path(folder).is_dir()
+    fd = _shared.pop(str(folder), None)
+    if fd is not None and not _same(fd, folder):  # (extracted again since)
+        os.close(fd)
+        fd = None
+    if fd is None:
+        fd = _open(Path(folder))
+        if fd is None:
+            return False
+        with contextlib.suppress(OSError):  # (a disk that cannot lock)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        if not _same(fd, folder):  # moved aside while this waited
+            os.close(fd)
+            return False
+    _shared[str(folder)] = fd
+    return True
+
+
+def _same(fd: int, folder: Path) -> bool:
+    """Whether the folder open as `fd` is still the one at `folder`."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(folder))
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def unused(folder: Path) -> Iterator[bool]:
+    """Whether no process holds `folder` (`hold`, `share`; True where that cannot be told), held for the block so
+    that none starts to: removing it then breaks no reader."""
+    fd = _open(Path(folder)) if fcntl is not None else None
+    try:
+        yield fd is None or _try_lock(fd, fcntl.LOCK_EX) is not False
+    finally:
+        if fd is not None:
+            os.close(fd)

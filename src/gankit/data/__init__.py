@@ -93,7 +93,7 @@ def load_archive(
     folder = extract_archive(path, cache_dir=cache_dir, progress=progress)
     with archive_errors(path):
         return load_folder(folder, resolution, labels=labels, label_column=label_column, cache_dir=cache_dir,
-                           progress=progress, label_warnings=label_warnings)
+                           progress=progress, label_warnings=label_warnings, source=path)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """Datasets shipped as archives (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz): checked, then extracted once.
 
 `extract_archive(path)` unpacks into the gankit cache, in a folder keyed by the archive's resolved
-path, size and modification time, so the next run finds it there. An archive is untrusted input: before
+path, size and modification time, so the next run finds it there; the extractions of its former versions (the
+archive replaced) are removed then, unless a process reads one. An archive is untrusted input: before
 anything is written, every member is checked, and one that would land outside the target (an
 absolute path, a `..` component, a link pointing outside, a device file) refuses the whole archive
 with a `DataError` naming it. Tar members go through tarfile's "data" filter (PEP 706); zip members
@@ -90,9 +91,11 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
     stem = archive_stem(archive)
     # the path tells apart archives of one name, size and mtime (tars pad to 10 KiB; `cp -p`, `rsync -a` keep mtimes),
     # the change time one put back in place with its old mtime
-    key = cache.digest("gankit-archive", archive.resolve(), st.st_size, st.st_mtime_ns, st.st_ctime_ns)[:20]
+    key = cache.digest("gankit-archive", archive.resolve(), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     parent = cache.cache_root(cache_dir) / "archives"
-    target = parent / f"{_safe(stem)}-{key}"
+    family = f"{_safe(stem)}-{cache.digest('gankit-archive', archive.resolve())[:8]}-"  # its versions' folders
+    target = parent / f"{family}{key[:12]}"
+    cache.rename_former(parent / f"{_safe(stem)}-{key[:20]}", target)  # (before its name started with `family`)
     _remove_abandoned(parent)
     if not _reusable(archive, target):
         why = cache.unwritable(parent)
@@ -120,7 +123,22 @@ def extract_archive(path: str | Path, cache_dir: str | Path | None = None, progr
                                 "check free space and permissions there, or unpack it yourself") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if not runlock.share(target):  # held until this process ends: another's `_remove_older` leaves it
+        raise DataError(f"archive '{archive}' was replaced while gankit read it: run the command again")
+    _remove_older(parent, family, target)
     return _data_root(target / stem)
+
+
+def _remove_older(parent: Path, family: str, target: Path) -> None:
+    """Delete the extractions of the archive's former versions (`family`) beside `target`, which nothing reads any
+    more, each as large as the archive unpacked: replacing an archive left its former extraction for ever, and
+    every further replacement another. One that a process reads (`runlock.share`; on Windows, with a file open) is
+    left for a later run to remove."""
+    for old in parent.glob(f"{family}*"):
+        if old != target and old.is_dir():
+            with runlock.unused(old) as free:
+                if free:
+                    _remove(old, quiet=True)
 
 
 def _remove_abandoned(parent: Path) -> None:
@@ -188,14 +206,17 @@ def _size(path: Path) -> int:
         return -1
 
 
-def _remove(target: Path) -> None:
-    """Move `target` aside (a process that finds it at the same time moves nothing), then delete it."""
+def _remove(target: Path, quiet: bool = False) -> None:
+    """Move `target` aside (a process that finds it at the same time moves nothing), then delete it. `quiet`: one
+    that cannot be moved stays (on Windows, a file in it is open), else that is a DataError."""
     stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
     try:
         os.rename(target, stale)
     except FileNotFoundError:
         return
     except OSError as e:
+        if quiet:
+            return
         raise DataError(f"could not remove the incomplete extraction {target} ({e.strerror or e}): "
                         "delete that folder yourself, then run the command again") from None
     shutil.rmtree(stale, ignore_errors=True)

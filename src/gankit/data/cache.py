@@ -84,17 +84,27 @@ def write(path: Path, payload: dict[str, Any], again: str = "the data will be de
         return False
 
 
-def remove_older(path: Path, family: str) -> None:
+def remove_older(path: Path, family: str, current: str | None = None) -> None:
     """Delete the cache files beside `path` (just written) whose names start with `family` too: the former caches of
     one dataset, which nothing reads any more (their key names files as they were before an edit), each as large as
     `path`: fixing one image in a folder of thousands left a second copy of its whole cache, and every further edit
-    another."""
+    another. `current`: a longer prefix of `path`'s name, whose files are kept too (caches of the same version)."""
     for old in path.parent.glob(f"{family}*.pt"):
-        if old != path:
+        if old != path and not old.name.startswith(current or path.name):
             try:
                 old.unlink()
             except OSError:  # (another process removed it, or, on Windows, is reading it)
                 pass
+
+
+def rename_former(former: Path, path: Path) -> None:
+    """Give the cache file or folder `former`, named as an older gankit named it, the name `path` (when free): what it
+    holds is still good, and would take long to make again."""
+    if former != path and former.exists() and not path.exists():
+        try:
+            os.rename(former, path)
+        except OSError:  # (another process renamed it first)
+            pass
 
 
 def unwritable(folder: Path) -> str | None:

@@ -117,6 +117,9 @@ class ImageSet:
                  unknown (built-in datasets, caches written before gankit kept them).
     unlabelled:  how many decoded images were left out for want of a usable label (a CSV without their row, or with
                  an empty label; named in a warning).
+    cache_name:  the name of its dataset cache file, without '.pt' (`load_folder`'s family of the folder at this
+                 resolution, then the version of its files); '' for built-in datasets. FID's real-feature caches
+                 start with it, and replace those of the folder's former versions (`metrics.real_features`).
     """
 
     images: torch.Tensor
@@ -128,6 +131,7 @@ class ImageSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sizes: torch.Tensor | None = None
     unlabelled: int = 0
+    cache_name: str = ""
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -141,6 +145,7 @@ def load_folder(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     label_warnings: bool = True,
+    source: str | Path | None = None,
 ) -> ImageSet:
     """Load every image under `root` as uint8 [N, 3, resolution, resolution].
 
@@ -153,6 +158,8 @@ def load_folder(
     progress:     show a progress bar on stderr while decoding (only when stderr is a terminal).
     label_warnings: False leaves out the warnings about the label file (images without a label, rows naming no
                   image...): `gankit evaluate` reads a run's data as it was trained, whose start said them.
+    source:       the archive `root` was extracted from (each version of it to another folder): its caches are
+                  named after it, so that those of its former versions are replaced too.
     """
     _check_resolution(resolution)
     root = Path(root).expanduser()
@@ -164,7 +171,8 @@ def load_folder(
     key = cache.digest("gankit-folder", LOADER_VERSION, resolution, root.resolve(), listing)
     # the caches of this folder at this resolution share a name up to the listing's digest: an edit of the folder
     # leaves its former cache, which the new one replaces (`cache.remove_older`)
-    family = f"{_safe(name)}-{resolution}px-{cache.digest('gankit-folder', resolution, root.resolve())[:8]}-"
+    origin = Path(source).expanduser().resolve() if source is not None else root.resolve()
+    family = f"{_safe(name)}-{resolution}px-{cache.digest('gankit-folder', resolution, origin)[:8]}-"
     cache_file = cache.cache_root(cache_dir) / f"{family}{key[:16]}.pt"
 
     payload = cache.read(cache_file, key, progress=progress)
@@ -194,7 +202,8 @@ def load_folder(
             sizes = sizes[torch.as_tensor(rows, dtype=torch.long)] if sizes is not None else None
             kept = [kept[i] for i in rows]
     return ImageSet(images=images, labels=label_tensor, class_names=class_names, files=kept,
-                    name=name, key=cache.digest(key, label_key), skipped=skipped, sizes=sizes, unlabelled=unlabelled)
+                    name=name, key=cache.digest(key, label_key), skipped=skipped, sizes=sizes, unlabelled=unlabelled,
+                    cache_name=cache_file.stem)
 
 
 def upscale_note(data: ImageSet, resolution: int) -> str | None:

@@ -509,6 +509,29 @@ def test_a_runs_saved_config_given_as_recipe_leaves_what_the_run_filled_in_to_th
     assert read_recipe(run / "config.yaml")["name"] == "x" and capsys.readouterr().err == ""
 
 
+def test_a_runs_saved_config_given_as_recipe_leaves_what_the_run_filled_in_from_its_machine_and_data(tmp_path, capsys):
+    """A run's config.yaml names on its first line what the run filled in (flips for a folder, fuse_d, the CPU kernels,
+    FID off on a CPU): a recipe made from it leaves those to the new run, as it leaves the name; one the user set stays."""
+    from gankit.config import filled_in, read_recipe, save_yaml
+
+    run = tmp_path / "x"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    saved = build_config({"data": {"flip": True, "resolution": 32}, "model": {"d_norm": "none"},
+                          "train": {"fuse_d": True, "gemm_wgrad": True, "thin_conv": True}, "eval": {"every": 0}})
+    save_yaml(saved, run / "config.yaml", ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "eval.every"])
+    assert filled_in(run / "config.yaml") == ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "eval.every"]
+    recipe = read_recipe(run / "config.yaml")
+    assert capsys.readouterr().err.endswith("without what that run filled in for itself (log.progress, "
+                                            "model.num_classes, data.flip, train.fuse_d, "
+                                            "train.gemm_wgrad, train.thin_conv, eval.every)\n")
+    cfg = build_config(recipe, {"model": {"d_norm": "batch"}})  # was: train.fuse_d needs a D whose output ...
+    assert (cfg.data.flip, cfg.train.fuse_d, cfg.train.gemm_wgrad, cfg.train.thin_conv, cfg.eval.every,
+            cfg.data.resolution) == (None, None, None, None, None, 32)
+    save_yaml(saved, run / "config.yaml")  # a run that names none (an older gankit's): its values are kept
+    assert filled_in(run / "config.yaml") == [] and read_recipe(run / "config.yaml")["train"]["fuse_d"] is True
+
+
 def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):
     bad = tmp_path / "tabs.yaml"
     bad.write_text("train:\n\tlr_g: 0.1\n")

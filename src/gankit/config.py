@@ -476,13 +476,19 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
 }
 
 
-def inert_settings(layers: list[dict], cfg: Config) -> list[str]:
-    """The keys the user set in `layers` (a --config recipe, --set, flags) to a value other than the default that
-    have no effect under the final `cfg`, each with what it needs: ["train.clip (only with train.loss wgan)", ...]."""
+def given_keys(layers: list[dict]) -> set[str]:
+    """The dotted keys that override `layers` (a --config recipe, --set, flags) name."""
     given: set[str] = set()
     for layer in layers:
         if isinstance(layer, dict):
             given.update(flatten(layer))
+    return given
+
+
+def inert_settings(layers: list[dict], cfg: Config) -> list[str]:
+    """The keys the user set in `layers` (a --config recipe, --set, flags) to a value other than the default that
+    have no effect under the final `cfg`, each with what it needs: ["train.clip (only with train.loss wgan)", ...]."""
+    given = given_keys(layers)
     final, default = flatten(to_dict(cfg)), flatten(to_dict(Config()))
     return [f"{key} (only with {needs})" for key, (acts, needs) in ACTS_ONLY_WITH.items()
             if key in given and final[key] != default[key] and not acts(cfg)]
@@ -669,11 +675,32 @@ def read_yaml(path: str | Path) -> dict:
 # Keys a run fills in for itself, which its saved config.yaml holds and a recipe made from that file leaves to the new
 # run: its name (its folder's), how that command showed progress, and what its data gave (image channels, classes).
 RUNS_OWN = ("name", "log.progress", "model.channels", "model.num_classes")
+# Keys a run fills in when they are left unset (null), from its data (resolution, flips) and its machine (CPU kernels,
+# FID on a GPU): its config.yaml names those it filled in on a first comment line (FILLED_NOTE), and a recipe made from
+# that file leaves them to the new run too (`read_recipe`). (An older run's file names none: its values are kept.)
+FILLED_FOR_THE_RUN = ("data.resolution", "data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "eval.every")
+FILLED_NOTE = "# filled in by gankit for this run, left to the new run by a recipe made from this file: "
+
+
+def unset_keys(cfg: Config) -> list[str]:
+    """The keys of FILLED_FOR_THE_RUN that `cfg` leaves unset, for the run to fill in."""
+    flat = flatten(to_dict(cfg))
+    return [key for key in FILLED_FOR_THE_RUN if flat[key] is None]
+
+
+def filled_in(path: str | Path) -> list[str]:
+    """The keys a run's config.yaml says on its first line (FILLED_NOTE) that the run filled in; [] if none."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0]
+        if first.startswith(FILLED_NOTE):
+            return [key for key in first[len(FILLED_NOTE):].split(", ") if key in FILLED_FOR_THE_RUN]
+    return []
 
 
 def read_recipe(path: str | Path) -> dict:
     """`read_yaml` of a --config file; a run folder's config.yaml (training another run like it) is taken as the recipe
-    it holds, without the keys that run filled in for itself (RUNS_OWN), said in a line."""
+    it holds, without the keys that run filled in for itself (RUNS_OWN, and those its first line names: `filled_in`),
+    said in a line."""
     from gankit import console
     from gankit.data.folder import is_run_folder
     from gankit.layout import CONFIG_FILE
@@ -682,7 +709,7 @@ def read_recipe(path: str | Path) -> dict:
     if p.name != CONFIG_FILE or not is_run_folder(p.parent):
         return recipe
     dropped = []
-    for key in RUNS_OWN:
+    for key in RUNS_OWN + tuple(filled_in(p)):
         *section, name = key.split(".")
         part = recipe.get(section[0]) if section else recipe
         if isinstance(part, dict) and part.pop(name, None) is not None:
@@ -726,11 +753,13 @@ def from_dict(d: dict) -> Config:
     return build_config(with_older_defaults(d), training=False)
 
 
-def save_yaml(cfg: Config | dict, path: str | Path) -> None:
-    """A config (or its dict, as a checkpoint holds it) as config.yaml, written whole or not at all."""
+def save_yaml(cfg: Config | dict, path: str | Path, filled: list[str] | tuple[str, ...] = ()) -> None:
+    """A config (or its dict, as a checkpoint holds it) as config.yaml, written whole or not at all; `filled`: the keys
+    the run filled in (FILLED_FOR_THE_RUN), named on a first line (FILLED_NOTE)."""
     from gankit.checkpoint import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
+    note = f"{FILLED_NOTE}{', '.join(filled)}\n" if filled else ""
+    atomic_write_text(Path(path), note + yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
 
 
 def incompatible_changes(saved: Config, requested: Config, also_allowed: tuple[str, ...] = ()) -> list[str]:

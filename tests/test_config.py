@@ -137,6 +137,22 @@ def test_a_yaml_file_reads_what_set_reads(tmp_path):
         build_config({"train": {"epochs": "3"}})
 
 
+def test_numbers_yaml_1_1_reads_in_octal_or_base_60_are_read_as_written_or_said(tmp_path):
+    """YAML 1.1 reads 010 as 8 (octal) and 1:30 as 90 (base 60): a number key reads 010 as 10 and says 1:30 is no plain
+    number, a name keeps either as written (007 was '7'); in a file as with --set."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 007\nmodel:\n  ngf: 010\n  ndf: 09\n")
+    for cfg in (build_config(read_yaml(path)), build_config(parse_sets(["name=007", "model.ngf=010", "model.ndf=09"]))):
+        assert (cfg.name, cfg.model.ngf, cfg.model.ndf) == ("007", 10, 9)
+    assert build_config(parse_sets(["name=1:30", "model.ngf=0x10"])).name == "1:30"
+    path.write_text("train:\n  max_steps: 1:30\n")
+    for layer in (read_yaml(path), parse_sets(["train.max_steps=1:30"])):
+        with pytest.raises(ConfigError) as e:
+            build_config(layer)
+        assert str(e.value) == ("train.max_steps must be int or null, got '1:30': write a plain number (YAML 1.1 would "
+                                "read 1:30 in base 60, as 90)")
+
+
 def test_an_augmentation_list_with_spaces_trains():
     from gankit.data.augment import DiffAugment
 

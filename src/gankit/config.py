@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -253,6 +254,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif base is int:
+        if isinstance(value, str) and re.fullmatch(r"[-+]?0[0-9]+", value):  # `ngf: 010`: 10 (YAML 1.1: octal, 8)
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif base is float:
@@ -275,6 +278,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                    "it unquoted as a date and time" if isinstance(value, datetime.date) else None)
         if read_as:
             raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: YAML reads {read_as}: quote the text")
+    if base in (int, float) and isinstance(value, str) and SEXAGESIMAL.fullmatch(value):
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: write a plain number (YAML 1.1 would read "
+                          f"{value} in base 60, as {yaml.safe_load(value):g})")
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 
@@ -582,7 +588,7 @@ def check_conditioning(cfg: Config, data: Any) -> None:
 def parse_value(text: str) -> Any:
     """`--set` values are YAML scalars: 1e-4 -> float, true -> bool, null -> None, [0.5, 0.9] -> list."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         return text
     return value  # (YAML 1.1 reads "1e-4" as a string: `_coerce` takes it for a float key, as in a YAML file)
@@ -628,6 +634,32 @@ class _OnceLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# What YAML 1.1 reads as a number the way no one writes one: a leading zero as octal (010 -> 8) and colons as base 60
+# (1:30 -> 90). `_Loader` keeps such text as written: a name keeps it, a number key reads 010 as 10 (`_coerce`) and says
+# 1:30 is no plain number.
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
+class _Loader(_OnceLoader):
+    """`_OnceLoader` that keeps an octal-looking (010) or base-60 (1:30) number as the text written."""
+
+    def _number(self, node):
+        text = self.construct_scalar(node)
+        if _OCTAL.fullmatch(text) or SEXAGESIMAL.fullmatch(text):
+            return text
+        return (self.construct_yaml_int if node.tag.endswith(":int") else self.construct_yaml_float)(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader._number)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader._number)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as `_Loader` reads it (a --config file, a --set value)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _recipe_meant(p: Path) -> Path | None:
     """The YAML file a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
     configs/ holds it: also there when `p` names no folder), else the closest name of one in its folder (their
@@ -652,7 +684,7 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file '{p}' not found: " + (f"did you mean --config {meant}?" if meant else
                                                                "pass an existing YAML file to --config (see configs/)"))
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_OnceLoader) or {}
+        data = load_yaml(p.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML") from None
     except OSError as e:

@@ -153,6 +153,16 @@ def test_numbers_yaml_1_1_reads_in_octal_or_base_60_are_read_as_written_or_said(
                                 "read 1:30 in base 60, as 90)")
 
 
+def test_an_augmentation_given_as_a_yaml_list_is_its_comma_list(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  augment: [color, cutout]\n")
+    for layer in (read_yaml(path), parse_sets(["train.augment=[color, cutout]"])):
+        assert build_config(layer).train.augment == "color,cutout"  # was: must be str, got ['color', 'cutout']
+    assert build_config({"train": {"augment": []}}).train.augment == ""
+    with pytest.raises(ConfigError, match="unknown op 'colour'"):
+        build_config({"train": {"augment": ["colour"]}})
+
+
 def test_an_augmentation_list_with_spaces_trains():
     from gankit.data.augment import DiffAugment
 

@@ -193,6 +193,8 @@ NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.rmsprop_alpha", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.label_noise", "train.ema", "train.lr_decay_start"}
 CLOSED_UNIT_INTERVAL = {"train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
+# Text keys that hold a comma list of names, which a YAML list gives too: [color, cutout] as "color,cutout".
+COMMA_LISTS = ("train.augment",)
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
 
@@ -273,6 +275,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return str(value)
         if type(value) is datetime.date:  # `name: 2024-01-01` (YAML 1.1 reads a date): the text as written
             return value.isoformat()
+        if key in COMMA_LISTS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ",".join(value)  # `augment: [color, cutout]` as "color,cutout"
         read_as = ("an unquoted yes, no, on, off, true or false as a boolean" if isinstance(value, bool) else
                    "it unquoted as a number" if isinstance(value, float) else
                    "it unquoted as a date and time" if isinstance(value, datetime.date) else None)

@@ -558,6 +558,20 @@ def test_a_runs_saved_config_given_as_recipe_leaves_what_the_run_filled_in_from_
     assert filled_in(run / "config.yaml") == [] and read_recipe(run / "config.yaml")["train"]["fuse_d"] is True
 
 
+@pytest.mark.parametrize("text", ["", "# train:\n#   lr_g: 1e-4\n", "{}\n"])
+def test_a_recipe_that_sets_nothing_says_so(tmp_path, capsys, text):
+    from gankit.config import read_recipe
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert read_recipe(path) == {}  # was: the defaults, without a word
+    assert capsys.readouterr().err == (f"warning: config file '{path}' sets nothing (it is empty or holds only comments): "
+                                       "the defaults are used\n")
+    path.write_text("train:\n  lr_g: 1e-4\n")
+    read_recipe(path)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):
     bad = tmp_path / "tabs.yaml"
     bad.write_text("train:\n\tlr_g: 0.1\n")

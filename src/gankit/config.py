@@ -734,7 +734,7 @@ def filled_in(path: str | Path) -> list[str]:
 
 
 def read_recipe(path: str | Path) -> dict:
-    """`read_yaml` of a --config file; a run folder's config.yaml (training another run like it) is taken as the recipe
+    """`read_yaml` of a --config file (one that sets nothing is said); a run folder's config.yaml (training another run like it) is taken as the recipe
     it holds, without the keys that run filled in for itself (RUNS_OWN, and those its first line names: `filled_in`),
     said in a line."""
     from gankit import console
@@ -742,6 +742,8 @@ def read_recipe(path: str | Path) -> dict:
     from gankit.layout import CONFIG_FILE
 
     recipe, p = read_yaml(path), Path(path)
+    if not recipe:  # (read_yaml's {} for a file YAML reads as null)
+        console.warn(f"config file '{p}' sets nothing (it is empty or holds only comments): the defaults are used")
     if p.name != CONFIG_FILE or not is_run_folder(p.parent):
         return recipe
     dropped = []

@@ -285,6 +285,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if base in (int, float) and isinstance(value, str) and SEXAGESIMAL.fullmatch(value):
         raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: write a plain number (YAML 1.1 would read "
                           f"{value} in base 60, as {yaml.safe_load(value):g})")
+    if optional and isinstance(value, str) and value.lower() == "none":  # Python's word, which YAML reads as text
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: YAML writes none as null: --set {key}=null, "
+                          f"or {key.rsplit('.', 1)[-1]}: null in a file")
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 

@@ -122,6 +122,16 @@ def test_a_set_whose_value_is_a_word_of_its_own_says_to_write_key_equals_value(c
     assert capsys.readouterr().err == "error: Got unexpected extra argument(s) (1) (see: gankit train --help)\n"
 
 
+def test_a_set_to_pythons_none_says_yamls_word_is_null(capsys):
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--set", "train.max_steps=None"])  # was: must be int or null, got 'None' (and nothing more)
+    assert done.value.code != 0 and capsys.readouterr().err == (
+        "error: train.max_steps must be int or null, got 'None': YAML writes none as null: --set train.max_steps=null, "
+        "or max_steps: null in a file\n")
+
+
 def test_a_tilde_in_a_path_option_is_the_home_folder(monkeypatch, tmp_path, capsys):
     """The shell leaves `~` as it is after `--run=` (and quoted): it made a folder named `~` in the current one."""
     import gankit.report

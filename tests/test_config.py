@@ -143,6 +143,32 @@ def test_a_yaml_file_reads_what_set_reads(tmp_path):
         build_config({"train": {"epochs": "3"}})
 
 
+def test_numbers_yaml_1_1_reads_in_octal_or_base_60_are_read_as_written_or_said(tmp_path):
+    """YAML 1.1 reads 010 as 8 (octal) and 1:30 as 90 (base 60): a number key reads 010 as 10 and says 1:30 is no plain
+    number, a name keeps either as written (007 was '7'); in a file as with --set."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 007\nmodel:\n  ngf: 010\n  ndf: 09\n")
+    for cfg in (build_config(read_yaml(path)), build_config(parse_sets(["name=007", "model.ngf=010", "model.ndf=09"]))):
+        assert (cfg.name, cfg.model.ngf, cfg.model.ndf) == ("007", 10, 9)
+    assert build_config(parse_sets(["name=1:30", "model.ngf=0x10"])).name == "1:30"
+    path.write_text("train:\n  max_steps: 1:30\n")
+    for layer in (read_yaml(path), parse_sets(["train.max_steps=1:30"])):
+        with pytest.raises(ConfigError) as e:
+            build_config(layer)
+        assert str(e.value) == ("train.max_steps must be int or null, got '1:30': write a plain number (YAML 1.1 would "
+                                "read 1:30 in base 60, as 90)")
+
+
+def test_an_augmentation_given_as_a_yaml_list_is_its_comma_list(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  augment: [color, cutout]\n")
+    for layer in (read_yaml(path), parse_sets(["train.augment=[color, cutout]"])):
+        assert build_config(layer).train.augment == "color,cutout"  # was: must be str, got ['color', 'cutout']
+    assert build_config({"train": {"augment": []}}).train.augment == ""
+    with pytest.raises(ConfigError, match="unknown op 'colour'"):
+        build_config({"train": {"augment": ["colour"]}})
+
+
 def test_an_augmentation_list_with_spaces_trains():
     from gankit.data.augment import DiffAugment
 
@@ -522,6 +548,43 @@ def test_a_runs_saved_config_given_as_recipe_leaves_what_the_run_filled_in_to_th
     assert (cfg.name, cfg.log.progress, cfg.model.channels, cfg.model.ngf) == (None, True, None, 8)
     (run / "metrics.jsonl").unlink()  # not a run folder: a recipe that names them keeps them
     assert read_recipe(run / "config.yaml")["name"] == "x" and capsys.readouterr().err == ""
+
+
+def test_a_runs_saved_config_given_as_recipe_leaves_what_the_run_filled_in_from_its_machine_and_data(tmp_path, capsys):
+    """A run's config.yaml names on its first line what the run filled in (flips for a folder, fuse_d, the CPU kernels,
+    FID off on a CPU): a recipe made from it leaves those to the new run, as it leaves the name; one the user set stays."""
+    from gankit.config import filled_in, read_recipe, save_yaml
+
+    run = tmp_path / "x"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    saved = build_config({"data": {"flip": True, "resolution": 32}, "model": {"d_norm": "none"},
+                          "train": {"fuse_d": True, "gemm_wgrad": True, "thin_conv": True}, "eval": {"every": 0}})
+    save_yaml(saved, run / "config.yaml", ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "eval.every"])
+    assert filled_in(run / "config.yaml") == ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "eval.every"]
+    recipe = read_recipe(run / "config.yaml")
+    assert capsys.readouterr().err.endswith("without what that run filled in for itself (log.progress, "
+                                            "model.num_classes, data.flip, train.fuse_d, "
+                                            "train.gemm_wgrad, train.thin_conv, eval.every)\n")
+    cfg = build_config(recipe, {"model": {"d_norm": "batch"}})  # was: train.fuse_d needs a D whose output ...
+    assert (cfg.data.flip, cfg.train.fuse_d, cfg.train.gemm_wgrad, cfg.train.thin_conv, cfg.eval.every,
+            cfg.data.resolution) == (None, None, None, None, None, 32)
+    save_yaml(saved, run / "config.yaml")  # a run that names none (an older gankit's): its values are kept
+    assert filled_in(run / "config.yaml") == [] and read_recipe(run / "config.yaml")["train"]["fuse_d"] is True
+
+
+@pytest.mark.parametrize("text", ["", "# train:\n#   lr_g: 1e-4\n", "{}\n"])
+def test_a_recipe_that_sets_nothing_says_so(tmp_path, capsys, text):
+    from gankit.config import read_recipe
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert read_recipe(path) == {}  # was: the defaults, without a word
+    assert capsys.readouterr().err == (f"warning: config file '{path}' sets nothing (it is empty or holds only comments): "
+                                       "the defaults are used\n")
+    path.write_text("train:\n  lr_g: 1e-4\n")
+    read_recipe(path)
+    assert capsys.readouterr().err == ""
 
 
 def test_a_yaml_file_indented_with_tabs_says_so(tmp_path):

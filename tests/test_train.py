@@ -1072,6 +1072,20 @@ def test_a_resume_with_another_log_n_samples_draws_that_many_keeping_the_first(i
             assert grid.size[0] == {4: 2, 25: 5}[n] * 16 + ({4: 2, 25: 5}[n] + 1) * 2
 
 
+def test_a_runs_config_yaml_names_what_the_run_filled_in_and_a_resume_keeps_it(image_folder, tmp_path):
+    """What the run filled in for its data and machine (not what the user set: data.resolution here) is named on
+    config.yaml's first line, which a resume writes again, less a key its overrides set."""
+    from gankit.config import filled_in
+
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
+    assert filled_in(run / "config.yaml") == ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv",
+                                              "eval.every"]
+    layers = tiny_layers(image_folder, epochs=2)
+    layers[0]["eval"] = {"every": 0}
+    run_training(layers, run)
+    assert filled_in(run / "config.yaml") == ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv"]
+
+
 def test_a_run_that_lost_its_config_yaml_resumes_with_its_checkpoints_config(image_folder, tmp_path, capsys):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     config = (run / "config.yaml").read_text()

@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -196,6 +197,8 @@ NON_NEGATIVE = {"model.mbd_features", "model.d_mbstd_group", "train.critic_boost
 UNIT_INTERVAL = {"train.beta1", "train.beta2", "train.rmsprop_alpha", "model.leaky_slope", "model.g_dropout", "model.d_dropout", "train.label_smoothing",
                  "train.label_swap", "train.label_noise", "train.ema", "train.lr_decay_start"}
 CLOSED_UNIT_INTERVAL = {"model.bn_momentum", "train.augment_p", "train.topk", "train.topk_gamma", "log.write_share", "eval.share"}
+# Text keys that hold a comma list of names, which a YAML list gives too: [color, cutout] as "color,cutout".
+COMMA_LISTS = ("train.augment",)
 # Seeds are 32-bit, the range every random number library accepts.
 SEED_RANGE = (0, 2**32 - 1)
 
@@ -257,6 +260,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif base is int:
+        if isinstance(value, str) and re.fullmatch(r"[-+]?0[0-9]+", value):  # `ngf: 010`: 10 (YAML 1.1: octal, 8)
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif base is float:
@@ -274,11 +279,19 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return str(value)
         if type(value) is datetime.date:  # `name: 2024-01-01` (YAML 1.1 reads a date): the text as written
             return value.isoformat()
+        if key in COMMA_LISTS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ",".join(value)  # `augment: [color, cutout]` as "color,cutout"
         read_as = ("an unquoted yes, no, on, off, true or false as a boolean" if isinstance(value, bool) else
                    "it unquoted as a number" if isinstance(value, float) else
                    "it unquoted as a date and time" if isinstance(value, datetime.date) else None)
         if read_as:
             raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: YAML reads {read_as}: quote the text")
+    if base in (int, float) and isinstance(value, str) and SEXAGESIMAL.fullmatch(value):
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: write a plain number (YAML 1.1 would read "
+                          f"{value} in base 60, as {yaml.safe_load(value):g})")
+    if optional and isinstance(value, str) and value.lower() == "none":  # Python's word, which YAML reads as text
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}: YAML writes none as null: --set {key}=null, "
+                          f"or {key.rsplit('.', 1)[-1]}: null in a file")
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 
@@ -488,13 +501,19 @@ ACTS_ONLY_WITH: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
 }
 
 
-def inert_settings(layers: list[dict], cfg: Config) -> list[str]:
-    """The keys the user set in `layers` (a --config recipe, --set, flags) to a value other than the default that
-    have no effect under the final `cfg`, each with what it needs: ["train.clip (only with train.loss wgan)", ...]."""
+def given_keys(layers: list[dict]) -> set[str]:
+    """The dotted keys that override `layers` (a --config recipe, --set, flags) name."""
     given: set[str] = set()
     for layer in layers:
         if isinstance(layer, dict):
             given.update(flatten(layer))
+    return given
+
+
+def inert_settings(layers: list[dict], cfg: Config) -> list[str]:
+    """The keys the user set in `layers` (a --config recipe, --set, flags) to a value other than the default that
+    have no effect under the final `cfg`, each with what it needs: ["train.clip (only with train.loss wgan)", ...]."""
+    given = given_keys(layers)
     final, default = flatten(to_dict(cfg)), flatten(to_dict(Config()))
     return [f"{key} (only with {needs})" for key, (acts, needs) in ACTS_ONLY_WITH.items()
             if key in given and final[key] != default[key] and not acts(cfg)]
@@ -588,7 +607,7 @@ def check_conditioning(cfg: Config, data: Any) -> None:
 def parse_value(text: str) -> Any:
     """`--set` values are YAML scalars: 1e-4 -> float, true -> bool, null -> None, [0.5, 0.9] -> list."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         return text
     return value  # (YAML 1.1 reads "1e-4" as a string: `_coerce` takes it for a float key, as in a YAML file)
@@ -634,6 +653,32 @@ class _OnceLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# What YAML 1.1 reads as a number the way no one writes one: a leading zero as octal (010 -> 8) and colons as base 60
+# (1:30 -> 90). `_Loader` keeps such text as written: a name keeps it, a number key reads 010 as 10 (`_coerce`) and says
+# 1:30 is no plain number.
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
+class _Loader(_OnceLoader):
+    """`_OnceLoader` that keeps an octal-looking (010) or base-60 (1:30) number as the text written."""
+
+    def _number(self, node):
+        text = self.construct_scalar(node)
+        if _OCTAL.fullmatch(text) or SEXAGESIMAL.fullmatch(text):
+            return text
+        return (self.construct_yaml_int if node.tag.endswith(":int") else self.construct_yaml_float)(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader._number)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader._number)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as `_Loader` reads it (a --config file, a --set value)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _recipe_meant(p: Path) -> Path | None:
     """The YAML file a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
     configs/ holds it: also there when `p` names no folder), else the closest name of one in its folder (their
@@ -658,7 +703,7 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file '{p}' not found: " + (f"did you mean --config {meant}?" if meant else
                                                                "pass an existing YAML file to --config (see configs/)"))
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_OnceLoader) or {}
+        data = load_yaml(p.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML") from None
     except OSError as e:
@@ -681,20 +726,43 @@ def read_yaml(path: str | Path) -> dict:
 # Keys a run fills in for itself, which its saved config.yaml holds and a recipe made from that file leaves to the new
 # run: its name (its folder's), how that command showed progress, and what its data gave (image channels, classes).
 RUNS_OWN = ("name", "log.progress", "model.channels", "model.num_classes")
+# Keys a run fills in when they are left unset (null), from its data (resolution, flips) and its machine (CPU kernels,
+# FID on a GPU): its config.yaml names those it filled in on a first comment line (FILLED_NOTE), and a recipe made from
+# that file leaves them to the new run too (`read_recipe`). (An older run's file names none: its values are kept.)
+FILLED_FOR_THE_RUN = ("data.resolution", "data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "eval.every")
+FILLED_NOTE = "# filled in by gankit for this run, left to the new run by a recipe made from this file: "
+
+
+def unset_keys(cfg: Config) -> list[str]:
+    """The keys of FILLED_FOR_THE_RUN that `cfg` leaves unset, for the run to fill in."""
+    flat = flatten(to_dict(cfg))
+    return [key for key in FILLED_FOR_THE_RUN if flat[key] is None]
+
+
+def filled_in(path: str | Path) -> list[str]:
+    """The keys a run's config.yaml says on its first line (FILLED_NOTE) that the run filled in; [] if none."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0]
+        if first.startswith(FILLED_NOTE):
+            return [key for key in first[len(FILLED_NOTE):].split(", ") if key in FILLED_FOR_THE_RUN]
+    return []
 
 
 def read_recipe(path: str | Path) -> dict:
-    """`read_yaml` of a --config file; a run folder's config.yaml (training another run like it) is taken as the recipe
-    it holds, without the keys that run filled in for itself (RUNS_OWN), said in a line."""
+    """`read_yaml` of a --config file (one that sets nothing is said); a run folder's config.yaml (training another run like it) is taken as the recipe
+    it holds, without the keys that run filled in for itself (RUNS_OWN, and those its first line names: `filled_in`),
+    said in a line."""
     from gankit import console
     from gankit.data.folder import is_run_folder
     from gankit.layout import CONFIG_FILE
 
     recipe, p = read_yaml(path), Path(path)
+    if not recipe:  # (read_yaml's {} for a file YAML reads as null)
+        console.warn(f"config file '{p}' sets nothing (it is empty or holds only comments): the defaults are used")
     if p.name != CONFIG_FILE or not is_run_folder(p.parent):
         return recipe
     dropped = []
-    for key in RUNS_OWN:
+    for key in RUNS_OWN + tuple(filled_in(p)):
         *section, name = key.split(".")
         part = recipe.get(section[0]) if section else recipe
         if isinstance(part, dict) and part.pop(name, None) is not None:
@@ -738,11 +806,13 @@ def from_dict(d: dict) -> Config:
     return build_config(with_older_defaults(d), training=False)
 
 
-def save_yaml(cfg: Config | dict, path: str | Path) -> None:
-    """A config (or its dict, as a checkpoint holds it) as config.yaml, written whole or not at all."""
+def save_yaml(cfg: Config | dict, path: str | Path, filled: list[str] | tuple[str, ...] = ()) -> None:
+    """A config (or its dict, as a checkpoint holds it) as config.yaml, written whole or not at all; `filled`: the keys
+    the run filled in (FILLED_FOR_THE_RUN), named on a first line (FILLED_NOTE)."""
     from gankit.checkpoint import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
+    note = f"{FILLED_NOTE}{', '.join(filled)}\n" if filled else ""
+    atomic_write_text(Path(path), note + yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
 
 
 def incompatible_changes(saved: Config, requested: Config, also_allowed: tuple[str, ...] = ()) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from gankit import console, runlock
-from gankit.config import build_config, read_yaml, warn_settings
+from gankit.config import build_config, read_yaml, unset_keys, warn_settings
 from gankit.data import cache
 from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
 from gankit.errors import ConfigError, DataError
@@ -179,6 +179,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
 
     cfg = build_config(*layers)
     warn_settings(layers, cfg)
+    filled = unset_keys(cfg)
     cfg.data.resolution = cfg.data.resolution or 32
     cfg.data.flip = False  # the target is one exact picture
     cfg.data.path = "sanity"
@@ -207,7 +208,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     cfg.name = cfg.name or Path(run_dir).name
     with runlock.hold(Path(run_dir), "--run"):  # one test (or training) at a time in a folder
         _start_over(Path(run_dir))
-        trainer = Trainer(cfg, data, Path(run_dir))
+        trainer = Trainer(cfg, data, Path(run_dir), filled_in=filled)
         trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."
         trainer.say_if_g_steps_span_epochs()  # few copies: the test ends past its epochs
         before = _mae(_attempts(trainer, targets))

@@ -32,8 +32,9 @@ from gankit import console, distributed, runlock, threads
 from gankit.checkpoint import (BEST, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, MEASURING, Config, build_config,
-                           check_conditioning, d_is_per_sample, flatten, incompatible_changes, check_device_name, merged,
-                           recipe_line, refuse_ignored, save_yaml, to_dict, warn_settings, with_older_defaults)
+                           check_conditioning, d_is_per_sample, filled_in, flatten, given_keys, incompatible_changes,
+                           check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, unset_keys,
+                           warn_settings, with_older_defaults)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
@@ -487,7 +488,7 @@ def _restore_config(run_dir: Path) -> bool:
         return False
     path = run_dir / CONFIG_FILE
     try:
-        save_yaml(found[0]["config"], path)
+        save_yaml(found[0]["config"], path, found[0].get("filled_in", ()))
     except OSError as e:
         raise RunError(f"'{path}' is gone and cannot be written again from {found[1].name} ({e.strerror or e}): "
                        "check the run folder's permissions") from None
@@ -629,8 +630,9 @@ ESSENTIAL_STATE = ("G", "D", "opt_g", "opt_d", "scaler", "iteration", "cursor", 
 
 
 class Trainer:
-    def __init__(self, cfg: Config, data, run_dir: Path, resume: bool = False):
+    def __init__(self, cfg: Config, data, run_dir: Path, resume: bool = False, filled_in: list[str] | tuple[str, ...] = ()):
         self.cfg = cfg
+        self.filled_in = list(filled_in)  # the keys of config.FILLED_FOR_THE_RUN the run filled in (config.yaml says them)
         self.run_dir = Path(run_dir)
         self.device = distributed.local_device(resolve_device(cfg.train.device))
         self.local_batch = distributed.local_batch(cfg.train.batch_size)  # this process's share of each batch
@@ -816,6 +818,7 @@ class Trainer:
             "image_classes": self.image_classes,  # each image's class: a label file edited since is said on resume
             "best_fid": self.best_fid,
             "config": to_dict(self.cfg),
+            "filled_in": self.filled_in,  # what config.yaml's first line says (written again from here when it is gone)
         }
 
     def _refuse_edited_config(self, trained: dict | None) -> None:
@@ -1391,7 +1394,7 @@ class Trainer:
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if more() or not self.resumed:  # (a resume with nothing left to train keeps the run's own budget)
-                save_yaml(cfg, self.run_dir / CONFIG_FILE)
+                save_yaml(cfg, self.run_dir / CONFIG_FILE, self.filled_in)
                 self._log_config()
             if self.resumed:
                 self._mend_a_kill()
@@ -2045,9 +2048,12 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         if (upscaled := upscale_note(data, resolution)) is not None:
             console.warn(upscaled)  # (the first process's alone)
         _check_same_images(data, collective_device)
+        # what the run fills in (said in its config.yaml); a resume keeps what it filled in unless its overrides name it
+        filled = ([k for k in filled_in(run_path / CONFIG_FILE) if k not in given_keys(layers)] if resuming else
+                  unset_keys(cfg))
         cfg = finalize_config(cfg, data, run_path if resuming else None)
         cfg.name = cfg.name or run_path.name
-        trainer = Trainer(cfg, data, run_path, resume=resuming)
+        trainer = Trainer(cfg, data, run_path, resume=resuming, filled_in=filled)
         if distributed.is_main():
             ranks = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
             t = cfg.train

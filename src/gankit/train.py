@@ -33,7 +33,7 @@ from gankit.checkpoint import (BEST, delete_numbered, disk_reserve, load_generat
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
                            check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, warn_settings,
                            with_older_defaults)
-from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
+from gankit.device import deterministic_kept, set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
@@ -1979,6 +1979,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     check_device_name(launch.train.device)  # (the rest is checked on top of a resumed run's config)
     launch_device = resolve_device(launch.train.device)
     with distributed.process_group(launch_device), contextlib.ExitStack() as held:  # a no-op unless under torchrun
+        held.enter_context(deterministic_kept())  # train.deterministic's switches last as long as the run
         # rank 0 alone reads the run folder, and holds it against a second training (`runlock`); the others take its
         # run, config and checkpoint (`from_main`), so that several machines need not share a disk
         collective_device = distributed.local_device(launch_device)

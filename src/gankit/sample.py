@@ -94,6 +94,7 @@ class LoadedGenerator:
 
     def noise(self, n: int, seed: int) -> torch.Tensor:
         """n latent vectors on the CPU, the same for the same seed on any device."""
+        check_count(n)
         return sample_z(n, self.cfg, "cpu", generator=_seeded(seed))
 
     def batches(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = DRAW_CHUNK):
@@ -131,14 +132,28 @@ class LoadedGenerator:
 
 def _seeded(seed: int) -> torch.Generator:
     check_seed(seed)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(int(seed))  # (torch refuses numpy's ints)
 
 
 def check_seed(seed: int) -> None:
     """Noise seeds share the training seed's range (config.SEED_RANGE)."""
     lo, hi = SEED_RANGE
-    if not lo <= seed <= hi:
-        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed}")
+    if not _whole(seed) or not lo <= seed <= hi:
+        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed!r}")
+
+
+def check_count(n: int) -> None:
+    """-n, the images to draw: at least 1 (`LoadedGenerator.noise` checks it for a call from Python too, where
+    `gen.sample(0, seed=0)` failed in torch.cat)."""
+    if not _whole(n) or n < 1:
+        raise GankitError(f"-n must be at least 1, got {n!r}")
+
+
+def _whole(value) -> bool:
+    """An int, or numpy's (from Python a float or None reached torch's own errors); not a bool."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False) -> int:

@@ -723,6 +723,15 @@ def test_a_class_index_out_of_range_is_a_one_line_error(conditional_gen):
         conditional_gen.sample(2, seed=0, labels=torch.tensor([0, 3]))
 
 
+def test_class_names_given_as_labels_are_a_one_line_error_that_names_label_index(conditional_gen):
+    """From Python, `labels=["fire", "water"]` (the classes `gen.labels` names) failed in torch with "too many
+    dimensions 'str'", which says nothing of labels or of `gen.label_index`."""
+    with pytest.raises(GankitError) as e:
+        conditional_gen.sample(2, seed=0, labels=list(CLASSES[:2]))
+    assert str(e.value) == (f"labels must be 2 class indices in [0, 3) (gen.label_index(name) gives a class's index), "
+                            f"got {list(CLASSES[:2])!r}")
+
+
 @pytest.mark.parametrize("n, seed, said", [
     (0, 0, "-n must be at least 1, got 0"),
     (-1, 0, "-n must be at least 1, got -1"),

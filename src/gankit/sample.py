@@ -85,10 +85,15 @@ class LoadedGenerator:
         """Class labels for n images: None when unconditional, else the given ones (checked) or every class in turn."""
         if labels is not None:
             self.require_conditional("labels")
-            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
             k = self.cfg.model.num_classes
+            wrong = f"labels must be {n} class indices in [0, {k})"
+            try:
+                labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+            except (TypeError, ValueError):  # class names (torch: "too many dimensions 'str'"), None...
+                raise GankitError(f"{wrong} (gen.label_index(name) gives a class's index), got {labels!r:.80}") \
+                    from None
             if labels.numel() != n or labels.min() < 0 or labels.max() >= k:
-                raise GankitError(f"labels must be {n} class indices in [0, {k}), got {labels.tolist()[:8]}")
+                raise GankitError(f"{wrong}, got {labels.tolist()[:8]}")
             return labels
         return torch.arange(n) % self.cfg.model.num_classes if self.conditional else None
 

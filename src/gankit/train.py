@@ -1387,7 +1387,6 @@ class Trainer:
         # in" and "4 img/s")
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
                              lambda: (self.progress(), own_clock(), self._images(), self.writing_seconds))
-        interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
@@ -1412,13 +1411,15 @@ class Trainer:
             return time.perf_counter(), self.cursor, self.writing_seconds, self.iteration
 
         saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
-        if not (self.ckpt_dir / "last.pt").exists():
-            self.save()  # a run folder always holds a checkpoint to resume or roll back to
         threads_before = torch.get_num_threads()
-        if cfg.train.threads is not None:
-            torch.set_num_threads(cfg.train.threads)
-        tuner = self.thread_tuner = threads.tuner_for(cfg.train.threads, self.device, cfg.train.deterministic, cfg.train.seed)
-        try:
+        interrupted = self._interrupted = _InterruptFlag()
+        try:  # (from here: the signals are ours until `finally` gives them back, also after a failed first save)
+            if not (self.ckpt_dir / "last.pt").exists():
+                self.save()  # a run folder always holds a checkpoint to resume or roll back to
+            if cfg.train.threads is not None:
+                torch.set_num_threads(cfg.train.threads)
+            tuner = self.thread_tuner = threads.tuner_for(cfg.train.threads, self.device, cfg.train.deterministic,
+                                                          cfg.train.seed)
             while True:
                 while more():
                     epoch_before = self.epoch

@@ -1503,6 +1503,7 @@ class Trainer:
         finally:
             interrupted.restore()
             self._interrupted = None
+            self.log.close()  # (a failure too: its TensorBoard thread and files are not left to the caller's process)
             torch.set_num_threads(threads_before)
             self.thread_tuner = None  # (train_iteration outside fit, e.g. benchmarks' timed steps, keeps the count)
         return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}

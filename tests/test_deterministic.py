@@ -150,3 +150,32 @@ def test_set_deterministic_also_sets_cublas_and_cudnn_autotuning(monkeypatch):
     finally:
         set_deterministic(False)
     assert torch.backends.cudnn.benchmark
+
+
+@pytest.mark.parametrize("run_asks", [True, False])
+def test_a_training_leaves_torchs_deterministic_switches_as_it_found_them(image_folder, tmp_path, run_asks):
+    """A training called from Python (a notebook cell, `gankit.cli.main([...])`) switched them for the whole process:
+    after a --deterministic run the next cell's own model ran on deterministic algorithms (an op without one raises),
+    and a run without it turned off those the user had chosen (and cuDNN's autotuning on)."""
+    user_chose = not run_asks
+    torch.use_deterministic_algorithms(user_chose, warn_only=user_chose)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = user_chose, False
+    seen = []
+    try:
+        layers = tiny_layers(image_folder, max_steps=1, epochs=1, deterministic=run_asks)
+        layers[0]["log"].update(plots=False, tensorboard=False)
+        original = Trainer.fit
+
+        def fit(self, **kw):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+            return original(self, **kw)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Trainer, "fit", fit)
+            run_training(layers, tmp_path / "run")
+        assert seen == [run_asks]  # the run trained as it asked
+        assert torch.are_deterministic_algorithms_enabled() == user_chose
+        assert torch.is_deterministic_algorithms_warn_only_enabled() == user_chose
+        assert torch.backends.cudnn.deterministic == user_chose and not torch.backends.cudnn.benchmark
+    finally:
+        set_deterministic(False)

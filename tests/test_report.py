@@ -205,6 +205,22 @@ def test_an_eval_line_lies_at_its_own_epochs_done_and_an_older_one_where_its_ste
     assert (run.best.at, run.unfinished_epoch) == (pytest.approx(at), (3, pytest.approx(at - 2)))
 
 
+def test_plots_and_compare_pages_are_the_same_whatever_the_callers_matplotlib_style(tmp_path):
+    """A training (or compare) called from a notebook whose cells set a style or a font size drew the run's plots and
+    the page's curves in it: black with `dark_background`, the axis labels cut off at 22 pt. The caller's settings
+    are theirs again afterwards."""
+    from matplotlib import rcParams, style
+
+    run = make_run(tmp_path, "styled", fids=FIDS_A)
+    pictures = lambda: {p.name: Image.open(p).convert("RGB").tobytes() for p in write_plots(run)}  # noqa: E731
+    page = lambda: write_compare_report([run], tmp_path / "r.html").read_bytes()  # noqa: E731
+    plain = pictures(), page()
+    with style.context("dark_background"), style.context({"font.size": 22, "lines.linewidth": 6}):
+        assert pictures() == plain[0]
+        assert page() == plain[1]
+        assert rcParams["font.size"] == 22 and rcParams["axes.facecolor"] == "black"
+
+
 def test_write_plots_on_an_empty_run_writes_nothing(tmp_path):
     (tmp_path / "config.yaml").write_text("name: x\n")
     assert write_plots(tmp_path) == []

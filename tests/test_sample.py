@@ -723,6 +723,32 @@ def test_a_class_index_out_of_range_is_a_one_line_error(conditional_gen):
         conditional_gen.sample(2, seed=0, labels=torch.tensor([0, 3]))
 
 
+def test_class_names_given_as_labels_are_a_one_line_error_that_names_label_index(conditional_gen):
+    """From Python, `labels=["fire", "water"]` (the classes `gen.labels` names) failed in torch with "too many
+    dimensions 'str'", which says nothing of labels or of `gen.label_index`."""
+    with pytest.raises(GankitError) as e:
+        conditional_gen.sample(2, seed=0, labels=list(CLASSES[:2]))
+    assert str(e.value) == (f"labels must be 2 class indices in [0, 3) (gen.label_index(name) gives a class's index), "
+                            f"got {list(CLASSES[:2])!r}")
+
+
+@pytest.mark.parametrize("n, seed, said", [
+    (0, 0, "-n must be at least 1, got 0"),
+    (-1, 0, "-n must be at least 1, got -1"),
+    (2.0, 0, "-n must be at least 1, got 2.0"),
+    (2, None, "--seed must be a whole number from 0 to 4294967295, got None"),
+    (2, 1.5, "--seed must be a whole number from 0 to 4294967295, got 1.5"),
+])
+def test_a_count_or_seed_that_is_not_a_whole_number_is_a_one_line_error_from_python(conditional_gen, n, seed, said):
+    """From Python (a notebook cell) `gen.sample(0, seed=0)` failed in torch.cat, -1 and 2.0 in torch.randn, seed=None
+    in a comparison and 1.5 in torch's manual_seed: errors that did not say which argument, where the command line
+    refuses `-n 0` in one line."""
+    with pytest.raises(GankitError) as e:
+        conditional_gen.sample(n, seed=seed)
+    assert str(e.value) == said
+    assert torch.equal(conditional_gen.sample(2, seed=np.int64(3)), conditional_gen.sample(2, seed=3))  # numpy's ints
+
+
 # ------------------------------------------------------------------ what sample and evaluate check before drawing
 
 

@@ -102,6 +102,20 @@ def test_sanity_stops_at_the_first_epoch_end_that_passes_unless_asked_for_all_ep
     assert r.passed and (r.iterations, r.epochs) == (12, 3)
 
 
+def test_a_deterministic_sanity_test_leaves_torchs_switches_as_it_found_them(tmp_path):
+    """As `run_training` does (`device.deterministic_kept`): from Python, the test's --set train.deterministic=true
+    left the process on deterministic algorithms after it."""
+    assert not torch.are_deterministic_algorithms_enabled()
+    layers = _layers({}, {"epochs": 1, "max_steps": None, "deterministic": True}, 0)
+    try:
+        run_sanity(layers, tmp_path / "det", copies=16, threshold=1.0)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        from gankit.device import set_deterministic
+
+        set_deterministic(False)
+
+
 def test_fewer_copies_than_a_batch_train_in_batches_of_the_copies(tmp_path, capsys):
     """`gankit sanity` has no --batch-size: with --copies below the batch, the batch is the copies (one per epoch)."""
     layers = _layers({}, {"epochs": 2, "max_steps": None}, 0)  # batch 16

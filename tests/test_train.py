@@ -420,6 +420,52 @@ def test_deterministic_runs_write_last_pt_at_every_epoch_end(image_folder, tmp_p
     assert saved == [True, True, deterministic, True]
 
 
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_first_save_that_fails_gives_the_signals_back(image_folder, tmp_path, monkeypatch, failure):
+    """A training called from Python (a notebook cell) whose first checkpoint failed (a full disk, or an interrupt
+    raised in it) left its Ctrl-C, SIGTERM and hang-up handlers installed: the next cell could not be interrupted (a
+    press said "stopping after this iteration") and SIGTERM no longer ended the process."""
+    signals = [sig for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+    before = [signal.getsignal(sig) for sig in signals]
+    original, calls = Trainer.save, []
+
+    def save(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise failure
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "save", save)
+    with pytest.raises(type(failure)):
+        run_training(tiny_layers(image_folder, max_steps=1, epochs=1), tmp_path / "run")
+    assert [signal.getsignal(sig) for sig in signals] == before
+
+
+def test_a_run_that_fails_closes_its_log(image_folder, tmp_path, monkeypatch):
+    """A training called from Python (a notebook cell) that failed mid-run (a full disk) left metrics.jsonl open and
+    TensorBoard's writer thread running in the caller's process, its last events unwritten."""
+    import threading
+
+    layers = tiny_layers(image_folder, max_steps=4, epochs=1)
+    layers[0]["log"]["tensorboard"] = True
+    threads_before = set(threading.enumerate())
+    trainer = _trainer(layers, image_folder, tmp_path / "run")
+    writers = [t for t in set(threading.enumerate()) - threads_before if "Writer" in type(t).__name__]
+    assert writers  # TensorBoard's (_AsyncWriterThread)
+    original = Trainer.train_iteration
+
+    def full_disk_at_the_third(self):
+        if self.iteration == 2:
+            raise OSError(28, "No space left on device")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_iteration", full_disk_at_the_third)
+    with pytest.raises(OSError):
+        trainer.fit()
+    assert trainer.log.file.closed
+    assert not any(t.is_alive() for t in writers)
+
+
 def _g_weights(run):
     return load_checkpoint(run / "checkpoints/last.pt")["G"]
 

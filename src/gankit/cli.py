@@ -312,12 +312,12 @@ def sample(
     from torchvision.utils import save_image
 
     from gankit.report.grids import grid_columns
-    from gankit.sample import (DRAW_CHUNK, check_drawing_memory, check_seed, draw_record, hold_draw, images_drawn,
-                               load_run_generator, png_name, start_draw, write_png)
+    from gankit.sample import (DRAW_CHUNK, check_count, check_drawing_memory, check_seed, draw_record, hold_draw,
+                               images_drawn, load_run_generator, png_name, start_draw, write_png)
 
     run = _run_given("sample", run, run_option)
-    if n is not None and n <= 0:
-        raise GankitError(f"-n must be at least 1, got {n}")
+    if n is not None:
+        check_count(n)
     check_seed(seed)
     if same_noise_labels and (interpolate or out_dir is not None):
         raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")

@@ -116,3 +116,17 @@ def set_deterministic(flag: bool) -> None:
     if flag:
         # cuBLAS reads this when its first handle is created; ":4096:8" is the documented setting.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextlib.contextmanager
+def deterministic_kept():
+    """Inside it, `set_deterministic` may switch PyTorch's process-wide flags as a run asks; as it ends they are put
+    back as they were: a training called from Python (a notebook) must not leave the next cell's own model on
+    deterministic algorithms (an op without one raises), nor turn off those its user chose."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]

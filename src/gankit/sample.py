@@ -85,15 +85,21 @@ class LoadedGenerator:
         """Class labels for n images: None when unconditional, else the given ones (checked) or every class in turn."""
         if labels is not None:
             self.require_conditional("labels")
-            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
             k = self.cfg.model.num_classes
+            wrong = f"labels must be {n} class indices in [0, {k})"
+            try:
+                labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+            except (TypeError, ValueError):  # class names (torch: "too many dimensions 'str'"), None...
+                raise GankitError(f"{wrong} (gen.label_index(name) gives a class's index), got {labels!r:.80}") \
+                    from None
             if labels.numel() != n or labels.min() < 0 or labels.max() >= k:
-                raise GankitError(f"labels must be {n} class indices in [0, {k}), got {labels.tolist()[:8]}")
+                raise GankitError(f"{wrong}, got {labels.tolist()[:8]}")
             return labels
         return torch.arange(n) % self.cfg.model.num_classes if self.conditional else None
 
     def noise(self, n: int, seed: int) -> torch.Tensor:
         """n latent vectors on the CPU, the same for the same seed on any device."""
+        check_count(n)
         return sample_z(n, self.cfg, "cpu", generator=_seeded(seed))
 
     def batches(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = DRAW_CHUNK):
@@ -131,14 +137,28 @@ class LoadedGenerator:
 
 def _seeded(seed: int) -> torch.Generator:
     check_seed(seed)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(int(seed))  # (torch refuses numpy's ints)
 
 
 def check_seed(seed: int) -> None:
     """Noise seeds share the training seed's range (config.SEED_RANGE)."""
     lo, hi = SEED_RANGE
-    if not lo <= seed <= hi:
-        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed}")
+    if not _whole(seed) or not lo <= seed <= hi:
+        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed!r}")
+
+
+def check_count(n: int) -> None:
+    """-n, the images to draw: at least 1 (`LoadedGenerator.noise` checks it for a call from Python too, where
+    `gen.sample(0, seed=0)` failed in torch.cat)."""
+    if not _whole(n) or n < 1:
+        raise GankitError(f"-n must be at least 1, got {n!r}")
+
+
+def _whole(value) -> bool:
+    """An int, or numpy's (from Python a float or None reached torch's own errors); not a bool."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def drawing_memory(n: int, cfg: Config, walk: bool = False, grid: bool = False, gif: bool = False) -> int:

@@ -24,6 +24,7 @@ from gankit import console, runlock
 from gankit.config import build_config, read_yaml, unset_keys, warn_settings
 from gankit.data import cache
 from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
+from gankit.device import deterministic_kept
 from gankit.errors import ConfigError, DataError
 from gankit.layout import CONFIG_FILE, RUN_OUTPUTS
 
@@ -206,7 +207,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     cfg.data.labels = "sanity" if conditional else None
     cfg = finalize_config(cfg, data)
     cfg.name = cfg.name or Path(run_dir).name
-    with runlock.hold(Path(run_dir), "--run"):  # one test (or training) at a time in a folder
+    with runlock.hold(Path(run_dir), "--run"), deterministic_kept():  # one test (or training) at a time in a folder
         _start_over(Path(run_dir))
         trainer = Trainer(cfg, data, Path(run_dir), filled_in=filled)
         trainer.resume_hint = lambda: "The test starts over when run again (its copies are made in memory)."

@@ -35,7 +35,7 @@ from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, MEA
                            check_conditioning, d_is_per_sample, filled_in, flatten, given_keys, incompatible_changes,
                            check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, unset_keys,
                            warn_settings, with_older_defaults)
-from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
+from gankit.device import deterministic_kept, set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
@@ -1427,7 +1427,6 @@ class Trainer:
         # in" and "4 img/s")
         progress = _progress(cfg.log.progress, spe, f"{self.run_dir.name}", cfg.train.epochs,
                              lambda: (self.progress(), own_clock(), self._images(), self.writing_seconds))
-        interrupted = self._interrupted = _InterruptFlag()
         last_log_t, last_log_cursor, last_log_writing = time.perf_counter(), self.cursor, self.writing_seconds
         line_clock, line_due = self.elapsed, False  # training time at the last metric line; a line due by time
         self._epoch_mark = (self.elapsed, self._images(), self.writing_seconds)
@@ -1452,13 +1451,15 @@ class Trainer:
             return time.perf_counter(), self.cursor, self.writing_seconds, self.iteration
 
         saved_at_iteration = self.iteration  # the last epoch end (or the checkpoint this run starts from) saved it
-        if not (self.ckpt_dir / "last.pt").exists():
-            self.save()  # a run folder always holds a checkpoint to resume or roll back to
         threads_before = torch.get_num_threads()
-        if cfg.train.threads is not None:
-            torch.set_num_threads(cfg.train.threads)
-        tuner = self.thread_tuner = threads.tuner_for(cfg.train.threads, self.device, cfg.train.deterministic, cfg.train.seed)
-        try:
+        interrupted = self._interrupted = _InterruptFlag()
+        try:  # (from here: the signals are ours until `finally` gives them back, also after a failed first save)
+            if not (self.ckpt_dir / "last.pt").exists():
+                self.save()  # a run folder always holds a checkpoint to resume or roll back to
+            if cfg.train.threads is not None:
+                torch.set_num_threads(cfg.train.threads)
+            tuner = self.thread_tuner = threads.tuner_for(cfg.train.threads, self.device, cfg.train.deterministic,
+                                                          cfg.train.seed)
             while True:
                 while more():
                     epoch_before = self.epoch
@@ -1542,6 +1543,7 @@ class Trainer:
         finally:
             interrupted.restore()
             self._interrupted = None
+            self.log.close()  # (a failure too: its TensorBoard thread and files are not left to the caller's process)
             torch.set_num_threads(threads_before)
             self.thread_tuner = None  # (train_iteration outside fit, e.g. benchmarks' timed steps, keeps the count)
         return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
@@ -2019,6 +2021,7 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
     check_device_name(launch.train.device)  # (the rest is checked on top of a resumed run's config)
     launch_device = resolve_device(launch.train.device)
     with distributed.process_group(launch_device), contextlib.ExitStack() as held:  # a no-op unless under torchrun
+        held.enter_context(deterministic_kept())  # train.deterministic's switches last as long as the run
         # rank 0 alone reads the run folder, and holds it against a second training (`runlock`); the others take its
         # run, config and checkpoint (`from_main`), so that several machines need not share a disk
         collective_device = distributed.local_device(launch_device)

@@ -22,8 +22,8 @@ from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
 from gankit.report.plots import (
-    ACC_KEYS, AUX_ACC_KEYS, TIME_LABEL, epoch_ticks, eval_xs, figure_png, literal, new_figure, raw_and_smoothed,
-    robust_ylim, smoothing_window, with_class_loss,
+    ACC_KEYS, AUX_ACC_KEYS, TIME_LABEL, epoch_ticks, eval_xs, figure_png, literal, new_figure, own_style,
+    raw_and_smoothed, robust_ylim, smoothing_window, with_class_loss,
 )
 from gankit.report.runs import BestEval, Run, finite_number, load_run
 
@@ -82,11 +82,13 @@ def write_compare_report(run_dirs: list, out_path, progress: bool = False) -> Pa
     defaults = config_defaults()  # what a key counts as in a run whose config lacks it
     differ = _measuring_differences(runs, flat, defaults)
     with console.progress(len(runs), "comparing runs", "runs", progress, delay=PROGRESS_AFTER_S) as bar:
-        curves = [  # before the evolutions, the slow part the progress counts run by run (a GIF made from the grids)
-            _section("fid-curves", _fid_curves(runs, labels, colors, differ)),
-            _section("loss-curves", _loss_curves(runs, labels, colors)),
-            _section("accuracy-curves", _accuracy_curves(runs, labels, colors)),
-        ]
+        # before the evolutions, the slow part the progress counts run by run (a GIF made from the grids)
+        with own_style():
+            curves = [
+                _section("fid-curves", _fid_curves(runs, labels, colors, differ)),
+                _section("loss-curves", _loss_curves(runs, labels, colors)),
+                _section("accuracy-curves", _accuracy_curves(runs, labels, colors)),
+            ]
         body = [
             _header(runs, labels, colors),
             _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),

@@ -6,6 +6,7 @@ works in a headless training job and leaves the caller's pyplot state and backen
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from pathlib import Path
@@ -54,17 +55,29 @@ def write_plots(run_dir) -> list[Path]:
     run = load_run(run_dir)
     out = Path(run_dir) / PLOTS_DIR
     written = []
-    for name, draw in (
-        ("losses.png", losses_figure),
-        ("accuracy.png", accuracy_figure),
-        ("fid.png", fid_figure),
-        ("wasserstein.png", wasserstein_figure),
-        ("other.png", other_figure),
-    ):
-        fig = draw(run)
-        if fig is not None:
-            written.append(save_figure(fig, out / name))
+    with own_style():
+        for name, draw in (
+            ("losses.png", losses_figure),
+            ("accuracy.png", accuracy_figure),
+            ("fid.png", fid_figure),
+            ("wasserstein.png", wasserstein_figure),
+            ("other.png", other_figure),
+        ):
+            fig = draw(run)
+            if fig is not None:
+                written.append(save_figure(fig, out / name))
     return written
+
+
+@contextlib.contextmanager
+def own_style():
+    """matplotlib's own defaults while gankit draws (the caller's put back after): a notebook's style or settings
+    (`plt.style.use("dark_background")`, `plt.rcParams["font.size"] = 22`) drew a run's plots black, or with their
+    axis labels cut off by `new_figure`'s fixed margins. The backend is left alone."""
+    from matplotlib import style
+
+    with style.context("default"):
+        yield
 
 
 # ----------------------------------------------------------------------------------------- figures

@@ -719,16 +719,96 @@ def test_the_recipe_line_names_the_model_loss_strategy_optimizer_latent_and_the_
     assert recipe_line(build_config({})) == ("recipe: dcgan ngf 64 ndf 64, loss bce, strategy classic, adam lr_g 0.00015 "
                                              "lr_d 0.00015, nz 100 normal")
     configs = Path(__file__).resolve().parents[1] / "configs"
-    assert recipe_line(build_config(read_yaml(configs / "birds64_wgan_clip.yaml"))) == (
+    assert recipe_line(build_config(read_yaml(configs / "birds64_wgan_clip.yaml"))).splitlines()[0] == (
         "recipe: dcgan ngf 64 ndf 64, loss wgan (clip 0.01), strategy critic (n_critic 5; critic_boost 100 for the "
         "first 25 G steps and every 500th), rmsprop lr_g 5e-05 lr_d 5e-05, nz 100 normal")
     assert recipe_line(build_config(read_yaml(configs / "pokemon64_acgan_type.yaml"),
                                     parse_sets(["model.upsample=colorpicker", "train.ema=0.999"]))) == (
         "recipe: acgan ngf 64 ndf 64 (upsample colorpicker), loss bce, strategy classic, adam lr_g 0.0002 lr_d 0.0002, "
-        "nz 100 normal; label_smoothing 0.1, instance_noise 0.1 over 100 epochs, g_dropout 0.1, ema 0.999")
+        "nz 100 normal; label_smoothing 0.1, instance_noise 0.1 over 100 epochs, g_dropout 0.1\n"
+        "recipe (also): ema 0.999, g_act leaky_relu")  # (the tricks past RECIPE_WIDTH on the next line)
     monitored = build_config(read_yaml(configs / "pokemon64_dcgan_monitoring.yaml"))
     assert recipe_line(monitored).endswith("strategy monitored (monitor_factor 0.8), adam lr_g 0.00015 lr_d 0.00015, "
                                            "nz 16 normal; label_smoothing 0.1 two-sided, mbd_features 100")
+
+
+def test_the_recipe_names_the_other_settings_of_a_preset_on_a_line_of_their_own():
+    """rps300_dcgan.yaml's recipe line said 'dcgan ngf 32 ndf 32 ... d_dropout 0.3' and nothing of its maxpool D
+    without norm, leaky G, Xavier init, Keras' BatchNorm and Adam settings: a second line names them, and no preset's
+    line runs past RECIPE_WIDTH (fast_small_data.yaml's tricks alone took 234 characters)."""
+    from pathlib import Path
+
+    from gankit.config import RECIPE_WIDTH, recipe_line
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert recipe_line(build_config(read_yaml(configs / "rps300_dcgan.yaml"))) == (
+        "recipe: dcgan ngf 32 ndf 32, loss bce, strategy alternating, adam lr_g 0.0001 lr_d 0.0001, nz 100 normal; "
+        "d_dropout 0.3\n"
+        "recipe (also): d_norm none, g_act leaky_relu, leaky_slope 0.3, d_downsample maxpool, init xavier_uniform, "
+        "bn_momentum 0.01, bn_eps 0.001, batch_size 32, beta1 0.9, eps 1e-07")
+    assert recipe_line(build_config(read_yaml(configs / "birds64_wgan_clip.yaml"))).splitlines()[1] == (
+        "recipe (also): kernel 5, init_std 0.01, bn_momentum 0.5, bn_eps 0.001, rmsprop_alpha 0.9")
+    fast = recipe_line(build_config(read_yaml(configs / "fast_small_data.yaml"))).splitlines()
+    assert fast[1] == ("recipe (also): augment color,translation,cutout augment_p 0 ada_target 0.6, ema 0.995, "
+                       "lr_decay linear from 0, d_norm none, beta1 0, beta2 0.9")
+    for preset in sorted(configs.glob("*.yaml")):
+        lines = recipe_line(build_config(read_yaml(preset))).splitlines()
+        assert lines[0].startswith("recipe: ") and all(line.startswith("recipe (also): ") for line in lines[1:]), preset
+        assert max(map(len, lines)) <= RECIPE_WIDTH, preset
+
+
+def _other_value(key: str, default):
+    """A valid value of the model or train `key` other than its `default`."""
+    import typing
+
+    from gankit.config import CHOICES, CLOSED_UNIT_INTERVAL, UNIT_INTERVAL, ModelConfig, TrainConfig
+
+    if key in CHOICES:
+        return next(c for c in CHOICES[key] if c != default)
+    if default is None:  # (bool, int or float or null)
+        kind = typing.get_type_hints(ModelConfig if key.startswith("model.") else TrainConfig)[key.split(".")[1]]
+        return next(value for value in (True, 3, 1.5) if type(value) in typing.get_args(kind))
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, str):  # the texts without CHOICES
+        return {"train.augment": "color", "train.device": "cpu"}[key]
+    if isinstance(default, int):
+        return default + 1
+    return 0.5 if default == 0 else default / 2 if key in UNIT_INTERVAL | CLOSED_UNIT_INTERVAL else default * 2
+
+
+def test_the_recipe_names_every_model_and_train_setting_that_acts_and_no_machine_setting():
+    """The recipe line left out model.g_act, kernel, init, bn_eps, train.eps, Adam's betas...: every model and train
+    key but NOT_RECIPE (a new one too, with no list to extend) changes the line where it has an effect (under one of
+    these configs), and no NOT_RECIPE key changes it (threads, precision, the budget...)."""
+    from gankit.config import ACTS_ONLY_WITH, NOT_RECIPE, Config, flatten, recipe_line, to_dict
+
+    bases = [{}, {"model": {"arch": "acgan", "upsample": "colorpicker", "mbd_features": 1, "init": "normal"}},
+             {"train": {"strategy": "critic", "critic_boost": 100, "loss": "wgan", "optimizer": "rmsprop"}},
+             {"train": {"strategy": "monitored", "label_smoothing": 0.1, "lr_decay": "linear", "instance_noise": 0.1,
+                        "topk": 0.5, "ema": 0.9, "augment": "color"}},
+             {"train": {"strategy": "boost", "loss": "wgan_gp"}, "model": {"d_norm": "none"}}]
+    defaults = flatten(to_dict(Config()))
+    keys = [k for k in defaults if k.startswith(("model.", "train."))]
+    names = [k.rsplit(".", 1)[1] for k in keys if k not in NOT_RECIPE]
+    assert len(set(names)) == len(names)  # the line names a key without its section
+    silent = []
+    for key in keys:
+        value = _other_value(key, defaults[key])
+        changed = []
+        for base in bases:
+            try:
+                cfg = build_config(base, parse_sets([f"{key}={str(value).lower() if isinstance(value, bool) else value}"]))
+            except ConfigError:
+                continue
+            acts = key in NOT_RECIPE or key not in ACTS_ONLY_WITH or ACTS_ONLY_WITH[key][0](cfg)
+            if not acts or flatten(to_dict(cfg))[key] != value:
+                continue
+            changed.append(recipe_line(cfg) != recipe_line(build_config(base)))
+        assert changed, key
+        if (key in NOT_RECIPE) == any(changed):
+            silent.append(key)
+    assert silent == []
 
 
 def test_readme_names_every_config_key():

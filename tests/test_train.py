@@ -1844,8 +1844,9 @@ def test_tensorboard_holds_the_config_of_a_run_and_of_each_resume_that_changed_i
     monkeypatch.setattr(Trainer, "_g_phase", original)
     run = run_training(layers, tmp_path / "r")  # the same config: nothing new
     first = (run / "config.yaml").read_text()
+    recipe = recipe_line(from_dict(yaml.safe_load(first))).splitlines()  # batch_size 8: a second line, shown as one
     assert _config_texts(run) == [(0, "".join(f"    {line}\n" for line in first.splitlines()),
-                                   f"`{recipe_line(from_dict(yaml.safe_load(first)))}`")]
+                                   f"`{recipe[0]}`  \n`{recipe[1]}`")]
     shutil.copy(run / "checkpoints/last.pt", tmp_path / "at_4.pt")
     layers[0]["train"]["epochs"] = 2
     for _ in range(2):  # the second time from the same checkpoint, as after a crash before the next one
@@ -2033,7 +2034,7 @@ def test_the_start_line_is_followed_by_the_recipe_also_on_resume(image_folder, t
     layers[0]["train"]["max_steps"] = 2
     run_training(layers, run)
     recipe = ("recipe: dcgan ngf 8 ndf 8, loss bce, strategy classic, adam lr_g 0.00015 lr_d 0.00015, nz 16 normal; "
-              "label_smoothing 0.1\n")
+              "label_smoothing 0.1\nrecipe (also): batch_size 8\n")
     err = capsys.readouterr().err
     assert f"up to 1 epoch / 1 iteration\n{recipe}" in err and f"up to 1 epoch / 2 iterations\n{recipe}" in err, err
 

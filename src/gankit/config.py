@@ -538,13 +538,26 @@ def warn_settings(layers: list[dict], cfg: Config) -> list[str]:
     return lines
 
 
-def recipe_line(cfg: Config) -> str:
-    """What a run trains, in one line of its config's own key names (a run's start says it): the model and its widths,
-    the loss, the strategy, the optimizer, the latent, then the tricks that are on with their values, e.g.
-    'recipe: dcgan ngf 64 ndf 64, loss bce, strategy classic, adam lr_g 0.00015 lr_d 0.00015, nz 100 normal'."""
+# Model and train keys a run's recipe (`recipe_line`) leaves out: those filled in from the dataset, the budget (the
+# start line says it), the seed, where and how fast it runs (the device, threads, precision and kernels: not a setting
+# of what it trains) and what it does on a NaN. Every other model.* and train.* key is in it, a new one too (without
+# an edit here), where it differs from its default and has an effect (ACTS_ONLY_WITH).
+NOT_RECIPE = ("model.channels", "model.num_classes", "train.epochs", "train.max_steps", "train.minutes", "train.seed",
+              "train.deterministic", "train.nan_policy", "train.nan_lr_factor", "train.device", "train.threads",
+              "train.precision", "train.channels_last", "train.compile", "train.compile_mode", "train.fuse_d",
+              "train.gemm_wgrad", "train.thin_conv", "train.sync_batchnorm")
+RECIPE_WIDTH = 200  # most characters of a recipe line: the settings past it go on lines of their own ("recipe (also): ")
+# The keys the recipe's start always says (on or off), before its settings: the model, loss, strategy, optimizer, latent.
+_RECIPE_CORE = ("model.arch", "model.ngf", "model.ndf", "model.upsample", "train.loss", "train.relativistic", "train.clip",
+                "train.gp_lambda", "train.strategy", "train.monitor_factor", "train.boost_window", "train.n_critic",
+                "train.critic_boost", "train.critic_boost_first", "train.critic_boost_every", "train.optimizer",
+                "train.lr_g", "train.lr_d", "model.nz", "model.z_dist")
+
+
+def _recipe_core(cfg: Config) -> str:
+    """The start of `recipe_line`: the _RECIPE_CORE keys."""
     m, t = cfg.model, cfg.train
-    default = Config()
-    model = f"{m.arch} ngf {m.ngf} ndf {m.ndf}" + (f" (upsample {m.upsample})" if m.upsample != default.model.upsample else "")
+    model = f"{m.arch} ngf {m.ngf} ndf {m.ndf}" + (f" (upsample {m.upsample})" if m.upsample != ModelConfig.upsample else "")
     loss = ("relativistic " if t.relativistic else "") + t.loss + \
         {"wgan": f" (clip {t.clip:g})", "wgan_gp": f" (gp_lambda {t.gp_lambda:g})"}.get(t.loss, "")
     strategy = t.strategy + {
@@ -553,27 +566,64 @@ def recipe_line(cfg: Config) -> str:
         "critic": f" (n_critic {t.n_critic}" + (f"; critic_boost {t.critic_boost} for the first {t.critic_boost_first} "
                                                 f"G steps and every {t.critic_boost_every}th" if t.critic_boost else "") + ")",
     }.get(t.strategy, "")
-    tricks = [
-        (t.label_smoothing, f"label_smoothing {t.label_smoothing:g}{' two-sided' if t.label_smoothing_two_sided else ''}"),
-        (t.label_swap, f"label_swap {t.label_swap:g}"),
-        (t.label_noise, f"label_noise {t.label_noise:g}"),
-        (t.instance_noise, f"instance_noise {t.instance_noise:g} over {t.instance_noise_epochs} epochs"),
-        (m.mbd_features, f"mbd_features {m.mbd_features}"),
-        (m.d_mbstd_group, f"d_mbstd_group {m.d_mbstd_group}"),
-        (m.g_dropout, f"g_dropout {m.g_dropout:g}"),
-        (m.d_dropout, f"d_dropout {m.d_dropout:g}"),
-        (m.spectral_norm, "spectral_norm"),
-        (t.augment, f"augment {t.augment}" + (f" ada_target {t.ada_target:g}" if t.ada_target else
-                                              f" p {t.augment_p:g}" if t.augment_p < 1 else "")),
-        (t.topk < 1, f"topk {t.topk:g}"),
-        (t.ema, f"ema {t.ema:g}"),
-        (t.g_batch_factor > 1, f"g_batch_factor {t.g_batch_factor}"),
-        (t.d_split, "d_split"),
-        (t.lr_decay != "none", f"lr_decay {t.lr_decay} from {t.lr_decay_start:g}"),
-    ]
-    on = [said for on, said in tricks if on]
     return (f"recipe: {model}, loss {loss}, strategy {strategy}, "
-            f"{t.optimizer} lr_g {t.lr_g:g} lr_d {t.lr_d:g}, nz {m.nz} {m.z_dist}" + (f"; {', '.join(on)}" if on else ""))
+            f"{t.optimizer} lr_g {t.lr_g:g} lr_d {t.lr_d:g}, nz {m.nz} {m.z_dist}")
+
+
+def _recipe_tricks(cfg: Config) -> list[tuple[tuple[str, ...], Any, str]]:
+    """The tricks `recipe_line` names first among the settings: (the keys it says, whether it is on, what it says)."""
+    m, t = cfg.model, cfg.train
+    return [
+        (("train.label_smoothing", "train.label_smoothing_two_sided"), t.label_smoothing,
+         f"label_smoothing {t.label_smoothing:g}{' two-sided' if t.label_smoothing_two_sided else ''}"),
+        (("train.label_swap",), t.label_swap, f"label_swap {t.label_swap:g}"),
+        (("train.label_noise",), t.label_noise, f"label_noise {t.label_noise:g}"),
+        (("train.instance_noise", "train.instance_noise_epochs"), t.instance_noise,
+         f"instance_noise {t.instance_noise:g} over {t.instance_noise_epochs} epochs"),
+        (("model.mbd_features",), m.mbd_features, f"mbd_features {m.mbd_features}"),
+        (("model.d_mbstd_group",), m.d_mbstd_group, f"d_mbstd_group {m.d_mbstd_group}"),
+        (("model.g_dropout",), m.g_dropout, f"g_dropout {m.g_dropout:g}"),
+        (("model.d_dropout",), m.d_dropout, f"d_dropout {m.d_dropout:g}"),
+        (("model.spectral_norm",), m.spectral_norm, "spectral_norm"),
+        (("train.augment", "train.augment_p", "train.ada_target"), t.augment,  # augment_p: ADA's start value
+         f"augment {t.augment}" + (f" augment_p {t.augment_p:g}" if t.augment_p < 1 else "")
+         + (f" ada_target {t.ada_target:g}" if t.ada_target else "")),
+        (("train.topk",), t.topk < 1, f"topk {t.topk:g}"),
+        (("train.ema",), t.ema, f"ema {t.ema:g}"),
+        (("train.g_batch_factor",), t.g_batch_factor > 1, f"g_batch_factor {t.g_batch_factor}"),
+        (("train.d_split",), t.d_split, "d_split"),
+        (("train.lr_decay", "train.lr_decay_start"), t.lr_decay != "none", f"lr_decay {t.lr_decay} from {t.lr_decay_start:g}"),
+    ]
+
+
+def _said(key: str, value: Any) -> str:
+    """A setting as `recipe_line` names it: 'kernel 5', 'leaky_slope 0.3', 'ema_standing_stats false'."""
+    name = key.rsplit(".", 1)[1]
+    if isinstance(value, bool):
+        return name if value else f"{name} false"
+    return f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+
+
+def recipe_line(cfg: Config) -> str:
+    """What a run trains, in its config's own key names (a run's start says it): the model and its widths, the loss,
+    the strategy, the optimizer, the latent, then the tricks that are on with their values, then every other setting
+    of the model and its training (not NOT_RECIPE) that differs from its default and has an effect, e.g.
+    'recipe: dcgan ngf 64 ndf 64, loss bce, strategy classic, adam lr_g 0.00015 lr_d 0.00015, nz 100 normal'. The
+    other settings, and the tricks past RECIPE_WIDTH characters, go on a line of their own: 'recipe (also): kernel 5'."""
+    tricks = _recipe_tricks(cfg)
+    said = {*_RECIPE_CORE, *(key for keys, _, _ in tricks for key in keys), *NOT_RECIPE}
+    final, default = flatten(to_dict(cfg)), flatten(to_dict(Config()))
+    others = [_said(key, value) for key, value in final.items() if key.startswith(("model.", "train."))
+              and key not in said and value != default[key] and (key not in ACTS_ONLY_WITH or ACTS_ONLY_WITH[key][0](cfg))]
+    on = [said for _, on, said in tricks if on]
+    lines, sep = [_recipe_core(cfg)], "; "
+    for i, item in enumerate(on + others):  # the other settings start a line of their own
+        if len(lines[-1]) + len(sep) + len(item) > RECIPE_WIDTH or (i == len(on) and len(lines) == 1):
+            lines.append(f"recipe (also): {item}")
+        else:
+            lines[-1] += sep + item
+        sep = ", "
+    return "\n".join(lines)
 
 
 def check_conditioning(cfg: Config, data: Any) -> None:

@@ -151,7 +151,7 @@ class RunLog:
                 self.config(*self._config[:2], step + 1)
 
     def config(self, text: str, recipe: str, step: int) -> None:
-        """The run's config.yaml `text` and its `recipe` line (`config.recipe_line`) in TensorBoard's Text tab, at
+        """The run's config.yaml `text` and its `recipe` lines (`config.recipe_line`) in TensorBoard's Text tab, at
         `step` (tags config/yaml/text_summary and config/recipe/text_summary: add_text adds the suffix)."""
         self._config = (text, recipe, step)
         if self.tb is None:
@@ -160,7 +160,7 @@ class RunLog:
 
         def add() -> None:
             self.tb.add_text("config/yaml", yaml_block, step)
-            self.tb.add_text("config/recipe", f"`{recipe}`", step)
+            self.tb.add_text("config/recipe", "  \n".join(f"`{line}`" for line in recipe.splitlines()), step)  # Markdown: a line each
             self.tb.flush()
 
         self._tb(add)

@@ -18,7 +18,7 @@ _mplconfig.choose()  # before matplotlib is imported, which reads the folder cho
 from matplotlib import rcParams  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import Formatter, MaxNLocator  # noqa: E402
 
 from gankit.layout import PLOTS_DIR
 from gankit.report._io import atomic_path
@@ -308,10 +308,27 @@ def integer_ticks(ax, axis: str = "x") -> None:
     around (MaxNLocator's integer ticks fall back to fractions there).
     """
     getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+    if axis == "x":  # (the y axes keep their ScalarFormatter: other.png's write 1e6 above a panel)
+        ax.xaxis.set_major_formatter(CountFormatter())
     lo, hi = getattr(ax, f"get_{axis}lim")()
     if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 2:
         lo, hi = math.floor(lo), math.ceil(hi)
         getattr(ax, f"set_{axis}lim")(lo - (hi - lo < 2), hi + (hi - lo < 2))
+
+
+class CountFormatter(Formatter):
+    """Labels of an axis of whole numbers (steps, epochs) that reaches 10,000, in thousands or millions ('150k', '1.2M'):
+    a long run's steps, '150000300000450000', ran into each other in other.png's panels."""
+
+    top = 0.0  # the largest tick's size, set by the axis before it asks for labels
+
+    def set_locs(self, locs):
+        self.top = max((abs(v) for v in locs), default=0.0)
+
+    def __call__(self, value, pos=None):
+        top = max(self.top, abs(value))
+        scale, suffix = (1e6, "M") if top >= 1e6 else (1e3, "k") if top >= 1e4 else (1, "")
+        return f"{value / scale:.4g}{suffix}" if value else "0"
 
 
 def eval_xs(run: Run, lines: list[dict], x: str) -> np.ndarray:

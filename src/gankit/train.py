@@ -28,14 +28,14 @@ import torch
 import yaml
 
 from gankit import console, distributed, runlock, threads
-from gankit.checkpoint import (BEST, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
+from gankit.checkpoint import (BEST, NUMBERED, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CONDITIONAL_ARCHS, Config, build_config, check_conditioning, d_is_per_sample, incompatible_changes,
                            check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, warn_settings,
                            with_older_defaults)
 from gankit.device import set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
-from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
+from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR, epoch_digits, epoch_file
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
@@ -665,6 +665,7 @@ class Trainer:
         self._interrupted: _InterruptFlag | None = None  # fit's, while it runs
 
         self.ckpt_dir = self.run_dir / CHECKPOINTS_DIR
+        self.epoch_digits = epoch_digits(cfg.train.epochs)  # in grid and numbered checkpoint names (`_widen_epoch_names`)
         resumed = False
         self._trained_config: dict | None = None  # the config of the checkpoint resumed from (`_log_config`)
         # last.pt, else the newest good one; read by rank 0 and sent to the others (they may not share its disk)
@@ -928,7 +929,7 @@ class Trainer:
             return
         if len(delete_numbered(first)) < len(first):  # one open elsewhere on Windows: no room this epoch end
             return
-        save_checkpoint(state, numbered_path(self.ckpt_dir, self.epoch))
+        save_checkpoint(state, numbered_path(self.ckpt_dir, self.epoch, self.epoch_digits))
         prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
 
     def _mend_a_kill(self) -> None:
@@ -943,7 +944,7 @@ class Trainer:
             self._mend(f"{GENERATOR_FILE} (behind last.pt)", self._save_generator)
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
-                and not numbered_path(self.ckpt_dir, epoch).exists()):
+                and not numbered_path(self.ckpt_dir, epoch, self.epoch_digits).exists()):
             self._mend(f"the missing numbered checkpoint of epoch {epoch}", lambda: self._save_numbered(self.state_dict()))
 
     def _mend(self, what: str, mend) -> bool:
@@ -984,6 +985,22 @@ class Trainer:
                          f"{console.short_list([p.name for p in removed])}")
         if kept and self._complete_as_it_is():
             self._unmendable(f"{console.count(len(kept), 'unfinished file')} to remove", kept[0])
+
+    def _widen_epoch_names(self) -> None:
+        """The grids and numbered checkpoints of a run resumed with a longer budget (`--epochs 20000` after 3,000) renamed
+        to its epochs' digits (epoch_0001.png -> epoch_00001.png), so that they sort in epoch order beside those to
+        come; names wider than the budget's (a run resumed with a shorter one) keep their width, and so do the new
+        ones (`epoch_digits`). Process 0, at the start of `fit`."""
+        from gankit.report.runs import GRID_RE
+
+        grids = ((path, GRID_RE.match(path.name)) for path in (self.run_dir / SAMPLES_DIR).glob("epoch_*.png"))
+        found = [(path, m[1], f"_batch_{m[2]}.png" if m[2] else ".png") for path, m in grids if m]
+        numbered = ((path, NUMBERED.fullmatch(path.name)) for path in self.ckpt_dir.glob("epoch_*.pt"))
+        found += [(path, m[1], ".pt") for path, m in numbered if m]
+        self.epoch_digits = max([self.epoch_digits] + [len(number) for _, number, _ in found])
+        for path, number, rest in found:
+            if len(number) < self.epoch_digits:
+                path.rename(path.with_name(epoch_file(int(number), rest, self.epoch_digits)))
 
     def _remove_later_grids(self, gone: str = "resumed from") -> None:
         """The sample grids of a later point than the checkpoint resumed from (the run went on past it, then lost or
@@ -1297,7 +1314,7 @@ class Trainer:
             return None
         epoch = self.epoch if epoch is None else epoch
         inside = "" if batch is None else f"_batch_{batch:04d}"
-        path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}{inside}.png"
+        path = self.run_dir / SAMPLES_DIR / epoch_file(epoch, f"{inside}.png", self.epoch_digits)
         with self._paced["samples"].timed() if batch is None else contextlib.nullcontext():
             if not self.num_classes:
                 save_grid(self._generate(self.fixed_noise.to(self.device), None), path, max_side=TRAINING_GRID_SIDE)
@@ -1351,6 +1368,7 @@ class Trainer:
 
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._widen_epoch_names()
             if more() or not self.resumed:  # (a resume with nothing left to train keeps the run's own budget)
                 save_yaml(cfg, self.run_dir / CONFIG_FILE)
                 self._log_config()

@@ -1903,7 +1903,7 @@ class _InterruptFlag:
 
 class _progress:
     """Progress of the run, on the first process only, silent when disabled. On a terminal, a tqdm bar per epoch
-    showing losses and images/s. Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
+    showing losses, images/s and the run's share done and time left (the bar's own time is the epoch's). Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
     up as one endless line, so it prints plain lines instead: at the end of the first epoch, at the end of a later
     one `console.LINE_EVERY` seconds after the previous line, inside an epoch that goes twice that long without
     one, and at the run's end; each with losses, images/s since the previous line, time spent and time left.
@@ -1927,8 +1927,10 @@ class _progress:
 
         if self.bar is not None:
             self.bar.close()
-        self.bar = tqdm(total=self.spe, initial=done, desc=f"{self.name} epoch {epoch + 1}", unit="batch",
+        self.bar = tqdm(total=self.spe, initial=done, desc=f"{self.name} epoch {epoch + 1}{self.of}", unit="batch",
                         dynamic_ncols=True, leave=False)
+        if self.values:  # the latest losses and the run's progress at once: an epoch of a few batches is gone before
+            self.postfix(self.values, refresh=True)  # its first step line (a small dataset: thousands of epochs)
 
     def roll_back(self, epoch: int, done: int, mark: tuple[float, int, float]) -> None:
         """A NaN rollback went back to batch `done` of `epoch`: shown from there, without the losses of the step line
@@ -1944,11 +1946,13 @@ class _progress:
         if self.lines and self._due(2) and self.in_epoch < self.spe:  # short epochs report at their ends
             self._line(f"epoch {self.epoch + 1}{self.of}, {self.in_epoch}/{self.spe} batches", self.values)
 
-    def postfix(self, values: dict) -> None:
+    def postfix(self, values: dict, refresh: bool = False) -> None:
         self.values = values  # the latest step line's, for the lines inside an epoch
         if self.bar is not None:
             shown = {k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "img_per_s")}
-            self.bar.set_postfix(shown, refresh=False)
+            done, elapsed = self.status()[:2]
+            shown["run"] = f"{done:.0%}{self._left(done, elapsed, ' ({} left)')}"  # the bar's own time is the epoch's
+            self.bar.set_postfix(shown, refresh=refresh)
 
     def epoch_line(self, epoch: int | float, values: dict) -> None:
         """Off a terminal: the line of an epoch that has ended (`epoch` fractional when the budget ended it inside
@@ -1973,8 +1977,13 @@ class _progress:
         # (none when no image was trained since the last line: the line of an epoch that a budget ended right after
         # one inside it; the lines' own clock went on meanwhile, so it said "0 img/s")
         speed = f"{(images - since_images) / training:.0f} img/s; " if training > 0 and images > since_images else ""
-        left = f", about {console.clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
+        left = self._left(done, elapsed, ", about {} left")
         console.info(f"{self.name} {where}: {shown}{speed}{console.clock(elapsed)} in, {done:.0%} done{left}")
+
+    @staticmethod
+    def _left(done: float, elapsed: float, form: str) -> str:
+        """The run's time left at the pace so far, in `form`; "" before anything is done or after it all is."""
+        return form.format(console.clock(elapsed * (1 - done) / done)) if 0 < done < 1 else ""
 
     def close(self) -> None:
         if self.bar is not None:

@@ -37,6 +37,7 @@ EVAL_KEYS = ("fid", "kid_mean", "kid_std", "n_fake", "n_real")
 #: Keys the named figures draw; every other numeric key goes to `other.png`.
 PLOTTED_KEYS = set(LOSS_KEYS + ACC_KEYS + AUX_ACC_KEYS + WGAN_KEYS + EVAL_KEYS + (AUX_ENTROPY_KEY,))
 MAX_OTHER_PANELS = 12
+TICK_LABEL_ROOM = 48  # points along an x axis for each tick: a label of 5 characters ('13.5k', '0.25M') and a gap
 #: A run's logged time includes its FID/KID evaluations (a run evaluating often looks slower than one that does not).
 TIME_LABEL = "time (minutes, evaluations included)"
 LEGEND_ABOVE_PAD = 22  # points between an axes and its title, room for a one-row legend above the axes
@@ -309,6 +310,9 @@ def integer_ticks(ax, axis: str = "x") -> None:
     """
     getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
     if axis == "x":  # (the y axes keep their ScalarFormatter: other.png's write 1e6 above a panel)
+        # as many ticks as labels of 5 characters fit (matplotlib's own count left 3 characters: '10.5k12k13.5k')
+        width = ax.get_position().width * ax.figure.get_figwidth() * 72  # points
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=max(2, int(width // TICK_LABEL_ROOM))))
         ax.xaxis.set_major_formatter(CountFormatter())
     lo, hi = getattr(ax, f"get_{axis}lim")()
     if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 2:

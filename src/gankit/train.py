@@ -1368,7 +1368,7 @@ class Trainer:
 
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._widen_epoch_names()
+            self._mend("the epochs' digits in grid and checkpoint names", self._widen_epoch_names)
             if more() or not self.resumed:  # (a resume with nothing left to train keeps the run's own budget)
                 save_yaml(cfg, self.run_dir / CONFIG_FILE)
                 self._log_config()

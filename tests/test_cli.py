@@ -336,6 +336,31 @@ def test_a_terminal_without_a_width_gets_the_lines_not_a_bar_it_would_not_show(m
         assert not train._progress(True, 4, "r", 9, lambda: (0.5, 0.0, 100, 0.0)).lines
 
 
+def test_a_terminal_bar_says_the_epochs_of_the_run_and_its_time_left(monkeypatch):
+    """On a terminal the bar said 'r epoch 12' with the epoch's own time: of a run of thousands of short epochs (a small
+    dataset), neither how many epochs nor how long the run had left, which the plain lines of a log file say. A new
+    epoch's bar shows the latest losses at once: a 1-batch epoch was gone before its own."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from gankit import console, train
+
+    master, slave = pty.openpty()
+    with os.fdopen(master, "rb", buffering=0), os.fdopen(slave, "w") as terminal:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 150, 0, 0))
+        monkeypatch.setattr(console.sys, "stderr", terminal)
+        progress = train._progress(True, 1, "r", 300, lambda: (0.25, 30.0, 100, 0.0))
+        progress.reset_epoch(11, 0)
+        assert progress.bar.desc == "r epoch 12/300"
+        progress.postfix({"d_loss": 0.5, "g_loss": 1.25})
+        assert progress.bar.postfix == "d_loss=0.5, g_loss=1.25, run=25% (1:30 left)"
+        progress.reset_epoch(12, 0)
+        assert progress.bar.desc == "r epoch 13/300" and progress.bar.postfix.endswith("run=25% (1:30 left)")
+        progress.close()
+
+
 def test_off_a_terminal_a_long_epoch_reports_inside_it_too(image_folder, tmp_path, monkeypatch, capsys):
     """An epoch can take longer than the line interval (a large folder at 256 px on a CPU): a line then comes inside
     it (after twice the interval without a line), with the batch count and the latest logged losses (interval 0

@@ -65,6 +65,26 @@ def test_epoch_positions_place_steps_by_each_runs_steps_per_epoch(tmp_path):
     assert critic.epoch_positions([1, 2, 3]) == pytest.approx([1.0, 2.0, 3.0])
 
 
+def test_a_step_is_placed_among_a_long_runs_epochs_by_a_binary_search():
+    """`gankit compare` of a run of 1,000,000 steps (50,000 epochs, 70,000 logged steps) ran for over 10 minutes:
+    each step's place scanned the epoch ends from the first. It reads a handful of them now, and places it the same."""
+    from gankit.report import runs
+
+    class Counted(list):
+        reads = 0
+
+        def __getitem__(self, i):
+            Counted.reads += 1
+            return list.__getitem__(self, i)
+
+    ks = Counted(float(20 * e) for e in range(50_001))
+    es = [float(e) for e in range(50_001)]
+    assert runs._interp(999_990.0, ks, es) == pytest.approx(49_999.5)
+    assert Counted.reads < 100
+    assert [runs._interp(x, ks, es) for x in (-10.0, 0.0, 10.0, 20.0, 1e6, 2e6)] == pytest.approx(
+        [-0.5, 0.0, 0.5, 1.0, 50_000.0, 50_000.0])
+
+
 def _with_epochs_done(run, batches_per_step=1, steps_per_epoch=80):
     """`run`'s step lines with the epochs done that training logs on them (batches consumed over batches per epoch):
     a step of the critic strategy consumes n_critic batches."""

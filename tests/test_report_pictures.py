@@ -44,6 +44,27 @@ def test_step_and_epoch_axes_have_whole_number_ticks_only(tmp_path):
         assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
 
 
+@pytest.mark.parametrize("steps", [13_000, 1_000_000])
+def test_the_step_and_epoch_ticks_of_a_long_run_do_not_run_into_each_other(tmp_path, steps):
+    """A run of 1,000,000 steps and 50,000 epochs: other.png's panels labelled their steps '150000300000450000...'
+    and the evaluations' epochs '6000120001800024000...', one unreadable run of digits."""
+    lines = step_lines(steps, every=steps // 50, d_loss=lambda s: 1.0, img_per_s=lambda s: 100.0 + s % 7)
+    epochs = steps // 20
+    run = write_run(tmp_path / "r", lines + [{"kind": "eval", "step": 20 * e, "epoch": e, "time": 0.02 * e,
+                                               "fid": 100.0 - e / 1000, "eval_seconds": 3.0}
+                                              for e in range(epochs // 20, epochs + 1, epochs // 20)])
+    for fig in (plots.other_figure(run), plots.losses_figure(run), plots.fid_figure(run)):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            lo, hi = ax.get_xlim()
+            labels = [t for t, x in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= x <= hi and t.get_text()]
+            boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+            assert len(boxes) >= 3, ax.get_title()
+            gaps = [b.x0 - a.x1 for a, b in zip(boxes, boxes[1:])]
+            assert min(gaps) >= 4, (ax.get_title(), [t.get_text() for t in labels], gaps)
+
+
 def test_a_curve_of_one_or_two_points_has_visible_markers(tmp_path):
     """40 steps with log.every=50... one point per loss: the line through it drew nothing but a 3 px dot."""
     for steps in (40, 80):  # one point per loss, then two

@@ -17,8 +17,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import IMBALANCED, ctrl_c_at, make_image_folder, tiny_layers
-from gankit.checkpoint import load_checkpoint, save_checkpoint, state_digest
+from gankit.checkpoint import load_checkpoint, numbered_checkpoints, save_checkpoint, state_digest
 from gankit.errors import ConfigError, RunError
+from gankit.report.runs import find_samples
 from gankit.runlog import read_metrics
 from gankit.train import Trainer, run_training
 
@@ -1531,6 +1532,23 @@ def test_a_complete_run_stopped_before_its_gif_writes_it_when_run_again(image_fo
     (run / "evolution.gif").unlink()
     run_training(layers, run)
     assert "is already complete" in capsys.readouterr().err and (run / "evolution.gif").is_file()
+
+
+def test_a_run_of_10000_epochs_or_more_names_its_grids_and_checkpoints_so_that_they_sort_in_epoch_order(image_folder,
+                                                                                                         tmp_path):
+    """epoch_10000.png sorted between epoch_1000.png and epoch_1001.png in a file listing: a run whose budget has five
+    digits names its epochs with five, and a resume with such a budget renames the grids and checkpoints of before."""
+    layers = tiny_layers(image_folder, epochs=1)  # 4 iterations per epoch
+    layers[0]["log"].update(grids_per_epoch=2, write_share=0, tensorboard=False)
+    run = run_training(layers, tmp_path / "r")
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_0001.png", "epoch_0001_batch_0002.png"]
+    layers[0]["train"].update(epochs=10_000, max_steps=8)
+    run_training(layers, run)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch_00001.png", "epoch_00001_batch_0002.png", "epoch_00002.png", "epoch_00002_batch_0002.png"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("epoch_*")) == ["epoch_00001.pt", "epoch_00002.pt"]
+    assert [p.name for p in find_samples(run / "samples")] == ["epoch_00001.png", "epoch_00002.png"]
+    assert load_checkpoint(numbered_checkpoints(run / "checkpoints")[0])["iteration"] == 8
 
 
 def test_a_resume_from_an_older_checkpoint_removes_the_grids_of_later_epochs(image_folder, tmp_path, capsys):

@@ -33,7 +33,7 @@ import torch
 from gankit import distributed
 from gankit.console import short_list, short_path, warn
 from gankit.errors import RunError
-from gankit.layout import CHECKPOINTS_DIR, PLOTS_DIR, SAMPLES_DIR
+from gankit.layout import CHECKPOINTS_DIR, EPOCH_DIGITS, PLOTS_DIR, SAMPLES_DIR, epoch_file
 
 LAST = "last.pt"
 PREVIOUS = "last.prev.pt"
@@ -320,9 +320,9 @@ def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
     return [p for p in (ckpt_dir / LAST,) if p.is_file()] + older
 
 
-def numbered_path(ckpt_dir: Path, epoch: int) -> Path:
-    """Where the numbered checkpoint of `epoch` goes: epoch_NNNN.pt (`NUMBERED`)."""
-    return Path(ckpt_dir) / f"epoch_{epoch:04d}.pt"
+def numbered_path(ckpt_dir: Path, epoch: int, digits: int = EPOCH_DIGITS) -> Path:
+    """Where the numbered checkpoint of `epoch` goes: epoch_NNNN.pt (`NUMBERED`; `digits`: `layout.epoch_digits`)."""
+    return Path(ckpt_dir) / epoch_file(epoch, ".pt", digits)
 
 
 def numbered_checkpoints(ckpt_dir: Path) -> list[Path]:

@@ -20,5 +20,21 @@ CHECKPOINTS_DIR = "checkpoints"
 GENERATOR_FILE = "generator.safetensors"
 TENSORBOARD_DIR = "tensorboard"
 
+#: The least digits of the epoch number in the names of grids and numbered checkpoints (epoch_0001.png).
+EPOCH_DIGITS = 4
+
+
+def epoch_digits(last_epoch: int) -> int:
+    """Digits of the epoch numbers in the names of a run's grids and numbered checkpoints: `EPOCH_DIGITS`, or as many as
+    its last epoch has (epoch_00001.png ... epoch_12000.png), so that a file listing sorts them in epoch order
+    (epoch_10000.png came between epoch_1000.png and epoch_1001.png). Readers take any count."""
+    return max(EPOCH_DIGITS, len(str(last_epoch)))
+
+
+def epoch_file(epoch: int, rest: str, digits: int = EPOCH_DIGITS) -> str:
+    """The name of epoch `epoch`'s grid or numbered checkpoint, `rest` after the number: epoch_0012.png with ".png"."""
+    return f"epoch_{epoch:0{digits}d}{rest}"
+
+
 #: What training writes beside config.yaml (the sanity test clears an earlier test's outputs by this list).
 RUN_OUTPUTS = (METRICS_FILE, SAMPLES_DIR, GIF_NAME, PLOTS_DIR, CHECKPOINTS_DIR, GENERATOR_FILE, TENSORBOARD_DIR)

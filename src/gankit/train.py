@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from gankit import console, distributed, runlock, threads
-from gankit.checkpoint import (BEST, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
+from gankit.checkpoint import (BEST, NUMBERED, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
 from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, MEASURING, Config, build_config,
                            check_conditioning, d_is_per_sample, filled_in, flatten, given_keys, incompatible_changes,
@@ -37,7 +37,7 @@ from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, MEA
                            warn_settings, with_older_defaults)
 from gankit.device import deterministic_kept, set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
-from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR
+from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR, epoch_digits, epoch_file
 from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
@@ -706,6 +706,7 @@ class Trainer:
         self._interrupted: _InterruptFlag | None = None  # fit's, while it runs
 
         self.ckpt_dir = self.run_dir / CHECKPOINTS_DIR
+        self.epoch_digits = epoch_digits(cfg.train.epochs)  # in grid and numbered checkpoint names (`_widen_epoch_names`)
         resumed = False
         self._trained_config: dict | None = None  # the config of the checkpoint resumed from (`_log_config`)
         # last.pt, else the newest good one; read by rank 0 and sent to the others (they may not share its disk)
@@ -970,7 +971,7 @@ class Trainer:
             return
         if len(delete_numbered(first)) < len(first):  # one open elsewhere on Windows: no room this epoch end
             return
-        save_checkpoint(state, numbered_path(self.ckpt_dir, self.epoch))
+        save_checkpoint(state, numbered_path(self.ckpt_dir, self.epoch, self.epoch_digits))
         prune_numbered(self.ckpt_dir, self.cfg.log.keep_checkpoints)
 
     def _mend_a_kill(self) -> None:
@@ -985,7 +986,7 @@ class Trainer:
             self._mend(f"{GENERATOR_FILE} (behind last.pt)", self._save_generator)
         epoch, spe = self.epoch, self.batches.steps_per_epoch
         if (epoch and self.cursor % spe == 0 and self._numbered_epoch(epoch)
-                and not numbered_path(self.ckpt_dir, epoch).exists()):
+                and not numbered_path(self.ckpt_dir, epoch, self.epoch_digits).exists()):
             self._mend(f"the missing numbered checkpoint of epoch {epoch}", lambda: self._save_numbered(self.state_dict()))
 
     def _mend(self, what: str, mend) -> bool:
@@ -1026,6 +1027,22 @@ class Trainer:
                          f"{console.short_list([p.name for p in removed])}")
         if kept and self._complete_as_it_is():
             self._unmendable(f"{console.count(len(kept), 'unfinished file')} to remove", kept[0])
+
+    def _widen_epoch_names(self) -> None:
+        """The grids and numbered checkpoints of a run resumed with a longer budget (`--epochs 20000` after 3,000) renamed
+        to its epochs' digits (epoch_0001.png -> epoch_00001.png), so that they sort in epoch order beside those to
+        come; names wider than the budget's (a run resumed with a shorter one) keep their width, and so do the new
+        ones (`epoch_digits`). Process 0, at the start of `fit`."""
+        from gankit.report.runs import GRID_RE
+
+        grids = ((path, GRID_RE.match(path.name)) for path in (self.run_dir / SAMPLES_DIR).glob("epoch_*.png"))
+        found = [(path, m[1], f"_batch_{m[2]}.png" if m[2] else ".png") for path, m in grids if m]
+        numbered = ((path, NUMBERED.fullmatch(path.name)) for path in self.ckpt_dir.glob("epoch_*.pt"))
+        found += [(path, m[1], ".pt") for path, m in numbered if m]
+        self.epoch_digits = max([self.epoch_digits] + [len(number) for _, number, _ in found])
+        for path, number, rest in found:
+            if len(number) < self.epoch_digits:
+                path.rename(path.with_name(epoch_file(int(number), rest, self.epoch_digits)))
 
     def _remove_later_grids(self, gone: str = "resumed from") -> None:
         """The sample grids of a later point than the checkpoint resumed from (the run went on past it, then lost or
@@ -1339,7 +1356,7 @@ class Trainer:
             return None
         epoch = self.epoch if epoch is None else epoch
         inside = "" if batch is None else f"_batch_{batch:04d}"
-        path = self.run_dir / SAMPLES_DIR / f"epoch_{epoch:04d}{inside}.png"
+        path = self.run_dir / SAMPLES_DIR / epoch_file(epoch, f"{inside}.png", self.epoch_digits)
         with self._paced["samples"].timed() if batch is None else contextlib.nullcontext():
             if not self.num_classes:
                 save_grid(self._generate(self.fixed_noise.to(self.device), None), path, max_side=TRAINING_GRID_SIDE)
@@ -1393,6 +1410,7 @@ class Trainer:
 
         if distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._mend("the epochs' digits in grid and checkpoint names", self._widen_epoch_names)
             if more() or not self.resumed:  # (a resume with nothing left to train keeps the run's own budget)
                 save_yaml(cfg, self.run_dir / CONFIG_FILE, self.filled_in)
                 self._log_config()
@@ -1929,7 +1947,7 @@ class _InterruptFlag:
 
 class _progress:
     """Progress of the run, on the first process only, silent when disabled. On a terminal, a tqdm bar per epoch
-    showing losses and images/s. Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
+    showing losses, images/s and the run's share done and time left (the bar's own time is the epoch's). Elsewhere (a log file, a cluster job's output, a pipe) a bar's redraws would pile
     up as one endless line, so it prints plain lines instead: at the end of the first epoch, at the end of a later
     one `console.LINE_EVERY` seconds after the previous line, inside an epoch that goes twice that long without
     one, and at the run's end; each with losses, images/s since the previous line, time spent and time left.
@@ -1953,8 +1971,10 @@ class _progress:
 
         if self.bar is not None:
             self.bar.close()
-        self.bar = tqdm(total=self.spe, initial=done, desc=f"{self.name} epoch {epoch + 1}", unit="batch",
+        self.bar = tqdm(total=self.spe, initial=done, desc=f"{self.name} epoch {epoch + 1}{self.of}", unit="batch",
                         dynamic_ncols=True, leave=False)
+        if self.values:  # the latest losses and the run's progress at once: an epoch of a few batches is gone before
+            self.postfix(self.values, refresh=True)  # its first step line (a small dataset: thousands of epochs)
 
     def roll_back(self, epoch: int, done: int, mark: tuple[float, int, float]) -> None:
         """A NaN rollback went back to batch `done` of `epoch`: shown from there, without the losses of the step line
@@ -1970,11 +1990,13 @@ class _progress:
         if self.lines and self._due(2) and self.in_epoch < self.spe:  # short epochs report at their ends
             self._line(f"epoch {self.epoch + 1}{self.of}, {self.in_epoch}/{self.spe} batches", self.values)
 
-    def postfix(self, values: dict) -> None:
+    def postfix(self, values: dict, refresh: bool = False) -> None:
         self.values = values  # the latest step line's, for the lines inside an epoch
         if self.bar is not None:
             shown = {k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "img_per_s")}
-            self.bar.set_postfix(shown, refresh=False)
+            done, elapsed = self.status()[:2]
+            shown["run"] = f"{done:.0%}{self._left(done, elapsed, ' ({} left)')}"  # the bar's own time is the epoch's
+            self.bar.set_postfix(shown, refresh=refresh)
 
     def epoch_line(self, epoch: int | float, values: dict) -> None:
         """Off a terminal: the line of an epoch that has ended (`epoch` fractional when the budget ended it inside
@@ -1999,8 +2021,13 @@ class _progress:
         # (none when no image was trained since the last line: the line of an epoch that a budget ended right after
         # one inside it; the lines' own clock went on meanwhile, so it said "0 img/s")
         speed = f"{(images - since_images) / training:.0f} img/s; " if training > 0 and images > since_images else ""
-        left = f", about {console.clock(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
+        left = self._left(done, elapsed, ", about {} left")
         console.info(f"{self.name} {where}: {shown}{speed}{console.clock(elapsed)} in, {done:.0%} done{left}")
+
+    @staticmethod
+    def _left(done: float, elapsed: float, form: str) -> str:
+        """The run's time left at the pace so far, in `form`; "" before anything is done or after it all is."""
+        return form.format(console.clock(elapsed * (1 - done) / done)) if 0 < done < 1 else ""
 
     def close(self) -> None:
         if self.bar is not None:

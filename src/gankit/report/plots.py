@@ -19,7 +19,7 @@ _mplconfig.choose()  # before matplotlib is imported, which reads the folder cho
 from matplotlib import rcParams  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import Formatter, MaxNLocator  # noqa: E402
 
 from gankit.layout import PLOTS_DIR
 from gankit.report._io import atomic_path
@@ -38,6 +38,7 @@ EVAL_KEYS = ("fid", "kid_mean", "kid_std", "n_fake", "n_real")
 #: Keys the named figures draw; every other numeric key goes to `other.png`.
 PLOTTED_KEYS = set(LOSS_KEYS + ACC_KEYS + AUX_ACC_KEYS + WGAN_KEYS + EVAL_KEYS + (AUX_ENTROPY_KEY,))
 MAX_OTHER_PANELS = 12
+TICK_LABEL_ROOM = 48  # points along an x axis for each tick: a label of 5 characters ('13.5k', '0.25M') and a gap
 #: A run's logged time includes its FID/KID evaluations (a run evaluating often looks slower than one that does not).
 TIME_LABEL = "time (minutes, evaluations included)"
 LEGEND_ABOVE_PAD = 22  # points between an axes and its title, room for a one-row legend above the axes
@@ -321,10 +322,30 @@ def integer_ticks(ax, axis: str = "x") -> None:
     around (MaxNLocator's integer ticks fall back to fractions there).
     """
     getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+    if axis == "x":  # (the y axes keep their ScalarFormatter: other.png's write 1e6 above a panel)
+        # as many ticks as labels of 5 characters fit (matplotlib's own count left 3 characters: '10.5k12k13.5k')
+        width = ax.get_position().width * ax.figure.get_figwidth() * 72  # points
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=max(2, int(width // TICK_LABEL_ROOM))))
+        ax.xaxis.set_major_formatter(CountFormatter())
     lo, hi = getattr(ax, f"get_{axis}lim")()
     if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 2:
         lo, hi = math.floor(lo), math.ceil(hi)
         getattr(ax, f"set_{axis}lim")(lo - (hi - lo < 2), hi + (hi - lo < 2))
+
+
+class CountFormatter(Formatter):
+    """Labels of an axis of whole numbers (steps, epochs) that reaches 10,000, in thousands or millions ('150k', '1.2M'):
+    a long run's steps, '150000300000450000', ran into each other in other.png's panels."""
+
+    top = 0.0  # the largest tick's size, set by the axis before it asks for labels
+
+    def set_locs(self, locs):
+        self.top = max((abs(v) for v in locs), default=0.0)
+
+    def __call__(self, value, pos=None):
+        top = max(self.top, abs(value))
+        scale, suffix = (1e6, "M") if top >= 1e6 else (1e3, "k") if top >= 1e4 else (1, "")
+        return f"{value / scale:.4g}{suffix}" if value else "0"
 
 
 def eval_xs(run: Run, lines: list[dict], x: str) -> np.ndarray:

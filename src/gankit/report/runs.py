@@ -7,6 +7,7 @@ steps twice is cleaned by `Run.lines`, which keeps only the lines of the latest 
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -396,8 +397,9 @@ def _max_of(lines: list[dict], key: str, cast):
 
 
 def _interp(x: float, xs: list[float], ys: list[float]) -> float:
-    """Linear interpolation of `x` in the increasing `xs`."""
-    for i in range(1, len(xs)):
-        if x <= xs[i]:
-            return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])
-    return ys[-1]
+    """Linear interpolation of `x` in the increasing `xs` (a binary search: the segment scan took `gankit compare` 10
+    minutes over a run of 1,000,000 steps, each of its 70,000 logged steps scanning as many knots)."""
+    i = bisect.bisect_left(xs, x, 1)
+    if i == len(xs):
+        return ys[-1]
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])

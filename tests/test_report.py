@@ -641,6 +641,18 @@ def test_a_key_an_older_runs_config_lacks_counts_as_its_default(tmp_path):
     assert '<td class="missing">\u2014 (default: 0.1)</td><td class="">0.5</td>' in table
 
 
+def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path):
+    """Two of 15 runs with one config (a repeat) showed only their names differing, in a grey row among 14 others, and
+    their curves drawn on one another, one of them hidden: the table names such repeats; not runs that differ."""
+    a, b = (make_run(tmp_path, name, run_index=i, epochs=1, fids=[90.0]) for i, name in enumerate(("base", "again")))
+    c = make_run(tmp_path, "lr", run_index=2, epochs=1, lr_g=1e-4, fids=[80.0])
+    (b / "config.yaml").write_text((b / "config.yaml").read_text().replace("every: 10", "every: 5"))  # log.every
+    table = _config_section(write_compare_report([a, c, b], tmp_path / "r.html").read_text())
+    assert "Repeats, the same training config (only grey rows differ): base and again;" in table
+    assert table.count("Repeats") == 1
+    assert "Repeats" not in _config_section(write_compare_report([a, c], tmp_path / "r.html").read_text())
+
+
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):
     with pytest.raises(RunError, match="not a gankit run folder"):
         write_compare_report([tmp_path], tmp_path / "r.html")

@@ -206,6 +206,7 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
             return _note(f"All {len(keys)} config keys are identical across these runs.") + aside
         shown.sort(key=greyed)  # what changes the training first (a stable sort keeps the config's order)
         idle_shown = [k for k in idle if k in shown]
+        twins = _same_training(flat, [k for k in keys if not greyed(k)], defaults, labels)
         intro = (
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
             f" {MISSING} marks a key a run does not have (made by a gankit without it); it counts as the default"
@@ -214,6 +215,8 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
                if any(map(_output_only, shown)) else "")
             + (f" Grey too: {', '.join(idle_shown)}, which matters to conditional runs only (none of these is)."
                if idle_shown else "")
+            + "".join(f" Repeats, the same training config (only grey rows differ): {_and(group)}; their curves can"
+                      " lie on one another and hide all but one." for group in twins)
         )
     head = "".join(f"<th>{_named(label, c)}</th>" for label, c in zip(labels, colors))
     rows = []
@@ -225,6 +228,21 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
         key = html.escape(k).replace(".", ".<wbr>")  # breaks at its dots only (STYLE): 'data.' over 'resolution'
         rows.append(f"<tr{grey}><th scope=\"row\"><code>{key}</code></th>{cells}</tr>")
     return f'<p class="note">{intro}</p>{aside}<div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _same_training(flat, keys, defaults, labels) -> list[list[str]]:
+    """The groups of two or more runs (their labels) whose flattened configs `flat` hold the same value for every key
+    of `keys`, those that change the training: repeats, which a comparison of 15 runs did not point out."""
+    groups: dict[tuple, list[str]] = {}
+    for f, label in zip(flat, labels):
+        groups.setdefault(tuple(_cell(_value(f, k, defaults)) for k in keys), []).append(label)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _and(labels: list[str]) -> str:
+    """'a, b and c', escaped."""
+    named = [html.escape(label) for label in labels]
+    return ", ".join(named[:-1]) + " and " + named[-1]
 
 
 def _local_time() -> str:

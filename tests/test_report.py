@@ -641,6 +641,19 @@ def test_a_key_an_older_runs_config_lacks_counts_as_its_default(tmp_path):
     assert '<td class="missing">\u2014 (default: 0.1)</td><td class="">0.5</td>' in table
 
 
+def test_a_runs_name_keeps_its_swatch_and_breaks_after_its_separators_over_its_grids_and_in_the_legend(tmp_path):
+    """On a phone, 15 runs of long names ('pokemon16_dcgan_bce_baseline_again'): the legend at the top and the captions
+    over the grids and GIFs had each swatch alone on a line above its name, which broke inside words ('baseline_ag'
+    over 'ain'), as the tables' names did before they were written as `_named` writes them."""
+    from gankit.report.compare import _color, _named
+
+    name = "pokemon16_dcgan_bce_baseline_again"
+    page = write_compare_report([make_run(tmp_path, name, epochs=1)], tmp_path / "r.html").read_text()
+    named = _named(name, _color(0))
+    assert "<wbr>" in named and f"<li><b>{named}</b>" in page
+    assert page.count(f"<figcaption>{named}</figcaption>") == 2  # its final grid and its GIF
+
+
 def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path):
     """Two of 15 runs with one config (a repeat) showed only their names differing, in a grey row among 14 others, and
     their curves drawn on one another, one of them hidden: the table names such repeats; not runs that differ."""
@@ -742,7 +755,7 @@ def test_compare_marks_a_run_that_is_training_now(tmp_path):
     with runlock.hold(live, "--run"):
         page = write_compare_report([live, done], tmp_path / "r.html").read_text()
     header = page[:page.index("<nav>")]
-    assert header.count("training now") == 1 and header.index("training now") < header.index("<b>done</b>")
+    assert header.count("training now") == 1 and header.index("training now") < header.index("done</b>")
     assert "training now" not in write_compare_report([live, done], tmp_path / "r.html").read_text()
 
 

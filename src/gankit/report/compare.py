@@ -134,7 +134,7 @@ def _dash(i: int) -> str:
 
 def _header(runs, labels, colors) -> str:
     items = "".join(
-        f'<li>{_swatch(c)}<b>{html.escape(label)}</b> <span class="path">{html.escape(str(r.path))}</span>'
+        f'<li><b>{_named(label, c)}</b> <span class="path">{html.escape(str(r.path))}</span>'
         + (' <span class="live">training now: this page shows it as it was</span>' if runlock.in_use(r.path) else "")
         + "</li>"
         for r, label, c in zip(runs, labels, colors)
@@ -767,9 +767,9 @@ def _swatch(color: str) -> str:
 
 
 def _named(label: str, color: str) -> str:
-    """A run's name in a table cell, after its swatch: a name wider than its column breaks after its separators
-    ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on its first line (the swatch stood alone
-    above the name, each row a line taller)."""
+    """A run's name after its swatch (in a table cell, the legend at the top, over its grid and GIF): a name wider than
+    its column breaks after its separators ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on
+    its first line (the swatch stood alone above the name, each row a line taller)."""
     return f"{_swatch(color)}\u2060{_breakable(label)}"  # a word joiner: no break between the swatch and the name
 
 
@@ -783,7 +783,7 @@ def _breakable(text: str) -> str:
 
 
 def _cell_fig(label: str, color: str, content: str) -> str:
-    return f'<figure class="run"><figcaption>{_swatch(color)}{html.escape(label)}</figcaption>{content}</figure>'
+    return f'<figure class="run"><figcaption>{_named(label, color)}</figcaption>{content}</figure>'
 
 
 def _section(sid: str, content: str) -> str:

@@ -654,6 +654,26 @@ def test_a_runs_name_keeps_its_swatch_and_breaks_after_its_separators_over_its_g
     assert page.count(f"<figcaption>{named}</figcaption>") == 2  # its final grid and its GIF
 
 
+def test_the_config_table_highlights_the_values_other_than_their_rows_most_common_one(tmp_path):
+    """Among 15 runs' columns, each run changing one key of a baseline, every row showed 15 values where one differed,
+    nothing marking which: a value other than its row's most common one (of values as common, the first run's) is
+    highlighted; not in the grey rows, whose values (the names) all differ."""
+    runs = [make_run(tmp_path, f"r{i}", run_index=i, epochs=1, lr_g=1e-4 if i == 2 else 2e-4,
+                     loss="hinge" if i in (1, 3) else "bce") for i in range(4)]
+
+    def rows(page):
+        table = _config_section(page)
+        return {key: re.findall(r'<td class="([^"]*)">', row)
+                for key, row in re.findall(r"<code>([^<]+)</code></th>(.*?)</tr>", table)}
+
+    assert rows(write_compare_report(runs, tmp_path / "r.html").read_text()) == {
+        "train.loss": ["", "odd", "", "odd"],  # 2 bce, 2 hinge: the first run's bce counts as the common one
+        "train.lr_g": ["", "", "odd", ""],
+        "name": ["", "", "", ""],
+    }
+    assert rows(write_compare_report(runs[1:3], tmp_path / "r.html").read_text())["train.lr_g"] == ["", "odd"]
+
+
 def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path):
     """Two of 15 runs with one config (a repeat) showed only their names differing, in a grey row among 14 others, and
     their curves drawn on one another, one of them hidden: the table names such repeats; not runs that differ."""

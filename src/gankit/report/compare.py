@@ -211,6 +211,7 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
             f" {MISSING} marks a key a run does not have (made by a gankit without it); it counts as the default"
             " shown next to it, where this gankit has one."
+            + " Highlighted: a value other than the row's most common one (of values as common, the first run's)."
             + (" Grey rows (the name, log.*, when it evaluates) change what a run writes, not how it trains."
                if any(map(_output_only, shown)) else "")
             + (f" Grey too: {', '.join(idle_shown)}, which matters to conditional runs only (none of these is)."
@@ -221,10 +222,12 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
     head = "".join(f"<th>{_named(label, c)}</th>" for label, c in zip(labels, colors))
     rows = []
     for k in shown:
-        cells = "".join(
-            f'<td class="{"missing" if k not in f else ""}">{_breakable(_shown(f, k, defaults))}</td>' for f in flat
-        )
         grey = ' class="aside"' if len(flat) > 1 and greyed(k) else ""
+        odd = _unlike_most([_cell(_value(f, k, defaults)) for f in flat]) if len(flat) > 1 and not grey else []
+        cells = "".join(
+            f'<td class="{" ".join(filter(None, ("missing" if k not in f else "", "odd" if i in odd else "")))}">'
+            f'{_breakable(_shown(f, k, defaults))}</td>' for i, f in enumerate(flat)
+        )
         key = html.escape(k).replace(".", ".<wbr>")  # breaks at its dots only (STYLE): 'data.' over 'resolution'
         rows.append(f"<tr{grey}><th scope=\"row\"><code>{key}</code></th>{cells}</tr>")
     return f'<p class="note">{intro}</p>{aside}<div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -237,6 +240,15 @@ def _same_training(flat, keys, defaults, labels) -> list[list[str]]:
     for f, label in zip(flat, labels):
         groups.setdefault(tuple(_cell(_value(f, k, defaults)) for k in keys), []).append(label)
     return [group for group in groups.values() if len(group) > 1]
+
+
+def _unlike_most(values: list[str]) -> list[int]:
+    """The indices of a config row's `values` (one a run) other than its most common one (of values as common, the
+    first run's): among 15 runs' columns, the value a run changed stands out."""
+    from collections import Counter
+
+    common = Counter(values).most_common(1)[0][0]  # of equal counts, the first met
+    return [i for i, v in enumerate(values) if v != common]
 
 
 def _and(labels: list[str]) -> str:
@@ -830,6 +842,7 @@ tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width:
 tbody th, thead th:first-child { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #ddd; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
+#config-diff td.odd { background: #fff3c4; font-weight: 600; }  /* _unlike_most */
 span.aside { font-size: .8rem; }
 td.num span.aside { white-space: normal; }  /* '3 evaluations, 1m 31s of this time' under a total: wraps, or the
    column took twice its width and pushed the table past a 1280 px screen */

@@ -768,6 +768,23 @@ def test_twenty_runs_get_twenty_colours():
     assert len({(_color(i), _dash(i)) for i in range(40)}) == 40  # plotted lines: colour and dash
 
 
+def test_compare_marks_a_run_that_stopped_before_its_budget(tmp_path):
+    """A run killed at epoch 2 of its 10 showed as a finished run of 2 epochs: the legend says it stopped early and how
+    to resume it; not of a run whose max_steps were spent inside its epochs, nor of one with a budget in minutes."""
+    def run(name, i, budget):
+        path = make_run(tmp_path, name, run_index=i, epochs=2, steps_per_epoch=5)
+        (path / "config.yaml").write_text((path / "config.yaml").read_text().replace("epochs: 2", budget))
+        return path
+
+    killed = run("killed", 0, "epochs: 10\n  max_steps: 100")
+    stepped, timed = run("stepped", 1, "epochs: 10\n  max_steps: 10"), run("timed", 2, "epochs: 10\n  minutes: 1")
+    page = write_compare_report([killed, stepped, timed, run("done", 3, "epochs: 2")], tmp_path / "r.html").read_text()
+    header = page[:page.index("<nav>")]
+    assert header.count("stopped before its end") == 1
+    assert (f"stopped before its end (2 of 10 epochs, 10 of 100 iterations): it crashed or was stopped; gankit train"
+            f" --run {killed} resumes it</span></li>") in header
+
+
 def test_compare_marks_a_run_that_is_training_now(tmp_path):
     from gankit import runlock
 

@@ -135,7 +135,8 @@ def _dash(i: int) -> str:
 def _header(runs, labels, colors) -> str:
     items = "".join(
         f'<li><b>{_named(label, c)}</b> <span class="path">{html.escape(str(r.path))}</span>'
-        + (' <span class="live">training now: this page shows it as it was</span>' if runlock.in_use(r.path) else "")
+        + (' <span class="live">training now: this page shows it as it was</span>' if runlock.in_use(r.path) else
+           f' <span class="live">{html.escape(stopped)}</span>' if (stopped := _stopped_early(r)) else "")
         + "</li>"
         for r, label, c in zip(runs, labels, colors)
     )
@@ -146,6 +147,22 @@ def _header(runs, labels, colors) -> str:
         f'<ul class="legend">{items}</ul><nav>{nav}</nav>'
         f'<p class="note">Generated {when}. Colors match across tables and plots.</p></header>'
     )
+
+
+def _stopped_early(run: Run) -> str:
+    """What to say of a run that stopped before its budget (train.epochs, or train.max_steps) was spent: a crash, a
+    kill or a Ctrl-C, or '' (its table row looked like a finished run's). A run with a budget in minutes is not judged:
+    its last logged time need not reach it."""
+    train = run.config.get("train") if isinstance(run.config, dict) else None
+    if not isinstance(train, dict) or train.get("minutes") is not None or not isinstance(train.get("epochs"), int):
+        return ""
+    epochs, steps, max_steps = run.total_epochs or 0, run.total_steps or 0, train.get("max_steps")
+    if epochs >= train["epochs"] or (isinstance(max_steps, int) and steps >= max_steps):
+        return ""
+    from gankit.distributed import resume_command
+
+    spent = f"{epochs} of {train['epochs']} epochs" + (f", {steps} of {max_steps} iterations" if max_steps else "")
+    return f"stopped before its end ({spent}): it crashed or was stopped; {resume_command(run.path)} resumes it"
 
 
 #: Config keys that change how FID/KID are measured: FID falls as it sees more images, so runs that measured with

@@ -677,11 +677,13 @@ def test_the_config_table_highlights_the_values_other_than_their_rows_most_commo
 def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path):
     """Two of 15 runs with one config (a repeat) showed only their names differing, in a grey row among 14 others, and
     their curves drawn on one another, one of them hidden: the table names such repeats; not runs that differ."""
-    a, b = (make_run(tmp_path, name, run_index=i, epochs=1, fids=[90.0]) for i, name in enumerate(("base", "again")))
+    a, b = (make_run(tmp_path, name, run_index=i, epochs=1, fids=[90.0]) for i, name in enumerate(("base", "again_1")))
     c = make_run(tmp_path, "lr", run_index=2, epochs=1, lr_g=1e-4, fids=[80.0])
     (b / "config.yaml").write_text((b / "config.yaml").read_text().replace("every: 10", "every: 5"))  # log.every
-    table = _config_section(write_compare_report([a, c, b], tmp_path / "r.html").read_text())
-    assert "Repeats, the same training config (only grey rows differ): base and again;" in table
+    page = write_compare_report([a, c, b], tmp_path / "r.html").read_text()
+    table = _config_section(page)
+    assert "Repeats, the same training config (only grey rows differ): base and again_1;" in table
+    assert "base and again_<wbr>1;" in page  # a long name breaks after its separators, not inside a word
     assert table.count("Repeats") == 1
     assert "Repeats" not in _config_section(write_compare_report([a, c], tmp_path / "r.html").read_text())
 

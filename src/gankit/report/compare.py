@@ -269,8 +269,8 @@ def _unlike_most(values: list[str]) -> list[int]:
 
 
 def _and(labels: list[str]) -> str:
-    """'a, b and c', escaped."""
-    named = [html.escape(label) for label in labels]
+    """'a, b and c', escaped, each breaking after its separators (`_breakable`), not inside a word, on a phone."""
+    named = [_breakable(label) for label in labels]
     return ", ".join(named[:-1]) + " and " + named[-1]
 
 

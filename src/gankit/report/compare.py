@@ -166,10 +166,11 @@ def _stopped_early(run: Run) -> str:
 
 
 #: Config keys that change how FID/KID are measured: FID falls as it sees more images, so runs that measured with
-#: other values have FIDs that do not compare (KID is unbiased in the number of images).
-MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes")
+#: other values have FIDs that do not compare (KID is unbiased in the number of images); nor do a 16 px and a 32 px run's.
+MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes", "data.resolution")
 #: The MEASURING keys that change KID as well as FID, each with why.
 CHANGES_KID = {
+    "data.resolution": "each run is measured against the real images at its own resolution, other images",
     "eval.inception_weights": "other Inception weights give other features",
     "eval.fake_classes": "generated images of another mix of classes are another distribution",
 }

@@ -800,14 +800,25 @@ def _named(label: str, color: str) -> str:
     """A run's name after its swatch (in a table cell, the legend at the top, over its grid and GIF): a name wider than
     its column breaks after its separators ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on
     its first line (the swatch stood alone above the name, each row a line taller)."""
-    return f"{_swatch(color)}\u2060{_breakable(label)}"  # a word joiner: no break between the swatch and the name
+    # Chromium breaks after the swatch, an inline-block, in spite of a word joiner, where a table's column is narrower
+    # than the swatch and the name's first part (15 runs' columns, or a phone's): in a table (STYLE), the swatch and
+    # that part (or its first character, where it is long) do not break, so the column makes room for them
+    cut = next((i + 1 for i, ch in enumerate(label[:LEAD_CHARS]) if ch in SEPARATORS), 1)
+    lead = html.escape(label[:cut]) + ("<wbr>" if label[cut - 1:cut] in tuple(SEPARATORS) else "")
+    return f'<span class="lead">{_swatch(color)}\u2060{lead}</span>{_breakable(label[cut:])}'
+
+
+#: Where a run name (or a config value) may break: after these.
+SEPARATORS = "_-/."
+#: The longest first part of a run name that stays on one line with its swatch in a table (`_named`).
+LEAD_CHARS = 16
 
 
 def _breakable(text: str) -> str:
-    """`text` escaped, with a line break allowed after each of its separators `_ - / .` (a cell's
+    """`text` escaped, with a line break allowed after each of its SEPARATORS `_ - / .` (a cell's
     `overflow-wrap: break-word` breaks inside a word only where a part between them is wider than the cell)."""
     text = html.escape(text)
-    for sep in "_-/.":
+    for sep in SEPARATORS:
         text = text.replace(sep, sep + "<wbr>")
     return text
 
@@ -859,6 +870,7 @@ tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width:
    backgrounds, so the values scrolled into view still say what they are */
 tbody th, thead th:first-child { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #ddd; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
+th .lead { white-space: nowrap; }  /* _named */
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
 #config-diff td.odd { background: #fff3c4; font-weight: 600; }  /* _unlike_most */
 span.aside { font-size: .8rem; }

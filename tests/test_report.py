@@ -652,6 +652,9 @@ def test_a_runs_name_keeps_its_swatch_and_breaks_after_its_separators_over_its_g
     named = _named(name, _color(0))
     assert "<wbr>" in named and f"<li><b>{named}</b>" in page
     assert page.count(f"<figcaption>{named}</figcaption>") == 2  # its final grid and its GIF
+    # in a table, the swatch keeps to the name's first part (STYLE's .lead); a short name without separators is that part
+    assert named.endswith('\u2060pokemon16_<wbr></span>dcgan_<wbr>bce_<wbr>baseline_<wbr>again')
+    assert _named("pokemon16", _color(0)).endswith('\u2060pokemon16</span>')
 
 
 def test_the_config_table_highlights_the_values_other_than_their_rows_most_common_one(tmp_path):
@@ -805,7 +808,7 @@ def test_compare_marks_a_run_that_is_training_now(tmp_path):
     with runlock.hold(live, "--run"):
         page = write_compare_report([live, done], tmp_path / "r.html").read_text()
     header = page[:page.index("<nav>")]
-    assert header.count("training now") == 1 and header.index("training now") < header.index("done</b>")
+    assert header.count("training now") == 1 and header.index("training now") < header.index("\u2060done")
     assert "training now" not in write_compare_report([live, done], tmp_path / "r.html").read_text()
 
 

@@ -803,7 +803,8 @@ def _named(label: str, color: str) -> str:
     # Chromium breaks after the swatch, an inline-block, in spite of a word joiner, where a table's column is narrower
     # than the swatch and the name's first part (15 runs' columns, or a phone's): in a table (STYLE), the swatch and
     # that part (or its first character, where it is long) do not break, so the column makes room for them
-    cut = next((i + 1 for i, ch in enumerate(label[:LEAD_CHARS]) if ch in SEPARATORS), 1)
+    cut = next((i + 1 for i, ch in enumerate(label[:LEAD_CHARS]) if ch in SEPARATORS),
+               len(label) if len(label) <= LEAD_CHARS else 1)
     lead = html.escape(label[:cut]) + ("<wbr>" if label[cut - 1:cut] in tuple(SEPARATORS) else "")
     return f'<span class="lead">{_swatch(color)}\u2060{lead}</span>{_breakable(label[cut:])}'
 

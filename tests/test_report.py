@@ -729,13 +729,16 @@ def test_compare_warns_when_runs_measured_fid_with_other_image_counts(tmp_path):
 
 def test_compare_warns_that_runs_at_other_resolutions_measured_fid_against_other_real_images(tmp_path):
     """Among 15 runs, one at 32 px had a FID measured against the real images at 32 px, the others at 16 px: nothing said
-    that their FIDs and KIDs do not compare."""
-    a, b = (make_run(tmp_path, name, run_index=i, epochs=2, fids=[200.0, 150.0]) for i, name in enumerate("ab"))
+    that their FIDs and KIDs do not compare; said, it must name that run, or the other 14, which do compare, seem not
+    to."""
+    a, b, c = (make_run(tmp_path, name, run_index=i, epochs=2, fids=[200.0, 150.0]) for i, name in enumerate("abc"))
     (b / "config.yaml").write_text((b / "config.yaml").read_text().replace("resolution: 64", "resolution: 32"))
-    page = write_compare_report([a, b], tmp_path / "r.html").read_text()
+    page = write_compare_report([a, b, c], tmp_path / "r.html").read_text()
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
     assert ("These runs measured FID and KID with different data.resolution: each run is measured against the real"
             " images at its own resolution, other images, so neither their FIDs nor their KIDs compare.") in best
+    assert ("Measured otherwise: data.resolution 32 in b, 64 in the others (runs measured alike compare with each"
+            " other).") in best
 
 
 def test_compare_greys_eval_fake_classes_when_no_run_is_conditional(tmp_path):

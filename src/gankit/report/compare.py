@@ -90,7 +90,8 @@ def write_compare_report(run_dirs: list, out_path, progress: bool = False) -> Pa
             _header(runs, labels, colors),
             _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),
                                                  [label for r, label in zip(runs, labels) if r.config_problem])),
-            _section("best-metrics", _measured_apart(differ) + _best_metrics(runs, labels, colors)),
+            _section("best-metrics", _measured_apart(differ) + _measured_by_whom(runs, labels, flat, defaults, differ)
+                     + _best_metrics(runs, labels, colors)),
             _section("final-grids", _final_grids(runs, labels, colors, widths)),
             _section("evolution", _evolutions(runs, labels, colors, widths, bar)),
             *curves,
@@ -272,7 +273,7 @@ def _unlike_most(values: list[str]) -> list[int]:
 def _and(labels: list[str]) -> str:
     """'a, b and c', escaped, each breaking after its separators (`_breakable`), not inside a word, on a phone."""
     named = [_breakable(label) for label in labels]
-    return ", ".join(named[:-1]) + " and " + named[-1]
+    return " and ".join(filter(None, (", ".join(named[:-1]), named[-1])))
 
 
 def _local_time() -> str:
@@ -361,10 +362,28 @@ def _evaluations(n: int, seconds: float | None) -> str:
 def _measuring_differences(runs, flat, defaults) -> list[str]:
     """The MEASURING keys whose values differ between the runs that logged FID (`flat`: each run's flattened
     config); a CONDITIONAL_ONLY key, between the conditional ones."""
-    measured = [f for r, f in zip(runs, flat) if r.best is not None and f]
-    conditional = [f for f in measured if _conditional(f, defaults)]
-    return [k for k in MEASURING
-            if len({_cell(_value(f, k, defaults)) for f in (conditional if k in CONDITIONAL_ONLY else measured)}) > 1]
+    return [k for k in MEASURING if len(set(_measured_with(runs, flat, defaults, k).values())) > 1]
+
+
+def _measured_with(runs, flat, defaults, key: str) -> dict[int, str]:
+    """{index of a run: its value of the MEASURING `key`} for the runs that logged FID (`flat`: each run's flattened
+    config); for a CONDITIONAL_ONLY key, the conditional ones."""
+    return {i: _cell(_value(f, key, defaults)) for i, (r, f) in enumerate(zip(runs, flat)) if r.best is not None and f
+            and (key not in CONDITIONAL_ONLY or _conditional(f, defaults))}
+
+
+def _measured_by_whom(runs, labels, flat, defaults, differ) -> str:
+    """Which runs measured FID with a value other than most runs' of each `differ` key: one run at 32 px among 14 at
+    16 px made the warning say that none of the 15 runs' FIDs compare."""
+    said = []
+    for key in differ:
+        values = _measured_with(runs, flat, defaults, key)
+        odd = [list(values)[i] for i in _unlike_most(list(values.values()))]
+        common = next(v for i, v in values.items() if i not in odd)
+        said += [f"{key} {html.escape(value)} in {_and([labels[i] for i in odd if values[i] == value])}"
+                 for value in dict.fromkeys(values[i] for i in odd)]
+        said[-1] += f", {html.escape(common)} in the others"
+    return _note(f"Measured otherwise: {'; '.join(said)} (runs measured alike compare with each other).") if said else ""
 
 
 def _measured_apart(differ: list[str]) -> str:

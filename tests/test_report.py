@@ -657,6 +657,65 @@ def test_a_key_an_older_runs_config_lacks_counts_as_its_default(tmp_path):
     assert '<td class="missing">\u2014 (default: 0.1)</td><td class="">0.5</td>' in table
 
 
+def test_a_runs_name_keeps_its_swatch_and_breaks_after_its_separators_over_its_grids_and_in_the_legend(tmp_path):
+    """On a phone, 15 runs of long names ('pokemon16_dcgan_bce_baseline_again'): the legend at the top and the captions
+    over the grids and GIFs had each swatch alone on a line above its name, which broke inside words ('baseline_ag'
+    over 'ain'), as the tables' names did before they were written as `_named` writes them."""
+    from gankit.report.compare import _color, _named
+
+    name = "pokemon16_dcgan_bce_baseline_again"
+    page = write_compare_report([make_run(tmp_path, name, epochs=1)], tmp_path / "r.html").read_text()
+    named = _named(name, _color(0))
+    assert "<wbr>" in named and f"<li><b>{named}</b>" in page
+    assert page.count(f"<figcaption>{named}</figcaption>") == 2  # its final grid and its GIF
+    # in a table, the swatch keeps to the name's first part (STYLE's .lead); a short name without separators is that part
+    assert named.endswith('\u2060pokemon16_<wbr></span>dcgan_<wbr>bce_<wbr>baseline_<wbr>again')
+    assert _named("pokemon16", _color(0)).endswith('\u2060pokemon16</span>')
+
+
+def test_the_config_table_highlights_the_values_other_than_their_rows_most_common_one(tmp_path):
+    """Among 15 runs' columns, each run changing one key of a baseline, every row showed 15 values where one differed,
+    nothing marking which: a value other than its row's most common one (of values as common, the first run's) is
+    highlighted; not in the grey rows, whose values (the names) all differ."""
+    runs = [make_run(tmp_path, f"r{i}", run_index=i, epochs=1, lr_g=1e-4 if i == 2 else 2e-4,
+                     loss="hinge" if i in (1, 3) else "bce") for i in range(4)]
+
+    def rows(page):
+        table = _config_section(page)
+        return {key: re.findall(r'<td class="([^"]*)">', row)
+                for key, row in re.findall(r"<code>([^<]+)</code></th>(.*?)</tr>", table)}
+
+    assert rows(write_compare_report(runs, tmp_path / "r.html").read_text()) == {
+        "train.loss": ["", "odd", "", "odd"],  # 2 bce, 2 hinge: the first run's bce counts as the common one
+        "train.lr_g": ["", "", "odd", ""],
+        "name": ["", "", "", ""],
+    }
+    assert rows(write_compare_report(runs[1:3], tmp_path / "r.html").read_text())["train.lr_g"] == ["", "odd"]
+
+
+def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path):
+    """Two of 15 runs with one config (a repeat) showed only their names differing, in a grey row among 14 others, and
+    their curves drawn on one another, one of them hidden: the table names such repeats; not runs that differ."""
+    a, b = (make_run(tmp_path, name, run_index=i, epochs=1, fids=[90.0]) for i, name in enumerate(("base", "again_1")))
+    c = make_run(tmp_path, "lr", run_index=2, epochs=1, lr_g=1e-4, fids=[80.0])
+    (b / "config.yaml").write_text((b / "config.yaml").read_text().replace("every: 10", "every: 5"))  # log.every
+    page = write_compare_report([a, c, b], tmp_path / "r.html").read_text()
+    table = _config_section(page)
+    assert "Repeats, the same training config (only grey rows differ): base and again_1;" in table
+    assert "base and again_<wbr>1;" in page  # a long name breaks after its separators, not inside a word
+    assert table.count("Repeats") == 1
+    assert "Repeats" not in _config_section(write_compare_report([a, c], tmp_path / "r.html").read_text())
+
+
+def test_compare_does_not_import_torchvision(tmp_path, monkeypatch):
+    """The page reads two constants of report.grids, whose import of torchvision took 2.5 s of 18 (15 runs)."""
+    run = make_run(tmp_path, "a", epochs=1)
+    monkeypatch.delitem(sys.modules, "gankit.report.grids")  # imported anew (restored after the test)
+    for name in ("torchvision", "torchvision.utils"):
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it fails
+    assert "<img" in write_compare_report([run], tmp_path / "r.html").read_text()
+
+
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):
     with pytest.raises(RunError, match="not a gankit run folder"):
         write_compare_report([tmp_path], tmp_path / "r.html")
@@ -691,6 +750,20 @@ def test_compare_warns_when_runs_measured_fid_with_other_image_counts(tmp_path):
     assert "FID with different eval.n_fake" in best and "their KIDs do" in best
     assert '<tr><th scope="row"><code>eval.n_fake</code>' in diff
     assert '<tr class="aside"><th scope="row"><code>eval.every</code>' in diff
+
+
+def test_compare_warns_that_runs_at_other_resolutions_measured_fid_against_other_real_images(tmp_path):
+    """Among 15 runs, one at 32 px had a FID measured against the real images at 32 px, the others at 16 px: nothing said
+    that their FIDs and KIDs do not compare; said, it must name that run, or the other 14, which do compare, seem not
+    to."""
+    a, b, c = (make_run(tmp_path, name, run_index=i, epochs=2, fids=[200.0, 150.0]) for i, name in enumerate("abc"))
+    (b / "config.yaml").write_text((b / "config.yaml").read_text().replace("resolution: 64", "resolution: 32"))
+    page = write_compare_report([a, b, c], tmp_path / "r.html").read_text()
+    best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+    assert ("These runs measured FID and KID with different data.resolution: each run is measured against the real"
+            " images at its own resolution, other images, so neither their FIDs nor their KIDs compare.") in best
+    assert ("Measured otherwise: data.resolution 32 in b, 64 in the others (runs measured alike compare with each"
+            " other).") in best
 
 
 def test_compare_greys_eval_fake_classes_when_no_run_is_conditional(tmp_path):
@@ -739,6 +812,23 @@ def test_twenty_runs_get_twenty_colours():
     assert len({(_color(i), _dash(i)) for i in range(40)}) == 40  # plotted lines: colour and dash
 
 
+def test_compare_marks_a_run_that_stopped_before_its_budget(tmp_path):
+    """A run killed at epoch 2 of its 10 showed as a finished run of 2 epochs: the legend says it stopped early and how
+    to resume it; not of a run whose max_steps were spent inside its epochs, nor of one with a budget in minutes."""
+    def run(name, i, budget):
+        path = make_run(tmp_path, name, run_index=i, epochs=2, steps_per_epoch=5)
+        (path / "config.yaml").write_text((path / "config.yaml").read_text().replace("epochs: 2", budget))
+        return path
+
+    killed = run("killed", 0, "epochs: 10\n  max_steps: 100")
+    stepped, timed = run("stepped", 1, "epochs: 10\n  max_steps: 10"), run("timed", 2, "epochs: 10\n  minutes: 1")
+    page = write_compare_report([killed, stepped, timed, run("done", 3, "epochs: 2")], tmp_path / "r.html").read_text()
+    header = page[:page.index("<nav>")]
+    assert header.count("stopped before its end") == 1
+    assert (f"stopped before its end (2 of 10 epochs, 10 of 100 iterations): it crashed or was stopped; gankit train"
+            f" --run {killed} resumes it</span></li>") in header
+
+
 def test_compare_marks_a_run_that_is_training_now(tmp_path):
     from gankit import runlock
 
@@ -746,7 +836,7 @@ def test_compare_marks_a_run_that_is_training_now(tmp_path):
     with runlock.hold(live, "--run"):
         page = write_compare_report([live, done], tmp_path / "r.html").read_text()
     header = page[:page.index("<nav>")]
-    assert header.count("training now") == 1 and header.index("training now") < header.index("<b>done</b>")
+    assert header.count("training now") == 1 and header.index("training now") < header.index("\u2060done")
     assert "training now" not in write_compare_report([live, done], tmp_path / "r.html").read_text()
 
 

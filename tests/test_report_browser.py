@@ -200,15 +200,19 @@ def test_wide_tables_keep_their_row_names_in_view_when_scrolled_on_a_phone(long_
             assert lefts and all(abs(left - box[1]) <= 1 for left in lefts), (sid, box, lefts)
 
 
-def test_run_names_in_the_tables_break_after_their_separators_beside_their_swatch(tmp_path):
+@pytest.mark.parametrize("width", [1280, 390])
+def test_run_names_in_the_tables_break_after_their_separators_beside_their_swatch(tmp_path, width):
     """At 1280 px, five runs of gankit's own names ('poke64_32px_dcgan-2'): a name wider than its column had its
-    swatch alone on a line above it and broke inside a word ('dcgan_fid_ever' over 'y_epoch')."""
+    swatch alone on a line above it and broke inside a word ('dcgan_fid_ever' over 'y_epoch'); so did the names over
+    the grids and GIFs. On a phone, a column narrower than the swatch and the name's first part ('pokemon16_') still had
+    the swatch alone above the name, which Chromium breaks after in spite of the word joiner."""
     names = ["poke64_32px_acgan", "poke64_32px_dcgan", "poke64_32px_dcgan-2", "poke64_32px_dcgan-3",
-             "poke64_32px_dcgan_fid_every_epoch"]
+             "pokemon16_dcgan_fid_every_epoch"]
     runs = [make_run(tmp_path, name, run_index=i, epochs=2, steps_per_epoch=5) for i, name in enumerate(names)]
     report = write_compare_report(runs, tmp_path / "report.html")
-    with _page(report, 1280, 900) as page:
-        cells = page.eval_on_selector_all("#best-metrics tbody th, #config-diff thead th:not(:first-child)",
+    with _page(report, width, 900) as page:
+        cells = page.eval_on_selector_all("#best-metrics tbody th, #config-diff thead th:not(:first-child), "
+                                          ".legend li b, figcaption",
                                           """els => els.map(th => {
             const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT), range = document.createRange();
             const lines = [];
@@ -227,7 +231,7 @@ def test_run_names_in_the_tables_break_after_their_separators_beside_their_swatc
             const swatch = th.querySelector('.swatch').getBoundingClientRect();
             return {lines, swatch_mid: (swatch.top + swatch.bottom) / 2, first_top: first.top, first_bottom: first.bottom};
         })""")
-        assert len(cells) == 10
+        assert len(cells) == 25  # 2 tables, the legend, the grids and the GIFs
         assert any(len(c["lines"]) > 1 for c in cells), cells  # narrow enough to wrap: the case tested
         for c in cells:
             assert "".join(c["lines"]) in names, c

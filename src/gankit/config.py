@@ -208,10 +208,11 @@ OLDER_DEFAULTS: dict[str, Any] = {"eval.fake_classes": "uniform"}
 
 # Keys that change how FID/KID are measured: FID falls as it sees more images, so evaluations made with other values
 # (of two runs, or of one run before and after a resume that changed them) have FIDs that do not compare (KID is
-# unbiased in the number of images).
-MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes")
+# unbiased in the number of images); nor do a 16 px and a 32 px run's.
+MEASURING = ("eval.n_fake", "eval.n_real", "eval.inception_weights", "eval.fake_classes", "data.resolution")
 # The MEASURING keys that change KID as well as FID, each with why.
 CHANGES_KID = {
+    "data.resolution": "each run is measured against the real images at its own resolution, other images",
     "eval.inception_weights": "other Inception weights give other features",
     "eval.fake_classes": "generated images of another mix of classes are another distribution",
 }

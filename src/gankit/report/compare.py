@@ -93,7 +93,8 @@ def write_compare_report(run_dirs: list, out_path, progress: bool = False) -> Pa
             _header(runs, labels, colors),
             _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),
                                                  [label for r, label in zip(runs, labels) if r.config_problem])),
-            _section("best-metrics", _measured_apart(differ) + _best_metrics(runs, labels, colors)),
+            _section("best-metrics", _measured_apart(differ) + _measured_by_whom(runs, labels, flat, defaults, differ)
+                     + _best_metrics(runs, labels, colors)),
             _section("final-grids", _final_grids(runs, labels, colors, widths)),
             _section("evolution", _evolutions(runs, labels, colors, widths, bar)),
             *curves,
@@ -137,8 +138,9 @@ def _dash(i: int) -> str:
 
 def _header(runs, labels, colors) -> str:
     items = "".join(
-        f'<li>{_swatch(c)}<b>{html.escape(label)}</b> <span class="path">{html.escape(str(r.path))}</span>'
-        + (' <span class="live">training now: this page shows it as it was</span>' if runlock.in_use(r.path) else "")
+        f'<li><b>{_named(label, c)}</b> <span class="path">{html.escape(str(r.path))}</span>'
+        + (' <span class="live">training now: this page shows it as it was</span>' if runlock.in_use(r.path) else
+           f' <span class="live">{html.escape(stopped)}</span>' if (stopped := _stopped_early(r)) else "")
         + "</li>"
         for r, label, c in zip(runs, labels, colors)
     )
@@ -149,6 +151,22 @@ def _header(runs, labels, colors) -> str:
         f'<ul class="legend">{items}</ul><nav>{nav}</nav>'
         f'<p class="note">Generated {when}. Colors match across tables and plots.</p></header>'
     )
+
+
+def _stopped_early(run: Run) -> str:
+    """What to say of a run that stopped before its budget (train.epochs, or train.max_steps) was spent: a crash, a
+    kill or a Ctrl-C, or '' (its table row looked like a finished run's). A run with a budget in minutes is not judged:
+    its last logged time need not reach it."""
+    train = run.config.get("train") if isinstance(run.config, dict) else None
+    if not isinstance(train, dict) or train.get("minutes") is not None or not isinstance(train.get("epochs"), int):
+        return ""
+    epochs, steps, max_steps = run.total_epochs or 0, run.total_steps or 0, train.get("max_steps")
+    if epochs >= train["epochs"] or (isinstance(max_steps, int) and steps >= max_steps):
+        return ""
+    from gankit.distributed import resume_command
+
+    spent = f"{epochs} of {train['epochs']} epochs" + (f", {steps} of {max_steps} iterations" if max_steps else "")
+    return f"stopped before its end ({spent}): it crashed or was stopped; {resume_command(run.path)} resumes it"
 
 
 def _output_only(key: str) -> bool:
@@ -197,25 +215,55 @@ def _config_diff(flat, defaults, labels, colors, n_runs, unreadable=()) -> str:
             return _note(f"All {len(keys)} config keys are identical across these runs.") + aside
         shown.sort(key=greyed)  # what changes the training first (a stable sort keeps the config's order)
         idle_shown = [k for k in idle if k in shown]
+        twins = _same_training(flat, [k for k in keys if not greyed(k)], defaults, labels)
         intro = (
             f"{len(shown)} of {len(keys)} config keys differ; the {same} identical ones are not shown."
             f" {MISSING} marks a key a run does not have (made by a gankit without it); it counts as the default"
             " shown next to it, where this gankit has one."
+            + " Highlighted: a value other than the row's most common one (of values as common, the first run's)."
             + (" Grey rows (the name, log.*, when it evaluates) change what a run writes, not how it trains."
                if any(map(_output_only, shown)) else "")
             + (f" Grey too: {', '.join(idle_shown)}, which matters to conditional runs only (none of these is)."
                if idle_shown else "")
+            + "".join(f" Repeats, the same training config (only grey rows differ): {_and(group)}; their curves can"
+                      " lie on one another and hide all but one." for group in twins)
         )
     head = "".join(f"<th>{_named(label, c)}</th>" for label, c in zip(labels, colors))
     rows = []
     for k in shown:
-        cells = "".join(
-            f'<td class="{"missing" if k not in f else ""}">{_breakable(_shown(f, k, defaults))}</td>' for f in flat
-        )
         grey = ' class="aside"' if len(flat) > 1 and greyed(k) else ""
+        odd = _unlike_most([_cell(_value(f, k, defaults)) for f in flat]) if len(flat) > 1 and not grey else []
+        cells = "".join(
+            f'<td class="{" ".join(filter(None, ("missing" if k not in f else "", "odd" if i in odd else "")))}">'
+            f'{_breakable(_shown(f, k, defaults))}</td>' for i, f in enumerate(flat)
+        )
         key = html.escape(k).replace(".", ".<wbr>")  # breaks at its dots only (STYLE): 'data.' over 'resolution'
         rows.append(f"<tr{grey}><th scope=\"row\"><code>{key}</code></th>{cells}</tr>")
     return f'<p class="note">{intro}</p>{aside}<div class="scroll"><table><thead><tr><th>key</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _same_training(flat, keys, defaults, labels) -> list[list[str]]:
+    """The groups of two or more runs (their labels) whose flattened configs `flat` hold the same value for every key
+    of `keys`, those that change the training: repeats, which a comparison of 15 runs did not point out."""
+    groups: dict[tuple, list[str]] = {}
+    for f, label in zip(flat, labels):
+        groups.setdefault(tuple(_cell(_value(f, k, defaults)) for k in keys), []).append(label)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _unlike_most(values: list[str]) -> list[int]:
+    """The indices of a config row's `values` (one a run) other than its most common one (of values as common, the
+    first run's): among 15 runs' columns, the value a run changed stands out."""
+    from collections import Counter
+
+    common = Counter(values).most_common(1)[0][0]  # of equal counts, the first met
+    return [i for i, v in enumerate(values) if v != common]
+
+
+def _and(labels: list[str]) -> str:
+    """'a, b and c', escaped, each breaking after its separators (`_breakable`), not inside a word, on a phone."""
+    named = [_breakable(label) for label in labels]
+    return " and ".join(filter(None, (", ".join(named[:-1]), named[-1])))
 
 
 def _local_time() -> str:
@@ -304,10 +352,28 @@ def _evaluations(n: int, seconds: float | None) -> str:
 def _measuring_differences(runs, flat, defaults) -> list[str]:
     """The MEASURING keys whose values differ between the runs that logged FID (`flat`: each run's flattened
     config); a CONDITIONAL_ONLY key, between the conditional ones."""
-    measured = [f for r, f in zip(runs, flat) if r.best is not None and f]
-    conditional = [f for f in measured if _conditional(f, defaults)]
-    return [k for k in MEASURING
-            if len({_cell(_value(f, k, defaults)) for f in (conditional if k in CONDITIONAL_ONLY else measured)}) > 1]
+    return [k for k in MEASURING if len(set(_measured_with(runs, flat, defaults, k).values())) > 1]
+
+
+def _measured_with(runs, flat, defaults, key: str) -> dict[int, str]:
+    """{index of a run: its value of the MEASURING `key`} for the runs that logged FID (`flat`: each run's flattened
+    config); for a CONDITIONAL_ONLY key, the conditional ones."""
+    return {i: _cell(_value(f, key, defaults)) for i, (r, f) in enumerate(zip(runs, flat)) if r.best is not None and f
+            and (key not in CONDITIONAL_ONLY or _conditional(f, defaults))}
+
+
+def _measured_by_whom(runs, labels, flat, defaults, differ) -> str:
+    """Which runs measured FID with a value other than most runs' of each `differ` key: one run at 32 px among 14 at
+    16 px made the warning say that none of the 15 runs' FIDs compare."""
+    said = []
+    for key in differ:
+        values = _measured_with(runs, flat, defaults, key)
+        odd = [list(values)[i] for i in _unlike_most(list(values.values()))]
+        common = next(v for i, v in values.items() if i not in odd)
+        said += [f"{key} {html.escape(value)} in {_and([labels[i] for i in odd if values[i] == value])}"
+                 for value in dict.fromkeys(values[i] for i in odd)]
+        said[-1] += f", {html.escape(common)} in the others"
+    return _note(f"Measured otherwise: {'; '.join(said)} (runs measured alike compare with each other).") if said else ""
 
 
 def _measured_apart(differ: list[str]) -> str:
@@ -740,23 +806,35 @@ def _swatch(color: str) -> str:
 
 
 def _named(label: str, color: str) -> str:
-    """A run's name in a table cell, after its swatch: a name wider than its column breaks after its separators
-    ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on its first line (the swatch stood alone
-    above the name, each row a line taller)."""
-    return f"{_swatch(color)}\u2060{_breakable(label)}"  # a word joiner: no break between the swatch and the name
+    """A run's name after its swatch (in a table cell, the legend at the top, over its grid and GIF): a name wider than
+    its column breaks after its separators ('pokemon_64px_' over 'dcgan'), not inside a word, and keeps its swatch on
+    its first line (the swatch stood alone above the name, each row a line taller)."""
+    # Chromium breaks after the swatch, an inline-block, in spite of a word joiner, where a table's column is narrower
+    # than the swatch and the name's first part (15 runs' columns, or a phone's): in a table (STYLE), the swatch and
+    # that part (or its first character, where it is long) do not break, so the column makes room for them
+    cut = next((i + 1 for i, ch in enumerate(label[:LEAD_CHARS]) if ch in SEPARATORS),
+               len(label) if len(label) <= LEAD_CHARS else 1)
+    lead = html.escape(label[:cut]) + ("<wbr>" if label[cut - 1:cut] in tuple(SEPARATORS) else "")
+    return f'<span class="lead">{_swatch(color)}\u2060{lead}</span>{_breakable(label[cut:])}'
+
+
+#: Where a run name (or a config value) may break: after these.
+SEPARATORS = "_-/."
+#: The longest first part of a run name that stays on one line with its swatch in a table (`_named`).
+LEAD_CHARS = 16
 
 
 def _breakable(text: str) -> str:
-    """`text` escaped, with a line break allowed after each of its separators `_ - / .` (a cell's
+    """`text` escaped, with a line break allowed after each of its SEPARATORS `_ - / .` (a cell's
     `overflow-wrap: break-word` breaks inside a word only where a part between them is wider than the cell)."""
     text = html.escape(text)
-    for sep in "_-/.":
+    for sep in SEPARATORS:
         text = text.replace(sep, sep + "<wbr>")
     return text
 
 
 def _cell_fig(label: str, color: str, content: str) -> str:
-    return f'<figure class="run"><figcaption>{_swatch(color)}{html.escape(label)}</figcaption>{content}</figure>'
+    return f'<figure class="run"><figcaption>{_named(label, color)}</figcaption>{content}</figure>'
 
 
 def _section(sid: str, content: str) -> str:
@@ -802,7 +880,9 @@ tbody th { font-weight: normal; background: #fafafa; min-width: 6rem; max-width:
    backgrounds, so the values scrolled into view still say what they are */
 tbody th, thead th:first-child { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #ddd; }
 td { min-width: 6rem; max-width: 28rem; overflow-wrap: anywhere; }
+th .lead { white-space: nowrap; }  /* _named */
 tr.aside th, tr.aside td, span.aside { color: #8a8a8e; }
+#config-diff td.odd { background: #fff3c4; font-weight: 600; }  /* _unlike_most */
 span.aside { font-size: .8rem; }
 td.num span.aside { white-space: normal; }  /* '3 evaluations, 1m 31s of this time' under a total: wraps, or the
    column took twice its width and pushed the table past a 1280 px screen */

@@ -1133,6 +1133,38 @@ def test_a_runs_config_yaml_names_what_the_run_filled_in_and_a_resume_keeps_it(i
     assert filled_in(run / "config.yaml") == ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv"]
 
 
+def test_a_resume_on_another_machine_works_out_again_what_the_run_filled_in_for_its_machine(image_folder, tmp_path,
+                                                                                            monkeypatch, capsys):
+    """A run begun on a CPU and resumed on a GPU (simulated: `machine_defaults` says a GPU's) kept the CPU's kernels
+    and its eval.every 0 (no FID on the GPU): what it filled in for its machine is worked out for the new one, said in
+    a line; what it filled in for its data stays, and so does a key the user set (data.resolution)."""
+    import gankit.evaluate
+    import gankit.train
+    from gankit.config import filled_in
+
+    def saved(run):
+        c = yaml.safe_load((run / "config.yaml").read_text())
+        return c["train"]["gemm_wgrad"], c["train"]["thin_conv"], c["eval"]["every"], c["data"]["flip"]
+
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
+    assert saved(run) == (True, True, 0, True)
+    gpu = {"train.gemm_wgrad": False, "train.thin_conv": False, "eval.every": 10}
+    monkeypatch.setattr(gankit.train, "machine_defaults", lambda device: gpu)
+    monkeypatch.setattr(gankit.evaluate, "Evaluator", lambda *a, **k: lambda generate, n: {
+        "fid": 1.0, "kid_mean": 0.1, "kid_std": 0.01, "n_fake": n, "n_real": 32})
+    capsys.readouterr()
+    run_training(tiny_layers(image_folder, epochs=2), run)
+    assert saved(run) == (False, False, 10, True)
+    assert "train.gemm_wgrad True -> False, train.thin_conv True -> False, eval.every 0 -> 10); its FID curve starts" \
+        in capsys.readouterr().err
+    assert [x["epoch"] for x in read_metrics(run / "metrics.jsonl") if x["kind"] == "eval"] == [2]
+    assert filled_in(run / "config.yaml") == ["data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv",
+                                              "eval.every"]
+    monkeypatch.setattr(gankit.train, "machine_defaults", lambda device: {**gpu, "eval.every": 0})  # back on a CPU
+    run_training(tiny_layers(image_folder, epochs=3), run)
+    assert saved(run)[2] == 0 and "eval.every 10 -> 0); it measures FID no more" in capsys.readouterr().err
+
+
 def test_a_run_that_lost_its_config_yaml_resumes_with_its_checkpoints_config(image_folder, tmp_path, capsys):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     config = (run / "config.yaml").read_text()

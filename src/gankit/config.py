@@ -781,6 +781,9 @@ RUNS_OWN = ("name", "log.progress", "model.channels", "model.num_classes")
 # FID on a GPU): its config.yaml names those it filled in on a first comment line (FILLED_NOTE), and a recipe made from
 # that file leaves them to the new run too (`read_recipe`). (An older run's file names none: its values are kept.)
 FILLED_FOR_THE_RUN = ("data.resolution", "data.flip", "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "eval.every")
+# Of those, the ones its machine decides (the CPU kernels: the same sums in another order; FID on a GPU): a resume works
+# out again those its run filled in, for the machine it resumes on (a run begun on a laptop resumed on a GPU server).
+FILLED_FOR_THE_MACHINE = ("train.gemm_wgrad", "train.thin_conv", "eval.every")
 FILLED_NOTE = "# filled in by gankit for this run, left to the new run by a recipe made from this file: "
 
 

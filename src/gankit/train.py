@@ -31,8 +31,8 @@ import yaml
 from gankit import console, distributed, runlock, threads
 from gankit.checkpoint import (BEST, NUMBERED, delete_numbered, disk_reserve, load_generator, load_latest_checkpoint, numbered_path,
                                prune_numbered, remove_leftovers, room_for_numbered, save_checkpoint, save_generator)
-from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, MEASURING, Config, build_config,
-                           check_conditioning, d_is_per_sample, filled_in, flatten, given_keys, incompatible_changes,
+from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, FILLED_FOR_THE_MACHINE, MEASURING, Config,
+                           build_config, check_conditioning, d_is_per_sample, filled_in, flatten, given_keys, incompatible_changes,
                            check_device_name, merged, recipe_line, refuse_ignored, save_yaml, to_dict, unset_keys,
                            warn_settings, with_older_defaults)
 from gankit.device import deterministic_kept, set_deterministic, autocast, memory_format, resolve_device, resolve_precision
@@ -496,6 +496,41 @@ def _restore_config(run_dir: Path) -> bool:
     return True
 
 
+def machine_defaults(device: torch.device) -> dict:
+    """What a run fills in for the machine it trains on where left unset (FILLED_FOR_THE_MACHINE): the CPU kernels
+    on a CPU, FID/KID every 10 epochs on a CUDA GPU."""
+    cpu = device.type == "cpu"
+    return {"train.gemm_wgrad": cpu, "train.thin_conv": cpu, "eval.every": 10 if device.type == "cuda" else 0}
+
+
+def _unfill_machine_keys(cfg: Config, filled: list[str]) -> dict:
+    """The keys of `filled` (what a resumed run filled in for itself) that its machine decided (FILLED_FOR_THE_MACHINE)
+    unset again in `cfg`, for `finalize_config` to work them out for the machine it resumes on: the same values on the
+    same machine. Returns their values before."""
+    before = {}
+    for key in filled:
+        if key in FILLED_FOR_THE_MACHINE:
+            section, name = key.split(".")
+            before[key] = getattr(getattr(cfg, section), name)
+            setattr(getattr(cfg, section), name, None)
+    return before
+
+
+def _say_machine_keys_changed(run_path: Path, cfg: Config, before: dict) -> None:
+    """A line naming what a run resumed on another machine filled in anew for it (`_unfill_machine_keys`), and
+    what that means for its FID curve."""
+    now = flatten(to_dict(cfg))
+    changed = [k for k, v in before.items() if now[k] != v]
+    if not changed or not distributed.is_main():
+        return
+    every = ""
+    if "eval.every" in changed:
+        every = (f"; it measures FID no more (--set eval.every={before['eval.every']} goes on measuring it)"
+                 if not now["eval.every"] else "; its FID curve starts at this resume (--set eval.every=0 keeps FID off)")
+    console.info(f"run '{run_path}' resumes on {resolve_device(cfg.train.device)}: what it filled in for the machine it "
+                 f"ran on is worked out for this one ({', '.join(f'{k} {before[k]} -> {now[k]}' for k in changed)}){every}")
+
+
 def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
     """Fill the values that depend on the dataset (so config.yaml is fully resolved); `resuming`: the run folder of a
     resumed run (its dataset may have lost images since; its saved model.channels and num_classes are not the
@@ -514,13 +549,10 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
         setattr(cfg.model, key, value)
     if cfg.train.fuse_d is None:
         cfg.train.fuse_d = d_is_per_sample(cfg) and not cfg.train.d_split
-    device_type = resolve_device(cfg.train.device).type
-    if cfg.train.gemm_wgrad is None:
-        cfg.train.gemm_wgrad = device_type == "cpu"
-    if cfg.train.thin_conv is None:
-        cfg.train.thin_conv = device_type == "cpu"
-    if cfg.eval.every is None:
-        cfg.eval.every = 10 if device_type == "cuda" else 0
+    for key, value in machine_defaults(resolve_device(cfg.train.device)).items():
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) is None:
+            setattr(getattr(cfg, section), name, value)
     if cfg.eval.every:
         from gankit.evaluate import check_feature_memory
 
@@ -2078,10 +2110,13 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
         if (upscaled := upscale_note(data, resolution)) is not None:
             console.warn(upscaled)  # (the first process's alone)
         _check_same_images(data, collective_device)
-        # what the run fills in (said in its config.yaml); a resume keeps what it filled in unless its overrides name it
+        # what the run fills in (said in its config.yaml); a resume keeps what it filled in unless its overrides name
+        # it, and works out again what it filled in for its machine (it may resume on another one)
         filled = ([k for k in filled_in(run_path / CONFIG_FILE) if k not in given_keys(layers)] if resuming else
                   unset_keys(cfg))
+        for_its_machine = _unfill_machine_keys(cfg, filled) if resuming else {}
         cfg = finalize_config(cfg, data, run_path if resuming else None)
+        _say_machine_keys_changed(run_path, cfg, for_its_machine)
         cfg.name = cfg.name or run_path.name
         trainer = Trainer(cfg, data, run_path, resume=resuming, filled_in=filled)
         if distributed.is_main():

@@ -35,7 +35,13 @@ class _HelpAsFlag:
 
 
 class _Group(_HelpAsFlag, typer.core.TyperGroup):
-    pass
+    def parse_args(self, ctx, args):
+        """A bare `gankit` is a usage error whose message is the help: typer's rich help prints itself (on stdout)
+        as the error is made, so it is made with stdout on stderr, where `main` says the error."""
+        if args:
+            return super().parse_args(ctx, args)
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().parse_args(ctx, args)
 
 
 class _Command(_HelpAsFlag, typer.core.TyperCommand):
@@ -608,8 +614,9 @@ def main(argv: list[str] | None = None) -> None:
             code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except GankitError as e:  # under torchrun every process meets the same bad input: the first of a machine says it
         _fail(str(e), 2, every_process=False)
-    except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: show the help, as click would
-        typer.echo(e.ctx.get_help() if e.ctx else "", err=True)
+    except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: the help on stderr, exit 2, as click would
+        if e.format_message():  # the plain help, without rich (rich's has printed itself: see _Group.parse_args)
+            typer.echo(e.format_message(), err=True)
         sys.exit(2)
     except click_errors.UsageError as e:  # the command line is the same in every torchrun process: the first says it
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx else ""

@@ -757,6 +757,23 @@ def test_the_recipe_names_the_other_settings_of_a_preset_on_a_line_of_their_own(
         assert max(map(len, lines)) <= RECIPE_WIDTH, preset
 
 
+def test_the_recipe_names_data_flip_where_it_is_not_the_default_for_its_data():
+    """`--set data.flip=false` on a folder (D sees the images unmirrored) left the recipe lines as they were: flip is
+    named where it differs from its data's default, on for a folder, off for the built-in MNIST."""
+    from pathlib import Path
+
+    from gankit.config import recipe_line
+
+    def also(data):
+        return recipe_line(build_config({"data": data})).splitlines()[1:]
+
+    assert also({"path": "images", "flip": False}) == ["recipe (also): flip false"]
+    assert also({"flip": True}) == also({"path": "builtin:mnist", "flip": True}) == ["recipe (also): flip"]
+    assert also({"path": "images", "flip": True}) == also({"flip": False}) == also({"path": "images"}) == also({}) == []
+    rps = read_yaml(Path(__file__).resolve().parents[1] / "configs" / "rps300_dcgan.yaml")
+    assert recipe_line(build_config(rps, {"data": {"path": "images"}})).endswith("beta1 0.9, eps 1e-07, flip false")
+
+
 def _other_value(key: str, default):
     """A valid value of the model or train `key` other than its `default`."""
     import typing

@@ -607,14 +607,19 @@ def _said(key: str, value: Any) -> str:
 def recipe_line(cfg: Config) -> str:
     """What a run trains, in its config's own key names (a run's start says it): the model and its widths, the loss,
     the strategy, the optimizer, the latent, then the tricks that are on with their values, then every other setting
-    of the model and its training (not NOT_RECIPE) that differs from its default and has an effect, e.g.
+    of the model and its training (not NOT_RECIPE) that differs from its default and has an effect, and data.flip
+    where it is not the default for its data (`flips_by_default`), e.g.
     'recipe: dcgan ngf 64 ndf 64, loss bce, strategy classic, adam lr_g 0.00015 lr_d 0.00015, nz 100 normal'. The
     other settings, and the tricks past RECIPE_WIDTH characters, go on a line of their own: 'recipe (also): kernel 5'."""
+    from gankit.data import flips_by_default
+
     tricks = _recipe_tricks(cfg)
     said = {*_RECIPE_CORE, *(key for keys, _, _ in tricks for key in keys), *NOT_RECIPE}
     final, default = flatten(to_dict(cfg)), flatten(to_dict(Config()))
     others = [_said(key, value) for key, value in final.items() if key.startswith(("model.", "train."))
               and key not in said and value != default[key] and (key not in ACTS_ONLY_WITH or ACTS_ONLY_WITH[key][0](cfg))]
+    if cfg.data.flip is not None and cfg.data.flip != flips_by_default(cfg.data.path):  # what D sees: its data's
+        others.append(_said("data.flip", cfg.data.flip))  # default flips a folder, not the built-in MNIST
     on = [said for _, on, said in tricks if on]
     lines, sep = [_recipe_core(cfg)], "; "
     for i, item in enumerate(on + others):  # the other settings start a line of their own

@@ -323,8 +323,8 @@ def sample(
 
     run = _run_given("sample", run, run_option)
     if n is not None:
-        check_count(n)
-    check_seed(seed)
+        check_count(n, "-n")
+    check_seed(seed, "--seed")
     if same_noise_labels and (interpolate or out_dir is not None):
         raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")
     if interpolate and len(label) > 1:
@@ -339,7 +339,7 @@ def sample(
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
     gen = load_run_generator(run, checkpoint, device)
-    classes = [gen.label_index(name) for name in label]
+    classes = [gen.label_index(name, "--label") for name in label]
     if same_noise_labels:
         from gankit.report.grids import label_grid
 
@@ -450,7 +450,7 @@ def evaluate(
     check_feature_memory(n, "-n")
     if n_real < 2:
         raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
-    check_seed(seed)
+    check_seed(seed, "--seed")
     weights_path(inception_weights)  # there, and the file it should be
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
     if as_json:

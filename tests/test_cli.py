@@ -891,3 +891,15 @@ def test_a_recipes_data_path_written_from_its_own_folder_says_how_to_name_it(mon
             main(["train", *args])
         assert done.value.code == 0
     assert len(trained) == 2
+
+
+def test_a_bare_gankit_shows_the_help_on_stderr_and_exits_2(capsys):
+    """No command is a usage error, as click says it: the help goes to stderr (typer's rich help printed itself on
+    stdout, and stderr got only a blank line), exit 2."""
+    from gankit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([])
+    out, err = capsys.readouterr()
+    assert done.value.code == 2 and out == ""
+    assert "Usage: gankit" in err and "train" in err

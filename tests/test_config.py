@@ -521,6 +521,29 @@ def test_a_recipe_named_without_its_folder_or_yaml_suffix_is_found_for_the_user(
         read_yaml("nothing_like_it")
 
 
+def test_a_recipe_that_names_a_family_of_presets_suggests_its_members_in_one_line(tmp_path, monkeypatch):
+    """`--config configs/pokemon64_dcgan.yaml` suggested pokemon256_dcgan.yaml alone (difflib's closest), not the
+    pokemon64_dcgan_classic / _boosting... the user likely meant: the few names that go on from the one given, else
+    the few closest (RECIPES_MEANT)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    family = ["pokemon64_dcgan_boosting", "pokemon64_dcgan_classic", "pokemon64_dcgan_dropout"]
+    for stem in ["pokemon256_dcgan", "pokemon64_wgan_gp", *family]:
+        (tmp_path / "configs" / f"{stem}.yaml").write_text("train:\n  epochs: 1\n")
+    with pytest.raises(ConfigError) as e:
+        read_yaml("configs/pokemon64_dcgan.yaml")
+    said = str(e.value).split("did you mean --config ")[1]
+    assert "\n" not in said and "pokemon256" not in said and said.endswith(".yaml?") and ", " in said and " or " in said
+    assert sorted(said.rstrip("?").replace(" or ", ", ").split(", ")) == [f"configs/{stem}.yaml" for stem in family]
+    from gankit.config import RECIPES_MEANT
+
+    for i in range(RECIPES_MEANT + 2):
+        (tmp_path / "configs" / f"pokemon64_dcgan_{i}.yaml").write_text("train:\n  epochs: 1\n")
+    with pytest.raises(ConfigError) as e:
+        read_yaml("configs/pokemon64_dcgan.yaml")
+    assert str(e.value).count("configs/pokemon64_dcgan_") == RECIPES_MEANT  # a few, not all
+
+
 def test_a_section_whose_keys_are_all_commented_out_sets_nothing(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  ngf: 16\ntrain:\n  # lr_g: 0.001\n")
@@ -755,6 +778,23 @@ def test_the_recipe_names_the_other_settings_of_a_preset_on_a_line_of_their_own(
         lines = recipe_line(build_config(read_yaml(preset))).splitlines()
         assert lines[0].startswith("recipe: ") and all(line.startswith("recipe (also): ") for line in lines[1:]), preset
         assert max(map(len, lines)) <= RECIPE_WIDTH, preset
+
+
+def test_the_recipe_names_data_flip_where_it_is_not_the_default_for_its_data():
+    """`--set data.flip=false` on a folder (D sees the images unmirrored) left the recipe lines as they were: flip is
+    named where it differs from its data's default, on for a folder, off for the built-in MNIST."""
+    from pathlib import Path
+
+    from gankit.config import recipe_line
+
+    def also(data):
+        return recipe_line(build_config({"data": data})).splitlines()[1:]
+
+    assert also({"path": "images", "flip": False}) == ["recipe (also): flip false"]
+    assert also({"flip": True}) == also({"path": "builtin:mnist", "flip": True}) == ["recipe (also): flip"]
+    assert also({"path": "images", "flip": True}) == also({"flip": False}) == also({"path": "images"}) == also({}) == []
+    rps = read_yaml(Path(__file__).resolve().parents[1] / "configs" / "rps300_dcgan.yaml")
+    assert recipe_line(build_config(rps, {"data": {"path": "images"}})).endswith("beta1 0.9, eps 1e-07, flip false")
 
 
 def _other_value(key: str, default):

@@ -484,11 +484,12 @@ def test_label_errors_are_one_line(conditional_gen, trained_run):
     assert str(err.value) == "unknown label 'wter': did you mean 'water'? this run knows fire, grass, water"
     unconditional = load_run_generator(trained_run, device="cpu")
     assert not unconditional.conditional
-    for call in (lambda: unconditional.label_index("fire"), lambda: unconditional.same_noise_labels(4, 0),
-                 lambda: unconditional.sample(2, 0, labels=torch.zeros(2, dtype=torch.long))):
-        with pytest.raises(GankitError, match="needs a conditional run") as err:
+    for call, what in ((lambda: unconditional.label_index("fire"), "label fire"),
+                       (lambda: unconditional.same_noise_labels(4, 0), "same_noise_labels"),
+                       (lambda: unconditional.sample(2, 0, labels=torch.zeros(2, dtype=torch.long)), "labels")):
+        with pytest.raises(GankitError) as err:  # named as passed from Python: was '--label fire', no flag given
             call()
-        assert "\n" not in str(err.value)
+        assert str(err.value).startswith(f"{what} needs a conditional run") and "\n" not in str(err.value)
 
 
 def test_a_label_in_another_case_is_its_class_and_long_label_lists_are_cut(conditional_gen):
@@ -522,7 +523,7 @@ def test_sample_command_label_options(conditional_gen, trained_run, tmp_path, mo
 
     runner = CliRunner()
     r = runner.invoke(app, ["sample", str(trained_run), "--label", "fire", "--device", "cpu"])
-    assert r.exit_code != 0 and "needs a conditional run" in str(r.exception)
+    assert r.exit_code != 0 and str(r.exception).startswith("--label fire needs a conditional run")
     monkeypatch.setattr(gankit.sample, "load_run_generator", lambda *a, **k: conditional_gen)
 
     r = runner.invoke(app, ["sample", "run", "--label", "water", "-n", "4", "--out-dir", str(tmp_path / "w")])
@@ -733,16 +734,17 @@ def test_class_names_given_as_labels_are_a_one_line_error_that_names_label_index
 
 
 @pytest.mark.parametrize("n, seed, said", [
-    (0, 0, "-n must be at least 1, got 0"),
-    (-1, 0, "-n must be at least 1, got -1"),
-    (2.0, 0, "-n must be at least 1, got 2.0"),
-    (2, None, "--seed must be a whole number from 0 to 4294967295, got None"),
-    (2, 1.5, "--seed must be a whole number from 0 to 4294967295, got 1.5"),
+    (0, 0, "n must be at least 1, got 0"),
+    (-1, 0, "n must be at least 1, got -1"),
+    (2.0, 0, "n must be at least 1, got 2.0"),
+    (2, None, "seed must be a whole number from 0 to 4294967295, got None"),
+    (2, 1.5, "seed must be a whole number from 0 to 4294967295, got 1.5"),
 ])
 def test_a_count_or_seed_that_is_not_a_whole_number_is_a_one_line_error_from_python(conditional_gen, n, seed, said):
     """From Python (a notebook cell) `gen.sample(0, seed=0)` failed in torch.cat, -1 and 2.0 in torch.randn, seed=None
     in a comparison and 1.5 in torch's manual_seed: errors that did not say which argument, where the command line
-    refuses `-n 0` in one line."""
+    refuses `-n 0` in one line. They name the arguments as the caller passed them, not the command line's -n and
+    --seed (which `gankit sample` says: tests/test_bad_input.py)."""
     with pytest.raises(GankitError) as e:
         conditional_gen.sample(n, seed=seed)
     assert str(e.value) == said

@@ -35,7 +35,13 @@ class _HelpAsFlag:
 
 
 class _Group(_HelpAsFlag, typer.core.TyperGroup):
-    pass
+    def parse_args(self, ctx, args):
+        """A bare `gankit` is a usage error whose message is the help: typer's rich help prints itself (on stdout)
+        as the error is made, so it is made with stdout on stderr, where `main` says the error."""
+        if args:
+            return super().parse_args(ctx, args)
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().parse_args(ctx, args)
 
 
 class _Command(_HelpAsFlag, typer.core.TyperCommand):
@@ -317,8 +323,8 @@ def sample(
 
     run = _run_given("sample", run, run_option)
     if n is not None:
-        check_count(n)
-    check_seed(seed)
+        check_count(n, "-n")
+    check_seed(seed, "--seed")
     if same_noise_labels and (interpolate or out_dir is not None):
         raise GankitError("--same-noise-labels writes one grid: drop --interpolate / --out-dir (use --grid FILE.png)")
     if interpolate and len(label) > 1:
@@ -333,7 +339,7 @@ def sample(
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise GankitError(f"--out-dir '{out_dir}' is a file: pass a folder (it is made if missing)")
     gen = load_run_generator(run, checkpoint, device)
-    classes = [gen.label_index(name) for name in label]
+    classes = [gen.label_index(name, "--label") for name in label]
     if same_noise_labels:
         from gankit.report.grids import label_grid
 
@@ -444,7 +450,7 @@ def evaluate(
     check_feature_memory(n, "-n")
     if n_real < 2:
         raise GankitError(f"--n-real must be at least 2 for FID/KID, got {n_real}")
-    check_seed(seed)
+    check_seed(seed, "--seed")
     weights_path(inception_weights)  # there, and the file it should be
     r = evaluate_run(run, data, checkpoint, n, n_real, device, str(inception_weights) if inception_weights else None, seed)
     if as_json:
@@ -608,8 +614,9 @@ def main(argv: list[str] | None = None) -> None:
             code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except GankitError as e:  # under torchrun every process meets the same bad input: the first of a machine says it
         _fail(str(e), 2, every_process=False)
-    except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: show the help, as click would
-        typer.echo(e.ctx.get_help() if e.ctx else "", err=True)
+    except click_errors.NoArgsIsHelpError as e:  # bare `gankit`: the help on stderr, exit 2, as click would
+        if e.format_message():  # the plain help, without rich (rich's has printed itself: see _Group.parse_args)
+            typer.echo(e.format_message(), err=True)
         sys.exit(2)
     except click_errors.UsageError as e:  # the command line is the same in every torchrun process: the first says it
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx else ""

@@ -547,6 +547,7 @@ NOT_RECIPE = ("model.channels", "model.num_classes", "train.epochs", "train.max_
               "train.deterministic", "train.nan_policy", "train.nan_lr_factor", "train.device", "train.threads",
               "train.precision", "train.channels_last", "train.compile", "train.compile_mode", "train.fuse_d",
               "train.gemm_wgrad", "train.thin_conv", "train.sync_batchnorm")
+RECIPES_MEANT = 4  # most YAML files a --config that is not there is said to likely mean (`_recipes_meant`)
 RECIPE_WIDTH = 200  # most characters of a recipe line: the settings past it go on lines of their own ("recipe (also): ")
 # The keys the recipe's start always says (on or off), before its settings: the model, loss, strategy, optimizer, latent.
 _RECIPE_CORE = ("model.arch", "model.ngf", "model.ndf", "model.upsample", "train.loss", "train.relativistic", "train.clip",
@@ -608,14 +609,19 @@ def _said(key: str, value: Any) -> str:
 def recipe_line(cfg: Config) -> str:
     """What a run trains, in its config's own key names (a run's start says it): the model and its widths, the loss,
     the strategy, the optimizer, the latent, then the tricks that are on with their values, then every other setting
-    of the model and its training (not NOT_RECIPE) that differs from its default and has an effect, e.g.
+    of the model and its training (not NOT_RECIPE) that differs from its default and has an effect, and data.flip
+    where it is not the default for its data (`flips_by_default`), e.g.
     'recipe: dcgan ngf 64 ndf 64, loss bce, strategy classic, adam lr_g 0.00015 lr_d 0.00015, nz 100 normal'. The
     other settings, and the tricks past RECIPE_WIDTH characters, go on a line of their own: 'recipe (also): kernel 5'."""
+    from gankit.data import flips_by_default
+
     tricks = _recipe_tricks(cfg)
     said = {*_RECIPE_CORE, *(key for keys, _, _ in tricks for key in keys), *NOT_RECIPE}
     final, default = flatten(to_dict(cfg)), flatten(to_dict(Config()))
     others = [_said(key, value) for key, value in final.items() if key.startswith(("model.", "train."))
               and key not in said and value != default[key] and (key not in ACTS_ONLY_WITH or ACTS_ONLY_WITH[key][0](cfg))]
+    if cfg.data.flip is not None and cfg.data.flip != flips_by_default(cfg.data.path):  # what D sees: its data's
+        others.append(_said("data.flip", cfg.data.flip))  # default flips a folder, not the built-in MNIST
     on = [said for _, on, said in tricks if on]
     lines, sep = [_recipe_core(cfg)], "; "
     for i, item in enumerate(on + others):  # the other settings start a line of their own
@@ -730,17 +736,20 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-def _recipe_meant(p: Path) -> Path | None:
-    """The YAML file a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
-    configs/ holds it: also there when `p` names no folder), else the closest name of one in its folder (their
-    stems compared: every name ending in .yaml is not close to any other)."""
+def _recipes_meant(p: Path) -> list[Path]:
+    """The YAML files a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
+    configs/ holds it: also there when `p` names no folder), else the few (RECIPES_MEANT) closest names of those in
+    its folder, their stems compared (every name ending in .yaml is not close to any other): those that go on from
+    `p`'s stem where some do (`pokemon64_dcgan` for its _classic, _boosting... variants, not pokemon256_dcgan)."""
     for folder in [p.parent] + ([Path("configs")] if p.parent == Path(".") else []):
         recipes = {f.stem: f.name for f in sorted(folder.glob("*")) if f.suffix.lower() in (".yaml", ".yml") and f.is_file()}
         stem = p.stem if p.suffix.lower() in (".yaml", ".yml") else p.name
-        meant = recipes.get(stem) or next((recipes[c] for c in difflib.get_close_matches(stem, list(recipes), n=1)), None)
-        if meant:
-            return folder / meant
-    return None
+        longer = [r for r in recipes if r.startswith(stem)]
+        close = [stem] if stem in recipes else difflib.get_close_matches(stem, longer, n=RECIPES_MEANT, cutoff=0) \
+            if longer else difflib.get_close_matches(stem, list(recipes), n=RECIPES_MEANT)
+        if close:
+            return [folder / recipes[c] for c in close]
+    return []
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -750,8 +759,9 @@ def read_yaml(path: str | Path) -> dict:
         which = f"one of the YAML files in it: {short_list(recipes)}" if recipes else "a YAML file (see configs/)"
         raise ConfigError(f"config file '{p}' is a folder: pass --config {which}")
     if not p.is_file():
-        meant = _recipe_meant(p)
-        raise ConfigError(f"config file '{p}' not found: " + (f"did you mean --config {meant}?" if meant else
+        meant = [str(m) for m in _recipes_meant(p)]
+        said = " or ".join(filter(None, [", ".join(meant[:-1]), *meant[-1:]]))  # 'a', 'a or b', 'a, b or c'
+        raise ConfigError(f"config file '{p}' not found: " + (f"did you mean --config {said}?" if meant else
                                                                "pass an existing YAML file to --config (see configs/)"))
     try:
         data = load_yaml(p.read_text(encoding="utf-8")) or {}

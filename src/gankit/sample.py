@@ -58,15 +58,17 @@ class LoadedGenerator:
         return list(self.class_names) if len(self.class_names) == n else [str(i) for i in range(n)]
 
     def require_conditional(self, what: str) -> None:
-        """A one-line GankitError when `what` (an option) is used with an unconditional run."""
+        """A one-line GankitError when `what` (an option, or an argument from Python) is used with an unconditional
+        run."""
         if not self.conditional:
             raise GankitError(f"{what} needs a conditional run (model.arch acgan, trained with --labels); "
                               f"this one is unconditional ({self.cfg.model.arch})")
 
-    def label_index(self, name: str) -> int:
+    def label_index(self, name: str, option: str = "label") -> int:
         """The index of class `name`, or of the one class it names in another case (`Fire` for `fire`, as
-        --label-column takes `Type1`); a one-line GankitError naming the known labels otherwise."""
-        self.require_conditional(f"--label {name}")
+        --label-column takes `Type1`); a one-line GankitError naming the known labels otherwise. `option`: what the
+        caller passed `name` as, for an unconditional run's error ('--label' from the command line)."""
+        self.require_conditional(f"{option} {name}")
         known = self.labels
         if name in known:
             return known.index(name)
@@ -129,7 +131,7 @@ class LoadedGenerator:
 
     def same_noise_labels(self, k: int, seed: int, labels: list[int] | None = None) -> torch.Tensor:
         """(L, k, C, H, W): row i holds k images of class labels[i] (default: every class), column j the same noise."""
-        self.require_conditional("--same-noise-labels")
+        self.require_conditional("same_noise_labels")
         labels = list(range(self.cfg.model.num_classes)) if labels is None else labels
         z = self.noise(k, seed)
         return torch.stack([self.generate(z, torch.full((k,), i, dtype=torch.long)) for i in labels])
@@ -140,18 +142,19 @@ def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))  # (torch refuses numpy's ints)
 
 
-def check_seed(seed: int) -> None:
-    """Noise seeds share the training seed's range (config.SEED_RANGE)."""
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Noise seeds share the training seed's range (config.SEED_RANGE). `name`: what the caller passed it as ('seed'
+    from Python, '--seed' from the command line), for the error."""
     lo, hi = SEED_RANGE
     if not _whole(seed) or not lo <= seed <= hi:
-        raise GankitError(f"--seed must be a whole number from {lo} to {hi}, got {seed!r}")
+        raise GankitError(f"{name} must be a whole number from {lo} to {hi}, got {seed!r}")
 
 
-def check_count(n: int) -> None:
-    """-n, the images to draw: at least 1 (`LoadedGenerator.noise` checks it for a call from Python too, where
-    `gen.sample(0, seed=0)` failed in torch.cat)."""
+def check_count(n: int, name: str = "n") -> None:
+    """n, the images to draw: at least 1 (`LoadedGenerator.noise` checks it for a call from Python too, where
+    `gen.sample(0, seed=0)` failed in torch.cat). `name`: as `check_seed`'s ('-n' from the command line)."""
     if not _whole(n) or n < 1:
-        raise GankitError(f"-n must be at least 1, got {n!r}")
+        raise GankitError(f"{name} must be at least 1, got {n!r}")
 
 
 def _whole(value) -> bool:

@@ -38,7 +38,7 @@ from gankit.config import (CHANGES_KID, CONDITIONAL_ARCHS, CONDITIONAL_ONLY, FIL
 from gankit.device import deterministic_kept, set_deterministic, autocast, memory_format, resolve_device, resolve_precision
 from gankit.errors import ConfigError, Interrupted, RunError
 from gankit.layout import CHECKPOINTS_DIR, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, SAMPLES_DIR, epoch_digits, epoch_file
-from gankit.data import BUILTIN_PREFIX, is_builtin, is_missing, is_relative, label_file_missing
+from gankit.data import BUILTIN_PREFIX, flips_by_default, is_builtin, is_missing, is_relative, label_file_missing
 from gankit.data.augment import AdaptiveP, DiffAugment
 from gankit.losses import accuracy, aux_loss, aux_stats, build_loss, clip_weights, gradient_penalty
 from gankit.models import build_discriminator, build_generator, sample_z
@@ -536,7 +536,7 @@ def finalize_config(cfg: Config, data, resuming: Path | None = None) -> Config:
     resumed run (its dataset may have lost images since; its saved model.channels and num_classes are not the
     user's to be warned about)."""
     cfg.data.resolution = resolution_of(cfg)
-    cfg.data.flip = (not is_builtin(cfg.data.path)) if cfg.data.flip is None else cfg.data.flip
+    cfg.data.flip = flips_by_default(cfg.data.path) if cfg.data.flip is None else cfg.data.flip
     check_conditioning(cfg, data)
     derived = {"channels": int(data.images.shape[1]),
                "num_classes": len(data.class_names) if cfg.model.arch in CONDITIONAL_ARCHS else 0}

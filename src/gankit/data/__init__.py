@@ -18,7 +18,7 @@ from gankit.data.folder import (IMAGE_EXTENSIONS, SUPPORTED, ImageSet, NoImages,
                                 load_folder, upscale_note)
 from gankit.errors import DataError
 
-__all__ = ["ImageSet", "load_folder", "upscale_note", "load_archive", "archive_errors", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "is_missing", "is_relative", "label_file_missing",
+__all__ = ["ImageSet", "load_folder", "upscale_note", "load_archive", "archive_errors", "load_builtin", "load_dataset", "extract_archive", "is_builtin", "flips_by_default", "is_missing", "is_relative", "label_file_missing",
            "BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ARCHIVE_SUFFIXES"]
 
 BUILTIN_PREFIX = "builtin:"
@@ -27,6 +27,12 @@ BUILTIN_PREFIX = "builtin:"
 def is_builtin(path: str | None) -> bool:
     """Whether a config's data.path names a built-in dataset: none given (MNIST), or "builtin:NAME"."""
     return not path or path.startswith(BUILTIN_PREFIX)
+
+
+def flips_by_default(path: str | None) -> bool:
+    """Whether a run on the config's data.path flips its images at random when data.flip is unset (null): a folder's,
+    not the built-in MNIST digits (a mirrored digit is another glyph)."""
+    return not is_builtin(path)
 
 
 def is_missing(path: str | Path | None) -> bool:

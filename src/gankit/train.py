@@ -1463,7 +1463,7 @@ class Trainer:
             console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, "
                          f"{epochs}, {console.clock(self.elapsed)} in): raise {' and '.join(spent)} to train longer")
             self.log.close()
-            return {"iterations": self.iteration, "epochs": self.epoch}
+            return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
 
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
@@ -2070,8 +2070,9 @@ class _progress:
 # --------------------------------------------------------------------------- entry point
 
 
-def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
-    """Build (or resume) a run from config override layers and train it. Returns the run folder."""
+def run_training(layers: list[dict], run_dir: str | Path | None = None, outcome: dict | None = None) -> Path:
+    """Build (or resume) a run from config override layers and train it. Returns the run folder; `outcome`, where
+    given, gets `Trainer.fit`'s summary (its `elapsed`: the run's training seconds, across resumes) and `resumed`."""
     from gankit.data import load_dataset, upscale_note
 
     layers = _absolute_data_paths(layers)
@@ -2138,7 +2139,9 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")
-        trainer.fit()
+        summary = trainer.fit()
+        if outcome is not None:
+            outcome.update(summary, resumed=trainer.resumed)
         del trainer
         if distributed.is_initialized():  # its DDP reducers go before the process group does (else gloo may abort
             gc.collect()  # at exit); not otherwise: a collection takes 0.1-0.3 s in a process holding many objects

@@ -286,10 +286,25 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
     if resuming:
         _check_resumed_data(run_path, cfg)
         _say_measuring_changes(run_path, cfg)
+        _say_device_kept(run_path, cfg, layers)
     if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != launch_device.type:
         raise RunError(f"run '{run_path}' trains on device {cfg.train.device} (its config.yaml): give every process "
                        f"--device {cfg.train.device} to resume it under torchrun")
     return run_path, cfg, resuming
+
+
+def _say_device_kept(run_path: Path, cfg: Config, layers: list[dict]) -> None:
+    """A resume without --device trains on the device its run was started with (--device cpu: the user's choice); a
+    line says so where a GPU the run does not use is available here, and how to move the run to it."""
+    from gankit.device import mps_is_available
+
+    saved = cfg.train.device
+    if saved == "auto" or "train.device" in given_keys(layers):
+        return
+    other = "cuda" if torch.cuda.is_available() else "mps" if mps_is_available() else None
+    if other is not None and not saved.startswith(other):
+        console.info(f"run '{run_path}' trains on {saved} as it was started (--device {saved}), though a GPU is "
+                     f"available here: resume it with --device {other} to move it there")
 
 
 def _refuse_a_folder_of_runs(run_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_a_flag_is_given_alone_not_with_a_value(monkeypatch, tmp_path, capsys):
     from gankit.cli import main
 
     given = []
-    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: given.append(layers[-1]) or tmp_path)
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run, outcome=None: given.append(layers[-1]) or tmp_path)
     with pytest.raises(SystemExit) as done:
         main(["train", "--deterministic", "--no-progress"])
     assert done.value.code == 0 and given == [{"train": {"deterministic": True}, "log": {"progress": False}}]
@@ -140,7 +140,7 @@ def test_a_tilde_in_a_path_option_is_the_home_folder(monkeypatch, tmp_path, caps
 
     monkeypatch.setenv("HOME", str(tmp_path))
     given = []
-    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: given.append(run) or run)
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run, outcome=None: given.append(run) or run)
     monkeypatch.setattr(gankit.report, "write_compare_report", lambda runs, page, progress: given.append((runs, page)) or page)
     with pytest.raises(SystemExit) as done:
         main(["train", "--run=~/runs/a"])
@@ -533,7 +533,7 @@ def test_commands_in_hints_quote_a_run_folder_with_a_space(tmp_path, monkeypatch
     from gankit.cli import main
 
     assert distributed.resume_command(Path("runs/my pets")) == "gankit train --run 'runs/my pets'"
-    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: tmp_path / "my pets")
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run, outcome=None: tmp_path / "my pets")
     with pytest.raises(SystemExit):
         main(["train"])
     assert f"gankit sample '{tmp_path / 'my pets'}'" in capsys.readouterr().out
@@ -655,15 +655,23 @@ def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatc
 
 
 def test_the_done_line_says_how_long_the_command_took(image_folder, tmp_path, capsys):
+    """A resume's line also says the run's training time in all, which its progress lines count ("8:34 in"): "done
+    in 0:45" alone read as the whole run's time."""
     from gankit.cli import main
 
-    with pytest.raises(SystemExit) as done:
-        main(["train", "--data", str(image_folder), "--resolution", "16", "--max-steps", "2", "--batch-size", "8",
-              "--precision", "fp32", "--device", "cpu", "--no-progress", "--set", "model.ngf=8", "--set", "model.ndf=8",
-              "--run", str(tmp_path / "r")])
-    assert done.value.code == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert re.fullmatch(rf"done: {re.escape(str(tmp_path / 'r'))} in 0:\d\d  \(samples in .*", line), line
+    def done_line(*more):
+        with pytest.raises(SystemExit) as done:
+            main(["train", "--data", str(image_folder), "--resolution", "16", "--batch-size", "8", "--precision", "fp32",
+                  "--device", "cpu", "--no-progress", "--set", "model.ngf=8", "--set", "model.ndf=8",
+                  "--run", str(tmp_path / "r"), *more])
+        assert done.value.code == 0
+        return capsys.readouterr().out.strip().splitlines()[-1]
+
+    run = re.escape(str(tmp_path / "r"))
+    line = done_line("--max-steps", "2")
+    assert re.fullmatch(rf"done: {run} in 0:\d\d  \(samples in .*", line), line
+    line = done_line("--max-steps", "4")
+    assert re.fullmatch(rf"done: {run} in 0:\d\d \(0:\d\d of training in all\)  \(samples in .*", line), line
 
 
 def test_every_config_key_a_flag_sets_is_named_by_that_flag_in_errors(monkeypatch, tmp_path):
@@ -676,7 +684,7 @@ def test_every_config_key_a_flag_sets_is_named_by_that_flag_in_errors(monkeypatc
     from gankit.config import flatten
 
     given = []
-    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: given.append(layers[-1]) or tmp_path)
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run, outcome=None: given.append(layers[-1]) or tmp_path)
     with pytest.raises(SystemExit) as done:
         main(["train", "--data", "d", "-r", "32", "-e", "2", "-b", "8", "--labels", "folders", "--label-column", "c",
               "--device", "cpu", "--precision", "fp32", "--threads", "1", "--max-steps", "3", "--minutes", "1",
@@ -725,7 +733,7 @@ def test_a_file_in_the_way_is_said_in_the_wording_of_every_write(monkeypatch, tm
     with pytest.raises(OSError) as raised:
         (blocker / "run").mkdir(parents=True)
 
-    def in_the_way(layers, run):
+    def in_the_way(layers, run, outcome=None):
         raise raised.value
 
     monkeypatch.setattr(gankit.train, "run_training", in_the_way)
@@ -878,7 +886,7 @@ def test_a_recipes_data_path_written_from_its_own_folder_says_how_to_name_it(mon
     (tmp_path / "cfg" / "r.yaml").write_text("data:\n  path: ../imgs\n")
     monkeypatch.chdir(tmp_path)
     trained = []
-    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run: trained.append(layers) or tmp_path)
+    monkeypatch.setattr(gankit.train, "run_training", lambda layers, run, outcome=None: trained.append(layers) or tmp_path)
     with pytest.raises(SystemExit) as done:
         main(["train", "--config", "cfg/r.yaml"])
     assert done.value.code == 2 and not trained

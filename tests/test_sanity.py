@@ -281,13 +281,19 @@ def test_each_target_is_measured_on_gs_images_of_its_own_label():
 
 
 def test_the_sanity_test_never_flips_its_target(tmp_path):
+    """...and its config.yaml says it filled in data.flip: `gankit sanity --set data.flip=true`, then `gankit train
+    --config S/config.yaml`, trained the new run without flips, the test's value, not the user's, without a word."""
     import yaml
+
+    from gankit.config import filled_in, read_recipe
 
     layers = [{"data": {"resolution": 16, "flip": True}, "model": {"ngf": 8, "ndf": 8, "nz": 8},
                "train": {"batch_size": 8, "precision": "fp32", "device": "cpu", "epochs": 1},
                "log": {"progress": False, "plots": False, "tensorboard": False}}]
     r = run_sanity(layers, tmp_path / "s", copies=8, threshold=1.0)
     assert yaml.safe_load((r.run_dir / "config.yaml").read_text())["data"]["flip"] is False
+    assert "data.flip" in filled_in(r.run_dir / "config.yaml")
+    assert "flip" not in read_recipe(r.run_dir / "config.yaml")["data"]
 
 
 def test_copies_that_cannot_fit_in_memory_are_refused_before_they_are_made(tmp_path, monkeypatch, capsys):

@@ -1165,6 +1165,33 @@ def test_a_resume_on_another_machine_works_out_again_what_the_run_filled_in_for_
     assert saved(run)[2] == 0 and "eval.every 10 -> 0); it measures FID no more" in capsys.readouterr().err
 
 
+def test_a_resume_on_the_cpu_it_was_started_on_says_how_to_move_to_a_gpu_found_here(image_folder, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """A run started with --device cpu and resumed without --device trains on the CPU (the user chose it), without a
+    word where a GPU is available (simulated): one line says so and what moves it. Silent where --device is given,
+    where no GPU is there, and for a run started on --device auto."""
+    from gankit.train import _resolve_run
+
+    run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
+    resumed = tiny_layers(image_folder, epochs=1)
+    del resumed[0]["train"]["device"]
+
+    def said(layers, cuda):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+        capsys.readouterr()
+        _resolve_run(layers, run, {}, torch.device("cpu"))
+        return capsys.readouterr().err
+
+    assert f"run '{run}' trains on cpu as it was started (--device cpu), though a GPU is available here: resume it " \
+           "with --device cuda to move it there\n" in said(resumed, cuda=True)
+    assert "--device cuda" not in said(tiny_layers(image_folder, epochs=1), cuda=True)  # --device cpu given again
+    assert "--device cuda" not in said(resumed, cuda=False)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("device: cpu", "device: auto"))
+    assert "--device cuda" not in said(resumed, cuda=True)
+
+
 def test_a_run_that_lost_its_config_yaml_resumes_with_its_checkpoints_config(image_folder, tmp_path, capsys):
     run = run_training(tiny_layers(image_folder, epochs=1), tmp_path / "r")
     config = (run / "config.yaml").read_text()

@@ -219,11 +219,15 @@ def train(
     with _naming_flags(layers[-1]):
         if config:
             check_recipe_data(config, layers)
-        run_path = run_training(layers, run)
+        outcome: dict = {}
+        run_path = run_training(layers, run, outcome=outcome)
     from gankit.distributed import is_main
 
+    took = console.clock(time.monotonic() - started)
+    if outcome.get("resumed"):  # this command's time, and the run's training time that its progress lines count
+        took += f" ({console.clock(outcome['elapsed'])} of training in all)"
     if is_main():  # under torchrun, one line for all processes
-        typer.echo(f"done: {run_path} in {console.clock(time.monotonic() - started)}  (samples in {run_path / 'samples'}, "
+        typer.echo(f"done: {run_path} in {took}  (samples in {run_path / 'samples'}, "
                    f"sample more with: gankit sample {shlex.quote(str(run_path))})")
 
 

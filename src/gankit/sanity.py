@@ -180,9 +180,12 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
 
     cfg = build_config(*layers)
     warn_settings(layers, cfg)
+    # the test fills in its flips (none: the target is one exact picture), whatever was asked: its config.yaml names
+    # data.flip among what it filled in, and a recipe made from that file leaves the flips to the new run
+    cfg.data.flip = None
     filled = unset_keys(cfg)
     cfg.data.resolution = cfg.data.resolution or 32
-    cfg.data.flip = False  # the target is one exact picture
+    cfg.data.flip = False
     cfg.data.path = "sanity"
     conditional = cfg.model.arch == "acgan"
     wanted = 2 if conditional else 1

@@ -286,10 +286,25 @@ def _resolve_run(layers: list[dict], run_dir: str | Path | None, base: dict,
     if resuming:
         _check_resumed_data(run_path, cfg)
         _say_measuring_changes(run_path, cfg)
+        _say_device_kept(run_path, cfg, layers)
     if distributed.world_size() > 1 and resolve_device(cfg.train.device).type != launch_device.type:
         raise RunError(f"run '{run_path}' trains on device {cfg.train.device} (its config.yaml): give every process "
                        f"--device {cfg.train.device} to resume it under torchrun")
     return run_path, cfg, resuming
+
+
+def _say_device_kept(run_path: Path, cfg: Config, layers: list[dict]) -> None:
+    """A resume without --device trains on the device its run was started with (--device cpu: the user's choice); a
+    line says so where a GPU the run does not use is available here, and how to move the run to it."""
+    from gankit.device import mps_is_available
+
+    saved = cfg.train.device
+    if saved == "auto" or "train.device" in given_keys(layers):
+        return
+    other = "cuda" if torch.cuda.is_available() else "mps" if mps_is_available() else None
+    if other is not None and not saved.startswith(other):
+        console.info(f"run '{run_path}' trains on {saved} as it was started (--device {saved}), though a GPU is "
+                     f"available here: resume it with --device {other} to move it there")
 
 
 def _refuse_a_folder_of_runs(run_path: Path) -> None:
@@ -1463,7 +1478,7 @@ class Trainer:
             console.info(f"run '{self.run_dir}' is already complete ({console.count(self.iteration, 'iteration')}, "
                          f"{epochs}, {console.clock(self.elapsed)} in): raise {' and '.join(spent)} to train longer")
             self.log.close()
-            return {"iterations": self.iteration, "epochs": self.epoch}
+            return {"iterations": self.iteration, "epochs": self.epoch, "elapsed": self.elapsed}
 
         t_start = time.perf_counter()
         elapsed_base = self.elapsed
@@ -2070,8 +2085,9 @@ class _progress:
 # --------------------------------------------------------------------------- entry point
 
 
-def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
-    """Build (or resume) a run from config override layers and train it. Returns the run folder."""
+def run_training(layers: list[dict], run_dir: str | Path | None = None, outcome: dict | None = None) -> Path:
+    """Build (or resume) a run from config override layers and train it. Returns the run folder; `outcome`, where
+    given, gets `Trainer.fit`'s summary (its `elapsed`: the run's training seconds, across resumes) and `resumed`."""
     from gankit.data import load_dataset, upscale_note
 
     layers = _absolute_data_paths(layers)
@@ -2138,7 +2154,9 @@ def run_training(layers: list[dict], run_dir: str | Path | None = None) -> Path:
             if (moved := trainer.lr_rescheduled()) is not None:
                 console.info(f"train.lr_decay {t.lr_decay} follows the new budget: the learning rates go from "
                              f"x{moved[0]:.2f} to x{moved[1]:.2f} of train.lr_g / train.lr_d here and fall to 0 at its end")
-        trainer.fit()
+        summary = trainer.fit()
+        if outcome is not None:
+            outcome.update(summary, resumed=trainer.resumed)
         del trainer
         if distributed.is_initialized():  # its DDP reducers go before the process group does (else gloo may abort
             gc.collect()  # at exit); not otherwise: a collection takes 0.1-0.3 s in a process holding many objects

@@ -128,6 +128,8 @@ def test_fewer_copies_than_a_batch_train_in_batches_of_the_copies(tmp_path, caps
     assert start.startswith(f"sanity test {tmp_path / 'few'} on cpu: 6 copies of the built-in target at ")
     assert ", 2 epochs (--all-epochs; G's mean absolute error is " in start
     assert any(line.startswith("recipe: dcgan") for line in err.splitlines())
+    # its flips are off whatever was asked (one exact picture): its recipe lines do not say "flip false" as a choice
+    assert not any(line.startswith("recipe") and "flip" in line for line in err.splitlines()), err
 
 
 def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):

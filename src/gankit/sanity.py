@@ -15,6 +15,7 @@ Why 0.1 by default: an untrained G outputs near-uniform gray, about 0.3-0.5 from
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def _say_start(trainer, run_dir: Path, copies: int, stems: list[str] | None, thr
              if all_epochs else f"up to {epochs}, until G's mean absolute error is under {threshold:g} (now {max(before):.3f})")
     console.info(f"sanity test {run_dir} on {trainer.device}: {copies:,} copies of {what} at {cfg.data.resolution}px, "
                  f"{until}")
-    console.info(recipe_line(cfg))
+    # (its flips are off whatever was asked, the target being one exact picture: "flip false" would be noise there)
+    console.info(recipe_line(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, flip=None))))
 
 
 def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path] | None = None,

@@ -154,6 +154,17 @@ def test_a_kill_between_keeping_last_pt_and_replacing_it_leaves_no_second_copy(t
     assert [p.name for p in ckpts.iterdir()] == ["last.pt"]
 
 
+def test_a_save_after_a_kill_between_keeping_last_pt_and_replacing_it_leaves_no_link(tmp_path):
+    """A kill after `_keep_copy` and before last.pt was replaced leaves last.prev.pt a second name of last.pt. The next
+    save's link of last.pt renamed over last.prev.pt did nothing then (a rename between two names of one file does
+    nothing on POSIX), and the finished run kept `.last.prev.pt.PID.link`."""
+    save_checkpoint({"iteration": 1}, tmp_path / "last.pt")
+    os.link(tmp_path / "last.pt", tmp_path / "last.prev.pt")  # the state the kill left
+    save_checkpoint({"iteration": 2}, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt", "last.pt"]
+    assert load_checkpoint(tmp_path / "last.prev.pt")["iteration"] == 1
+
+
 def _flip_inside_mark(path: Path) -> None:
     raw = bytearray(path.read_bytes())
     at = raw.find((MARK + 2).numpy().tobytes())

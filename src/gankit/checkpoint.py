@@ -122,6 +122,8 @@ def _keep_copy(path: Path, copy: Path) -> None:
     between the two leaves the link (`remove_leftovers`): another name of `path`, as large."""
     link = copy.with_name(f".{copy.name}.{os.getpid()}.link")
     try:
+        if copy.exists() and os.path.samefile(path, copy):  # a kill came after this and before the replace after it:
+            return  # `copy` is `path` already, and renaming one name of a file over another does nothing (link left)
         if link.exists():
             link.unlink()
         os.link(path, link)

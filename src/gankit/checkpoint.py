@@ -397,9 +397,8 @@ def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "c
 def remove_leftovers(run_dir: Path, kept: list[OSError] | None = None) -> list[Path]:
     """Delete the temporary files (`.NAME.*.tmp`, and `_keep_copy`'s `.NAME.*.link`) of writes that a kill stopped
     midway, in the run folder and its checkpoints/, samples/ and plots/ (a partial checkpoint is as large as a whole
-    one); returns them. The caller
-    holds the run folder (`runlock`): no other gankit process is writing there. Those that could not be deleted
-    (a read-only folder) are left as they are, their errors added to `kept`."""
+    one); returns them. The caller holds the run folder (`runlock`): no other gankit process is writing there. Those
+    that could not be deleted (a read-only folder) are left as they are, their errors added to `kept`."""
     removed = []
     for folder in (run_dir, run_dir / CHECKPOINTS_DIR, run_dir / SAMPLES_DIR, run_dir / PLOTS_DIR):
         for path in [*folder.glob(".*.tmp"), *folder.glob(".*.link")] if folder.is_dir() else ():

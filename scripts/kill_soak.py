@@ -8,8 +8,8 @@ After every kill the folder must hold only checkpoints that load and verify (`lo
 checks each file's sha256), and the newest checkpoint must not be older than before the kill (no
 work lost). The next `gankit train` on the folder must resume and exit cleanly or run until it is
 killed again. When a run reaches `--max-steps`, the finished folder must have: every checkpoint
-loadable, `last.pt` at exactly max_steps iterations, and a metrics.jsonl whose every line parses,
-whose step lines are exactly 1..max_steps once each (log.every is 1), and whose epoch lines are
+loadable, `last.pt` at exactly max_steps iterations, no temporary file of a write left, and a metrics.jsonl whose
+every line parses, whose step lines are exactly 1..max_steps once each (log.every is 1), and whose epoch lines are
 1..E once each. Then a new run starts, until N kills were attempted.
 
 Kill moments are drawn (seeded): a quarter during start-up (imports, data loading, loading the
@@ -101,6 +101,9 @@ def final_problems(run: Path, max_steps: int) -> list[str]:
     epochs = [r["epoch"] for r in records if r.get("kind") == "epoch"]
     if epochs != list(range(1, len(epochs) + 1)):
         problems.append(f"epoch lines are not 1..N once each: {epochs}")
+    left = _temporaries(run)
+    if left:
+        problems.append(f"temporary files left: {[str(p.relative_to(run)) for p in left]}")
     return problems
 
 

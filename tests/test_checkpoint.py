@@ -142,6 +142,29 @@ def test_unfinished_files_are_removed_from_every_folder_of_the_run(tmp_path):
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["epoch_0001.png"]
 
 
+def test_a_kill_between_keeping_last_pt_and_replacing_it_leaves_no_second_copy(tmp_path):
+    """`_keep_copy` links last.pt to `.last.prev.pt.PID.link` before renaming that over last.prev.pt: a kill -9 in
+    between leaves the link, a whole checkpoint's worth of disk once last.pt is replaced; a resume removes it."""
+    from gankit.checkpoint import remove_leftovers
+
+    ckpts = tmp_path / "checkpoints"
+    save_checkpoint({"iteration": 1}, ckpts / "last.pt")
+    os.link(ckpts / "last.pt", ckpts / ".last.prev.pt.4242.link")  # the state the kill left
+    assert [p.name for p in remove_leftovers(tmp_path)] == [".last.prev.pt.4242.link"]
+    assert [p.name for p in ckpts.iterdir()] == ["last.pt"]
+
+
+def test_a_save_after_a_kill_between_keeping_last_pt_and_replacing_it_leaves_no_link(tmp_path):
+    """A kill after `_keep_copy` and before last.pt was replaced leaves last.prev.pt a second name of last.pt. The next
+    save's link of last.pt renamed over last.prev.pt did nothing then (a rename between two names of one file does
+    nothing on POSIX), and the finished run kept `.last.prev.pt.PID.link`."""
+    save_checkpoint({"iteration": 1}, tmp_path / "last.pt")
+    os.link(tmp_path / "last.pt", tmp_path / "last.prev.pt")  # the state the kill left
+    save_checkpoint({"iteration": 2}, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt", "last.pt"]
+    assert load_checkpoint(tmp_path / "last.prev.pt")["iteration"] == 1
+
+
 def _flip_inside_mark(path: Path) -> None:
     raw = bytearray(path.read_bytes())
     at = raw.find((MARK + 2).numpy().tobytes())

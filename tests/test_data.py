@@ -1075,6 +1075,21 @@ def test_the_partial_cache_files_of_killed_writes_are_removed_by_a_later_write(t
         capsys.readouterr().err
 
 
+def test_the_partial_cache_file_of_a_killed_write_is_removed_by_a_later_read(tmp_path, csv_folder, capsys):
+    """The run after the kill wrote the cache (that kill's file was too recent to remove) and every run after it only
+    read it: the partial file, as large as the dataset, stayed for good. A read an hour on removes it too."""
+    from gankit.data import cache
+
+    load_folder(csv_folder, RES, cache_dir=tmp_path / "cache", progress=False)
+    old = tmp_path / "cache" / ".shapes-16px-0a1b.pt.k9x2mm_q.tmp"
+    old.write_bytes(b"x" * 1000)  # what the kill left
+    then = time.time() - cache.ABANDONED_SECONDS - 60
+    os.utime(old, (then, then))
+    capsys.readouterr()
+    load_folder(csv_folder, RES, cache_dir=tmp_path / "cache", progress=False)
+    assert not old.exists() and "removed 1 partial cache file" in capsys.readouterr().err
+
+
 def test_cache_dir_comes_from_the_environment(tmp_path, csv_folder, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "env-cache"))
     load_folder(csv_folder, RES, progress=False)

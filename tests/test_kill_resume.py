@@ -30,7 +30,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 
 
 def test_the_checks_catch_a_broken_folder(tmp_path):
-    """The soak's final check is not vacuous: duplicated and torn metric lines and a short run are caught."""
+    """The soak's final check is not vacuous: duplicated and torn metric lines, a short run and a write's temporary
+    file left behind are caught."""
     soak = load_soak()
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -40,5 +41,7 @@ def test_the_checks_catch_a_broken_folder(tmp_path):
     lines = ['{"kind": "step", "step": 1, "epoch": 1}', '{"kind": "step", "step": 2, "epoch": 1}',
              '{"kind": "step", "step": 2, "epoch": 1}', '{"kind": "ep']
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "checkpoints" / ".last.prev.pt.99.link").write_bytes(b"")
     problems = " | ".join(soak.final_problems(run, max_steps=4))
     assert "iteration 3, expected 4" in problems and "line 4 is torn" in problems and "duplicated: [2]" in problems
+    assert "temporary files left: ['checkpoints/.last.prev.pt.99.link']" in problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -929,6 +930,28 @@ def test_other_png_ticks_the_thread_count_at_whole_numbers(tmp_path, after):
     ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
     assert ax.get_title() == "threads" and ticks and all(float(t).is_integer() for t in ticks), ticks
     assert 2 in ticks
+
+
+# ------------------------------------------------------------------------------------------ writes
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no signal 0 to tell an ended process")
+def test_a_write_removes_what_a_kill_left_of_an_earlier_write_of_the_same_file(tmp_path, capsys):
+    """A kill -9 while `compare -o report.html` (or `sample --grid`) wrote left `.report.html.PID.tmp` beside it, which
+    no later write removed (its own has another PID). The next write of report.html removes those of ended processes,
+    with a line; that of a process still running (writing it now) is left to it."""
+    import subprocess
+
+    from gankit.report._io import write_bytes_atomic
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    cut = tmp_path / f".report.html.{int(ended.stdout)}.tmp"
+    cut.write_bytes(b"<html>half a pa")  # the state the kill left
+    running = tmp_path / f".report.html.{os.getppid()}.tmp"
+    running.write_bytes(b"")
+    write_bytes_atomic(tmp_path / "report.html", b"<html></html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "report.html"]
+    assert f"removed '{cut}', left by a write of 'report.html' that a kill cut short" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- matplotlib's folder

@@ -207,6 +207,31 @@ def test_the_same_command_continues_an_interrupted_draw_into_a_folder(trained_ru
     assert code == 2 and "already holds 10 images, one not of this draw (e.g. 'x.png'): pass" in err, err
 
 
+def test_a_kill_while_the_grid_is_written_leaves_the_grid_that_was_there(trained_run, tmp_path, monkeypatch):
+    """`sample --grid g.png` wrote into g.png itself: a kill -9 halfway through the write (here: an exception that no
+    handler takes, after half the bytes) left a cut image where the last grid was. Now it goes to a temporary name."""
+    from typer.testing import CliRunner
+
+    from gankit.cli import app
+
+    class Killed(BaseException):
+        pass
+
+    def cut(image, fp, format=None, **kw):
+        with open(fp, "wb") as f:
+            f.write(before[:len(before) // 2])
+        raise Killed
+
+    grid = tmp_path / "g.png"
+    args = ["sample", str(trained_run), "-n", "4", "--grid", str(grid), "--device", "cpu"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = grid.read_bytes()
+    monkeypatch.setattr(Image.Image, "save", cut)
+    with pytest.raises(Killed):
+        CliRunner().invoke(app, [*args, "--seed", "7"])
+    assert grid.read_bytes() == before
+
+
 def test_a_continued_draw_with_a_grid_writes_the_grid_of_a_draw_that_ran_through(trained_run, tmp_path, monkeypatch,
                                                                                   capsys):
     """`sample --grid g.png --out-dir f`, interrupted, then run again: every image is drawn again for the grid, which
@@ -221,7 +246,7 @@ def test_a_continued_draw_with_a_grid_writes_the_grid_of_a_draw_that_ran_through
     save, written = torchvision.utils.save_image, []
 
     def save_then_ctrl_c(img, f, **kw):
-        if f == grid:  # (the pngs are written into files: write_png)
+        if not hasattr(f, "write"):  # the grid, by path (the pngs are written into files: write_png)
             return save(img, f, **kw)
         if stop and len(written) == 5:
             raise KeyboardInterrupt

@@ -118,9 +118,12 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", ro
 
 def _keep_copy(path: Path, copy: Path) -> None:
     """Make `copy` the current `path` without `path` ever going missing: a hard link renamed over `copy`
-    (a reader that looks only for `path` never finds it absent), or a rename where links are unsupported."""
+    (a reader that looks only for `path` never finds it absent), or a rename where links are unsupported. A kill
+    between the two leaves the link (`remove_leftovers`): another name of `path`, as large."""
     link = copy.with_name(f".{copy.name}.{os.getpid()}.link")
     try:
+        if copy.exists() and os.path.samefile(path, copy):  # a kill came after this and before the replace after it:
+            return  # `copy` is `path` already, and renaming one name of a file over another does nothing (link left)
         if link.exists():
             link.unlink()
         os.link(path, link)
@@ -392,13 +395,13 @@ def load_latest_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "c
 
 
 def remove_leftovers(run_dir: Path, kept: list[OSError] | None = None) -> list[Path]:
-    """Delete the temporary files (`.NAME.*.tmp`) of writes that a kill stopped midway, in the run folder and its
-    checkpoints/, samples/ and plots/ (a partial checkpoint is as large as a whole one); returns them. The caller
-    holds the run folder (`runlock`): no other gankit process is writing there. Those that could not be deleted
-    (a read-only folder) are left as they are, their errors added to `kept`."""
+    """Delete the temporary files (`.NAME.*.tmp`, and `_keep_copy`'s `.NAME.*.link`) of writes that a kill stopped
+    midway, in the run folder and its checkpoints/, samples/ and plots/ (a partial checkpoint is as large as a whole
+    one); returns them. The caller holds the run folder (`runlock`): no other gankit process is writing there. Those
+    that could not be deleted (a read-only folder) are left as they are, their errors added to `kept`."""
     removed = []
     for folder in (run_dir, run_dir / CHECKPOINTS_DIR, run_dir / SAMPLES_DIR, run_dir / PLOTS_DIR):
-        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+        for path in [*folder.glob(".*.tmp"), *folder.glob(".*.link")] if folder.is_dir() else ():
             try:
                 path.unlink()
                 removed.append(path)

@@ -417,9 +417,14 @@ def sample(
             typer.echo(f"wrote {console.count(n - start, 'image')} to {out_dir}"
                        + (f" ({n:,} in all)" if start else ""))
             batches = kept
-    if grid is not None:
-        grid.parent.mkdir(parents=True, exist_ok=True)
-        save_image(torch.cat(list(batches)), grid, nrow=nrow, normalize=True, value_range=(-1, 1))
+    if grid is not None:  # written under a temporary name: a kill while it is written leaves the grid that was there
+        from PIL import Image
+
+        from gankit.report._io import atomic_path
+
+        with atomic_path(grid) as tmp:
+            save_image(torch.cat(list(batches)), tmp, format=Image.registered_extensions()[grid.suffix.lower()],
+                       nrow=nrow, normalize=True, value_range=(-1, 1))
         typer.echo(f"wrote {grid}")
     if gen.conditional and not classes and not interpolate:
         names = ", ".join(gen.labels[:4]) + (", ..." if len(gen.labels) > 4 else "")

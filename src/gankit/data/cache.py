@@ -48,9 +48,12 @@ def digest(*parts: object) -> str:
 
 
 def read(path: Path, key: str, progress: bool = True) -> dict[str, Any] | None:
-    """The cached dict at `path` if it exists, loads safely and was written for `key`; else None."""
+    """The cached dict at `path` if it exists, loads safely and was written for `key`; else None. First removes the
+    partial files of writes that a kill cut short (`_remove_abandoned`): the write after such a kill made the cache, and
+    later runs only read it."""
     if not path.is_file():
         return None
+    _remove_abandoned(path.parent)
     try:
         _say_if_large("reading", path, path.stat().st_size, progress)
         payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -707,13 +707,21 @@ def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path
     assert "Repeats" not in _config_section(write_compare_report([a, c], tmp_path / "r.html").read_text())
 
 
-def test_compare_does_not_import_torchvision(tmp_path, monkeypatch):
-    """The page reads two constants of report.grids, whose import of torchvision took 2.5 s of 18 (15 runs)."""
-    run = make_run(tmp_path, "a", epochs=1)
-    monkeypatch.delitem(sys.modules, "gankit.report.grids")  # imported anew (restored after the test)
-    for name in ("torchvision", "torchvision.utils"):
+def test_compare_imports_neither_torch_nor_torchvision(tmp_path, monkeypatch):
+    """The page reads two constants of report.grids, whose import of torchvision took 2.5 s of 18 (15 runs), and of
+    torch ~3 s, as did `metrics.kid_spread_is_none`, asked of each eval line that logged n_fake and n_real."""
+    run = make_run(tmp_path, "a", epochs=1, fids=[100.0], torn=False)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "eval":
+            line["n_real"] = line["n_fake"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for name in ("gankit.report.grids", "gankit.metrics"):
+        monkeypatch.delitem(sys.modules, name, raising=False)  # imported anew (restored after the test)
+    for name in ("torch", "torchvision", "torchvision.utils"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it fails
-    assert "<img" in write_compare_report([run], tmp_path / "r.html").read_text()
+    page = write_compare_report([run], tmp_path / "r.html").read_text()
+    assert "<img" in page and "0.1000</td>" in page  # KID without its spread: none by construction
 
 
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from gankit.config import kid_spread_is_none
 from gankit.errors import RunError
 from gankit.layout import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR
 
@@ -370,10 +371,8 @@ def _end_key(line: dict) -> tuple[float | None, float | None]:
 
 
 def _no_spread(line: dict) -> bool:
-    """An eval line whose KID spread is none by construction (`metrics.kid_spread_is_none`; lines of a gankit before
+    """An eval line whose KID spread is none by construction (`config.kid_spread_is_none`; lines of a gankit before
     n_real was logged keep theirs)."""
-    from gankit.metrics import kid_spread_is_none
-
     n_fake, n_real = _number(line.get("n_fake")), _number(line.get("n_real"))
     return n_fake is not None and n_real is not None and kid_spread_is_none(int(n_fake), int(n_real))
 

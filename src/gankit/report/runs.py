@@ -227,11 +227,18 @@ class Run:
         """Seconds of `total_time` spent in FID/KID evaluations: those logged before the run's last time (the
         evaluation that ends a run comes after it). None when the run has no evaluation, or one of them logged no
         `eval_seconds` (runs written before gankit logged it)."""
-        total, evals = self.total_time, self.lines("eval")
+        evals = self.lines("eval")
         durations = [finite_number(line.get("eval_seconds")) for line in evals]
-        if total is None or not evals or None in durations:
+        if self.total_time is None or not evals or None in durations:
             return None
-        return sum(d for line, d in zip(evals, durations) if (finite_number(line.get("time")) or 0.0) < total)
+        return sum(finite_number(line.get("eval_seconds")) for line in self.evaluations_inside())
+
+    def evaluations_inside(self) -> list[dict]:
+        """The eval lines of the evaluations `total_time` includes: those logged before the run's last time (the
+        evaluation that ends a run comes after it)."""
+        total = self.total_time
+        return [] if total is None else [line for line in self.lines("eval")
+                                         if (finite_number(line.get("time")) or 0.0) < total]
 
 
 def not_a_run(path: Path, markers: str, fix: str = "pass a folder made by gankit train") -> RunError:

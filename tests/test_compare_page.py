@@ -433,8 +433,8 @@ def test_the_evaluation_that_ends_a_run_inside_an_epoch_is_drawn_where_it_lies(t
     stars = [x for ln in by_epoch[0].get_lines() if ln.get_marker() == "*" for x in ln.get_xdata()]
     assert stars == pytest.approx([20.3, 0.25, 2.0, 1.0])
     table = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
-    reached = re.findall(r'<td class="num best">[^<]*</td><td class="num">[^<]*</td><td class="num">([^<]*)</td>',
-                         table)
+    figure = r'<td class="num(?: best)?">[^<]*(?:<span class="aside">best</span>)?</td>'  # best FID, KID at best
+    reached = re.findall(rf'</th>{figure}{figure}<td class="num">([^<]*)</td>', table)
     assert reached == ["20 (+30% of 21)", "0 (+25% of 1)", "2", "0 (+part of 1)"]
     best = [load_run(r).best for r in (long, short, critic, old)]
     assert [(b.epoch, b.at, b.unfinished) for b in best] == [(21, pytest.approx(20.3), True),
@@ -527,3 +527,74 @@ def test_compare_warns_when_conditional_runs_drew_their_fake_classes_otherwise(t
     assert "not comparable across these runs (different eval.fake_classes)" in titles["KID"]
     config.write_text(config.read_text().replace("fake_classes: data", "fake_classes: uniform"))
     assert "compare" not in page()[0]
+
+
+def _best_table(page: str) -> str:
+    return page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
+
+
+def _rewritten(run, edit):
+    """`run` with each line of its metrics.jsonl passed through `edit` (which changes it in place)."""
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        edit(line)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+def _row(table: str, label: str) -> str:
+    start = table.index(f"\u2060{label}")
+    return table[start:table.index("</tr>", start)]
+
+
+def test_the_best_metrics_mark_the_lowest_figures_of_the_runs_measured_alike(tmp_path):
+    """Every run's best FID was bold, so the best of 15 runs did not stand out: the lowest best FID, KID at best and
+    last FID of the runs measured alike are bold and marked best; a run measured otherwise (another resolution) is
+    ranked with none of them, however low its FID; nor is a run alone."""
+    a = make_run(tmp_path, "a", epochs=2, fids=[200.0, 150.0], torn=False)
+    b = make_run(tmp_path, "b", run_index=1, epochs=2, fids=[120.0, 130.0], torn=False)
+    c = make_run(tmp_path, "c", run_index=2, epochs=2, fids=[100.0, 90.0], torn=False)
+    (c / "config.yaml").write_text((c / "config.yaml").read_text().replace("resolution: 64", "resolution: 32"))
+    table = _best_table(write_compare_report([a, b, c], tmp_path / "r.html").read_text())
+    marked = '<td class="num best">{} <span class="aside">best</span></td>'
+    assert marked.format("120.00") in _row(table, "b") and marked.format("0.1200 \u00b1 0.0010") in _row(table, "b")
+    assert marked.format("130.00") in _row(table, "b")  # b's last FID, lower than a's 150
+    assert "best" not in _row(table, "a") and "best" not in _row(table, "c")
+    assert "Bold, marked best: the lowest best FID, KID at best and last FID of the runs measured alike" in table
+    alone = _best_table(write_compare_report([a], tmp_path / "r.html").read_text())
+    assert 'class="num best"' not in alone and "Bold, marked best" not in alone
+
+
+def test_the_best_metrics_row_of_a_run_stopped_before_its_end_says_so(tmp_path):
+    """The legend at the top alone said a run stopped before its end: its row, where its figures are read, says it
+    too, the legend's words (how to resume it) as its title."""
+    killed = make_run(tmp_path, "killed", epochs=2, steps_per_epoch=5, fids=[100.0, 90.0])
+    (killed / "config.yaml").write_text((killed / "config.yaml").read_text().replace("epochs: 2", "epochs: 10"))
+    done = make_run(tmp_path, "done", run_index=1, epochs=2, steps_per_epoch=5, fids=[100.0, 90.0])
+    table = _best_table(write_compare_report([killed, done], tmp_path / "r.html").read_text())
+    said = f"stopped before its end (2 of 10 epochs): it crashed or was stopped; gankit train --run {killed} resumes it"
+    assert f'<br><span class="aside" title="{said}">stopped before its end (2 of 10 epochs)</span></th>' in \
+        _row(table, "killed")
+    assert "stopped" not in _row(table, "done")
+
+
+def test_a_runs_only_evaluation_at_its_end_is_said_to_come_after_its_time(tmp_path):
+    """A run evaluated once, at its end, read "1 evaluation, 0s of this time": that evaluation comes after the total."""
+    def timed(line):
+        if line["kind"] == "eval":
+            line["eval_seconds"] = 40.0
+
+    run = _rewritten(make_run(tmp_path, "a", epochs=1, fids=[100.0], torn=False), timed)
+    assert load_run(run).evaluating_time == 0.0
+    table = _best_table(write_compare_report([run], tmp_path / "r.html").read_text())
+    assert "1 evaluation, after this time</span>" in table and "of this time" not in table
+
+
+def test_the_best_metrics_write_big_counts_with_thousands_separators(tmp_path):
+    """"reached at step 950000" and "steps trained 1000000" are read more easily as gankit writes counts elsewhere."""
+    def scaled(line):
+        line["step"] *= 10_000
+
+    run = _rewritten(make_run(tmp_path, "a", epochs=2, steps_per_epoch=50, fids=[150.0, 200.0], torn=False), scaled)
+    row = _row(_best_table(write_compare_report([run], tmp_path / "r.html").read_text()), "a")
+    assert '<td class="num">500,000</td>' in row and '<td class="num">1,000,000</td>' in row  # reached at, trained

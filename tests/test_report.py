@@ -625,7 +625,8 @@ def test_a_run_whose_config_yaml_cannot_be_read_is_compared_without_it(tmp_path,
     assert re.findall(r"<code>([^<]+)</code>", diff) == ["train.lr_g", "name"]
     assert "An unreadable config.yaml in nockc, listed: left out of this table." in diff
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
-    assert all(f'<td class="num best">{fid:.2f}</td>' in best for fid in (80.0, 60.0, 61.0))
+    assert '<td class="num best">60.00 <span class="aside">best</span></td>' in best
+    assert all(f'<td class="num">{fid:.2f}</td>' in best for fid in (80.0, 61.0))
     assert page.count('alt="nockc: final samples"') == 1
     (tmp_path / "only" / "config.yaml").parent.mkdir()
     (tmp_path / "only" / "config.yaml").write_text("a: [unclosed\n")
@@ -708,13 +709,21 @@ def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path
     assert "Repeats" not in _config_section(write_compare_report([a, c], tmp_path / "r.html").read_text())
 
 
-def test_compare_does_not_import_torchvision(tmp_path, monkeypatch):
-    """The page reads two constants of report.grids, whose import of torchvision took 2.5 s of 18 (15 runs)."""
-    run = make_run(tmp_path, "a", epochs=1)
-    monkeypatch.delitem(sys.modules, "gankit.report.grids")  # imported anew (restored after the test)
-    for name in ("torchvision", "torchvision.utils"):
+def test_compare_imports_neither_torch_nor_torchvision(tmp_path, monkeypatch):
+    """The page reads two constants of report.grids, whose import of torchvision took 2.5 s of 18 (15 runs), and of
+    torch ~3 s, as did `metrics.kid_spread_is_none`, asked of each eval line that logged n_fake and n_real."""
+    run = make_run(tmp_path, "a", epochs=1, fids=[100.0], torn=False)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "eval":
+            line["n_real"] = line["n_fake"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for name in ("gankit.report.grids", "gankit.metrics"):
+        monkeypatch.delitem(sys.modules, name, raising=False)  # imported anew (restored after the test)
+    for name in ("torch", "torchvision", "torchvision.utils"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it fails
-    assert "<img" in write_compare_report([run], tmp_path / "r.html").read_text()
+    page = write_compare_report([run], tmp_path / "r.html").read_text()
+    assert "<img" in page and "0.1000</td>" in page  # KID without its spread: none by construction
 
 
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):
@@ -868,7 +877,7 @@ def test_the_table_shows_the_last_fid_and_the_final_grid_its_epoch(tmp_path):
     a = make_run(tmp_path, "a", epochs=4, fids=[200.0, 150.0, 120.0, 130.0])
     page = write_compare_report([a], tmp_path / "r.html").read_text()
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
-    assert '<td class="num best">120.00</td>' in best and '<td class="num">130.00</td>' in best
+    assert '<td class="num">120.00</td>' in best and '<td class="num">130.00</td>' in best  # one run: none is best
     assert "200.00" not in best
     grids = page[page.index('id="final-grids"'):page.index('id="evolution"')]
     assert '<p class="note">epoch 4</p>' in grids and "epoch 1<" not in grids

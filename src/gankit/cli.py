@@ -517,7 +517,7 @@ def compare(
 def _scores(r: dict) -> dict:
     """fid, kid_mean and kid_std of a result as the human line says them (FID at least 0; no KID spread where
     `_kid` says there is none), as strict JSON numbers (`json_number`: null where not finite)."""
-    from gankit.metrics import kid_spread_is_none
+    from gankit.config import kid_spread_is_none
     from gankit.runlog import json_number
 
     spread = None if kid_spread_is_none(r["n_fake"], r["n_real"]) else json_number(r["kid_std"])
@@ -536,7 +536,7 @@ def _kid(r: dict) -> str:
     """KID and its spread over the subsets; with as many images on each side as one subset holds, every subset is all
     of them and the spread is 0 by construction (up to the order of float sums), which is no certainty: said so
     instead."""
-    from gankit.metrics import kid_spread_is_none
+    from gankit.config import kid_spread_is_none
 
     if kid_spread_is_none(r["n_fake"], r["n_real"]):
         return f"KID {r['kid_mean']:.5f} (every subset holds all the images: no spread to show)"

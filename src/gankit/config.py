@@ -219,6 +219,16 @@ CHANGES_KID = {
 # The MEASURING keys that change the FID of conditional runs only (an unconditional run draws no classes).
 CONDITIONAL_ONLY = ("eval.fake_classes",)
 
+KID_SUBSET_SIZE = 1000  # the usual value; lowered to the smaller sample count when there are fewer images
+
+
+def kid_spread_is_none(n_fake: int, n_real: int) -> bool:
+    """Whether every KID subset holds all the images of both sides (as many on each, at most a subset's worth): its
+    spread is then 0 by construction (up to the order of float sums), which is no certainty and is not shown. Here,
+    not in `metrics`, so that reading a run (`gankit compare`) does not import torch."""
+    return n_fake == n_real <= KID_SUBSET_SIZE
+
+
 # Keys a resumed run may change; every other key must match the run folder's config.yaml.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.max_steps", "train.minutes", "train.device", "train.threads", "train.precision", "train.deterministic",
                      "train.fuse_d", "train.gemm_wgrad", "train.thin_conv", "train.compile", "train.compile_mode", "train.ema_standing_stats", "log.", "eval.")

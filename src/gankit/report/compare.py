@@ -81,6 +81,7 @@ def write_compare_report(run_dirs: list, out_path, progress: bool = False) -> Pa
     flat = [flatten_config(r.config) for r in runs]
     defaults = config_defaults()  # what a key counts as in a run whose config lacks it
     differ = _measuring_differences(runs, flat, defaults)
+    states = [_state(r) for r in runs]
     with console.progress(len(runs), "comparing runs", "runs", progress, delay=PROGRESS_AFTER_S) as bar:
         # before the evolutions, the slow part the progress counts run by run (a GIF made from the grids)
         with own_style():
@@ -90,11 +91,11 @@ def write_compare_report(run_dirs: list, out_path, progress: bool = False) -> Pa
                 _section("accuracy-curves", _accuracy_curves(runs, labels, colors)),
             ]
         body = [
-            _header(runs, labels, colors),
+            _header(runs, labels, colors, states),
             _section("config-diff", _config_diff(flat, defaults, labels, colors, len(runs),
                                                  [label for r, label in zip(runs, labels) if r.config_problem])),
             _section("best-metrics", _measured_apart(differ) + _measured_by_whom(runs, labels, flat, defaults, differ)
-                     + _best_metrics(runs, labels, colors)),
+                     + _best_metrics(runs, labels, colors, states, _alike(runs, flat, defaults, differ))),
             _section("final-grids", _final_grids(runs, labels, colors, widths)),
             _section("evolution", _evolutions(runs, labels, colors, widths, bar)),
             *curves,
@@ -136,13 +137,11 @@ def _dash(i: int) -> str:
 # ------------------------------------------------------------------------------------------ sections
 
 
-def _header(runs, labels, colors) -> str:
+def _header(runs, labels, colors, states) -> str:
     items = "".join(
         f'<li><b>{_named(label, c)}</b> <span class="path">{html.escape(str(r.path))}</span>'
-        + (' <span class="live">training now: this page shows it as it was</span>' if runlock.in_use(r.path) else
-           f' <span class="live">{html.escape(stopped)}</span>' if (stopped := _stopped_early(r)) else "")
-        + "</li>"
-        for r, label, c in zip(runs, labels, colors)
+        + (f' <span class="live">{html.escape(said)}</span>' if said else "") + "</li>"
+        for r, label, c, (_, said) in zip(runs, labels, colors, states)
     )
     nav = " ".join(f'<a href="#{sid}">{title}</a>' for sid, title in SECTIONS)
     when = _local_time()
@@ -153,20 +152,31 @@ def _header(runs, labels, colors) -> str:
     )
 
 
-def _stopped_early(run: Run) -> str:
-    """What to say of a run that stopped before its budget (train.epochs, or train.max_steps) was spent: a crash, a
-    kill or a Ctrl-C, or '' (its table row looked like a finished run's). A run with a budget in minutes is not judged:
-    its last logged time need not reach it."""
+def _state(run: Run) -> tuple[str, str]:
+    """(mark, what to say) of a run training now or stopped before its end, ('', '') of the others: the legend at the
+    top says it, and the run's best-metrics row, where its figures are read, marks it (the legend's words its title)."""
+    if runlock.in_use(run.path):
+        return "training now", "training now: this page shows it as it was"
+    spent = _spent_early(run)
+    if not spent:
+        return "", ""
+    from gankit.distributed import resume_command
+
+    return (f"stopped before its end ({spent})",
+            f"stopped before its end ({spent}): it crashed or was stopped; {resume_command(run.path)} resumes it")
+
+
+def _spent_early(run: Run) -> str:
+    """How much of its budget (train.epochs, or train.max_steps) a run that stopped before spending it had trained: a
+    crash, a kill or a Ctrl-C; '' for the others (its table row looked like a finished run's). A run with a budget in
+    minutes is not judged: its last logged time need not reach it."""
     train = run.config.get("train") if isinstance(run.config, dict) else None
     if not isinstance(train, dict) or train.get("minutes") is not None or not isinstance(train.get("epochs"), int):
         return ""
     epochs, steps, max_steps = run.total_epochs or 0, run.total_steps or 0, train.get("max_steps")
     if epochs >= train["epochs"] or (isinstance(max_steps, int) and steps >= max_steps):
         return ""
-    from gankit.distributed import resume_command
-
-    spent = f"{epochs} of {train['epochs']} epochs" + (f", {steps} of {max_steps} iterations" if max_steps else "")
-    return f"stopped before its end ({spent}): it crashed or was stopped; {resume_command(run.path)} resumes it"
+    return f"{epochs:,} of {train['epochs']:,} epochs" + (f", {steps:,} of {max_steps:,} iterations" if max_steps else "")
 
 
 def _output_only(key: str) -> bool:
@@ -275,7 +285,9 @@ def _local_time() -> str:
     return f"{now:%Y-%m-%d %H:%M} UTC{offset[:3]}:{offset[3:5]}" + (f" ({name})" if named else "")
 
 
-def _best_metrics(runs, labels, colors) -> str:
+def _best_metrics(runs, labels, colors, states, alike) -> str:
+    """The table of each run's best FID and its totals; `states`: each run's (mark, what to say) (`_state`); `alike`:
+    (FID, KID) each run's group of runs measured alike (`_alike`), among which the lowest figures are marked."""
     head = (
         "<tr><th>run</th><th>best FID</th><th>KID at best</th><th>reached at epoch</th><th>reached at step</th>"
         "<th>time (evaluations included)</th><th>last FID</th><th>epochs trained</th><th>steps trained</th>"
@@ -283,7 +295,11 @@ def _best_metrics(runs, labels, colors) -> str:
     )
     rows = []
     evaluated, timed = False, True
-    for r, label, c in zip(runs, labels, colors):
+    bests = [r.best for r in runs]
+    lowest = [_lowest([b and b.fid for b in bests], [a[0] for a in alike]),
+              _lowest([b and b.kid_mean for b in bests], [a[1] for a in alike]),
+              _lowest([_last_fid(r) for r in runs], [a[0] for a in alike])]
+    for i, (r, label, c, (mark, said)) in enumerate(zip(runs, labels, colors, states)):
         best = r.best
         n_evals, evaluating = len(r.lines("eval")), r.evaluating_time
         evaluated = evaluated or n_evals > 0
@@ -293,21 +309,22 @@ def _best_metrics(runs, labels, colors) -> str:
             kid = MISSING
             if best.kid_mean is not None:
                 kid = f"{best.kid_mean:.4f}" + (f" \u00b1 {best.kid_std:.4f}" if best.kid_std is not None else "")
-            last = [line["fid"] for line in r.lines("eval") if finite_number(line.get("fid")) is not None]
+            fid, kid, last = (_figure(text, i in low) for text, low in zip(
+                (f"{best.fid:.2f}", kid, f"{_last_fid(r):.2f}"), lowest))
             best_cells = (
-                f'<td class="num best">{best.fid:.2f}</td><td class="num">{kid}</td>'
-                f'<td class="num">{_reached(best)}</td>'
-                f'<td class="num">{best.step}</td><td class="num">{format_duration(best.time)}</td>'
-                f'<td class="num">{last[-1]:.2f}</td>'
+                f'{fid}{kid}<td class="num">{_reached(best)}</td>'
+                f'<td class="num">{best.step:,}</td><td class="num">{format_duration(best.time)}</td>{last}'
             )
         totals = (
             f'<td class="num">{_epochs(r)}</td><td class="num">{_or_dash(r.total_steps)}</td>'
             f'<td class="num">{format_duration(r.total_time) if r.total_time is not None else MISSING}'
-            + (f'<br><span class="aside">{_evaluations(n_evals, evaluating)}</span>' if n_evals else "")
+            + (f'<br><span class="aside">{_evaluations(n_evals, evaluating, len(r.evaluations_inside()))}</span>'
+               if n_evals else "")
             + "</td>"
         )
         timed = timed and (not n_evals or evaluating is not None)
-        rows.append(f"<tr><th scope=\"row\">{_named(label, c)}</th>{best_cells}{totals}</tr>")
+        state = f'<br><span class="aside" title="{html.escape(said)}">{html.escape(mark)}</span>' if mark else ""
+        rows.append(f"<tr><th scope=\"row\">{_named(label, c)}{state}</th>{best_cells}{totals}</tr>")
     if timed:  # every evaluation logged its duration (eval_seconds)
         note = ("Times are wall-clock time since training started, the FID/KID evaluations included; under each total,"
                 " the time its evaluations took (the evaluation at a run's end comes after its total).")
@@ -315,8 +332,41 @@ def _best_metrics(runs, labels, colors) -> str:
         note = ("Times are wall-clock time since training started, the FID/KID evaluations included: a run written"
                 " before gankit logged each evaluation's duration (eval_seconds in metrics.jsonl) does not say how"
                 " long they took, so a run that evaluated often looks slower than its training was.")
+    if any(lowest):
+        note += (" Bold, marked best: the lowest best FID, KID at best and last FID of the runs measured alike (lower is"
+                 " better).")
     note = _note(note) if evaluated else ""
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
+
+
+def _alike(runs, flat, defaults, differ) -> list[tuple[tuple, tuple]]:
+    """(FID, KID) each run's values of the MEASURING keys that differ between the runs (`differ`) and of those of them
+    that change KID: runs of the same values measured alike, and their figures compare."""
+    values = {k: _measured_with(runs, flat, defaults, k) for k in differ}
+    return [(tuple(values[k].get(i) for k in differ), tuple(values[k].get(i) for k in differ if k in CHANGES_KID))
+            for i in range(len(runs))]
+
+
+def _lowest(values: list, groups: list) -> set[int]:
+    """The indices of the lowest of `values` (None: not measured) in each group of two or more runs measured alike
+    (`groups`: each run's): of 15 runs' best FIDs, all bold, none stood out."""
+    members: dict = {}
+    for i, (v, g) in enumerate(zip(values, groups)):
+        if v is not None:
+            members.setdefault(g, []).append(i)
+    return {i for group in members.values() if len(group) > 1 for i in group
+            if values[i] == min(values[j] for j in group)}
+
+
+def _figure(text: str, lowest: bool) -> str:
+    """A metric's cell: bold and marked when it is the lowest of the runs measured alike (`_lowest`)."""
+    return f'<td class="num best">{text} <span class="aside">best</span></td>' if lowest else f'<td class="num">{text}</td>'
+
+
+def _last_fid(run: Run) -> float | None:
+    """The FID of the run's last evaluation that logged one."""
+    return next((line["fid"] for line in reversed(run.lines("eval")) if finite_number(line.get("fid")) is not None),
+                None)
 
 
 def _epochs(run: Run) -> str:
@@ -331,20 +381,23 @@ def _epochs(run: Run) -> str:
 def _reached(best: BestEval) -> str:
     """The "reached at epoch" cell: the epoch the best FID ended, or, reached by the evaluation that ended a run inside
     an epoch, how far into it, as the "epochs" cell says it: '20 (+30% of 21)', not the 21 its line says."""
-    return _into(best.epoch, best.share) if best.unfinished else str(best.epoch)
+    return _into(best.epoch, best.share) if best.unfinished else f"{best.epoch:,}"
 
 
 def _into(epoch: int, share: float | None) -> str:
     """'7 (+40% of 8)': the epochs finished before the unfinished `epoch`, and the `share` of it trained ('+part of'
     where it was not measured)."""
-    return f"{epoch - 1} (+{'part' if share is None else f'{min(99, max(1, round(100 * share)))}%'} of {epoch})"
+    return f"{epoch - 1:,} (+{'part' if share is None else f'{min(99, max(1, round(100 * share)))}%'} of {epoch:,})"
 
 
-def _evaluations(n: int, seconds: float | None) -> str:
-    """'6 evaluations', and how long those inside the total took when they logged it."""
+def _evaluations(n: int, seconds: float | None, inside: int) -> str:
+    """'6 evaluations', and how long the `inside` ones inside the total took when they logged it; 'after this time'
+    when none is inside it (the one evaluation of a run at its end: '0s of this time' said it took no time)."""
     said = console.count(n, "evaluation")
     if seconds is None:
         return said
+    if not inside:
+        return f"{said}, after this time"
     took = format_duration(seconds).replace(" ", "\u00a0")  # wrapped in its cell, '1m' not above '31s'
     return f"{said}, {took} of this time"
 
@@ -777,7 +830,8 @@ def format_duration(seconds: float) -> str:
 
 
 def _or_dash(v) -> str:
-    return MISSING if v is None else str(v)
+    """A cell's value, a count with its thousands separated ('1,000,000', as gankit writes counts), or "—"."""
+    return MISSING if v is None else f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _data_uri(data: bytes, mime: str) -> str:

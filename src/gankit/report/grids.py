@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image, ImageDraw, PngImagePlugin
 
 from gankit.report._io import atomic_path
 from gankit.report.fonts import pil_font
+
+if TYPE_CHECKING:  # torch is imported where a tensor is handled: `gankit compare` reads PADDING and REDUCED_KEY alone,
+    import torch  # and importing torch took ~3 s of its start
 
 PADDING = 2
 MAX_GRID_ASPECT = 3  # widest full-rectangle layout save_grid prefers to a near-square one with empty cells
@@ -114,6 +117,8 @@ def _caption_band(grid: Image.Image, captions: list[tuple[str, int]], cell: int)
 
 
 def _as_batch(images: torch.Tensor) -> torch.Tensor:
+    import torch
+
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor of images, got {type(images).__name__}")
     if images.dim() == 3:
@@ -129,6 +134,8 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def _to_pil(grid: torch.Tensor) -> Image.Image:
+    import torch
+
     array = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 

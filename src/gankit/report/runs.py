@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from gankit.config import kid_spread_is_none
 from gankit.errors import RunError
 from gankit.layout import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR
 
@@ -226,11 +227,18 @@ class Run:
         """Seconds of `total_time` spent in FID/KID evaluations: those logged before the run's last time (the
         evaluation that ends a run comes after it). None when the run has no evaluation, or one of them logged no
         `eval_seconds` (runs written before gankit logged it)."""
-        total, evals = self.total_time, self.lines("eval")
+        evals = self.lines("eval")
         durations = [finite_number(line.get("eval_seconds")) for line in evals]
-        if total is None or not evals or None in durations:
+        if self.total_time is None or not evals or None in durations:
             return None
-        return sum(d for line, d in zip(evals, durations) if (finite_number(line.get("time")) or 0.0) < total)
+        return sum(finite_number(line.get("eval_seconds")) for line in self.evaluations_inside())
+
+    def evaluations_inside(self) -> list[dict]:
+        """The eval lines of the evaluations `total_time` includes: those logged before the run's last time (the
+        evaluation that ends a run comes after it)."""
+        total = self.total_time
+        return [] if total is None else [line for line in self.lines("eval")
+                                         if (finite_number(line.get("time")) or 0.0) < total]
 
 
 def not_a_run(path: Path, markers: str, fix: str = "pass a folder made by gankit train") -> RunError:
@@ -370,10 +378,8 @@ def _end_key(line: dict) -> tuple[float | None, float | None]:
 
 
 def _no_spread(line: dict) -> bool:
-    """An eval line whose KID spread is none by construction (`metrics.kid_spread_is_none`; lines of a gankit before
+    """An eval line whose KID spread is none by construction (`config.kid_spread_is_none`; lines of a gankit before
     n_real was logged keep theirs)."""
-    from gankit.metrics import kid_spread_is_none
-
     n_fake, n_real = _number(line.get("n_fake")), _number(line.get("n_real"))
     return n_fake is not None and n_real is not None and kid_spread_is_none(int(n_fake), int(n_real))
 

@@ -548,6 +548,7 @@ NOT_RECIPE = ("model.channels", "model.num_classes", "train.epochs", "train.max_
               "train.precision", "train.channels_last", "train.compile", "train.compile_mode", "train.fuse_d",
               "train.gemm_wgrad", "train.thin_conv", "train.sync_batchnorm")
 RECIPES_MEANT = 4  # most YAML files a --config that is not there is said to likely mean (`_recipes_meant`)
+SURE_MEANT = 0.9  # difflib's similarity above which a name alone is said to be meant, a typo of it (`_recipes_meant`)
 RECIPE_WIDTH = 200  # most characters of a recipe line: the settings past it go on lines of their own ("recipe (also): ")
 # The keys the recipe's start always says (on or off), before its settings: the model, loss, strategy, optimizer, latent.
 _RECIPE_CORE = ("model.arch", "model.ngf", "model.ndf", "model.upsample", "train.loss", "train.relativistic", "train.clip",
@@ -740,13 +741,16 @@ def _recipes_meant(p: Path) -> list[Path]:
     """The YAML files a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
     configs/ holds it: also there when `p` names no folder), else the few (RECIPES_MEANT) closest names of those in
     its folder, their stems compared (every name ending in .yaml is not close to any other): those that go on from
-    `p`'s stem where some do (`pokemon64_dcgan` for its _classic, _boosting... variants, not pokemon256_dcgan)."""
+    `p`'s stem where some do (`pokemon64_dcgan` for its _classic, _boosting... variants, not pokemon256_dcgan), else
+    the one alone that is SURE_MEANT close where no other is (`pokemon64_dcgan_clasic` for _classic)."""
     for folder in [p.parent] + ([Path("configs")] if p.parent == Path(".") else []):
         recipes = {f.stem: f.name for f in sorted(folder.glob("*")) if f.suffix.lower() in (".yaml", ".yml") and f.is_file()}
         stem = p.stem if p.suffix.lower() in (".yaml", ".yml") else p.name
         longer = [r for r in recipes if r.startswith(stem)]
         close = [stem] if stem in recipes else difflib.get_close_matches(stem, longer, n=RECIPES_MEANT, cutoff=0) \
             if longer else difflib.get_close_matches(stem, list(recipes), n=RECIPES_MEANT)
+        sure = [] if longer else difflib.get_close_matches(stem, close, n=2, cutoff=SURE_MEANT)
+        close = sure if len(sure) == 1 else close  # a plain typo ("_clasic"): the one name, not three far behind it
         if close:
             return [folder / recipes[c] for c in close]
     return []

@@ -282,9 +282,10 @@ def test_each_target_is_measured_on_gs_images_of_its_own_label():
     assert _mae(_attempts(trainer, targets)) == pytest.approx([0.0, 0.0], abs=1e-6)
 
 
-def test_the_sanity_test_never_flips_its_target(tmp_path):
+def test_the_sanity_test_never_flips_its_target(tmp_path, capsys):
     """...and its config.yaml says it filled in data.flip: `gankit sanity --set data.flip=true`, then `gankit train
-    --config S/config.yaml`, trained the new run without flips, the test's value, not the user's, without a word."""
+    --config S/config.yaml`, trained the new run without flips, the test's value, not the user's, without a word.
+    The test itself ignored the asked flips without a word too: it says so in a line."""
     import yaml
 
     from gankit.config import filled_in, read_recipe
@@ -296,6 +297,8 @@ def test_the_sanity_test_never_flips_its_target(tmp_path):
     assert yaml.safe_load((r.run_dir / "config.yaml").read_text())["data"]["flip"] is False
     assert "data.flip" in filled_in(r.run_dir / "config.yaml")
     assert "flip" not in read_recipe(r.run_dir / "config.yaml")["data"]
+    warned = [line for line in capsys.readouterr().err.splitlines() if "data.flip true" in line]
+    assert warned == ["warning: data.flip true is ignored: the sanity test never flips its target, one exact picture"]
 
 
 def test_copies_that_cannot_fit_in_memory_are_refused_before_they_are_made(tmp_path, monkeypatch, capsys):

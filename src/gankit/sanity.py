@@ -177,11 +177,13 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
                copies: int = 1000, threshold: float = DEFAULT_THRESHOLD, all_epochs: bool = False) -> SanityResult:
     """Train on copies of one image (two for ACGAN) and measure how close G gets, stopping at the first epoch end
     where every target is reproduced (all `train.epochs` with `all_epochs`). `layers` are config overrides as for
-    `run_training`; the dataset keys (data.path, labels) are ignored."""
+    `run_training`; the dataset keys (data.path, labels) are ignored, and data.flip (said where asked)."""
     from gankit.train import Trainer, finalize_config
 
     cfg = build_config(*layers)
     warn_settings(layers, cfg)
+    if cfg.data.flip:
+        console.warn("data.flip true is ignored: the sanity test never flips its target, one exact picture")
     # the test fills in its flips (none: the target is one exact picture), whatever was asked: its config.yaml names
     # data.flip among what it filled in, and a recipe made from that file leaves the flips to the new run
     cfg.data.flip = None

@@ -798,6 +798,11 @@ FILLED_FOR_THE_RUN = ("data.resolution", "data.flip", "train.fuse_d", "train.gem
 # Of those, the ones its machine decides (the CPU kernels: the same sums in another order; FID on a GPU): a resume works
 # out again those its run filled in, for the machine it resumes on (a run begun on a laptop resumed on a GPU server).
 FILLED_FOR_THE_MACHINE = ("train.gemm_wgrad", "train.thin_conv", "eval.every")
+# Keys a sanity test sets for itself where the user did not: its data (copies of one picture, "sanity"), their labels
+# (ACGAN's two targets), its epochs (its 50 in place of a recipe's) and a batch lowered to its copies. Its config.yaml
+# names those among what it filled in: a recipe made from that file leaves them to the new run (not the test's values).
+FILLED_BY_SANITY = ("data.path", "data.labels", "train.epochs", "train.batch_size")
+SANITY_DATA = "sanity"  # a sanity test's data.path
 FILLED_NOTE = "# filled in by gankit for this run, left to the new run by a recipe made from this file: "
 
 
@@ -812,8 +817,13 @@ def filled_in(path: str | Path) -> list[str]:
     with contextlib.suppress(OSError, UnicodeDecodeError):
         first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0]
         if first.startswith(FILLED_NOTE):
-            return [key for key in first[len(FILLED_NOTE):].split(", ") if key in FILLED_FOR_THE_RUN]
+            return [key for key in first[len(FILLED_NOTE):].split(", ") if key in FILLED_FOR_THE_RUN + FILLED_BY_SANITY]
     return []
+
+
+def from_sanity(saved: dict) -> bool:
+    """Whether a saved config (a run folder's config.yaml, as read) is a sanity test's: its data.path is SANITY_DATA."""
+    return isinstance(saved.get("data"), dict) and saved["data"].get("path") == SANITY_DATA
 
 
 def read_recipe(path: str | Path) -> dict:
@@ -829,15 +839,16 @@ def read_recipe(path: str | Path) -> dict:
         console.warn(f"config file '{p}' sets nothing (it is empty or holds only comments): the defaults are used")
     if p.name != CONFIG_FILE or not is_run_folder(p.parent):
         return recipe
-    dropped = []
-    for key in RUNS_OWN + tuple(filled_in(p)):
+    dropped, test = [], from_sanity(recipe)
+    # (an older test's file names none of FILLED_BY_SANITY: its data.path, no folder of images, goes all the same)
+    for key in RUNS_OWN + tuple(filled_in(p)) + (("data.path",) if test else ()):
         *section, name = key.split(".")
         part = recipe.get(section[0]) if section else recipe
         if isinstance(part, dict) and part.pop(name, None) is not None:
             dropped.append(key)
     if dropped:
-        console.info(f"'{p}' is the config run '{p.parent}' saved: taken as a recipe, without what that run filled in "
-                     f"for itself ({', '.join(dropped)})")
+        console.info(f"'{p}' is the config {'sanity test' if test else 'run'} '{p.parent}' saved: taken as a recipe, "
+                     f"without what that {'test' if test else 'run'} filled in for itself ({', '.join(dropped)})")
     return recipe
 
 

@@ -521,6 +521,23 @@ def test_a_recipe_named_without_its_folder_or_yaml_suffix_is_found_for_the_user(
         read_yaml("nothing_like_it")
 
 
+def test_a_typo_in_a_recipes_name_suggests_the_one_it_plainly_means(tmp_path, monkeypatch):
+    """`--config configs/pokemon64_dcgan_clasic.yaml` suggested _classic, then three names far behind it: the one alone
+    where only it is very close; several where none or more than one is, and a family's members all."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    for stem in ["pokemon256_dcgan", "pokemon64_wgan_clip", "pokemon64_wgan_gp", "pokemon64_dcgan_boosting",
+                 "pokemon64_dcgan_classic", "birds64_wgan_clip", "birds64_dcgan"]:
+        (tmp_path / "configs" / f"{stem}.yaml").write_text("train:\n  epochs: 1\n")
+    for given, meant in (("pokemon64_dcgan_clasic", ["pokemon64_dcgan_classic"]),
+                         ("pokemon64_wgan", ["pokemon64_wgan_gp", "pokemon64_wgan_clip"]),  # a family, near or not
+                         ("birds64_wgan_gp", ["birds64_wgan_clip", "birds64_dcgan", "pokemon64_wgan_gp"])):
+        with pytest.raises(ConfigError) as e:
+            read_yaml(f"configs/{given}.yaml")
+        said = str(e.value).split("did you mean --config ")[1].rstrip("?").replace(" or ", ", ").split(", ")
+        assert sorted(said) == sorted(f"configs/{stem}.yaml" for stem in meant), (given, said)
+
+
 def test_a_recipe_that_names_a_family_of_presets_suggests_its_members_in_one_line(tmp_path, monkeypatch):
     """`--config configs/pokemon64_dcgan.yaml` suggested pokemon256_dcgan.yaml alone (difflib's closest), not the
     pokemon64_dcgan_classic / _boosting... the user likely meant: the few names that go on from the one given, else

@@ -194,6 +194,8 @@ def test_sanity_takes_the_recipes_resolution_and_sets_but_not_its_epochs(tmp_pat
     50 unless --set or --epochs names others."""
     import yaml
 
+    from gankit.config import filled_in
+
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"data": {"resolution": 16}, "model": {"ngf": 8, "ndf": 8},
                                       "train": {"epochs": 300, "batch_size": 8, "precision": "fp32"}}))
@@ -205,6 +207,8 @@ def test_sanity_takes_the_recipes_resolution_and_sets_but_not_its_epochs(tmp_pat
         assert res.exit_code == 0, res.output
         saved = yaml.safe_load((run / "config.yaml").read_text())
         assert (saved["data"]["resolution"], saved["train"]["epochs"]) == (resolution, epochs), extra
+        # the test's own 50 is left to a run made from its config.yaml (filled in); the user's epochs are kept
+        assert ("train.epochs" in filled_in(run / "config.yaml")) == (not extra), extra
 
 
 def test_an_acgan_sanity_grid_names_its_rows_after_the_image_files(tmp_path):
@@ -282,9 +286,10 @@ def test_each_target_is_measured_on_gs_images_of_its_own_label():
     assert _mae(_attempts(trainer, targets)) == pytest.approx([0.0, 0.0], abs=1e-6)
 
 
-def test_the_sanity_test_never_flips_its_target(tmp_path):
+def test_the_sanity_test_never_flips_its_target(tmp_path, capsys):
     """...and its config.yaml says it filled in data.flip: `gankit sanity --set data.flip=true`, then `gankit train
-    --config S/config.yaml`, trained the new run without flips, the test's value, not the user's, without a word."""
+    --config S/config.yaml`, trained the new run without flips, the test's value, not the user's, without a word.
+    The test itself ignored the asked flips without a word too: it says so in a line."""
     import yaml
 
     from gankit.config import filled_in, read_recipe
@@ -296,6 +301,30 @@ def test_the_sanity_test_never_flips_its_target(tmp_path):
     assert yaml.safe_load((r.run_dir / "config.yaml").read_text())["data"]["flip"] is False
     assert "data.flip" in filled_in(r.run_dir / "config.yaml")
     assert "flip" not in read_recipe(r.run_dir / "config.yaml")["data"]
+    warned = [line for line in capsys.readouterr().err.splitlines() if "data.flip true" in line]
+    assert warned == ["warning: data.flip true is ignored: the sanity test never flips its target, one exact picture"]
+    # its batch is the user's (8, not lowered to fewer copies): a recipe made from its config.yaml keeps it
+    assert "train.batch_size" not in filled_in(r.run_dir / "config.yaml")
+
+
+def test_a_recipe_made_from_a_sanity_tests_config_leaves_the_tests_own_values_to_the_new_run(tmp_path, capsys):
+    """`gankit train --config S/config.yaml --data DIR` carried the test's data.path (without --data: "data folder
+    '.../sanity' does not exist"), its epochs and its batch lowered to the copies. They are named filled in, and a
+    recipe leaves them to the new run; an older test's file, which names none, loses its data.path all the same."""
+    from gankit.config import FILLED_NOTE, filled_in, read_recipe
+
+    layers = [{"data": {"resolution": 16}, "model": {"ngf": 8, "ndf": 8, "nz": 8},
+               "train": {"batch_size": 16, "precision": "fp32", "device": "cpu", "epochs": 1},
+               "log": {"progress": False, "plots": False, "tensorboard": False}}]
+    config = run_sanity(layers, tmp_path / "s", copies=8, threshold=1.0, test_epochs=True).run_dir / "config.yaml"
+    assert {"data.path", "train.epochs", "train.batch_size"} <= set(filled_in(config))
+    recipe = read_recipe(config)
+    assert not {"path", "epochs", "batch_size"} & {*recipe["data"], *recipe["train"]}, recipe
+    assert "is the config sanity test " in capsys.readouterr().err
+    config.write_text(config.read_text().split("\n", 1)[1])  # an older test's file: no FILLED_NOTE line
+    assert not config.read_text().startswith(FILLED_NOTE)
+    assert "path" not in read_recipe(config)["data"]
+    assert "is the config sanity test " in capsys.readouterr().err
 
 
 def test_copies_that_cannot_fit_in_memory_are_refused_before_they_are_made(tmp_path, monkeypatch, capsys):

@@ -245,17 +245,19 @@ def sanity(
     no_progress: bool = _flag("--no-progress", help="Hide the progress bar (and, into a log file or a pipe, the progress and epoch lines that stand for it; the start and end lines stay)."),
 ):
     """Seed 002's unit test: train on copies of one image (two labelled ones for ACGAN) and check G reproduces it."""
-    from gankit.config import parse_sets, read_recipe
+    from gankit.config import given_keys, parse_sets, read_recipe
     from gankit.sanity import DEFAULT_THRESHOLD, run_sanity
 
     if not 0 < threshold < 1:  # (NaN too) at 0 or below no G could pass; at 1 or above every G would (the error is <= 1)
         raise GankitError(f"--threshold must be between 0 and 1 (the mean absolute pixel error, on a 0..1 scale, under "
                           f"which G counts as reproducing its target; default {DEFAULT_THRESHOLD}), got {threshold}")
     # a recipe's epochs are a real run's (300...): the test's 50 replace them; --set, then the flags, win over both
+    # (the 50, the test's own, its config.yaml names filled in: a recipe made from it leaves them to the new run)
     layers = [read_recipe(config) if config else {}, {"train": {"epochs": 50}}, parse_sets(set_),
               _flags_layer(data__resolution=resolution, train__epochs=epochs, log__progress=False if no_progress else None)]
     with _naming_flags(layers[-1]):
-        r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs)
+        r = run_sanity(layers, run, images=list(image) or None, copies=copies, threshold=threshold, all_epochs=all_epochs,
+                       test_epochs="train.epochs" not in given_keys(layers[2:]))
     before = ", ".join(f"{v:.3f}" for v in r.mae_before)
     after = ", ".join(f"{v:.3f}" for v in r.mae_after)
     verdict = "PASS" if r.passed else "FAIL"

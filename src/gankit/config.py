@@ -558,6 +558,7 @@ NOT_RECIPE = ("model.channels", "model.num_classes", "train.epochs", "train.max_
               "train.precision", "train.channels_last", "train.compile", "train.compile_mode", "train.fuse_d",
               "train.gemm_wgrad", "train.thin_conv", "train.sync_batchnorm")
 RECIPES_MEANT = 4  # most YAML files a --config that is not there is said to likely mean (`_recipes_meant`)
+SURE_MEANT = 0.9  # difflib's similarity above which a name alone is said to be meant, a typo of it (`_recipes_meant`)
 RECIPE_WIDTH = 200  # most characters of a recipe line: the settings past it go on lines of their own ("recipe (also): ")
 # The keys the recipe's start always says (on or off), before its settings: the model, loss, strategy, optimizer, latent.
 _RECIPE_CORE = ("model.arch", "model.ngf", "model.ndf", "model.upsample", "train.loss", "train.relativistic", "train.clip",
@@ -750,13 +751,16 @@ def _recipes_meant(p: Path) -> list[Path]:
     """The YAML files a --config `p` that is not there likely names: `p` with .yaml or .yml (a preset's name, as
     configs/ holds it: also there when `p` names no folder), else the few (RECIPES_MEANT) closest names of those in
     its folder, their stems compared (every name ending in .yaml is not close to any other): those that go on from
-    `p`'s stem where some do (`pokemon64_dcgan` for its _classic, _boosting... variants, not pokemon256_dcgan)."""
+    `p`'s stem where some do (`pokemon64_dcgan` for its _classic, _boosting... variants, not pokemon256_dcgan), else
+    the one alone that is SURE_MEANT close where no other is (`pokemon64_dcgan_clasic` for _classic)."""
     for folder in [p.parent] + ([Path("configs")] if p.parent == Path(".") else []):
         recipes = {f.stem: f.name for f in sorted(folder.glob("*")) if f.suffix.lower() in (".yaml", ".yml") and f.is_file()}
         stem = p.stem if p.suffix.lower() in (".yaml", ".yml") else p.name
         longer = [r for r in recipes if r.startswith(stem)]
         close = [stem] if stem in recipes else difflib.get_close_matches(stem, longer, n=RECIPES_MEANT, cutoff=0) \
             if longer else difflib.get_close_matches(stem, list(recipes), n=RECIPES_MEANT)
+        sure = [] if longer else difflib.get_close_matches(stem, close, n=2, cutoff=SURE_MEANT)
+        close = sure if len(sure) == 1 else close  # a plain typo ("_clasic"): the one name, not three far behind it
         if close:
             return [folder / recipes[c] for c in close]
     return []
@@ -804,6 +808,11 @@ FILLED_FOR_THE_RUN = ("data.resolution", "data.flip", "train.fuse_d", "train.gem
 # Of those, the ones its machine decides (the CPU kernels: the same sums in another order; FID on a GPU): a resume works
 # out again those its run filled in, for the machine it resumes on (a run begun on a laptop resumed on a GPU server).
 FILLED_FOR_THE_MACHINE = ("train.gemm_wgrad", "train.thin_conv", "eval.every")
+# Keys a sanity test sets for itself where the user did not: its data (copies of one picture, "sanity"), their labels
+# (ACGAN's two targets), its epochs (its 50 in place of a recipe's) and a batch lowered to its copies. Its config.yaml
+# names those among what it filled in: a recipe made from that file leaves them to the new run (not the test's values).
+FILLED_BY_SANITY = ("data.path", "data.labels", "train.epochs", "train.batch_size")
+SANITY_DATA = "sanity"  # a sanity test's data.path
 FILLED_NOTE = "# filled in by gankit for this run, left to the new run by a recipe made from this file: "
 
 
@@ -818,8 +827,13 @@ def filled_in(path: str | Path) -> list[str]:
     with contextlib.suppress(OSError, UnicodeDecodeError):
         first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0]
         if first.startswith(FILLED_NOTE):
-            return [key for key in first[len(FILLED_NOTE):].split(", ") if key in FILLED_FOR_THE_RUN]
+            return [key for key in first[len(FILLED_NOTE):].split(", ") if key in FILLED_FOR_THE_RUN + FILLED_BY_SANITY]
     return []
+
+
+def from_sanity(saved: dict) -> bool:
+    """Whether a saved config (a run folder's config.yaml, as read) is a sanity test's: its data.path is SANITY_DATA."""
+    return isinstance(saved.get("data"), dict) and saved["data"].get("path") == SANITY_DATA
 
 
 def read_recipe(path: str | Path) -> dict:
@@ -835,15 +849,16 @@ def read_recipe(path: str | Path) -> dict:
         console.warn(f"config file '{p}' sets nothing (it is empty or holds only comments): the defaults are used")
     if p.name != CONFIG_FILE or not is_run_folder(p.parent):
         return recipe
-    dropped = []
-    for key in RUNS_OWN + tuple(filled_in(p)):
+    dropped, test = [], from_sanity(recipe)
+    # (an older test's file names none of FILLED_BY_SANITY: its data.path, no folder of images, goes all the same)
+    for key in RUNS_OWN + tuple(filled_in(p)) + (("data.path",) if test else ()):
         *section, name = key.split(".")
         part = recipe.get(section[0]) if section else recipe
         if isinstance(part, dict) and part.pop(name, None) is not None:
             dropped.append(key)
     if dropped:
-        console.info(f"'{p}' is the config run '{p.parent}' saved: taken as a recipe, without what that run filled in "
-                     f"for itself ({', '.join(dropped)})")
+        console.info(f"'{p}' is the config {'sanity test' if test else 'run'} '{p.parent}' saved: taken as a recipe, "
+                     f"without what that {'test' if test else 'run'} filled in for itself ({', '.join(dropped)})")
     return recipe
 
 

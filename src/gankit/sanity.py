@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from gankit import console, runlock
-from gankit.config import build_config, read_yaml, unset_keys, warn_settings
+from gankit.config import SANITY_DATA, build_config, from_sanity, read_yaml, unset_keys, warn_settings
 from gankit.data import cache
 from gankit.data.folder import SUPPORTED, ImageSet, _decode_file, _Skip
 from gankit.device import deterministic_kept
@@ -145,7 +145,7 @@ def _start_over(run_dir: Path) -> None:
         saved = read_yaml(config)
     except ConfigError:  # not readable as a config: not a test's
         saved = {}
-    if not (isinstance(saved.get("data"), dict) and saved["data"].get("path") == "sanity"):
+    if not from_sanity(saved):
         raise DataError(f"'{run_dir}' holds a training run, whose checkpoints the sanity test would overwrite: pass "
                         "another --run for the test")
     for name in WRITTEN:
@@ -174,22 +174,28 @@ def _say_start(trainer, run_dir: Path, copies: int, stems: list[str] | None, thr
 
 
 def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path] | None = None,
-               copies: int = 1000, threshold: float = DEFAULT_THRESHOLD, all_epochs: bool = False) -> SanityResult:
+               copies: int = 1000, threshold: float = DEFAULT_THRESHOLD, all_epochs: bool = False,
+               test_epochs: bool = False) -> SanityResult:
     """Train on copies of one image (two for ACGAN) and measure how close G gets, stopping at the first epoch end
     where every target is reproduced (all `train.epochs` with `all_epochs`). `layers` are config overrides as for
-    `run_training`; the dataset keys (data.path, labels) are ignored."""
+    `run_training`; the dataset keys (data.path, labels) are ignored, and data.flip (said where asked). `test_epochs`:
+    train.epochs is the test's own (its default in place of a recipe's), not the user's (config.yaml says so)."""
     from gankit.train import Trainer, finalize_config
 
     cfg = build_config(*layers)
     warn_settings(layers, cfg)
+    if cfg.data.flip:
+        console.warn("data.flip true is ignored: the sanity test never flips its target, one exact picture")
     # the test fills in its flips (none: the target is one exact picture), whatever was asked: its config.yaml names
     # data.flip among what it filled in, and a recipe made from that file leaves the flips to the new run
     cfg.data.flip = None
     filled = unset_keys(cfg)
     cfg.data.resolution = cfg.data.resolution or 32
     cfg.data.flip = False
-    cfg.data.path = "sanity"
+    cfg.data.path = SANITY_DATA
     conditional = cfg.model.arch == "acgan"
+    # (config.yaml names them filled in, with the FILLED_BY_SANITY values below the test sets, not the user)
+    filled += ["data.path"] + ["data.labels"] * conditional + ["train.epochs"] * test_epochs
     wanted = 2 if conditional else 1
     if images:
         if len(images) != wanted:
@@ -209,6 +215,7 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     if cfg.train.batch_size > len(data.images):  # a batch is at most the copies: no --batch-size flag here to lower
         console.info(f"batch size {len(data.images)}: there are {len(data.images)} copies")
         cfg.train.batch_size = len(data.images)
+        filled.append("train.batch_size")
     cfg.data.labels = "sanity" if conditional else None
     cfg = finalize_config(cfg, data)
     cfg.name = cfg.name or Path(run_dir).name

@@ -130,6 +130,8 @@ def test_fewer_copies_than_a_batch_train_in_batches_of_the_copies(tmp_path, caps
     assert any(line.startswith("recipe: dcgan") for line in err.splitlines())
     # its flips are off whatever was asked (one exact picture): its recipe lines do not say "flip false" as a choice
     assert not any(line.startswith("recipe") and "flip" in line for line in err.splitlines()), err
+    # nor the batch it lowered to the copies, which the line above said
+    assert not any(line.startswith("recipe") and "batch_size" in line for line in err.splitlines()), err
 
 
 def test_sanity_command_reports_and_fails_when_not_reproduced(tmp_path):

@@ -169,8 +169,11 @@ def _say_start(trainer, run_dir: Path, copies: int, stems: list[str] | None, thr
              if all_epochs else f"up to {epochs}, until G's mean absolute error is under {threshold:g} (now {max(before):.3f})")
     console.info(f"sanity test {run_dir} on {trainer.device}: {copies:,} copies of {what} at {cfg.data.resolution}px, "
                  f"{until}")
-    # (its flips are off whatever was asked, the target being one exact picture: "flip false" would be noise there)
-    console.info(recipe_line(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, flip=None))))
+    # its flips are off whatever was asked (the target is one exact picture), and a batch lowered to the copies has its
+    # own line: neither is a choice of the recipe ("flip false", "batch_size 8" were noise there)
+    train = (dataclasses.replace(cfg.train, batch_size=type(cfg.train)().batch_size)
+             if "train.batch_size" in trainer.filled_in else cfg.train)
+    console.info(recipe_line(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, flip=None), train=train)))
 
 
 def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path] | None = None,

@@ -291,20 +291,24 @@ def test_each_target_is_measured_on_gs_images_of_its_own_label():
 def test_the_sanity_test_never_flips_its_target(tmp_path, capsys):
     """...and its config.yaml says it filled in data.flip: `gankit sanity --set data.flip=true`, then `gankit train
     --config S/config.yaml`, trained the new run without flips, the test's value, not the user's, without a word.
-    The test itself ignored the asked flips without a word too: it says so in a line."""
+    The test itself ignored the asked flips, and a data folder, without a word too: it says so in a line each."""
     import yaml
 
     from gankit.config import filled_in, read_recipe
 
-    layers = [{"data": {"resolution": 16, "flip": True}, "model": {"ngf": 8, "ndf": 8, "nz": 8},
+    layers = [{"data": {"resolution": 16, "flip": True, "path": "pokemon"}, "model": {"ngf": 8, "ndf": 8, "nz": 8},
                "train": {"batch_size": 8, "precision": "fp32", "device": "cpu", "epochs": 1},
                "log": {"progress": False, "plots": False, "tensorboard": False}}]
     r = run_sanity(layers, tmp_path / "s", copies=8, threshold=1.0)
     assert yaml.safe_load((r.run_dir / "config.yaml").read_text())["data"]["flip"] is False
     assert "data.flip" in filled_in(r.run_dir / "config.yaml")
     assert "flip" not in read_recipe(r.run_dir / "config.yaml")["data"]
-    warned = [line for line in capsys.readouterr().err.splitlines() if "data.flip true" in line]
+    err = capsys.readouterr().err.splitlines()
+    warned = [line for line in err if "data.flip true" in line]
     assert warned == ["warning: data.flip true is ignored: the sanity test never flips its target, one exact picture"]
+    # so is a data folder (a recipe's, or --set data.path=...), which it said nothing of either
+    assert ("warning: data.path 'pokemon' is ignored: the sanity test trains on copies of one picture (--image FILE, "
+            "else its built-in target)") in err
     # its batch is the user's (8, not lowered to fewer copies): a recipe made from its config.yaml keeps it
     assert "train.batch_size" not in filled_in(r.run_dir / "config.yaml")
 

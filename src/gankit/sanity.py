@@ -189,6 +189,10 @@ def run_sanity(layers: list[dict], run_dir: str | Path, images: list[str | Path]
     warn_settings(layers, cfg)
     if cfg.data.flip:
         console.warn("data.flip true is ignored: the sanity test never flips its target, one exact picture")
+    for key, value in (("data.path", cfg.data.path), ("data.labels", cfg.data.labels)):
+        if value is not None:
+            console.warn(f"{key} '{value}' is ignored: the sanity test trains on copies of one picture (--image FILE, "
+                         "else its built-in target)")
     # the test fills in its flips (none: the target is one exact picture), whatever was asked: its config.yaml names
     # data.flip among what it filled in, and a recipe made from that file leaves the flips to the new run
     cfg.data.flip = None

@@ -18,6 +18,7 @@ import numpy as np
 from gankit import console, runlock
 from gankit.config import CHANGES_KID, CONDITIONAL_ONLY, MEASURING
 from gankit.errors import RunError
+from gankit.launch import resume_command  # not gankit.distributed's: it imports torch
 from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
@@ -160,8 +161,6 @@ def _state(run: Run) -> tuple[str, str]:
     spent = _spent_early(run)
     if not spent:
         return "", ""
-    from gankit.distributed import resume_command
-
     return (f"stopped before its end ({spent})",
             f"stopped before its end ({spent}): it crashed or was stopped; {resume_command(run.path)} resumes it")
 

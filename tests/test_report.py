@@ -625,8 +625,11 @@ def test_a_run_whose_config_yaml_cannot_be_read_is_compared_without_it(tmp_path,
     assert re.findall(r"<code>([^<]+)</code>", diff) == ["train.lr_g", "name"]
     assert "An unreadable config.yaml in nockc, listed: left out of this table." in diff
     best = page[page.index('id="best-metrics"'):page.index('id="final-grids"')]
-    assert '<td class="num best">60.00 <span class="aside">best</span></td>' in best
-    assert all(f'<td class="num">{fid:.2f}</td>' in best for fid in (80.0, 61.0))
+    # how nockc and listed measured is unknown: their 60.00 and 61.00 are shown, not ranked against a and b's 80.00
+    assert best.count('<td class="num best">80.00 <span class="aside">best</span></td>') == 4  # best and last FIDs
+    assert all(best.count(f'<td class="num">{fid:.2f}</td>') == 2 for fid in (60.0, 61.0))
+    assert "Not ranked (config.yaml unreadable or missing, so how FID was measured is unknown): nockc and listed." \
+        in best
     assert page.count('alt="nockc: final samples"') == 1
     (tmp_path / "only" / "config.yaml").parent.mkdir()
     (tmp_path / "only" / "config.yaml").write_text("a: [unclosed\n")
@@ -711,19 +714,23 @@ def test_the_config_table_points_out_runs_with_the_same_training_config(tmp_path
 
 def test_compare_imports_neither_torch_nor_torchvision(tmp_path, monkeypatch):
     """The page reads two constants of report.grids, whose import of torchvision took 2.5 s of 18 (15 runs), and of
-    torch ~3 s, as did `metrics.kid_spread_is_none`, asked of each eval line that logged n_fake and n_real."""
+    torch ~3 s, as did `metrics.kid_spread_is_none`, asked of each eval line that logged n_fake and n_real; and
+    torch again where a run stopped before its end, from gankit.distributed, which says how to resume it."""
     run = make_run(tmp_path, "a", epochs=1, fids=[100.0], torn=False)
+    stopped = make_run(tmp_path, "stopped", run_index=1, epochs=1, fids=[90.0])
+    (stopped / "config.yaml").write_text((stopped / "config.yaml").read_text().replace("epochs: 1", "epochs: 10"))
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     for line in lines:
         if line["kind"] == "eval":
             line["n_real"] = line["n_fake"]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    for name in ("gankit.report.grids", "gankit.metrics"):
+    for name in ("gankit.report.grids", "gankit.metrics", "gankit.distributed"):
         monkeypatch.delitem(sys.modules, name, raising=False)  # imported anew (restored after the test)
     for name in ("torch", "torchvision", "torchvision.utils"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it fails
-    page = write_compare_report([run], tmp_path / "r.html").read_text()
+    page = write_compare_report([run, stopped], tmp_path / "r.html").read_text()
     assert "<img" in page and "0.1000</td>" in page  # KID without its spread: none by construction
+    assert f"gankit train --run {stopped} resumes it" in page
 
 
 def test_compare_rejects_folders_that_are_not_runs(tmp_path):

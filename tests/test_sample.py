@@ -59,11 +59,27 @@ def test_sample_command_writes_grid_and_files(trained_run, tmp_path):
     files = sorted((tmp_path / "out").glob("*.png"))
     assert len(files) == 6 and Image.open(files[0]).size == (16, 16)
     again = subprocess.run(cmd, capture_output=True, text=True)  # the folder holds this draw: nothing to draw
-    assert again.returncode == 0 and "continuing: 6 of 6 images already there" in again.stderr
+    assert again.returncode == 0 and f"all 6 images are already in {tmp_path / 'out'}: nothing to write there" \
+        in again.stderr and "wrote 0 images" not in again.stdout
     other = subprocess.run([*cmd, "--seed", "4"], capture_output=True, text=True)  # another draw: nothing overwritten
     assert other.returncode == 2 and "already holds 6 images of another draw (--seed 3)" in other.stderr
     subprocess.run([*cmd[:-3], str(tmp_path / "out2"), "--device", "cpu"], check=True, capture_output=True)
     assert [f.read_bytes() for f in files] == [f.read_bytes() for f in sorted((tmp_path / "out2").glob("*.png"))]
+
+
+def test_a_draw_already_written_whole_says_so_in_one_line(trained_run, tmp_path, capsys):
+    """Its rerun said "continuing: 3 of 3 images already there" and "wrote 0 images to D (3 in all)"."""
+    from gankit.cli import main
+
+    out = tmp_path / "out"
+    command = ["sample", str(trained_run), "-n", "3", "--out-dir", str(out), "--device", "cpu"]
+    for expected_out, expected_err in (([f"wrote 3 images to {out}"], []),
+                                       ([], [f"all 3 images are already in {out}: nothing to draw"])):
+        with pytest.raises(SystemExit) as done:
+            main(command)
+        said = capsys.readouterr()
+        assert done.value.code == 0 and said.out.splitlines() == expected_out
+        assert said.err.splitlines() == expected_err, said.err
 
 
 def test_writing_many_images_reports_progress_and_draws_a_batch_at_a_time(trained_run, tmp_path, monkeypatch,

@@ -374,7 +374,10 @@ def sample(
             record = draw_record(gen, n, seed, classes, interpolate)
             done = images_drawn(out_dir, record)
             start = done if done == n else done - done % DRAW_CHUNK
-            if done:
+            if done == n:  # (not "wrote 0 images to D (300 in all)" under it)
+                console.info(f"all {console.count(n, 'image')} are already in {out_dir}: nothing to "
+                             + ("draw" if grid is None else "write there"))
+            elif done:
                 console.info(f"continuing: {done:,} of {console.count(n, 'image')} already there")
         skip = start if grid is None and not interpolate else 0  # a grid shows every image; a walk is drawn whole
         if interpolate:
@@ -416,8 +419,9 @@ def sample(
                 names = f" ({png_name(0, n)} to {png_name(written - 1, n)})" if written else ""
                 raise Interrupted(f"interrupted: {written} of {n} images written to {out_dir}{names}; run the same "
                                   "command again to draw the rest") from None
-            typer.echo(f"wrote {console.count(n - start, 'image')} to {out_dir}"
-                       + (f" ({n:,} in all)" if start else ""))
+            if start < n:
+                typer.echo(f"wrote {console.count(n - start, 'image')} to {out_dir}"
+                           + (f" ({n:,} in all)" if start else ""))
             batches = kept
     if grid is not None:  # written under a temporary name: a kill while it is written leaves the grid that was there
         from PIL import Image

@@ -28,31 +28,15 @@ from typing import Callable, Iterator, TypeVar
 import torch
 from torch import nn
 
-from gankit import console, threads
+from gankit import console, launch, threads
 from gankit.errors import ConfigError, GankitError
 
 # Rank 0 alone writes samples and computes FID while the others wait in their next collective.
 _TIMEOUT = datetime.timedelta(hours=1)
 
 
-def launched() -> bool:
-    """True when this process is one of several started by torchrun (WORLD_SIZE > 1 in the environment)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def run_option() -> str:
-    """The run-folder flag for messages to name: after `-m gankit train`, torchrun reads `--run` as an abbreviation
-    of its own `--run-path` and stops with "ambiguous option", so under torchrun it is `--run-dir`."""
-    return "--run-dir" if launched() else "--run"
-
-
-def resume_command(run_dir) -> str:
-    """What to type to resume the run in `run_dir` (quoted for the shell: a name with a space pastes as one)."""
-    import shlex
-
-    if launched():
-        return f"the same torchrun command (with --run-dir {shlex.quote(str(run_dir))})"
-    return f"gankit train --run {shlex.quote(str(run_dir))}"
+# in gankit.launch (no torch: `gankit compare` says how to resume a run), here too where they were
+launched, run_option, resume_command = launch.launched, launch.run_option, launch.resume_command
 
 
 def is_initialized() -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from gankit import console, runlock
 from gankit.config import CHANGES_KID, CONDITIONAL_ONLY, MEASURING
 from gankit.errors import RunError
+from gankit.launch import resume_command  # not gankit.distributed's: it imports torch
 from gankit.layout import GIF_NAME
 from gankit.report._io import write_bytes_atomic
 from gankit.report.gif import evolution_gif_bytes, gif_behind
@@ -160,8 +161,6 @@ def _state(run: Run) -> tuple[str, str]:
     spent = _spent_early(run)
     if not spent:
         return "", ""
-    from gankit.distributed import resume_command
-
     return (f"stopped before its end ({spent})",
             f"stopped before its end ({spent}): it crashed or was stopped; {resume_command(run.path)} resumes it")
 
@@ -335,24 +334,30 @@ def _best_metrics(runs, labels, colors, states, alike) -> str:
     if any(lowest):
         note += (" Bold, marked best: the lowest best FID, KID at best and last FID of the runs measured alike (lower is"
                  " better).")
+    unknown = [label for r, label, (group, _) in zip(runs, labels, alike) if group is None and r.best is not None]
+    if unknown:
+        note += (f" Not ranked (config.yaml unreadable or missing, so how FID was measured is unknown):"
+                 f" {_and(unknown)}.")
     note = _note(note) if evaluated else ""
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
 
 
-def _alike(runs, flat, defaults, differ) -> list[tuple[tuple, tuple]]:
+def _alike(runs, flat, defaults, differ) -> list[tuple[tuple | None, tuple | None]]:
     """(FID, KID) each run's values of the MEASURING keys that differ between the runs (`differ`) and of those of them
-    that change KID: runs of the same values measured alike, and their figures compare."""
+    that change KID: runs of the same values measured alike, and their figures compare. (None, None) for a run whose
+    config.yaml is missing or unreadable: how it measured is unknown, so it is in no group (its 60.00 was marked best
+    among runs it may not compare with)."""
     values = {k: _measured_with(runs, flat, defaults, k) for k in differ}
     return [(tuple(values[k].get(i) for k in differ), tuple(values[k].get(i) for k in differ if k in CHANGES_KID))
-            for i in range(len(runs))]
+            if flat[i] else (None, None) for i in range(len(runs))]
 
 
 def _lowest(values: list, groups: list) -> set[int]:
     """The indices of the lowest of `values` (None: not measured) in each group of two or more runs measured alike
-    (`groups`: each run's): of 15 runs' best FIDs, all bold, none stood out."""
+    (`groups`: each run's; None: in no group): of 15 runs' best FIDs, all bold, none stood out."""
     members: dict = {}
     for i, (v, g) in enumerate(zip(values, groups)):
-        if v is not None:
+        if v is not None and g is not None:
             members.setdefault(g, []).append(i)
     return {i for group in members.values() if len(group) > 1 for i in group
             if values[i] == min(values[j] for j in group)}

@@ -93,6 +93,54 @@ def test_resumed_run_keeps_the_latest_attempt_and_recovers_a_continued_torn_line
     assert run.best is None and run.samples == [] and run.config == {}
 
 
+
+def test_a_run_read_again_after_its_metrics_grew_has_the_new_lines(tmp_path):
+    """A run's lines, keys and epochs are kept between calls (the plots and the page ask for them dozens of times), for
+    the metrics as they were read: a live run read again, or one whose metrics grew, has its new lines."""
+    path = make_run(tmp_path, "live", epochs=2, steps_per_epoch=10, fids=None, torn=False)
+    run = load_run(path)
+    assert run.lines("step")[-1]["step"] == 20 and "queue_len" not in run.numeric_keys("step") and run.total_epochs == 2
+    new = [{"kind": "step", "step": 21, "epoch": 3, "time": 30.0, "d_loss": 1.0, "queue_len": 5.0},
+           {"kind": "epoch", "step": 40, "epoch": 3, "time": 31.0, "d_loss": 1.0}]  # an epoch of 20 steps
+    with open(path / "metrics.jsonl", "a") as f:
+        f.write("".join(json.dumps(line) + "\n" for line in new))
+    again = load_run(path)
+    assert [line["step"] for line in again.lines("step")][-2:] == [20, 21] and "queue_len" in again.numeric_keys("step")
+    assert again.total_epochs == 3 and again.epoch_positions([25]) == pytest.approx([2.25])
+    assert run.lines("step")[-1]["step"] == 20 and run.epoch_positions([25]) == pytest.approx([2.5])
+    run.metrics.extend(new)  # the same run, its metrics grown
+    assert run.lines("step")[-1]["step"] == 21 and "queue_len" in run.numeric_keys("step") and run.total_epochs == 3
+    assert run.epoch_positions([25]) == pytest.approx([2.25])
+
+
+def test_plots_and_the_compare_page_pass_over_a_runs_lines_a_few_times_and_draw_the_same(tmp_path, monkeypatch):
+    """The plots and `gankit compare` of a run of 1,000,000 steps (110,000 lines) took 15-45 s each: every figure's
+    curve, key list and epoch placement passed over all its lines again, about 40 passes for the plots and 80 for the
+    page. Its lines, keys and epochs are kept (counted, not timed), and draw the same figures and page as without."""
+    from gankit.report import runs
+    from gankit.report.runs import Run
+
+    class Counted(list):
+        passes = 0
+
+        def __iter__(self):
+            Counted.passes += 1
+            return list.__iter__(self)
+
+    path = make_run(tmp_path, "r", fids=FIDS_A)
+    pictures = lambda: {p.name: p.read_bytes() for p in write_plots(path)}  # noqa: E731
+    page = lambda: re.sub(r"Generated [^.]*\.", "", write_compare_report([path], tmp_path / "r.html").read_text())  # noqa: E731
+    read = runs.read_metrics
+    monkeypatch.setattr(runs, "read_metrics", lambda p: Counted(read(p)))
+    kept = pictures()
+    assert Counted.passes < 10
+    Counted.passes = 0
+    kept_page = page()
+    assert Counted.passes < 15
+    monkeypatch.setattr(Run, "_kept_for", lambda self, key, compute: compute())
+    assert pictures() == kept and page() == kept_page
+
+
 # ------------------------------------------------------------------------------------------ plots
 
 

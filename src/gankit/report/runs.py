@@ -63,6 +63,7 @@ class Run:
     best: BestEval | None = None
     final_grid: Path | None = None
     config_problem: str = ""  # why config.yaml could not be read, when `load_run` was told to go on without it
+    _kept: dict = field(default_factory=dict, repr=False, compare=False)  # what `_kept_for` keeps
 
     @property
     def sample_epochs(self) -> list[int]:
@@ -76,6 +77,20 @@ class Run:
         attempt that crashed reappear later in the file with the same or smaller steps: a line whose step
         is not past the previous one drops the earlier lines from that step on.
         """
+        return list(self._kept_for(("lines", kind), lambda: self._latest(kind)))
+
+    def _kept_for(self, key, compute):
+        """`compute()`, kept under `key` for the next call while `metrics` is the same list of the same length: the
+        plots and the comparison page ask for a run's lines, keys and epoch ends dozens of times, each a pass over a
+        long run's 100,000 lines (their drawing took 40 s). A run re-read by `load_run` reads its lines afresh."""
+        stamp = (id(self.metrics), len(self.metrics))
+        kept = self._kept.get(key)
+        if kept is None or kept[0] != stamp:
+            kept = self._kept[key] = stamp, compute()
+        return kept[1]
+
+    def _latest(self, kind: str) -> list[dict]:
+        """`lines` of `kind`, from a pass over `metrics`."""
         kept: list[dict] = []
         for line in self.metrics:
             if line.get("kind") != kind:
@@ -159,6 +174,11 @@ class Run:
         """(steps, epochs done at them), both increasing, from step 0: the epoch lines' ends and the step and eval
         lines' `epochs_done`, the latter where both place a step (a critic step that crossed an epoch's end is past
         it)."""
+        ks, es = self._kept_for("epoch knots", self._knots)
+        return list(ks), list(es)
+
+    def _knots(self) -> tuple[list[float], list[float]]:
+        """`_epoch_knots`, from a pass over the lines."""
         points = []
         for kind, key in (("epoch", "epoch"), ("step", "epochs_done"), ("eval", "epochs_done")):
             for line in self.lines(kind):
@@ -174,6 +194,10 @@ class Run:
 
     def numeric_keys(self, kind: str) -> list[str]:
         """Metric keys with a numeric value in some line of `kind`, in order of first appearance."""
+        return list(self._kept_for(("numeric keys", kind), lambda: self._numeric_keys(kind)))
+
+    def _numeric_keys(self, kind: str) -> list[str]:
+        """`numeric_keys`, from a pass over `metrics`."""
         keys: dict[str, None] = {}
         for line in self.metrics:
             if line.get("kind") != kind:

@@ -773,6 +773,9 @@ def test_compare_imports_neither_torch_nor_torchvision(tmp_path, monkeypatch):
             line["n_real"] = line["n_fake"]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     for name in ("gankit.report.grids", "gankit.metrics", "gankit.distributed"):
+        parent, _, child = name.rpartition(".")
+        if name in sys.modules:  # (the import anew binds its package's attribute too: put back after the test, else a
+            monkeypatch.setattr(sys.modules[parent], child, sys.modules[name])  # later test patched another module)
         monkeypatch.delitem(sys.modules, name, raising=False)  # imported anew (restored after the test)
     for name in ("torch", "torchvision", "torchvision.utils"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it fails

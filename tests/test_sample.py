@@ -397,9 +397,38 @@ def test_a_grid_too_large_for_one_image_is_refused_before_drawing(trained_run, t
     assert done.value.code == 2 and err.startswith("error: --grid of") and hint in err and len(err.splitlines()) == 1
     assert not (tmp_path / "g.png").exists()
     side = (GRID_MAX_SIDE - 2) // 18  # columns of 16 px images (+2 px padding) that still fit
-    _check_grid_size(side, side, 16)
+    _check_grid_size(side, 1, 16)
     with pytest.raises(GankitError, match="16400 x 20 px"):
         _check_grid_size(side + 1, 1, 16)
+
+
+def test_a_grid_that_pillow_would_not_open_is_refused_before_drawing(trained_run, tmp_path, monkeypatch, capsys):
+    """`sample -n 600000 --grid g.png` drew a 13,952 px square grid (within 16,383 a side): 195 megapixels, which
+    Pillow refuses to open (DecompressionBombError above twice Image.MAX_IMAGE_PIXELS), and gankit's own loader
+    skips. Refused in one line before drawing, as a grid too wide is."""
+    from gankit.cli import _check_grid_size, main
+    from gankit.sample import LoadedGenerator
+
+    def no_drawing(*a, **k):
+        raise AssertionError("drew images for a grid it then refused")
+
+    monkeypatch.setattr(LoadedGenerator, "batches", no_drawing)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", "600000", "--grid", str(tmp_path / "g.png"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.splitlines() == [err], err
+    assert err.startswith("error: --grid of 775 x 775 images at 16px would be 13952 x 13952 px") and "(195 megapixels, over the 179 Pillow opens)" in err
+    assert "--out-dir DIR, or draw fewer with -n" in err and not (tmp_path / "g.png").exists()
+    from gankit.cli import grid_max_pixels
+
+    most = grid_max_pixels()
+    assert most == 2 * Image.MAX_IMAGE_PIXELS and 13952 ** 2 > most
+    side = (math.isqrt(most) - 2) // 18  # the largest square grid of 16 px images Pillow opens
+    _check_grid_size(side, side, 16)
+    with pytest.raises(GankitError, match="Pillow opens"):
+        _check_grid_size(side + 1, side, 16)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's limit lifted: only the side's
+    _check_grid_size(side + 1, side + 1, 16)
 
 
 def test_sample_without_checkpoint_is_one_line_error(tmp_path):

@@ -552,14 +552,26 @@ def _kid(r: dict) -> str:
 GRID_MAX_SIDE = 16383  # WebP's largest side; a PNG grid that wide is already 0.8 GB of pixels to build
 
 
+def grid_max_pixels() -> int | None:
+    """The most pixels a grid may have: those Pillow still opens (above twice its MAX_IMAGE_PIXELS, 179 megapixels by
+    default, Image.open raises DecompressionBombError); None where its limit is lifted."""
+    from PIL import Image
+
+    return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+
+
 def _check_grid_size(columns: int, rows: int, resolution: int, other: str = "", fix: str = "") -> None:
-    """Refuse, before drawing anything, a --grid too large to build as one image. `fix` replaces the advice to write
-    one file per image (--same-noise-labels writes one grid only)."""
+    """Refuse, before drawing anything, a --grid too large to build as one image, or for Pillow to open. `fix` replaces
+    the advice to write one file per image (--same-noise-labels writes one grid only)."""
     width, height = (k * (resolution + 2) + 2 for k in (columns, rows))  # save_image's 2 px padding
-    if max(width, height) > GRID_MAX_SIDE:
+    most = grid_max_pixels()
+    limit = (f"at most {GRID_MAX_SIDE} a side" if max(width, height) > GRID_MAX_SIDE else
+             f"{width * height / 1e6:,.0f} megapixels, over the {most / 1e6:,.0f} Pillow opens"
+             if most and width * height > most else "")
+    if limit:
         fix = fix or f"write them one per file with --out-dir DIR{other}, or draw fewer with -n"
         raise GankitError(f"--grid of {columns} x {rows} images at {resolution}px would be {width} x {height} px "
-                          f"(at most {GRID_MAX_SIDE} a side): {fix}")
+                          f"({limit}): {fix}")
 
 
 # What a grid is written as: formats that take an RGB image as it is (Pillow knows more, e.g. .xbm or .blp, that

@@ -325,7 +325,7 @@ def sample(
 
     from gankit.report.grids import grid_columns
     from gankit.sample import (DRAW_CHUNK, check_count, check_drawing_memory, check_seed, draw_record, hold_draw,
-                               images_drawn, load_run_generator, png_name, start_draw, write_png)
+                               images_drawn, load_run_generator, png_name, read_drawn, start_draw, write_png)
 
     run = _run_given("sample", run, run_option)
     if n is not None:
@@ -379,7 +379,7 @@ def sample(
                              + ("draw" if grid is None else "write there"))
             elif done:
                 console.info(f"continuing: {done:,} of {console.count(n, 'image')} already there")
-        skip = start if grid is None and not interpolate else 0  # a grid shows every image; a walk is drawn whole
+        skip = start if not interpolate else 0  # a walk is drawn whole; a grid's images in --out-dir are read back
         if interpolate:
             from gankit.sample import interpolate as walk
 
@@ -403,7 +403,7 @@ def sample(
                 if skip < n else []
         if out_dir is not None:  # drawn and written a batch at a time: 50,000 images take minutes, and no more memory
             start_draw(out_dir, record)
-            kept, i = [], skip
+            kept, i = [read_drawn(out_dir, n, skip, gen.cfg.model.channels)] if grid is not None and skip else [], skip
             try:
                 with console.progress(n - start, f"drawing into {out_dir}", "images") as bar:
                     for batch in batches:

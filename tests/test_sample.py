@@ -250,9 +250,9 @@ def test_a_kill_while_the_grid_is_written_leaves_the_grid_that_was_there(trained
 
 def test_a_continued_draw_with_a_grid_writes_the_grid_of_a_draw_that_ran_through(trained_run, tmp_path, monkeypatch,
                                                                                   capsys):
-    """`sample --grid g.png --out-dir f`, interrupted, then run again: every image is drawn again for the grid, which
-    is that of a draw that ran through (also of one without --out-dir); the pngs from the batch the draw stopped in
-    on are written (here of 4 images: 4 to 8), the others left as they are."""
+    """`sample --grid g.png --out-dir f`, interrupted, then run again: the grid, its images before the batch the draw
+    stopped in read back from their pngs, is that of a draw that ran through (also of one without --out-dir); the
+    pngs from that batch on are written (here of 4 images: 4 to 8), the others left as they are."""
     import torchvision.utils
 
     import gankit.sample
@@ -282,6 +282,27 @@ def test_a_continued_draw_with_a_grid_writes_the_grid_of_a_draw_that_ran_through
     assert sample("--grid", str(grid), "--out-dir", str(out)) == 0
     assert len(written) == 5 and len(list(out.glob("*.png"))) == 9
     assert np.array_equal(np.asarray(Image.open(grid)), np.asarray(Image.open(tmp_path / "whole.png")))
+
+
+def test_a_grid_beside_a_finished_draw_is_made_from_its_pngs(trained_run, tmp_path, monkeypatch, capsys):
+    """`sample -n N --grid g.png --out-dir d` run again over a finished d drew every image again for the grid, though
+    its pngs hold them (the same draw record: the same images). The grid is now read from them, byte for byte the
+    same, and the generator is not called."""
+    from gankit.cli import main
+    from gankit.sample import LoadedGenerator
+
+    def sample(grid):
+        with pytest.raises(SystemExit) as done:
+            main(["sample", str(trained_run), "-n", "7", "--seed", "3", "--grid", str(grid), "--out-dir",
+                  str(tmp_path / "d"), "--device", "cpu"])
+        assert done.value.code == 0
+
+    sample(tmp_path / "first.png")
+    calls, batches = [], LoadedGenerator.batches
+    monkeypatch.setattr(LoadedGenerator, "batches", lambda *a, **k: calls.append(a) or batches(*a, **k))
+    sample(tmp_path / "again.png")
+    assert not calls and (tmp_path / "again.png").read_bytes() == (tmp_path / "first.png").read_bytes()
+    assert "all 7 images are already in" in capsys.readouterr().err
 
 
 def test_a_draw_into_a_folder_is_not_continued_on_another_type_of_device(trained_run, tmp_path, capsys):
@@ -397,9 +418,38 @@ def test_a_grid_too_large_for_one_image_is_refused_before_drawing(trained_run, t
     assert done.value.code == 2 and err.startswith("error: --grid of") and hint in err and len(err.splitlines()) == 1
     assert not (tmp_path / "g.png").exists()
     side = (GRID_MAX_SIDE - 2) // 18  # columns of 16 px images (+2 px padding) that still fit
-    _check_grid_size(side, side, 16)
+    _check_grid_size(side, 1, 16)
     with pytest.raises(GankitError, match="16400 x 20 px"):
         _check_grid_size(side + 1, 1, 16)
+
+
+def test_a_grid_that_pillow_would_not_open_is_refused_before_drawing(trained_run, tmp_path, monkeypatch, capsys):
+    """`sample -n 600000 --grid g.png` drew a 13,952 px square grid (within 16,383 a side): 195 megapixels, which
+    Pillow refuses to open (DecompressionBombError above twice Image.MAX_IMAGE_PIXELS), and gankit's own loader
+    skips. Refused in one line before drawing, as a grid too wide is."""
+    from gankit.cli import _check_grid_size, main
+    from gankit.sample import LoadedGenerator
+
+    def no_drawing(*a, **k):
+        raise AssertionError("drew images for a grid it then refused")
+
+    monkeypatch.setattr(LoadedGenerator, "batches", no_drawing)
+    with pytest.raises(SystemExit) as done:
+        main(["sample", str(trained_run), "-n", "600000", "--grid", str(tmp_path / "g.png"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.splitlines() == [err], err
+    assert err.startswith("error: --grid of 775 x 775 images at 16px would be 13952 x 13952 px") and "(195 megapixels, over the 179 Pillow opens)" in err
+    assert "--out-dir DIR, or draw fewer with -n" in err and not (tmp_path / "g.png").exists()
+    from gankit.cli import grid_max_pixels
+
+    most = grid_max_pixels()
+    assert most == 2 * Image.MAX_IMAGE_PIXELS and 13952 ** 2 > most
+    side = (math.isqrt(most) - 2) // 18  # the largest square grid of 16 px images Pillow opens
+    _check_grid_size(side, side, 16)
+    with pytest.raises(GankitError, match="Pillow opens"):
+        _check_grid_size(side + 1, side, 16)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's limit lifted: only the side's
+    _check_grid_size(side + 1, side + 1, 16)
 
 
 def test_sample_without_checkpoint_is_one_line_error(tmp_path):

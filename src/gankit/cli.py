@@ -325,7 +325,7 @@ def sample(
 
     from gankit.report.grids import grid_columns
     from gankit.sample import (DRAW_CHUNK, check_count, check_drawing_memory, check_seed, draw_record, hold_draw,
-                               images_drawn, load_run_generator, png_name, start_draw, write_png)
+                               images_drawn, load_run_generator, png_name, read_drawn, start_draw, write_png)
 
     run = _run_given("sample", run, run_option)
     if n is not None:
@@ -379,7 +379,7 @@ def sample(
                              + ("draw" if grid is None else "write there"))
             elif done:
                 console.info(f"continuing: {done:,} of {console.count(n, 'image')} already there")
-        skip = start if grid is None and not interpolate else 0  # a grid shows every image; a walk is drawn whole
+        skip = start if not interpolate else 0  # a walk is drawn whole; a grid's images in --out-dir are read back
         if interpolate:
             from gankit.sample import interpolate as walk
 
@@ -403,7 +403,7 @@ def sample(
                 if skip < n else []
         if out_dir is not None:  # drawn and written a batch at a time: 50,000 images take minutes, and no more memory
             start_draw(out_dir, record)
-            kept, i = [], skip
+            kept, i = [read_drawn(out_dir, n, skip, gen.cfg.model.channels)] if grid is not None and skip else [], skip
             try:
                 with console.progress(n - start, f"drawing into {out_dir}", "images") as bar:
                     for batch in batches:
@@ -552,14 +552,26 @@ def _kid(r: dict) -> str:
 GRID_MAX_SIDE = 16383  # WebP's largest side; a PNG grid that wide is already 0.8 GB of pixels to build
 
 
+def grid_max_pixels() -> int | None:
+    """The most pixels a grid may have: those Pillow still opens (above twice its MAX_IMAGE_PIXELS, 179 megapixels by
+    default, Image.open raises DecompressionBombError); None where its limit is lifted."""
+    from PIL import Image
+
+    return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+
+
 def _check_grid_size(columns: int, rows: int, resolution: int, other: str = "", fix: str = "") -> None:
-    """Refuse, before drawing anything, a --grid too large to build as one image. `fix` replaces the advice to write
-    one file per image (--same-noise-labels writes one grid only)."""
+    """Refuse, before drawing anything, a --grid too large to build as one image, or for Pillow to open. `fix` replaces
+    the advice to write one file per image (--same-noise-labels writes one grid only)."""
     width, height = (k * (resolution + 2) + 2 for k in (columns, rows))  # save_image's 2 px padding
-    if max(width, height) > GRID_MAX_SIDE:
+    most = grid_max_pixels()
+    limit = (f"at most {GRID_MAX_SIDE} a side" if max(width, height) > GRID_MAX_SIDE else
+             f"{width * height / 1e6:,.0f} megapixels, over the {most / 1e6:,.0f} Pillow opens"
+             if most and width * height > most else "")
+    if limit:
         fix = fix or f"write them one per file with --out-dir DIR{other}, or draw fewer with -n"
         raise GankitError(f"--grid of {columns} x {rows} images at {resolution}px would be {width} x {height} px "
-                          f"(at most {GRID_MAX_SIDE} a side): {fix}")
+                          f"({limit}): {fix}")
 
 
 # What a grid is written as: formats that take an RGB image as it is (Pillow knows more, e.g. .xbm or .blp, that

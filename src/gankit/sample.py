@@ -364,6 +364,20 @@ def write_png(image: torch.Tensor, path: Path) -> None:
     _atomic_write(path, lambda f: save_image(image, f, format="png", normalize=True, value_range=(-1, 1)), sync=False)
 
 
+def read_drawn(folder: Path, n: int, k: int, channels: int) -> torch.Tensor:
+    """The first k images of a draw of n into `folder` (`images_drawn` counts them) as `write_png` wrote them: NCHW,
+    float32 in [-1, 1], of `channels` (a one-channel image's png is grey RGB). In a grid they give the same bytes as the
+    images drawn again, which it too keeps as 8 bits, so a --grid beside a finished --out-dir draws nothing."""
+    import numpy as np
+    from PIL import Image
+
+    def read(i: int) -> torch.Tensor:
+        with Image.open(folder / png_name(i, n)) as im:
+            return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)[:channels]
+
+    return torch.stack([read(i) for i in range(k)]).float() / 127.5 - 1
+
+
 def draw_record(gen: LoadedGenerator, n: int, seed: int, classes: list[int], interpolate: bool) -> dict:
     """What the images of `sample --out-dir` are made of: the weights (their file's sha256), -n, --seed, the classes
     of --label, --interpolate and the device's type (cpu, cuda...: another rounds otherwise). The same record, the

@@ -610,30 +610,31 @@ def test_only_the_first_process_of_all_speaks_not_each_machines_first(monkeypatc
     assert capsys.readouterr().err == "warning: once\n"
 
 
+def _fds_1_and_2_after(tmp_path, pair: str, then: str) -> str:
+    """Where fds 1 and 2 of a child process point after `then` (code), both having been put on the second end of
+    `pair` (code: a pty's leader and terminal, a pipe's reader and writer) and both ends closed: a dead terminal or a
+    pipe that nothing reads."""
+    script = (f"import os, pty, typer\nfrom gankit import console\nother, end = {pair}\n"
+              "os.dup2(end, 1); os.dup2(end, 2); os.close(end); os.close(other)\n" + then +
+              f"open({str(tmp_path / 'fds')!r}, 'w').write(os.readlink('/proc/self/fd/1') + ' ' + "
+              "os.readlink('/proc/self/fd/2'))\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 0
+    return (tmp_path / "fds").read_text()
+
+
 def test_a_terminal_gone_sends_stdout_and_stderr_to_dev_null(tmp_path):
     """After a hang-up both fds that went to the dead terminal point at /dev/null. They stayed on it: a hung-up
     terminal makes `os.isatty` say False (not raise), so nothing was redirected, and only writes through Python's
     own streams were kept from failing (torch's C-level warnings, child processes and os.write were not)."""
-    script = ("import os, pty\nfrom gankit import console\nleader, terminal = pty.openpty()\n"
-              "os.dup2(terminal, 1); os.dup2(terminal, 2); os.close(terminal); os.close(leader)\n"
-              "console.terminal_gone()\n"
-              f"open({str(tmp_path / 'fds')!r}, 'w').write(os.readlink('/proc/self/fd/1') + ' ' + "
-              "os.readlink('/proc/self/fd/2'))\n")
-    assert subprocess.run([sys.executable, "-c", script]).returncode == 0
-    assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
+    assert _fds_1_and_2_after(tmp_path, "pty.openpty()", "console.terminal_gone()\n") == "/dev/null /dev/null"
 
 
 def test_a_pipe_that_nothing_reads_any_more_does_not_stop_the_command(tmp_path):
     """`gankit train ... 2>&1 | head -3`: the next line after head's third (an epoch's) failed with EPIPE, which click
     made a silent exit 1 in the middle of the training; now both fds point at /dev/null and the command goes on (its
     lines through Python's streams, typer.echo's and the C level's too), while a file's other failures still raise."""
-    script = ("import os, sys, typer\nfrom gankit import console\nreader, writer = os.pipe()\n"
-              "os.dup2(writer, 1); os.dup2(writer, 2); os.close(writer); os.close(reader)\n"
-              "console.guard_terminal()\nconsole.info('an epoch line')\ntyper.echo('done')\nprint('x', flush=True)\n"
-              f"open({str(tmp_path / 'fds')!r}, 'w').write(os.readlink('/proc/self/fd/1') + ' ' + "
-              "os.readlink('/proc/self/fd/2'))\n")
-    assert subprocess.run([sys.executable, "-c", script]).returncode == 0
-    assert (tmp_path / "fds").read_text() == "/dev/null /dev/null"
+    then = "console.guard_terminal()\nconsole.info('an epoch line')\ntyper.echo('done')\nprint('x', flush=True)\n"
+    assert _fds_1_and_2_after(tmp_path, "os.pipe()", then) == "/dev/null /dev/null"
 
 
 def test_a_failed_terminal_write_is_dropped_where_there_is_no_termios(monkeypatch):
